@@ -1,0 +1,79 @@
+/**
+ * What the server asks of an agent. `sandstorm up` calls a local agent in the same process; a
+ * remote agent (over gRPC) implements the same interface.
+ */
+import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+
+/** A sandbox to create, with everything already validated and defaulted by the server. */
+export interface AgentCreateRequest {
+  id: string
+  template: string
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+  env: Record<string, string>
+  network: 'none'
+}
+
+/** A sandbox as the agent holds it. */
+export interface AgentSandbox {
+  id: string
+  template: string
+  runtime: string
+  status: 'running' | 'paused' | 'stopped'
+}
+
+/** A command to start, validated by the server. */
+export interface AgentExecRequest {
+  argv: string[]
+  env: Record<string, string>
+  cwd?: string
+  user?: string
+  stdin?: Uint8Array
+  keepStdin?: boolean
+  timeoutMs?: number
+}
+
+/** Capacity and identity an agent reports. */
+export interface AgentInfo {
+  id: string
+  hostname: string
+  runtimes: string[]
+  cpus: number
+  memoryMiB: number
+}
+
+/** The agent's side of every sandbox operation. Errors are SandstormErrors with a code. */
+export interface AgentApi {
+  info(): AgentInfo
+  templates(options?: CallOptions): Promise<TemplateInfo[]>
+  create(req: AgentCreateRequest, options?: CallOptions): Promise<AgentSandbox>
+  destroy(id: string, options?: CallOptions): Promise<void>
+  /** Sandboxes that run on this host now (used to adopt them after a restart). */
+  list(options?: CallOptions): Promise<AgentSandbox[]>
+  pause(id: string, options?: CallOptions): Promise<void>
+  resume(id: string, options?: CallOptions): Promise<void>
+
+  /** Starts a command; resolves once it has started, with its pid. */
+  exec(id: string, req: AgentExecRequest, options?: CallOptions): Promise<{ pid: number }>
+  /**
+   * Follows a process: replays the output it has kept so far, then streams the rest, and ends
+   * with an `end` event. Cancelling the signal stops following; it does not kill the process.
+   */
+  follow(id: string, pid: number, options?: CallOptions): AsyncIterable<ExecEvent>
+  /** Waits for a process to end. */
+  wait(id: string, pid: number, options?: CallOptions): Promise<ProcessResult>
+  processes(id: string, options?: CallOptions): Promise<ProcessInfo[]>
+  signal(id: string, pid: number, signal: NodeJS.Signals, options?: CallOptions): Promise<void>
+  writeStdin(id: string, pid: number, data: Uint8Array | null, close: boolean, options?: CallOptions): Promise<void>
+
+  readFile(id: string, path: string, options?: CallOptions): AsyncIterable<Uint8Array>
+  writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<void>
+  listDir(id: string, path: string, options?: CallOptions): Promise<EntryInfo[]>
+  stat(id: string, path: string, options?: CallOptions): Promise<EntryInfo>
+  mkdir(id: string, path: string, parents: boolean, options?: CallOptions): Promise<void>
+  remove(id: string, path: string, recursive: boolean, options?: CallOptions): Promise<void>
+  rename(id: string, from: string, to: string, options?: CallOptions): Promise<void>
+  /** Stops the agent; its sandboxes keep running (they are adopted by the next start). */
+  close(): Promise<void>
+}

@@ -1,0 +1,96 @@
+/**
+ * The interface every isolation backend implements (runc containers, QEMU microVMs). All
+ * backends run the same contract suite (contract.ts); a backend that cannot do a case lists it
+ * by name with its reason.
+ */
+import type { CallOptions, EntryInfo, ProcessResult } from '../shared/index.js'
+
+/** The root filesystem a sandbox starts from, as the template store resolves it. */
+export interface RootfsSpec {
+  /** Read-only layers, topmost first (overlay `lowerdir` order). */
+  lowerDirs: string[]
+  /** Host directories bind-mounted read-only into the sandbox (e.g. the host's /usr). */
+  readonlyBinds: { source: string; target: string }[]
+}
+
+/** What a sandbox is made with. */
+export interface SandboxSpec {
+  id: string
+  rootfs: RootfsSpec
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+  /** Environment every command gets, before its own. */
+  env: Record<string, string>
+  hostname: string
+  network: 'none'
+}
+
+/** A sandbox as the backend sees it on the host. */
+export interface RuntimeSandbox {
+  id: string
+  status: 'running' | 'paused' | 'stopped'
+  /** Host pid of the sandbox's init, when it runs. */
+  pid: number | null
+}
+
+/** One command to start inside a sandbox. */
+export interface ExecSpec {
+  argv: string[]
+  env: Record<string, string>
+  cwd: string
+  /** Numeric uid and gid; the agent resolves names. */
+  uid: number
+  gid: number
+  /** Kills the whole process tree after this long. */
+  timeoutMs?: number
+}
+
+/** A running command. Output arrives through the callbacks; `result` settles when it ends. */
+export interface RuntimeProcess {
+  /** Pid inside the sandbox. */
+  readonly pid: number
+  readonly result: Promise<ProcessResult>
+  writeStdin(data: Uint8Array): Promise<void>
+  closeStdin(): void
+  /** Sends a signal to the command's whole process tree. Safe to call after it ended. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+}
+
+/** Where a process's output goes. */
+export interface OutputSink {
+  onStdout(chunk: Uint8Array): void
+  onStderr(chunk: Uint8Array): void
+}
+
+/** Host-side usage of one sandbox. */
+export interface SandboxStats {
+  memoryBytes: number
+  cpuNanos: number
+  pids: number
+}
+
+/** An isolation backend. Every method takes `{ signal, timeoutMs }`. */
+export interface RuntimeBackend {
+  readonly name: string
+  /** Starts a sandbox; on failure leaves nothing behind. */
+  create(spec: SandboxSpec, options?: CallOptions): Promise<RuntimeSandbox>
+  /** Stops and removes a sandbox and everything it held on the host. Safe to call twice. */
+  destroy(id: string, options?: CallOptions): Promise<void>
+  /** Sandboxes this backend finds on the host (for adoption after a restart). */
+  list(options?: CallOptions): Promise<RuntimeSandbox[]>
+  pause(id: string, options?: CallOptions): Promise<void>
+  resume(id: string, options?: CallOptions): Promise<void>
+  stats(id: string, options?: CallOptions): Promise<SandboxStats>
+  exec(id: string, spec: ExecSpec, sink: OutputSink, options?: CallOptions): Promise<RuntimeProcess>
+
+  readFile(id: string, path: string, options?: CallOptions): AsyncIterable<Uint8Array>
+  writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<void>
+  listDir(id: string, path: string, options?: CallOptions): Promise<EntryInfo[]>
+  stat(id: string, path: string, options?: CallOptions): Promise<EntryInfo>
+  mkdir(id: string, path: string, parents: boolean, options?: CallOptions): Promise<void>
+  remove(id: string, path: string, recursive: boolean, options?: CallOptions): Promise<void>
+  rename(id: string, from: string, to: string, options?: CallOptions): Promise<void>
+  /** Resolves a user name to uid and gid by reading the sandbox's own /etc/passwd from inside. */
+  resolveUser(id: string, user: string, options?: CallOptions): Promise<{ uid: number; gid: number; home: string }>
+}

@@ -1,0 +1,166 @@
+/**
+ * The HTTP API under /v1: request schemas (validated once, at the server's edge) and the shapes of
+ * responses. The SDK builds its requests from the same types.
+ */
+import { z } from 'zod'
+
+/** Upper bounds that a request may ask for; a server may set lower ones. */
+export const limits = {
+  maxMemoryMiB: 64 * 1024,
+  minMemoryMiB: 16,
+  maxCpus: 64,
+  maxTimeoutMs: 7 * 24 * 3600 * 1000,
+  maxPids: 32768,
+} as const
+
+const labelKey = z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'a label key of letters, digits, _ . - / (1-63 chars)')
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+
+/** An absolute path inside a sandbox. */
+export const sandboxPath = z
+  .string()
+  .min(1, 'a path')
+  .max(4096)
+  .refine((p) => p.startsWith('/'), 'an absolute path (starting with /)')
+  .refine((p) => !p.includes('\0'), 'a path without NUL bytes')
+
+/** POST /v1/sandboxes */
+export const createSandboxBody = z.strictObject({
+  template: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'a template name such as "debian"').default('debian'),
+  memoryMiB: z.number().int().min(limits.minMemoryMiB).max(limits.maxMemoryMiB).optional(),
+  cpus: z.number().positive().max(limits.maxCpus).optional(),
+  pidsMax: z.number().int().min(16).max(limits.maxPids).optional(),
+  timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
+  labels: z.record(labelKey, z.string().max(256)).optional(),
+  env: z.record(envName, z.string()).optional(),
+  network: z.enum(['none']).optional(),
+})
+export type CreateSandboxRequest = z.input<typeof createSandboxBody>
+
+/** POST /v1/sandboxes/:id/timeout */
+export const setTimeoutBody = z.strictObject({
+  timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs),
+})
+
+/** POST /v1/sandboxes/:id/exec */
+export const execBody = z
+  .strictObject({
+    /** A shell string, run with /bin/sh -c. */
+    cmd: z.string().min(1).optional(),
+    /** An argv, run as it is. */
+    argv: z.array(z.string()).min(1).optional(),
+    env: z.record(envName, z.string()).optional(),
+    cwd: sandboxPath.optional(),
+    /** User to run as: a name from the sandbox's /etc/passwd or a uid. @default 'root' */
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$|^[0-9]+$/, 'a user name or uid').optional(),
+    /** Bytes given on stdin (base64); stdin is then closed unless `keepStdin` is set. */
+    stdinBase64: z.string().optional(),
+    /** Keep stdin open for POST .../processes/:pid/stdin. */
+    keepStdin: z.boolean().optional(),
+    /** Kills the command's whole process tree after this long. */
+    timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
+    /** Return as soon as it starts; the process is then listed and can be followed or killed. */
+    background: z.boolean().optional(),
+  })
+  .refine((b) => (b.cmd === undefined) !== (b.argv === undefined), 'exactly one of "cmd" (a shell string) or "argv" (an array)')
+export type ExecRequest = z.input<typeof execBody>
+
+/** POST /v1/sandboxes/:id/processes/:pid/signal */
+export const signalBody = z.strictObject({
+  signal: z.enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGKILL'),
+})
+
+/** POST /v1/sandboxes/:id/processes/:pid/stdin */
+export const stdinBody = z.strictObject({
+  dataBase64: z.string().optional(),
+  close: z.boolean().optional(),
+})
+
+/** Query of the file routes. */
+export const pathQuery = z.strictObject({ path: sandboxPath })
+
+/** POST /v1/sandboxes/:id/fs/mkdir */
+export const mkdirBody = z.strictObject({ path: sandboxPath, parents: z.boolean().default(true) })
+/** POST /v1/sandboxes/:id/fs/remove */
+export const removeBody = z.strictObject({ path: sandboxPath, recursive: z.boolean().default(false) })
+/** POST /v1/sandboxes/:id/fs/rename */
+export const renameBody = z.strictObject({ from: sandboxPath, to: sandboxPath })
+
+/** State of a sandbox as the catalog knows it. */
+export type SandboxState = 'starting' | 'running' | 'paused' | 'stopped' | 'lost'
+
+/** A sandbox as the API returns it. */
+export interface SandboxInfo {
+  id: string
+  template: string
+  state: SandboxState
+  runtime: string
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+  labels: Record<string, string>
+  createdAt: string
+  /** When the sandbox will be destroyed unless its timeout is extended. */
+  expiresAt: string
+}
+
+/** One event of an exec stream (NDJSON, one object per line). Output bytes are base64. */
+export type ExecEvent =
+  | { type: 'start'; pid: number }
+  | { type: 'stdout'; data: string }
+  | { type: 'stderr'; data: string }
+  | { type: 'end'; result: ProcessResult }
+
+/** How a process ended. */
+export interface ProcessResult {
+  /** Exit status; for a process ended by a signal, 128 + the signal's number, as a shell reports it. */
+  exitCode: number
+  /** The signal that Sandstorm sent to end it (timeout, kill, OOM), if it did. */
+  signal: string | null
+  timedOut: boolean
+  oomKilled: boolean
+  durationMs: number
+}
+
+/** A process started by exec, as listed. */
+export interface ProcessInfo {
+  pid: number
+  argv: string[]
+  cwd: string
+  startedAt: string
+  running: boolean
+  result: ProcessResult | null
+}
+
+/** Type of a file-system entry. */
+export type EntryType = 'file' | 'dir' | 'symlink' | 'other'
+
+/** A file-system entry inside a sandbox. */
+export interface EntryInfo {
+  name: string
+  path: string
+  type: EntryType
+  size: number
+  /** Permission bits, e.g. 0o644. */
+  mode: number
+  uid: number
+  gid: number
+  modifiedAt: string
+}
+
+/** A template as listed. */
+export interface TemplateInfo {
+  name: string
+  version: number
+  description: string
+  sizeBytes: number
+  buildMs: number
+  builtAt: string
+  defaults: { memoryMiB: number; cpus: number }
+}
+
+/** The body of every error response. */
+export interface ErrorBody {
+  code: string
+  message: string
+}

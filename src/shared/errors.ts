@@ -1,0 +1,84 @@
+/** The fixed set of error codes used on every boundary: runtime, agent, HTTP API and SDK. */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'unauthenticated'
+  | 'permission_denied'
+  | 'not_found'
+  | 'already_exists'
+  | 'failed_precondition'
+  | 'payload_too_large'
+  | 'resource_exhausted'
+  | 'deadline_exceeded'
+  | 'canceled'
+  | 'unavailable'
+  | 'internal'
+
+/** HTTP status for each code; the one place where a code becomes a status. */
+export const httpStatusOf: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 409,
+  payload_too_large: 413,
+  resource_exhausted: 429,
+  deadline_exceeded: 504,
+  canceled: 499,
+  unavailable: 503,
+  internal: 500,
+}
+
+/**
+ * The one error class of Sandstorm. `message` is safe to show a client; `cause` is kept for logs
+ * and never sent on the wire.
+ */
+export class SandstormError extends Error {
+  override readonly name = 'SandstormError'
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+
+  /** Wraps anything thrown into a SandstormError, keeping SandstormErrors as they are. */
+  static from(err: unknown, fallback: ErrorCode = 'internal'): SandstormError {
+    if (err instanceof SandstormError) return err
+    if (isAbortError(err)) return new SandstormError('canceled', 'the operation was canceled', { cause: err })
+    const message = err instanceof Error ? err.message : String(err)
+    return new SandstormError(fallback, message, { cause: err })
+  }
+}
+
+/** Is this the error that an aborted AbortSignal throws? */
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR')
+}
+
+/** Maps an errno code from node:fs or a helper to an error code. */
+export function codeOfErrno(errno: string | undefined): ErrorCode {
+  switch (errno) {
+    case 'ENOENT':
+      return 'not_found'
+    case 'EEXIST':
+    case 'ENOTEMPTY':
+      return 'already_exists'
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return 'permission_denied'
+    case 'EISDIR':
+    case 'ENOTDIR':
+    case 'EINVAL':
+    case 'ENAMETOOLONG':
+      return 'invalid_argument'
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EFBIG':
+      return 'resource_exhausted'
+    default:
+      return 'internal'
+  }
+}
