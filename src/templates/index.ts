@@ -1,0 +1,10 @@
+/** Building and resolving templates: named, versioned, read-only root filesystems. */
+export {
+  createTemplateStore,
+  type ResolvedTemplate,
+  type TemplateBuildOptions,
+  type TemplateStore,
+  type TemplateStoreOptions,
+} from './template-store.js'
+export { templateNamePattern } from './template-name.js'
+export { defaultDebianMirror } from './debian-recipe.js'

@@ -1,0 +1,23 @@
+import type { Logger } from '../shared/index.js'
+import type { RootfsSpec } from '../runtime/backend.js'
+
+/** What a recipe gets while it fills a root filesystem. */
+export interface RecipeContext {
+  /** Name of the template being built, for logs. */
+  name: string
+  logger: Logger
+  onProgress: (line: string) => void
+  signal: AbortSignal | undefined
+  /** Debian mirror URL, for recipes that download packages. */
+  mirror: string | undefined
+}
+
+/** How one kind of template is made: its defaults and the steps that fill an empty directory. */
+export interface TemplateRecipe {
+  description: string
+  defaults: { memoryMiB: number; cpus: number }
+  /** Host directories every sandbox of this template sees read-only. */
+  readonlyBinds: RootfsSpec['readonlyBinds']
+  /** Fills `rootfs` (an empty directory that nothing else uses yet). */
+  build(rootfs: string, context: RecipeContext): Promise<void>
+}

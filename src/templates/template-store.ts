@@ -1,0 +1,287 @@
+/**
+ * The template store: named, versioned, read-only root filesystems under one directory.
+ *
+ *   <dir>/<name>/<version>/rootfs/         the tree
+ *   <dir>/<name>/<version>/template.json   its TemplateInfo (and the binds it needs)
+ *   <dir>/<name>/current -> <version>      switched atomically (a new symlink renamed over)
+ *
+ * A build fills `<dir>/.build-<name>-<random>` and renames it into place only when complete, so a
+ * half-made template is never listed; what a crash leaves is removed when a store is next created.
+ */
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { z } from 'zod'
+import { SandstormError, silentLogger, throwIfAborted, type Logger, type TemplateInfo } from '../shared/index.js'
+import type { RootfsSpec } from '../runtime/backend.js'
+import { acquireBuildLock, isAlive, lockOwner, stagedLockPid } from './build-lock.js'
+import { debianRecipe } from './debian-recipe.js'
+import { hostRecipe } from './host-recipe.js'
+import type { TemplateRecipe } from './recipe.js'
+import { checkTemplateName } from './template-name.js'
+import { removeTree, treeSizeBytes } from './tree.js'
+
+/** Options of createTemplateStore. */
+export interface TemplateStoreOptions {
+  /** Directory holding all templates; made if missing. */
+  dir: string
+  /** @default silentLogger() */
+  logger?: Logger
+}
+
+/** Options of TemplateStore.build. */
+export interface TemplateBuildOptions {
+  /** Gets each progress line (debootstrap's `I: Retrieving ...` lines, for instance). */
+  onProgress?: (line: string) => void
+  /** Cancels the build; nothing of it is left behind. */
+  signal?: AbortSignal
+  /** Build a new version even if one exists, and make it current. @default false */
+  force?: boolean
+  /** Debian mirror URL. @default process.env.SANDSTORM_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian' */
+  mirror?: string
+}
+
+/** A template ready to start sandboxes from. */
+export interface ResolvedTemplate {
+  info: TemplateInfo
+  rootfs: RootfsSpec
+}
+
+/** Lists, resolves and builds templates. */
+export interface TemplateStore {
+  /** Templates that are built, the current version of each, sorted by name. */
+  list(): Promise<TemplateInfo[]>
+  /** The current version of a template; not_found if it is not built. */
+  resolve(name: string): Promise<ResolvedTemplate>
+  /** Builds a default template ('debian' | 'host'); a no-op returning the existing one unless `force`. */
+  build(name: string, options?: TemplateBuildOptions): Promise<TemplateInfo>
+}
+
+/** Options for tests only (not exported from index.ts): replace the recipes. */
+export interface TemplateStoreInternals {
+  recipes?: Record<string, TemplateRecipe>
+}
+
+/** template.json: a TemplateInfo and the read-only binds of the template. */
+const storedTemplateSchema = z.object({
+  name: z.string(),
+  version: z.number().int().positive(),
+  description: z.string(),
+  sizeBytes: z.number().int().nonnegative(),
+  buildMs: z.number().nonnegative(),
+  builtAt: z.string(),
+  defaults: z.object({ memoryMiB: z.number().int().positive(), cpus: z.number().positive() }),
+  readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })).default([]),
+})
+type StoredTemplate = z.infer<typeof storedTemplateSchema>
+
+const versionPattern = /^[1-9][0-9]*$/
+
+/** Opens the template store in `options.dir`, removing what crashed builds left there. */
+export function createTemplateStore(options: TemplateStoreOptions & TemplateStoreInternals): TemplateStore {
+  const dir = resolve(options.dir)
+  const logger = options.logger ?? silentLogger()
+  const recipes = options.recipes ?? { debian: debianRecipe, host: hostRecipe }
+  const buildable = Object.keys(recipes).sort()
+  // Builds of one name run one after another in this process; the lock file covers other processes.
+  const queues = new Map<string, Promise<unknown>>()
+  const ready = removeLeftovers(dir, logger)
+
+  /** The current version of `name`, or null if none is built. */
+  async function readCurrent(name: string): Promise<{ stored: StoredTemplate; versionDir: string } | null> {
+    let target: string
+    try {
+      target = await readlink(join(dir, name, 'current'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw err
+    }
+    if (!versionPattern.test(target)) {
+      throw new SandstormError('internal', `template "${name}": expected "current" to point at a version number, found "${target}"`)
+    }
+    const versionDir = join(dir, name, target)
+    const raw = await readFile(join(versionDir, 'template.json'), 'utf8')
+    const parsed = storedTemplateSchema.safeParse(JSON.parse(raw))
+    if (!parsed.success) {
+      throw new SandstormError('internal', `template "${name}" v${target}: template.json is not valid: ${parsed.error.message}`)
+    }
+    return { stored: parsed.data, versionDir }
+  }
+
+  async function list(): Promise<TemplateInfo[]> {
+    await ready
+    const out: TemplateInfo[] = []
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue
+      try {
+        const current = await readCurrent(entry.name)
+        if (current) out.push(toInfo(current.stored))
+      } catch (err) {
+        // One broken template must not hide the others.
+        logger.warn({ template: entry.name, err }, 'skipping a template that cannot be read')
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async function resolveTemplate(name: string): Promise<ResolvedTemplate> {
+    checkTemplateName(name)
+    await ready
+    const current = await readCurrent(name)
+    if (!current) {
+      const built = (await list()).map((t) => t.name)
+      const hint = buildable.includes(name) ? `; build it with \`sandstorm template build ${name}\`` : ''
+      const expected = built.length > 0 ? `expected one of ${built.join(', ')}` : 'no template is built yet'
+      throw new SandstormError('not_found', `unknown template "${name}": ${expected}${hint}`)
+    }
+    return {
+      info: toInfo(current.stored),
+      rootfs: { lowerDirs: [join(current.versionDir, 'rootfs')], readonlyBinds: current.stored.readonlyBinds },
+    }
+  }
+
+  async function build(name: string, buildOptions: TemplateBuildOptions = {}): Promise<TemplateInfo> {
+    checkTemplateName(name)
+    const recipe = recipes[name]
+    if (!recipe) {
+      throw new SandstormError('invalid_argument', `cannot build template "${name}": expected one of ${buildable.join(', ')}`)
+    }
+    await ready
+    const previous = queues.get(name) ?? Promise.resolve()
+    const run = previous.then(() => buildOne(name, recipe, buildOptions))
+    const settled = run.catch(() => undefined)
+    queues.set(name, settled)
+    void settled.then(() => {
+      if (queues.get(name) === settled) queues.delete(name)
+    })
+    return run
+  }
+
+  async function buildOne(name: string, recipe: TemplateRecipe, buildOptions: TemplateBuildOptions): Promise<TemplateInfo> {
+    const { signal, force = false } = buildOptions
+    throwIfAborted(signal)
+    if (!force) {
+      const existing = await readCurrent(name)
+      if (existing) return toInfo(existing.stored)
+    }
+    const lock = await acquireBuildLock(dir, name)
+    try {
+      if (!force) {
+        // Another process may have finished the same build while we waited for the lock.
+        const existing = await readCurrent(name)
+        if (existing) return toInfo(existing.stored)
+      }
+      const info = await buildIntoPlace(name, recipe, buildOptions)
+      await switchCurrent(name, info.version)
+      logger.info({ template: name, version: info.version, sizeBytes: info.sizeBytes, buildMs: info.buildMs }, 'template built')
+      return info
+    } finally {
+      await lock.release()
+    }
+  }
+
+  /** Builds in a temp dir and renames it to `<dir>/<name>/<version>`; on any failure removes it. */
+  async function buildIntoPlace(name: string, recipe: TemplateRecipe, buildOptions: TemplateBuildOptions): Promise<TemplateInfo> {
+    const { signal } = buildOptions
+    const startedMs = Date.now()
+    const tmp = join(dir, `.build-${name}-${randomBytes(4).toString('hex')}`)
+    logger.info({ template: name, tmp }, 'building template')
+    try {
+      const rootfs = join(tmp, 'rootfs')
+      await mkdir(rootfs, { recursive: true })
+      await chmod(rootfs, 0o755)
+      await recipe.build(rootfs, {
+        name,
+        logger,
+        onProgress: buildOptions.onProgress ?? (() => undefined),
+        signal,
+        mirror: buildOptions.mirror,
+      })
+      throwIfAborted(signal)
+      const sizeBytes = await treeSizeBytes(rootfs)
+      await mkdir(join(dir, name), { recursive: true })
+      const version = await nextVersion(join(dir, name))
+      const stored: StoredTemplate = {
+        name,
+        version,
+        description: recipe.description,
+        sizeBytes,
+        buildMs: Date.now() - startedMs,
+        builtAt: new Date().toISOString(),
+        defaults: { ...recipe.defaults },
+        readonlyBinds: recipe.readonlyBinds.map((b) => ({ ...b })),
+      }
+      await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
+      throwIfAborted(signal)
+      await rename(tmp, join(dir, name, String(version)))
+      return toInfo(stored)
+    } catch (err) {
+      await removeTree(tmp).catch((rmErr: unknown) => logger.error({ template: name, tmp, err: rmErr }, 'could not remove a failed build'))
+      // A step that failed because of the cancel says so, rather than how it happened to die.
+      if (signal?.aborted) throwIfAborted(signal)
+      throw SandstormError.from(err)
+    }
+  }
+
+  async function switchCurrent(name: string, version: number): Promise<void> {
+    const staged = join(dir, name, `.current-${randomBytes(4).toString('hex')}`)
+    await symlink(String(version), staged)
+    try {
+      await rename(staged, join(dir, name, 'current'))
+    } catch (err) {
+      await unlink(staged).catch(() => undefined)
+      throw err
+    }
+  }
+
+  return { list, resolve: resolveTemplate, build }
+}
+
+function toInfo(stored: StoredTemplate): TemplateInfo {
+  const { readonlyBinds: _binds, ...info } = stored
+  return info
+}
+
+/** One more than the highest version in `nameDir` (older versions stay, for rollback). */
+async function nextVersion(nameDir: string): Promise<number> {
+  let highest = 0
+  for (const entry of await readdir(nameDir)) {
+    if (versionPattern.test(entry)) highest = Math.max(highest, Number(entry))
+  }
+  return highest + 1
+}
+
+/**
+ * Removes `.build-*` dirs, staged `current` links and staged lock files that a crashed process
+ * left, but never those of a build that a live process is running right now.
+ */
+async function removeLeftovers(dir: string, logger: Logger): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  const busy = async (name: string): Promise<boolean> => {
+    const owner = await lockOwner(dir, name)
+    return owner !== null && isAlive(owner)
+  }
+  try {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const build = /^\.build-(.+)-[0-9a-f]{8}$/.exec(entry.name)
+      if (build?.[1] !== undefined && !(await busy(build[1]))) {
+        logger.warn({ path: join(dir, entry.name) }, 'removing a build left by a crash')
+        await removeTree(join(dir, entry.name))
+        continue
+      }
+      const stagedPid = stagedLockPid(entry.name)
+      if (stagedPid !== null && !isAlive(stagedPid)) {
+        await unlink(join(dir, entry.name)).catch(() => undefined)
+        continue
+      }
+      if (entry.isDirectory() && !entry.name.startsWith('.') && !(await busy(entry.name))) {
+        for (const inner of await readdir(join(dir, entry.name))) {
+          if (inner.startsWith('.current-')) await unlink(join(dir, entry.name, inner)).catch(() => undefined)
+        }
+      }
+    }
+  } catch (err) {
+    // Leftovers waste space but break nothing; the store stays usable.
+    logger.warn({ dir, err }, 'could not clean up leftovers of crashed builds')
+  }
+}

@@ -1,0 +1,56 @@
+/** Measuring and removing directory trees that a build made. */
+import { lstat, readFile, readdir, rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { execa } from 'execa'
+
+/** Sum of the sizes of the regular files and symlinks under `dir`, each hard-linked inode once. */
+export async function treeSizeBytes(dir: string): Promise<number> {
+  const seen = new Set<string>()
+  let total = 0
+  for (const entry of await readdir(dir, { recursive: true })) {
+    const st = await lstat(join(dir, entry))
+    if (!st.isFile() && !st.isSymbolicLink()) continue
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`
+      if (seen.has(key)) continue
+      seen.add(key)
+    }
+    total += st.size
+  }
+  return total
+}
+
+/**
+ * Removes a tree that a build may have left half made. debootstrap mounts /proc and /sys inside
+ * its target and a killed run leaves them mounted; a recursive delete would walk into them, so
+ * every mount below `dir` is detached first, deepest first.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  const mounts = await mountsUnder(dir)
+  for (const mountPoint of mounts) await execa('umount', ['-l', mountPoint], { stdin: 'ignore' })
+  await rm(dir, { recursive: true, force: true })
+}
+
+/** Mount points strictly below `dir`, deepest first. */
+async function mountsUnder(dir: string): Promise<string[]> {
+  let table: string
+  try {
+    table = await readFile('/proc/self/mountinfo', 'utf8')
+  } catch {
+    return []
+  }
+  const prefix = `${resolve(dir)}/`
+  const found: string[] = []
+  for (const line of table.split('\n')) {
+    const field = line.split(' ')[4]
+    if (field === undefined) continue
+    const mountPoint = unescapeMountinfo(field)
+    if (mountPoint.startsWith(prefix)) found.push(mountPoint)
+  }
+  return found.sort((a, b) => b.length - a.length)
+}
+
+/** mountinfo writes space, tab, newline and backslash as octal escapes such as `\040`. */
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
+}
