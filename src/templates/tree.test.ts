@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict'
+import { link, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { removeTree, treeSizeBytes } from './tree.js'
+
+let root: string
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'sandstorm-tree-'))
+})
+after(async () => {
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('treeSizeBytes', () => {
+  it('sums files and symlinks, counting a hard-linked file once', async () => {
+    const dir = join(root, 'sized')
+    await mkdir(join(dir, 'a/b'), { recursive: true })
+    await writeFile(join(dir, 'one'), 'x'.repeat(100))
+    await writeFile(join(dir, 'a/b/two'), 'y'.repeat(20))
+    await link(join(dir, 'one'), join(dir, 'a/one-again'))
+    await symlink('a/b/two', join(dir, 'link')) // 7 bytes of target
+    assert.equal(await treeSizeBytes(dir), 127)
+  })
+})
+
+describe('removeTree', () => {
+  it('removes a tree and is safe to call twice', async () => {
+    const dir = join(root, 'gone')
+    await mkdir(join(dir, 'x/y'), { recursive: true })
+    await writeFile(join(dir, 'x/y/f'), 'z')
+    await removeTree(dir)
+    await removeTree(dir)
+    await assert.rejects(stat(dir), { code: 'ENOENT' })
+  })
+})
