@@ -1,0 +1,78 @@
+/** Where the server is and how to authenticate, resolved from options, environment and defaults. */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AuthenticationError, InvalidArgumentError } from './errors.js'
+
+/** Default address of a server started by `sandstorm up`. */
+export const defaultApiUrl = 'http://127.0.0.1:7420'
+
+/** Default per-request deadline. */
+export const defaultRequestTimeoutMs = 60_000
+
+/** Options that every SDK call takes. */
+export interface ConnectionOptions {
+  /** API key. @default env SANDSTORM_API_KEY, else the file `${SANDSTORM_DATA_DIR:-/var/lib/sandstorm}/api-key` */
+  apiKey?: string
+  /** Base URL of the server. @default env SANDSTORM_URL, else 'http://127.0.0.1:7420' */
+  apiUrl?: string
+  /** Cancels the call. */
+  signal?: AbortSignal
+  /**
+   * Deadline of each request until its answer starts; streamed bodies (command output, file
+   * downloads) are not bounded by it. 0 means none. @default 60000
+   */
+  requestTimeoutMs?: number
+}
+
+/** A resolved connection: everything but the per-call signal. */
+export interface Connection {
+  apiUrl: string
+  /** Read lazily, so that a missing key is reported on the first call that needs it. */
+  apiKey: () => string
+  requestTimeoutMs: number
+}
+
+/** Where `sandstorm up` keeps its API key unless told otherwise. */
+export function defaultApiKeyPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.SANDSTORM_DATA_DIR || '/var/lib/sandstorm', 'api-key')
+}
+
+/** Resolves options over the environment and the single-machine defaults. */
+export function resolveConnection(options: ConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): Connection {
+  const apiUrl = (options.apiUrl ?? env.SANDSTORM_URL ?? defaultApiUrl).replace(/\/+$/, '')
+  if (!/^https?:\/\/[^/]/.test(apiUrl)) {
+    throw new InvalidArgumentError('invalid_argument', `expected apiUrl (or SANDSTORM_URL) such as ${defaultApiUrl}, got "${apiUrl}"`)
+  }
+  const requestTimeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs
+  if (!Number.isFinite(requestTimeoutMs) || requestTimeoutMs < 0) {
+    throw new InvalidArgumentError('invalid_argument', `expected requestTimeoutMs to be 0 or more, got ${requestTimeoutMs}`)
+  }
+  let key = options.apiKey ?? env.SANDSTORM_API_KEY
+  const apiKey = (): string => {
+    if (key) return key
+    const path = defaultApiKeyPath(env)
+    try {
+      key = readFileSync(path, 'utf8').trim()
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? String(err)
+      throw new AuthenticationError(
+        'unauthenticated',
+        `no API key: pass { apiKey }, set SANDSTORM_API_KEY (or --api-key), or run where ${path} is readable (it was not: ${why})`,
+      )
+    }
+    if (!key) throw new AuthenticationError('unauthenticated', `no API key: ${path} is empty; pass { apiKey } or set SANDSTORM_API_KEY`)
+    return key
+  }
+  return { apiUrl, apiKey, requestTimeoutMs }
+}
+
+/** A connection with some options laid over it (an instance call over its sandbox's connection). */
+export function overlayConnection(base: Connection, options: ConnectionOptions = {}): Connection {
+  if (options.apiKey === undefined && options.apiUrl === undefined && options.requestTimeoutMs === undefined) return base
+  const over = resolveConnection({
+    apiUrl: options.apiUrl ?? base.apiUrl,
+    requestTimeoutMs: options.requestTimeoutMs ?? base.requestTimeoutMs,
+    apiKey: options.apiKey,
+  })
+  return options.apiKey === undefined ? { ...over, apiKey: base.apiKey } : over
+}

@@ -1,0 +1,108 @@
+/** Reading a stream of ExecEvents: decoding output for the callbacks and keeping it for the result. */
+import type { ExecEvent, ProcessResult } from '../shared/index.js'
+import type { CommandResult } from './command-result.js'
+import { CommandExitError, TimeoutError } from './errors.js'
+
+/** Callbacks for a command's output. */
+export interface OutputHandlers {
+  /** Each piece of stdout, decoded as UTF-8 (a character split across pieces is held back until whole). */
+  onStdout?: (data: string) => void
+  /** Each piece of stderr, decoded as UTF-8. */
+  onStderr?: (data: string) => void
+  /** Each piece of stdout as raw bytes, for binary output. */
+  onStdoutBytes?: (data: Uint8Array) => void
+  /** Each piece of stderr as raw bytes. */
+  onStderrBytes?: (data: Uint8Array) => void
+}
+
+/** Collects a command's output and hands it to the callbacks as it comes. */
+export interface OutputSink {
+  readonly stdout: string
+  readonly stderr: string
+  push(stream: 'stdout' | 'stderr', base64: string): void
+  /** Ends both decoders, flushing any incomplete character. Safe to call twice. */
+  flush(): void
+}
+
+/** A sink over the given callbacks. */
+export function createOutputSink(handlers: OutputHandlers = {}): OutputSink {
+  const out = { stdout: '', stderr: '' }
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() }
+  const text = { stdout: handlers.onStdout, stderr: handlers.onStderr }
+  const bytes = { stdout: handlers.onStdoutBytes, stderr: handlers.onStderrBytes }
+  let flushed = false
+  const emit = (stream: 'stdout' | 'stderr', s: string): void => {
+    if (s === '') return
+    out[stream] += s
+    text[stream]?.(s)
+  }
+  return {
+    get stdout() {
+      return out.stdout
+    },
+    get stderr() {
+      return out.stderr
+    },
+    push(stream, base64) {
+      const chunk = Buffer.from(base64, 'base64')
+      if (chunk.length === 0) return
+      bytes[stream]?.(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length))
+      emit(stream, decoders[stream].decode(chunk, { stream: true }))
+    },
+    flush() {
+      if (flushed) return
+      flushed = true
+      emit('stdout', decoders.stdout.decode())
+      emit('stderr', decoders.stderr.decode())
+    },
+  }
+}
+
+/** What an event stream told: the pid once started, and the result if it got as far as `end`. */
+export interface ExecOutcome {
+  pid: number | undefined
+  result: ProcessResult | undefined
+}
+
+/**
+ * Feeds events into the sink until `end` (then stops reading, which closes the stream) or until
+ * the stream ends without one (a lost connection), in which case `result` is undefined.
+ */
+export async function consumeExecEvents(
+  events: AsyncIterable<ExecEvent>,
+  sink: OutputSink,
+  onStart?: (pid: number) => void,
+): Promise<ExecOutcome> {
+  const outcome: ExecOutcome = { pid: undefined, result: undefined }
+  for await (const event of events) {
+    switch (event.type) {
+      case 'start':
+        outcome.pid = event.pid
+        onStart?.(event.pid)
+        break
+      case 'stdout':
+      case 'stderr':
+        sink.push(event.type, event.data)
+        break
+      case 'end':
+        outcome.result = event.result
+        sink.flush()
+        return outcome
+      default:
+        // An event type from a newer server: skip it rather than fail.
+        break
+    }
+  }
+  sink.flush()
+  return outcome
+}
+
+/** Returns the result of a command that succeeded; throws TimeoutError or CommandExitError otherwise. */
+export function checkCommandResult(result: CommandResult): CommandResult {
+  if (result.timedOut) {
+    const how = `${result.signal ?? 'SIGKILL'} after ${result.durationMs} ms`
+    throw new TimeoutError(`the command ran past its timeoutMs and was killed (${how})`, result)
+  }
+  if (result.exitCode !== 0) throw new CommandExitError(result)
+  return result
+}

@@ -1,0 +1,157 @@
+/** The SDK's only door to the HTTP API: auth, deadlines, error bodies, and bodies that never leak. */
+import type { Connection } from './connection.js'
+import { errorFromWire, type SandstormSdkError } from './errors.js'
+import { createRequestScope, type RequestScope } from './request-scope.js'
+
+/** Body types fetch can send; streams go out with `duplex: 'half'`. */
+export type RequestBody = string | Uint8Array | Blob | ReadableStream<Uint8Array>
+
+/** One request to the API. */
+export interface ApiRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  /** Path under the base URL, e.g. `/v1/sandboxes`. */
+  path: string
+  /** Query parameters; an array repeats the key. */
+  query?: Record<string, string | string[] | undefined>
+  /** A JSON body. */
+  json?: unknown
+  /** A raw body (sent as application/octet-stream). */
+  body?: RequestBody
+  signal?: AbortSignal
+}
+
+/** Calls of the HTTP API with every answer read or cancelled, so that no connection is left open. */
+export interface ApiClient {
+  readonly connection: Connection
+  /** Sends a request and parses its JSON answer. */
+  json<T>(req: ApiRequest): Promise<T>
+  /** Sends a request whose answer has no body worth reading (204). */
+  send(req: ApiRequest): Promise<void>
+  /** Sends a request and hands over its streamed answer; cancel it to stop early. */
+  stream(req: ApiRequest): Promise<ReadableStream<Uint8Array>>
+}
+
+const userAgent = 'sandstorm-sdk/0.1'
+
+/** A client over a resolved connection. */
+export function createApiClient(connection: Connection): ApiClient {
+  async function open(req: ApiRequest): Promise<{ res: Response; scope: RequestScope }> {
+    const what = `${req.method} ${req.path}`
+    const headers: Record<string, string> = { authorization: `Bearer ${connection.apiKey()}`, 'user-agent': userAgent }
+    let body: RequestBody | undefined
+    if (req.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(req.json)
+    } else if (req.body !== undefined) {
+      headers['content-type'] = 'application/octet-stream'
+      body = req.body
+    }
+    const scope = createRequestScope(what, connection.apiUrl, req.signal, connection.requestTimeoutMs)
+    let res: Response
+    try {
+      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, body: body as BodyInit | undefined, signal: scope.signal }
+      if (body instanceof ReadableStream) init.duplex = 'half'
+      res = await fetch(urlOf(connection.apiUrl, req), init)
+    } catch (err) {
+      scope.release()
+      throw scope.translate(err)
+    }
+    if (!res.ok) {
+      let text = ''
+      try {
+        text = await res.text()
+      } catch (err) {
+        throw scope.translate(err)
+      } finally {
+        scope.release()
+      }
+      throw errorFromBody(res.status, res.statusText, text)
+    }
+    return { res, scope }
+  }
+
+  return {
+    connection,
+    async json<T>(req: ApiRequest): Promise<T> {
+      const { res, scope } = await open(req)
+      try {
+        return (await res.json()) as T
+      } catch (err) {
+        throw scope.translate(err)
+      } finally {
+        scope.release()
+      }
+    },
+    async send(req: ApiRequest): Promise<void> {
+      const { res, scope } = await open(req)
+      try {
+        // Reading the (usually empty) body returns the connection to the pool.
+        await res.arrayBuffer()
+      } catch (err) {
+        throw scope.translate(err)
+      } finally {
+        scope.release()
+      }
+    },
+    async stream(req: ApiRequest): Promise<ReadableStream<Uint8Array>> {
+      const { res, scope } = await open(req)
+      scope.endDeadline()
+      if (!res.body) {
+        scope.release()
+        return new ReadableStream({ start: (c) => c.close() })
+      }
+      return guardBody(res.body, scope)
+    },
+  }
+}
+
+function urlOf(base: string, req: ApiRequest): string {
+  const url = new URL(base + req.path)
+  for (const [k, v] of Object.entries(req.query ?? {})) {
+    if (v === undefined) continue
+    for (const one of Array.isArray(v) ? v : [v]) url.searchParams.append(k, one)
+  }
+  return url.toString()
+}
+
+/** The body of an error answer, `{ code, message }`, or whatever came instead. */
+export function errorFromBody(status: number, statusText: string, text: string): SandstormSdkError {
+  try {
+    const parsed = JSON.parse(text) as { code?: unknown; message?: unknown }
+    if (parsed && typeof parsed.message === 'string') {
+      return errorFromWire(status, typeof parsed.code === 'string' ? parsed.code : undefined, parsed.message)
+    }
+  } catch {
+    // Not JSON: a proxy or a server that is not Sandstorm answered.
+  }
+  const snippet = text.trim().slice(0, 200)
+  return errorFromWire(status, undefined, `the server answered ${status} ${statusText}${snippet ? `: ${snippet}` : ''}`)
+}
+
+/** Passes a body through, translating its errors and releasing the scope once it ends or is cancelled. */
+function guardBody(body: ReadableStream<Uint8Array>, scope: RequestScope): ReadableStream<Uint8Array> {
+  const reader = body.getReader()
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read()
+          if (done) {
+            scope.release()
+            controller.close()
+          } else {
+            controller.enqueue(value)
+          }
+        } catch (err) {
+          scope.release()
+          controller.error(scope.translate(err))
+        }
+      },
+      async cancel(reason) {
+        scope.release()
+        await reader.cancel(reason).catch(() => undefined)
+      },
+    },
+    { highWaterMark: 0 },
+  )
+}

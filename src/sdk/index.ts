@@ -1,0 +1,26 @@
+/** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions } from './sandbox.js'
+export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
+export { CommandHandle, type ProcessSignal } from './command-handle.js'
+export type { CommandResult } from './command-result.js'
+export type { OutputHandlers } from './exec-stream.js'
+export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
+export type { WriteData } from './upload-body.js'
+export { listTemplates } from './templates.js'
+export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
+export {
+  SandstormSdkError,
+  NotFoundError,
+  AuthenticationError,
+  InvalidArgumentError,
+  ConflictError,
+  FileTooLargeError,
+  TimeoutError,
+  RateLimitError,
+  UnavailableError,
+  ConnectionError,
+  AbortError,
+  CommandExitError,
+  type SdkErrorCode,
+} from './errors.js'
+export type { SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'

@@ -1,0 +1,157 @@
+/** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
+import type { CreateSandboxRequest, SandboxInfo, SandboxState } from '../shared/index.js'
+import { Commands } from './commands.js'
+import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
+import { NotFoundError } from './errors.js'
+import { Files } from './files.js'
+import { createApiClient, type ApiClient } from './http-client.js'
+import type { SandboxContext } from './sandbox-context.js'
+
+/** Options of `Sandbox.create`. */
+export interface SandboxCreateOptions extends ConnectionOptions {
+  /** Memory limit. @default the template's */
+  memoryMiB?: number
+  /** CPU limit (fractions allowed). @default the template's */
+  cpus?: number
+  /** Most processes at once. @default the server's */
+  pidsMax?: number
+  /** Destroyed this long after creation unless extended with setTimeout. @default the server's */
+  timeoutMs?: number
+  /** Labels to find it by with `Sandbox.list({ labels })`. */
+  labels?: Record<string, string>
+  /** Environment every command gets. */
+  env?: Record<string, string>
+  /** Network access; only 'none' exists so far. @default 'none' */
+  network?: 'none'
+}
+
+/** Options of `Sandbox.list`. */
+export interface SandboxListOptions extends ConnectionOptions {
+  /** Only sandboxes that have all of these labels. */
+  labels?: Record<string, string>
+  /** Only sandboxes in this state. */
+  state?: SandboxState
+}
+
+const sandboxesPath = '/v1/sandboxes'
+
+function sandboxPath(id: string, rest = ''): string {
+  return `${sandboxesPath}/${encodeURIComponent(id)}${rest}`
+}
+
+/** One sandbox. Every method takes the connection options; the ones given at create/connect are the default. */
+export class Sandbox {
+  /** Commands of this sandbox. */
+  readonly commands: Commands
+  /** Files of this sandbox. */
+  readonly files: Files
+
+  private constructor(
+    /** Id of the sandbox, e.g. `sb-k3j9x0q2m1c8v7d4`. */
+    readonly sandboxId: string,
+    private readonly connection: Connection,
+  ) {
+    const ctx: SandboxContext = {
+      sandboxId,
+      clientFor: (options) => this.client(options),
+      path: (rest) => sandboxPath(sandboxId, rest),
+    }
+    this.commands = new Commands(ctx)
+    this.files = new Files(ctx)
+  }
+
+  /** Creates a sandbox from a template (default 'debian') and resolves once it runs. */
+  static async create(template?: string, options?: SandboxCreateOptions): Promise<Sandbox>
+  static async create(options?: SandboxCreateOptions): Promise<Sandbox>
+  static async create(templateOrOptions?: string | SandboxCreateOptions, maybeOptions: SandboxCreateOptions = {}): Promise<Sandbox> {
+    const template = typeof templateOrOptions === 'string' ? templateOrOptions : 'debian'
+    const options = typeof templateOrOptions === 'object' ? templateOrOptions : maybeOptions
+    const connection = resolveConnection(options)
+    const body: CreateSandboxRequest = { template }
+    if (options.memoryMiB !== undefined) body.memoryMiB = options.memoryMiB
+    if (options.cpus !== undefined) body.cpus = options.cpus
+    if (options.pidsMax !== undefined) body.pidsMax = options.pidsMax
+    if (options.timeoutMs !== undefined) body.timeoutMs = options.timeoutMs
+    if (options.labels) body.labels = options.labels
+    if (options.env) body.env = options.env
+    if (options.network) body.network = options.network
+    const info = await createApiClient(connection).json<SandboxInfo>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
+    return new Sandbox(info.id, connection)
+  }
+
+  /** Connects to an existing sandbox; throws NotFoundError if there is none with this id. */
+  static async connect(sandboxId: string, options: ConnectionOptions = {}): Promise<Sandbox> {
+    const connection = resolveConnection(options)
+    await createApiClient(connection).json<SandboxInfo>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
+    return new Sandbox(sandboxId, connection)
+  }
+
+  /** Sandboxes the key can see, filtered by labels and state. */
+  static list(options: SandboxListOptions = {}): Promise<SandboxInfo[]> {
+    const label = Object.entries(options.labels ?? {}).map(([k, v]) => `${k}=${v}`)
+    return createApiClient(resolveConnection(options)).json<SandboxInfo[]>({
+      method: 'GET',
+      path: sandboxesPath,
+      query: { label, state: options.state },
+      signal: options.signal,
+    })
+  }
+
+  /** Information about a sandbox by id. */
+  static getInfo(sandboxId: string, options: ConnectionOptions = {}): Promise<SandboxInfo> {
+    return createApiClient(resolveConnection(options)).json<SandboxInfo>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
+  }
+
+  /** Sets a sandbox's timeout to `timeoutMs` from now. */
+  static setTimeout(sandboxId: string, timeoutMs: number, options: ConnectionOptions = {}): Promise<SandboxInfo> {
+    return setTimeoutOf(createApiClient(resolveConnection(options)), sandboxId, timeoutMs, options.signal)
+  }
+
+  /** Destroys a sandbox by id; resolves false if there was none. */
+  static kill(sandboxId: string, options: ConnectionOptions = {}): Promise<boolean> {
+    return killOf(createApiClient(resolveConnection(options)), sandboxId, options.signal)
+  }
+
+  /** Information about this sandbox: state, limits, labels, expiry. */
+  getInfo(options: ConnectionOptions = {}): Promise<SandboxInfo> {
+    return this.client(options).json<SandboxInfo>({ method: 'GET', path: sandboxPath(this.sandboxId), signal: options.signal })
+  }
+
+  /** Sets this sandbox's timeout to `timeoutMs` from now (extending or shortening it). */
+  async setTimeout(timeoutMs: number, options: ConnectionOptions = {}): Promise<void> {
+    await setTimeoutOf(this.client(options), this.sandboxId, timeoutMs, options.signal)
+  }
+
+  /** Whether this sandbox exists and is running. */
+  async isRunning(options: ConnectionOptions = {}): Promise<boolean> {
+    try {
+      return (await this.getInfo(options)).state === 'running'
+    } catch (err) {
+      if (err instanceof NotFoundError) return false
+      throw err
+    }
+  }
+
+  /** Destroys this sandbox; resolves false if it was already gone. */
+  kill(options: ConnectionOptions = {}): Promise<boolean> {
+    return killOf(this.client(options), this.sandboxId, options.signal)
+  }
+
+  private client(options?: ConnectionOptions): ApiClient {
+    return createApiClient(overlayConnection(this.connection, options))
+  }
+}
+
+function setTimeoutOf(client: ApiClient, id: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<SandboxInfo> {
+  return client.json<SandboxInfo>({ method: 'POST', path: sandboxPath(id, '/timeout'), json: { timeoutMs }, signal })
+}
+
+async function killOf(client: ApiClient, id: string, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    await client.send({ method: 'DELETE', path: sandboxPath(id), signal })
+    return true
+  } catch (err) {
+    if (err instanceof NotFoundError) return false
+    throw err
+  }
+}
