@@ -78,6 +78,9 @@ async function debootstrap(rootfs: string, mirror: string, { name, logger, onPro
     }
     const result = await child
     throwIfAborted(signal)
+    if ((result as { code?: string }).code === 'ENOENT') {
+      throw new SandstormError('failed_precondition', 'debootstrap is not installed: expected it on PATH (scripts/setup.sh installs it)')
+    }
     if (result.failed) {
       const how = result.signal ? `was killed by ${result.signal}` : `exited with ${result.exitCode}`
       throw new SandstormError('internal', `debootstrap ${how}; expected exit 0. Last output:\n${tail.join('\n')}`, { cause: result })

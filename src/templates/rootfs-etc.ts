@@ -5,6 +5,7 @@
 import { appendFile, chmod, chown, copyFile, lchown, lstat, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SandstormError, type Logger } from '../shared/index.js'
+import { walkTree } from './tree.js'
 
 /** The unprivileged user every sandbox has, as in E2B's base image. */
 export const sandboxUser = { name: 'user', uid: 1000, gid: 1000, home: '/home/user', shell: '/bin/bash' } as const
@@ -103,5 +104,5 @@ export async function chownTree(dir: string, uid: number, gid: number, logger: L
   }
   await chown(dir, uid, gid)
   // lchown: a symlink in the tree must not hand some other file to the user.
-  for (const entry of await readdir(dir, { recursive: true })) await lchown(join(dir, entry), uid, gid)
+  for await (const path of walkTree(dir)) await lchown(path, uid, gid)
 }

@@ -3,7 +3,7 @@ import { link, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/prom
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { removeTree, treeSizeBytes } from './tree.js'
+import { removeTree, treeSizeBytes, walkTree } from './tree.js'
 
 let root: string
 before(async () => {
@@ -33,5 +33,17 @@ describe('removeTree', () => {
     await removeTree(dir)
     await removeTree(dir)
     await assert.rejects(stat(dir), { code: 'ENOENT' })
+  })
+})
+
+describe('walkTree', () => {
+  it('does not follow symlinks to directories', async () => {
+    const dir = join(root, 'walk')
+    await mkdir(join(dir, 'd'), { recursive: true })
+    await writeFile(join(dir, 'd/f'), '')
+    await symlink('/proc/self', join(dir, 'escape'))
+    const seen: string[] = []
+    for await (const path of walkTree(dir)) seen.push(path.slice(dir.length + 1))
+    assert.deepEqual(seen.sort(), ['d', 'd/f', 'escape'])
   })
 })

@@ -3,12 +3,25 @@ import { lstat, readFile, readdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
 
+/**
+ * Every path below `dir`, parents before children. It never follows a symlink: a tree from
+ * debootstrap links /dev/fd to /proc/self/fd, and `readdir({ recursive: true })` of Node 20 walks
+ * through such links.
+ */
+export async function* walkTree(dir: string): AsyncGenerator<string> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    yield path
+    if (entry.isDirectory()) yield* walkTree(path)
+  }
+}
+
 /** Sum of the sizes of the regular files and symlinks under `dir`, each hard-linked inode once. */
 export async function treeSizeBytes(dir: string): Promise<number> {
   const seen = new Set<string>()
   let total = 0
-  for (const entry of await readdir(dir, { recursive: true })) {
-    const st = await lstat(join(dir, entry))
+  for await (const path of walkTree(dir)) {
+    const st = await lstat(path)
     if (!st.isFile() && !st.isSymbolicLink()) continue
     if (st.nlink > 1) {
       const key = `${st.dev}:${st.ino}`
