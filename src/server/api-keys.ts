@@ -1,0 +1,74 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { newId, SandstormError } from '../shared/index.js'
+import type { Logger } from '../shared/index.js'
+import type { CatalogDb } from './db.js'
+
+/** The key this server prints for its owner, and where it lives. */
+export interface ApiKeyFile {
+  apiKey: string
+  apiKeyPath: string
+}
+
+/** Checks a presented key against the stored hashes. */
+export type ApiKeyCheck = (presented: string) => boolean
+
+const keyShape = /^ss_[0-9a-f]{64}$/
+
+/**
+ * Makes sure `<dataDir>/api-key` holds a key whose hash is in the database: on first start it
+ * creates one (`ss_` + 32 random bytes in hex, file mode 0600); later starts reuse it. Only the
+ * sha256 is stored, so a copy of the database does not give access.
+ */
+export function ensureApiKey(dataDir: string, db: CatalogDb, logger: Logger): ApiKeyFile {
+  const apiKeyPath = join(dataDir, 'api-key')
+  let apiKey = readKeyFile(apiKeyPath)
+  if (apiKey === undefined) {
+    apiKey = `ss_${randomBytes(32).toString('hex')}`
+    // 'wx': never overwrite a key that another process wrote a moment ago.
+    writeFileSync(apiKeyPath, `${apiKey}\n`, { mode: 0o600, flag: 'wx' })
+    logger.info({ apiKeyPath }, 'created an API key')
+  }
+  // The umask or a hand-made file may have left it readable by others.
+  if ((statSync(apiKeyPath).mode & 0o777) !== 0o600) chmodSync(apiKeyPath, 0o600)
+  const hash = sha256Hex(apiKey)
+  const known = db.prepare('SELECT 1 FROM api_keys WHERE sha256 = ?').get(hash)
+  if (!known) {
+    db.prepare('INSERT INTO api_keys (id, sha256, created_at) VALUES (?, ?, ?)').run(newId('key'), hash, Date.now())
+  }
+  return { apiKey, apiKeyPath }
+}
+
+/** A check that hashes the presented key and compares it with every stored hash in constant time. */
+export function createApiKeyCheck(db: CatalogDb): ApiKeyCheck {
+  const hashes = db.prepare<[], { sha256: string }>('SELECT sha256 FROM api_keys')
+  return (presented) => {
+    const digest = createHash('sha256').update(presented).digest()
+    let ok = false
+    // No early exit: the time taken does not say which stored key came closest.
+    for (const { sha256 } of hashes.all()) {
+      if (timingSafeEqual(digest, Buffer.from(sha256, 'hex'))) ok = true
+    }
+    return ok
+  }
+}
+
+function readKeyFile(path: string): string | undefined {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const key = text.trim()
+  if (!keyShape.test(key)) {
+    throw new SandstormError('failed_precondition', `${path}: expected an API key "ss_" + 64 hex digits, got ${key.length} other characters`)
+  }
+  return key
+}
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex')
+}

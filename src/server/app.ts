@@ -1,0 +1,73 @@
+import { Hono } from 'hono'
+import { routePath } from 'hono/route'
+import { SandstormError } from '../shared/index.js'
+import type { RouteDeps, ServerEnv } from './context.js'
+import { errorResponse } from './http-errors.js'
+import { execRoutes } from './routes-exec.js'
+import { fileRoutes } from './routes-files.js'
+import { healthRoutes } from './routes-health.js'
+import { sandboxRoutes } from './routes-sandboxes.js'
+import { templateRoutes } from './routes-templates.js'
+
+/** What the app needs beyond the routes' deps: the shutdown signal and a place to count work in flight. */
+export interface AppOptions extends RouteDeps {
+  /** Fires when the server closes; every request's signal follows it. */
+  shutdownSignal: AbortSignal
+  /** Called with each handler's promise, so that close() can wait for handlers before closing the DB. */
+  track(work: Promise<unknown>): void
+}
+
+/** The Hono app: signal, metrics and auth middleware, every route group, and one error mapping. */
+export function createApp(options: AppOptions): Hono<ServerEnv> {
+  const { logger, metrics, checkApiKey, shutdownSignal } = options
+  const app = new Hono<ServerEnv>()
+
+  // One signal per request, linked to client disconnect and to shutdown. Its reason is a
+  // SandstormError, so code that rethrows the reason still throws one of ours.
+  app.use('*', async (c, next) => {
+    const controller = new AbortController()
+    const onShutdown = (): void => controller.abort(new SandstormError('unavailable', 'the server is shutting down'))
+    const onClientGone = (): void => controller.abort(new SandstormError('canceled', 'the client closed the connection'))
+    if (shutdownSignal.aborted) onShutdown()
+    shutdownSignal.addEventListener('abort', onShutdown, { once: true })
+    c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
+    // The response (a stream, maybe) outlives the handler; let go of the shutdown signal once it
+    // is out. A finished response does not abort: an agent may tie a started process to it.
+    c.env.outgoing.once('close', () => shutdownSignal.removeEventListener('abort', onShutdown))
+    c.set('signal', controller.signal)
+    const work = next()
+    options.track(work)
+    await work
+  })
+
+  app.use('*', async (c, next) => {
+    await next()
+    const path = routePath(c, -1)
+    const route = path === '*' || path === '/*' ? 'unmatched' : `${c.req.method} ${path}`
+    metrics.httpRequests.inc({ route, status: String(c.res.status) })
+  })
+
+  app.use('*', async (c, next) => {
+    if (c.req.path === '/healthz') return next()
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')?.[1]
+    const presented = bearer ?? c.req.header('x-api-key')
+    if (presented === undefined || !checkApiKey(presented)) {
+      const why = presented === undefined ? 'missing API key' : 'wrong API key'
+      logger.warn({ method: c.req.method, path: c.req.path, remote: c.env.incoming.socket.remoteAddress }, `unauthenticated request: ${why}`)
+      return errorResponse(new SandstormError('unauthenticated', `${why}: expected "Authorization: Bearer <key>" or "X-API-Key: <key>"`), logger)
+    }
+    return next()
+  })
+
+  healthRoutes(app, options)
+  templateRoutes(app, options)
+  sandboxRoutes(app, options)
+  execRoutes(app, options)
+  fileRoutes(app, options)
+
+  app.notFound((c) =>
+    errorResponse(new SandstormError('not_found', `no route ${c.req.method} ${c.req.path}: expected one of the routes of the HTTP API (/v1/...)`), logger),
+  )
+  app.onError((err, c) => errorResponse(err, logger, { method: c.req.method, path: c.req.path }))
+  return app
+}

@@ -1,0 +1,127 @@
+import type { SandboxInfo, SandboxState } from '../shared/index.js'
+import type { CatalogDb } from './db.js'
+
+/** A sandbox as the catalog stores it. Times are epoch milliseconds. */
+export interface SandboxRecord {
+  id: string
+  template: string
+  runtime: string
+  state: SandboxState
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+  labels: Record<string, string>
+  env: Record<string, string>
+  createdAtMs: number
+  expiresAtMs: number
+}
+
+/** The sandboxes table: the truth for what the API reports. */
+export interface SandboxCatalog {
+  insert(record: SandboxRecord): void
+  get(id: string): SandboxRecord | undefined
+  /** All sandboxes, oldest first, optionally only those in one state. */
+  list(state?: SandboxState): SandboxRecord[]
+  /** Returns false when there is no such row. */
+  update(id: string, fields: Partial<Pick<SandboxRecord, 'runtime' | 'state' | 'expiresAtMs'>>): boolean
+  /** Returns false when there was no such row. */
+  delete(id: string): boolean
+  countByState(): Map<SandboxState, number>
+}
+
+interface Row {
+  id: string
+  template: string
+  runtime: string
+  state: SandboxState
+  memory_mib: number
+  cpus: number
+  pids_max: number
+  labels: string
+  env: string
+  created_at: number
+  expires_at: number
+}
+
+/** A catalog over an open database; statements are prepared once. */
+export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
+  const insert = db.prepare(
+    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, labels, env, created_at, expires_at)
+     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @labels, @env, @created_at, @expires_at)`,
+  )
+  const get = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?')
+  const listAll = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY created_at, id')
+  const listState = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE state = ? ORDER BY created_at, id')
+  const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?')
+  const counts = db.prepare<[], { state: SandboxState; n: number }>('SELECT state, count(*) AS n FROM sandboxes GROUP BY state')
+  const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at' } as const
+
+  return {
+    insert(r) {
+      insert.run({
+        id: r.id,
+        template: r.template,
+        runtime: r.runtime,
+        state: r.state,
+        memory_mib: r.memoryMiB,
+        cpus: r.cpus,
+        pids_max: r.pidsMax,
+        labels: JSON.stringify(r.labels),
+        env: JSON.stringify(r.env),
+        created_at: r.createdAtMs,
+        expires_at: r.expiresAtMs,
+      })
+    },
+    get(id) {
+      const row = get.get(id)
+      return row && fromRow(row)
+    },
+    list(state) {
+      return (state === undefined ? listAll.all() : listState.all(state)).map(fromRow)
+    },
+    update(id, fields) {
+      const keys = (Object.keys(fields) as (keyof typeof columnOf)[]).filter((k) => fields[k] !== undefined)
+      if (keys.length === 0) return get.get(id) !== undefined
+      const sets = keys.map((k) => `${columnOf[k]} = @${k}`).join(', ')
+      return db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run({ ...fields, id }).changes > 0
+    },
+    delete(id) {
+      return remove.run(id).changes > 0
+    },
+    countByState() {
+      return new Map(counts.all().map((c) => [c.state, c.n]))
+    },
+  }
+}
+
+/** The API's view of a record (env stays private: it may hold secrets). */
+export function toSandboxInfo(r: SandboxRecord): SandboxInfo {
+  return {
+    id: r.id,
+    template: r.template,
+    state: r.state,
+    runtime: r.runtime,
+    memoryMiB: r.memoryMiB,
+    cpus: r.cpus,
+    pidsMax: r.pidsMax,
+    labels: r.labels,
+    createdAt: new Date(r.createdAtMs).toISOString(),
+    expiresAt: new Date(r.expiresAtMs).toISOString(),
+  }
+}
+
+function fromRow(row: Row): SandboxRecord {
+  return {
+    id: row.id,
+    template: row.template,
+    runtime: row.runtime,
+    state: row.state,
+    memoryMiB: row.memory_mib,
+    cpus: row.cpus,
+    pidsMax: row.pids_max,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    env: JSON.parse(row.env) as Record<string, string>,
+    createdAtMs: row.created_at,
+    expiresAtMs: row.expires_at,
+  }
+}

@@ -1,0 +1,26 @@
+import type { HttpBindings } from '@hono/node-server'
+import type { AgentApi } from '../agent/agent-api.js'
+import type { Logger } from '../shared/index.js'
+import type { ApiKeyCheck } from './api-keys.js'
+import type { ServerMetrics } from './metrics.js'
+import type { SandboxService } from './sandbox-service.js'
+
+/** Hono's environment for every route: node's request and response, and the request's signal. */
+export interface ServerEnv {
+  Bindings: HttpBindings
+  Variables: {
+    /** Fires when the client goes away or the server shuts down; passed to every agent call. */
+    signal: AbortSignal
+  }
+}
+
+/** What the route groups need. */
+export interface RouteDeps {
+  agent: AgentApi
+  sandboxes: SandboxService
+  metrics: ServerMetrics
+  logger: Logger
+  checkApiKey: ApiKeyCheck
+  /** Uploads larger than this answer 413. */
+  maxFileBytes: number
+}

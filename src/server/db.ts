@@ -1,0 +1,66 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { SandstormError } from '../shared/index.js'
+
+/** An open catalog database. */
+export type CatalogDb = Database.Database
+
+/**
+ * Schema changes in order; the database's `user_version` is how many have been applied. Append
+ * only: an applied migration is never edited, so every existing data dir can be brought forward.
+ */
+const migrations: string[] = [
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     sha256 TEXT NOT NULL UNIQUE,
+     created_at INTEGER NOT NULL
+   );
+   CREATE TABLE sandboxes (
+     id TEXT PRIMARY KEY,
+     template TEXT NOT NULL,
+     runtime TEXT NOT NULL,
+     state TEXT NOT NULL,
+     memory_mib INTEGER NOT NULL,
+     cpus REAL NOT NULL,
+     pids_max INTEGER NOT NULL,
+     labels TEXT NOT NULL,
+     env TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX sandboxes_state ON sandboxes (state);`,
+]
+
+/** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */
+export function openDatabase(dataDir: string): CatalogDb {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  const db = new Database(join(dataDir, 'sandstorm.db'))
+  try {
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = NORMAL')
+    // Another process (a CLI reading the catalog) may hold the lock for a moment.
+    db.pragma('busy_timeout = 5000')
+    migrate(db)
+    return db
+  } catch (err) {
+    db.close()
+    throw err
+  }
+}
+
+function migrate(db: CatalogDb): void {
+  const applied = db.pragma('user_version', { simple: true }) as number
+  if (applied > migrations.length) {
+    throw new SandstormError(
+      'failed_precondition',
+      `the database has schema version ${applied}: expected at most ${migrations.length} (is it from a newer Sandstorm?)`,
+    )
+  }
+  for (let version = applied; version < migrations.length; version++) {
+    db.transaction(() => {
+      db.exec(migrations[version]!)
+      db.pragma(`user_version = ${version + 1}`)
+    })()
+  }
+}

@@ -1,0 +1,127 @@
+/** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
+import type { AddressInfo } from 'node:net'
+import { createAdaptorServer } from '@hono/node-server'
+import type { AgentApi } from '../agent/agent-api.js'
+import { createLogger, SandstormError } from '../shared/index.js'
+import type { Logger } from '../shared/index.js'
+import { adoptSandboxes } from './adoption.js'
+import { createApiKeyCheck, ensureApiKey } from './api-keys.js'
+import { createApp } from './app.js'
+import { createSandboxCatalog } from './catalog.js'
+import { openDatabase } from './db.js'
+import { createServerMetrics } from './metrics.js'
+import { createSandboxService } from './sandbox-service.js'
+
+/** Options of startServer. */
+export interface ServerOptions {
+  /** SQLite at `<dataDir>/sandstorm.db`, the API key at `<dataDir>/api-key`. */
+  dataDir: string
+  /** The agent that runs the sandboxes. */
+  agent: AgentApi
+  /** @default '127.0.0.1' */
+  host?: string
+  /** 0 picks any free port. @default 7420 */
+  port?: number
+  /** @default createLogger() */
+  logger?: Logger
+  /** Larger uploads answer 413 and leave nothing. @default 1 GiB */
+  maxFileBytes?: number
+  /** Sandbox lifetime when a create gives none. @default 5 minutes */
+  defaultTimeoutMs?: number
+}
+
+/** A started server. */
+export interface RunningServer {
+  /** Base URL, e.g. `http://127.0.0.1:7420`. */
+  url: string
+  apiKey: string
+  apiKeyPath: string
+  /** Stops accepting, ends in-flight streams, clears timers and closes the database. Sandboxes keep running. */
+  close(): Promise<void>
+}
+
+/** Grace for responses still being written when the server closes, before their sockets are cut. */
+const closeGraceMs = 2000
+
+/** Opens the catalog, adopts what the agent runs, re-arms expiry timers and listens. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const logger = (options.logger ?? createLogger()).child({ component: 'server' })
+  const { agent } = options
+  const db = openDatabase(options.dataDir)
+  const shutdown = new AbortController()
+  const inFlight = new Set<Promise<unknown>>()
+  try {
+    const { apiKey, apiKeyPath } = ensureApiKey(options.dataDir, db, logger)
+    const catalog = createSandboxCatalog(db)
+    const metrics = createServerMetrics(catalog)
+    await adoptSandboxes({ agent, catalog, logger }, { signal: shutdown.signal })
+    const sandboxes = createSandboxService({
+      agent,
+      catalog,
+      metrics,
+      logger,
+      defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
+      shutdownSignal: shutdown.signal,
+    })
+    sandboxes.armAll()
+    const app = createApp({
+      agent,
+      sandboxes,
+      metrics,
+      logger,
+      checkApiKey: createApiKeyCheck(db),
+      maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
+      shutdownSignal: shutdown.signal,
+      track(work) {
+        inFlight.add(work)
+        const forget = (): void => void inFlight.delete(work)
+        work.then(forget, forget)
+      },
+    })
+
+    const server = createAdaptorServer({ fetch: app.fetch })
+    const host = options.host ?? '127.0.0.1'
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(options.port ?? 7420, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    }).catch((err: unknown) => {
+      sandboxes.close()
+      throw new SandstormError('unavailable', `could not listen on ${host}:${options.port ?? 7420}: ${(err as Error).message}`, { cause: err })
+    })
+    const { port } = server.address() as AddressInfo
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+    logger.info({ url, apiKeyPath }, 'server listening')
+
+    let closing: Promise<void> | undefined
+    const close = async (): Promise<void> => {
+      shutdown.abort()
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      if ('closeIdleConnections' in server) server.closeIdleConnections()
+      sandboxes.close()
+      // Handlers were aborted above; wait for them so none touches the database after it closes.
+      await Promise.allSettled([...inFlight])
+      const cut = setTimeout(() => {
+        if ('closeAllConnections' in server) server.closeAllConnections()
+      }, closeGraceMs)
+      cut.unref()
+      if ('closeIdleConnections' in server) server.closeIdleConnections()
+      await closed
+      clearTimeout(cut)
+      db.close()
+      logger.info({ url }, 'server closed')
+    }
+    return {
+      url,
+      apiKey,
+      apiKeyPath,
+      close: () => (closing ??= close()),
+    }
+  } catch (err) {
+    shutdown.abort()
+    db.close()
+    throw err
+  }
+}

@@ -1,0 +1,197 @@
+import type { z } from 'zod'
+import type { AgentApi, AgentSandbox } from '../agent/agent-api.js'
+import { newId, SandstormError } from '../shared/index.js'
+import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState } from '../shared/index.js'
+import { toSandboxInfo } from './catalog.js'
+import type { SandboxCatalog, SandboxRecord } from './catalog.js'
+import { createExpiryTimers } from './expiry-timers.js'
+import type { ServerMetrics } from './metrics.js'
+
+/** A validated create request. */
+export type CreateSandboxInput = z.output<typeof createSandboxBody>
+
+/** Which sandboxes to list: all given labels must match. */
+export interface SandboxFilter {
+  state?: SandboxState
+  labels?: Record<string, string>
+}
+
+/** The catalog and the agent kept in step: every change to a sandbox's life goes through here. */
+export interface SandboxService {
+  create(input: CreateSandboxInput, options?: CallOptions): Promise<SandboxInfo>
+  get(id: string): SandboxInfo
+  list(filter?: SandboxFilter): SandboxInfo[]
+  /** Sets `expiresAt` to now + timeoutMs (E2B semantics: it may also shorten the life). */
+  setTimeout(id: string, timeoutMs: number): SandboxInfo
+  destroy(id: string, options?: CallOptions, reason?: string): Promise<void>
+  /** The sandbox's record, if it exists and has started; throws `not_found` or `failed_precondition`. */
+  requireStarted(id: string): SandboxRecord
+  /** Arms the expiry timer of every sandbox in the catalog (after adoption, on start). */
+  armAll(): void
+  /** Disarms all timers; sandboxes keep running. */
+  close(): void
+}
+
+/** Options of createSandboxService. */
+export interface SandboxServiceOptions {
+  agent: AgentApi
+  catalog: SandboxCatalog
+  metrics: ServerMetrics
+  logger: Logger
+  /** Sandbox lifetime when a create gives none. */
+  defaultTimeoutMs: number
+  /** Fires when the server shuts down; background work (expiry) runs under it. */
+  shutdownSignal: AbortSignal
+  /** Wait before trying again to destroy an expired sandbox whose destroy failed. @default 30_000 */
+  expiryRetryMs?: number
+}
+
+/** Pids a sandbox may hold when a create gives no limit. */
+const defaultPidsMax = 1024
+
+/** Creates the service; it arms no timers until `armAll`. */
+export function createSandboxService(options: SandboxServiceOptions): SandboxService {
+  const { agent, catalog, metrics, logger, shutdownSignal } = options
+  const expiryRetryMs = options.expiryRetryMs ?? 30_000
+  const destroying = new Map<string, Promise<void>>()
+
+  const timers = createExpiryTimers({
+    onExpire(id) {
+      const record = catalog.get(id)
+      if (!record) return
+      // Extended since the timer was armed: wait for the new time.
+      if (record.expiresAtMs > Date.now()) return timers.arm(id, record.expiresAtMs)
+      destroy(id, { signal: shutdownSignal }, 'expired').catch((err: unknown) => {
+        if (shutdownSignal.aborted) return
+        logger.error({ sandboxId: id, err, retryMs: expiryRetryMs }, 'could not destroy an expired sandbox; will try again')
+        timers.arm(id, Date.now() + expiryRetryMs)
+      })
+    },
+  })
+
+  const find = (id: string): SandboxRecord => {
+    const record = catalog.get(id)
+    if (!record) throw new SandstormError('not_found', `sandbox "${id}" not found`)
+    return record
+  }
+
+  const destroy = (id: string, callOptions: CallOptions = {}, reason = 'deleted'): Promise<void> => {
+    const record = find(id)
+    if (record.state === 'starting') {
+      throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
+    }
+    // Two deletes (or a delete and the expiry) share one destroy.
+    const pending = destroying.get(id)
+    if (pending) return pending
+    const done = (async () => {
+      timers.disarm(id)
+      try {
+        await agent.destroy(id, callOptions)
+      } catch (err) {
+        // Gone already is what we wanted.
+        if (!(err instanceof SandstormError && err.code === 'not_found')) {
+          if (reason !== 'expired') timers.arm(id, record.expiresAtMs)
+          throw err
+        }
+      }
+      catalog.delete(id)
+      logger.info({ sandboxId: id, reason }, 'sandbox destroyed')
+    })().finally(() => destroying.delete(id))
+    destroying.set(id, done)
+    return done
+  }
+
+  return {
+    async create(input, callOptions = {}) {
+      const startedAt = performance.now()
+      const templates = await agent.templates(callOptions)
+      const template = templates.find((t) => t.name === input.template)
+      if (!template) {
+        const names = templates.map((t) => t.name).join(', ') || '(none built)'
+        throw new SandstormError('not_found', `unknown template "${input.template}": expected one of ${names}`)
+      }
+      const id = newId('sb')
+      const timeoutMs = input.timeoutMs ?? options.defaultTimeoutMs
+      const record: SandboxRecord = {
+        id,
+        template: template.name,
+        runtime: '',
+        state: 'starting',
+        memoryMiB: input.memoryMiB ?? template.defaults.memoryMiB,
+        cpus: input.cpus ?? template.defaults.cpus,
+        pidsMax: input.pidsMax ?? defaultPidsMax,
+        labels: input.labels ?? {},
+        env: input.env ?? {},
+        createdAtMs: Date.now(),
+        expiresAtMs: Date.now() + timeoutMs,
+      }
+      catalog.insert(record)
+      let sandbox: AgentSandbox
+      try {
+        sandbox = await agent.create(
+          { id, template: record.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: input.network ?? 'none' },
+          callOptions,
+        )
+      } catch (err) {
+        catalog.delete(id)
+        logger.warn({ sandboxId: id, template: record.template, err }, 'sandbox create failed; nothing kept')
+        throw err
+      }
+      // The lifetime counts from when the sandbox runs, unless a timeout was set while it started.
+      const untouched = find(id).expiresAtMs === record.expiresAtMs
+      const expiresAtMs = untouched ? Date.now() + timeoutMs : undefined
+      catalog.update(id, { runtime: sandbox.runtime, state: stateOf(sandbox), expiresAtMs })
+      const created = find(id)
+      timers.arm(id, created.expiresAtMs)
+      metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
+      logger.info({ sandboxId: id, template: created.template, runtime: created.runtime }, 'sandbox created')
+      return toSandboxInfo(created)
+    },
+
+    get(id) {
+      return toSandboxInfo(find(id))
+    },
+
+    list(filter = {}) {
+      const labels = Object.entries(filter.labels ?? {})
+      return catalog
+        .list(filter.state)
+        .filter((r) => labels.every(([k, v]) => r.labels[k] === v))
+        .map(toSandboxInfo)
+    },
+
+    setTimeout(id, timeoutMs) {
+      find(id)
+      const expiresAtMs = Date.now() + timeoutMs
+      catalog.update(id, { expiresAtMs })
+      const record = find(id)
+      // A starting sandbox is armed when it runs, from the row written here.
+      if (record.state !== 'starting') timers.arm(id, expiresAtMs)
+      logger.info({ sandboxId: id, expiresAt: new Date(expiresAtMs).toISOString() }, 'sandbox timeout set')
+      return toSandboxInfo(record)
+    },
+
+    destroy,
+
+    requireStarted(id) {
+      const record = find(id)
+      if (record.state === 'starting') {
+        throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
+      }
+      return record
+    },
+
+    armAll() {
+      for (const record of catalog.list()) if (record.state !== 'starting') timers.arm(record.id, record.expiresAtMs)
+    },
+
+    close() {
+      timers.clear()
+    },
+  }
+}
+
+/** The catalog state for what the agent reports. */
+export function stateOf(sandbox: AgentSandbox): SandboxState {
+  return sandbox.status
+}
