@@ -30,7 +30,7 @@ export function createRequestScope(what: string, apiUrl: string, callerSignal: A
   if (timeoutMs > 0) {
     timer = setTimeout(() => {
       ended ??= 'deadline'
-      controller.abort(new TimeoutError(`${what} had no answer within ${timeoutMs} ms`))
+      controller.abort(new DOMException(`${what} had no answer within ${timeoutMs} ms`, 'TimeoutError'))
     }, timeoutMs)
   }
   return {
@@ -43,11 +43,11 @@ export function createRequestScope(what: string, apiUrl: string, callerSignal: A
       callerSignal?.removeEventListener('abort', onAbort)
     },
     translate(err) {
-      if (err instanceof SandstormSdkError) return err
       if (ended === 'caller') return new AbortError(`${what} was aborted`, { cause: callerSignal?.reason ?? err })
       if (ended === 'deadline') {
         return new TimeoutError(`${what} had no answer from ${apiUrl} within ${timeoutMs} ms (requestTimeoutMs; 0 means no limit)`, undefined, { cause: err })
       }
+      if (err instanceof SandstormSdkError) return err
       const code = networkCode(err)
       if (code) {
         return new ConnectionError(
