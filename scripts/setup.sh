@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Prepares this host for Sandstorm: Debian packages, node modules, the build, the default templates
+# and the `sandstorm` command. Run as root. Idempotent: a second run only rebuilds the TypeScript,
+# and prints nothing unless something had to be done.
+set -euo pipefail
+
+# Work from the repository root wherever this is called from (npm, CI, a shell elsewhere).
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+REPO=$(pwd)
+DATA_DIR=${SANDSTORM_DATA_DIR:-/var/lib/sandstorm}
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian packages the runtimes need. tini and busybox-static go into sandboxes; debootstrap
+# builds the debian template.
+PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates)
+# >>> More packages: the qemu runtime and the btrfs layer store will need these; add them here
+# when that work lands (installing them takes a while the first time).
+MORE_PACKAGES=() # qemu-system-x86 qemu-utils btrfs-progs
+# <<<
+
+say() { printf 'setup: %s\n' "$*"; }
+die() {
+  printf 'setup: %s\n' "$*" >&2
+  exit 1
+}
+
+# Runs a command with its output kept in a log file, shown only if it fails.
+quietly() {
+  local log
+  log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    die "failed: $*"
+  fi
+  rm -f "$log"
+}
+
+[ "$(id -u)" -eq 0 ] || die "run as root: it installs Debian packages and /usr/local/bin/sandstorm"
+command -v node >/dev/null || die "node (version 20 or newer) is not installed; install it, then run this again"
+command -v npm >/dev/null || die "npm is not installed; install it with node, then run this again"
+
+# 1. Debian packages, installed only when missing (dpkg -s also reports removed packages whose
+# config files remain, so the status field is checked instead).
+missing=()
+for pkg in "${PACKAGES[@]}" "${MORE_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  quietly apt-get update
+  quietly apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# 2. Node modules when missing or older than the lock file; then the build (tsc is quick).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing node modules (npm ci)"
+  quietly npm ci --no-audit --no-fund
+fi
+quietly npm run --silent build
+
+# 3. The default templates. The layout check makes a second run quick and silent; the CLI is
+# itself a no-op for a template that exists.
+CLI="$REPO/dist/src/cli/main.js"
+[ -f "$CLI" ] || die "the build did not produce $CLI"
+for template in debian host; do
+  if [ ! -f "$DATA_DIR/templates/$template/current/template.json" ]; then
+    if [ "$template" = debian ]; then
+      say "building template debian with debootstrap (about a minute; set SANDSTORM_DEBIAN_MIRROR for a nearer mirror)"
+    else
+      say "building template $template"
+    fi
+    quietly node "$CLI" template build "$template" --data-dir "$DATA_DIR"
+  fi
+done
+
+# 4. The `sandstorm` command, rewritten only when it differs.
+case "$REPO" in *"'"*) die "the repository path must not contain a single quote: $REPO" ;; esac
+wrapper="#!/bin/sh
+exec node '$REPO/dist/src/cli/main.js' \"\$@\""
+if [ "$(cat /usr/local/bin/sandstorm 2>/dev/null || true)" != "$wrapper" ]; then
+  say "installing /usr/local/bin/sandstorm"
+  printf '%s\n' "$wrapper" >/usr/local/bin/sandstorm.tmp
+  chmod 0755 /usr/local/bin/sandstorm.tmp
+  mv -f /usr/local/bin/sandstorm.tmp /usr/local/bin/sandstorm
+fi
