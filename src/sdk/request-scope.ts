@@ -65,10 +65,12 @@ export function createRequestScope(what: string, apiUrl: string, callerSignal: A
 /** The errno-like code of a network failure inside fetch's TypeError, if that is what this is. */
 function networkCode(err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined
-  const cause = (err as { cause?: unknown }).cause as { code?: unknown } | undefined
+  const cause = (err as { cause?: unknown }).cause as { code?: unknown; message?: unknown } | undefined
   const code = cause && typeof cause.code === 'string' ? cause.code : undefined
   if (code && (/^E[A-Z]+$/.test(code) || code.startsWith('UND_ERR_'))) return code
-  // undici says "terminated" when a connection dies in the middle of a body.
-  if (err.name === 'TypeError' && (err.message === 'fetch failed' || err.message === 'terminated')) return code ?? 'connection lost'
+  // undici says "fetch failed" when it could not connect, "terminated" when a connection died mid-body.
+  if (err.name === 'TypeError' && (err.message === 'fetch failed' || err.message === 'terminated')) {
+    return code ?? (typeof cause?.message === 'string' ? cause.message : err.message)
+  }
   return undefined
 }

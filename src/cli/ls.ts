@@ -1,0 +1,37 @@
+/** `sandstorm ls`: list sandboxes as a table, or JSON. */
+import type { Command } from 'commander'
+import { Sandbox, type SandboxInfo } from '../sdk/index.js'
+import { connectionOf, printJson, printTable } from './cli-context.js'
+import { formatDuration } from './duration.js'
+import { collect, parseKeyValues } from './key-value.js'
+
+/** Rows of the `ls` table for sandboxes, ages and expiries relative to `nowMs`. */
+export function sandboxRows(list: SandboxInfo[], nowMs: number): string[][] {
+  return list.map((s) => {
+    const left = Date.parse(s.expiresAt) - nowMs
+    return [
+      s.id,
+      s.template,
+      s.state,
+      `${s.memoryMiB}MiB`,
+      String(s.cpus),
+      formatDuration(nowMs - Date.parse(s.createdAt)),
+      left > 0 ? `in ${formatDuration(left)}` : 'now',
+    ]
+  })
+}
+
+/** Registers `ls`. */
+export function registerLs(program: Command): void {
+  program
+    .command('ls')
+    .description('list sandboxes')
+    .option('--label <k=v>', 'only sandboxes with this label (repeatable; all must match)', collect)
+    .option('--state <state>', 'only sandboxes in this state (running, paused, ...)')
+    .option('--json', 'print JSON')
+    .action(async (flags: { label?: string[]; state?: SandboxInfo['state']; json?: boolean }, cmd: Command) => {
+      const list = await Sandbox.list({ ...connectionOf(cmd), labels: parseKeyValues(flags.label, '--label'), state: flags.state })
+      if (flags.json) return printJson(list)
+      printTable(['ID', 'TEMPLATE', 'STATE', 'MEMORY', 'CPUS', 'AGE', 'EXPIRES'], sandboxRows(list, Date.now()))
+    })
+}

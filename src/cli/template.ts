@@ -1,0 +1,56 @@
+/** `sandstorm template ls` (through the API) and `sandstorm template build` (local, no server). */
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import { listTemplates, type TemplateInfo } from '../sdk/index.js'
+import { connectionOf, printJson, printTable } from './cli-context.js'
+import { formatDuration } from './duration.js'
+
+/** Where `up` and `template build` keep their data unless told otherwise. */
+export function defaultDataDir(): string {
+  return process.env.SANDSTORM_DATA_DIR || '/var/lib/sandstorm'
+}
+
+/** A byte count in the largest unit that keeps it at least 1, e.g. `148.2MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let n = bytes
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024
+    i++
+  }
+  return i === 0 ? `${n}B` : `${n.toFixed(1)}${units[i]}`
+}
+
+/** Rows of the `template ls` table. */
+export function templateRows(list: TemplateInfo[]): string[][] {
+  return list.map((t) => [t.name, String(t.version), formatBytes(t.sizeBytes), formatDuration(t.buildMs), t.builtAt])
+}
+
+/** Registers `template ls` and `template build`. */
+export function registerTemplate(program: Command): void {
+  const template = program.command('template').description('list and build templates')
+  template
+    .command('ls')
+    .description('list the templates the server can start sandboxes from')
+    .option('--json', 'print JSON')
+    .action(async (flags: { json?: boolean }, cmd: Command) => {
+      const list = await listTemplates(connectionOf(cmd))
+      if (flags.json) return printJson(list)
+      printTable(['NAME', 'VERSION', 'SIZE', 'BUILD TIME', 'BUILT AT'], templateRows(list))
+    })
+  template
+    .command('build')
+    .description('build a template on this machine (no server needed): debian or host')
+    .argument('<name>', 'template to build')
+    .option('--data-dir <dir>', 'data directory; templates go to <dir>/templates', defaultDataDir())
+    .option('--force', 'build a new version even if one exists')
+    .option('--json', 'print the built template as JSON')
+    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean }) => {
+      // Loaded here so that the other commands do not pay for the build code.
+      const { buildTemplate } = await import('./template-build.js')
+      const info = await buildTemplate(name, { dir: join(flags.dataDir, 'templates'), force: flags.force ?? false })
+      if (flags.json) printJson(info)
+      else process.stdout.write(`${info.name} version ${info.version} (${formatBytes(info.sizeBytes)}, built in ${formatDuration(info.buildMs)})\n`)
+    })
+}

@@ -1,0 +1,57 @@
+/** `sandstorm up`: the server and a local agent in one process, the default for one machine. */
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import { parsePositiveInt } from './cli-context.js'
+import { defaultDataDir } from './template.js'
+
+interface UpFlags {
+  dataDir: string
+  host: string
+  port: string
+  templatesDir?: string
+}
+
+/** Registers `up`. */
+export function registerUp(program: Command): void {
+  program
+    .command('up')
+    .description('run the server and a local agent in this process (Ctrl-C stops both; sandboxes keep running)')
+    .option('--data-dir <dir>', 'state, API key and templates', defaultDataDir())
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', '7420')
+    .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
+    .action(async (flags: UpFlags) => {
+      const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
+      // Loaded here so that client commands do not load the server, the agent and SQLite.
+      const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
+        import('../agent/index.js'),
+        import('../server/index.js'),
+        import('../shared/index.js'),
+      ])
+      const logger = createLogger()
+      const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
+      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger })
+      let server: Awaited<ReturnType<typeof startServer>>
+      try {
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger })
+      } catch (err) {
+        await agent.close()
+        throw err
+      }
+      process.stdout.write(`sandstorm: listening on ${server.url} (API key in ${server.apiKeyPath})\n`)
+      await new Promise<void>((resolve) => {
+        let stopping = false
+        const stop = (): void => {
+          // A second signal while closing exits at once.
+          if (stopping) process.exit(130)
+          stopping = true
+          resolve()
+        }
+        process.on('SIGINT', stop)
+        process.on('SIGTERM', stop)
+      })
+      logger.info('stopping')
+      await server.close()
+      await agent.close()
+    })
+}
