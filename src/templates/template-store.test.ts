@@ -220,3 +220,12 @@ describe('template store: atomic builds', () => {
     await assert.rejects(lstat(join(dir, '.lock-host')), { code: 'ENOENT' })
   })
 })
+
+describe('template store: a directory it cannot use', () => {
+  it('reports the problem on first use, not as an unhandled rejection', async () => {
+    const file = join(await freshDir(), 'a-file')
+    await writeFile(file, '')
+    const store = createTemplateStore({ dir: join(file, 'templates') })
+    await assert.rejects(store.list(), hasCode('invalid_argument', /cannot use .* as the template directory/))
+  })
+})

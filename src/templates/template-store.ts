@@ -14,11 +14,12 @@ import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { SandstormError, silentLogger, throwIfAborted, type Logger, type TemplateInfo } from '../shared/index.js'
 import type { RootfsSpec } from '../runtime/backend.js'
-import { acquireBuildLock, isAlive, lockOwner, stagedLockPid } from './build-lock.js'
+import { acquireBuildLock } from './build-lock.js'
 import { debianRecipe } from './debian-recipe.js'
 import { hostRecipe } from './host-recipe.js'
 import type { TemplateRecipe } from './recipe.js'
-import { checkTemplateName } from './template-name.js'
+import { checkTemplateName, templateNamePattern } from './template-name.js'
+import { removeLeftovers } from './leftovers.js'
 import { removeTree, treeSizeBytes } from './tree.js'
 
 /** Options of createTemplateStore. */
@@ -86,6 +87,8 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   // Builds of one name run one after another in this process; the lock file covers other processes.
   const queues = new Map<string, Promise<unknown>>()
   const ready = removeLeftovers(dir, logger)
+  // Every method awaits `ready` and so reports its failure; this only keeps it from being unhandled.
+  ready.catch(() => undefined)
 
   /** The current version of `name`, or null if none is built. */
   async function readCurrent(name: string): Promise<{ stored: StoredTemplate; versionDir: string } | null> {
@@ -101,7 +104,13 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     }
     const versionDir = join(dir, name, target)
     const raw = await readFile(join(versionDir, 'template.json'), 'utf8')
-    const parsed = storedTemplateSchema.safeParse(JSON.parse(raw))
+    let json: unknown
+    try {
+      json = JSON.parse(raw)
+    } catch (err) {
+      throw new SandstormError('internal', `template "${name}" v${target}: expected JSON in template.json, got unparsable text`, { cause: err })
+    }
+    const parsed = storedTemplateSchema.safeParse(json)
     if (!parsed.success) {
       throw new SandstormError('internal', `template "${name}" v${target}: template.json is not valid: ${parsed.error.message}`)
     }
@@ -112,7 +121,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     await ready
     const out: TemplateInfo[] = []
     for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || entry.name.startsWith('.')) continue
+      if (!entry.isDirectory() || !templateNamePattern.test(entry.name)) continue
       try {
         const current = await readCurrent(entry.name)
         if (current) out.push(toInfo(current.stored))
@@ -249,39 +258,4 @@ async function nextVersion(nameDir: string): Promise<number> {
     if (versionPattern.test(entry)) highest = Math.max(highest, Number(entry))
   }
   return highest + 1
-}
-
-/**
- * Removes `.build-*` dirs, staged `current` links and staged lock files that a crashed process
- * left, but never those of a build that a live process is running right now.
- */
-async function removeLeftovers(dir: string, logger: Logger): Promise<void> {
-  await mkdir(dir, { recursive: true })
-  const busy = async (name: string): Promise<boolean> => {
-    const owner = await lockOwner(dir, name)
-    return owner !== null && isAlive(owner)
-  }
-  try {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const build = /^\.build-(.+)-[0-9a-f]{8}$/.exec(entry.name)
-      if (build?.[1] !== undefined && !(await busy(build[1]))) {
-        logger.warn({ path: join(dir, entry.name) }, 'removing a build left by a crash')
-        await removeTree(join(dir, entry.name))
-        continue
-      }
-      const stagedPid = stagedLockPid(entry.name)
-      if (stagedPid !== null && !isAlive(stagedPid)) {
-        await unlink(join(dir, entry.name)).catch(() => undefined)
-        continue
-      }
-      if (entry.isDirectory() && !entry.name.startsWith('.') && !(await busy(entry.name))) {
-        for (const inner of await readdir(join(dir, entry.name))) {
-          if (inner.startsWith('.current-')) await unlink(join(dir, entry.name, inner)).catch(() => undefined)
-        }
-      }
-    }
-  } catch (err) {
-    // Leftovers waste space but break nothing; the store stays usable.
-    logger.warn({ dir, err }, 'could not clean up leftovers of crashed builds')
-  }
 }
