@@ -124,7 +124,7 @@ export async function startTestServer(options: Partial<ServerOptions> & { agent?
       const chunks: Buffer[] = []
       for await (const chunk of res) chunks.push(chunk as Buffer)
       const body = Buffer.concat(chunks)
-      const json = res.headers['content-type']?.includes('json') && body.length > 0 ? JSON.parse(body.toString()) : undefined
+      const json = res.headers['content-type']?.startsWith('application/json') && body.length > 0 ? JSON.parse(body.toString()) : undefined
       return { status: res.statusCode ?? 0, headers: res.headers, body, json }
     },
     async restart() {
