@@ -38,7 +38,8 @@ export function registerCp(program: Command): void {
         if (from.kind === 'local' && (target.endsWith('/') || (await isSandboxDir(sbx, target)))) {
           target = `${target.replace(/\/+$/, '')}/${basename(from.path)}`
         }
-        await sbx.files.write(target, Readable.toWeb(input) as unknown as ReadableStream<Uint8Array>)
+        // Passed as an async iterable: the SDK pulls one chunk at a time, as the socket takes them.
+        await sbx.files.write(target, input as AsyncIterable<Buffer>)
         return
       }
       throw new InvalidArgumentError('invalid_argument', `expected one side to be ID:/abs/path and the other local, got "${src}" and "${dst}"`)

@@ -1,6 +1,6 @@
 /** `sandstorm run [create flags] -- CMD ARGS...`: create a sandbox, run one command, destroy it. */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { AbortError, Sandbox } from '../sdk/index.js'
 import { connectionOf } from './cli-context.js'
 import { runWithStdio } from './command-stdio.js'
 import { addCreateFlags, createOptionsOf, type CreateFlags } from './create-options.js'
@@ -31,8 +31,11 @@ export function registerRun(program: Command): void {
       if (commandTimeoutMs !== undefined) options.timeoutMs = commandTimeoutMs + sandboxMarginMs
       const conn = connectionOf(cmd)
       const signal = interruptSignal()
-      const sbx = await Sandbox.create(flags.template, { ...conn, ...options, signal })
+      // Create is not cancelled midway: a sandbox the server made after we stopped listening would
+      // be left behind. An interrupt during it is acted on right after, by the cleanup below.
+      const sbx = await Sandbox.create(flags.template, { ...conn, ...options })
       try {
+        if (signal.aborted) throw new AbortError('interrupted before the command started')
         await runWithStdio(sbx, argv, { cwd: flags.cwd, user: flags.user, timeoutMs: commandTimeoutMs, signal })
       } finally {
         // Not bound to the interrupt signal: destroying is the point of cleaning up after Ctrl-C.

@@ -91,6 +91,8 @@ export interface FakeApi {
   requests: string[]
   /** Bodies of exec requests. */
   execBodies: Record<string, unknown>[]
+  /** Bytes written to /dev/null, which are counted and dropped. */
+  discardedBytes: number
   /** Resolves when a process is sent a signal, with the pid and the signal. */
   nextSignal(): Promise<{ pid: number; signal: string }>
   /** Resolves once no response is open. */
@@ -312,6 +314,11 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
       }
       return void res.end()
     }
+    if (rest === 'files' && req.method === 'PUT' && path === '/dev/null') {
+      // Counted, not kept: lets a test measure the client's memory alone.
+      for await (const c of req) fake.discardedBytes += (c as Buffer).length
+      return noContent(res)
+    }
     if (rest === 'files' && req.method === 'PUT') {
       const chunks: Buffer[] = []
       let size = 0
@@ -372,13 +379,14 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
   const { port } = server.address() as AddressInfo
 
   const idle = (): Promise<void> => (open.size === 0 ? Promise.resolve() : new Promise((r) => idleWaiters.add(r)))
-  return {
+  const fake: FakeApi = {
     url: `http://127.0.0.1:${port}`,
     apiKey,
     sandboxes,
     files,
     requests,
     execBodies,
+    discardedBytes: 0,
     nextSignal: () => new Promise((r) => signalWaiters.push(r)),
     idle,
     async close() {
@@ -397,4 +405,5 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
       }
     },
   }
+  return fake
 }

@@ -50,7 +50,12 @@ export function createApiClient(connection: Connection): ApiClient {
     let res: Response
     try {
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, body: body as BodyInit | undefined, signal: scope.signal }
-      if (body instanceof ReadableStream) init.duplex = 'half'
+      if (body instanceof ReadableStream) {
+        init.duplex = 'half'
+        // Following a redirect would mean sending the body again, so fetch keeps every chunk it
+        // sent in memory; the API never redirects, and a 100 MB upload must not sit in memory.
+        init.redirect = 'error'
+      }
       res = await fetch(urlOf(connection.apiUrl, req), init)
     } catch (err) {
       scope.release()

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { test } from 'node:test'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { startFakeApi, type FakeApi } from './fake-api.fixture.js'
 import {
   AbortError,
@@ -226,6 +228,23 @@ test('files: large uploads and downloads are streamed both ways', () =>
     const reader = partial.getReader()
     await reader.read()
     await reader.cancel()
+  }))
+
+test('files: a streamed upload does not keep what it sent in memory', () =>
+  withFake(async (fake, conn) => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const sbx = await Sandbox.create('debian', conn)
+    gc()
+    const before = process.memoryUsage().arrayBuffers
+    async function* fresh(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 128; i++) yield new Uint8Array(1 << 20).fill(i)
+    }
+    await sbx.files.write('/dev/null', fresh())
+    assert.equal(fake.discardedBytes, 128 << 20)
+    gc()
+    const kept = process.memoryUsage().arrayBuffers - before
+    assert.ok(kept < 32 << 20, `kept ${kept} bytes after a 128 MiB upload`)
   }))
 
 test('files: past the server limit a write throws FileTooLargeError', () =>
