@@ -92,6 +92,20 @@ test('exec streams output and exits with the command code; --timeout exits 124',
     assert.equal(fake.execBodies.at(-1)?.timeoutMs, 50)
   }))
 
+test('exec --no-stdin runs in the foreground with the same results', () =>
+  withFake(async (fake) => {
+    const id = (await sandstorm(fake, ['create'])).stdout.trim()
+    const ok = await sandstorm(fake, ['exec', '--no-stdin', id, '--', 'utf8split'])
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.equal(ok.stdout, 'é€\n')
+    assert.equal(fake.execBodies.at(-1)?.background, undefined)
+    assert.equal((await sandstorm(fake, ['exec', '--no-stdin', id, '--', 'fail'])).code, 3)
+    const slow = await sandstorm(fake, ['exec', '--no-stdin', '--timeout', '1s', id, '--', 'hang'])
+    assert.equal(slow.code, 124)
+    const run = await sandstorm(fake, ['run', '--no-stdin', '--', 'echo', '42'])
+    assert.equal(run.stdout, '42\n')
+  }))
+
 test('exec passes stdin through when it is not a terminal', () =>
   withFake(async (fake) => {
     const id = (await sandstorm(fake, ['create'])).stdout.trim()

@@ -12,6 +12,7 @@ interface ExecFlags {
   cwd?: string
   user?: string
   timeout?: string
+  stdin: boolean
 }
 
 /** Registers `exec`. */
@@ -25,10 +26,11 @@ export function registerExec(program: Command): void {
     .option('--cwd <dir>', 'working directory inside the sandbox')
     .option('--user <user>', 'user name or uid to run as (default root)')
     .option('--timeout <duration>', 'kill the command after this long (500ms, 30s, 10m); exit 124')
+    .option('--no-stdin', 'do not pass stdin on, even when it is not a terminal')
     .action(async (id: string, argv: string[], flags: ExecFlags, cmd: Command) => {
       const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, '--timeout')
       const envs = parseKeyValues(flags.env, '--env')
       const sbx = await Sandbox.connect(id, connectionOf(cmd))
-      await runWithStdio(sbx, argv, { envs, cwd: flags.cwd, user: flags.user, timeoutMs, signal: interruptSignal() })
+      await runWithStdio(sbx, argv, { envs, cwd: flags.cwd, user: flags.user, timeoutMs, signal: interruptSignal(), stdin: flags.stdin ? undefined : false })
     })
 }

@@ -9,6 +9,7 @@ import { interruptSignal } from './interrupt.js'
 interface RunFlags extends CreateFlags {
   cwd?: string
   user?: string
+  stdin: boolean
 }
 
 /** Room the sandbox gets past the command's own timeout, to report the result before it expires. */
@@ -24,6 +25,7 @@ export function registerRun(program: Command): void {
   )
     .option('--cwd <dir>', 'working directory inside the sandbox')
     .option('--user <user>', 'user name or uid to run as (default root)')
+    .option('--no-stdin', 'do not pass stdin on, even when it is not a terminal')
     .action(async (argv: string[], flags: RunFlags, cmd: Command) => {
       const options = createOptionsOf(flags)
       // --timeout bounds the command (exit 124 past it); the sandbox lives a little longer.
@@ -36,7 +38,7 @@ export function registerRun(program: Command): void {
       const sbx = await Sandbox.create(flags.template, { ...conn, ...options })
       try {
         if (signal.aborted) throw new AbortError('interrupted before the command started')
-        await runWithStdio(sbx, argv, { cwd: flags.cwd, user: flags.user, timeoutMs: commandTimeoutMs, signal })
+        await runWithStdio(sbx, argv, { cwd: flags.cwd, user: flags.user, timeoutMs: commandTimeoutMs, signal, stdin: flags.stdin ? undefined : false })
       } finally {
         // Not bound to the interrupt signal: destroying is the point of cleaning up after Ctrl-C.
         await sbx.kill().catch((err: unknown) => {
