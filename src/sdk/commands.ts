@@ -119,9 +119,20 @@ export class Commands {
     // The caller's signal is not handed to fetch: aborting must first kill the process, and its
     // pid only comes with the stream's first event.
     const stream = new AbortController()
-    const sink = createOutputSink(options)
     let pid: number | undefined
     let aborted = false
+    // Once the caller has its AbortError, output still in flight is not handed to its callbacks.
+    const unlessAborted =
+      <T>(fn: ((data: T) => void) | undefined) =>
+      (data: T): void => {
+        if (!aborted) fn?.(data)
+      }
+    const sink = createOutputSink({
+      onStdout: unlessAborted(options.onStdout),
+      onStderr: unlessAborted(options.onStderr),
+      onStdoutBytes: unlessAborted(options.onStdoutBytes),
+      onStderrBytes: unlessAborted(options.onStderrBytes),
+    })
     const killAndStop = (): void => {
       if (pid === undefined) return
       const kill = client.send({
