@@ -1,0 +1,196 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
+import { mountOverlay, unmount } from '../../storage/index.js'
+import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
+import { removeExecCgroups, sandboxUsage } from './cgroups.js'
+import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
+import { sandboxPaths, type RuncLayout } from './layout.js'
+import { buildOciSpec, defaultPath } from './oci-spec.js'
+import { createRuncCli, type RuncContainer } from './runc-cli.js'
+import { startSandboxChild, type SandboxChild } from './sandbox-child.js'
+
+/** Options of the runc backend. */
+export interface RuncBackendOptions extends RuncLayout {
+  /** The OCI runtime binary. @default 'runc' */
+  binary?: string
+  logger?: Logger
+}
+
+/** The runc backend: each sandbox is an OCI container on an overlay root. */
+export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
+  const runc = createRuncCli({ binary: options.binary, stateRoot: options.stateRoot })
+  const log = options.logger ?? silentLogger()
+  const ready = Promise.all([
+    mkdir(options.stateRoot, { recursive: true, mode: 0o700 }),
+    mkdir(options.sandboxesDir, { recursive: true, mode: 0o700 }),
+  ])
+
+  const paths = (id: string) => {
+    if (!idPattern.test(id)) throw new SandstormError('invalid_argument', `sandbox id "${id}" is malformed`)
+    return sandboxPaths(options, id)
+  }
+
+  const checked = (id: string) => paths(id) && id
+
+  /** Runs a file script as root of the sandbox (not of the host) and fails with a coded error. */
+  async function runScript(id: string, op: string, path: string, script: string, args: string[], call: CallOptions = {}) {
+    const child = await start(id, scriptArgv(script, args), call)
+    child.closeStdin()
+    const [out, err, result] = await Promise.all([readAll(child.stdout), readAll(child.stderr), child.result])
+    if (result.exitCode !== 0) throw fsError(op, path, err)
+    return out
+  }
+
+  async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number): Promise<SandboxChild> {
+    const p = paths(id)
+    return startSandboxChild(runc, {
+      sandboxId: id,
+      execDir: p.execDir,
+      argv,
+      env: [`PATH=${defaultPath}`, `HOME=${user.home}`, ...(await sandboxEnv(id)), ...extraEnv],
+      cwd,
+      uid: user.uid,
+      gid: user.gid,
+      timeoutMs: timeoutMs ?? call.timeoutMs,
+      killSignal: linkSignal({ signal: call.signal }),
+    })
+  }
+
+  const envCache = new Map<string, string[]>()
+  async function sandboxEnv(id: string): Promise<string[]> {
+    let env = envCache.get(id)
+    if (!env) {
+      const config = JSON.parse(await readFile(paths(id).config, 'utf8')) as { process: { env: string[] } }
+      env = config.process.env.filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME='))
+      envCache.set(id, env)
+    }
+    return env
+  }
+
+  async function waitStopped(id: string): Promise<void> {
+    for (let i = 0; i < 2000; i++) {
+      const c = (await runc.list()).find((x) => x.id === id)
+      if (!c || c.status === 'stopped') return
+      await sleep(5)
+    }
+  }
+
+  const backend: RuntimeBackend = {
+    name: 'runc',
+
+    async create(spec: SandboxSpec, call?: CallOptions): Promise<RuntimeSandbox> {
+      await ready
+      const p = paths(spec.id)
+      try {
+        await mkdir(p.dir, { mode: 0o700 })
+      } catch {
+        throw new SandstormError('already_exists', `sandbox "${spec.id}" already exists on this host`)
+      }
+      try {
+        await mkdir(p.execDir, { mode: 0o700 })
+        await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: p.upper, workDir: p.work, target: p.rootfs })
+        await writeFile(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
+        await runc.runDetached(spec.id, p.dir, call)
+        log.info({ sandboxId: spec.id }, 'sandbox started')
+        return { id: spec.id, status: 'running', pid: null }
+      } catch (err) {
+        await backend.destroy(spec.id).catch((e: unknown) => log.error({ sandboxId: spec.id, err: e }, 'cleanup after failed create failed'))
+        throw err
+      }
+    },
+
+    async destroy(id: string): Promise<void> {
+      const p = paths(id)
+      envCache.delete(id)
+      await runc.kill(id, 'KILL').catch(() => undefined)
+      await waitStopped(id)
+      await removeExecCgroups(id)
+      await runc.deleteForce(id)
+      await unmount(p.rootfs)
+      await rm(p.dir, { recursive: true, force: true })
+      log.info({ sandboxId: id }, 'sandbox destroyed')
+    },
+
+    async list(call?: CallOptions): Promise<RuntimeSandbox[]> {
+      await ready
+      const all: RuncContainer[] = await runc.list(call)
+      return all.map((c) => ({
+        id: c.id,
+        status: c.status === 'running' ? 'running' : c.status === 'paused' ? 'paused' : 'stopped',
+        pid: c.pid || null,
+      }))
+    },
+
+    pause: (id, call) => runc.pause(checked(id), call),
+    resume: (id, call) => runc.resume(checked(id), call),
+    stats: async (id) => sandboxUsage(checked(id)),
+
+    async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
+      const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)
+      const home = spec.env.HOME ?? (spec.uid === 0 ? '/root' : '/')
+      const child = await start(id, spec.argv, { signal: call.signal }, { uid: spec.uid, gid: spec.gid, home }, env, spec.cwd, spec.timeoutMs)
+      child.stdout.on('data', (c: Buffer) => sink.onStdout(c))
+      child.stderr.on('data', (c: Buffer) => sink.onStderr(c))
+      return child
+    },
+
+    async *readFile(id: string, path: string, call: CallOptions = {}): AsyncIterable<Uint8Array> {
+      const child = await start(id, scriptArgv(fsScripts.read, [path]), call)
+      child.closeStdin()
+      const err = readAll(child.stderr)
+      let done = false
+      try {
+        for await (const chunk of child.stdout) yield chunk as Uint8Array
+        done = true
+      } finally {
+        if (!done) await child.kill()
+      }
+      const result = await child.result
+      if (result.exitCode !== 0) throw fsError('read', path, await err)
+    },
+
+    async writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>, call: CallOptions = {}): Promise<void> {
+      const child = await start(id, scriptArgv(fsScripts.write, [path]), call)
+      child.stdout.resume()
+      const err = readAll(child.stderr)
+      try {
+        for await (const chunk of data) await child.writeStdin(chunk)
+        child.closeStdin()
+      } catch (e) {
+        await child.kill()
+        await child.result
+        if (e instanceof SandstormError && e.code === 'failed_precondition') throw fsError('write', path, await err)
+        throw e
+      }
+      const result = await child.result
+      if (result.exitCode !== 0) throw fsError('write', path, await err)
+    },
+
+    async listDir(id: string, path: string, call?: CallOptions): Promise<EntryInfo[]> {
+      return parseListing(await runScript(id, 'list', path, fsScripts.list, [path], call), path)
+    },
+    async stat(id: string, path: string, call?: CallOptions): Promise<EntryInfo> {
+      return parseStat(await runScript(id, 'stat', path, fsScripts.stat, [path], call), path)
+    },
+    async mkdir(id: string, path: string, parents: boolean, call?: CallOptions): Promise<void> {
+      await runScript(id, 'mkdir', path, parents ? fsScripts.mkdirParents : fsScripts.mkdir, [path], call)
+    },
+    async remove(id: string, path: string, recursive: boolean, call?: CallOptions): Promise<void> {
+      await runScript(id, 'remove', path, recursive ? fsScripts.removeRecursive : fsScripts.remove, [path], call)
+    },
+    async rename(id: string, from: string, to: string, call?: CallOptions): Promise<void> {
+      await runScript(id, 'rename', from, fsScripts.rename, [from, to], call)
+    },
+    async resolveUser(id: string, user: string, call?: CallOptions) {
+      if (user === 'root') return { uid: 0, gid: 0, home: '/root' }
+      try {
+        const [uid, gid, home] = (await runScript(id, 'resolve user', user, fsScripts.resolveUser, [user], call)).split('\n')
+        return { uid: Number(uid), gid: Number(gid), home: home || '/' }
+      } catch {
+        throw new SandstormError('invalid_argument', `user "${user}" does not exist in the sandbox (expected a name from its /etc/passwd, or a uid)`)
+      }
+    },
+  }
+  return backend
+}

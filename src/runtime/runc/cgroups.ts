@@ -1,0 +1,95 @@
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { cgroupPath } from './layout.js'
+
+const root = '/sys/fs/cgroup'
+
+/**
+ * Sub-cgroups of a sandbox's freezer cgroup, one per command. A command's whole process tree stays
+ * in it (the sandbox cannot move processes: its cgroupfs is read-only), so freezing it and
+ * killing every member ends the tree, daemons and all, without racing forks.
+ */
+export function execCgroup(sandboxId: string, name: string) {
+  const dir = join(root, 'freezer', cgroupPath(sandboxId), name)
+  return {
+    /** The value for `runc exec --cgroup`. */
+    runcArg: `freezer:${name}`,
+    create: () => mkdir(dir),
+    async pids(): Promise<number[]> {
+      try {
+        const text = await readFile(join(dir, 'cgroup.procs'), 'utf8')
+        return text.split('\n').filter(Boolean).map(Number)
+      } catch {
+        return []
+      }
+    },
+    /** Sends a signal to every process; SIGKILL freezes first so that no fork escapes. */
+    async signalAll(signal: NodeJS.Signals): Promise<void> {
+      const freeze = signal === 'SIGKILL'
+      if (freeze) await setFreezer(dir, 'FROZEN')
+      try {
+        for (const pid of await this.pids()) {
+          try {
+            process.kill(pid, signal)
+          } catch {
+            // already gone
+          }
+        }
+      } finally {
+        if (freeze) await setFreezer(dir, 'THAWED')
+      }
+    },
+    /** Removes the cgroup once it is empty; a cgroup still in use is left to the sandbox's destroy. */
+    async remove(): Promise<void> {
+      await rmdir(dir).catch(() => undefined)
+    },
+  }
+}
+
+async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED'): Promise<void> {
+  try {
+    await writeFile(join(dir, 'freezer.state'), state)
+    // The kernel freezes asynchronously; a frozen cgroup reports FROZEN once every task stopped.
+    for (let i = 0; state === 'FROZEN' && i < 1000; i++) {
+      if ((await readFile(join(dir, 'freezer.state'), 'utf8')).trim() === 'FROZEN') return
+      await sleep(1)
+    }
+  } catch {
+    // The cgroup is gone, so its processes are too.
+  }
+}
+
+/** Removes every per-command cgroup left under a sandbox (before runc deletes the sandbox's own). */
+export async function removeExecCgroups(sandboxId: string): Promise<void> {
+  const dir = join(root, 'freezer', cgroupPath(sandboxId))
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => rmdir(join(dir, e.name)).catch(() => undefined)))
+}
+
+/** How many times the kernel's OOM killer has killed in this sandbox. */
+export async function oomKillCount(sandboxId: string): Promise<number> {
+  try {
+    const text = await readFile(join(root, 'memory', cgroupPath(sandboxId), 'memory.oom_control'), 'utf8')
+    return Number(/oom_kill (\d+)/.exec(text)?.[1] ?? 0)
+  } catch {
+    return 0
+  }
+}
+
+/** Memory, cpu time and process count of a sandbox, from its cgroups. */
+export async function sandboxUsage(sandboxId: string) {
+  const read = (controller: string, file: string) =>
+    readFile(join(root, controller, cgroupPath(sandboxId), file), 'utf8').then(Number, () => 0)
+  const [memoryBytes, cpuNanos, pids] = await Promise.all([
+    read('memory', 'memory.usage_in_bytes'),
+    read('cpuacct', 'cpuacct.usage'),
+    read('pids', 'pids.current'),
+  ])
+  return { memoryBytes, cpuNanos, pids }
+}
+
+/** Every cgroup directory a sandbox has (for checking that destroy left none). */
+export function sandboxCgroupDirs(sandboxId: string): string[] {
+  return ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices', 'blkio', 'cpuset'].map((c) => join(root, c, cgroupPath(sandboxId)))
+}

@@ -1,0 +1,2 @@
+/** The runc backend: OCI containers with namespaces, cgroup limits, seccomp and an overlay root. */
+export { createRuncBackend, type RuncBackendOptions } from './backend.js'

@@ -1,0 +1,41 @@
+import { join } from 'node:path'
+
+/** Where the runc backend keeps things on the host. */
+export interface RuncLayout {
+  /** runc's own state (`runc --root`). */
+  stateRoot: string
+  /** Parent of every sandbox's directory; mode 0700, since sandboxes write below it. */
+  sandboxesDir: string
+}
+
+/** Paths of one sandbox on the host. The sandbox directory is also its OCI bundle. */
+export function sandboxPaths(layout: RuncLayout, id: string) {
+  const dir = join(layout.sandboxesDir, id)
+  return {
+    dir,
+    config: join(dir, 'config.json'),
+    rootfs: join(dir, 'rootfs'),
+    upper: join(dir, 'upper'),
+    work: join(dir, 'work'),
+    /** Process specs for `runc exec --process`, kept out of the host's process list. */
+    execDir: join(dir, 'exec'),
+  }
+}
+
+/** Paths inside the sandbox where Sandstorm's own read-only helpers are bound. */
+export const inSandbox = {
+  dir: '/.sandstorm',
+  tini: '/.sandstorm/tini',
+  busybox: '/.sandstorm/busybox',
+} as const
+
+/** Host binaries bound into every sandbox, read-only; both are static, so any root can run them. */
+export const hostHelpers = {
+  tini: '/usr/bin/tini-static',
+  busybox: '/bin/busybox',
+} as const
+
+/** The cgroup (v1 cgroupfs path) of a sandbox; runc creates it under every controller. */
+export function cgroupPath(id: string): string {
+  return `/sandstorm/${id}`
+}

@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs'
+import type { SandboxSpec } from '../backend.js'
+import { defaultCapabilities, processCapabilities } from './capabilities.js'
+import { cgroupPath, hostHelpers, inSandbox } from './layout.js'
+import { defaultSeccompProfile } from './seccomp.js'
+
+/** The PATH every sandbox process starts with. */
+export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+const cpuPeriodUs = 100_000
+
+/** Paths Docker hides from containers: they leak host details or allow attacks on the host kernel. */
+const maskedPaths = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+]
+const readonlyPaths = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']
+
+/**
+ * Open-file limits of every process: the soft one as a shell has it, the hard one as Docker's,
+ * but never above the agent's own hard limit, which runc cannot raise.
+ */
+export const rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: Math.max(1024, Math.min(524288, ownHardNofile())) }]
+
+function ownHardNofile(): number {
+  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+  const hard = line?.trim().split(/\s+/)[4]
+  return hard === undefined || hard === 'unlimited' ? 524288 : Number(hard)
+}
+
+function bindReadonly(source: string, destination: string) {
+  return { destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] }
+}
+
+/**
+ * The OCI runtime config of a sandbox. PID 1 is tini, holding an idle child, so that orphans of
+ * exec'd commands are reaped and an idle sandbox costs next to nothing.
+ */
+export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
+  const memoryBytes = spec.memoryMiB * 1024 * 1024
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: [inSandbox.tini, '-s', '--', inSandbox.busybox, 'sleep', '2147483647'],
+      env: [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
+      cwd: '/',
+      capabilities: processCapabilities(defaultCapabilities),
+      rlimits,
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs', readonly: false },
+    hostname: spec.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+      bindReadonly(hostHelpers.tini, inSandbox.tini),
+      bindReadonly(hostHelpers.busybox, inSandbox.busybox),
+      ...spec.rootfs.readonlyBinds.map((b) => bindReadonly(b.source, b.target)),
+    ],
+    linux: {
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+      cgroupsPath: cgroupPath(spec.id),
+      resources: {
+        devices: [{ allow: false, access: 'rwm' }],
+        memory: { limit: memoryBytes, swap: memoryBytes },
+        cpu: { quota: Math.round(spec.cpus * cpuPeriodUs), period: cpuPeriodUs },
+        pids: { limit: spec.pidsMax },
+      },
+      maskedPaths,
+      readonlyPaths,
+      seccomp: defaultSeccompProfile(defaultCapabilities),
+    },
+  }
+}
+
+/** The process spec of one `runc exec`: same confinement as the sandbox's init. */
+export function buildProcessSpec(options: {
+  args: string[]
+  env: string[]
+  cwd: string
+  uid: number
+  gid: number
+}): Record<string, unknown> {
+  return {
+    terminal: false,
+    user: { uid: options.uid, gid: options.gid },
+    args: options.args,
+    env: options.env,
+    cwd: options.cwd,
+    capabilities: processCapabilities(options.uid === 0 ? defaultCapabilities : []),
+    rlimits,
+    noNewPrivileges: true,
+  }
+}

@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { open, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { SandstormError, type CallOptions } from '../../shared/index.js'
+
+/** Options of the runc command wrapper. */
+export interface RuncCliOptions {
+  /** The runc binary; `runsc` and `crun` take the same arguments. @default 'runc' */
+  binary?: string
+  /** runc's state directory (`--root`). */
+  stateRoot: string
+}
+
+/** A container as `runc list` reports it. */
+export interface RuncContainer {
+  id: string
+  status: 'created' | 'running' | 'paused' | 'stopped'
+  pid: number
+  bundle: string
+}
+
+/** The runc commands the backend uses, each run once and checked. */
+export function createRuncCli(options: RuncCliOptions) {
+  const binary = options.binary ?? 'runc'
+  const base = ['--root', options.stateRoot]
+
+  async function run(args: string[], call: CallOptions = {}) {
+    const result = await execa(binary, [...base, ...args], {
+      reject: false,
+      stdin: 'ignore',
+      cancelSignal: call.signal,
+      timeout: call.timeoutMs,
+    })
+    if (result.isCanceled) throw new SandstormError('canceled', `runc ${args[0]} was canceled`)
+    if (result.timedOut) throw new SandstormError('deadline_exceeded', `runc ${args[0]} took too long`)
+    return result
+  }
+
+  return {
+    binary,
+    baseArgs: base,
+    /**
+     * Starts a container detached. Its init inherits runc's stdio, so stdout is /dev/null and
+     * stderr a file in the bundle: a pipe would be held open by the sandbox for its whole life.
+     */
+    async runDetached(id: string, bundle: string, call: CallOptions = {}): Promise<void> {
+      const logFile = join(bundle, 'start.log')
+      const log = await open(logFile, 'w', 0o600)
+      // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
+      const child = spawn(binary, [...base, 'run', '--detach', '--bundle', bundle, id], {
+        stdio: ['ignore', 'ignore', log.fd],
+        signal: call.signal,
+        timeout: call.timeoutMs,
+      })
+      const [code] = (await once(child, 'exit').finally(() => log.close())) as [number | null]
+      const text = await readFile(logFile, 'utf8').catch(() => '')
+      await rm(logFile, { force: true })
+      if (code !== 0) throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
+    },
+    async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
+      await run(['kill', id, signal], call)
+    },
+    /** Removes a container, killing it first; a missing one is not an error. */
+    async deleteForce(id: string, call?: CallOptions): Promise<void> {
+      const r = await run(['delete', '--force', id], call)
+      if (r.exitCode !== 0 && !/does not exist|not exist/.test(r.stderr)) {
+        throw new SandstormError('internal', `removing the sandbox failed: ${lastLine(r.stderr)}`)
+      }
+    },
+    async pause(id: string, call?: CallOptions): Promise<void> {
+      const r = await run(['pause', id], call)
+      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', `pausing failed: ${lastLine(r.stderr)}`)
+    },
+    async resume(id: string, call?: CallOptions): Promise<void> {
+      const r = await run(['resume', id], call)
+      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', `resuming failed: ${lastLine(r.stderr)}`)
+    },
+    async list(call?: CallOptions): Promise<RuncContainer[]> {
+      const r = await run(['list', '--format', 'json'], call)
+      if (r.exitCode !== 0) throw new SandstormError('internal', `runc list failed: ${lastLine(r.stderr)}`)
+      const parsed = JSON.parse(r.stdout || 'null') as RuncContainer[] | null
+      return parsed ?? []
+    },
+  }
+}
+
+/** The runc command wrapper's type. */
+export type RuncCli = ReturnType<typeof createRuncCli>
+
+/** runc logs JSON-ish lines; the last one carries the reason. */
+export function lastLine(text: string): string {
+  const line = text.trim().split('\n').pop() ?? ''
+  const msg = /msg="([^"]*)"/.exec(line)?.[1] ?? line
+  return msg.replace(/\\"/g, '"')
+}

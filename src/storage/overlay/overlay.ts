@@ -1,0 +1,52 @@
+import { mkdir, readFile } from 'node:fs/promises'
+import { execa } from 'execa'
+import { SandstormError } from '../../shared/index.js'
+
+/** Where an overlay root is mounted and what it stacks. */
+export interface OverlayOptions {
+  /** Read-only layers, topmost first. */
+  lowerDirs: string[]
+  /** The sandbox's own writable layer. */
+  upperDir: string
+  /** Overlayfs scratch directory on the same filesystem as upperDir. */
+  workDir: string
+  /** Mount point. */
+  target: string
+}
+
+/**
+ * Mounts an overlay root. `nodev` and `nosuid` hold on the host side: the upper layer is written
+ * by the sandbox, so nothing in it may act as a device or gain privileges for a host process.
+ */
+export async function mountOverlay(options: OverlayOptions): Promise<void> {
+  if (options.lowerDirs.length === 0) throw new SandstormError('invalid_argument', 'an overlay needs at least one lower layer')
+  for (const dir of [...options.lowerDirs, options.upperDir, options.workDir, options.target]) {
+    if (dir.includes(',') || dir.includes(':')) {
+      throw new SandstormError('invalid_argument', `layer path "${dir}" must not contain "," or ":"`)
+    }
+  }
+  await Promise.all([options.upperDir, options.workDir, options.target].map((d) => mkdir(d, { recursive: true })))
+  const data = `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}`
+  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target], { reject: false })
+  if (result.exitCode !== 0) {
+    throw new SandstormError('internal', `mounting the sandbox root failed: ${result.stderr.trim()}`)
+  }
+}
+
+/** Unmounts a mount point if it is mounted; a busy mount is detached lazily. Safe to call twice. */
+export async function unmount(target: string): Promise<void> {
+  if (!(await isMounted(target))) return
+  const result = await execa('umount', [target], { reject: false })
+  if (result.exitCode === 0) return
+  const lazy = await execa('umount', ['-l', target], { reject: false })
+  if (lazy.exitCode !== 0 && (await isMounted(target))) {
+    throw new SandstormError('internal', `unmounting ${target} failed: ${lazy.stderr.trim()}`)
+  }
+}
+
+/** Is anything mounted exactly at this path (as this process's mount table says)? */
+export async function isMounted(target: string): Promise<boolean> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8')
+  const escaped = target.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`)
+  return table.split('\n').some((line) => line.split(' ')[4] === escaped)
+}
