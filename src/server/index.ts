@@ -80,6 +80,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })
 
     const server = createAdaptorServer({ fetch: app.fetch })
+    // Once closing, a keep-alive connection whose response just ended would idle until its
+    // timeout; close it as soon as it is idle so that close() resolves.
+    server.on('request', (_req: unknown, res: NodeJS.EventEmitter) => {
+      res.once('close', () => {
+        if (shutdown.signal.aborted && 'closeIdleConnections' in server) server.closeIdleConnections()
+      })
+    })
     const host = options.host ?? '127.0.0.1'
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -104,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // Handlers were aborted above; wait for them so none touches the database after it closes.
       await Promise.allSettled([...inFlight])
       const cut = setTimeout(() => {
+        logger.warn({ url, graceMs: closeGraceMs }, 'connections still open after the grace period; cutting them')
         if ('closeAllConnections' in server) server.closeAllConnections()
       }, closeGraceMs)
       cut.unref()

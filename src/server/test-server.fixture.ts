@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { request as httpRequest } from 'node:http'
+import { Agent, request as httpRequest } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -67,6 +67,8 @@ export interface RequestOptions {
   /** The key to send; null sends none. @default the server's key */
   key?: string | null
   headers?: Record<string, string>
+  /** Reuse connections (a keep-alive agent) instead of one connection per request. */
+  keepAlive?: boolean
 }
 
 /** A server under test. */
@@ -84,12 +86,26 @@ export interface TestServer {
   close(): Promise<void>
 }
 
+/**
+ * A keep-alive agent whose idle sockets stay ref'd: node unrefs them, and then a test waiting for
+ * them to close would see the loop end first.
+ */
+class RefAgent extends Agent {
+  override keepSocketAlive(socket: Socket): void {
+    // Node's own returns whether to keep the socket (false destroys it); pass that on.
+    const keep = super.keepSocketAlive(socket)
+    socket.ref()
+    return keep
+  }
+}
+
 /** Starts a server for a test. */
 export async function startTestServer(options: Partial<ServerOptions> & { agent?: FakeAgent; dataDir?: string } = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sandstorm-server-test-'))
   const agent = options.agent ?? createFakeAgent()
   const logs = captureLogs()
   const sockets = new Set<Socket>()
+  const keepAliveAgent = new RefAgent({ keepAlive: true, maxSockets: 4 })
   const start = (): Promise<RunningServer> => startServer({ ...options, dataDir, agent, logger: logs.logger, port: 0 })
 
   const t: TestServer = {
@@ -107,8 +123,9 @@ export async function startTestServer(options: Partial<ServerOptions> & { agent?
         payload = Buffer.isBuffer(o.body) ? o.body : Buffer.from(JSON.stringify(o.body))
         if (!Buffer.isBuffer(o.body)) headers['content-type'] ??= 'application/json'
       }
-      const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers, agent: false })
+      const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers, agent: o.keepAlive ? keepAliveAgent : false })
       req.on('socket', (socket) => {
+        if (sockets.has(socket)) return
         sockets.add(socket)
         socket.once('close', () => sockets.delete(socket))
       })
@@ -134,10 +151,15 @@ export async function startTestServer(options: Partial<ServerOptions> & { agent?
     async close() {
       await t.server.close()
       await Promise.all([...sockets].map((s) => (s.closed ? undefined : once(s, 'close'))))
-      // A closed handle leaves libuv's list in the close phase of the loop's next turn; that
-      // turn is what is awaited here, not any length of time.
-      await new Promise((resolve) => setImmediate(resolve))
-      const open = process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPServerWrap')
+      keepAliveAgent.destroy()
+      // A closed handle leaves libuv's list in the close phase of the loop, which comes after
+      // the check phase of setImmediate: give it a few turns of the loop (turns, not time).
+      let open: string[] = []
+      for (let turn = 0; turn < 5; turn++) {
+        await new Promise((resolve) => setImmediate(resolve))
+        open = process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPServerWrap')
+        if (open.length === 0) break
+      }
       assert.deepEqual(open, [], 'a socket is still open after the server closed')
       rmSync(dataDir, { recursive: true, force: true })
     },
