@@ -1,0 +1,3 @@
+/** The agent of one host: it runs sandboxes and answers the server. */
+export type * from './agent-api.js'
+export { createLocalAgent, type LocalAgentOptions } from './local-agent.js'

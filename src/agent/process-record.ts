@@ -1,0 +1,82 @@
+import type { ExecEvent, ProcessInfo, ProcessResult } from '../shared/index.js'
+import type { RuntimeProcess } from '../runtime/index.js'
+
+/** Output kept per process for followers that attach late; older output is dropped past this. */
+const keptOutputBytes = 8 * 1024 * 1024
+
+/**
+ * One started command: its live process, the output it has produced (for replay), and the
+ * followers waiting for more. Events are indexed absolutely so that dropping old ones is safe.
+ */
+export class ProcessRecord {
+  readonly startedAt = new Date()
+  result: ProcessResult | null = null
+  private events: ExecEvent[] = []
+  private dropped = 0
+  private keptBytes = 0
+  private wakeups = new Set<() => void>()
+
+  constructor(
+    readonly pid: number,
+    readonly argv: string[],
+    readonly cwd: string,
+    readonly process: RuntimeProcess,
+  ) {
+    void process.result.then((result) => {
+      this.result = result
+      this.push({ type: 'end', result })
+    })
+  }
+
+  /** Adds output; called by the runtime's sink. */
+  output(type: 'stdout' | 'stderr', chunk: Uint8Array): void {
+    this.push({ type, data: Buffer.from(chunk).toString('base64') })
+    this.keptBytes += chunk.byteLength
+    while (this.keptBytes > keptOutputBytes && this.events.length > 1) {
+      const old = this.events.shift()
+      this.dropped++
+      if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64')
+    }
+  }
+
+  private push(event: ExecEvent): void {
+    this.events.push(event)
+    for (const wake of this.wakeups) wake()
+    this.wakeups.clear()
+  }
+
+  /** Yields `start`, the output kept so far, then live output until `end`, or until the signal fires. */
+  async *follow(signal?: AbortSignal): AsyncIterable<ExecEvent> {
+    yield { type: 'start', pid: this.pid }
+    let next = this.dropped
+    while (!signal?.aborted) {
+      next = Math.max(next, this.dropped)
+      while (next < this.dropped + this.events.length) {
+        const event = this.events[next - this.dropped]!
+        next++
+        yield event
+        if (event.type === 'end') return
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal?.removeEventListener('abort', wake)
+          resolve()
+        }
+        this.wakeups.add(wake)
+        signal?.addEventListener('abort', wake, { once: true })
+      })
+    }
+  }
+
+  /** The record as listed. */
+  info(): ProcessInfo {
+    return {
+      pid: this.pid,
+      argv: this.argv,
+      cwd: this.cwd,
+      startedAt: this.startedAt.toISOString(),
+      running: this.result === null,
+      result: this.result,
+    }
+  }
+}

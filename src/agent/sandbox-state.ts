@@ -1,0 +1,44 @@
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { idPattern } from '../shared/index.js'
+
+const recordSchema = z.object({
+  id: z.string().regex(idPattern),
+  template: z.string(),
+  runtime: z.string(),
+  createdAt: z.string(),
+})
+
+/** What the agent remembers of a sandbox across its own restarts. */
+export type SandboxRecord = z.infer<typeof recordSchema>
+
+/** The agent's own state on disk: one small JSON file per sandbox, written before it is used. */
+export function createSandboxState(dir: string) {
+  const file = (id: string) => join(dir, `${id}.json`)
+  return {
+    async init(): Promise<void> {
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+    },
+    async save(record: SandboxRecord): Promise<void> {
+      await writeFile(file(record.id), JSON.stringify(record), { mode: 0o600 })
+    },
+    async remove(id: string): Promise<void> {
+      await rm(file(id), { force: true })
+    },
+    /** Every record that parses; a corrupt file is reported by id so that it can be cleaned up. */
+    async load(): Promise<{ records: SandboxRecord[]; corrupt: string[] }> {
+      const records: SandboxRecord[] = []
+      const corrupt: string[] = []
+      for (const name of await readdir(dir)) {
+        if (!name.endsWith('.json')) continue
+        try {
+          records.push(recordSchema.parse(JSON.parse(await readFile(join(dir, name), 'utf8'))))
+        } catch {
+          corrupt.push(name.slice(0, -'.json'.length))
+        }
+      }
+      return { records, corrupt }
+    },
+  }
+}
