@@ -1,4 +1,4 @@
-import type { AgentApi } from '../agent/agent-api.js'
+import type { AgentApi } from '../agent/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { CallOptions, Logger } from '../shared/index.js'
 import type { SandboxCatalog } from './catalog.js'

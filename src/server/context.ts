@@ -1,5 +1,5 @@
 import type { HttpBindings } from '@hono/node-server'
-import type { AgentApi } from '../agent/agent-api.js'
+import type { AgentApi } from '../agent/index.js'
 import type { Logger } from '../shared/index.js'
 import type { ApiKeyCheck } from './api-keys.js'
 import type { ServerMetrics } from './metrics.js'

@@ -4,7 +4,7 @@
  * signalled or `finish()`ed, and `cat` echoes its stdin once stdin closes.
  */
 import { EventEmitter } from 'node:events'
-import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from '../agent/agent-api.js'
+import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from '../agent/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
 
@@ -140,7 +140,7 @@ export function createFakeAgent(): FakeAgent {
     async resume(id) {
       box(id).sandbox.status = 'running'
     },
-    async exec(id, req: AgentExecRequest) {
+    async exec(id, req: AgentExecRequest, options: CallOptions = {}) {
       count('exec')
       const sandbox = box(id)
       const pid = nextPid++
@@ -161,6 +161,8 @@ export function createFakeAgent(): FakeAgent {
         push(p, { type: 'stderr', data: base64(`${word}: not found\n`) })
         end(p, 127)
       }
+      // As the runc backend does, the exec's signal kills the process for as long as it runs.
+      options.signal?.addEventListener('abort', () => end(p, 137, 'SIGKILL'), { once: true })
       events.emit('exec', { id, pid })
       return { pid }
     },

@@ -1,7 +1,7 @@
 /** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
-import type { AgentApi } from '../agent/agent-api.js'
+import type { AgentApi } from '../agent/index.js'
 import { createLogger, SandstormError } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
 import { adoptSandboxes } from './adoption.js'

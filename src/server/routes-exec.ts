@@ -1,8 +1,9 @@
 import type { Hono } from 'hono'
-import type { AgentExecRequest } from '../agent/agent-api.js'
+import type { AgentExecRequest } from '../agent/index.js'
 import { execBody, signalBody, stdinBody } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { base64Field, bodyOf, pidOf } from './request-input.js'
+import { scopedSignal } from './scoped-signal.js'
 import { ndjsonResponse, peek, rest, streamSignal } from './streams.js'
 
 /** Exec (foreground NDJSON or background), and the processes it started: list, follow, stdin, signal. */
@@ -23,7 +24,8 @@ export function execRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     }
     sandboxes.requireStarted(id)
     const startedAt = performance.now()
-    const { pid } = await agent.exec(id, request, { signal: c.var.signal })
+    const start = scopedSignal(c.var.signal)
+    const { pid } = await agent.exec(id, request, { signal: start.signal }).finally(start.release)
     metrics.execSeconds.observe((performance.now() - startedAt) / 1000)
     logger.info({ sandboxId: id, pid, background: body.background === true }, 'process started')
     if (body.background) return c.json({ pid }, 201)

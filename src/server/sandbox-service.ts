@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import type { AgentApi, AgentSandbox } from '../agent/agent-api.js'
+import type { AgentApi, AgentSandbox } from '../agent/index.js'
 import { newId, SandstormError } from '../shared/index.js'
 import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState } from '../shared/index.js'
 import { toSandboxInfo } from './catalog.js'
