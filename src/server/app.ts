@@ -1,4 +1,5 @@
 import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
 import { routePath } from 'hono/route'
 import { SandstormError } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
@@ -8,6 +9,12 @@ import { fileRoutes } from './routes-files.js'
 import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
 import { templateRoutes } from './routes-templates.js'
+
+/**
+ * JSON bodies are read whole, so they are capped; 64 MiB leaves room for an exec's stdin given
+ * inline (base64). Files go through PUT .../files, which streams and has its own limit.
+ */
+const maxJsonBytes = 64 * 1024 * 1024
 
 /** What the app needs beyond the routes' deps: the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {
@@ -41,10 +48,12 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   })
 
   app.use('*', async (c, next) => {
+    const startedAt = performance.now()
     await next()
     const path = routePath(c, -1)
     const route = path === '*' || path === '/*' ? 'unmatched' : `${c.req.method} ${path}`
     metrics.httpRequests.inc({ route, status: String(c.res.status) })
+    logger.debug({ route, status: c.res.status, ms: Math.round(performance.now() - startedAt) }, 'request answered')
   })
 
   app.use('*', async (c, next) => {
@@ -58,6 +67,16 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     }
     return next()
   })
+
+  app.post(
+    '*',
+    bodyLimit({
+      maxSize: maxJsonBytes,
+      onError: () => {
+        throw new SandstormError('payload_too_large', `request body too large: expected at most ${maxJsonBytes} bytes of JSON`)
+      },
+    }),
+  )
 
   healthRoutes(app, options)
   templateRoutes(app, options)

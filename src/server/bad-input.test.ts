@@ -73,3 +73,15 @@ test('exec, files and processes on an unknown or destroyed sandbox answer 404', 
     await t.close()
   }
 })
+
+test('a JSON body declared past the cap answers 413 before it is read', async () => {
+  const t = await startTestServer()
+  try {
+    const res = await t.open('POST', '/v1/sandboxes', { headers: { 'content-length': String(100 * 1024 * 1024), 'content-type': 'application/json' } })
+    assert.equal(res.statusCode, 413)
+    res.destroy()
+    assert.equal(t.agent.calls.get('templates'), undefined)
+  } finally {
+    await t.close()
+  }
+})
