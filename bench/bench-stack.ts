@@ -1,0 +1,92 @@
+/**
+ * A real Sandstorm to benchmark: the server and the local agent (real runc) over a temporary data
+ * dir, on 127.0.0.1 port 0, with silent logs so that logging is not what gets measured.
+ */
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
+import { startServer, type RunningServer } from '../src/server/index.js'
+import { silentLogger } from '../src/shared/index.js'
+
+/** Where setup built the default templates. */
+export const templatesDir =
+  process.env.SANDSTORM_TEMPLATES_DIR ?? join(process.env.SANDSTORM_DATA_DIR ?? '/var/lib/sandstorm', 'templates')
+
+/** A running server and agent to benchmark. */
+export interface BenchStack {
+  dataDir: string
+  /** runc's state dir of this stack's sandboxes (`runc --root`). */
+  runcRoot: string
+  server: RunningServer
+  agent: AgentApi
+  /** SDK connection options: `Sandbox.create('debian', { ...stack.conn })`. */
+  conn: { apiUrl: string; apiKey: string }
+  /** Every sandbox id a benchmark made here, for the check that close left no cgroup behind. */
+  ids: Set<string>
+  /** Destroys every sandbox left, stops, checks that nothing is left and removes the data dir; returns what was left. */
+  close(): Promise<string[]>
+}
+
+/** Why the benchmarks cannot run here, or null when they can. */
+export function stackSkipReason(): string | null {
+  if (process.getuid?.() !== 0) return 'the benchmarks need root (runc, mounts, cgroups)'
+  if (!existsSync(join(templatesDir, 'debian', 'current', 'template.json'))) return `no debian template in ${templatesDir}: run scripts/setup.sh`
+  return null
+}
+
+/** Starts a server and an agent over a new temporary data dir. */
+export async function startBenchStack(): Promise<BenchStack> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-bench-'))
+  const runcRoot = join(dataDir, 'runc')
+  const logger = silentLogger()
+  let agent: AgentApi | undefined
+  try {
+    agent = await createLocalAgent({ dataDir, templatesDir, logger })
+    // A long default lifetime: no sandbox may expire while a benchmark holds it.
+    const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
+    const live = agent
+    const ids = new Set<string>()
+    return {
+      dataDir,
+      runcRoot,
+      server,
+      agent,
+      conn: { apiUrl: server.url, apiKey: server.apiKey },
+      ids,
+      async close() {
+        for (const s of await live.list()) await live.destroy(s.id).catch(() => undefined)
+        await server.close()
+        await live.close()
+        const left = await leftovers(dataDir, runcRoot, ids)
+        if (left.length === 0) await rm(dataDir, { recursive: true, force: true })
+        return left
+      },
+    }
+  } catch (err) {
+    await agent?.close()
+    await rm(dataDir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+/** Containers and mounts of this data dir still there after close (the data dir is then kept for a look). */
+async function leftovers(dataDir: string, runcRoot: string, ids: Set<string>): Promise<string[]> {
+  const left: string[] = []
+  const list = await execa('runc', ['--root', runcRoot, 'list', '--quiet'], { reject: false })
+  for (const id of list.stdout.split('\n').filter(Boolean)) left.push(`runc container ${id} (runc --root ${runcRoot})`)
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8')
+  for (const line of mounts.split('\n')) {
+    const target = line.split(' ')[4]
+    if (target?.startsWith(dataDir)) left.push(`mount ${target}`)
+  }
+  for (const id of ids) {
+    for (const controller of ['memory', 'pids', 'freezer', 'cpu', 'blkio', 'devices']) {
+      const dir = join('/sys/fs/cgroup', controller, 'sandstorm', id)
+      if (existsSync(dir)) left.push(`cgroup ${dir}`)
+    }
+  }
+  return left
+}

@@ -1,0 +1,95 @@
+/** create: `Sandbox.create('debian')` until it resolves (the sandbox runs and takes exec), no pool. */
+import { Sandbox } from '../src/sdk/index.js'
+import { createBareRunc } from './bare-runc.js'
+import { checkAborted, type BenchContext, type Benchmark } from './context.js'
+import { findDockerBaseline } from './docker-baseline.js'
+import type { BenchResult } from './report.js'
+import { summarize, timed } from './stats.js'
+
+const defaultIterations = 40
+const warmupRuns = 2
+
+/** A way to start one container of the baseline: times the start, removes it untimed. */
+interface CreateBaseline {
+  what: string
+  /** Starts one, removes it after the clock stopped, and resolves with the start's milliseconds. */
+  once(i: number): Promise<number>
+  close(): Promise<string[]>
+}
+
+async function pickBaseline(notes: string[]): Promise<CreateBaseline> {
+  const docker = await findDockerBaseline()
+  if ('image' in docker) {
+    notes.push(`baseline: Docker (docker info answered), image ${docker.image}`)
+    return {
+      what: `docker run --rm -d ${docker.image} sleep 1000`,
+      async once() {
+        const { ms, id } = await docker.run()
+        await docker.remove(id)
+        return ms
+      },
+      close: async () => (await docker.close(), []),
+    }
+  }
+  notes.push(`baseline: bare runc (${docker.reason}): a static busybox bundle, runc spec defaults, no seccomp`)
+  const bare = await createBareRunc()
+  return {
+    what: 'runc run --detach (busybox bundle)',
+    async once(i) {
+      const id = `bench-create-${i}`
+      const ms = await bare.run(id)
+      await bare.remove(id)
+      return ms
+    },
+    close: () => bare.close(),
+  }
+}
+
+/** The create benchmark. */
+export const createBenchmark: Benchmark = {
+  name: 'create',
+  title: 'create-to-ready without a pool',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const n = ctx.iterations ?? defaultIterations
+    const notes: string[] = []
+    const baseline = await pickBaseline(notes)
+    const subject: number[] = []
+    const base: number[] = []
+    const createOne = async (): Promise<number> => {
+      const { ms, value: sandbox } = await timed(() => Sandbox.create('debian', { ...ctx.stack.conn }))
+      ctx.stack.ids.add(sandbox.sandboxId)
+      await sandbox.kill()
+      return ms
+    }
+    try {
+      for (let i = 0; i < warmupRuns; i++) {
+        await createOne()
+        await baseline.once(-1 - i)
+      }
+      // Interleaved, so that drift on the machine weighs on both sides alike.
+      for (let i = 0; i < n; i++) {
+        checkAborted(ctx.signal)
+        subject.push(await createOne())
+        base.push(await baseline.once(i))
+        if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
+      }
+    } finally {
+      ctx.leftovers(await baseline.close())
+    }
+    notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped`)
+    return {
+      name: 'create',
+      title: this.title,
+      figures: [
+        {
+          what: "Sandbox.create('debian') until it resolves",
+          unit: 'ms',
+          subject: summarize(subject),
+          baseline: { what: baseline.what, summary: summarize(base) },
+          goal: { stat: 'p95', atMost: 60 },
+        },
+      ],
+      notes,
+    }
+  },
+}
