@@ -71,7 +71,8 @@ for template in debian host; do
     else
       say "building template $template"
     fi
-    quietly node "$CLI" template build "$template" --data-dir "$DATA_DIR"
+    # Not quiet: the build prints its progress (debootstrap's steps) as it goes.
+    node "$CLI" template build "$template" --data-dir "$DATA_DIR" || die "building template $template failed"
   fi
 done
 

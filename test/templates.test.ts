@@ -1,18 +1,18 @@
 /**
  * Checks a template store that scripts/setup.sh built (it runs debootstrap; tests never do).
- * Runs only when SANDSTORM_TEMPLATES_DIR points at such a store.
+ * Runs when that store exists (SANDSTORM_TEMPLATES_DIR, else the default data dir's).
  */
 import assert from 'node:assert/strict'
 import { access, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { createTemplateStore } from '../src/templates/index.js'
+import { templatesDir } from './helpers/stack.js'
 
-const dir = process.env.SANDSTORM_TEMPLATES_DIR
+const dir = templatesDir
 const skip = await skipReason()
 
 async function skipReason(): Promise<string | false> {
-  if (!dir) return 'SANDSTORM_TEMPLATES_DIR is not set (scripts/setup.sh builds a store under <data-dir>/templates)'
   try {
     await access(join(dir, 'debian', 'current', 'template.json'))
   } catch {
@@ -23,7 +23,7 @@ async function skipReason(): Promise<string | false> {
 
 describe('the debian template that setup built', { skip }, () => {
   it('has python3, the sandbox user and a template.json with its size', async () => {
-    const store = createTemplateStore({ dir: dir! })
+    const store = createTemplateStore({ dir })
     const { info, rootfs } = await store.resolve('debian')
     assert.equal(info.name, 'debian')
     assert.ok(info.sizeBytes > 0, `expected sizeBytes > 0, got ${info.sizeBytes}`)
