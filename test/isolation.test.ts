@@ -1,0 +1,325 @@
+/**
+ * Isolation of runc sandboxes, tested as an attacker would: every case runs a real attack from
+ * inside a real sandbox, asserts that it fails, and where it matters that the host is unchanged.
+ * File-API attacks are in isolation-files.test.ts, resource limits in limits.test.ts.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { readdir, rm, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { Sandbox } from '../src/sdk/index.js'
+import { fingerprint, python, sh } from './helpers/sandbox-shell.js'
+import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
+
+const skip = skipReason() ?? false
+
+/** Docker's default capability set as the kernel prints it in /proc/<pid>/status. */
+const dockerCapMask = '00000000a80425fb'
+
+function statusField(status: string, field: string): string | undefined {
+  return new RegExp(`^${field}:\\s*(\\S+)`, 'm').exec(status)?.[1]
+}
+
+describe('a runc sandbox attacked from inside', { skip }, () => {
+  let stack: Stack
+  let sbx: Sandbox
+  const markerName = `sandstorm-marker-${randomBytes(6).toString('hex')}`
+  const markerSecret = `host-secret-${randomBytes(8).toString('hex')}`
+  const hostMarkers = [`/tmp/${markerName}`, `/root/${markerName}`]
+
+  before(async () => {
+    stack = await startStack()
+    sbx = await Sandbox.create('debian', { ...stack.conn })
+    await Promise.all(hostMarkers.map((p) => writeFile(p, markerSecret)))
+  })
+
+  after(async () => {
+    await Promise.all(hostMarkers.map((p) => rm(p, { force: true })))
+    await stack?.close()
+  })
+
+  describe('host files', () => {
+    it('does not see host files outside its root, by path, find, /proc/1/root or ..', async () => {
+      const r = await sh(sbx, [
+        `cat /tmp/${markerName} /root/${markerName}`,
+        `cat /proc/1/root/tmp/${markerName} /proc/self/root/root/${markerName}`,
+        `cd /tmp && cat ../../../../../tmp/${markerName} ../../../../root/${markerName}`,
+        'cd / && cd ../../.. && pwd',
+        `find / -name '${markerName}' 2>/dev/null`,
+        'echo done',
+      ].join('; '))
+      assert.equal(r.exitCode, 0, r.stderr)
+      assert.ok(!r.stdout.includes(markerSecret) && !r.stderr.includes(markerSecret), `the host marker leaked into the sandbox:\n${r.stdout}`)
+      assert.ok(!r.stdout.includes(markerName), `find saw the host marker:\n${r.stdout}`)
+      assert.match(r.stdout, /^\/\ndone\n$/m, 'cd .. from / stays at /')
+    })
+
+    it('a chroot escape climbs only to the sandbox root', async () => {
+      // chroot is allowed (CAP_SYS_CHROOT, as in Docker). The classic escape: chroot into a
+      // subdirectory while keeping a directory outside it, climb with .., chroot there. runc
+      // pivot_roots into a mount namespace, so the top it reaches is the sandbox's own root.
+      const r = await python(sbx, [
+        'import os',
+        'os.makedirs("/tmp/jail", exist_ok=True)',
+        'outside = os.open("/", os.O_RDONLY)',
+        'os.chroot("/tmp/jail")',
+        'os.fchdir(outside)',
+        'for _ in range(64): os.chdir("..")',
+        'os.chroot(".")',
+        `for p in ["/tmp/${markerName}", "/root/${markerName}"]:`,
+        '    try: print("READ", open(p).read())',
+        '    except OSError as e: print("missing", e.errno)',
+        'print(".sandstorm" in os.listdir("/"))',
+      ].join('\n'))
+      assert.equal(r.stdout, 'missing 2\nmissing 2\nTrue\n', r.stderr)
+    })
+
+    it('cannot reach the host paths that /proc/self/mountinfo names', async () => {
+      const mountinfo = (await sh(sbx, 'cat /proc/self/mountinfo')).stdout
+      // Overlay options name host directories (as in Docker); they must not lead anywhere.
+      const hostPaths = [...mountinfo.matchAll(/(?:lowerdir|upperdir|workdir)=([^,\s]+)/g)].flatMap((m) => m[1]!.split(':'))
+      for (const p of hostPaths) {
+        assert.ok(p.startsWith(stack.dataDir) || p.startsWith(templatesDir), `unexpected host path in mountinfo: ${p}`)
+      }
+      const probe = await sh(sbx, ['/.sandstorm/busybox', 'sh', '-c', 'for p; do [ -e "$p" ] && echo "REACHABLE $p"; done; echo checked', 'probe', stack.dataDir, templatesDir, ...hostPaths])
+      assert.equal(probe.stdout, 'checked\n')
+      // No mount inside comes from the host's data dir: only the root overlay and Sandstorm's helpers.
+      for (const line of mountinfo.trim().split('\n')) {
+        const [, , , root, mountPoint] = line.split(' ')
+        assert.ok(!root!.startsWith(stack.dataDir) && !root!.startsWith(templatesDir), `a host data dir is mounted at ${mountPoint}: ${line}`)
+      }
+    })
+  })
+
+  describe('kernel interfaces', () => {
+    it('cannot write /proc/sys, /proc/sysrq-trigger or /sys, and masked /proc files read empty', async () => {
+      const corePattern = await fingerprint('/proc/sys/kernel/core_pattern').catch(() => null)
+      const targets = [
+        ['|/tmp/pwn %p', '/proc/sys/kernel/core_pattern'],
+        ['1', '/proc/sys/kernel/sysrq'],
+        ['3', '/proc/sys/vm/drop_caches'],
+        ['c', '/proc/sysrq-trigger'],
+        ['1', '/sys/kernel/rcu_expedited'],
+        ['/tmp/pwn', '/sys/kernel/uevent_helper'],
+        ['x', '/sys/fs/cgroup/memory/memory.limit_in_bytes'],
+      ]
+      const script = targets.map(([value, path]) => `if echo '${value}' > ${path}; then echo "WROTE ${path}"; fi 2>/dev/null`).join('\n')
+      const writes = await sh(sbx, `${script}\nmount -o remount,rw /proc/sys 2>/dev/null && echo REMOUNTED; echo done`)
+      assert.equal(writes.stdout, 'done\n')
+
+      const masked = await sh(sbx, 'for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $f ] && head -c 64 $f; done; echo done')
+      assert.equal(masked.stdout, 'done\n', 'masked /proc files must read empty or not exist')
+      if (corePattern) assert.deepEqual(await fingerprint('/proc/sys/kernel/core_pattern'), corePattern)
+    })
+
+    it('cannot load kernel modules, mount, or make namespaces', async () => {
+      const modules = await python(sbx, [
+        'import ctypes, errno',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        // init_module, finit_module, delete_module on x86_64
+        'for name, nr, args in [("init_module", 175, (0, 0, b"")), ("finit_module", 313, (0, b"", 0)), ("delete_module", 176, (b"ext4", 0))]:',
+        '    r = libc.syscall(nr, *args)',
+        '    print(name, r, errno.errorcode.get(ctypes.get_errno()))',
+      ].join('\n'))
+      assert.equal(modules.stdout, 'init_module -1 EPERM\nfinit_module -1 EPERM\ndelete_module -1 EPERM\n', modules.stderr)
+
+      const mounts = await sh(sbx, [
+        'mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED-TMPFS',
+        'mount --bind / /mnt 2>/dev/null && echo MOUNTED-BIND',
+        'mount -t proc proc /mnt 2>/dev/null && echo MOUNTED-PROC',
+        'unshare -m true 2>/dev/null && echo UNSHARED-MOUNT',
+        'unshare -U true 2>/dev/null && echo UNSHARED-USER',
+        'unshare -Ur true 2>/dev/null && echo UNSHARED-USER-ROOT',
+        'unshare -n true 2>/dev/null && echo UNSHARED-NET',
+        'unshare -p -f true 2>/dev/null && echo UNSHARED-PID',
+        'echo done',
+      ].join('; '))
+      assert.equal(mounts.stdout, 'done\n')
+    })
+
+    it('cannot open a block device of the host disk, even one it makes with mknod', async () => {
+      const devices = (await readdir('/sys/dev/block')).filter((d) => /^\d+:\d+$/.test(d) && !d.startsWith('7:'))
+      assert.ok(devices.length > 0, 'expected a block device on the host')
+      const [major, minor] = devices[0]!.split(':')
+      // /dev is a tmpfs without nodev, so only the devices cgroup stands between mknod and the disk.
+      const r = await sh(sbx, [
+        `mknod /dev/hostdisk b ${major} ${minor} && echo MADE`,
+        'head -c 512 /dev/hostdisk > /tmp/stolen 2>/dev/null && echo READ',
+        `mknod /tmp/hostdisk b ${major} ${minor}`,
+        'head -c 512 /tmp/hostdisk 2>/dev/null && echo READ2',
+        'echo hi > /dev/hostdisk 2>/dev/null && echo WROTE',
+        'echo done',
+      ].join('; '))
+      // Making the node is allowed (CAP_MKNOD, as in Docker); using it is not.
+      assert.equal(r.stdout, 'MADE\ndone\n', r.stderr)
+    })
+
+    it('refuses 32-bit syscalls (int 0x80) by killing the caller', async () => {
+      // mov eax, 20 (getpid on i386); int 0x80; ret. On the host this returns the pid.
+      const code = [
+        'import ctypes, mmap, os',
+        'buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)',
+        'buf.write(bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3]))',
+        'f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))',
+        'print("pid", os.getpid(), "int80", f(), flush=True)',
+      ].join('\n')
+      const r = await python(sbx, code)
+      assert.equal(r.stdout, '', 'the 32-bit syscall must not return')
+      assert.equal(r.exitCode, 128 + 31, `expected death by SIGSYS (159), got exit ${r.exitCode}: ${r.stderr}`)
+    })
+  })
+
+  describe('network', () => {
+    let hostServer: Server
+    let hostConnections = 0
+
+    before(async () => {
+      hostServer = createServer((socket) => {
+        hostConnections++
+        socket.end('host says hi')
+      })
+      hostServer.listen(0, '127.0.0.1')
+      await once(hostServer, 'listening')
+    })
+    after(() => new Promise<void>((resolve) => hostServer.close(() => resolve())))
+
+    it('has only lo', async () => {
+      const dev = await sh(sbx, 'cat /proc/net/dev')
+      const names = dev.stdout.split('\n').slice(2).filter(Boolean).map((l) => l.split(':')[0]!.trim())
+      assert.deepEqual(names, ['lo'])
+    })
+
+    it('cannot connect to a server on the host loopback', async () => {
+      const port = (hostServer.address() as { port: number }).port
+      const r = await python(sbx, [
+        'import socket',
+        's = socket.socket()',
+        's.settimeout(5)',
+        'try:',
+        `    s.connect(("127.0.0.1", ${port}))`,
+        '    print("CONNECTED", s.recv(64))',
+        'except OSError as e:',
+        '    print("refused", type(e).__name__)',
+      ].join('\n'))
+      assert.match(r.stdout, /^refused /, r.stdout + r.stderr)
+      assert.equal(hostConnections, 0)
+    })
+
+    it('cannot open vsock sockets, which no network namespace confines', async () => {
+      const r = await python(sbx, [
+        'import socket',
+        'try:',
+        '    socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM); print("OPENED")',
+        'except OSError as e:',
+        '    print("denied", e.errno)',
+      ].join('\n'))
+      assert.equal(r.stdout, 'denied 1\n', r.stderr)
+    })
+
+    it('has a working loopback of its own', async () => {
+      const r = await python(sbx, [
+        'import socket, threading',
+        'l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)',
+        'def serve():',
+        '    c, _ = l.accept(); c.sendall(b"pong"); c.close()',
+        'threading.Thread(target=serve).start()',
+        'print(socket.create_connection(l.getsockname()).recv(16).decode())',
+      ].join('\n'))
+      assert.equal(r.stdout, 'pong\n', r.stderr)
+    })
+  })
+
+  describe('processes', () => {
+    it('sees only its own processes, with tini as pid 1', async () => {
+      const r = await sh(sbx, 'for d in /proc/[0-9]*; do printf "%s " "${d#/proc/}"; tr "\\0" " " < $d/cmdline; echo; done')
+      const procs = r.stdout.trim().split('\n').map((l) => {
+        const [pid, ...args] = l.trim().split(' ')
+        return { pid: Number(pid), args: args.join(' ') }
+      })
+      assert.equal(procs.find((p) => p.pid === 1)?.args.split(' ')[0], '/.sandstorm/tini')
+      assert.ok(procs.length < 10, `expected a handful of processes, saw:\n${r.stdout}`)
+      assert.ok(!procs.some((p) => p.pid === process.pid), 'the host test runner is visible')
+      assert.ok(!r.stdout.includes('node'), `a host process is visible:\n${r.stdout}`)
+    })
+
+    it("cannot kill the host's processes", async () => {
+      const victim = spawn('sleep', ['600'], { stdio: 'ignore' })
+      await once(victim, 'spawn')
+      try {
+        const r = await sh(sbx, `kill -9 ${victim.pid} ${process.pid} 2>&1; echo rc=$?; [ -e /proc/${victim.pid} ] && echo VISIBLE; echo done`)
+        assert.match(r.stdout, /No such process/)
+        assert.ok(!r.stdout.includes('VISIBLE'))
+        // Both still live on the host: signal 0 throws if the process is gone.
+        assert.doesNotThrow(() => process.kill(victim.pid!, 0))
+        assert.equal(victim.exitCode, null)
+        assert.equal(victim.signalCode, null)
+      } finally {
+        victim.kill('SIGKILL')
+      }
+    })
+  })
+
+  describe('privileges', () => {
+    it("holds Docker's default capabilities, no_new_privs and a seccomp filter", async () => {
+      const status = (await sh(sbx, 'cat /proc/self/status')).stdout
+      assert.equal(statusField(status, 'CapEff'), dockerCapMask)
+      assert.equal(statusField(status, 'CapPrm'), dockerCapMask)
+      assert.equal(statusField(status, 'CapBnd'), dockerCapMask)
+      assert.equal(statusField(status, 'CapInh'), '0000000000000000')
+      assert.equal(statusField(status, 'CapAmb'), '0000000000000000')
+      assert.equal(statusField(status, 'NoNewPrivs'), '1')
+      assert.equal(statusField(status, 'Seccomp'), '2')
+    })
+
+    it('a setuid-root binary does not raise a non-root user', async () => {
+      const setup = await sh(sbx, 'cp /usr/bin/id /tmp/suid-id && cp "$(readlink -f /usr/bin/python3)" /tmp/suid-python && chmod 4755 /tmp/suid-id /tmp/suid-python && ls -l /tmp/suid-id')
+      assert.match(setup.stdout, /^-rwsr-xr-x/, setup.stderr)
+      const r = await sh(sbx, '/tmp/suid-id -u; /tmp/suid-python -c "import os; print(os.geteuid(), os.getresuid())"; grep CapEff /proc/self/status', { user: 'user' })
+      assert.equal(r.stdout, '1000\n1000 (1000, 1000, 1000)\nCapEff:\t0000000000000000\n', r.stderr)
+    })
+  })
+
+  describe('neighbours', () => {
+    it("cannot see another sandbox's files or processes", async () => {
+      const other = await Sandbox.create('debian', { ...stack.conn })
+      try {
+        const tag = `neighbour-${randomBytes(4).toString('hex')}`
+        await sh(sbx, `echo mine > /tmp/${tag}-a`)
+        await other.commands.run(`echo theirs > /tmp/${tag}-b`)
+        const hidden = await other.commands.run(['bash', '-c', `exec -a ${tag}-sleeper sleep 600`], { background: true })
+        try {
+          const fromA = await sh(sbx, `cat /tmp/${tag}-b 2>/dev/null; cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "; echo`)
+          assert.ok(!fromA.stdout.includes('theirs'), "a file of B is visible in A")
+          assert.ok(!fromA.stdout.includes(`${tag}-sleeper`), `a process of B is visible in A:\n${fromA.stdout}`)
+          const fromB = await sh(other, `cat /tmp/${tag}-a 2>/dev/null; echo done`)
+          assert.equal(fromB.stdout, 'done\n')
+          // B does see its own sleeper, so the probe above was looking in the right place.
+          const ownB = await sh(other, 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "')
+          assert.ok(ownB.stdout.includes(`${tag}-sleeper`), ownB.stdout)
+        } finally {
+          await hidden.kill()
+        }
+      } finally {
+        await other.kill()
+      }
+    })
+
+    it('killing every process in one sandbox leaves another working', async () => {
+      const victim = await Sandbox.create('debian', { ...stack.conn })
+      const survivor = await Sandbox.create('debian', { ...stack.conn })
+      try {
+        const keeper = await survivor.commands.run('sleep 600', { background: true })
+        // As root in its own pid namespace: signals everything it can see, except its init and itself.
+        await sh(victim, 'kill -9 -1')
+        const r = await sh(survivor, `echo ok; [ -e /proc/${keeper.pid} ] && echo keeper-alive`)
+        assert.equal(r.stdout, 'ok\nkeeper-alive\n')
+        await keeper.kill()
+      } finally {
+        await Promise.all([victim.kill(), survivor.kill()])
+      }
+    })
+  })
+})
