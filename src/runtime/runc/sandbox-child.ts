@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { constants } from 'node:os'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Readable, Writable } from 'node:stream'
+import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
 import type { RuntimeProcess } from '../backend.js'
 import { execCgroup, oomKillCount } from './cgroups.js'
@@ -68,7 +68,9 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     [...runc.baseArgs, 'exec', '--process', specFile, '--cgroup', cgroup.runcArg, '--preserve-fds', '1', options.sandboxId],
     { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] },
   )
-  const [stdin, stdout, stderr, pidPipe] = child.stdio as unknown as [Writable, Readable, Readable, Readable]
+  const [stdin, rawStdout, rawStderr, pidPipe] = child.stdio as unknown as [Writable, Readable, Readable, Readable]
+  const stdout = held(rawStdout)
+  const stderr = held(rawStderr)
   stdin.on('error', () => undefined) // a command that exits without reading its stdin is not an error
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
 
@@ -105,7 +107,10 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     const [code, runcSignal] = await exited
     clearTimeout(timer)
     options.killSignal?.removeEventListener('abort', onAbort)
-    await drain(stdout, stderr, (await cgroup.pids()).length > 0)
+    await drain(rawStdout, rawStderr, (await cgroup.pids()).length > 0)
+    // After an orphan held the pipes, the raw streams were cut without an end: end ours.
+    stdout.end()
+    stderr.end()
     ended = true
     const exitCode = code ?? 128 + signalNumber(runcSignal)
     const oomKilled = exitCode === 137 && (await oomKillCount(options.sandboxId)) > oomBefore
@@ -133,6 +138,17 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     },
     kill: killTree,
   }
+}
+
+/**
+ * A child's output, read from its start and kept until a consumer reads it: Node resumes a
+ * child's unread pipes once it exits, dropping what they hold, and a quick command can exit
+ * before our caller has attached. A consumer that stops reading lets the rest drain away.
+ */
+function held(raw: Readable): PassThrough {
+  const out = raw.pipe(new PassThrough())
+  out.once('close', () => raw.resume())
+  return out
 }
 
 async function readPid(pipe: Readable): Promise<number> {
