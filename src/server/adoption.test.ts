@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import Database from 'better-sqlite3'
 import { createFakeAgent } from './fake-agent.fixture.js'
 import { startTestServer } from './test-server.fixture.js'
 
@@ -35,9 +36,12 @@ test('on restart, expiry timers are re-armed from the database', async () => {
   const t = await startTestServer({ agent })
   try {
     const sb = (await t.request('POST', '/v1/sandboxes', { body: { timeoutMs: 3_600_000 } })).json
-    // Shortened just before the restart: only the row knows the new time.
-    await t.request('POST', `/v1/sandboxes/${sb.id}/timeout`, { body: { timeoutMs: 1 } })
     await t.server.close()
+    // Its time ran out while the server was down: only the row knows it.
+    const db = new Database(`${t.dataDir}/sandstorm.db`)
+    db.prepare('UPDATE sandboxes SET expires_at = ? WHERE id = ?').run(Date.now() - 1000, sb.id)
+    db.close()
+    assert.equal(agent.sandboxes.has(sb.id), true)
     const gone = agent.destroyed(sb.id)
     await t.restart()
     await gone
