@@ -60,7 +60,15 @@ export async function startBenchStack(): Promise<BenchStack> {
         for (const s of await live.list()) await live.destroy(s.id).catch(() => undefined)
         await server.close()
         await live.close()
-        const left = await leftovers(dataDir, runcRoot, ids)
+        let left = await leftovers(dataDir, runcRoot, ids)
+        if (left.length > 0) {
+          // An agent forgets a sandbox whose destroy failed half-way; a new agent on the same data
+          // dir finds it again (adoption removes stopped ones and takes over running ones).
+          const again = await createLocalAgent({ dataDir, templatesDir, logger })
+          for (const s of await again.list()) await again.destroy(s.id).catch(() => undefined)
+          await again.close()
+          left = await leftovers(dataDir, runcRoot, ids)
+        }
         if (left.length === 0) await rm(dataDir, { recursive: true, force: true })
         return left
       },

@@ -55,10 +55,12 @@ export const createBenchmark: Benchmark = {
     const baseline = await pickBaseline(notes)
     const subject: number[] = []
     const base: number[] = []
+    const killFailures: string[] = []
     const createOne = async (): Promise<number> => {
       const { ms, value: sandbox } = await timed(() => Sandbox.create('debian', { ...ctx.stack.conn }))
       ctx.stack.ids.add(sandbox.sandboxId)
-      await sandbox.kill()
+      // A failed kill is not a failed create: it is noted, and the runner's final cleanup tries again.
+      await sandbox.kill().catch((err: unknown) => killFailures.push(`${sandbox.sandboxId}: ${err instanceof Error ? err.message : String(err)}`))
       return ms
     }
     try {
@@ -77,6 +79,7 @@ export const createBenchmark: Benchmark = {
       ctx.leftovers(await baseline.close())
     }
     notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped`)
+    if (killFailures.length > 0) notes.push(`${killFailures.length} kills failed, e.g. ${killFailures[0]}`)
     return {
       name: 'create',
       title: this.title,

@@ -1,5 +1,5 @@
 /** The host the benchmarks run on, printed at the top so that numbers can be compared. */
-import { availableParallelism, cpus, release, totalmem } from 'node:os'
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { execa } from 'execa'
 import type { MachineInfo } from './report.js'
 
@@ -16,5 +16,6 @@ export async function machineInfo(runcBinary = 'runc'): Promise<MachineInfo> {
     kernel: release(),
     runc: runcVersion,
     node: process.version,
+    loadAvg1m: loadavg()[0] ?? 0,
   }
 }

@@ -42,6 +42,8 @@ export interface MachineInfo {
   kernel: string
   runc: string
   node: string
+  /** Load average over the last minute at the start: other work on the host skews every figure. */
+  loadAvg1m: number
 }
 
 const stats: Stat[] = ['p50', 'p95', 'p99']
@@ -87,6 +89,7 @@ export function formatMachine(m: MachineInfo): string {
     `kernel:  ${m.kernel}`,
     `runc:    ${m.runc}`,
     `node:    ${m.node}`,
+    `load:    ${m.loadAvg1m.toFixed(2)} (1-minute average at start; other work on the host skews every figure)`,
   ].join('\n')
 }
 
