@@ -35,7 +35,8 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     const controller = new AbortController()
     const onShutdown = (): void => controller.abort(new SandstormError('unavailable', 'the server is shutting down'))
     const onClientGone = (): void => controller.abort(new SandstormError('canceled', 'the client closed the connection'))
-    if (shutdownSignal.aborted) onShutdown()
+    // A request that comes in on a kept-alive connection while closing must not reach the database.
+    if (shutdownSignal.aborted) return errorResponse(new SandstormError('unavailable', 'the server is shutting down'), logger)
     shutdownSignal.addEventListener('abort', onShutdown, { once: true })
     c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
     // The response (a stream, maybe) outlives the handler; let go of the shutdown signal once it
