@@ -11,11 +11,12 @@ DATA_DIR=${SANDSTORM_DATA_DIR:-/var/lib/sandstorm}
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the runtimes need. tini and busybox-static go into sandboxes; debootstrap
-# builds the debian template.
-PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates)
+# builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
+# reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
+PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr)
 # >>> More packages: the qemu runtime and the btrfs layer store will need these; add them here
 # when that work lands (installing them takes a while the first time).
-MORE_PACKAGES=() # qemu-system-x86 qemu-utils btrfs-progs
+MORE_PACKAGES=() # qemu-system-x86 qemu-utils
 # <<<
 
 say() { printf 'setup: %s\n' "$*"; }

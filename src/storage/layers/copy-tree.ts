@@ -1,0 +1,28 @@
+/** Copying sandbox-written trees on the host without following any symlink inside them. */
+import { execa } from 'execa'
+import { SandstormError, type CallOptions, linkSignal } from '../../shared/index.js'
+
+/**
+ * Copies `src` to `dest` (which must not exist) with `cp -a`: links are copied as links, never
+ * followed; devices (overlay whiteouts), owners, modes, times, hard links and xattrs (overlay's
+ * opaque marks) are kept. Where the filesystem has reflinks, file data is shared, not copied.
+ */
+export async function copyTree(src: string, dest: string, options: CallOptions = {}): Promise<void> {
+  await runCp(['-a', '--reflink=auto', '--no-target-directory', src, dest], options)
+}
+
+/**
+ * Copies everything inside `src` into the existing dir `dest`, replacing what is there entry by
+ * entry (directories merge). Used to apply one layer over another when squashing.
+ */
+export async function copyInto(src: string, dest: string, options: CallOptions = {}): Promise<void> {
+  await runCp(['-a', '--reflink=auto', '--remove-destination', '--no-target-directory', `${src}/.`, dest], options)
+}
+
+async function runCp(args: string[], options: CallOptions): Promise<void> {
+  const result = await execa('cp', args, { reject: false, cancelSignal: linkSignal(options), stdin: 'ignore' })
+  if (result.isCanceled) throw new SandstormError('canceled', 'copying a layer was canceled')
+  if (result.exitCode !== 0) {
+    throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${result.stderr.trim().split('\n').slice(0, 3).join('; ')}`)
+  }
+}

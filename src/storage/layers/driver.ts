@@ -1,0 +1,45 @@
+/**
+ * How a storage driver turns writable dirs into read-only layers and back. Two implementations
+ * (overlay: copies; btrfs: subvolume snapshots) run one shared contract suite.
+ */
+import type { CallOptions } from '../../shared/index.js'
+
+/** The name of a storage driver. */
+export type StorageDriverName = 'overlay' | 'btrfs'
+
+/** A layer that a new writable dir starts from. */
+export interface LayerSource {
+  /** The layer's root, as `capture` made it. */
+  dir: string
+  /** Roots of the layers it stands on, topmost first, template excluded. */
+  chain: string[]
+}
+
+/** The overlay dirs of a sandbox's root. */
+export interface WritableDirs {
+  upperDir: string
+  /** Overlayfs scratch dir, on the same filesystem (and btrfs subvolume) as upperDir. */
+  workDir: string
+  /** Layer dirs to stack under upperDir, topmost first, template excluded. */
+  lowerDirs: string[]
+}
+
+/** Creates, captures and removes the trees of a layer store. */
+export interface StorageDriver {
+  readonly name: StorageDriverName
+  /**
+   * Makes a sandbox's writable dir at `path` (which must not exist), starting from `from` when
+   * given: overlay stacks the source layer and its chain under an empty upper dir; btrfs starts
+   * the dir as a writable snapshot of the layer and stacks only the layer's own chain.
+   */
+  makeWritable(path: string, from: LayerSource | null, options?: CallOptions): Promise<WritableDirs>
+  /**
+   * Turns a frozen writable dir into a new read-only layer at `layerDir` (which must not exist),
+   * keeping whiteouts, opaque dirs, owners, modes and xattrs, and following no symlink inside.
+   */
+  capture(writablePath: string, layerDir: string, options?: CallOptions): Promise<void>
+  /** The dir of a layer to give overlay as a `lowerdir`. */
+  lowerDirOf(layerDir: string): string
+  /** Removes a writable dir or a layer made by this driver. Safe to call twice. */
+  remove(path: string): Promise<void>
+}

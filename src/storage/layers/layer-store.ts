@@ -1,0 +1,228 @@
+/**
+ * The layer store: read-only layers (snapshots) and the writable dirs of the sandboxes stacked on
+ * them, under one directory.
+ *
+ *   <dir>/layers/<id>/tree          the layer (a read-only subvolume on btrfs)
+ *   <dir>/layers/<id>/layer.json    its LayerRecord, written last: a layer without one is a leftover
+ *   <dir>/writable/<sandboxId>      a sandbox's writable dir (overlay upper and work dirs)
+ *   <dir>/writable/<sandboxId>.json the layers it stands on
+ */
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
+import type { StorageDriver, WritableDirs } from './driver.js'
+import { squashLayers } from './squash.js'
+
+/** A read-only layer as the store records it. */
+export interface LayerRecord {
+  id: string
+  /** The layer it was taken over (its parent in the snapshot tree), or null. */
+  parentId: string | null
+  /** Layers this one is stacked on, topmost first; empty once squashed. */
+  chain: string[]
+  driver: string
+  createdAt: string
+  /** What the caller keeps with the layer (the agent: template, config, env). */
+  meta: Record<string, unknown>
+}
+
+const layerSchema = z.object({
+  id: z.string().regex(idPattern),
+  parentId: z.string().regex(idPattern).nullable(),
+  chain: z.array(z.string().regex(idPattern)),
+  driver: z.string(),
+  createdAt: z.string(),
+  meta: z.record(z.string(), z.unknown()),
+})
+
+const writableSchema = z.object({ layers: z.array(z.string().regex(idPattern)), from: z.string().regex(idPattern).nullable() })
+
+
+/** Options of createLayerStore. */
+export interface LayerStoreOptions {
+  dir: string
+  driver: StorageDriver
+  /** A snapshot whose chain would be deeper than this is squashed into one layer. @default 6 */
+  maxChainDepth?: number
+  logger?: Logger
+}
+
+/** Hooks of LayerStore.capture: the sandbox is frozen only while its writable dir is copied. */
+export interface CaptureHooks {
+  freeze(): Promise<void>
+  thaw(): Promise<void>
+}
+
+/** Layers and writable dirs of one host. */
+export interface LayerStore {
+  readonly driver: StorageDriver
+  /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`. */
+  prepare(sandboxId: string, fromId: string | null, options?: CallOptions): Promise<WritableDirs>
+  /** Removes a sandbox's writable dir (after its root is unmounted). Safe to call twice. */
+  release(sandboxId: string): Promise<void>
+  /** Sandboxes that have a writable dir here. */
+  sandboxes(): Promise<string[]>
+  /** Turns a sandbox's writable dir into layer `id`, freezing it only while copying. */
+  capture(sandboxId: string, id: string, meta: Record<string, unknown>, hooks: CaptureHooks, options?: CallOptions): Promise<LayerRecord>
+  get(id: string): Promise<LayerRecord>
+  /** The root of a layer, as the driver made it. */
+  treeOf(id: string): string
+  /** The dir of a layer to stack as an overlay `lowerdir`. */
+  lowerDirOf(id: string): string
+  list(): Promise<LayerRecord[]>
+  /** Deletes a layer; refused (`failed_precondition`) while a layer or a sandbox stands on it. */
+  remove(id: string): Promise<void>
+}
+
+/** Opens the layer store in `options.dir`, removing layers that a crash left half made. */
+export function createLayerStore(options: LayerStoreOptions): LayerStore {
+  const { driver } = options
+  const log = options.logger ?? silentLogger()
+  const maxDepth = options.maxChainDepth ?? 6
+  const layersDir = join(options.dir, 'layers')
+  const writableDir = join(options.dir, 'writable')
+  const ready = (async () => {
+    await mkdir(layersDir, { recursive: true, mode: 0o700 })
+    await mkdir(writableDir, { recursive: true, mode: 0o700 })
+    for (const name of await readdir(layersDir)) {
+      if (name.startsWith('.tmp-')) await driver.remove(join(layersDir, name, 'tree')).then(() => rm(join(layersDir, name), { recursive: true, force: true }))
+    }
+  })()
+  ready.catch(() => undefined)
+
+  const checkId = (id: string, what: string): string => {
+    if (!idPattern.test(id)) throw new SandstormError('invalid_argument', `${what} id "${id}" is malformed`)
+    return id
+  }
+  const treeOf = (id: string): string => join(layersDir, checkId(id, 'snapshot'), 'tree')
+
+  async function get(id: string): Promise<LayerRecord> {
+    await ready
+    let raw: string
+    try {
+      raw = await readFile(join(layersDir, checkId(id, 'snapshot'), 'layer.json'), 'utf8')
+    } catch {
+      throw new SandstormError('not_found', `snapshot "${id}" not found`)
+    }
+    return layerSchema.parse(JSON.parse(raw)) as LayerRecord
+  }
+
+  async function list(): Promise<LayerRecord[]> {
+    await ready
+    const out: LayerRecord[] = []
+    for (const name of await readdir(layersDir)) {
+      if (!idPattern.test(name)) continue
+      try {
+        out.push(await get(name))
+      } catch (err) {
+        log.warn({ snapshotId: name, err }, 'skipping a layer without a readable record')
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
+  }
+
+  async function readWritable(sandboxId: string): Promise<z.infer<typeof writableSchema>> {
+    try {
+      return writableSchema.parse(JSON.parse(await readFile(join(writableDir, `${sandboxId}.json`), 'utf8')))
+    } catch {
+      return { layers: [], from: null }
+    }
+  }
+
+  return {
+    driver,
+    treeOf,
+    lowerDirOf: (id) => driver.lowerDirOf(treeOf(id)),
+    get,
+    list,
+
+    async prepare(sandboxId, fromId, call) {
+      await ready
+      const path = join(writableDir, checkId(sandboxId, 'sandbox'))
+      const from = fromId === null ? null : await get(fromId)
+      const source = from ? { dir: treeOf(from.id), chain: from.chain.map(treeOf) } : null
+      const byLowerDir = new Map(from ? [from.id, ...from.chain].map((id) => [driver.lowerDirOf(treeOf(id)), id] as const) : [])
+      // The record goes first: a crash after it leaves a dir that release() finds and removes.
+      const recordFile = join(writableDir, `${sandboxId}.json`)
+      await writeFile(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId }))
+      try {
+        const dirs = await driver.makeWritable(path, source, call)
+        const layers = dirs.lowerDirs.map((d) => byLowerDir.get(d)!)
+        await writeFile(recordFile, JSON.stringify({ layers, from: fromId }))
+        return dirs
+      } catch (err) {
+        await driver.remove(path).catch(() => undefined)
+        await rm(recordFile, { force: true })
+        throw err
+      }
+    },
+
+    async release(sandboxId) {
+      await ready
+      await driver.remove(join(writableDir, checkId(sandboxId, 'sandbox')))
+      await rm(join(writableDir, `${sandboxId}.json`), { force: true })
+    },
+
+    async sandboxes() {
+      await ready
+      return (await readdir(writableDir)).filter((n) => idPattern.test(n))
+    },
+
+    async capture(sandboxId, id, meta, hooks, call) {
+      await ready
+      const writablePath = join(writableDir, checkId(sandboxId, 'sandbox'))
+      checkId(id, 'snapshot')
+      const stacked = await readWritable(sandboxId)
+      const tmp = join(layersDir, `.tmp-${id}`)
+      await mkdir(tmp, { mode: 0o700 })
+      try {
+        // Only the overlay driver stacks chains; a btrfs layer holds everything since the template.
+        const squash = stacked.layers.length + 1 > maxDepth
+        const captured = squash ? join(tmp, 'top') : join(tmp, 'tree')
+        await hooks.freeze()
+        try {
+          await driver.capture(writablePath, captured, call)
+        } finally {
+          await hooks.thaw()
+        }
+        let chain = stacked.layers
+        if (squash) {
+          // The sandbox runs again already; squashing works on the frozen copy.
+          await squashLayers([captured, ...stacked.layers].map((l) => driver.lowerDirOf(l === captured ? l : treeOf(l))), join(tmp, 'tree'), call)
+          await driver.remove(captured)
+          chain = []
+          log.info({ snapshotId: id, depth: stacked.layers.length + 1 }, 'snapshot chain squashed into one layer')
+        }
+        const record: LayerRecord = { id, parentId: stacked.from, chain, driver: driver.name, createdAt: new Date().toISOString(), meta }
+        await writeFile(join(tmp, 'layer.json'), JSON.stringify(record))
+        await rename(tmp, join(layersDir, id))
+        return record
+      } catch (err) {
+        await driver.remove(join(tmp, 'top')).catch(() => undefined)
+        await driver.remove(join(tmp, 'tree')).catch(() => undefined)
+        await rm(tmp, { recursive: true, force: true })
+        throw SandstormError.from(err)
+      }
+    },
+
+    async remove(id) {
+      const record = await get(id)
+      const children = (await list()).filter((l) => l.parentId === id || l.chain.includes(id)).map((l) => l.id)
+      const users: string[] = []
+      for (const sandboxId of (await readdir(writableDir)).filter((n) => idPattern.test(n))) {
+        if ((await readWritable(sandboxId)).layers.includes(id)) users.push(sandboxId)
+      }
+      if (children.length > 0 || users.length > 0) {
+        const on = [...children.map((c) => `snapshot ${c}`), ...users.map((s) => `sandbox ${s}`)]
+        throw new SandstormError('failed_precondition', `snapshot "${id}" cannot be deleted: expected nothing to stand on it, but ${on.join(', ')} ${on.length === 1 ? 'does' : 'do'}; delete ${on.length === 1 ? 'it' : 'them'} first`)
+      }
+      // The record goes first, so that a crash mid-delete leaves no layer that claims to be whole.
+      const dir = join(layersDir, record.id)
+      await rename(dir, join(layersDir, `.tmp-${record.id}`))
+      await driver.remove(join(layersDir, `.tmp-${record.id}`, 'tree'))
+      await rm(join(layersDir, `.tmp-${record.id}`), { recursive: true, force: true })
+      log.info({ snapshotId: id }, 'snapshot deleted')
+    },
+  }
+}

@@ -1,0 +1,27 @@
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { CallOptions } from '../../shared/index.js'
+import { copyTree } from './copy-tree.js'
+import type { LayerSource, StorageDriver, WritableDirs } from './driver.js'
+
+/**
+ * The overlay driver, for any filesystem: a snapshot copies the upper dir (only what the sandbox
+ * changed; reflinked where the filesystem can), and a fork stacks an empty upper dir on the
+ * snapshot's layer and its chain. A layer's root is the copied upper dir itself.
+ */
+export function createOverlayDriver(): StorageDriver {
+  return {
+    name: 'overlay',
+    async makeWritable(path: string, from: LayerSource | null): Promise<WritableDirs> {
+      await mkdir(path, { mode: 0o700 })
+      const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
+      await mkdir(dirs.upperDir, { mode: 0o755 })
+      await mkdir(dirs.workDir, { mode: 0o700 })
+      return dirs
+    },
+    capture: (writablePath: string, layerDir: string, options?: CallOptions) => copyTree(join(writablePath, 'upper'), layerDir, options),
+    lowerDirOf: (layerDir: string) => layerDir,
+    // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
+    remove: (path: string) => rm(path, { recursive: true, force: true }),
+  }
+}
