@@ -45,7 +45,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     c.set('signal', controller.signal)
     const work = next()
     options.track(work)
-    await work
+    return work
   })
 
   app.use('*', async (c, next) => {
