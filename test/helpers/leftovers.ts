@@ -32,13 +32,20 @@ export async function leftoversOf(dataDir: string, id: string): Promise<string[]
   return found
 }
 
-/** Host pids whose /proc/<pid>/cgroup names the id. */
+/**
+ * Live host pids whose /proc/<pid>/cgroup names the id. Zombies are not counted: they hold no
+ * memory, mount or cgroup (theirs reads "(deleted)"), and reaping the sandbox's init is up to the
+ * host's pid 1, which runc reparents it to.
+ */
 async function pidsInCgroupsNaming(id: string): Promise<number[]> {
   const pids: number[] = []
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue
     const text = await readFile(join('/proc', name, 'cgroup'), 'utf8').catch(() => '')
-    if (text.includes(id)) pids.push(Number(name))
+    if (!text.includes(id)) continue
+    const stat = await readFile(join('/proc', name, 'stat'), 'utf8').catch(() => '')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    if (state !== 'Z' && state !== '') pids.push(Number(name))
   }
   return pids
 }
