@@ -54,7 +54,7 @@ export interface AgentApi {
   pause(id: string, options?: CallOptions): Promise<void>
   resume(id: string, options?: CallOptions): Promise<void>
 
-  /** Starts a command; resolves once it has started, with its pid. */
+  /** Starts a command; resolves once it has started, with its pid. The signal cancels the start only; the started process is not tied to it. */
   exec(id: string, req: AgentExecRequest, options?: CallOptions): Promise<{ pid: number }>
   /**
    * Follows a process: replays the output it has kept so far, then streams the rest, and ends
