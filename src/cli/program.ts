@@ -4,6 +4,7 @@ import { CommandExitError, TimeoutError } from '../sdk/index.js'
 import { registerCp } from './cp.js'
 import { registerCreate } from './create.js'
 import { registerExec } from './exec.js'
+import { registerKeys } from './keys.js'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
 import { registerLs } from './ls.js'
 import { registerRm } from './rm.js'
@@ -31,6 +32,7 @@ export function createProgram(): Command {
   registerTimeout(program)
   registerCp(program)
   registerTemplate(program)
+  registerKeys(program)
   // Subcommands report usage errors through the same override, instead of exiting on their own.
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput())
   return program

@@ -72,3 +72,13 @@ function readKeyFile(path: string): string | undefined {
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
+
+/** The forms a new key can take: Sandstorm's own, or E2B's `e2b_` + 40 hex digits (what E2B's tools expect). */
+export type ApiKeyForm = 'sandstorm' | 'e2b'
+
+/** Makes a new key, stores its sha256 and returns the key (shown once; only the hash is kept). */
+export function createApiKey(db: CatalogDb, form: ApiKeyForm = 'sandstorm'): string {
+  const apiKey = form === 'e2b' ? `e2b_${randomBytes(20).toString('hex')}` : `ss_${randomBytes(32).toString('hex')}`
+  db.prepare('INSERT INTO api_keys (id, sha256, created_at) VALUES (?, ?, ?)').run(newId('key'), sha256Hex(apiKey), Date.now())
+  return apiKey
+}

@@ -5,12 +5,14 @@ import type { AgentApi } from '../agent/index.js'
 import { createLogger, SandstormError } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
 import { adoptSandboxes } from './adoption.js'
-import { createApiKeyCheck, ensureApiKey } from './api-keys.js'
+import { createApiKey, createApiKeyCheck, ensureApiKey } from './api-keys.js'
+import type { ApiKeyForm } from './api-keys.js'
 import { createApp } from './app.js'
 import { createSandboxCatalog } from './catalog.js'
 import { openDatabase } from './db.js'
 import { createServerMetrics } from './metrics.js'
 import { createSandboxService } from './sandbox-service.js'
+import { createE2bApp, isE2bPath } from './e2b/index.js'
 
 /** Options of startServer. */
 export interface ServerOptions {
@@ -64,6 +66,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
     })
     sandboxes.armAll()
+    const track = (work: Promise<unknown>): void => {
+      inFlight.add(work)
+      const forget = (): void => void inFlight.delete(work)
+      work.then(forget, forget)
+    }
     const app = createApp({
       agent,
       sandboxes,
@@ -72,14 +79,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       checkApiKey: createApiKeyCheck(db),
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
       shutdownSignal: shutdown.signal,
-      track(work) {
-        inFlight.add(work)
-        const forget = (): void => void inFlight.delete(work)
-        work.then(forget, forget)
-      },
+      track,
     })
+    // The E2B-compatible surface shares the port; its paths never overlap /v1, /healthz, /metrics.
+    const e2b = createE2bApp({
+      agent,
+      sandboxes,
+      catalog,
+      logger,
+      checkApiKey: createApiKeyCheck(db),
+      dataDir: options.dataDir,
+      maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
+      shutdownSignal: shutdown.signal,
+      track,
+    })
+    const fetch: typeof app.fetch = (req, env, ctx) => (isE2bPath(new URL(req.url).pathname) ? e2b.fetch(req, env, ctx) : app.fetch(req, env, ctx))
 
-    const server = createAdaptorServer({ fetch: app.fetch })
+    const server = createAdaptorServer({ fetch })
     // Once closing, a keep-alive connection whose response just ended would idle until its
     // timeout; close it as soon as it is idle so that close() resolves.
     server.on('request', (_req: unknown, res: NodeJS.EventEmitter) => {
@@ -131,5 +147,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     shutdown.abort()
     db.close()
     throw err
+  }
+}
+
+/** Adds a new API key to the server's database at `<dataDir>` (a running server accepts it at once). */
+export function createApiKeyInDataDir(dataDir: string, form: ApiKeyForm = 'sandstorm'): string {
+  const db = openDatabase(dataDir)
+  try {
+    return createApiKey(db, form)
+  } finally {
+    db.close()
   }
 }

@@ -1,0 +1,44 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** Per-sandbox envd access tokens (E2B's `envdAccessToken`), derived so that nothing is stored per sandbox. */
+export interface AccessTokens {
+  /** The token the SDK must send as `X-Access-Token` on envd calls to this sandbox. */
+  tokenFor(sandboxId: string): string
+  verify(sandboxId: string, presented: string | undefined): boolean
+}
+
+/**
+ * Tokens are HMAC-SHA256(secret, sandbox id) with a secret kept in `<dataDir>/e2b-secret` (mode
+ * 0600, made on first use), so they survive restarts and a leaked token opens one sandbox only.
+ */
+export function createAccessTokens(dataDir: string): AccessTokens {
+  const secret = loadSecret(join(dataDir, 'e2b-secret'))
+  const tokenFor = (sandboxId: string): string => createHmac('sha256', secret).update(sandboxId).digest('hex')
+  return {
+    tokenFor,
+    verify(sandboxId, presented) {
+      if (presented === undefined) return false
+      const expected = Buffer.from(tokenFor(sandboxId))
+      const given = Buffer.from(presented)
+      return given.length === expected.length && timingSafeEqual(given, expected)
+    },
+  }
+}
+
+function loadSecret(path: string): Buffer {
+  try {
+    return Buffer.from(readFileSync(path, 'utf8').trim(), 'hex')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const secret = randomBytes(32)
+  try {
+    // 'wx': a server starting at the same moment may have written one; then use that.
+    writeFileSync(path, `${secret.toString('hex')}\n`, { mode: 0o600, flag: 'wx' })
+    return secret
+  } catch {
+    return Buffer.from(readFileSync(path, 'utf8').trim(), 'hex')
+  }
+}

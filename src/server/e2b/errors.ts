@@ -1,0 +1,41 @@
+/** Where Sandstorm's error codes become E2B's: Connect codes for envd, `{code, message}` for REST. */
+import { Code, ConnectError } from '@connectrpc/connect'
+import { httpStatusOf, SandstormError } from '../../shared/index.js'
+import type { ErrorCode, Logger } from '../../shared/index.js'
+
+const connectCodeOf: Record<ErrorCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  unauthenticated: Code.Unauthenticated,
+  permission_denied: Code.PermissionDenied,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  payload_too_large: Code.ResourceExhausted,
+  resource_exhausted: Code.ResourceExhausted,
+  deadline_exceeded: Code.DeadlineExceeded,
+  canceled: Code.Canceled,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+}
+
+/** A ConnectError for anything thrown; internal causes go to the log, never on the wire. */
+export function toConnectError(err: unknown, logger: Logger): ConnectError {
+  if (err instanceof ConnectError) return err
+  const error = SandstormError.from(err)
+  const raw = !(err instanceof SandstormError) && error.code === 'internal'
+  if (raw) logger.error({ err }, 'envd call failed')
+  return new ConnectError(raw ? 'an internal error happened; the server has logged its cause' : error.message, connectCodeOf[error.code])
+}
+
+/**
+ * E2B's REST error: `{code, message}` where code is the HTTP status (the SDK compares
+ * `error.code === 404`). A sandbox that is not running answers envd calls with 502, as E2B's proxy.
+ */
+export function restError(err: unknown, logger: Logger, status?: number): Response {
+  const error = SandstormError.from(err)
+  const raw = !(err instanceof SandstormError) && error.code === 'internal'
+  const code = status ?? httpStatusOf[error.code]
+  if (code >= 500) logger.error({ err: error.cause ?? error, code: error.code }, error.message)
+  const message = raw ? 'an internal error happened; the server has logged its cause' : error.message
+  return new Response(JSON.stringify({ code, message }), { status: code, headers: { 'content-type': 'application/json' } })
+}

@@ -1,0 +1,131 @@
+/** envd's `filesystem.Filesystem` service: stat, list, make, move, remove and watch, inside the sandbox. */
+import type { MessageInitShape } from '@bufbuild/protobuf'
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect'
+import type { AgentApi } from '../../agent/index.js'
+import { SandstormError } from '../../shared/index.js'
+import type { SandboxService } from '../sandbox-service.js'
+import type { AccessTokens } from './access-tokens.js'
+import { findArgv, parseFind } from './entry-info.js'
+import type { EntryInit } from './entry-info.js'
+import { envdScope, resolvePath } from './envd-scope.js'
+import type { EnvdScope } from './envd-scope.js'
+import { EventType } from './gen/filesystem/filesystem_pb.js'
+import type { Filesystem, WatchDirResponseSchema } from './gen/filesystem/filesystem_pb.js'
+import type { ProcessRegistry } from './process-registry.js'
+import { helperError, runChecked } from './sandbox-run.js'
+import { watchArgv } from './watch-helper.js'
+
+/** What the service needs. */
+export interface FilesystemServiceDeps {
+  agent: AgentApi
+  sandboxes: SandboxService
+  tokens: AccessTokens
+  registry: ProcessRegistry
+  shutdownSignal: AbortSignal
+}
+
+/** Deepest listing a ListDir may ask for. */
+const maxDepth = 64
+
+const eventTypes: Record<string, EventType> = {
+  create: EventType.CREATE,
+  write: EventType.WRITE,
+  remove: EventType.REMOVE,
+  rename: EventType.RENAME,
+  chmod: EventType.CHMOD,
+}
+
+/** The implementation registered on the Connect router. */
+export function createFilesystemService(deps: FilesystemServiceDeps): Partial<ServiceImpl<typeof Filesystem>> {
+  const { agent, sandboxes, tokens, registry, shutdownSignal } = deps
+  const scopeOf = (ctx: HandlerContext): EnvdScope => envdScope(ctx.requestHeader, sandboxes, tokens)
+
+  /** Helpers that read run as root; helpers that change things run as the caller, as envd's do. */
+  const run = (scope: EnvdScope, op: string, path: string, argv: string[], ctx: HandlerContext, asUser = false) =>
+    runChecked(agent, scope.sandboxId, op, path, argv, {
+      user: asUser ? scope.user : 'root',
+      signal: ctx.signal,
+      onPid: (pid) => registry.hide(scope.sandboxId, pid),
+    })
+
+  const stat = async (scope: EnvdScope, path: string, ctx: HandlerContext): Promise<EntryInit> => {
+    const [entry] = parseFind(await run(scope, 'stat', path, findArgv(path, 0, 0), ctx))
+    if (!entry) throw new SandstormError('not_found', `stat ${path}: no such file or directory`)
+    return entry
+  }
+
+  return {
+    async stat(req, ctx) {
+      const scope = scopeOf(ctx)
+      return { entry: await stat(scope, resolvePath(scope, req.path), ctx) }
+    },
+
+    async listDir(req, ctx) {
+      const scope = scopeOf(ctx)
+      const path = resolvePath(scope, req.path)
+      const depth = Math.min(Math.max(req.depth || 1, 1), maxDepth)
+      const entries = parseFind(await run(scope, 'list', path, findArgv(path, 1, depth), ctx))
+      return { entries: entries.sort((a, b) => (a.path! < b.path! ? -1 : 1)) }
+    },
+
+    async makeDir(req, ctx) {
+      const scope = scopeOf(ctx)
+      const path = resolvePath(scope, req.path)
+      const script = '[ -e "$1" ] && { echo "$1: File exists" >&2; exit 1; }; exec mkdir -p -- "$1"'
+      await run(scope, 'make dir', path, ['/bin/sh', '-c', script, 'e2b-mkdir', path], ctx, true)
+      return { entry: await stat(scope, path, ctx) }
+    },
+
+    async move(req, ctx) {
+      const scope = scopeOf(ctx)
+      const from = resolvePath(scope, req.source)
+      const to = resolvePath(scope, req.destination)
+      const script = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 1; }; mkdir -p -- "$(dirname -- "$2")" && exec mv -f -T -- "$1" "$2"'
+      await run(scope, 'move', from, ['/bin/sh', '-c', script, 'e2b-mv', from, to], ctx, true)
+      return { entry: await stat(scope, to, ctx) }
+    },
+
+    async remove(req, ctx) {
+      const scope = scopeOf(ctx)
+      const path = resolvePath(scope, req.path)
+      const script = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 1; }; exec rm -rf -- "$1"'
+      await run(scope, 'remove', path, ['/bin/sh', '-c', script, 'e2b-rm', path], ctx, true)
+      return {}
+    },
+
+    async *watchDir(req, ctx): AsyncGenerator<MessageInitShape<typeof WatchDirResponseSchema>> {
+      const scope = scopeOf(ctx)
+      const path = resolvePath(scope, req.path)
+      const signal = AbortSignal.any([ctx.signal, shutdownSignal])
+      const entry = await stat(scope, path, ctx)
+      if (entry.type !== 2) throw new SandstormError('invalid_argument', `watch ${path}: not a directory`)
+      const { pid } = await agent.exec(scope.sandboxId, { argv: watchArgv(path, req.recursive), env: {}, user: scope.user }, { signal })
+      registry.hide(scope.sandboxId, pid)
+      try {
+        let ready = false
+        let pending = ''
+        let stderr = ''
+        for await (const event of agent.follow(scope.sandboxId, pid, { signal })) {
+          if (event.type === 'stderr') stderr += Buffer.from(event.data, 'base64').toString('utf8')
+          if (event.type === 'end') throw helperError('watch', path, stderr || 'the watcher ended')
+          if (event.type !== 'stdout') continue
+          pending += Buffer.from(event.data, 'base64').toString('utf8')
+          const lines = pending.split('\n')
+          pending = lines.pop() ?? ''
+          for (const line of lines) {
+            if (!ready) {
+              ready = line === 'ready'
+              if (ready) yield { event: { case: 'start' as const, value: {} } }
+              continue
+            }
+            const { t, n } = JSON.parse(line) as { t: string; n: string }
+            yield { event: { case: 'filesystem' as const, value: { name: n, type: eventTypes[t] ?? EventType.UNSPECIFIED } } }
+          }
+        }
+      } finally {
+        await agent.signal(scope.sandboxId, pid, 'SIGKILL').catch(() => undefined)
+      }
+    },
+  }
+}
+

@@ -1,0 +1,184 @@
+/** E2B's lifecycle REST API (header `X-API-KEY`): create, connect, info, list, kill, timeout, pause, metrics. */
+import type { Context, Hono } from 'hono'
+import { z } from 'zod'
+import type { AgentApi } from '../../agent/index.js'
+import { limits, SandstormError } from '../../shared/index.js'
+import type { Logger, SandboxInfo } from '../../shared/index.js'
+import type { SandboxCatalog } from '../catalog.js'
+import type { ServerEnv } from '../context.js'
+import type { SandboxService } from '../sandbox-service.js'
+import { parseInput, parseJsonText } from '../validation.js'
+import type { AccessTokens } from './access-tokens.js'
+import type { ProcessRegistry } from './process-registry.js'
+
+/** What the routes need. */
+export interface LifecycleRoutesDeps {
+  agent: AgentApi
+  sandboxes: SandboxService
+  /** Pause and resume change the state that the catalog reports; the service has no verbs for them. */
+  catalog: SandboxCatalog
+  tokens: AccessTokens
+  registry: ProcessRegistry
+  logger: Logger
+}
+
+/**
+ * The envd version this server speaks. 0.5.7 turns on what is served here (default user,
+ * closeStdin, octet-stream uploads) and keeps off what is not (file metadata in xattrs, 0.6.2).
+ */
+export const envdVersion = '0.5.7'
+
+/** E2B's template names that map onto Sandstorm's. */
+const templateAliases: Record<string, string> = { base: 'debian' }
+
+/** E2B's default sandbox lifetime. */
+const defaultTimeoutS = 300
+
+const maxTimeoutS = Math.floor(limits.maxTimeoutMs / 1000)
+
+const createBody = z.looseObject({
+  templateID: z.string().min(1, 'a template such as "base"'),
+  timeout: z.number().int().positive().max(maxTimeoutS).optional(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  envVars: z.record(z.string(), z.string()).nullish(),
+  autoPause: z.boolean().nullish(),
+})
+const timeoutBody = z.looseObject({ timeout: z.number().int().min(0).max(maxTimeoutS) })
+const connectBody = z.looseObject({ timeout: z.number().int().positive().max(maxTimeoutS).optional() })
+const listQuery = z.looseObject({
+  metadata: z.string().optional(),
+  state: z.string().optional(),
+  limit: z.coerce.number().int().positive().max(1000).optional(),
+  nextToken: z.string().optional(),
+})
+
+/** Registers the routes. */
+export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps): void {
+  const { agent, sandboxes, catalog, tokens, registry, logger } = deps
+
+  const created = (info: SandboxInfo) => ({
+    templateID: info.template,
+    sandboxID: info.id,
+    clientID: 'sandstorm',
+    envdVersion,
+    envdAccessToken: tokens.tokenFor(info.id),
+    domain: null,
+  })
+
+  const detail = (info: SandboxInfo) => ({
+    ...created(info),
+    alias: info.template,
+    startedAt: info.createdAt,
+    endAt: info.expiresAt,
+    cpuCount: Math.max(1, Math.round(info.cpus)),
+    memoryMB: info.memoryMiB,
+    diskSizeMB: 0,
+    metadata: info.labels,
+    state: info.state === 'paused' ? 'paused' : 'running',
+  })
+
+  const create = async (c: Context<ServerEnv>) => {
+    const body = parseInput(createBody, parseJsonText(await c.req.text()))
+    if (body.autoPause) throw new SandstormError('invalid_argument', 'onTimeout "pause" is not supported: a sandbox past its timeout is killed')
+    const metadata = body.metadata ?? {}
+    const labelKey = /^[A-Za-z0-9_.\-/]{1,63}$/
+    for (const [k, v] of Object.entries(metadata)) {
+      if (!labelKey.test(k) || v.length > 256) throw new SandstormError('invalid_argument', `metadata "${k}": expected a key of letters, digits, _ . - / (1-63 chars) and a value of at most 256 chars`)
+    }
+    for (const name of Object.keys(body.envVars ?? {})) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new SandstormError('invalid_argument', `envVars "${name}": expected an environment variable name`)
+    }
+    const info = await sandboxes.create(
+      {
+        template: templateAliases[body.templateID] ?? body.templateID,
+        timeoutMs: (body.timeout ?? defaultTimeoutS) * 1000,
+        labels: metadata,
+        env: body.envVars ?? {},
+      },
+      { signal: c.var.signal },
+    )
+    return c.json(created(info), 201)
+  }
+  app.post('/sandboxes', create)
+  app.post('/v2/sandboxes', create)
+
+  const connect = async (c: Context<ServerEnv>) => {
+    const id = c.req.param('id')!
+    const body = parseInput(connectBody, parseJsonText(await c.req.text()))
+    const record = sandboxes.requireStarted(id)
+    const timeoutMs = body.timeout !== undefined ? body.timeout * 1000 : undefined
+    if (record.state === 'paused') {
+      await agent.resume(id, { signal: c.var.signal })
+      catalog.update(id, { state: 'running' })
+      sandboxes.setTimeout(id, timeoutMs ?? defaultTimeoutS * 1000)
+      logger.info({ sandboxId: id }, 'sandbox resumed')
+      return c.json(created(sandboxes.get(id)), 201)
+    }
+    // A running sandbox keeps the later of its end and the one asked for.
+    if (timeoutMs !== undefined && Date.now() + timeoutMs > record.expiresAtMs) sandboxes.setTimeout(id, timeoutMs)
+    return c.json(created(sandboxes.get(id)), 200)
+  }
+  app.post('/sandboxes/:id/connect', connect)
+  app.post('/v2/sandboxes/:id/connect', connect)
+  app.post('/sandboxes/:id/resume', connect)
+
+  app.get('/sandboxes/:id', (c) => c.json(detail(sandboxes.get(c.req.param('id')))))
+
+  const list = (c: Context<ServerEnv>, paged: boolean) => {
+    const query = parseInput(listQuery, c.req.query())
+    const wanted = new Set((query.state ?? 'running,paused').split(',').filter(Boolean))
+    const metadata = query.metadata ? Object.fromEntries(new URLSearchParams(query.metadata)) : {}
+    const all = sandboxes
+      .list({ labels: metadata })
+      .filter((s) => s.state !== 'starting')
+      .map(detail)
+      .filter((s) => wanted.has(s.state))
+      // Newest first, as E2B lists them.
+      .reverse()
+    if (!paged) return c.json(all)
+    const offset = query.nextToken ? Number.parseInt(Buffer.from(query.nextToken, 'base64url').toString('utf8'), 10) || 0 : 0
+    const limit = query.limit ?? 100
+    const page = all.slice(offset, offset + limit)
+    if (offset + limit < all.length) c.header('X-Next-Token', Buffer.from(String(offset + limit)).toString('base64url'))
+    return c.json(page)
+  }
+  app.get('/sandboxes', (c) => list(c, false))
+  app.get('/v2/sandboxes', (c) => list(c, true))
+
+  app.delete('/sandboxes/:id', async (c) => {
+    const id = c.req.param('id')
+    const record = sandboxes.requireStarted(id)
+    // A frozen sandbox's processes cannot die until thawed.
+    if (record.state === 'paused') await agent.resume(id, { signal: c.var.signal }).catch(() => undefined)
+    await sandboxes.destroy(id, { signal: c.var.signal })
+    registry.drop(id)
+    return c.body(null, 204)
+  })
+
+  app.post('/sandboxes/:id/timeout', async (c) => {
+    const id = c.req.param('id')
+    const body = parseInput(timeoutBody, parseJsonText(await c.req.text()))
+    const record = sandboxes.requireStarted(id)
+    // A paused sandbox stays until resumed; its timeout starts again then.
+    if (record.state !== 'paused') sandboxes.setTimeout(id, Math.max(1, body.timeout * 1000))
+    return c.body(null, 204)
+  })
+
+  app.post('/sandboxes/:id/pause', async (c) => {
+    const id = c.req.param('id')
+    const record = sandboxes.requireStarted(id)
+    if (record.state === 'paused') throw new SandstormError('already_exists', `sandbox "${id}" is already paused`)
+    await agent.pause(id, { signal: c.var.signal })
+    // Paused sandboxes are kept (as E2B keeps them) for the longest lifetime Sandstorm allows.
+    sandboxes.setTimeout(id, limits.maxTimeoutMs)
+    catalog.update(id, { state: 'paused' })
+    logger.info({ sandboxId: id }, 'sandbox paused')
+    return c.body(null, 204)
+  })
+
+  app.get('/sandboxes/:id/metrics', (c) => {
+    sandboxes.get(c.req.param('id'))
+    // Usage is not sampled over time here; an empty series is what E2B returns before its first sample.
+    return c.json([])
+  })
+}

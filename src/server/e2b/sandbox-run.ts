@@ -1,0 +1,78 @@
+/** Short helper commands run inside a sandbox on behalf of envd calls (file ops as the caller's user). */
+import type { AgentApi } from '../../agent/index.js'
+import { SandstormError } from '../../shared/index.js'
+import type { ErrorCode } from '../../shared/index.js'
+
+/** What a helper printed and how it ended. */
+export interface RunOutput {
+  exitCode: number
+  stdout: Buffer
+  stderr: string
+}
+
+/** Options of runInSandbox. */
+export interface RunOptions {
+  /** @default 'root' */
+  user?: string
+  /** Bytes written to stdin, then stdin is closed; none closes it at once. */
+  stdin?: AsyncIterable<Uint8Array>
+  signal?: AbortSignal
+  /** Called with the pid as soon as it is known (to hide helpers from `commands.list`). */
+  onPid?(pid: number): void
+}
+
+/** Runs argv inside the sandbox and collects its output. */
+export async function runInSandbox(agent: AgentApi, id: string, argv: string[], options: RunOptions = {}): Promise<RunOutput> {
+  const { signal } = options
+  const { pid } = await agent.exec(id, { argv, env: {}, user: options.user ?? 'root', keepStdin: options.stdin !== undefined }, { signal })
+  options.onPid?.(pid)
+  const output = collect(agent.follow(id, pid, { signal }))
+  if (options.stdin) {
+    try {
+      for await (const chunk of options.stdin) await agent.writeStdin(id, pid, chunk, false, { signal })
+      await agent.writeStdin(id, pid, null, true, { signal })
+    } catch (err) {
+      await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
+      await output.catch(() => undefined)
+      throw err
+    }
+  }
+  return output
+}
+
+async function collect(events: AsyncIterable<import('../../shared/index.js').ExecEvent>): Promise<RunOutput> {
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  for await (const event of events) {
+    if (event.type === 'stdout') out.push(Buffer.from(event.data, 'base64'))
+    else if (event.type === 'stderr') err.push(Buffer.from(event.data, 'base64'))
+    else if (event.type === 'end') return { exitCode: event.result.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }
+  }
+  throw new SandstormError('canceled', 'the helper command was not followed to its end')
+}
+
+const stderrCodes: [RegExp, ErrorCode, string][] = [
+  [/No such file or directory/i, 'not_found', 'no such file or directory'],
+  [/File exists/i, 'already_exists', 'already exists'],
+  [/Directory not empty/i, 'already_exists', 'directory is not empty'],
+  [/Permission denied|Operation not permitted/i, 'permission_denied', 'permission denied'],
+  [/Not a directory/i, 'invalid_argument', 'not a directory'],
+  [/Is a directory/i, 'invalid_argument', 'is a directory (expected a file)'],
+  [/Read-only file system/i, 'permission_denied', 'read-only file system'],
+  [/No space left|Disk quota/i, 'resource_exhausted', 'no space left in the sandbox'],
+  [/File name too long/i, 'invalid_argument', 'file name too long'],
+]
+
+/** A coded error for a failed helper, from the words of its stderr. */
+export function helperError(op: string, path: string, stderr: string): SandstormError {
+  const found = stderrCodes.find(([re]) => re.test(stderr))
+  if (found) return new SandstormError(found[1], `${op} ${path}: ${found[2]}`)
+  return new SandstormError('internal', `${op} ${path} failed: ${stderr.trim().split('\n').pop() ?? 'unknown error'}`)
+}
+
+/** Runs a helper and throws a coded error unless it exits 0. */
+export async function runChecked(agent: AgentApi, id: string, op: string, path: string, argv: string[], options: RunOptions = {}): Promise<Buffer> {
+  const result = await runInSandbox(agent, id, argv, options)
+  if (result.exitCode !== 0) throw helperError(op, path, result.stderr)
+  return result.stdout
+}
