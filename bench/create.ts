@@ -1,5 +1,6 @@
 /** create: `Sandbox.create('debian')` until it resolves (the sandbox runs and takes exec), no pool. */
 import { Sandbox } from '../src/sdk/index.js'
+import { newId } from '../src/shared/index.js'
 import { createBareRunc } from './bare-runc.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import { findDockerBaseline } from './docker-baseline.js'
@@ -55,7 +56,18 @@ export const createBenchmark: Benchmark = {
     const baseline = await pickBaseline(notes)
     const subject: number[] = []
     const base: number[] = []
+    const agentOnly: number[] = []
     const killFailures: string[] = []
+    // The same create without the SDK, HTTP and catalog: what is left is the agent and runc.
+    const agentCreateOne = async (): Promise<number> => {
+      const id = newId('sb')
+      ctx.stack.ids.add(id)
+      const { ms } = await timed(() =>
+        ctx.stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, network: 'none' }),
+      )
+      await ctx.stack.agent.destroy(id).catch((err: unknown) => killFailures.push(`${id}: ${err instanceof Error ? err.message : String(err)}`))
+      return ms
+    }
     const createOne = async (): Promise<number> => {
       const { ms, value: sandbox } = await timed(() => Sandbox.create('debian', { ...ctx.stack.conn }))
       ctx.stack.ids.add(sandbox.sandboxId)
@@ -66,12 +78,14 @@ export const createBenchmark: Benchmark = {
     try {
       for (let i = 0; i < warmupRuns; i++) {
         await createOne()
+        await agentCreateOne()
         await baseline.once(-1 - i)
       }
       // Interleaved, so that drift on the machine weighs on both sides alike.
       for (let i = 0; i < n; i++) {
         checkAborted(ctx.signal)
         subject.push(await createOne())
+        agentOnly.push(await agentCreateOne())
         base.push(await baseline.once(i))
         if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
       }
@@ -80,6 +94,7 @@ export const createBenchmark: Benchmark = {
     }
     notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped`)
     if (killFailures.length > 0) notes.push(`${killFailures.length} kills failed, e.g. ${killFailures[0]}`)
+    const baseSummary = { what: baseline.what, summary: summarize(base) }
     return {
       name: 'create',
       title: this.title,
@@ -88,8 +103,14 @@ export const createBenchmark: Benchmark = {
           what: "Sandbox.create('debian') until it resolves",
           unit: 'ms',
           subject: summarize(subject),
-          baseline: { what: baseline.what, summary: summarize(base) },
+          baseline: baseSummary,
           goal: { stat: 'p95', atMost: 60 },
+        },
+        {
+          what: 'layer: agent.create in-process (no SDK, HTTP, catalog)',
+          unit: 'ms',
+          subject: summarize(agentOnly),
+          baseline: baseSummary,
         },
       ],
       notes,
