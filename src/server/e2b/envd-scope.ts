@@ -33,7 +33,9 @@ export function envdScope(headers: HeaderSource, sandboxes: SandboxService, toke
   }
   let state: string
   try {
-    state = sandboxes.requireStarted(sandboxId).state
+    const record = sandboxes.requireStarted(sandboxId)
+    state = record.state
+    if (state !== 'paused' && record.expiresAtMs <= Date.now()) throw new SandstormError('not_found', 'past its timeout')
   } catch {
     throw new SandstormError('unavailable', `sandbox "${sandboxId}" is not running (it was killed or reached its timeout)`)
   }

@@ -56,6 +56,13 @@ const listQuery = z.looseObject({
 export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps): void {
   const { agent, sandboxes, catalog, tokens, registry, logger } = deps
 
+  /** A sandbox past its timeout is gone for E2B at once, even while its destroy is still running. */
+  const live = (id: string) => {
+    const record = sandboxes.requireStarted(id)
+    if (record.state !== 'paused' && record.expiresAtMs <= Date.now()) throw new SandstormError('not_found', `sandbox "${id}" not found (it reached its timeout)`)
+    return record
+  }
+
   const created = (info: SandboxInfo) => ({
     templateID: info.template,
     sandboxID: info.id,
@@ -105,7 +112,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   const connect = async (c: Context<ServerEnv>) => {
     const id = c.req.param('id')!
     const body = parseInput(connectBody, parseJsonText(await c.req.text()))
-    const record = sandboxes.requireStarted(id)
+    const record = live(id)
     const timeoutMs = body.timeout !== undefined ? body.timeout * 1000 : undefined
     if (record.state === 'paused') {
       await agent.resume(id, { signal: c.var.signal })
@@ -122,7 +129,11 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   app.post('/v2/sandboxes/:id/connect', connect)
   app.post('/sandboxes/:id/resume', connect)
 
-  app.get('/sandboxes/:id', (c) => c.json(detail(sandboxes.get(c.req.param('id')))))
+  app.get('/sandboxes/:id', (c) => {
+    const id = c.req.param('id')
+    live(id)
+    return c.json(detail(sandboxes.get(id)))
+  })
 
   const list = (c: Context<ServerEnv>, paged: boolean) => {
     const query = parseInput(listQuery, c.req.query())
@@ -130,7 +141,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     const metadata = query.metadata ? Object.fromEntries(new URLSearchParams(query.metadata)) : {}
     const all = sandboxes
       .list({ labels: metadata })
-      .filter((s) => s.state !== 'starting')
+      .filter((s) => s.state !== 'starting' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
       .map(detail)
       .filter((s) => wanted.has(s.state))
       // Newest first, as E2B lists them.
@@ -158,7 +169,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   app.post('/sandboxes/:id/timeout', async (c) => {
     const id = c.req.param('id')
     const body = parseInput(timeoutBody, parseJsonText(await c.req.text()))
-    const record = sandboxes.requireStarted(id)
+    const record = live(id)
     // A paused sandbox stays until resumed; its timeout starts again then.
     if (record.state !== 'paused') sandboxes.setTimeout(id, Math.max(1, body.timeout * 1000))
     return c.body(null, 204)
@@ -166,7 +177,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
 
   app.post('/sandboxes/:id/pause', async (c) => {
     const id = c.req.param('id')
-    const record = sandboxes.requireStarted(id)
+    const record = live(id)
     if (record.state === 'paused') throw new SandstormError('already_exists', `sandbox "${id}" is already paused`)
     await agent.pause(id, { signal: c.var.signal })
     // Paused sandboxes are kept (as E2B keeps them) for the longest lifetime Sandstorm allows.
