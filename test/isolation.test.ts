@@ -6,11 +6,14 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { once } from 'node:events'
 import { readdir, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { Sandbox } from '../src/sdk/index.js'
+import { CommandExitError, InvalidArgumentError, Sandbox } from '../src/sdk/index.js'
 import { fingerprint, python, sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
 
@@ -157,6 +160,24 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
       assert.equal(r.stdout, 'MADE\ndone\n', r.stderr)
     })
 
+    it('refuses syscalls that reach past the sandbox: keyrings, bpf, perf, io_uring, kexec, handles, setns', async () => {
+      // x86_64 numbers; the arguments do not matter, the filter refuses before the kernel looks.
+      const calls: [string, number][] = [
+        ['add_key', 248], ['keyctl', 250], ['bpf', 321], ['perf_event_open', 298], ['userfaultfd', 323],
+        ['io_uring_setup', 425], ['kexec_load', 246], ['open_by_handle_at', 304], ['setns', 308],
+        ['pivot_root', 155], ['swapon', 167], ['acct', 163], ['settimeofday', 164], ['fanotify_init', 300],
+      ]
+      const r = await python(sbx, [
+        'import ctypes, errno',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        `for name, nr in ${JSON.stringify(calls)}:`,
+        '    ctypes.set_errno(0)',
+        '    r = libc.syscall(nr, 0, 0, 0, 0, 0)',
+        '    print(name, r, errno.errorcode.get(ctypes.get_errno()))',
+      ].join('\n'))
+      assert.equal(r.stdout, calls.map(([name]) => `${name} -1 EPERM\n`).join(''), r.stderr)
+    })
+
     it('refuses 32-bit syscalls (int 0x80) by killing the caller', async () => {
       // mov eax, 20 (getpid on i386); int 0x80; ret. On the host this returns the pid.
       const code = [
@@ -169,6 +190,18 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
       const r = await python(sbx, code)
       assert.equal(r.stdout, '', 'the 32-bit syscall must not return')
       assert.equal(r.exitCode, 128 + 31, `expected death by SIGSYS (159), got exit ${r.exitCode}: ${r.stderr}`)
+    })
+  })
+
+  describe('runc exec', () => {
+    it('a cwd of /proc/self/fd/N does not lead to a leaked host directory (CVE-2024-21626)', async () => {
+      const hostName = hostname()
+      for (let fd = 3; fd <= 10; fd++) {
+        const outcome = await sbx.commands
+          .run('pwd; cat ../../../../../../../etc/hostname', { cwd: `/proc/self/fd/${fd}`, timeoutMs: 10_000 })
+          .then((r) => r.stdout, (e: unknown) => (e instanceof CommandExitError ? e.stdout : e instanceof InvalidArgumentError ? '' : Promise.reject(e)))
+        assert.ok(!outcome.split('\n').includes(hostName), `fd ${fd} reached the host: ${outcome}`)
+      }
     })
   })
 
@@ -279,6 +312,27 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
       assert.match(setup.stdout, /^-rwsr-xr-x/, setup.stderr)
       const r = await sh(sbx, '/tmp/suid-id -u; /tmp/suid-python -c "import os; print(os.geteuid(), os.getresuid())"; grep CapEff /proc/self/status', { user: 'user' })
       assert.equal(r.stdout, '1000\n1000 (1000, 1000, 1000)\nCapEff:\t0000000000000000\n', r.stderr)
+    })
+  })
+
+  describe('the host template', () => {
+    const noHostTemplate = existsSync(join(templatesDir, 'host', 'current', 'template.json')) ? false : `no host template in ${templatesDir}`
+
+    it("sees the host's /usr read-only and nothing else of the host", { skip: noHostTemplate }, async () => {
+      const hostSbx = await Sandbox.create('host', { ...stack.conn })
+      try {
+        const name = `pwned-${randomBytes(4).toString('hex')}`
+        const r = await sh(hostSbx, [
+          `touch /usr/bin/${name} 2>/dev/null && echo WROTE-USR`,
+          `mount -o remount,rw /usr 2>/dev/null && echo REMOUNTED`,
+          `cat /tmp/${markerName} /root/${markerName} 2>/dev/null`,
+          'echo done',
+        ].join('; '))
+        assert.equal(r.stdout, 'done\n')
+        assert.ok(!existsSync(`/usr/bin/${name}`))
+      } finally {
+        await hostSbx.kill()
+      }
     })
   })
 
