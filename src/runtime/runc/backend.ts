@@ -68,10 +68,12 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     return env
   }
 
+  // `runc state` of this one container: `runc list` fails when another container's state
+  // disappears while it reads, which happens whenever sandboxes are destroyed concurrently.
   async function waitStopped(id: string): Promise<void> {
     for (let i = 0; i < 2000; i++) {
-      const c = (await runc.list()).find((x) => x.id === id)
-      if (!c || c.status === 'stopped') return
+      const status = await runc.state(id)
+      if (status === null || status === 'stopped') return
       await sleep(5)
     }
   }

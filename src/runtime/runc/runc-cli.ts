@@ -77,6 +77,15 @@ export function createRuncCli(options: RuncCliOptions) {
       const r = await run(['resume', id], call)
       if (r.exitCode !== 0) throw new SandstormError('failed_precondition', `resuming failed: ${lastLine(r.stderr)}`)
     },
+    /** One container's status, or null when runc does not know it. */
+    async state(id: string, call?: CallOptions): Promise<RuncContainer['status'] | null> {
+      const r = await run(['state', id], call)
+      if (r.exitCode !== 0) {
+        if (/does not exist|not exist/.test(r.stderr)) return null
+        throw new SandstormError('internal', `runc state failed: ${lastLine(r.stderr)}`)
+      }
+      return (JSON.parse(r.stdout) as { status: RuncContainer['status'] }).status
+    },
     async list(call?: CallOptions): Promise<RuncContainer[]> {
       const r = await run(['list', '--format', 'json'], call)
       if (r.exitCode !== 0) throw new SandstormError('internal', `runc list failed: ${lastLine(r.stderr)}`)
