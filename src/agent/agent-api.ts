@@ -3,6 +3,7 @@
  * remote agent (over gRPC) implements the same interface.
  */
 import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+import type { AgentSnapshotApi } from './snapshot-api.js'
 
 /** A sandbox to create, with everything already validated and defaulted by the server. */
 export interface AgentCreateRequest {
@@ -13,6 +14,8 @@ export interface AgentCreateRequest {
   pidsMax: number
   env: Record<string, string>
   network: 'none'
+  /** Start from this snapshot's filesystem (a fork or a restore) instead of the template's. */
+  snapshotId?: string
 }
 
 /** A sandbox as the agent holds it. */
@@ -76,4 +79,6 @@ export interface AgentApi {
   rename(id: string, from: string, to: string, options?: CallOptions): Promise<void>
   /** Stops the agent; its sandboxes keep running (they are adopted by the next start). */
   close(): Promise<void>
+  /** Snapshots, where the agent's storage can take them. */
+  readonly snapshots?: AgentSnapshotApi
 }

@@ -1,3 +1,4 @@
 /** The agent of one host: it runs sandboxes and answers the server. */
 export type * from './agent-api.js'
 export { createLocalAgent, type LocalAgentOptions } from './local-agent.js'
+export type * from './snapshot-api.js'

@@ -6,6 +6,7 @@ import { createTemplateStore } from '../templates/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
 import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
+import { createSandboxLayers } from './sandbox-layers.js'
 
 /** Options of createLocalAgent. */
 export interface LocalAgentOptions {
@@ -16,6 +17,8 @@ export interface LocalAgentOptions {
   logger?: Logger
   /** @default the runc backend */
   backend?: RuntimeBackend
+  /** Layer store driver. @default 'auto': btrfs when the data dir is on btrfs, else overlay */
+  storageDriver?: 'overlay' | 'btrfs' | 'auto'
 }
 
 /** Finished processes kept per sandbox for listing and late followers. */
@@ -40,8 +43,10 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const templates = createTemplateStore({ dir: options.templatesDir ?? join(options.dataDir, 'templates'), logger: log })
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
+  const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, logger: log })
   await state.init()
   await adopt()
+  await layers.sweep(sandboxes.keys())
 
   async function adopt(): Promise<void> {
     const running = new Map((await backend.list()).map((s) => [s.id, s]))
@@ -114,15 +119,20 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async create(req: AgentCreateRequest, call?: CallOptions): Promise<AgentSandbox> {
       const template = await templates.resolve(req.template)
-      const record: SandboxRecord = { id: req.id, template: req.template, runtime: backend.name, createdAt: new Date().toISOString() }
+      const prepared = await layers.prepare(req, template.rootfs)
+      const record: SandboxRecord = { id: req.id, template: prepared.template, runtime: backend.name, createdAt: new Date().toISOString() }
       // The record is written first, so a crash between the two steps leaves a sandbox that adoption finds.
-      await state.save(record)
+      await state.save(record).catch(async (err: unknown) => {
+        await layers.release(req.id)
+        throw err
+      })
       try {
         await backend.create(
-          { id: req.id, rootfs: template.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network },
+          { id: req.id, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network },
           call,
         )
       } catch (err) {
+        await layers.release(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
         await state.remove(req.id)
         throw err
       }
@@ -134,6 +144,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const sandbox = sandboxes.get(id)
       sandboxes.delete(id)
       await backend.destroy(id)
+      await layers.release(id)
       await state.remove(id)
       if (sandbox) log.info({ sandboxId: id }, 'destroyed')
     },
@@ -193,6 +204,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     async close(): Promise<void> {
       sandboxes.clear()
     },
+
+    snapshots: layers.snapshots(backend, (id) => sandboxes.has(id)),
   }
   return agent
 }

@@ -11,6 +11,10 @@ export interface RootfsSpec {
   lowerDirs: string[]
   /** Host directories bind-mounted read-only into the sandbox (e.g. the host's /usr). */
   readonlyBinds: { source: string; target: string }[]
+  /** The sandbox's writable layer, made by the layer store (a btrfs subvolume there). @default `<sandbox dir>/upper` */
+  upperDir?: string
+  /** Overlayfs scratch dir beside upperDir (same filesystem and subvolume). @default `<sandbox dir>/work` */
+  workDir?: string
 }
 
 /** What a sandbox is made with. */

@@ -1,5 +1,6 @@
 /** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions } from './sandbox.js'
+export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
 export type { CommandResult } from './command-result.js'
@@ -23,4 +24,5 @@ export {
   CommandExitError,
   type SdkErrorCode,
 } from './errors.js'
+export type { SnapshotInfo } from '../shared/index.js'
 export type { SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'

@@ -1,5 +1,5 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import type { CreateSandboxRequest, SandboxInfo, SandboxState } from '../shared/index.js'
+import type { CreateSandboxRequest, ForkRequest, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { NotFoundError } from './errors.js'
@@ -23,6 +23,15 @@ export interface SandboxCreateOptions extends ConnectionOptions {
   env?: Record<string, string>
   /** Network access; only 'none' exists so far. @default 'none' */
   network?: 'none'
+}
+
+/** Options of `Sandbox.fork`. */
+export interface SandboxForkOptions extends ConnectionOptions {
+  /** How many sandboxes to start from the snapshot. @default 1 */
+  count?: number
+  /** Lifetime of each. @default the server's */
+  timeoutMs?: number
+  labels?: Record<string, string>
 }
 
 /** Options of `Sandbox.list`. */
@@ -110,6 +119,35 @@ export class Sandbox {
   /** Destroys a sandbox by id; resolves false if there was none. */
   static kill(sandboxId: string, options: ConnectionOptions = {}): Promise<boolean> {
     return killOf(createApiClient(resolveConnection(options)), sandboxId, options.signal)
+  }
+
+  /**
+   * Starts sandboxes whose filesystem is exactly the snapshot's (sharing its layers copy-on-write),
+   * with its config and env. All or none: a fork that cannot start them all leaves none.
+   */
+  static async fork(snapshotId: string, options: SandboxForkOptions = {}): Promise<Sandbox[]> {
+    const connection = resolveConnection(options)
+    const body: ForkRequest = { count: options.count ?? 1 }
+    if (options.timeoutMs !== undefined) body.timeoutMs = options.timeoutMs
+    if (options.labels) body.labels = options.labels
+    const infos = await createApiClient(connection).json<SandboxInfo[]>({
+      method: 'POST',
+      path: `/v1/snapshots/${encodeURIComponent(snapshotId)}/fork`,
+      json: body,
+      signal: options.signal,
+    })
+    return infos.map((info) => new Sandbox(info.id, connection))
+  }
+
+  /** Freezes this sandbox for a moment and saves its filesystem as a snapshot; it goes on running. */
+  snapshot(options: ConnectionOptions & { label?: string } = {}): Promise<SnapshotInfo> {
+    const json = options.label === undefined ? {} : { label: options.label }
+    return this.client(options).json<SnapshotInfo>({ method: 'POST', path: sandboxPath(this.sandboxId, '/snapshots'), json, signal: options.signal })
+  }
+
+  /** Replaces this sandbox by a fresh one at the snapshot (same id; running commands end). */
+  async restore(snapshotId: string, options: ConnectionOptions = {}): Promise<void> {
+    await this.client(options).json<SandboxInfo>({ method: 'POST', path: sandboxPath(this.sandboxId, '/restore'), json: { snapshotId }, signal: options.signal })
   }
 
   /** Information about this sandbox: state, limits, labels, expiry. */

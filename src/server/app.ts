@@ -8,6 +8,7 @@ import { execRoutes } from './routes-exec.js'
 import { fileRoutes } from './routes-files.js'
 import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
+import { snapshotRoutes } from './routes-snapshots.js'
 import { templateRoutes } from './routes-templates.js'
 
 /**
@@ -84,6 +85,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   sandboxRoutes(app, options)
   execRoutes(app, options)
   fileRoutes(app, options)
+  if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
 
   app.notFound((c) =>
     errorResponse(new SandstormError('not_found', `no route ${c.req.method} ${c.req.path}: expected one of the routes of the HTTP API (/v1/...)`), logger),

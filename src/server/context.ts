@@ -4,6 +4,7 @@ import type { Logger } from '../shared/index.js'
 import type { ApiKeyCheck } from './api-keys.js'
 import type { ServerMetrics } from './metrics.js'
 import type { SandboxService } from './sandbox-service.js'
+import type { SnapshotService } from './snapshot-service.js'
 
 /** Hono's environment for every route: node's request and response, and the request's signal. */
 export interface ServerEnv {
@@ -23,4 +24,6 @@ export interface RouteDeps {
   checkApiKey: ApiKeyCheck
   /** Uploads larger than this answer 413. */
   maxFileBytes: number
+  /** Snapshot, fork and restore routes, when given. */
+  snapshots?: SnapshotService
 }

@@ -30,6 +30,16 @@ const migrations: string[] = [
      expires_at INTEGER NOT NULL
    );
    CREATE INDEX sandboxes_state ON sandboxes (state);`,
+  // Snapshots: the agent's record kept whole as JSON, with the columns the server looks up by.
+  `CREATE TABLE snapshots (
+     id TEXT PRIMARY KEY,
+     parent_id TEXT,
+     sandbox_id TEXT NOT NULL,
+     template TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX snapshots_parent ON snapshots (parent_id);`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

@@ -12,6 +12,7 @@ import { createSandboxCatalog } from './catalog.js'
 import { openDatabase } from './db.js'
 import { createServerMetrics } from './metrics.js'
 import { createSandboxService } from './sandbox-service.js'
+import { createSnapshotService } from './snapshot-service.js'
 import { createE2bApp, isE2bPath } from './e2b/index.js'
 
 /** Options of startServer. */
@@ -66,6 +67,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
     })
     sandboxes.armAll()
+    const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger })
     const track = (work: Promise<unknown>): void => {
       inFlight.add(work)
       const forget = (): void => void inFlight.delete(work)
@@ -74,6 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const app = createApp({
       agent,
       sandboxes,
+      snapshots,
       metrics,
       logger,
       checkApiKey: createApiKeyCheck(db),

@@ -18,7 +18,8 @@ export interface SandboxFilter {
 
 /** The catalog and the agent kept in step: every change to a sandbox's life goes through here. */
 export interface SandboxService {
-  create(input: CreateSandboxInput, options?: CallOptions): Promise<SandboxInfo>
+  /** Creates a sandbox; with `from.snapshotId`, its filesystem starts at that snapshot. */
+  create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<SandboxInfo>
   get(id: string): SandboxInfo
   list(filter?: SandboxFilter): SandboxInfo[]
   /** Sets `expiresAt` to now + timeoutMs (E2B semantics: it may also shorten the life). */
@@ -102,7 +103,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
   }
 
   return {
-    async create(input, callOptions = {}) {
+    async create(input, callOptions = {}, from = {}) {
       const startedAt = performance.now()
       const templates = await agent.templates(callOptions)
       const template = templates.find((t) => t.name === input.template)
@@ -129,7 +130,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       let sandbox: AgentSandbox
       try {
         sandbox = await agent.create(
-          { id, template: record.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: input.network ?? 'none' },
+          { id, template: record.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: input.network ?? 'none', ...(from.snapshotId ? { snapshotId: from.snapshotId } : {}) },
           callOptions,
         )
       } catch (err) {

@@ -91,7 +91,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       }
       try {
         await mkdir(p.execDir, { mode: 0o700 })
-        await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: p.upper, workDir: p.work, target: p.rootfs })
+        await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work, target: p.rootfs })
         await writeFile(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
         await runc.runDetached(spec.id, p.dir, call)
         log.info({ sandboxId: spec.id }, 'sandbox started')

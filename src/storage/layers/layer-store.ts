@@ -36,7 +36,11 @@ const layerSchema = z.object({
   meta: z.record(z.string(), z.unknown()),
 })
 
-const writableSchema = z.object({ layers: z.array(z.string().regex(idPattern)), from: z.string().regex(idPattern).nullable() })
+const writableSchema = z.object({
+  layers: z.array(z.string().regex(idPattern)),
+  from: z.string().regex(idPattern).nullable(),
+  meta: z.record(z.string(), z.unknown()).default({}),
+})
 
 
 /** Options of createLayerStore. */
@@ -57,8 +61,10 @@ export interface CaptureHooks {
 /** Layers and writable dirs of one host. */
 export interface LayerStore {
   readonly driver: StorageDriver
-  /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`. */
-  prepare(sandboxId: string, fromId: string | null, options?: CallOptions): Promise<WritableDirs>
+  /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`; `meta` is kept with it. */
+  prepare(sandboxId: string, fromId: string | null, meta?: Record<string, unknown>, options?: CallOptions): Promise<WritableDirs>
+  /** What `prepare` was given as `meta` for a sandbox, or null if it has no writable dir here. */
+  metaOf(sandboxId: string): Promise<Record<string, unknown> | null>
   /** Removes a sandbox's writable dir (after its root is unmounted). Safe to call twice. */
   release(sandboxId: string): Promise<void>
   /** Sandboxes that have a writable dir here. */
@@ -122,11 +128,11 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
   }
 
-  async function readWritable(sandboxId: string): Promise<z.infer<typeof writableSchema>> {
+  async function readWritable(sandboxId: string): Promise<z.infer<typeof writableSchema> | null> {
     try {
       return writableSchema.parse(JSON.parse(await readFile(join(writableDir, `${sandboxId}.json`), 'utf8')))
     } catch {
-      return { layers: [], from: null }
+      return null
     }
   }
 
@@ -137,7 +143,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
     get,
     list,
 
-    async prepare(sandboxId, fromId, call) {
+    async prepare(sandboxId, fromId, meta = {}, call) {
       await ready
       const path = join(writableDir, checkId(sandboxId, 'sandbox'))
       const from = fromId === null ? null : await get(fromId)
@@ -145,17 +151,22 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const byLowerDir = new Map(from ? [from.id, ...from.chain].map((id) => [driver.lowerDirOf(treeOf(id)), id] as const) : [])
       // The record goes first: a crash after it leaves a dir that release() finds and removes.
       const recordFile = join(writableDir, `${sandboxId}.json`)
-      await writeFile(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId }))
+      await writeFile(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId, meta }))
       try {
         const dirs = await driver.makeWritable(path, source, call)
         const layers = dirs.lowerDirs.map((d) => byLowerDir.get(d)!)
-        await writeFile(recordFile, JSON.stringify({ layers, from: fromId }))
+        await writeFile(recordFile, JSON.stringify({ layers, from: fromId, meta }))
         return dirs
       } catch (err) {
         await driver.remove(path).catch(() => undefined)
         await rm(recordFile, { force: true })
         throw err
       }
+    },
+
+    async metaOf(sandboxId) {
+      await ready
+      return (await readWritable(checkId(sandboxId, 'sandbox')))?.meta ?? null
     },
 
     async release(sandboxId) {
@@ -174,6 +185,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const writablePath = join(writableDir, checkId(sandboxId, 'sandbox'))
       checkId(id, 'snapshot')
       const stacked = await readWritable(sandboxId)
+      if (!stacked) throw new SandstormError('not_found', `sandbox "${sandboxId}" has no writable layer on this host`)
       const tmp = join(layersDir, `.tmp-${id}`)
       await mkdir(tmp, { mode: 0o700 })
       try {
@@ -211,7 +223,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const children = (await list()).filter((l) => l.parentId === id || l.chain.includes(id)).map((l) => l.id)
       const users: string[] = []
       for (const sandboxId of (await readdir(writableDir)).filter((n) => idPattern.test(n))) {
-        if ((await readWritable(sandboxId)).layers.includes(id)) users.push(sandboxId)
+        if ((await readWritable(sandboxId))?.layers.includes(id)) users.push(sandboxId)
       }
       if (children.length > 0 || users.length > 0) {
         const on = [...children.map((c) => `snapshot ${c}`), ...users.map((s) => `sandbox ${s}`)]

@@ -1,0 +1,169 @@
+/**
+ * The agent's side of the layer store: every sandbox's writable layer is made here (so that it
+ * can be snapshotted), creates from a snapshot stack its layers, and snapshots are taken here.
+ */
+import { join } from 'node:path'
+import { z } from 'zod'
+import type { RootfsSpec, RuntimeBackend } from '../runtime/index.js'
+import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
+import { createLayerStore, pickStorageDriver, type LayerRecord, type StorageDriverName } from '../storage/index.js'
+import type { AgentCreateRequest } from './agent-api.js'
+import type { AgentSnapshot, AgentSnapshotApi } from './snapshot-api.js'
+
+/** Options of createSandboxLayers. */
+export interface SandboxLayersOptions {
+  /** Layers live in `<dataDir>/storage`. */
+  dataDir: string
+  /** @default 'auto': btrfs when the data dir is on btrfs, else overlay */
+  driver?: StorageDriverName | 'auto'
+  /** @default 6 */
+  maxChainDepth?: number
+  logger?: Logger
+}
+
+/** What is kept with each writable layer and, once captured, with each snapshot. */
+const metaSchema = z.object({
+  template: z.string(),
+  rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }),
+  memoryMiB: z.number(),
+  cpus: z.number(),
+  pidsMax: z.number(),
+  env: z.record(z.string(), z.string()),
+  cwd: z.string().default('/'),
+  label: z.string().default(''),
+  sandboxId: z.string().default(''),
+})
+type LayerMeta = z.infer<typeof metaSchema>
+
+/** Layers of the agent's sandboxes. */
+export interface SandboxLayers {
+  /** The driver in use. */
+  readonly driverName: string
+  /**
+   * Makes the writable layer of a new sandbox and returns its root: over the template, or, with
+   * `req.snapshotId`, over that snapshot's layers and the template version it was taken on.
+   */
+  prepare(req: AgentCreateRequest, templateRootfs: RootfsSpec): Promise<{ rootfs: RootfsSpec; template: string }>
+  /** Removes a sandbox's writable layer, after its root is unmounted. Safe to call twice. */
+  release(sandboxId: string): Promise<void>
+  /** Removes writable layers of sandboxes that are not in `live`. */
+  sweep(live: Iterable<string>): Promise<void>
+  /** Snapshot operations on the sandboxes that `has` knows. */
+  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean): AgentSnapshotApi
+}
+
+/** Opens the layers under `<dataDir>/storage`, picking the driver for its filesystem. */
+export async function createSandboxLayers(options: SandboxLayersOptions): Promise<SandboxLayers> {
+  const log = options.logger ?? silentLogger()
+  const dir = join(options.dataDir, 'storage')
+  const driver = await pickStorageDriver(dir, options.driver)
+  const store = createLayerStore({ dir, driver, maxChainDepth: options.maxChainDepth, logger: log })
+  log.info({ driver: driver.name, dir }, 'layer store open')
+
+  const metaOf = (raw: Record<string, unknown> | null, what: string): LayerMeta => {
+    const parsed = metaSchema.safeParse(raw)
+    if (!parsed.success) throw new SandstormError('internal', `${what}: expected a layer record with template and config, found an unreadable one`)
+    return parsed.data
+  }
+
+  const toSnapshot = (layer: LayerRecord): AgentSnapshot => {
+    const meta = metaOf(layer.meta, `snapshot "${layer.id}"`)
+    return {
+      id: layer.id,
+      parentId: layer.parentId,
+      sandboxId: meta.sandboxId,
+      template: meta.template,
+      label: meta.label,
+      driver: layer.driver,
+      depth: layer.chain.length + 1,
+      memoryMiB: meta.memoryMiB,
+      cpus: meta.cpus,
+      pidsMax: meta.pidsMax,
+      env: meta.env,
+      cwd: meta.cwd,
+      createdAt: layer.createdAt,
+    }
+  }
+
+  return {
+    driverName: driver.name,
+
+    async prepare(req, templateRootfs) {
+      let base = templateRootfs
+      let template = req.template
+      if (req.snapshotId) {
+        // A snapshot stands on the template version it was taken on, whatever is current now.
+        const meta = metaOf((await store.get(req.snapshotId)).meta, `snapshot "${req.snapshotId}"`)
+        base = meta.rootfs
+        template = meta.template
+      }
+      const meta: LayerMeta = {
+        template,
+        rootfs: { lowerDirs: base.lowerDirs, readonlyBinds: base.readonlyBinds },
+        memoryMiB: req.memoryMiB,
+        cpus: req.cpus,
+        pidsMax: req.pidsMax,
+        env: req.env,
+        cwd: '/',
+        label: '',
+        sandboxId: req.id,
+      }
+      const dirs = await store.prepare(req.id, req.snapshotId ?? null, meta)
+      return {
+        template,
+        rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, upperDir: dirs.upperDir, workDir: dirs.workDir },
+      }
+    },
+
+    release: (sandboxId) => store.release(sandboxId),
+
+    async sweep(live) {
+      const keep = new Set(live)
+      for (const id of await store.sandboxes()) {
+        if (keep.has(id)) continue
+        await store.release(id).catch((err: unknown) => log.error({ sandboxId: id, err }, 'could not remove a leftover writable layer'))
+        log.warn({ sandboxId: id }, 'removed the writable layer of a sandbox that is gone')
+      }
+    },
+
+    snapshots(backend, has) {
+      // One snapshot at a time per sandbox: a second pause of a frozen sandbox would fail.
+      const queues = new Map<string, Promise<unknown>>()
+      async function takeOne(sandboxId: string, label: string): Promise<AgentSnapshot> {
+        if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
+        const meta = metaOf(await store.metaOf(sandboxId), `sandbox "${sandboxId}"`)
+        let froze = false
+        const layer = await store.capture(sandboxId, newId('snap'), { ...meta, label, sandboxId }, {
+          async freeze() {
+            try {
+              await backend.pause(sandboxId)
+              froze = true
+            } catch (err) {
+              // A sandbox the user paused is frozen already, and stays so.
+              const status = (await backend.list()).find((s) => s.id === sandboxId)?.status
+              if (status === 'paused') return
+              throw new SandstormError('failed_precondition', `sandbox "${sandboxId}" is ${status ?? 'gone'}: expected a running sandbox to snapshot`, { cause: err })
+            }
+          },
+          async thaw() {
+            if (froze) await backend.resume(sandboxId)
+          },
+        })
+        log.info({ sandboxId, snapshotId: layer.id, depth: layer.chain.length + 1 }, 'snapshot taken')
+        return toSnapshot(layer)
+      }
+      return {
+        take(sandboxId, req) {
+          const run = (queues.get(sandboxId) ?? Promise.resolve()).then(() => takeOne(sandboxId, req.label ?? ''))
+          const settled = run.catch(() => undefined)
+          queues.set(sandboxId, settled)
+          void settled.then(() => queues.get(sandboxId) === settled && queues.delete(sandboxId))
+          return run
+        },
+        get: async (id) => toSnapshot(await store.get(id)),
+        list: async () => (await store.list()).map(toSnapshot),
+        remove: (id) => store.remove(id),
+      }
+    },
+  }
+}

@@ -1,0 +1,40 @@
+import type { AgentSnapshot } from '../agent/index.js'
+import type { SnapshotInfo } from '../shared/index.js'
+import type { CatalogDb } from './db.js'
+
+/** The snapshots table: the server's record of every snapshot its agent holds. */
+export interface SnapshotCatalog {
+  insert(snapshot: AgentSnapshot): void
+  get(id: string): AgentSnapshot | undefined
+  list(): AgentSnapshot[]
+  delete(id: string): boolean
+}
+
+interface Row {
+  id: string
+  record: string
+}
+
+/** A catalog over an open database (the table comes from the migrations in db.ts). */
+export function createSnapshotCatalog(db: CatalogDb): SnapshotCatalog {
+  const insert = db.prepare('INSERT OR REPLACE INTO snapshots (id, parent_id, sandbox_id, template, created_at, record) VALUES (?, ?, ?, ?, ?, ?)')
+  const get = db.prepare<[string], Row>('SELECT id, record FROM snapshots WHERE id = ?')
+  const list = db.prepare<[], Row>('SELECT id, record FROM snapshots ORDER BY created_at, id')
+  const remove = db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?')
+  const parse = (row: Row): AgentSnapshot => JSON.parse(row.record) as AgentSnapshot
+  return {
+    insert: (s) => void insert.run(s.id, s.parentId, s.sandboxId, s.template, Date.parse(s.createdAt), JSON.stringify(s)),
+    get: (id) => {
+      const row = get.get(id)
+      return row && parse(row)
+    },
+    list: () => list.all().map(parse),
+    delete: (id) => remove.run(id).changes > 0,
+  }
+}
+
+/** The API's view (env stays private: it may hold secrets). */
+export function toSnapshotInfo(s: AgentSnapshot): SnapshotInfo {
+  const { env: _env, ...info } = s
+  return info
+}

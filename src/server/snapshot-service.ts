@@ -1,0 +1,104 @@
+import type { AgentApi, AgentSnapshotApi } from '../agent/index.js'
+import { SandstormError } from '../shared/index.js'
+import type { CallOptions, Logger, SandboxInfo, SnapshotInfo } from '../shared/index.js'
+import type { SandboxCatalog } from './catalog.js'
+import type { SandboxService } from './sandbox-service.js'
+import { createSnapshotCatalog, toSnapshotInfo, type SnapshotCatalog } from './snapshot-catalog.js'
+import type { CatalogDb } from './db.js'
+
+/** Snapshots, forks and restores, with the catalog and the agent kept in step. */
+export interface SnapshotService {
+  take(sandboxId: string, label: string | undefined, options?: CallOptions): Promise<SnapshotInfo>
+  get(id: string): SnapshotInfo
+  list(): SnapshotInfo[]
+  remove(id: string, options?: CallOptions): Promise<void>
+  /** Starts `count` sandboxes at the snapshot, with its config and env. */
+  fork(id: string, req: { count: number; timeoutMs?: number; labels?: Record<string, string> }, options?: CallOptions): Promise<SandboxInfo[]>
+  /** Replaces a sandbox by a fresh one (same id, same config) at the snapshot. */
+  restore(sandboxId: string, snapshotId: string, options?: CallOptions): Promise<SandboxInfo>
+}
+
+/** Options of createSnapshotService. */
+export interface SnapshotServiceOptions {
+  agent: AgentApi
+  db: CatalogDb
+  catalog: SandboxCatalog
+  sandboxes: SandboxService
+  logger: Logger
+}
+
+/** Creates the service and brings the snapshots table in step with what the agent holds. */
+export async function createSnapshotService(options: SnapshotServiceOptions): Promise<SnapshotService> {
+  const { agent, sandboxes, catalog, logger } = options
+  const snapshots: SnapshotCatalog = createSnapshotCatalog(options.db)
+  const api = (): AgentSnapshotApi => {
+    if (!agent.snapshots) throw new SandstormError('failed_precondition', 'this agent cannot take snapshots: expected an agent with a layer store')
+    return agent.snapshots
+  }
+  if (agent.snapshots) {
+    const held = await agent.snapshots.list()
+    const ids = new Set(held.map((s) => s.id))
+    for (const s of held) snapshots.insert(s)
+    for (const s of snapshots.list()) if (!ids.has(s.id)) snapshots.delete(s.id)
+  }
+  const find = (id: string) => {
+    const found = snapshots.get(id)
+    if (!found) throw new SandstormError('not_found', `snapshot "${id}" not found`)
+    return found
+  }
+
+  return {
+    async take(sandboxId, label, call) {
+      sandboxes.requireStarted(sandboxId)
+      const snapshot = await api().take(sandboxId, { label }, call)
+      snapshots.insert(snapshot)
+      return toSnapshotInfo(snapshot)
+    },
+    get: (id) => toSnapshotInfo(find(id)),
+    list: () => snapshots.list().map(toSnapshotInfo),
+    async remove(id, call) {
+      find(id)
+      await api().remove(id, call)
+      snapshots.delete(id)
+    },
+    async fork(id, req, call) {
+      const snap = find(id)
+      const input = {
+        template: snap.template,
+        memoryMiB: snap.memoryMiB,
+        cpus: snap.cpus,
+        pidsMax: snap.pidsMax,
+        env: snap.env,
+        timeoutMs: req.timeoutMs,
+        labels: req.labels,
+      }
+      const made = await Promise.allSettled(Array.from({ length: req.count }, () => sandboxes.create(input, call, { snapshotId: id })))
+      const failed = made.find((m) => m.status === 'rejected')
+      if (failed) {
+        // All or nothing: a fork that could not start them all leaves none.
+        await Promise.allSettled(made.flatMap((m) => (m.status === 'fulfilled' ? [sandboxes.destroy(m.value.id)] : [])))
+        throw SandstormError.from(failed.reason)
+      }
+      logger.info({ snapshotId: id, count: req.count }, 'snapshot forked')
+      return made.map((m) => (m as PromiseFulfilledResult<SandboxInfo>).value)
+    },
+    async restore(sandboxId, snapshotId, call) {
+      const record = sandboxes.requireStarted(sandboxId)
+      const snap = find(snapshotId)
+      await agent.destroy(sandboxId, call)
+      try {
+        await agent.create(
+          { id: sandboxId, template: snap.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: 'none', snapshotId },
+          call,
+        )
+      } catch (err) {
+        // The old sandbox is gone and no new one runs: say so rather than keep a record of nothing.
+        catalog.delete(sandboxId)
+        throw err
+      }
+      catalog.update(sandboxId, { state: 'running' })
+      logger.info({ sandboxId, snapshotId }, 'sandbox restored')
+      return sandboxes.get(sandboxId)
+    },
+  }
+}

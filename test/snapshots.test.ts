@@ -1,0 +1,96 @@
+/**
+ * Snapshots, forks and restores end to end through the SDK: real server, agent, runc and overlay
+ * mounts over the debian template.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { ConflictError, deleteSnapshot, listSnapshots, NotFoundError, Sandbox } from '../src/sdk/index.js'
+import { skipReason, startStack, type Stack } from './helpers/stack.js'
+
+const skip = skipReason() ?? false
+
+describe('snapshots, forks and restores', { skip }, () => {
+  let stack: Stack
+  const sh = async (sb: Sandbox, cmd: string) => {
+    const result = await sb.commands.run(cmd, { ...stack.conn })
+    assert.equal(result.exitCode, 0, `${cmd}: ${result.stderr}`)
+    return result.stdout
+  }
+
+  before(async () => {
+    stack = await startStack()
+  })
+  after(async () => {
+    await stack?.close()
+  })
+
+  it('keeps a sandbox running through its snapshot, background processes and all', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn })
+    const counter = await sb.commands.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done', { ...stack.conn, background: true })
+    await sh(sb, 'while [ ! -s /tmp/count ]; do sleep 0.01; done')
+    const snap = await sb.snapshot({ ...stack.conn, label: 'running' })
+    assert.equal(snap.label, 'running')
+    assert.equal((await sb.getInfo(stack.conn)).state, 'running')
+    const before = Number(await sh(sb, 'cat /tmp/count'))
+    // The loop still counts after the thaw.
+    await sh(sb, `while [ "$(cat /tmp/count)" -le ${before} ]; do sleep 0.01; done`)
+    const listed = (await sb.commands.list(stack.conn)).find((p) => p.pid === counter.pid)
+    assert.equal(listed?.running, true)
+    await sb.kill(stack.conn)
+  })
+
+  it('gives forks the snapshot files and deletions, and keeps forks apart', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn, env: { FROM_PARENT: 'yes' } })
+    await sh(sb, 'mkdir -p /work && echo base > /work/a.txt && rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc && echo mine > /usr/share/doc/only')
+    const snap = await sb.snapshot(stack.conn)
+    await sh(sb, 'echo after-snapshot > /work/a.txt')
+    const forks = await Sandbox.fork(snap.id, { ...stack.conn, count: 3 })
+    assert.equal(forks.length, 3)
+    assert.equal(new Set(forks.map((f) => f.sandboxId)).size, 3)
+    for (const f of forks) {
+      assert.equal(await sh(f, 'cat /work/a.txt'), 'base\n')
+      assert.equal(await sh(f, 'test -e /etc/debian_version && echo present || echo deleted'), 'deleted\n')
+      assert.equal(await sh(f, 'ls /usr/share/doc'), 'only\n')
+      assert.equal(await sh(f, 'echo $FROM_PARENT'), 'yes\n')
+    }
+    await sh(forks[0]!, 'echo fork0 > /work/a.txt && echo x > /work/fork0-only')
+    assert.equal(await sh(forks[1]!, 'cat /work/a.txt; ls /work'), 'base\na.txt\n')
+    assert.equal(await sh(sb, 'cat /work/a.txt'), 'after-snapshot\n')
+    for (const f of [sb, ...forks]) await f.kill(stack.conn)
+  })
+
+  it('restores a sandbox to a snapshot under the same id', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn })
+    await sh(sb, 'echo one > /state')
+    const one = await sb.snapshot(stack.conn)
+    await sh(sb, 'echo two > /state && touch /extra')
+    const two = await sb.snapshot(stack.conn)
+    assert.equal(two.parentId, null)
+    await sb.restore(one.id, stack.conn)
+    assert.equal(await sh(sb, 'cat /state; ls /extra 2>/dev/null || echo none'), 'one\nnone\n')
+    // A snapshot of a restored sandbox stands on the snapshot it was restored to.
+    await sh(sb, 'echo three > /state')
+    const three = await sb.snapshot(stack.conn)
+    assert.equal(three.parentId, one.id)
+    await sb.restore(two.id, stack.conn)
+    assert.equal(await sh(sb, 'cat /state'), 'two\n')
+    await sb.kill(stack.conn)
+  })
+
+  it('refuses to delete a snapshot that others stand on, and deletes a leaf', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn })
+    await sh(sb, 'echo p > /p')
+    const parent = await sb.snapshot(stack.conn)
+    const [child] = await Sandbox.fork(parent.id, { ...stack.conn })
+    await sh(child!, 'echo c > /c')
+    const leaf = await child!.snapshot(stack.conn)
+    assert.equal(leaf.parentId, parent.id)
+    await assert.rejects(deleteSnapshot(parent.id, stack.conn), (err: unknown) => err instanceof ConflictError && err.message.includes(leaf.id))
+    await deleteSnapshot(leaf.id, stack.conn)
+    assert.ok(!(await listSnapshots(stack.conn)).some((s) => s.id === leaf.id))
+    await assert.rejects(deleteSnapshot(leaf.id, stack.conn), NotFoundError)
+    await child!.kill(stack.conn)
+    await sb.kill(stack.conn)
+    await deleteSnapshot(parent.id, stack.conn)
+  })
+})
