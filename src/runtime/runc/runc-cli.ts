@@ -87,10 +87,15 @@ export function createRuncCli(options: RuncCliOptions) {
       return (JSON.parse(r.stdout) as { status: RuncContainer['status'] }).status
     },
     async list(call?: CallOptions): Promise<RuncContainer[]> {
-      const r = await run(['list', '--format', 'json'], call)
-      if (r.exitCode !== 0) throw new SandstormError('internal', `runc list failed: ${lastLine(r.stderr)}`)
-      const parsed = JSON.parse(r.stdout || 'null') as RuncContainer[] | null
-      return parsed ?? []
+      // runc list reads every state dir and fails when one disappears meanwhile (a concurrent
+      // delete); that is a race, not an error, so it is read again.
+      for (let attempt = 1; ; attempt++) {
+        const r = await run(['list', '--format', 'json'], call)
+        if (r.exitCode === 0) return (JSON.parse(r.stdout || 'null') as RuncContainer[] | null) ?? []
+        if (attempt >= 5 || !/no such file or directory/.test(r.stderr)) {
+          throw new SandstormError('internal', `runc list failed: ${lastLine(r.stderr)}`)
+        }
+      }
     },
   }
 }
