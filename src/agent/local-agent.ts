@@ -142,8 +142,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async destroy(id: string): Promise<void> {
       const sandbox = sandboxes.get(id)
-      sandboxes.delete(id)
+      // Forgotten only once the backend removed it, so that a failed destroy can be retried.
       await backend.destroy(id)
+      sandboxes.delete(id)
       await layers.release(id)
       await state.remove(id)
       if (sandbox) log.info({ sandboxId: id }, 'destroyed')
