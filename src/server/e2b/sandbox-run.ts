@@ -32,8 +32,10 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
       for await (const chunk of options.stdin) await agent.writeStdin(id, pid, chunk, false, { signal })
       await agent.writeStdin(id, pid, null, true, { signal })
     } catch (err) {
+      // A helper that failed early (no permission, ...) stops reading; its own error says why.
       await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
-      await output.catch(() => undefined)
+      const ended = await output.catch(() => undefined)
+      if (ended && ended.exitCode !== 0 && ended.stderr.trim() !== '' && !(err instanceof SandstormError && err.code === 'payload_too_large')) return ended
       throw err
     }
   }
