@@ -33,6 +33,13 @@ function bindReadonly(source: string, destination: string) {
 }
 
 /**
+ * How PID 1 starts: the sandbox's busybox drops the stdio that runc handed over, then becomes tini.
+ * runc's stderr is a log file in the bundle on the host; kept open by init, it would be a way out
+ * of the root (`/proc/1/fd/2` writes to a host file, beyond any limit on the sandbox's own layer).
+ */
+const initPrelude = 'exec </dev/null >/dev/null 2>&1; exec "$@"'
+
+/**
  * The OCI runtime config of a sandbox. PID 1 is tini, holding an idle child, so that orphans of
  * exec'd commands are reaped and an idle sandbox costs next to nothing.
  */
@@ -43,7 +50,7 @@ export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [inSandbox.tini, '-s', '--', inSandbox.busybox, 'sleep', '2147483647'],
+      args: [inSandbox.busybox, 'sh', '-c', initPrelude, 'sandstorm-init', inSandbox.tini, '-s', '--', inSandbox.busybox, 'sleep', '2147483647'],
       env: [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
       cwd: '/',
       capabilities: processCapabilities(defaultCapabilities),
