@@ -97,6 +97,16 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
     })
   })
 
+  describe('descriptors', () => {
+    it('no process in the sandbox holds a descriptor to a host file', async () => {
+      // A descriptor is a way past the root: /proc/<pid>/fd/<n> opens what it points at, wherever it is.
+      const r = await sh(sbx, 'for f in /proc/[0-9]*/fd/*; do printf "%s -> " "$f"; readlink "$f"; done 2>/dev/null; echo done')
+      const outside = r.stdout.split('\n').filter((line) => line.includes(stack.dataDir) || line.includes(templatesDir))
+      assert.deepEqual(outside, [], `descriptors that lead to the host:\n${outside.join('\n')}`)
+      assert.match(r.stdout, /^\/proc\/1\/fd\/0 -> /m, 'the probe must see the init process')
+    })
+  })
+
   describe('kernel interfaces', () => {
     it('cannot write /proc/sys, /proc/sysrq-trigger or /sys, and masked /proc files read empty', async () => {
       const corePattern = await fingerprint('/proc/sys/kernel/core_pattern').catch(() => null)
