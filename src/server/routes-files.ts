@@ -1,6 +1,7 @@
 import type { Hono } from 'hono'
 import { mkdirBody, pathQuery, removeBody, renameBody, SandstormError } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
+import { errorResponse } from './http-errors.js'
 import { bodyOf, queryOf } from './request-input.js'
 import { peek, responseStream, rest, streamSignal } from './streams.js'
 
@@ -9,6 +10,13 @@ export function fileRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   const { agent, sandboxes, logger, maxFileBytes } = deps
   const tooLarge = (got: string): SandstormError =>
     new SandstormError('payload_too_large', `file too large: expected at most ${maxFileBytes} bytes, got ${got}`)
+  // The rest of a refused body is never read, so the connection cannot carry another request:
+  // without "Connection: close" a client would send its next request on it and see it cut.
+  const refuse = (got: string): Response => {
+    const res = errorResponse(tooLarge(got), logger)
+    res.headers.set('connection', 'close')
+    return res
+  }
 
   app.get('/v1/sandboxes/:id/files', async (c) => {
     const id = c.req.param('id')
@@ -25,7 +33,7 @@ export function fileRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     const id = c.req.param('id')
     const { path } = queryOf(c, pathQuery)
     const declared = c.req.header('content-length')
-    if (declared !== undefined && Number(declared) > maxFileBytes) throw tooLarge(`${declared} (Content-Length)`)
+    if (declared !== undefined && Number(declared) > maxFileBytes) return refuse(`${declared} (Content-Length)`)
     sandboxes.requireStarted(id)
     const source = c.req.raw.body
     let receivedBytes = 0
@@ -46,10 +54,10 @@ export function fileRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       await agent.writeFile(id, path, counted(), { signal: c.var.signal })
     } catch (err) {
       // The agent may wrap the error it saw in the data; the cause is still the size.
-      if (overLimit) throw tooLarge(`more (${receivedBytes} bytes so far)`)
+      if (overLimit) return refuse(`more (${receivedBytes} bytes so far)`)
       throw err
     }
-    if (overLimit) throw tooLarge(`more (${receivedBytes} bytes so far)`)
+    if (overLimit) return refuse(`more (${receivedBytes} bytes so far)`)
     logger.info({ sandboxId: id, path, bytes: receivedBytes }, 'file written')
     return c.body(null, 204)
   })
