@@ -97,6 +97,19 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
     await assert.rejects(Sandbox.create('no-such-template'), /404|not found|unknown template/i)
   })
 
+  test('envd calls need the sandbox access token; a gone sandbox answers 502', async () => {
+    const sbx = await Sandbox.create()
+    const url = `${stack.server.url}/health`
+    const { envdAccessToken } = await (
+      await fetch(`${stack.server.url}/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', headers: { 'x-api-key': process.env.E2B_API_KEY!, 'content-type': 'application/json' }, body: '{}' })
+    ).json() as { envdAccessToken: string }
+    const health = (token: string) => fetch(url, { headers: { 'e2b-sandbox-id': sbx.sandboxId, 'x-access-token': token } })
+    assert.equal((await health('wrong')).status, 401)
+    assert.equal((await health(envdAccessToken)).status, 204)
+    await sbx.kill()
+    assert.equal((await health(envdAccessToken)).status, 502)
+  })
+
   test("Sandstorm's own API keeps working beside it", async () => {
     const health = await fetch(`${stack.server.url}/healthz`)
     assert.equal(health.status, 200)
