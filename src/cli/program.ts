@@ -9,6 +9,8 @@ import { exitCodeOf, exitCodes } from './exit-codes.js'
 import { registerLs } from './ls.js'
 import { registerRm } from './rm.js'
 import { registerRun } from './run.js'
+import { registerSetup } from './setup.js'
+import { registerSnapshot } from './snapshot.js'
 import { registerTemplate } from './template.js'
 import { registerTimeout } from './timeout.js'
 import { registerUp } from './up.js'
@@ -32,6 +34,8 @@ export function createProgram(): Command {
   registerTimeout(program)
   registerCp(program)
   registerTemplate(program)
+  registerSnapshot(program)
+  registerSetup(program)
   registerKeys(program)
   // Subcommands report usage errors through the same override, instead of exiting on their own.
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput())
