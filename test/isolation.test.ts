@@ -4,7 +4,7 @@
  * File-API attacks are in isolation-files.test.ts, resource limits in limits.test.ts.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { once } from 'node:events'
@@ -228,6 +228,41 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
       await once(hostServer, 'listening')
     })
     after(() => new Promise<void>((resolve) => hostServer.close(() => resolve())))
+
+    it("cannot reach the host's abstract unix sockets, SysV shared memory or hostname", async () => {
+      // Abstract sockets belong to the network namespace, not to a path: the container-shim escape.
+      const abstractName = `sandstorm-abstract-${randomBytes(4).toString('hex')}`
+      let abstractConnections = 0
+      const abstractServer = createServer((socket) => {
+        abstractConnections++
+        socket.end()
+      })
+      abstractServer.listen(`\0${abstractName}`)
+      await once(abstractServer, 'listening')
+      const shm = spawnSync('ipcmk', ['-M', '4096'], { encoding: 'utf8' })
+      const shmId = /id: (\d+)/.exec(shm.stdout)?.[1]
+      try {
+        const r = await python(sbx, [
+          'import socket',
+          's = socket.socket(socket.AF_UNIX)',
+          'try:',
+          // libuv binds an abstract name padded with NULs to the whole sun_path (108 bytes).
+          `    s.connect(b"\\0" + b"${abstractName}".ljust(107, b"\\0")); print("CONNECTED")`,
+          'except OSError as e:',
+          '    print("refused", e.errno)',
+          'print(len(open("/proc/sysvipc/shm").read().splitlines()) - 1, "segments")',
+          'print(socket.gethostname())',
+        ].join('\n'))
+        const [abstract, segments, name] = r.stdout.trim().split('\n')
+        assert.match(abstract ?? '', /^refused /, r.stdout + r.stderr)
+        assert.equal(abstractConnections, 0)
+        if (shmId !== undefined) assert.equal(segments, '0 segments', 'a host SysV segment is visible')
+        assert.notEqual(name, hostname())
+      } finally {
+        if (shmId !== undefined) spawnSync('ipcrm', ['-m', shmId])
+        await new Promise<void>((resolve) => abstractServer.close(() => resolve()))
+      }
+    })
 
     it('has only lo', async () => {
       const dev = await sh(sbx, 'cat /proc/net/dev')
