@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { posix } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { mountOverlay, unmount } from '../../storage/index.js'
@@ -153,20 +155,27 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     },
 
     async writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>, call: CallOptions = {}): Promise<void> {
-      const child = await start(id, scriptArgv(fsScripts.write, [path]), call)
+      // Written under a temporary name beside the target and renamed over it once complete, so
+      // that a refused or broken upload leaves neither a partial file nor a clobbered old one.
+      const temp = posix.join(posix.dirname(path), `.sandstorm-upload-${randomBytes(6).toString('hex')}`)
+      const child = await start(id, scriptArgv(fsScripts.write, [path, temp]), call)
       child.stdout.resume()
       const err = readAll(child.stderr)
+      let failure: unknown
       try {
         for await (const chunk of data) await child.writeStdin(chunk)
         child.closeStdin()
       } catch (e) {
         await child.kill()
-        await child.result
-        if (e instanceof SandstormError && e.code === 'failed_precondition') throw fsError('write', path, await err)
-        throw e
+        failure = e instanceof SandstormError && e.code === 'failed_precondition' ? fsError('write', path, await err) : e
       }
       const result = await child.result
-      if (result.exitCode !== 0) throw fsError('write', path, await err)
+      if (failure === undefined && result.exitCode !== 0) failure = fsError('write', path, await err)
+      if (failure !== undefined) {
+        // Not under the caller's signal: its abort may be what ended the upload.
+        await runScript(id, 'remove', temp, fsScripts.removeTemp, [temp]).catch(() => undefined)
+        throw failure
+      }
     },
 
     async listDir(id: string, path: string, call?: CallOptions): Promise<EntryInfo[]> {

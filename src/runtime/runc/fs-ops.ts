@@ -11,7 +11,15 @@ const bb = inSandbox.busybox
  */
 export const fsScripts = {
   read: `[ -d "$1" ] && { echo "cat: $1: Is a directory" >&2; exit 1; }; exec ${bb} cat -- "$1"`,
-  write: `d=$(${bb} dirname -- "$1") && ${bb} mkdir -p -- "$d" && exec ${bb} cat > "$1"`,
+  /** Writes stdin to "$2" beside "$1", then renames it over "$1" (which keeps its owner and mode). */
+  write: [
+    `[ -d "$1" ] && { echo "write: $1: Is a directory" >&2; exit 1; }`,
+    `${bb} mkdir -p -- "$(${bb} dirname -- "$1")" || exit 1`,
+    `${bb} cat > "$2" || exit 1`,
+    `if [ -e "$1" ]; then ${bb} chown "$(${bb} stat -L -c %u:%g -- "$1")" "$2" && ${bb} chmod "$(${bb} stat -L -c %a -- "$1")" "$2" || exit 1; fi`,
+    `exec ${bb} mv -f -T -- "$2" "$1"`,
+  ].join('\n'),
+  removeTemp: `exec ${bb} rm -f -- "$1"`,
   stat: `exec ${bb} stat -c '%f %s %Y %u %g' -- "$1"`,
   list: [
     `if [ ! -d "$1" ]; then`,
