@@ -134,6 +134,12 @@ describe('files end to end', { skip }, () => {
     assert.equal(await sbx.files.exists('/tmp/mode.txt'), true)
     assert.equal(await sbx.files.exists('/tmp/nothing-here'), false)
     await assert.rejects(sbx.files.getInfo('/tmp/nothing-here'), NotFoundError)
+    // Overwriting keeps the owner and mode, and leaves no temporary file beside it.
+    await sbx.files.write('/tmp/mode.txt', 'new content')
+    const rewritten = await sbx.files.getInfo('/tmp/mode.txt')
+    assert.deepEqual([rewritten.size, rewritten.mode, rewritten.uid, rewritten.gid], [11, 0o640, 1000, 1000])
+    assert.equal(await sbx.files.read('/tmp/mode.txt'), 'new content')
+    assert.deepEqual((await sbx.files.list('/tmp')).filter((e) => e.name.startsWith('.sandstorm')), [])
   })
 
   it('makes nested dirs, removes files, dirs and trees, and says why it cannot', async () => {
