@@ -8,12 +8,14 @@ import { Command, InvalidArgumentError } from 'commander'
 import { startBenchStack, stackSkipReason } from './bench-stack.js'
 import type { BenchContext, Benchmark } from './context.js'
 import { createBenchmark } from './create.js'
+import { e2bBenchmark } from './e2b.js'
 import { execBenchmark } from './exec.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
 import { machineInfo } from './machine.js'
+import { snapshotBenchmark } from './snapshots.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, execBenchmark, idleMemoryBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark]
 
 interface CliOptions {
   only?: string[]
