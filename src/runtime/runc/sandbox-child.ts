@@ -130,8 +130,15 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     stderr,
     result,
     async writeStdin(data: Uint8Array) {
-      if (stdin.destroyed || stdin.writableEnded) throw new SandstormError('failed_precondition', 'stdin of this process is closed')
-      if (!stdin.write(data)) await once(stdin, 'drain')
+      const closed = () => new SandstormError('failed_precondition', 'stdin of this process is closed')
+      if (stdin.destroyed || stdin.writableEnded) throw closed()
+      // A command that exits without reading breaks the pipe (EPIPE): that is a closed stdin,
+      // and callers such as file writes turn it into the command's own error.
+      try {
+        if (!stdin.write(data)) await Promise.race([once(stdin, 'drain'), once(stdin, 'close').then(() => Promise.reject(closed()))])
+      } catch {
+        throw closed()
+      }
     },
     closeStdin() {
       stdin.end()
@@ -192,7 +199,7 @@ function startError(stderr: string, options: ChildOptions): SandstormError {
   if (/chdir|cwd/i.test(reason)) {
     return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
   }
-  if (/container .* is not running|not running|does not exist|paused/i.test(reason)) {
+  if (/container .* is not running|not running|stopped container|does not exist|paused/i.test(reason)) {
     return new SandstormError('failed_precondition', `the sandbox is not running: ${reason}`)
   }
   return new SandstormError('internal', `starting the command failed: ${reason || 'runc exec failed'}`)
