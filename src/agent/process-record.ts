@@ -50,12 +50,15 @@ export class ProcessRecord {
     yield { type: 'start', pid: this.pid }
     let next = this.dropped
     while (!signal?.aborted) {
+      // Checked again after every yield: while a slow follower was away, old events may have
+      // been dropped, and it goes on from the oldest one still kept.
       next = Math.max(next, this.dropped)
-      while (next < this.dropped + this.events.length) {
+      if (next < this.dropped + this.events.length) {
         const event = this.events[next - this.dropped]!
         next++
         yield event
         if (event.type === 'end') return
+        continue
       }
       await new Promise<void>((resolve) => {
         const wake = () => {
