@@ -2,6 +2,7 @@
  * Commands end to end: SDK -> HTTP server -> local agent -> runc, in a debian sandbox.
  */
 import assert from 'node:assert/strict'
+import { setTimeout as delay } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { CommandExitError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '../src/sdk/index.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
@@ -201,6 +202,36 @@ describe('exec end to end', { skip }, () => {
     assert.equal(streamed, size)
     assert.equal(r.stdout.length, size)
     assert.ok(/^a+$/.test(r.stdout))
+  })
+
+  it('a slow reader of more output than the agent keeps still gets the end and the result', async () => {
+    const size = 20 * 1024 * 1024
+    const res = await fetch(`${stack.conn.apiUrl}/v1/sandboxes/${sbx.sandboxId}/exec`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.conn.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ cmd: `head -c ${size} /dev/zero` }),
+    })
+    assert.equal(res.status, 200)
+    const types: string[] = []
+    let received = 0
+    let end: { exitCode: number } | undefined
+    let text = ''
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      text += Buffer.from(chunk).toString('utf8')
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+        const event = JSON.parse(text.slice(0, nl)) as { type: string; data?: string; result?: { exitCode: number } }
+        text = text.slice(nl + 1)
+        types.push(event.type)
+        if (event.data) received += Buffer.from(event.data, 'base64').byteLength
+        if (event.type === 'end') end = event.result
+      }
+      // A slow client: the command writes far faster than this reads.
+      await delay(2)
+    }
+    assert.equal(types[0], 'start')
+    assert.equal(types.at(-1), 'end')
+    assert.equal(end?.exitCode, 0)
+    assert.ok(received > 0 && received <= size, `received ${received} of ${size} bytes`)
   })
 
   it('completes 20 concurrent execs', async () => {
