@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { CommandExitError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '../src/sdk/index.js'
+import { AbortError, CommandExitError, ConflictError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '../src/sdk/index.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
@@ -14,6 +14,15 @@ async function processList(sbx: Sandbox): Promise<string[]> {
   const script = 'for d in /proc/[0-9]*; do tr "\\0" " " < $d/cmdline 2>/dev/null; echo; done'
   const { stdout } = await sbx.commands.run(script)
   return stdout.split('\n').map((l) => l.trim()).filter(Boolean)
+}
+
+/** Polls `check` every 50 ms until it holds, failing after `boundMs`. */
+async function until(what: string, check: () => Promise<boolean>, boundMs = 10_000): Promise<void> {
+  const deadline = Date.now() + boundMs
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`${what}: still not so after ${boundMs} ms`)
+    await delay(50)
+  }
 }
 
 /** A promise that resolves once `predicate` holds for the text the returned `push` collected. */
@@ -173,6 +182,35 @@ describe('exec end to end', { skip }, () => {
     // And once it has ended, connect still replays everything and the result.
     const late = await (await sbx.commands.connect(handle.pid)).wait()
     assert.equal(late.stdout, 'early\ngot input\n')
+  })
+
+  it('aborting a foreground run kills its tree', async () => {
+    const controller = new AbortController()
+    const run = sbx.commands.run("sh -c 'sleep 303 & echo started; sleep 303'", {
+      signal: controller.signal,
+      onStdout: (d) => d.includes('started') && controller.abort(),
+    })
+    await assert.rejects(run, AbortError)
+    await until('the aborted command is gone', async () => !(await processList(sbx)).some((l) => l.includes('sleep 303')))
+    const listed = (await sbx.commands.list()).filter((p) => p.argv.at(-1)?.includes('sleep 303'))
+    assert.equal(listed.length, 1)
+    assert.equal(listed[0]?.running, false)
+  })
+
+  it('keeps env values as given, newlines and = included', async () => {
+    const value = 'a=b\nsecond line $HOME `id` \'"'
+    const r = await sbx.commands.run(['printenv', 'ODD'], { envs: { ODD: value } })
+    assert.equal(r.stdout, `${value}\n`)
+  })
+
+  it('answers 404 for an unknown pid and 409 for stdin to an ended process', async () => {
+    const handle = await sbx.commands.connect(999_999)
+    await assert.rejects(handle.wait(), NotFoundError)
+    await assert.rejects(sbx.commands.sendStdin(999_999, 'x'), NotFoundError)
+    const done = await sbx.commands.run('true', { background: true, keepStdin: true })
+    await sbx.commands.closeStdin(done.pid)
+    await done.wait()
+    await assert.rejects(sbx.commands.sendStdin(done.pid, 'late'), ConflictError)
   })
 
   it('answers 400 for a missing cwd and for an unknown user', async () => {

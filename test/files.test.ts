@@ -205,6 +205,27 @@ describe('files end to end', { skip }, () => {
     assert.ok(dir.status >= 400 && dir.status < 500, `expected a 4xx, got ${dir.status}: ${dir.text}`)
   })
 
+  it('takes paths with shell characters as they are', async () => {
+    const path = "/tmp/odd $(touch pwned) ; `id` 'q' \"d\" * -n.txt"
+    await sbx.files.write(path, 'odd')
+    assert.equal(await sbx.files.read(path), 'odd')
+    assert.equal((await sbx.files.getInfo(path)).name, "odd $(touch pwned) ; `id` 'q' \"d\" * -n.txt")
+    await sbx.files.rename(path, '/tmp/-leading-dash')
+    assert.equal(await sbx.files.read('/tmp/-leading-dash'), 'odd')
+    await sbx.files.remove('/tmp/-leading-dash')
+    for (const p of ['/pwned', '/root/pwned', '/tmp/pwned']) assert.equal(await sbx.files.exists(p), false)
+  })
+
+  it('answers 400 for reading a directory and 404 for a missing file', async () => {
+    await assert.rejects(sbx.files.read('/etc'), (e: unknown) => {
+      assert.ok(e instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(e)}`)
+      assert.match(e.message, /is a directory/)
+      return true
+    })
+    await assert.rejects(sbx.files.read('/etc/no-such-file'), NotFoundError)
+    await assert.rejects(sbx.files.read('/etc/no-such-file', { format: 'stream' }), NotFoundError)
+  })
+
   it('writes several files at once', async () => {
     const written = await sbx.files.write([
       { path: '/multi/a.txt', data: 'A' },
