@@ -101,6 +101,26 @@ describe('sandbox lifecycle end to end', { skip }, () => {
     assert.equal(await sbx.kill(), false)
   })
 
+  it('creates several at once, and killing one with commands running ends them', async () => {
+    const many = await Promise.all(Array.from({ length: 4 }, (_, i) => Sandbox.create('debian', { ...stack.conn, labels: { batch: String(i) } })))
+    assert.equal(new Set(many.map((s) => s.sandboxId)).size, 4)
+    const outputs = await Promise.all(many.map((s) => s.commands.run('hostname; cat /proc/1/cmdline | tr "\\0" " "')))
+    for (const o of outputs) assert.match(o.stdout, /^sandbox\n\/\.sandstorm\/tini/)
+    // A foreground command in flight when its sandbox is killed ends with an error, not a hang.
+    const [first] = many
+    let onStarted!: () => void
+    const started = new Promise<void>((resolve) => (onStarted = resolve))
+    const running = first!.commands.run('echo up; sleep 600', { onStdout: () => onStarted() })
+    const settled = running.then(
+      () => 'resolved',
+      (e: unknown) => (e instanceof Error ? e.name : String(e)),
+    )
+    await started
+    await Promise.all(many.map((s) => s.kill()))
+    assert.notEqual(await settled, 'resolved')
+    for (const s of many) assert.deepEqual(await leftoversOf(stack.dataDir, s.sandboxId), [])
+  })
+
   it('an unknown template answers 404 and leaves nothing', async () => {
     const before = await sandboxIdsOnDisk(stack.dataDir)
     await assert.rejects(Sandbox.create('no-such-template', { ...stack.conn }), (e: unknown) => {
