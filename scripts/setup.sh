@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr)
 # >>> More packages: the qemu runtime and the btrfs layer store will need these; add them here
 # when that work lands (installing them takes a while the first time).
-MORE_PACKAGES=() # qemu-system-x86 qemu-utils
+MORE_PACKAGES=(qemu-system-x86 qemu-utils) # the qemu runtime (microvm guests); btrfs-progs is already above
 # <<<
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -1,0 +1,100 @@
+/**
+ * The in-guest agent (qemu-guest-agent on virtio-serial), as the host calls it: exec with
+ * captured output, files by handle, the clock.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SandstormError } from '../../shared/index.js'
+import { connectJsonChannel, type JsonChannel } from './json-channel.js'
+
+/** Status of a command started with guest-exec. */
+export interface GuestExecStatus {
+  exited: boolean
+  exitcode?: number
+  signal?: number
+  'out-data'?: string
+  'err-data'?: string
+}
+
+/** A connected guest agent. */
+export interface GuestAgent {
+  readonly channel: JsonChannel
+  /** Starts a program; returns the guest pid. */
+  exec(path: string, args: string[], env: string[], capture: boolean): Promise<number>
+  status(pid: number): Promise<GuestExecStatus>
+  /** Runs a program to its end with captured output. */
+  run(path: string, args: string[], env?: string[]): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
+  open(path: string, mode: string): Promise<number>
+  /** Reads up to `count` bytes at `offset`; eof when none are left. */
+  read(handle: number, count: number, offset?: number): Promise<{ data: Buffer; eof: boolean }>
+  write(handle: number, data: Uint8Array): Promise<void>
+  closeFile(handle: number): Promise<void>
+  /** Sets the guest clock to the host's. */
+  setTime(): Promise<void>
+  close(): void
+}
+
+/**
+ * Connects once the agent answers: each attempt uses a fresh connection, since a command sent
+ * before the guest opened its port may be lost and would misalign the answers after it.
+ */
+export async function connectGuestAgent(socketPath: string, timeoutMs: number, dead: () => boolean): Promise<GuestAgent> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (dead()) throw new SandstormError('unavailable', 'the VM exited before its guest agent answered')
+    let channel: JsonChannel | null = null
+    try {
+      channel = await connectJsonChannel(socketPath, 'guest agent')
+      const id = Math.floor(Math.random() * 2 ** 31)
+      const got = await channel.call<number>('guest-sync', { id }, 400)
+      if (got === id) return wrap(channel)
+      channel.close()
+    } catch {
+      channel?.close()
+    }
+    if (Date.now() > deadline) throw new SandstormError('deadline_exceeded', `the guest agent did not answer within ${timeoutMs} ms`)
+    await sleep(50)
+  }
+}
+
+function wrap(channel: JsonChannel): GuestAgent {
+  const agent: GuestAgent = {
+    channel,
+    async exec(path, args, env, capture) {
+      const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture })
+      return r.pid
+    },
+    status: (pid) => channel.call<GuestExecStatus>('guest-exec-status', { pid }),
+    async run(path, args, env = []) {
+      const pid = await agent.exec(path, args, env, true)
+      for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+        const s = await agent.status(pid)
+        if (s.exited) {
+          return {
+            exitCode: s.exitcode ?? 128 + (s.signal ?? 0),
+            stdout: Buffer.from(s['out-data'] ?? '', 'base64'),
+            stderr: Buffer.from(s['err-data'] ?? '', 'base64'),
+          }
+        }
+        await sleep(wait)
+      }
+    },
+    open: (path, mode) => channel.call<number>('guest-file-open', { path, mode }),
+    async read(handle, count, offset) {
+      // A seek clears the stream's end-of-file mark, so a file that grows can be read again.
+      if (offset !== undefined) await channel.call('guest-file-seek', { handle, offset, whence: 'set' })
+      const r = await channel.call<{ count: number; 'buf-b64': string; eof: boolean }>('guest-file-read', { handle, count })
+      return { data: Buffer.from(r['buf-b64'], 'base64'), eof: r.eof }
+    },
+    async write(handle, data) {
+      await channel.call('guest-file-write', { handle, 'buf-b64': Buffer.from(data).toString('base64') })
+    },
+    async closeFile(handle) {
+      await channel.call('guest-file-close', { handle })
+    },
+    async setTime() {
+      await channel.call('guest-set-time', { time: Date.now() * 1_000_000 })
+    },
+    close: () => channel.close(),
+  }
+  return agent
+}

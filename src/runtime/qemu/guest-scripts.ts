@@ -1,0 +1,85 @@
+/**
+ * Shell scripts that run inside the guest: the initramfs's /init, the guest root's init, and
+ * the exec wrapper. They run under the static busybox copied into both.
+ */
+
+/** Kernel modules the initramfs loads, in dependency order (Debian builds virtio as modules). */
+export const initramfsModules = [
+  'virtio_ring',
+  'virtio',
+  'virtio_mmio',
+  'virtio_blk',
+  'crc32c_generic',
+  'crc16',
+  'mbcache',
+  'jbd2',
+  'ext4',
+  'virtio_console',
+  'virtio-rng',
+] as const
+
+/** Where Sandstorm's own helpers live in the guest root. */
+export const guestDir = '/.sandstorm'
+/** The static busybox in the guest root. */
+export const guestBusybox = `${guestDir}/busybox`
+
+/** The initramfs's /init: load modules, mount the root disk, hand over to the guest init. */
+export const initramfsInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev /newroot
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in ${initramfsModules.join(' ')}; do insmod /modules/$m.ko || echo "initramfs: insmod $m failed"; done
+# The disk appears when virtio_mmio probes it; the kernel does that synchronously on load,
+# so this only waits in the unusual case it is late.
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 500 ]; do usleep 10000; i=$((i+1)); done
+mount -t ext4 -o rw,noatime /dev/vda /newroot || { echo "initramfs: cannot mount /dev/vda"; poweroff -f; }
+mount --move /dev /newroot/dev
+umount /proc /sys
+exec switch_root /newroot ${guestDir}/init
+`
+
+/**
+ * The guest root's init (pid 1): mounts, hostname from the kernel command line, then keeps the
+ * guest agent running on its virtio-serial port. Reaps orphans as pid 1 must.
+ */
+export const guestInit = `#!${guestBusybox} sh
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+bb=${guestBusybox}
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mkdir -p /dev/pts /dev/shm /run /tmp
+$bb mount -t devpts devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+$bb mount -t tmpfs -o mode=755 tmpfs /run
+$bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+for a in $($bb cat /proc/cmdline); do
+  case "$a" in sandstorm.hostname=*) $bb hostname "\${a#sandstorm.hostname=}";; esac
+done
+$bb ip link set lo up 2>/dev/null
+port=
+for p in /sys/class/virtio-ports/*; do
+  [ "$($bb cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=/dev/$($bb basename "$p")
+done
+[ -n "$port" ] || { echo "sandstorm init: no guest agent port"; $bb poweroff -f; }
+$bb mkdir -p /run/sandstorm
+echo ready > /dev/console
+while true; do /usr/sbin/qemu-ga -m virtio-serial -p "$port" -t /run/sandstorm; done &
+# pid 1 only waits: orphans are reparented here and reaped by the shell.
+while true; do wait; $bb sleep 3600; done
+`
+
+/**
+ * The exec wrapper, run by the guest agent as `sh -c wrapper x cwd uid gid out err argv...`:
+ * a new session (so that a kill reaches the whole tree), output to files the host polls, the
+ * requested user and cwd.
+ */
+export const execWrapper = [
+  `cd -- "$1" 2>/dev/null || { echo "cwd $1 does not exist" >&2; exit 127; }`,
+  `u=$2; g=$3; out=$4; err=$5; shift 5`,
+  `exec >"$out" 2>"$err" </dev/null`,
+  `if [ "$u" = 0 ] && [ "$g" = 0 ]; then exec ${guestBusybox} setsid "$@"; fi`,
+  `exec ${guestBusybox} setsid /usr/bin/setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"`,
+].join('\n')

@@ -1,0 +1,85 @@
+/**
+ * A JSON command channel over a unix socket, as QMP and the guest agent speak it: one command
+ * at a time, answers in order, QMP's asynchronous events set aside.
+ */
+import { createConnection, type Socket } from 'node:net'
+import { SandstormError } from '../../shared/index.js'
+
+/** One connected channel. */
+export interface JsonChannel {
+  /** Sends one command and resolves with its `return`, or throws its `error` as a SandstormError. */
+  call<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>
+  /** Sends a raw line without waiting for an answer (guest-sync's leading 0xff). */
+  writeRaw(data: string | Uint8Array): void
+  close(): void
+  readonly closed: Promise<void>
+}
+
+interface Pending {
+  resolve(v: unknown): void
+  reject(e: Error): void
+  timer?: NodeJS.Timeout
+}
+
+/** Connects to a QMP or guest agent socket. */
+export async function connectJsonChannel(path: string, what: string): Promise<JsonChannel> {
+  const socket: Socket = await new Promise((resolve, reject) => {
+    const s = createConnection(path)
+    s.once('connect', () => resolve(s))
+    s.once('error', reject)
+  })
+  let buffer = ''
+  const queue: Pending[] = []
+  // Answers are matched to commands by order; a command that timed out still owns the next answer.
+  let chain = Promise.resolve()
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.on('error', () => undefined)
+  socket.on('close', () => {
+    for (const p of queue.splice(0)) p.reject(new SandstormError('unavailable', `${what} channel closed before it answered`))
+  })
+  socket.on('data', (chunk: Buffer) => {
+    // The guest agent may emit 0xff after guest-sync-delimited; drop it.
+    buffer += chunk.toString('utf8').replace(/\xff|\uFFFD/g, '')
+    let nl: number
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl).trim()
+      buffer = buffer.slice(nl + 1)
+      if (!line) continue
+      let msg: Record<string, unknown>
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>
+      } catch {
+        continue
+      }
+      if ('event' in msg) continue
+      if ('QMP' in msg) continue
+      const p = queue.shift()
+      if (!p) continue
+      clearTimeout(p.timer)
+      if ('error' in msg) {
+        const e = msg.error as { class?: string; desc?: string }
+        p.reject(new SandstormError('internal', `${what}: ${e.desc ?? e.class ?? 'error'}`))
+      } else p.resolve(msg.return)
+    }
+  })
+
+  const channel: JsonChannel = {
+    call<T>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const p: Pending = { resolve: resolve as (v: unknown) => void, reject }
+        chain = chain.then(() => {
+          if (socket.destroyed) return reject(new SandstormError('unavailable', `${what} channel is closed`))
+          queue.push(p)
+          if (timeoutMs) {
+            p.timer = setTimeout(() => reject(new SandstormError('deadline_exceeded', `${what} did not answer ${command} within ${timeoutMs} ms`)), timeoutMs)
+          }
+          socket.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + '\n')
+        })
+      })
+    },
+    writeRaw: (data) => void socket.write(data),
+    close: () => socket.destroy(),
+    closed,
+  }
+  return channel
+}
