@@ -106,6 +106,7 @@ export type RuncCli = ReturnType<typeof createRuncCli>
 /** runc logs JSON-ish lines; the last one carries the reason. */
 export function lastLine(text: string): string {
   const line = text.trim().split('\n').pop() ?? ''
-  const msg = /msg="([^"]*)"/.exec(line)?.[1] ?? line
-  return msg.replace(/\\"/g, '"')
+  // The message may hold escaped quotes (a path in it, say): read up to the closing quote.
+  const msg = /msg="((?:[^"\\]|\\.)*)"/.exec(line)?.[1] ?? line
+  return msg.replace(/\\(.)/g, '$1')
 }
