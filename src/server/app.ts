@@ -10,6 +10,7 @@ import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
 import { snapshotRoutes } from './routes-snapshots.js'
 import { templateRoutes } from './routes-templates.js'
+import { poolRoutes } from './pools/index.js'
 
 /**
  * JSON bodies are read whole, so they are capped; 64 MiB leaves room for an exec's stdin given
@@ -86,6 +87,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   execRoutes(app, options)
   fileRoutes(app, options)
   if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
+  if (options.pools) poolRoutes(app, options.pools)
 
   app.notFound((c) =>
     errorResponse(new SandstormError('not_found', `no route ${c.req.method} ${c.req.path}: expected one of the routes of the HTTP API (/v1/...)`), logger),

@@ -5,6 +5,7 @@ import type { ApiKeyCheck } from './api-keys.js'
 import type { ServerMetrics } from './metrics.js'
 import type { SandboxService } from './sandbox-service.js'
 import type { SnapshotService } from './snapshot-service.js'
+import type { WarmPools } from './pools/index.js'
 
 /** Hono's environment for every route: node's request and response, and the request's signal. */
 export interface ServerEnv {
@@ -26,4 +27,6 @@ export interface RouteDeps {
   maxFileBytes: number
   /** Snapshot, fork and restore routes, when given. */
   snapshots?: SnapshotService
+  /** Warm pool routes, when given. */
+  pools?: WarmPools
 }

@@ -13,6 +13,7 @@ import { openDatabase } from './db.js'
 import { createServerMetrics } from './metrics.js'
 import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
+import { createWarmPools } from './pools/index.js'
 import { createE2bApp, isE2bPath } from './e2b/index.js'
 
 /** Options of startServer. */
@@ -58,7 +59,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const catalog = createSandboxCatalog(db)
     const metrics = createServerMetrics(catalog)
     await adoptSandboxes({ agent, catalog, logger }, { signal: shutdown.signal })
-    const sandboxes = createSandboxService({
+    const coldSandboxes = createSandboxService({
       agent,
       catalog,
       metrics,
@@ -66,6 +67,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
       shutdownSignal: shutdown.signal,
     })
+    // Pools start after adoption, which destroyed the last run's pooled sandboxes as orphans.
+    const pools = createWarmPools({ agent, db, catalog, sandboxes: coldSandboxes, metrics, logger, shutdownSignal: shutdown.signal })
+    const sandboxes = pools.wrap(coldSandboxes)
     sandboxes.armAll()
     const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger })
     const track = (work: Promise<unknown>): void => {
@@ -77,6 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       agent,
       sandboxes,
       snapshots,
+      pools,
       metrics,
       logger,
       checkApiKey: createApiKeyCheck(db),
@@ -115,6 +120,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       })
     }).catch((err: unknown) => {
       sandboxes.close()
+      pools.close()
       throw new SandstormError('unavailable', `could not listen on ${host}:${options.port ?? 7420}: ${(err as Error).message}`, { cause: err })
     })
     const { port } = server.address() as AddressInfo
@@ -127,6 +133,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       if ('closeIdleConnections' in server) server.closeIdleConnections()
       sandboxes.close()
+      pools.close()
       // Handlers were aborted above; wait for them so none touches the database after it closes.
       await Promise.allSettled([...inFlight])
       const cut = setTimeout(() => {

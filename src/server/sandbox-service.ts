@@ -31,6 +31,18 @@ export interface SandboxService {
   armAll(): void
   /** Disarms all timers; sandboxes keep running. */
   close(): void
+  /** Records a running sandbox started ahead of demand (a warm pool's) as created now by `input`: its labels and timeout. */
+  handOver(sandbox: HandOverSandbox, input: CreateSandboxInput): SandboxInfo
+}
+
+/** A running sandbox the catalog does not know yet, with the config it was started with. */
+export interface HandOverSandbox {
+  id: string
+  template: string
+  runtime: string
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
 }
 
 /** Options of createSandboxService. */
@@ -48,7 +60,7 @@ export interface SandboxServiceOptions {
 }
 
 /** Pids a sandbox may hold when a create gives no limit. */
-const defaultPidsMax = 1024
+export const defaultPidsMax = 1024
 
 /** Creates the service; it arms no timers until `armAll`. */
 export function createSandboxService(options: SandboxServiceOptions): SandboxService {
@@ -188,6 +200,16 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
 
     close() {
       timers.clear()
+    },
+
+    handOver(sandbox, input) {
+      const now = Date.now()
+      const { id, template, runtime, memoryMiB, cpus, pidsMax } = sandbox
+      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, labels: input.labels ?? {}, env: {}, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
+      catalog.insert(record)
+      timers.arm(id, record.expiresAtMs)
+      logger.info({ sandboxId: id, template }, 'sandbox created from a warm pool')
+      return toSandboxInfo(record)
     },
   }
 }

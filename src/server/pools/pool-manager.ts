@@ -1,0 +1,220 @@
+import type { AgentApi } from '../../agent/index.js'
+import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
+import type { CallOptions, Logger, SandboxInfo } from '../../shared/index.js'
+import type { SandboxCatalog } from '../catalog.js'
+import type { CatalogDb } from '../db.js'
+import type { ServerMetrics } from '../metrics.js'
+import { defaultPidsMax } from '../sandbox-service.js'
+import type { CreateSandboxInput, SandboxService } from '../sandbox-service.js'
+import { matchesPool } from './pool-match.js'
+import { createPoolMetrics } from './pool-metrics.js'
+import { createPoolStore } from './pool-store.js'
+import type { PoolConfig } from './pool-store.js'
+import { createWarmPool } from './warm-pool.js'
+import type { WarmPool } from './warm-pool.js'
+
+/** Where a created sandbox came from: a warm pool's hand-over, or a start on demand. */
+export type CreateSource = 'pool' | 'cold'
+
+/** A create's answer: the sandbox, and how it was made (`source` is set when the template has a pool). */
+export type CreatedSandboxInfo = SandboxInfo & { source?: CreateSource }
+
+/** A pool as the API reports it. */
+export interface PoolInfo extends PoolConfig {
+  /** Ready to hand over now. */
+  ready: number
+  /** Being started in the background. */
+  starting: number
+  /** Handed out by this server and still in the catalog. */
+  inUse: number
+  hits: number
+  misses: number
+}
+
+/** Options of createWarmPools. */
+export interface WarmPoolsOptions {
+  agent: AgentApi
+  db: CatalogDb
+  catalog: SandboxCatalog
+  /** The service pooled sandboxes are handed over to, and that cold creates go through. */
+  sandboxes: SandboxService
+  metrics: ServerMetrics
+  logger: Logger
+  shutdownSignal: AbortSignal
+  /** Ready sandboxes above `min` that waited this long are destroyed. @default 5 minutes */
+  idleMs?: number
+  /** How often pooled sandboxes are checked (and idle ones reaped). @default 10_000 */
+  checkIntervalMs?: number
+}
+
+/** Every template's warm pool, their configs in SQLite, and the create fast path. */
+export interface WarmPools {
+  list(): PoolInfo[]
+  /** Creates or resizes a template's pool; `not_found` for a template the agent does not have. */
+  set(template: string, size: { min: number; max: number }, options?: CallOptions): Promise<PoolInfo>
+  /** Deletes a pool and destroys its ready sandboxes; handed-out ones are not touched. */
+  remove(template: string): Promise<void>
+  /** Resolves once the pool has at least `count` ready (`deadline_exceeded` after timeoutMs). */
+  waitReady(template: string, count: number, options?: CallOptions): Promise<PoolInfo>
+  /** Takes a pooled sandbox when the request matches one, else creates one cold. */
+  create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<CreatedSandboxInfo>
+  /** The sandbox service with `create` going through the pools first. */
+  wrap(service: SandboxService): SandboxService
+  /** Stops the timers and refills; ready sandboxes keep running until the next start destroys them. */
+  close(): void
+}
+
+/**
+ * Starts the pools saved in the database. Run it after adoption: pooled sandboxes are not in the
+ * catalog, so a restart's adoption destroys the last run's as orphans and the pools start afresh.
+ * That is simpler than adopting them, and just as correct: a pooled sandbox holds nothing of a user.
+ */
+export function createWarmPools(options: WarmPoolsOptions): WarmPools {
+  const { agent, catalog, sandboxes, logger, shutdownSignal } = options
+  const idleMs = options.idleMs ?? 5 * 60_000
+  const store = createPoolStore(options.db)
+  const pools = new Map<string, WarmPool>()
+  const stats = new Map<string, { hits: number; misses: number; handed: Set<string> }>()
+  const waiters = new Set<() => void>()
+  const log = logger.child({ component: 'pools' })
+
+  const statsOf = (template: string) => {
+    let s = stats.get(template)
+    if (!s) stats.set(template, (s = { hits: 0, misses: 0, handed: new Set() }))
+    return s
+  }
+  const inUse = (template: string): number => {
+    const handed = statsOf(template).handed
+    for (const id of handed) if (!catalog.get(id)) handed.delete(id)
+    return handed.size
+  }
+  const infoOf = (pool: WarmPool): PoolInfo => {
+    const { ready, starting } = pool.counts()
+    const { hits, misses } = statsOf(pool.template)
+    return { ...pool.config(), ready, starting, inUse: inUse(pool.template), hits, misses }
+  }
+  const metrics = createPoolMetrics(options.metrics.registry, () => [...pools.values()].map(infoOf))
+
+  const open = (config: PoolConfig): WarmPool => {
+    const pool = createWarmPool({
+      config,
+      agent,
+      logger: log,
+      pidsMax: defaultPidsMax,
+      shutdownSignal,
+      onReady: (latencyMs) => metrics.refillSeconds.observe({ template: config.template }, latencyMs / 1000),
+      onChange: () => {
+        for (const wake of [...waiters]) wake()
+      },
+    })
+    pools.set(config.template, pool)
+    pool.refill()
+    return pool
+  }
+  for (const config of store.list()) open(config)
+
+  const tick = setInterval(() => {
+    void (async () => {
+      if (pools.size === 0) return
+      const onHost = new Map((await agent.list({ signal: shutdownSignal })).map((s) => [s.id, s]))
+      for (const pool of pools.values()) {
+        await pool.check(onHost)
+        await pool.reap(idleMs)
+      }
+    })().catch((err: unknown) => {
+      if (!shutdownSignal.aborted) log.error({ err }, 'pool health check failed')
+    })
+  }, options.checkIntervalMs ?? 10_000)
+  tick.unref()
+
+  const create: WarmPools['create'] = async (input, callOptions = {}, from = {}) => {
+    const pool = from.snapshotId ? undefined : pools.get(input.template)
+    const shape = pool?.pooledConfig()
+    // Before its first sandbox started, the pool's config is unknown: a request without env counts.
+    const matches = pool && (shape ? matchesPool(input, shape) : !input.env || Object.keys(input.env).length === 0)
+    if (pool && matches) {
+      const startedAt = performance.now()
+      const s = statsOf(pool.template)
+      const taken = pool.take()
+      if (taken) {
+        s.hits++
+        s.handed.add(taken.id)
+        metrics.hits.inc({ template: pool.template })
+        const info = sandboxes.handOver(taken, input)
+        options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
+        return { ...info, source: 'pool' }
+      }
+      s.misses++
+      metrics.misses.inc({ template: pool.template })
+      pool.noteMiss()
+    }
+    const created = await sandboxes.create(input, callOptions, from)
+    // Without a pool for the template a create is cold by definition; the field is then left out,
+    // so that a create's answer stays equal to GET of the same sandbox for clients that compare them.
+    return pool ? { ...created, source: 'cold' } : created
+  }
+
+  return {
+    list: () => store.list().map((c) => pools.get(c.template)).filter((p) => p !== undefined).map(infoOf),
+
+    async set(template, size, callOptions = {}) {
+      if (size.min > size.max) throw new SandstormError('invalid_argument', `pool size: expected min ≤ max, got min ${size.min} and max ${size.max}`)
+      const templates = await agent.templates(callOptions)
+      if (!templates.some((t) => t.name === template)) {
+        throw new SandstormError('not_found', `unknown template "${template}": expected one of ${templates.map((t) => t.name).join(', ') || '(none built)'}`)
+      }
+      const config = { template, ...size }
+      store.put(config)
+      const pool = pools.get(template)
+      if (pool) pool.setConfig(config)
+      log.info(config, 'pool set')
+      return infoOf(pool ?? open(config))
+    },
+
+    async remove(template) {
+      const pool = pools.get(template)
+      if (!pool) throw new SandstormError('not_found', `no pool for template "${template}": expected one of ${[...pools.keys()].join(', ') || '(no pools)'}`)
+      pools.delete(template)
+      store.delete(template)
+      log.info({ template }, 'pool deleted')
+      await pool.drain()
+    },
+
+    waitReady(template, count, callOptions = {}) {
+      const signal = linkSignal(callOptions) ?? shutdownSignal
+      return new Promise<PoolInfo>((resolve, reject) => {
+        const finish = (settle: () => void): void => {
+          waiters.delete(wake)
+          signal.removeEventListener('abort', onAbort)
+          settle()
+        }
+        const wake = (): void => {
+          const pool = pools.get(template)
+          if (!pool) return finish(() => reject(new SandstormError('not_found', `no pool for template "${template}"`)))
+          if (pool.counts().ready >= count) finish(() => resolve(infoOf(pool)))
+        }
+        const onAbort = (): void =>
+          finish(() => {
+            try {
+              throwIfAborted(signal)
+            } catch (err) {
+              reject(err)
+            }
+          })
+        if (signal.aborted) return onAbort()
+        waiters.add(wake)
+        signal.addEventListener('abort', onAbort, { once: true })
+        wake()
+      })
+    },
+
+    create,
+
+    wrap: (service) => ({ ...service, create }),
+
+    close() {
+      clearInterval(tick)
+      waiters.clear()
+    },
+  }
+}

@@ -1,0 +1,24 @@
+import type { CreateSandboxInput } from '../sandbox-service.js'
+
+/** The config a pooled sandbox was started with; a create must ask for exactly this (or leave it unset). */
+export interface PooledConfig {
+  template: string
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+}
+
+/**
+ * Whether a create may take a pooled sandbox: same template, the same limits (or none given), no
+ * env (a pooled sandbox started without it, and env is fixed at start) and no network beyond 'none'.
+ * Labels and the timeout do not matter: they are set at hand-over.
+ */
+export function matchesPool(input: CreateSandboxInput, pooled: PooledConfig): boolean {
+  if (input.template !== pooled.template) return false
+  if (input.env && Object.keys(input.env).length > 0) return false
+  if (input.network !== undefined && input.network !== 'none') return false
+  if (input.memoryMiB !== undefined && input.memoryMiB !== pooled.memoryMiB) return false
+  if (input.cpus !== undefined && input.cpus !== pooled.cpus) return false
+  if (input.pidsMax !== undefined && input.pidsMax !== pooled.pidsMax) return false
+  return true
+}

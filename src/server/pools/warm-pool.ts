@@ -1,0 +1,181 @@
+import type { AgentApi, AgentSandbox } from '../../agent/index.js'
+import { newId, SandstormError } from '../../shared/index.js'
+import type { Logger } from '../../shared/index.js'
+import type { PooledConfig } from './pool-match.js'
+import type { PoolConfig } from './pool-store.js'
+
+/** A ready sandbox of a pool: started from the template's defaults, never handed out yet. */
+export interface PooledSandbox extends PooledConfig {
+  id: string
+  runtime: string
+  readyAtMs: number
+}
+
+/** Options of createWarmPool. */
+export interface WarmPoolOptions {
+  config: PoolConfig
+  agent: AgentApi
+  logger: Logger
+  /** Pids limit of pooled sandboxes: the server's default, so that a create without one matches. */
+  pidsMax: number
+  /** Background creates run under it; once it fires the pool starts nothing more. */
+  shutdownSignal: AbortSignal
+  /** Wait after a failed start before trying again. @default 5_000 */
+  retryMs?: number
+  /** Pooled sandboxes started at once. @default 2 */
+  parallelStarts?: number
+  /** Called when a pooled sandbox is ready, with how long its start took. */
+  onReady?(latencyMs: number): void
+  /** Called whenever the count of ready sandboxes changes. */
+  onChange?(): void
+}
+
+/** One template's pool: ready sandboxes, refilled in the background. */
+export interface WarmPool {
+  readonly template: string
+  config(): PoolConfig
+  setConfig(config: PoolConfig): void
+  /** Takes the oldest ready sandbox out of the pool for good, or undefined when none is ready. */
+  take(): PooledSandbox | undefined
+  /** A create found the pool empty: grow toward `max` (idle ones above `min` are reaped later). */
+  noteMiss(): void
+  /** Starts sandboxes until ready + starting reaches the target. */
+  refill(): void
+  /** Destroys ready sandboxes above `min` that have waited longer than idleMs. */
+  reap(idleMs: number, nowMs?: number): Promise<void>
+  /** Replaces ready sandboxes that the agent no longer runs, or runs but not as running. */
+  check(onHost: Map<string, AgentSandbox>): Promise<void>
+  counts(): { ready: number; starting: number; target: number }
+  /** The config its sandboxes start with, once one has started. */
+  pooledConfig(): PooledConfig | undefined
+  /** Stops refilling and destroys every ready sandbox (the pool was deleted). */
+  drain(): Promise<void>
+}
+
+/** Creates a pool; call `refill` to start it. */
+export function createWarmPool(options: WarmPoolOptions): WarmPool {
+  const { agent, logger, shutdownSignal } = options
+  const retryMs = options.retryMs ?? 5_000
+  const parallelStarts = options.parallelStarts ?? 2
+  let config = options.config
+  let target = config.min
+  let drained = false
+  let starting = 0
+  let retryTimer: NodeJS.Timeout | undefined
+  let shape: PooledConfig | undefined
+  const ready: PooledSandbox[] = []
+  const log = logger.child({ pool: config.template })
+  const changed = (): void => options.onChange?.()
+
+  const destroy = async (id: string, reason: string): Promise<void> => {
+    try {
+      await agent.destroy(id, { signal: shutdownSignal })
+      log.info({ sandboxId: id, reason }, 'pooled sandbox destroyed')
+    } catch (err) {
+      if (err instanceof SandstormError && err.code === 'not_found') return
+      // Not in the catalog, so the next start destroys it as an orphan.
+      log.error({ sandboxId: id, reason, err }, 'could not destroy a pooled sandbox')
+    }
+  }
+
+  const startOne = async (): Promise<void> => {
+    const startedAt = performance.now()
+    const templates = await agent.templates({ signal: shutdownSignal })
+    const template = templates.find((t) => t.name === config.template)
+    if (!template) throw new SandstormError('not_found', `pool template "${config.template}" is not built: expected one of ${templates.map((t) => t.name).join(', ') || '(none built)'}`)
+    const pooled = { template: template.name, memoryMiB: template.defaults.memoryMiB, cpus: template.defaults.cpus, pidsMax: options.pidsMax }
+    shape = pooled
+    const id = newId('sb')
+    const sandbox = await agent.create({ id, ...pooled, env: {}, network: 'none' }, { signal: shutdownSignal })
+    if (drained || shutdownSignal.aborted) {
+      // Deleted while it started; on shutdown it stays and the next start destroys it as an orphan.
+      if (drained) await destroy(id, 'pool deleted')
+      return
+    }
+    ready.push({ id, runtime: sandbox.runtime, readyAtMs: Date.now(), ...pooled })
+    options.onReady?.(performance.now() - startedAt)
+    log.debug({ sandboxId: id, ready: ready.length }, 'pooled sandbox ready')
+    changed()
+  }
+
+  const refill = (): void => {
+    if (drained || shutdownSignal.aborted || retryTimer) return
+    target = Math.min(Math.max(target, config.min), config.max)
+    while (ready.length + starting < target && starting < parallelStarts) {
+      starting++
+      startOne().then(
+        () => {
+          starting--
+          refill()
+        },
+        (err: unknown) => {
+          starting--
+          if (shutdownSignal.aborted || drained) return
+          log.error({ err, retryMs }, 'could not start a pooled sandbox; will try again')
+          retryTimer = setTimeout(() => {
+            retryTimer = undefined
+            refill()
+          }, retryMs)
+          retryTimer.unref()
+        },
+      )
+    }
+  }
+
+  return {
+    template: config.template,
+    config: () => config,
+    setConfig(next) {
+      config = next
+      target = Math.min(Math.max(target, next.min), next.max)
+      // Shrinking below what is ready: the surplus goes now, not after the idle time.
+      const surplus = ready.length - next.max
+      if (surplus > 0) for (const s of ready.splice(0, surplus)) void destroy(s.id, 'pool shrunk')
+      changed()
+      refill()
+    },
+    take() {
+      // Oldest first; a sandbox started before the template's defaults changed is not what is asked for.
+      const at = ready.findIndex((r) => r.memoryMiB === shape?.memoryMiB && r.cpus === shape.cpus)
+      const sandbox = at < 0 ? undefined : ready.splice(at, 1)[0]
+      if (sandbox) {
+        changed()
+        refill()
+      }
+      return sandbox
+    },
+    noteMiss() {
+      target = Math.min(target + 1, config.max)
+      refill()
+    },
+    refill,
+    async reap(idleMs, nowMs = Date.now()) {
+      const idle = ready.filter((s) => nowMs - s.readyAtMs >= idleMs)
+      const surplus = Math.min(idle.length, ready.length - config.min)
+      if (surplus <= 0) return
+      const gone = idle.slice(0, surplus)
+      for (const s of gone) ready.splice(ready.indexOf(s), 1)
+      target = Math.max(config.min, target - surplus)
+      changed()
+      await Promise.all(gone.map((s) => destroy(s.id, 'idle above min')))
+    },
+    async check(onHost) {
+      const broken = ready.filter((s) => onHost.get(s.id)?.status !== 'running')
+      if (broken.length === 0) return
+      for (const s of broken) ready.splice(ready.indexOf(s), 1)
+      log.warn({ sandboxIds: broken.map((s) => s.id) }, 'pooled sandboxes failed their health check; replacing them')
+      changed()
+      await Promise.all(broken.map((s) => destroy(s.id, 'failed health check')))
+      refill()
+    },
+    counts: () => ({ ready: ready.length, starting, target }),
+    pooledConfig: () => shape,
+    async drain() {
+      drained = true
+      clearTimeout(retryTimer)
+      const all = ready.splice(0)
+      changed()
+      await Promise.all(all.map((s) => destroy(s.id, 'pool deleted')))
+    },
+  }
+}
