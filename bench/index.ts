@@ -13,9 +13,10 @@ import { execBenchmark } from './exec.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
 import { machineInfo } from './machine.js'
 import { snapshotBenchmark } from './snapshots.js'
+import { poolBenchmark } from './pool.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark]
 
 interface CliOptions {
   only?: string[]

@@ -4,10 +4,13 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { execa } from 'execa'
 import { deletePool, listPools, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
+const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 
 describe('warm pools', { skip }, () => {
   let stack: Stack
@@ -103,5 +106,22 @@ describe('warm pools', { skip }, () => {
     await deletePool('debian', stack.conn)
     assert.deepEqual(await stack.agent.list(), [])
     assert.deepEqual(await listPools(stack.conn), [])
+  })
+
+  it('is set, listed and removed by the CLI', async () => {
+    const cli = (...args: string[]) => execa('node', [main, '--url', stack.conn.apiUrl, '--api-key', stack.conn.apiKey, ...args], { reject: false })
+    const set = await cli('pool', 'set', 'debian', '--min', '1', '--max', '3')
+    assert.equal(set.exitCode, 0, set.stderr)
+    assert.match(set.stdout, /^TEMPLATE\s+MIN\s+MAX\s+READY/)
+    const table = await cli('pool')
+    assert.match(table.stdout, /\ndebian\s+1\s+3\s/)
+    const json = JSON.parse((await cli('pool', '--json')).stdout) as { template: string; max: number }[]
+    assert.deepEqual(json.map((p) => [p.template, p.max]), [['debian', 3]])
+    const bad = await cli('pool', 'set', 'debian', '--min', '5', '--max', '2')
+    assert.notEqual(bad.exitCode, 0)
+    assert.match(bad.stderr, /min ≤ max/)
+    assert.equal((await cli('pool', 'rm', 'debian')).exitCode, 0)
+    assert.equal((await cli('pool', '--json')).stdout.trim(), '[]')
+    assert.notEqual((await cli('pool', 'rm', 'debian')).exitCode, 0)
   })
 })

@@ -8,6 +8,7 @@ import { registerKeys } from './keys.js'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
 import { registerLs } from './ls.js'
 import { registerRm } from './rm.js'
+import { registerPool } from './pool.js'
 import { registerRun } from './run.js'
 import { registerSetup } from './setup.js'
 import { registerSnapshot } from './snapshot.js'
@@ -35,6 +36,7 @@ export function createProgram(): Command {
   registerCp(program)
   registerTemplate(program)
   registerSnapshot(program)
+  registerPool(program)
   registerSetup(program)
   registerKeys(program)
   // Subcommands report usage errors through the same override, instead of exiting on their own.
