@@ -40,6 +40,28 @@ const migrations: string[] = [
      record TEXT NOT NULL
    );
    CREATE INDEX snapshots_parent ON snapshots (parent_id);`,
+  // The fleet: which agent holds each sandbox, the agents seen, and every command run (central logs).
+  `ALTER TABLE sandboxes ADD COLUMN agent_id TEXT;
+   CREATE INDEX sandboxes_agent ON sandboxes (agent_id);
+   CREATE TABLE agents (
+     id TEXT PRIMARY KEY,
+     hostname TEXT NOT NULL,
+     info TEXT NOT NULL,
+     labels TEXT NOT NULL,
+     joined_at INTEGER NOT NULL,
+     last_seen_at INTEGER NOT NULL
+   );
+   CREATE TABLE command_logs (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     sandbox_id TEXT NOT NULL,
+     agent_id TEXT NOT NULL,
+     argv TEXT NOT NULL,
+     exit_code INTEGER NOT NULL,
+     duration_ms INTEGER NOT NULL,
+     output_bytes INTEGER NOT NULL,
+     ended_at INTEGER NOT NULL
+   );
+   CREATE INDEX command_logs_sandbox ON command_logs (sandbox_id, id);`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

@@ -15,13 +15,20 @@ import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
 import { createWarmPools } from './pools/index.js'
 import { createE2bApp, isE2bPath } from './e2b/index.js'
+import { createFleetRoutes, isFleetPath, startFleet } from './fleet/index.js'
+import type { Fleet, FleetOptions } from './fleet/index.js'
+
+export type { AgentView, CommandLogEntry, FleetOptions } from './fleet/index.js'
+export { parseJoinToken, insecureHeaders, serverCommonName } from './fleet/index.js'
 
 /** Options of startServer. */
 export interface ServerOptions {
   /** SQLite at `<dataDir>/sandstorm.db`, the API key at `<dataDir>/api-key`. */
   dataDir: string
-  /** The agent that runs the sandboxes. */
-  agent: AgentApi
+  /** The agent that runs the sandboxes (`up`: in this process). Give this or `fleet`. */
+  agent?: AgentApi
+  /** Run no agent here: listen for agents that dial in over gRPC and schedule across them. */
+  fleet?: FleetOptions
   /** @default '127.0.0.1' */
   host?: string
   /** 0 picks any free port. @default 7420 */
@@ -40,6 +47,8 @@ export interface RunningServer {
   url: string
   apiKey: string
   apiKeyPath: string
+  /** With `fleet`: the port agents dial and the token they join with. */
+  fleet?: { port: number; joinToken: string }
   /** Stops accepting, ends in-flight streams, clears timers and closes the database. Sandboxes keep running. */
   close(): Promise<void>
 }
@@ -50,15 +59,19 @@ const closeGraceMs = 2000
 /** Opens the catalog, adopts what the agent runs, re-arms expiry timers and listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const logger = (options.logger ?? createLogger()).child({ component: 'server' })
-  const { agent } = options
+  if (!options.agent === !options.fleet) throw new SandstormError('invalid_argument', 'startServer takes an agent or a fleet: expected exactly one')
   const db = openDatabase(options.dataDir)
   const shutdown = new AbortController()
   const inFlight = new Set<Promise<unknown>>()
+  let fleet: Fleet | undefined
   try {
     const { apiKey, apiKeyPath } = ensureApiKey(options.dataDir, db, logger)
     const catalog = createSandboxCatalog(db)
     const metrics = createServerMetrics(catalog)
-    await adoptSandboxes({ agent, catalog, logger }, { signal: shutdown.signal })
+    // A fleet adopts each agent's sandboxes when that agent registers, not here.
+    if (options.fleet) fleet = await startFleet({ ...options.fleet, dataDir: options.dataDir, db, logger })
+    const agent: AgentApi = fleet?.agent ?? options.agent!
+    if (!fleet) await adoptSandboxes({ agent, catalog, logger }, { signal: shutdown.signal })
     const coldSandboxes = createSandboxService({
       agent,
       catalog,
@@ -101,7 +114,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
       track,
     })
-    const fetch: typeof app.fetch = (req, env, ctx) => (isE2bPath(new URL(req.url).pathname) ? e2b.fetch(req, env, ctx) : app.fetch(req, env, ctx))
+    const fleetApp = fleet && createFleetRoutes({ registry: fleet.registry, commandLog: fleet.commandLog, checkApiKey: createApiKeyCheck(db) })
+    const fetch: typeof app.fetch = (req, env, ctx) => {
+      const path = new URL(req.url).pathname
+      if (fleetApp && isFleetPath(path)) return fleetApp.fetch(req, env, ctx)
+      return isE2bPath(path) ? e2b.fetch(req, env, ctx) : app.fetch(req, env, ctx)
+    }
 
     const server = createAdaptorServer({ fetch })
     // Once closing, a keep-alive connection whose response just ended would idle until its
@@ -134,6 +152,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if ('closeIdleConnections' in server) server.closeIdleConnections()
       sandboxes.close()
       pools.close()
+      await fleet?.close()
       // Handlers were aborted above; wait for them so none touches the database after it closes.
       await Promise.allSettled([...inFlight])
       const cut = setTimeout(() => {
@@ -151,10 +170,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       url,
       apiKey,
       apiKeyPath,
+      ...(fleet ? { fleet: { port: fleet.port, joinToken: fleet.joinToken } } : {}),
       close: () => (closing ??= close()),
     }
   } catch (err) {
     shutdown.abort()
+    await fleet?.close()
     db.close()
     throw err
   }

@@ -1,0 +1,88 @@
+/** One connected agent's Control stream seen from the server: requests out, replies and Data streams in. */
+import type * as grpc from '@grpc/grpc-js'
+import type { DataFrame, ReplyMessage, ServerMessage } from '../../proto/index.js'
+import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
+import type { CallOptions, ErrorCode } from '../../shared/index.js'
+
+/** A Data stream the agent opened for one request. */
+export type DataCall = grpc.ServerDuplexStream<DataFrame, DataFrame>
+
+/** Calls to one agent over its link. */
+export interface AgentConnection {
+  readonly agentId: string
+  /** A request answered on Control. */
+  call<T>(kind: string, payload: unknown, options?: CallOptions): Promise<T>
+  /** A request answered by a Data stream that the agent opens; resolves with that stream. */
+  openData(kind: string, payload: unknown, options?: CallOptions): Promise<DataCall>
+  onReply(reply: ReplyMessage): void
+  /** Hands a Data stream to the request its first frame names; false when no request waits for it. */
+  onData(requestId: number, stream: DataCall): boolean
+  /** Fails every pending request (the link is gone) and refuses new ones. */
+  fail(err: SandstormError): void
+}
+
+/** The error a wire error stands for. */
+export function fromWire(err: { code: string; message: string }): SandstormError {
+  return new SandstormError(err.code as ErrorCode, err.message)
+}
+
+/** A connection that writes requests with `send`. */
+export function createAgentConnection(agentId: string, send: (msg: ServerMessage) => void): AgentConnection {
+  let nextId = 1
+  let failed: SandstormError | undefined
+  const pending = new Map<number, { resolve(value: unknown): void; reject(err: unknown): void }>()
+
+  function request<T>(kind: string, payload: unknown, data: boolean, options: CallOptions = {}): Promise<T> {
+    if (failed) return Promise.reject(failed)
+    const signal = linkSignal(options)
+    try {
+      throwIfAborted(signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const requestId = nextId++
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => {
+        pending.delete(requestId)
+        send({ cancel: { requestId } })
+        try {
+          throwIfAborted(signal)
+        } catch (err) {
+          reject(err)
+        }
+      }
+      const done = (): void => signal?.removeEventListener('abort', onAbort)
+      pending.set(requestId, {
+        resolve: (v) => (done(), resolve(v as T)),
+        reject: (e) => (done(), reject(e)),
+      })
+      signal?.addEventListener('abort', onAbort, { once: true })
+      send({ request: { requestId, kind, payloadJson: JSON.stringify(payload ?? null), data } })
+    })
+  }
+
+  return {
+    agentId,
+    call: (kind, payload, options) => request(kind, payload, false, options),
+    openData: (kind, payload, options) => request<DataCall>(kind, payload, true, options),
+    onReply(reply) {
+      const waiter = pending.get(reply.requestId)
+      if (!waiter) return
+      pending.delete(reply.requestId)
+      if (reply.error?.code) waiter.reject(fromWire(reply.error))
+      else waiter.resolve(reply.resultJson ? JSON.parse(reply.resultJson) : undefined)
+    },
+    onData(requestId, stream) {
+      const waiter = pending.get(requestId)
+      if (!waiter) return false
+      pending.delete(requestId)
+      waiter.resolve(stream)
+      return true
+    },
+    fail(err) {
+      failed ??= err
+      for (const waiter of pending.values()) waiter.reject(err)
+      pending.clear()
+    },
+  }
+}

@@ -1,0 +1,208 @@
+/** The agents the server knows: live ones with their link and metrics, lost ones with their last word. */
+import type { AgentApi, AgentInfo, AgentSandbox } from '../../agent/index.js'
+import type { HeartbeatMessage } from '../../proto/index.js'
+import { SandstormError } from '../../shared/index.js'
+import type { Logger } from '../../shared/index.js'
+import type { CatalogDb } from '../db.js'
+import type { AgentConnection } from './agent-connection.js'
+import { createRemoteAgent } from './remote-agent.js'
+
+/** Host metrics from the last heartbeat. */
+export interface AgentMetrics {
+  load1: number
+  memoryFreeMiB: number
+  memoryTotalMiB: number
+  diskFreeMiB: number
+  sandboxes: number
+}
+
+/** An agent as the registry holds it. */
+export interface AgentEntry {
+  id: string
+  hostname: string
+  info: AgentInfo
+  labels: Record<string, string>
+  templates: string[]
+  state: 'live' | 'lost'
+  lastHeartbeatMs: number
+  metrics: AgentMetrics | null
+  /** Calls to the agent; set while live. */
+  api: AgentApi | null
+  conn: AgentConnection | null
+}
+
+/** What the registry is told when an agent registers. */
+export interface Registration {
+  info: AgentInfo
+  labels: Record<string, string>
+  templates: string[]
+  sandboxes: AgentSandbox[]
+}
+
+/** The registry. */
+export interface AgentRegistry {
+  /** A new Control stream registered: the agent is live and its sandboxes are adopted back. */
+  attach(conn: AgentConnection, reg: Registration): AgentEntry
+  heartbeat(agentId: string, hb: HeartbeatMessage): void
+  /** The Control stream of this connection ended: the agent is lost (unless a newer link replaced it). */
+  detach(conn: AgentConnection, reason: string): void
+  get(agentId: string): AgentEntry | undefined
+  list(): AgentEntry[]
+  /** Records an agent that has just joined (it is live once its Control stream registers). */
+  admit(agentId: string, hostname: string): void
+  /** Has this agent joined this server. */
+  known(agentId: string): boolean
+  /** The api of a live agent, or `unavailable` saying since when it is lost. */
+  live(agentId: string, what: string): AgentApi
+  close(): void
+}
+
+/** Options of createAgentRegistry. */
+export interface AgentRegistryOptions {
+  db: CatalogDb
+  logger: Logger
+  /** An agent silent this long is lost. @default 15_000 */
+  lostAfterMs?: number
+}
+
+/** Creates the registry; agents in the database start as lost until they reconnect. */
+export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistry {
+  const { db, logger } = options
+  const lostAfterMs = options.lostAfterMs ?? 15_000
+  const entries = new Map<string, AgentEntry>()
+  const timers = new Map<string, NodeJS.Timeout>()
+  const upsert = db.prepare(
+    `INSERT INTO agents (id, hostname, info, labels, joined_at, last_seen_at) VALUES (@id, @hostname, @info, @labels, @now, @now)
+     ON CONFLICT (id) DO UPDATE SET hostname = @hostname, info = @info, labels = @labels, last_seen_at = @now`,
+  )
+  const seen = db.prepare('UPDATE agents SET last_seen_at = ? WHERE id = ?')
+  const rowsOf = db.prepare<[string], { id: string; state: string }>('SELECT id, state FROM sandboxes WHERE agent_id = ?')
+  const agentOfSandbox = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
+  const setState = db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?')
+  const forget = db.prepare('DELETE FROM sandboxes WHERE id = ?')
+  const markLost = db.prepare(`UPDATE sandboxes SET state = 'lost' WHERE agent_id = ? AND state IN ('running', 'paused')`)
+
+  // Until they reconnect, the agents of the last run and their sandboxes are lost, not gone.
+  db.prepare(`UPDATE sandboxes SET state = 'lost' WHERE agent_id IS NOT NULL AND state IN ('running', 'paused')`).run()
+  for (const row of db.prepare<[], { id: string; hostname: string; info: string; labels: string; last_seen_at: number }>('SELECT * FROM agents').all()) {
+    entries.set(row.id, {
+      id: row.id,
+      hostname: row.hostname,
+      info: JSON.parse(row.info) as AgentInfo,
+      labels: JSON.parse(row.labels) as Record<string, string>,
+      templates: [],
+      state: 'lost',
+      lastHeartbeatMs: row.last_seen_at,
+      metrics: null,
+      api: null,
+      conn: null,
+    })
+  }
+
+  const lose = (entry: AgentEntry, reason: string): void => {
+    clearTimeout(timers.get(entry.id))
+    timers.delete(entry.id)
+    if (entry.state === 'lost') return
+    entry.state = 'lost'
+    entry.conn?.fail(new SandstormError('unavailable', `agent "${entry.id}" was lost (${reason})`))
+    entry.conn = null
+    entry.api = null
+    const { changes } = markLost.run(entry.id)
+    logger.warn({ agentId: entry.id, reason, sandboxes: changes }, 'agent lost; its sandboxes are marked lost')
+  }
+
+  const arm = (entry: AgentEntry): void => {
+    clearTimeout(timers.get(entry.id))
+    const timer = setTimeout(() => lose(entry, `no heartbeat for ${lostAfterMs} ms`), lostAfterMs)
+    timer.unref()
+    timers.set(entry.id, timer)
+  }
+
+  const adopt = (entry: AgentEntry, api: AgentApi, reported: AgentSandbox[]): void => {
+    const onHost = new Map(reported.map((s) => [s.id, s]))
+    for (const row of rowsOf.all(entry.id)) {
+      const sandbox = onHost.get(row.id)
+      if (sandbox) {
+        setState.run(sandbox.status, row.id)
+        logger.info({ agentId: entry.id, sandboxId: row.id, state: sandbox.status }, 'adopted a sandbox back')
+      } else if (row.state !== 'starting') {
+        forget.run(row.id)
+        logger.warn({ agentId: entry.id, sandboxId: row.id }, 'sandbox is gone from its agent; removed from the catalog')
+      }
+    }
+    for (const sandbox of reported) {
+      const row = agentOfSandbox.get(sandbox.id)
+      if (row) continue
+      // A sandbox no catalog row knows: a create that died half-way. Nothing can reach it.
+      api.destroy(sandbox.id).then(
+        () => logger.warn({ agentId: entry.id, sandboxId: sandbox.id }, 'destroyed an orphan sandbox'),
+        (err: unknown) => logger.error({ agentId: entry.id, sandboxId: sandbox.id, err }, 'could not destroy an orphan sandbox'),
+      )
+    }
+  }
+
+  return {
+    attach(conn, reg) {
+      const previous = entries.get(conn.agentId)
+      if (previous?.conn && previous.conn !== conn) previous.conn.fail(new SandstormError('unavailable', `agent "${conn.agentId}" reconnected`))
+      const api = createRemoteAgent(conn, reg.info)
+      const entry: AgentEntry = {
+        id: conn.agentId,
+        hostname: reg.info.hostname,
+        info: reg.info,
+        labels: reg.labels,
+        templates: reg.templates,
+        state: 'live',
+        lastHeartbeatMs: Date.now(),
+        metrics: previous?.metrics ?? null,
+        api,
+        conn,
+      }
+      entries.set(entry.id, entry)
+      upsert.run({ id: entry.id, hostname: entry.hostname, info: JSON.stringify(reg.info), labels: JSON.stringify(reg.labels), now: Date.now() })
+      adopt(entry, api, reg.sandboxes)
+      arm(entry)
+      logger.info({ agentId: entry.id, hostname: entry.hostname, sandboxes: reg.sandboxes.length, templates: reg.templates }, 'agent registered')
+      return entry
+    },
+    heartbeat(agentId, hb) {
+      const entry = entries.get(agentId)
+      if (!entry || entry.state !== 'live') return
+      entry.lastHeartbeatMs = Date.now()
+      entry.metrics = {
+        load1: hb.load1,
+        memoryFreeMiB: hb.memoryFreeMib,
+        memoryTotalMiB: hb.memoryTotalMib,
+        diskFreeMiB: hb.diskFreeMib,
+        sandboxes: hb.sandboxes,
+      }
+      if (hb.templatesJson) entry.templates = JSON.parse(hb.templatesJson) as string[]
+      seen.run(entry.lastHeartbeatMs, agentId)
+      arm(entry)
+    },
+    detach(conn, reason) {
+      const entry = entries.get(conn.agentId)
+      conn.fail(new SandstormError('unavailable', `agent "${conn.agentId}" disconnected`))
+      if (entry && entry.conn === conn) lose(entry, reason)
+    },
+    admit(agentId, hostname) {
+      const info: AgentInfo = { id: agentId, hostname, runtimes: [], cpus: 0, memoryMiB: 0 }
+      upsert.run({ id: agentId, hostname, info: JSON.stringify(info), labels: '{}', now: Date.now() })
+      entries.set(agentId, { id: agentId, hostname, info, labels: {}, templates: [], state: 'lost', lastHeartbeatMs: Date.now(), metrics: null, api: null, conn: null })
+    },
+    known: (id) => entries.has(id),
+    get: (id) => entries.get(id),
+    list: () => [...entries.values()],
+    live(agentId, what) {
+      const entry = entries.get(agentId)
+      if (entry?.state === 'live' && entry.api) return entry.api
+      const since = entry ? `; last heard from ${Math.round((Date.now() - entry.lastHeartbeatMs) / 1000)} s ago` : ''
+      throw new SandstormError('unavailable', `${what} is on agent "${agentId}", which is lost${since}: try again once it reconnects`)
+    },
+    close() {
+      for (const timer of timers.values()) clearTimeout(timer)
+      timers.clear()
+      for (const entry of entries.values()) entry.conn?.fail(new SandstormError('unavailable', 'the server is closing'))
+    },
+  }
+}

@@ -1,0 +1,74 @@
+/** The fleet: agents on other hosts that dial this server over gRPC, and the router that sends work to them. */
+import { join } from 'node:path'
+import type { AgentApi } from '../../agent/index.js'
+import type { Logger } from '../../shared/index.js'
+import type { CatalogDb } from '../db.js'
+import { createAgentRegistry } from './agent-registry.js'
+import type { AgentRegistry } from './agent-registry.js'
+import { createCommandLog } from './command-log.js'
+import type { CommandLog } from './command-log.js'
+import { ensureJoinToken } from './join-token.js'
+import { startLinkServer } from './link-service.js'
+import { loadFleetPki } from './pki.js'
+import { createFleetRouter } from './router.js'
+import type { SchedulerOptions } from './scheduler.js'
+
+export { parseJoinToken, insecureHeaders, serverCommonName } from '../../proto/index.js'
+export { createFleetRoutes, isFleetPath, type AgentView } from './routes.js'
+export type { CommandLogEntry } from './command-log.js'
+
+/** Options of the fleet, given to startServer. */
+export interface FleetOptions {
+  /** Address agents dial. @default '127.0.0.1' */
+  host?: string
+  /** @default 7421 (0 picks a free port) */
+  port?: number
+  /** Plain-text link, token on every call: only when asked for. @default false */
+  insecure?: boolean
+  /** An agent silent this long is lost. @default 15_000 */
+  lostAfterMs?: number
+  scheduler?: SchedulerOptions
+}
+
+/** A started fleet. */
+export interface Fleet {
+  /** The router: an AgentApi over every agent. */
+  agent: AgentApi
+  registry: AgentRegistry
+  commandLog: CommandLog
+  /** The port agents dial. */
+  port: number
+  /** What `sandstorm agent --token` takes (also in `<dataDir>/fleet/join-token`). */
+  joinToken: string
+  close(): Promise<void>
+}
+
+/** Loads (or creates) the CA and join token in `<dataDir>/fleet` and listens for agents. */
+export async function startFleet(options: FleetOptions & { dataDir: string; db: CatalogDb; logger: Logger }): Promise<Fleet> {
+  const dir = join(options.dataDir, 'fleet')
+  const pki = options.insecure ? null : await loadFleetPki(dir)
+  const joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
+  const secret = joinToken.split('.')[2]!
+  const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs: options.lostAfterMs })
+  const commandLog = createCommandLog(options.db)
+  const link = await startLinkServer({
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 7421,
+    registry,
+    commandLog,
+    logger: options.logger,
+    secret,
+    pki,
+  })
+  return {
+    agent: createFleetRouter({ registry, db: options.db, scheduler: options.scheduler }),
+    registry,
+    commandLog,
+    port: link.port,
+    joinToken,
+    async close() {
+      await link.close()
+      registry.close()
+    },
+  }
+}

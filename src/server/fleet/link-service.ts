@@ -1,0 +1,188 @@
+/** The AgentLink gRPC server: join, the Control stream of each agent, and the Data streams they open. */
+import * as grpc from '@grpc/grpc-js'
+import { experimental } from '@grpc/grpc-js'
+import { insecureHeaders, loadAgentLink, linkChannelOptions } from '../../proto/index.js'
+import type { AgentMessage, DataFrame, JoinReply, JoinRequest, ServerMessage } from '../../proto/index.js'
+import { newId, SandstormError } from '../../shared/index.js'
+import type { Logger } from '../../shared/index.js'
+import { createAgentConnection } from './agent-connection.js'
+import type { AgentConnection } from './agent-connection.js'
+import type { AgentRegistry } from './agent-registry.js'
+import type { CommandLog } from './command-log.js'
+import { secretMatches } from './join-token.js'
+import type { FleetPki } from './pki.js'
+
+/** Options of startLinkServer. */
+export interface LinkServerOptions {
+  host: string
+  port: number
+  registry: AgentRegistry
+  commandLog: CommandLog
+  logger: Logger
+  /** The join secret agents must present. */
+  secret: string
+  /** TLS material; null for a plain-text (--insecure) link. */
+  pki: FleetPki | null
+}
+
+/** A listening link server. */
+export interface LinkServer {
+  port: number
+  close(): Promise<void>
+}
+
+
+const refuse = (code: grpc.status, message: string): grpc.ServiceError =>
+  Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() })
+
+/** Starts the gRPC server the agents dial. */
+export async function startLinkServer(options: LinkServerOptions): Promise<LinkServer> {
+  const { registry, commandLog, pki } = options
+  const logger = options.logger.child({ component: 'fleet' })
+  const server = new grpc.Server({
+    ...linkChannelOptions,
+    // Agents ping every 10 s to find a dead link; let them.
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  })
+
+  /** Who is calling: the agent id in its certificate, or (insecure) in its metadata with the token. */
+  const identify = (call: grpc.ServerDuplexStream<unknown, unknown>): string => {
+    if (pki) {
+      const verdict = pki.verifyAgent(call.getAuthContext().sslPeerCertificate?.raw)
+      if ('refused' in verdict) throw new SandstormError('unauthenticated', verdict.refused)
+      if (!registry.known(verdict.agentId)) throw new SandstormError('unauthenticated', `agent "${verdict.agentId}" is not known to this server`)
+      return verdict.agentId
+    }
+    const token = String(call.metadata.get(insecureHeaders.token)[0] ?? '')
+    const agentId = String(call.metadata.get(insecureHeaders.agent)[0] ?? '')
+    if (!secretMatches(token, options.secret)) throw new SandstormError('unauthenticated', 'wrong join token')
+    if (!/^ag-[a-z0-9]{16}$/.test(agentId)) throw new SandstormError('unauthenticated', `agent id "${agentId}" is malformed`)
+    return agentId
+  }
+
+  const guard = (call: grpc.ServerDuplexStream<unknown, unknown>, what: string): string | undefined => {
+    try {
+      return identify(call)
+    } catch (err) {
+      const message = (err as Error).message
+      logger.warn({ peer: call.getPeer(), call: what, reason: message }, 'refused an agent')
+      call.destroy(refuse(grpc.status.UNAUTHENTICATED, message))
+      return undefined
+    }
+  }
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    Join(call: grpc.ServerUnaryCall<JoinRequest, JoinReply>, callback: grpc.sendUnaryData<JoinReply>) {
+      const peer = call.getPeer()
+      if (!pki) return callback(refuse(grpc.status.FAILED_PRECONDITION, 'this server runs --insecure: agents present the token on every call instead'))
+      const secret = /^SST1\.[^.]+\.(.+)$/.exec(call.request.token)?.[1] ?? call.request.token
+      if (!secretMatches(secret, options.secret)) {
+        logger.warn({ peer, hostname: call.request.hostname }, 'refused a join: wrong token')
+        return callback(refuse(grpc.status.UNAUTHENTICATED, 'wrong join token'))
+      }
+      const agentId = newId('ag')
+      pki.issueAgent(agentId).then(
+        (pair) => {
+          registry.admit(agentId, call.request.hostname)
+          logger.info({ peer, agentId, hostname: call.request.hostname }, 'agent joined')
+          callback(null, { agentId, certPem: pair.certPem, keyPem: pair.keyPem, caPem: pki.caPem })
+        },
+        (err: unknown) => callback(refuse(grpc.status.INTERNAL, (err as Error).message)),
+      )
+    },
+
+    Control(call: grpc.ServerDuplexStream<AgentMessage, ServerMessage>) {
+      const agentId = guard(call, 'Control')
+      if (!agentId) return
+      let conn: AgentConnection | undefined
+      let ended = false
+      const end = (reason: string): void => {
+        if (ended) return
+        ended = true
+        if (conn) registry.detach(conn, reason)
+        if (!call.writableEnded) call.end()
+      }
+      call.on('data', (msg: AgentMessage) => {
+        try {
+          if (msg.register) {
+            if (conn) registry.detach(conn, 'registered again')
+            conn = createAgentConnection(agentId, (m) => void call.write(m))
+            registry.attach(conn, {
+              info: { ...JSON.parse(msg.register.infoJson), id: agentId },
+              sandboxes: JSON.parse(msg.register.sandboxesJson || '[]'),
+              templates: JSON.parse(msg.register.templatesJson || '[]'),
+              labels: JSON.parse(msg.register.labelsJson || '{}'),
+            })
+          } else if (!conn) {
+            throw new SandstormError('failed_precondition', `expected register first, got ${msg.msg}`)
+          } else if (msg.heartbeat) {
+            registry.heartbeat(agentId, msg.heartbeat)
+          } else if (msg.reply) {
+            conn.onReply(msg.reply)
+          } else if (msg.event?.kind === 'command') {
+            commandLog.record({ ...JSON.parse(msg.event.json), agentId })
+          }
+        } catch (err) {
+          logger.error({ agentId, err }, 'bad message on the control stream; closing it')
+          call.destroy(refuse(grpc.status.INVALID_ARGUMENT, (err as Error).message))
+          end('protocol error')
+        }
+      })
+      call.on('end', () => end('the agent closed the link'))
+      call.on('error', () => end('the link broke'))
+      call.on('cancelled', () => end('the link was cut'))
+      call.on('close', () => end('the link closed'))
+    },
+
+    Data(call: grpc.ServerDuplexStream<DataFrame, DataFrame>) {
+      const agentId = guard(call, 'Data')
+      if (!agentId) return
+      call.on('error', () => undefined)
+      call.once('data', (first: DataFrame) => {
+        call.pause()
+        const conn = registry.get(agentId)?.conn
+        if (!conn?.onData(first.requestId, call)) {
+          logger.warn({ agentId, requestId: first.requestId }, 'a data stream for no pending request')
+          call.end()
+        }
+      })
+    },
+  }
+  server.addService(loadAgentLink().service, handlers)
+
+  // The chain carries the CA too, so that a joining agent can find it and compare it with its token.
+  const certificates = pki && staticCertificates(Buffer.from(pki.caPem), { certificate: Buffer.from(pki.server.certPem + pki.caPem), privateKey: Buffer.from(pki.server.keyPem) })
+  const credentials = certificates
+    ? experimental.createCertificateProviderServerCredentials(
+        certificates,
+        certificates,
+        // Join comes without a certificate; Control and Data check theirs in identify().
+        false,
+      )
+    : grpc.ServerCredentials.createInsecure()
+  const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, bound) => (err ? reject(new SandstormError('unavailable', `could not listen for agents on ${address}: ${err.message}`)) : resolve(bound))),
+  )
+  logger.info({ address: `${options.host}:${port}`, tls: pki !== null }, 'listening for agents')
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Agents reconnect to the next server; there is nothing to drain.
+        server.forceShutdown()
+        resolve()
+      }),
+  }
+}
+
+/** A certificate provider that never changes (grpc-js only takes optional client certificates through one). */
+function staticCertificates(ca: Buffer, identity: { certificate: Buffer; privateKey: Buffer }): experimental.CertificateProvider {
+  return {
+    // Later, not at once: grpc-js subscribes before it registers the watcher that needs the update.
+    addCaCertificateListener: (listener) => void setImmediate(() => listener({ caCertificate: ca })),
+    removeCaCertificateListener: () => undefined,
+    addIdentityCertificateListener: (listener) => void setImmediate(() => listener(identity)),
+    removeIdentityCertificateListener: () => undefined,
+  }
+}

@@ -1,0 +1,115 @@
+/** An AgentApi over one agent's link: small calls on Control, bytes on a Data stream per call. */
+import { once } from 'node:events'
+import type { AgentApi, AgentInfo, AgentSnapshot } from '../../agent/index.js'
+import type { DataFrame } from '../../proto/index.js'
+import { SandstormError } from '../../shared/index.js'
+import type { ExecEvent } from '../../shared/index.js'
+import { fromWire } from './agent-connection.js'
+import type { AgentConnection, DataCall } from './agent-connection.js'
+
+/** Frames of a Data stream until the agent's end frame; a stream cut short is `unavailable`. */
+async function* framesOf(stream: DataCall, agentId: string): AsyncGenerator<DataFrame> {
+  const cut = (): never => {
+    throw new SandstormError('unavailable', `agent "${agentId}" went away during a transfer`)
+  }
+  stream.on('error', () => undefined)
+  let cancelled = false
+  stream.once('cancelled', () => (cancelled = true))
+  try {
+    // Leaving the loop at the end frame must not destroy the call: finish() ends it with a status.
+    for await (const frame of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<DataFrame>) {
+      if (frame.error?.code) throw fromWire(frame.error)
+      yield frame
+      if (frame.end) return
+    }
+  } catch (err) {
+    if (err instanceof SandstormError) throw err
+    cut()
+  }
+  if (cancelled) cut()
+  cut()
+}
+
+/** Ends the server's side of a Data stream (the RPC's status); safe to call twice. */
+function finish(stream: DataCall): void {
+  if (!stream.writableEnded && !stream.destroyed) stream.end()
+}
+
+async function write(stream: DataCall, frame: DataFrame): Promise<void> {
+  if (!stream.write(frame)) await once(stream, 'drain')
+}
+
+/** The AgentApi of one connected agent. */
+export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): AgentApi {
+  const call = conn.call.bind(conn)
+  return {
+    info: () => info,
+    templates: (o) => call('templates', null, o),
+    create: (req, o) => call('create', req, o),
+    destroy: (id, o) => call('destroy', { id }, o),
+    list: (o) => call('list', null, o),
+    pause: (id, o) => call('pause', { id }, o),
+    resume: (id, o) => call('resume', { id }, o),
+    exec: (id, req, o) =>
+      call('exec', { id, req: { ...req, stdin: req.stdin ? Buffer.from(req.stdin).toString('base64') : undefined } }, o),
+    async *follow(id, pid, o) {
+      const stream = await conn.openData('follow', { id, pid }, o)
+      const stop = (): void => finish(stream)
+      o?.signal?.addEventListener('abort', stop, { once: true })
+      try {
+        for await (const frame of framesOf(stream, conn.agentId)) if (frame.json) yield JSON.parse(frame.json) as ExecEvent
+      } finally {
+        o?.signal?.removeEventListener('abort', stop)
+        finish(stream)
+      }
+    },
+    wait: (id, pid, o) => call('wait', { id, pid }, o),
+    processes: (id, o) => call('processes', { id }, o),
+    signal: (id, pid, signal, o) => call('signal', { id, pid, signal }, o),
+    async writeStdin(id, pid, data, close, o) {
+      const stream = await conn.openData('writeStdin', { id, pid, close, hasData: data !== null }, o)
+      try {
+        await write(stream, { requestId: 0, chunk: data ?? new Uint8Array(), end: true })
+        for await (const _ of framesOf(stream, conn.agentId));
+      } finally {
+        finish(stream)
+      }
+    },
+    async *readFile(id, path, o) {
+      const stream = await conn.openData('readFile', { id, path }, o)
+      try {
+        for await (const frame of framesOf(stream, conn.agentId)) if (frame.chunk && frame.chunk.length > 0) yield frame.chunk
+      } finally {
+        finish(stream)
+      }
+    },
+    async writeFile(id, path, data, o) {
+      const stream = await conn.openData('writeFile', { id, path }, o)
+      try {
+        const answer = framesOf(stream, conn.agentId)
+        // An early refusal (no such sandbox) ends the agent's side while we still send.
+        const result = (async () => {
+          for await (const _ of answer);
+        })()
+        result.catch(() => undefined)
+        for await (const chunk of data) await write(stream, { requestId: 0, chunk })
+        await write(stream, { requestId: 0, end: true })
+        await result
+      } finally {
+        finish(stream)
+      }
+    },
+    listDir: (id, path, o) => call('listDir', { id, path }, o),
+    stat: (id, path, o) => call('stat', { id, path }, o),
+    mkdir: (id, path, parents, o) => call('mkdir', { id, path, parents }, o),
+    remove: (id, path, recursive, o) => call('remove', { id, path, recursive }, o),
+    rename: (id, from, to, o) => call('rename', { id, from, to }, o),
+    close: async () => undefined,
+    snapshots: {
+      take: (sandboxId, req, o) => call<AgentSnapshot>('snapshots.take', { sandboxId, req }, o),
+      get: (id, o) => call<AgentSnapshot>('snapshots.get', { id }, o),
+      list: (o) => call<AgentSnapshot[]>('snapshots.list', null, o),
+      remove: (id, o) => call('snapshots.remove', { id }, o),
+    },
+  }
+}

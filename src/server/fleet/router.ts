@@ -1,0 +1,119 @@
+/** The AgentApi of a fleet: each call goes to the agent that holds the sandbox; a create is placed by the scheduler. */
+import type { AgentApi, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
+import { SandstormError } from '../../shared/index.js'
+import type { TemplateInfo } from '../../shared/index.js'
+import type { CatalogDb } from '../db.js'
+import type { AgentRegistry } from './agent-registry.js'
+import { constraintsOf, pickAgent } from './scheduler.js'
+import type { AgentLoad, SchedulerOptions } from './scheduler.js'
+
+/** Options of createFleetRouter. */
+export interface FleetRouterOptions {
+  registry: AgentRegistry
+  db: CatalogDb
+  scheduler?: SchedulerOptions
+}
+
+/** Routes every AgentApi call to the right agent of the fleet. */
+export function createFleetRouter(options: FleetRouterOptions): AgentApi {
+  const { registry, db } = options
+  const agentOf = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
+  const labelsOf = db.prepare<[string], { labels: string }>('SELECT labels FROM sandboxes WHERE id = ?')
+  const place = db.prepare('UPDATE sandboxes SET agent_id = ? WHERE id = ?')
+  const loads = db.prepare<[], { agent_id: string; n: number; memory: number; cpus: number }>(
+    `SELECT agent_id, count(*) AS n, sum(memory_mib) AS memory, sum(cpus) AS cpus FROM sandboxes WHERE agent_id IS NOT NULL GROUP BY agent_id`,
+  )
+  const snapshotRecords = db.prepare<[], { record: string }>('SELECT record FROM snapshots')
+
+  const at = (sandboxId: string): AgentApi => {
+    const row = agentOf.get(sandboxId)
+    if (!row?.agent_id) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
+    return registry.live(row.agent_id, `sandbox "${sandboxId}"`)
+  }
+  const liveApis = (): AgentApi[] => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [e.api] : []))
+  /** The live agent that holds a snapshot (snapshots stay on the host that took them). */
+  const holderOf = async (snapshotId: string): Promise<AgentApi> => {
+    const found = await Promise.all(liveApis().map(async (api) => ((await api.snapshots?.get(snapshotId).then(() => true, () => false)) ? api : null)))
+    const api = found.find((a) => a !== null)
+    if (!api) throw new SandstormError('unavailable', `snapshot "${snapshotId}" is on no live agent`)
+    return api
+  }
+
+  const snapshots: AgentSnapshotApi = {
+    take: (sandboxId, req, o) => need(at(sandboxId)).take(sandboxId, req, o),
+    get: async (id, o) => need(await holderOf(id)).get(id, o),
+    // What the server already knows stays listed while its agent is away; live agents add theirs.
+    async list(o) {
+      const known = new Map(snapshotRecords.all().map((r) => [JSON.parse(r.record).id as string, JSON.parse(r.record) as AgentSnapshot]))
+      for (const api of liveApis()) for (const s of (await api.snapshots?.list(o)) ?? []) known.set(s.id, s)
+      return [...known.values()]
+    },
+    remove: async (id, o) => need(await holderOf(id)).remove(id, o),
+  }
+
+  return {
+    info() {
+      const live = registry.list().filter((e) => e.state === 'live')
+      return {
+        id: 'fleet',
+        hostname: 'fleet',
+        runtimes: [...new Set(live.flatMap((e) => e.info.runtimes))],
+        cpus: live.reduce((n, e) => n + e.info.cpus, 0),
+        memoryMiB: live.reduce((n, e) => n + e.info.memoryMiB, 0),
+      }
+    },
+    async templates(o) {
+      const byName = new Map<string, TemplateInfo>()
+      for (const list of await Promise.all(liveApis().map((api) => api.templates(o).catch(() => [])))) for (const t of list) if (!byName.has(t.name)) byName.set(t.name, t)
+      return [...byName.values()]
+    },
+    async create(req, o) {
+      let api: AgentApi
+      let agentId: string
+      if (req.snapshotId) {
+        api = await holderOf(req.snapshotId)
+        agentId = registry.list().find((e) => e.api === api)!.id
+      } else {
+        const labels = JSON.parse(labelsOf.get(req.id)?.labels ?? '{}') as Record<string, string>
+        const byAgent = new Map<string, AgentLoad>(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }]))
+        // The row being created has no agent yet, so it is not counted twice.
+        const entry = pickAgent(registry.list(), byAgent, { template: req.template, memoryMiB: req.memoryMiB, cpus: req.cpus, constraints: constraintsOf(labels) }, options.scheduler)
+        api = entry.api!
+        agentId = entry.id
+      }
+      place.run(agentId, req.id)
+      return api.create(req, o)
+    },
+    destroy: (id, o) => at(id).destroy(id, o),
+    async list(o) {
+      return (await Promise.all(liveApis().map((api) => api.list(o)))).flat()
+    },
+    pause: (id, o) => at(id).pause(id, o),
+    resume: (id, o) => at(id).resume(id, o),
+    exec: (id, req, o) => at(id).exec(id, req, o),
+    // Generators, so that a lost agent fails on the first read as every other stream error does.
+    async *follow(id, pid, o) {
+      yield* at(id).follow(id, pid, o)
+    },
+    wait: (id, pid, o) => at(id).wait(id, pid, o),
+    processes: (id, o) => at(id).processes(id, o),
+    signal: (id, pid, signal, o) => at(id).signal(id, pid, signal, o),
+    writeStdin: (id, pid, data, close, o) => at(id).writeStdin(id, pid, data, close, o),
+    async *readFile(id, path, o) {
+      yield* at(id).readFile(id, path, o)
+    },
+    writeFile: (id, path, data, o) => at(id).writeFile(id, path, data, o),
+    listDir: (id, path, o) => at(id).listDir(id, path, o),
+    stat: (id, path, o) => at(id).stat(id, path, o),
+    mkdir: (id, path, parents, o) => at(id).mkdir(id, path, parents, o),
+    remove: (id, path, recursive, o) => at(id).remove(id, path, recursive, o),
+    rename: (id, from, to, o) => at(id).rename(id, from, to, o),
+    close: async () => undefined,
+    snapshots,
+  }
+}
+
+function need(api: AgentApi): AgentSnapshotApi {
+  if (!api.snapshots) throw new SandstormError('failed_precondition', 'this agent cannot take snapshots')
+  return api.snapshots
+}

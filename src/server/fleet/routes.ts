@@ -1,0 +1,60 @@
+/** GET /v1/agents and GET /v1/logs: the fleet and its central command log. */
+import { Hono } from 'hono'
+import type { AgentRegistry } from './agent-registry.js'
+import type { CommandLog } from './command-log.js'
+
+/** An agent as GET /v1/agents lists it. */
+export interface AgentView {
+  id: string
+  hostname: string
+  state: 'live' | 'lost'
+  labels: Record<string, string>
+  runtimes: string[]
+  cpus: number
+  memoryMiB: number
+  templates: string[]
+  lastHeartbeatAt: string
+  metrics: { load1: number; memoryFreeMiB: number; memoryTotalMiB: number; diskFreeMiB: number; sandboxes: number } | null
+}
+
+/** The routes, behind the same API key check as the rest of /v1. */
+export function createFleetRoutes(deps: { registry: AgentRegistry; commandLog: CommandLog; checkApiKey: (key: string) => boolean }): Hono {
+  const app = new Hono()
+  app.use('*', async (c, next) => {
+    const key = c.req.header('authorization')?.replace(/^Bearer\s+/i, '') ?? c.req.header('x-api-key') ?? ''
+    if (!deps.checkApiKey(key)) return c.json({ code: 'unauthenticated', message: 'missing or wrong API key: expected Authorization: Bearer <key>' }, 401)
+    return next()
+  })
+  app.get('/v1/agents', (c) =>
+    c.json({
+      agents: deps.registry.list().map(
+        (e): AgentView => ({
+          id: e.id,
+          hostname: e.hostname,
+          state: e.state,
+          labels: e.labels,
+          runtimes: e.info.runtimes,
+          cpus: e.info.cpus,
+          memoryMiB: e.info.memoryMiB,
+          templates: e.templates,
+          lastHeartbeatAt: new Date(e.lastHeartbeatMs).toISOString(),
+          metrics: e.metrics,
+        }),
+      ),
+    }),
+  )
+  app.get('/v1/logs', (c) => {
+    const sandboxId = c.req.query('sandbox') || undefined
+    const limit = Number(c.req.query('limit') ?? 1000)
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
+      return c.json({ code: 'invalid_argument', message: `limit must be an integer from 1 to 100000, got "${c.req.query('limit')}"` }, 400)
+    }
+    return c.json({ commands: deps.commandLog.list({ sandboxId, limit }) })
+  })
+  return app
+}
+
+/** Paths these routes answer. */
+export function isFleetPath(path: string): boolean {
+  return path === '/v1/agents' || path === '/v1/logs'
+}
