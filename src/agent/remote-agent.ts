@@ -2,7 +2,7 @@
 import { once } from 'node:events'
 import { join } from 'node:path'
 import type * as grpc from '@grpc/grpc-js'
-import { linkChannelOptions, loadAgentLink } from '../proto/index.js'
+import { loadAgentLink } from '../proto/index.js'
 import type { AgentMessage, DataFrame, RequestMessage, ServerMessage, WireError } from '../proto/index.js'
 import { SandstormError, silentLogger } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
@@ -62,7 +62,7 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
   })
   const local = options.local ?? (await createLocalAgent({ dataDir: options.dataDir, templatesDir: options.templatesDir, logger: options.logger }))
   const { Client } = loadAgentLink()
-  const client = new Client(target, identity.credentials, linkChannelOptions)
+  const client = new Client(target, identity.credentials, identity.channelOptions)
   const heartbeatMs = options.heartbeatMs ?? 5_000
   const maxBackoffMs = options.maxBackoffMs ?? 5_000
   const stopping = new AbortController()

@@ -14,6 +14,7 @@ import { newId, SandstormError } from '../shared/index.js'
 export interface LinkIdentity {
   agentId: string
   credentials: grpc.ChannelCredentials
+  channelOptions: grpc.ChannelOptions
   /** Metadata for Control and Data (the token, on an --insecure link). */
   metadata(): grpc.Metadata
 }
@@ -41,6 +42,7 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
     return {
       agentId,
       credentials: grpc.credentials.createInsecure(),
+      channelOptions: linkChannelOptions,
       metadata() {
         const m = new grpc.Metadata()
         m.set(insecureHeaders.token, token)
@@ -58,8 +60,11 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
   }
   const [ca, key, cert] = await Promise.all(['ca.pem', 'key.pem', 'cert.pem'].map((n) => readFile(file(n))))
   const agentId = /CN=([^\n,]+)/.exec(new X509Certificate(cert!).subject)?.[1] ?? ''
-  return { agentId, credentials: tlsCredentials(ca!, key!, cert!), metadata: () => new grpc.Metadata() }
+  return { agentId, credentials: tlsCredentials(ca!, key!, cert!), channelOptions: tlsChannelOptions, metadata: () => new grpc.Metadata() }
 }
+
+/** The name sent in TLS (an IP address is not a valid server name) and checked in the server's certificate. */
+const tlsChannelOptions: grpc.ChannelOptions = { ...linkChannelOptions, 'grpc.ssl_target_name_override': serverCommonName, 'grpc.default_authority': serverCommonName }
 
 /** TLS to a server whose certificate chains to `ca` and names the server (the address is not checked: the CA is this fleet's own). */
 function tlsCredentials(ca: Buffer, key: Buffer | null, cert: Buffer | null): grpc.ChannelCredentials {
@@ -76,7 +81,7 @@ async function join_(serverUrl: string, token: string): Promise<JoinReply> {
   const { host, port, target } = linkTarget(serverUrl)
   const caPem = await fetchPinnedCa(host, port, caSha256)
   const { Client } = loadAgentLink()
-  const client = new Client(target, tlsCredentials(Buffer.from(caPem), null, null), linkChannelOptions)
+  const client = new Client(target, tlsCredentials(Buffer.from(caPem), null, null), tlsChannelOptions)
   try {
     return await new Promise<JoinReply>((resolve, reject) =>
       client.Join({ token: secret, hostname: hostname() }, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, reply: JoinReply) =>
@@ -93,7 +98,7 @@ async function join_(serverUrl: string, token: string): Promise<JoinReply> {
 /** Reads the server's certificate chain without trusting it and returns the CA whose hash the token names. */
 function fetchPinnedCa(host: string, port: number, caSha256: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, servername: host.includes(':') || /^[\d.]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: ['h2'] })
+    const socket = connect({ host, port, servername: serverCommonName, rejectUnauthorized: false, ALPNProtocols: ['h2'] })
     socket.setTimeout(10_000, () => socket.destroy(new Error('timed out')))
     socket.once('error', (err) => reject(new SandstormError('unavailable', `could not reach the server at ${host}:${port}: ${err.message}`)))
     socket.once('secureConnect', () => {

@@ -1,6 +1,8 @@
 /** The `sandstorm` program: its commands, and how errors become one line and an exit code. */
 import { Command, CommanderError } from 'commander'
 import { CommandExitError, TimeoutError } from '../sdk/index.js'
+import { registerAgent } from './agent.js'
+import { registerAgents } from './agents.js'
 import { registerCp } from './cp.js'
 import { registerCreate } from './create.js'
 import { registerExec } from './exec.js'
@@ -10,6 +12,7 @@ import { registerLs } from './ls.js'
 import { registerRm } from './rm.js'
 import { registerPool } from './pool.js'
 import { registerRun } from './run.js'
+import { registerServer } from './server.js'
 import { registerSetup } from './setup.js'
 import { registerSnapshot } from './snapshot.js'
 import { registerTemplate } from './template.js'
@@ -27,6 +30,9 @@ export function createProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`sandstorm: ${text.replace(/^error: /, '')}`) })
     .exitOverride()
   registerUp(program)
+  registerServer(program)
+  registerAgent(program)
+  registerAgents(program)
   registerCreate(program)
   registerExec(program)
   registerRun(program)

@@ -1,0 +1,50 @@
+/** `sandstorm agent`: run this host's sandboxes for a server it dials (outbound only). */
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import { parsePositiveInt } from './cli-context.js'
+import { collect, parseKeyValues } from './key-value.js'
+import { waitForStop } from './stop-signal.js'
+import { defaultDataDir } from './template.js'
+
+interface AgentFlags {
+  server: string
+  token?: string
+  dataDir: string
+  templatesDir?: string
+  label?: string[]
+  insecure?: boolean
+  heartbeatMs: string
+}
+
+/** Registers `agent`. */
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run an agent that dials the server and runs the sandboxes it schedules here')
+    .requiredOption('--server <host:port>', 'where the server listens for agents')
+    .option('--token <token>', 'join token printed by `sandstorm server` (needed on the first start)')
+    .option('--data-dir <dir>', 'sandboxes, templates and this agent\'s certificate', defaultDataDir())
+    .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
+    .option('--label <k=v>', 'a label the scheduler can match (repeatable)', collect)
+    .option('--insecure', 'plain-text link (the server must run --insecure too)')
+    .option('--heartbeat-ms <ms>', 'how often to send a heartbeat', '5000')
+    .action(async (flags: AgentFlags) => {
+      const heartbeatMs = parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
+      const [{ runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
+      const logger = createLogger()
+      const agent = await runAgent({
+        serverUrl: flags.server,
+        token: flags.token ?? process.env.SANDSTORM_JOIN_TOKEN,
+        dataDir: flags.dataDir,
+        templatesDir: flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates'),
+        labels: parseKeyValues(flags.label, '--label') ?? {},
+        insecure: flags.insecure === true,
+        heartbeatMs,
+        logger,
+      })
+      process.stdout.write(`sandstorm: agent ${agent.agentId} serving ${flags.server}\n`)
+      await waitForStop()
+      logger.info('stopping')
+      await agent.close()
+    })
+}

@@ -1,0 +1,45 @@
+/** `sandstorm agents` and `sandstorm logs`: the fleet and its central command log. */
+import type { Command } from 'commander'
+import { listAgents, listCommandLogs } from '../sdk/index.js'
+import { connectionOf, printJson, printTable } from './cli-context.js'
+import { formatDuration } from './duration.js'
+
+/** Registers `agents` and `logs`. */
+export function registerAgents(program: Command): void {
+  program
+    .command('agents')
+    .description('list the agents of the fleet with their last heartbeat and host metrics')
+    .option('--json', 'print JSON')
+    .action(async (flags: { json?: boolean }, cmd: Command) => {
+      const agents = await listAgents(connectionOf(cmd))
+      if (flags.json) return printJson(agents)
+      const now = Date.now()
+      printTable(
+        ['ID', 'HOST', 'STATE', 'HEARTBEAT', 'SANDBOXES', 'LOAD', 'MEM FREE', 'DISK FREE', 'LABELS'],
+        agents.map((a) => [
+          a.id,
+          a.hostname,
+          a.state,
+          `${formatDuration(Math.max(0, now - Date.parse(a.lastHeartbeatAt)))} ago`,
+          String(a.metrics?.sandboxes ?? '-'),
+          a.metrics ? a.metrics.load1.toFixed(2) : '-',
+          a.metrics ? `${a.metrics.memoryFreeMiB}MiB` : '-',
+          a.metrics ? `${a.metrics.diskFreeMiB}MiB` : '-',
+          Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(','),
+        ]),
+      )
+    })
+  program
+    .command('logs')
+    .description('list the commands run in sandboxes (central log of a `sandstorm server`)')
+    .option('--sandbox <id>', 'only this sandbox')
+    .option('--json', 'print JSON')
+    .action(async (flags: { sandbox?: string; json?: boolean }, cmd: Command) => {
+      const commands = await listCommandLogs({ ...connectionOf(cmd), sandboxId: flags.sandbox })
+      if (flags.json) return printJson(commands)
+      printTable(
+        ['ENDED', 'SANDBOX', 'EXIT', 'DURATION', 'OUTPUT', 'COMMAND'],
+        commands.map((c) => [c.endedAt, c.sandboxId, String(c.exitCode), `${c.durationMs}ms`, `${c.outputBytes}B`, c.argv.join(' ')]),
+      )
+    })
+}

@@ -1,0 +1,49 @@
+/** `sandstorm server`: the control plane alone; agents on any host dial in with `sandstorm agent`. */
+import type { Command } from 'commander'
+import { parsePositiveInt } from './cli-context.js'
+import { waitForStop } from './stop-signal.js'
+import { defaultDataDir } from './template.js'
+
+interface ServerFlags {
+  dataDir: string
+  host: string
+  port: string
+  agentHost?: string
+  agentPort: string
+  insecure?: boolean
+}
+
+/** Registers `server`. */
+export function registerServer(program: Command): void {
+  program
+    .command('server')
+    .description('run the server without a local agent; agents join with `sandstorm agent --server HOST:PORT --token T`')
+    .option('--data-dir <dir>', 'state, API key, CA and join token', defaultDataDir())
+    .option('--host <host>', 'address of the HTTP API', '127.0.0.1')
+    .option('--port <port>', 'port of the HTTP API (0 picks a free one)', '7420')
+    .option('--agent-host <host>', 'address agents dial (default: --host)')
+    .option('--agent-port <port>', 'port agents dial (0 picks a free one)', '7421')
+    .option('--insecure', 'plain-text link to agents (token on every call); only on a network you trust')
+    .action(async (flags: ServerFlags) => {
+      const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
+      const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
+      const [{ startServer }, { createLogger }] = await Promise.all([import('../server/index.js'), import('../shared/index.js')])
+      const logger = createLogger()
+      const server = await startServer({
+        dataDir: flags.dataDir,
+        host: flags.host,
+        port,
+        logger,
+        fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true },
+      })
+      const agentAddress = `${flags.agentHost ?? flags.host}:${server.fleet!.port}`
+      process.stdout.write(
+        `sandstorm: listening on ${server.url} (API key in ${server.apiKeyPath})\n` +
+          `sandstorm: agents dial ${agentAddress}${flags.insecure ? ' (insecure)' : ''}; join a host with:\n` +
+          `  sandstorm agent --server ${agentAddress} --token ${server.fleet!.joinToken}${flags.insecure ? ' --insecure' : ''}\n`,
+      )
+      await waitForStop()
+      logger.info('stopping')
+      await server.close()
+    })
+}

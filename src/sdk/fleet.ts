@@ -1,0 +1,44 @@
+/** The fleet as a `sandstorm server` reports it: its agents and the central command log. */
+import { resolveConnection, type ConnectionOptions } from './connection.js'
+import { createApiClient } from './http-client.js'
+
+/** An agent of the fleet, as GET /v1/agents lists it. */
+export interface AgentInfo {
+  id: string
+  hostname: string
+  state: 'live' | 'lost'
+  labels: Record<string, string>
+  runtimes: string[]
+  cpus: number
+  memoryMiB: number
+  templates: string[]
+  lastHeartbeatAt: string
+  metrics: { load1: number; memoryFreeMiB: number; memoryTotalMiB: number; diskFreeMiB: number; sandboxes: number } | null
+}
+
+/** One command run in a sandbox, as the server logged it. */
+export interface CommandLogEntry {
+  sandboxId: string
+  agentId: string
+  argv: string[]
+  exitCode: number
+  durationMs: number
+  outputBytes: number
+  endedAt: string
+}
+
+/** The agents a fleet server knows, live and lost. */
+export async function listAgents(options: ConnectionOptions = {}): Promise<AgentInfo[]> {
+  const body = await createApiClient(resolveConnection(options)).json<{ agents: AgentInfo[] }>({ method: 'GET', path: '/v1/agents', signal: options.signal })
+  return body.agents
+}
+
+/** Commands the fleet ran, oldest first, optionally of one sandbox. */
+export async function listCommandLogs(options: ConnectionOptions & { sandboxId?: string; limit?: number } = {}): Promise<CommandLogEntry[]> {
+  const query = new URLSearchParams()
+  if (options.sandboxId) query.set('sandbox', options.sandboxId)
+  if (options.limit) query.set('limit', String(options.limit))
+  const qs = query.size > 0 ? `?${query}` : ''
+  const body = await createApiClient(resolveConnection(options)).json<{ commands: CommandLogEntry[] }>({ method: 'GET', path: `/v1/logs${qs}`, signal: options.signal })
+  return body.commands
+}
