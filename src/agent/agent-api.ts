@@ -3,6 +3,7 @@
  * remote agent (over gRPC) implements the same interface.
  */
 import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+import type { AgentGoldenApi } from './golden-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 
 /** A sandbox to create, with everything already validated and defaulted by the server. */
@@ -81,4 +82,6 @@ export interface AgentApi {
   close(): Promise<void>
   /** Snapshots, where the agent's storage can take them. */
   readonly snapshots?: AgentSnapshotApi
+  /** Golden templates (snapshots promoted to template versions), where the agent has snapshots. */
+  readonly golden?: AgentGoldenApi
 }

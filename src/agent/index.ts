@@ -2,4 +2,5 @@
 export type * from './agent-api.js'
 export { createLocalAgent, type LocalAgentOptions } from './local-agent.js'
 export type * from './snapshot-api.js'
+export type * from './golden-api.js'
 export { runAgent, type RemoteAgentOptions, type RunningAgent } from './remote-agent.js'

@@ -7,6 +7,7 @@ import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } fro
 import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
+import { createGoldenTemplates, guardSnapshots } from './golden-templates.js'
 
 /** Options of createLocalAgent. */
 export interface LocalAgentOptions {
@@ -44,6 +45,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
   const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, logger: log })
+  const golden = createGoldenTemplates(templates, layers)
   await state.init()
   await adopt()
   await layers.sweep(sandboxes.keys())
@@ -206,7 +208,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       sandboxes.clear()
     },
 
-    snapshots: layers.snapshots(backend, (id) => sandboxes.has(id)),
+    snapshots: guardSnapshots(layers.snapshots(backend, (id) => sandboxes.has(id)), golden),
+    golden,
   }
   return agent
 }

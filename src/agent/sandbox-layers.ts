@@ -48,6 +48,8 @@ export interface SandboxLayers {
   release(sandboxId: string): Promise<void>
   /** Removes writable layers of sandboxes that are not in `live`. */
   sweep(live: Iterable<string>): Promise<void>
+  /** A snapshot's whole root: its layers, topmost first, over the template version it was taken on. */
+  stackOf(snapshotId: string): Promise<{ snapshot: AgentSnapshot; rootfs: RootfsSpec; layerDirs: string[] }>
   /** Snapshot operations on the sandboxes that `has` knows. */
   snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean): AgentSnapshotApi
 }
@@ -116,6 +118,17 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     },
 
     release: (sandboxId) => store.release(sandboxId),
+
+    async stackOf(snapshotId) {
+      const layer = await store.get(snapshotId)
+      const meta = metaOf(layer.meta, `snapshot "${snapshotId}"`)
+      const layerDirs = [layer.id, ...layer.chain].map((id) => store.lowerDirOf(id))
+      return {
+        snapshot: toSnapshot(layer),
+        layerDirs,
+        rootfs: { lowerDirs: [...layerDirs, ...meta.rootfs.lowerDirs], readonlyBinds: meta.rootfs.readonlyBinds },
+      }
+    },
 
     async sweep(live) {
       const keep = new Set(live)

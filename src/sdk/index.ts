@@ -7,7 +7,7 @@ export type { CommandResult } from './command-result.js'
 export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'
-export { listTemplates } from './templates.js'
+export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions } from './templates.js'
 export { listAgents, listCommandLogs, type AgentInfo, type CommandLogEntry } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type PoolInfo, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
 export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
@@ -26,5 +26,5 @@ export {
   CommandExitError,
   type SdkErrorCode,
 } from './errors.js'
-export type { SnapshotInfo } from '../shared/index.js'
+export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
 export type { SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'

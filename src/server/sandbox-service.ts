@@ -5,6 +5,7 @@ import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState 
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
+import { withGoldenSource } from './golden-source.js'
 import type { ServerMetrics } from './metrics.js'
 
 /** A validated create request. */
@@ -158,7 +159,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       timers.arm(id, created.expiresAtMs)
       metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
       logger.info({ sandboxId: id, template: created.template, runtime: created.runtime }, 'sandbox created')
-      return toSandboxInfo(created)
+      return withGoldenSource(toSandboxInfo(created), template, input, from)
     },
 
     get(id) {

@@ -157,6 +157,10 @@ export interface TemplateInfo {
   buildMs: number
   builtAt: string
   defaults: { memoryMiB: number; cpus: number }
+  /** A golden template (promoted from a snapshot): the template it was made on. */
+  baseTemplate?: string
+  /** A golden template: the snapshot whose layers it stands on. */
+  snapshotId?: string
 }
 
 /** The body of every error response. */

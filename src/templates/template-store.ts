@@ -56,6 +56,25 @@ export interface TemplateStore {
   resolve(name: string): Promise<ResolvedTemplate>
   /** Builds a default template ('debian' | 'host'); a no-op returning the existing one unless `force`. */
   build(name: string, options?: TemplateBuildOptions): Promise<TemplateInfo>
+  /** Adds a version of `name` whose root is a stack of layers (a golden template) and makes it current. */
+  promote(name: string, spec: GoldenVersionSpec): Promise<TemplateInfo>
+  /** Makes the version before the current one current; `failed_precondition` when there is none. */
+  rollback(name: string): Promise<TemplateInfo>
+  /** Versions (as `name vN`) that stand on snapshot `snapshotId`, current or kept for rollback. */
+  standingOn(snapshotId: string): Promise<string[]>
+}
+
+/** A golden template version: layers over a base template, and the config it was made with. */
+export interface GoldenVersionSpec {
+  /** Its root: the snapshot's layers, topmost first, then the base template's. */
+  rootfs: Pick<RootfsSpec, 'lowerDirs' | 'readonlyBinds'>
+  /** The config (memory, cpus) of the sandbox the snapshot was taken of. */
+  defaults: { memoryMiB: number; cpus: number }
+  baseTemplate: string
+  snapshotId: string
+  /** Bytes of the snapshot's own layers. */
+  sizeBytes: number
+  description: string
 }
 
 /** Options for tests only (not exported from index.ts): replace the recipes. */
@@ -73,6 +92,10 @@ const storedTemplateSchema = z.object({
   builtAt: z.string(),
   defaults: z.object({ memoryMiB: z.number().int().positive(), cpus: z.number().positive() }),
   readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })).default([]),
+  /** A golden version's root: layers stacked over its base (absent: the version's own rootfs/). */
+  lowerDirs: z.array(z.string()).optional(),
+  baseTemplate: z.string().optional(),
+  snapshotId: z.string().optional(),
 })
 type StoredTemplate = z.infer<typeof storedTemplateSchema>
 
@@ -102,6 +125,11 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     if (!versionPattern.test(target)) {
       throw new SandstormError('internal', `template "${name}": expected "current" to point at a version number, found "${target}"`)
     }
+    return readVersion(name, target)
+  }
+
+  /** One version of `name` as its template.json records it. */
+  async function readVersion(name: string, target: string): Promise<{ stored: StoredTemplate; versionDir: string }> {
     const versionDir = join(dir, name, target)
     const raw = await readFile(join(versionDir, 'template.json'), 'utf8')
     let json: unknown
@@ -145,7 +173,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     }
     return {
       info: toInfo(current.stored),
-      rootfs: { lowerDirs: [join(current.versionDir, 'rootfs')], readonlyBinds: current.stored.readonlyBinds },
+      rootfs: { lowerDirs: current.stored.lowerDirs ?? [join(current.versionDir, 'rootfs')], readonlyBinds: current.stored.readonlyBinds },
     }
   }
 
@@ -156,8 +184,13 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
       throw new SandstormError('invalid_argument', `cannot build template "${name}": expected one of ${buildable.join(', ')}`)
     }
     await ready
+    return inQueue(name, () => buildOne(name, recipe, buildOptions))
+  }
+
+  /** Runs `work` after every earlier build, promote or rollback of `name` in this process. */
+  function inQueue<T>(name: string, work: () => Promise<T>): Promise<T> {
     const previous = queues.get(name) ?? Promise.resolve()
-    const run = previous.then(() => buildOne(name, recipe, buildOptions))
+    const run = previous.then(work)
     const settled = run.catch(() => undefined)
     queues.set(name, settled)
     void settled.then(() => {
@@ -243,12 +276,92 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     }
   }
 
-  return { list, resolve: resolveTemplate, build }
+  /** Runs `work` under the queue of `name` and its lock file (shared with other processes). */
+  async function exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    checkTemplateName(name)
+    await ready
+    return inQueue(name, async () => {
+      const lock = await acquireBuildLock(dir, name)
+      try {
+        return await work()
+      } finally {
+        await lock.release()
+      }
+    })
+  }
+
+  async function promote(name: string, spec: GoldenVersionSpec): Promise<TemplateInfo> {
+    return exclusive(name, async () => {
+      const tmp = join(dir, `.build-${name}-${randomBytes(4).toString('hex')}`)
+      try {
+        await mkdir(tmp)
+        await mkdir(join(dir, name), { recursive: true })
+        const version = await nextVersion(join(dir, name))
+        const stored: StoredTemplate = {
+          name,
+          version,
+          description: spec.description,
+          sizeBytes: spec.sizeBytes,
+          buildMs: 0,
+          builtAt: new Date().toISOString(),
+          defaults: { ...spec.defaults },
+          readonlyBinds: spec.rootfs.readonlyBinds.map((b) => ({ ...b })),
+          lowerDirs: [...spec.rootfs.lowerDirs],
+          baseTemplate: spec.baseTemplate,
+          snapshotId: spec.snapshotId,
+        }
+        await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
+        await rename(tmp, join(dir, name, String(version)))
+        await switchCurrent(name, version)
+        logger.info({ template: name, version, snapshotId: spec.snapshotId }, 'snapshot promoted to a template version')
+        return toInfo(stored)
+      } catch (err) {
+        await removeTree(tmp).catch(() => undefined)
+        throw SandstormError.from(err)
+      }
+    })
+  }
+
+  async function rollback(name: string): Promise<TemplateInfo> {
+    return exclusive(name, async () => {
+      const current = await readCurrent(name)
+      if (!current) throw new SandstormError('not_found', `unknown template "${name}": nothing to roll back`)
+      const older = (await versionsOf(join(dir, name))).filter((v) => v < current.stored.version)
+      const previous = older.at(-1)
+      if (previous === undefined) {
+        throw new SandstormError('failed_precondition', `template "${name}" is at version ${current.stored.version}: expected an older version to roll back to, found none`)
+      }
+      const target = await readVersion(name, String(previous))
+      await switchCurrent(name, previous)
+      logger.info({ template: name, from: current.stored.version, to: previous }, 'template rolled back')
+      return toInfo(target.stored)
+    })
+  }
+
+  async function standingOn(snapshotId: string): Promise<string[]> {
+    await ready
+    const out: string[] = []
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !templateNamePattern.test(entry.name)) continue
+      for (const version of await versionsOf(join(dir, entry.name))) {
+        const found = await readVersion(entry.name, String(version)).catch(() => null)
+        if (found?.stored.snapshotId === snapshotId) out.push(`${entry.name} v${version}`)
+      }
+    }
+    return out
+  }
+
+  return { list, resolve: resolveTemplate, build, promote, rollback, standingOn }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
-  const { readonlyBinds: _binds, ...info } = stored
+  const { readonlyBinds: _binds, lowerDirs: _lowerDirs, ...info } = stored
   return info
+}
+
+/** The versions in `nameDir`, oldest first. */
+async function versionsOf(nameDir: string): Promise<number[]> {
+  return (await readdir(nameDir)).filter((e) => versionPattern.test(e)).map(Number).sort((a, b) => a - b)
 }
 
 /** One more than the highest version in `nameDir` (older versions stay, for rollback). */
