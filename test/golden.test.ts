@@ -8,6 +8,8 @@ import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { execa } from 'execa'
 import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { silentLogger, type TemplateBuildEvent, type TemplateInfo } from '../src/shared/index.js'
@@ -25,6 +27,7 @@ import {
 import { skipReason, templatesDir as sharedTemplatesDir } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
+const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 
 describe('golden templates', { skip }, () => {
   let dataDir: string
@@ -48,6 +51,10 @@ describe('golden templates', { skip }, () => {
     })
     assert.equal(res.status, 201, await res.clone().text())
     return (await res.json()) as { id: string; source?: string }
+  }
+  const cli = async (...args: string[]) => {
+    const r = await execa('node', [main, '--url', conn.apiUrl, '--api-key', conn.apiKey, ...args], { reject: false })
+    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
   }
   const kill = (id: string) => fetch(`${conn.apiUrl}/v1/sandboxes/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${conn.apiKey}` } })
 
@@ -171,5 +178,33 @@ describe('golden templates', { skip }, () => {
     const fromBase = await create({ template: 'debian' })
     assert.equal(fromBase.source, undefined)
     for (const s of [plain, same, other, fromBase]) await kill(s.id)
+  })
+
+  it('builds, promotes and rolls back from the CLI, and exits non-zero naming a failed step', async () => {
+    const ok = await cli('template', 'build', 'cli-made', '--from', 'debian', '--run', 'echo from-step-one > /made', '--run', 'echo printed-by-two; echo warned-by-two >&2')
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.match(ok.stdout, /printed-by-two/)
+    assert.match(ok.stderr, /==> step 2\/2: echo printed-by-two/)
+    assert.match(ok.stderr, /warned-by-two/)
+    assert.match(ok.stdout, /cli-made version 1 built/)
+
+    const failed = await cli('template', 'build', 'cli-made', '--from', 'debian', '--run', 'true', '--run', 'echo nope >&2; exit 7')
+    assert.notEqual(failed.code, 0)
+    assert.match(failed.stderr, /step 2 of 2 \("echo nope >&2; exit 7"\) failed with exit code 7: nope/)
+    assert.equal((await current('cli-made'))?.version, 1)
+
+    const sb = await Sandbox.create('cli-made', { ...conn })
+    assert.equal(await sh(sb, 'cat /made'), 'from-step-one\n')
+    const snap = await sb.snapshot(conn)
+    await sb.kill(conn)
+    const promoted = await cli('template', 'promote', snap.id, '--name', 'cli-made')
+    assert.equal(promoted.code, 0, promoted.stderr)
+    assert.match(promoted.stdout, /cli-made version 2 is current/)
+    const back = await cli('template', 'rollback', 'cli-made')
+    assert.equal(back.code, 0, back.stderr)
+    assert.match(back.stdout, /cli-made version 1 is current again/)
+    const none = await cli('template', 'rollback', 'cli-made')
+    assert.notEqual(none.code, 0)
+    assert.match(none.stderr, /expected an older version/)
   })
 })

@@ -1,8 +1,9 @@
 /** `sandstorm template ls` (through the API) and `sandstorm template build` (local, no server). */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { listTemplates, type TemplateInfo } from '../sdk/index.js'
-import { connectionOf, printJson, printTable } from './cli-context.js'
+import { InvalidArgumentError, listTemplates, type TemplateInfo } from '../sdk/index.js'
+import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTable } from './cli-context.js'
+import { buildOnServer, registerGoldenTemplate } from './template-golden.js'
 import { formatDuration } from './duration.js'
 
 /** Where `up` and `template build` keep their data unless told otherwise. */
@@ -39,14 +40,21 @@ export function registerTemplate(program: Command): void {
       if (flags.json) return printJson(list)
       printTable(['NAME', 'VERSION', 'SIZE', 'BUILD TIME', 'BUILT AT'], templateRows(list))
     })
+  registerGoldenTemplate(template)
   template
     .command('build')
-    .description('build a template on this machine (no server needed): debian or host')
+    .description('build a template: debian or host on this machine (no server needed); or, with --from, a golden template on the server from --run steps')
     .argument('<name>', 'template to build')
     .option('--data-dir <dir>', 'data directory; templates go to <dir>/templates', defaultDataDir())
     .option('--force', 'build a new version even if one exists')
+    .option('--from <template>', 'build on the server: start a temporary sandbox of this template')
+    .option('--run <cmd>', 'with --from: a step, run as root with /bin/sh -c (repeat for more)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--memory <MiB>', 'with --from: memory of the build sandbox, recorded in the template', (v) => parsePositiveInt(v, '--memory'))
+    .option('--cpus <n>', 'with --from: cpus of the build sandbox, recorded in the template', (v) => parsePositiveNumber(v, '--cpus'))
     .option('--json', 'print the built template as JSON')
-    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean }) => {
+    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number }, cmd: Command) => {
+      if (flags.from !== undefined) return buildOnServer(name, { ...flags, from: flags.from }, cmd)
+      if (flags.run.length > 0) throw new InvalidArgumentError('invalid_argument', '--run needs --from: expected the template to run the steps on')
       // Loaded here so that the other commands do not pay for the build code.
       const { buildTemplate } = await import('./template-build.js')
       const info = await buildTemplate(name, { dir: join(flags.dataDir, 'templates'), force: flags.force ?? false })

@@ -1,0 +1,67 @@
+/** `sandstorm template promote SNAP --name NAME`, `template rollback NAME` and the server side of `template build NAME --from T --run CMD`. */
+import type { Command } from 'commander'
+import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type TemplateInfo } from '../sdk/index.js'
+import { connectionOf, printJson } from './cli-context.js'
+import { interruptSignal } from './interrupt.js'
+
+/** One line saying which version of a template is now current. */
+function printVersion(info: TemplateInfo, what: string): void {
+  process.stdout.write(`${info.name} version ${info.version} ${what}${info.snapshotId ? ` (snapshot ${info.snapshotId} over ${info.baseTemplate})` : ''}\n`)
+}
+
+/** Registers `template promote` and `template rollback` under `template`. */
+export function registerGoldenTemplate(template: Command): void {
+  template
+    .command('promote')
+    .description('make a snapshot the new current version of a template (older versions are kept for rollback)')
+    .argument('<snapshot>', 'snapshot id')
+    .requiredOption('--name <name>', 'template to add the version to')
+    .option('--json', 'print the template as JSON')
+    .action(async (snapshotId: string, flags: { name: string; json?: boolean }, cmd: Command) => {
+      const info = await promoteTemplate(flags.name, snapshotId, connectionOf(cmd))
+      if (flags.json) printJson(info)
+      else printVersion(info, 'is current')
+    })
+  template
+    .command('rollback')
+    .description('make the version before the current one of a template current')
+    .argument('<name>', 'template')
+    .option('--json', 'print the template as JSON')
+    .action(async (name: string, flags: { json?: boolean }, cmd: Command) => {
+      const info = await rollbackTemplate(name, connectionOf(cmd))
+      if (flags.json) printJson(info)
+      else printVersion(info, 'is current again')
+    })
+}
+
+/** Options of buildOnServer. */
+export interface ServerBuildFlags {
+  from: string
+  run: string[]
+  memory?: number
+  cpus?: number
+  json?: boolean
+}
+
+/**
+ * Builds a golden template on the server, streaming each step's output (stdout to stdout, the
+ * rest to stderr); a failed step rejects with the server's error, which names it. Ctrl-C cancels
+ * the build, which then leaves nothing.
+ */
+export async function buildOnServer(name: string, flags: ServerBuildFlags, cmd: Command): Promise<void> {
+  const result = await buildGoldenTemplate(
+    name,
+    { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus },
+    {
+      ...connectionOf(cmd),
+      signal: interruptSignal(),
+      onEvent(event) {
+        if (event.type === 'step') process.stderr.write(`==> step ${event.index + 1}/${flags.run.length}: ${event.cmd}\n`)
+        else if (event.type === 'stdout') process.stdout.write(Buffer.from(event.data, 'base64'))
+        else if (event.type === 'stderr') process.stderr.write(Buffer.from(event.data, 'base64'))
+      },
+    },
+  )
+  if (flags.json) printJson(result.template)
+  else printVersion(result.template, 'built')
+}
