@@ -1,4 +1,5 @@
 /** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
+import { setMaxListeners } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
@@ -62,6 +63,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (!options.agent === !options.fleet) throw new SandstormError('invalid_argument', 'startServer takes an agent or a fleet: expected exactly one')
   const db = openDatabase(options.dataDir)
   const shutdown = new AbortController()
+  // Every request in flight listens on it; the default cap of 10 would warn under ordinary load.
+  setMaxListeners(0, shutdown.signal)
   const inFlight = new Set<Promise<unknown>>()
   let fleet: Fleet | undefined
   try {
