@@ -1,0 +1,63 @@
+/** A `sandstorm server` and `sandstorm agent`s as separate processes, for fleet tests and benchmarks. */
+import { fileURLToPath } from 'node:url'
+import { execa, type ResultPromise } from 'execa'
+import { templatesDir } from './stack.js'
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+/** A started server process and what it printed. */
+export interface ServerProcess {
+  child: ResultPromise
+  url: string
+  apiKey: string
+  agentAddress: string
+  token: string
+}
+
+/** Waits for a line of a child's stdout that matches, or fails when the child exits first. */
+function lineOf(child: ResultPromise, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let text = ''
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString()
+      const match = pattern.exec(text)
+      if (match) {
+        child.stdout?.off('data', onData)
+        resolve(match)
+      }
+    }
+    child.stdout?.on('data', onData)
+    child.then(
+      (r) => reject(new Error(`exited (${r.exitCode}) before printing ${pattern}: ${text}${String(r.stderr).slice(-2000)}`)),
+      (e: Error) => reject(new Error(`exited before printing ${pattern}: ${e.message.slice(-2000)}`)),
+    )
+  })
+}
+
+const env = { SANDSTORM_TEMPLATES_DIR: templatesDir, SANDSTORM_LOG_LEVEL: process.env.SANDSTORM_TEST_LOGS ? 'debug' : 'warn' }
+
+/** Starts `sandstorm server` (the HTTP API on 127.0.0.1, agents on `agentHost`). */
+export async function startServerProcess(o: { dataDir: string; agentHost: string; agentPort?: number; port?: number }): Promise<ServerProcess> {
+  const child = execa('node', [cli, 'server', '--data-dir', o.dataDir, '--port', String(o.port ?? 0), '--agent-host', o.agentHost, '--agent-port', String(o.agentPort ?? 0)], {
+    env,
+    reject: false,
+    stdin: 'ignore',
+    stderr: 'pipe',
+    buffer: { stdout: false },
+  })
+  child.stderr?.resume()
+  const [, url, agentAddress, token] = await lineOf(child, /listening on (http:\/\/\S+)[\s\S]*--server (\S+) --token (\S+)/)
+  const { readFile } = await import('node:fs/promises')
+  const apiKey = (await readFile(`${o.dataDir}/api-key`, 'utf8')).trim()
+  return { child, url: url!, apiKey, agentAddress: agentAddress!, token: token! }
+}
+
+/** Starts `sandstorm agent` inside a network namespace (nsenter execs node: the child's pid is the agent's). */
+export function startAgentProcess(o: { netns: string; server: string; token?: string; dataDir: string; heartbeatMs?: number }): ResultPromise {
+  // nsenter joins the network namespace only: `ip netns exec` would also remount /sys, hiding the cgroup tree runc needs.
+  const args = [`--net=/run/netns/${o.netns}`, 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
+  if (o.token) args.push('--token', o.token)
+  const child = execa('nsenter', args, { env, reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } })
+  child.stdout?.resume()
+  return child
+}
