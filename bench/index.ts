@@ -10,13 +10,14 @@ import type { BenchContext, Benchmark } from './context.js'
 import { createBenchmark } from './create.js'
 import { e2bBenchmark } from './e2b.js'
 import { execBenchmark } from './exec.js'
+import { fleetBenchmark } from './fleet.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
 import { machineInfo } from './machine.js'
 import { snapshotBenchmark } from './snapshots.js'
 import { poolBenchmark } from './pool.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark, fleetBenchmark]
 
 interface CliOptions {
   only?: string[]

@@ -53,11 +53,12 @@ export async function startServerProcess(o: { dataDir: string; agentHost: string
 }
 
 /** Starts `sandstorm agent` inside a network namespace (nsenter execs node: the child's pid is the agent's). */
-export function startAgentProcess(o: { netns: string; server: string; token?: string; dataDir: string; heartbeatMs?: number }): ResultPromise {
+export function startAgentProcess(o: { netns?: string; server: string; token?: string; dataDir: string; heartbeatMs?: number }): ResultPromise {
   // nsenter joins the network namespace only: `ip netns exec` would also remount /sys, hiding the cgroup tree runc needs.
-  const args = [`--net=/run/netns/${o.netns}`, 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
+  const args = [...(o.netns ? [`--net=/run/netns/${o.netns}`] : []), 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
   if (o.token) args.push('--token', o.token)
-  const child = execa('nsenter', args, { env, reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } })
+  const options = { env, reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } } as const
+  const child = o.netns ? execa('nsenter', args, options) : execa(args[0]!, args.slice(1), options)
   child.stdout?.resume()
   return child
 }
