@@ -26,8 +26,8 @@ export function fromWire(err: { code: string; message: string }): SandstormError
   return new SandstormError(err.code as ErrorCode, err.message)
 }
 
-/** A connection that writes requests with `send`. */
-export function createAgentConnection(agentId: string, send: (msg: ServerMessage) => void): AgentConnection {
+/** A connection that writes requests with `send`; `cut` ends the stream once the connection fails (the agent then reconnects). */
+export function createAgentConnection(agentId: string, send: (msg: ServerMessage) => void, cut: () => void = () => undefined): AgentConnection {
   let nextId = 1
   let failed: SandstormError | undefined
   const pending = new Map<number, { resolve(value: unknown): void; reject(err: unknown): void }>()
@@ -80,9 +80,12 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
       return true
     },
     fail(err) {
+      const first = failed === undefined
       failed ??= err
       for (const waiter of pending.values()) waiter.reject(err)
       pending.clear()
+      // A silent agent declared lost may still be connected: cut the link so that it registers afresh.
+      if (first) cut()
     },
   }
 }

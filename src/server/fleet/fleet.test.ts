@@ -99,10 +99,21 @@ for (const insecure of [false, true]) {
       assert.equal((await api(`/v1/sandboxes/${id}/fs/list?path=/tmp`)).status, 200)
     })
 
+    it('declares a silent agent lost, cuts its link, and takes it back when it registers again', async () => {
+      const quiet = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: server.fleet!.joinToken, dataDir: join(dir, 'quiet'), local: createFakeAgent(), insecure, heartbeatMs: 60_000 })
+      try {
+        const seen = async (state: string): Promise<boolean> => (await listAgents()).some((a) => a.id === quiet.agentId && a.state === state)
+        await until('the quiet agent lost', () => seen('lost'))
+        await until('the quiet agent back', () => seen('live'))
+      } finally {
+        await quiet.close()
+      }
+    })
+
     it('refuses an agent with a wrong token', async () => {
       const wrong = server.fleet!.joinToken.replace(/\.[^.]+$/, '.wrongwrongwrongwrongwrong')
       const rogue = createFakeAgent()
-      const before = (await listAgents()).length
+      const before = (await listAgents()).filter((a) => a.state === 'live').length
       if (insecure) {
         const agent = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: wrong, dataDir: join(dir, 'rogue'), local: rogue, insecure, heartbeatMs: 100 })
         // It dials and is refused on every try; it never shows up.
@@ -111,7 +122,7 @@ for (const insecure of [false, true]) {
       } else {
         await assert.rejects(runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: wrong, dataDir: join(dir, 'rogue'), local: rogue }), /refused/)
       }
-      assert.equal((await listAgents()).length, before)
+      assert.equal((await listAgents()).filter((a) => a.state === 'live').length, before)
     })
   })
 }

@@ -32,6 +32,7 @@ export interface LinkServer {
 }
 
 
+/** An error that ends a call with this status (a server stream sends it when it hears 'error'; destroy() would send nothing). */
 const refuse = (code: grpc.status, message: string): grpc.ServiceError =>
   Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() })
 
@@ -66,7 +67,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     } catch (err) {
       const message = (err as Error).message
       logger.warn({ peer: call.getPeer(), call: what, reason: message }, 'refused an agent')
-      call.destroy(refuse(grpc.status.UNAUTHENTICATED, message))
+      call.emit('error', refuse(grpc.status.UNAUTHENTICATED, message))
       return undefined
     }
   }
@@ -106,7 +107,11 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
         try {
           if (msg.register) {
             if (conn) registry.detach(conn, 'registered again')
-            conn = createAgentConnection(agentId, (m) => void call.write(m))
+            conn = createAgentConnection(
+              agentId,
+              (m) => void call.write(m),
+              () => call.emit('error', refuse(grpc.status.UNAVAILABLE, 'the server dropped this link (no heartbeat in time, or a newer link)')),
+            )
             registry.attach(conn, {
               info: { ...JSON.parse(msg.register.infoJson), id: agentId },
               sandboxes: JSON.parse(msg.register.sandboxesJson || '[]'),
@@ -124,7 +129,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
           }
         } catch (err) {
           logger.error({ agentId, err }, 'bad message on the control stream; closing it')
-          call.destroy(refuse(grpc.status.INVALID_ARGUMENT, (err as Error).message))
+          call.emit('error', refuse(grpc.status.INVALID_ARGUMENT, (err as Error).message))
           end('protocol error')
         }
       })
