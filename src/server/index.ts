@@ -16,7 +16,7 @@ import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
 import { createWarmPools } from './pools/index.js'
 import { createE2bApp, isE2bPath } from './e2b/index.js'
-import { createFleetRoutes, isFleetPath, startFleet } from './fleet/index.js'
+import { createCommandLog, createFleetRoutes, isFleetPath, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
 import type { Fleet, FleetOptions } from './fleet/index.js'
 
 export type { AgentView, CommandLogEntry, FleetOptions } from './fleet/index.js'
@@ -73,7 +73,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const metrics = createServerMetrics(catalog)
     // A fleet adopts each agent's sandboxes when that agent registers, not here.
     if (options.fleet) fleet = await startFleet({ ...options.fleet, dataDir: options.dataDir, db, logger })
-    const agent: AgentApi = fleet?.agent ?? options.agent!
+    // Every command is recorded centrally: fleet agents report theirs, the in-process agent is wrapped.
+    const commandLog = fleet?.commandLog ?? createCommandLog(db)
+    const agent: AgentApi = fleet?.agent ?? withCommandLog(options.agent!, commandLog)
     if (!fleet) await adoptSandboxes({ agent, catalog, logger }, { signal: shutdown.signal })
     const coldSandboxes = createSandboxService({
       agent,
@@ -117,10 +119,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
       track,
     })
-    const fleetApp = fleet && createFleetRoutes({ registry: fleet.registry, commandLog: fleet.commandLog, checkApiKey: createApiKeyCheck(db) })
+    const fleetApp = createFleetRoutes({
+      registry: fleet?.registry,
+      local: fleet ? undefined : () => localAgentView(agent),
+      commandLog,
+      checkApiKey: createApiKeyCheck(db),
+    })
     const fetch: typeof app.fetch = (req, env, ctx) => {
       const path = new URL(req.url).pathname
-      if (fleetApp && isFleetPath(path)) return fleetApp.fetch(req, env, ctx)
+      if (isFleetPath(path)) return fleetApp.fetch(req, env, ctx)
       return isE2bPath(path) ? e2b.fetch(req, env, ctx) : app.fetch(req, env, ctx)
     }
 

@@ -16,6 +16,8 @@ import type { SchedulerOptions } from './scheduler.js'
 export { parseJoinToken, insecureHeaders, serverCommonName } from '../../proto/index.js'
 export { createFleetRoutes, isFleetPath, type AgentView } from './routes.js'
 export type { CommandLogEntry } from './command-log.js'
+export { createCommandLog } from './command-log.js'
+export { localAgentView, withCommandLog } from './local-command-log.js'
 
 /** Options of the fleet, given to startServer. */
 export interface FleetOptions {

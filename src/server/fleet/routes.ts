@@ -18,16 +18,22 @@ export interface AgentView {
 }
 
 /** The routes, behind the same API key check as the rest of /v1. */
-export function createFleetRoutes(deps: { registry: AgentRegistry; commandLog: CommandLog; checkApiKey: (key: string) => boolean }): Hono {
+export function createFleetRoutes(deps: {
+  /** The fleet's agents; without it (`sandstorm up`), `local` is the one agent listed. */
+  registry?: AgentRegistry
+  local?: () => Promise<AgentView>
+  commandLog: CommandLog
+  checkApiKey: (key: string) => boolean
+}): Hono {
   const app = new Hono()
   app.use('*', async (c, next) => {
     const key = c.req.header('authorization')?.replace(/^Bearer\s+/i, '') ?? c.req.header('x-api-key') ?? ''
     if (!deps.checkApiKey(key)) return c.json({ code: 'unauthenticated', message: 'missing or wrong API key: expected Authorization: Bearer <key>' }, 401)
     return next()
   })
-  app.get('/v1/agents', (c) =>
+  app.get('/v1/agents', async (c) =>
     c.json({
-      agents: deps.registry.list().map(
+      agents: !deps.registry ? (deps.local ? [await deps.local()] : []) : deps.registry.list().map(
         (e): AgentView => ({
           id: e.id,
           hostname: e.hostname,

@@ -1,0 +1,50 @@
+/** Central logs for `sandstorm up`: the in-process agent's commands are recorded as a fleet agent's are. */
+import type { AgentApi } from '../../agent/index.js'
+import type { AgentView } from './routes.js'
+import type { CommandLog } from './command-log.js'
+
+/** The agent, with every command it starts recorded in the log when it ends. */
+export function withCommandLog(agent: AgentApi, log: CommandLog): AgentApi {
+  const agentId = agent.info().id
+  return {
+    ...agent,
+    async exec(id, req, options) {
+      const started = await agent.exec(id, req, options)
+      void record(agent, log, agentId, id, started.pid, req.argv)
+      return started
+    },
+  }
+}
+
+async function record(agent: AgentApi, log: CommandLog, agentId: string, sandboxId: string, pid: number, argv: string[]): Promise<void> {
+  let outputBytes = 0
+  try {
+    for await (const event of agent.follow(sandboxId, pid)) {
+      if (event.type === 'stdout' || event.type === 'stderr') outputBytes += Buffer.byteLength(event.data, 'base64')
+      else if (event.type === 'end') {
+        log.record({ sandboxId, agentId, argv, exitCode: event.result.exitCode, durationMs: event.result.durationMs, outputBytes })
+        return
+      }
+    }
+  } catch {
+    // The sandbox went away under the command, or the server closed: there is no end to record.
+  }
+}
+
+/** The in-process agent as GET /v1/agents lists it: always live, no heartbeat needed. */
+export async function localAgentView(agent: AgentApi): Promise<AgentView> {
+  const info = agent.info()
+  const templates = await agent.templates()
+  return {
+    id: info.id,
+    hostname: info.hostname,
+    state: 'live',
+    labels: {},
+    runtimes: info.runtimes,
+    cpus: info.cpus,
+    memoryMiB: info.memoryMiB,
+    templates: templates.map((t) => t.name),
+    lastHeartbeatAt: new Date().toISOString(),
+    metrics: null,
+  }
+}
