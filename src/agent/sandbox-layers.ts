@@ -149,8 +149,11 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         const layer = await store.capture(sandboxId, newId('snap'), { ...meta, label, sandboxId }, {
           async freeze() {
             try {
-              await backend.pause(sandboxId)
-              froze = true
+              if (backend.freeze) froze = await backend.freeze(sandboxId)
+              else {
+                await backend.pause(sandboxId)
+                froze = true
+              }
             } catch (err) {
               // A sandbox the user paused is frozen already, and stays so.
               const status = (await backend.list()).find((s) => s.id === sandboxId)?.status
@@ -159,7 +162,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
             }
           },
           async thaw() {
-            if (froze) await backend.resume(sandboxId)
+            if (froze) await (backend.thaw ? backend.thaw(sandboxId) : backend.resume(sandboxId))
           },
         })
         log.info({ sandboxId, snapshotId: layer.id, depth: layer.chain.length + 1 }, 'snapshot taken')

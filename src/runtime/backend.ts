@@ -85,6 +85,12 @@ export interface RuntimeBackend {
   list(options?: CallOptions): Promise<RuntimeSandbox[]>
   pause(id: string, options?: CallOptions): Promise<void>
   resume(id: string, options?: CallOptions): Promise<void>
+  /**
+   * Stops every process of a sandbox for a moment (a snapshot), faster than pause; resolves false
+   * when it was paused already, and then `thaw` must not be called. Optional: callers fall back to pause.
+   */
+  freeze?(id: string): Promise<boolean>
+  thaw?(id: string): Promise<void>
   stats(id: string, options?: CallOptions): Promise<SandboxStats>
   exec(id: string, spec: ExecSpec, sink: OutputSink, options?: CallOptions): Promise<RuntimeProcess>
 

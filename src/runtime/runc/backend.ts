@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { mountOverlay, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
-import { removeExecCgroups, sandboxUsage } from './cgroups.js'
+import { freezeSandbox, removeExecCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
 import { buildOciSpec, defaultPath } from './oci-spec.js'
@@ -127,6 +127,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     },
 
     pause: (id, call) => runc.pause(checked(id), call),
+    freeze: (id) => freezeSandbox(checked(id)),
+    thaw: (id) => thawSandbox(checked(id)),
     resume: (id, call) => runc.resume(checked(id), call),
     stats: async (id) => sandboxUsage(checked(id)),
 
