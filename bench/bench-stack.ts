@@ -37,14 +37,21 @@ export function stackSkipReason(): string | null {
   return null
 }
 
+/** Options of startBenchStack. */
+export interface BenchStackOptions {
+  /** Put the layer store on a btrfs loop file of this many MiB (as `sandstorm setup --btrfs-loop` does). */
+  btrfsMiB?: number
+}
+
 /** Starts a server and an agent over a new temporary data dir. */
-export async function startBenchStack(): Promise<BenchStack> {
+export async function startBenchStack(options: BenchStackOptions = {}): Promise<BenchStack> {
   const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-bench-'))
   const runcRoot = join(dataDir, 'runc')
   const logger = silentLogger()
   let agent: AgentApi | undefined
+  const btrfs = options.btrfsMiB ? await mountBtrfsStore(dataDir, options.btrfsMiB) : undefined
   try {
-    agent = await createLocalAgent({ dataDir, templatesDir, logger })
+    agent = await createLocalAgent({ dataDir, templatesDir, logger, storageDriver: btrfs ? 'btrfs' : undefined })
     // A long default lifetime: no sandbox may expire while a benchmark holds it.
     const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
     const live = agent
@@ -60,35 +67,55 @@ export async function startBenchStack(): Promise<BenchStack> {
         for (const s of await live.list()) await live.destroy(s.id).catch(() => undefined)
         await server.close()
         await live.close()
-        let left = await leftovers(dataDir, runcRoot, ids)
+        let left = await leftovers(dataDir, runcRoot, ids, btrfs?.mountPoint)
         if (left.length > 0) {
           // An agent forgets a sandbox whose destroy failed half-way; a new agent on the same data
           // dir finds it again (adoption removes stopped ones and takes over running ones).
           const again = await createLocalAgent({ dataDir, templatesDir, logger })
           for (const s of await again.list()) await again.destroy(s.id).catch(() => undefined)
           await again.close()
-          left = await leftovers(dataDir, runcRoot, ids)
+          left = await leftovers(dataDir, runcRoot, ids, btrfs?.mountPoint)
         }
+        await btrfs?.unmount()
         if (left.length === 0) await rm(dataDir, { recursive: true, force: true })
         return left
       },
     }
   } catch (err) {
     await agent?.close()
+    await btrfs?.unmount()
     await rm(dataDir, { recursive: true, force: true })
     throw err
   }
 }
 
+/** A btrfs filesystem on a loop file, mounted at `<dataDir>/storage` (the layer store). */
+async function mountBtrfsStore(dataDir: string, sizeMiB: number) {
+  const image = join(dataDir, 'storage.btrfs')
+  const mountPoint = join(dataDir, 'storage')
+  await execa('truncate', ['-s', `${sizeMiB}M`, image])
+  await execa('mkfs.btrfs', ['-q', image])
+  await execa('mkdir', ['-p', mountPoint])
+  await execa('mount', ['-o', 'loop', image, mountPoint])
+  return {
+    mountPoint,
+    async unmount() {
+      await execa('umount', [mountPoint], { reject: false })
+      await rm(image, { force: true })
+    },
+  }
+}
+
 /** Containers and mounts of this data dir still there after close (the data dir is then kept for a look). */
-async function leftovers(dataDir: string, runcRoot: string, ids: Set<string>): Promise<string[]> {
+async function leftovers(dataDir: string, runcRoot: string, ids: Set<string>, storeMount?: string): Promise<string[]> {
   const left: string[] = []
   const list = await execa('runc', ['--root', runcRoot, 'list', '--quiet'], { reject: false })
   for (const id of list.stdout.split('\n').filter(Boolean)) left.push(`runc container ${id} (runc --root ${runcRoot})`)
   const mounts = await readFile('/proc/self/mountinfo', 'utf8')
   for (const line of mounts.split('\n')) {
     const target = line.split(' ')[4]
-    if (target?.startsWith(dataDir)) left.push(`mount ${target}`)
+    // The btrfs store's own mount is the bench's, removed after this check.
+    if (target?.startsWith(dataDir) && target !== storeMount) left.push(`mount ${target}`)
   }
   for (const id of ids) {
     for (const controller of ['memory', 'pids', 'freezer', 'cpu', 'blkio', 'devices']) {

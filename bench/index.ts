@@ -14,10 +14,11 @@ import { fleetBenchmark } from './fleet.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
 import { machineInfo } from './machine.js'
 import { snapshotBenchmark } from './snapshots.js'
+import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
 import { poolBenchmark } from './pool.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, e2bBenchmark, fleetBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark]
 
 interface CliOptions {
   only?: string[]
