@@ -3,17 +3,24 @@ import type { AgentApi } from '../../agent/index.js'
 import type { AgentView } from './routes.js'
 import type { CommandLog } from './command-log.js'
 
-/** The agent, with every command it starts recorded in the log when it ends. */
+/**
+ * The agent, with every command it starts recorded in the log when it ends. A proxy, not a copy:
+ * every other member is the agent's own at the time of the call.
+ */
 export function withCommandLog(agent: AgentApi, log: CommandLog): AgentApi {
   const agentId = agent.info().id
-  return {
-    ...agent,
-    async exec(id, req, options) {
-      const started = await agent.exec(id, req, options)
-      void record(agent, log, agentId, id, started.pid, req.argv)
-      return started
-    },
+  const exec: AgentApi['exec'] = async (id, req, options) => {
+    const started = await agent.exec(id, req, options)
+    void record(agent, log, agentId, id, started.pid, req.argv)
+    return started
   }
+  return new Proxy(agent, {
+    get(target, prop) {
+      if (prop === 'exec') return exec
+      const value: unknown = Reflect.get(target, prop)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
 }
 
 async function record(agent: AgentApi, log: CommandLog, agentId: string, sandboxId: string, pid: number, argv: string[]): Promise<void> {
