@@ -197,6 +197,18 @@ describe('exec end to end', { skip }, () => {
     assert.equal(listed[0]?.running, false)
   })
 
+  it("an agent exec's signal covers the start only: aborting it afterwards does not kill the process", async () => {
+    const controller = new AbortController()
+    const { pid } = await stack.agent.exec(sbx.sandboxId, { argv: ['sleep', '304'], env: {} }, { signal: controller.signal })
+    controller.abort()
+    // A command run after the abort takes a runc exec (tens of ms): a kill would have landed by then.
+    const check = await sbx.commands.run(['sh', '-c', `kill -0 ${pid} && echo alive`])
+    assert.equal(check.stdout, 'alive\n')
+    assert.equal((await stack.agent.processes(sbx.sandboxId)).find((p) => p.pid === pid)?.running, true)
+    await stack.agent.signal(sbx.sandboxId, pid, 'SIGKILL')
+    assert.equal((await stack.agent.wait(sbx.sandboxId, pid)).signal, 'SIGKILL')
+  })
+
   it('keeps env values as given, newlines and = included', async () => {
     const value = 'a=b\nsecond line $HOME `id` \'"'
     const r = await sbx.commands.run(['printenv', 'ODD'], { envs: { ODD: value } })

@@ -166,15 +166,23 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const cwd = req.cwd ?? user.home
       let record: ProcessRecord | undefined
       const early: [('stdout' | 'stderr'), Uint8Array][] = []
-      const process = await backend.exec(
-        id,
-        { argv: req.argv, env: { HOME: user.home, ...req.env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
-        {
-          onStdout: (c) => (record ? record.output('stdout', c) : early.push(['stdout', c])),
-          onStderr: (c) => (record ? record.output('stderr', c) : early.push(['stderr', c])),
-        },
-        { signal: call?.signal },
-      )
+      // The caller's signal cancels the start only (agent-api.ts): the backend ties a process's
+      // life to the signal it gets, so it gets one that stops following the caller's once started.
+      const start = new AbortController()
+      const cancelStart = () => start.abort(call?.signal?.reason)
+      if (call?.signal?.aborted) cancelStart()
+      call?.signal?.addEventListener('abort', cancelStart, { once: true })
+      const process = await backend
+        .exec(
+          id,
+          { argv: req.argv, env: { HOME: user.home, ...req.env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
+          {
+            onStdout: (c) => (record ? record.output('stdout', c) : early.push(['stdout', c])),
+            onStderr: (c) => (record ? record.output('stderr', c) : early.push(['stderr', c])),
+          },
+          { signal: start.signal },
+        )
+        .finally(() => call?.signal?.removeEventListener('abort', cancelStart))
       record = new ProcessRecord(process.pid, req.argv, cwd, process)
       for (const [type, chunk] of early) record.output(type, chunk)
       forget(sandbox)
