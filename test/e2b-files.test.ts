@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { FileNotFoundError, FileType, FilesystemEventType, Sandbox } from 'e2b'
 import type { FilesystemEvent } from 'e2b'
-import { createApiKeyInDataDir } from '../src/server/index.js'
+import { useStackForE2b } from './helpers/e2b-env.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason()
@@ -15,9 +15,7 @@ describe('e2b SDK: files', { skip: skip ?? false }, () => {
 
   before(async () => {
     stack = await startStack()
-    process.env.E2B_API_URL = stack.server.url
-    process.env.E2B_SANDBOX_URL = stack.server.url
-    process.env.E2B_API_KEY = createApiKeyInDataDir(stack.dataDir, 'e2b')
+    useStackForE2b(stack)
     sbx = await Sandbox.create()
   })
   after(async () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { AuthenticationError, NotFoundError, Sandbox } from 'e2b'
-import { createApiKeyInDataDir } from '../src/server/index.js'
+import { useStackForE2b } from './helpers/e2b-env.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason()
@@ -15,9 +15,7 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
 
   before(async () => {
     stack = await startStack()
-    process.env.E2B_API_URL = stack.server.url
-    process.env.E2B_SANDBOX_URL = stack.server.url
-    process.env.E2B_API_KEY = createApiKeyInDataDir(stack.dataDir, 'e2b')
+    useStackForE2b(stack)
   })
   after(async () => {
     await stack?.close()
