@@ -28,6 +28,19 @@ export interface SandboxSpec {
   env: Record<string, string>
   hostname: string
   network: 'none'
+  /**
+   * Start from this saved machine (memory, device state, disk) instead of booting: a golden clone.
+   * Only backends with `saveMachine`; its memoryMiB and cpus must equal the spec's.
+   */
+  machine?: MachineImage
+}
+
+/** A running machine saved whole (the qemu runtime): memory, device state and disk, in one directory. */
+export interface MachineImage {
+  /** The directory `saveMachine` wrote; the caller owns it from then on. */
+  dir: string
+  memoryMiB: number
+  cpus: number
 }
 
 /** A sandbox as the backend sees it on the host. */
@@ -91,6 +104,11 @@ export interface RuntimeBackend {
    */
   freeze?(id: string): Promise<boolean>
   thaw?(id: string): Promise<void>
+  /**
+   * Saves a running sandbox whole into `dir` (which must not exist yet): guest memory, device state
+   * and disk. The sandbox goes on running. Optional: only backends whose sandboxes are machines.
+   */
+  saveMachine?(id: string, dir: string, options?: CallOptions): Promise<MachineImage>
   stats(id: string, options?: CallOptions): Promise<SandboxStats>
   exec(id: string, spec: ExecSpec, sink: OutputSink, options?: CallOptions): Promise<RuntimeProcess>
 
