@@ -17,6 +17,8 @@ export interface AgentCreateRequest {
   network: 'none'
   /** Start from this snapshot's filesystem (a fork or a restore) instead of the template's. */
   snapshotId?: string
+  /** Runtime to run it on (one of `info().runtimes`). @default the snapshot's or golden template's, else the agent's default */
+  runtime?: string
 }
 
 /** A sandbox as the agent holds it. */
@@ -25,6 +27,10 @@ export interface AgentSandbox {
   template: string
   runtime: string
   status: 'running' | 'paused' | 'stopped'
+  /** Only on a create from a golden template: started from its saved state ('golden') or booted ('cold'). */
+  start?: 'golden' | 'cold'
+  /** Only with `start: 'cold'` when the golden state could not be used: why. */
+  startReason?: string
 }
 
 /** A command to start, validated by the server. */

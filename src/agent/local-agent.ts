@@ -1,9 +1,14 @@
 import { hostname, totalmem, availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { SandstormError, silentLogger, type CallOptions, type Logger } from '../shared/index.js'
-import { createRuncBackend, type RuntimeBackend } from '../runtime/index.js'
-import { createTemplateStore } from '../templates/index.js'
+import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
+import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
+import type { AgentGoldenApi } from './golden-api.js'
+import { createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
+import { createMachineSnapshots, publicMachineSnapshot } from './machine-snapshots.js'
+import { planStart } from './machine-start.js'
+import type { AgentSnapshotApi } from './snapshot-api.js'
 import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
@@ -16,8 +21,12 @@ export interface LocalAgentOptions {
   /** @default `<dataDir>/templates` */
   templatesDir?: string
   logger?: Logger
-  /** @default the runc backend */
+  /** The only backend (tests). @default runc, and qemu where qemu-system-x86_64 is installed */
   backend?: RuntimeBackend
+  /** Runtime of a create that names none and starts from no saved machine. @default 'runc' (else the only one) */
+  defaultRuntime?: string
+  /** Accelerator of the qemu runtime. @default 'auto' (probed) */
+  accel?: QemuAccel
   /** Layer store driver. @default 'auto': btrfs when the data dir is on btrfs, else overlay */
   storageDriver?: 'overlay' | 'btrfs' | 'auto'
 }
@@ -38,37 +47,53 @@ interface LiveSandbox {
  */
 export async function createLocalAgent(options: LocalAgentOptions): Promise<AgentApi> {
   const log = options.logger ?? silentLogger()
-  const backend =
-    options.backend ??
-    createRuncBackend({ stateRoot: join(options.dataDir, 'runc'), sandboxesDir: join(options.dataDir, 'sandboxes'), logger: log })
+  const agentId = `agent-${hostname()}`
+  const backends = options.backend ? new Map([[options.backend.name, options.backend]]) : createAgentRuntimes({ dataDir: options.dataDir, logger: log, accel: options.accel })
+  const defaultRuntime = options.defaultRuntime ?? (backends.has('runc') ? 'runc' : [...backends.keys()][0]!)
+  requireRuntime(backends, defaultRuntime, agentId)
+  // Sandboxes whose backend saves whole machines snapshot through it; the others through the layer store.
+  const machineRuntimes = new Set([...backends.values()].filter((b) => b.saveMachine).map((b) => b.name))
+  const layerBackend = [...backends.values()].find((b) => !b.saveMachine) ?? backends.get(defaultRuntime)!
+  const machines = createMachineSnapshots(join(options.dataDir, 'machines'), log)
   const templates = createTemplateStore({ dir: options.templatesDir ?? join(options.dataDir, 'templates'), logger: log })
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
   const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, logger: log })
-  const golden = createGoldenTemplates(templates, layers)
+  const layerGolden = createGoldenTemplates(templates, layers)
   await state.init()
   await adopt()
   await layers.sweep(sandboxes.keys())
 
+  /** Each backend's sandboxes are matched with the records of its runtime; the rest are removed. */
   async function adopt(): Promise<void> {
-    const running = new Map((await backend.list()).map((s) => [s.id, s]))
+    const running = new Map<string, { backend: RuntimeBackend; status: string }>()
+    for (const b of backends.values()) for (const s of await b.list()) running.set(`${b.name}/${s.id}`, { backend: b, status: s.status })
     const { records, corrupt } = await state.load()
     for (const record of records) {
-      const found = running.get(record.id)
-      running.delete(record.id)
+      const key = `${record.runtime}/${record.id}`
+      const found = running.get(key)
+      running.delete(key)
+      const backend = backends.get(record.runtime)
       if (found && found.status !== 'stopped') {
         sandboxes.set(record.id, { record, processes: new Map(), users: new Map() })
-        log.info({ sandboxId: record.id }, 'adopted a running sandbox')
+        log.info({ sandboxId: record.id, runtime: record.runtime }, 'adopted a running sandbox')
       } else {
-        await backend.destroy(record.id).catch((err: unknown) => log.error({ sandboxId: record.id, err }, 'cleanup of a stopped sandbox failed'))
+        await backend?.destroy(record.id).catch((err: unknown) => log.error({ sandboxId: record.id, err }, 'cleanup of a stopped sandbox failed'))
         await state.remove(record.id)
-        log.info({ sandboxId: record.id }, 'removed a sandbox that stopped while the agent was away')
+        const why = backend ? 'it stopped while the agent was away' : `runtime "${record.runtime}" is no longer offered here`
+        log.info({ sandboxId: record.id, runtime: record.runtime }, `removed a sandbox: ${why}`)
       }
     }
-    for (const id of [...running.keys(), ...corrupt]) {
+    for (const [key, { backend }] of running) {
+      const id = key.slice(backend.name.length + 1)
       await backend.destroy(id).catch((err: unknown) => log.error({ sandboxId: id, err }, 'cleanup of an unknown sandbox failed'))
       await state.remove(id)
-      log.warn({ sandboxId: id }, 'removed a sandbox the agent has no record of')
+      log.warn({ sandboxId: id, runtime: backend.name }, 'removed a sandbox the agent has no record of')
+    }
+    for (const id of corrupt) {
+      for (const b of backends.values()) await b.destroy(id).catch((err: unknown) => log.error({ sandboxId: id, err }, 'cleanup of an unknown sandbox failed'))
+      await state.remove(id)
+      log.warn({ sandboxId: id }, 'removed a sandbox whose record is unreadable')
     }
   }
 
@@ -76,6 +101,11 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     const sandbox = sandboxes.get(id)
     if (!sandbox) throw new SandstormError('not_found', `sandbox "${id}" not found`)
     return sandbox
+  }
+
+  /** The backend that runs sandbox `id`. */
+  function backendOf(id: string): RuntimeBackend {
+    return requireRuntime(backends, get(id).record.runtime, agentId)
   }
 
   function proc(id: string, pid: number): ProcessRecord {
@@ -89,7 +119,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     const cache = get(id).users
     let found = cache.get(user)
     if (!found) {
-      found = await backend.resolveUser(id, user, call)
+      found = await backendOf(id).resolveUser(id, user, call)
       cache.set(user, found)
     }
     return found
@@ -107,12 +137,58 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     status,
   })
 
-  const agentId = `agent-${hostname()}`
+  /** Who stands on a machine snapshot among the live sandboxes (clones of it). */
+  const clonesOf = (snapshotId: string): string[] =>
+    [...sandboxes.values()].filter((s) => s.record.machineFrom === snapshotId).map((s) => `sandbox ${s.record.id}`)
+
+  const layerSnapshots = layers.snapshots(layerBackend, (id) => sandboxes.has(id) && !machineRuntimes.has(sandboxes.get(id)!.record.runtime))
+  const allSnapshots: AgentSnapshotApi = {
+    async take(sandboxId, req, call) {
+      const sandbox = get(sandboxId)
+      if (!machineRuntimes.has(sandbox.record.runtime)) return layerSnapshots.take(sandboxId, req, call)
+      const template = await templates.resolve(sandbox.record.template).catch(() => undefined)
+      const rootfs = sandbox.record.rootfs ?? template?.rootfs
+      if (!rootfs || !sandbox.record.config) throw new SandstormError('failed_precondition', `sandbox "${sandboxId}" has no recorded config: expected one created by this version of the agent`)
+      const saved = await machines.take(
+        backendOf(sandboxId),
+        { sandboxId, template: sandbox.record.template, runtime: sandbox.record.runtime, rootfs, ...sandbox.record.config, parentId: sandbox.record.machineFrom ?? null },
+        req.label ?? '',
+        call,
+      )
+      return publicMachineSnapshot(saved)
+    },
+    async get(id, call) {
+      const found = await machines.find(id)
+      return found ? publicMachineSnapshot(found) : layerSnapshots.get(id, call)
+    },
+    list: async (call) => [...(await layerSnapshots.list(call)), ...(await machines.list()).map(publicMachineSnapshot)],
+    async remove(id, call) {
+      if (await machines.find(id)) return machines.remove(id, clonesOf)
+      return layerSnapshots.remove(id, call)
+    },
+  }
+  const golden: AgentGoldenApi = {
+    ...layerGolden,
+    async promote(name, snapshotId, call) {
+      const saved = await machines.find(snapshotId)
+      if (!saved) return layerGolden.promote(name, snapshotId, call)
+      // The version boots its base's root cold; a create of its config clones the saved machine instead.
+      return templates.promote(name, {
+        rootfs: saved.rootfs,
+        defaults: { memoryMiB: saved.memoryMiB, cpus: saved.cpus },
+        baseTemplate: saved.template,
+        snapshotId,
+        sizeBytes: await treeSizeBytes(saved.image.dir),
+        description: `${saved.template} with ${saved.runtime} machine ${snapshotId}${saved.label ? ` (${saved.label})` : ''}`,
+      })
+    },
+  }
+
   const agent: AgentApi = {
     info: () => ({
       id: agentId,
       hostname: hostname(),
-      runtimes: [backend.name],
+      runtimes: [...backends.keys()],
       cpus: availableParallelism(),
       memoryMiB: Math.floor(totalmem() / 1024 / 1024),
     }),
@@ -121,31 +197,60 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async create(req: AgentCreateRequest, call?: CallOptions): Promise<AgentSandbox> {
       const template = await templates.resolve(req.template)
-      const prepared = await layers.prepare(req, template.rootfs)
-      const record: SandboxRecord = { id: req.id, template: prepared.template, runtime: backend.name, createdAt: new Date().toISOString() }
+      const plan = await planStart(req, template, { machines, machineRuntimes, defaultRuntime })
+      const backend = requireRuntime(backends, plan.runtime, agentId)
+      const machine = machineRuntimes.has(plan.runtime)
+      // A machine's disk is its own image, not a layer: it takes no writable layer.
+      const prepared = machine
+        ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
+        : await layers.prepare(req, template.rootfs)
+      const record: SandboxRecord = {
+        id: req.id,
+        template: prepared.template,
+        runtime: plan.runtime,
+        createdAt: new Date().toISOString(),
+        ...(plan.machineFrom ? { machineFrom: plan.machineFrom } : {}),
+        ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env } } : {}),
+      }
+      const release = () => (machine ? Promise.resolve() : layers.release(req.id))
       // The record is written first, so a crash between the two steps leaves a sandbox that adoption finds.
       await state.save(record).catch(async (err: unknown) => {
-        await layers.release(req.id)
+        await release()
         throw err
       })
+      const startedAt = performance.now()
       try {
         await backend.create(
-          { id: req.id, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network },
+          {
+            id: req.id,
+            rootfs: prepared.rootfs,
+            memoryMiB: req.memoryMiB,
+            cpus: req.cpus,
+            pidsMax: req.pidsMax,
+            env: req.env,
+            hostname: 'sandbox',
+            network: req.network,
+            ...(plan.machine ? { machine: plan.machine } : {}),
+          },
           call,
         )
       } catch (err) {
-        await layers.release(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
+        await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
         await state.remove(req.id)
         throw err
       }
       sandboxes.set(req.id, { record, processes: new Map(), users: new Map() })
-      return toAgentSandbox(record, 'running')
+      const startMs = Math.round(performance.now() - startedAt)
+      log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
+      return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }
     },
 
     async destroy(id: string): Promise<void> {
       const sandbox = sandboxes.get(id)
+      // Unknown here (gone already, or never made): every backend makes sure nothing of it is left.
+      const owners = sandbox ? [backendOf(id)] : [...backends.values()]
       // Forgotten only once the backend removed it, so that a failed destroy can be retried.
-      await backend.destroy(id)
+      for (const backend of owners) await backend.destroy(id)
       sandboxes.delete(id)
       await layers.release(id)
       await state.remove(id)
@@ -153,12 +258,13 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     },
 
     async list(call?: CallOptions): Promise<AgentSandbox[]> {
-      const status = new Map((await backend.list(call)).map((s) => [s.id, s.status]))
-      return [...sandboxes.values()].map((s) => toAgentSandbox(s.record, status.get(s.record.id) ?? 'stopped'))
+      const status = new Map<string, AgentSandbox['status']>()
+      for (const b of backends.values()) for (const s of await b.list(call)) status.set(`${b.name}/${s.id}`, s.status)
+      return [...sandboxes.values()].map((s) => toAgentSandbox(s.record, status.get(`${s.record.runtime}/${s.record.id}`) ?? 'stopped'))
     },
 
-    pause: (id, call) => (get(id), backend.pause(id, call)),
-    resume: (id, call) => (get(id), backend.resume(id, call)),
+    pause: (id, call) => backendOf(id).pause(id, call),
+    resume: (id, call) => backendOf(id).resume(id, call),
 
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
       const sandbox = get(id)
@@ -172,7 +278,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const cancelStart = () => start.abort(call?.signal?.reason)
       if (call?.signal?.aborted) cancelStart()
       call?.signal?.addEventListener('abort', cancelStart, { once: true })
-      const process = await backend
+      const process = await backendOf(id)
         .exec(
           id,
           { argv: req.argv, env: { HOME: user.home, ...req.env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
@@ -204,19 +310,19 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (close) record.process.closeStdin()
     },
 
-    readFile: (id, path, call) => (get(id), backend.readFile(id, path, call)),
-    writeFile: (id, path, data, call) => (get(id), backend.writeFile(id, path, data, call)),
-    listDir: (id, path, call) => (get(id), backend.listDir(id, path, call)),
-    stat: (id, path, call) => (get(id), backend.stat(id, path, call)),
-    mkdir: (id, path, parents, call) => (get(id), backend.mkdir(id, path, parents, call)),
-    remove: (id, path, recursive, call) => (get(id), backend.remove(id, path, recursive, call)),
-    rename: (id, from, to, call) => (get(id), backend.rename(id, from, to, call)),
+    readFile: (id, path, call) => backendOf(id).readFile(id, path, call),
+    writeFile: (id, path, data, call) => backendOf(id).writeFile(id, path, data, call),
+    listDir: (id, path, call) => backendOf(id).listDir(id, path, call),
+    stat: (id, path, call) => backendOf(id).stat(id, path, call),
+    mkdir: (id, path, parents, call) => backendOf(id).mkdir(id, path, parents, call),
+    remove: (id, path, recursive, call) => backendOf(id).remove(id, path, recursive, call),
+    rename: (id, from, to, call) => backendOf(id).rename(id, from, to, call),
 
     async close(): Promise<void> {
       sandboxes.clear()
     },
 
-    snapshots: guardSnapshots(layers.snapshots(backend, (id) => sandboxes.has(id)), golden),
+    snapshots: guardSnapshots(allSnapshots, golden),
     golden,
   }
   return agent

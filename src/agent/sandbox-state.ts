@@ -8,6 +8,11 @@ const recordSchema = z.object({
   template: z.string(),
   runtime: z.string(),
   createdAt: z.string(),
+  /** A machine clone: the machine snapshot its memory and disk stand on. */
+  machineFrom: z.string().optional(),
+  /** A machine sandbox: the root it boots from and its config (a machine snapshot records them; it has no layer meta). */
+  rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }).optional(),
+  config: z.object({ memoryMiB: z.number(), cpus: z.number(), pidsMax: z.number(), env: z.record(z.string(), z.string()) }).optional(),
 })
 
 /** What the agent remembers of a sandbox across its own restarts. */

@@ -1,6 +1,7 @@
 /** The sandbox flags that `create` and `run` share. */
 import type { Command } from 'commander'
-import type { SandboxCreateOptions } from '../sdk/index.js'
+import { InvalidArgumentError, type SandboxCreateOptions } from '../sdk/index.js'
+import { runtimeNames, type RuntimeName } from '../shared/index.js'
 import { parsePositiveInt, parsePositiveNumber } from './cli-context.js'
 import { parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'
@@ -13,9 +14,16 @@ export interface CreateFlags {
   timeout?: string
   label?: string[]
   env?: string[]
+  runtime?: string
 }
 
-/** Adds `--template --memory --cpus --timeout --label --env` to a command. */
+/** A `--runtime` value, checked against the runtimes Sandstorm knows. */
+export function parseRuntime(value: string, flag = '--runtime'): RuntimeName {
+  if ((runtimeNames as readonly string[]).includes(value)) return value as RuntimeName
+  throw new InvalidArgumentError('invalid_argument', `${flag}: expected one of ${runtimeNames.join(', ')}, got "${value}"`)
+}
+
+/** Adds `--template --memory --cpus --timeout --label --env --runtime` to a command. */
 export function addCreateFlags(cmd: Command): Command {
   return cmd
     .option('--template <name>', 'template to start from', 'debian')
@@ -24,6 +32,7 @@ export function addCreateFlags(cmd: Command): Command {
     .option('--timeout <duration>', 'destroy the sandbox after this long (500ms, 30s, 10m, 2h)')
     .option('--label <k=v>', 'a label (repeatable)', collect)
     .option('--env <K=V>', 'an environment variable for every command (repeatable)', collect)
+    .option('--runtime <name>', `${runtimeNames.join(' or ')}: a container or a microVM with its own kernel (default: the server's)`)
 }
 
 /** The SDK options for the flags, validated here so that a bad flag exits 2 before any request. */
@@ -36,5 +45,6 @@ export function createOptionsOf(flags: CreateFlags): SandboxCreateOptions {
   if (labels) out.labels = labels
   const env = parseKeyValues(flags.env, '--env')
   if (env) out.env = env
+  if (flags.runtime !== undefined) out.runtime = parseRuntime(flags.runtime)
   return out
 }

@@ -11,7 +11,9 @@ export function registerCreate(program: Command): void {
     .action(async (flags: CreateFlags & { json?: boolean }, cmd: Command) => {
       const conn = connectionOf(cmd)
       const sbx = await Sandbox.create(flags.template, { ...conn, ...createOptionsOf(flags) })
-      if (flags.json) printJson(await sbx.getInfo())
+      if (flags.json) printJson({ ...(await sbx.getInfo()), ...sbx.start })
       else process.stdout.write(`${sbx.sandboxId}\n`)
+      // A golden template that could not be used is worth a line: the sandbox lacks its saved state.
+      if (sbx.start.sourceReason) process.stderr.write(`sandstorm: started cold: ${sbx.start.sourceReason}\n`)
     })
 }

@@ -1,6 +1,6 @@
 /** `sandstorm template promote SNAP --name NAME`, `template rollback NAME` and the server side of `template build NAME --from T --run CMD`. */
 import type { Command } from 'commander'
-import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type TemplateInfo } from '../sdk/index.js'
+import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo } from '../sdk/index.js'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 
@@ -40,6 +40,7 @@ export interface ServerBuildFlags {
   run: string[]
   memory?: number
   cpus?: number
+  runtime?: RuntimeName
   json?: boolean
 }
 
@@ -51,7 +52,7 @@ export interface ServerBuildFlags {
 export async function buildOnServer(name: string, flags: ServerBuildFlags, cmd: Command): Promise<void> {
   const result = await buildGoldenTemplate(
     name,
-    { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus },
+    { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus, ...(flags.runtime ? { runtime: flags.runtime } : {}) },
     {
       ...connectionOf(cmd),
       signal: interruptSignal(),

@@ -1,7 +1,8 @@
 /** `sandstorm template ls` (through the API) and `sandstorm template build` (local, no server). */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { InvalidArgumentError, listTemplates, type TemplateInfo } from '../sdk/index.js'
+import { InvalidArgumentError, listTemplates, type RuntimeName, type TemplateInfo } from '../sdk/index.js'
+import { parseRuntime } from './create-options.js'
 import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTable } from './cli-context.js'
 import { buildOnServer, registerGoldenTemplate } from './template-golden.js'
 import { formatDuration } from './duration.js'
@@ -51,9 +52,11 @@ export function registerTemplate(program: Command): void {
     .option('--run <cmd>', 'with --from: a step, run as root with /bin/sh -c (repeat for more)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--memory <MiB>', 'with --from: memory of the build sandbox, recorded in the template', (v) => parsePositiveInt(v, '--memory'))
     .option('--cpus <n>', 'with --from: cpus of the build sandbox, recorded in the template', (v) => parsePositiveNumber(v, '--cpus'))
+    .option('--runtime <name>', 'with --from: runc, or qemu to build in a VM and keep its memory (clones start with its processes running)', (v) => parseRuntime(v))
     .option('--json', 'print the built template as JSON')
-    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number }, cmd: Command) => {
+    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number; runtime?: RuntimeName }, cmd: Command) => {
       if (flags.from !== undefined) return buildOnServer(name, { ...flags, from: flags.from }, cmd)
+      if (flags.runtime !== undefined) throw new InvalidArgumentError('invalid_argument', '--runtime needs --from: expected the template to build on in a sandbox')
       if (flags.run.length > 0) throw new InvalidArgumentError('invalid_argument', '--run needs --from: expected the template to run the steps on')
       // Loaded here so that the other commands do not pay for the build code.
       const { buildTemplate } = await import('./template-build.js')

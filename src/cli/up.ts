@@ -1,7 +1,9 @@
 /** `sandstorm up`: the server and a local agent in one process, the default for one machine. */
 import { join } from 'node:path'
 import type { Command } from 'commander'
+import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
+import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
 
 interface UpFlags {
@@ -9,6 +11,14 @@ interface UpFlags {
   host: string
   port: string
   templatesDir?: string
+  runtime?: string
+  accel: string
+}
+
+/** A `--accel` value. */
+export function parseAccel(value: string): 'kvm' | 'tcg' | 'auto' {
+  if (value === 'kvm' || value === 'tcg' || value === 'auto') return value
+  throw new InvalidArgumentError('invalid_argument', `--accel: expected one of kvm, tcg, auto, got "${value}"`)
 }
 
 /** Registers `up`. */
@@ -20,8 +30,12 @@ export function registerUp(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0 picks a free one)', '7420')
     .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
+    .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
+    .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
+      const defaultRuntime = parseRuntime(flags.runtime ?? 'runc')
+      const accel = parseAccel(flags.accel)
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -30,7 +44,8 @@ export function registerUp(program: Command): void {
       ])
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
-      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger })
+      // The agent holds the default: a server in front of many agents has none of its own yet.
+      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger })

@@ -1,5 +1,5 @@
 /** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions, type SandboxStart } from './sandbox.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
@@ -7,7 +7,7 @@ export type { CommandResult } from './command-result.js'
 export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'
-export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions } from './templates.js'
+export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
 export { listAgents, listCommandLogs, type AgentInfo, type CommandLogEntry } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type PoolInfo, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
 export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
@@ -27,4 +27,4 @@ export {
   type SdkErrorCode,
 } from './errors.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
-export type { SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'
+export type { RuntimeName, SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'

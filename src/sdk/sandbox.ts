@@ -1,5 +1,5 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import type { CreateSandboxRequest, ForkRequest, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
+import type { CreateSandboxRequest, ForkRequest, RuntimeName, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { NotFoundError } from './errors.js'
@@ -23,6 +23,16 @@ export interface SandboxCreateOptions extends ConnectionOptions {
   env?: Record<string, string>
   /** Network access; only 'none' exists so far. @default 'none' */
   network?: 'none'
+  /** 'runc' (a container) or 'qemu' (a microVM with its own kernel). @default the server's */
+  runtime?: RuntimeName
+}
+
+/** How a created sandbox started, as the server answered the create. */
+export interface SandboxStart {
+  /** 'golden' from a golden template's saved state, 'cold' booted, 'pool' from a warm pool; unset for a plain template. */
+  source?: 'golden' | 'cold' | 'pool'
+  /** With 'cold' when the golden state could not be used (another memory or cpus on qemu): why. */
+  sourceReason?: string
 }
 
 /** Options of `Sandbox.fork`. */
@@ -59,6 +69,8 @@ export class Sandbox {
     /** Id of the sandbox, e.g. `sb-k3j9x0q2m1c8v7d4`. */
     readonly sandboxId: string,
     private readonly connection: Connection,
+    /** How it started, when this object comes from `Sandbox.create`. */
+    readonly start: SandboxStart = {},
   ) {
     const ctx: SandboxContext = {
       sandboxId,
@@ -84,8 +96,12 @@ export class Sandbox {
     if (options.labels) body.labels = options.labels
     if (options.env) body.env = options.env
     if (options.network) body.network = options.network
-    const info = await createApiClient(connection).json<SandboxInfo>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
-    return new Sandbox(info.id, connection)
+    if (options.runtime) body.runtime = options.runtime
+    const info = await createApiClient(connection).json<SandboxInfo & SandboxStart>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
+    const start: SandboxStart = {}
+    if (info.source) start.source = info.source
+    if (info.sourceReason) start.sourceReason = info.sourceReason
+    return new Sandbox(info.id, connection, start)
   }
 
   /** Connects to an existing sandbox; throws NotFoundError if there is none with this id. */

@@ -1,5 +1,5 @@
 /** Templates as the server lists them, and golden templates: promote, rollback, build. */
-import type { BuildTemplateRequest, FailedBuildStep, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
+import type { BuildTemplateRequest, FailedBuildStep, RuntimeName, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { errorFromWire } from './errors.js'
 import { createApiClient } from './http-client.js'
@@ -31,11 +31,14 @@ export interface BuildGoldenTemplateOptions extends ConnectionOptions {
   onEvent?: (event: TemplateBuildEvent) => void
 }
 
+/** What a golden build asks for: with `runtime: 'qemu'` it runs in a VM and the template is its saved machine. */
+export type GoldenBuildRequest = BuildTemplateRequest & { runtime?: RuntimeName }
+
 /**
  * Builds a new version of template `name`: runs `req.steps` in a temporary sandbox of `req.from`,
  * snapshots and promotes it. Rejects with the server's error (its `step` says which failed).
  */
-export async function buildGoldenTemplate(name: string, req: BuildTemplateRequest, options: BuildGoldenTemplateOptions = {}): Promise<{ template: TemplateInfo; snapshotId: string }> {
+export async function buildGoldenTemplate(name: string, req: GoldenBuildRequest, options: BuildGoldenTemplateOptions = {}): Promise<{ template: TemplateInfo; snapshotId: string }> {
   const stream = await createApiClient(resolveConnection(options)).stream({
     method: 'POST',
     path: `/v1/templates/${encodeURIComponent(name)}/build`,

@@ -5,7 +5,7 @@ import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState 
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
-import { withGoldenSource } from './golden-source.js'
+import { withGoldenSource, type GoldenSource } from './golden-source.js'
 import type { ServerMetrics } from './metrics.js'
 
 /** A validated create request. */
@@ -58,6 +58,8 @@ export interface SandboxServiceOptions {
   shutdownSignal: AbortSignal
   /** Wait before trying again to destroy an expired sandbox whose destroy failed. @default 30_000 */
   expiryRetryMs?: number
+  /** Runtime of a create that names none. @default the agent's choice (its default, or a golden machine template's own) */
+  defaultRuntime?: string
 }
 
 /** Pids a sandbox may hold when a create gives no limit. */
@@ -141,9 +143,20 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       }
       catalog.insert(record)
       let sandbox: AgentSandbox
+      const runtime = input.runtime ?? options.defaultRuntime
       try {
         sandbox = await agent.create(
-          { id, template: record.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: input.network ?? 'none', ...(from.snapshotId ? { snapshotId: from.snapshotId } : {}) },
+          {
+            id,
+            template: record.template,
+            memoryMiB: record.memoryMiB,
+            cpus: record.cpus,
+            pidsMax: record.pidsMax,
+            env: record.env,
+            network: input.network ?? 'none',
+            ...(from.snapshotId ? { snapshotId: from.snapshotId } : {}),
+            ...(runtime ? { runtime } : {}),
+          },
           callOptions,
         )
       } catch (err) {
@@ -159,6 +172,11 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       timers.arm(id, created.expiresAtMs)
       metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
       logger.info({ sandboxId: id, template: created.template, runtime: created.runtime }, 'sandbox created')
+      // An agent that knows how a golden create started (a machine clone or a cold boot) says so itself.
+      if (sandbox.start) {
+        const started: SandboxInfo & { source: GoldenSource; sourceReason?: string } = { ...toSandboxInfo(created), source: sandbox.start, ...(sandbox.startReason ? { sourceReason: sandbox.startReason } : {}) }
+        return started
+      }
       return withGoldenSource(toSandboxInfo(created), template, input, from)
     },
 

@@ -24,6 +24,13 @@ export const sandboxPath = z
   .refine((p) => p.startsWith('/'), 'an absolute path (starting with /)')
   .refine((p) => !p.includes('\0'), 'a path without NUL bytes')
 
+/** Runtimes a sandbox may run on: containers (runc) or microVMs (qemu). An agent offers a subset. */
+export const runtimeNames = ['runc', 'qemu'] as const
+/** One of runtimeNames. */
+export type RuntimeName = (typeof runtimeNames)[number]
+/** A runtime as a request names it. */
+export const runtimeSchema = z.enum(runtimeNames)
+
 /** POST /v1/sandboxes */
 export const createSandboxBody = z.strictObject({
   template: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'a template name such as "debian"').default('debian'),
@@ -34,6 +41,8 @@ export const createSandboxBody = z.strictObject({
   labels: z.record(labelKey, z.string().max(256)).optional(),
   env: z.record(envName, z.string()).optional(),
   network: z.enum(['none']).optional(),
+  /** @default the server's default runtime, else the agent's ('runc'); a golden machine template implies its own */
+  runtime: runtimeSchema.optional(),
 })
 export type CreateSandboxRequest = z.input<typeof createSandboxBody>
 
