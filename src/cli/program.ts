@@ -5,6 +5,7 @@ import { registerAgent } from './agent.js'
 import { registerAgents } from './agents.js'
 import { registerCp } from './cp.js'
 import { registerCreate } from './create.js'
+import { registerDoctor } from './doctor.js'
 import { registerExec } from './exec.js'
 import { registerKeys } from './keys.js'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
@@ -44,6 +45,7 @@ export function createProgram(): Command {
   registerSnapshot(program)
   registerPool(program)
   registerSetup(program)
+  registerDoctor(program)
   registerKeys(program)
   // Subcommands report usage errors through the same override, instead of exiting on their own.
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput())
