@@ -59,6 +59,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
   const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, logger: log })
+  // A restore moves a sandbox to a new runtime instance: calls go to whichever instance runs it now.
+  for (const [name, b] of backends) backends.set(name, layers.instances.wrap(b))
   const layerGolden = createGoldenTemplates(templates, layers)
   await state.init()
   await adopt()
@@ -141,7 +143,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const clonesOf = (snapshotId: string): string[] =>
     [...sandboxes.values()].filter((s) => s.record.machineFrom === snapshotId).map((s) => `sandbox ${s.record.id}`)
 
-  const layerSnapshots = layers.snapshots(layerBackend, (id) => sandboxes.has(id) && !machineRuntimes.has(sandboxes.get(id)!.record.runtime))
+  const layerSnapshots = layers.snapshots(backends.get(layerBackend.name)!, (id) => sandboxes.has(id) && !machineRuntimes.has(sandboxes.get(id)!.record.runtime))
   const allSnapshots: AgentSnapshotApi = {
     async take(sandboxId, req, call) {
       const sandbox = get(sandboxId)
@@ -165,6 +167,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     async remove(id, call) {
       if (await machines.find(id)) return machines.remove(id, clonesOf)
       return layerSnapshots.remove(id, call)
+    },
+    async restore(sandboxId, req, call) {
+      const sandbox = get(sandboxId)
+      if (machineRuntimes.has(sandbox.record.runtime)) {
+        await agent.destroy(sandboxId)
+        return agent.create({ ...req, id: sandboxId, template: sandbox.record.template }, call)
+      }
+      const restored = await layerSnapshots.restore(sandboxId, req, call)
+      // The old instance's processes end with it; the new one has none yet.
+      sandbox.processes.clear()
+      sandbox.users.clear()
+      return restored
     },
   }
   const golden: AgentGoldenApi = {
@@ -319,6 +333,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     rename: (id, from, to, call) => backendOf(id).rename(id, from, to, call),
 
     async close(): Promise<void> {
+      await layers.instances.drain()
       sandboxes.clear()
     },
 

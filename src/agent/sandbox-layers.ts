@@ -2,13 +2,15 @@
  * The agent's side of the layer store: every sandbox's writable layer is made here (so that it
  * can be snapshotted), creates from a snapshot stack its layers, and snapshots are taken here.
  */
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { RootfsSpec, RuntimeBackend } from '../runtime/index.js'
 import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
 import { createLayerStore, pickStorageDriver, type LayerRecord, type StorageDriverName } from '../storage/index.js'
 import type { AgentCreateRequest } from './agent-api.js'
-import type { AgentSnapshot, AgentSnapshotApi } from './snapshot-api.js'
+import { createSandboxInstances, type SandboxInstances } from './sandbox-instances.js'
+import type { AgentRestoreRequest, AgentSnapshot, AgentSnapshotApi } from './snapshot-api.js'
 
 /** Options of createSandboxLayers. */
 export interface SandboxLayersOptions {
@@ -39,6 +41,8 @@ type LayerMeta = z.infer<typeof metaSchema>
 export interface SandboxLayers {
   /** The driver in use. */
   readonly driverName: string
+  /** Which runtime instance (container, writable layer) runs each sandbox: a restore starts a new one. */
+  readonly instances: SandboxInstances
   /**
    * Makes the writable layer of a new sandbox and returns its root: over the template, or, with
    * `req.snapshotId`, over that snapshot's layers and the template version it was taken on.
@@ -50,8 +54,12 @@ export interface SandboxLayers {
   sweep(live: Iterable<string>): Promise<void>
   /** A snapshot's whole root: its layers, topmost first, over the template version it was taken on. */
   stackOf(snapshotId: string): Promise<{ snapshot: AgentSnapshot; rootfs: RootfsSpec; layerDirs: string[] }>
-  /** Snapshot operations on the sandboxes that `has` knows. */
-  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean): AgentSnapshotApi
+  /**
+   * Snapshot operations on the sandboxes that `has` knows, run on `backend` (wrapped by
+   * `instances`); restores start their new instance there, and instances that a crash left
+   * retired are removed from it in the background.
+   */
+  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>>
 }
 
 /** Opens the layers under `<dataDir>/storage`, picking the driver for its filesystem. */
@@ -60,6 +68,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
   const dir = join(options.dataDir, 'storage')
   const driver = await pickStorageDriver(dir, options.driver)
   const store = createLayerStore({ dir, driver, maxChainDepth: options.maxChainDepth, logger: log })
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const instances = await createSandboxInstances(join(dir, 'instances.json'), log)
   log.info({ driver: driver.name, dir }, 'layer store open')
 
   const metaOf = (raw: Record<string, unknown> | null, what: string): LayerMeta => {
@@ -87,37 +97,45 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     }
   }
 
+  /** Makes the writable layer of instance `key` of sandbox `req.id`. */
+  async function prepareAs(key: string, req: AgentCreateRequest, templateRootfs: RootfsSpec | null): Promise<{ rootfs: RootfsSpec; template: string }> {
+    let base = templateRootfs
+    let template = req.template
+    if (req.snapshotId) {
+      // A snapshot stands on the template version it was taken on, whatever is current now.
+      const meta = metaOf((await store.get(req.snapshotId)).meta, `snapshot "${req.snapshotId}"`)
+      base = meta.rootfs
+      template = meta.template
+    }
+    if (!base) throw new SandstormError('invalid_argument', `sandbox "${req.id}": expected a snapshot or a template root to start from, got neither`)
+    const meta: LayerMeta = {
+      template,
+      rootfs: { lowerDirs: base.lowerDirs, readonlyBinds: base.readonlyBinds },
+      memoryMiB: req.memoryMiB,
+      cpus: req.cpus,
+      pidsMax: req.pidsMax,
+      env: req.env,
+      cwd: '/',
+      label: '',
+      sandboxId: req.id,
+    }
+    const dirs = await store.prepare(key, req.snapshotId ?? null, meta)
+    return {
+      template,
+      rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, upperDir: dirs.upperDir, workDir: dirs.workDir },
+    }
+  }
+
   return {
     driverName: driver.name,
+    instances,
 
-    async prepare(req, templateRootfs) {
-      let base = templateRootfs
-      let template = req.template
-      if (req.snapshotId) {
-        // A snapshot stands on the template version it was taken on, whatever is current now.
-        const meta = metaOf((await store.get(req.snapshotId)).meta, `snapshot "${req.snapshotId}"`)
-        base = meta.rootfs
-        template = meta.template
-      }
-      const meta: LayerMeta = {
-        template,
-        rootfs: { lowerDirs: base.lowerDirs, readonlyBinds: base.readonlyBinds },
-        memoryMiB: req.memoryMiB,
-        cpus: req.cpus,
-        pidsMax: req.pidsMax,
-        env: req.env,
-        cwd: '/',
-        label: '',
-        sandboxId: req.id,
-      }
-      const dirs = await store.prepare(req.id, req.snapshotId ?? null, meta)
-      return {
-        template,
-        rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, upperDir: dirs.upperDir, workDir: dirs.workDir },
-      }
+    prepare: (req, templateRootfs) => prepareAs(instances.of(req.id), req, templateRootfs),
+
+    async release(sandboxId) {
+      await store.release(instances.of(sandboxId))
+      await instances.forget(sandboxId)
     },
-
-    release: (sandboxId) => store.release(sandboxId),
 
     async stackOf(snapshotId) {
       const layer = await store.get(snapshotId)
@@ -131,7 +149,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     },
 
     async sweep(live) {
-      const keep = new Set(live)
+      // Retired instances are removed with their containers (snapshots()), not from under them.
+      const keep = new Set([...[...live].map(instances.of), ...instances.retired()])
       for (const id of await store.sandboxes()) {
         if (keep.has(id)) continue
         await store.release(id).catch((err: unknown) => log.error({ sandboxId: id, err }, 'could not remove a leftover writable layer'))
@@ -144,9 +163,10 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       const queues = new Map<string, Promise<unknown>>()
       async function takeOne(sandboxId: string, label: string): Promise<AgentSnapshot> {
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
-        const meta = metaOf(await store.metaOf(sandboxId), `sandbox "${sandboxId}"`)
+        const key = instances.of(sandboxId)
+        const meta = metaOf(await store.metaOf(key), `sandbox "${sandboxId}"`)
         let froze = false
-        const layer = await store.capture(sandboxId, newId('snap'), { ...meta, label, sandboxId }, {
+        const layer = await store.capture(key, newId('snap'), { ...meta, label, sandboxId }, {
           async freeze() {
             try {
               if (backend.freeze) froze = await backend.freeze(sandboxId)
@@ -168,14 +188,49 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         log.info({ sandboxId, snapshotId: layer.id, depth: layer.chain.length + 1 }, 'snapshot taken')
         return toSnapshot(layer)
       }
+      const raw = instances.unwrap(backend)
+      const teardown = (instanceId: string) => async () => {
+        await raw.destroy(instanceId)
+        await store.release(instanceId)
+      }
+      for (const instanceId of instances.retired()) instances.retire(instanceId, teardown(instanceId))
+
+      async function restoreOne(sandboxId: string, req: AgentRestoreRequest): Promise<{ template: string }> {
+        if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
+        // The new instance starts beside the old one; the sandbox moves over once it runs.
+        const next = newId('inst')
+        const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId }
+        const prepared = await prepareAs(next, createReq, null)
+        try {
+          await raw.create({ id: next, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network })
+        } catch (err) {
+          await store.release(next).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the writable layer of a failed restore'))
+          throw err
+        }
+        let previous: string
+        try {
+          previous = await instances.point(sandboxId, next)
+        } catch (err) {
+          await teardown(next)().catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the new instance of a failed restore'))
+          throw err
+        }
+        instances.retire(previous, teardown(previous))
+        log.info({ sandboxId, snapshotId: req.snapshotId, instanceId: next }, 'sandbox restored')
+        return { template: prepared.template }
+      }
+
+      /** Runs `op` after every earlier snapshot or restore of the sandbox. */
+      function queued<T>(sandboxId: string, op: () => Promise<T>): Promise<T> {
+        const run = (queues.get(sandboxId) ?? Promise.resolve()).then(op)
+        const settled = run.catch(() => undefined)
+        queues.set(sandboxId, settled)
+        void settled.then(() => queues.get(sandboxId) === settled && queues.delete(sandboxId))
+        return run
+      }
+
       return {
-        take(sandboxId, req) {
-          const run = (queues.get(sandboxId) ?? Promise.resolve()).then(() => takeOne(sandboxId, req.label ?? ''))
-          const settled = run.catch(() => undefined)
-          queues.set(sandboxId, settled)
-          void settled.then(() => queues.get(sandboxId) === settled && queues.delete(sandboxId))
-          return run
-        },
+        take: (sandboxId, req) => queued(sandboxId, () => takeOne(sandboxId, req.label ?? '')),
+        restore: (sandboxId, req) => queued(sandboxId, () => restoreOne(sandboxId, req)),
         get: async (id) => toSnapshot(await store.get(id)),
         list: async () => (await store.list()).map(toSnapshot),
         remove: (id) => store.remove(id),

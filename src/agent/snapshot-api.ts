@@ -23,6 +23,16 @@ export interface AgentSnapshot {
   createdAt: string
 }
 
+/** What a restore starts the sandbox's new instance with (the sandbox's own config). */
+export interface AgentRestoreRequest {
+  snapshotId: string
+  memoryMiB: number
+  cpus: number
+  pidsMax: number
+  env: Record<string, string>
+  network: 'none'
+}
+
 /** The agent's snapshot operations. */
 export interface AgentSnapshotApi {
   /** Freezes the sandbox, turns its writable layer into a read-only layer, thaws it. */
@@ -31,4 +41,10 @@ export interface AgentSnapshotApi {
   list(options?: CallOptions): Promise<AgentSnapshot[]>
   /** Deletes a snapshot; `failed_precondition` while a snapshot or a sandbox stands on it. */
   remove(id: string, options?: CallOptions): Promise<void>
+  /**
+   * Replaces a sandbox by a fresh one at the snapshot, keeping its id: the new one starts first
+   * and the old one is removed after, off the caller's path. Optional: without it, a restore is a
+   * destroy and a create.
+   */
+  restore?(sandboxId: string, req: AgentRestoreRequest, options?: CallOptions): Promise<{ template: string }>
 }

@@ -85,6 +85,16 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
     async restore(sandboxId, snapshotId, call) {
       const record = sandboxes.requireStarted(sandboxId)
       const snap = find(snapshotId)
+      const restore = agent.snapshots?.restore
+      if (restore) {
+        // The agent starts the new instance first and removes the old one after: the old one still
+        // runs if this fails, so the record stays as it is.
+        const config = { memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env }
+        await restore.call(agent.snapshots, sandboxId, { snapshotId, ...config, network: 'none' }, call)
+        catalog.update(sandboxId, { state: 'running' })
+        logger.info({ sandboxId, snapshotId }, 'sandbox restored')
+        return sandboxes.get(sandboxId)
+      }
       await agent.destroy(sandboxId, call)
       try {
         await agent.create(

@@ -81,6 +81,18 @@ export interface LayerStore {
   remove(id: string): Promise<void>
 }
 
+/** Milliseconds spent in each named phase, for the debug log: call with a phase's name as it ends. */
+function phaseTimer(): (name: string) => Record<string, number> {
+  const phases: Record<string, number> = {}
+  let last = performance.now()
+  return (name) => {
+    const now = performance.now()
+    phases[name] = Math.round((now - last) * 10) / 10
+    last = now
+    return phases
+  }
+}
+
 /** Opens the layer store in `options.dir`, removing layers that a crash left half made. */
 export function createLayerStore(options: LayerStoreOptions): LayerStore {
   const { driver } = options
@@ -187,16 +199,21 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const stacked = await readWritable(sandboxId)
       if (!stacked) throw new SandstormError('not_found', `sandbox "${sandboxId}" has no writable layer on this host`)
       const tmp = join(layersDir, `.tmp-${id}`)
+      const phase = phaseTimer()
       await mkdir(tmp, { mode: 0o700 })
       try {
         // Only the overlay driver stacks chains; a btrfs layer holds everything since the template.
         const squash = stacked.layers.length + 1 > maxDepth
         const captured = squash ? join(tmp, 'top') : join(tmp, 'tree')
+        phase('prepare')
         await hooks.freeze()
+        phase('freeze')
         try {
           await driver.capture(writablePath, captured, call)
+          phase('copy')
         } finally {
           await hooks.thaw()
+          phase('thaw')
         }
         let chain = stacked.layers
         if (squash) {
@@ -205,10 +222,12 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
           await driver.remove(captured)
           chain = []
           log.info({ snapshotId: id, depth: stacked.layers.length + 1 }, 'snapshot chain squashed into one layer')
+          phase('squash')
         }
         const record: LayerRecord = { id, parentId: stacked.from, chain, driver: driver.name, createdAt: new Date().toISOString(), meta }
         await writeFile(join(tmp, 'layer.json'), JSON.stringify(record))
         await rename(tmp, join(layersDir, id))
+        log.debug({ snapshotId: id, sandboxId, phasesMs: phase('record') }, 'layer captured')
         return record
       } catch (err) {
         await driver.remove(join(tmp, 'top')).catch(() => undefined)

@@ -1,0 +1,146 @@
+/**
+ * Which runtime instance runs each sandbox. A sandbox starts as the instance of its own id; a
+ * restore starts a new instance under a fresh id beside the old one, points the sandbox at it and
+ * removes the old one off the caller's path, so that a restore costs one start and no teardown.
+ * The runtime's container and the writable layer are keyed by instance id; everything above the
+ * agent sees the sandbox id only.
+ *
+ *   <file>   { "aliases": { sandboxId: instanceId }, "retired": [instanceId] }
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises'
+import { z } from 'zod'
+import { idPattern, silentLogger, type Logger } from '../shared/index.js'
+import type { RuntimeBackend } from '../runtime/index.js'
+
+const fileSchema = z.object({
+  aliases: z.record(z.string().regex(idPattern), z.string().regex(idPattern)),
+  retired: z.array(z.string().regex(idPattern)),
+})
+
+/** Backend methods whose first argument is a sandbox id. */
+const byIdMethods = [
+  'destroy',
+  'pause',
+  'resume',
+  'freeze',
+  'thaw',
+  'saveMachine',
+  'stats',
+  'exec',
+  'readFile',
+  'writeFile',
+  'listDir',
+  'stat',
+  'mkdir',
+  'remove',
+  'rename',
+  'resolveUser',
+] as const
+
+/** Sandbox ids and the runtime instances that run them. */
+export interface SandboxInstances {
+  /** The instance that runs sandbox `sandboxId` now (its own id until it is restored). */
+  of(sandboxId: string): string
+  /**
+   * Points `sandboxId` at the running instance `instanceId` and marks its previous instance
+   * retired, on disk before it resolves; returns the previous instance, for `retire`.
+   */
+  point(sandboxId: string, instanceId: string): Promise<string>
+  /**
+   * Removes a retired instance with `teardown` in the background (the caller does not wait);
+   * it is dropped from the retired list once that succeeded. `drain` waits for every teardown.
+   */
+  retire(instanceId: string, teardown: () => Promise<void>): void
+  /** Forgets a destroyed sandbox's alias. */
+  forget(sandboxId: string): Promise<void>
+  /** Instances retired but maybe not yet removed (after a crash, say). */
+  retired(): string[]
+  /** Resolves once every teardown started so far has ended. */
+  drain(): Promise<void>
+  /** `backend` with every call on a sandbox id sent to its current instance; `list` answers in sandbox ids and hides retired instances. */
+  wrap(backend: RuntimeBackend): RuntimeBackend
+  /** The backend that `wrap` was given: calls on it take instance ids. */
+  unwrap(backend: RuntimeBackend): RuntimeBackend
+}
+
+/** Opens the instance record in `file` (made on first write). */
+export async function createSandboxInstances(file: string, logger?: Logger): Promise<SandboxInstances> {
+  const log = logger ?? silentLogger()
+  let state: z.infer<typeof fileSchema> = { aliases: {}, retired: [] }
+  try {
+    state = fileSchema.parse(JSON.parse(await readFile(file, 'utf8')))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.error({ err, file }, 'instance record unreadable; starting from none')
+  }
+  const sandboxOf = () => new Map(Object.entries(state.aliases).map(([s, i]) => [i, s]))
+  let reverse = sandboxOf()
+  const raw = new WeakMap<RuntimeBackend, RuntimeBackend>()
+  const teardowns = new Set<Promise<void>>()
+  // Writes go one after another, each whole (temporary file and rename), so that a crash leaves the old or the new record.
+  let writing: Promise<void> = Promise.resolve()
+  const save = (): Promise<void> => {
+    reverse = sandboxOf()
+    const text = JSON.stringify(state)
+    const next = writing.then(async () => {
+      await writeFile(`${file}.tmp`, text, { mode: 0o600 })
+      await rename(`${file}.tmp`, file)
+    })
+    writing = next.catch(() => undefined)
+    return next
+  }
+  const of = (sandboxId: string): string => state.aliases[sandboxId] ?? sandboxId
+
+  return {
+    of,
+    async point(sandboxId, instanceId) {
+      const previous = of(sandboxId)
+      state = {
+        aliases: { ...state.aliases, [sandboxId]: instanceId },
+        retired: [...state.retired.filter((i) => i !== instanceId), previous],
+      }
+      if (instanceId === sandboxId) delete state.aliases[sandboxId]
+      await save()
+      return previous
+    },
+    retire(instanceId, teardown) {
+      const run = teardown().then(
+        async () => {
+          state = { ...state, retired: state.retired.filter((i) => i !== instanceId) }
+          await save()
+        },
+        (err: unknown) => log.error({ instanceId, err }, 'could not remove a retired sandbox instance; it is tried again on the next start'),
+      )
+      const tracked = run.catch(() => undefined)
+      teardowns.add(tracked)
+      void tracked.then(() => teardowns.delete(tracked))
+    },
+    async forget(sandboxId) {
+      if (!(sandboxId in state.aliases)) return
+      const { [sandboxId]: _gone, ...aliases } = state.aliases
+      state = { ...state, aliases }
+      await save()
+    },
+    retired: () => [...state.retired],
+    async drain() {
+      while (teardowns.size > 0) await Promise.all([...teardowns])
+      await writing
+    },
+    wrap(backend) {
+      const wrapped = Object.create(backend) as RuntimeBackend
+      const loose = wrapped as unknown as Record<string, unknown>
+      for (const name of byIdMethods) {
+        const method = (backend as unknown as Record<string, unknown>)[name]
+        if (typeof method !== 'function') continue
+        loose[name] = (id: string, ...rest: unknown[]) => (method as (...a: unknown[]) => unknown).call(backend, of(id), ...rest)
+      }
+      wrapped.create = (spec, options) => backend.create({ ...spec, id: of(spec.id) }, options)
+      wrapped.list = async (options) => {
+        const retired = new Set(state.retired)
+        return (await backend.list(options)).filter((s) => !retired.has(s.id)).map((s) => ({ ...s, id: reverse.get(s.id) ?? s.id }))
+      }
+      raw.set(wrapped, backend)
+      return wrapped
+    },
+    unwrap: (backend) => raw.get(backend) ?? backend,
+  }
+}
