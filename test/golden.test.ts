@@ -43,15 +43,21 @@ describe('golden templates', { skip }, () => {
     return result.stdout
   }
   /** POST /v1/sandboxes by hand, to read the `source` the SDK does not expose. */
-  const create = async (body: object): Promise<{ id: string; source?: string }> => {
+  const create = async (body: object): Promise<{ id: string; source?: string; golden?: { version: number; snapshotId: string } }> => {
     const res = await fetch(`${conn.apiUrl}/v1/sandboxes`, {
       method: 'POST',
       headers: { authorization: `Bearer ${conn.apiKey}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
     })
     assert.equal(res.status, 201, await res.clone().text())
-    return (await res.json()) as { id: string; source?: string }
+    return (await res.json()) as { id: string; source?: string; golden?: { version: number; snapshotId: string } }
   }
+  const call = (method: string, path: string, body?: object) =>
+    fetch(`${conn.apiUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${conn.apiKey}`, 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    })
   const cli = async (...args: string[]) => {
     const r = await execa('node', [main, '--url', conn.apiUrl, '--api-key', conn.apiKey, ...args], { reject: false })
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
@@ -177,7 +183,26 @@ describe('golden templates', { skip }, () => {
     assert.equal(other.source, 'cold')
     const fromBase = await create({ template: 'debian' })
     assert.equal(fromBase.source, undefined)
+    assert.deepEqual(plain.golden, { version: built.version, snapshotId: built.snapshotId })
+    assert.equal(other.golden, undefined)
     for (const s of [plain, same, other, fromBase]) await kill(s.id)
+  })
+
+  it('says a pooled sandbox of a golden template came from the pool and which golden version it is', async () => {
+    const tools = (await current('tools'))!
+    assert.equal((await call('PUT', '/v1/pools/tools', { min: 1, max: 1 })).status, 200)
+    try {
+      assert.equal((await call('POST', '/v1/pools/tools/wait', { ready: 1 })).status, 200)
+      const pooled = await create({ template: 'tools' })
+      assert.equal(pooled.source, 'pool')
+      assert.deepEqual(pooled.golden, { version: tools.version, snapshotId: tools.snapshotId })
+      // The next one is a miss served cold, or a hit if the refill was quick: golden either way.
+      const missed = await create({ template: 'tools' })
+      assert.deepEqual(missed.golden, { version: tools.version, snapshotId: tools.snapshotId })
+      for (const s of [pooled, missed]) await kill(s.id)
+    } finally {
+      assert.equal((await call('DELETE', '/v1/pools/tools')).status, 204)
+    }
   })
 
   it('builds, promotes and rolls back from the CLI, and exits non-zero naming a failed step', async () => {

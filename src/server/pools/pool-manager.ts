@@ -2,6 +2,7 @@ import type { AgentApi } from '../../agent/index.js'
 import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { CallOptions, Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
+import type { GoldenOrigin } from '../golden-source.js'
 import type { CatalogDb } from '../db.js'
 import type { ServerMetrics } from '../metrics.js'
 import { defaultPidsMax } from '../sandbox-service.js'
@@ -16,8 +17,11 @@ import type { WarmPool } from './warm-pool.js'
 /** Where a created sandbox came from: a warm pool's hand-over, or a start on demand. */
 export type CreateSource = 'pool' | 'cold'
 
-/** A create's answer: the sandbox, and how it was made (`source` is set when the template has a pool). */
-export type CreatedSandboxInfo = SandboxInfo & { source?: CreateSource }
+/**
+ * A create's answer: the sandbox, where it came from (`source`, set when the template has a pool)
+ * and, for a golden template, what it is (`golden`: the version it started from).
+ */
+export type CreatedSandboxInfo = SandboxInfo & { source?: CreateSource; golden?: GoldenOrigin }
 
 /** A pool as the API reports it. */
 export interface PoolInfo extends PoolConfig {
@@ -142,7 +146,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
         metrics.hits.inc({ template: pool.template })
         const info = sandboxes.handOver(taken, input)
         options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
-        return { ...info, source: 'pool' }
+        return { ...info, source: 'pool', ...(taken.golden ? { golden: taken.golden } : {}) }
       }
       s.misses++
       metrics.misses.inc({ template: pool.template })

@@ -1,6 +1,7 @@
 import type { AgentApi, AgentSandbox } from '../../agent/index.js'
 import { newId, SandstormError } from '../../shared/index.js'
 import type { Logger } from '../../shared/index.js'
+import { goldenOrigin, type GoldenOrigin } from '../golden-source.js'
 import type { PooledConfig } from './pool-match.js'
 import type { PoolConfig } from './pool-store.js'
 
@@ -9,6 +10,8 @@ export interface PooledSandbox extends PooledConfig {
   id: string
   runtime: string
   readyAtMs: number
+  /** The golden version it started from, when the template is golden and the agent did not boot it cold. */
+  golden?: GoldenOrigin
 }
 
 /** Options of createWarmPool. */
@@ -92,7 +95,8 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
       if (drained) await destroy(id, 'pool deleted')
       return
     }
-    ready.push({ id, runtime: sandbox.runtime, readyAtMs: Date.now(), ...pooled })
+    const golden = sandbox.start === 'cold' ? undefined : goldenOrigin(template, pooled)
+    ready.push({ id, runtime: sandbox.runtime, readyAtMs: Date.now(), ...pooled, ...(golden ? { golden } : {}) })
     options.onReady?.(performance.now() - startedAt)
     log.debug({ sandboxId: id, ready: ready.length }, 'pooled sandbox ready')
     changed()
