@@ -9,7 +9,8 @@ import type { Logger } from '../shared/index.js'
 import type { AgentApi } from './agent-api.js'
 import { hostMetrics } from './host-metrics.js'
 import { createLocalAgent } from './local-agent.js'
-import { unaryHandlers } from './remote-handlers.js'
+import { startCommand, unaryHandlers } from './remote-handlers.js'
+import type { CommandReport } from './remote-handlers.js'
 import { linkTarget, loadLinkIdentity } from './remote-link.js'
 
 /** Options of runAgent. */
@@ -70,7 +71,8 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
   const send = (msg: AgentMessage): void => {
     if (control && !control.writableEnded) control.write(msg)
   }
-  const handlers = unaryHandlers(local, (report) => send({ event: { kind: 'command', json: JSON.stringify(report) } }))
+  const onCommand = (report: CommandReport): void => send({ event: { kind: 'command', json: JSON.stringify(report) } })
+  const handlers = unaryHandlers(local, onCommand)
   const inflight = new Map<number, AbortController>()
 
   const unary = (req: RequestMessage): void => {
@@ -113,6 +115,15 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
       call.write({ requestId: req.requestId })
       const o = { signal: ac.signal }
       switch (req.kind) {
+        case 'exec': {
+          // Start and output on one stream: a run costs one request and no second round trip
+          // to follow. The stream opened (above) while the command starts.
+          call.resume()
+          const started = await startCommand(local, p, o, onCommand)
+          await write({ json: JSON.stringify(started) })
+          for await (const event of local.follow(p.id, started.pid, o)) await write({ json: JSON.stringify(event) })
+          break
+        }
         case 'follow':
           call.resume()
           for await (const event of local.follow(p.id, p.pid, o)) await write({ json: JSON.stringify(event) })

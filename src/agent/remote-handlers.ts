@@ -30,12 +30,7 @@ export function unaryHandlers(local: AgentApi, onCommand: (report: CommandReport
     list: (_p, o) => local.list(o),
     pause: (p, o) => local.pause(p.id, o),
     resume: (p, o) => local.resume(p.id, o),
-    async exec(p, o) {
-      const req = { ...p.req, stdin: p.req.stdin ? Buffer.from(p.req.stdin, 'base64') : undefined } as AgentExecRequest
-      const started = await local.exec(p.id, req, o)
-      void report(local, p.id, started.pid, req.argv, onCommand)
-      return started
-    },
+    exec: (p, o) => startCommand(local, p, o, onCommand),
     wait: (p, o) => local.wait(p.id, p.pid, o),
     processes: (p, o) => local.processes(p.id, o),
     signal: (p, o) => local.signal(p.id, p.pid, p.signal, o),
@@ -49,6 +44,15 @@ export function unaryHandlers(local: AgentApi, onCommand: (report: CommandReport
     'snapshots.list': (_p, o) => snapshots().list(o),
     'snapshots.remove': (p, o) => snapshots().remove(p.id, o),
   }
+}
+
+/** Starts the command of an `exec` request (payload `{ id, req }`, stdin in base64) and reports it to the central log when it ends. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function startCommand(local: AgentApi, p: any, o: CallOptions, onCommand: (report: CommandReport) => void): Promise<{ pid: number }> {
+  const req = { ...p.req, stdin: p.req.stdin ? Buffer.from(p.req.stdin, 'base64') : undefined } as AgentExecRequest
+  const started = await local.exec(p.id, req, o)
+  void report(local, p.id, started.pid, req.argv, onCommand)
+  return started
 }
 
 /** Follows a command to its end, counting its output, for the central log. */

@@ -1,4 +1,6 @@
 /** The AgentLink gRPC server: join, the Control stream of each agent, and the Data streams they open. */
+import { createServer as createNetServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { experimental } from '@grpc/grpc-js'
 import { insecureHeaders, loadAgentLink, linkChannelOptions } from '../../proto/index.js'
@@ -165,18 +167,25 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
         false,
       )
     : grpc.ServerCredentials.createInsecure()
+  // Our own listener rather than bindAsync: grpc-js leaves Nagle on for the sockets it accepts, so
+  // a small request written while an earlier frame waits for its ACK sat up to a delayed-ACK
+  // timeout (tens of ms) on the wire. The link is many small messages, each on someone's path.
+  const injector = server.createConnectionInjector(credentials)
+  const listener = createNetServer({ noDelay: true }, (socket) => injector.injectConnection(socket))
   const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, credentials, (err, bound) => (err ? reject(new SandstormError('unavailable', `could not listen for agents on ${address}: ${err.message}`)) : resolve(bound))),
-  )
+  const port = await new Promise<number>((resolve, reject) => {
+    listener.once('error', (err) => reject(new SandstormError('unavailable', `could not listen for agents on ${address}: ${err.message}`)))
+    listener.listen(options.port, options.host, () => resolve((listener.address() as AddressInfo).port))
+  })
   logger.info({ address: `${options.host}:${port}`, tls: pki !== null }, 'listening for agents')
   return {
     port,
     close: () =>
       new Promise<void>((resolve) => {
         // Agents reconnect to the next server; there is nothing to drain.
+        listener.close(() => resolve())
+        injector.destroy()
         server.forceShutdown()
-        resolve()
       }),
   }
 }

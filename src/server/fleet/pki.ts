@@ -45,6 +45,7 @@ export async function loadFleetPki(dir: string): Promise<FleetPki> {
   const ca = new X509Certificate(caPem)
   const issue = (commonName: string, usage: 'serverAuth' | 'clientAuth'): Promise<KeyPair> => issueCert({ caKey, caCert, commonName, usage })
   const server = await issue(serverCommonName, 'serverAuth')
+  const verified = new Map<string, { agentId: string; validTo: string }>()
   return {
     caPem,
     caSha256: createHash('sha256').update(ca.raw).digest('hex'),
@@ -52,20 +53,34 @@ export async function loadFleetPki(dir: string): Promise<FleetPki> {
     issueAgent: (agentId) => issue(agentId, 'clientAuth'),
     verifyAgent(certDer) {
       if (!certDer || certDer.length === 0) return { refused: 'no client certificate: expected one issued at join' }
-      let cert: X509Certificate
-      try {
-        cert = new X509Certificate(certDer)
-      } catch {
-        return { refused: 'the client certificate does not parse' }
+      // Every Data stream presents the connection's certificate again: parse and check it once.
+      const key = createHash('sha256').update(certDer).digest('hex')
+      const known = verified.get(key)
+      if (known && Date.parse(known.validTo) >= Date.now()) return { agentId: known.agentId }
+      const verdict = verify(certDer)
+      if ('agentId' in verdict) {
+        if (verified.size >= 1024) verified.clear()
+        verified.set(key, verdict)
+        return { agentId: verdict.agentId }
       }
-      // The TLS layer accepted any certificate (join needs none), so the chain is checked here.
-      if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return { refused: 'the client certificate is not signed by this server\'s CA' }
-      const now = Date.now()
-      if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return { refused: 'the client certificate is outside its validity' }
-      const agentId = /CN=([^\n,]+)/.exec(cert.subject)?.[1]
-      if (!agentId || agentId === serverCommonName) return { refused: 'the client certificate names no agent' }
-      return { agentId }
+      return verdict
     },
+  }
+
+  function verify(certDer: Buffer): { agentId: string; validTo: string } | { refused: string } {
+    let cert: X509Certificate
+    try {
+      cert = new X509Certificate(certDer)
+    } catch {
+      return { refused: 'the client certificate does not parse' }
+    }
+    // The TLS layer accepted any certificate (join needs none), so the chain is checked here.
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return { refused: 'the client certificate is not signed by this server\'s CA' }
+    const now = Date.now()
+    if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return { refused: 'the client certificate is outside its validity' }
+    const agentId = /CN=([^\n,]+)/.exec(cert.subject)?.[1]
+    if (!agentId || agentId === serverCommonName) return { refused: 'the client certificate names no agent' }
+    return { agentId, validTo: cert.validTo }
   }
 }
 

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import type { AgentApi, AgentInfo, AgentSnapshot } from '../../agent/index.js'
 import type { DataFrame } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { ExecEvent } from '../../shared/index.js'
+import type { CallOptions, ExecEvent } from '../../shared/index.js'
 import { fromWire } from './agent-connection.js'
 import type { AgentConnection, DataCall } from './agent-connection.js'
 
@@ -39,9 +39,62 @@ async function write(stream: DataCall, frame: DataFrame): Promise<void> {
   if (!stream.write(frame)) await once(stream, 'drain')
 }
 
+/** A Data stream and the reader of its frames. */
+interface Output {
+  stream: DataCall
+  frames: AsyncGenerator<DataFrame>
+}
+
+/** How long the output of a started command waits for its follower before the stream is dropped (a later follow replays it). */
+const claimWindowMs = 10_000
+
+/** Output streams of commands just started, until their follower claims them. */
+function createParkedStreams(): { park(key: string, output: Output): void; claim(key: string): Output | undefined } {
+  const parked = new Map<string, Output & { timer: NodeJS.Timeout }>()
+  return {
+    park(key, output) {
+      // Nobody followed (a background exec): stop the agent sending; the command runs on.
+      const timer = setTimeout(() => {
+        parked.delete(key)
+        finish(output.stream)
+      }, claimWindowMs)
+      timer.unref()
+      parked.set(key, { ...output, timer })
+    },
+    claim(key) {
+      const found = parked.get(key)
+      if (!found) return undefined
+      parked.delete(key)
+      clearTimeout(found.timer)
+      return { stream: found.stream, frames: found.frames }
+    },
+  }
+}
+
+/** Resolves with the first frame, or rejects with the signal's reason when it fires first. */
+async function firstFrame(frames: AsyncGenerator<DataFrame>, signal: AbortSignal | undefined): Promise<DataFrame | undefined> {
+  if (!signal) return (await frames.next()).value ?? undefined
+  let onAbort!: () => void
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason)
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return (await Promise.race([frames.next(), aborted])).value ?? undefined
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
 /** The AgentApi of one connected agent. */
 export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): AgentApi {
   const call = conn.call.bind(conn)
+  const started = createParkedStreams()
+  const follow = async (id: string, pid: number, o: CallOptions | undefined): Promise<Output> => {
+    const stream = await conn.openData('follow', { id, pid }, o)
+    return { stream, frames: framesOf(stream, conn.agentId) }
+  }
   return {
     info: () => info,
     templates: (o) => call('templates', null, o),
@@ -50,14 +103,28 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     list: (o) => call('list', null, o),
     pause: (id, o) => call('pause', { id }, o),
     resume: (id, o) => call('resume', { id }, o),
-    exec: (id, req, o) =>
-      call('exec', { id, req: { ...req, stdin: req.stdin ? Buffer.from(req.stdin).toString('base64') : undefined } }, o),
+    // The agent starts the command and sends its output on the same Data stream; the output waits
+    // (flow-controlled) for the follow that comes next, so a run costs one request.
+    async exec(id, req, o) {
+      const stream = await conn.openData('exec', { id, req: { ...req, stdin: req.stdin ? Buffer.from(req.stdin).toString('base64') : undefined } }, o)
+      const frames = framesOf(stream, conn.agentId)
+      try {
+        const first = await firstFrame(frames, o?.signal)
+        if (!first?.json) throw new SandstormError('unavailable', `agent "${conn.agentId}" ended an exec without starting it`)
+        const result = JSON.parse(first.json) as { pid: number }
+        started.park(`${id}/${result.pid}`, { stream, frames })
+        return result
+      } catch (err) {
+        finish(stream)
+        throw err
+      }
+    },
     async *follow(id, pid, o) {
-      const stream = await conn.openData('follow', { id, pid }, o)
+      const { stream, frames } = started.claim(`${id}/${pid}`) ?? (await follow(id, pid, o))
       const stop = (): void => finish(stream)
       o?.signal?.addEventListener('abort', stop, { once: true })
       try {
-        for await (const frame of framesOf(stream, conn.agentId)) if (frame.json) yield JSON.parse(frame.json) as ExecEvent
+        for await (const frame of frames) if (frame.json) yield JSON.parse(frame.json) as ExecEvent
       } finally {
         o?.signal?.removeEventListener('abort', stop)
         finish(stream)
