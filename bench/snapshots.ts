@@ -15,121 +15,151 @@ import { nowMs, summarize } from './stats.js'
 /** Writes 1,000 files of 10 KiB (10 MB) under /work, overwriting the last round's. */
 const writeTenMegabytes = 'mkdir -p /work && i=0; while [ $i -lt 1000 ]; do head -c 10240 /dev/urandom > /work/f$i; i=$((i+1)); done'
 
+/** The floor a snapshot is measured beside: the same work done on the host, timed per round. */
+export interface SnapshotBaseline {
+  what: string
+  /** Makes what each round needs (outside the timing). */
+  setup(): Promise<void>
+  /** Untimed work before each round (writing the tree afresh, say). */
+  beforeRound?(i: number): Promise<void>
+  /** One timed round. */
+  round(i: number): Promise<void>
+  cleanup(): Promise<void>
+  /** A line for the notes. */
+  note?: string
+}
+
+/** Baseline of the overlay driver: `cp -a` of a tree of 1,000 files of 10 KiB on the host. */
+async function copyBaseline(): Promise<SnapshotBaseline> {
+  const host = await mkdtemp(join(tmpdir(), 'sandstorm-bench-copy-'))
+  return {
+    what: 'cp -a of the same size of tree on the host',
+    setup: () => execa('sh', ['-c', writeTenMegabytes.replaceAll('/work', join(host, 'src'))]).then(() => undefined),
+    round: (i) => execa('cp', ['-a', join(host, 'src'), join(host, `copy-${i}`)]).then(() => undefined),
+    cleanup: () => rm(host, { recursive: true, force: true }),
+  }
+}
+
 /** The snapshot benchmark. */
 export const snapshotBenchmark: Benchmark = {
   name: 'snapshots',
   title: 'snapshot (10 MB in 1,000 files), fork of 8, tree-search loop',
-  async run(ctx: BenchContext): Promise<BenchResult> {
-    const { stack } = ctx
-    const conn = stack.conn
-    const rounds = ctx.iterations ?? 20
-    const notes: string[] = []
-    const track = (sb: Sandbox) => (stack.ids.add(sb.sandboxId), sb)
-    const sb = track(await Sandbox.create('debian', { ...conn }))
-    const host = await mkdtemp(join(tmpdir(), 'sandstorm-bench-copy-'))
-    const snapshotMs: number[] = []
-    const copyMs: number[] = []
-    let driver = ''
-    try {
-      // 1. Snapshot after changing 10 MB in 1,000 files; baseline: `cp -a` of such a tree on the host.
-      await execa('sh', ['-c', writeTenMegabytes.replaceAll('/work', join(host, 'src'))])
-      for (let i = 0; i < rounds; i++) {
-        checkAborted(ctx.signal)
-        await sb.commands.run(writeTenMegabytes, { ...conn })
-        const start = nowMs()
-        const snap = await sb.snapshot(conn)
-        snapshotMs.push(nowMs() - start)
-        driver = snap.driver
-        await deleteSnapshot(snap.id, conn)
-        const copyStart = nowMs()
-        await execa('cp', ['-a', join(host, 'src'), join(host, `copy-${i}`)])
-        copyMs.push(nowMs() - copyStart)
-        ctx.progress(`snapshot ${i + 1}/${rounds}`)
-      }
-      notes.push(`storage driver: ${driver}; the overlay goal is p95 ≤ 50 ms, btrfs p95 ≤ 15 ms (run on a data dir set up with \`sandstorm setup --btrfs-loop\` for btrfs figures)`)
+  run: (ctx) => runSnapshotBenchmark(ctx, copyBaseline),
+}
 
-      // 2. Fork of 8 from one snapshot; baseline: 8 creates from the template at once.
-      const base = await sb.snapshot(conn)
-      const forkMs: number[] = []
-      const createMs: number[] = []
-      const forkRounds = Math.max(3, Math.ceil(rounds / 4))
-      for (let i = 0; i < forkRounds; i++) {
-        checkAborted(ctx.signal)
-        let start = nowMs()
-        const forks = (await Sandbox.fork(base.id, { ...conn, count: 8 })).map(track)
-        forkMs.push(nowMs() - start)
-        await Promise.all(forks.map((f) => f.kill(conn)))
-        start = nowMs()
-        const fresh = (await Promise.all(Array.from({ length: 8 }, () => Sandbox.create('debian', { ...conn })))).map(track)
-        createMs.push(nowMs() - start)
-        await Promise.all(fresh.map((f) => f.kill(conn)))
-        ctx.progress(`fork ${i + 1}/${forkRounds}`)
-      }
-
-      // 3. Tree search: restore a node, run a command, snapshot the child; 200 iterations.
-      const steps = ctx.iterations ? Math.max(20, ctx.iterations * 10) : 200
-      const nodes = [base.id]
-      const restoreMs: number[] = []
-      const runMs: number[] = []
-      const childMs: number[] = []
-      const loopStart = nowMs()
-      for (let i = 0; i < steps; i++) {
-        checkAborted(ctx.signal)
-        const node = nodes[Math.floor(Math.random() * nodes.length)]!
-        let start = nowMs()
-        await sb.restore(node, conn)
-        restoreMs.push(nowMs() - start)
-        start = nowMs()
-        await sb.commands.run(`echo ${i} >> /work/path`, { ...conn })
-        runMs.push(nowMs() - start)
-        start = nowMs()
-        nodes.push((await sb.snapshot(conn)).id)
-        childMs.push(nowMs() - start)
-        if (i % 20 === 19) ctx.progress(`tree search ${i + 1}/${steps}`)
-      }
-      const perSecond = steps / ((nowMs() - loopStart) / 1000)
-      notes.push(`tree search: ${steps} iterations at ${perSecond.toFixed(1)} iterations/s (goal ≥ 10/s); baseline of each step: the command alone`)
-      const runOnly: number[] = []
-      for (let i = 0; i < Math.min(steps, 50); i++) {
-        const start = nowMs()
-        await sb.commands.run(`echo ${i} >> /work/path`, { ...conn })
-        runOnly.push(nowMs() - start)
-      }
-      await sb.kill(conn)
-      // Leaves last: a snapshot that others stand on cannot go first.
-      for (const id of nodes.reverse()) await deleteSnapshot(id, conn).catch(() => undefined)
-
-      return {
-        name: 'snapshots',
-        title: this.title,
-        notes,
-        figures: [
-          {
-            what: `sandbox.snapshot() after 10 MB changed in 1,000 files (${driver})`,
-            unit: 'ms',
-            subject: summarize(snapshotMs),
-            baseline: { what: 'cp -a of the same size of tree on the host', summary: summarize(copyMs) },
-            goal: { stat: 'p95', atMost: driver === 'btrfs' ? 15 : 50 },
-          },
-          {
-            what: 'Sandbox.fork(snapshot, { count: 8 }) until all 8 run',
-            unit: 'ms',
-            subject: summarize(forkMs),
-            baseline: { what: '8 × Sandbox.create(debian) at once', summary: summarize(createMs) },
-            goal: { stat: 'p95', atMost: 200 },
-          },
-          { what: 'tree search step: sandbox.restore(node)', unit: 'ms', subject: summarize(restoreMs), baseline: null },
-          {
-            what: 'tree search step: commands.run(echo)',
-            unit: 'ms',
-            subject: summarize(runMs),
-            baseline: { what: 'commands.run(echo) with no restores or snapshots between', summary: summarize(runOnly) },
-          },
-          { what: 'tree search step: sandbox.snapshot() of the child', unit: 'ms', subject: summarize(childMs), baseline: null },
-        ],
-      }
-    } finally {
-      await rm(host, { recursive: true, force: true })
+/** The snapshot figures on `ctx.stack`, the snapshot beside `baseline`. */
+export async function runSnapshotBenchmark(ctx: BenchContext, makeBaseline: () => Promise<SnapshotBaseline>): Promise<BenchResult> {
+  const { stack } = ctx
+  const conn = stack.conn
+  const rounds = ctx.iterations ?? 20
+  const notes: string[] = []
+  const track = (sb: Sandbox) => (stack.ids.add(sb.sandboxId), sb)
+  const sb = track(await Sandbox.create('debian', { ...conn }))
+  const baseline = await makeBaseline()
+  const snapshotMs: number[] = []
+  const copyMs: number[] = []
+  let driver = ''
+  try {
+    // 1. Snapshot after changing 10 MB in 1,000 files, beside the same work done on the host.
+    await baseline.setup()
+    for (let i = 0; i < rounds; i++) {
+      checkAborted(ctx.signal)
+      await sb.commands.run(writeTenMegabytes, { ...conn })
+      const start = nowMs()
+      const snap = await sb.snapshot(conn)
+      snapshotMs.push(nowMs() - start)
+      driver = snap.driver
+      await deleteSnapshot(snap.id, conn)
+      await baseline.beforeRound?.(i)
+      const copyStart = nowMs()
+      await baseline.round(i)
+      copyMs.push(nowMs() - copyStart)
+      ctx.progress(`snapshot ${i + 1}/${rounds}`)
     }
-  },
+    notes.push(`storage driver: ${driver}; the overlay goal is p95 ≤ 50 ms, btrfs p95 ≤ 15 ms (run on a data dir set up with \`sandstorm setup --btrfs-loop\` for btrfs figures)`)
+    if (baseline.note) notes.push(baseline.note)
+
+    // 2. Fork of 8 from one snapshot; baseline: 8 creates from the template at once.
+    const base = await sb.snapshot(conn)
+    const forkMs: number[] = []
+    const createMs: number[] = []
+    const forkRounds = Math.max(3, Math.ceil(rounds / 4))
+    for (let i = 0; i < forkRounds; i++) {
+      checkAborted(ctx.signal)
+      let start = nowMs()
+      const forks = (await Sandbox.fork(base.id, { ...conn, count: 8 })).map(track)
+      forkMs.push(nowMs() - start)
+      await Promise.all(forks.map((f) => f.kill(conn)))
+      start = nowMs()
+      const fresh = (await Promise.all(Array.from({ length: 8 }, () => Sandbox.create('debian', { ...conn })))).map(track)
+      createMs.push(nowMs() - start)
+      await Promise.all(fresh.map((f) => f.kill(conn)))
+      ctx.progress(`fork ${i + 1}/${forkRounds}`)
+    }
+
+    // 3. Tree search: restore a node, run a command, snapshot the child; 200 iterations.
+    const steps = ctx.iterations ? Math.max(20, ctx.iterations * 10) : 200
+    const nodes = [base.id]
+    const restoreMs: number[] = []
+    const runMs: number[] = []
+    const childMs: number[] = []
+    const loopStart = nowMs()
+    for (let i = 0; i < steps; i++) {
+      checkAborted(ctx.signal)
+      const node = nodes[Math.floor(Math.random() * nodes.length)]!
+      let start = nowMs()
+      await sb.restore(node, conn)
+      restoreMs.push(nowMs() - start)
+      start = nowMs()
+      await sb.commands.run(`echo ${i} >> /work/path`, { ...conn })
+      runMs.push(nowMs() - start)
+      start = nowMs()
+      nodes.push((await sb.snapshot(conn)).id)
+      childMs.push(nowMs() - start)
+      if (i % 20 === 19) ctx.progress(`tree search ${i + 1}/${steps}`)
+    }
+    const perSecond = steps / ((nowMs() - loopStart) / 1000)
+    notes.push(`tree search: ${steps} iterations at ${perSecond.toFixed(1)} iterations/s (goal ≥ 10/s); baseline of each step: the command alone`)
+    const runOnly: number[] = []
+    for (let i = 0; i < Math.min(steps, 50); i++) {
+      const start = nowMs()
+      await sb.commands.run(`echo ${i} >> /work/path`, { ...conn })
+      runOnly.push(nowMs() - start)
+    }
+    await sb.kill(conn)
+    // Leaves last: a snapshot that others stand on cannot go first.
+    for (const id of nodes.reverse()) await deleteSnapshot(id, conn).catch(() => undefined)
+
+    return {
+      name: 'snapshots',
+      title: snapshotBenchmark.title,
+      notes,
+      figures: [
+        {
+          what: `sandbox.snapshot() after 10 MB changed in 1,000 files (${driver})`,
+          unit: 'ms',
+          subject: summarize(snapshotMs),
+          baseline: { what: baseline.what, summary: summarize(copyMs) },
+          goal: { stat: 'p95', atMost: driver === 'btrfs' ? 15 : 50 },
+        },
+        {
+          what: 'Sandbox.fork(snapshot, { count: 8 }) until all 8 run',
+          unit: 'ms',
+          subject: summarize(forkMs),
+          baseline: { what: '8 × Sandbox.create(debian) at once', summary: summarize(createMs) },
+          goal: { stat: 'p95', atMost: 200 },
+        },
+        { what: 'tree search step: sandbox.restore(node)', unit: 'ms', subject: summarize(restoreMs), baseline: null },
+        {
+          what: 'tree search step: commands.run(echo)',
+          unit: 'ms',
+          subject: summarize(runMs),
+          baseline: { what: 'commands.run(echo) with no restores or snapshots between', summary: summarize(runOnly) },
+        },
+        { what: 'tree search step: sandbox.snapshot() of the child', unit: 'ms', subject: summarize(childMs), baseline: null },
+      ],
+    }
+  } finally {
+    await baseline.cleanup()
+  }
 }
