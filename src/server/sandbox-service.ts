@@ -5,7 +5,7 @@ import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState 
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
-import { withGoldenSource, type GoldenSource } from './golden-source.js'
+import { withGoldenSource, type GoldenOrigin, type GoldenSource } from './golden-source.js'
 import type { ServerMetrics } from './metrics.js'
 
 /** A validated create request. */
@@ -172,12 +172,17 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       timers.arm(id, created.expiresAtMs)
       metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
       logger.info({ sandboxId: id, template: created.template, runtime: created.runtime }, 'sandbox created')
-      // An agent that knows how a golden create started (a machine clone or a cold boot) says so itself.
-      if (sandbox.start) {
-        const started: SandboxInfo & { source: GoldenSource; sourceReason?: string } = { ...toSandboxInfo(created), source: sandbox.start, ...(sandbox.startReason ? { sourceReason: sandbox.startReason } : {}) }
-        return started
+      const answer = withGoldenSource(toSandboxInfo(created), template, input, from)
+      if (!sandbox.start) return answer
+      // An agent that knows how a golden create started (a machine clone, or a cold boot and why) has the last word.
+      const { golden, ...rest } = answer
+      const started: SandboxInfo & { source: GoldenSource; golden?: GoldenOrigin; sourceReason?: string } = {
+        ...rest,
+        source: sandbox.start,
+        ...(sandbox.start === 'golden' && golden ? { golden } : {}),
+        ...(sandbox.startReason ? { sourceReason: sandbox.startReason } : {}),
       }
-      return withGoldenSource(toSandboxInfo(created), template, input, from)
+      return started
     },
 
     get(id) {
