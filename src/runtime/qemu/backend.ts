@@ -1,15 +1,22 @@
+import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { chmod, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger, type ProcessResult } from '../../shared/index.js'
-import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
+import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
 import { connectGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
 import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from './guest-fs.js'
-import { execWrapper, guestBusybox } from './guest-scripts.js'
+import { execWrapper, guestBusybox, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
+import { reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
+import { machineFiles, readMachineConfig, writeMachineConfig } from './machine-image.js'
+import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
+import { qemuArgs, qemuOverheadMiB, vmFiles } from './qemu-args.js'
+import { vmCgroup } from './vm-cgroup.js'
+import { readVmRecord, writeVmRecord, type VmRecord } from './vm-record.js'
 
 /** Accelerator choice: `auto` probes. */
 export type QemuAccel = 'kvm' | 'tcg' | 'auto'
@@ -18,6 +25,8 @@ export type QemuAccel = 'kvm' | 'tcg' | 'auto'
 export interface QemuBackendOptions {
   /** VMs and the cached guest live under `<dir>/vms` and `<dir>/guest`. */
   dir: string
+  /** Guest RAM files of running VMs (tmpfs: RAM that a save can copy and clones can share). @default '/dev/shm/sandstorm-qemu' */
+  memoryDir?: string
   /** @default 'auto' */
   accel?: QemuAccel
   /** @default 'qemu-system-x86_64' */
@@ -25,6 +34,14 @@ export interface QemuBackendOptions {
   /** How long a cold boot may take to a guest agent that answers. @default 120000 */
   bootTimeoutMs?: number
   logger?: Logger
+}
+
+/** The QEMU backend, plus what only an agent that stops needs. */
+export interface QemuBackend extends RuntimeBackend {
+  /** The accelerator this backend's VMs use. */
+  readonly accel: 'kvm' | 'tcg'
+  /** Drops this process's connections to running VMs without stopping them (another backend can take them over). */
+  close(): void
 }
 
 /**
@@ -41,34 +58,32 @@ export function probeAccel(requested: QemuAccel = 'auto'): 'kvm' | 'tcg' {
 const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const pollMs = 20
 const readChunk = 1 << 20
+/** A clone's guest agent answers within ~100 ms; a cold boot's within the boot timeout. */
+const cloneAgentTimeoutMs = 30_000
+const migrateTimeoutMs = 60_000
 
 interface Vm {
   id: string
   pid: number
   qmp: JsonChannel
   agent: GuestAgent
-  env: string[]
+  record: VmRecord
   paused: boolean
 }
 
-/** The QEMU backend: each sandbox is a `microvm` guest booted straight into the template's root. */
-export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
+/** The QEMU backend: each sandbox is a `microvm` guest booted straight into the template's root, or a clone of a saved machine. */
+export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const log = options.logger ?? silentLogger()
   const accel = probeAccel(options.accel)
   const binary = options.binary ?? 'qemu-system-x86_64'
   const vmsDir = join(options.dir, 'vms')
-  const vms = new Map<string, Vm>()
+  const memoryDir = options.memoryDir ?? '/dev/shm/sandstorm-qemu'
+  const vms = new Map<string, Promise<Vm>>()
   const guests = new Map<string, Promise<GuestArtifacts>>()
-  let execSeq = 0
 
   const dirOf = (id: string) => {
     if (!idPattern.test(id)) throw new SandstormError('invalid_argument', `sandbox id "${id}" is malformed`)
     return join(vmsDir, id)
-  }
-  const vmOf = (id: string): Vm => {
-    const vm = vms.get(dirOf(id) && id)
-    if (!vm) throw new SandstormError('not_found', `no VM sandbox "${id}" runs on this host`)
-    return vm
   }
   const alive = (pid: number) => {
     try {
@@ -76,6 +91,62 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
       return true
     } catch {
       return false
+    }
+  }
+  const readPid = async (dir: string) => Number((await readFile(vmFiles(dir).pid, 'utf8').catch(() => '0')).trim()) || 0
+
+  /** A VM this backend started, or one found on the host (started by an earlier backend): connected on first use. */
+  function vmOf(id: string): Promise<Vm> {
+    const dir = dirOf(id)
+    let vm = vms.get(id)
+    if (!vm) {
+      vm = adopt(id, dir)
+      vm.catch(() => vms.delete(id))
+      vms.set(id, vm)
+    }
+    return vm
+  }
+
+  async function adopt(id: string, dir: string): Promise<Vm> {
+    const pid = await readPid(dir)
+    if (!pid || !alive(pid)) throw new SandstormError('not_found', `no VM sandbox "${id}" runs on this host`)
+    const record = await readVmRecord(vmFiles(dir).record)
+    const qmp = await connectJsonChannel(vmFiles(dir).qmp, 'QMP')
+    try {
+      await qmp.call('qmp_capabilities', undefined, 5000)
+      const status = await qmp.call<{ status: string }>('query-status', undefined, 5000)
+      const paused = status.status !== 'running'
+      // A paused guest cannot answer its agent; connect when it runs again.
+      const agent = paused ? lazyAgent(dir, pid) : await connectGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid))
+      log.info({ sandboxId: id }, 'VM sandbox adopted')
+      return { id, pid, qmp, agent, record, paused }
+    } catch (err) {
+      qmp.close()
+      throw err
+    }
+  }
+
+  /** A guest agent that connects on its first call (a VM adopted while paused). */
+  function lazyAgent(dir: string, pid: number): GuestAgent {
+    let real: Promise<GuestAgent> | null = null
+    const get = () => (real ??= connectGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid)))
+    const forward =
+      <K extends keyof GuestAgent>(k: K) =>
+      async (...args: unknown[]) =>
+        ((await get())[k] as (...a: unknown[]) => unknown)(...args)
+    return {
+      get channel(): JsonChannel {
+        throw new SandstormError('internal', 'the guest agent of an adopted paused VM is not connected yet')
+      },
+      exec: forward('exec') as GuestAgent['exec'],
+      status: forward('status') as GuestAgent['status'],
+      run: forward('run') as GuestAgent['run'],
+      open: forward('open') as GuestAgent['open'],
+      read: forward('read') as GuestAgent['read'],
+      write: forward('write') as GuestAgent['write'],
+      closeFile: forward('closeFile') as GuestAgent['closeFile'],
+      setTime: forward('setTime') as GuestAgent['setTime'],
+      close: () => void real?.then((a) => a.close(), () => undefined),
     }
   }
 
@@ -91,12 +162,14 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
   }
 
   async function fsRun(id: string, op: string, path: string, script: string, args: string[]): Promise<string> {
-    const r = await vmOf(id).agent.run(guestBusybox, ['sh', '-c', script, 'sandstorm-fs', ...args])
+    const r = await (await vmOf(id)).agent.run(guestBusybox, ['sh', '-c', script, 'sandstorm-fs', ...args])
     if (r.exitCode !== 0) throw guestFsError(op, path, r.stderr.toString())
     return r.stdout.toString()
   }
 
-  async function stopQemu(dir: string, pid: number | null, qmp?: JsonChannel) {
+  /** Stops QEMU and removes everything the VM held: its dir, its own RAM file, its cgroup. */
+  async function teardown(id: string, dir: string, pid: number | null, qmp?: JsonChannel) {
+    const record = await readVmRecord(vmFiles(dir).record).catch(() => null)
     if (qmp) {
       await qmp.call('quit', undefined, 2000).catch(() => undefined)
       await Promise.race([qmp.closed, sleep(2000)])
@@ -105,17 +178,71 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
     for (let i = 0; pid && alive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
+    // Only a VM's own RAM file goes; a clone's is the saved machine's, which its owner keeps.
+    await rm(join(memoryDir, `${id}.ram`), { force: true })
+    if (record?.memShared && dirname(record.memPath) === memoryDir) await rm(record.memPath, { force: true })
+    await vmCgroup(id).remove()
   }
 
-  const backend: RuntimeBackend = {
+  /** Starts QEMU inside the VM's cgroup (the starter joins it, then execs QEMU, which daemonizes). */
+  async function startQemu(id: string, dir: string, args: string[], call: CallOptions): Promise<number> {
+    const cgroup = vmCgroup(id)
+    const script = 'for f in $SANDSTORM_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
+    const started = await execa('/bin/sh', ['-c', script, 'sandstorm-qemu', binary, ...args], {
+      env: { SANDSTORM_CGROUP_PROCS: cgroup.procsFiles.join(' ') },
+      reject: false,
+      all: true,
+      cancelSignal: call.signal,
+    })
+    if (started.exitCode !== 0) throw new SandstormError('internal', `qemu did not start: ${String(started.all).trim().split('\n').pop()}`)
+    return readPid(dir)
+  }
+
+  async function cloneChecks(spec: SandboxSpec, machine: MachineImage) {
+    const config = await readMachineConfig(machine.dir)
+    if (spec.memoryMiB !== machine.memoryMiB || spec.cpus !== machine.cpus || config.memoryMiB !== machine.memoryMiB || config.cpus !== machine.cpus) {
+      throw new SandstormError(
+        'failed_precondition',
+        `a clone of a saved machine must have its memory and cpus: the machine has ${config.memoryMiB} MiB and ${config.cpus} cpus, the sandbox asks for ${spec.memoryMiB} MiB and ${spec.cpus} cpus`,
+      )
+    }
+    if (config.accel !== accel) {
+      throw new SandstormError('failed_precondition', `the machine in ${machine.dir} was saved under ${config.accel}; this host runs VMs under ${accel}`)
+    }
+    return config
+  }
+
+  /** Gives a freshly restored guest the host's clock and its own identity (hostname, a reseeded RNG), in one guest command. */
+  async function freshen(agent: GuestAgent, hostname: string) {
+    const r = await agent.run(guestBusybox, ['sh', '-c', identityScript, 'sandstorm-identity', hostname, randomBytes(64).toString('hex'), hostEpoch()])
+    if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its identity failed: ${r.stderr.toString().trim()}`)
+  }
+
+  const backend: QemuBackend = {
     name: 'qemu',
+    accel,
+
+    close() {
+      for (const vm of vms.values()) {
+        vm.then(
+          (v) => {
+            v.agent.close()
+            v.qmp.close()
+          },
+          () => undefined,
+        )
+      }
+      vms.clear()
+    },
 
     async create(spec: SandboxSpec, call: CallOptions = {}): Promise<RuntimeSandbox> {
       const dir = dirOf(spec.id)
       if (spec.rootfs.lowerDirs.length !== 1) {
-        throw new SandstormError('invalid_argument', `the qemu runtime boots a template's root alone; expected 1 layer, got ${spec.rootfs.lowerDirs.length} (snapshots of VM sandboxes are not supported yet)`)
+        throw new SandstormError('invalid_argument', `the qemu runtime boots a template's root alone; expected 1 layer, got ${spec.rootfs.lowerDirs.length}`)
       }
-      const guest = await guestFor(spec.rootfs.lowerDirs[0]!)
+      const machine = spec.machine
+      const config = machine ? await cloneChecks(spec, machine) : null
+      const guest = config ? { kernel: config.kernel, initramfs: config.initramfs } : await guestFor(spec.rootfs.lowerDirs[0]!)
       await mkdir(vmsDir, { recursive: true, mode: 0o700 })
       try {
         await mkdir(dir, { mode: 0o700 })
@@ -124,101 +251,169 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
       }
       let pid: number | null = null
       let qmp: JsonChannel | undefined
+      const files = vmFiles(dir)
+      const hostname = spec.hostname.replace(/[^a-zA-Z0-9-]/g, '') || 'sandbox'
+      // Where a create spends its time, for the log line (a clone's budget is ~100 ms).
+      const phasesMs: Record<string, number> = {}
+      let last = Date.now()
+      const mark = (phase: string) => {
+        phasesMs[phase] = Date.now() - last
+        last = Date.now()
+      }
       try {
-        const overlay = join(dir, 'disk.qcow2')
-        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', guest.rootImage, overlay])
-        const hostname = spec.hostname.replace(/[^a-zA-Z0-9-]/g, '') || 'sandbox'
-        const args = [
-          '-name', spec.id,
-          '-M', 'microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on',
-          '-accel', accel,
-          ...(accel === 'kvm' ? ['-cpu', 'host'] : []),
-          '-m', `${spec.memoryMiB}`,
-          '-smp', `${spec.cpus}`,
-          '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-          '-serial', `file:${join(dir, 'console.log')}`,
-          '-kernel', guest.kernel,
-          '-initrd', guest.initramfs,
-          // TCG gives the kernel no reliable timer to calibrate against: a fixed loops-per-jiffy skips that step.
-          '-append', `console=ttyS0 quiet panic=-1 no_timer_check lpj=8000000 sandstorm.hostname=${hostname}`,
-          '-drive', `id=root,file=${overlay},format=qcow2,if=none,discard=unmap`,
-          '-device', 'virtio-blk-device,drive=root',
-          '-device', 'virtio-serial-device',
-          '-chardev', `socket,path=${join(dir, 'qga.sock')},server=on,wait=off,id=qga0`,
-          '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
-          '-device', 'virtio-rng-device',
-          '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
-          '-pidfile', join(dir, 'qemu.pid'),
-          '-daemonize',
-        ]
-        const started = await execa(binary, args, { reject: false, all: true, cancelSignal: call.signal })
-        if (started.exitCode !== 0) throw new SandstormError('internal', `qemu did not start: ${String(started.all).trim().split('\n').pop()}`)
-        pid = Number((await readFile(join(dir, 'qemu.pid'), 'utf8')).trim())
-        qmp = await connectJsonChannel(join(dir, 'qmp.sock'), 'QMP')
+        const backing = machine ? ['-F', 'qcow2', '-b', machineFiles(machine.dir).disk] : ['-F', 'raw', '-b', (guest as GuestArtifacts).rootImage]
+        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, files.disk])
+        mark('disk')
+        await mkdir(memoryDir, { recursive: true, mode: 0o700 })
+        const record: VmRecord = {
+          id: spec.id,
+          memoryMiB: spec.memoryMiB,
+          cpus: spec.cpus,
+          accel,
+          kernel: guest.kernel,
+          initramfs: guest.initramfs,
+          // A clone repeats the saved VM's command line: its kernel booted with that one.
+          hostname: config ? config.hostname : hostname,
+          memPath: machine ? machineFiles(machine.dir).memory : join(memoryDir, `${spec.id}.ram`),
+          memShared: !machine,
+          machineDir: machine?.dir ?? null,
+          env: [`PATH=${defaultPath}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
+        }
+        await writeVmRecord(files.record, record)
+        await vmCgroup(spec.id).create({ memoryMiB: spec.memoryMiB, cpus: spec.cpus, overheadMiB: qemuOverheadMiB })
+        const args = qemuArgs({ ...record, dir, accel, incoming: !!machine })
+        pid = await startQemu(spec.id, dir, args, call)
+        qmp = await connectJsonChannel(files.qmp, 'QMP')
         await qmp.call('qmp_capabilities')
-        const agent = await connectGuestAgent(join(dir, 'qga.sock'), options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
-        await agent.setTime()
-        const env = [`PATH=${defaultPath}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)]
-        vms.set(spec.id, { id: spec.id, pid, qmp, agent, env, paused: false })
-        log.info({ sandboxId: spec.id, accel }, 'VM sandbox started')
+        await ignoreSharedRam(qmp)
+        let agent: GuestAgent
+        if (machine) {
+          mark('qemu')
+          await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
+          mark('state')
+          await qmp.call('cont')
+          agent = await connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
+          mark('agent')
+          await freshen(agent, hostname)
+          mark('identity')
+        } else {
+          agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
+          await agent.setTime()
+        }
+        vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
+        log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
         return { id: spec.id, status: 'running', pid }
       } catch (err) {
-        await stopQemu(dir, pid, qmp).catch(() => undefined)
+        await teardown(spec.id, dir, pid, qmp).catch(() => undefined)
         throw err
       }
     },
 
+    async saveMachine(id: string, dir: string): Promise<MachineImage> {
+      const vm = await vmOf(id)
+      await mkdir(dirname(dir), { recursive: true })
+      try {
+        await mkdir(dir, { mode: 0o755 })
+      } catch {
+        throw new SandstormError('already_exists', `expected a new directory for the saved machine, but ${dir} exists`)
+      }
+      const out = machineFiles(dir)
+      const startedAt = Date.now()
+      let stopped = false
+      try {
+        // Clones must never wait for entropy: save only once the guest's CRNG is seeded.
+        if (!vm.paused) {
+          // The reseed helper goes into the guest's tmpfs, so that every clone finds it in RAM.
+          const handle = await vm.agent.open(guestReseedPath, 'w')
+          await vm.agent.write(handle, reseedHelper()).finally(() => vm.agent.closeFile(handle))
+          const crng = await vm.agent.run(guestBusybox, ['sh', '-c', 'chmod 755 "$0" && head -c 1 /dev/random >/dev/null', guestReseedPath])
+          if (crng.exitCode !== 0) throw new SandstormError('internal', `preparing the guest for a save failed: ${crng.stderr.toString().trim()}`)
+          await vm.qmp.call('stop')
+          stopped = true
+        }
+        // Stopped, the guest's RAM and disk hold still: device state, RAM and disk are one moment.
+        await migrateToFile(vm.qmp, out.state, migrateTimeoutMs)
+        if (vm.record.memShared) {
+          await execa('cp', ['--sparse=always', vm.record.memPath, out.memory])
+        } else {
+          // A clone's RAM is a private mapping, so it went into the state stream; the file only gives it room.
+          await execa('truncate', ['-s', `${vm.record.memoryMiB}M`, out.memory])
+        }
+        await execa('cp', ['--sparse=always', '--reflink=auto', vmFiles(dirOf(id)).disk, out.disk])
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true })
+        throw err
+      } finally {
+        if (stopped) {
+          await vm.qmp.call('cont')
+          await vm.agent.setTime().catch(() => undefined)
+        }
+      }
+      await writeMachineConfig(dir, {
+        format: 1,
+        memoryMiB: vm.record.memoryMiB,
+        cpus: vm.record.cpus,
+        accel: vm.record.accel,
+        kernel: vm.record.kernel,
+        initramfs: vm.record.initramfs,
+        hostname: vm.record.hostname,
+        ramInState: !vm.record.memShared,
+        savedAt: new Date().toISOString(),
+      })
+      for (const f of [out.memory, out.state, out.disk]) await chmod(f, 0o444)
+      const sizes = await Promise.all([out.memory, out.state, out.disk].map((f) => stat(f).then((s) => s.blocks * 512)))
+      log.info({ sandboxId: id, dir, ms: Date.now() - startedAt, memoryBytes: sizes[0], stateBytes: sizes[1], diskBytes: sizes[2] }, 'VM machine saved')
+      return { dir, memoryMiB: vm.record.memoryMiB, cpus: vm.record.cpus }
+    },
+
     async destroy(id: string): Promise<void> {
       const dir = dirOf(id)
-      const vm = vms.get(id)
+      const vm = await vms.get(id)?.catch(() => undefined)
       vms.delete(id)
       vm?.agent.close()
-      const pid = vm?.pid ?? Number((await readFile(join(dir, 'qemu.pid'), 'utf8').catch(() => '0')).trim())
-      await stopQemu(dir, pid || null, vm?.qmp)
+      const pid = vm?.pid ?? (await readPid(dir))
+      await teardown(id, dir, pid || null, vm?.qmp)
       log.info({ sandboxId: id }, 'VM sandbox destroyed')
     },
 
     async list(): Promise<RuntimeSandbox[]> {
       const out: RuntimeSandbox[] = []
       for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
-        const vm = vms.get(id)
-        const pid = vm?.pid ?? Number((await readFile(join(vmsDir, id, 'qemu.pid'), 'utf8').catch(() => '0')).trim())
+        if (!idPattern.test(id)) continue
+        const pid = await readPid(join(vmsDir, id))
         const running = pid > 0 && alive(pid)
-        out.push({ id, pid: running ? pid : null, status: !running ? 'stopped' : vm?.paused ? 'paused' : 'running' })
+        let paused = false
+        if (running) paused = (await vmOf(id).catch(() => null))?.paused ?? false
+        out.push({ id, pid: running ? pid : null, status: !running ? 'stopped' : paused ? 'paused' : 'running' })
       }
       return out
     },
 
     async pause(id: string) {
-      const vm = vmOf(id)
+      const vm = await vmOf(id)
       await vm.qmp.call('stop')
       vm.paused = true
     },
     async resume(id: string) {
-      const vm = vmOf(id)
+      const vm = await vmOf(id)
       await vm.qmp.call('cont')
       vm.paused = false
       await vm.agent.setTime()
     },
 
     async stats(id: string): Promise<SandboxStats> {
-      const vm = vmOf(id)
-      const status = await readFile(`/proc/${vm.pid}/status`, 'utf8')
-      const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
-      const stat = await readFile(`/proc/${vm.pid}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      const ticks = Number(fields[11]) + Number(fields[12])
-      // The guest's processes are not visible from the host: the QEMU process counts as one.
-      return { memoryBytes: rssKiB * 1024, cpuNanos: ticks * 10_000_000, pids: 1 }
+      await vmOf(id)
+      // The guest's processes are not visible from the host: QEMU's threads count instead.
+      return vmCgroup(id).usage()
     },
 
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
-      const vm = vmOf(id)
-      const n = ++execSeq
+      const vm = await vmOf(id)
+      const n = randomBytes(6).toString('hex')
       const out = `/run/sandstorm/exec-${n}.out`
       const err = `/run/sandstorm/exec-${n}.err`
       const home = spec.env.HOME ?? (spec.uid === 0 ? '/root' : '/')
-      const env = [...vm.env, `HOME=${home}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)]
+      const env = [...vm.record.env, `HOME=${home}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)]
       const startedAt = Date.now()
       const pid = await vm.agent.exec(guestBusybox, ['sh', '-c', execWrapper, 'sandstorm-exec', spec.cwd, `${spec.uid}`, `${spec.gid}`, out, err, ...spec.argv], env, false)
       let sentSignal: NodeJS.Signals | null = null
@@ -281,7 +476,7 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
     },
 
     async *readFile(id: string, path: string): AsyncIterable<Uint8Array> {
-      const agent = vmOf(id).agent
+      const agent = (await vmOf(id)).agent
       const handle = await agent.open(path, 'r').catch((e: Error) => {
         throw guestFsError('read', path, e.message)
       })
@@ -300,7 +495,7 @@ export function createQemuBackend(options: QemuBackendOptions): RuntimeBackend {
 
     async writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>): Promise<void> {
       await fsRun(id, 'write', path, guestFsScripts.parentOf, [path])
-      const agent = vmOf(id).agent
+      const agent = (await vmOf(id)).agent
       const handle = await agent.open(path, 'w').catch((e: Error) => {
         throw guestFsError('write', path, e.message)
       })

@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SandstormError } from '../../shared/index.js'
+import { guestBusybox, hostEpoch, setClockCommand } from './guest-scripts.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
 
 /** Status of a command started with guest-exec. */
@@ -92,7 +93,8 @@ function wrap(channel: JsonChannel): GuestAgent {
       await channel.call('guest-file-close', { handle })
     },
     async setTime() {
-      await channel.call('guest-set-time', { time: Date.now() * 1_000_000 })
+      const r = await agent.run(guestBusybox, ['sh', '-c', setClockCommand(1), 'sandstorm-clock', hostEpoch()])
+      if (r.exitCode !== 0) throw new SandstormError('internal', `setting the guest clock failed: ${r.stderr.toString().trim()}`)
     },
     close: () => channel.close(),
   }

@@ -1,0 +1,62 @@
+/**
+ * A saved machine's directory: what `saveMachine` writes and a clone starts from. Everything in it
+ * is read-only once written: clones map `memory.ram` privately (copy-on-write) and stack their own
+ * qcow2 overlay on `disk.qcow2`.
+ *
+ *   memory.ram    guest RAM at the moment of the save (a sparse copy)
+ *   state.bin     QEMU's device state (the migration stream without RAM)
+ *   disk.qcow2    the disk at that moment; its backing file is the template's guest root image
+ *   config.json   what a clone must match (memory, cpus, accelerator) and the boot files
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { SandstormError } from '../../shared/index.js'
+
+/** Files of a saved machine. */
+export function machineFiles(dir: string) {
+  return {
+    memory: join(dir, 'memory.ram'),
+    state: join(dir, 'state.bin'),
+    disk: join(dir, 'disk.qcow2'),
+    config: join(dir, 'config.json'),
+  }
+}
+
+const machineConfigSchema = z.object({
+  format: z.literal(1),
+  memoryMiB: z.number(),
+  cpus: z.number(),
+  accel: z.enum(['kvm', 'tcg']),
+  kernel: z.string(),
+  initramfs: z.string(),
+  /** The saved VM's hostname (its kernel command line, which a clone repeats). */
+  hostname: z.string(),
+  /**
+   * True when the saved VM was itself a clone: its RAM was a private mapping, so the pages went
+   * into state.bin and memory.ram is an empty file of the right size for them to land in.
+   */
+  ramInState: z.boolean(),
+  savedAt: z.string(),
+})
+
+/** A saved machine's config.json. */
+export type MachineConfig = z.infer<typeof machineConfigSchema>
+
+/** Writes config.json. */
+export async function writeMachineConfig(dir: string, config: MachineConfig): Promise<void> {
+  await writeFile(machineFiles(dir).config, JSON.stringify(config, null, 2) + '\n', { mode: 0o444 })
+}
+
+/** Reads config.json of a saved machine; failed_precondition when it is missing or malformed. */
+export async function readMachineConfig(dir: string): Promise<MachineConfig> {
+  let text: string
+  try {
+    text = await readFile(machineFiles(dir).config, 'utf8')
+  } catch {
+    throw new SandstormError('failed_precondition', `expected a saved machine in ${dir} (config.json), found none`)
+  }
+  const parsed = machineConfigSchema.safeParse(JSON.parse(text))
+  if (!parsed.success) throw new SandstormError('failed_precondition', `saved machine ${dir} has a malformed config.json: ${parsed.error.message}`)
+  return parsed.data
+}

@@ -1,0 +1,72 @@
+/**
+ * QEMU's command line for one VM. A clone must be started with the same machine and devices, in
+ * the same order, as the VM its machine was saved from (the migration stream names them), so one
+ * function builds both.
+ */
+import { join } from 'node:path'
+import { clockCmdline } from './guest-clock.js'
+
+/** TCG's translated-code cache, bounded so that QEMU's own memory fits the cgroup's overhead. */
+export const tcgCodeCacheMiB = 64
+/** QEMU's memory besides guest RAM that the cgroup allows: code cache, device models, heap. */
+export const qemuOverheadMiB = tcgCodeCacheMiB + 192
+
+/** Files of one VM under its directory. */
+export function vmFiles(dir: string) {
+  return {
+    disk: join(dir, 'disk.qcow2'),
+    console: join(dir, 'console.log'),
+    qga: join(dir, 'qga.sock'),
+    qmp: join(dir, 'qmp.sock'),
+    pid: join(dir, 'qemu.pid'),
+    /** What a later backend needs to take the VM over (see vm-record.ts). */
+    record: join(dir, 'vm.json'),
+  }
+}
+
+/** What the command line is made from. */
+export interface QemuArgsInput {
+  id: string
+  dir: string
+  accel: 'kvm' | 'tcg'
+  memoryMiB: number
+  cpus: number
+  kernel: string
+  initramfs: string
+  hostname: string
+  /** Guest RAM: a file mapped shared (a VM that can be saved) or private (a clone of a saved one). */
+  memPath: string
+  memShared: boolean
+  /** Start paused, waiting for `migrate-incoming` (a clone). */
+  incoming: boolean
+}
+
+/** The argv after the QEMU binary. */
+export function qemuArgs(input: QemuArgsInput): string[] {
+  const f = vmFiles(input.dir)
+  const cmdline = ['console=ttyS0', 'quiet', 'panic=-1', ...clockCmdline(input.accel), `sandstorm.hostname=${input.hostname}`]
+  return [
+    '-name', input.id,
+    '-M', 'microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=ram',
+    '-accel', input.accel === 'tcg' ? `tcg,tb-size=${tcgCodeCacheMiB}` : 'kvm',
+    ...(input.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m', `${input.memoryMiB}`,
+    '-object', `memory-backend-file,id=ram,size=${input.memoryMiB}M,mem-path=${input.memPath},share=${input.memShared ? 'on' : 'off'}`,
+    '-smp', `${input.cpus}`,
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-serial', `file:${f.console}`,
+    '-kernel', input.kernel,
+    '-initrd', input.initramfs,
+    '-append', cmdline.join(' '),
+    '-drive', `id=root,file=${f.disk},format=qcow2,if=none,discard=unmap`,
+    '-device', 'virtio-blk-device,drive=root',
+    '-device', 'virtio-serial-device',
+    '-chardev', `socket,path=${f.qga},server=on,wait=off,id=qga0`,
+    '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
+    '-device', 'virtio-rng-device',
+    '-qmp', `unix:${f.qmp},server=on,wait=off`,
+    '-pidfile', f.pid,
+    ...(input.incoming ? ['-S', '-incoming', 'defer'] : []),
+    '-daemonize',
+  ]
+}

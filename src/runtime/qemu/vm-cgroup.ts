@@ -1,0 +1,75 @@
+/**
+ * The cgroup (v1) a VM's QEMU process runs in, beside runc sandboxes' under `/sandstorm/<id>`:
+ * memory = guest RAM plus QEMU's own overhead, a cpu quota of `cpus` cores, a thread cap.
+ * The guest cannot use more RAM than it was given, so the host limit only catches QEMU itself;
+ * a guest that runs out of memory meets its own kernel's OOM killer inside.
+ */
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const root = '/sys/fs/cgroup'
+const controllers = ['memory', 'cpu', 'cpuacct', 'pids'] as const
+
+/** QEMU threads: main, RCU, one per vCPU, and a block I/O pool of up to 64 workers. */
+const qemuPidsMax = 128
+
+/** Limits of one VM's cgroup. */
+export interface VmLimits {
+  memoryMiB: number
+  cpus: number
+  /** QEMU's own memory beside the guest's (device models, TCG code cache). */
+  overheadMiB: number
+}
+
+/** One VM's cgroup. */
+export interface VmCgroup {
+  /** The cgroup.procs files a starter writes its own pid into before exec'ing QEMU. */
+  readonly procsFiles: string[]
+  create(limits: VmLimits): Promise<void>
+  usage(): Promise<{ memoryBytes: number; cpuNanos: number; pids: number }>
+  /** Removes the cgroup once its processes are gone; safe to call twice. */
+  remove(): Promise<void>
+}
+
+/** The cgroup of VM `id` (a sandbox id). */
+export function vmCgroup(id: string): VmCgroup {
+  const dirs = controllers.map((c) => join(root, c, 'sandstorm', id))
+  const dirOf = (c: (typeof controllers)[number]) => join(root, c, 'sandstorm', id)
+  return {
+    procsFiles: dirs.map((d) => join(d, 'cgroup.procs')),
+    async create(limits) {
+      for (const d of dirs) await mkdir(d, { recursive: true })
+      const memoryBytes = (limits.memoryMiB + limits.overheadMiB) * 1024 * 1024
+      await writeFile(join(dirOf('memory'), 'memory.limit_in_bytes'), `${memoryBytes}`)
+      await writeFile(join(dirOf('cpu'), 'cpu.cfs_period_us'), '100000')
+      await writeFile(join(dirOf('cpu'), 'cpu.cfs_quota_us'), `${Math.round(limits.cpus * 100000)}`)
+      await writeFile(join(dirOf('pids'), 'pids.max'), `${qemuPidsMax}`)
+    },
+    async usage() {
+      const read = (c: (typeof controllers)[number], file: string) => readFile(join(dirOf(c), file), 'utf8').then(Number, () => 0)
+      const [memoryBytes, cpuNanos, pids] = await Promise.all([
+        read('memory', 'memory.usage_in_bytes'),
+        read('cpuacct', 'cpuacct.usage'),
+        read('pids', 'pids.current'),
+      ])
+      return { memoryBytes, cpuNanos, pids }
+    },
+    async remove() {
+      for (const d of dirs) {
+        // A process that just died may linger in the cgroup for a moment.
+        for (let i = 0; i < 200; i++) {
+          try {
+            await rmdir(d)
+            break
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code
+            if (code === 'ENOENT') break
+            if (code !== 'EBUSY') throw err
+            await sleep(5)
+          }
+        }
+      }
+    },
+  }
+}

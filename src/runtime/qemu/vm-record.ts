@@ -1,0 +1,46 @@
+/**
+ * What a backend writes beside each VM so that another backend (the agent after a restart) can
+ * take it over: where its memory is, whether it owns that file, and the environment of its commands.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { z } from 'zod'
+import { SandstormError } from '../../shared/index.js'
+
+const vmRecordSchema = z.object({
+  id: z.string(),
+  memoryMiB: z.number(),
+  cpus: z.number(),
+  accel: z.enum(['kvm', 'tcg']),
+  kernel: z.string(),
+  initramfs: z.string(),
+  hostname: z.string(),
+  /** Guest RAM. */
+  memPath: z.string(),
+  /** Shared: the VM owns the file (destroy removes it) and a save copies it; private: a clone's view of a saved machine's file. */
+  memShared: z.boolean(),
+  /** The saved machine a clone started from, if any. */
+  machineDir: z.string().nullable(),
+  /** Environment every command gets (`K=V`). */
+  env: z.array(z.string()),
+})
+
+/** One VM's record (vm.json). */
+export type VmRecord = z.infer<typeof vmRecordSchema>
+
+/** Writes a VM's record. */
+export async function writeVmRecord(path: string, record: VmRecord): Promise<void> {
+  await writeFile(path, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 })
+}
+
+/** Reads a VM's record; not_found when there is none. */
+export async function readVmRecord(path: string): Promise<VmRecord> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    throw new SandstormError('not_found', `no VM record at ${path}`)
+  }
+  const parsed = vmRecordSchema.safeParse(JSON.parse(text))
+  if (!parsed.success) throw new SandstormError('internal', `VM record ${path} is malformed: ${parsed.error.message}`)
+  return parsed.data
+}
