@@ -23,6 +23,10 @@ export function unaryHandlers(local: AgentApi, onCommand: (report: CommandReport
     if (!local.snapshots) throw new SandstormError('failed_precondition', 'this agent cannot take snapshots')
     return local.snapshots
   }
+  const golden = (): NonNullable<AgentApi['golden']> => {
+    if (!local.golden) throw new SandstormError('failed_precondition', 'this agent cannot promote snapshots: expected an agent with a layer store')
+    return local.golden
+  }
   return {
     templates: (_p, o) => local.templates(o),
     create: (p, o) => local.create(p, o),
@@ -43,6 +47,9 @@ export function unaryHandlers(local: AgentApi, onCommand: (report: CommandReport
     'snapshots.get': (p, o) => snapshots().get(p.id, o),
     'snapshots.list': (_p, o) => snapshots().list(o),
     'snapshots.remove': (p, o) => snapshots().remove(p.id, o),
+    'golden.promote': (p, o) => golden().promote(p.name, p.snapshotId, o),
+    'golden.rollback': (p, o) => golden().rollback(p.name, o),
+    'golden.standingOn': (p, o) => golden().standingOn(p.snapshotId, o),
   }
 }
 

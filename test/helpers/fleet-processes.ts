@@ -1,9 +1,23 @@
 /** A `sandstorm server` and `sandstorm agent`s as separate processes, for fleet tests and benchmarks. */
+import { mkdir, readlink, symlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa, type ResultPromise } from 'execa'
 import { templatesDir } from './stack.js'
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+/**
+ * A template dir of its own for a test that makes template versions: the shared debian version,
+ * linked in, so that nothing made there lands in the shared store.
+ */
+export async function ownTemplatesDir(dir: string): Promise<string> {
+  await mkdir(join(dir, 'debian'), { recursive: true })
+  const version = await readlink(join(templatesDir, 'debian', 'current'))
+  await symlink(join(templatesDir, 'debian', version), join(dir, 'debian', version))
+  await symlink(version, join(dir, 'debian', 'current'))
+  return dir
+}
 
 /** A started server process and what it printed. */
 export interface ServerProcess {
@@ -52,10 +66,14 @@ export async function startServerProcess(o: { dataDir: string; agentHost: string
   return { child, url: url!, apiKey, agentAddress: agentAddress!, token: token! }
 }
 
-/** Starts `sandstorm agent` inside a network namespace (nsenter execs node: the child's pid is the agent's). */
-export function startAgentProcess(o: { netns?: string; server: string; token?: string; dataDir: string; heartbeatMs?: number }): ResultPromise {
+/**
+ * Starts `sandstorm agent`, inside a network namespace when `netns` is given (nsenter execs node:
+ * the child's pid is the agent's). Templates come from the shared store unless `templatesDir` is
+ * given: a test that makes template versions gives one of its own.
+ */
+export function startAgentProcess(o: { netns?: string; server: string; token?: string; dataDir: string; heartbeatMs?: number; templatesDir?: string }): ResultPromise {
   // nsenter joins the network namespace only: `ip netns exec` would also remount /sys, hiding the cgroup tree runc needs.
-  const args = [...(o.netns ? [`--net=/run/netns/${o.netns}`] : []), 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
+  const args = [...(o.netns ? [`--net=/run/netns/${o.netns}`] : []), 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', o.templatesDir ?? templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
   if (o.token) args.push('--token', o.token)
   const options = { env, reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } } as const
   const child = o.netns ? execa('nsenter', args, options) : execa(args[0]!, args.slice(1), options)

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import type { AgentApi, AgentInfo, AgentSnapshot } from '../../agent/index.js'
 import type { DataFrame } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { CallOptions, ExecEvent } from '../../shared/index.js'
+import type { CallOptions, ExecEvent, TemplateInfo } from '../../shared/index.js'
 import { fromWire } from './agent-connection.js'
 import type { AgentConnection, DataCall } from './agent-connection.js'
 
@@ -177,6 +177,11 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
       get: (id, o) => call<AgentSnapshot>('snapshots.get', { id }, o),
       list: (o) => call<AgentSnapshot[]>('snapshots.list', null, o),
       remove: (id, o) => call('snapshots.remove', { id }, o),
+    },
+    golden: {
+      promote: (name, snapshotId, o) => call<TemplateInfo>('golden.promote', { name, snapshotId }, o),
+      rollback: (name, o) => call<TemplateInfo>('golden.rollback', { name }, o),
+      standingOn: (snapshotId, o) => call<string[]>('golden.standingOn', { snapshotId }, o),
     },
   }
 }

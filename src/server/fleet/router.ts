@@ -1,5 +1,5 @@
 /** The AgentApi of a fleet: each call goes to the agent that holds the sandbox; a create is placed by the scheduler. */
-import type { AgentApi, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
+import type { AgentApi, AgentGoldenApi, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { TemplateInfo } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
@@ -51,6 +51,23 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     remove: async (id, o) => need(await holderOf(id)).remove(id, o),
   }
 
+  const golden: AgentGoldenApi = {
+    // A golden version stands on the snapshot's layers, so it is made (and asked about) where the snapshot is.
+    promote: async (name, snapshotId, o) => needGolden(await holderOf(snapshotId)).promote(name, snapshotId, o),
+    standingOn: async (snapshotId, o) => needGolden(await holderOf(snapshotId)).standingOn(snapshotId, o),
+    // Rolled back where the current version is golden (where it was promoted), else wherever the template is.
+    async rollback(name, o) {
+      const holders = (await Promise.all(liveApis().map(async (api) => ({ api, current: (await api.templates(o).catch(() => [])).find((t) => t.name === name) }))))
+        .filter((h) => h.current !== undefined)
+      if (holders.length === 0) throw new SandstormError('not_found', `template "${name}" is on no live agent`)
+      const promoted = holders.filter((h) => h.current!.snapshotId !== undefined)
+      const results = await Promise.allSettled((promoted.length > 0 ? promoted : holders).map((h) => needGolden(h.api).rollback(name, o)))
+      const done = results.find((r): r is PromiseFulfilledResult<TemplateInfo> => r.status === 'fulfilled')
+      if (done) return done.value
+      throw (results[0] as PromiseRejectedResult).reason
+    },
+  }
+
   return {
     info() {
       const live = registry.list().filter((e) => e.state === 'live')
@@ -77,7 +94,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
         const labels = JSON.parse(labelsOf.get(req.id)?.labels ?? '{}') as Record<string, string>
         const byAgent = new Map<string, AgentLoad>(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }]))
         // The row being created has no agent yet, so it is not counted twice.
-        const entry = pickAgent(registry.list(), byAgent, { template: req.template, memoryMiB: req.memoryMiB, cpus: req.cpus, constraints: constraintsOf(labels) }, options.scheduler)
+        const entry = pickAgent(registry.list(), byAgent, { template: req.template, memoryMiB: req.memoryMiB, cpus: req.cpus, constraints: constraintsOf(labels), ...(req.runtime ? { runtime: req.runtime } : {}) }, options.scheduler)
         api = entry.api!
         agentId = entry.id
       }
@@ -110,10 +127,16 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     rename: (id, from, to, o) => at(id).rename(id, from, to, o),
     close: async () => undefined,
     snapshots,
+    golden,
   }
 }
 
 function need(api: AgentApi): AgentSnapshotApi {
   if (!api.snapshots) throw new SandstormError('failed_precondition', 'this agent cannot take snapshots')
   return api.snapshots
+}
+
+function needGolden(api: AgentApi): AgentGoldenApi {
+  if (!api.golden) throw new SandstormError('failed_precondition', 'this agent cannot promote snapshots: expected an agent with a layer store')
+  return api.golden
 }
