@@ -3,8 +3,12 @@
  * mounts over the debian template.
  */
 import assert from 'node:assert/strict'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { execa } from 'execa'
 import { ConflictError, deleteSnapshot, listSnapshots, NotFoundError, Sandbox } from '../src/sdk/index.js'
+import { leftoversOf } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
@@ -75,6 +79,33 @@ describe('snapshots, forks and restores', { skip }, () => {
     await sb.restore(two.id, stack.conn)
     assert.equal(await sh(sb, 'cat /state'), 'two\n')
     await sb.kill(stack.conn)
+  })
+
+  it('removes the replaced instance after a restore, and a restarted agent adopts the restored sandbox', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn })
+    await sh(sb, 'echo kept > /state')
+    const snap = await sb.snapshot(stack.conn)
+    const old = await sb.commands.run('sleep 1000', { ...stack.conn, background: true })
+    await sb.restore(snap.id, stack.conn)
+    assert.ok(!(await sb.commands.list(stack.conn)).some((p) => p.pid === old.pid))
+    await sh(sb, 'echo after > /later')
+    // Stopping waits for the old instance's removal, which runs off the restore's path. The new
+    // instance runs under an id of its own, so nothing under the sandbox's id is left but the
+    // agent's record of the sandbox.
+    await stack.stop()
+    stack = await stack.restart()
+    const record = join(stack.dataDir, 'agent', 'sandboxes', `${sb.sandboxId}.json`)
+    assert.deepEqual((await leftoversOf(stack.dataDir, sb.sandboxId)).filter((l) => l !== `path ${record}`), [])
+    assert.equal(await sh(sb, 'cat /state /later'), 'kept\nafter\n')
+    await sb.restore(snap.id, stack.conn)
+    assert.equal(await sh(sb, 'cat /state; ls /later 2>/dev/null || echo none'), 'kept\nnone\n')
+    await sb.kill(stack.conn)
+    await stack.stop()
+    stack = await stack.restart()
+    const runcList = await execa('runc', ['--root', join(stack.dataDir, 'runc'), 'list', '--quiet'])
+    assert.equal(runcList.stdout.trim(), '', 'no container of any instance is left')
+    assert.deepEqual(await readdir(join(stack.dataDir, 'storage', 'writable')), [])
+    await deleteSnapshot(snap.id, stack.conn)
   })
 
   it('refuses to delete a snapshot that others stand on, and deletes a leaf', async () => {
