@@ -125,6 +125,27 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     assert.equal(await sh(origin, 'test -e /root/fork.txt && echo present || echo absent'), 'absent')
   })
 
+  it('restores a qemu sandbox to the snapshot, keeping its id', async () => {
+    await sh(origin, 'echo after > /root/after.txt')
+    await origin.restore(snapshotId, { ...conn })
+    assert.equal(await sh(origin, 'test -e /root/after.txt && echo present || echo absent'), 'absent')
+    assert.equal(await loopAlive(origin), 'alive')
+    assert.equal((await origin.getInfo({ ...conn })).runtime, 'qemu')
+  })
+
+  it('adopts running qemu sandboxes after the agent and server restart', async () => {
+    await server.close()
+    await agent.close()
+    const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
+    agent = await createLocalAgent({ dataDir, templatesDir: join(dataDir, 'templates'), logger })
+    server = await startServer({ dataDir, agent, port: 0, logger })
+    conn = { apiUrl: server.url, apiKey: server.apiKey }
+    origin = await Sandbox.connect(origin.sandboxId, { ...conn })
+    fork = await Sandbox.connect(fork.sandboxId, { ...conn })
+    assert.equal((await origin.getInfo({ ...conn })).runtime, 'qemu')
+    assert.equal(await sh(fork, 'cat /root/fork.txt'), 'fork-only')
+  })
+
   it('refuses to delete a snapshot a sandbox stands on', async () => {
     await assert.rejects(deleteSnapshot(snapshotId, { ...conn }), (err: unknown) => err instanceof ConflictError && err.message.includes(fork.sandboxId))
   })

@@ -5,7 +5,7 @@ import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
 import type { AgentGoldenApi } from './golden-api.js'
-import { createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
+import { closeRuntimes, createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
 import { createMachineSnapshots, publicMachineSnapshot } from './machine-snapshots.js'
 import { planStart } from './machine-start.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
@@ -334,6 +334,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async close(): Promise<void> {
       await layers.instances.drain()
+      closeRuntimes(backends.values())
       sandboxes.clear()
     },
 

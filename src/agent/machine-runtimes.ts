@@ -54,3 +54,14 @@ export function requireRuntime(backends: Map<string, RuntimeBackend>, name: stri
   const hint = name === 'qemu' ? ' (install it there: apt-get install qemu-system-x86 qemu-utils)' : ''
   throw new SandstormError('failed_precondition', `runtime "${name}" is not available on agent ${host}${hint}: expected one of ${[...backends.keys()].join(', ')}`)
 }
+
+/**
+ * Lets go of what backends hold open to their sandboxes (qemu's QMP and guest agent sockets, which
+ * accept one client at a time), leaving the sandboxes running for the next agent to adopt.
+ */
+export function closeRuntimes(backends: Iterable<RuntimeBackend>): void {
+  for (const b of backends) {
+    const close = (b as { close?: unknown }).close
+    if (typeof close === 'function') (close as () => void).call(b)
+  }
+}

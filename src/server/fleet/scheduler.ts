@@ -16,6 +16,8 @@ export interface Placement {
   cpus: number
   /** Labels the agent must carry (from the sandbox's `agent.<key>` labels). */
   constraints: Record<string, string>
+  /** A runtime the agent must offer (`info.runtimes`), when the create names one. */
+  runtime?: string
 }
 
 /** Options of pickAgent. */
@@ -44,7 +46,12 @@ export function pickAgent(agents: AgentEntry[], loads: Map<string, AgentLoad>, w
   if (labelled.length === 0) {
     throw new SandstormError('failed_precondition', `no live agent has the labels ${JSON.stringify(want.constraints)}`)
   }
-  const withTemplate = labelled.filter((a) => a.templates.includes(want.template))
+  const offering = want.runtime ? labelled.filter((a) => a.info.runtimes.includes(want.runtime!)) : labelled
+  if (offering.length === 0) {
+    const offered = [...new Set(labelled.flatMap((a) => a.info.runtimes))].join(', ') || 'none'
+    throw new SandstormError('failed_precondition', `no live agent offers runtime "${want.runtime}": expected one of ${offered} (install qemu-system-x86 on an agent's host for qemu)`)
+  }
+  const withTemplate = offering.filter((a) => a.templates.includes(want.template))
   if (withTemplate.length === 0) throw new SandstormError('not_found', `no live agent has the template "${want.template}"`)
   const empty: AgentLoad = { sandboxes: 0, memoryMiB: 0, cpus: 0 }
   const roomy = withTemplate.filter((a) => {
