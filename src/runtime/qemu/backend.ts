@@ -40,6 +40,8 @@ export interface QemuBackendOptions {
 export interface QemuBackend extends RuntimeBackend {
   /** The accelerator this backend's VMs use. */
   readonly accel: 'kvm' | 'tcg'
+  /** Always there on this backend (optional in RuntimeBackend). */
+  saveMachine(id: string, dir: string, options?: CallOptions): Promise<MachineImage>
   /** Drops this process's connections to running VMs without stopping them (another backend can take them over). */
   close(): void
 }

@@ -1,0 +1,182 @@
+/**
+ * Golden memory snapshots on real QEMU (TCG here): one VM booted, a process started in it, its
+ * machine saved, two clones started from it. One golden serves every case (a boot takes seconds).
+ */
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { createQemuBackend } from '../src/runtime/index.js'
+import type { MachineImage, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
+import { newId, SandstormError } from '../src/shared/index.js'
+import { createTemplateStore } from '../src/templates/index.js'
+import { skipReason, templatesDir } from './helpers/stack.js'
+
+const qemuDir = join(process.env.SANDSTORM_DATA_DIR ?? '/var/lib/sandstorm', 'qemu')
+
+function qemuSkipReason(): string | false {
+  const reason = skipReason()
+  if (reason) return reason
+  if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86 is not installed: run scripts/setup.sh'
+  return false
+}
+
+/** Host objects a VM leaves behind after destroy (expected none). */
+function leftovers(id: string): string[] {
+  const cgroups = ['memory', 'cpu', 'cpuacct', 'pids'].map((c) => `/sys/fs/cgroup/${c}/sandstorm/${id}`)
+  return [join(qemuDir, 'vms', id), `/dev/shm/sandstorm-qemu/${id}.ram`, ...cgroups].filter((p) => existsSync(p))
+}
+
+const skip = qemuSkipReason()
+
+describe('qemu golden snapshots', { skip }, () => {
+  let backend: ReturnType<typeof createQemuBackend>
+  let spec: (id: string, machine?: MachineImage) => SandboxSpec
+  let machineParent = ''
+  let machine: MachineImage
+  const golden = newId('sb')
+  const clones = [newId('sb'), newId('sb')] as const
+  const made: string[] = []
+  /** The counter's value just before the save, and the pid of the loop that increments it. */
+  let counterAtSave = 0
+  let loopPid = ''
+
+  async function run(b: RuntimeBackend, id: string, script: string) {
+    let stdout = ''
+    let stderr = ''
+    const proc = await b.exec(
+      id,
+      { argv: ['/bin/sh', '-c', script], env: {}, cwd: '/', uid: 0, gid: 0 },
+      { onStdout: (c) => (stdout += Buffer.from(c).toString()), onStderr: (c) => (stderr += Buffer.from(c).toString()) },
+    )
+    const result = await proc.result
+    return { stdout: stdout.trim(), stderr, exitCode: result.exitCode }
+  }
+
+  /** Waits until the counter file moves past `than`, inside the guest, and returns the new value. */
+  async function counterAfter(b: RuntimeBackend, id: string, than: number): Promise<number> {
+    const r = await run(b, id, `while [ "$(cat /tmp/counter)" -le ${than} ]; do sleep 0.1; done; cat /tmp/counter`)
+    assert.equal(r.exitCode, 0, r.stderr)
+    return Number(r.stdout)
+  }
+
+  before(async () => {
+    const template = await createTemplateStore({ dir: templatesDir }).resolve('debian')
+    backend = createQemuBackend({ dir: qemuDir })
+    spec = (id, m) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: id.replace('-', ''), network: 'none', machine: m })
+    made.push(golden)
+    await backend.create(spec(golden))
+    // State held only in a running process: the loop's shell variable, written out on each turn.
+    const started = await run(backend, golden, `sh -c 'echo $$ > /tmp/loop.pid; i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &
+      while [ ! -s /tmp/counter ]; do sleep 0.05; done; cat /tmp/loop.pid`)
+    loopPid = started.stdout
+    // The golden's clock set an hour back: a clone shows the host's time only if the restore sets it.
+    await run(backend, golden, `date -s @$(( $(date +%s) - 3600 )) >/dev/null`)
+    counterAtSave = Number((await run(backend, golden, 'cat /tmp/counter')).stdout)
+    machineParent = await mkdtemp(join(tmpdir(), 'sandstorm-machine-'))
+    machine = await backend.saveMachine(golden, join(machineParent, 'm'))
+    for (const id of clones) {
+      made.push(id)
+      await backend.create(spec(id, machine))
+    }
+  })
+
+  after(async () => {
+    for (const id of made) await backend.destroy(id).catch(() => undefined)
+    if (machineParent) await rm(machineParent, { recursive: true, force: true })
+    for (const id of made) assert.deepEqual(leftovers(id), [], `VM ${id} left nothing behind`)
+  })
+
+  it('saves memory, device state, disk and config, read-only', async () => {
+    assert.deepEqual(machine, { dir: join(machineParent, 'm'), memoryMiB: 256, cpus: 1 })
+    const config = JSON.parse(await readFile(join(machine.dir, 'config.json'), 'utf8')) as { memoryMiB: number; cpus: number }
+    assert.equal(config.memoryMiB, 256)
+    assert.equal(config.cpus, 1)
+    for (const f of ['memory.ram', 'state.bin', 'disk.qcow2']) assert.ok(existsSync(join(machine.dir, f)), f)
+  })
+
+  it('a process started before the save runs on in every clone, with its state', async () => {
+    for (const id of clones) {
+      const alive = await run(backend, id, `kill -0 ${loopPid} && echo alive`)
+      assert.equal(alive.stdout, 'alive', `the loop (pid ${loopPid}) runs in ${id}`)
+      // The loop counts on from where it was, not from zero: its variable came with the memory.
+      const next = await counterAfter(backend, id, counterAtSave)
+      assert.ok(next > counterAtSave, `counter ${next} in ${id} moved on from ${counterAtSave}`)
+    }
+  })
+
+  it('two clones diverge', async () => {
+    const [a, b] = clones
+    await backend.writeFile(a, '/root/only-in-a', (async function* () {
+      yield Buffer.from('a')
+    })())
+    assert.equal((await run(backend, a, 'cat /root/only-in-a')).stdout, 'a')
+    await assert.rejects(backend.stat(b, '/root/only-in-a'), (e: unknown) => e instanceof SandstormError && e.code === 'not_found')
+    // Each has its own identity.
+    assert.equal((await run(backend, a, 'hostname')).stdout, a.replace('-', ''))
+    assert.equal((await run(backend, b, 'hostname')).stdout, b.replace('-', ''))
+  })
+
+  it('the guest clock is within 2 s of the host after a restore', async () => {
+    for (const id of clones) {
+      const guest = Number((await run(backend, id, 'date +%s')).stdout)
+      assert.ok(Math.abs(guest - Date.now() / 1000) < 2, `guest clock ${guest} vs host ${Date.now() / 1000} in ${id}`)
+    }
+  })
+
+  it('the saved VM goes on running, its clock set again', async () => {
+    const next = await counterAfter(backend, golden, counterAtSave)
+    assert.ok(next > counterAtSave)
+    const guest = Number((await run(backend, golden, 'date +%s')).stdout)
+    assert.ok(Math.abs(guest - Date.now() / 1000) < 2, `guest clock ${guest} vs host ${Date.now() / 1000}`)
+  })
+
+  it('a clone whose memory or cpus differ from the machine is refused', async () => {
+    const id = newId('sb')
+    await assert.rejects(backend.create({ ...spec(id, machine), memoryMiB: 512 }), (e: unknown) => e instanceof SandstormError && e.code === 'failed_precondition')
+    await assert.rejects(backend.create({ ...spec(id, machine), cpus: 2 }), (e: unknown) => e instanceof SandstormError && e.code === 'failed_precondition')
+    assert.deepEqual(leftovers(id), [])
+  })
+
+  it('QEMU runs in its own cgroup with the VM limits', async () => {
+    const [vm] = await backend.list().then((l) => l.filter((s) => s.id === clones[0]))
+    assert.ok(vm?.pid)
+    const procs = await readFile(`/sys/fs/cgroup/memory/sandstorm/${clones[0]}/cgroup.procs`, 'utf8')
+    assert.ok(procs.split('\n').includes(String(vm.pid)), 'the QEMU process is in the memory cgroup')
+    const limit = Number(await readFile(`/sys/fs/cgroup/memory/sandstorm/${clones[0]}/memory.limit_in_bytes`, 'utf8'))
+    assert.ok(limit > 256 * 2 ** 20 && limit < 1024 * 2 ** 20, `memory limit ${limit} is guest RAM plus QEMU's overhead`)
+    assert.equal((await readFile(`/sys/fs/cgroup/cpu/sandstorm/${clones[0]}/cpu.cfs_quota_us`, 'utf8')).trim(), '100000')
+    assert.equal((await run(backend, clones[0], 'grep -c ^processor /proc/cpuinfo')).stdout, '1')
+  })
+
+  it('a guest that exhausts its memory dies alone', async () => {
+    const [victim, other] = clones
+    // tail keeps the last lines of an endless line: it grows until the guest kernel kills it.
+    const hog = await run(backend, victim, 'tail /dev/zero')
+    assert.notEqual(hog.exitCode, 0, 'the memory hog was killed')
+    const dmesg = await run(backend, victim, 'dmesg | grep -c "Out of memory" || true')
+    assert.ok(Number(dmesg.stdout) >= 1, 'the guest kernel OOM-killed inside')
+    assert.equal((await run(backend, victim, 'echo up')).stdout, 'up', 'the VM itself lives on')
+    const oom = await readFile(`/sys/fs/cgroup/memory/sandstorm/${victim}/memory.oom_control`, 'utf8')
+    assert.match(oom, /oom_kill 0/, 'the host never OOM-killed in the QEMU cgroup')
+    assert.equal((await run(backend, other, 'echo up')).stdout, 'up', 'another VM is unaffected')
+  })
+
+  it('after an agent restart, a new backend finds the VMs and drives them', async () => {
+    backend.close()
+    backend = createQemuBackend({ dir: qemuDir })
+    const listed = await backend.list()
+    for (const id of [golden, ...clones]) assert.ok(listed.some((s) => s.id === id && s.status === 'running'), `${id} is listed as running`)
+    assert.equal((await run(backend, clones[1], 'echo again')).stdout, 'again')
+    const chunks: Buffer[] = []
+    for await (const c of backend.readFile(clones[1], '/etc/hostname')) chunks.push(Buffer.from(c))
+    assert.ok(chunks.length > 0)
+    // A machine saved by the earlier backend still clones.
+    const id = newId('sb')
+    made.push(id)
+    await backend.create(spec(id, machine))
+    assert.equal((await run(backend, id, 'kill -0 ' + loopPid + ' && echo alive')).stdout, 'alive')
+  })
+})
