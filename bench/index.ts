@@ -16,9 +16,10 @@ import { machineInfo } from './machine.js'
 import { snapshotBenchmark } from './snapshots.js'
 import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
 import { poolBenchmark } from './pool.js'
+import { qemuBenchmark } from './qemu.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark, qemuBenchmark]
 
 interface CliOptions {
   only?: string[]
