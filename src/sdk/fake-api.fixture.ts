@@ -231,7 +231,7 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
     if (parts.length === 2 && req.method === 'POST') {
       const body = await readJson(req)
       const template = (body.template as string | undefined) ?? 'debian'
-      if (!templates.some((t) => t.name === template)) return fail(res, 404, 'not_found', `expected a template such as "debian", got "${template}"`)
+      if (!templates.some((t) => t.name === template) && !template.startsWith('golden-')) return fail(res, 404, 'not_found', `expected a template such as "debian", got "${template}"`)
       if (body.memoryMiB !== undefined && (body.memoryMiB as number) < 16) return fail(res, 400, 'invalid_argument', `memoryMiB: expected at least 16, got ${String(body.memoryMiB)}`)
       const id = `sb-${String(nextId++).padStart(16, '0')}`
       const now = Date.now()
@@ -239,7 +239,7 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
         id,
         template,
         state: 'running',
-        runtime: 'fake',
+        runtime: (body.runtime as string | undefined) ?? 'fake',
         memoryMiB: (body.memoryMiB as number | undefined) ?? 512,
         cpus: (body.cpus as number | undefined) ?? 1,
         pidsMax: (body.pidsMax as number | undefined) ?? 1024,
@@ -249,6 +249,8 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
       }
       sandboxes.set(id, info)
       processes.set(id, new Map())
+      // A template named golden-* answers as a golden create would, cold when memory is asked for.
+      if (template.startsWith('golden-')) return json(res, 201, { ...info, ...(body.memoryMiB === undefined ? { source: 'golden' } : { source: 'cold', sourceReason: 'another config' }) })
       return json(res, 201, info)
     }
     if (parts.length === 2 && req.method === 'GET') {

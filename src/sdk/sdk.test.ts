@@ -53,6 +53,15 @@ test('create, getInfo, list by label, setTimeout, isRunning, kill', () =>
     assert.deepEqual((await listTemplates(conn)).map((t) => t.name), ['debian'])
   }))
 
+test('create sends the runtime; the instance says how a golden create started', () =>
+  withFake(async (_fake, conn) => {
+    const vm = await Sandbox.create('debian', { ...conn, runtime: 'qemu' })
+    assert.equal((await vm.getInfo()).runtime, 'qemu')
+    assert.deepEqual(vm.start, {})
+    assert.deepEqual((await Sandbox.create('golden-py', conn)).start, { source: 'golden' })
+    assert.deepEqual((await Sandbox.create('golden-py', { ...conn, memoryMiB: 1024 })).start, { source: 'cold', sourceReason: 'another config' })
+  }))
+
 test('server errors arrive as classes with the server message', () =>
   withFake(async (_fake, conn) => {
     await assert.rejects(Sandbox.create('nope', conn), (err: unknown) => err instanceof NotFoundError && /template such as "debian"/.test(err.message))
