@@ -2,7 +2,8 @@
  * Snapshots are consistent, raced as an attacker would: a writer in the sandbox overwrites files
  * in place, each with one write() of a known size and content, as fast as it can, while snapshots
  * are taken one after another. Every fork must find each file whole: its full size, and one
- * version's bytes throughout (a torn file would mix two). On both storage drivers.
+ * version's bytes throughout (a torn file would mix two), and files deleted before stay deleted.
+ * On both storage drivers.
  */
 import assert from 'node:assert/strict'
 import { mkdir } from 'node:fs/promises'
@@ -24,11 +25,14 @@ const snapshots = 10
  * whole source and writes it with a single write() at offset 0, without truncating.
  */
 const writer = [
+  // A file of the template deleted (a whiteout), and a dir replaced (opaque): forks must not see them.
+  'rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc && echo mine > /usr/share/doc/only',
   'mkdir -p /race && cd /race',
   `v=0; while [ $v -lt ${versions} ]; do head -c ${fileBytes} /dev/zero | tr '\\0' "$(printf "\\\\$(printf %o $((65 + v)))")" > src-$v; v=$((v+1)); done`,
   `f=0; while [ $f -lt ${files} ]; do cp src-0 f$f; f=$((f+1)); done`,
+  // The round count is replaced whole (rename), so that reading it never finds it empty.
   'echo 0 > rounds',
-  `i=0; while true; do v=$((i % ${versions})); f=0; while [ $f -lt ${files} ]; do dd if=src-$v of=f$f bs=${fileBytes} count=1 conv=notrunc iflag=fullblock status=none; f=$((f+1)); done; i=$((i+1)); echo $i > rounds; done`,
+  `i=0; while true; do v=$((i % ${versions})); f=0; while [ $f -lt ${files} ]; do dd if=src-$v of=f$f bs=${fileBytes} count=1 conv=notrunc iflag=fullblock status=none; f=$((f+1)); done; i=$((i+1)); echo $i > rounds.new; mv rounds.new rounds; done`,
 ].join('\n')
 
 /** Prints `name size foreign` per target: foreign counts bytes that differ from its first byte. */
@@ -68,6 +72,7 @@ function consistencySuite(driver: 'overlay' | 'btrfs', open: () => Promise<Stack
           assert.equal(snap.driver, driver)
           const [fork] = await Sandbox.fork(snap.id, { ...conn, count: 1 })
           try {
+            assert.equal(await sh(fork!, 'test -e /etc/debian_version && echo present || echo deleted; ls /usr/share/doc'), 'deleted\nonly\n')
             const lines = (await sh(fork!, check)).trim().split('\n')
             assert.equal(lines.length, files, lines.join('\n'))
             for (const line of lines) {
