@@ -55,12 +55,10 @@ export const fleetBenchmark: Benchmark = {
     const agents: ResultPromise[] = []
     const sandboxes: Sandbox[] = []
     try {
-      server = await startServerProcess({ dataDir: join(dir, 'server'), agentHost: '127.0.0.1' })
-      const conn = { apiUrl: server.url, apiKey: server.apiKey }
       // The production heartbeat (5 s): the tests' fast one would add its own work to every figure.
-      for (let i = 0; i < 3; i++) {
-        agents.push(startAgentProcess({ server: server.agentAddress, token: server.token, dataDir: join(dir, `agent-${i}`), heartbeatMs: 5_000 }))
-      }
+      server = await startServerProcess({ dataDir: join(dir, 'server'), agentHost: '127.0.0.1', heartbeatMs: 5_000 })
+      const conn = { apiUrl: server.url, apiKey: server.apiKey }
+      for (let i = 0; i < 3; i++) agents.push(startAgentProcess({ server: server.agentAddress, token: server.token, dataDir: join(dir, `agent-${i}`) }))
       const deadline = Date.now() + 60_000
       while ((await listAgents(conn)).filter((a) => a.state === 'live').length < 3) {
         if (Date.now() > deadline) throw new Error('three agents did not register within 60 s')

@@ -1,7 +1,7 @@
 /** `sandstorm agent`: a local agent that dials the server and keeps the link up, reconnecting with backoff. */
 import { once } from 'node:events'
 import { join } from 'node:path'
-import type * as grpc from '@grpc/grpc-js'
+import * as grpc from '@grpc/grpc-js'
 import { loadAgentLink } from '../proto/index.js'
 import type { AgentMessage, DataFrame, RequestMessage, ServerMessage, WireError } from '../proto/index.js'
 import { SandstormError, silentLogger } from '../shared/index.js'
@@ -11,7 +11,8 @@ import { hostMetrics } from './host-metrics.js'
 import { createLocalAgent } from './local-agent.js'
 import { startCommand, unaryHandlers } from './remote-handlers.js'
 import type { CommandReport } from './remote-handlers.js'
-import { linkTarget, loadLinkIdentity } from './remote-link.js'
+import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity } from './remote-link.js'
+import type { LinkIdentity } from './remote-link.js'
 
 /** Options of runAgent. */
 export interface RemoteAgentOptions {
@@ -38,8 +39,15 @@ export interface RemoteAgentOptions {
 
 /** A running remote agent. */
 export interface RunningAgent {
-  agentId: string
+  /** Its id in the fleet (a new one after joining again). */
+  readonly agentId: string
   local: AgentApi
+  /**
+   * Settles when the agent stops serving: with undefined after close(), or with a
+   * `permission_denied` error when the server removed it and revoked its certificate (it stops
+   * and does not retry; started again with a join token, it joins afresh).
+   */
+  stopped: Promise<SandstormError | undefined>
   /** Drops the link and stops the local agent; sandboxes keep running. */
   close(): Promise<void>
 }
@@ -55,16 +63,17 @@ const toWire = (err: unknown): WireError => {
 export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgent> {
   const log = (options.logger ?? silentLogger()).child({ component: 'agent-link' })
   const { target } = linkTarget(options.serverUrl)
-  const identity = await loadLinkIdentity({
-    serverUrl: options.serverUrl,
-    token: options.token,
-    dir: join(options.dataDir, 'agent', 'fleet'),
-    insecure: options.insecure ?? false,
-  })
+  const identityDir = join(options.dataDir, 'agent', 'fleet')
+  const load = (): Promise<LinkIdentity> =>
+    loadLinkIdentity({ serverUrl: options.serverUrl, token: options.token, dir: identityDir, insecure: options.insecure ?? false })
+  let identity = await load()
   const local = options.local ?? (await createLocalAgent({ dataDir: options.dataDir, templatesDir: options.templatesDir, logger: options.logger }))
   const { Client } = loadAgentLink()
-  const client = new Client(target, identity.credentials, identity.channelOptions)
-  const heartbeatMs = options.heartbeatMs ?? 5_000
+  let client = new Client(target, identity.credentials, identity.channelOptions)
+  /** The server's interval once it says one, else ours. */
+  let heartbeatMs = options.heartbeatMs ?? 5_000
+  /** A certificate from disk may be refused as revoked; with a token given at this start, join afresh once. */
+  let mayRejoin = options.token !== undefined && !identity.joined
   const maxBackoffMs = options.maxBackoffMs ?? 5_000
   const stopping = new AbortController()
   let control: grpc.ClientDuplexStream<AgentMessage, ServerMessage> | null = null
@@ -154,14 +163,28 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
   }
 
   /** One connection: register, heartbeats, requests; resolves with why it ended. */
-  const session = async (): Promise<string> => {
+  const session = async (): Promise<{ reason: string; code?: grpc.status }> => {
     const call = client.Control(identity.metadata()) as grpc.ClientDuplexStream<AgentMessage, ServerMessage>
     control = call
     let timer: NodeJS.Timeout | undefined
-    const ended = new Promise<string>((resolve) => {
-      call.on('error', (err: grpc.ServiceError) => resolve(err.details || err.message))
-      call.on('end', () => resolve('the server ended the link'))
-      stopping.signal.addEventListener('abort', () => resolve('closing'), { once: true })
+    let beat: (() => Promise<void>) | undefined
+    const ended = new Promise<{ reason: string; code?: grpc.status }>((resolve) => {
+      call.on('error', (err: grpc.ServiceError) => resolve({ reason: err.details || err.message, code: err.code }))
+      call.on('end', () => resolve({ reason: 'the server ended the link' }))
+      stopping.signal.addEventListener('abort', () => resolve({ reason: 'closing' }), { once: true })
+    })
+    const schedule = (): void => {
+      clearInterval(timer)
+      if (beat) timer = setInterval(() => void beat!().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), heartbeatMs)
+    }
+    call.on('metadata', (metadata: grpc.Metadata) => {
+      // Accepted: a revocation from now on was made while this process ran, and it stops.
+      mayRejoin = false
+      const wanted = Number(metadata.get(heartbeatHeader)[0])
+      if (!Number.isSafeInteger(wanted) || wanted <= 0 || wanted === heartbeatMs) return
+      log.info({ heartbeatMs: wanted }, 'heartbeat interval set by the server')
+      heartbeatMs = wanted
+      schedule()
     })
     call.on('data', (msg: ServerMessage) => {
       if (msg.request) {
@@ -182,12 +205,12 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
           labelsJson: JSON.stringify(options.labels ?? {}),
         },
       })
-      const beat = async (): Promise<void> => {
+      beat = async (): Promise<void> => {
         const [metrics, list, names] = await Promise.all([hostMetrics(options.dataDir), local.list(), local.templates()])
         send({ heartbeat: { ...metrics, sandboxes: list.length, templatesJson: JSON.stringify(names.map((t) => t.name)) } })
       }
       await beat()
-      timer = setInterval(() => void beat().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), heartbeatMs)
+      schedule()
       return await ended
     } finally {
       clearInterval(timer)
@@ -200,18 +223,38 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
     }
   }
 
-  const loop = (async () => {
+  const loop = (async (): Promise<SandstormError | undefined> => {
     let backoffMs = firstBackoffMs
     while (!stopping.signal.aborted) {
       const startedAt = Date.now()
       let reason: string
+      let code: grpc.status | undefined
       try {
         log.info({ server: target, agentId: identity.agentId }, 'connecting to the server')
-        reason = await session()
+        ;({ reason, code } = await session())
       } catch (err) {
         reason = (err as Error).message
       }
       if (stopping.signal.aborted) break
+      if (code === grpc.status.PERMISSION_DENIED) {
+        if (!mayRejoin) {
+          log.error({ server: target, agentId: identity.agentId, reason }, 'the server revoked this agent; stopping (start it with --token to join again)')
+          return new SandstormError('permission_denied', `the server refused this agent: ${reason}`)
+        }
+        mayRejoin = false
+        log.warn({ server: target, agentId: identity.agentId, reason }, 'the server revoked this agent\'s certificate; joining again with the token')
+        try {
+          await forgetLinkIdentity(identityDir)
+          identity = await load()
+          client.close()
+          client = new Client(target, identity.credentials, identity.channelOptions)
+          log.info({ server: target, agentId: identity.agentId }, 'joined again')
+          continue
+        } catch (err) {
+          log.error({ server: target, err }, 'could not join again; stopping')
+          return SandstormError.from(err)
+        }
+      }
       if (Date.now() - startedAt > 10_000) backoffMs = firstBackoffMs
       const waitMs = Math.round(backoffMs * (0.75 + Math.random() * 0.5))
       log.warn({ server: target, reason, retryMs: waitMs }, 'link to the server lost; reconnecting')
@@ -221,12 +264,16 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
       })
       backoffMs = Math.min(backoffMs * 2, maxBackoffMs)
     }
+    return undefined
   })()
 
   let closing: Promise<void> | undefined
   return {
-    agentId: identity.agentId,
+    get agentId() {
+      return identity.agentId
+    },
     local,
+    stopped: loop,
     close: () =>
       (closing ??= (async () => {
         stopping.abort()

@@ -1,7 +1,7 @@
 /** How a remote agent reaches the server: pinning the CA, joining with the token, and the credentials for every call. */
 import { X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
@@ -13,6 +13,8 @@ import { newId, SandstormError } from '../shared/index.js'
 /** What every call to the server needs. */
 export interface LinkIdentity {
   agentId: string
+  /** Obtained by joining just now (not read from disk). */
+  joined: boolean
   credentials: grpc.ChannelCredentials
   channelOptions: grpc.ChannelOptions
   /** Metadata for Control and Data (the token, on an --insecure link). */
@@ -36,11 +38,13 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
   if (o.insecure) {
     if (!o.token) throw new SandstormError('invalid_argument', 'an --insecure agent needs --token on every start')
     parseJoinToken(o.token)
-    if (!existsSync(file('agent-id'))) await writeFile(file('agent-id'), `${newId('ag')}\n`, { mode: 0o600 })
+    const joined = !existsSync(file('agent-id'))
+    if (joined) await writeFile(file('agent-id'), `${newId('ag')}\n`, { mode: 0o600 })
     const agentId = (await readFile(file('agent-id'), 'utf8')).trim()
     const token = parseJoinToken(o.token).secret
     return {
       agentId,
+      joined,
       credentials: grpc.credentials.createInsecure(),
       channelOptions: linkChannelOptions,
       metadata() {
@@ -51,7 +55,8 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
       },
     }
   }
-  if (!existsSync(file('cert.pem'))) {
+  const joined = !existsSync(file('cert.pem'))
+  if (joined) {
     if (!o.token) throw new SandstormError('invalid_argument', 'this agent has not joined yet: expected --token (from `sandstorm server`)')
     const joined = await join_(o.serverUrl, o.token)
     await writeFile(file('ca.pem'), joined.caPem, { mode: 0o600 })
@@ -60,8 +65,16 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
   }
   const [ca, key, cert] = await Promise.all(['ca.pem', 'key.pem', 'cert.pem'].map((n) => readFile(file(n))))
   const agentId = /CN=([^\n,]+)/.exec(new X509Certificate(cert!).subject)?.[1] ?? ''
-  return { agentId, credentials: tlsCredentials(ca!, key!, cert!), channelOptions: tlsChannelOptions, metadata: () => new grpc.Metadata() }
+  return { agentId, joined, credentials: tlsCredentials(ca!, key!, cert!), channelOptions: tlsChannelOptions, metadata: () => new grpc.Metadata() }
 }
+
+/** Drops the identity kept in `dir` (a revoked one), so that the next load joins afresh. */
+export async function forgetLinkIdentity(dir: string): Promise<void> {
+  await Promise.all(['agent-id', 'cert.pem', 'key.pem', 'ca.pem'].map((n) => rm(join(dir, n), { force: true })))
+}
+
+/** Response metadata of Control (named in agent.proto): the heartbeat interval the server wants. */
+export const heartbeatHeader = 'x-sandstorm-heartbeat-ms'
 
 /** The name sent in TLS (an IP address is not a valid server name) and checked in the server's certificate. */
 const tlsChannelOptions: grpc.ChannelOptions = { ...linkChannelOptions, 'grpc.ssl_target_name_override': serverCommonName, 'grpc.default_authority': serverCommonName }

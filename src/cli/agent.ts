@@ -43,8 +43,10 @@ export function registerAgent(program: Command): void {
         logger,
       })
       process.stdout.write(`sandstorm: agent ${agent.agentId} serving ${flags.server}\n`)
-      await waitForStop()
+      // A revoked agent stops on its own; its sandboxes run on until a server takes them again.
+      const refused = await Promise.race([waitForStop().then(() => undefined), agent.stopped])
       logger.info('stopping')
       await agent.close()
+      if (refused) throw refused
     })
 }

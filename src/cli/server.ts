@@ -1,5 +1,6 @@
 /** `sandstorm server`: the control plane alone; agents on any host dial in with `sandstorm agent`. */
 import type { Command } from 'commander'
+import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
@@ -11,6 +12,8 @@ interface ServerFlags {
   agentHost?: string
   agentPort: string
   insecure?: boolean
+  heartbeatMs?: string
+  lostAfterMs: string
 }
 
 /** Registers `server`. */
@@ -24,9 +27,16 @@ export function registerServer(program: Command): void {
     .option('--agent-host <host>', 'address agents dial (default: --host)')
     .option('--agent-port <port>', 'port agents dial (0 picks a free one)', '7421')
     .option('--insecure', 'plain-text link to agents (token on every call); only on a network you trust')
+    .option('--heartbeat-ms <ms>', 'heartbeat interval the agents are told to keep (default: each agent\'s own --heartbeat-ms, 5000)')
+    .option('--lost-after-ms <ms>', 'an agent silent this long is marked lost, and its sandboxes with it', '15000')
     .action(async (flags: ServerFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
+      const heartbeatMs = flags.heartbeatMs === undefined ? undefined : parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
+      const lostAfterMs = parsePositiveInt(flags.lostAfterMs, '--lost-after-ms')
+      if (heartbeatMs !== undefined && heartbeatMs >= lostAfterMs) {
+        throw new InvalidArgumentError('invalid_argument', `--heartbeat-ms (${heartbeatMs}) must be less than --lost-after-ms (${lostAfterMs}): agents would be lost between heartbeats`)
+      }
       const [{ startServer }, { createLogger }] = await Promise.all([import('../server/index.js'), import('../shared/index.js')])
       const logger = createLogger()
       const server = await startServer({
@@ -34,7 +44,7 @@ export function registerServer(program: Command): void {
         host: flags.host,
         port,
         logger,
-        fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true },
+        fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true, heartbeatMs, lostAfterMs },
       })
       const agentAddress = `${flags.agentHost ?? flags.host}:${server.fleet!.port}`
       process.stdout.write(

@@ -50,9 +50,16 @@ function lineOf(child: ResultPromise, pattern: RegExp): Promise<RegExpMatchArray
 
 const env = { SANDSTORM_TEMPLATES_DIR: templatesDir, SANDSTORM_LOG_LEVEL: process.env.SANDSTORM_TEST_LOGS ? 'debug' : 'warn' }
 
-/** Starts `sandstorm server` (the HTTP API on 127.0.0.1, agents on `agentHost`). */
-export async function startServerProcess(o: { dataDir: string; agentHost: string; agentPort?: number; port?: number }): Promise<ServerProcess> {
-  const child = execa('node', [cli, 'server', '--data-dir', o.dataDir, '--port', String(o.port ?? 0), '--agent-host', o.agentHost, '--agent-port', String(o.agentPort ?? 0)], {
+/**
+ * Starts `sandstorm server` (the HTTP API on 127.0.0.1, agents on `agentHost`). Agents are told to
+ * beat every `heartbeatMs` (default 500, so that tests see metrics soon); `lostAfterMs` is the
+ * server's (15 s) unless given.
+ */
+export async function startServerProcess(o: { dataDir: string; agentHost: string; agentPort?: number; port?: number; heartbeatMs?: number; lostAfterMs?: number }): Promise<ServerProcess> {
+  const args = [cli, 'server', '--data-dir', o.dataDir, '--port', String(o.port ?? 0), '--agent-host', o.agentHost, '--agent-port', String(o.agentPort ?? 0)]
+  args.push('--heartbeat-ms', String(o.heartbeatMs ?? 500))
+  if (o.lostAfterMs !== undefined) args.push('--lost-after-ms', String(o.lostAfterMs))
+  const child = execa('node', args, {
     env,
     reject: false,
     stdin: 'ignore',
@@ -71,9 +78,9 @@ export async function startServerProcess(o: { dataDir: string; agentHost: string
  * the child's pid is the agent's). Templates come from the shared store unless `templatesDir` is
  * given: a test that makes template versions gives one of its own.
  */
-export function startAgentProcess(o: { netns?: string; server: string; token?: string; dataDir: string; heartbeatMs?: number; templatesDir?: string }): ResultPromise {
+export function startAgentProcess(o: { netns?: string; server: string; token?: string; dataDir: string; templatesDir?: string }): ResultPromise {
   // nsenter joins the network namespace only: `ip netns exec` would also remount /sys, hiding the cgroup tree runc needs.
-  const args = [...(o.netns ? [`--net=/run/netns/${o.netns}`] : []), 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', o.templatesDir ?? templatesDir, '--heartbeat-ms', String(o.heartbeatMs ?? 500)]
+  const args = [...(o.netns ? [`--net=/run/netns/${o.netns}`] : []), 'node', cli, 'agent', '--server', o.server, '--data-dir', o.dataDir, '--templates-dir', o.templatesDir ?? templatesDir]
   if (o.token) args.push('--token', o.token)
   const options = { env, reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } } as const
   const child = o.netns ? execa('nsenter', args, options) : execa(args[0]!, args.slice(1), options)

@@ -6,6 +6,7 @@ import type { Logger } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentConnection } from './agent-connection.js'
 import { createRemoteAgent } from './remote-agent.js'
+import type { Revocations } from './revocations.js'
 
 /** Host metrics from the last heartbeat. */
 export interface AgentMetrics {
@@ -52,6 +53,14 @@ export interface AgentRegistry {
   admit(agentId: string, hostname: string): void
   /** Has this agent joined this server. */
   known(agentId: string): boolean
+  /**
+   * Revokes an agent's certificate and forgets it: its link is cut and every later connection of
+   * it refused. `failed_precondition` while the catalog places sandboxes on it, unless `force`
+   * (then they are forgotten too, and destroyed as orphans should the host join again).
+   */
+  remove(agentId: string, options?: { force?: boolean }): void
+  /** Has this agent's certificate been revoked. */
+  revoked(agentId: string): boolean
   /** The api of a live agent, or `unavailable` saying since when it is lost. */
   live(agentId: string, what: string): AgentApi
   close(): void
@@ -63,6 +72,8 @@ export interface AgentRegistryOptions {
   logger: Logger
   /** An agent silent this long is lost. @default 15_000 */
   lostAfterMs?: number
+  /** Revoked agents. @default none, kept in memory only */
+  revocations?: Revocations
 }
 
 /** Creates the registry; agents in the database start as lost until they reconnect. */
@@ -80,6 +91,10 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
   const agentOfSandbox = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
   const setState = db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?')
   const forget = db.prepare('DELETE FROM sandboxes WHERE id = ?')
+  const countOf = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sandboxes WHERE agent_id = ?')
+  const forgetAll = db.prepare('DELETE FROM sandboxes WHERE agent_id = ?')
+  const dropAgent = db.prepare('DELETE FROM agents WHERE id = ?')
+  const revocations = options.revocations ?? inMemoryRevocations()
   const markLost = db.prepare(`UPDATE sandboxes SET state = 'lost' WHERE agent_id = ? AND state IN ('running', 'paused')`)
 
   // Until they reconnect, the agents of the last run and their sandboxes are lost, not gone.
@@ -190,6 +205,23 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       upsert.run({ id: agentId, hostname, info: JSON.stringify(info), labels: '{}', now: Date.now() })
       entries.set(agentId, { id: agentId, hostname, info, labels: {}, templates: [], state: 'lost', lastHeartbeatMs: Date.now(), metrics: null, api: null, conn: null })
     },
+    remove(agentId, o = {}) {
+      const entry = entries.get(agentId)
+      if (!entry) throw new SandstormError('not_found', `agent "${agentId}" not found`)
+      const { n } = countOf.get(agentId)!
+      if (n > 0 && !o.force) {
+        throw new SandstormError('failed_precondition', `agent "${agentId}" holds ${n} sandbox${n === 1 ? '' : 'es'}: expected none (remove them first, or force to forget them)`)
+      }
+      revocations.add(agentId)
+      clearTimeout(timers.get(agentId))
+      timers.delete(agentId)
+      entries.delete(agentId)
+      entry.conn?.fail(new SandstormError('unavailable', `agent "${agentId}" was removed from the fleet`))
+      const forgotten = forgetAll.run(agentId).changes
+      dropAgent.run(agentId)
+      logger.warn({ agentId, hostname: entry.hostname, sandboxesForgotten: forgotten }, 'agent removed; its certificate is revoked')
+    },
+    revoked: (id) => revocations.has(id),
     known: (id) => entries.has(id),
     get: (id) => entries.get(id),
     list: () => [...entries.values()],
@@ -205,4 +237,9 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       for (const entry of entries.values()) entry.conn?.fail(new SandstormError('unavailable', 'the server is closing'))
     },
   }
+}
+
+function inMemoryRevocations(): Revocations {
+  const revoked = new Set<string>()
+  return { has: (id) => revoked.has(id), add: (id) => void revoked.add(id) }
 }

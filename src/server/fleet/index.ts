@@ -1,6 +1,7 @@
 /** The fleet: agents on other hosts that dial this server over gRPC, and the router that sends work to them. */
 import { join } from 'node:path'
 import type { AgentApi } from '../../agent/index.js'
+import { SandstormError } from '../../shared/index.js'
 import type { Logger } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
 import { createAgentRegistry } from './agent-registry.js'
@@ -10,6 +11,7 @@ import type { CommandLog } from './command-log.js'
 import { ensureJoinToken } from './join-token.js'
 import { startLinkServer } from './link-service.js'
 import { loadFleetPki } from './pki.js'
+import { loadRevocations } from './revocations.js'
 import { createFleetRouter } from './router.js'
 import type { SchedulerOptions } from './scheduler.js'
 
@@ -27,8 +29,10 @@ export interface FleetOptions {
   port?: number
   /** Plain-text link, token on every call: only when asked for. @default false */
   insecure?: boolean
-  /** An agent silent this long is lost. @default 15_000 */
+  /** An agent silent this long is lost; more than `heartbeatMs`. @default 15_000 */
   lostAfterMs?: number
+  /** The heartbeat interval agents are told to keep. @default unset: each agent keeps its own --heartbeat-ms (5_000) */
+  heartbeatMs?: number
   scheduler?: SchedulerOptions
 }
 
@@ -47,11 +51,16 @@ export interface Fleet {
 
 /** Loads (or creates) the CA and join token in `<dataDir>/fleet` and listens for agents. */
 export async function startFleet(options: FleetOptions & { dataDir: string; db: CatalogDb; logger: Logger }): Promise<Fleet> {
+  const lostAfterMs = options.lostAfterMs ?? 15_000
+  // An agent told to beat this slowly would be declared lost between two of its heartbeats.
+  if (options.heartbeatMs !== undefined && options.heartbeatMs >= lostAfterMs) {
+    throw new SandstormError('invalid_argument', `the heartbeat interval (${options.heartbeatMs} ms) must be shorter than the time after which a silent agent is lost (${lostAfterMs} ms)`)
+  }
   const dir = join(options.dataDir, 'fleet')
   const pki = options.insecure ? null : await loadFleetPki(dir)
   const joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
   const secret = joinToken.split('.')[2]!
-  const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs: options.lostAfterMs })
+  const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs, revocations: loadRevocations(dir) })
   const commandLog = createCommandLog(options.db)
   const link = await startLinkServer({
     host: options.host ?? '127.0.0.1',
@@ -61,6 +70,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     logger: options.logger,
     secret,
     pki,
+    heartbeatMs: options.heartbeatMs,
   })
   return {
     agent: createFleetRouter({ registry, db: options.db, scheduler: options.scheduler }),

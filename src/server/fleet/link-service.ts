@@ -25,6 +25,8 @@ export interface LinkServerOptions {
   secret: string
   /** TLS material; null for a plain-text (--insecure) link. */
   pki: FleetPki | null
+  /** The heartbeat interval agents are told to keep; unset, each keeps its own. */
+  heartbeatMs?: number
 }
 
 /** A listening link server. */
@@ -33,6 +35,9 @@ export interface LinkServer {
   close(): Promise<void>
 }
 
+
+/** Response metadata of Control (agent.proto says so; the agent names it too). */
+const linkHeaders = { heartbeatMs: 'x-sandstorm-heartbeat-ms' } as const
 
 /** An error that ends a call with this status (a server stream sends it when it hears 'error'; destroy() would send nothing). */
 const refuse = (code: grpc.status, message: string): grpc.ServiceError =>
@@ -50,16 +55,20 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
 
   /** Who is calling: the agent id in its certificate, or (insecure) in its metadata with the token. */
   const identify = (call: grpc.ServerDuplexStream<unknown, unknown>): string => {
+    let agentId: string
     if (pki) {
       const verdict = pki.verifyAgent(call.getAuthContext().sslPeerCertificate?.raw)
       if ('refused' in verdict) throw new SandstormError('unauthenticated', verdict.refused)
-      if (!registry.known(verdict.agentId)) throw new SandstormError('unauthenticated', `agent "${verdict.agentId}" is not known to this server`)
-      return verdict.agentId
+      agentId = verdict.agentId
+    } else {
+      const token = String(call.metadata.get(insecureHeaders.token)[0] ?? '')
+      agentId = String(call.metadata.get(insecureHeaders.agent)[0] ?? '')
+      if (!secretMatches(token, options.secret)) throw new SandstormError('unauthenticated', 'wrong join token')
+      if (!/^ag-[a-z0-9]{16}$/.test(agentId)) throw new SandstormError('unauthenticated', `agent id "${agentId}" is malformed`)
     }
-    const token = String(call.metadata.get(insecureHeaders.token)[0] ?? '')
-    const agentId = String(call.metadata.get(insecureHeaders.agent)[0] ?? '')
-    if (!secretMatches(token, options.secret)) throw new SandstormError('unauthenticated', 'wrong join token')
-    if (!/^ag-[a-z0-9]{16}$/.test(agentId)) throw new SandstormError('unauthenticated', `agent id "${agentId}" is malformed`)
+    // Checked before `known`: a removed agent is unknown too, and it is told why.
+    if (registry.revoked(agentId)) throw new SandstormError('permission_denied', `agent "${agentId}" was removed and its certificate revoked: join again with a token`)
+    if (pki && !registry.known(agentId)) throw new SandstormError('unauthenticated', `agent "${agentId}" is not known to this server`)
     return agentId
   }
 
@@ -67,9 +76,10 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     try {
       return identify(call)
     } catch (err) {
-      const message = (err as Error).message
-      logger.warn({ peer: call.getPeer(), call: what, reason: message }, 'refused an agent')
-      call.emit('error', refuse(grpc.status.UNAUTHENTICATED, message))
+      const e = SandstormError.from(err)
+      logger.warn({ peer: call.getPeer(), call: what, reason: e.message }, 'refused an agent')
+      // PERMISSION_DENIED tells a revoked agent to stop; UNAUTHENTICATED is worth a retry (a server restored from backup).
+      call.emit('error', refuse(e.code === 'permission_denied' ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED, e.message))
       return undefined
     }
   }
@@ -97,6 +107,10 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     Control(call: grpc.ServerDuplexStream<AgentMessage, ServerMessage>) {
       const agentId = guard(call, 'Control')
       if (!agentId) return
+      // Sent at once: the agent learns that it was accepted (and the interval, if the server sets one).
+      const settings = new grpc.Metadata()
+      if (options.heartbeatMs !== undefined) settings.set(linkHeaders.heartbeatMs, String(options.heartbeatMs))
+      call.sendMetadata(settings)
       let conn: AgentConnection | undefined
       let ended = false
       const end = (reason: string): void => {

@@ -1,5 +1,6 @@
-/** GET /v1/agents and GET /v1/logs: the fleet and its central command log. */
+/** GET /v1/agents, DELETE /v1/agents/:id and GET /v1/logs: the fleet and its central command log. */
 import { Hono } from 'hono'
+import { httpStatusOf, SandstormError } from '../../shared/index.js'
 import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
 
@@ -49,6 +50,23 @@ export function createFleetRoutes(deps: {
       ),
     }),
   )
+  // Revokes the agent's certificate and forgets it; `force` also forgets the sandboxes placed on it.
+  app.delete('/v1/agents/:id', (c) => {
+    if (!deps.registry) {
+      return c.json({ code: 'failed_precondition', message: 'this server runs its one agent in process (sandstorm up): there is no fleet to remove an agent from' }, 409)
+    }
+    const force = c.req.query('force')
+    if (force !== undefined && force !== 'true' && force !== 'false') {
+      return c.json({ code: 'invalid_argument', message: `force must be true or false, got "${force}"` }, 400)
+    }
+    try {
+      deps.registry.remove(c.req.param('id'), { force: force === 'true' })
+    } catch (err) {
+      const e = SandstormError.from(err)
+      return c.json({ code: e.code, message: e.message }, httpStatusOf[e.code] as 404 | 409)
+    }
+    return c.body(null, 204)
+  })
   app.get('/v1/logs', (c) => {
     const sandboxId = c.req.query('sandbox') || undefined
     const limit = Number(c.req.query('limit') ?? 1000)
@@ -62,5 +80,5 @@ export function createFleetRoutes(deps: {
 
 /** Paths these routes answer. */
 export function isFleetPath(path: string): boolean {
-  return path === '/v1/agents' || path === '/v1/logs'
+  return path === '/v1/agents' || path.startsWith('/v1/agents/') || path === '/v1/logs'
 }
