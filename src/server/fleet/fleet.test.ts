@@ -126,3 +126,43 @@ for (const insecure of [false, true]) {
     })
   })
 }
+
+describe('fleet settings: the server sets the heartbeat interval', () => {
+  let dir: string
+  let server: RunningServer | undefined
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-fleet-settings-'))
+  })
+  after(async () => {
+    await server?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('refuses a heartbeat interval that is not shorter than the time to be lost', async () => {
+    await assert.rejects(
+      startServer({ dataDir: join(dir, 'bad'), port: 0, logger: silentLogger(), fleet: { port: 0, heartbeatMs: 2000, lostAfterMs: 2000 } }),
+      /must be shorter/,
+    )
+  })
+
+  it("tells agents its interval, which replaces the agent's own", async () => {
+    server = await startServer({ dataDir: join(dir, 'server'), port: 0, logger: silentLogger(), fleet: { port: 0, heartbeatMs: 50, lostAfterMs: 5000 } })
+    // On its own, this agent would beat once a minute.
+    const agent = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: server.fleet!.joinToken, dataDir: join(dir, 'agent'), local: createFakeAgent(), heartbeatMs: 60_000 })
+    try {
+      const beat = async (): Promise<string | undefined> => {
+        const res = await fetch(`${server!.url}/v1/agents`, { headers: { authorization: `Bearer ${server!.apiKey}` } })
+        return ((await res.json()) as { agents: { lastHeartbeatAt: string; metrics: unknown }[] }).agents.find((a) => a.metrics)?.lastHeartbeatAt
+      }
+      const first = await until('a first heartbeat', beat)
+      const later = await until('another heartbeat', async () => {
+        const at = await beat()
+        return at !== first && at
+      })
+      assert.ok(Date.parse(later) > Date.parse(first))
+    } finally {
+      await agent.close()
+    }
+  })
+})
