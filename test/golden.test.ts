@@ -199,7 +199,13 @@ describe('golden templates', { skip }, () => {
       // The next one is a miss served cold, or a hit if the refill was quick: golden either way.
       const missed = await create({ template: 'tools' })
       assert.deepEqual(missed.golden, { version: tools.version, snapshotId: tools.snapshotId })
-      for (const s of [pooled, missed]) await kill(s.id)
+      // A promote moves the template on: a sandbox pooled on the old version is not handed out.
+      assert.equal((await call('POST', '/v1/pools/tools/wait', { ready: 1 })).status, 200)
+      const snap = await (await Sandbox.connect(pooled.id, { ...conn })).snapshot(conn)
+      const next = await promoteTemplate('tools', snap.id, conn)
+      const after = await create({ template: 'tools' })
+      assert.deepEqual(after.golden, { version: next.version, snapshotId: snap.id })
+      for (const s of [pooled, missed, after]) await kill(s.id)
     } finally {
       assert.equal((await call('DELETE', '/v1/pools/tools')).status, 204)
     }

@@ -12,7 +12,7 @@ import { createPoolMetrics } from './pool-metrics.js'
 import { createPoolStore } from './pool-store.js'
 import type { PoolConfig } from './pool-store.js'
 import { createWarmPool } from './warm-pool.js'
-import type { WarmPool } from './warm-pool.js'
+import type { PooledSandbox, WarmPool } from './warm-pool.js'
 
 /** Where a created sandbox came from: a warm pool's hand-over, or a start on demand. */
 export type CreateSource = 'pool' | 'cold'
@@ -139,7 +139,14 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
     if (pool && matches) {
       const startedAt = performance.now()
       const s = statsOf(pool.template)
-      const taken = pool.take()
+      // A golden template may have moved on (promote, rollback) since its pooled sandboxes started:
+      // those of another version are not what a create of the template asks for.
+      let current: ((sandbox: PooledSandbox) => boolean) | undefined
+      if (pool.holdsGolden()) {
+        const now = (await agent.templates(callOptions)).find((t) => t.name === pool.template)
+        current = (sandbox) => sandbox.golden?.version === now?.version && sandbox.golden?.snapshotId === now?.snapshotId
+      }
+      const taken = pool.take(current)
       if (taken) {
         s.hits++
         s.handed.add(taken.id)

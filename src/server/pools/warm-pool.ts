@@ -38,8 +38,13 @@ export interface WarmPool {
   readonly template: string
   config(): PoolConfig
   setConfig(config: PoolConfig): void
-  /** Takes the oldest ready sandbox out of the pool for good, or undefined when none is ready. */
-  take(): PooledSandbox | undefined
+  /**
+   * Takes the oldest ready sandbox out of the pool for good, or undefined when none is ready.
+   * With `current`, ready sandboxes that fail it (started on another version) are destroyed instead.
+   */
+  take(current?: (sandbox: PooledSandbox) => boolean): PooledSandbox | undefined
+  /** Whether any ready sandbox started from a golden version. */
+  holdsGolden(): boolean
   /** A create found the pool empty: grow toward `max` (idle ones above `min` are reaped later). */
   noteMiss(): void
   /** Starts sandboxes until ready + starting reaches the target. */
@@ -138,7 +143,15 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
       changed()
       refill()
     },
-    take() {
+    take(current) {
+      if (current) {
+        const stale = ready.filter((r) => !current(r))
+        for (const s of stale) {
+          ready.splice(ready.indexOf(s), 1)
+          void destroy(s.id, 'template version changed')
+        }
+        if (stale.length > 0) changed()
+      }
       // Oldest first; a sandbox started before the template's defaults changed is not what is asked for.
       const at = ready.findIndex((r) => r.memoryMiB === shape?.memoryMiB && r.cpus === shape.cpus)
       const sandbox = at < 0 ? undefined : ready.splice(at, 1)[0]
@@ -172,6 +185,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
       await Promise.all(broken.map((s) => destroy(s.id, 'failed health check')))
       refill()
     },
+    holdsGolden: () => ready.some((r) => r.golden !== undefined),
     counts: () => ({ ready: ready.length, starting, target }),
     pooledConfig: () => shape,
     async drain() {
