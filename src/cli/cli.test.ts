@@ -55,9 +55,9 @@ test('create prints the id only, or JSON; ls, timeout and rm work on it', () =>
     const ls = await sandstorm(fake, ['ls', '--label', 'team=a'])
     assert.equal(ls.code, 0)
     const lines = ls.stdout.trim().split('\n')
-    assert.match(lines[0]!, /^ID\s+TEMPLATE\s+STATE\s+MEMORY\s+CPUS\s+AGE\s+EXPIRES$/)
+    assert.match(lines[0]!, /^ID\s+TEMPLATE\s+RUNTIME\s+STATE\s+MEMORY\s+CPUS\s+AGE\s+EXPIRES$/)
     assert.equal(lines.length, 2)
-    assert.match(lines[1]!, new RegExp(`^${id}\\s+debian\\s+running\\s+256MiB\\s+1\\s+\\d+s\\s+in \\d+m$`))
+    assert.match(lines[1]!, new RegExp(`^${id}\\s+debian\\s+\\S+\\s+running\\s+256MiB\\s+1\\s+\\d+s\\s+in \\d+m$`))
     const lsJson = JSON.parse((await sandstorm(fake, ['ls', '--json'])).stdout) as unknown[]
     assert.equal(lsJson.length, 2)
 

@@ -12,6 +12,7 @@ export function sandboxRows(list: SandboxInfo[], nowMs: number): string[][] {
     return [
       s.id,
       s.template,
+      s.runtime,
       s.state,
       `${s.memoryMiB}MiB`,
       String(s.cpus),
@@ -32,6 +33,6 @@ export function registerLs(program: Command): void {
     .action(async (flags: { label?: string[]; state?: SandboxInfo['state']; json?: boolean }, cmd: Command) => {
       const list = await Sandbox.list({ ...connectionOf(cmd), labels: parseKeyValues(flags.label, '--label'), state: flags.state })
       if (flags.json) return printJson(list)
-      printTable(['ID', 'TEMPLATE', 'STATE', 'MEMORY', 'CPUS', 'AGE', 'EXPIRES'], sandboxRows(list, Date.now()))
+      printTable(['ID', 'TEMPLATE', 'RUNTIME', 'STATE', 'MEMORY', 'CPUS', 'AGE', 'EXPIRES'], sandboxRows(list, Date.now()))
     })
 }

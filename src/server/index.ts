@@ -40,6 +40,8 @@ export interface ServerOptions {
   maxFileBytes?: number
   /** Sandbox lifetime when a create gives none. @default 5 minutes */
   defaultTimeoutMs?: number
+  /** Runtime of a create that names none and starts from no snapshot. @default the agent's own default */
+  defaultRuntime?: string
 }
 
 /** A started server. */
@@ -83,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       metrics,
       logger,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
+      defaultRuntime: options.defaultRuntime,
       shutdownSignal: shutdown.signal,
     })
     // Pools start after adoption, which destroyed the last run's pooled sandboxes as orphans.
