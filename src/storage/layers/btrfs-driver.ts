@@ -1,7 +1,7 @@
 import { lstat, mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
+import { complaintOf, runTool } from '../run-tool.js'
 import type { LayerSource, StorageDriver, WritableDirs } from './driver.js'
 
 /**
@@ -48,14 +48,15 @@ export function createBtrfsDriver(): StorageDriver {
 }
 
 async function btrfs(args: string[], options: CallOptions = {}): Promise<void> {
-  const result = await execa('btrfs', args, { reject: false, cancelSignal: linkSignal(options), stdin: 'ignore' })
+  const result = await runTool('btrfs', args, { signal: linkSignal(options) })
+  if (result.isCanceled) throw new SandstormError('canceled', `btrfs ${args.slice(0, 2).join(' ')} was canceled`)
   if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `btrfs ${args.slice(0, 2).join(' ')} failed: expected success, got exit ${result.exitCode}: ${result.stderr.trim()}`)
+    throw new SandstormError('internal', `btrfs ${args.slice(0, 2).join(' ')} failed: expected success, got exit ${result.exitCode}: ${complaintOf(result)}`)
   }
 }
 
 /** Is `dir` on a btrfs filesystem? */
 export async function isOnBtrfs(dir: string): Promise<boolean> {
-  const result = await execa('stat', ['-f', '-c', '%T', dir], { reject: false })
+  const result = await runTool('stat', ['-f', '-c', '%T', dir])
   return result.exitCode === 0 && result.stdout.trim() === 'btrfs'
 }

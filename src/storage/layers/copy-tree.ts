@@ -1,6 +1,6 @@
 /** Copying sandbox-written trees on the host without following any symlink inside them. */
-import { execa } from 'execa'
 import { SandstormError, type CallOptions, linkSignal } from '../../shared/index.js'
+import { complaintOf, runTool } from '../run-tool.js'
 
 /**
  * Copies `src` to `dest` (which must not exist) with `cp -a`: links are copied as links, never
@@ -20,9 +20,9 @@ export async function copyInto(src: string, dest: string, options: CallOptions =
 }
 
 async function runCp(args: string[], options: CallOptions): Promise<void> {
-  const result = await execa('cp', args, { reject: false, cancelSignal: linkSignal(options), stdin: 'ignore' })
+  const result = await runTool('cp', args, { signal: linkSignal(options) })
   if (result.isCanceled) throw new SandstormError('canceled', 'copying a layer was canceled')
   if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${result.stderr.trim().split('\n').slice(0, 3).join('; ')}`)
+    throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${complaintOf(result)}`)
   }
 }

@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
-import { execa } from 'execa'
 import { SandstormError } from '../../shared/index.js'
+import { complaintOf, runTool } from '../run-tool.js'
 
 /** Where an overlay root is mounted and what it stacks. */
 export interface OverlayOptions {
@@ -27,20 +27,20 @@ export async function mountOverlay(options: OverlayOptions): Promise<void> {
   }
   await Promise.all([options.upperDir, options.workDir, options.target].map((d) => mkdir(d, { recursive: true })))
   const data = `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}`
-  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target], { reject: false })
+  const result = await runTool('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target])
   if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `mounting the sandbox root failed: ${result.stderr.trim()}`)
+    throw new SandstormError('internal', `mounting the sandbox root failed: ${complaintOf(result)}`)
   }
 }
 
 /** Unmounts a mount point if it is mounted; a busy mount is detached lazily. Safe to call twice. */
 export async function unmount(target: string): Promise<void> {
   if (!(await isMounted(target))) return
-  const result = await execa('umount', [target], { reject: false })
+  const result = await runTool('umount', [target])
   if (result.exitCode === 0) return
-  const lazy = await execa('umount', ['-l', target], { reject: false })
+  const lazy = await runTool('umount', ['-l', target])
   if (lazy.exitCode !== 0 && (await isMounted(target))) {
-    throw new SandstormError('internal', `unmounting ${target} failed: ${lazy.stderr.trim()}`)
+    throw new SandstormError('internal', `unmounting ${target} failed: ${complaintOf(lazy)}`)
   }
 }
 
