@@ -17,6 +17,8 @@ export interface AgentConnection {
   onReply(reply: ReplyMessage): void
   /** Hands a Data stream to the request its first frame names; false when no request waits for it. */
   onData(requestId: number, stream: DataCall): boolean
+  /** Keeps a Data stream the agent opened ahead of need (first frame with request id 0) for a later openData. */
+  offerSpare(stream: DataCall): void
   /** Fails every pending request (the link is gone) and refuses new ones. */
   fail(err: SandstormError): void
 }
@@ -61,10 +63,33 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
     })
   }
 
+  const spares: DataCall[] = []
+  /** A spare stream still open, or undefined. */
+  const takeSpare = (): DataCall | undefined => {
+    for (let spare = spares.shift(); spare; spare = spares.shift()) if (!spare.cancelled && !spare.destroyed && !spare.writableEnded) return spare
+    return undefined
+  }
+
   return {
     agentId,
     call: (kind, payload, options) => request(kind, payload, false, options),
-    openData: (kind, payload, options) => request<DataCall>(kind, payload, true, options),
+    openData(kind, payload, options) {
+      const spare = failed ? undefined : takeSpare()
+      if (!spare) return request<DataCall>(kind, payload, true, options)
+      try {
+        throwIfAborted(linkSignal(options ?? {}))
+      } catch (err) {
+        spares.unshift(spare)
+        return Promise.reject(err)
+      }
+      // The request goes down the stream itself; the agent answers on it.
+      spare.write({ requestId: nextId++, json: JSON.stringify({ kind, payloadJson: JSON.stringify(payload ?? null) }) })
+      return Promise.resolve(spare)
+    },
+    offerSpare(stream) {
+      if (failed) return void stream.end()
+      spares.push(stream)
+    },
     onReply(reply) {
       const waiter = pending.get(reply.requestId)
       if (!waiter) return
@@ -84,6 +109,7 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
       failed ??= err
       for (const waiter of pending.values()) waiter.reject(err)
       pending.clear()
+      for (let spare = spares.shift(); spare; spare = spares.shift()) if (!spare.writableEnded && !spare.destroyed) spare.end()
       // A silent agent declared lost may still be connected: cut the link so that it registers afresh.
       if (first) cut()
     },

@@ -162,6 +162,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       call.once('data', (first: DataFrame) => {
         call.pause()
         const conn = registry.get(agentId)?.conn
+        if (first.requestId === 0 && conn) return conn.offerSpare(call)
         if (!conn?.onData(first.requestId, call)) {
           logger.warn({ agentId, requestId: first.requestId }, 'a data stream for no pending request')
           call.end()
