@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import { chmod, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -12,7 +12,7 @@ import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from 
 import { execWrapper, guestBusybox, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
 import { reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
-import { machineFiles, readMachineConfig, writeMachineConfig } from './machine-image.js'
+import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig } from './machine-image.js'
 import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
 import { qemuArgs, qemuOverheadMiB, vmFiles } from './qemu-args.js'
 import { vmCgroup } from './vm-cgroup.js'
@@ -118,8 +118,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await qmp.call('qmp_capabilities', undefined, 5000)
       const status = await qmp.call<{ status: string }>('query-status', undefined, 5000)
       const paused = status.status !== 'running'
-      // A paused guest cannot answer its agent; connect when it runs again.
-      const agent = paused ? lazyAgent(dir, pid) : await connectGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid))
+      // The guest agent connects on first use: listing VMs needs QMP alone, and a paused guest cannot answer.
+      const agent = lazyAgent(dir, pid)
       log.info({ sandboxId: id }, 'VM sandbox adopted')
       return { id, pid, qmp, agent, record, paused }
     } catch (err) {
@@ -128,7 +128,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     }
   }
 
-  /** A guest agent that connects on its first call (a VM adopted while paused). */
+  /** A guest agent that connects on its first call (a VM adopted from an earlier backend). */
   function lazyAgent(dir: string, pid: number): GuestAgent {
     let real: Promise<GuestAgent> | null = null
     const get = () => (real ??= connectGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid)))
@@ -137,9 +137,6 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       async (...args: unknown[]) =>
         ((await get())[k] as (...a: unknown[]) => unknown)(...args)
     return {
-      get channel(): JsonChannel {
-        throw new SandstormError('internal', 'the guest agent of an adopted paused VM is not connected yet')
-      },
       exec: forward('exec') as GuestAgent['exec'],
       status: forward('status') as GuestAgent['status'],
       run: forward('run') as GuestAgent['run'],
@@ -263,8 +260,14 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         last = Date.now()
       }
       try {
-        const backing = machine ? ['-F', 'qcow2', '-b', machineFiles(machine.dir).disk] : ['-F', 'raw', '-b', (guest as GuestArtifacts).rootImage]
-        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, files.disk])
+        const saved = machine ? machineFiles(machine.dir) : null
+        if (saved && (await qcow2BackingFile(saved.overlay)) === saved.disk) {
+          await copyFile(saved.overlay, files.disk)
+          await chmod(files.disk, 0o600)
+        } else {
+          const backing = saved ? ['-F', 'qcow2', '-b', saved.disk] : ['-F', 'raw', '-b', (guest as GuestArtifacts).rootImage]
+          await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, files.disk])
+        }
         mark('disk')
         await mkdir(memoryDir, { recursive: true, mode: 0o700 })
         const record: VmRecord = {
@@ -291,10 +294,13 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         let agent: GuestAgent
         if (machine) {
           mark('qemu')
+          // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
+          const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
+          agentReady.catch(() => undefined)
           await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
           mark('state')
           await qmp.call('cont')
-          agent = await connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
+          agent = await agentReady
           mark('agent')
           await freshen(agent, hostname)
           mark('identity')
@@ -322,6 +328,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       const out = machineFiles(dir)
       const startedAt = Date.now()
       let stopped = false
+      let stoppedAt = 0
+      let pausedMs = 0
       try {
         // Clones must never wait for entropy: save only once the guest's CRNG is seeded.
         if (!vm.paused) {
@@ -332,6 +340,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           if (crng.exitCode !== 0) throw new SandstormError('internal', `preparing the guest for a save failed: ${crng.stderr.toString().trim()}`)
           await vm.qmp.call('stop')
           stopped = true
+          stoppedAt = Date.now()
         }
         // Stopped, the guest's RAM and disk hold still: device state, RAM and disk are one moment.
         await migrateToFile(vm.qmp, out.state, migrateTimeoutMs)
@@ -348,9 +357,15 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       } finally {
         if (stopped) {
           await vm.qmp.call('cont')
+          pausedMs = Date.now() - stoppedAt
           await vm.agent.setTime().catch(() => undefined)
         }
       }
+      // Made after the guest runs again: it is not part of the moment saved.
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', out.disk, out.overlay]).catch(async (err: unknown) => {
+        await rm(dir, { recursive: true, force: true })
+        throw err
+      })
       await writeMachineConfig(dir, {
         format: 1,
         memoryMiB: vm.record.memoryMiB,
@@ -362,9 +377,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         ramInState: !vm.record.memShared,
         savedAt: new Date().toISOString(),
       })
-      for (const f of [out.memory, out.state, out.disk]) await chmod(f, 0o444)
+      for (const f of [out.memory, out.state, out.disk, out.overlay]) await chmod(f, 0o444)
       const sizes = await Promise.all([out.memory, out.state, out.disk].map((f) => stat(f).then((s) => s.blocks * 512)))
-      log.info({ sandboxId: id, dir, ms: Date.now() - startedAt, memoryBytes: sizes[0], stateBytes: sizes[1], diskBytes: sizes[2] }, 'VM machine saved')
+      log.info({ sandboxId: id, dir, ms: Date.now() - startedAt, pausedMs, memoryBytes: sizes[0], stateBytes: sizes[1], diskBytes: sizes[2] }, 'VM machine saved')
       return { dir, memoryMiB: vm.record.memoryMiB, cpus: vm.record.cpus }
     },
 

@@ -18,7 +18,6 @@ export interface GuestExecStatus {
 
 /** A connected guest agent. */
 export interface GuestAgent {
-  readonly channel: JsonChannel
   /** Starts a program; returns the guest pid. */
   exec(path: string, args: string[], env: string[], capture: boolean): Promise<number>
   status(pid: number): Promise<GuestExecStatus>
@@ -59,7 +58,6 @@ export async function connectGuestAgent(socketPath: string, timeoutMs: number, d
 
 function wrap(channel: JsonChannel): GuestAgent {
   const agent: GuestAgent = {
-    channel,
     async exec(path, args, env, capture) {
       const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture })
       return r.pid
@@ -67,7 +65,8 @@ function wrap(channel: JsonChannel): GuestAgent {
     status: (pid) => channel.call<GuestExecStatus>('guest-exec-status', { pid }),
     async run(path, args, env = []) {
       const pid = await agent.exec(path, args, env, true)
-      for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      // Short waits: most commands the backend runs end within tens of milliseconds.
+      for (let wait = 2; ; wait = Math.min(wait * 2, 10)) {
         const s = await agent.status(pid)
         if (s.exited) {
           return {
