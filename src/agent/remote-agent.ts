@@ -137,7 +137,8 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
           call.resume()
           const started = await startCommand(local, p, o, onCommand)
           await write({ json: JSON.stringify(started) })
-          for await (const event of local.follow(p.id, started.pid, o)) await write({ json: JSON.stringify(event) })
+          // The pid frame stands for the start event: the server makes it.
+          for await (const event of local.follow(p.id, started.pid, o)) if (event.type !== 'start') await write({ json: JSON.stringify(event) })
           break
         }
         case 'follow':

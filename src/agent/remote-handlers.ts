@@ -69,7 +69,9 @@ async function report(local: AgentApi, sandboxId: string, pid: number, argv: str
     for await (const event of local.follow(sandboxId, pid) as AsyncIterable<ExecEvent>) {
       if (event.type === 'stdout' || event.type === 'stderr') outputBytes += Buffer.byteLength(event.data, 'base64')
       else if (event.type === 'end') {
-        onCommand({ sandboxId, argv, exitCode: event.result.exitCode, durationMs: event.result.durationMs, outputBytes })
+        const { exitCode, durationMs } = event.result
+        // After the followers that wait for this end (a run's answer) have had their turn: the log is not on anyone's path.
+        setImmediate(() => onCommand({ sandboxId, argv, exitCode, durationMs, outputBytes }))
         return
       }
     }

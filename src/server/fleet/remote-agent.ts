@@ -120,10 +120,13 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
       }
     },
     async *follow(id, pid, o) {
-      const { stream, frames } = started.claim(`${id}/${pid}`) ?? (await follow(id, pid, o))
+      const parked = started.claim(`${id}/${pid}`)
+      const { stream, frames } = parked ?? (await follow(id, pid, o))
       const stop = (): void => finish(stream)
       o?.signal?.addEventListener('abort', stop, { once: true })
       try {
+        // The exec's stream carries no start event (its pid frame stood for it).
+        if (parked) yield { type: 'start', pid } satisfies ExecEvent
         for await (const frame of frames) if (frame.json) yield JSON.parse(frame.json) as ExecEvent
       } finally {
         o?.signal?.removeEventListener('abort', stop)
