@@ -6,25 +6,28 @@ import { lstat, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
 import { throwIfAborted } from '../../shared/index.js'
-import { copyInto, copyTree } from './copy-tree.js'
+import { copyInto, copyTree, type CopyOptions } from './copy-tree.js'
 import { isWhiteout, markOpaque, opaqueDirs } from './overlay-marks.js'
 
 /**
  * Writes one layer at `dest` (which must not exist) equal to `layers` stacked, topmost first.
- * Whiteouts are kept in the result: what they hide may be in the template below it.
+ * Whiteouts are kept in the result: what they hide may be in the template below it. Files are
+ * hard-linked from the layers, not copied: layers are read-only for good, so sharing their files
+ * is safe, and a squash then costs a link per file instead of a copy of the whole chain's data.
  */
 export async function squashLayers(layers: string[], dest: string, options: CallOptions = {}): Promise<void> {
   const bottom = layers.at(-1)
   if (bottom === undefined) throw new Error('squashLayers needs at least one layer')
-  await copyTree(bottom, dest, options)
+  const linking = { ...options, link: true }
+  await copyTree(bottom, dest, linking)
   for (const layer of layers.slice(0, -1).reverse()) {
     throwIfAborted(options.signal)
-    await applyLayer(layer, dest, options)
+    await applyLayer(layer, dest, linking)
   }
 }
 
 /** Applies `upper` over the layer at `dest` in place. */
-async function applyLayer(upper: string, dest: string, options: CallOptions): Promise<void> {
+async function applyLayer(upper: string, dest: string, options: CopyOptions): Promise<void> {
   const opaque = await opaqueDirs(upper)
   const toMarkOpaque: string[] = []
   // First clear, in `dest`, whatever the upper layer replaces rather than merges with; then one
