@@ -18,11 +18,22 @@ import { isWhiteout, markOpaque, opaqueDirs } from './overlay-marks.js'
 export async function squashLayers(layers: string[], dest: string, options: CallOptions = {}): Promise<void> {
   const bottom = layers.at(-1)
   if (bottom === undefined) throw new Error('squashLayers needs at least one layer')
-  const linking = { ...options, link: true }
-  await copyTree(bottom, dest, linking)
+  try {
+    await stack(layers, dest, { ...options, link: true })
+  } catch (err) {
+    // A file linked from very many squashed layers reaches the filesystem's link limit (EMLINK,
+    // 65,000 on ext4): copying is slower but always works.
+    if (options.signal?.aborted) throw err
+    await rm(dest, { recursive: true, force: true })
+    await stack(layers, dest, options)
+  }
+}
+
+async function stack(layers: string[], dest: string, options: CopyOptions): Promise<void> {
+  await copyTree(layers.at(-1)!, dest, options)
   for (const layer of layers.slice(0, -1).reverse()) {
     throwIfAborted(options.signal)
-    await applyLayer(layer, dest, linking)
+    await applyLayer(layer, dest, options)
   }
 }
 
