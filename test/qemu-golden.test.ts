@@ -179,4 +179,26 @@ describe('qemu golden snapshots', { skip }, () => {
     await backend.create(spec(id, machine))
     assert.equal((await run(backend, id, 'kill -0 ' + loopPid + ' && echo alive')).stdout, 'alive')
   })
+
+  it('a machine saved from a clone clones too', async () => {
+    const [, source] = clones
+    await backend.writeFile(source, '/root/from-the-clone', (async function* () {
+      yield Buffer.from('kept')
+    })())
+    const second = await backend.saveMachine(source, join(machineParent, 'from-clone'))
+    const id = newId('sb')
+    made.push(id)
+    await backend.create(spec(id, second))
+    assert.equal((await run(backend, id, 'cat /root/from-the-clone')).stdout, 'kept')
+    assert.equal((await run(backend, id, `kill -0 ${loopPid} && echo alive`)).stdout, 'alive')
+    assert.equal((await run(backend, source, 'echo still')).stdout, 'still', 'the saved clone runs on')
+  })
+
+  it('removing the saved machine leaves its clones running', async () => {
+    await rm(join(machineParent, 'm'), { recursive: true, force: true })
+    const [a] = clones
+    // Writing reads the untouched rest of the cluster from the removed (still open) disk.
+    assert.equal((await run(backend, a, 'echo x > /root/after-removal && cat /etc/hostname >/dev/null && echo ok')).stdout, 'ok')
+    assert.ok(Number((await run(backend, a, 'cat /tmp/counter')).stdout) > counterAtSave)
+  })
 })
