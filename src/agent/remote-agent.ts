@@ -135,7 +135,11 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
           // Start and output on one stream: a run costs one request and no second round trip
           // to follow. The stream opened (above) while the command starts.
           call.resume()
-          const started = await startCommand(local, p, o, onCommand)
+          // The stream's end cancels the start only: the command outlives its follower.
+          const start = new AbortController()
+          const cancelStart = (): void => start.abort(ac.signal.reason)
+          ac.signal.addEventListener('abort', cancelStart, { once: true })
+          const started = await startCommand(local, p, { signal: start.signal }, onCommand).finally(() => ac.signal.removeEventListener('abort', cancelStart))
           await write({ json: JSON.stringify(started) })
           // The pid frame stands for the start event: the server makes it.
           for await (const event of local.follow(p.id, started.pid, o)) if (event.type !== 'start') await write({ json: JSON.stringify(event) })
