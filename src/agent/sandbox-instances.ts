@@ -7,7 +7,8 @@
  *
  *   <file>   { "aliases": { sandboxId: instanceId }, "retired": [instanceId] }
  */
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { renameSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { idPattern, silentLogger, type Logger } from '../shared/index.js'
 import type { RuntimeBackend } from '../runtime/index.js'
@@ -76,17 +77,13 @@ export async function createSandboxInstances(file: string, logger?: Logger): Pro
   let reverse = sandboxOf()
   const raw = new WeakMap<RuntimeBackend, RuntimeBackend>()
   const teardowns = new Set<Promise<void>>()
-  // Writes go one after another, each whole (temporary file and rename), so that a crash leaves the old or the new record.
-  let writing: Promise<void> = Promise.resolve()
-  const save = (): Promise<void> => {
+  // Each write is whole (a temporary file renamed over the record), so that a crash leaves the old
+  // or the new record. Synchronous: the record is a few hundred bytes, and on a restore's path the
+  // async calls waited several ms in libuv's pool behind the teardown of the instance before.
+  const save = async (): Promise<void> => {
     reverse = sandboxOf()
-    const text = JSON.stringify(state)
-    const next = writing.then(async () => {
-      await writeFile(`${file}.tmp`, text, { mode: 0o600 })
-      await rename(`${file}.tmp`, file)
-    })
-    writing = next.catch(() => undefined)
-    return next
+    writeFileSync(`${file}.tmp`, JSON.stringify(state), { mode: 0o600 })
+    renameSync(`${file}.tmp`, file)
   }
   const of = (sandboxId: string): string => state.aliases[sandboxId] ?? sandboxId
 
@@ -123,7 +120,6 @@ export async function createSandboxInstances(file: string, logger?: Logger): Pro
     retired: () => [...state.retired],
     async drain() {
       while (teardowns.size > 0) await Promise.all([...teardowns])
-      await writing
     },
     wrap(backend) {
       const wrapped = Object.create(backend) as RuntimeBackend

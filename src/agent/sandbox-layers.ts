@@ -199,14 +199,17 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
         // The new instance starts beside the old one; the sandbox moves over once it runs.
         const next = newId('inst')
+        const startedAt = performance.now()
         const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId }
         const prepared = await prepareAs(next, createReq, null)
+        const preparedAt = performance.now()
         try {
           await raw.create({ id: next, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network })
         } catch (err) {
           await store.release(next).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the writable layer of a failed restore'))
           throw err
         }
+        const startedNewAt = performance.now()
         let previous: string
         try {
           previous = await instances.point(sandboxId, next)
@@ -215,7 +218,9 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
           throw err
         }
         instances.retire(previous, teardown(previous))
-        log.info({ sandboxId, snapshotId: req.snapshotId, instanceId: next }, 'sandbox restored')
+        const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10
+        const phasesMs = { layer: ms(startedAt, preparedAt), start: ms(preparedAt, startedNewAt), record: ms(startedNewAt, performance.now()) }
+        log.info({ sandboxId, snapshotId: req.snapshotId, instanceId: next, phasesMs }, 'sandbox restored')
         return { template: prepared.template }
       }
 

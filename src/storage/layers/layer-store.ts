@@ -114,16 +114,23 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
     return id
   }
   const treeOf = (id: string): string => join(layersDir, checkId(id, 'snapshot'), 'tree')
+  // A layer's record is written once, whole, and never changed, so it is read once: every fork,
+  // restore and snapshot looks it up, often more than once.
+  const records = new Map<string, LayerRecord>()
 
   async function get(id: string): Promise<LayerRecord> {
     await ready
+    const known = records.get(id)
+    if (known) return known
     let raw: string
     try {
       raw = await readFile(join(layersDir, checkId(id, 'snapshot'), 'layer.json'), 'utf8')
     } catch {
       throw new SandstormError('not_found', `snapshot "${id}" not found`)
     }
-    return layerSchema.parse(JSON.parse(raw)) as LayerRecord
+    const record = layerSchema.parse(JSON.parse(raw)) as LayerRecord
+    records.set(id, record)
+    return record
   }
 
   async function list(): Promise<LayerRecord[]> {
@@ -249,6 +256,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
         throw new SandstormError('failed_precondition', `snapshot "${id}" cannot be deleted: expected nothing to stand on it, but ${on.join(', ')} ${on.length === 1 ? 'does' : 'do'}; delete ${on.length === 1 ? 'it' : 'them'} first`)
       }
       // The record goes first, so that a crash mid-delete leaves no layer that claims to be whole.
+      records.delete(record.id)
       const dir = join(layersDir, record.id)
       await rename(dir, join(layersDir, `.tmp-${record.id}`))
       await driver.remove(join(layersDir, `.tmp-${record.id}`, 'tree'))
