@@ -4,12 +4,13 @@ import { chmod, copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/pro
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { idPattern, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger, type ProcessResult } from '../../shared/index.js'
+import { idPattern, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
-import { connectGuestAgent, type GuestAgent } from './guest-agent.js'
+import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
 import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from './guest-fs.js'
-import { execWrapper, guestBusybox, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
+import { guestBusybox, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
+import { startGuestProcess } from './guest-process.js'
 import { reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
 import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig } from './machine-image.js'
@@ -58,7 +59,6 @@ export function probeAccel(requested: QemuAccel = 'auto'): 'kvm' | 'tcg' {
 }
 
 const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-const pollMs = 20
 const readChunk = 1 << 20
 /** A clone's guest agent answers within ~100 ms; a cold boot's within the boot timeout. */
 const cloneAgentTimeoutMs = 30_000
@@ -119,33 +119,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       const status = await qmp.call<{ status: string }>('query-status', undefined, 5000)
       const paused = status.status !== 'running'
       // The guest agent connects on first use: listing VMs needs QMP alone, and a paused guest cannot answer.
-      const agent = lazyAgent(dir, pid)
+      const agent = lazyGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid))
       log.info({ sandboxId: id }, 'VM sandbox adopted')
       return { id, pid, qmp, agent, record, paused }
     } catch (err) {
       qmp.close()
       throw err
-    }
-  }
-
-  /** A guest agent that connects on its first call (a VM adopted from an earlier backend). */
-  function lazyAgent(dir: string, pid: number): GuestAgent {
-    let real: Promise<GuestAgent> | null = null
-    const get = () => (real ??= connectGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid)))
-    const forward =
-      <K extends keyof GuestAgent>(k: K) =>
-      async (...args: unknown[]) =>
-        ((await get())[k] as (...a: unknown[]) => unknown)(...args)
-    return {
-      exec: forward('exec') as GuestAgent['exec'],
-      status: forward('status') as GuestAgent['status'],
-      run: forward('run') as GuestAgent['run'],
-      open: forward('open') as GuestAgent['open'],
-      read: forward('read') as GuestAgent['read'],
-      write: forward('write') as GuestAgent['write'],
-      closeFile: forward('closeFile') as GuestAgent['closeFile'],
-      setTime: forward('setTime') as GuestAgent['setTime'],
-      close: () => void real?.then((a) => a.close(), () => undefined),
     }
   }
 
@@ -426,70 +405,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
 
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
       const vm = await vmOf(id)
-      const n = randomBytes(6).toString('hex')
-      const out = `/run/sandstorm/exec-${n}.out`
-      const err = `/run/sandstorm/exec-${n}.err`
-      const home = spec.env.HOME ?? (spec.uid === 0 ? '/root' : '/')
-      const env = [...vm.record.env, `HOME=${home}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)]
-      const startedAt = Date.now()
-      const pid = await vm.agent.exec(guestBusybox, ['sh', '-c', execWrapper, 'sandstorm-exec', spec.cwd, `${spec.uid}`, `${spec.gid}`, out, err, ...spec.argv], env, false)
-      let sentSignal: NodeJS.Signals | null = null
-      let timedOut = false
-      let ended = false
-      const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
-        if (ended) return
-        sentSignal = signal
-        await vm.agent.run(guestBusybox, ['kill', `-${signal.replace(/^SIG/, '')}`, '--', `-${pid}`]).catch(() => undefined)
-      }
-      const timer = spec.timeoutMs ? setTimeout(() => ((timedOut = true), void kill('SIGKILL')), spec.timeoutMs) : undefined
-      const onAbort = () => void kill('SIGKILL')
-      call.signal?.addEventListener('abort', onAbort, { once: true })
-
-      // Output goes to files in the guest; they are polled from where the last read stopped.
-      const streams = [
-        { path: out, handle: -1, offset: 0, emit: (c: Buffer) => sink.onStdout(c) },
-        { path: err, handle: -1, offset: 0, emit: (c: Buffer) => sink.onStderr(c) },
-      ]
-      const drain = async () => {
-        for (const s of streams) {
-          if (s.handle < 0) s.handle = await vm.agent.open(s.path, 'r').catch(() => -1)
-          if (s.handle < 0) continue
-          for (;;) {
-            const r = await vm.agent.read(s.handle, readChunk, s.offset)
-            if (r.data.length > 0) {
-              s.offset += r.data.length
-              s.emit(r.data)
-            }
-            if (r.data.length < readChunk) break
-          }
-        }
-      }
-      const result = (async (): Promise<ProcessResult> => {
-        let status
-        for (;;) {
-          status = await vm.agent.status(pid)
-          await drain()
-          if (status.exited) break
-          await sleep(pollMs)
-        }
-        await drain()
-        ended = true
-        clearTimeout(timer)
-        call.signal?.removeEventListener('abort', onAbort)
-        for (const s of streams) if (s.handle >= 0) await vm.agent.closeFile(s.handle).catch(() => undefined)
-        await vm.agent.run(guestBusybox, ['rm', '-f', out, err]).catch(() => undefined)
-        const exitCode = status.exitcode ?? 128 + (status.signal ?? 0)
-        return { exitCode, signal: sentSignal, timedOut, oomKilled: false, durationMs: Date.now() - startedAt }
-      })()
-      return {
-        pid,
-        result,
-        writeStdin: async () => {
-          throw new SandstormError('failed_precondition', 'stdin of a VM sandbox process is not supported: the guest agent takes input only at start')
-        },
-        closeStdin: () => undefined,
-        kill,
-      }
+      return startGuestProcess(vm.agent, vm.record.env, spec, sink, call)
     },
 
     async *readFile(id: string, path: string): AsyncIterable<Uint8Array> {

@@ -56,6 +56,34 @@ export async function connectGuestAgent(socketPath: string, timeoutMs: number, d
   }
 }
 
+/**
+ * A guest agent that connects on its first call (a VM adopted from an earlier backend: listing
+ * needs QMP alone, and a paused guest cannot answer). A failed connect is tried afresh next call.
+ */
+export function lazyGuestAgent(socketPath: string, timeoutMs: number, dead: () => boolean): GuestAgent {
+  let real: Promise<GuestAgent> | null = null
+  const get = () =>
+    (real ??= connectGuestAgent(socketPath, timeoutMs, dead).catch((err: unknown) => {
+      real = null
+      throw err
+    }))
+  const forward =
+    <K extends keyof GuestAgent>(k: K) =>
+    async (...args: unknown[]) =>
+      ((await get())[k] as (...a: unknown[]) => unknown)(...args)
+  return {
+    exec: forward('exec') as GuestAgent['exec'],
+    status: forward('status') as GuestAgent['status'],
+    run: forward('run') as GuestAgent['run'],
+    open: forward('open') as GuestAgent['open'],
+    read: forward('read') as GuestAgent['read'],
+    write: forward('write') as GuestAgent['write'],
+    closeFile: forward('closeFile') as GuestAgent['closeFile'],
+    setTime: forward('setTime') as GuestAgent['setTime'],
+    close: () => void real?.then((a) => a.close(), () => undefined),
+  }
+}
+
 function wrap(channel: JsonChannel): GuestAgent {
   const agent: GuestAgent = {
     async exec(path, args, env, capture) {
