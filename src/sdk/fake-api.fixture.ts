@@ -250,7 +250,7 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
       sandboxes.set(id, info)
       processes.set(id, new Map())
       // A template named golden-* answers as a golden create would, cold when memory is asked for.
-      if (template.startsWith('golden-')) return json(res, 201, { ...info, ...(body.memoryMiB === undefined ? { source: 'golden' } : { source: 'cold', sourceReason: 'another config' }) })
+      if (template.startsWith('golden-')) return json(res, 201, { ...info, ...(body.memoryMiB === undefined ? { source: 'golden', golden: { version: 2, snapshotId: 'snap-0000000000000001' } } : { source: 'cold', sourceReason: 'another config' }) })
       return json(res, 201, info)
     }
     if (parts.length === 2 && req.method === 'GET') {

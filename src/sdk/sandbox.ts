@@ -33,6 +33,8 @@ export interface SandboxStart {
   source?: 'golden' | 'cold' | 'pool'
   /** With 'cold' when the golden state could not be used (another memory or cpus on qemu): why. */
   sourceReason?: string
+  /** The golden template version it stands on, whether it came from the pool or not. */
+  golden?: { version: number; snapshotId: string }
 }
 
 /** Options of `Sandbox.fork`. */
@@ -101,6 +103,7 @@ export class Sandbox {
     const start: SandboxStart = {}
     if (info.source) start.source = info.source
     if (info.sourceReason) start.sourceReason = info.sourceReason
+    if (info.golden) start.golden = info.golden
     return new Sandbox(info.id, connection, start)
   }
 

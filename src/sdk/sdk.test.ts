@@ -58,7 +58,7 @@ test('create sends the runtime; the instance says how a golden create started', 
     const vm = await Sandbox.create('debian', { ...conn, runtime: 'qemu' })
     assert.equal((await vm.getInfo()).runtime, 'qemu')
     assert.deepEqual(vm.start, {})
-    assert.deepEqual((await Sandbox.create('golden-py', conn)).start, { source: 'golden' })
+    assert.deepEqual((await Sandbox.create('golden-py', conn)).start, { source: 'golden', golden: { version: 2, snapshotId: 'snap-0000000000000001' } })
     assert.deepEqual((await Sandbox.create('golden-py', { ...conn, memoryMiB: 1024 })).start, { source: 'cold', sourceReason: 'another config' })
   }))
 

@@ -80,7 +80,7 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
     let last: TemplateBuildEvent
     try {
       api()
-      sandbox = await sandboxes.create({ template: req.from, memoryMiB: req.memoryMiB, cpus: req.cpus, labels: { 'sandstorm.build': name } }, { signal })
+      sandbox = await sandboxes.create({ template: req.from, memoryMiB: req.memoryMiB, cpus: req.cpus, runtime: req.runtime, labels: { 'sandstorm.build': name } }, { signal })
       for (const [index, cmd] of req.steps.entries()) await runStep(sandbox.id, index, cmd, req.steps.length, emit, signal)
       signal.throwIfAborted()
       snapshotId = (await snapshots.take(sandbox.id, `build of ${name}`, { signal })).id

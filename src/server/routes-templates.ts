@@ -1,5 +1,5 @@
 import type { Hono } from 'hono'
-import { buildTemplateBody, promoteBody, runtimeSchema, SandstormError, templateNameSchema, type TemplateBuildEvent } from '../shared/index.js'
+import { buildTemplateBody, promoteBody, SandstormError, templateNameSchema, type TemplateBuildEvent } from '../shared/index.js'
 import { z } from 'zod'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { createGoldenService } from './golden-service.js'
@@ -8,9 +8,6 @@ import { responseStream, streamSignal } from './streams.js'
 import { parseInput } from './validation.js'
 
 const nameParam = z.strictObject({ name: templateNameSchema })
-
-/** A build's body with the runtime its temporary sandbox runs on (qemu: the template is a saved machine). */
-const buildBody = buildTemplateBody.extend({ runtime: runtimeSchema.optional() })
 
 /**
  * GET /v1/templates: the templates the agent can start sandboxes from; with snapshots, the golden
@@ -35,7 +32,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   app.post('/v1/templates/:name/build', async (c) => {
     const name = nameOf(c.req.param('name'))
-    const body = await bodyOf(c, buildBody)
+    const body = await bodyOf(c, buildTemplateBody)
     const templates = await deps.agent.templates({ signal: c.var.signal })
     if (!templates.some((t) => t.name === body.from)) {
       const names = templates.map((t) => t.name).join(', ') || '(none built)'
@@ -43,13 +40,8 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     }
     const { stop, signal } = streamSignal(c.var.signal)
     const events = channel<TemplateBuildEvent>()
-    // The golden service creates its build sandbox without a runtime; this build's runtime is added to that create.
-    const { runtime, ...req } = body
-    const builder = runtime
-      ? createGoldenService({ agent: deps.agent, sandboxes: { ...deps.sandboxes, create: (input, o, from) => deps.sandboxes.create({ ...input, runtime }, o, from) }, snapshots: deps.snapshots!, logger: deps.logger })
-      : golden
     // The build runs apart from the response: if the client goes away, it is cancelled and still cleans up.
-    void builder.build(name, req, events.push, signal).finally(events.end)
+    void golden.build(name, body, events.push, signal).finally(events.end)
     const encoder = new TextEncoder()
     const lines = (async function* () {
       for await (const event of events) yield encoder.encode(`${JSON.stringify(event)}\n`)

@@ -1,6 +1,6 @@
 /** The golden template routes of the HTTP API: promote, rollback and build, and the build's events. */
 import { z } from 'zod'
-import { limits } from './api.js'
+import { limits, runtimeSchema } from './api.js'
 import type { TemplateInfo } from './api.js'
 
 /** A template name, as in a create. */
@@ -20,6 +20,8 @@ export const buildTemplateBody = z.strictObject({
   /** Config of the temporary sandbox, recorded in the template. @default the `from` template's */
   memoryMiB: z.number().int().min(limits.minMemoryMiB).max(limits.maxMemoryMiB).optional(),
   cpus: z.number().positive().max(limits.maxCpus).optional(),
+  /** The runtime the temporary sandbox runs on; with 'qemu' the template is its saved machine. @default the server's */
+  runtime: runtimeSchema.optional(),
 })
 export type BuildTemplateRequest = z.input<typeof buildTemplateBody>
 

@@ -3,6 +3,8 @@ import type { CreateSandboxInput } from '../sandbox-service.js'
 /** The config a pooled sandbox was started with; a create must ask for exactly this (or leave it unset). */
 export interface PooledConfig {
   template: string
+  /** The runtime the agent started it on (known once one has started). */
+  runtime?: string
   memoryMiB: number
   cpus: number
   pidsMax: number
@@ -15,6 +17,7 @@ export interface PooledConfig {
  */
 export function matchesPool(input: CreateSandboxInput, pooled: PooledConfig): boolean {
   if (input.template !== pooled.template) return false
+  if (input.runtime !== undefined && pooled.runtime !== undefined && input.runtime !== pooled.runtime) return false
   if (input.env && Object.keys(input.env).length > 0) return false
   if (input.network !== undefined && input.network !== 'none') return false
   if (input.memoryMiB !== undefined && input.memoryMiB !== pooled.memoryMiB) return false

@@ -100,6 +100,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
       if (drained) await destroy(id, 'pool deleted')
       return
     }
+    shape = { ...pooled, runtime: sandbox.runtime }
     const golden = sandbox.start === 'cold' ? undefined : goldenOrigin(template, pooled)
     ready.push({ id, runtime: sandbox.runtime, readyAtMs: Date.now(), ...pooled, ...(golden ? { golden } : {}) })
     options.onReady?.(performance.now() - startedAt)
