@@ -162,6 +162,15 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     await vmCgroup(id).remove()
   }
 
+  /** Rebases a qcow2 disk onto the bottom of its backing chain (the raw guest root), copying what lies between. */
+  async function rebaseOntoRoot(disk: string) {
+    const info = await execa('qemu-img', ['info', '--backing-chain', '--output=json', disk])
+    const chain = JSON.parse(String(info.stdout)) as { filename: string; format: string }[]
+    const base = chain.at(-1)
+    if (chain.length <= 2 || !base) return
+    await execa('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-F', base.format, '-b', base.filename, disk])
+  }
+
   /** Starts QEMU inside the VM's cgroup (the starter joins it, then execs QEMU, which daemonizes). */
   async function startQemu(id: string, dir: string, args: string[], call: CallOptions): Promise<number> {
     const cgroup = vmCgroup(id)
@@ -340,11 +349,16 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           await vm.agent.setTime().catch(() => undefined)
         }
       }
-      // Made after the guest runs again: it is not part of the moment saved.
-      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', out.disk, out.overlay]).catch(async (err: unknown) => {
+      try {
+        // After the guest runs again (neither is part of the moment saved): a clone's disk is an
+        // overlay on its machine's disk; rebased onto the guest root below that, this machine
+        // stands alone and the one it came from can be deleted.
+        if (!vm.record.memShared) await rebaseOntoRoot(out.disk)
+        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', out.disk, out.overlay])
+      } catch (err) {
         await rm(dir, { recursive: true, force: true })
         throw err
-      })
+      }
       await writeMachineConfig(dir, {
         format: 1,
         memoryMiB: vm.record.memoryMiB,
