@@ -60,8 +60,5 @@ export function requireRuntime(backends: Map<string, RuntimeBackend>, name: stri
  * accept one client at a time), leaving the sandboxes running for the next agent to adopt.
  */
 export function closeRuntimes(backends: Iterable<RuntimeBackend>): void {
-  for (const b of backends) {
-    const close = (b as { close?: unknown }).close
-    if (typeof close === 'function') (close as () => void).call(b)
-  }
+  for (const b of backends) b.close?.()
 }

@@ -109,6 +109,11 @@ export interface RuntimeBackend {
    * and disk. The sandbox goes on running. Optional: only backends whose sandboxes are machines.
    */
   saveMachine?(id: string, dir: string, options?: CallOptions): Promise<MachineImage>
+  /**
+   * Lets go of what the backend holds open to its sandboxes (qemu's QMP and guest agent sockets
+   * take one client at a time), leaving them running for the next agent to adopt. Optional.
+   */
+  close?(): void
   stats(id: string, options?: CallOptions): Promise<SandboxStats>
   exec(id: string, spec: ExecSpec, sink: OutputSink, options?: CallOptions): Promise<RuntimeProcess>
 
