@@ -84,6 +84,29 @@ for (const insecure of [false, true]) {
       assert.equal(logs[0]!.outputBytes, 'hello over grpc'.length)
     })
 
+    it('runs more commands at once than the agent keeps spare streams for (the rest ask on Control), and a background one outlives its start', async () => {
+      const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian' }) })
+      const { id } = (await res.json()) as { id: string }
+      const outputs = await Promise.all(
+        Array.from({ length: 24 }, async (_, i) => {
+          const r = await api(`/v1/sandboxes/${id}/exec`, { method: 'POST', body: JSON.stringify({ argv: ['echo', `run-${i}`] }) })
+          const events = (await r.text()).trim().split('\n').map((l) => JSON.parse(l))
+          assert.deepEqual(events.map((e) => e.type), ['start', 'stdout', 'end'])
+          return Buffer.from(events[1].data, 'base64').toString()
+        }),
+      )
+      assert.deepEqual(outputs, Array.from({ length: 24 }, (_, i) => `run-${i}\n`))
+
+      const background = await api(`/v1/sandboxes/${id}/exec`, { method: 'POST', body: JSON.stringify({ argv: ['wait'], background: true }) })
+      const { pid } = (await background.json()) as { pid: number }
+      const fake = fakes.find((f) => f.sandboxes.has(id))!
+      fake.print(id, pid, 'stdout', 'later')
+      fake.finish(id, pid, 0)
+      const events = (await (await api(`/v1/sandboxes/${id}/processes/${pid}/events`)).text()).trim().split('\n').map((l) => JSON.parse(l))
+      assert.deepEqual(events.map((e) => e.type), ['start', 'stdout', 'end'])
+      assert.equal(events[2].result.exitCode, 0)
+    })
+
     it('marks a silent agent lost with its sandboxes, fails their calls at once, and adopts them back', async () => {
       const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian' }) })
       const { id } = (await res.json()) as { id: string }
