@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { posix } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { mountOverlay, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
 import { freezeSandbox, removeExecCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
+import { killInit } from './init-kill.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
 import { buildOciSpec, defaultPath } from './oci-spec.js'
@@ -70,16 +70,6 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     return env
   }
 
-  // `runc state` of this one container: `runc list` fails when another container's state
-  // disappears while it reads, which happens whenever sandboxes are destroyed concurrently.
-  async function waitStopped(id: string): Promise<void> {
-    for (let i = 0; i < 2000; i++) {
-      const status = await runc.state(id)
-      if (status === null || status === 'stopped') return
-      await sleep(5)
-    }
-  }
-
   const backend: RuntimeBackend = {
     name: 'runc',
 
@@ -107,11 +97,13 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async destroy(id: string): Promise<void> {
       const p = paths(id)
       envCache.delete(id)
-      await runc.kill(id, 'KILL').catch(() => undefined)
-      await waitStopped(id)
+      // One runc run, not kill + state polls + delete: with the init reaped first, `runc delete`
+      // only removes its state and cgroups (see killInit for why runc is not left to kill it).
+      const init = runc.initProcess(id)
+      if (init && !(await killInit(init, () => thawSandbox(id)))) log.warn({ sandboxId: id, pid: init.pid }, 'sandbox init outlived SIGKILL; runc delete --force kills it again')
       await removeExecCgroups(id)
-      await runc.deleteForce(id)
-      await unmount(p.rootfs)
+      // The container's mount namespace died with its processes: the host's overlay can go at once.
+      await Promise.all([runc.deleteForce(id), unmount(p.rootfs)])
       await rm(p.dir, { recursive: true, force: true })
       log.info({ sandboxId: id }, 'sandbox destroyed')
     },

@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process'
+import { execFile, spawn, type ExecFileException } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { open, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
 
 /** Options of the runc command wrapper. */
@@ -21,21 +21,39 @@ export interface RuncContainer {
   bundle: string
 }
 
+/** How one runc run ended. */
+interface RuncResult {
+  exitCode: number | null
+  stdout: string
+  stderr: string
+}
+
+/** The init process of a container as runc recorded it: its host pid and its start time in clock ticks. */
+export interface InitProcess {
+  pid: number
+  startTicks: number
+}
+
 /** The runc commands the backend uses, each run once and checked. */
 export function createRuncCli(options: RuncCliOptions) {
   const binary = options.binary ?? 'runc'
   const base = ['--root', options.stateRoot]
 
-  async function run(args: string[], call: CallOptions = {}) {
-    const result = await execa(binary, [...base, ...args], {
-      reject: false,
-      stdin: 'ignore',
-      cancelSignal: call.signal,
-      timeout: call.timeoutMs,
+  /**
+   * Plain `execFile` rather than execa: these runs sit on every destroy, restore and pause, and
+   * execa cost about twice the wall time and twice the node CPU per run (8 ms against 3.5 ms).
+   */
+  function run(args: string[], call: CallOptions = {}): Promise<RuncResult> {
+    return new Promise((resolve, reject) => {
+      const child = execFile(binary, [...base, ...args], { signal: call.signal, timeout: call.timeoutMs, encoding: 'utf8' }, (err: ExecFileException | null, stdout, stderr) => {
+        if (!err) return resolve({ exitCode: 0, stdout, stderr })
+        if (call.signal?.aborted) return reject(new SandstormError('canceled', `runc ${args[0]} was canceled`))
+        if (typeof err.code === 'number') return resolve({ exitCode: err.code, stdout, stderr })
+        if (err.killed && call.timeoutMs !== undefined) return reject(new SandstormError('deadline_exceeded', `runc ${args[0]} took longer than ${call.timeoutMs} ms`))
+        reject(new SandstormError('internal', `runc ${args[0]} could not run: ${err.signal ? `killed by ${err.signal}` : err.message}`))
+      })
+      child.stdin?.end()
     })
-    if (result.isCanceled) throw new SandstormError('canceled', `runc ${args[0]} was canceled`)
-    if (result.timedOut) throw new SandstormError('deadline_exceeded', `runc ${args[0]} took too long`)
-    return result
   }
 
   return {
@@ -62,7 +80,24 @@ export function createRuncCli(options: RuncCliOptions) {
     async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
       await run(['kill', id, signal], call)
     },
-    /** Removes a container, killing it first; a missing one is not an error. */
+    /**
+     * The container's init as runc's state file records it, or null when runc holds no state
+     * for it. Read from the file (a few tens of KiB), not through `runc state`: a run of runc
+     * costs milliseconds of CPU, and destroy sits on the tree search's path.
+     */
+    initProcess(id: string): InitProcess | null {
+      try {
+        const state = JSON.parse(readFileSync(join(options.stateRoot, id, 'state.json'), 'utf8')) as { init_process_pid?: number; init_process_start?: number }
+        if (!state.init_process_pid) return null
+        return { pid: state.init_process_pid, startTicks: state.init_process_start ?? 0 }
+      } catch {
+        return null
+      }
+    },
+    /**
+     * Removes a container; a missing one is not an error. With its init still alive, runc kills it
+     * and then checks every 100 ms whether it died, so callers kill and reap the init first.
+     */
     async deleteForce(id: string, call?: CallOptions): Promise<void> {
       const r = await run(['delete', '--force', id], call)
       if (r.exitCode !== 0 && !/does not exist|not exist/.test(r.stderr)) {
