@@ -1,8 +1,6 @@
 /** `sandstorm agents`, `sandstorm agents rm` and `sandstorm logs`: the fleet and its central command log. */
 import type { Command } from 'commander'
-import { readFileSync } from 'node:fs'
-import { AuthenticationError, ConflictError, ConnectionError, defaultApiKeyPath, defaultApiUrl, listAgents, listCommandLogs, NotFoundError, SandstormSdkError } from '../sdk/index.js'
-import type { ConnectionOptions, SdkErrorCode } from '../sdk/index.js'
+import { listAgents, listCommandLogs, removeAgent } from '../sdk/index.js'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 import { formatDuration } from './duration.js'
 
@@ -36,7 +34,7 @@ export function registerAgents(program: Command): void {
     .description("remove an agent from the fleet: its certificate is revoked (the server refuses it from then on; only a join token lets the host in again)")
     .option('--force', 'also when sandboxes are placed on it: the catalog forgets them (the host destroys them if it ever joins again)')
     .action(async (id: string, flags: { force?: boolean }, cmd: Command) => {
-      await removeAgent(id, flags.force === true, connectionOf(cmd))
+      await removeAgent(id, { ...connectionOf(cmd), force: flags.force === true })
       process.stdout.write(`sandstorm: agent ${id} removed; its certificate is revoked\n`)
     })
   program
@@ -52,33 +50,4 @@ export function registerAgents(program: Command): void {
         commands.map((c) => [c.endedAt, c.sandboxId, String(c.exitCode), `${c.durationMs}ms`, `${c.outputBytes}B`, c.argv.join(' ')]),
       )
     })
-}
-
-/**
- * DELETE /v1/agents/:id. The SDK has no call for it yet, so the request is made here with the
- * SDK's own connection rules (flags, then SANDSTORM_URL / SANDSTORM_API_KEY, then the defaults).
- */
-async function removeAgent(id: string, force: boolean, conn: ConnectionOptions): Promise<void> {
-  const apiUrl = (conn.apiUrl ?? process.env.SANDSTORM_URL ?? defaultApiUrl).replace(/\/+$/, '')
-  let apiKey = conn.apiKey ?? process.env.SANDSTORM_API_KEY
-  if (!apiKey) {
-    try {
-      apiKey = readFileSync(defaultApiKeyPath(), 'utf8').trim()
-    } catch {
-      throw new AuthenticationError('unauthenticated', `no API key: pass --api-key, set SANDSTORM_API_KEY, or run where ${defaultApiKeyPath()} is readable`)
-    }
-  }
-  let res: Response
-  try {
-    res = await fetch(`${apiUrl}/v1/agents/${encodeURIComponent(id)}${force ? '?force=true' : ''}`, { method: 'DELETE', headers: { authorization: `Bearer ${apiKey}` } })
-  } catch (err) {
-    throw new ConnectionError('unavailable', `could not reach the server at ${apiUrl}: ${(err as Error).message}`)
-  }
-  if (res.status === 204) return
-  const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string }
-  const message = body.message ?? `the server answered ${res.status} ${res.statusText}`
-  if (res.status === 404) throw new NotFoundError('not_found', message)
-  if (res.status === 409) throw new ConflictError('failed_precondition', message)
-  if (res.status === 401) throw new AuthenticationError('unauthenticated', message)
-  throw new SandstormSdkError((body.code ?? 'internal') as SdkErrorCode, message)
 }

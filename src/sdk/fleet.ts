@@ -33,6 +33,12 @@ export async function listAgents(options: ConnectionOptions = {}): Promise<Agent
   return body.agents
 }
 
+/** Removes an agent from the fleet: its certificate is revoked; `force` also forgets the sandboxes placed on it. */
+export function removeAgent(agentId: string, options: ConnectionOptions & { force?: boolean } = {}): Promise<void> {
+  const query = options.force ? '?force=true' : ''
+  return createApiClient(resolveConnection(options)).send({ method: 'DELETE', path: `/v1/agents/${encodeURIComponent(agentId)}${query}`, signal: options.signal })
+}
+
 /** Commands the fleet ran, oldest first, optionally of one sandbox. */
 export async function listCommandLogs(options: ConnectionOptions & { sandboxId?: string; limit?: number } = {}): Promise<CommandLogEntry[]> {
   const query = new URLSearchParams()

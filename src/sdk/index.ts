@@ -8,7 +8,7 @@ export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'
 export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
-export { listAgents, listCommandLogs, type AgentInfo, type CommandLogEntry } from './fleet.js'
+export { listAgents, listCommandLogs, removeAgent, type AgentInfo, type CommandLogEntry } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type PoolInfo, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
 export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
 export {
