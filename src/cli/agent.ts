@@ -2,9 +2,11 @@
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { parsePositiveInt } from './cli-context.js'
+import { parseRuntime } from './create-options.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
+import { parseAccel } from './up.js'
 
 interface AgentFlags {
   server: string
@@ -14,6 +16,8 @@ interface AgentFlags {
   label?: string[]
   insecure?: boolean
   heartbeatMs: string
+  runtime: string
+  accel: string
 }
 
 /** Registers `agent`. */
@@ -27,16 +31,23 @@ export function registerAgent(program: Command): void {
     .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
     .option('--label <k=v>', 'a label the scheduler can match (repeatable)', collect)
     .option('--insecure', 'plain-text link (the server must run --insecure too)')
-    .option('--heartbeat-ms <ms>', 'how often to send a heartbeat', '5000')
+    .option('--heartbeat-ms <ms>', 'how often to send a heartbeat (the server may set its own)', '5000')
+    .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
+    .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .action(async (flags: AgentFlags) => {
       const heartbeatMs = parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
-      const [{ runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
+      const defaultRuntime = parseRuntime(flags.runtime)
+      const accel = parseAccel(flags.accel)
+      const [{ createLocalAgent, runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
       const logger = createLogger()
+      const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
+      const local = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel })
       const agent = await runAgent({
+        local,
         serverUrl: flags.server,
         token: flags.token ?? process.env.SANDSTORM_JOIN_TOKEN,
         dataDir: flags.dataDir,
-        templatesDir: flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates'),
+        templatesDir,
         labels: parseKeyValues(flags.label, '--label') ?? {},
         insecure: flags.insecure === true,
         heartbeatMs,
