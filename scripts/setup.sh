@@ -13,11 +13,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Debian packages the runtimes need. tini and busybox-static go into sandboxes; debootstrap
 # builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
-PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr)
-# >>> More packages: the qemu runtime and the btrfs layer store will need these; add them here
-# when that work lands (installing them takes a while the first time).
-MORE_PACKAGES=(qemu-system-x86 qemu-utils) # the qemu runtime (microvm guests); btrfs-progs is already above
-# <<<
+# qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
+PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {
@@ -44,7 +41,7 @@ command -v npm >/dev/null || die "npm is not installed; install it with node, th
 # 1. Debian packages, installed only when missing (dpkg -s also reports removed packages whose
 # config files remain, so the status field is checked instead).
 missing=()
-for pkg in "${PACKAGES[@]}" "${MORE_PACKAGES[@]}"; do
+for pkg in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = installed ] || missing+=("$pkg")
 done
