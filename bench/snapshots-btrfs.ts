@@ -13,11 +13,12 @@ import type { Benchmark } from './context.js'
 import { runSnapshotBenchmark, type SnapshotBaseline } from './snapshots.js'
 
 /**
- * The loop file is mounted `nobarrier`: with barriers, every transaction commit (each subvolume
- * snapshot makes one) ends with a cache flush that the loop device turns into an fsync of the
- * loop file, which measured 20 to 50 ms here whatever the snapshot's size.
+ * The loop file is mounted as `sandstorm setup --btrfs-loop` mounts it, barriers on: every
+ * transaction commit (each subvolume snapshot makes one) ends with a cache flush that the loop
+ * device turns into an fsync of the loop file, 20 to 50 ms here whatever the snapshot's size.
+ * `SANDSTORM_BENCH_BTRFS_OPTIONS=nobarrier` measures without it (unsafe on a host crash).
  */
-const mountOptions = ['nobarrier']
+const mountOptions = (process.env.SANDSTORM_BENCH_BTRFS_OPTIONS ?? '').split(',').filter(Boolean)
 
 /** The btrfs variant of the snapshot benchmark. */
 export const snapshotBtrfsBenchmark: Benchmark = {
@@ -41,7 +42,7 @@ function subvolumeBaseline(dir: string): SnapshotBaseline {
   const taken: string[] = []
   return {
     what: 'btrfs subvolume snapshot -r on the host after writing the same tree',
-    note: `btrfs loop file mounted ${mountOptions.join(',')}: without it each subvolume snapshot waits for an fsync of the loop file (the commit's cache flush)`,
+    note: mountOptions.length > 0 ? `btrfs loop file mounted ${mountOptions.join(',')}` : 'btrfs loop file mounted with barriers, as setup does: each subvolume snapshot waits for an fsync of the loop file (the commit\'s cache flush)',
     async setup() {
       await execa('mkdir', ['-p', dir])
       await execa('btrfs', ['subvolume', 'create', source])
