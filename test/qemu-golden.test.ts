@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -21,6 +21,37 @@ function qemuSkipReason(): string | false {
   if (reason) return reason
   if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86 is not installed: run scripts/setup.sh'
   return false
+}
+
+/** Spare QEMUs of this process: directory, pid and machine of each (see spare-pool.ts). */
+async function sparesOnHost(): Promise<{ dir: string; pid: number; machineDir: string }[]> {
+  const parent = join(qemuDir, 'spares', String(process.pid))
+  const out: { dir: string; pid: number; machineDir: string }[] = []
+  for (const id of await readdir(parent).catch(() => [] as string[])) {
+    const dir = join(parent, id)
+    const pid = Number(await readFile(join(dir, 'qemu.pid'), 'utf8').catch(() => '0'))
+    const record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8').catch(() => '{}')) as { machineDir?: string }
+    out.push({ dir, pid, machineDir: record.machineDir ?? '' })
+  }
+  return out
+}
+
+/** Polls a host condition that a backend reaches on its own (a watched directory's removal), up to 20 s. */
+async function eventually(what: string, check: () => Promise<boolean>) {
+  for (let i = 0; i < 400; i++) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  assert.fail(`${what} did not happen within 20 s`)
+}
+
+const processAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Host objects a VM leaves behind after destroy (expected none). */
@@ -93,8 +124,31 @@ describe('qemu golden snapshots', { skip }, () => {
 
   after(async () => {
     for (const id of made) await backend.destroy(id).catch(() => undefined)
+    const spares = await sparesOnHost()
+    await backend.close()
     if (machineParent) await rm(machineParent, { recursive: true, force: true })
     for (const id of made) assert.deepEqual(leftovers(id), [], `VM ${id} left nothing behind`)
+    assert.deepEqual(await sparesOnHost(), [], 'closing the backend stopped its spare QEMUs')
+    for (const s of spares) assert.ok(!processAlive(s.pid), `spare QEMU ${s.pid} is gone`)
+    for (const s of spares) assert.deepEqual(leftovers(s.dir.split('/').pop()!), [], `spare ${s.dir} left no cgroup`)
+  })
+
+  it('a clone takes a pre-started QEMU, and has its own hostname and clock before its first command', async () => {
+    await backend.prestart(machine)
+    assert.equal(backend.sparesReady(machine.dir), 2)
+    const waiting = (await sparesOnHost()).filter((s) => s.machineDir === machine.dir)
+    assert.equal(waiting.length, 2)
+    const id = newId('sb')
+    made.push(id)
+    const { pid } = await backend.create(spec(id, machine))
+    assert.ok(waiting.some((s) => s.pid === pid), `the clone runs in a spare QEMU (pid ${pid})`)
+    assert.equal((await run(backend, id, 'hostname')).stdout, id.replace('-', ''))
+    await assertClockClose(id)
+    assert.equal((await run(backend, id, `kill -0 ${loopPid} && echo alive`)).stdout, 'alive')
+    const procs = await readFile(`/sys/fs/cgroup/memory/sandstorm/${id}/cgroup.procs`, 'utf8')
+    assert.ok(procs.split('\n').includes(String(pid)), "the spare's cgroup became the sandbox's")
+    await backend.destroy(id)
+    assert.deepEqual(leftovers(id), [])
   })
 
   it('saves memory, device state, disk and config, read-only', async () => {
@@ -169,7 +223,7 @@ describe('qemu golden snapshots', { skip }, () => {
   })
 
   it('after an agent restart, a new backend finds the VMs and drives them', async () => {
-    backend.close()
+    await backend.close()
     backend = createQemuBackend({ dir: qemuDir })
     const listed = await backend.list()
     for (const id of [golden, ...clones]) assert.ok(listed.some((s) => s.id === id && s.status === 'running'), `${id} is listed as running`)
@@ -199,7 +253,14 @@ describe('qemu golden snapshots', { skip }, () => {
   })
 
   it('removing the saved machine leaves its clones running, and a machine saved from a clone stands alone', async () => {
+    await backend.prestart(machine)
+    const waiting = (await sparesOnHost()).filter((s) => s.machineDir === machine.dir)
+    assert.ok(waiting.length > 0, 'the machine has spare QEMUs')
     await rm(join(machineParent, 'm'), { recursive: true, force: true })
+    // Its spares map its (removed) memory file: the backend sees the directory go and stops them.
+    await eventually('stopping the removed machine\'s spares', async () => (await sparesOnHost()).every((s) => s.machineDir !== machine.dir))
+    for (const s of waiting) assert.ok(!processAlive(s.pid), `spare QEMU ${s.pid} is gone`)
+    assert.equal(backend.sparesReady(machine.dir), 0)
     const id = newId('sb')
     made.push(id)
     const second = { dir: join(machineParent, 'from-clone'), memoryMiB: 256, cpus: 1 }

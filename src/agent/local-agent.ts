@@ -334,7 +334,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async close(): Promise<void> {
       await layers.instances.drain()
-      closeRuntimes(backends.values())
+      await closeRuntimes(backends.values())
       sandboxes.clear()
     },
 

@@ -57,8 +57,9 @@ export function requireRuntime(backends: Map<string, RuntimeBackend>, name: stri
 
 /**
  * Lets go of what backends hold open to their sandboxes (qemu's QMP and guest agent sockets, which
- * accept one client at a time), leaving the sandboxes running for the next agent to adopt.
+ * accept one client at a time), leaving the sandboxes running for the next agent to adopt; waits
+ * for a backend whose close is asynchronous (qemu stops its pre-started QEMUs).
  */
-export function closeRuntimes(backends: Iterable<RuntimeBackend>): void {
-  for (const b of backends) b.close?.()
+export async function closeRuntimes(backends: Iterable<RuntimeBackend>): Promise<void> {
+  await Promise.all([...backends].map((b) => b.close?.()))
 }

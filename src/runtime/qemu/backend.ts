@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import { chmod, copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { idPattern, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
+import { idPattern, newId, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
 import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
@@ -13,7 +13,8 @@ import { guestBusybox, guestReseedPath, hostEpoch, identityScript } from './gues
 import { startGuestProcess } from './guest-process.js'
 import { reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
-import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig } from './machine-image.js'
+import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig, type MachineConfig } from './machine-image.js'
+import { createSparePool, type Spare } from './spare-pool.js'
 import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
 import { qemuArgs, qemuOverheadMiB, vmFiles } from './qemu-args.js'
 import { vmCgroup } from './vm-cgroup.js'
@@ -34,6 +35,12 @@ export interface QemuBackendOptions {
   binary?: string
   /** How long a cold boot may take to a guest agent that answers. @default 120000 */
   bootTimeoutMs?: number
+  /**
+   * QEMUs started ahead, per saved machine, for its next clones (from its first clone or
+   * `prestart` on); each costs QEMU's own memory (no guest RAM until it runs). 0 turns this off.
+   * @default 2
+   */
+  sparesPerMachine?: number
   logger?: Logger
 }
 
@@ -43,8 +50,17 @@ export interface QemuBackend extends RuntimeBackend {
   readonly accel: 'kvm' | 'tcg'
   /** Always there on this backend (optional in RuntimeBackend). */
   saveMachine(id: string, dir: string, options?: CallOptions): Promise<MachineImage>
-  /** Drops this process's connections to running VMs without stopping them (another backend can take them over). */
-  close(): void
+  /**
+   * Drops this process's connections to running VMs without stopping them (another backend can
+   * take them over), and stops its pre-started QEMUs; resolves once those are gone.
+   */
+  close(): Promise<void>
+  /** Starts the machine's spare QEMUs (waiting paused for its next clones) and resolves once they wait. */
+  prestart(machine: MachineImage): Promise<void>
+  /** How many spare QEMUs wait for clones of the machine in `machineDir`. */
+  sparesReady(machineDir: string): number
+  /** Stops the spare QEMUs of a machine (removing its directory does too). */
+  dropSpares(machineDir: string): Promise<void>
 }
 
 /**
@@ -95,6 +111,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       return false
     }
   }
+  const diskOf = (dir: string, record: VmRecord) => record.diskPath ?? vmFiles(dir).disk
+  /** Disks of VMs started as spares: a path that stays when the spare's directory becomes a sandbox's. */
+  const disksDir = join(options.dir, 'disks')
   const readPid = async (dir: string) => Number((await readFile(vmFiles(dir).pid, 'utf8').catch(() => '0')).trim()) || 0
 
   /** A VM this backend started, or one found on the host (started by an earlier backend): connected on first use. */
@@ -156,6 +175,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
     for (let i = 0; pid && alive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
+    if (record?.diskPath && dirname(record.diskPath) === disksDir) await rm(record.diskPath, { force: true })
     // Only a VM's own RAM file goes; a clone's is the saved machine's, which its owner keeps.
     await rm(join(memoryDir, `${id}.ram`), { force: true })
     if (record?.memShared && dirname(record.memPath) === memoryDir) await rm(record.memPath, { force: true })
@@ -185,7 +205,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     return readPid(dir)
   }
 
-  async function cloneChecks(spec: SandboxSpec, machine: MachineImage) {
+  async function cloneChecks(spec: Pick<SandboxSpec, 'memoryMiB' | 'cpus'>, machine: MachineImage) {
     const config = await readMachineConfig(machine.dir)
     if (spec.memoryMiB !== machine.memoryMiB || spec.cpus !== machine.cpus || config.memoryMiB !== machine.memoryMiB || config.cpus !== machine.cpus) {
       throw new SandstormError(
@@ -205,11 +225,129 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its identity failed: ${r.stderr.toString().trim()}`)
   }
 
+  /** What a create or a spare has started so far, for the teardown of one that fails. */
+  interface Held {
+    pid: number | null
+    qmp?: JsonChannel
+  }
+
+  /** A VM's record: a clone repeats its machine's boot files and hostname (its kernel booted with those). */
+  function vmRecordFor(id: string, size: { memoryMiB: number; cpus: number }, guest: { kernel: string; initramfs: string }, config: MachineConfig | null, machineDir: string | null, env: Record<string, string>): VmRecord {
+    return {
+      id,
+      memoryMiB: size.memoryMiB,
+      cpus: size.cpus,
+      accel,
+      kernel: guest.kernel,
+      initramfs: guest.initramfs,
+      hostname: config?.hostname ?? 'sandbox',
+      memPath: machineDir ? machineFiles(machineDir).memory : join(memoryDir, `${id}.ram`),
+      memShared: !machineDir,
+      machineDir,
+      env: [`PATH=${defaultPath}`, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)],
+    }
+  }
+
+  /** Disk, record, cgroup, QEMU started (paused, for a clone) and QMP ready; what it started goes into `held`. */
+  async function launch(record: VmRecord, dir: string, machineDir: string | null, rootImage: string, held: Held, call: CallOptions, mark: (phase: string) => void) {
+    const files = vmFiles(dir)
+    const disk = diskOf(dir, record)
+    const saved = machineDir ? machineFiles(machineDir) : null
+    if (saved && (await qcow2BackingFile(saved.overlay)) === saved.disk) {
+      await copyFile(saved.overlay, disk)
+      await chmod(disk, 0o600)
+    } else {
+      const backing = saved ? ['-F', 'qcow2', '-b', saved.disk] : ['-F', 'raw', '-b', rootImage]
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, disk])
+    }
+    mark('disk')
+    await mkdir(memoryDir, { recursive: true, mode: 0o700 })
+    await writeVmRecord(files.record, record)
+    await vmCgroup(record.id).create({ memoryMiB: record.memoryMiB, cpus: record.cpus, overheadMiB: qemuOverheadMiB })
+    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir }), call)
+    held.qmp = await connectJsonChannel(files.qmp, 'QMP')
+    await held.qmp.call('qmp_capabilities')
+    await ignoreSharedRam(held.qmp)
+    mark('qemu')
+  }
+
+  /** Spares of this process live under a directory named for it, so a later backend can tell them from its own. */
+  const sparesDir = join(options.dir, 'spares', String(process.pid))
+  let swept = false
+
+  /** Stops spares a backend process that is gone left behind (its directory outlived it). */
+  async function sweepSpares() {
+    swept = true
+    const parent = dirname(sparesDir)
+    for (const owner of await readdir(parent).catch(() => [] as string[])) {
+      if (owner === String(process.pid) || alive(Number(owner))) continue
+      for (const id of await readdir(join(parent, owner)).catch(() => [] as string[])) {
+        if (!idPattern.test(id)) continue
+        const dir = join(parent, owner, id)
+        await teardown(id, dir, (await readPid(dir)) || null).catch((err: unknown) => log.warn({ err, dir }, 'removing a stale spare QEMU failed'))
+      }
+      await rm(join(parent, owner), { recursive: true, force: true })
+    }
+  }
+
+  /** A QEMU started for a clone of the machine, waiting paused with its memory mapped. */
+  async function startSpare(machineDir: string): Promise<Spare> {
+    if (!swept) await sweepSpares()
+    const config = await readMachineConfig(machineDir)
+    if (config.accel !== accel) throw new SandstormError('failed_precondition', `the machine in ${machineDir} was saved under ${config.accel}; this host runs VMs under ${accel}`)
+    const id = newId('sp')
+    const dir = join(sparesDir, id)
+    await mkdir(sparesDir, { recursive: true, mode: 0o700 })
+    await mkdir(dir, { mode: 0o700 })
+    await mkdir(disksDir, { recursive: true, mode: 0o700 })
+    const record = { ...vmRecordFor(id, config, config, config, machineDir, {}), diskPath: join(disksDir, `${id}.qcow2`) }
+    const held: Held = { pid: null }
+    try {
+      await launch(record, dir, machineDir, '', held, {}, () => undefined)
+      return { id, dir, pid: held.pid!, qmp: held.qmp! }
+    } catch (err) {
+      await teardown(id, dir, held.pid, held.qmp).catch(() => undefined)
+      throw err
+    }
+  }
+
+  /**
+   * Gives a spare to sandbox `id`: its directory and cgroup take the sandbox's name (QEMU keeps
+   * its open files and sockets across the rename). False, with the spare gone and `dir` empty
+   * again, when that fails: the caller starts a QEMU itself.
+   */
+  async function takeOver(spare: Spare, id: string, dir: string, record: VmRecord): Promise<boolean> {
+    record.diskPath = join(disksDir, `${spare.id}.qcow2`)
+    try {
+      // `dir` is an empty directory (made to claim the id): a rename replaces it.
+      await rename(spare.dir, dir)
+      await vmCgroup(spare.id).rename(id)
+      await writeVmRecord(vmFiles(dir).record, record)
+      return true
+    } catch (err) {
+      delete record.diskPath
+      log.warn({ err, spare: spare.id, sandboxId: id }, 'taking over a spare QEMU failed; starting one')
+      await teardown(spare.id, spare.dir, spare.pid, spare.qmp).catch(() => undefined)
+      await rm(dir, { recursive: true, force: true })
+      await rm(join(disksDir, `${spare.id}.qcow2`), { force: true })
+      await vmCgroup(id).remove()
+      await mkdir(dir, { mode: 0o700 })
+      return false
+    }
+  }
+
+  const spares = createSparePool({
+    perMachine: options.sparesPerMachine ?? 2,
+    start: startSpare,
+    discard: (spare) => teardown(spare.id, spare.dir, spare.pid, spare.qmp),
+    logger: log,
+  })
+
   const backend: QemuBackend = {
     name: 'qemu',
     accel,
 
-    close() {
+    async close() {
       for (const vm of vms.values()) {
         vm.then(
           (v) => {
@@ -220,7 +358,17 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         )
       }
       vms.clear()
+      await spares.close()
+      // Its own directory only when empty: another backend of this process may have spares there.
+      await rmdir(sparesDir).catch(() => undefined)
     },
+
+    async prestart(machine: MachineImage) {
+      await cloneChecks({ memoryMiB: machine.memoryMiB, cpus: machine.cpus }, machine)
+      await spares.fill(machine.dir)
+    },
+    sparesReady: (machineDir: string) => spares.ready(machineDir),
+    dropSpares: (machineDir: string) => spares.drop(machineDir),
 
     async create(spec: SandboxSpec, call: CallOptions = {}): Promise<RuntimeSandbox> {
       const dir = dirOf(spec.id)
@@ -236,8 +384,6 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       } catch {
         throw new SandstormError('already_exists', `sandbox "${spec.id}" already exists on this host`)
       }
-      let pid: number | null = null
-      let qmp: JsonChannel | undefined
       const files = vmFiles(dir)
       const hostname = spec.hostname.replace(/[^a-zA-Z0-9-]/g, '') || 'sandbox'
       // Where a create spends its time, for the log line (a clone's budget is ~100 ms).
@@ -247,41 +393,23 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         phasesMs[phase] = Date.now() - last
         last = Date.now()
       }
+      const record = vmRecordFor(spec.id, spec, guest, config, machine?.dir ?? null, spec.env)
+      // A clone's hostname is the machine's on the kernel command line; its own comes with its identity.
+      if (!config) record.hostname = hostname
+      const held: Held = { pid: null }
       try {
-        const saved = machine ? machineFiles(machine.dir) : null
-        if (saved && (await qcow2BackingFile(saved.overlay)) === saved.disk) {
-          await copyFile(saved.overlay, files.disk)
-          await chmod(files.disk, 0o600)
+        const spare = machine ? spares.take(machine.dir) : null
+        if (spare && (await takeOver(spare, spec.id, dir, record))) {
+          held.pid = spare.pid
+          held.qmp = spare.qmp
+          mark('spare')
         } else {
-          const backing = saved ? ['-F', 'qcow2', '-b', saved.disk] : ['-F', 'raw', '-b', (guest as GuestArtifacts).rootImage]
-          await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, files.disk])
+          await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark)
         }
-        mark('disk')
-        await mkdir(memoryDir, { recursive: true, mode: 0o700 })
-        const record: VmRecord = {
-          id: spec.id,
-          memoryMiB: spec.memoryMiB,
-          cpus: spec.cpus,
-          accel,
-          kernel: guest.kernel,
-          initramfs: guest.initramfs,
-          // A clone repeats the saved VM's command line: its kernel booted with that one.
-          hostname: config ? config.hostname : hostname,
-          memPath: machine ? machineFiles(machine.dir).memory : join(memoryDir, `${spec.id}.ram`),
-          memShared: !machine,
-          machineDir: machine?.dir ?? null,
-          env: [`PATH=${defaultPath}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
-        }
-        await writeVmRecord(files.record, record)
-        await vmCgroup(spec.id).create({ memoryMiB: spec.memoryMiB, cpus: spec.cpus, overheadMiB: qemuOverheadMiB })
-        const args = qemuArgs({ ...record, dir, accel, incoming: !!machine })
-        pid = await startQemu(spec.id, dir, args, call)
-        qmp = await connectJsonChannel(files.qmp, 'QMP')
-        await qmp.call('qmp_capabilities')
-        await ignoreSharedRam(qmp)
+        const pid = held.pid!
+        const qmp = held.qmp!
         let agent: GuestAgent
         if (machine) {
-          mark('qemu')
           // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
           const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
           agentReady.catch(() => undefined)
@@ -297,10 +425,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           await agent.setTime()
         }
         vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
-        log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
+        log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs, spare: 'spare' in phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
+        // The machine's next clone finds a QEMU waiting: started in the background, after this one is up.
+        if (machine) void spares.fill(machine.dir)
         return { id: spec.id, status: 'running', pid }
       } catch (err) {
-        await teardown(spec.id, dir, pid, qmp).catch(() => undefined)
+        await teardown(spec.id, dir, held.pid, held.qmp).catch(() => undefined)
         throw err
       }
     },
@@ -338,7 +468,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           // A clone's RAM is a private mapping, so it went into the state stream; the file only gives it room.
           await execa('truncate', ['-s', `${vm.record.memoryMiB}M`, out.memory])
         }
-        await execa('cp', ['--sparse=always', '--reflink=auto', vmFiles(dirOf(id)).disk, out.disk])
+        await execa('cp', ['--sparse=always', '--reflink=auto', diskOf(dirOf(id), vm.record), out.disk])
       } catch (err) {
         await rm(dir, { recursive: true, force: true })
         throw err

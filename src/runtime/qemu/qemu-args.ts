@@ -37,6 +37,8 @@ export interface QemuArgsInput {
   /** Guest RAM: a file mapped shared (a VM that can be saved) or private (a clone of a saved one). */
   memPath: string
   memShared: boolean
+  /** The disk, when not the directory's disk.qcow2. */
+  diskPath?: string
   /** Start paused, waiting for `migrate-incoming` (a clone). */
   incoming: boolean
 }
@@ -58,7 +60,7 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-kernel', input.kernel,
     '-initrd', input.initramfs,
     '-append', cmdline.join(' '),
-    '-drive', `id=root,file=${f.disk},format=qcow2,if=none,discard=unmap`,
+    '-drive', `id=root,file=${input.diskPath ?? f.disk},format=qcow2,if=none,discard=unmap`,
     '-device', 'virtio-blk-device,drive=root',
     '-device', 'virtio-serial-device',
     '-chardev', `socket,path=${f.qga},server=on,wait=off,id=qga0`,

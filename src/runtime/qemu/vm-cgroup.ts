@@ -4,7 +4,7 @@
  * The guest cannot use more RAM than it was given, so the host limit only catches QEMU itself;
  * a guest that runs out of memory meets its own kernel's OOM killer inside.
  */
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -28,6 +28,8 @@ export interface VmCgroup {
   readonly procsFiles: string[]
   create(limits: VmLimits): Promise<void>
   usage(): Promise<{ memoryBytes: number; cpuNanos: number; pids: number }>
+  /** Gives the cgroup another VM's name (a pre-started QEMU taken by a sandbox); its processes stay in it. */
+  rename(toId: string): Promise<void>
   /** Removes the cgroup once its processes are gone; safe to call twice. */
   remove(): Promise<void>
 }
@@ -54,6 +56,10 @@ export function vmCgroup(id: string): VmCgroup {
         read('pids', 'pids.current'),
       ])
       return { memoryBytes, cpuNanos, pids }
+    },
+    async rename(toId) {
+      // cgroup v1 renames a group in place, within its parent: no process moves.
+      for (const c of controllers) await rename(dirOf(c), join(root, c, 'sandstorm', toId))
     },
     async remove() {
       for (const d of dirs) {

@@ -20,6 +20,11 @@ const vmRecordSchema = z.object({
   memShared: z.boolean(),
   /** The saved machine a clone started from, if any. */
   machineDir: z.string().nullable(),
+  /**
+   * The disk, when it is not the VM's directory's disk.qcow2: a VM started as a spare keeps the
+   * path QEMU opened its disk by (QEMU opens it again once the state is loaded, and after a save).
+   */
+  diskPath: z.string().optional(),
   /** Environment every command gets (`K=V`). */
   env: z.array(z.string()),
 })
