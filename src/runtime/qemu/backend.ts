@@ -9,9 +9,9 @@ import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess
 import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
 import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from './guest-fs.js'
-import { guestBusybox, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
+import { guestBusybox, guestIdentityPath, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
 import { startGuestProcess } from './guest-process.js'
-import { reseedHelper } from './reseed-helper.js'
+import { identityHelper, identityRecord, reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
 import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig, type MachineConfig } from './machine-image.js'
 import { createSparePool, type Spare } from './spare-pool.js'
@@ -220,7 +220,13 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   }
 
   /** Gives a freshly restored guest the host's clock and its own identity (hostname, a reseeded RNG), in one guest command. */
-  async function freshen(agent: GuestAgent, hostname: string) {
+  async function freshen(agent: GuestAgent, hostname: string, helper: boolean) {
+    if (helper) {
+      // One exec of a static program, no shell: the record (time taken last) comes on its stdin.
+      const r = await agent.run(guestIdentityPath, [], [], identityRecord(hostname, randomBytes(64), Date.now()))
+      if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its identity failed: the helper exited with ${r.exitCode} (an errno; 100: short record)`)
+      return
+    }
     const r = await agent.run(guestBusybox, ['sh', '-c', identityScript, 'sandstorm-identity', hostname, randomBytes(64).toString('hex'), hostEpoch()])
     if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its identity failed: ${r.stderr.toString().trim()}`)
   }
@@ -244,6 +250,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       memPath: machineDir ? machineFiles(machineDir).memory : join(memoryDir, `${id}.ram`),
       memShared: !machineDir,
       machineDir,
+      identityHelper: config?.identityHelper === true,
       env: [`PATH=${defaultPath}`, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)],
     }
   }
@@ -418,7 +425,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           await qmp.call('cont')
           agent = await agentReady
           mark('agent')
-          await freshen(agent, hostname)
+          await freshen(agent, hostname, config?.identityHelper === true)
           mark('identity')
         } else {
           agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
@@ -451,14 +458,20 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       try {
         // Clones must never wait for entropy: save only once the guest's CRNG is seeded.
         if (!vm.paused) {
-          // The reseed helper goes into the guest's tmpfs, so that every clone finds it in RAM.
-          const handle = await vm.agent.open(guestReseedPath, 'w')
-          await vm.agent.write(handle, reseedHelper()).finally(() => vm.agent.closeFile(handle))
-          const crng = await vm.agent.run(guestBusybox, ['sh', '-c', 'chmod 755 "$0" && head -c 1 /dev/random >/dev/null', guestReseedPath])
+          // The helpers go into the guest's tmpfs, so that every clone finds them in RAM.
+          for (const [path, bytes] of [[guestReseedPath, reseedHelper()], [guestIdentityPath, identityHelper()]] as const) {
+            const handle = await vm.agent.open(path, 'w')
+            await vm.agent.write(handle, bytes).finally(() => vm.agent.closeFile(handle))
+          }
+          const crng = await vm.agent.run(guestBusybox, ['sh', '-c', 'chmod 755 "$0" "$1" && head -c 1 /dev/random >/dev/null', guestReseedPath, guestIdentityPath])
           if (crng.exitCode !== 0) throw new SandstormError('internal', `preparing the guest for a save failed: ${crng.stderr.toString().trim()}`)
           await vm.qmp.call('stop')
           stopped = true
           stoppedAt = Date.now()
+          if (!vm.record.identityHelper) {
+            vm.record.identityHelper = true
+            await writeVmRecord(vmFiles(dirOf(id)).record, vm.record)
+          }
         }
         // Stopped, the guest's RAM and disk hold still: device state, RAM and disk are one moment.
         await migrateToFile(vm.qmp, out.state, migrateTimeoutMs)
@@ -499,6 +512,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         hostname: vm.record.hostname,
         ramInState: !vm.record.memShared,
         savedAt: new Date().toISOString(),
+        identityHelper: vm.record.identityHelper === true,
       })
       for (const f of [out.memory, out.state, out.disk, out.overlay]) await chmod(f, 0o444)
       const sizes = await Promise.all([out.memory, out.state, out.disk].map((f) => stat(f).then((s) => s.blocks * 512)))

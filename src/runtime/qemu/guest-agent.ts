@@ -18,11 +18,11 @@ export interface GuestExecStatus {
 
 /** A connected guest agent. */
 export interface GuestAgent {
-  /** Starts a program; returns the guest pid. */
-  exec(path: string, args: string[], env: string[], capture: boolean): Promise<number>
+  /** Starts a program (with `input` on its stdin, if given); returns the guest pid. */
+  exec(path: string, args: string[], env: string[], capture: boolean, input?: Uint8Array): Promise<number>
   status(pid: number): Promise<GuestExecStatus>
   /** Runs a program to its end with captured output. */
-  run(path: string, args: string[], env?: string[]): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
+  run(path: string, args: string[], env?: string[], input?: Uint8Array): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
   open(path: string, mode: string): Promise<number>
   /** Reads up to `count` bytes at `offset`; eof when none are left. */
   read(handle: number, count: number, offset?: number): Promise<{ data: Buffer; eof: boolean }>
@@ -86,13 +86,14 @@ export function lazyGuestAgent(socketPath: string, timeoutMs: number, dead: () =
 
 function wrap(channel: JsonChannel): GuestAgent {
   const agent: GuestAgent = {
-    async exec(path, args, env, capture) {
-      const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture })
+    async exec(path, args, env, capture, input) {
+      const stdin = input ? { 'input-data': Buffer.from(input).toString('base64') } : {}
+      const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture, ...stdin })
       return r.pid
     },
     status: (pid) => channel.call<GuestExecStatus>('guest-exec-status', { pid }),
-    async run(path, args, env = []) {
-      const pid = await agent.exec(path, args, env, true)
+    async run(path, args, env = [], input) {
+      const pid = await agent.exec(path, args, env, true, input)
       // Short waits: most commands the backend runs end within tens of milliseconds.
       for (let wait = 2; ; wait = Math.min(wait * 2, 10)) {
         const s = await agent.status(pid)

@@ -101,8 +101,11 @@ export function hostEpoch(): string {
 /** Where saveMachine puts the CRNG reseed helper (reseed-helper.ts): tmpfs, so it is saved in RAM with the machine. */
 export const guestReseedPath = '/run/sandstorm/reseed'
 
+/** Where saveMachine puts the identity helper (reseed-helper.ts), beside the reseed helper. */
+export const guestIdentityPath = '/run/sandstorm/identity'
+
 /**
- * A restored clone's clock and identity, run as `sh -c script x hostname seedhex epoch`: the host's
+ * A restored clone's clock and identity, for machines saved without the identity helper, run as `sh -c script x hostname seedhex epoch`: the host's
  * time (setClockCommand), its own hostname, fresh
  * host randomness mixed into the pool, then the CRNG reseeded from it at once rather than at its
  * next interval, so that no two clones draw the same random numbers.

@@ -40,6 +40,8 @@ const machineConfigSchema = z.object({
    */
   ramInState: z.boolean(),
   savedAt: z.string(),
+  /** The guest holds the identity helper (guest-scripts.ts): a clone gets its identity from one exec of it. */
+  identityHelper: z.boolean().optional(),
 })
 
 /** A saved machine's config.json. */

@@ -25,6 +25,8 @@ const vmRecordSchema = z.object({
    * path QEMU opened its disk by (QEMU opens it again once the state is loaded, and after a save).
    */
   diskPath: z.string().optional(),
+  /** The guest holds the identity helper (written by a save while it ran, or inherited from its machine). */
+  identityHelper: z.boolean().optional(),
   /** Environment every command gets (`K=V`). */
   env: z.array(z.string()),
 })
