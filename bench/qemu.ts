@@ -18,7 +18,7 @@ import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import type { BenchResult } from './report.js'
 import { summarize, timed } from './stats.js'
 
-const coldBoots = 3
+const coldBoots = 2
 const defaultClones = 20
 const goldenMiB = 512
 const qemuDir = join(process.env.SANDSTORM_DATA_DIR ?? '/var/lib/sandstorm', 'qemu')

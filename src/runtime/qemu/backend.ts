@@ -311,7 +311,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     const held: Held = { pid: null }
     try {
       await launch(record, dir, machineDir, '', held, {}, () => undefined)
-      return { id, dir, pid: held.pid!, qmp: held.qmp! }
+      // The state is loaded ahead too, but not when it carries the RAM: that would fill a private
+      // copy of the guest's memory for a clone that may never come.
+      if (!config.ramInState) await migrateFromFile(held.qmp!, machineFiles(machineDir).state, migrateTimeoutMs)
+      return { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: !config.ramInState }
     } catch (err) {
       await teardown(id, dir, held.pid, held.qmp).catch(() => undefined)
       throw err
@@ -406,9 +409,11 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       const held: Held = { pid: null }
       try {
         const spare = machine ? spares.take(machine.dir) : null
+        let loaded = false
         if (spare && (await takeOver(spare, spec.id, dir, record))) {
           held.pid = spare.pid
           held.qmp = spare.qmp
+          loaded = spare.loaded
           mark('spare')
         } else {
           await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark)
@@ -420,8 +425,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
           const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
           agentReady.catch(() => undefined)
-          await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
-          mark('state')
+          if (!loaded) {
+            await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
+            mark('state')
+          }
           await qmp.call('cont')
           agent = await agentReady
           mark('agent')

@@ -1,7 +1,8 @@
 /**
  * QEMU processes started ahead for a saved machine: each waits paused (`-S -incoming defer`)
- * with the machine's memory mapped, its disk overlay made and its cgroup set, so that a clone
- * costs only the state load, `cont` and the guest agent's answer (QEMU's own start, ~60–100 ms
+ * with the machine's memory mapped, its disk overlay made, its cgroup set and (unless the machine's
+ * RAM is in its state stream) its device state loaded, so that a clone costs only `cont` and the
+ * guest agent's answer (QEMU's own start, ~60–100 ms
  * under load, is the largest share of a clone otherwise). A taken spare is replaced in the
  * background. Spares of a machine die when its directory goes (they would hold its memory file
  * open) and when the backend closes.
@@ -18,6 +19,8 @@ export interface Spare {
   dir: string
   pid: number
   qmp: JsonChannel
+  /** The machine's device state is loaded already (the guest waits paused): a clone only continues it. */
+  loaded: boolean
 }
 
 /** Options of a spare pool. */
