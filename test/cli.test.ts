@@ -108,7 +108,7 @@ describe('the sandstorm CLI end to end', { skip }, () => {
     assert.equal(mine.memoryMiB, 256)
     assert.equal(mine.cpus, 1)
     const table = await cli('ls')
-    assert.match(table.stdout, new RegExp(`^${id}\\s+debian\\s+running`, 'm'))
+    assert.match(table.stdout, new RegExp(`^${id}\\s+debian\\s+runc\\s+running`, 'm'))
   })
 
   it('rm destroys it; not found exits 3', async () => {
