@@ -1,3 +1,4 @@
+import { mkdirSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -16,10 +17,20 @@ export function execCgroup(sandboxId: string, name: string) {
     /** The value for `runc exec --cgroup`. */
     runcArg: `freezer:${name}`,
     create: () => mkdir(dir),
+    /**
+     * Creates the cgroup synchronously: a cgroupfs mkdir takes microseconds, while an async one
+     * waits in libuv's pool behind whatever else queued there (a sandbox's teardown, say).
+     */
+    createNow(): void {
+      mkdirSync(dir)
+    },
     async pids(): Promise<number[]> {
+      return this.pidsNow()
+    },
+    /** The member pids, read synchronously (one small cgroupfs read). */
+    pidsNow(): number[] {
       try {
-        const text = await readFile(join(dir, 'cgroup.procs'), 'utf8')
-        return text.split('\n').filter(Boolean).map(Number)
+        return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
       } catch {
         return []
       }
@@ -87,8 +98,13 @@ export async function removeExecCgroups(sandboxId: string): Promise<void> {
 
 /** How many times the kernel's OOM killer has killed in this sandbox. */
 export async function oomKillCount(sandboxId: string): Promise<number> {
+  return oomKillCountNow(sandboxId)
+}
+
+/** oomKillCount, read synchronously: it sits on every command's start, and the read takes microseconds. */
+export function oomKillCountNow(sandboxId: string): number {
   try {
-    const text = await readFile(join(root, 'memory', cgroupPath(sandboxId), 'memory.oom_control'), 'utf8')
+    const text = readFileSync(join(root, 'memory', cgroupPath(sandboxId), 'memory.oom_control'), 'utf8')
     return Number(/oom_kill (\d+)/.exec(text)?.[1] ?? 0)
   } catch {
     return 0

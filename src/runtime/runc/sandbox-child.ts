@@ -2,12 +2,13 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { constants } from 'node:os'
-import { rm, writeFile } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
 import type { RuntimeProcess } from '../backend.js'
-import { execCgroup, oomKillCount } from './cgroups.js'
+import { execCgroup, oomKillCountNow } from './cgroups.js'
 import { inSandbox } from './layout.js'
 import { buildProcessSpec } from './oci-spec.js'
 import { lastLine, type RuncCli } from './runc-cli.js'
@@ -58,9 +59,11 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     uid: options.uid,
     gid: options.gid,
   })
-  await cgroup.create()
-  await writeFile(specFile, JSON.stringify(spec), { mode: 0o600 })
-  const oomBefore = await oomKillCount(options.sandboxId)
+  // Synchronous on purpose: three small writes and reads of microseconds each, which async would
+  // queue in libuv's pool behind other work (a restored sandbox's old one being torn down).
+  cgroup.createNow()
+  writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 })
+  const oomBefore = oomKillCountNow(options.sandboxId)
   const startedAt = Date.now()
 
   const child = spawn(
@@ -107,13 +110,13 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
     const [code, runcSignal] = await exited
     clearTimeout(timer)
     options.killSignal?.removeEventListener('abort', onAbort)
-    await drain(rawStdout, rawStderr, (await cgroup.pids()).length > 0)
+    await drain(rawStdout, rawStderr, cgroup.pidsNow().length > 0)
     // After an orphan held the pipes, the raw streams were cut without an end: end ours.
     stdout.end()
     stderr.end()
     ended = true
     const exitCode = code ?? 128 + signalNumber(runcSignal)
-    const oomKilled = exitCode === 137 && (await oomKillCount(options.sandboxId)) > oomBefore
+    const oomKilled = exitCode === 137 && oomKillCountNow(options.sandboxId) > oomBefore
     void cgroup.remove()
     return {
       exitCode,
