@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { mountOverlay, unmount } from '../../storage/index.js'
@@ -76,15 +77,18 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async create(spec: SandboxSpec, call?: CallOptions): Promise<RuntimeSandbox> {
       await ready
       const p = paths(spec.id)
+      // The directories and the config (tens of KiB) are made synchronously: each takes
+      // microseconds, while async calls wait in libuv's pool behind whatever queued there first
+      // (on a restore, the old sandbox's teardown).
       try {
-        await mkdir(p.dir, { mode: 0o700 })
+        mkdirSync(p.dir, { mode: 0o700 })
       } catch {
         throw new SandstormError('already_exists', `sandbox "${spec.id}" already exists on this host`)
       }
       try {
-        await mkdir(p.execDir, { mode: 0o700 })
+        mkdirSync(p.execDir, { mode: 0o700 })
         await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work, target: p.rootfs })
-        await writeFile(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
+        writeFileSync(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
         await runc.runDetached(spec.id, p.dir, call)
         log.info({ sandboxId: spec.id }, 'sandbox started')
         return { id: spec.id, status: 'running', pid: null }

@@ -1,7 +1,6 @@
 import { execFile, spawn, type ExecFileException } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { open, readFile, rm } from 'node:fs/promises'
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
 
@@ -65,16 +64,23 @@ export function createRuncCli(options: RuncCliOptions) {
      */
     async runDetached(id: string, bundle: string, call: CallOptions = {}): Promise<void> {
       const logFile = join(bundle, 'start.log')
-      const log = await open(logFile, 'w', 0o600)
-      // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
-      const child = spawn(binary, [...base, 'run', '--detach', '--bundle', bundle, id], {
-        stdio: ['ignore', 'ignore', log.fd],
-        signal: call.signal,
-        timeout: call.timeoutMs,
-      })
-      const [code] = (await once(child, 'exit').finally(() => log.close())) as [number | null]
-      const text = await readFile(logFile, 'utf8').catch(() => '')
-      await rm(logFile, { force: true })
+      // Synchronous file calls: microseconds each, where async ones queue in libuv's pool.
+      const log = openSync(logFile, 'w', 0o600)
+      let code: number | null
+      try {
+        // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
+        const child = spawn(binary, [...base, 'run', '--detach', '--bundle', bundle, id], {
+          stdio: ['ignore', 'ignore', log],
+          signal: call.signal,
+          timeout: call.timeoutMs,
+        })
+        ;[code] = (await once(child, 'exit')) as [number | null]
+      } finally {
+        closeSync(log)
+      }
+      // Read only on failure: on success it holds at most warnings.
+      const text = code === 0 ? '' : readLog(logFile)
+      rmSync(logFile, { force: true })
       if (code !== 0) throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
     },
     async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
@@ -144,4 +150,12 @@ export function lastLine(text: string): string {
   // The message may hold escaped quotes (a path in it, say): read up to the closing quote.
   const msg = /msg="((?:[^"\\]|\\.)*)"/.exec(line)?.[1] ?? line
   return msg.replace(/\\(.)/g, '$1')
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
 }
