@@ -41,6 +41,8 @@ export interface QemuBackendOptions {
    * @default 2
    */
   sparesPerMachine?: number
+  /** Machines that keep spares at once (the least recently cloned loses them first). @default 4 */
+  spareMachines?: number
   logger?: Logger
 }
 
@@ -172,6 +174,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await Promise.race([qmp.closed, sleep(2000)])
       qmp.close()
     }
+    // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process.
+    if (pid !== null && !(pid > 1)) pid = null
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
     for (let i = 0; pid && alive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
@@ -348,6 +352,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
 
   const spares = createSparePool({
     perMachine: options.sparesPerMachine ?? 2,
+    maxMachines: options.spareMachines ?? 4,
     start: startSpare,
     discard: (spare) => teardown(spare.id, spare.dir, spare.pid, spare.qmp),
     logger: log,

@@ -27,6 +27,8 @@ export interface Spare {
 export interface SparePoolOptions {
   /** Spares kept per machine. @default 2 */
   perMachine?: number
+  /** Machines that keep spares at once; the one cloned least recently loses its spares first. @default 4 */
+  maxMachines?: number
   /** Starts one spare for a machine directory. */
   start(machineDir: string): Promise<Spare>
   /** Stops a spare and removes what it held. */
@@ -57,6 +59,7 @@ interface MachineSpares {
 /** A pool of pre-started QEMUs, keyed by machine directory. */
 export function createSparePool(options: SparePoolOptions): SparePool {
   const perMachine = options.perMachine ?? 2
+  const maxMachines = options.maxMachines ?? 4
   const log = options.logger
   const machines = new Map<string, MachineSpares>()
   const discarding = new Set<Promise<void>>()
@@ -107,10 +110,19 @@ export function createSparePool(options: SparePoolOptions): SparePool {
 
   const pool: SparePool = {
     take(machineDir) {
-      return machines.get(machineDir)?.ready.shift() ?? null
+      const m = machines.get(machineDir)
+      if (!m) return null
+      // Most recently cloned last: the map's order is the order machines lose their spares in.
+      machines.delete(machineDir)
+      machines.set(machineDir, m)
+      return m.ready.shift() ?? null
     },
     fill(machineDir) {
       if (closed || perMachine <= 0 || !existsSync(join(machineDir, 'config.json'))) return Promise.resolve()
+      if (!machines.has(machineDir) && machines.size >= maxMachines) {
+        const [oldest] = machines.keys()
+        if (oldest !== undefined) void pool.drop(oldest)
+      }
       const m = entry(machineDir)
       m.filling ??= fillLoop(machineDir, m).finally(() => {
         m.filling = null
@@ -134,6 +146,8 @@ export function createSparePool(options: SparePoolOptions): SparePool {
       // Killed now, not after an await: a caller that does not wait for close leaves no QEMU running.
       for (const m of machines.values()) {
         for (const spare of m.ready) {
+          // Never pid 0, -1 or 1: kill(2) reads those as a process group, every process, or init.
+          if (!(spare.pid > 1)) continue
           try {
             process.kill(spare.pid, 'SIGKILL')
           } catch {
