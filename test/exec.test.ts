@@ -197,6 +197,24 @@ describe('exec end to end', { skip }, () => {
     assert.equal(listed[0]?.running, false)
   })
 
+  it('a command that leaves a daemon running ends when it does; the daemon runs on, printing freely', async () => {
+    // Before, the result waited for every holder of the output pipes: here, for 305 s.
+    const r = await sbx.commands.run("sh -c 'while :; do echo tick; sleep 0.05; done & echo started $!'", { timeoutMs: 60_000 })
+    // What the daemon printed during the short grace after the end comes along; later output does not.
+    const pid = /^started (\d+)$/m.exec(r.stdout)?.[1]
+    assert.ok(pid, `expected "started PID", got ${JSON.stringify(r.stdout)}`)
+    assert.equal(r.exitCode, 0)
+    const check = await sbx.commands.run(['sh', '-c', `sleep 0.3; kill -0 ${pid} && echo alive; kill ${pid}`])
+    assert.equal(check.stdout, 'alive\n')
+    const failing = await sbx.commands.run("sh -c 'sleep 305 & echo $!; exit 9'").then(
+      () => assert.fail('expected CommandExitError'),
+      (e: unknown) => e,
+    )
+    assert.ok(failing instanceof CommandExitError, `expected CommandExitError, got ${String(failing)}`)
+    assert.equal(failing.exitCode, 9)
+    await sbx.commands.run(['kill', failing.stdout.trim()])
+  })
+
   it("an agent exec's signal covers the start only: aborting it afterwards does not kill the process", async () => {
     const controller = new AbortController()
     const { pid } = await stack.agent.exec(sbx.sandboxId, { argv: ['sleep', '304'], env: {} }, { signal: controller.signal })
@@ -219,8 +237,8 @@ describe('exec end to end', { skip }, () => {
     const handle = await sbx.commands.connect(999_999)
     await assert.rejects(handle.wait(), NotFoundError)
     await assert.rejects(sbx.commands.sendStdin(999_999, 'x'), NotFoundError)
+    // A command that ends with its stdin still open has ended all the same.
     const done = await sbx.commands.run('true', { background: true, keepStdin: true })
-    await sbx.commands.closeStdin(done.pid)
     await done.wait()
     await assert.rejects(sbx.commands.sendStdin(done.pid, 'late'), ConflictError)
   })

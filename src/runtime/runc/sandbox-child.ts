@@ -36,10 +36,13 @@ export interface SandboxChild extends RuntimeProcess {
 }
 
 /**
- * The first thing each command runs is this one-liner of the sandbox's own read-only busybox: it
- * reports its pid (as the sandbox sees it) on fd 3, closes fd 3 and becomes the command.
+ * Each command runs under this one-liner of the sandbox's own read-only busybox (its path first).
+ * An inner shell reports its pid (as the sandbox sees it) on fd 3, closes fd 3 and becomes the
+ * command, in the foreground (stdin and signals as the command expects them); the outer one then
+ * reports the exit status on fd 3. runc exec itself ends only once every holder of the output
+ * pipes has closed them, which a daemon the command left running (`server &`) never does.
  */
-const reportPid = 'echo $$ >&3; exec 3>&-; exec "$@"'
+const reportPidAndExit = 'b=$1; shift; "$b" sh -c \'echo $$ >&3; exec 3>&-; exec "$@"\' sandstorm-exec "$@"; s=$?; echo "exit $s" >&3; exit $s'
 
 /** How long output is still read after a command ended while its children hold the pipes. */
 const orphanOutputGraceMs = 100
@@ -53,7 +56,7 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
   const cgroup = execCgroup(options.sandboxId, name)
   const specFile = join(options.execDir, `${name}.json`)
   const spec = buildProcessSpec({
-    args: [inSandbox.busybox, 'sh', '-c', reportPid, 'sandstorm-exec', ...options.argv],
+    args: [inSandbox.busybox, 'sh', '-c', reportPidAndExit, 'sandstorm-wrap', inSandbox.busybox, ...options.argv],
     env: options.env,
     cwd: options.cwd,
     uid: options.uid,
@@ -77,9 +80,10 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
   stdin.on('error', () => undefined) // a command that exits without reading its stdin is not an error
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
 
+  const reports = lines(pidPipe)
   let pid: number
   try {
-    pid = await readPid(pidPipe)
+    pid = await readPid(reports)
   } catch {
     // runc failed before the command started: its reason is the last line on stderr.
     const errText = await collect(stderr)
@@ -107,15 +111,27 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
   options.killSignal?.addEventListener('abort', onAbort, { once: true })
 
   const result = (async (): Promise<ProcessResult> => {
-    const [code, runcSignal] = await exited
+    // runc exec also waits for its stdin to close: once the command has ended, nothing reads it.
+    const reported = readExit(reports).then((code) => (code !== null && stdin.destroy(), code))
+    const status = await commandEnd(exited, reported, () => cgroup.pidsNow().length > 0)
     clearTimeout(timer)
     options.killSignal?.removeEventListener('abort', onAbort)
-    await drain(rawStdout, rawStderr, cgroup.pidsNow().length > 0)
-    // After an orphan held the pipes, the raw streams were cut without an end: end ours.
+    stdin.destroy()
+    if (status.orphans) {
+      // Children of the command hold the pipes: what they print later is read and dropped, so
+      // that they do not die writing to a closed pipe. runc exec ends when they do.
+      for (const [raw, out] of [[rawStdout, stdout], [rawStderr, stderr]] as const) {
+        raw.unpipe(out)
+        raw.resume()
+      }
+    } else {
+      // runc has exited; what it copied last may still be on its way through the pipes.
+      await Promise.all([rawStdout, rawStderr].map((r) => (r.closed ? undefined : once(r, 'close').catch(() => undefined))))
+    }
     stdout.end()
     stderr.end()
     ended = true
-    const exitCode = code ?? 128 + signalNumber(runcSignal)
+    const exitCode = status.code
     const oomKilled = exitCode === 137 && oomKillCountNow(options.sandboxId) > oomBefore
     void cgroup.remove()
     return {
@@ -161,40 +177,67 @@ function held(raw: Readable): PassThrough {
   return out
 }
 
-async function readPid(pipe: Readable): Promise<number> {
-  let text = ''
-  for await (const chunk of pipe) {
-    text += String(chunk)
-    const line = /^(\d+)\n/.exec(text)
-    if (line) {
-      pipe.destroy()
-      return Number(line[1])
-    }
-  }
-  throw new Error('no pid reported')
-}
-
 async function collect(stream: Readable): Promise<string> {
   let text = ''
   for await (const chunk of stream) text += String(chunk)
   return text
 }
 
-/**
- * Waits until the output pipes close. When the command left children that still hold them
- * (`sleep 100 &`), output written so far is read during a short grace, then we stop reading.
- */
-async function drain(stdout: Readable, stderr: Readable, orphansHoldPipes: boolean): Promise<void> {
-  const closed = Promise.all([stdout, stderr].map((s) => (s.closed ? undefined : once(s, 'close').catch(() => undefined))))
-  if (!orphansHoldPipes) {
-    await closed
-    return
+/** The lines the wrapper writes on fd 3, read one at a time. */
+async function* lines(pipe: Readable): AsyncGenerator<string> {
+  let text = ''
+  for await (const chunk of pipe) {
+    text += String(chunk)
+    for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n')) {
+      yield text.slice(0, at)
+      text = text.slice(at + 1)
+    }
   }
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, orphanOutputGraceMs)))])
-  clearTimeout(timer)
-  stdout.destroy()
-  stderr.destroy()
+}
+
+async function readPid(reports: AsyncGenerator<string>): Promise<number> {
+  const { value, done } = await reports.next()
+  if (done || !/^\d+$/.test(value)) throw new Error('no pid reported')
+  return Number(value)
+}
+
+/** The status the wrapper reports once the command ended, or null when it was killed first. */
+async function readExit(reports: AsyncGenerator<string>): Promise<number | null> {
+  for await (const line of reports) {
+    const m = /^exit (\d+)$/.exec(line)
+    if (m) return Number(m[1])
+  }
+  return null
+}
+
+/**
+ * When the command has ended. Most often runc exec exits at once after the wrapper reports: its
+ * status is the command's. When children of the command still hold the output pipes, runc exec
+ * goes on copying for them; once processes are still found in the command's cgroup after two
+ * graces (the wrapper itself may take a moment to go), the report stands for the end, and the
+ * output they wrote during the graces has been read.
+ */
+async function commandEnd(
+  exited: Promise<[number | null, NodeJS.Signals | null]>,
+  reported: Promise<number | null>,
+  hasProcesses: () => boolean,
+): Promise<{ code: number; orphans: boolean }> {
+  const fromRunc = ([code, signal]: [number | null, NodeJS.Signals | null]) => ({ code: code ?? 128 + signalNumber(signal), orphans: false })
+  const runcEnd = exited.then(fromRunc)
+  const first = await Promise.race([runcEnd, reported.then((code) => ({ reportedCode: code }))])
+  if ('code' in first) return first
+  if (first.reportedCode === null) return runcEnd
+  for (let seen = 0; seen < 2; ) {
+    let timer: NodeJS.Timeout | undefined
+    const grace = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), orphanOutputGraceMs)))
+    const settled = await Promise.race([runcEnd, grace])
+    clearTimeout(timer)
+    if (settled) return settled
+    // An empty cgroup: runc is only finishing its copy, and ends without a wait on anyone.
+    if (!hasProcesses()) return runcEnd
+    seen++
+  }
+  return { code: first.reportedCode, orphans: true }
 }
 
 function startError(stderr: string, options: ChildOptions): SandstormError {
