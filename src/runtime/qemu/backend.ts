@@ -118,6 +118,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const disksDir = join(options.dir, 'disks')
   const readPid = async (dir: string) => Number((await readFile(vmFiles(dir).pid, 'utf8').catch(() => '0')).trim()) || 0
 
+  /**
+   * QMP takes one client at a time: a VM whose earlier backend just let go answers once QEMU's
+   * main loop has seen that close, which took over 5 s on a loaded host under TCG.
+   */
+  const adoptQmpTimeoutMs = 30_000
+
   /** A VM this backend started, or one found on the host (started by an earlier backend): connected on first use. */
   function vmOf(id: string): Promise<Vm> {
     const dir = dirOf(id)
@@ -136,8 +142,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     const record = await readVmRecord(vmFiles(dir).record)
     const qmp = await connectJsonChannel(vmFiles(dir).qmp, 'QMP')
     try {
-      await qmp.call('qmp_capabilities', undefined, 5000)
-      const status = await qmp.call<{ status: string }>('query-status', undefined, 5000)
+      await qmp.call('qmp_capabilities', undefined, adoptQmpTimeoutMs)
+      const status = await qmp.call<{ status: string }>('query-status', undefined, adoptQmpTimeoutMs)
       const paused = status.status !== 'running'
       // The guest agent connects on first use: listing VMs needs QMP alone, and a paused guest cannot answer.
       const agent = lazyGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid))
