@@ -18,7 +18,7 @@ export interface SandboxLayersOptions {
   dataDir: string
   /** @default 'auto': btrfs when the data dir is on btrfs, else overlay */
   driver?: StorageDriverName | 'auto'
-  /** @default 6 */
+  /** A snapshot whose chain would be deeper than this is squashed into one layer. @default the layer store's (12) */
   maxChainDepth?: number
   logger?: Logger
 }

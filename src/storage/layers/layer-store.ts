@@ -47,7 +47,7 @@ const writableSchema = z.object({
 export interface LayerStoreOptions {
   dir: string
   driver: StorageDriver
-  /** A snapshot whose chain would be deeper than this is squashed into one layer. @default 6 */
+  /** A snapshot whose chain would be deeper than this is squashed into one layer: deep enough that a tree search squashes seldom (each squash links the whole chain), shallow enough for short overlay lowerdir lists. @default 12 */
   maxChainDepth?: number
   logger?: Logger
 }
@@ -97,7 +97,7 @@ function phaseTimer(): (name: string) => Record<string, number> {
 export function createLayerStore(options: LayerStoreOptions): LayerStore {
   const { driver } = options
   const log = options.logger ?? silentLogger()
-  const maxDepth = options.maxChainDepth ?? 6
+  const maxDepth = options.maxChainDepth ?? 12
   const layersDir = join(options.dir, 'layers')
   const writableDir = join(options.dir, 'writable')
   const ready = (async () => {
