@@ -5,24 +5,16 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { NotFoundError, Sandbox } from '../src/sdk/index.js'
 import { leftoversOf, sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 const run = promisify(execFile)
 
-/** Polls `check` every 100 ms until it holds, failing after `boundMs`. */
-async function until(what: string, check: () => Promise<boolean>, boundMs = 20_000): Promise<void> {
-  const deadline = Date.now() + boundMs
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what}: still not so after ${boundMs} ms`)
-    await delay(100)
-  }
-}
 
 describe('adoption after a restart, end to end', { skip }, () => {
   let stack: Stack

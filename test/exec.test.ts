@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { AbortError, CommandExitError, ConflictError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '../src/sdk/index.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
@@ -16,14 +17,6 @@ async function processList(sbx: Sandbox): Promise<string[]> {
   return stdout.split('\n').map((l) => l.trim()).filter(Boolean)
 }
 
-/** Polls `check` every 50 ms until it holds, failing after `boundMs`. */
-async function until(what: string, check: () => Promise<boolean>, boundMs = 10_000): Promise<void> {
-  const deadline = Date.now() + boundMs
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what}: still not so after ${boundMs} ms`)
-    await delay(50)
-  }
-}
 
 /** A promise that resolves once `predicate` holds for the text the returned `push` collected. */
 function collector(predicate: (text: string) => boolean) {

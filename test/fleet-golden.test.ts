@@ -12,19 +12,10 @@ import type { ResultPromise } from 'execa'
 import { ConflictError, deleteSnapshot, getSnapshot, listAgents, listSnapshots, listTemplates, promoteTemplate, rollbackTemplate, Sandbox } from '../src/sdk/index.js'
 import { ownTemplatesDir, startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
 import { skipReason } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
-/** Re-checks a condition until it holds; the server offers no event stream to wait on. */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 describe('fleet: snapshots and golden templates through remote agents', { skip, timeout: 180_000 }, () => {
   let dir: string

@@ -15,20 +15,11 @@ import { listAgents, Sandbox } from '../src/sdk/index.js'
 import { silentLogger } from '../src/shared/index.js'
 import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 
-/** Re-checks a condition until it holds; the server offers no event stream to wait on. */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 describe('fleet: an agent removed with `sandstorm agents rm`', { skip, timeout: 180_000 }, () => {
   let dir: string

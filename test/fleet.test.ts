@@ -13,24 +13,10 @@ import { listAgents, listCommandLogs, Sandbox, type AgentInfo } from '../src/sdk
 import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
 import { createTestNetwork, type TestNetwork } from './helpers/netns.js'
 import { skipReason } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? (existsSync('/usr/sbin/ip') || existsSync('/sbin/ip') ? false : 'no ip command (iproute2)')
 
-/** Re-checks a condition until it holds; the server offers no event stream to wait on. */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 describe('fleet: server and three agents in network namespaces', { skip, timeout: 240_000 }, () => {
   let dir: string

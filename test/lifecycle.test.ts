@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
 import { startServer } from '../src/server/index.js'
@@ -15,17 +14,10 @@ import { NotFoundError, Sandbox, SandstormSdkError } from '../src/sdk/index.js'
 import { silentLogger } from '../src/shared/index.js'
 import { leftoversOf, sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
-/** Polls `check` every `everyMs` until it holds, failing after `boundMs`. */
-async function until(what: string, check: () => Promise<boolean>, boundMs = 20_000, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + boundMs
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what}: still not so after ${boundMs} ms`)
-    await delay(everyMs)
-  }
-}
 
 describe('sandbox lifecycle end to end', { skip }, () => {
   let stack: Stack
