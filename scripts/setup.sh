@@ -10,11 +10,12 @@ REPO=$(pwd)
 DATA_DIR=${SANDSTORM_DATA_DIR:-/var/lib/sandstorm}
 export DEBIAN_FRONTEND=noninteractive
 
-# Debian packages the runtimes need. tini and busybox-static go into sandboxes; debootstrap
+# Debian packages the runtimes need. busybox-static goes into sandboxes, and gcc with libc6-dev
+# compiles their static init (native/sandbox-init.c) during the build; debootstrap
 # builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
-PACKAGES=(runc tini busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
+PACKAGES=(runc gcc libc6-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {

@@ -58,10 +58,15 @@ describe('the file API on links an attacker planted', { skip }, () => {
     const host = await readFile('/etc/shadow', 'utf8')
     assert.notEqual(own, host, 'the sandbox and the host must have different /etc/shadow for this test to mean anything')
     assert.equal(await sbx.files.read('/tmp/shadow-link'), own)
-    assert.equal(await sbx.files.read('/tmp/init-root-link/etc/shadow'), own)
-    for (const path of ['/tmp/marker-link', `/../../..${hostMarker}`, `/tmp/init-root-link${hostMarker}`, `/proc/1/root${hostMarker}`]) {
+    for (const path of ['/tmp/marker-link', `/../../..${hostMarker}`]) {
       const err = await rejection(sbx.files.read(path))
       assert.equal(err.code, 'not_found', `${path}: ${err.message}`)
+    }
+    // The sandbox's init is not dumpable, so nothing in the sandbox may open its /proc/1/root;
+    // what matters is that the host never follows the link on its own side.
+    for (const path of ['/tmp/init-root-link/etc/shadow', `/tmp/init-root-link${hostMarker}`, `/proc/1/root${hostMarker}`]) {
+      const err = await rejection(sbx.files.read(path))
+      assert.equal(err.code, 'permission_denied', `${path}: ${err.message}`)
     }
   })
 
@@ -85,8 +90,8 @@ describe('the file API on links an attacker planted', { skip }, () => {
   it('a linked directory as a parent stays inside the sandbox', async () => {
     const name = `hostile-${tag}`
     await sbx.files.write(`/tmp/root-link/etc/${name}`, 'planted')
-    await sbx.files.write(`/tmp/init-root-link/tmp/${name}`, 'planted')
-    assert.equal((await sh(sbx, `cat /etc/${name} /tmp/${name}`)).stdout, 'plantedplanted')
+    assert.equal((await rejection(sbx.files.write(`/tmp/init-root-link/tmp/${name}`, 'planted'))).code, 'permission_denied')
+    assert.equal((await sh(sbx, `cat /etc/${name}`)).stdout, 'planted')
     assert.ok(!existsSync(`/etc/${name}`), `the write reached the host's /etc/${name}`)
     assert.ok(!existsSync(`/tmp/${name}`), `the write reached the host's /tmp/${name}`)
   })

@@ -311,13 +311,13 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
   })
 
   describe('processes', () => {
-    it('sees only its own processes, with tini as pid 1', async () => {
+    it("sees only its own processes, with Sandstorm's init as pid 1", async () => {
       const r = await sh(sbx, 'for d in /proc/[0-9]*; do printf "%s " "${d#/proc/}"; tr "\\0" " " < $d/cmdline; echo; done')
       const procs = r.stdout.trim().split('\n').map((l) => {
         const [pid, ...args] = l.trim().split(' ')
         return { pid: Number(pid), args: args.join(' ') }
       })
-      assert.equal(procs.find((p) => p.pid === 1)?.args.split(' ')[0], '/.sandstorm/tini')
+      assert.equal(procs.find((p) => p.pid === 1)?.args.split(' ')[0], '/.sandstorm/init')
       assert.ok(procs.length < 10, `expected a handful of processes, saw:\n${r.stdout}`)
       assert.ok(!procs.some((p) => p.pid === process.pid), 'the host test runner is visible')
       assert.ok(!r.stdout.includes('node'), `a host process is visible:\n${r.stdout}`)
@@ -337,6 +337,33 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
       } finally {
         victim.kill('SIGKILL')
       }
+    })
+  })
+
+  describe('its init', () => {
+    it("cannot reach the init's channel to the agent, nor stop the init", async () => {
+      const r = await sh(sbx, [
+        // Root in the sandbox may list /proc/1/fd, but not follow or read what it holds.
+        'readlink /proc/1/fd/3 2>/dev/null && echo LINK',
+        'readlink /proc/1/exe 2>/dev/null && echo EXE',
+        'cat /proc/1/environ >/dev/null 2>&1 && echo ENVIRON',
+        'head -c1 /proc/1/mem >/dev/null 2>&1 && echo MEM',
+        // The command holds no socket: the init's end of the channel is close-on-exec.
+        'for f in /proc/$$/fd/*; do readlink "$f"; done | grep -q socket && echo SOCKET',
+        'kill -KILL 1; kill -STOP 1; kill -TERM 1; kill -INT 1',
+        'echo done',
+      ].join('; '))
+      assert.equal(r.stdout, 'done\n', r.stderr)
+      const after = await sh(sbx, 'cat /proc/1/cmdline; grep ^State /proc/1/status')
+      assert.match(after.stdout, /^\/\.sandstorm\/init\0?State:\s+S/)
+    })
+
+    it('reaps orphans: an exited daemon leaves no zombie', async () => {
+      // The subshell exits at once; its sleep is handed to pid 1 and ends 200 ms later.
+      await sh(sbx, '(sleep 0.2 &); true')
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      const r = await sh(sbx, 'grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null; echo done')
+      assert.equal(r.stdout, 'done\n')
     })
   })
 

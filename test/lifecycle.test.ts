@@ -97,7 +97,7 @@ describe('sandbox lifecycle end to end', { skip }, () => {
     const many = await Promise.all(Array.from({ length: 4 }, (_, i) => Sandbox.create('debian', { ...stack.conn, labels: { batch: String(i) } })))
     assert.equal(new Set(many.map((s) => s.sandboxId)).size, 4)
     const outputs = await Promise.all(many.map((s) => s.commands.run('hostname; cat /proc/1/cmdline | tr "\\0" " "')))
-    for (const o of outputs) assert.match(o.stdout, /^sandbox\n\/\.sandstorm\/tini/)
+    for (const o of outputs) assert.match(o.stdout, /^sandbox\n\/\.sandstorm\/init/)
     // A foreground command in flight when its sandbox is killed ends with an error, not a hang.
     const [first] = many
     let onStarted!: () => void

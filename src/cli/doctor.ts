@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync, statfsSyn
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { execa } from 'execa'
+import { runcHostHelpers } from '../runtime/index.js'
 import { printJson, printTable } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
@@ -78,6 +79,14 @@ function checkHostFile(name: string, path: string, pkg: string): DoctorCheck {
   return existsSync(path)
     ? { name, status: 'ok', detail: path, required: true }
     : { name, status: 'fail', detail: `${path} missing: expected it from the ${pkg} package (apt-get install ${pkg})`, required: true }
+}
+
+/** The sandboxes' PID 1, compiled from native/sandbox-init.c by the build. */
+function checkSandboxInit(): DoctorCheck {
+  const path = runcHostHelpers.init
+  return existsSync(path)
+    ? { name: 'sandbox init', status: 'ok', detail: path, required: true }
+    : { name: 'sandbox init', status: 'fail', detail: `${path} missing: run \`npm run build\` (it compiles native/sandbox-init.c; apt-get install gcc libc6-dev)`, required: true }
 }
 
 /** cgroup v2 (unified) or v1 (and hybrid); sandboxes need the memory, cpu and pids controllers. */
@@ -169,7 +178,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const qemuRequired = (options.require ?? []).includes('qemu')
   const checks: DoctorCheck[] = [
     await checkRunc(),
-    checkHostFile('tini', '/usr/bin/tini-static', 'tini'),
+    checkSandboxInit(),
     checkHostFile('busybox', '/bin/busybox', 'busybox-static'),
     checkCgroups(),
     checkStorage(options.dataDir),

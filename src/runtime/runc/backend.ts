@@ -6,6 +6,8 @@ import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, 
 import { mountOverlay, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
 import { freezeSandbox, removeExecCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
+import { createInitChannel } from './init-channel.js'
+import { startInitChild, type InitHandle } from './init-child.js'
 import { killInit } from './init-kill.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
@@ -47,7 +49,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
 
   async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number): Promise<SandboxChild> {
     const p = paths(id)
-    return startSandboxChild(runc, {
+    if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
+    const options = {
       sandboxId: id,
       execDir: p.execDir,
       argv,
@@ -57,8 +60,17 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       gid: user.gid,
       timeoutMs: timeoutMs ?? call.timeoutMs,
       killSignal: linkSignal({ signal: call.signal }),
-    })
+    }
+    // The sandbox's init starts commands; a sandbox this agent did not start (adopted after a
+    // restart) has no channel to it, and takes the slower `runc exec`.
+    const init = inits.get(id)
+    return init?.channel.open ? startInitChild(init, options) : startSandboxChild(runc, options)
   }
+
+  /** The channel to each sandbox's init, for sandboxes this agent started. */
+  const inits = new Map<string, InitHandle>()
+  /** Sandboxes paused by their user (a snapshot's momentary freeze is not a pause). */
+  const paused = new Set<string>()
 
   const envCache = new Map<string, string[]>()
   async function sandboxEnv(id: string): Promise<string[]> {
@@ -89,7 +101,10 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
         mkdirSync(p.execDir, { mode: 0o700 })
         await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work, target: p.rootfs })
         writeFileSync(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
-        await runc.runDetached(spec.id, p.dir, call)
+        const socket = await runc.runDetached(spec.id, p.dir, call)
+        const hostPid = runc.initProcess(spec.id)?.pid
+        if (hostPid) inits.set(spec.id, { channel: createInitChannel(socket), hostPid })
+        else socket.destroy()
         log.info({ sandboxId: spec.id }, 'sandbox started')
         return { id: spec.id, status: 'running', pid: null }
       } catch (err) {
@@ -101,6 +116,9 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async destroy(id: string): Promise<void> {
       const p = paths(id)
       envCache.delete(id)
+      inits.get(id)?.channel.close()
+      inits.delete(id)
+      paused.delete(id)
       // One runc run, not kill + state polls + delete: with the init reaped first, `runc delete`
       // only removes its state and cgroups (see killInit for why runc is not left to kill it).
       const init = runc.initProcess(id)
@@ -122,10 +140,16 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       }))
     },
 
-    pause: (id, call) => runc.pause(checked(id), call),
+    async pause(id, call) {
+      await runc.pause(checked(id), call)
+      paused.add(id)
+    },
     freeze: (id) => freezeSandbox(checked(id)),
     thaw: (id) => thawSandbox(checked(id)),
-    resume: (id, call) => runc.resume(checked(id), call),
+    async resume(id, call) {
+      await runc.resume(checked(id), call)
+      paused.delete(id)
+    },
     stats: async (id) => sandboxUsage(checked(id)),
 
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {

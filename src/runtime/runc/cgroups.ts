@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -23,6 +23,10 @@ export function execCgroup(sandboxId: string, name: string) {
      */
     createNow(): void {
       mkdirSync(dir)
+    },
+    /** Moves a process (by host pid) into the cgroup, synchronously: one small cgroupfs write. */
+    addNow(pid: number): void {
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid))
     },
     async pids(): Promise<number[]> {
       return this.pidsNow()

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
 /** Where the runc backend keeps things on the host. */
@@ -25,13 +26,14 @@ export function sandboxPaths(layout: RuncLayout, id: string) {
 /** Paths inside the sandbox where Sandstorm's own read-only helpers are bound. */
 export const inSandbox = {
   dir: '/.sandstorm',
-  tini: '/.sandstorm/tini',
+  init: '/.sandstorm/init',
   busybox: '/.sandstorm/busybox',
 } as const
 
 /** Host binaries bound into every sandbox, read-only; both are static, so any root can run them. */
 export const hostHelpers = {
-  tini: '/usr/bin/tini-static',
+  /** PID 1 of every sandbox, built from native/sandbox-init.c by `npm run build`. */
+  init: fileURLToPath(new URL('../../../native/sandbox-init', import.meta.url)),
   busybox: '/bin/busybox',
 } as const
 

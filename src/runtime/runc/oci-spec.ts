@@ -33,15 +33,9 @@ function bindReadonly(source: string, destination: string) {
 }
 
 /**
- * How PID 1 starts: the sandbox's busybox drops the stdio that runc handed over, then becomes tini.
- * runc's stderr is a log file in the bundle on the host; kept open by init, it would be a way out
- * of the root (`/proc/1/fd/2` writes to a host file, beyond any limit on the sandbox's own layer).
- */
-const initPrelude = 'exec </dev/null >/dev/null 2>&1; exec "$@"'
-
-/**
- * The OCI runtime config of a sandbox. PID 1 is tini, holding an idle child, so that orphans of
- * exec'd commands are reaped and an idle sandbox costs next to nothing.
+ * The OCI runtime config of a sandbox. PID 1 is Sandstorm's init (native/sandbox-init.c): it drops
+ * the stdio runc hands over (stderr is a file on the host), reaps orphans, and starts the agent's
+ * commands over fd 3. An idle sandbox is that one small process.
  */
 export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
   const memoryBytes = spec.memoryMiB * 1024 * 1024
@@ -50,7 +44,7 @@ export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [inSandbox.busybox, 'sh', '-c', initPrelude, 'sandstorm-init', inSandbox.tini, '-s', '--', inSandbox.busybox, 'sleep', '2147483647'],
+      args: [inSandbox.init],
       env: [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
       cwd: '/',
       capabilities: processCapabilities(defaultCapabilities),
@@ -67,7 +61,7 @@ export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
-      bindReadonly(hostHelpers.tini, inSandbox.tini),
+      bindReadonly(hostHelpers.init, inSandbox.init),
       bindReadonly(hostHelpers.busybox, inSandbox.busybox),
       ...spec.rootfs.readonlyBinds.map((b) => bindReadonly(b.source, b.target)),
     ],

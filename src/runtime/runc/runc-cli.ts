@@ -1,6 +1,7 @@
 import { execFile, spawn, type ExecFileException } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
 
@@ -59,21 +60,26 @@ export function createRuncCli(options: RuncCliOptions) {
     binary,
     baseArgs: base,
     /**
-     * Starts a container detached. Its init inherits runc's stdio, so stdout is /dev/null and
-     * stderr a file in the bundle: a pipe would be held open by the sandbox for its whole life.
+     * Starts a container detached and returns the agent's end of a socket whose other end is the
+     * container's fd 3 (`--preserve-fds`): the init serves commands over it. The init inherits
+     * runc's stdio, so stdout is /dev/null and stderr a file in the bundle: a pipe would be held
+     * open by the sandbox for its whole life.
      */
-    async runDetached(id: string, bundle: string, call: CallOptions = {}): Promise<void> {
+    async runDetached(id: string, bundle: string, call: CallOptions = {}): Promise<Socket> {
       const logFile = join(bundle, 'start.log')
       // Synchronous file calls: microseconds each, where async ones queue in libuv's pool.
       const log = openSync(logFile, 'w', 0o600)
       let code: number | null
+      let socket: Socket
       try {
         // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
-        const child = spawn(binary, [...base, 'run', '--detach', '--bundle', bundle, id], {
-          stdio: ['ignore', 'ignore', log],
+        // Node makes a 'pipe' a socket pair, so fd 3 is a socket that both ends can write.
+        const child = spawn(binary, [...base, 'run', '--detach', '--preserve-fds', '1', '--bundle', bundle, id], {
+          stdio: ['ignore', 'ignore', log, 'pipe'],
           signal: call.signal,
           timeout: call.timeoutMs,
         })
+        socket = child.stdio[3] as Socket
         ;[code] = (await once(child, 'exit')) as [number | null]
       } finally {
         closeSync(log)
@@ -81,7 +87,11 @@ export function createRuncCli(options: RuncCliOptions) {
       // Read only on failure: on success it holds at most warnings.
       const text = code === 0 ? '' : readLog(logFile)
       rmSync(logFile, { force: true })
-      if (code !== 0) throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
+      if (code !== 0) {
+        socket.destroy()
+        throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
+      }
+      return socket
     },
     async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
       await run(['kill', id, signal], call)

@@ -1,0 +1,440 @@
+/*
+ * PID 1 of every runc sandbox. It reaps orphans, and starts commands for the agent: a request on
+ * fd 3 (a socket the agent handed to `runc run --preserve-fds`) forks a child here, already inside
+ * every namespace, cgroup and seccomp filter of the sandbox. That is what `runc exec` does, minus
+ * runc's own start-up (a Go binary, a re-exec and a config parse per command).
+ *
+ * The agent owns the trust: everything said on fd 3 comes from inside the sandbox and is read as
+ * untrusted data. This process only spares the sandbox's own code a slower path to the same place.
+ *
+ * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { H_EXEC = 1, H_GO = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_CANCEL = 7 };
+enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7 };
+
+#define CTL 3
+#define MAX_FRAME (1u << 20)    /* larger requests end the channel: the agent never sends them */
+#define MAX_PROCS 256           /* commands running at once; more are refused */
+#define READ_CHUNK 65536
+#define OUT_HIGH (4u << 20)     /* output queued for the agent beyond this stops reading children */
+#define ORPHAN_GRACE_MS 200     /* output still read after a command ended while children hold its pipes */
+
+struct buf {
+  char *data;
+  size_t len, cap;
+};
+
+struct proc {
+  int used;
+  uint32_t id;
+  pid_t pid;
+  int go_fd, in_fd, out_fd, err_fd;
+  struct buf in;
+  int in_close_pending, paused, exited, reported, status;
+  long long exited_at;
+};
+
+static struct proc procs[MAX_PROCS];
+static struct buf to_host, from_host;
+static int ctl_open;
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void buf_append(struct buf *b, const void *data, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *grown = realloc(b->data, cap);
+    if (!grown) abort();
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+}
+
+static void buf_consume(struct buf *b, size_t n) {
+  memmove(b->data, b->data + n, b->len - n);
+  b->len -= n;
+}
+
+static void buf_free(struct buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+static void put_u32(char *at, uint32_t v) {
+  for (int i = 0; i < 4; i++) at[i] = (char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const char *at) {
+  const unsigned char *u = (const unsigned char *)at;
+  return u[0] | u[1] << 8 | u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+static void send_frame(int type, uint32_t id, const void *payload, size_t n) {
+  if (!ctl_open) return;
+  char head[9];
+  put_u32(head, (uint32_t)(5 + n));
+  head[4] = (char)type;
+  put_u32(head + 5, id);
+  buf_append(&to_host, head, sizeof head);
+  if (n) buf_append(&to_host, payload, n);
+}
+
+static void send_u32(int type, uint32_t id, uint32_t value) {
+  char v[4];
+  put_u32(v, value);
+  send_frame(type, id, v, 4);
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static struct proc *find(uint32_t id) {
+  for (int i = 0; i < MAX_PROCS; i++)
+    if (procs[i].used && procs[i].id == id && !procs[i].reported) return &procs[i];
+  return NULL;
+}
+
+static void failed(uint32_t id, const char *what, int err) {
+  char text[256];
+  int n = snprintf(text, sizeof text, "%s: %s", what, strerror(err));
+  send_frame(I_FAILED, id, text, (size_t)n);
+}
+
+/* Runs in the child: a PATH search as a shell does it, from the command's own environment. */
+static void exec_command(char **argv, char **envp) {
+  if (strchr(argv[0], '/')) {
+    execve(argv[0], argv, envp);
+  } else {
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (char **e = envp; *e; e++)
+      if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+    int denied = 0;
+    char full[4096];
+    for (const char *dir = path; dir;) {
+      const char *end = strchr(dir, ':');
+      size_t len = end ? (size_t)(end - dir) : strlen(dir);
+      if (len + strlen(argv[0]) + 2 <= sizeof full) {
+        snprintf(full, sizeof full, "%.*s/%s", (int)len, len ? dir : ".", argv[0]);
+        execve(full, argv, envp);
+        if (errno == EACCES) denied = 1;
+      }
+      dir = end ? end + 1 : NULL;
+    }
+    errno = denied ? EACCES : ENOENT;
+  }
+  int err = errno;
+  dprintf(2, "%s: %s\n", argv[0], err == ENOENT ? "not found" : strerror(err));
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+/*
+ * EXEC payload: u32 uid, u32 gid, u32 argc, u32 envc, then NUL-terminated strings: cwd, argv,
+ * env. The child takes its user and cwd, tells us over a pipe that it did (or why not), and waits
+ * for GO: the agent moves it into its own cgroup first, so that no fork of it escapes a kill.
+ */
+static void start(uint32_t id, const char *p, size_t n) {
+  if (n < 16) return failed(id, "start", EINVAL);
+  uint32_t uid = get_u32(p), gid = get_u32(p + 4), argc = get_u32(p + 8), envc = get_u32(p + 12);
+  if (argc == 0 || argc > 65536 || envc > 65536) return failed(id, "start", EINVAL);
+  char **strings = calloc(argc + envc + 3, sizeof(char *));
+  if (!strings) return failed(id, "start", ENOMEM);
+  const char *at = p + 16, *end = p + n;
+  for (uint32_t i = 0; i < 1 + argc + envc; i++) {
+    const char *nul = memchr(at, 0, (size_t)(end - at));
+    if (!nul) {
+      free(strings);
+      return failed(id, "start", EINVAL);
+    }
+    strings[i + (i > argc ? 1 : 0)] = (char *)at;
+    at = nul + 1;
+  }
+  /* strings: cwd, argv[argc], NULL, env[envc], NULL */
+  char *cwd = strings[0], **argv = strings + 1, **envp = strings + argc + 2;
+  argv[argc] = NULL;
+  envp[envc] = NULL;
+
+  struct proc *slot = NULL;
+  for (int i = 0; i < MAX_PROCS && !slot; i++)
+    if (!procs[i].used) slot = &procs[i];
+  if (!slot || find(id)) {
+    free(strings);
+    return failed(id, "start", slot ? EEXIST : EAGAIN);
+  }
+  int in[2], out[2], err[2], go[2], ready[2];
+  int *pipes[5] = {in, out, err, go, ready};
+  for (int i = 0; i < 5; i++) {
+    if (pipe2(pipes[i], O_CLOEXEC) == 0) continue;
+    int e = errno;
+    while (i-- > 0) close(pipes[i][0]), close(pipes[i][1]);
+    free(strings);
+    return failed(id, "pipe", e);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    char verdict[5] = {'R'};
+    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
+    else if (chdir(cwd)) verdict[0] = 'C';
+    put_u32(verdict + 1, (uint32_t)errno);
+    if (write(ready[1], verdict, sizeof verdict) != sizeof verdict || verdict[0] != 'R') _exit(127);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(127);
+    exec_command(argv, envp);
+  }
+  free(strings);
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  close(go[0]);
+  close(ready[1]);
+  if (pid < 0) {
+    int e = errno;
+    close(in[1]), close(out[0]), close(err[0]), close(go[1]), close(ready[0]);
+    return failed(id, "fork", e);
+  }
+  char verdict[5] = {0};
+  ssize_t got;
+  do got = read(ready[0], verdict, sizeof verdict);
+  while (got < 0 && errno == EINTR);
+  close(ready[0]);
+  memset(slot, 0, sizeof *slot);
+  *slot = (struct proc){.used = 1, .id = id, .pid = pid, .go_fd = go[1], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0]};
+  fcntl(in[1], F_SETFL, O_NONBLOCK);
+  fcntl(out[0], F_SETFL, O_NONBLOCK);
+  fcntl(err[0], F_SETFL, O_NONBLOCK);
+  if (got != sizeof verdict || verdict[0] != 'R') {
+    /* The child exits by itself; its status is reaped and dropped. */
+    slot->reported = 1;
+    close_fd(&slot->go_fd);
+    close_fd(&slot->in_fd);
+    return failed(id, got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : "user", got == sizeof verdict ? (int)get_u32(verdict + 1) : EIO);
+  }
+  send_u32(I_STARTED, id, (uint32_t)pid);
+}
+
+static void handle(int type, uint32_t id, const char *p, size_t n) {
+  if (type == H_EXEC) return start(id, p, n);
+  struct proc *c = find(id);
+  if (!c) return;
+  switch (type) {
+  case H_GO:
+  case H_CANCEL:
+    if (c->go_fd >= 0 && type == H_GO && write(c->go_fd, "g", 1) != 1) kill(c->pid, SIGKILL);
+    close_fd(&c->go_fd);
+    break;
+  case H_STDIN:
+    if (c->in_fd >= 0 && !c->in_close_pending) buf_append(&c->in, p, n);
+    else send_frame(I_STDIN_GONE, id, NULL, 0);
+    break;
+  case H_STDIN_CLOSE:
+    c->in_close_pending = 1;
+    if (c->in.len == 0) close_fd(&c->in_fd);
+    break;
+  case H_PAUSE:
+    c->paused = 1;
+    break;
+  case H_RESUME:
+    c->paused = 0;
+    break;
+  }
+}
+
+static void read_host(void) {
+  char chunk[READ_CHUNK];
+  ssize_t n = read(CTL, chunk, sizeof chunk);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    /* The agent is gone (a restart adopts us through runc exec): the commands run on unheard. */
+    ctl_open = 0;
+    close(CTL);
+    buf_free(&to_host);
+    return;
+  }
+  if (n < 0) return;
+  buf_append(&from_host, chunk, (size_t)n);
+  while (from_host.len >= 9) {
+    uint32_t len = get_u32(from_host.data);
+    if (len < 5 || len > MAX_FRAME + 5) {
+      ctl_open = 0;
+      close(CTL);
+      buf_free(&from_host);
+      buf_free(&to_host);
+      return;
+    }
+    if (from_host.len < 4 + (size_t)len) break;
+    handle(from_host.data[4], get_u32(from_host.data + 5), from_host.data + 9, len - 5);
+    buf_consume(&from_host, 4 + len);
+  }
+}
+
+static void read_output(struct proc *c, int *fd, int type) {
+  char chunk[READ_CHUNK];
+  ssize_t n = read(*fd, chunk, sizeof chunk);
+  if (n > 0 && !c->reported) send_frame(type, c->id, chunk, (size_t)n);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) close_fd(fd);
+}
+
+static void write_stdin(struct proc *c) {
+  ssize_t n = write(c->in_fd, c->in.data, c->in.len);
+  if (n > 0) {
+    buf_consume(&c->in, (size_t)n);
+    send_u32(I_ACK, c->id, (uint32_t)n);
+    if (c->in.len == 0 && c->in_close_pending) close_fd(&c->in_fd);
+  } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    buf_free(&c->in);
+    close_fd(&c->in_fd);
+    send_frame(I_STDIN_GONE, c->id, NULL, 0);
+  }
+}
+
+static void reap(void) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (int i = 0; i < MAX_PROCS; i++) {
+      struct proc *c = &procs[i];
+      if (!c->used || c->pid != pid) continue;
+      c->exited = 1;
+      c->exited_at = now_ms();
+      c->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      close_fd(&c->go_fd);
+      if (c->in_fd >= 0 && !c->reported) send_frame(I_STDIN_GONE, c->id, NULL, 0);
+      close_fd(&c->in_fd);
+      buf_free(&c->in);
+    }
+  }
+}
+
+/* A command is over once it exited and its pipes closed, or a grace after it exited. */
+static void settle(long long now) {
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used || !c->exited) continue;
+    int drained = c->out_fd < 0 && c->err_fd < 0;
+    if (!c->reported && (drained || now - c->exited_at >= ORPHAN_GRACE_MS)) {
+      send_u32(I_EXIT, c->id, (uint32_t)c->status);
+      c->reported = 1;
+    }
+    /* Children left holding the pipes are read on (and unheard) until they close them. */
+    if (c->reported && drained) c->used = 0;
+  }
+}
+
+static void flush_host(void) {
+  if (!ctl_open || to_host.len == 0) return;
+  ssize_t n = write(CTL, to_host.data, to_host.len);
+  if (n > 0) buf_consume(&to_host, (size_t)n);
+  else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    ctl_open = 0;
+    close(CTL);
+    buf_free(&to_host);
+  }
+}
+
+int main(void) {
+  /* Nothing in the sandbox may read our memory or take fd 3 through /proc. */
+  prctl(PR_SET_DUMPABLE, 0);
+  /* runc handed over its stdio, stderr being a log file on the host: keep none of it. */
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    if (null > 2 && null != CTL) close(null);
+  }
+  struct stat st;
+  ctl_open = fstat(CTL, &st) == 0 && S_ISSOCK(st.st_mode);
+  if (ctl_open) {
+    fcntl(CTL, F_SETFD, FD_CLOEXEC);
+    fcntl(CTL, F_SETFL, O_NONBLOCK);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  struct pollfd fds[2 + 3 * MAX_PROCS];
+  struct {
+    struct proc *c;
+    int which;
+  } owner[2 + 3 * MAX_PROCS];
+  for (;;) {
+    int n = 0, timeout = -1, ctl_at = -1;
+    long long now = now_ms();
+    fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    if (ctl_open) ctl_at = n, fds[n++] = (struct pollfd){.fd = CTL, .events = POLLIN | (to_host.len ? POLLOUT : 0)};
+    int reading = to_host.len < OUT_HIGH;
+    for (int i = 0; i < MAX_PROCS; i++) {
+      struct proc *c = &procs[i];
+      if (!c->used) continue;
+      int *fdp[3] = {&c->out_fd, &c->err_fd, &c->in_fd};
+      for (int w = 0; w < 3; w++) {
+        if (*fdp[w] < 0) continue;
+        short ev = w == 2 ? (c->in.len ? POLLOUT : 0) : (!reading || (c->paused && !c->reported) ? 0 : POLLIN);
+        if (!ev) continue;
+        owner[n].c = c;
+        owner[n].which = w;
+        fds[n++] = (struct pollfd){.fd = *fdp[w], .events = ev};
+      }
+      if (c->exited && !c->reported) {
+        long long left = c->exited_at + ORPHAN_GRACE_MS - now;
+        if (left < 0) left = 0;
+        if (timeout < 0 || left < timeout) timeout = (int)left;
+      }
+    }
+    if (poll(fds, (nfds_t)n, timeout) < 0) continue;
+    for (int k = 0; k < n; k++) {
+      if (!fds[k].revents) continue;
+      if (k == 0) {
+        struct signalfd_siginfo info;
+        while (read(sfd, &info, sizeof info) > 0) {
+        }
+        reap();
+      } else if (k == ctl_at) {
+        if (ctl_open && (fds[k].revents & POLLOUT)) flush_host();
+        if (ctl_open && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) read_host();
+      } else {
+        struct proc *c = owner[k].c;
+        if (owner[k].which == 0 && c->out_fd == fds[k].fd) read_output(c, &c->out_fd, I_STDOUT);
+        else if (owner[k].which == 1 && c->err_fd == fds[k].fd) read_output(c, &c->err_fd, I_STDERR);
+        else if (owner[k].which == 2 && c->in_fd == fds[k].fd) write_stdin(c);
+      }
+    }
+    reap();
+    settle(now_ms());
+    flush_host();
+  }
+}

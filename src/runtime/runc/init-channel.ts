@@ -1,0 +1,160 @@
+import type { Socket } from 'node:net'
+
+/** Frame types to the sandbox's init (see native/sandbox-init.c). */
+const toInit = { exec: 1, go: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6, cancel: 7 } as const
+/** Frame types from it. */
+const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7 } as const
+
+/** Frames larger than this end the channel: the init never sends them (it reads 64 KiB at a time). */
+const maxFrame = 1 << 20
+/** Each frame: u32 length of what follows, u8 type, u32 command id. */
+const headerBytes = 9
+
+/** A command as the init starts it. */
+export interface InitRequest {
+  argv: string[]
+  env: string[]
+  cwd: string
+  uid: number
+  gid: number
+}
+
+/** What the init says of one command, in this order: started or failed, output, exit. */
+export interface CommandEvents {
+  started(pid: number): void
+  failed(reason: string): void
+  stdout(data: Buffer): void
+  stderr(data: Buffer): void
+  /** The init wrote this many bytes of stdin into the command's pipe. */
+  ack(bytes: number): void
+  /** The command's stdin is closed: it exited, or closed it itself. */
+  stdinGone(): void
+  /** The command ended (128 + n when signal n killed it); also when the channel is lost (137). */
+  exit(status: number): void
+}
+
+/** The agent's end of the socket it handed the sandbox's init at `runc run`. */
+export interface InitChannel {
+  readonly open: boolean
+  /** Starts a command: it is forked at once, and runs once `go` is sent. Returns its id. */
+  start(request: InitRequest, events: CommandEvents): number
+  go(id: number): void
+  cancel(id: number): void
+  stdin(id: number, data: Uint8Array): void
+  closeStdin(id: number): void
+  pause(id: number): void
+  resume(id: number): void
+  close(): void
+}
+
+/**
+ * Speaks the init's frame protocol over the socket. Everything read here comes from inside the
+ * sandbox: frames are bounded, unknown ids are ignored, and a malformed stream ends the channel
+ * (the agent then falls back to `runc exec`).
+ */
+export function createInitChannel(socket: Socket): InitChannel {
+  const commands = new Map<number, CommandEvents>()
+  let nextId = 1
+  let open = true
+  let pending: Buffer = Buffer.alloc(0)
+
+  // A sandbox outlives an agent that exits: the socket holds the agent's event loop only while
+  // a command is waited for.
+  socket.unref()
+  const forget = (id: number) => {
+    commands.delete(id)
+    if (commands.size === 0) socket.unref()
+  }
+  socket.on('error', () => undefined)
+  socket.on('close', () => lose())
+  socket.on('data', (chunk: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk
+    while (pending.length >= headerBytes) {
+      const length = pending.readUInt32LE(0)
+      if (length < headerBytes - 4 || length > maxFrame + headerBytes) return lose()
+      if (pending.length < 4 + length) break
+      receive(pending[4]!, pending.readUInt32LE(5), pending.subarray(headerBytes, 4 + length))
+      pending = pending.subarray(4 + length)
+    }
+  })
+
+  function receive(type: number, id: number, payload: Buffer) {
+    const events = commands.get(id)
+    if (!events) return
+    switch (type) {
+      case fromInit.started:
+        return events.started(payload.readUInt32LE(0))
+      case fromInit.failed:
+        forget(id)
+        return events.failed(payload.toString('utf8'))
+      case fromInit.stdout:
+        return events.stdout(Buffer.from(payload))
+      case fromInit.stderr:
+        return events.stderr(Buffer.from(payload))
+      case fromInit.ack:
+        return events.ack(payload.readUInt32LE(0))
+      case fromInit.stdinGone:
+        return events.stdinGone()
+      case fromInit.exit:
+        forget(id)
+        return events.exit(payload.readUInt32LE(0))
+    }
+  }
+
+  /** The init died with its sandbox, or spoke out of turn: every command still open ends. */
+  function lose() {
+    if (!open) return
+    open = false
+    socket.destroy()
+    const left = [...commands.values()]
+    commands.clear()
+    for (const events of left) {
+      events.stdinGone()
+      events.exit(137)
+    }
+  }
+
+  function send(type: number, id: number, payload?: Uint8Array) {
+    if (!open) return
+    const head = Buffer.alloc(headerBytes)
+    head.writeUInt32LE(headerBytes - 4 + (payload?.length ?? 0), 0)
+    head[4] = type
+    head.writeUInt32LE(id, 5)
+    socket.write(payload?.length ? Buffer.concat([head, payload]) : head)
+  }
+
+  return {
+    get open() {
+      return open
+    },
+    start(request, events) {
+      const id = nextId++
+      const numbers = Buffer.alloc(16)
+      numbers.writeUInt32LE(request.uid, 0)
+      numbers.writeUInt32LE(request.gid, 4)
+      numbers.writeUInt32LE(request.argv.length, 8)
+      numbers.writeUInt32LE(request.env.length, 12)
+      const strings = [request.cwd, ...request.argv, ...request.env].map((s) => Buffer.from(`${s}\0`))
+      if (commands.size === 0) socket.ref()
+      commands.set(id, events)
+      send(toInit.exec, id, Buffer.concat([numbers, ...strings]))
+      if (!open) queueMicrotask(() => (forget(id), events.failed('the sandbox is not running')))
+      return id
+    },
+    go: (id) => send(toInit.go, id),
+    cancel: (id) => send(toInit.cancel, id),
+    stdin(id, data) {
+      for (let at = 0; at < data.length; at += maxFrame / 2) send(toInit.stdin, id, data.subarray(at, at + maxFrame / 2))
+    },
+    closeStdin: (id) => send(toInit.stdinClose, id),
+    pause: (id) => send(toInit.pause, id),
+    resume: (id) => send(toInit.resume, id),
+    close: lose,
+  }
+}
+
+/** Whether a request fits one frame (argv and env of a command are far smaller in practice). */
+export function requestFits(request: InitRequest): boolean {
+  const bytes = [request.cwd, ...request.argv, ...request.env].reduce((n, s) => n + Buffer.byteLength(s) + 1, 16)
+  return bytes <= maxFrame
+}
