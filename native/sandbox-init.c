@@ -4,12 +4,19 @@
  * every namespace, cgroup and seccomp filter of the sandbox. That is what `runc exec` does, minus
  * runc's own start-up (a Go binary, a re-exec and a config parse per command).
  *
+ * Each command runs under a keeper: a process forked for it that becomes a child subreaper and
+ * forks the command. Whatever the command leaves behind (a `server &`, a double-forked daemon in
+ * a session of its own) stays a descendant of its keeper, so that a kill or a timeout ends the
+ * whole tree, found by parent links in the sandbox's /proc. No process is moved between cgroups
+ * on the way: a cgroup v1 move waits for an RCU grace period, 10-25 ms after an idle spell.
+ *
  * The agent owns the trust: everything said on fd 3 comes from inside the sandbox and is read as
  * untrusted data. This process only spares the sandbox's own code a slower path to the same place.
  *
  * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -26,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { H_EXEC = 1, H_GO = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_CANCEL = 7 };
+enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6 };
 enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7 };
 
 #define CTL 3
@@ -44,10 +51,10 @@ struct buf {
 struct proc {
   int used;
   uint32_t id;
-  pid_t pid;
-  int go_fd, in_fd, out_fd, err_fd;
+  pid_t keeper, pid;
+  int status_fd, in_fd, out_fd, err_fd;
   struct buf in;
-  int in_close_pending, paused, exited, reported, status;
+  int in_close_pending, paused, exited, reported, status, keeper_gone;
   long long exited_at;
 };
 
@@ -154,10 +161,69 @@ static void exec_command(char **argv, char **envp) {
   _exit(err == ENOENT ? 127 : 126);
 }
 
+static int by_int(const void *a, const void *b) {
+  return *(const int *)a - *(const int *)b;
+}
+
+/* Closes every descriptor from 3 up but these. */
+static void close_except(int *kept, int n) {
+  qsort(kept, (size_t)n, sizeof(int), by_int);
+  unsigned from = 3;
+  for (int i = 0; i <= n; i++) {
+    unsigned to = i < n ? (unsigned)kept[i] : ~0u;
+    if (to > from) {
+      unsigned last = to - 1;
+      if (close_range(from, last, 0) != 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (unsigned fd = from; fd <= last && (long)fd < max; fd++) close((int)fd);
+      }
+    }
+    if (i < n) from = (unsigned)kept[i] + 1;
+  }
+}
+
+/* The keeper: forks the command, reports its status, then reaps what it left until nothing is. */
+static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t uid, uint32_t gid, const char *cwd, char **argv, char **envp) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    char verdict[9] = {'R'};
+    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
+    else if (chdir(cwd)) verdict[0] = 'C';
+    put_u32(verdict + 1, (uint32_t)getpid());
+    put_u32(verdict + 5, (uint32_t)errno);
+    if (write(ready_fd, verdict, sizeof verdict) != sizeof verdict || verdict[0] != 'R') _exit(127);
+    close(ready_fd);
+    exec_command(argv, envp);
+  }
+  if (pid < 0) {
+    char verdict[9] = {'F'};
+    put_u32(verdict + 5, (uint32_t)errno);
+    if (write(ready_fd, verdict, sizeof verdict) < 0) _exit(127);
+    _exit(127);
+  }
+  close(ready_fd), close(in), close(out), close(err);
+  for (;;) {
+    int status;
+    pid_t done = waitpid(-1, &status, 0);
+    if (done < 0 && errno == EINTR) continue;
+    if (done < 0) _exit(0); /* no child left */
+    if (done == pid) {
+      char v[4];
+      put_u32(v, (uint32_t)(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)));
+      if (write(status_fd, v, 4) < 0) { /* init is gone with the sandbox */ }
+      close(status_fd);
+    }
+  }
+}
+
 /*
  * EXEC payload: u32 uid, u32 gid, u32 argc, u32 envc, then NUL-terminated strings: cwd, argv,
- * env. The child takes its user and cwd, tells us over a pipe that it did (or why not), and waits
- * for GO: the agent moves it into its own cgroup first, so that no fork of it escapes a kill.
+ * env. The command takes its user and cwd, and says over a pipe that it did (or why not) before
+ * it execs; a failed exec prints why on its stderr and exits 127 (126 when denied), as a shell.
  */
 static void start(uint32_t id, const char *p, size_t n) {
   if (n < 16) return failed(id, "start", EINVAL);
@@ -187,8 +253,8 @@ static void start(uint32_t id, const char *p, size_t n) {
     free(strings);
     return failed(id, "start", slot ? EEXIST : EAGAIN);
   }
-  int in[2], out[2], err[2], go[2], ready[2];
-  int *pipes[5] = {in, out, err, go, ready};
+  int in[2], out[2], err[2], status[2], ready[2];
+  int *pipes[5] = {in, out, err, status, ready};
   for (int i = 0; i < 5; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) == 0) continue;
     int e = errno;
@@ -196,54 +262,111 @@ static void start(uint32_t id, const char *p, size_t n) {
     free(strings);
     return failed(id, "pipe", e);
   }
-  pid_t pid = fork();
-  if (pid == 0) {
+  pid_t keeper = fork();
+  if (keeper == 0) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     setsid();
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    char verdict[5] = {'R'};
-    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
-    else if (chdir(cwd)) verdict[0] = 'C';
-    put_u32(verdict + 1, (uint32_t)errno);
-    if (write(ready[1], verdict, sizeof verdict) != sizeof verdict || verdict[0] != 'R') _exit(127);
-    char c;
-    if (read(go[0], &c, 1) != 1) _exit(127);
-    exec_command(argv, envp);
+    /* Only what the keeper and its command need stays open here: the keeper never execs, and a
+     * copy of another command's stdin would keep that one from ever reading its end. */
+    int kept[5] = {in[0], out[1], err[1], status[1], ready[1]};
+    close_except(kept, 5);
+    keep(status[1], ready[1], in[0], out[1], err[1], uid, gid, cwd, argv, envp);
   }
   free(strings);
-  close(in[0]);
-  close(out[1]);
-  close(err[1]);
-  close(go[0]);
-  close(ready[1]);
-  if (pid < 0) {
+  close(in[0]), close(out[1]), close(err[1]), close(status[1]), close(ready[1]);
+  if (keeper < 0) {
     int e = errno;
-    close(in[1]), close(out[0]), close(err[0]), close(go[1]), close(ready[0]);
+    close(in[1]), close(out[0]), close(err[0]), close(status[0]), close(ready[0]);
     return failed(id, "fork", e);
   }
-  char verdict[5] = {0};
+  char verdict[9] = {0};
   ssize_t got;
   do got = read(ready[0], verdict, sizeof verdict);
   while (got < 0 && errno == EINTR);
   close(ready[0]);
-  memset(slot, 0, sizeof *slot);
-  *slot = (struct proc){.used = 1, .id = id, .pid = pid, .go_fd = go[1], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0]};
+  *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0]};
   fcntl(in[1], F_SETFL, O_NONBLOCK);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
+  fcntl(status[0], F_SETFL, O_NONBLOCK);
   if (got != sizeof verdict || verdict[0] != 'R') {
-    /* The child exits by itself; its status is reaped and dropped. */
+    /* The keeper exits by itself; it is reaped and dropped. */
     slot->reported = 1;
-    close_fd(&slot->go_fd);
     close_fd(&slot->in_fd);
-    return failed(id, got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : "user", got == sizeof verdict ? (int)get_u32(verdict + 1) : EIO);
+    close_fd(&slot->status_fd);
+    const char *what = got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : verdict[0] == 'U' ? "user" : "fork";
+    return failed(id, what, got == sizeof verdict ? (int)get_u32(verdict + 5) : EIO);
   }
-  send_u32(I_STARTED, id, (uint32_t)pid);
+  slot->pid = (pid_t)get_u32(verdict + 1);
+  send_u32(I_STARTED, id, (uint32_t)slot->pid);
+}
+
+struct link {
+  pid_t pid, parent;
+};
+
+static int by_pid(const void *a, const void *b) {
+  return ((const struct link *)a)->pid - ((const struct link *)b)->pid;
+}
+
+/* Every live process of the sandbox with its parent, from its /proc, sorted by pid. */
+static struct link *links(size_t *count) {
+  DIR *dir = opendir("/proc");
+  if (!dir) return NULL;
+  struct buf all = {0};
+  struct dirent *e;
+  while ((e = readdir(dir))) {
+    long pid = strtol(e->d_name, NULL, 10);
+    if (pid <= 0) continue;
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) continue;
+    text[n] = 0;
+    /* "pid (comm) state ppid ...": the name may hold anything, so read after its last ')' */
+    char *close_paren = strrchr(text, ')');
+    char state;
+    int ppid;
+    if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') continue;
+    struct link l = {(pid_t)pid, ppid};
+    buf_append(&all, &l, sizeof l);
+  }
+  closedir(dir);
+  *count = all.len / sizeof(struct link);
+  qsort(all.data, *count, sizeof(struct link), by_pid);
+  return (struct link *)all.data;
+}
+
+static int descends(struct link *all, size_t count, pid_t pid, pid_t ancestor) {
+  for (int depth = 0; depth < 4096; depth++) {
+    struct link key = {pid, 0}, *l = bsearch(&key, all, count, sizeof *all, by_pid);
+    if (!l || l->parent <= 1) return 0;
+    if (l->parent == ancestor) return 1;
+    pid = l->parent;
+  }
+  return 0;
+}
+
+/*
+ * Signals every descendant of a command's keeper. SIGKILL repeats until none is left, so that a
+ * process forked during one pass is caught by the next (the killed cannot fork again).
+ */
+static void kill_tree(struct proc *c, int sig) {
+  for (int pass = 0; pass < 100; pass++) {
+    size_t count = 0, found = 0;
+    struct link *all = links(&count);
+    if (!all) return;
+    for (size_t i = 0; i < count; i++)
+      if (descends(all, count, all[i].pid, c->keeper)) kill(all[i].pid, sig), found++;
+    free(all);
+    if (!found || sig != SIGKILL) return;
+  }
 }
 
 static void handle(int type, uint32_t id, const char *p, size_t n) {
@@ -251,10 +374,8 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   struct proc *c = find(id);
   if (!c) return;
   switch (type) {
-  case H_GO:
-  case H_CANCEL:
-    if (c->go_fd >= 0 && type == H_GO && write(c->go_fd, "g", 1) != 1) kill(c->pid, SIGKILL);
-    close_fd(&c->go_fd);
+  case H_KILL:
+    if (n >= 4 && !c->keeper_gone && get_u32(p) >= 1 && get_u32(p) <= 64) kill_tree(c, (int)get_u32(p));
     break;
   case H_STDIN:
     if (c->in_fd >= 0 && !c->in_close_pending) buf_append(&c->in, p, n);
@@ -320,20 +441,36 @@ static void write_stdin(struct proc *c) {
   }
 }
 
+static void command_ended(struct proc *c, int status) {
+  if (c->exited) return;
+  c->exited = 1;
+  c->exited_at = now_ms();
+  c->status = status;
+  if (c->in_fd >= 0 && !c->reported) send_frame(I_STDIN_GONE, c->id, NULL, 0);
+  close_fd(&c->in_fd);
+  buf_free(&c->in);
+}
+
+/* The keeper wrote the command's status. */
+static void read_status(struct proc *c) {
+  char v[4];
+  ssize_t n = read(c->status_fd, v, 4);
+  if (n == 4) command_ended(c, (int)get_u32(v));
+  if (n == 4 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) close_fd(&c->status_fd);
+}
+
 static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *c = &procs[i];
-      if (!c->used || c->pid != pid) continue;
-      c->exited = 1;
-      c->exited_at = now_ms();
-      c->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      close_fd(&c->go_fd);
-      if (c->in_fd >= 0 && !c->reported) send_frame(I_STDIN_GONE, c->id, NULL, 0);
-      close_fd(&c->in_fd);
-      buf_free(&c->in);
+      if (!c->used || c->keeper != pid) continue;
+      c->keeper_gone = 1;
+      /* A status it wrote before it went is still in the pipe. */
+      if (c->status_fd >= 0) read_status(c);
+      close_fd(&c->status_fd);
+      command_ended(c, WIFEXITED(status) ? 255 : 128 + WTERMSIG(status));
     }
   }
 }
@@ -348,8 +485,9 @@ static void settle(long long now) {
       send_u32(I_EXIT, c->id, (uint32_t)c->status);
       c->reported = 1;
     }
-    /* Children left holding the pipes are read on (and unheard) until they close them. */
-    if (c->reported && drained) c->used = 0;
+    /* Children left holding the pipes are read on (and unheard) until they close them; the
+     * keeper stays known until it is reaped, so that its pid is never taken for another's. */
+    if (c->reported && drained && c->keeper_gone) c->used = 0;
   }
 }
 
@@ -386,11 +524,11 @@ int main(void) {
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  struct pollfd fds[2 + 3 * MAX_PROCS];
-  struct {
+  static struct pollfd fds[2 + 4 * MAX_PROCS];
+  static struct {
     struct proc *c;
     int which;
-  } owner[2 + 3 * MAX_PROCS];
+  } owner[2 + 4 * MAX_PROCS];
   for (;;) {
     int n = 0, timeout = -1, ctl_at = -1;
     long long now = now_ms();
@@ -400,10 +538,10 @@ int main(void) {
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *c = &procs[i];
       if (!c->used) continue;
-      int *fdp[3] = {&c->out_fd, &c->err_fd, &c->in_fd};
-      for (int w = 0; w < 3; w++) {
+      int *fdp[4] = {&c->out_fd, &c->err_fd, &c->in_fd, &c->status_fd};
+      for (int w = 0; w < 4; w++) {
         if (*fdp[w] < 0) continue;
-        short ev = w == 2 ? (c->in.len ? POLLOUT : 0) : (!reading || (c->paused && !c->reported) ? 0 : POLLIN);
+        short ev = w == 3 ? POLLIN : w == 2 ? (c->in.len ? POLLOUT : 0) : (!reading || (c->paused && !c->reported) ? 0 : POLLIN);
         if (!ev) continue;
         owner[n].c = c;
         owner[n].which = w;
@@ -431,6 +569,7 @@ int main(void) {
         if (owner[k].which == 0 && c->out_fd == fds[k].fd) read_output(c, &c->out_fd, I_STDOUT);
         else if (owner[k].which == 1 && c->err_fd == fds[k].fd) read_output(c, &c->err_fd, I_STDERR);
         else if (owner[k].which == 2 && c->in_fd == fds[k].fd) write_stdin(c);
+        else if (owner[k].which == 3 && c->status_fd == fds[k].fd) read_status(c);
       }
     }
     reap();

@@ -5,9 +5,9 @@ import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { mountOverlay, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
-import { freezeSandbox, removeExecCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
-import { createInitChannel } from './init-channel.js'
-import { startInitChild, type InitHandle } from './init-child.js'
+import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
+import { createInitChannel, type InitChannel } from './init-channel.js'
+import { startInitChild } from './init-child.js'
 import { killInit } from './init-kill.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
@@ -64,11 +64,11 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     // The sandbox's init starts commands; a sandbox this agent did not start (adopted after a
     // restart) has no channel to it, and takes the slower `runc exec`.
     const init = inits.get(id)
-    return init?.channel.open ? startInitChild(init, options) : startSandboxChild(runc, options)
+    return init?.open ? startInitChild(init, options) : startSandboxChild(runc, options)
   }
 
   /** The channel to each sandbox's init, for sandboxes this agent started. */
-  const inits = new Map<string, InitHandle>()
+  const inits = new Map<string, InitChannel>()
   /** Sandboxes paused by their user (a snapshot's momentary freeze is not a pause). */
   const paused = new Set<string>()
 
@@ -101,10 +101,9 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
         mkdirSync(p.execDir, { mode: 0o700 })
         await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work, target: p.rootfs })
         writeFileSync(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
-        const socket = await runc.runDetached(spec.id, p.dir, call)
-        const hostPid = runc.initProcess(spec.id)?.pid
-        if (hostPid) inits.set(spec.id, { channel: createInitChannel(socket), hostPid })
-        else socket.destroy()
+        inits.set(spec.id, createInitChannel(await runc.runDetached(spec.id, p.dir, call)))
+        // What the config holds, known here without a read of it on the first command's path.
+        envCache.set(spec.id, Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
         log.info({ sandboxId: spec.id }, 'sandbox started')
         return { id: spec.id, status: 'running', pid: null }
       } catch (err) {
@@ -116,16 +115,20 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async destroy(id: string): Promise<void> {
       const p = paths(id)
       envCache.delete(id)
-      inits.get(id)?.channel.close()
+      inits.get(id)?.close()
       inits.delete(id)
       paused.delete(id)
       // One runc run, not kill + state polls + delete: with the init reaped first, `runc delete`
       // only removes its state and cgroups (see killInit for why runc is not left to kill it).
       const init = runc.initProcess(id)
-      if (init && !(await killInit(init, () => thawSandbox(id)))) log.warn({ sandboxId: id, pid: init.pid }, 'sandbox init outlived SIGKILL; runc delete --force kills it again')
+      const dead = !init || (await killInit(init, () => thawSandbox(id)))
+      if (!dead) log.warn({ sandboxId: id, pid: init.pid }, 'sandbox init outlived SIGKILL; runc delete --force kills it again')
       await removeExecCgroups(id)
+      // With its init dead, all that runc delete would do is remove the cgroups and runc's state;
+      // it runs only when something is left (or runc never started the container).
+      const forgotten = init !== null && dead && (await removeSandboxCgroups(id))
       // The container's mount namespace died with its processes: the host's overlay can go at once.
-      await Promise.all([runc.deleteForce(id), unmount(p.rootfs)])
+      await Promise.all([forgotten ? runc.forgetState(id) : runc.deleteForce(id), unmount(p.rootfs)])
       await rm(p.dir, { recursive: true, force: true })
       log.info({ sandboxId: id }, 'sandbox destroyed')
     },

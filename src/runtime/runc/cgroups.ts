@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cgroupPath } from './layout.js'
@@ -23,10 +23,6 @@ export function execCgroup(sandboxId: string, name: string) {
      */
     createNow(): void {
       mkdirSync(dir)
-    },
-    /** Moves a process (by host pid) into the cgroup, synchronously: one small cgroupfs write. */
-    addNow(pid: number): void {
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid))
     },
     async pids(): Promise<number[]> {
       return this.pidsNow()
@@ -62,12 +58,16 @@ export function execCgroup(sandboxId: string, name: string) {
   }
 }
 
+/**
+ * Synchronous file calls (microseconds each): async ones wait in libuv's pool behind whatever
+ * queued there first, such as the cgroup removals of a restored sandbox's old instance.
+ */
 async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED'): Promise<void> {
   try {
-    await writeFile(join(dir, 'freezer.state'), state)
+    writeFileSync(join(dir, 'freezer.state'), state)
     // The kernel freezes asynchronously; a frozen cgroup reports FROZEN once every task stopped.
     for (let i = 0; state === 'FROZEN' && i < 1000; i++) {
-      if ((await readFile(join(dir, 'freezer.state'), 'utf8')).trim() === 'FROZEN') return
+      if (readFileSync(join(dir, 'freezer.state'), 'utf8').trim() === 'FROZEN') return
       await sleep(1)
     }
   } catch {
@@ -82,7 +82,7 @@ async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED'): Promise<void
  */
 export async function freezeSandbox(sandboxId: string): Promise<boolean> {
   const dir = join(root, 'freezer', cgroupPath(sandboxId))
-  const state = (await readFile(join(dir, 'freezer.state'), 'utf8')).trim()
+  const state = readFileSync(join(dir, 'freezer.state'), 'utf8').trim()
   if (state === 'FROZEN') return false
   await setFreezer(dir, 'FROZEN')
   return true
@@ -98,6 +98,26 @@ export async function removeExecCgroups(sandboxId: string): Promise<void> {
   const dir = join(root, 'freezer', cgroupPath(sandboxId))
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
   await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => rmdir(join(dir, e.name)).catch(() => undefined)))
+}
+
+/**
+ * Removes a sandbox's cgroup under every hierarchy, as `runc delete` does for a container whose
+ * processes are gone, without a run of runc (milliseconds of CPU taken from the next command).
+ * False when any is still there (in use), for runc to deal with.
+ */
+export async function removeSandboxCgroups(sandboxId: string): Promise<boolean> {
+  const hierarchies = await readdir(root, { withFileTypes: true }).catch(() => [])
+  const removed = await Promise.all(
+    hierarchies
+      .filter((h) => h.isDirectory())
+      .map((h) =>
+        rmdir(join(root, h.name, cgroupPath(sandboxId))).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+        ),
+      ),
+  )
+  return removed.every(Boolean)
 }
 
 /** How many times the kernel's OOM killer has killed in this sandbox. */

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 
 /** Frame types to the sandbox's init (see native/sandbox-init.c). */
-const toInit = { exec: 1, go: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6, cancel: 7 } as const
+const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6 } as const
 /** Frame types from it. */
 const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7 } as const
 
@@ -36,10 +36,10 @@ export interface CommandEvents {
 /** The agent's end of the socket it handed the sandbox's init at `runc run`. */
 export interface InitChannel {
   readonly open: boolean
-  /** Starts a command: it is forked at once, and runs once `go` is sent. Returns its id. */
+  /** Starts a command. Returns its id. */
   start(request: InitRequest, events: CommandEvents): number
-  go(id: number): void
-  cancel(id: number): void
+  /** Signals every process the command started (all descendants of its keeper). */
+  kill(id: number, signal: number): void
   stdin(id: number, data: Uint8Array): void
   closeStdin(id: number): void
   pause(id: number): void
@@ -141,8 +141,11 @@ export function createInitChannel(socket: Socket): InitChannel {
       if (!open) queueMicrotask(() => (forget(id), events.failed('the sandbox is not running')))
       return id
     },
-    go: (id) => send(toInit.go, id),
-    cancel: (id) => send(toInit.cancel, id),
+    kill(id, signal) {
+      const number = Buffer.alloc(4)
+      number.writeUInt32LE(signal)
+      send(toInit.kill, id, number)
+    },
     stdin(id, data) {
       for (let at = 0; at < data.length; at += maxFrame / 2) send(toInit.stdin, id, data.subarray(at, at + maxFrame / 2))
     },

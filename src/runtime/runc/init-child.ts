@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { constants } from 'node:os'
 import { PassThrough } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
-import { execCgroup, oomKillCountNow } from './cgroups.js'
+import { oomKillCountNow } from './cgroups.js'
 import { requestFits, type InitChannel } from './init-channel.js'
 import type { ChildOptions, SandboxChild } from './sandbox-child.js'
 
@@ -11,27 +11,17 @@ const outputHighWater = 1 << 20
 /** Stdin sent ahead of what the command has taken. */
 const stdinWindow = 1 << 20
 
-/** A sandbox's init, as the agent reaches it. */
-export interface InitHandle {
-  channel: InitChannel
-  /** The init's pid on the host. */
-  hostPid: number
-}
-
 /**
- * Starts a command through the sandbox's init: it forks the command inside the sandbox, we move it
- * into a per-command freezer cgroup (so that its whole tree can be killed), then let it run.
- * Same contract as `startSandboxChild`, at a fraction of a `runc exec`.
+ * Starts a command through the sandbox's init, which forks it inside the sandbox under a keeper
+ * of its own (see native/sandbox-init.c): a kill or a timeout ends every process the command
+ * started, daemons included. Same contract as `startSandboxChild`, at a fraction of a `runc exec`.
  */
-export async function startInitChild(init: InitHandle, options: ChildOptions): Promise<SandboxChild> {
+export async function startInitChild(channel: InitChannel, options: ChildOptions): Promise<SandboxChild> {
   const request = { argv: options.argv, env: options.env, cwd: options.cwd, uid: options.uid, gid: options.gid }
   if ([options.cwd, ...options.argv, ...options.env].some((s) => s.includes('\0'))) {
     throw new SandstormError('invalid_argument', 'a command, its cwd and its environment cannot hold NUL characters')
   }
   if (!requestFits(request)) throw new SandstormError('invalid_argument', 'the command and its environment exceed 1 MiB')
-  const { channel } = init
-  const cgroup = execCgroup(options.sandboxId, `x${randomBytes(6).toString('hex')}`)
-  cgroup.createNow()
   const oomBefore = oomKillCountNow(options.sandboxId)
   const startedAt = Date.now()
 
@@ -73,21 +63,7 @@ export async function startInitChild(init: InitHandle, options: ChildOptions): P
       },
       exit: (status) => onExit(status),
     })
-  }).catch(async (err: unknown) => {
-    await cgroup.remove()
-    throw err
   })
-
-  const hostPid = hostPidOf(init.hostPid, options.sandboxId, pid)
-  try {
-    if (hostPid === null) throw new Error(`command ${pid} is not among the sandbox's processes`)
-    cgroup.addNow(hostPid)
-  } catch (err) {
-    channel.cancel(id)
-    await cgroup.remove()
-    throw new SandstormError('internal', `starting the command failed: ${(err as Error).message}`)
-  }
-  channel.go(id)
 
   let sentSignal: NodeJS.Signals | null = null
   let timedOut = false
@@ -95,7 +71,7 @@ export async function startInitChild(init: InitHandle, options: ChildOptions): P
   const killTree = async (signal: NodeJS.Signals = 'SIGKILL') => {
     if (ended) return
     sentSignal = signal
-    await cgroup.signalAll(signal)
+    channel.kill(id, constants.signals[signal])
   }
   const timer = options.timeoutMs
     ? setTimeout(() => {
@@ -106,15 +82,18 @@ export async function startInitChild(init: InitHandle, options: ChildOptions): P
   const onAbort = () => void killTree('SIGKILL')
   options.killSignal?.addEventListener('abort', onAbort, { once: true })
 
-  const result = exited.then((exitCode): ProcessResult => {
+  const result = exited.then(async (exitCode): Promise<ProcessResult> => {
     ended = true
     stdinOpen = false
     clearTimeout(timer)
     options.killSignal?.removeEventListener('abort', onAbort)
+    const oomKilled = exitCode === 137 && oomKillCountNow(options.sandboxId) > oomBefore
+    // The output, the exit and the start can come in one read of the socket, before our caller
+    // has attached to the streams: the result waits until both were read to their end (or
+    // dropped by a reader that went away), so that no output comes after it.
     stdout.end()
     stderr.end()
-    const oomKilled = exitCode === 137 && oomKillCountNow(options.sandboxId) > oomBefore
-    void cgroup.remove()
+    await Promise.all([stdout, stderr].map((s) => finished(s).catch(() => undefined)))
     return { exitCode, signal: sentSignal ?? (oomKilled ? 'SIGKILL' : null), timedOut, oomKilled, durationMs: Date.now() - startedAt }
   })
 
@@ -139,28 +118,6 @@ export async function startInitChild(init: InitHandle, options: ChildOptions): P
     },
     kill: killTree,
   }
-}
-
-/**
- * The host pid of a process the init just forked, from the pid the sandbox sees: among the init's
- * children (newest last), the one whose innermost NSpid is it.
- */
-function hostPidOf(initHostPid: number, sandboxId: string, sandboxPid: number): number | null {
-  let candidates: number[]
-  try {
-    candidates = readFileSync(`/proc/${initHostPid}/task/${initHostPid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number)
-  } catch {
-    candidates = execCgroup(sandboxId, '.').pidsNow()
-  }
-  for (const candidate of candidates.reverse()) {
-    try {
-      const nspid = /^NSpid:\s+([\d\s]+)$/m.exec(readFileSync(`/proc/${candidate}/status`, 'utf8'))?.[1]?.trim().split(/\s+/)
-      if (nspid && Number(nspid[nspid.length - 1]) === sandboxPid && nspid.length > 1) return candidate
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return null
 }
 
 function startError(reason: string, options: ChildOptions): SandstormError {

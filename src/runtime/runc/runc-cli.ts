@@ -1,6 +1,7 @@
 import { execFile, spawn, type ExecFileException } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
@@ -109,6 +110,10 @@ export function createRuncCli(options: RuncCliOptions) {
       } catch {
         return null
       }
+    },
+    /** Removes runc's state of a container whose processes and cgroups are gone. */
+    async forgetState(id: string): Promise<void> {
+      await rm(join(options.stateRoot, id), { recursive: true, force: true })
     },
     /**
      * Removes a container; a missing one is not an error. With its init still alive, runc kills it

@@ -1,0 +1,106 @@
+/**
+ * The sandbox's init (native/sandbox-init.c) as the runc backend drives it: commands over its
+ * channel, their whole trees killed, large streams both ways, and the runc exec path that a
+ * sandbox started by an earlier agent still takes.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { createRuncBackend } from '../src/runtime/index.js'
+import type { ExecSpec, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
+import { createTemplateStore } from '../src/templates/index.js'
+import { leftoversOf } from './helpers/leftovers.js'
+import { skipReason, templatesDir } from './helpers/stack.js'
+
+const skip = skipReason() ?? false
+
+describe("the runc sandbox's init", { skip }, () => {
+  let dataDir: string
+  let backend: RuntimeBackend
+  let spec: SandboxSpec
+  const id = `sb-${randomBytes(8).toString('hex')}`
+  const layout = () => ({ stateRoot: join(dataDir, 'runc'), sandboxesDir: join(dataDir, 'sandboxes') })
+
+  async function run(be: RuntimeBackend, script: string, extra: Partial<ExecSpec> = {}, stdin?: Uint8Array) {
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    const proc = await be.exec(id, { argv: ['/bin/sh', '-c', script], env: {}, cwd: '/', uid: 0, gid: 0, ...extra }, { onStdout: (c) => out.push(Buffer.from(c)), onStderr: (c) => err.push(Buffer.from(c)) })
+    if (stdin) await proc.writeStdin(stdin)
+    proc.closeStdin()
+    const result = await proc.result
+    return { result, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }
+  }
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-runc-init-'))
+    backend = createRuncBackend(layout())
+    const template = await createTemplateStore({ dir: templatesDir }).resolve('debian')
+    spec = { id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: 'sandbox', network: 'none' }
+    await backend.create(spec)
+  })
+
+  after(async () => {
+    await backend.destroy(id).catch(() => undefined)
+    assert.deepEqual(await leftoversOf(dataDir, id), [])
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it('a timeout also ends a daemon that left the command\'s session', async () => {
+    const marker = `/tmp/escaped-${randomBytes(4).toString('hex')}`
+    // setsid and a double fork: the daemon is in no process group or session of the command.
+    const { result } = await run(backend, `setsid sh -c '(sleep 2; touch ${marker}) &' ; sleep 30`, { timeoutMs: 500 })
+    assert.equal(result.timedOut, true)
+    assert.equal(result.exitCode, 137)
+    const left = await run(backend, `pgrep -x -f "sleep 2" >/dev/null && echo alive; sleep 2.5; [ -e ${marker} ] && echo escaped; echo done`)
+    assert.equal(left.stdout.toString(), 'done\n')
+  })
+
+  it('a signal other than SIGKILL reaches every process of the command', async () => {
+    const out: string[] = []
+    let up!: () => void
+    const started = new Promise<void>((resolve) => (up = resolve))
+    const proc = await backend.exec(
+      id,
+      { argv: ['/bin/sh', '-c', "trap 'echo parent-term; exit 3' TERM; (trap 'echo child-term; exit 0' TERM; while :; do sleep 0.05; done) & echo up; wait"], env: {}, cwd: '/', uid: 0, gid: 0 },
+      { onStdout: (c) => (out.push(Buffer.from(c).toString()), up()), onStderr: () => undefined },
+    )
+    await started
+    await proc.kill('SIGTERM')
+    const result = await proc.result
+    assert.equal(result.exitCode, 3)
+    assert.equal(result.signal, 'SIGTERM')
+    const text = out.join('')
+    assert.match(text, /parent-term/)
+    assert.match(text, /child-term/)
+  })
+
+  it('streams 3 MiB into stdin and 24 MiB out, whole and in order', async () => {
+    const input = randomBytes(3 << 20)
+    const counted = await run(backend, 'md5sum | cut -d" " -f1', {}, input)
+    const { createHash } = await import('node:crypto')
+    assert.equal(counted.stdout.toString().trim(), createHash('md5').update(input).digest('hex'))
+    const big = await run(backend, 'head -c 25165824 /dev/zero | tr "\\0" x')
+    assert.equal(big.result.exitCode, 0)
+    assert.equal(big.stdout.length, 24 << 20)
+    assert.ok(big.stdout.every((b) => b === 0x78))
+  })
+
+  it('a missing command, cwd or user is told apart', async () => {
+    const missing = await backend.exec(id, { argv: ['no-such-command'], env: {}, cwd: '/', uid: 0, gid: 0 }, { onStdout: () => undefined, onStderr: () => undefined })
+    assert.equal((await missing.result).exitCode, 127)
+    await assert.rejects(backend.exec(id, { argv: ['true'], env: {}, cwd: '/no/such/dir', uid: 0, gid: 0 }, { onStdout: () => undefined, onStderr: () => undefined }), { code: 'invalid_argument' })
+    const asUser = await run(backend, 'id -u; id -g; id -G', { uid: 1000, gid: 1000 })
+    assert.equal(asUser.stdout.toString(), '1000\n1000\n1000\n')
+  })
+
+  it('a sandbox started by an earlier agent still runs commands, through runc exec', async () => {
+    const later = createRuncBackend(layout())
+    const r = await run(later, 'echo adopted; cat /proc/1/cmdline')
+    assert.equal(r.stdout.toString(), 'adopted\n/.sandstorm/init\0')
+    // The first agent's channel still works beside it.
+    assert.equal((await run(backend, 'echo still')).stdout.toString(), 'still\n')
+  })
+})
