@@ -64,9 +64,10 @@ describe("the runc sandbox's init", { skip }, () => {
     const started = new Promise<void>((resolve) => (up = resolve))
     const proc = await backend.exec(
       id,
-      { argv: ['/bin/sh', '-c', "trap 'echo parent-term; exit 3' TERM; (trap 'echo child-term; exit 0' TERM; while :; do sleep 0.05; done) & echo up; wait"], env: {}, cwd: '/', uid: 0, gid: 0 },
+      { argv: ['/bin/sh', '-c', "trap 'echo parent-term; exit 3' TERM; (trap 'echo child-term; exit 0' TERM; echo up; while :; do sleep 0.05; done) & wait"], env: {}, cwd: '/', uid: 0, gid: 0 },
       { onStdout: (c) => (out.push(Buffer.from(c).toString()), up()), onStderr: () => undefined },
     )
+    // "up" comes once both traps are set: the parent's before it forks, the child's before it prints.
     await started
     await proc.kill('SIGTERM')
     const result = await proc.result

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
-import { mountOverlay, unmount } from '../../storage/index.js'
+import { overlayMountData, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
 import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
@@ -99,8 +99,10 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       }
       try {
         mkdirSync(p.execDir, { mode: 0o700 })
-        await mountOverlay({ lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work, target: p.rootfs })
-        writeFileSync(p.config, JSON.stringify(buildOciSpec(spec)), { mode: 0o600 })
+        const overlay = { lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work }
+        const rootData = overlayMountData(overlay)
+        for (const dir of [overlay.upperDir, overlay.workDir, p.rootfs]) mkdirSync(dir, { recursive: true })
+        writeFileSync(p.config, JSON.stringify(buildOciSpec(spec, rootData)), { mode: 0o600 })
         inits.set(spec.id, createInitChannel(await runc.runDetached(spec.id, p.dir, call)))
         // What the config holds, known here without a read of it on the first command's path.
         envCache.set(spec.id, Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
@@ -127,7 +129,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       // With its init dead, all that runc delete would do is remove the cgroups and runc's state;
       // it runs only when something is left (or runc never started the container).
       const forgotten = init !== null && dead && (await removeSandboxCgroups(id))
-      // The container's mount namespace died with its processes: the host's overlay can go at once.
+      // The root overlay went with the container's mount namespace; a sandbox that an earlier
+      // version started had it mounted on the host.
       await Promise.all([forgotten ? runc.forgetState(id) : runc.deleteForce(id), unmount(p.rootfs)])
       await rm(p.dir, { recursive: true, force: true })
       log.info({ sandboxId: id }, 'sandbox destroyed')

@@ -37,7 +37,7 @@ function bindReadonly(source: string, destination: string) {
  * the stdio runc hands over (stderr is a file on the host), reaps orphans, and starts the agent's
  * commands over fd 3. An idle sandbox is that one small process.
  */
-export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
+export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record<string, unknown> {
   const memoryBytes = spec.memoryMiB * 1024 * 1024
   return {
     ociVersion: '1.0.2',
@@ -54,6 +54,10 @@ export function buildOciSpec(spec: SandboxSpec): Record<string, unknown> {
     root: { path: 'rootfs', readonly: false },
     hostname: spec.hostname,
     mounts: [
+      // The root: runc mounts the overlay in the sandbox's own mount namespace, over the empty
+      // bundle rootfs, before anything else. It goes with the namespace, so nothing is mounted
+      // on the host, and neither a mount nor an umount tool runs per sandbox.
+      { destination: '/', type: 'overlay', source: 'overlay', options: ['nodev', 'nosuid', rootOverlayData] },
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
       { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },

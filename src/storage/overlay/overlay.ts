@@ -19,18 +19,23 @@ export interface OverlayOptions {
  * by the sandbox, so nothing in it may act as a device or gain privileges for a host process.
  */
 export async function mountOverlay(options: OverlayOptions): Promise<void> {
-  if (options.lowerDirs.length === 0) throw new SandstormError('invalid_argument', 'an overlay needs at least one lower layer')
-  for (const dir of [...options.lowerDirs, options.upperDir, options.workDir, options.target]) {
-    if (dir.includes(',') || dir.includes(':')) {
-      throw new SandstormError('invalid_argument', `layer path "${dir}" must not contain "," or ":"`)
-    }
-  }
+  const data = overlayMountData(options)
   await Promise.all([options.upperDir, options.workDir, options.target].map((d) => mkdir(d, { recursive: true })))
-  const data = `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}`
   const result = await runTool('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target])
   if (result.exitCode !== 0) {
     throw new SandstormError('internal', `mounting the sandbox root failed: ${complaintOf(result)}`)
   }
+}
+
+/** The overlay mount's data (`lowerdir=…,upperdir=…,workdir=…`), for a mount made elsewhere (runc's). */
+export function overlayMountData(options: Omit<OverlayOptions, 'target'>): string {
+  if (options.lowerDirs.length === 0) throw new SandstormError('invalid_argument', 'an overlay needs at least one lower layer')
+  for (const dir of [...options.lowerDirs, options.upperDir, options.workDir]) {
+    if (dir.includes(',') || dir.includes(':')) {
+      throw new SandstormError('invalid_argument', `layer path "${dir}" must not contain "," or ":"`)
+    }
+  }
+  return `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}`
 }
 
 /** Unmounts a mount point if it is mounted; a busy mount is detached lazily. Safe to call twice. */
