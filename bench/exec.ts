@@ -1,6 +1,6 @@
 /**
- * exec: the round trip of `true` through SDK → server → agent → runc on one warm sandbox, beside
- * bare `runc exec` into a minimal container, with rows that peel the layers off one by one.
+ * exec: the round trip of `true` through SDK → server → agent → the sandbox's init on one warm
+ * sandbox, beside bare `runc exec` into a minimal container, with rows that peel the layers off.
  */
 import { Sandbox } from '../src/sdk/index.js'
 import { createBareRunc, timeChild } from './bare-runc.js'
@@ -79,7 +79,7 @@ export const execBenchmark: Benchmark = {
           },
         },
         {
-          what: "layer: runc exec <sandbox> sh -c 'exec \"$@\"' true (the wrapper, no agent)",
+          what: "layer: runc exec <sandbox> sh -c 'exec \"$@\"' true (an adopted sandbox's path, no agent)",
           sample: runc(stack.runcRoot, id, [sandboxBusybox, 'sh', '-c', 'exec "$@"', 'sandstorm-exec', 'true']),
         },
         {
@@ -117,7 +117,7 @@ export const execBenchmark: Benchmark = {
         figures,
         notes: [
           `${warmupRuns} warm-up runs of each not counted; every child is timed from spawn until it exited and its pipes closed`,
-          "the 'layer' rows peel Sandstorm's path apart: SDK+HTTP = row 1 - agent row; agent bookkeeping (cgroup, spec file, pid pipe) = agent row - wrapper row; the sandbox's own config (seccomp, caps, cgroup namespace) = no-wrapper row - baseline",
+          "the 'layer' rows peel Sandstorm's path apart: SDK+HTTP = row 1 - agent row; the agent row is a fork by the sandbox's own init over its socket; the runc exec rows are the path of a sandbox that an earlier agent process started (its wrapper, then bare), and the sandbox's own config (seccomp, caps, cgroup namespace) = no-wrapper row - baseline",
         ],
       }
     } finally {

@@ -85,6 +85,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   const result = exited.then(async (exitCode): Promise<ProcessResult> => {
     ended = true
     stdinOpen = false
+    onAck?.()
     clearTimeout(timer)
     options.killSignal?.removeEventListener('abort', onAbort)
     const oomKilled = exitCode === 137 && oomKillCountNow(options.sandboxId) > oomBefore
