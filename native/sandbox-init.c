@@ -42,6 +42,7 @@ enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXI
 #define READ_CHUNK 65536
 #define OUT_HIGH (4u << 20)     /* output queued for the agent beyond this stops reading children */
 #define ORPHAN_GRACE_MS 200     /* output still read after a command ended while children hold its pipes */
+#define KILL_WAIT_MS 2000       /* longest wait for a killed tree to be reaped (a process stuck in the kernel) */
 
 struct buf {
   char *data;
@@ -55,6 +56,7 @@ struct proc {
   int status_fd, in_fd, out_fd, err_fd;
   struct buf in;
   int in_close_pending, paused, exited, reported, status, keeper_gone;
+  long long killed_at; /* when a SIGKILL of its tree was asked for; 0 when none */
   long long exited_at;
 };
 
@@ -375,7 +377,10 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   if (!c) return;
   switch (type) {
   case H_KILL:
-    if (n >= 4 && !c->keeper_gone && get_u32(p) >= 1 && get_u32(p) <= 64) kill_tree(c, (int)get_u32(p));
+    if (n >= 4 && !c->keeper_gone && get_u32(p) >= 1 && get_u32(p) <= 64) {
+      if (get_u32(p) == SIGKILL && !c->killed_at) c->killed_at = now_ms();
+      kill_tree(c, (int)get_u32(p));
+    }
     break;
   case H_STDIN:
     if (c->in_fd >= 0 && !c->in_close_pending) buf_append(&c->in, p, n);
@@ -481,7 +486,11 @@ static void settle(long long now) {
     struct proc *c = &procs[i];
     if (!c->used || !c->exited) continue;
     int drained = c->out_fd < 0 && c->err_fd < 0;
-    if (!c->reported && (drained || now - c->exited_at >= ORPHAN_GRACE_MS)) {
+    /* A killed tree is over once its keeper reaped the last of it: until then its dying
+     * processes still count against the sandbox's pids limit, and the next command's fork
+     * would be refused. */
+    int over = c->killed_at ? c->keeper_gone || now - c->killed_at >= KILL_WAIT_MS : drained || now - c->exited_at >= ORPHAN_GRACE_MS;
+    if (!c->reported && over) {
       send_u32(I_EXIT, c->id, (uint32_t)c->status);
       c->reported = 1;
     }
@@ -548,7 +557,7 @@ int main(void) {
         fds[n++] = (struct pollfd){.fd = *fdp[w], .events = ev};
       }
       if (c->exited && !c->reported) {
-        long long left = c->exited_at + ORPHAN_GRACE_MS - now;
+        long long left = c->killed_at ? c->killed_at + KILL_WAIT_MS - now : c->exited_at + ORPHAN_GRACE_MS - now;
         if (left < 0) left = 0;
         if (timeout < 0 || left < timeout) timeout = (int)left;
       }

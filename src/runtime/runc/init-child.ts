@@ -125,5 +125,8 @@ function startError(reason: string, options: ChildOptions): SandstormError {
   if (reason.startsWith('cwd:')) return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
   if (reason.startsWith('user:')) return new SandstormError('invalid_argument', `cannot run as uid ${options.uid}, gid ${options.gid}: ${reason}`)
   if (/not running/.test(reason)) return new SandstormError('failed_precondition', reason)
+  if (/^fork: .*(temporarily unavailable|EAGAIN)/i.test(reason)) {
+    return new SandstormError('resource_exhausted', 'the sandbox is at its process limit (pidsMax): a command could not start')
+  }
   return new SandstormError('internal', `starting the command failed: ${reason}`)
 }
