@@ -98,7 +98,6 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
         throw new SandstormError('already_exists', `sandbox "${spec.id}" already exists on this host`)
       }
       try {
-        mkdirSync(p.execDir, { mode: 0o700 })
         const overlay = { lowerDirs: spec.rootfs.lowerDirs, upperDir: spec.rootfs.upperDir ?? p.upper, workDir: spec.rootfs.workDir ?? p.work }
         const rootData = overlayMountData(overlay)
         for (const dir of [overlay.upperDir, overlay.workDir, p.rootfs]) mkdirSync(dir, { recursive: true })

@@ -32,6 +32,10 @@ function bindReadonly(source: string, destination: string) {
   return { destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] }
 }
 
+/** Every sandbox has the same profile: built once, not on each create's path. */
+let seccompOnce: ReturnType<typeof defaultSeccompProfile> | undefined
+const sandboxSeccomp = () => (seccompOnce ??= defaultSeccompProfile(defaultCapabilities))
+
 /**
  * The OCI runtime config of a sandbox. PID 1 is Sandstorm's init (native/sandbox-init.c): it drops
  * the stdio runc hands over (stderr is a file on the host), reaps orphans, and starts the agent's
@@ -80,7 +84,7 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
       },
       maskedPaths,
       readonlyPaths,
-      seccomp: defaultSeccompProfile(defaultCapabilities),
+      seccomp: sandboxSeccomp(),
     },
   }
 }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { constants } from 'node:os'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
@@ -65,6 +65,8 @@ export async function startSandboxChild(runc: RuncCli, options: ChildOptions): P
   // Synchronous on purpose: three small writes and reads of microseconds each, which async would
   // queue in libuv's pool behind other work (a restored sandbox's old one being torn down).
   cgroup.createNow()
+  // Only this path (a sandbox an earlier agent started) keeps process specs; made on first use.
+  mkdirSync(options.execDir, { recursive: true, mode: 0o700 })
   writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 })
   const oomBefore = oomKillCountNow(options.sandboxId)
   const startedAt = Date.now()
