@@ -9,7 +9,7 @@ import type { Logger } from '../shared/index.js'
 import type { AgentApi } from './agent-api.js'
 import { hostMetrics } from './host-metrics.js'
 import { createLocalAgent } from './local-agent.js'
-import { startCommand, unaryHandlers } from './remote-handlers.js'
+import { commandReporter, startCommand, unaryHandlers } from './remote-handlers.js'
 import type { CommandReport } from './remote-handlers.js'
 import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity } from './remote-link.js'
 import type { LinkIdentity } from './remote-link.js'
@@ -139,10 +139,16 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
           const start = new AbortController()
           const cancelStart = (): void => start.abort(ac.signal.reason)
           ac.signal.addEventListener('abort', cancelStart, { once: true })
-          const started = await startCommand(local, p, { signal: start.signal }, onCommand).finally(() => ac.signal.removeEventListener('abort', cancelStart))
+          const started = await startCommand(local, p, { signal: start.signal }, onCommand, false).finally(() => ac.signal.removeEventListener('abort', cancelStart))
           await write({ json: JSON.stringify(started) })
-          // The pid frame stands for the start event: the server makes it.
-          for await (const event of local.follow(p.id, started.pid, o)) if (event.type !== 'start') await write({ json: JSON.stringify(event) })
+          // Followed to its end even once the server stopped listening (writes then stop): this
+          // one follower also counts the output for the central log.
+          const heard = commandReporter(p.id, p.req.argv, onCommand)
+          for await (const event of local.follow(p.id, started.pid)) {
+            heard(event)
+            // The pid frame stands for the start event: the server makes it.
+            if (event.type !== 'start') await write({ json: JSON.stringify(event) })
+          }
           break
         }
         case 'follow':
@@ -211,13 +217,15 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
         spare.once('data', (frame: DataFrame) => {
           spare.pause()
           drop()
-          topUp()
           try {
             const { kind, payloadJson } = JSON.parse(frame.json ?? '') as { kind: string; payloadJson: string }
             void data({ requestId: frame.requestId, kind, payloadJson, data: true }, spare)
           } catch {
             spare.cancel()
           }
+          // The request first: opening a stream costs both ends a millisecond of CPU, which the
+          // command's start waited for when the replacement was opened before it.
+          setImmediate(topUp)
         })
         spare.write({ requestId: 0 })
       }

@@ -53,28 +53,36 @@ export function unaryHandlers(local: AgentApi, onCommand: (report: CommandReport
   }
 }
 
-/** Starts the command of an `exec` request (payload `{ id, req }`, stdin in base64) and reports it to the central log when it ends. */
+/**
+ * Starts the command of an `exec` request (payload `{ id, req }`, stdin in base64) and, unless the
+ * caller follows it to its end itself (`reportEnd` false), reports it to the central log then.
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function startCommand(local: AgentApi, p: any, o: CallOptions, onCommand: (report: CommandReport) => void): Promise<{ pid: number }> {
+export async function startCommand(local: AgentApi, p: any, o: CallOptions, onCommand: (report: CommandReport) => void, reportEnd = true): Promise<{ pid: number }> {
   const req = { ...p.req, stdin: p.req.stdin ? Buffer.from(p.req.stdin, 'base64') : undefined } as AgentExecRequest
   const started = await local.exec(p.id, req, o)
-  void report(local, p.id, started.pid, req.argv, onCommand)
+  if (reportEnd) void report(local, p.id, started.pid, req.argv, onCommand)
   return started
+}
+
+/** Counts a command's output from its events and reports it to the central log at its end. */
+export function commandReporter(sandboxId: string, argv: string[], onCommand: (r: CommandReport) => void): (event: ExecEvent) => void {
+  let outputBytes = 0
+  return (event) => {
+    if (event.type === 'stdout' || event.type === 'stderr') outputBytes += Buffer.byteLength(event.data, 'base64')
+    else if (event.type === 'end') {
+      const { exitCode, durationMs } = event.result
+      // After the followers that wait for this end (a run's answer) have had their turn: the log is not on anyone's path.
+      setImmediate(() => onCommand({ sandboxId, argv, exitCode, durationMs, outputBytes }))
+    }
+  }
 }
 
 /** Follows a command to its end, counting its output, for the central log. */
 async function report(local: AgentApi, sandboxId: string, pid: number, argv: string[], onCommand: (r: CommandReport) => void): Promise<void> {
-  let outputBytes = 0
+  const heard = commandReporter(sandboxId, argv, onCommand)
   try {
-    for await (const event of local.follow(sandboxId, pid) as AsyncIterable<ExecEvent>) {
-      if (event.type === 'stdout' || event.type === 'stderr') outputBytes += Buffer.byteLength(event.data, 'base64')
-      else if (event.type === 'end') {
-        const { exitCode, durationMs } = event.result
-        // After the followers that wait for this end (a run's answer) have had their turn: the log is not on anyone's path.
-        setImmediate(() => onCommand({ sandboxId, argv, exitCode, durationMs, outputBytes }))
-        return
-      }
-    }
+    for await (const event of local.follow(sandboxId, pid) as AsyncIterable<ExecEvent>) heard(event)
   } catch {
     // The sandbox went away under the command: there is no end to report.
   }
