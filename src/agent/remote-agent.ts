@@ -141,8 +141,9 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
           ac.signal.addEventListener('abort', cancelStart, { once: true })
           const started = await startCommand(local, p, { signal: start.signal }, onCommand, false).finally(() => ac.signal.removeEventListener('abort', cancelStart))
           await write({ json: JSON.stringify(started) })
-          // Followed to its end even once the server stopped listening (writes then stop): this
-          // one follower also counts the output for the central log.
+          // Followed to its end even once the server stopped listening (the stream then ends at
+          // once, and writes stop): this one follower also counts the output for the central log.
+          ac.signal.addEventListener('abort', () => call.writableEnded || call.end(), { once: true })
           const heard = commandReporter(p.id, p.req.argv, onCommand)
           for await (const event of local.follow(p.id, started.pid)) {
             heard(event)
