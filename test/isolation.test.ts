@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test'
 import { CommandExitError, InvalidArgumentError, Sandbox } from '../src/sdk/index.js'
 import { fingerprint, python, sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
@@ -359,9 +360,10 @@ describe('a runc sandbox attacked from inside', { skip }, () => {
     })
 
     it('reaps orphans: an exited daemon leaves no zombie', async () => {
-      // The subshell exits at once; its sleep is handed to pid 1 and ends 200 ms later.
+      // The subshell exits at once; its sleep is handed to pid 1 and ends 200 ms later. Unreaped,
+      // it would stay in /proc as a zombie named sleep for good.
       await sh(sbx, '(sleep 0.2 &); true')
-      await new Promise((resolve) => setTimeout(resolve, 600))
+      await until('the orphaned sleep to be reaped', async () => (await sh(sbx, 'grep -l "^Name:\\ssleep$" /proc/[0-9]*/status 2>/dev/null; echo done')).stdout === 'done\n')
       const r = await sh(sbx, 'grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null; echo done')
       assert.equal(r.stdout, 'done\n')
     })
