@@ -43,6 +43,8 @@ enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXI
 #define OUT_HIGH (4u << 20)     /* output queued for the agent beyond this stops reading children */
 #define ORPHAN_GRACE_MS 200     /* output still read after a command ended while children hold its pipes */
 #define KILL_WAIT_MS 2000       /* longest wait for a killed tree to be reaped (a process stuck in the kernel) */
+#define KILL_PASSES 8           /* passes over /proc per kill; the tree is killed again until its keeper is gone */
+#define REKILL_MAX_MS 200       /* the longest spell between two kills of a tree that is not gone yet */
 
 struct buf {
   char *data;
@@ -57,6 +59,7 @@ struct proc {
   struct buf in;
   int in_close_pending, paused, exited, reported, status, keeper_gone;
   long long killed_at; /* when a SIGKILL of its tree was asked for; 0 when none */
+  long long rekill_at, rekill_gap; /* when to kill what is left of a killed tree again, and the spell after */
   long long exited_at;
 };
 
@@ -126,7 +129,7 @@ static void close_fd(int *fd) {
 
 static struct proc *find(uint32_t id) {
   for (int i = 0; i < MAX_PROCS; i++)
-    if (procs[i].used && procs[i].id == id && !procs[i].reported) return &procs[i];
+    if (procs[i].used && procs[i].id == id) return &procs[i];
   return NULL;
 }
 
@@ -356,11 +359,13 @@ static int descends(struct link *all, size_t count, pid_t pid, pid_t ancestor) {
 }
 
 /*
- * Signals every descendant of a command's keeper. SIGKILL repeats until none is left, so that a
- * process forked during one pass is caught by the next (the killed cannot fork again).
+ * Signals every descendant of a command's keeper. SIGKILL repeats for a few passes, so that a
+ * process forked during one pass is caught by the next (the killed cannot fork again). A killed
+ * process still counts until it ran its exit, which a throttled cgroup delays, so a pass cannot
+ * tell "dying" from "just forked": the main loop kills the tree again until its keeper is gone.
  */
 static void kill_tree(struct proc *c, int sig) {
-  for (int pass = 0; pass < 100; pass++) {
+  for (int pass = 0; pass < KILL_PASSES; pass++) {
     size_t count = 0, found = 0;
     struct link *all = links(&count);
     if (!all) return;
@@ -374,11 +379,16 @@ static void kill_tree(struct proc *c, int sig) {
 static void handle(int type, uint32_t id, const char *p, size_t n) {
   if (type == H_EXEC) return start(id, p, n);
   struct proc *c = find(id);
-  if (!c) return;
+  /* Once a command's end is reported, only a kill still reaches what it left running. */
+  if (!c || (c->reported && type != H_KILL)) return;
   switch (type) {
   case H_KILL:
     if (n >= 4 && !c->keeper_gone && get_u32(p) >= 1 && get_u32(p) <= 64) {
-      if (get_u32(p) == SIGKILL && !c->killed_at) c->killed_at = now_ms();
+      if (get_u32(p) == SIGKILL && !c->killed_at) {
+        c->killed_at = now_ms();
+        c->rekill_gap = 5;
+        c->rekill_at = c->killed_at + c->rekill_gap;
+      }
       kill_tree(c, (int)get_u32(p));
     }
     break;
@@ -500,6 +510,17 @@ static void settle(long long now) {
   }
 }
 
+/* What is left of a killed tree is killed again, more and more seldom, until its keeper is gone. */
+static void rekill(long long now) {
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used || !c->killed_at || c->keeper_gone || now < c->rekill_at) continue;
+    kill_tree(c, SIGKILL);
+    c->rekill_gap = c->rekill_gap * 2 > REKILL_MAX_MS ? REKILL_MAX_MS : c->rekill_gap * 2;
+    c->rekill_at = now + c->rekill_gap;
+  }
+}
+
 static void flush_host(void) {
   if (!ctl_open || to_host.len == 0) return;
   ssize_t n = write(CTL, to_host.data, to_host.len);
@@ -561,6 +582,10 @@ int main(void) {
         if (left < 0) left = 0;
         if (timeout < 0 || left < timeout) timeout = (int)left;
       }
+      if (c->killed_at && !c->keeper_gone) {
+        long long left = c->rekill_at > now ? c->rekill_at - now : 0;
+        if (timeout < 0 || left < timeout) timeout = (int)left;
+      }
     }
     if (poll(fds, (nfds_t)n, timeout) < 0) continue;
     for (int k = 0; k < n; k++) {
@@ -582,6 +607,7 @@ int main(void) {
       }
     }
     reap();
+    rekill(now_ms());
     settle(now_ms());
     flush_host();
   }

@@ -54,7 +54,8 @@ describe('runc sandbox limits under attack', { skip }, () => {
       let hitLimit!: () => void
       let stderr = ''
       const limitHit = new Promise<void>((resolve) => (hitLimit = resolve))
-      const bomb = await sbx.commands.run(['bash', '-c', ':(){ :|:& };:'], {
+      // The bomb's own shell stays, so that the kill below is a kill of a running command.
+      const bomb = await sbx.commands.run(['bash', '-c', ':(){ :|:& };:; sleep 600'], {
         background: true,
         timeoutMs: 120_000,
         onStderr: (text) => {

@@ -13,6 +13,7 @@ import { createRuncBackend } from '../src/runtime/index.js'
 import type { ExecSpec, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
 import { leftoversOf } from './helpers/leftovers.js'
+import { until } from './helpers/until.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
@@ -56,6 +57,16 @@ describe("the runc sandbox's init", { skip }, () => {
     // A killed command ends once its whole tree is reaped: nothing of it is left by then.
     const left = await run(backend, 'pgrep -x -f "sleep 60" >/dev/null && echo alive; echo done')
     assert.equal(left.stdout.toString(), 'done\n')
+  })
+
+  it('a kill after the command itself ended still ends what it left running', async () => {
+    const proc = await backend.exec(id, { argv: ['/bin/sh', '-c', 'sleep 61 >/dev/null 2>&1 & echo $!'], env: {}, cwd: '/', uid: 0, gid: 0 }, { onStdout: () => undefined, onStderr: () => undefined })
+    proc.closeStdin()
+    assert.equal((await proc.result).exitCode, 0)
+    const alive = async () => (await run(backend, 'pgrep -x -f "sleep 61" >/dev/null && echo alive; true')).stdout.toString()
+    assert.equal(await alive(), 'alive\n')
+    await proc.kill('SIGKILL')
+    await until('the left-over sleep to be killed', async () => (await alive()) === '')
   })
 
   it('a signal other than SIGKILL reaches every process of the command', async () => {

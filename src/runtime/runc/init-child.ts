@@ -68,9 +68,10 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   let sentSignal: NodeJS.Signals | null = null
   let timedOut = false
   let ended = false
+  // Once the command's own process ended, the processes it left running are still its tree:
+  // a kill reaches them for as long as the init knows the command (its keeper is not gone).
   const killTree = async (signal: NodeJS.Signals = 'SIGKILL') => {
-    if (ended) return
-    sentSignal = signal
+    if (!ended) sentSignal = signal
     channel.kill(id, constants.signals[signal])
   }
   const timer = options.timeoutMs
