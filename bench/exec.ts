@@ -79,10 +79,6 @@ export const execBenchmark: Benchmark = {
           },
         },
         {
-          what: "layer: runc exec <sandbox> sh -c 'exec \"$@\"' true (an adopted sandbox's path, no agent)",
-          sample: runc(stack.runcRoot, id, [sandboxBusybox, 'sh', '-c', 'exec "$@"', 'sandstorm-exec', 'true']),
-        },
-        {
           what: 'layer: runc exec <sandbox> busybox true (no agent, no wrapper)',
           sample: runc(stack.runcRoot, id, [sandboxBusybox, 'true']),
         },
@@ -117,7 +113,7 @@ export const execBenchmark: Benchmark = {
         figures,
         notes: [
           `${warmupRuns} warm-up runs of each not counted; every child is timed from spawn until it exited and its pipes closed`,
-          "the 'layer' rows peel Sandstorm's path apart: SDK+HTTP = row 1 - agent row; the agent row is a fork by the sandbox's own init over its socket; the runc exec rows are the path of a sandbox that an earlier agent process started (its wrapper, then bare), and the sandbox's own config (seccomp, caps, cgroup namespace) = no-wrapper row - baseline",
+          "the 'layer' rows peel Sandstorm's path apart: SDK+HTTP = row 1 - agent row; the agent row is a fork by the sandbox's own init over its socket; the runc exec row is what the sandbox's own config (seccomp, caps, cgroup namespace) costs runc: that row - baseline",
         ],
       }
     } finally {

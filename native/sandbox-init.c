@@ -13,6 +13,12 @@
  * The agent owns the trust: everything said on fd 3 comes from inside the sandbox and is read as
  * untrusted data. This process only spares the sandbox's own code a slower path to the same place.
  *
+ * A restarted agent gets a new channel through the abstract socket "sandstorm-init", which is
+ * per network namespace, so per sandbox: a helper on the host joins the sandbox's network
+ * namespace only, connects, and hands over one end of a socket pair (SCM_RIGHTS). A peer is heard
+ * only from outside the sandbox's pid namespace (its pid reads 0 here) and as root: no process of
+ * the sandbox can be either.
+ *
  * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
  */
 #define _GNU_SOURCE
@@ -26,17 +32,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6 };
-enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7 };
+enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8 };
 
 #define CTL 3
+#define FILTER_FD 4             /* the sandbox's seccomp program, compiled by the agent (read to its end, then closed) */
 #define MAX_FRAME (1u << 20)    /* larger requests end the channel: the agent never sends them */
 #define MAX_PROCS 256           /* commands running at once; more are refused */
 #define READ_CHUNK 65536
@@ -66,6 +79,11 @@ struct proc {
 static struct proc procs[MAX_PROCS];
 static struct buf to_host, from_host;
 static int ctl_open;
+static int listener = -1; /* where a restarted agent hands over a new channel */
+static uint32_t filter_length; /* instructions of the seccomp filter this process loaded */
+
+#define LISTEN_NAME "sandstorm-init"
+#define HANDOVER_WAIT_MS 1000   /* longest wait for a connected host helper to send its socket */
 
 static long long now_ms(void) {
   struct timespec t;
@@ -231,7 +249,7 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t
  * it execs; a failed exec prints why on its stderr and exits 127 (126 when denied), as a shell.
  */
 static void start(uint32_t id, const char *p, size_t n) {
-  if (n < 16) return failed(id, "start", EINVAL);
+  if (n < 16 || id == 0) return failed(id, "start", EINVAL);
   uint32_t uid = get_u32(p), gid = get_u32(p + 4), argc = get_u32(p + 8), envc = get_u32(p + 12);
   if (argc == 0 || argc > 65536 || envc > 65536) return failed(id, "start", EINVAL);
   char **strings = calloc(argc + envc + 3, sizeof(char *));
@@ -409,27 +427,134 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   }
 }
 
+static void listen_for_handover(void) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path + 1, LISTEN_NAME, sizeof LISTEN_NAME - 1);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof LISTEN_NAME - 1);
+  listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (listener >= 0 && (bind(listener, (struct sockaddr *)&addr, len) || listen(listener, 4))) close_fd(&listener);
+}
+
+/* The socket end a host helper sent on `conn` (one byte and one fd), or -1. */
+static int received_socket(int conn) {
+  struct timeval wait = {.tv_sec = HANDOVER_WAIT_MS / 1000, .tv_usec = (HANDOVER_WAIT_MS % 1000) * 1000};
+  setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+  if (recvmsg(conn, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISSOCK(st.st_mode)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/*
+ * Loads the sandbox's seccomp filter, read to its end from fd 4, before anything else runs in the
+ * sandbox: every command is forked from this process and inherits it. runc would compile the same
+ * profile with libseccomp on every start (6-9 ms); the agent compiles it once
+ * (native/seccomp-bpf.c). Returns the filter's length in instructions, or 0 when there is no
+ * valid filter to load.
+ */
+static uint32_t load_filter(void) {
+  static struct sock_filter program[BPF_MAXINSNS + 1];
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(FILTER_FD, (char *)program + len, sizeof program - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd wait = {.fd = FILTER_FD, .events = POLLIN};
+      if (poll(&wait, 1, HANDOVER_WAIT_MS) == 1) continue;
+    }
+    if (n < 0) len = 0;
+    if (n <= 0) break;
+    len += (size_t)n;
+    if (len == sizeof program) { /* longer than the kernel takes */
+      len = 0;
+      break;
+    }
+  }
+  close(FILTER_FD);
+  if (len == 0 || len % sizeof *program || len > BPF_MAXINSNS * sizeof *program) return 0;
+  struct sock_fprog fprog = {.len = (unsigned short)(len / sizeof *program), .filter = program};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog)) return 0;
+  return fprog.len;
+}
+
+/* Fd 3 holds /dev/null while there is no channel, so that no other descriptor lands on it. */
+static void reserve_ctl(void) {
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && fd != CTL) {
+    dup2(fd, CTL);
+    close(fd);
+    fcntl(CTL, F_SETFD, FD_CLOEXEC);
+  }
+}
+
+/*
+ * The agent is gone (or another takes over): its commands run on, unheard, with their stdin at
+ * its end, as a pipe from a process that exited. Their ids are cleared (the host's start at 1),
+ * so that a new agent's ids never meet them.
+ */
+static void lose_host(void) {
+  if (ctl_open) close(CTL);
+  ctl_open = 0;
+  reserve_ctl();
+  buf_free(&from_host);
+  buf_free(&to_host);
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used) continue;
+    c->id = 0;
+    c->reported = 1;
+    c->paused = 0;
+    buf_free(&c->in);
+    close_fd(&c->in_fd);
+  }
+}
+
+/* A new agent takes the channel over. */
+static void take_channel(void) {
+  int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  if (conn < 0) return;
+  struct ucred peer;
+  socklen_t len = sizeof peer;
+  int fd = -1;
+  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.pid == 0 && peer.uid == 0) fd = received_socket(conn);
+  if (fd < 0) {
+    close(conn);
+    return;
+  }
+  lose_host();
+  dup2(fd, CTL);
+  close(fd);
+  fcntl(CTL, F_SETFD, FD_CLOEXEC);
+  fcntl(CTL, F_SETFL, O_NONBLOCK);
+  ctl_open = 1;
+  send_u32(I_READY, 0, filter_length);
+  if (write(conn, "k", 1) != 1) { /* the helper went; the channel is ours either way */ }
+  close(conn);
+}
+
 static void read_host(void) {
   char chunk[READ_CHUNK];
   ssize_t n = read(CTL, chunk, sizeof chunk);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-    /* The agent is gone (a restart adopts us through runc exec): the commands run on unheard. */
-    ctl_open = 0;
-    close(CTL);
-    buf_free(&to_host);
-    return;
-  }
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return lose_host();
   if (n < 0) return;
   buf_append(&from_host, chunk, (size_t)n);
   while (from_host.len >= 9) {
     uint32_t len = get_u32(from_host.data);
-    if (len < 5 || len > MAX_FRAME + 5) {
-      ctl_open = 0;
-      close(CTL);
-      buf_free(&from_host);
-      buf_free(&to_host);
-      return;
-    }
+    if (len < 5 || len > MAX_FRAME + 5) return lose_host();
     if (from_host.len < 4 + (size_t)len) break;
     handle(from_host.data[4], get_u32(from_host.data + 5), from_host.data + 9, len - 5);
     buf_consume(&from_host, 4 + len);
@@ -525,16 +650,15 @@ static void flush_host(void) {
   if (!ctl_open || to_host.len == 0) return;
   ssize_t n = write(CTL, to_host.data, to_host.len);
   if (n > 0) buf_consume(&to_host, (size_t)n);
-  else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-    ctl_open = 0;
-    close(CTL);
-    buf_free(&to_host);
-  }
+  else if (n < 0 && errno != EAGAIN && errno != EINTR) lose_host();
 }
 
 int main(void) {
   /* Nothing in the sandbox may read our memory or take fd 3 through /proc. */
   prctl(PR_SET_DUMPABLE, 0);
+  /* No sandbox runs without its filter: without one, the init exits and the agent's create fails. */
+  filter_length = load_filter();
+  if (!filter_length) return 1;
   /* runc handed over its stdio, stderr being a log file on the host: keep none of it. */
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
@@ -546,6 +670,9 @@ int main(void) {
   if (ctl_open) {
     fcntl(CTL, F_SETFD, FD_CLOEXEC);
     fcntl(CTL, F_SETFL, O_NONBLOCK);
+  } else {
+    if (fcntl(CTL, F_GETFD) >= 0) close(CTL);
+    reserve_ctl();
   }
   signal(SIGPIPE, SIG_IGN);
   sigset_t chld;
@@ -553,16 +680,19 @@ int main(void) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  listen_for_handover();
+  if (ctl_open) send_u32(I_READY, 0, filter_length);
 
-  static struct pollfd fds[2 + 4 * MAX_PROCS];
+  static struct pollfd fds[3 + 4 * MAX_PROCS];
   static struct {
     struct proc *c;
     int which;
-  } owner[2 + 4 * MAX_PROCS];
+  } owner[3 + 4 * MAX_PROCS];
   for (;;) {
-    int n = 0, timeout = -1, ctl_at = -1;
+    int n = 0, timeout = -1, ctl_at = -1, listen_at = -1;
     long long now = now_ms();
     fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    if (listener >= 0) listen_at = n, fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
     if (ctl_open) ctl_at = n, fds[n++] = (struct pollfd){.fd = CTL, .events = POLLIN | (to_host.len ? POLLOUT : 0)};
     int reading = to_host.len < OUT_HIGH;
     for (int i = 0; i < MAX_PROCS; i++) {
@@ -595,9 +725,11 @@ int main(void) {
         while (read(sfd, &info, sizeof info) > 0) {
         }
         reap();
+      } else if (k == listen_at) {
+        take_channel();
       } else if (k == ctl_at) {
         if (ctl_open && (fds[k].revents & POLLOUT)) flush_host();
-        if (ctl_open && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) read_host();
+        if (ctl_open && (fds[k].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) read_host();
       } else {
         struct proc *c = owner[k].c;
         if (owner[k].which == 0 && c->out_fd == fds[k].fd) read_output(c, &c->out_fd, I_STDOUT);

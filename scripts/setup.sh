@@ -11,11 +11,12 @@ DATA_DIR=${SANDSTORM_DATA_DIR:-/var/lib/sandstorm}
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the runtimes need. busybox-static goes into sandboxes, and gcc with libc6-dev
-# compiles their static init (native/sandbox-init.c) during the build; debootstrap
+# compiles their static init (native/sandbox-init.c) during the build, libseccomp-dev the helper
+# that compiles their seccomp filter once per agent (native/seccomp-bpf.c); debootstrap
 # builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
-PACKAGES=(runc gcc libc6-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
+PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {

@@ -212,7 +212,7 @@ describe('exec end to end', { skip }, () => {
     const controller = new AbortController()
     const { pid } = await stack.agent.exec(sbx.sandboxId, { argv: ['sleep', '304'], env: {} }, { signal: controller.signal })
     controller.abort()
-    // A command run after the abort takes a runc exec (tens of ms): a kill would have landed by then.
+    // A command run after the abort goes over the init's channel after any kill the abort sent.
     const check = await sbx.commands.run(['sh', '-c', `kill -0 ${pid} && echo alive`])
     assert.equal(check.stdout, 'alive\n')
     assert.equal((await stack.agent.processes(sbx.sandboxId)).find((p) => p.pid === pid)?.running, true)

@@ -1,5 +1,5 @@
 /**
- * Files end to end: SDK -> HTTP server -> local agent -> the sandbox's busybox through runc exec.
+ * Files end to end: SDK -> HTTP server -> local agent -> the sandbox's busybox, started by its init.
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'

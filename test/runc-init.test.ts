@@ -1,15 +1,19 @@
 /**
  * The sandbox's init (native/sandbox-init.c) as the runc backend drives it: commands over its
- * channel, their whole trees killed, large streams both ways, and the runc exec path that a
- * sandbox started by an earlier agent still takes.
+ * channel, their whole trees killed, large streams both ways, and a later agent attaching to the
+ * init of a sandbox that an earlier one started.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { createRuncBackend } from '../src/runtime/index.js'
+import { createRuncBackend, runcHostHelpers } from '../src/runtime/index.js'
 import type { ExecSpec, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
 import { leftoversOf } from './helpers/leftovers.js'
@@ -108,11 +112,66 @@ describe("the runc sandbox's init", { skip }, () => {
     assert.equal(asUser.stdout.toString(), '1000\n1000\n1000\n')
   })
 
-  it('a sandbox started by an earlier agent still runs commands, through runc exec', async () => {
+  it('the init refuses to run without a whole seccomp program on fd 4', async () => {
+    // Run on the host here: it must exit before it does anything at all.
+    for (const program of [null, Buffer.alloc(0), Buffer.alloc(12), Buffer.alloc(4097 * 8)]) {
+      const init = spawn(runcHostHelpers.init, [], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', program ? 'pipe' : 'ignore'] })
+      const said: Buffer[] = []
+      ;(init.stdio[3] as Socket).on('data', (c: Buffer) => said.push(c))
+      if (program) (init.stdio[4] as Socket).on('error', () => undefined).end(program)
+      const [code] = (await once(init, 'exit')) as [number | null]
+      assert.equal(code, 1, `a program of ${program?.length ?? 'no'} bytes`)
+      assert.equal(Buffer.concat(said).length, 0, 'it said nothing')
+    }
+  })
+
+  it('a later agent attaches to the init of a sandbox an earlier one started, which then takes it back', async () => {
+    // The earlier agent's command runs on, unheard, with its stdin at an end.
+    const earlier = await backend.exec(id, { argv: ['/bin/sh', '-c', 'cat; echo eof > /tmp/earlier'], env: {}, cwd: '/', uid: 0, gid: 0 }, { onStdout: () => undefined, onStderr: () => undefined })
     const later = createRuncBackend(layout())
     const r = await run(later, 'echo adopted; cat /proc/1/cmdline')
     assert.equal(r.stdout.toString(), 'adopted\n/.sandstorm/init\0')
-    // The first agent's channel still works beside it.
-    assert.equal((await run(backend, 'echo still')).stdout.toString(), 'still\n')
+    assert.equal((await earlier.result).exitCode, 137, 'the earlier channel ended')
+    await until('the earlier command to see the end of its stdin', async () => (await run(later, 'cat /tmp/earlier 2>/dev/null; true')).stdout.toString() === 'eof\n')
+    // Ids start at 1 on every channel: the new one's commands never meet the old one's.
+    const many = await Promise.all([1, 2, 3].map((n) => run(later, `echo ${n}`)))
+    assert.deepEqual(many.map((m) => m.stdout.toString()), ['1\n', '2\n', '3\n'])
+    // The first agent attaches again on its next command.
+    assert.equal((await run(backend, 'echo back')).stdout.toString(), 'back\n')
+  })
+
+  it('the attach helper hands a channel to no process but the recorded init', async () => {
+    const state = JSON.parse(await readFile(join(layout().stateRoot, id, 'state.json'), 'utf8')) as { init_process_pid: number; init_process_start: number }
+    const attach = (pid: number, ticks: number) => spawnSync(runcHostHelpers.initAttach, [String(pid), String(ticks)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+    const reused = attach(state.init_process_pid, state.init_process_start + 1)
+    assert.equal(reused.status, 1)
+    assert.match(reused.stderr, /init is gone/)
+    // A host process: its network namespace holds no init's socket.
+    const self = readFileSync(`/proc/${process.pid}/stat`, 'utf8')
+    const ticks = Number(self.slice(self.lastIndexOf(')') + 2).split(' ')[19])
+    const stranger = attach(process.pid, ticks)
+    assert.equal(stranger.status, 1)
+    assert.match(stranger.stderr, /connecting to the sandbox's init/)
+    assert.equal((await run(backend, 'echo served')).stdout.toString(), 'served\n')
+  })
+
+  it("the init's handover socket takes no channel from inside the sandbox", async () => {
+    // A sandbox process (pid != 0 as the init sees it) connects and sends a socket: the init
+    // must neither take it nor stop serving its agent.
+    const script = [
+      'import array, socket',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      's.connect("\\0sandstorm-init")',
+      'a, b = socket.socketpair()',
+      'try:',
+      '    s.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [a.fileno()]))])',
+      '    s.settimeout(3)',
+      '    print("word", s.recv(1))',
+      'except OSError as e:',
+      '    print("refused", type(e).__name__)',
+    ].join('\n')
+    const r = await run(backend, `python3 -c '${script}'`)
+    assert.match(r.stdout.toString(), /^(refused|word b'')/, r.stderr)
+    assert.equal((await run(backend, 'echo served')).stdout.toString(), 'served\n')
   })
 })

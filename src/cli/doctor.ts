@@ -81,12 +81,12 @@ function checkHostFile(name: string, path: string, pkg: string): DoctorCheck {
     : { name, status: 'fail', detail: `${path} missing: expected it from the ${pkg} package (apt-get install ${pkg})`, required: true }
 }
 
-/** The sandboxes' PID 1, compiled from native/sandbox-init.c by the build. */
+/** The sandboxes' PID 1 and the host helpers beside it (seccomp compiler, attach), compiled from native/ by the build. */
 function checkSandboxInit(): DoctorCheck {
-  const path = runcHostHelpers.init
-  return existsSync(path)
-    ? { name: 'sandbox init', status: 'ok', detail: path, required: true }
-    : { name: 'sandbox init', status: 'fail', detail: `${path} missing: run \`npm run build\` (it compiles native/sandbox-init.c; apt-get install gcc libc6-dev)`, required: true }
+  const missing = [runcHostHelpers.init, runcHostHelpers.initAttach, runcHostHelpers.seccompBpf].filter((path) => !existsSync(path))
+  return missing.length === 0
+    ? { name: 'sandbox init', status: 'ok', detail: runcHostHelpers.init, required: true }
+    : { name: 'sandbox init', status: 'fail', detail: `${missing.join(', ')} missing: run \`npm run build\` (it compiles native/*.c; apt-get install gcc libc6-dev libseccomp-dev)`, required: true }
 }
 
 /** cgroup v2 (unified) or v1 (and hybrid); sandboxes need the memory, cpu and pids controllers. */

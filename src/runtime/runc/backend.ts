@@ -5,15 +5,16 @@ import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { overlayMountData, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
-import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxUsage, thawSandbox } from './cgroups.js'
+import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, thawSandbox } from './cgroups.js'
+import { attachInit } from './init-attach.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
-import { startInitChild } from './init-child.js'
-import { killInit } from './init-kill.js'
+import { startInitChild, type SandboxChild } from './init-child.js'
+import { initAlive, killInit } from './init-kill.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
 import { buildOciSpec, defaultPath } from './oci-spec.js'
+import { sandboxSeccompProgram } from './seccomp-program.js'
 import { createRuncCli, type RuncContainer } from './runc-cli.js'
-import { startSandboxChild, type SandboxChild } from './sandbox-child.js'
 
 /** Options of the runc backend. */
 export interface RuncBackendOptions extends RuncLayout {
@@ -30,6 +31,13 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     mkdir(options.stateRoot, { recursive: true, mode: 0o700 }),
     mkdir(options.sandboxesDir, { recursive: true, mode: 0o700 }),
   ])
+  // Compiled on the first create, not per sandbox; a failure is tried again on the next create.
+  let compiled: Promise<Buffer> | undefined
+  const seccompProgram = () =>
+    (compiled ??= sandboxSeccompProgram().catch((err: unknown) => {
+      compiled = undefined
+      throw err
+    }))
 
   const paths = (id: string) => {
     if (!idPattern.test(id)) throw new SandstormError('invalid_argument', `sandbox id "${id}" is malformed`)
@@ -48,11 +56,10 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   }
 
   async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number): Promise<SandboxChild> {
-    const p = paths(id)
+    paths(id)
     if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
     const options = {
       sandboxId: id,
-      execDir: p.execDir,
       argv,
       env: [`PATH=${defaultPath}`, `HOME=${user.home}`, ...(await sandboxEnv(id)), ...extraEnv],
       cwd,
@@ -61,14 +68,41 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       timeoutMs: timeoutMs ?? call.timeoutMs,
       killSignal: linkSignal({ signal: call.signal }),
     }
-    // The sandbox's init starts commands; a sandbox this agent did not start (adopted after a
-    // restart) has no channel to it, and takes the slower `runc exec`.
-    const init = inits.get(id)
-    return init?.open ? startInitChild(init, options) : startSandboxChild(runc, options)
+    return startInitChild(await channelTo(id), options)
   }
 
-  /** The channel to each sandbox's init, for sandboxes this agent started. */
+  /** The channel to each sandbox's init: made at create, or attached on first use after a restart. */
   const inits = new Map<string, InitChannel>()
+  const attaching = new Map<string, Promise<InitChannel>>()
+
+  /**
+   * The sandbox's init starts every command. A sandbox an earlier agent process started (or whose
+   * channel broke) gets a new channel handed to its init, once, however many commands ask.
+   */
+  function channelTo(id: string): InitChannel | Promise<InitChannel> {
+    const open = inits.get(id)
+    if (open?.open) return open
+    let pending = attaching.get(id)
+    if (!pending) {
+      pending = attach(id).finally(() => attaching.delete(id))
+      attaching.set(id, pending)
+    }
+    return pending
+  }
+
+  async function attach(id: string): Promise<InitChannel> {
+    const init = runc.initProcess(id)
+    if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', `the sandbox is not running`)
+    if (sandboxFrozen(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
+    const channel = await attachInit(init, createInitChannel)
+    await channel.ready.catch(() => {
+      throw new SandstormError('unavailable', "the sandbox's init took the channel and closed it")
+    })
+    inits.get(id)?.close()
+    inits.set(id, channel)
+    log.info({ sandboxId: id }, 'attached to the init of a sandbox an earlier agent started')
+    return channel
+  }
   /** Sandboxes paused by their user (a snapshot's momentary freeze is not a pause). */
   const paused = new Set<string>()
 
@@ -102,7 +136,12 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
         const rootData = overlayMountData(overlay)
         for (const dir of [overlay.upperDir, overlay.workDir, p.rootfs]) mkdirSync(dir, { recursive: true })
         writeFileSync(p.config, JSON.stringify(buildOciSpec(spec, rootData)), { mode: 0o600 })
-        inits.set(spec.id, createInitChannel(await runc.runDetached(spec.id, p.dir, call)))
+        const channel = await runc.runDetached(spec.id, p.dir, await seccompProgram(), createInitChannel, call)
+        inits.set(spec.id, channel)
+        // The init loads the seccomp filter before it serves anyone, or exits: no sandbox runs unfiltered.
+        await channel.ready.catch(() => {
+          throw new SandstormError('internal', "the sandbox's init did not start: it could not load the seccomp filter")
+        })
         // What the config holds, known here without a read of it on the first command's path.
         envCache.set(spec.id, Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
         log.info({ sandboxId: spec.id }, 'sandbox started')

@@ -1,62 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { readFile, readdir, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cgroupPath } from './layout.js'
 
 const root = '/sys/fs/cgroup'
-
-/**
- * Sub-cgroups of a sandbox's freezer cgroup, one per command. A command's whole process tree stays
- * in it (the sandbox cannot move processes: its cgroupfs is read-only), so freezing it and
- * killing every member ends the tree, daemons and all, without racing forks.
- */
-export function execCgroup(sandboxId: string, name: string) {
-  const dir = join(root, 'freezer', cgroupPath(sandboxId), name)
-  return {
-    /** The value for `runc exec --cgroup`. */
-    runcArg: `freezer:${name}`,
-    create: () => mkdir(dir),
-    /**
-     * Creates the cgroup synchronously: a cgroupfs mkdir takes microseconds, while an async one
-     * waits in libuv's pool behind whatever else queued there (a sandbox's teardown, say).
-     */
-    createNow(): void {
-      mkdirSync(dir)
-    },
-    async pids(): Promise<number[]> {
-      return this.pidsNow()
-    },
-    /** The member pids, read synchronously (one small cgroupfs read). */
-    pidsNow(): number[] {
-      try {
-        return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
-      } catch {
-        return []
-      }
-    },
-    /** Sends a signal to every process; SIGKILL freezes first so that no fork escapes. */
-    async signalAll(signal: NodeJS.Signals): Promise<void> {
-      const freeze = signal === 'SIGKILL'
-      if (freeze) await setFreezer(dir, 'FROZEN')
-      try {
-        for (const pid of await this.pids()) {
-          try {
-            process.kill(pid, signal)
-          } catch {
-            // already gone
-          }
-        }
-      } finally {
-        if (freeze) await setFreezer(dir, 'THAWED')
-      }
-    },
-    /** Removes the cgroup once it is empty; a cgroup still in use is left to the sandbox's destroy. */
-    async remove(): Promise<void> {
-      await rmdir(dir).catch(() => undefined)
-    },
-  }
-}
 
 /**
  * Synchronous file calls (microseconds each): async ones wait in libuv's pool behind whatever
@@ -88,12 +36,21 @@ export async function freezeSandbox(sandboxId: string): Promise<boolean> {
   return true
 }
 
+/** Whether the sandbox is frozen (paused by its user, or for a moment by a snapshot). */
+export function sandboxFrozen(sandboxId: string): boolean {
+  try {
+    return readFileSync(join(root, 'freezer', cgroupPath(sandboxId), 'freezer.state'), 'utf8').trim() !== 'THAWED'
+  } catch {
+    return false
+  }
+}
+
 /** Thaws what freezeSandbox froze. */
 export async function thawSandbox(sandboxId: string): Promise<void> {
   await setFreezer(join(root, 'freezer', cgroupPath(sandboxId)), 'THAWED')
 }
 
-/** Removes every per-command cgroup left under a sandbox (before runc deletes the sandbox's own). */
+/** Removes the per-command cgroups that earlier versions made under a sandbox (before its own go). */
 export async function removeExecCgroups(sandboxId: string): Promise<void> {
   const dir = join(root, 'freezer', cgroupPath(sandboxId))
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])

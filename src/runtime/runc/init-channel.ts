@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 /** Frame types to the sandbox's init (see native/sandbox-init.c). */
 const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6 } as const
 /** Frame types from it. */
-const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7 } as const
+const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7, ready: 8 } as const
 
 /** Frames larger than this end the channel: the init never sends them (it reads 64 KiB at a time). */
 const maxFrame = 1 << 20
@@ -36,6 +36,11 @@ export interface CommandEvents {
 /** The agent's end of the socket it handed the sandbox's init at `runc run`. */
 export interface InitChannel {
   readonly open: boolean
+  /**
+   * Resolves with the length (in instructions) of the seccomp filter the init loaded, once it
+   * serves this channel; rejects if the channel ends first (the init refused to run unfiltered).
+   */
+  readonly ready: Promise<number>
   /** Starts a command. Returns its id. */
   start(request: InitRequest, events: CommandEvents): number
   /** Signals every process the command started (all descendants of its keeper). */
@@ -50,20 +55,25 @@ export interface InitChannel {
 /**
  * Speaks the init's frame protocol over the socket. Everything read here comes from inside the
  * sandbox: frames are bounded, unknown ids are ignored, and a malformed stream ends the channel
- * (the agent then falls back to `runc exec`).
+ * (the agent's next command then attaches a new one).
  */
 export function createInitChannel(socket: Socket): InitChannel {
   const commands = new Map<number, CommandEvents>()
   let nextId = 1
   let open = true
+  let isReady = false
+  let onReady!: (instructions: number) => void
+  let onLost!: (err: Error) => void
+  const ready = new Promise<number>((resolve, reject) => ((onReady = resolve), (onLost = reject)))
+  ready.catch(() => undefined)
   let pending: Buffer = Buffer.alloc(0)
 
   // A sandbox outlives an agent that exits: the socket holds the agent's event loop only while
-  // a command is waited for.
-  socket.unref()
+  // the init's first word or a command is waited for.
+  const holdLoop = () => (!isReady || commands.size > 0 ? socket.ref() : socket.unref())
   const forget = (id: number) => {
     commands.delete(id)
-    if (commands.size === 0) socket.unref()
+    holdLoop()
   }
   socket.on('error', () => undefined)
   socket.on('close', () => lose())
@@ -79,6 +89,11 @@ export function createInitChannel(socket: Socket): InitChannel {
   })
 
   function receive(type: number, id: number, payload: Buffer) {
+    if (type === fromInit.ready && payload.length >= 4) {
+      isReady = true
+      holdLoop()
+      return onReady(payload.readUInt32LE(0))
+    }
     const events = commands.get(id)
     if (!events) return
     switch (type) {
@@ -105,6 +120,7 @@ export function createInitChannel(socket: Socket): InitChannel {
   function lose() {
     if (!open) return
     open = false
+    onLost(new Error("the channel to the sandbox's init ended"))
     socket.destroy()
     const left = [...commands.values()]
     commands.clear()
@@ -127,6 +143,7 @@ export function createInitChannel(socket: Socket): InitChannel {
     get open() {
       return open
     },
+    ready,
     start(request, events) {
       const id = nextId++
       const numbers = Buffer.alloc(16)
@@ -135,8 +152,8 @@ export function createInitChannel(socket: Socket): InitChannel {
       numbers.writeUInt32LE(request.argv.length, 8)
       numbers.writeUInt32LE(request.env.length, 12)
       const strings = [request.cwd, ...request.argv, ...request.env].map((s) => Buffer.from(`${s}\0`))
-      if (commands.size === 0) socket.ref()
       commands.set(id, events)
+      holdLoop()
       send(toInit.exec, id, Buffer.concat([numbers, ...strings]))
       if (!open) queueMicrotask(() => (forget(id), events.failed('the sandbox is not running')))
       return id

@@ -1,10 +1,30 @@
 import { constants } from 'node:os'
-import { PassThrough } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
+import type { RuntimeProcess } from '../backend.js'
 import { oomKillCountNow } from './cgroups.js'
 import { requestFits, type InitChannel } from './init-channel.js'
-import type { ChildOptions, SandboxChild } from './sandbox-child.js'
+
+/** A command to start inside a sandbox. */
+export interface ChildOptions {
+  sandboxId: string
+  argv: string[]
+  env: string[]
+  cwd: string
+  uid: number
+  gid: number
+  /** Kills the whole process tree after this long. */
+  timeoutMs?: number
+  /** Kills the whole process tree when it fires. */
+  killSignal?: AbortSignal
+}
+
+/** A started command with its raw output streams. */
+export interface SandboxChild extends RuntimeProcess {
+  readonly stdout: Readable
+  readonly stderr: Readable
+}
 
 /** Output held for a reader before the init is asked to stop reading that command's pipes. */
 const outputHighWater = 1 << 20
@@ -14,7 +34,7 @@ const stdinWindow = 1 << 20
 /**
  * Starts a command through the sandbox's init, which forks it inside the sandbox under a keeper
  * of its own (see native/sandbox-init.c): a kill or a timeout ends every process the command
- * started, daemons included. Same contract as `startSandboxChild`, at a fraction of a `runc exec`.
+ * started, daemons included. A fork in the sandbox: a fraction of what a `runc exec` costs.
  */
 export async function startInitChild(channel: InitChannel, options: ChildOptions): Promise<SandboxChild> {
   const request = { argv: options.argv, env: options.env, cwd: options.cwd, uid: options.uid, gid: options.gid }

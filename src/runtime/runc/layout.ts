@@ -18,8 +18,6 @@ export function sandboxPaths(layout: RuncLayout, id: string) {
     rootfs: join(dir, 'rootfs'),
     upper: join(dir, 'upper'),
     work: join(dir, 'work'),
-    /** Process specs for `runc exec --process`, kept out of the host's process list. */
-    execDir: join(dir, 'exec'),
   }
 }
 
@@ -30,11 +28,16 @@ export const inSandbox = {
   busybox: '/.sandstorm/busybox',
 } as const
 
-/** Host binaries bound into every sandbox, read-only; both are static, so any root can run them. */
+/** Host binaries of the runc backend, all static. */
 export const hostHelpers = {
-  /** PID 1 of every sandbox, built from native/sandbox-init.c by `npm run build`. */
+  /** PID 1 of every sandbox, bound in read-only; built from native/sandbox-init.c by `npm run build`. */
   init: fileURLToPath(new URL('../../../native/sandbox-init', import.meta.url)),
+  /** Bound into every sandbox read-only, for the file scripts. */
   busybox: '/bin/busybox',
+  /** Run on the host only: compiles the sandboxes' seccomp profile (native/seccomp-bpf.c). */
+  seccompBpf: fileURLToPath(new URL('../../../native/seccomp-bpf', import.meta.url)),
+  /** Run on the host only: hands a restarted agent's channel to a sandbox's init (native/init-attach.c). */
+  initAttach: fileURLToPath(new URL('../../../native/init-attach', import.meta.url)),
 } as const
 
 /** The cgroup (v1 cgroupfs path) of a sandbox; runc creates it under every controller. */

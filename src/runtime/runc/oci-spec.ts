@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs'
 import type { SandboxSpec } from '../backend.js'
 import { defaultCapabilities, processCapabilities } from './capabilities.js'
 import { cgroupPath, hostHelpers, inSandbox } from './layout.js'
-import { defaultSeccompProfile } from './seccomp.js'
 
 /** The PATH every sandbox process starts with. */
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -20,7 +19,7 @@ const readonlyPaths = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc
  * Open-file limits of every process: the soft one as a shell has it, the hard one as Docker's,
  * but never above the agent's own hard limit, which runc cannot raise.
  */
-export const rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: Math.max(1024, Math.min(524288, ownHardNofile())) }]
+const rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: Math.max(1024, Math.min(524288, ownHardNofile())) }]
 
 function ownHardNofile(): number {
   const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
@@ -32,14 +31,11 @@ function bindReadonly(source: string, destination: string) {
   return { destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] }
 }
 
-/** Every sandbox has the same profile: built once, not on each create's path. */
-let seccompOnce: ReturnType<typeof defaultSeccompProfile> | undefined
-const sandboxSeccomp = () => (seccompOnce ??= defaultSeccompProfile(defaultCapabilities))
-
 /**
- * The OCI runtime config of a sandbox. PID 1 is Sandstorm's init (native/sandbox-init.c): it drops
- * the stdio runc hands over (stderr is a file on the host), reaps orphans, and starts the agent's
- * commands over fd 3. An idle sandbox is that one small process.
+ * The OCI runtime config of a sandbox. PID 1 is Sandstorm's init (native/sandbox-init.c): it loads
+ * the sandbox's seccomp filter before anything else (so the config names none: runc would compile
+ * it again on every start), drops the stdio runc hands over (stderr is a file on the host), reaps
+ * orphans, and starts the agent's commands over fd 3. An idle sandbox is that one small process.
  */
 export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record<string, unknown> {
   const memoryBytes = spec.memoryMiB * 1024 * 1024
@@ -84,27 +80,6 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
       },
       maskedPaths,
       readonlyPaths,
-      seccomp: sandboxSeccomp(),
     },
-  }
-}
-
-/** The process spec of one `runc exec`: same confinement as the sandbox's init. */
-export function buildProcessSpec(options: {
-  args: string[]
-  env: string[]
-  cwd: string
-  uid: number
-  gid: number
-}): Record<string, unknown> {
-  return {
-    terminal: false,
-    user: { uid: options.uid, gid: options.gid },
-    args: options.args,
-    env: options.env,
-    cwd: options.cwd,
-    capabilities: processCapabilities(options.uid === 0 ? defaultCapabilities : []),
-    rlimits,
-    noNewPrivileges: true,
   }
 }

@@ -61,38 +61,45 @@ export function createRuncCli(options: RuncCliOptions) {
     binary,
     baseArgs: base,
     /**
-     * Starts a container detached and returns the agent's end of a socket whose other end is the
-     * container's fd 3 (`--preserve-fds`): the init serves commands over it. The init inherits
-     * runc's stdio, so stdout is /dev/null and stderr a file in the bundle: a pipe would be held
-     * open by the sandbox for its whole life.
+     * Starts a container detached. The agent's end of a socket whose other end is the container's
+     * fd 3 (`--preserve-fds`), where the init serves commands, goes to `open` at once: the init
+     * may speak before runc has exited, and Node drops what a child's stdio socket reads once the
+     * child exited unless someone listens. `filter` is the compiled seccomp program: the init
+     * reads it to its end on fd 4. The init inherits runc's stdio, so stdout is /dev/null and
+     * stderr a file in the bundle: a pipe would be held open by the sandbox for its whole life.
      */
-    async runDetached(id: string, bundle: string, call: CallOptions = {}): Promise<Socket> {
+    async runDetached<T extends { close(): void }>(id: string, bundle: string, filter: Uint8Array, open: (socket: Socket) => T, call: CallOptions = {}): Promise<T> {
       const logFile = join(bundle, 'start.log')
       // Synchronous file calls: microseconds each, where async ones queue in libuv's pool.
       const log = openSync(logFile, 'w', 0o600)
       let code: number | null
-      let socket: Socket
+      let opened: T
+      let program: Socket | undefined
       try {
         // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
         // Node makes a 'pipe' a socket pair, so fd 3 is a socket that both ends can write.
-        const child = spawn(binary, [...base, 'run', '--detach', '--preserve-fds', '1', '--bundle', bundle, id], {
-          stdio: ['ignore', 'ignore', log, 'pipe'],
+        const child = spawn(binary, [...base, 'run', '--detach', '--preserve-fds', '2', '--bundle', bundle, id], {
+          stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'],
           signal: call.signal,
           timeout: call.timeoutMs,
         })
-        socket = child.stdio[3] as Socket
+        opened = open(child.stdio[3] as Socket)
+        program = child.stdio[4] as Socket
+        program.on('error', () => undefined)
+        program.end(filter)
         ;[code] = (await once(child, 'exit')) as [number | null]
       } finally {
         closeSync(log)
+        program?.destroy()
       }
       // Read only on failure: on success it holds at most warnings.
       const text = code === 0 ? '' : readLog(logFile)
       rmSync(logFile, { force: true })
       if (code !== 0) {
-        socket.destroy()
+        opened.close()
         throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
       }
-      return socket
+      return opened
     },
     async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
       await run(['kill', id, signal], call)

@@ -5,8 +5,9 @@
  * sandbox (modules, kexec, mounts, namespaces, keyrings, clocks, swap, BPF, perf) or is attack
  * surface with little use inside one (io_uring, userfaultfd).
  *
- * runc skips names its libseccomp does not know, so syscalls newer than the host's libseccomp
- * can be listed here and start working when it is upgraded.
+ * The agent compiles it once with libseccomp (seccomp-program.ts), which skips names it does not
+ * know, as runc does: syscalls newer than the host's libseccomp can be listed here and start
+ * working when it is upgraded.
  */
 import { assertCapabilityNames } from './capabilities.js'
 
@@ -294,10 +295,41 @@ export function defaultSeccompProfile(caps: readonly string[]): OciLinuxSeccomp 
     defaultAction: 'SCMP_ACT_ERRNO',
     defaultErrnoRet: EPERM,
     // Native x86_64 only. A 32-bit (int 0x80 / x32) syscall then fails the filter's arch check and
-    // kills the caller: the compat entry points are an old source of kernel bugs, and every extra
-    // architecture makes runc compile the filter again on each `runc exec` (measured here: about
-    // 15 ms more per exec with all three).
+    // kills the caller: the compat entry points are an old source of kernel bugs.
     architectures: ['SCMP_ARCH_X86_64'],
     syscalls,
   }
+}
+
+const operatorWords: Record<OciSeccompOperator, string> = {
+  SCMP_CMP_NE: 'ne',
+  SCMP_CMP_LT: 'lt',
+  SCMP_CMP_LE: 'le',
+  SCMP_CMP_EQ: 'eq',
+  SCMP_CMP_GE: 'ge',
+  SCMP_CMP_GT: 'gt',
+  SCMP_CMP_MASKED_EQ: 'masked_eq',
+}
+
+/**
+ * A profile as the rule lines that native/seccomp-bpf.c compiles: `default ERRNO`, then `allow
+ * NAME [INDEX OP VALUE VALUE2]...` or `errno NUMBER NAME ...`, one line per name. Only what a
+ * sandbox's profile uses is accepted: an errno default, allow and errno rules, native x86_64.
+ */
+export function seccompRuleLines(profile: OciLinuxSeccomp): string {
+  if (profile.defaultAction !== 'SCMP_ACT_ERRNO') throw new Error(`seccomp: expected an SCMP_ACT_ERRNO default, got ${profile.defaultAction}`)
+  if (JSON.stringify(profile.architectures ?? []) !== '["SCMP_ARCH_X86_64"]') throw new Error('seccomp: expected the native x86_64 architecture only')
+  const lines = [`default ${profile.defaultErrnoRet ?? EPERM}`]
+  for (const rule of profile.syscalls ?? []) {
+    let head: string
+    if (rule.action === 'SCMP_ACT_ALLOW') head = 'allow'
+    else if (rule.action === 'SCMP_ACT_ERRNO') head = `errno ${rule.errnoRet ?? EPERM}`
+    else throw new Error(`seccomp: expected allow or errno rules, got ${rule.action}`)
+    const conditions = (rule.args ?? []).map((a) => `${a.index} ${operatorWords[a.op]} ${a.value} ${a.valueTwo ?? 0}`)
+    for (const name of rule.names) {
+      if (!/^[a-z0-9_]+$/.test(name)) throw new Error(`seccomp: "${name}" is not a syscall name`)
+      lines.push([head, name, ...conditions].join(' '))
+    }
+  }
+  return `${lines.join('\n')}\n`
 }

@@ -1,0 +1,112 @@
+/*
+ * Hands a restarted agent's channel to the init of a running sandbox (see sandbox-init.c).
+ *
+ *   init-attach PID START_TICKS     (on the host, as root; the socket to hand over on fd 3)
+ *
+ * PID and START_TICKS name the init as runc recorded it. The helper takes a pidfd of it, checks
+ * that the pid still belongs to that process, and joins its network namespace through the pidfd,
+ * so that a pid reused meanwhile is never joined. Only the network namespace: the init must see
+ * this process outside its pid namespace, which no process of the sandbox can be. The helper
+ * then connects to the init's abstract socket, checks that the listener is that very init, sends
+ * fd 3 and waits for the init's word. Exit 0 once the init holds the channel.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CHANNEL 3
+#define LISTEN_NAME "sandstorm-init"
+#define WORD_WAIT_S 2
+
+static int fail(const char *what) {
+  fprintf(stderr, "init-attach: %s: %s\n", what, strerror(errno));
+  return 1;
+}
+
+/* Field 22 of /proc/PID/stat (the start time in clock ticks), or -1. */
+static long long start_ticks(long pid) {
+  char path[64], text[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  text[n] = 0;
+  /* The name may hold anything: the fields are counted after its last ')'. */
+  char *at = strrchr(text, ')');
+  if (!at) return -1;
+  for (int field = 2; field < 22; field++) {
+    at = strchr(at + 1, ' ');
+    if (!at) return -1;
+  }
+  return strtoll(at + 1, NULL, 10);
+}
+
+static int send_channel(int conn) {
+  char byte = 'c';
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = CHANNEL;
+  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  return sendmsg(conn, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+  char *end;
+  long pid = argc == 3 ? strtol(argv[1], &end, 10) : 0;
+  long long ticks = argc == 3 && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
+  if (pid <= 1 || ticks < 0 || *end != 0) {
+    fprintf(stderr, "usage: init-attach PID START_TICKS (the channel on fd 3)\n");
+    return 2;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (pidfd < 0) return fail("pidfd_open");
+  if (start_ticks(pid) != ticks) {
+    errno = ESRCH;
+    return fail("the sandbox's init is gone");
+  }
+  if (setns(pidfd, CLONE_NEWNET)) return fail("joining the sandbox's network namespace");
+
+  int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path + 1, LISTEN_NAME, sizeof LISTEN_NAME - 1);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof LISTEN_NAME - 1);
+  if (conn < 0 || connect(conn, (struct sockaddr *)&addr, len)) return fail("connecting to the sandbox's init");
+
+  struct ucred peer;
+  socklen_t peer_len = sizeof peer;
+  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len)) return fail("SO_PEERCRED");
+  if (peer.pid != (pid_t)pid) {
+    errno = EPERM;
+    return fail("the socket's listener is not the sandbox's init");
+  }
+  if (send_channel(conn)) return fail("sending the channel");
+  struct timeval wait = {.tv_sec = WORD_WAIT_S};
+  setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char word = 0;
+  if (read(conn, &word, 1) != 1 || word != 'k') {
+    if (errno == 0) errno = EPROTO;
+    return fail("the sandbox's init did not take the channel");
+  }
+  return 0;
+}

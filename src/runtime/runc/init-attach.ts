@@ -1,0 +1,33 @@
+/** A new channel to the init of a sandbox that an earlier agent process started. */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
+import { SandstormError } from '../../shared/index.js'
+import { hostHelpers } from './layout.js'
+import type { InitProcess } from './runc-cli.js'
+
+/**
+ * Hands one end of a fresh socket pair to the sandbox's init through native/init-attach.c; the
+ * other end goes to `open` at once (as in runc-cli's runDetached: the init speaks right away).
+ * Resolves once the init holds its end. The init takes it only from outside the sandbox's pid
+ * namespace, and the helper gives it only to that very init (checked by pidfd and start time,
+ * then by the listener's credentials).
+ */
+export async function attachInit<T extends { close(): void }>(init: InitProcess, open: (socket: Socket) => T): Promise<T> {
+  const child = spawn(hostHelpers.initAttach, [String(init.pid), String(init.startTicks)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
+  const opened = open(child.stdio[3] as Socket)
+  let complaint = ''
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => (complaint += text))
+  try {
+    // Not 'close': the socket of stdio[3] stays open, which is the point.
+    const [code] = (await once(child, 'exit')) as [number | null]
+    if (code !== 0) {
+      if (child.stderr && !child.stderr.readableEnded) await once(child.stderr, 'end')
+      throw new Error(complaint.trim().split('\n').pop() || `exit ${code}`)
+    }
+    return opened
+  } catch (err) {
+    opened.close()
+    throw new SandstormError('unavailable', `the sandbox's init cannot be reached: ${err instanceof Error ? err.message : String(err)}`)
+  }
+}
