@@ -13,16 +13,13 @@
  * The agent owns the trust: everything said on fd 3 comes from inside the sandbox and is read as
  * untrusted data. This process only spares the sandbox's own code a slower path to the same place.
  *
- * A restarted agent gets a new channel through the abstract socket "sandstorm-init", which is
- * per network namespace, so per sandbox: a helper on the host joins the sandbox's network
- * namespace only, connects, and hands over one end of a socket pair (SCM_RIGHTS). A peer is heard
- * only from outside the sandbox's pid namespace (its pid reads 0 here) and as root: no process of
- * the sandbox can be either.
+ * Before anything else it loads the sandbox's seccomp filter from fd 4 (init-filter.c), or exits.
+ * A restarted agent gets a new channel through an abstract socket (init-handover.c), and a
+ * command's tree is found in the sandbox's /proc (init-tree.c).
  *
  * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -32,18 +29,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "init-parts.h"
 
 enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6 };
 enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8 };
@@ -82,8 +75,6 @@ static int ctl_open;
 static int listener = -1; /* where a restarted agent hands over a new channel */
 static uint32_t filter_length; /* instructions of the seccomp filter this process loaded */
 
-#define LISTEN_NAME "sandstorm-init"
-#define HANDOVER_WAIT_MS 1000   /* longest wait for a connected host helper to send its socket */
 
 static long long now_ms(void) {
   struct timespec t;
@@ -327,55 +318,6 @@ static void start(uint32_t id, const char *p, size_t n) {
   send_u32(I_STARTED, id, (uint32_t)slot->pid);
 }
 
-struct link {
-  pid_t pid, parent;
-};
-
-static int by_pid(const void *a, const void *b) {
-  return ((const struct link *)a)->pid - ((const struct link *)b)->pid;
-}
-
-/* Every live process of the sandbox with its parent, from its /proc, sorted by pid. */
-static struct link *links(size_t *count) {
-  DIR *dir = opendir("/proc");
-  if (!dir) return NULL;
-  struct buf all = {0};
-  struct dirent *e;
-  while ((e = readdir(dir))) {
-    long pid = strtol(e->d_name, NULL, 10);
-    if (pid <= 0) continue;
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0) continue;
-    text[n] = 0;
-    /* "pid (comm) state ppid ...": the name may hold anything, so read after its last ')' */
-    char *close_paren = strrchr(text, ')');
-    char state;
-    int ppid;
-    if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') continue;
-    struct link l = {(pid_t)pid, ppid};
-    buf_append(&all, &l, sizeof l);
-  }
-  closedir(dir);
-  *count = all.len / sizeof(struct link);
-  qsort(all.data, *count, sizeof(struct link), by_pid);
-  return (struct link *)all.data;
-}
-
-static int descends(struct link *all, size_t count, pid_t pid, pid_t ancestor) {
-  for (int depth = 0; depth < 4096; depth++) {
-    struct link key = {pid, 0}, *l = bsearch(&key, all, count, sizeof *all, by_pid);
-    if (!l || l->parent <= 1) return 0;
-    if (l->parent == ancestor) return 1;
-    pid = l->parent;
-  }
-  return 0;
-}
-
 /*
  * Signals every descendant of a command's keeper. SIGKILL repeats for a few passes, so that a
  * process forked during one pass is caught by the next (the killed cannot fork again). A killed
@@ -383,15 +325,8 @@ static int descends(struct link *all, size_t count, pid_t pid, pid_t ancestor) {
  * tell "dying" from "just forked": the main loop kills the tree again until its keeper is gone.
  */
 static void kill_tree(struct proc *c, int sig) {
-  for (int pass = 0; pass < KILL_PASSES; pass++) {
-    size_t count = 0, found = 0;
-    struct link *all = links(&count);
-    if (!all) return;
-    for (size_t i = 0; i < count; i++)
-      if (descends(all, count, all[i].pid, c->keeper)) kill(all[i].pid, sig), found++;
-    free(all);
-    if (!found || sig != SIGKILL) return;
-  }
+  for (int pass = 0; pass < KILL_PASSES; pass++)
+    if (signal_descendants(c->keeper, sig) <= 0 || sig != SIGKILL) return;
 }
 
 static void handle(int type, uint32_t id, const char *p, size_t n) {
@@ -427,70 +362,6 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   }
 }
 
-static void listen_for_handover(void) {
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path + 1, LISTEN_NAME, sizeof LISTEN_NAME - 1);
-  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof LISTEN_NAME - 1);
-  listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (listener >= 0 && (bind(listener, (struct sockaddr *)&addr, len) || listen(listener, 4))) close_fd(&listener);
-}
-
-/* The socket end a host helper sent on `conn` (one byte and one fd), or -1. */
-static int received_socket(int conn) {
-  struct timeval wait = {.tv_sec = HANDOVER_WAIT_MS / 1000, .tv_usec = (HANDOVER_WAIT_MS % 1000) * 1000};
-  setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  char byte;
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-  union {
-    char space[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
-  if (recvmsg(conn, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
-  int fd;
-  memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISSOCK(st.st_mode)) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-/*
- * Loads the sandbox's seccomp filter, read to its end from fd 4, before anything else runs in the
- * sandbox: every command is forked from this process and inherits it. runc would compile the same
- * profile with libseccomp on every start (6-9 ms); the agent compiles it once
- * (native/seccomp-bpf.c). Returns the filter's length in instructions, or 0 when there is no
- * valid filter to load.
- */
-static uint32_t load_filter(void) {
-  static struct sock_filter program[BPF_MAXINSNS + 1];
-  size_t len = 0;
-  for (;;) {
-    ssize_t n = read(FILTER_FD, (char *)program + len, sizeof program - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      struct pollfd wait = {.fd = FILTER_FD, .events = POLLIN};
-      if (poll(&wait, 1, HANDOVER_WAIT_MS) == 1) continue;
-    }
-    if (n < 0) len = 0;
-    if (n <= 0) break;
-    len += (size_t)n;
-    if (len == sizeof program) { /* longer than the kernel takes */
-      len = 0;
-      break;
-    }
-  }
-  close(FILTER_FD);
-  if (len == 0 || len % sizeof *program || len > BPF_MAXINSNS * sizeof *program) return 0;
-  struct sock_fprog fprog = {.len = (unsigned short)(len / sizeof *program), .filter = program};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog)) return 0;
-  return fprog.len;
-}
-
 /* Fd 3 holds /dev/null while there is no channel, so that no other descriptor lands on it. */
 static void reserve_ctl(void) {
   int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -523,18 +394,10 @@ static void lose_host(void) {
   }
 }
 
-/* A new agent takes the channel over. */
+/* A new agent takes the channel over (see init-handover.c for whom it takes it from). */
 static void take_channel(void) {
-  int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-  if (conn < 0) return;
-  struct ucred peer;
-  socklen_t len = sizeof peer;
-  int fd = -1;
-  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.pid == 0 && peer.uid == 0) fd = received_socket(conn);
-  if (fd < 0) {
-    close(conn);
-    return;
-  }
+  int conn, fd = handover_receive(listener, &conn);
+  if (fd < 0) return;
   lose_host();
   dup2(fd, CTL);
   close(fd);
@@ -542,8 +405,7 @@ static void take_channel(void) {
   fcntl(CTL, F_SETFL, O_NONBLOCK);
   ctl_open = 1;
   send_u32(I_READY, 0, filter_length);
-  if (write(conn, "k", 1) != 1) { /* the helper went; the channel is ours either way */ }
-  close(conn);
+  handover_done(conn);
 }
 
 static void read_host(void) {
@@ -657,7 +519,7 @@ int main(void) {
   /* Nothing in the sandbox may read our memory or take fd 3 through /proc. */
   prctl(PR_SET_DUMPABLE, 0);
   /* No sandbox runs without its filter: without one, the init exits and the agent's create fails. */
-  filter_length = load_filter();
+  filter_length = load_filter(FILTER_FD);
   if (!filter_length) return 1;
   /* runc handed over its stdio, stderr being a log file on the host: keep none of it. */
   int null = open("/dev/null", O_RDWR);
@@ -680,7 +542,7 @@ int main(void) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  listen_for_handover();
+  listener = handover_listen();
   if (ctl_open) send_u32(I_READY, 0, filter_length);
 
   static struct pollfd fds[3 + 4 * MAX_PROCS];

@@ -1,0 +1,19 @@
+/* The parts of the sandbox's init (sandbox-init.c) that stand on their own. */
+#ifndef SANDSTORM_INIT_PARTS_H
+#define SANDSTORM_INIT_PARTS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* init-filter.c: loads the seccomp program read to its end from `fd`; its length, or 0. */
+uint32_t load_filter(int fd);
+
+/* init-tree.c: signals every process of the sandbox that descends from `ancestor`; how many, or -1. */
+int signal_descendants(pid_t ancestor, int sig);
+
+/* init-handover.c: the abstract socket a restarted agent hands a new channel through. */
+int handover_listen(void);
+int handover_receive(int listener, int *conn);
+void handover_done(int conn);
+
+#endif
