@@ -6,6 +6,7 @@ import type { AgentApi } from '../agent/index.js'
 import { createLogger, SandstormError } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
 import { adoptSandboxes } from './adoption.js'
+import { watchSandboxStates } from './state-watch.js'
 import { createApiKey, createApiKeyCheck, ensureApiKey } from './api-keys.js'
 import type { ApiKeyForm } from './api-keys.js'
 import { createApp } from './app.js'
@@ -42,6 +43,8 @@ export interface ServerOptions {
   defaultTimeoutMs?: number
   /** Runtime of a create that names none and starts from no snapshot. @default the agent's own default */
   defaultRuntime?: string
+  /** How often the agents are asked which sandboxes stopped on their own. @default 10 s */
+  stateWatchMs?: number
 }
 
 /** A started server. */
@@ -92,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const pools = createWarmPools({ agent, db, catalog, sandboxes: coldSandboxes, metrics, logger, shutdownSignal: shutdown.signal })
     const sandboxes = pools.wrap(coldSandboxes)
     sandboxes.armAll()
+    watchSandboxStates({ agent, catalog, logger, intervalMs: options.stateWatchMs ?? 10_000, signal: shutdown.signal })
     const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger })
     const track = (work: Promise<unknown>): void => {
       inFlight.add(work)

@@ -43,6 +43,8 @@ export interface StackOptions {
   dataDir?: string
   maxFileBytes?: number
   defaultTimeoutMs?: number
+  /** How often the server asks the agent which sandboxes stopped on their own. @default the server's */
+  stateWatchMs?: number
 }
 
 /** Starts a real server and agent. */
@@ -57,6 +59,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logger,
     maxFileBytes: options.maxFileBytes,
     defaultTimeoutMs: options.defaultTimeoutMs,
+    stateWatchMs: options.stateWatchMs,
   })
   const stop = async () => {
     await server.close()
