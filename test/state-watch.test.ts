@@ -33,6 +33,9 @@ describe('a sandbox that dies on its own', { skip }, () => {
     await assert.rejects(dead.commands.run('true'), /not running/)
     const listed = await Sandbox.list({ ...stack.conn })
     assert.equal(listed.find((s) => s.id === dead.sandboxId)?.state, 'stopped')
+    // E2B's list knows running and paused sandboxes only.
+    const e2bList = (await (await fetch(`${stack.conn.apiUrl}/sandboxes`, { headers: { 'X-API-KEY': stack.conn.apiKey } })).json()) as { sandboxID: string }[]
+    assert.deepEqual(e2bList.map((s) => s.sandboxID), [alive.sandboxId])
     // The other sandbox is not disturbed.
     assert.equal((await alive.getInfo()).state, 'running')
     assert.equal((await alive.commands.run('echo fine')).stdout, 'fine\n')

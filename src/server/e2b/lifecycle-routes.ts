@@ -141,7 +141,8 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     const metadata = query.metadata ? Object.fromEntries(new URLSearchParams(query.metadata)) : {}
     const all = sandboxes
       .list({ labels: metadata })
-      .filter((s) => s.state !== 'starting' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
+      // E2B knows running and paused sandboxes only: one that died on its own is gone, as there.
+      .filter((s) => s.state !== 'starting' && s.state !== 'stopped' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
       .map(detail)
       .filter((s) => wanted.has(s.state))
       // Newest first, as E2B lists them.
