@@ -5,12 +5,13 @@ import * as grpc from '@grpc/grpc-js'
 import { loadAgentLink } from '../proto/index.js'
 import type { AgentMessage, DataFrame, RequestMessage, ServerMessage, WireError } from '../proto/index.js'
 import { SandstormError, silentLogger } from '../shared/index.js'
-import type { Logger } from '../shared/index.js'
+import type { CallOptions, Logger } from '../shared/index.js'
 import type { AgentApi } from './agent-api.js'
 import { hostMetrics } from './host-metrics.js'
 import { createLocalAgent } from './local-agent.js'
-import { commandReporter, startCommand, unaryHandlers } from './remote-handlers.js'
-import type { CommandReport } from './remote-handlers.js'
+import { isLinkData, isLinkUnary } from './link-contract.js'
+import { dataHandlers as createDataHandlers, unaryHandlers as createUnaryHandlers } from './link-handlers.js'
+import type { CommandReport, DataIo } from './link-handlers.js'
 import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity } from './remote-link.js'
 import type { LinkIdentity } from './remote-link.js'
 
@@ -87,16 +88,17 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
     if (control && !control.writableEnded) control.write(msg)
   }
   const onCommand = (report: CommandReport): void => send({ event: { kind: 'command', json: JSON.stringify(report) } })
-  const handlers = unaryHandlers(local, onCommand)
+  const unaryHandlers = createUnaryHandlers(local)
+  const dataHandlers = createDataHandlers(local, onCommand)
   const inflight = new Map<number, AbortController>()
 
   const unary = (req: RequestMessage): void => {
-    const handler = handlers[req.kind]
     const ac = new AbortController()
     inflight.set(req.requestId, ac)
     Promise.resolve()
       .then(() => {
-        if (!handler) throw new SandstormError('invalid_argument', `unknown request "${req.kind}"`)
+        if (!isLinkUnary(req.kind)) throw new SandstormError('invalid_argument', `unknown request "${req.kind}"`)
+        const handler = unaryHandlers[req.kind] as (input: unknown, o: CallOptions) => Promise<unknown>
         return handler(JSON.parse(req.payloadJson), { signal: ac.signal })
       })
       .then(
@@ -108,7 +110,6 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
 
   /** Serves a request answered on a Data stream: on `spare` when the request came down one, else on a stream opened now. */
   const data = async (req: RequestMessage, spare?: DataCall): Promise<void> => {
-    const p = JSON.parse(req.payloadJson)
     const ac = new AbortController()
     inflight.set(req.requestId, ac)
     const call = spare ?? (client.Data(identity.metadata()) as DataCall)
@@ -119,59 +120,26 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
       if (call.writableEnded || ac.signal.aborted) return
       if (!call.write({ requestId: req.requestId, ...frame })) await Promise.race([once(call, 'drain'), once(ac.signal, 'abort')])
     }
-    async function* chunks(): AsyncGenerator<Uint8Array> {
-      // Leaving the loop at the end frame must not destroy the call: the answer still goes out on it.
-      for await (const frame of call.iterator({ destroyOnReturn: false }) as AsyncIterable<DataFrame>) {
-        if (frame.chunk && frame.chunk.length > 0) yield frame.chunk
-        if (frame.end) return
-      }
-      throw new SandstormError('unavailable', 'the server went away during an upload')
+    const io: DataIo = {
+      write,
+      async *chunks() {
+        // Leaving the loop at the end frame must not destroy the call: the answer still goes out on it.
+        for await (const frame of call.iterator({ destroyOnReturn: false }) as AsyncIterable<DataFrame>) {
+          if (frame.chunk && frame.chunk.length > 0) yield frame.chunk
+          if (frame.end) return
+        }
+        throw new SandstormError('unavailable', 'the server went away during an upload')
+      },
+      resume: () => void call.resume(),
+      signal: ac.signal,
     }
     try {
       if (!spare) call.write({ requestId: req.requestId })
-      const o = { signal: ac.signal }
-      switch (req.kind) {
-        case 'exec': {
-          // Start and output on one stream: a run costs one request and no second round trip
-          // to follow. The stream opened (above) while the command starts.
-          call.resume()
-          // The stream's end cancels the start only: the command outlives its follower.
-          const start = new AbortController()
-          const cancelStart = (): void => start.abort(ac.signal.reason)
-          ac.signal.addEventListener('abort', cancelStart, { once: true })
-          const started = await startCommand(local, p, { signal: start.signal }, onCommand, false).finally(() => ac.signal.removeEventListener('abort', cancelStart))
-          await write({ json: JSON.stringify(started) })
-          // Followed to its end even once the server stopped listening (the stream then ends at
-          // once, and writes stop): this one follower also counts the output for the central log.
-          ac.signal.addEventListener('abort', () => call.writableEnded || call.end(), { once: true })
-          const heard = commandReporter(p.id, p.req.argv, onCommand)
-          for await (const event of local.follow(p.id, started.pid)) {
-            heard(event)
-            // The pid frame stands for the start event: the server makes it.
-            if (event.type !== 'start') await write({ json: JSON.stringify(event) })
-          }
-          break
-        }
-        case 'follow':
-          call.resume()
-          for await (const event of local.follow(p.id, p.pid, o)) await write({ json: JSON.stringify(event) })
-          break
-        case 'readFile':
-          call.resume()
-          for await (const chunk of local.readFile(p.id, p.path, o)) await write({ chunk })
-          break
-        case 'writeFile':
-          await local.writeFile(p.id, p.path, chunks(), o)
-          break
-        case 'writeStdin': {
-          const parts: Uint8Array[] = []
-          for await (const chunk of chunks()) parts.push(chunk)
-          await local.writeStdin(p.id, p.pid, p.hasData ? Buffer.concat(parts) : null, p.close, o)
-          break
-        }
-        default:
-          throw new SandstormError('invalid_argument', `unknown data request "${req.kind}"`)
-      }
+      if (!isLinkData(req.kind)) throw new SandstormError('invalid_argument', `unknown data request "${req.kind}"`)
+      const handler = dataHandlers[req.kind] as (input: unknown, io: DataIo) => Promise<void>
+      // Once the command started, an exec follows it to its end even after the server stopped listening.
+      if (req.kind === 'exec') ac.signal.addEventListener('abort', () => call.writableEnded || call.end(), { once: true })
+      await handler(JSON.parse(req.payloadJson), io)
       await write({ end: true })
     } catch (err) {
       if (!ac.signal.aborted) await write({ end: true, error: toWire(err) }).catch(() => undefined)

@@ -1,5 +1,6 @@
 /** One connected agent's Control stream seen from the server: requests out, replies and Data streams in. */
 import type * as grpc from '@grpc/grpc-js'
+import type { LinkData, LinkDataName, LinkUnary, LinkUnaryName } from '../../agent/index.js'
 import type { DataFrame, ReplyMessage, ServerMessage } from '../../proto/index.js'
 import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { CallOptions, ErrorCode } from '../../shared/index.js'
@@ -10,10 +11,10 @@ export type DataCall = grpc.ServerDuplexStream<DataFrame, DataFrame>
 /** Calls to one agent over its link. */
 export interface AgentConnection {
   readonly agentId: string
-  /** A request answered on Control. */
-  call<T>(kind: string, payload: unknown, options?: CallOptions): Promise<T>
-  /** A request answered by a Data stream that the agent opens; resolves with that stream. */
-  openData(kind: string, payload: unknown, options?: CallOptions): Promise<DataCall>
+  /** A call answered on Control, typed by the link's contract. */
+  call<K extends LinkUnaryName>(kind: K, input: LinkUnary[K]['input'], options?: CallOptions): Promise<LinkUnary[K]['output']>
+  /** A call answered on a Data stream that the agent opens (or a spare it opened ahead); resolves with that stream. */
+  openData<K extends LinkDataName>(kind: K, input: LinkData[K], options?: CallOptions): Promise<DataCall>
   onReply(reply: ReplyMessage): void
   /** Hands a Data stream to the request its first frame names; false when no request waits for it. */
   onData(requestId: number, stream: DataCall): boolean
@@ -72,7 +73,7 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
 
   return {
     agentId,
-    call: (kind, payload, options) => request(kind, payload, false, options),
+    call: (kind, input, options) => request(kind, input, false, options),
     openData(kind, payload, options) {
       const spare = failed ? undefined : takeSpare()
       if (!spare) return request<DataCall>(kind, payload, true, options)

@@ -1,9 +1,10 @@
 /** An AgentApi over one agent's link: small calls on Control, bytes on a Data stream per call. */
 import { once } from 'node:events'
-import type { AgentApi, AgentInfo, AgentSnapshot } from '../../agent/index.js'
+import { toWireExec } from '../../agent/index.js'
+import type { AgentApi, AgentInfo } from '../../agent/index.js'
 import type { DataFrame } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { CallOptions, ExecEvent, TemplateInfo } from '../../shared/index.js'
+import type { CallOptions, ExecEvent } from '../../shared/index.js'
 import { fromWire } from './agent-connection.js'
 import type { AgentConnection, DataCall } from './agent-connection.js'
 
@@ -106,7 +107,7 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     // The agent starts the command and sends its output on the same Data stream; the output waits
     // (flow-controlled) for the follow that comes next, so a run costs one request.
     async exec(id, req, o) {
-      const stream = await conn.openData('exec', { id, req: { ...req, stdin: req.stdin ? Buffer.from(req.stdin).toString('base64') : undefined } }, o)
+      const stream = await conn.openData('exec', { id, req: toWireExec(req) }, o)
       const frames = framesOf(stream, conn.agentId)
       try {
         const first = await firstFrame(frames, o?.signal)
@@ -176,15 +177,15 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     rename: (id, from, to, o) => call('rename', { id, from, to }, o),
     close: async () => undefined,
     snapshots: {
-      take: (sandboxId, req, o) => call<AgentSnapshot>('snapshots.take', { sandboxId, req }, o),
-      get: (id, o) => call<AgentSnapshot>('snapshots.get', { id }, o),
-      list: (o) => call<AgentSnapshot[]>('snapshots.list', null, o),
+      take: (sandboxId, req, o) => call('snapshots.take', { sandboxId, req }, o),
+      get: (id, o) => call('snapshots.get', { id }, o),
+      list: (o) => call('snapshots.list', null, o),
       remove: (id, o) => call('snapshots.remove', { id }, o),
     },
     golden: {
-      promote: (name, snapshotId, o) => call<TemplateInfo>('golden.promote', { name, snapshotId }, o),
-      rollback: (name, o) => call<TemplateInfo>('golden.rollback', { name }, o),
-      standingOn: (snapshotId, o) => call<string[]>('golden.standingOn', { snapshotId }, o),
+      promote: (name, snapshotId, o) => call('golden.promote', { name, snapshotId }, o),
+      rollback: (name, o) => call('golden.rollback', { name }, o),
+      standingOn: (snapshotId, o) => call('golden.standingOn', { snapshotId }, o),
     },
   }
 }
