@@ -1,8 +1,14 @@
 import { Hono } from 'hono'
+import type { Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { routePath } from 'hono/route'
 import { SandstormError } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
+import { e2bErrorResponse, e2bRoutes, isE2bPath, isEnvdPath } from './e2b/index.js'
+import type { E2bOptions } from './e2b/index.js'
+import { fleetRoutes } from './fleet/index.js'
+import type { AgentView } from './fleet/index.js'
+import type { AgentRegistry, CommandLog } from './fleet/index.js'
 import { errorResponse } from './http-errors.js'
 import { execRoutes } from './routes-exec.js'
 import { fileRoutes } from './routes-files.js'
@@ -14,22 +20,33 @@ import { poolRoutes } from './pools/index.js'
 
 /**
  * JSON bodies are read whole, so they are capped; 64 MiB leaves room for an exec's stdin given
- * inline (base64). Files go through PUT .../files, which streams and has its own limit.
+ * inline (base64). Files go through PUT .../files and E2B's POST /files, which stream and have their own limit.
  */
 const maxJsonBytes = 64 * 1024 * 1024
 
-/** What the app needs beyond the routes' deps: the shutdown signal and a place to count work in flight. */
+/** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {
+  /** The E2B surface (REST and envd) on the same port. */
+  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'logger' | 'maxFileBytes' | 'shutdownSignal'>
+  /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
+  fleet: { registry?: AgentRegistry; local?: () => Promise<AgentView>; commandLog: CommandLog }
   /** Fires when the server closes; every request's signal follows it. */
   shutdownSignal: AbortSignal
   /** Called with each handler's promise, so that close() can wait for handlers before closing the DB. */
   track(work: Promise<unknown>): void
 }
 
-/** The Hono app: signal, metrics and auth middleware, every route group, and one error mapping. */
+/**
+ * The server's one app: Sandstorm's API under /v1, the E2B surface and the fleet routes, behind
+ * one set of middleware (the request's signal, metrics, API key auth, body limit) and one error
+ * mapping, in the body format of the surface a path belongs to. Ingress to sandbox ports is
+ * dispatched before this app sees a request (edge.ts).
+ */
 export function createApp(options: AppOptions): Hono<ServerEnv> {
   const { logger, metrics, checkApiKey, shutdownSignal } = options
   const app = new Hono<ServerEnv>()
+  const fail = (err: unknown, c: Context<ServerEnv>): Response =>
+    isE2bPath(c.req.path) ? e2bErrorResponse(err, c.req.path, logger) : errorResponse(err, logger, { method: c.req.method, path: c.req.path })
 
   // One signal per request, linked to client disconnect and to shutdown. Its reason is a
   // SandstormError, so code that rethrows the reason still throws one of ours.
@@ -38,7 +55,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     const onShutdown = (): void => controller.abort(new SandstormError('unavailable', 'the server is shutting down'))
     const onClientGone = (): void => controller.abort(new SandstormError('canceled', 'the client closed the connection'))
     // A request that comes in on a kept-alive connection while closing must not reach the database.
-    if (shutdownSignal.aborted) return errorResponse(new SandstormError('unavailable', 'the server is shutting down'), logger)
+    if (shutdownSignal.aborted) return fail(new SandstormError('unavailable', 'the server is shutting down'), c)
     shutdownSignal.addEventListener('abort', onShutdown, { once: true })
     c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
     // The response (a stream, maybe) outlives the handler; let go of the shutdown signal once it
@@ -59,27 +76,27 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     logger.debug({ route, status: c.res.status, ms: Math.round(performance.now() - startedAt) }, 'request answered')
   })
 
+  // Every route takes the API key, but /healthz and envd's calls (which carry a sandbox's access token).
   app.use('*', async (c, next) => {
-    if (c.req.path === '/healthz') return next()
+    if (c.req.path === '/healthz' || isEnvdPath(c.req.path)) return next()
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')?.[1]
     const presented = bearer ?? c.req.header('x-api-key')
     if (presented === undefined || !checkApiKey(presented)) {
       const why = presented === undefined ? 'missing API key' : 'wrong API key'
       logger.warn({ method: c.req.method, path: c.req.path, remote: c.env.incoming.socket.remoteAddress }, `unauthenticated request: ${why}`)
-      return errorResponse(new SandstormError('unauthenticated', `${why}: expected "Authorization: Bearer <key>" or "X-API-Key: <key>"`), logger)
+      return fail(new SandstormError('unauthenticated', `${why}: expected "Authorization: Bearer <key>" or "X-API-Key: <key>"`), c)
     }
     return next()
   })
 
-  app.post(
-    '*',
-    bodyLimit({
-      maxSize: maxJsonBytes,
-      onError: () => {
-        throw new SandstormError('payload_too_large', `request body too large: expected at most ${maxJsonBytes} bytes of JSON`)
-      },
-    }),
-  )
+  const jsonLimit = bodyLimit({
+    maxSize: maxJsonBytes,
+    onError: () => {
+      throw new SandstormError('payload_too_large', `request body too large: expected at most ${maxJsonBytes} bytes of JSON`)
+    },
+  })
+  // Uploads stream to the sandbox under the file limit instead.
+  app.on(['POST', 'PUT', 'PATCH'], '*', (c, next) => (c.req.path.endsWith('/files') ? next() : jsonLimit(c, next)))
 
   healthRoutes(app, options)
   templateRoutes(app, options)
@@ -88,10 +105,13 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   fileRoutes(app, options)
   if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
   if (options.pools) poolRoutes(app, options.pools)
+  fleetRoutes(app, options.fleet)
+  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, logger, maxFileBytes: options.maxFileBytes, shutdownSignal })
 
-  app.notFound((c) =>
-    errorResponse(new SandstormError('not_found', `no route ${c.req.method} ${c.req.path}: expected one of the routes of the HTTP API (/v1/...)`), logger),
-  )
-  app.onError((err, c) => errorResponse(err, logger, { method: c.req.method, path: c.req.path }))
+  app.notFound((c) => {
+    const what = isE2bPath(c.req.path) ? 'an E2B route' : 'one of the routes of the HTTP API (/v1/...)'
+    return fail(new SandstormError('not_found', `no route ${c.req.method} ${c.req.path}: expected ${what}`), c)
+  })
+  app.onError((err, c) => fail(err, c))
   return app
 }

@@ -1,7 +1,6 @@
 /** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
 import { setMaxListeners } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { createAdaptorServer } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
 import { createLogger, SandstormError } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
@@ -16,8 +15,8 @@ import { createServerMetrics } from './metrics.js'
 import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
 import { createWarmPools } from './pools/index.js'
-import { createE2bApp, isE2bPath } from './e2b/index.js'
-import { createCommandLog, createFleetRoutes, isFleetPath, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
+import { createEdge } from './edge.js'
+import { createCommandLog, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
 import type { Fleet, FleetOptions } from './fleet/index.js'
 
 export type { AgentView, CommandLogEntry, FleetOptions } from './fleet/index.js'
@@ -111,34 +110,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger,
       checkApiKey: createApiKeyCheck(db),
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
+      e2b: { catalog, dataDir: options.dataDir },
+      fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog },
       shutdownSignal: shutdown.signal,
       track,
     })
-    // The E2B-compatible surface shares the port; its paths never overlap /v1, /healthz, /metrics.
-    const e2b = createE2bApp({
-      agent,
-      sandboxes,
-      catalog,
-      logger,
-      checkApiKey: createApiKeyCheck(db),
-      dataDir: options.dataDir,
-      maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
-      shutdownSignal: shutdown.signal,
-      track,
-    })
-    const fleetApp = createFleetRoutes({
-      registry: fleet?.registry,
-      local: fleet ? undefined : () => localAgentView(agent),
-      commandLog,
-      checkApiKey: createApiKeyCheck(db),
-    })
-    const fetch: typeof app.fetch = (req, env, ctx) => {
-      const path = new URL(req.url).pathname
-      if (isFleetPath(path)) return fleetApp.fetch(req, env, ctx)
-      return isE2bPath(path) ? e2b.fetch(req, env, ctx) : app.fetch(req, env, ctx)
-    }
-
-    const server = createAdaptorServer({ fetch })
+    const server = createEdge({ app })
     // Once closing, a keep-alive connection whose response just ended would idle until its
     // timeout; close it as soon as it is idle so that close() resolves.
     server.on('request', (_req: unknown, res: NodeJS.EventEmitter) => {

@@ -16,8 +16,9 @@ import { createFleetRouter } from './router.js'
 import type { SchedulerOptions } from './scheduler.js'
 
 export { parseJoinToken, insecureHeaders, serverCommonName } from '../../proto/index.js'
-export { createFleetRoutes, isFleetPath, type AgentView } from './routes.js'
-export type { CommandLogEntry } from './command-log.js'
+export { fleetRoutes, type AgentView } from './routes.js'
+export type { CommandLog, CommandLogEntry } from './command-log.js'
+export type { AgentRegistry } from './agent-registry.js'
 export { createCommandLog } from './command-log.js'
 export { localAgentView, withCommandLog } from './local-command-log.js'
 
