@@ -67,7 +67,7 @@ export const qemuBenchmark: Benchmark = {
     const backend = createQemuBackend({ dir: qemuDir, logger, sparesPerMachine: 0 })
     const spared = createQemuBackend({ dir: qemuDir, logger, sparesPerMachine: 1 })
     const template = await createTemplateStore({ dir: templatesDir }).resolve('debian')
-    const spec = (id: string, memoryMiB: number): SandboxSpec => ({ id, rootfs: template.rootfs, memoryMiB, cpus: 1, pidsMax: 1024, env: {}, hostname: id.replace('-', ''), network: 'none' })
+    const spec = (id: string, memoryMiB: number): SandboxSpec => ({ id, rootfs: template.rootfs, memoryMiB, cpus: 1, pidsMax: 1024, env: {}, hostname: id.replace('-', ''), network: { mode: 'none' } })
     const live = new Set<string>()
     // Machines on tmpfs: clones map its pages straight from the page cache.
     const machineParent = await mkdtemp('/dev/shm/sandstorm-bench-machine-')

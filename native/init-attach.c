@@ -1,13 +1,14 @@
 /*
  * Hands a restarted agent's channel to the init of a running sandbox (see sandbox-init.c).
  *
- *   init-attach PID START_TICKS     (on the host, as root; the socket to hand over on fd 3)
+ *   init-attach PID START_TICKS [NAME]   (on the host, as root; the socket to hand over on fd 3)
  *
  * PID and START_TICKS name the init as runc recorded it. The helper takes a pidfd of it, checks
  * that the pid still belongs to that process, and joins its network namespace through the pidfd,
  * so that a pid reused meanwhile is never joined. Only the network namespace: the init must see
  * this process outside its pid namespace, which no process of the sandbox can be. The helper
- * then connects to the init's abstract socket, checks that the listener is that very init, sends
+ * then connects to the init's abstract socket (NAME, as the init was given it; "sandstorm-init"
+ * by default), checks that the listener is that very init, sends
  * fd 3 and waits for the init's word. Exit 0 once the init holds the channel.
  */
 #define _GNU_SOURCE
@@ -25,7 +26,7 @@
 #include <unistd.h>
 
 #define CHANNEL 3
-#define LISTEN_NAME "sandstorm-init"
+#define DEFAULT_NAME "sandstorm-init"
 #define WORD_WAIT_S 2
 
 static int fail(const char *what) {
@@ -73,10 +74,14 @@ static int send_channel(int conn) {
 
 int main(int argc, char **argv) {
   char *end;
-  long pid = argc == 3 ? strtol(argv[1], &end, 10) : 0;
-  long long ticks = argc == 3 && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
-  if (pid <= 1 || ticks < 0 || *end != 0) {
-    fprintf(stderr, "usage: init-attach PID START_TICKS (the channel on fd 3)\n");
+  int args_ok = argc == 3 || argc == 4;
+  long pid = args_ok ? strtol(argv[1], &end, 10) : 0;
+  long long ticks = args_ok && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
+  const char *name = argc == 4 ? argv[3] : DEFAULT_NAME;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  size_t name_len = strlen(name);
+  if (pid <= 1 || ticks < 0 || *end != 0 || name_len == 0 || name_len >= sizeof addr.sun_path - 1) {
+    fprintf(stderr, "usage: init-attach PID START_TICKS [NAME] (the channel on fd 3)\n");
     return 2;
   }
   int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
@@ -88,9 +93,8 @@ int main(int argc, char **argv) {
   if (setns(pidfd, CLONE_NEWNET)) return fail("joining the sandbox's network namespace");
 
   int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path + 1, LISTEN_NAME, sizeof LISTEN_NAME - 1);
-  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof LISTEN_NAME - 1);
+  memcpy(addr.sun_path + 1, name, name_len);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name_len);
   if (conn < 0 || connect(conn, (struct sockaddr *)&addr, len)) return fail("connecting to the sandbox's init");
 
   struct ucred peer;

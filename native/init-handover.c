@@ -1,6 +1,9 @@
 /*
- * How a restarted agent hands the init a new channel. The init listens on the abstract socket
- * "sandstorm-init", which belongs to its network namespace, so to its sandbox alone. A helper on
+ * How a restarted agent hands the init a new channel. The init listens on an abstract socket
+ * named by the agent (its argv[1], "sandstorm-init-<instance id>"; "sandstorm-init" when none is
+ * given), which belongs to its network namespace, so to its sandbox alone. The name is the
+ * instance's because a restored sandbox's new instance joins the namespace while the old one
+ * still runs there. A helper on
  * the host (init-attach.c) joins that namespace only, connects, and sends one end of a socket
  * pair with SCM_RIGHTS. A peer is heard only from outside the sandbox's pid namespace (its pid
  * reads 0 here) and as root: no process of the sandbox can be either.
@@ -16,14 +19,17 @@
 
 #include "init-parts.h"
 
-#define LISTEN_NAME "sandstorm-init"
+#define DEFAULT_NAME "sandstorm-init"
 #define SEND_WAIT_MS 1000 /* longest wait for a connected helper to send its socket */
 
-/* The listening socket, or -1. Made before any process of the sandbox runs, so none holds the name. */
-int handover_listen(void) {
+/* The listening socket on `name` (NULL: the default), or -1. Made before any process of the sandbox runs, so none holds the name. */
+int handover_listen(const char *name) {
+  if (!name) name = DEFAULT_NAME;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path + 1, LISTEN_NAME, sizeof LISTEN_NAME - 1);
-  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof LISTEN_NAME - 1);
+  size_t name_len = strlen(name);
+  if (name_len == 0 || name_len >= sizeof addr.sun_path - 1) return -1;
+  memcpy(addr.sun_path + 1, name, name_len);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name_len);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd >= 0 && (bind(fd, (struct sockaddr *)&addr, len) || listen(fd, 4))) {
     close(fd);

@@ -12,7 +12,7 @@ uint32_t load_filter(int fd);
 int signal_descendants(pid_t ancestor, int sig);
 
 /* init-handover.c: the abstract socket a restarted agent hands a new channel through. */
-int handover_listen(void);
+int handover_listen(const char *name);
 int handover_receive(int listener, int *conn);
 void handover_done(int conn);
 

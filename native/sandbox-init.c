@@ -515,7 +515,7 @@ static void flush_host(void) {
   else if (n < 0 && errno != EAGAIN && errno != EINTR) lose_host();
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* Nothing in the sandbox may read our memory or take fd 3 through /proc. */
   prctl(PR_SET_DUMPABLE, 0);
   /* No sandbox runs without its filter: without one, the init exits and the agent's create fails. */
@@ -542,7 +542,7 @@ int main(void) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  listener = handover_listen();
+  listener = handover_listen(argc > 1 ? argv[1] : NULL);
   if (ctl_open) send_u32(I_READY, 0, filter_length);
 
   static struct pollfd fds[3 + 4 * MAX_PROCS];

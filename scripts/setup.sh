@@ -16,7 +16,9 @@ export DEBIAN_FRONTEND=noninteractive
 # builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
-PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils)
+# nftables holds the sandboxes' network policy; libnftables-dev builds the agent's resident helper
+# that applies it (native/nft-apply.c).
+PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {

@@ -37,7 +37,7 @@ describe('fleet: server and three agents in network namespaces', { skip, timeout
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-fleet-'))
     net = await createTestNetwork(3)
     server = await startServerProcess({ dataDir: join(dir, 'server'), agentHost: net.hostAddress })
-    assert.match(server.agentAddress, /^198\.18\.0\.1:\d+$/)
+    assert.equal(server.agentAddress.split(':')[0], net.hostAddress)
     for (let i = 0; i < 3; i++) agents.push(startAgent(i, server.token))
     await until('three live agents', () => live(3), 60_000)
   })

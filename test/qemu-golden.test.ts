@@ -104,7 +104,7 @@ describe('qemu golden snapshots', { skip }, () => {
   before(async () => {
     const template = await createTemplateStore({ dir: templatesDir }).resolve('debian')
     backend = createQemuBackend({ dir: qemuDir })
-    spec = (id, m) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: id.replace('-', ''), network: 'none', machine: m })
+    spec = (id, m) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: id.replace('-', ''), network: { mode: 'none' }, machine: m })
     made.push(golden)
     await backend.create(spec(golden))
     // State held only in a running process: the loop's shell variable, written out on each turn.

@@ -43,7 +43,7 @@ describe("the runc sandbox's init", { skip }, () => {
     dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-runc-init-'))
     backend = createRuncBackend(layout())
     const template = await createTemplateStore({ dir: templatesDir }).resolve('debian')
-    spec = { id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: 'sandbox', network: 'none' }
+    spec = { id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: {}, hostname: 'sandbox', network: { mode: 'none' } }
     await backend.create(spec)
   })
 
@@ -130,7 +130,7 @@ describe("the runc sandbox's init", { skip }, () => {
     const earlier = await backend.exec(id, { argv: ['/bin/sh', '-c', 'cat; echo eof > /tmp/earlier'], env: {}, cwd: '/', uid: 0, gid: 0 }, { onStdout: () => undefined, onStderr: () => undefined })
     const later = createRuncBackend(layout())
     const r = await run(later, 'echo adopted; cat /proc/1/cmdline')
-    assert.equal(r.stdout.toString(), 'adopted\n/.sandstorm/init\0')
+    assert.equal(r.stdout.toString(), `adopted\n/.sandstorm/init\0sandstorm-init-${id}\0`)
     assert.equal((await earlier.result).exitCode, 137, 'the earlier channel ended')
     await until('the earlier command to see the end of its stdin', async () => (await run(later, 'cat /tmp/earlier 2>/dev/null; true')).stdout.toString() === 'eof\n')
     // Ids start at 1 on every channel: the new one's commands never meet the old one's.
@@ -161,7 +161,9 @@ describe("the runc sandbox's init", { skip }, () => {
     const script = [
       'import array, socket',
       's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
-      's.connect("\\0sandstorm-init")',
+      // The name is no secret: the init's command line says it.
+      'name = open("/proc/1/cmdline", "rb").read().split(b"\\0")[1]',
+      's.connect(b"\\0" + name)',
       'a, b = socket.socketpair()',
       'try:',
       '    s.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [a.fileno()]))])',

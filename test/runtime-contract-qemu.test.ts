@@ -19,7 +19,7 @@ runBackendContract(
     const backend = createQemuBackend({ dir: qemuDir })
     return {
       backend,
-      spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: 'none' }),
+      spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: { mode: 'none' } }),
       leftovers: async (id) =>
         [join(qemuDir, 'vms', id), `/dev/shm/sandstorm-qemu/${id}.ram`, ...['memory', 'cpu', 'cpuacct', 'pids'].map((c) => `/sys/fs/cgroup/${c}/sandstorm/${id}`)].filter((p) =>
           existsSync(p),

@@ -16,7 +16,7 @@ runBackendContract('runc', async () => {
   const backend = createRuncBackend({ stateRoot: join(dataDir, 'runc'), sandboxesDir: join(dataDir, 'sandboxes') })
   return {
     backend,
-    spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: 'none' }),
+    spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: { mode: 'none' } }),
     leftovers: (id) => leftoversOf(dataDir, id),
     close: () => rm(dataDir, { recursive: true, force: true }),
   }

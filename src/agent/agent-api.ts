@@ -2,7 +2,8 @@
  * What the server asks of an agent. `sandstorm up` calls a local agent in the same process; a
  * remote agent (over gRPC) implements the same interface.
  */
-import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+import type { Duplex } from 'node:stream'
+import type { AgentNetwork, CallOptions, EgressPolicy, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
 import type { AgentGoldenApi } from './golden-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 
@@ -14,7 +15,8 @@ export interface AgentCreateRequest {
   cpus: number
   pidsMax: number
   env: Record<string, string>
-  network: 'none'
+  /** Only lo, or a veth with this egress policy. */
+  network: AgentNetwork
   /** Start from this snapshot's filesystem (a fork or a restore) instead of the template's. */
   snapshotId?: string
   /** Runtime to run it on (one of `info().runtimes`). @default the snapshot's or golden template's, else the agent's default */
@@ -76,6 +78,14 @@ export interface AgentApi {
   processes(id: string, options?: CallOptions): Promise<ProcessInfo[]>
   signal(id: string, pid: number, signal: NodeJS.Signals, options?: CallOptions): Promise<void>
   writeStdin(id: string, pid: number, data: Uint8Array | null, close: boolean, options?: CallOptions): Promise<void>
+
+  /** Replaces a sandbox's egress policy at once; `failed_precondition` for a sandbox created with network "none". */
+  updateNetwork(id: string, egress: EgressPolicy, options?: CallOptions): Promise<void>
+  /**
+   * A TCP connection to `port` of the sandbox (ingress): bytes both ways until either side ends.
+   * `unavailable` when nothing listens there. The signal cancels the connect only.
+   */
+  connect(id: string, port: number, options?: CallOptions): Promise<Duplex>
 
   readFile(id: string, path: string, options?: CallOptions): AsyncIterable<Uint8Array>
   writeFile(id: string, path: string, data: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<void>

@@ -5,7 +5,7 @@
  * missing call fails to compile on both sides instead of at run time. On the wire an input is the
  * JSON payload of a Request (agent.proto); bytes travel on Data streams.
  */
-import type { EntryInfo, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+import type { EgressPolicy, EntryInfo, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
 import type { AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
 import type { AgentSnapshot } from './snapshot-api.js'
 
@@ -25,6 +25,7 @@ export interface LinkUnary {
   mkdir: { input: { id: string; path: string; parents: boolean }; output: void }
   remove: { input: { id: string; path: string; recursive: boolean }; output: void }
   rename: { input: { id: string; from: string; to: string }; output: void }
+  updateNetwork: { input: { id: string; egress: EgressPolicy }; output: void }
   'snapshots.take': { input: { sandboxId: string; req: { label?: string } }; output: AgentSnapshot }
   'snapshots.get': { input: { id: string }; output: AgentSnapshot }
   'snapshots.list': { input: null; output: AgentSnapshot[] }
@@ -40,7 +41,9 @@ export type WireExecRequest = Omit<AgentExecRequest, 'stdin'> & { stdin?: string
 /**
  * Calls answered on a Data stream of their own. `exec` and `follow` send exec events (json
  * frames; an exec's first frame is `{ pid }`), `readFile` sends chunks, `writeFile` and
- * `writeStdin` receive chunks up to an end frame. Every one ends with the agent's end frame.
+ * `writeStdin` receive chunks up to an end frame. `connect` is a TCP connection into the sandbox:
+ * a json frame `{}` once it is open, then chunks both ways; the server's end frame half-closes it.
+ * Every one ends with the agent's end frame.
  */
 export interface LinkData {
   exec: { id: string; req: WireExecRequest }
@@ -48,6 +51,7 @@ export interface LinkData {
   readFile: { id: string; path: string }
   writeFile: { id: string; path: string }
   writeStdin: { id: string; pid: number; close: boolean; hasData: boolean }
+  connect: { id: string; port: number }
 }
 
 /** Names of the unary calls. */
@@ -58,13 +62,13 @@ export type LinkDataName = keyof LinkData
 /** Every unary call, listed at run time (the agent checks a request's kind against it). */
 export const linkUnaryNames = [
   'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'wait', 'processes', 'signal',
-  'listDir', 'stat', 'mkdir', 'remove', 'rename',
+  'listDir', 'stat', 'mkdir', 'remove', 'rename', 'updateNetwork',
   'snapshots.take', 'snapshots.get', 'snapshots.list', 'snapshots.remove',
   'golden.promote', 'golden.rollback', 'golden.standingOn',
 ] as const satisfies readonly LinkUnaryName[]
 
 /** Every Data call, listed at run time. */
-export const linkDataNames = ['exec', 'follow', 'readFile', 'writeFile', 'writeStdin'] as const satisfies readonly LinkDataName[]
+export const linkDataNames = ['exec', 'follow', 'readFile', 'writeFile', 'writeStdin', 'connect'] as const satisfies readonly LinkDataName[]
 
 // Both lists name every call of their table: a call added to a table and not here fails to compile.
 type Unlisted<T, L extends readonly unknown[]> = Exclude<keyof T, L[number]>

@@ -1,4 +1,5 @@
 /** What a remote agent does for each call the server sends: the AgentApi call it stands for, typed by link-contract.ts. */
+import { once } from 'node:events'
 import type { CallOptions, ExecEvent } from '../shared/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { AgentApi } from './agent-api.js'
@@ -57,6 +58,7 @@ export function unaryHandlers(local: AgentApi): UnaryHandlers {
     mkdir: (p, o) => local.mkdir(p.id, p.path, p.parents, o),
     remove: (p, o) => local.remove(p.id, p.path, p.recursive, o),
     rename: (p, o) => local.rename(p.id, p.from, p.to, o),
+    updateNetwork: (p, o) => local.updateNetwork(p.id, p.egress, o),
     'snapshots.take': (p, o) => snapshots().take(p.sandboxId, p.req, o),
     'snapshots.get': (p, o) => snapshots().get(p.id, o),
     'snapshots.list': (_p, o) => snapshots().list(o),
@@ -102,6 +104,26 @@ export function dataHandlers(local: AgentApi, onCommand: (report: CommandReport)
       const parts: Uint8Array[] = []
       for await (const chunk of io.chunks()) parts.push(chunk)
       await local.writeStdin(p.id, p.pid, p.hasData ? Buffer.concat(parts) : null, p.close, { signal: io.signal })
+    },
+    async connect(p, io) {
+      const socket = await local.connect(p.id, p.port, { signal: io.signal })
+      const cut = (): void => void socket.destroy()
+      io.signal.addEventListener('abort', cut, { once: true })
+      try {
+        await io.write({ json: '{}' })
+        io.resume()
+        // The server's bytes into the sandbox, its end frame as a half-close; meanwhile the
+        // sandbox's bytes out, until it ends its side.
+        const inbound = (async () => {
+          for await (const chunk of io.chunks()) if (!socket.write(chunk)) await once(socket, 'drain')
+          socket.end()
+        })().catch(cut)
+        for await (const chunk of socket) await io.write({ chunk: chunk as Uint8Array })
+        void inbound
+      } finally {
+        io.signal.removeEventListener('abort', cut)
+        socket.destroy()
+      }
     },
   }
 }

@@ -13,6 +13,8 @@ import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
 import { createGoldenTemplates, guardSnapshots } from './golden-templates.js'
+import { createHostNetwork, type HostNetwork, type HostNetworkOptions, type SandboxNetworkRecord } from '../network/index.js'
+import type { SandboxNetworkSpec } from '../runtime/index.js'
 
 /** Options of createLocalAgent. */
 export interface LocalAgentOptions {
@@ -29,6 +31,8 @@ export interface LocalAgentOptions {
   accel?: QemuAccel
   /** Layer store driver. @default 'auto': btrfs when the data dir is on btrfs, else overlay */
   storageDriver?: 'overlay' | 'btrfs' | 'auto'
+  /** Sandbox networking: the address pool, public ranges and upstream resolvers. @default the defaults of createHostNetwork */
+  network?: Omit<HostNetworkOptions, 'dataDir' | 'logger'>
 }
 
 /** Finished processes kept per sandbox for listing and late followers. */
@@ -62,6 +66,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   // A restore moves a sandbox to a new runtime instance: calls go to whichever instance runs it now.
   for (const [name, b] of backends) backends.set(name, layers.instances.wrap(b))
   const layerGolden = createGoldenTemplates(templates, layers)
+  const network: HostNetwork = await createHostNetwork({ ...options.network, dataDir: options.dataDir, logger: log })
+  /** The runtime's view of a sandbox's network. */
+  const networkSpec = (net: SandboxNetworkRecord | undefined): SandboxNetworkSpec =>
+    net
+      ? { mode: 'netns', netnsPath: network.netnsPath(net.slot), resolvConf: network.resolvConf, address: net.slot.address, gateway: net.slot.gateway }
+      : { mode: 'none' }
   await state.init()
   await adopt()
   await layers.sweep(sandboxes.keys())
@@ -97,6 +107,10 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await state.remove(id)
       log.warn({ sandboxId: id }, 'removed a sandbox whose record is unreadable')
     }
+    // The networks of the sandboxes that run on: their rules are written again; every other slot goes.
+    const networks = new Map<string, SandboxNetworkRecord>()
+    for (const [id, s] of sandboxes) if (s.record.network) networks.set(id, s.record.network)
+    await network.adopt(networks)
   }
 
   function get(id: string): LiveSandbox {
@@ -143,7 +157,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const clonesOf = (snapshotId: string): string[] =>
     [...sandboxes.values()].filter((s) => s.record.machineFrom === snapshotId).map((s) => `sandbox ${s.record.id}`)
 
-  const layerSnapshots = layers.snapshots(backends.get(layerBackend.name)!, (id) => sandboxes.has(id) && !machineRuntimes.has(sandboxes.get(id)!.record.runtime))
+  const layerSnapshots = layers.snapshots(
+    backends.get(layerBackend.name)!,
+    (id) => sandboxes.has(id) && !machineRuntimes.has(sandboxes.get(id)!.record.runtime),
+    // A restored sandbox's new instance joins the same network namespace: address and rules stay.
+    (id) => networkSpec(sandboxes.get(id)?.record.network),
+  )
   const allSnapshots: AgentSnapshotApi = {
     async take(sandboxId, req, call) {
       const sandbox = get(sandboxId)
@@ -171,8 +190,10 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     async restore(sandboxId, req, call) {
       const sandbox = get(sandboxId)
       if (machineRuntimes.has(sandbox.record.runtime)) {
+        // A machine comes back whole from its snapshot, on a fresh slot with the same policy.
+        const egress = sandbox.record.network?.egress
         await agent.destroy(sandboxId)
-        return agent.create({ ...req, id: sandboxId, template: sandbox.record.template }, call)
+        return agent.create({ ...req, id: sandboxId, template: sandbox.record.template, network: egress ? { mode: 'veth', egress } : { mode: 'none' } }, call)
       }
       const restored = await layerSnapshots.restore(sandboxId, req, call)
       // The old instance's processes end with it; the new one has none yet.
@@ -226,8 +247,17 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         ...(plan.machineFrom ? { machineFrom: plan.machineFrom } : {}),
         ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env } } : {}),
       }
-      const release = () => (machine ? Promise.resolve() : layers.release(req.id))
-      // The record is written first, so a crash between the two steps leaves a sandbox that adoption finds.
+      // The network first (its rules in place before anything runs in it), then the record, so
+      // that a crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
+      const net = req.network.mode === 'veth' ? await network.attach(req.id, req.network.egress).catch(async (err: unknown) => {
+        if (!machine) await layers.release(req.id)
+        throw err
+      }) : undefined
+      if (net) record.network = net
+      const release = async (): Promise<void> => {
+        if (!machine) await layers.release(req.id)
+        await network.detach(req.id)
+      }
       await state.save(record).catch(async (err: unknown) => {
         await release()
         throw err
@@ -243,13 +273,13 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
             pidsMax: req.pidsMax,
             env: req.env,
             hostname: 'sandbox',
-            network: req.network,
+            network: networkSpec(net),
             ...(plan.machine ? { machine: plan.machine } : {}),
           },
           call,
         )
       } catch (err) {
-        await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
+        await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer or network of a failed create'))
         await state.remove(req.id)
         throw err
       }
@@ -267,6 +297,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       for (const backend of owners) await backend.destroy(id)
       sandboxes.delete(id)
       await layers.release(id)
+      await network.detach(id)
       await state.remove(id)
       if (sandbox) log.info({ sandboxId: id }, 'destroyed')
     },
@@ -324,6 +355,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (close) record.process.closeStdin()
     },
 
+    async updateNetwork(id, egress) {
+      const sandbox = get(id)
+      if (!sandbox.record.network) throw new SandstormError('failed_precondition', `sandbox "${id}" was created with network "none": it has no network device to set a policy on`)
+      await network.update(id, egress)
+      sandbox.record.network = { ...sandbox.record.network, egress }
+      await state.save(sandbox.record)
+    },
+    connect: (id, port, call) => {
+      get(id)
+      return network.connect(id, port, call)
+    },
+
     readFile: (id, path, call) => backendOf(id).readFile(id, path, call),
     writeFile: (id, path, data, call) => backendOf(id).writeFile(id, path, data, call),
     listDir: (id, path, call) => backendOf(id).listDir(id, path, call),
@@ -335,6 +378,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     async close(): Promise<void> {
       await layers.instances.drain()
       await closeRuntimes(backends.values())
+      await network.close()
       sandboxes.clear()
     },
 

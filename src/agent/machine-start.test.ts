@@ -18,7 +18,7 @@ const machines: MachineSnapshots = {
   remove: () => Promise.reject(new Error('unused')),
 }
 const ctx = { machines, machineRuntimes: new Set(['qemu']), defaultRuntime: 'runc' }
-const req = (over: Partial<AgentCreateRequest> = {}): AgentCreateRequest => ({ id: 'sb-bbbbbbbbbbbbbbbb', template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, network: 'none', ...over })
+const req = (over: Partial<AgentCreateRequest> = {}): AgentCreateRequest => ({ id: 'sb-bbbbbbbbbbbbbbbb', template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, network: { mode: 'none' }, ...over })
 const plain = { info: { name: 'debian' }, rootfs }
 const golden = { info: { name: 'py', snapshotId: saved.id }, rootfs }
 const code = (c: string) => (err: unknown) => err instanceof SandstormError && err.code === c

@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import type { RootfsSpec, RuntimeBackend } from '../runtime/index.js'
+import type { RootfsSpec, RuntimeBackend, SandboxNetworkSpec } from '../runtime/index.js'
 import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
 import { createLayerStore, pickStorageDriver, type LayerRecord, type StorageDriverName } from '../storage/index.js'
 import type { AgentCreateRequest } from './agent-api.js'
@@ -59,7 +59,7 @@ export interface SandboxLayers {
    * `instances`); restores start their new instance there, and instances that a crash left
    * retired are removed from it in the background.
    */
-  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>>
+  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean, networkOf: (sandboxId: string) => SandboxNetworkSpec): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>>
 }
 
 /** Opens the layers under `<dataDir>/storage`, picking the driver for its filesystem. */
@@ -158,7 +158,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       }
     },
 
-    snapshots(backend, has) {
+    snapshots(backend, has, networkOf) {
       // One snapshot at a time per sandbox: a second pause of a frozen sandbox would fail.
       const queues = new Map<string, Promise<unknown>>()
       async function takeOne(sandboxId: string, label: string): Promise<AgentSnapshot> {
@@ -200,11 +200,11 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         // The new instance starts beside the old one; the sandbox moves over once it runs.
         const next = newId('inst')
         const startedAt = performance.now()
-        const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId }
+        const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId, network: { mode: 'none' } }
         const prepared = await prepareAs(next, createReq, null)
         const preparedAt = performance.now()
         try {
-          await raw.create({ id: next, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: req.network })
+          await raw.create({ id: next, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: networkOf(sandboxId) })
         } catch (err) {
           await store.release(next).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the writable layer of a failed restore'))
           throw err

@@ -13,6 +13,13 @@ const recordSchema = z.object({
   /** A machine sandbox: the root it boots from and its config (a machine snapshot records them; it has no layer meta). */
   rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }).optional(),
   config: z.object({ memoryMiB: z.number(), cpus: z.number(), pidsMax: z.number(), env: z.record(z.string(), z.string()) }).optional(),
+  /** Its network slot and egress policy; none for a sandbox with only lo. */
+  network: z
+    .object({
+      slot: z.object({ id: z.string().regex(/^[a-z0-9]{10}$/), netns: z.string(), hostIf: z.string(), address: z.string(), gateway: z.string() }),
+      egress: z.object({ allowOut: z.array(z.string()), denyOut: z.array(z.string()) }),
+    })
+    .optional(),
 })
 
 /** What the agent remembers of a sandbox across its own restarts. */

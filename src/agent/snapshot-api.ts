@@ -23,14 +23,13 @@ export interface AgentSnapshot {
   createdAt: string
 }
 
-/** What a restore starts the sandbox's new instance with (the sandbox's own config). */
+/** What a restore starts the sandbox's new instance with (the sandbox's own config; its network stays as it is). */
 export interface AgentRestoreRequest {
   snapshotId: string
   memoryMiB: number
   cpus: number
   pidsMax: number
   env: Record<string, string>
-  network: 'none'
 }
 
 /** The agent's snapshot operations. */

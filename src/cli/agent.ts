@@ -7,8 +7,9 @@ import { collect, parseKeyValues } from './key-value.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
 import { parseAccel } from './up.js'
+import { addHostNetworkFlags, hostNetworkOf, type HostNetworkFlags } from './network-flags.js'
 
-interface AgentFlags {
+interface AgentFlags extends HostNetworkFlags {
   server: string
   token?: string
   dataDir: string
@@ -22,7 +23,7 @@ interface AgentFlags {
 
 /** Registers `agent`. */
 export function registerAgent(program: Command): void {
-  program
+  const cmd = program
     .command('agent')
     .description('run an agent that dials the server and runs the sandboxes it schedules here')
     .requiredOption('--server <host:port>', 'where the server listens for agents')
@@ -34,14 +35,16 @@ export function registerAgent(program: Command): void {
     .option('--heartbeat-ms <ms>', 'how often to send a heartbeat (the server may set its own)', '5000')
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
+  addHostNetworkFlags(cmd)
     .action(async (flags: AgentFlags) => {
+      const network = hostNetworkOf(flags)
       const heartbeatMs = parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
       const defaultRuntime = parseRuntime(flags.runtime)
       const accel = parseAccel(flags.accel)
       const [{ createLocalAgent, runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
-      const local = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel })
+      const local = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network })
       const agent = await runAgent({
         local,
         serverUrl: flags.server,

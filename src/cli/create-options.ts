@@ -5,9 +5,10 @@ import { runtimeNames, type RuntimeName } from '../shared/index.js'
 import { parsePositiveInt, parsePositiveNumber } from './cli-context.js'
 import { parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'
+import { addSandboxNetworkFlags, sandboxNetworkOf, type SandboxNetworkFlags } from './network-flags.js'
 
 /** Raw values of the create flags. */
-export interface CreateFlags {
+export interface CreateFlags extends SandboxNetworkFlags {
   template: string
   memory?: string
   cpus?: string
@@ -23,16 +24,18 @@ export function parseRuntime(value: string, flag = '--runtime'): RuntimeName {
   throw new InvalidArgumentError('invalid_argument', `${flag}: expected one of ${runtimeNames.join(', ')}, got "${value}"`)
 }
 
-/** Adds `--template --memory --cpus --timeout --label --env --runtime` to a command. */
+/** Adds `--template --memory --cpus --timeout --label --env --runtime` and the network flags to a command. */
 export function addCreateFlags(cmd: Command): Command {
-  return cmd
-    .option('--template <name>', 'template to start from', 'debian')
-    .option('--memory <MiB>', 'memory limit in MiB')
-    .option('--cpus <n>', 'CPU limit (fractions allowed)')
-    .option('--timeout <duration>', 'destroy the sandbox after this long (500ms, 30s, 10m, 2h)')
-    .option('--label <k=v>', 'a label (repeatable)', collect)
-    .option('--env <K=V>', 'an environment variable for every command (repeatable)', collect)
-    .option('--runtime <name>', `${runtimeNames.join(' or ')}: a container or a microVM with its own kernel (default: the server's)`)
+  return addSandboxNetworkFlags(
+    cmd
+      .option('--template <name>', 'template to start from', 'debian')
+      .option('--memory <MiB>', 'memory limit in MiB')
+      .option('--cpus <n>', 'CPU limit (fractions allowed)')
+      .option('--timeout <duration>', 'destroy the sandbox after this long (500ms, 30s, 10m, 2h)')
+      .option('--label <k=v>', 'a label (repeatable)', collect)
+      .option('--env <K=V>', 'an environment variable for every command (repeatable)', collect)
+      .option('--runtime <name>', `${runtimeNames.join(' or ')}: a container or a microVM with its own kernel (default: the server's)`),
+  )
 }
 
 /** The SDK options for the flags, validated here so that a bad flag exits 2 before any request. */
@@ -46,5 +49,7 @@ export function createOptionsOf(flags: CreateFlags): SandboxCreateOptions {
   const env = parseKeyValues(flags.env, '--env')
   if (env) out.env = env
   if (flags.runtime !== undefined) out.runtime = parseRuntime(flags.runtime)
+  const network = sandboxNetworkOf(flags)
+  if (network !== undefined) out.network = network
   return out
 }

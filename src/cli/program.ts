@@ -10,6 +10,8 @@ import { registerExec } from './exec.js'
 import { registerKeys } from './keys.js'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
 import { registerLs } from './ls.js'
+import { registerNetwork } from './network.js'
+import { registerPortForward } from './port-forward.js'
 import { registerRm } from './rm.js'
 import { registerPool } from './pool.js'
 import { registerRun } from './run.js'
@@ -40,6 +42,8 @@ export function createProgram(): Command {
   registerLs(program)
   registerRm(program)
   registerTimeout(program)
+  registerNetwork(program)
+  registerPortForward(program)
   registerCp(program)
   registerTemplate(program)
   registerSnapshot(program)

@@ -4,8 +4,9 @@ import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
+import { addServerNetworkFlags, serverNetworkOf, type ServerNetworkFlags } from './network-flags.js'
 
-interface ServerFlags {
+interface ServerFlags extends ServerNetworkFlags {
   dataDir: string
   host: string
   port: string
@@ -18,7 +19,7 @@ interface ServerFlags {
 
 /** Registers `server`. */
 export function registerServer(program: Command): void {
-  program
+  const cmd = program
     .command('server')
     .description('run the server without a local agent; agents join with `sandstorm agent --server HOST:PORT --token T`')
     .option('--data-dir <dir>', 'state, API key, CA and join token', defaultDataDir())
@@ -29,7 +30,9 @@ export function registerServer(program: Command): void {
     .option('--insecure', 'plain-text link to agents (token on every call); only on a network you trust')
     .option('--heartbeat-ms <ms>', 'heartbeat interval the agents are told to keep (default: each agent\'s own --heartbeat-ms, 5000)')
     .option('--lost-after-ms <ms>', 'an agent silent this long is marked lost, and its sandboxes with it', '15000')
+  addServerNetworkFlags(cmd)
     .action(async (flags: ServerFlags) => {
+      const serverNetwork = serverNetworkOf(flags)
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
       const heartbeatMs = flags.heartbeatMs === undefined ? undefined : parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
@@ -44,6 +47,7 @@ export function registerServer(program: Command): void {
         host: flags.host,
         port,
         logger,
+        ...serverNetwork,
         fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true, heartbeatMs, lostAfterMs },
       })
       const agentAddress = `${flags.agentHost ?? flags.host}:${server.fleet!.port}`

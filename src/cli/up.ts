@@ -5,8 +5,9 @@ import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
+import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 
-interface UpFlags {
+interface UpFlags extends HostNetworkFlags, ServerNetworkFlags {
   dataDir: string
   host: string
   port: string
@@ -23,7 +24,7 @@ export function parseAccel(value: string): 'kvm' | 'tcg' | 'auto' {
 
 /** Registers `up`. */
 export function registerUp(program: Command): void {
-  program
+  const cmd = program
     .command('up')
     .description('run the server and a local agent in this process (Ctrl-C stops both; sandboxes keep running)')
     .option('--data-dir <dir>', 'state, API key and templates', defaultDataDir())
@@ -32,10 +33,13 @@ export function registerUp(program: Command): void {
     .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
+  addServerNetworkFlags(addHostNetworkFlags(cmd))
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const defaultRuntime = parseRuntime(flags.runtime ?? 'runc')
       const accel = parseAccel(flags.accel)
+      const network = hostNetworkOf(flags)
+      const serverNetwork = serverNetworkOf(flags)
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -45,10 +49,10 @@ export function registerUp(program: Command): void {
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
       // The agent holds the default: a server in front of many agents has none of its own yet.
-      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel })
+      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, ...serverNetwork })
       } catch (err) {
         await agent.close()
         throw err

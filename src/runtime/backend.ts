@@ -17,6 +17,22 @@ export interface RootfsSpec {
   workDir?: string
 }
 
+/**
+ * The network a sandbox joins: `none` is a namespace of its own with only lo; `netns` is a
+ * namespace the agent made, with a veth, an address and a route through the gateway.
+ */
+export type SandboxNetworkSpec =
+  | { mode: 'none' }
+  | {
+      mode: 'netns'
+      /** The namespace to join (a file under /run/netns). */
+      netnsPath: string
+      /** A host file that becomes the sandbox's /etc/resolv.conf (the gateway's resolver). */
+      resolvConf: string
+      address: string
+      gateway: string
+    }
+
 /** What a sandbox is made with. */
 export interface SandboxSpec {
   id: string
@@ -27,7 +43,7 @@ export interface SandboxSpec {
   /** Environment every command gets, before its own. */
   env: Record<string, string>
   hostname: string
-  network: 'none'
+  network: SandboxNetworkSpec
   /**
    * Start from this saved machine (memory, device state, disk) instead of booting: a golden clone.
    * Only backends with `saveMachine`; its memoryMiB and cpus must equal the spec's.

@@ -8,7 +8,7 @@ export type RequestBody = string | Uint8Array | Blob | ReadableStream<Uint8Array
 
 /** One request to the API. */
 export interface ApiRequest {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   /** Path under the base URL, e.g. `/v1/sandboxes`. */
   path: string
   /** Query parameters; an array repeats the key. */

@@ -1,5 +1,6 @@
 /** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions, type SandboxStart } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions, type SandboxNetworkOptions, type SandboxStart } from './sandbox.js'
+export type { PortForward, PortForwardOptions } from './ports.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
@@ -27,4 +28,4 @@ export {
   type SdkErrorCode,
 } from './errors.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
-export type { RuntimeName, SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'
+export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'

@@ -1,10 +1,11 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import type { CreateSandboxRequest, ForkRequest, RuntimeName, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
+import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
-import { NotFoundError } from './errors.js'
+import { InvalidArgumentError, NotFoundError } from './errors.js'
 import { Files } from './files.js'
 import { createApiClient, type ApiClient } from './http-client.js'
+import { forwardPort, openTunnel, type PortForward, type PortForwardOptions } from './ports.js'
 import type { SandboxContext } from './sandbox-context.js'
 
 /** Options of `Sandbox.create`. */
@@ -21,10 +22,28 @@ export interface SandboxCreateOptions extends ConnectionOptions {
   labels?: Record<string, string>
   /** Environment every command gets. */
   env?: Record<string, string>
-  /** Network access; only 'none' exists so far. @default 'none' */
-  network?: 'none'
+  /**
+   * 'none' for only lo; else the egress policy (E2B's rules: `allowOut` of addresses, CIDRs,
+   * domains and `*.domain` wins over `denyOut`; domains need `denyOut: ['0.0.0.0/0']`) and how its
+   * ports are reached. @default the server's default: the public internet, ports open
+   */
+  network?: 'none' | SandboxNetworkOptions
   /** 'runc' (a container) or 'qemu' (a microVM with its own kernel). @default the server's */
   runtime?: RuntimeName
+}
+
+/** A sandbox's network, as a create gives it. */
+export interface SandboxNetworkOptions {
+  /** Always reachable: IPv4 addresses, CIDRs, domains (`example.com`, `*.example.com`). */
+  allowOut?: string[]
+  /** Refused unless allowOut names them: IPv4 addresses and CIDRs (`0.0.0.0/0` for everything). */
+  denyOut?: string[]
+  /** false is `denyOut: ['0.0.0.0/0']`. */
+  allowInternetAccess?: boolean
+  /** false: its ports answer only requests with its traffic token (`trafficAccessToken`) or an API key. @default true */
+  allowPublicTraffic?: boolean
+  /** Host header its ports see (`host[:port]`, `${PORT}` for the port). */
+  maskRequestHost?: string
 }
 
 /** How a created sandbox started, as the server answered the create. */
@@ -54,6 +73,12 @@ export interface SandboxListOptions extends ConnectionOptions {
   state?: SandboxState
 }
 
+/** How a sandbox's ports are reached, as the server answers create and get. */
+interface Ingress {
+  domain?: string
+  trafficAccessToken?: string
+}
+
 const sandboxesPath = '/v1/sandboxes'
 
 function sandboxPath(id: string, rest = ''): string {
@@ -66,6 +91,10 @@ export class Sandbox {
   readonly commands: Commands
   /** Files of this sandbox. */
   readonly files: Files
+  /** The domain its ports are reached under (`<port>-<id>.<domain>`), as the server answered. */
+  readonly domain: string | undefined
+  /** The token its ports ask for when it was created with `allowPublicTraffic: false` (header `e2b-traffic-access-token`). */
+  readonly trafficAccessToken: string | undefined
 
   private constructor(
     /** Id of the sandbox, e.g. `sb-k3j9x0q2m1c8v7d4`. */
@@ -73,7 +102,10 @@ export class Sandbox {
     private readonly connection: Connection,
     /** How it started, when this object comes from `Sandbox.create`. */
     readonly start: SandboxStart = {},
+    ingress: Ingress = {},
   ) {
+    this.domain = ingress.domain
+    this.trafficAccessToken = ingress.trafficAccessToken
     const ctx: SandboxContext = {
       sandboxId,
       clientFor: (options) => this.client(options),
@@ -99,19 +131,19 @@ export class Sandbox {
     if (options.env) body.env = options.env
     if (options.network) body.network = options.network
     if (options.runtime) body.runtime = options.runtime
-    const info = await createApiClient(connection).json<SandboxInfo & SandboxStart>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
+    const info = await createApiClient(connection).json<SandboxInfo & SandboxStart & Ingress>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
     const start: SandboxStart = {}
     if (info.source) start.source = info.source
     if (info.sourceReason) start.sourceReason = info.sourceReason
     if (info.golden) start.golden = info.golden
-    return new Sandbox(info.id, connection, start)
+    return new Sandbox(info.id, connection, start, info)
   }
 
   /** Connects to an existing sandbox; throws NotFoundError if there is none with this id. */
   static async connect(sandboxId: string, options: ConnectionOptions = {}): Promise<Sandbox> {
     const connection = resolveConnection(options)
-    await createApiClient(connection).json<SandboxInfo>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
-    return new Sandbox(sandboxId, connection)
+    const info = await createApiClient(connection).json<SandboxInfo & Ingress>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
+    return new Sandbox(sandboxId, connection, {}, info)
   }
 
   /** Sandboxes the key can see, filtered by labels and state. */
@@ -167,6 +199,35 @@ export class Sandbox {
   /** Replaces this sandbox by a fresh one at the snapshot (same id; running commands end). */
   async restore(snapshotId: string, options: ConnectionOptions = {}): Promise<void> {
     await this.client(options).json<SandboxInfo>({ method: 'POST', path: sandboxPath(this.sandboxId, '/restore'), json: { snapshotId }, signal: options.signal })
+  }
+
+  /**
+   * Replaces this sandbox's egress policy at once, whole: lists left out are cleared (as E2B's
+   * updateNetwork). Open connections stay; new ones follow the new policy.
+   */
+  async updateNetwork(policy: NetworkUpdateRequest, options: ConnectionOptions = {}): Promise<SandboxInfo> {
+    return this.client(options).json<SandboxInfo>({ method: 'PATCH', path: sandboxPath(this.sandboxId, '/network'), json: policy, signal: options.signal })
+  }
+
+  /** The host a port of this sandbox is reached at through the server: `<port>-<id>.<domain>`. */
+  getHost(port: number): string {
+    if (!this.domain) throw new InvalidArgumentError('invalid_argument', 'the server gave no domain for this sandbox: get it from Sandbox.create or Sandbox.connect')
+    return `${port}-${this.sandboxId}.${this.domain}`
+  }
+
+  /** The URL of a port of this sandbox: `http://<port>-<id>.<domain>`. */
+  getUrl(port: number): string {
+    return `http://${this.getHost(port)}`
+  }
+
+  /** A raw TCP connection to a port of this sandbox, tunnelled through the server. */
+  connectPort(port: number, options: ConnectionOptions = {}): Promise<import('node:stream').Duplex> {
+    return openTunnel(overlayConnection(this.connection, options), this.sandboxId, port, options.signal)
+  }
+
+  /** Listens on a local port and forwards each connection to a port of this sandbox (like `kubectl port-forward`). */
+  forwardPort(port: number, options: PortForwardOptions & ConnectionOptions = {}): Promise<PortForward> {
+    return forwardPort(overlayConnection(this.connection, options), this.sandboxId, port, options)
   }
 
   /** Information about this sandbox: state, limits, labels, expiry. */

@@ -11,6 +11,7 @@ import type { AgentView } from './fleet/index.js'
 import type { AgentRegistry, CommandLog } from './fleet/index.js'
 import { errorResponse } from './http-errors.js'
 import { execRoutes } from './routes-exec.js'
+import { networkRoutes } from './routes-network.js'
 import { fileRoutes } from './routes-files.js'
 import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
@@ -27,7 +28,7 @@ const maxJsonBytes = 64 * 1024 * 1024
 /** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {
   /** The E2B surface (REST and envd) on the same port. */
-  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'logger' | 'maxFileBytes' | 'shutdownSignal'>
+  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
   /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
   fleet: { registry?: AgentRegistry; local?: () => Promise<AgentView>; commandLog: CommandLog }
   /** Fires when the server closes; every request's signal follows it. */
@@ -101,12 +102,13 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   healthRoutes(app, options)
   templateRoutes(app, options)
   sandboxRoutes(app, options)
+  networkRoutes(app, options)
   execRoutes(app, options)
   fileRoutes(app, options)
   if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
   if (options.pools) poolRoutes(app, options.pools)
   fleetRoutes(app, options.fleet)
-  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, logger, maxFileBytes: options.maxFileBytes, shutdownSignal })
+  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, logger, maxFileBytes: options.maxFileBytes, shutdownSignal, ingressOf: options.ingressOf })
 
   app.notFound((c) => {
     const what = isE2bPath(c.req.path) ? 'an E2B route' : 'one of the routes of the HTTP API (/v1/...)'

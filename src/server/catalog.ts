@@ -1,4 +1,4 @@
-import type { SandboxInfo, SandboxState } from '../shared/index.js'
+import type { SandboxInfo, SandboxNetwork, SandboxState } from '../shared/index.js'
 import type { CatalogDb } from './db.js'
 
 /** A sandbox as the catalog stores it. Times are epoch milliseconds. */
@@ -12,6 +12,8 @@ export interface SandboxRecord {
   pidsMax: number
   labels: Record<string, string>
   env: Record<string, string>
+  /** 'none' (only lo), or its egress policy and ingress settings. */
+  network: SandboxNetwork
   createdAtMs: number
   expiresAtMs: number
 }
@@ -23,7 +25,7 @@ export interface SandboxCatalog {
   /** All sandboxes, oldest first, optionally only those in one state. */
   list(state?: SandboxState): SandboxRecord[]
   /** Returns false when there is no such row. */
-  update(id: string, fields: Partial<Pick<SandboxRecord, 'runtime' | 'state' | 'expiresAtMs'>>): boolean
+  update(id: string, fields: Partial<Pick<SandboxRecord, 'runtime' | 'state' | 'expiresAtMs' | 'network'>>): boolean
   /** Returns false when there was no such row. */
   delete(id: string): boolean
   countByState(): Map<SandboxState, number>
@@ -39,6 +41,7 @@ interface Row {
   pids_max: number
   labels: string
   env: string
+  network: string
   created_at: number
   expires_at: number
 }
@@ -46,15 +49,15 @@ interface Row {
 /** A catalog over an open database; statements are prepared once. */
 export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, labels, env, created_at, expires_at)
-     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @labels, @env, @created_at, @expires_at)`,
+    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, labels, env, network, created_at, expires_at)
+     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @labels, @env, @network, @created_at, @expires_at)`,
   )
   const get = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?')
   const listAll = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY created_at, id')
   const listState = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE state = ? ORDER BY created_at, id')
   const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?')
   const counts = db.prepare<[], { state: SandboxState; n: number }>('SELECT state, count(*) AS n FROM sandboxes GROUP BY state')
-  const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at' } as const
+  const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at', network: 'network' } as const
 
   return {
     insert(r) {
@@ -68,6 +71,7 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
         pids_max: r.pidsMax,
         labels: JSON.stringify(r.labels),
         env: JSON.stringify(r.env),
+        network: JSON.stringify(r.network),
         created_at: r.createdAtMs,
         expires_at: r.expiresAtMs,
       })
@@ -83,7 +87,8 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
       const keys = (Object.keys(fields) as (keyof typeof columnOf)[]).filter((k) => fields[k] !== undefined)
       if (keys.length === 0) return get.get(id) !== undefined
       const sets = keys.map((k) => `${columnOf[k]} = @${k}`).join(', ')
-      return db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run({ ...fields, id }).changes > 0
+      const values = { ...fields, ...(fields.network !== undefined ? { network: JSON.stringify(fields.network) } : {}), id }
+      return db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run(values).changes > 0
     },
     delete(id) {
       return remove.run(id).changes > 0
@@ -105,6 +110,7 @@ export function toSandboxInfo(r: SandboxRecord): SandboxInfo {
     cpus: r.cpus,
     pidsMax: r.pidsMax,
     labels: r.labels,
+    network: r.network,
     createdAt: new Date(r.createdAtMs).toISOString(),
     expiresAt: new Date(r.expiresAtMs).toISOString(),
   }
@@ -121,6 +127,7 @@ function fromRow(row: Row): SandboxRecord {
     pidsMax: row.pids_max,
     labels: JSON.parse(row.labels) as Record<string, string>,
     env: JSON.parse(row.env) as Record<string, string>,
+    network: JSON.parse(row.network) as SandboxNetwork,
     createdAtMs: row.created_at,
     expiresAtMs: row.expires_at,
   }

@@ -1,6 +1,6 @@
 import type { HttpBindings } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
-import type { Logger } from '../shared/index.js'
+import type { Logger, SandboxInfo } from '../shared/index.js'
 import type { ApiKeyCheck } from './api-keys.js'
 import type { ServerMetrics } from './metrics.js'
 import type { SandboxService } from './sandbox-service.js'
@@ -16,6 +16,12 @@ export interface ServerEnv {
   }
 }
 
+/** How a sandbox's ports are reached: the domain of its hosts, and a private sandbox's traffic token. */
+export interface IngressInfo {
+  domain: string
+  trafficAccessToken?: string
+}
+
 /** What the route groups need. */
 export interface RouteDeps {
   agent: AgentApi
@@ -25,6 +31,8 @@ export interface RouteDeps {
   checkApiKey: ApiKeyCheck
   /** Uploads larger than this answer 413. */
   maxFileBytes: number
+  /** The ingress side of a sandbox, for the answers of create and get. */
+  ingressOf(info: SandboxInfo): IngressInfo
   /** Snapshot, fork and restore routes, when given. */
   snapshots?: SnapshotService
   /** Warm pool routes, when given. */

@@ -62,6 +62,8 @@ const migrations: string[] = [
      ended_at INTEGER NOT NULL
    );
    CREATE INDEX command_logs_sandbox ON command_logs (sandbox_id, id);`,
+  // Networking: each sandbox's network settings as JSON; sandboxes from before it had only lo.
+  `ALTER TABLE sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '"none"';`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

@@ -1,19 +1,53 @@
 /**
- * The server's one listening edge: a Node HTTP server in front of the one app. It is where a
- * request is told apart before any route sees it; the app answers everything it does not claim.
+ * The server's one listening edge: a Node HTTP server in front of the one app. Requests for a
+ * sandbox's port (by Host or E2B's headers) go to ingress before any route sees them; upgrades go
+ * to ingress or to a port-forward tunnel; the app answers everything else.
  */
 import { createServer, type Server } from 'node:http'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
+import { httpStatusOf, SandstormError } from '../shared/index.js'
 import type { ServerEnv } from './context.js'
+import { ingressTargetOf, type IngressTarget } from './ingress/ingress-target.js'
+import type { Ingress } from './ingress/ingress.js'
+import { serveTunnel, tunnelTargetOf, type TunnelOptions } from './ingress/tunnel.js'
 
 /** What the edge serves. */
 export interface EdgeOptions {
   app: Hono<ServerEnv>
+  ingress: Ingress
+  tunnel: TunnelOptions
+  /** The domain sandbox hosts are under (`<port>-<id>.<domain>`); read per request, as it is known once the server listens. */
+  domain(): string
 }
 
 /** The HTTP server of the edge (not listening yet). */
 export function createEdge(options: EdgeOptions): Server {
   const serveApp = getRequestListener(options.app.fetch)
-  return createServer((req, res) => void serveApp(req, res))
+  /** The ingress target of a request, undefined for the server's own routes, or the error to answer. */
+  const targetOf = (headers: import('node:http').IncomingHttpHeaders): IngressTarget | undefined | SandstormError => {
+    try {
+      return ingressTargetOf(headers, options.domain())
+    } catch (err) {
+      return SandstormError.from(err)
+    }
+  }
+  const server = createServer((req, res) => {
+    const target = targetOf(req.headers)
+    if (target instanceof SandstormError) {
+      res.writeHead(httpStatusOf[target.code], { 'content-type': 'application/json' }).end(JSON.stringify({ code: target.code, message: target.message }))
+      return
+    }
+    if (target) return options.ingress.serve(req, res, target)
+    void serveApp(req, res)
+  })
+  server.on('upgrade', (req, socket, head: Buffer) => {
+    const target = targetOf(req.headers)
+    if (target && !(target instanceof SandstormError)) return options.ingress.upgrade(req, socket, head, target)
+    const tunnel = tunnelTargetOf(new URL(req.url ?? '/', 'http://edge').pathname)
+    if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
+    const err = target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host or /v1/sandboxes/:id/ports/:port/tunnel`)
+    socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
+  })
+  return server
 }

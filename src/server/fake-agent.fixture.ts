@@ -4,6 +4,7 @@
  * signalled or `finish()`ed, and `cat` echoes its stdin once stdin closes.
  */
 import { EventEmitter } from 'node:events'
+import { connect as connectTcp, type Socket } from 'node:net'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from '../agent/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
@@ -26,6 +27,8 @@ export interface FakeSandbox {
   files: Map<string, Uint8Array>
   dirs: Set<string>
   processes: Map<number, FakeProcess>
+  /** Its ports that a test serves: sandbox port -> a local TCP port that connect() reaches. */
+  ports: Map<number, number>
 }
 
 /** The fake agent and the hooks that tests drive it with. */
@@ -87,6 +90,7 @@ export function createFakeAgent(): FakeAgent {
       files: new Map(),
       dirs: new Set(['/', '/tmp']),
       processes: new Map(),
+      ports: new Map(),
     }
     sandboxes.set(id, sandbox)
     return sandbox
@@ -220,6 +224,21 @@ export function createFakeAgent(): FakeAgent {
         push(p, { type: 'stdout', data: Buffer.concat(p.stdin).toString('base64') })
         end(p, 0)
       }
+    },
+    async updateNetwork(id, egress) {
+      count('updateNetwork')
+      const sb = box(id)
+      if (!sb.request || sb.request.network.mode === 'none') throw new SandstormError('failed_precondition', `sandbox "${id}" was created with network "none"`)
+      sb.request = { ...sb.request, network: { mode: 'veth', egress } }
+    },
+    async connect(id, port) {
+      count('connect')
+      const local = box(id).ports.get(port)
+      if (local === undefined) throw new SandstormError('unavailable', `nothing listens on port ${port} in sandbox "${id}"`)
+      return new Promise<Socket>((resolve, reject) => {
+        const socket = connectTcp(local, '127.0.0.1', () => resolve(socket))
+        socket.once('error', reject)
+      })
     },
     async *readFile(id, path) {
       const data = box(id).files.get(path)

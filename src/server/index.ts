@@ -3,7 +3,8 @@ import { setMaxListeners } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { AgentApi } from '../agent/index.js'
 import { createLogger, SandstormError } from '../shared/index.js'
-import type { Logger } from '../shared/index.js'
+import type { DefaultEgress, Logger, SandboxInfo } from '../shared/index.js'
+import type { IngressInfo } from './context.js'
 import { adoptSandboxes } from './adoption.js'
 import { watchSandboxStates } from './state-watch.js'
 import { createApiKey, createApiKeyCheck, ensureApiKey } from './api-keys.js'
@@ -16,6 +17,8 @@ import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
 import { createWarmPools } from './pools/index.js'
 import { createEdge } from './edge.js'
+import { createAccessTokens } from './access-tokens.js'
+import { createIngress } from './ingress/ingress.js'
 import { createCommandLog, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
 import type { Fleet, FleetOptions } from './fleet/index.js'
 
@@ -44,6 +47,13 @@ export interface ServerOptions {
   defaultRuntime?: string
   /** How often the agents are asked which sandboxes stopped on their own. @default 10 s */
   stateWatchMs?: number
+  /** Egress of a create that names no network: the public internet ('all') or nothing ('none'). @default 'all' */
+  defaultEgress?: DefaultEgress
+  /**
+   * The domain sandbox ports are reached under: `<port>-<id>.<domain>` (E2B's `domain`). Its DNS
+   * must point at this server. @default `localhost:<port>` (browsers and curl resolve *.localhost to loopback)
+   */
+  domain?: string
 }
 
 /** A started server. */
@@ -52,6 +62,8 @@ export interface RunningServer {
   url: string
   apiKey: string
   apiKeyPath: string
+  /** The domain sandbox ports are reached under (`<port>-<id>.<domain>`). */
+  domain: string
   /** With `fleet`: the port agents dial and the token they join with. */
   fleet?: { port: number; joinToken: string }
   /** Stops accepting, ends in-flight streams, clears timers and closes the database. Sandboxes keep running. */
@@ -88,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
       defaultRuntime: options.defaultRuntime,
+      defaultEgress: options.defaultEgress,
       shutdownSignal: shutdown.signal,
     })
     // Pools start after adoption, which destroyed the last run's pooled sandboxes as orphans.
@@ -101,6 +114,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const forget = (): void => void inFlight.delete(work)
       work.then(forget, forget)
     }
+    const checkApiKey = createApiKeyCheck(db)
+    const trafficTokens = createAccessTokens(options.dataDir, 'traffic')
+    // Known once the server listens, when no --domain was given.
+    let domain = options.domain
+    const ingressOf = (info: SandboxInfo): IngressInfo => ({
+      domain: domain ?? 'localhost',
+      ...(info.network !== 'none' && !info.network.allowPublicTraffic ? { trafficAccessToken: trafficTokens.tokenFor(info.id) } : {}),
+    })
     const app = createApp({
       agent,
       sandboxes,
@@ -108,14 +129,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       pools,
       metrics,
       logger,
-      checkApiKey: createApiKeyCheck(db),
+      checkApiKey,
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
+      ingressOf,
       e2b: { catalog, dataDir: options.dataDir },
       fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog },
       shutdownSignal: shutdown.signal,
       track,
     })
-    const server = createEdge({ app })
+    const server = createEdge({
+      app,
+      ingress: createIngress({ agent, catalog, trafficTokens, checkApiKey, logger }),
+      tunnel: { agent, catalog, checkApiKey, logger },
+      domain: () => domain ?? 'localhost',
+    })
     // Once closing, a keep-alive connection whose response just ended would idle until its
     // timeout; close it as soon as it is idle so that close() resolves.
     server.on('request', (_req: unknown, res: NodeJS.EventEmitter) => {
@@ -137,6 +164,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })
     const { port } = server.address() as AddressInfo
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+    domain ??= `localhost:${port}`
     logger.info({ url, apiKeyPath }, 'server listening')
 
     let closing: Promise<void> | undefined
@@ -164,6 +192,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       url,
       apiKey,
       apiKeyPath,
+      domain,
       ...(fleet ? { fleet: { port: fleet.port, joinToken: fleet.joinToken } } : {}),
       close: () => (closing ??= close()),
     }

@@ -16,7 +16,8 @@ export function sandboxRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   app.post('/v1/sandboxes', async (c) => {
     const body = await bodyOf(c, createSandboxBody)
-    return c.json(await sandboxes.create(body, { signal: c.var.signal }), 201)
+    const info = await sandboxes.create(body, { signal: c.var.signal })
+    return c.json({ ...info, ...deps.ingressOf(info) }, 201)
   })
 
   app.get('/v1/sandboxes', (c) => {
@@ -30,7 +31,10 @@ export function sandboxRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     return c.json(sandboxes.list({ state: query.state, labels }))
   })
 
-  app.get('/v1/sandboxes/:id', (c) => c.json(sandboxes.get(c.req.param('id'))))
+  app.get('/v1/sandboxes/:id', (c) => {
+    const info = sandboxes.get(c.req.param('id'))
+    return c.json({ ...info, ...deps.ingressOf(info) })
+  })
 
   app.delete('/v1/sandboxes/:id', async (c) => {
     await sandboxes.destroy(c.req.param('id'), { signal: c.var.signal })

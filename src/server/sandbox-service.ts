@@ -1,7 +1,7 @@
 import type { z } from 'zod'
 import type { AgentApi, AgentSandbox } from '../agent/index.js'
-import { newId, SandstormError } from '../shared/index.js'
-import type { CallOptions, createSandboxBody, Logger, SandboxInfo, SandboxState } from '../shared/index.js'
+import { agentNetworkOf, checkEgress, checkNetwork, newId, SandstormError } from '../shared/index.js'
+import type { CallOptions, createSandboxBody, DefaultEgress, Logger, NetworkUpdateRequest, SandboxInfo, SandboxNetwork, SandboxState } from '../shared/index.js'
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
@@ -32,8 +32,21 @@ export interface SandboxService {
   armAll(): void
   /** Disarms all timers; sandboxes keep running. */
   close(): void
-  /** Records a running sandbox started ahead of demand (a warm pool's) as created now by `input`: its labels and timeout. */
-  handOver(sandbox: HandOverSandbox, input: CreateSandboxInput): SandboxInfo
+  /**
+   * Records a running sandbox started ahead of demand (a warm pool's, with the default network) as
+   * created now by `input`: its labels, timeout and network (a policy other than the default is
+   * set on the agent first).
+   */
+  handOver(sandbox: HandOverSandbox, input: CreateSandboxInput, network: SandboxNetwork, options?: CallOptions): Promise<SandboxInfo>
+  /**
+   * Replaces a running sandbox's egress policy, whole and at once (omitted lists are cleared, as
+   * E2B's updateNetwork does). A bad policy is a 400 and changes nothing.
+   */
+  updateNetwork(id: string, update: NetworkUpdateRequest, options?: CallOptions): Promise<SandboxInfo>
+  /** The network a create asks for, checked, the server's default egress filled in; a 400 naming the field when it is malformed. */
+  networkOf(input: CreateSandboxInput): SandboxNetwork
+  /** What a create that names no network gets (warm pools start their sandboxes with it). */
+  readonly defaultNetwork: SandboxNetwork
 }
 
 /** A running sandbox the catalog does not know yet, with the config it was started with. */
@@ -60,6 +73,8 @@ export interface SandboxServiceOptions {
   expiryRetryMs?: number
   /** Runtime of a create that names none. @default the agent's choice (its default, or a golden machine template's own) */
   defaultRuntime?: string
+  /** Egress of a create that names no network: the public internet, or nothing. @default 'all' */
+  defaultEgress?: DefaultEgress
 }
 
 /** Pids a sandbox may hold when a create gives no limit. */
@@ -70,6 +85,10 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
   const { agent, catalog, metrics, logger, shutdownSignal } = options
   const expiryRetryMs = options.expiryRetryMs ?? 30_000
   const destroying = new Map<string, Promise<void>>()
+  const defaultEgress = options.defaultEgress ?? 'all'
+  const networkOf = (input: CreateSandboxInput): SandboxNetwork => checkNetwork(input.network, defaultEgress)
+  const defaultNetwork = checkNetwork(undefined, defaultEgress)
+  const networkUpdates = new Map<string, Promise<unknown>>()
 
   const timers = createExpiryTimers({
     onExpire(id) {
@@ -120,6 +139,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
   return {
     async create(input, callOptions = {}, from = {}) {
       const startedAt = performance.now()
+      const network = networkOf(input)
       const templates = await agent.templates(callOptions)
       const template = templates.find((t) => t.name === input.template)
       if (!template) {
@@ -138,6 +158,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
         pidsMax: input.pidsMax ?? defaultPidsMax,
         labels: input.labels ?? {},
         env: input.env ?? {},
+        network,
         createdAtMs: Date.now(),
         expiresAtMs: Date.now() + timeoutMs,
       }
@@ -153,7 +174,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
             cpus: record.cpus,
             pidsMax: record.pidsMax,
             env: record.env,
-            network: input.network ?? 'none',
+            network: agentNetworkOf(network),
             ...(from.snapshotId ? { snapshotId: from.snapshotId } : {}),
             ...(runtime ? { runtime } : {}),
           },
@@ -226,16 +247,49 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       timers.clear()
     },
 
-    handOver(sandbox, input) {
-      const now = Date.now()
+    networkOf,
+    defaultNetwork,
+
+    updateNetwork(id, update, callOptions) {
+      // One update at a time per sandbox, so that the catalog ends with the policy the agent holds.
+      const run = (networkUpdates.get(id) ?? Promise.resolve()).then(async () => {
+        const record = find(id)
+        if (record.state === 'starting') throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
+        if (record.network === 'none') {
+          throw new SandstormError('failed_precondition', `sandbox "${id}" was created with network "none": it has no network device to set a policy on (create it with a network)`)
+        }
+        const egress = checkEgress(update)
+        await agent.updateNetwork(id, egress, callOptions)
+        catalog.update(id, { network: { ...record.network, ...egress } })
+        logger.info({ sandboxId: id, allowOut: egress.allowOut.length, denyOut: egress.denyOut.length }, 'sandbox network policy replaced')
+        return toSandboxInfo(find(id))
+      })
+      const settled = run.catch(() => undefined)
+      networkUpdates.set(id, settled)
+      void settled.then(() => networkUpdates.get(id) === settled && networkUpdates.delete(id))
+      return run
+    },
+
+    async handOver(sandbox, input, network, callOptions) {
       const { id, template, runtime, memoryMiB, cpus, pidsMax } = sandbox
-      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, labels: input.labels ?? {}, env: {}, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
+      // Pooled sandboxes run the default egress; another policy is set before anyone can use it.
+      if (network !== 'none' && defaultNetwork !== 'none' && !sameEgress(network, defaultNetwork)) {
+        await agent.updateNetwork(id, { allowOut: network.allowOut, denyOut: network.denyOut }, callOptions)
+      }
+      const now = Date.now()
+      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, labels: input.labels ?? {}, env: {}, network, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
       catalog.insert(record)
       timers.arm(id, record.expiresAtMs)
       logger.info({ sandboxId: id, template }, 'sandbox created from a warm pool')
       return toSandboxInfo(record)
     },
   }
+}
+
+/** Whether two networks have the same egress policy (the order of entries aside). */
+function sameEgress(a: Exclude<SandboxNetwork, 'none'>, b: Exclude<SandboxNetwork, 'none'>): boolean {
+  const same = (x: string[], y: string[]) => x.length === y.length && [...x].sort().join() === [...y].sort().join()
+  return same(a.allowOut, b.allowOut) && same(a.denyOut, b.denyOut)
 }
 
 /** The catalog state for what the agent reports. */

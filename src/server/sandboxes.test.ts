@@ -20,7 +20,8 @@ test('create takes its defaults from the template and answers 201 with the sandb
     const lifeMs = Date.parse(sb.expiresAt) - before
     assert.ok(lifeMs >= 60_000 && lifeMs < 120_000, `expiresAt is about defaultTimeoutMs away, got ${lifeMs} ms`)
     const asked = t.agent.sandboxes.get(sb.id)!.request!
-    assert.deepEqual(asked, { id: sb.id, template: 'host', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, env: { FOO: 'bar' }, network: 'none' })
+    assert.deepEqual(asked, { id: sb.id, template: 'host', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, env: { FOO: 'bar' }, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } })
+    assert.deepEqual(sb.network, { allowOut: [], denyOut: [], allowPublicTraffic: true }, 'the default network: the public internet, ports open')
 
     const given = await t.request('POST', '/v1/sandboxes', { body: { memoryMiB: 1024, cpus: 2, pidsMax: 64 } })
     assert.deepEqual([given.json.template, given.json.memoryMiB, given.json.cpus, given.json.pidsMax], ['debian', 1024, 2, 64])

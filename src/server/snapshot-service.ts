@@ -1,6 +1,7 @@
 import type { AgentApi, AgentSnapshotApi } from '../agent/index.js'
-import { SandstormError } from '../shared/index.js'
-import type { CallOptions, Logger, SandboxInfo, SnapshotInfo } from '../shared/index.js'
+import { agentNetworkOf, SandstormError } from '../shared/index.js'
+import type { CallOptions, forkBody, Logger, SandboxInfo, SnapshotInfo } from '../shared/index.js'
+import type { z } from 'zod'
 import type { SandboxCatalog } from './catalog.js'
 import type { SandboxService } from './sandbox-service.js'
 import { createSnapshotCatalog, toSnapshotInfo, type SnapshotCatalog } from './snapshot-catalog.js'
@@ -13,7 +14,7 @@ export interface SnapshotService {
   list(): SnapshotInfo[]
   remove(id: string, options?: CallOptions): Promise<void>
   /** Starts `count` sandboxes at the snapshot, with its config and env. */
-  fork(id: string, req: { count: number; timeoutMs?: number; labels?: Record<string, string> }, options?: CallOptions): Promise<SandboxInfo[]>
+  fork(id: string, req: z.output<typeof forkBody>, options?: CallOptions): Promise<SandboxInfo[]>
   /** Replaces a sandbox by a fresh one (same id, same config) at the snapshot. */
   restore(sandboxId: string, snapshotId: string, options?: CallOptions): Promise<SandboxInfo>
 }
@@ -71,6 +72,7 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
         env: snap.env,
         timeoutMs: req.timeoutMs,
         labels: req.labels,
+        network: req.network,
       }
       const made = await Promise.allSettled(Array.from({ length: req.count }, () => sandboxes.create(input, call, { snapshotId: id })))
       const failed = made.find((m) => m.status === 'rejected')
@@ -90,7 +92,7 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
         // The agent starts the new instance first and removes the old one after: the old one still
         // runs if this fails, so the record stays as it is.
         const config = { memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env }
-        await restore.call(agent.snapshots, sandboxId, { snapshotId, ...config, network: 'none' }, call)
+        await restore.call(agent.snapshots, sandboxId, { snapshotId, ...config }, call)
         catalog.update(sandboxId, { state: 'running' })
         logger.info({ sandboxId, snapshotId }, 'sandbox restored')
         return sandboxes.get(sandboxId)
@@ -98,7 +100,7 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
       await agent.destroy(sandboxId, call)
       try {
         await agent.create(
-          { id: sandboxId, template: snap.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: 'none', snapshotId },
+          { id: sandboxId, template: snap.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: agentNetworkOf(record.network), snapshotId },
           call,
         )
       } catch (err) {

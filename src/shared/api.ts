@@ -3,6 +3,7 @@
  * responses. The SDK builds its requests from the same types.
  */
 import { z } from 'zod'
+import { networkBody, type SandboxNetwork } from './network.js'
 
 /** Upper bounds that a request may ask for; a server may set lower ones. */
 export const limits = {
@@ -40,7 +41,8 @@ export const createSandboxBody = z.strictObject({
   timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
   labels: z.record(labelKey, z.string().max(256)).optional(),
   env: z.record(envName, z.string()).optional(),
-  network: z.enum(['none']).optional(),
+  /** 'none' (only lo), or the egress policy and ingress settings. @default the server's default egress */
+  network: networkBody.optional(),
   /** @default the server's default runtime, else the agent's ('runc'); a golden machine template implies its own */
   runtime: runtimeSchema.optional(),
 })
@@ -108,6 +110,8 @@ export interface SandboxInfo {
   cpus: number
   pidsMax: number
   labels: Record<string, string>
+  /** 'none' (only lo), or its egress policy and ingress settings. */
+  network: SandboxNetwork
   createdAt: string
   /** When the sandbox will be destroyed unless its timeout is extended. */
   expiresAt: string

@@ -1,5 +1,6 @@
 /** The snapshot routes of the HTTP API: request schemas and the shape of a snapshot. */
 import { z } from 'zod'
+import { networkBody } from './network.js'
 import { limits } from './api.js'
 
 const labelKey = z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'a label key of letters, digits, _ . - / (1-63 chars)')
@@ -15,6 +16,8 @@ export const forkBody = z.strictObject({
   count: z.number().int().min(1).max(256).default(1),
   timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
   labels: z.record(labelKey, z.string().max(256)).optional(),
+  /** As a create's. @default the server's default egress */
+  network: networkBody.optional(),
 })
 export type ForkRequest = z.input<typeof forkBody>
 

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLocalAgent, type AgentApi } from '../../src/agent/index.js'
+import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
 import { createLogger, silentLogger } from '../../src/shared/index.js'
 
@@ -45,13 +45,17 @@ export interface StackOptions {
   defaultTimeoutMs?: number
   /** How often the server asks the agent which sandboxes stopped on their own. @default the server's */
   stateWatchMs?: number
+  /** The agent's networking: give a test internet's /24 as public and its DNS server as upstream. */
+  network?: LocalAgentOptions['network']
+  /** The server's egress for creates that name none. @default 'all' */
+  defaultEgress?: 'all' | 'none'
 }
 
 /** Starts a real server and agent. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandstorm-test-')))
   const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
-  const agent = await createLocalAgent({ dataDir, templatesDir, logger })
+  const agent = await createLocalAgent({ dataDir, templatesDir, logger, network: options.network })
   const server = await startServer({
     dataDir,
     agent,
@@ -60,6 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     maxFileBytes: options.maxFileBytes,
     defaultTimeoutMs: options.defaultTimeoutMs,
     stateWatchMs: options.stateWatchMs,
+    defaultEgress: options.defaultEgress,
   })
   const stop = async () => {
     await server.close()

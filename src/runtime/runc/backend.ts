@@ -94,7 +94,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     const init = runc.initProcess(id)
     if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', `the sandbox is not running`)
     if (sandboxFrozen(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
-    const channel = await attachInit(init, createInitChannel)
+    const channel = await attachInit(init, await listenNameOf(id), createInitChannel)
     await channel.ready.catch(() => {
       throw new SandstormError('unavailable', "the sandbox's init took the channel and closed it")
     })
@@ -105,6 +105,12 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   }
   /** Sandboxes paused by their user (a snapshot's momentary freeze is not a pause). */
   const paused = new Set<string>()
+
+  /** The abstract name the sandbox's init listens on, from its config (none in configs of older versions). */
+  async function listenNameOf(id: string): Promise<string | undefined> {
+    const config = JSON.parse(await readFile(paths(id).config, 'utf8')) as { process: { args: string[] } }
+    return config.process.args[1]
+  }
 
   const envCache = new Map<string, string[]>()
   async function sandboxEnv(id: string): Promise<string[]> {

@@ -1,7 +1,9 @@
 /**
  * The Linux capabilities a sandbox's processes keep: Docker's default set, so that what works in
  * `docker run` works here, and nothing that reaches past the sandbox (no CAP_SYS_ADMIN,
- * CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, ...).
+ * CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, ...), less CAP_NET_RAW: raw and packet sockets
+ * would let a sandbox forge packets on its link (ping works without it, through
+ * net.ipv4.ping_group_range).
  */
 import { SandstormError } from '../../shared/index.js'
 
@@ -14,14 +16,13 @@ export interface OciProcessCapabilities {
   ambient: string[]
 }
 
-/** Docker's default capability set, as OCI names. */
+/** Docker's default capability set without CAP_NET_RAW, as OCI names. */
 export const defaultCapabilities: readonly string[] = Object.freeze([
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',
   'CAP_FSETID',
   'CAP_FOWNER',
   'CAP_MKNOD',
-  'CAP_NET_RAW',
   'CAP_SETGID',
   'CAP_SETUID',
   'CAP_SETFCAP',

@@ -9,12 +9,14 @@ import type { InitProcess } from './runc-cli.js'
 /**
  * Hands one end of a fresh socket pair to the sandbox's init through native/init-attach.c; the
  * other end goes to `open` at once (as in runc-cli's runDetached: the init speaks right away).
- * Resolves once the init holds its end. The init takes it only from outside the sandbox's pid
+ * `listenName` is the abstract name the init was started with (none: an init of an older version,
+ * on the default name). Resolves once the init holds its end. The init takes it only from outside the sandbox's pid
  * namespace, and the helper gives it only to that very init (checked by pidfd and start time,
  * then by the listener's credentials).
  */
-export async function attachInit<T extends { close(): void }>(init: InitProcess, open: (socket: Socket) => T): Promise<T> {
-  const child = spawn(hostHelpers.initAttach, [String(init.pid), String(init.startTicks)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
+export async function attachInit<T extends { close(): void }>(init: InitProcess, listenName: string | undefined, open: (socket: Socket) => T): Promise<T> {
+  const args = [String(init.pid), String(init.startTicks), ...(listenName ? [listenName] : [])]
+  const child = spawn(hostHelpers.initAttach, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
   const opened = open(child.stdio[3] as Socket)
   let complaint = ''
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (complaint += text))

@@ -3,6 +3,11 @@ import type { SandboxSpec } from '../backend.js'
 import { defaultCapabilities, processCapabilities } from './capabilities.js'
 import { cgroupPath, hostHelpers, inSandbox } from './layout.js'
 
+/** The abstract socket name the init of runtime instance `id` listens on for a restarted agent. */
+export function initListenName(id: string): string {
+  return `sandstorm-init-${id}`
+}
+
 /** The PATH every sandbox process starts with. */
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -39,12 +44,19 @@ function bindReadonly(source: string, destination: string) {
  */
 export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record<string, unknown> {
   const memoryBytes = spec.memoryMiB * 1024 * 1024
+  const net = spec.network
+  const namespaces = ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) =>
+    // The agent made the namespace of a networked sandbox (its veth and address are there already).
+    type === 'network' && net.mode === 'netns' ? { type, path: net.netnsPath } : { type },
+  )
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [inSandbox.init],
+      // The init listens for a restarted agent on an abstract socket of this name (per instance:
+      // a restored sandbox's new instance shares the old one's network namespace for a moment).
+      args: [inSandbox.init, initListenName(spec.id)],
       env: [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
       cwd: '/',
       capabilities: processCapabilities(defaultCapabilities),
@@ -68,9 +80,12 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
       bindReadonly(hostHelpers.init, inSandbox.init),
       bindReadonly(hostHelpers.busybox, inSandbox.busybox),
       ...spec.rootfs.readonlyBinds.map((b) => bindReadonly(b.source, b.target)),
+      ...(net.mode === 'netns' ? [bindReadonly(net.resolvConf, '/etc/resolv.conf')] : []),
     ],
     linux: {
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+      namespaces,
+      // ping without CAP_NET_RAW: ICMP echo sockets for every group, in the sandbox's own namespace.
+      sysctl: { 'net.ipv4.ping_group_range': '0 2147483647' },
       cgroupsPath: cgroupPath(spec.id),
       resources: {
         devices: [{ allow: false, access: 'rwm' }],

@@ -2,7 +2,7 @@
 import { posix } from 'node:path'
 import { SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
-import type { AccessTokens } from './access-tokens.js'
+import type { AccessTokens } from '../access-tokens.js'
 
 /** E2B's default user in its base image; commands and file ops run as this user unless told otherwise. */
 export const defaultUser = 'user'

@@ -10,11 +10,11 @@ import { createFetchHandler } from '@connectrpc/connect/protocol'
 import type { Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { Logger } from '../../shared/index.js'
+import type { Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
-import type { ServerEnv } from '../context.js'
+import type { IngressInfo, ServerEnv } from '../context.js'
 import type { SandboxService } from '../sandbox-service.js'
-import { createAccessTokens } from './access-tokens.js'
+import { createAccessTokens } from '../access-tokens.js'
 import { restError, toConnectError } from './errors.js'
 import { filesRoutes } from './files-routes.js'
 import { createFilesystemService } from './filesystem-service.js'
@@ -38,6 +38,8 @@ export interface E2bOptions {
   maxFileBytes: number
   /** Fires when the server closes; envd's streams end with it. */
   shutdownSignal: AbortSignal
+  /** The domain of sandbox hosts and a private sandbox's traffic token. */
+  ingressOf(info: SandboxInfo): IngressInfo
 }
 
 const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/

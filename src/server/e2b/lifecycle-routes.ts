@@ -5,10 +5,10 @@ import type { AgentApi } from '../../agent/index.js'
 import { limits, SandstormError } from '../../shared/index.js'
 import type { Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
-import type { ServerEnv } from '../context.js'
+import type { IngressInfo, ServerEnv } from '../context.js'
 import type { SandboxService } from '../sandbox-service.js'
 import { parseInput, parseJsonText } from '../validation.js'
-import type { AccessTokens } from './access-tokens.js'
+import type { AccessTokens } from '../access-tokens.js'
 import type { ProcessRegistry } from './process-registry.js'
 
 /** What the routes need. */
@@ -20,6 +20,8 @@ export interface LifecycleRoutesDeps {
   tokens: AccessTokens
   registry: ProcessRegistry
   logger: Logger
+  /** The domain of sandbox hosts and a private sandbox's traffic token. */
+  ingressOf(info: SandboxInfo): IngressInfo
 }
 
 /**
@@ -36,12 +38,32 @@ const defaultTimeoutS = 300
 
 const maxTimeoutS = Math.floor(limits.maxTimeoutMs / 1000)
 
+/** E2B's `network` of a create: what Sandstorm serves of it, and what it refuses by name. */
+const networkBody = z.looseObject({
+  allowOut: z.array(z.string()).nullish(),
+  denyOut: z.array(z.string()).nullish(),
+  allowPublicTraffic: z.boolean().nullish(),
+  maskRequestHost: z.string().nullish(),
+})
+const unsupportedNetwork = {
+  rules: 'per-host request rules (transforms) are not supported',
+  egressProxy: 'an egress proxy is not supported',
+  httpsPorts: 'HTTPS ports are not supported: ingress is plain HTTP through the server',
+} as const
+
 const createBody = z.looseObject({
   templateID: z.string().min(1, 'a template such as "base"'),
   timeout: z.number().int().positive().max(maxTimeoutS).optional(),
   metadata: z.record(z.string(), z.string()).nullish(),
   envVars: z.record(z.string(), z.string()).nullish(),
   autoPause: z.boolean().nullish(),
+  allow_internet_access: z.boolean().nullish(),
+  network: networkBody.nullish(),
+})
+const networkUpdate = z.looseObject({
+  allowOut: z.array(z.string()).nullish(),
+  denyOut: z.array(z.string()).nullish(),
+  allow_internet_access: z.boolean().nullish(),
 })
 const timeoutBody = z.looseObject({ timeout: z.number().int().min(0).max(maxTimeoutS) })
 const connectBody = z.looseObject({ timeout: z.number().int().positive().max(maxTimeoutS).optional() })
@@ -54,7 +76,7 @@ const listQuery = z.looseObject({
 
 /** Registers the routes. */
 export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps): void {
-  const { agent, sandboxes, catalog, tokens, registry, logger } = deps
+  const { agent, sandboxes, catalog, tokens, registry, logger, ingressOf } = deps
 
   /** A sandbox past its timeout is gone for E2B at once, even while its destroy is still running. */
   const live = (id: string) => {
@@ -63,14 +85,19 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     return record
   }
 
-  const created = (info: SandboxInfo) => ({
-    templateID: info.template,
-    sandboxID: info.id,
-    clientID: 'sandstorm',
-    envdVersion,
-    envdAccessToken: tokens.tokenFor(info.id),
-    domain: null,
-  })
+  const created = (info: SandboxInfo) => {
+    const ingress = ingressOf(info)
+    return {
+      templateID: info.template,
+      sandboxID: info.id,
+      clientID: 'sandstorm',
+      envdVersion,
+      envdAccessToken: tokens.tokenFor(info.id),
+      // getHost(port) builds `<port>-<id>.<domain>` from it: the server's ingress.
+      domain: ingress.domain,
+      trafficAccessToken: ingress.trafficAccessToken ?? null,
+    }
+  }
 
   const detail = (info: SandboxInfo) => ({
     ...created(info),
@@ -82,6 +109,16 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     diskSizeMB: 0,
     metadata: info.labels,
     state: info.state === 'paused' ? 'paused' : 'running',
+    allowInternetAccess: info.network !== 'none' && !info.network.denyOut.includes('0.0.0.0/0'),
+    network:
+      info.network === 'none'
+        ? { allowOut: [], denyOut: ['0.0.0.0/0'], allowPublicTraffic: false }
+        : {
+            allowOut: info.network.allowOut,
+            denyOut: info.network.denyOut,
+            allowPublicTraffic: info.network.allowPublicTraffic,
+            ...(info.network.maskRequestHost ? { maskRequestHost: info.network.maskRequestHost } : {}),
+          },
   })
 
   const create = async (c: Context<ServerEnv>) => {
@@ -95,12 +132,24 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     for (const name of Object.keys(body.envVars ?? {})) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new SandstormError('invalid_argument', `envVars "${name}": expected an environment variable name`)
     }
+    const net = body.network ?? {}
+    for (const [field, why] of Object.entries(unsupportedNetwork)) {
+      if ((net as Record<string, unknown>)[field] != null) throw new SandstormError('invalid_argument', `network.${field}: ${why}`)
+    }
+    const egressGiven = net.allowOut != null || net.denyOut != null || body.allow_internet_access != null
+    const network = {
+      ...(egressGiven ? { allowOut: net.allowOut ?? [], denyOut: net.denyOut ?? [] } : {}),
+      ...(body.allow_internet_access != null ? { allowInternetAccess: body.allow_internet_access } : {}),
+      ...(net.allowPublicTraffic != null ? { allowPublicTraffic: net.allowPublicTraffic } : {}),
+      ...(net.maskRequestHost != null ? { maskRequestHost: net.maskRequestHost } : {}),
+    }
     const info = await sandboxes.create(
       {
         template: templateAliases[body.templateID] ?? body.templateID,
         timeoutMs: (body.timeout ?? defaultTimeoutS) * 1000,
         labels: metadata,
         env: body.envVars ?? {},
+        network,
       },
       { signal: c.var.signal },
     )
@@ -185,6 +234,19 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     sandboxes.setTimeout(id, limits.maxTimeoutMs)
     catalog.update(id, { state: 'paused' })
     logger.info({ sandboxId: id }, 'sandbox paused')
+    return c.body(null, 204)
+  })
+
+  // Replaces the egress policy whole (E2B's updateNetwork): omitted lists are cleared.
+  app.put('/sandboxes/:id/network', async (c) => {
+    const id = c.req.param('id')
+    const body = parseInput(networkUpdate, parseJsonText(await c.req.text()))
+    live(id)
+    await sandboxes.updateNetwork(
+      id,
+      { allowOut: body.allowOut ?? [], denyOut: body.denyOut ?? [], ...(body.allow_internet_access != null ? { allowInternetAccess: body.allow_internet_access } : {}) },
+      { signal: c.var.signal },
+    )
     return c.body(null, 204)
   })
 

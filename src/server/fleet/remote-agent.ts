@@ -1,5 +1,6 @@
 /** An AgentApi over one agent's link: small calls on Control, bytes on a Data stream per call. */
 import { once } from 'node:events'
+import { Duplex } from 'node:stream'
 import { toWireExec } from '../../agent/index.js'
 import type { AgentApi, AgentInfo } from '../../agent/index.js'
 import type { DataFrame } from '../../proto/index.js'
@@ -88,6 +89,51 @@ async function firstFrame(frames: AsyncGenerator<DataFrame>, signal: AbortSignal
   }
 }
 
+/**
+ * A Data stream as a Duplex of bytes (ingress into a sandbox): what is written goes to the agent in
+ * chunk frames, with flow control; ending it sends the end frame (a half-close); the agent's
+ * chunks are read until its end frame.
+ */
+function tunnelOf(stream: DataCall, frames: AsyncGenerator<DataFrame>): Duplex {
+  let pumping = false
+  let wake: (() => void) | undefined
+  const pump = async (): Promise<void> => {
+    try {
+      for await (const frame of frames) {
+        // Past the reader's high-water mark: wait for its next read().
+        if (frame.chunk && frame.chunk.length > 0 && !duplex.push(frame.chunk)) await new Promise<void>((resolve) => (wake = resolve))
+      }
+      duplex.push(null)
+    } catch (err) {
+      duplex.destroy(err as Error)
+    }
+  }
+  const duplex = new Duplex({
+    read() {
+      if (!pumping) {
+        pumping = true
+        void pump()
+      }
+      const resume = wake
+      wake = undefined
+      resume?.()
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      if (stream.write({ requestId: 0, chunk })) callback()
+      else stream.once('drain', () => callback())
+    },
+    final(callback) {
+      stream.write({ requestId: 0, end: true })
+      callback()
+    },
+    destroy(err, callback) {
+      finish(stream)
+      callback(err)
+    },
+  })
+  return duplex
+}
+
 /** The AgentApi of one connected agent. */
 export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): AgentApi {
   const call = conn.call.bind(conn)
@@ -169,6 +215,19 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
       } finally {
         finish(stream)
       }
+    },
+    updateNetwork: (id, egress, o) => call('updateNetwork', { id, egress }, o),
+    async connect(id, port, o) {
+      const stream = await conn.openData('connect', { id, port }, o)
+      const frames = framesOf(stream, conn.agentId)
+      try {
+        const first = await firstFrame(frames, o?.signal)
+        if (first?.json === undefined) throw new SandstormError('unavailable', `agent "${conn.agentId}" ended a connection without opening it`)
+      } catch (err) {
+        finish(stream)
+        throw err
+      }
+      return tunnelOf(stream, frames)
     },
     listDir: (id, path, o) => call('listDir', { id, path }, o),
     stat: (id, path, o) => call('stat', { id, path }, o),

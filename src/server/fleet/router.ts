@@ -125,6 +125,8 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     mkdir: (id, path, parents, o) => at(id).mkdir(id, path, parents, o),
     remove: (id, path, recursive, o) => at(id).remove(id, path, recursive, o),
     rename: (id, from, to, o) => at(id).rename(id, from, to, o),
+    updateNetwork: (id, egress, o) => at(id).updateNetwork(id, egress, o),
+    connect: (id, port, o) => at(id).connect(id, port, o),
     close: async () => undefined,
     snapshots,
     golden,

@@ -1,5 +1,5 @@
 import type { AgentApi } from '../../agent/index.js'
-import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
+import { agentNetworkOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { CallOptions, Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { GoldenOrigin } from '../golden-source.js'
@@ -105,6 +105,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       agent,
       logger: log,
       pidsMax: defaultPidsMax,
+      network: agentNetworkOf(sandboxes.defaultNetwork),
       shutdownSignal,
       onReady: (latencyMs) => metrics.refillSeconds.observe({ template: config.template }, latencyMs / 1000),
       onChange: () => {
@@ -132,10 +133,12 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   tick.unref()
 
   const create: WarmPools['create'] = async (input, callOptions = {}, from = {}) => {
+    // Checked before anything is taken: a bad policy is a 400 and leaves the pool as it is.
+    const network = sandboxes.networkOf(input)
     const pool = from.snapshotId ? undefined : pools.get(input.template)
     const shape = pool?.pooledConfig()
     // Before its first sandbox started, the pool's config is unknown: a request without env counts.
-    const matches = pool && (shape ? matchesPool(input, shape) : !input.env || Object.keys(input.env).length === 0)
+    const matches = pool && (shape ? matchesPool(input, network, shape) : network !== 'none' && (!input.env || Object.keys(input.env).length === 0))
     if (pool && matches) {
       const startedAt = performance.now()
       const s = statsOf(pool.template)
@@ -148,12 +151,18 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       }
       const taken = pool.take(current)
       if (taken) {
-        s.hits++
-        s.handed.add(taken.id)
-        metrics.hits.inc({ template: pool.template })
-        const info = sandboxes.handOver(taken, input)
-        options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
-        return { ...info, source: 'pool', ...(taken.golden ? { golden: taken.golden } : {}) }
+        try {
+          const info = await sandboxes.handOver(taken, input, network, callOptions)
+          s.hits++
+          s.handed.add(taken.id)
+          metrics.hits.inc({ template: pool.template })
+          options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
+          return { ...info, source: 'pool', ...(taken.golden ? { golden: taken.golden } : {}) }
+        } catch (err) {
+          // Its policy could not be set: it never reaches the user, and a cold create stands in.
+          log.warn({ sandboxId: taken.id, err }, 'a pooled sandbox could not be handed over; starting one cold')
+          void agent.destroy(taken.id, { signal: shutdownSignal }).catch(() => undefined)
+        }
       }
       s.misses++
       metrics.misses.inc({ template: pool.template })

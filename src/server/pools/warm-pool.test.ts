@@ -29,6 +29,7 @@ function poolOf(min: number, max: number) {
   const waiters: (() => void)[] = []
   const pool = createWarmPool({
     config: { template: 'debian', min, max },
+    network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } },
     agent: fake.agent,
     logger: silentLogger(),
     pidsMax: 1024,

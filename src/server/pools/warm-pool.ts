@@ -1,6 +1,6 @@
 import type { AgentApi, AgentSandbox } from '../../agent/index.js'
 import { newId, SandstormError } from '../../shared/index.js'
-import type { Logger } from '../../shared/index.js'
+import type { AgentNetwork, Logger } from '../../shared/index.js'
 import { goldenOrigin, type GoldenOrigin } from '../golden-source.js'
 import type { PooledConfig } from './pool-match.js'
 import type { PoolConfig } from './pool-store.js'
@@ -21,6 +21,8 @@ export interface WarmPoolOptions {
   logger: Logger
   /** Pids limit of pooled sandboxes: the server's default, so that a create without one matches. */
   pidsMax: number
+  /** Network of pooled sandboxes: the server's default; a create's own policy is set at hand-over. */
+  network: AgentNetwork
   /** Background creates run under it; once it fires the pool starts nothing more. */
   shutdownSignal: AbortSignal
   /** Wait after a failed start before trying again. @default 5_000 */
@@ -94,7 +96,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     const pooled = { template: template.name, memoryMiB: template.defaults.memoryMiB, cpus: template.defaults.cpus, pidsMax: options.pidsMax }
     shape = pooled
     const id = newId('sb')
-    const sandbox = await agent.create({ id, ...pooled, env: {}, network: 'none' }, { signal: shutdownSignal })
+    const sandbox = await agent.create({ id, ...pooled, env: {}, network: options.network }, { signal: shutdownSignal })
     if (drained || shutdownSignal.aborted) {
       // Deleted while it started; on shutdown it stays and the next start destroys it as an orphan.
       if (drained) await destroy(id, 'pool deleted')

@@ -2,9 +2,13 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-/** Per-sandbox envd access tokens (E2B's `envdAccessToken`), derived so that nothing is stored per sandbox. */
+/**
+ * Per-sandbox tokens, derived so that nothing is stored per sandbox: envd access tokens (E2B's
+ * `envdAccessToken`, sent as `X-Access-Token` on envd calls) and traffic access tokens (E2B's
+ * `trafficAccessToken`, which a private sandbox's ports require).
+ */
 export interface AccessTokens {
-  /** The token the SDK must send as `X-Access-Token` on envd calls to this sandbox. */
+  /** The token of this kind for this sandbox. */
   tokenFor(sandboxId: string): string
   verify(sandboxId: string, presented: string | undefined): boolean
 }
@@ -12,10 +16,12 @@ export interface AccessTokens {
 /**
  * Tokens are HMAC-SHA256(secret, sandbox id) with a secret kept in `<dataDir>/e2b-secret` (mode
  * 0600, made on first use), so they survive restarts and a leaked token opens one sandbox only.
+ * Each kind is its own: a traffic token is HMAC(secret, "traffic:" + id), so it never opens envd.
  */
-export function createAccessTokens(dataDir: string): AccessTokens {
+export function createAccessTokens(dataDir: string, kind: 'envd' | 'traffic' = 'envd'): AccessTokens {
   const secret = loadSecret(join(dataDir, 'e2b-secret'))
-  const tokenFor = (sandboxId: string): string => createHmac('sha256', secret).update(sandboxId).digest('hex')
+  const prefix = kind === 'envd' ? '' : `${kind}:`
+  const tokenFor = (sandboxId: string): string => createHmac('sha256', secret).update(prefix + sandboxId).digest('hex')
   return {
     tokenFor,
     verify(sandboxId, presented) {

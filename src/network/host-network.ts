@@ -1,0 +1,299 @@
+/**
+ * The network of one agent's sandboxes on its host: a slot (namespace, veth, address) per
+ * sandbox, the nftables table that holds their policies, the resolver and the name checks they
+ * use, and connections into them for ingress. Runtimes only join the namespace it hands out.
+ */
+import { createHash } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { SandstormError, silentLogger, toCidr, type CallOptions, type EgressPolicy, type Logger } from '../shared/index.js'
+import { addressClassifier, cidrMatcher } from './address-ranges.js'
+import { createFirewall, hasDomains, type FirewalledSandbox } from './firewall.js'
+import { startNameChecks, type NameCheckClient } from './name-checks.js'
+import { createNft } from './nft.js'
+import { startResolver, type ResolverClient } from './resolver.js'
+import { createSlot, destroySlot, gatewayOf, netnsDir, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
+
+/** Options of createHostNetwork. */
+export interface HostNetworkOptions {
+  /** The agent's data dir: names its table and slots. */
+  dataDir: string
+  /** Addresses of sandboxes. @default '198.18.0.0/16' */
+  sandboxCidr?: string
+  /** Ranges a sandbox may reach as if public (an internal mirror, a test network). @default [] */
+  publicCidrs?: string[]
+  /** Resolvers the sandboxes' resolver asks. @default the host's (/etc/resolv.conf) */
+  dnsUpstreams?: string[]
+  /** Slots made ahead, so that a create does not wait for one. @default 4 */
+  spareSlots?: number
+  logger?: Logger
+}
+
+/** What the agent records of a sandbox's network: enough to adopt it after a restart. */
+export interface SandboxNetworkRecord {
+  slot: NetworkSlot
+  egress: EgressPolicy
+}
+
+/** The agent's network. */
+export interface HostNetwork {
+  /** The default sandbox pool and the gateway. */
+  readonly sandboxCidr: string
+  readonly gateway: string
+  /** A file to bind-mount as a sandbox's /etc/resolv.conf: the gateway's resolver. */
+  readonly resolvConf: string
+  /** Gives sandbox `id` a slot under `egress`, rules in place before it returns. */
+  attach(id: string, egress: EgressPolicy): Promise<SandboxNetworkRecord>
+  /** Replaces a sandbox's egress policy in one transaction. */
+  update(id: string, egress: EgressPolicy): Promise<void>
+  /** Removes a sandbox's rules and slot. Safe to call twice. */
+  detach(id: string): Promise<void>
+  /** At start: takes over the slots of sandboxes that still run, and removes every other slot of this agent. */
+  adopt(sandboxes: Map<string, SandboxNetworkRecord>): Promise<void>
+  /** The path of a slot's namespace, for the runtime to join. */
+  netnsPath(slot: NetworkSlot): string
+  /** A TCP connection from the host to a port of the sandbox. */
+  connect(id: string, port: number, options?: CallOptions): Promise<Socket>
+  /** Whether the sandbox has a network here. */
+  has(id: string): boolean
+  /** Stops the resolver, the checks and the spare slots; sandboxes and their rules stay (with none left, the table goes too). */
+  close(): Promise<void>
+}
+
+interface Attached extends SandboxNetworkRecord {
+  id: string
+  allowsName: ((name: string) => boolean) | null
+  allowedCidr: (address: string) => boolean
+}
+
+/** Where the sandboxes' resolv.conf files are (one per gateway, the same for every sandbox behind it). */
+const resolvConfDir = '/run/sandstorm'
+
+/** The default pool of sandbox addresses. */
+export const defaultSandboxCidr = '198.18.0.0/16'
+
+/** Does a domain entry allow `name`? `*.x` allows names under x, not x itself. */
+function nameMatcher(egress: EgressPolicy): ((name: string) => boolean) | null {
+  const domains = egress.allowOut.filter((e) => !toCidr(e))
+  if (domains.length === 0) return null
+  const exact = new Set(domains.filter((d) => !d.startsWith('*.')))
+  const suffixes = domains.filter((d) => d.startsWith('*.')).map((d) => d.slice(1))
+  return (name) => exact.has(name) || suffixes.some((s) => name.endsWith(s) && name.length > s.length)
+}
+
+/** Checks a pool CIDR: IPv4, /29 or larger. */
+export function checkSandboxCidr(cidr: string): string {
+  const normal = toCidr(cidr)
+  const bits = normal ? Number(normal.split('/')[1]) : NaN
+  if (!normal || !cidr.includes('/') || bits > 29 || bits < 8) {
+    throw new SandstormError('invalid_argument', `sandbox CIDR: expected an IPv4 CIDR from /8 to /29 such as 198.18.0.0/16, got ${JSON.stringify(cidr)}`)
+  }
+  return normal
+}
+
+/** Starts the agent's resolver and name checks; the firewall is written by `adopt`. */
+export async function createHostNetwork(options: HostNetworkOptions): Promise<HostNetwork> {
+  const log = (options.logger ?? silentLogger()).child({ component: 'network' })
+  const sandboxCidr = checkSandboxCidr(options.sandboxCidr ?? defaultSandboxCidr)
+  const publicCidrs = (options.publicCidrs ?? []).map((c) => {
+    const normal = toCidr(c)
+    if (!normal) throw new SandstormError('invalid_argument', `public CIDR: expected an IPv4 address or CIDR, got ${JSON.stringify(c)}`)
+    return normal
+  })
+  const gateway = gatewayOf(sandboxCidr)
+  const tag = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 6)
+  const classify = addressClassifier({ sandboxCidr, publicCidrs })
+  const inPool = cidrMatcher([sandboxCidr])
+  await prepareHost(gateway)
+
+  // Outside the data dir, as the helpers are: a sandbox's mounts name no path of Sandstorm's state.
+  mkdirSync(resolvConfDir, { recursive: true, mode: 0o755 })
+  const resolvConf = join(resolvConfDir, `resolv.conf.${gateway}`)
+  writeFileSync(resolvConf, `nameserver ${gateway}\noptions edns0\n`, { mode: 0o644 })
+
+  const byId = new Map<string, Attached>()
+  const byAddress = new Map<string, Attached>()
+  const nft = createNft(log)
+  let firewallReady: Promise<void> | undefined
+
+  const resolverClient = (a: Attached): ResolverClient => ({
+    allowsName: a.allowsName,
+    pinnable: (address) => a.allowedCidr(address) || classify(address) === 'public',
+    pin: (addresses) => firewall.pin(a.slot, addresses),
+  })
+  const resolver = await startResolver({
+    host: gateway,
+    upstreams: options.dnsUpstreams,
+    clientOf: (address) => {
+      const a = byAddress.get(address)
+      return a && resolverClient(a)
+    },
+    logger: log,
+  })
+  const checks = await startNameChecks({
+    host: gateway,
+    clientOf: (address): NameCheckClient | undefined => {
+      const a = byAddress.get(address)
+      if (!a?.allowsName) return undefined
+      const allowsName = a.allowsName
+      const client = resolverClient(a)
+      return {
+        allowsName,
+        async addressesOf(name) {
+          const found = (await resolver.lookup(name)).filter((r) => client.pinnable(r.address))
+          await client.pin(found.map((r) => ({ address: r.address, ttlS: Math.max(600, r.ttlS) })))
+          return found.map((r) => r.address)
+        },
+      }
+    },
+    logger: log,
+  })
+  const firewall = createFirewall(nft, {
+    tag,
+    gateway,
+    plan: { sandboxCidr, publicCidrs },
+    ports: { dnsUdp: resolver.udpPort, dnsTcp: resolver.tcpPort, http: checks.httpPort, tls: checks.tlsPort },
+  })
+
+  const remember = (id: string, record: SandboxNetworkRecord): Attached => {
+    const allowedCidr = cidrMatcher(record.egress.allowOut.filter((e) => toCidr(e)))
+    const a: Attached = { id, ...record, allowsName: nameMatcher(record.egress), allowedCidr }
+    byId.set(id, a)
+    byAddress.set(record.slot.address, a)
+    return a
+  }
+  const forget = (a: Attached): void => {
+    byId.delete(a.id)
+    if (byAddress.get(a.slot.address) === a) byAddress.delete(a.slot.address)
+  }
+  const taken = (address: string): boolean => byAddress.has(address) || address === gateway || !inPool(address)
+  const rules = (): FirewalledSandbox[] => [...byId.values()].map(({ slot, egress }) => ({ slot, egress }))
+
+  // Slots made ahead: a create takes one instead of waiting for `ip` (about 10 ms).
+  const spareTarget = options.spareSlots ?? 4
+  const spares: NetworkSlot[] = []
+  let filling: Promise<void> | undefined
+  let closed = false
+  const spareAddresses = new Set<string>()
+  const fill = (): void => {
+    if (filling || closed || spares.length >= spareTarget) return
+    filling = (async () => {
+      while (!closed && spares.length < spareTarget) {
+        const slot = await createSlot(tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
+        if (closed) {
+          await destroySlot(slot)
+          break
+        }
+        spares.push(slot)
+        spareAddresses.add(slot.address)
+      }
+    })()
+      .catch((err: unknown) => log.error({ err }, 'could not make a spare network slot'))
+      .finally(() => {
+        filling = undefined
+      })
+  }
+  const takeSlot = async (): Promise<NetworkSlot> => {
+    const spare = spares.shift()
+    if (spare) {
+      spareAddresses.delete(spare.address)
+      fill()
+      return spare
+    }
+    fill()
+    return createSlot(tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
+  }
+
+  const get = (id: string): Attached => {
+    const a = byId.get(id)
+    if (!a) throw new SandstormError('failed_precondition', `sandbox "${id}" has no network: it was created with network "none"`)
+    return a
+  }
+
+  const network: HostNetwork = {
+    sandboxCidr,
+    gateway,
+    resolvConf,
+    async attach(id, egress) {
+      if (byId.has(id)) throw new SandstormError('already_exists', `sandbox "${id}" has a network already`)
+      await (firewallReady ??= firewall.reset(rules()))
+      const slot = await takeSlot()
+      const record = { slot, egress }
+      const a = remember(id, record)
+      try {
+        await firewall.add(record)
+      } catch (err) {
+        forget(a)
+        await destroySlot(slot)
+        throw err
+      }
+      log.debug({ sandboxId: id, address: slot.address, slot: slot.id }, 'sandbox network attached')
+      return record
+    },
+    async update(id, egress) {
+      const a = get(id)
+      await firewall.update({ slot: a.slot, egress })
+      remember(id, { slot: a.slot, egress })
+      log.info({ sandboxId: id, allowOut: egress.allowOut.length, denyOut: egress.denyOut.length, domains: hasDomains(egress) }, 'sandbox network policy replaced')
+    },
+    async detach(id) {
+      const a = byId.get(id)
+      if (!a) return
+      forget(a)
+      // A table that lost track (a failed remove) is rewritten whole from what is known.
+      await firewall.remove(a).catch(async (err: unknown) => {
+        log.warn({ sandboxId: id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
+        await firewall.reset(rules())
+      })
+      await destroySlot(a.slot)
+      log.debug({ sandboxId: id, slot: a.slot.id }, 'sandbox network detached')
+    },
+    async adopt(sandboxes) {
+      for (const [id, record] of sandboxes) remember(id, record)
+      firewallReady = firewall.reset(rules())
+      await firewallReady
+      const live = new Set([...sandboxes.values()].map((r) => r.slot.id))
+      for (const slotId of await slotIdsOnHost(tag)) {
+        if (live.has(slotId)) continue
+        await destroySlot(slotNames(tag, slotId))
+        log.info({ slot: slotId }, 'removed a network slot that no sandbox holds')
+      }
+      fill()
+    },
+    netnsPath: (slot) => join(netnsDir, slot.netns),
+    async connect(id, port, call = {}) {
+      const a = byId.get(id)
+      if (!a) throw new SandstormError('failed_precondition', `sandbox "${id}" has no network: it was created with network "none", so none of its ports can be reached`)
+      return new Promise<Socket>((resolve, reject) => {
+        const socket = connect({ host: a.slot.address, port, noDelay: true })
+        const cancel = (): void => void socket.destroy(new SandstormError('canceled', 'the connect was canceled'))
+        call.signal?.addEventListener('abort', cancel, { once: true })
+        const settle = (): void => call.signal?.removeEventListener('abort', cancel)
+        const failed = (err: NodeJS.ErrnoException): void => {
+          settle()
+          if (err instanceof SandstormError) return reject(err)
+          const refused = err.code === 'ECONNREFUSED'
+          reject(new SandstormError(refused ? 'unavailable' : 'internal', refused ? `nothing listens on port ${port} in sandbox "${id}"` : `could not connect to port ${port} in sandbox "${id}"`, { cause: err }))
+        }
+        socket.once('error', failed)
+        socket.once('connect', () => {
+          settle()
+          socket.removeListener('error', failed)
+          resolve(socket)
+        })
+      })
+    },
+    has: (id) => byId.has(id),
+    async close() {
+      closed = true
+      await filling
+      for (const slot of spares.splice(0)) await destroySlot(slot)
+      await Promise.all([resolver.close(), checks.close()])
+      // Rules stay for sandboxes that run on (the next start adopts them); with none, nothing is left.
+      if (byId.size === 0) await firewall.drop().catch((err: unknown) => log.warn({ err }, 'could not remove the nftables table'))
+      nft.close()
+    },
+  }
+  return network
+}

@@ -1,0 +1,271 @@
+/**
+ * The resolver the agent serves its sandboxes on the gateway (UDP and TCP; nftables steers port 53
+ * here). It forwards to the host's resolvers. A sandbox whose policy names domains gets answers
+ * for those names only: any other name is refused without a query upstream (so DNS is no way
+ * out), AAAA and HTTPS/SVCB records are answered empty (sandboxes have no IPv6, and address hints
+ * would bypass the pins), and the addresses an allowed name resolves to are pinned in nftables for
+ * that sandbox before the answer goes out. A CNAME chain is followed, but its targets are not
+ * allowed names themselves: asking for one, or naming one in TLS or HTTP, is refused.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram'
+import { readFileSync } from 'node:fs'
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
+import dnsPacket from 'dns-packet'
+import type { Logger } from '../shared/index.js'
+
+/** What the resolver needs to know of the sandbox that asks. */
+export interface ResolverClient {
+  /** null: no domain policy, answers pass as they come. Else: may this name be resolved? */
+  allowsName: ((name: string) => boolean) | null
+  /** May the sandbox be pinned to this address (not never-reachable, not private unless allowed)? */
+  pinnable(address: string): boolean
+  /** Pins addresses for the sandbox; the answer waits for it. */
+  pin(addresses: { address: string; ttlS: number }[]): Promise<void>
+}
+
+/** Options of startResolver. */
+export interface ResolverOptions {
+  /** The address to listen on (the gateway). */
+  host: string
+  /** Upstream resolvers (`a.b.c.d` or `a.b.c.d:port`). @default the nameservers of /etc/resolv.conf */
+  upstreams?: string[]
+  /** The sandbox that has this source address, or undefined. */
+  clientOf(address: string): ResolverClient | undefined
+  logger: Logger
+}
+
+/** A running resolver. */
+export interface Resolver {
+  udpPort: number
+  tcpPort: number
+  /** Addresses of `name` from upstream (A records along its CNAME chain), with their TTLs. */
+  lookup(name: string): Promise<{ address: string; ttlS: number }[]>
+  close(): Promise<void>
+}
+
+const upstreamTimeoutMs = 2000
+/** Pins outlive short TTLs: clients cache answers longer than they are told, and a pin is only ever an allowed name's address. */
+const minPinS = 600
+const maxTcpMessage = 65535
+
+/** The IPv4 nameservers of /etc/resolv.conf, else none. */
+export function systemNameservers(file = '/etc/resolv.conf'): string[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+([0-9.]+)\s*$/.exec(l)?.[1])
+      .filter((a): a is string => a !== undefined)
+  } catch {
+    return []
+  }
+}
+
+const hostPort = (upstream: string): { host: string; port: number } => {
+  const [host, port] = upstream.split(':')
+  return { host: host!, port: port ? Number(port) : 53 }
+}
+
+/** Normalizes a query name: lower case, no trailing dot. */
+const nameOf = (name: string): string => name.toLowerCase().replace(/\.$/, '')
+
+/** Starts the resolver on `host`, ports picked by the kernel. */
+export async function startResolver(options: ResolverOptions): Promise<Resolver> {
+  const log = options.logger.child({ component: 'resolver' })
+  const upstreams = (options.upstreams && options.upstreams.length > 0 ? options.upstreams : systemNameservers()).map(hostPort)
+  if (upstreams.length === 0) log.warn('no upstream resolver (none given, none in /etc/resolv.conf): sandboxes get SERVFAIL for every name')
+
+  /** Asks the upstreams in turn over UDP; the first answer wins. */
+  async function askUdp(query: Buffer): Promise<Buffer | undefined> {
+    for (const up of upstreams) {
+      const answer = await new Promise<Buffer | undefined>((resolve) => {
+        const socket = createSocket('udp4')
+        const done = (value: Buffer | undefined): void => {
+          clearTimeout(timer)
+          socket.close()
+          resolve(value)
+        }
+        const timer = setTimeout(() => done(undefined), upstreamTimeoutMs)
+        socket.on('error', () => done(undefined))
+        socket.on('message', (msg) => done(msg))
+        socket.send(query, up.port, up.host)
+      })
+      if (answer) return answer
+    }
+    return undefined
+  }
+
+  /** Asks the upstreams in turn over TCP. */
+  async function askTcp(query: Buffer): Promise<Buffer | undefined> {
+    for (const up of upstreams) {
+      const answer = await new Promise<Buffer | undefined>((resolve) => {
+        const socket = connect(up.port, up.host)
+        let data = Buffer.alloc(0)
+        const done = (value: Buffer | undefined): void => {
+          socket.destroy()
+          resolve(value)
+        }
+        socket.setTimeout(upstreamTimeoutMs, () => done(undefined))
+        socket.on('error', () => done(undefined))
+        socket.on('data', (chunk: Buffer) => {
+          data = Buffer.concat([data, chunk])
+          if (data.length >= 2 && data.length >= 2 + data.readUInt16BE(0)) done(data.subarray(2, 2 + data.readUInt16BE(0)))
+        })
+        const head = Buffer.alloc(2)
+        head.writeUInt16BE(query.length, 0)
+        socket.end(Buffer.concat([head, query]))
+      })
+      if (answer) return answer
+    }
+    return undefined
+  }
+
+  /** An answer to `query` with no records and this rcode (0 NOERROR, 2 SERVFAIL, 5 REFUSED). */
+  const empty = (query: dnsPacket.DecodedPacket, rcode: number): Buffer =>
+    dnsPacket.encode({
+      type: 'response',
+      id: query.id,
+      flags: ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | dnsPacket.RECURSION_AVAILABLE | rcode,
+      questions: query.questions,
+    })
+
+  /** The answer for one query of a sandbox at `source`, asked upstream over `ask`. */
+  async function answer(raw: Buffer, source: string, ask: (q: Buffer) => Promise<Buffer | undefined>): Promise<Buffer | undefined> {
+    let query: dnsPacket.DecodedPacket
+    try {
+      query = dnsPacket.decode(raw)
+    } catch {
+      return undefined
+    }
+    const client = options.clientOf(source)
+    if (!client) return empty(query, 5)
+    if (!client.allowsName) return (await ask(raw)) ?? empty(query, 2)
+    const question = query.questions?.[0]
+    if (!question || query.questions!.length !== 1) return empty(query, 5)
+    const name = nameOf(question.name)
+    if (!client.allowsName(name)) {
+      log.debug({ source, name }, 'refused a name the sandbox may not resolve')
+      return empty(query, 5)
+    }
+    // No IPv6 route, and no address hints that would go around the pins.
+    if (question.type === 'AAAA' || question.type === ('UNKNOWN_64' as string) || question.type === ('UNKNOWN_65' as string)) return empty(query, 0)
+    const reply = await ask(raw)
+    if (!reply) return empty(query, 2)
+    let decoded: dnsPacket.DecodedPacket
+    try {
+      decoded = dnsPacket.decode(reply)
+    } catch {
+      return empty(query, 2)
+    }
+    const { kept, pins } = filterAnswers(name, decoded.answers ?? [], client)
+    await client.pin(pins)
+    return dnsPacket.encode({ ...decoded, answers: kept, authorities: [], additionals: (decoded.additionals ?? []).filter((r) => r.type === 'OPT') })
+  }
+
+  const udp: UdpSocket = createSocket('udp4')
+  udp.on('message', (msg, rinfo) => {
+    answer(msg, rinfo.address, askUdp).then(
+      (reply) => reply && udp.send(reply, rinfo.port, rinfo.address),
+      (err: unknown) => log.error({ err, source: rinfo.address }, 'a DNS query failed'),
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject)
+    udp.bind(0, options.host, () => {
+      udp.off('error', reject)
+      resolve()
+    })
+  })
+  udp.on('error', (err) => log.error({ err }, 'the resolver\'s UDP socket failed'))
+
+  const connections = new Set<Socket>()
+  const tcp: Server = createServer((socket) => {
+    connections.add(socket)
+    socket.on('close', () => connections.delete(socket))
+    socket.on('error', () => undefined)
+    socket.setTimeout(10_000, () => socket.destroy())
+    let data = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk])
+      if (data.length > maxTcpMessage + 2) {
+        socket.destroy()
+        return
+      }
+      while (data.length >= 2 && data.length >= 2 + data.readUInt16BE(0)) {
+        const msg = data.subarray(2, 2 + data.readUInt16BE(0))
+        data = data.subarray(2 + msg.length)
+        answer(msg, socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', askTcp).then(
+          (reply) => {
+            if (!reply || socket.destroyed) return
+            const head = Buffer.alloc(2)
+            head.writeUInt16BE(reply.length, 0)
+            socket.write(Buffer.concat([head, reply]))
+          },
+          (err: unknown) => log.error({ err }, 'a DNS query over TCP failed'),
+        )
+      }
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject)
+    tcp.listen(0, options.host, () => {
+      tcp.off('error', reject)
+      resolve()
+    })
+  })
+
+  return {
+    udpPort: (udp.address() as AddressInfo).port,
+    tcpPort: (tcp.address() as AddressInfo).port,
+    async lookup(name) {
+      const query = dnsPacket.encode({ type: 'query', id: Math.floor(Math.random() * 65535), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] })
+      const reply = await askUdp(query)
+      if (!reply) return []
+      const answers = dnsPacket.decode(reply).answers ?? []
+      return chainAddresses(nameOf(name), answers)
+    },
+    async close() {
+      udp.close()
+      for (const socket of connections) socket.destroy()
+      await new Promise<void>((resolve) => tcp.close(() => resolve()))
+    },
+  }
+}
+
+/** The names of `name`'s CNAME chain in these answers, `name` first. */
+function chainOf(name: string, answers: dnsPacket.Answer[]): Set<string> {
+  const names = new Set([name])
+  // Answers list the chain in order; a few passes cover any order without looping on a cycle.
+  for (let pass = 0; pass < 8; pass++) {
+    const before = names.size
+    for (const a of answers) if (a.type === 'CNAME' && names.has(nameOf(a.name))) names.add(nameOf((a as { data: string }).data))
+    if (names.size === before) break
+  }
+  return names
+}
+
+/** A records along `name`'s CNAME chain. */
+function chainAddresses(name: string, answers: dnsPacket.Answer[]): { address: string; ttlS: number }[] {
+  const chain = chainOf(name, answers)
+  return answers.filter((a) => a.type === 'A' && chain.has(nameOf(a.name))).map((a) => ({ address: (a as { data: string }).data, ttlS: (a as { ttl?: number }).ttl ?? 0 }))
+}
+
+/**
+ * What of an answer reaches a sandbox under a domain policy: the CNAMEs and A records of the
+ * asked name's chain, minus addresses it may never be pinned to; the rest is dropped. Returns
+ * the addresses to pin.
+ */
+export function filterAnswers(name: string, answers: dnsPacket.Answer[], client: Pick<ResolverClient, 'pinnable'>): { kept: dnsPacket.Answer[]; pins: { address: string; ttlS: number }[] } {
+  const chain = chainOf(name, answers)
+  const kept: dnsPacket.Answer[] = []
+  const pins: { address: string; ttlS: number }[] = []
+  for (const a of answers) {
+    if (!chain.has(nameOf(a.name))) continue
+    if (a.type === 'CNAME') kept.push(a)
+    const address = a.type === 'A' ? (a as { data: string }).data : undefined
+    if (address && client.pinnable(address)) {
+      kept.push(a)
+      pins.push({ address, ttlS: Math.max(minPinS, (a as { ttl?: number }).ttl ?? 0) })
+    }
+  }
+  return { kept, pins }
+}

@@ -1,0 +1,107 @@
+/**
+ * A sandbox's ports from this machine: a raw TCP tunnel through the server (an HTTP upgrade on
+ * the API's own port; the sandbox's host opens none), and a local listener that opens one tunnel
+ * per connection, as `kubectl port-forward` does.
+ */
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Connection } from './connection.js'
+import { ConnectionError } from './errors.js'
+import { errorFromBody } from './http-client.js'
+
+/** The protocol the server's tunnel upgrades to. */
+const tunnelProtocol = 'sandstorm-tcp'
+
+/** Opens a TCP connection to `port` of a sandbox, through the server. */
+export function openTunnel(connection: Connection, sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+  const url = new URL(`${connection.apiUrl}/v1/sandboxes/${encodeURIComponent(sandboxId)}/ports/${port}/tunnel`)
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest
+  return new Promise<Duplex>((resolve, reject) => {
+    const req = request(url, {
+      method: 'GET',
+      signal,
+      headers: { connection: 'Upgrade', upgrade: tunnelProtocol, authorization: `Bearer ${connection.apiKey()}` },
+    })
+    req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+      socket.setNoDelay(true)
+      if (head.length > 0) socket.unshift(head)
+      resolve(socket)
+    })
+    req.on('response', (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+      res.on('end', () => reject(errorFromBody(res.statusCode ?? 0, res.statusMessage ?? '', text)))
+    })
+    req.on('error', (err) => reject(new ConnectionError('unavailable', `could not open a tunnel through ${connection.apiUrl}: ${err.message}`)))
+    req.end()
+  })
+}
+
+/** A local listener that forwards to a sandbox port. */
+export interface PortForward {
+  /** The local port connections are accepted on. */
+  readonly localPort: number
+  /** The local address it listens on. */
+  readonly host: string
+  /** Stops listening and cuts the connections it holds. */
+  close(): Promise<void>
+}
+
+/** Options of forwardPort. */
+export interface PortForwardOptions {
+  /** @default 0 (any free port) */
+  localPort?: number
+  /** @default '127.0.0.1' */
+  host?: string
+  /** Called when a tunnel for a local connection could not be opened. */
+  onError?(err: Error): void
+}
+
+/** Listens on a local port and tunnels each connection to `port` of the sandbox. */
+export async function forwardPort(connection: Connection, sandboxId: string, port: number, options: PortForwardOptions = {}): Promise<PortForward> {
+  const open = new Set<Duplex>()
+  const server: Server = createServer((local) => {
+    local.pause()
+    local.on('error', () => undefined)
+    open.add(local)
+    local.once('close', () => open.delete(local))
+    openTunnel(connection, sandboxId, port).then(
+      (remote) => {
+        open.add(remote)
+        remote.once('close', () => open.delete(remote))
+        local.pipe(remote)
+        remote.pipe(local)
+        const end = (): void => {
+          local.destroy()
+          remote.destroy()
+        }
+        local.on('close', end)
+        remote.on('error', end).on('close', end)
+        local.resume()
+      },
+      (err: Error) => {
+        options.onError?.(err)
+        local.destroy()
+      },
+    )
+  })
+  const host = options.host ?? '127.0.0.1'
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.localPort ?? 0, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return {
+    localPort: (server.address() as AddressInfo).port,
+    host,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * Ingress: HTTP/1.1 requests (streaming both ways) and upgrades (WebSocket) to a sandbox's port,
+ * through the server's own listener. The bytes reach the sandbox over its agent (a TCP connection
+ * from the agent's host, or a Data stream of the fleet link), so sandbox hosts open no port.
+ * A private sandbox (allowPublicTraffic false) takes its traffic token or an API key.
+ */
+import { request, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { AgentApi } from '../../agent/index.js'
+import { httpStatusOf, SandstormError, type Logger } from '../../shared/index.js'
+import type { AccessTokens } from '../access-tokens.js'
+import type { SandboxCatalog } from '../catalog.js'
+import type { IngressTarget } from './ingress-target.js'
+
+/** What ingress needs. */
+export interface IngressOptions {
+  agent: AgentApi
+  catalog: SandboxCatalog
+  /** Traffic access tokens of private sandboxes. */
+  trafficTokens: AccessTokens
+  checkApiKey(key: string): boolean
+  logger: Logger
+  /** How long a refused connect is tried again (a server in the sandbox still starting). @default 3000 */
+  connectRetryMs?: number
+}
+
+/** Serves requests already known to be for a sandbox port. */
+export interface Ingress {
+  serve(req: IncomingMessage, res: ServerResponse, target: IngressTarget): void
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: IngressTarget): void
+}
+
+/** The header a private sandbox's traffic token comes in (E2B's name). */
+export const trafficTokenHeader = 'e2b-traffic-access-token'
+
+/** Headers that belong to one hop, never passed on; and the token, which is the server's business. */
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', trafficTokenHeader])
+
+/** The request's headers for the sandbox, as raw pairs (case and order kept). */
+function forwardHeaders(req: IncomingMessage, maskHost: string | undefined, keepUpgrade: boolean): string[] {
+  const out: string[] = []
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!
+    const lower = name.toLowerCase()
+    if (hopByHop.has(lower) && !(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue
+    if (lower === 'host' && maskHost !== undefined) continue
+    out.push(name, req.rawHeaders[i + 1]!)
+  }
+  if (maskHost !== undefined) out.push('Host', maskHost)
+  const forwardedFor = req.socket.remoteAddress ?? ''
+  out.push('X-Forwarded-For', forwardedFor, 'X-Forwarded-Proto', 'http', 'X-Forwarded-Host', req.headers.host ?? '')
+  return out
+}
+
+/** The upstream response's headers for the client, without hop-by-hop ones. */
+function backHeaders(raw: string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) if (!hopByHop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!)
+  return out
+}
+
+/** A plain-text error for a client of ingress (often a browser or curl). */
+function fail(res: ServerResponse, err: SandstormError, status = httpStatusOf[err.code]): void {
+  if (res.headersSent) return void res.destroy()
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message: err.message }))
+}
+
+/** Creates the ingress. */
+export function createIngress(options: IngressOptions): Ingress {
+  const log = options.logger.child({ component: 'ingress' })
+  const retryMs = options.connectRetryMs ?? 3000
+
+  /** The sandbox a target names, after the access check; throws what the client is told. */
+  const admit = (req: IncomingMessage, target: IngressTarget): { maskHost: string | undefined } => {
+    const record = options.catalog.get(target.sandboxId)
+    if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
+    if (record.network === 'none') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" was created with network "none": its ports cannot be reached`)
+    if (!record.network.allowPublicTraffic) {
+      const token = req.headers[trafficTokenHeader]
+      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
+      const key = bearer ?? (req.headers['x-api-key'] as string | undefined)
+      const tokenOk = typeof token === 'string' && options.trafficTokens.verify(target.sandboxId, token)
+      if (!tokenOk && !(key !== undefined && options.checkApiKey(key))) {
+        throw new SandstormError('permission_denied', `sandbox "${target.sandboxId}" is private: expected its traffic token in ${trafficTokenHeader}, or an API key`)
+      }
+    }
+    if (record.state !== 'running') throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is ${record.state}: its ports answer once it runs`)
+    const mask = record.network.maskRequestHost?.replace('${PORT}', String(target.port))
+    return { maskHost: mask }
+  }
+
+  /** A connection to the target, tried again while nothing listens yet. */
+  const connect = async (target: IngressTarget, signal: AbortSignal): Promise<Duplex> => {
+    const deadline = Date.now() + retryMs
+    for (let waitMs = 25; ; waitMs = Math.min(waitMs * 2, 400)) {
+      try {
+        return await options.agent.connect(target.sandboxId, target.port, { signal })
+      } catch (err) {
+        const e = SandstormError.from(err)
+        if (e.code !== 'unavailable' || Date.now() + waitMs > deadline || signal.aborted) {
+          if (e.code === 'unavailable') {
+            throw new SandstormError('unavailable', `nothing listens on port ${target.port} in sandbox "${target.sandboxId}" (tried for ${retryMs / 1000} s): start a server on 0.0.0.0:${target.port} there`, { cause: err })
+          }
+          throw e
+        }
+        await sleep(waitMs, undefined, { signal }).catch(() => undefined)
+      }
+    }
+  }
+
+  /** A signal that fires when the client goes away. */
+  const clientGone = (req: IncomingMessage, socket: Duplex): AbortSignal => {
+    const ac = new AbortController()
+    const gone = (): void => ac.abort(new SandstormError('canceled', 'the client went away'))
+    socket.once('close', gone)
+    req.once('aborted', gone)
+    return ac.signal
+  }
+
+  return {
+    serve(req, res, target) {
+      let admitted: { maskHost: string | undefined }
+      try {
+        admitted = admit(req, target)
+      } catch (err) {
+        return fail(res, SandstormError.from(err))
+      }
+      const signal = clientGone(req, req.socket)
+      connect(target, signal).then(
+        (upstream) => {
+          const headers = forwardHeaders(req, admitted.maskHost, false)
+          const outgoing = request({ method: req.method, path: req.url, headers: headers as unknown as Record<string, string>, setHost: false, createConnection: () => upstream as never })
+          outgoing.on('response', (answer) => {
+            res.writeHead(answer.statusCode ?? 502, answer.statusMessage, backHeaders(answer.rawHeaders))
+            answer.pipe(res)
+            answer.on('error', () => res.destroy())
+          })
+          outgoing.on('error', (err) => {
+            log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
+            fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
+          })
+          res.on('close', () => upstream.destroy())
+          req.pipe(outgoing)
+        },
+        (err: unknown) => {
+          const e = SandstormError.from(err)
+          if (e.code === 'unavailable') return fail(res, e, 502)
+          if (!signal.aborted) log.warn({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress connect failed')
+          fail(res, e)
+        },
+      )
+    },
+
+    upgrade(req, socket, head, target) {
+      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => {
+        const body = JSON.stringify({ code: err.code, message: err.message })
+        socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+      }
+      socket.on('error', () => undefined)
+      let admitted: { maskHost: string | undefined }
+      try {
+        admitted = admit(req, target)
+      } catch (err) {
+        return refuse(SandstormError.from(err))
+      }
+      connect(target, clientGone(req, socket)).then(
+        (upstream) => {
+          const headers = forwardHeaders(req, admitted.maskHost, true)
+          const lines = [`${req.method} ${req.url} HTTP/1.1`]
+          for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
+          upstream.write(`${lines.join('\r\n')}\r\n\r\n`)
+          if (head.length > 0) upstream.write(head)
+          splice(socket, upstream)
+        },
+        (err: unknown) => {
+          const e = SandstormError.from(err)
+          refuse(e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+        },
+      )
+    },
+  }
+}
+
+/** Pipes two streams both ways; either end closing ends both. */
+export function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b)
+  b.pipe(a)
+  const end = (): void => {
+    a.destroy()
+    b.destroy()
+  }
+  a.on('error', end).on('close', end)
+  b.on('error', end).on('close', end)
+}

@@ -1,0 +1,159 @@
+/**
+ * A sandbox's network as the API speaks of it: `'none'` (only lo), or a veth with an egress policy
+ * and ingress settings. The egress rules are E2B's: `allowOut` (addresses, CIDRs, domains,
+ * `*.domain`) wins over `denyOut` (addresses, CIDRs); domain entries need `denyOut` to hold
+ * `0.0.0.0/0`. Checked once at the edge; the agent turns a checked policy into nftables rules.
+ */
+import ipaddr from 'ipaddr.js'
+import { z } from 'zod'
+import { SandstormError } from './errors.js'
+
+/** Entries a policy list may hold at most. */
+export const maxPolicyEntries = 256
+
+/** What a sandbox may reach: checked and normalized (domains in lower case, addresses as CIDRs). */
+export interface EgressPolicy {
+  /** Addresses and CIDRs (`a.b.c.d/n`) and domains (`example.com`, `*.example.com`) always allowed. */
+  allowOut: string[]
+  /** Addresses and CIDRs refused, unless `allowOut` names them. */
+  denyOut: string[]
+}
+
+/** Ingress settings of a sandbox's ports. */
+export interface IngressSettings {
+  /** Open to anyone who reaches the server (E2B's default); when false, a request needs the sandbox's traffic token or an API key. */
+  allowPublicTraffic: boolean
+  /** Rewrites the Host header of ingress requests to this (`host[:port]`, `${PORT}` for the port). */
+  maskRequestHost?: string
+}
+
+/** A networked sandbox's settings: its egress policy and how its ports are reached. */
+export interface NetworkSettings extends EgressPolicy, IngressSettings {}
+
+/** A sandbox's network as the API shows it: 'none' (only lo), or its settings. */
+export type SandboxNetwork = 'none' | NetworkSettings
+
+/** A sandbox's network as an agent makes it: ingress settings stay with the server. */
+export type AgentNetwork = { mode: 'none' } | { mode: 'veth'; egress: EgressPolicy }
+
+/** What an agent needs of a sandbox's network. */
+export function agentNetworkOf(network: SandboxNetwork): AgentNetwork {
+  return network === 'none' ? { mode: 'none' } : { mode: 'veth', egress: { allowOut: network.allowOut, denyOut: network.denyOut } }
+}
+
+/** The network of a create, as the body gives it. */
+export const networkBody = z.union([
+  z.literal('none'),
+  z.strictObject({
+    allowOut: z.array(z.string()).optional(),
+    denyOut: z.array(z.string()).optional(),
+    /** false = `denyOut: ['0.0.0.0/0']` (E2B's allowInternetAccess). */
+    allowInternetAccess: z.boolean().optional(),
+    allowPublicTraffic: z.boolean().optional(),
+    maskRequestHost: z.string().optional(),
+  }),
+])
+
+/** PATCH /v1/sandboxes/:id/network: the new egress policy, replacing the old one whole. */
+export const networkUpdateBody = z.strictObject({
+  allowOut: z.array(z.string()).optional(),
+  denyOut: z.array(z.string()).optional(),
+  allowInternetAccess: z.boolean().optional(),
+})
+
+/** A network update as the body gives it. */
+export type NetworkUpdateRequest = z.input<typeof networkUpdateBody>
+
+/** The server's policy when a create names none: everything public, or nothing. */
+export type DefaultEgress = 'all' | 'none'
+
+const domainLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
+
+/** Is `name` a domain such as `example.com`, or with `wildcard` also `*.example.com`? */
+export function isDomain(name: string, wildcard = true): boolean {
+  const bare = wildcard && name.startsWith('*.') ? name.slice(2) : name
+  if (bare.length === 0 || bare.length > 253) return false
+  const labels = bare.split('.')
+  // A name of digits and dots only is an address gone wrong, not a domain.
+  if (labels.every((l) => /^[0-9]+$/.test(l))) return false
+  return labels.every((l) => domainLabel.test(l))
+}
+
+/** An IPv4 address or CIDR as `a.b.c.d/n` (the network address), or undefined. */
+export function toCidr(entry: string): string | undefined {
+  if (ipaddr.IPv4.isValidFourPartDecimal(entry)) return `${entry}/32`
+  const slash = entry.indexOf('/')
+  if (slash < 0 || !ipaddr.IPv4.isValidFourPartDecimal(entry.slice(0, slash))) return undefined
+  if (!/^(?:[0-9]|[12][0-9]|3[0-2])$/.test(entry.slice(slash + 1))) return undefined
+  const [addr, bits] = ipaddr.IPv4.parseCIDR(entry)
+  return `${ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${bits}`).toString()}/${bits}`
+}
+
+const cidrExpected = 'an IPv4 address or CIDR such as 10.0.0.0/8'
+
+function checkList(field: string, entries: string[], allowDomains: boolean): string[] {
+  if (entries.length > maxPolicyEntries) {
+    throw new SandstormError('invalid_argument', `${field}: expected at most ${maxPolicyEntries} entries, got ${entries.length}`)
+  }
+  return entries.map((raw, i) => {
+    const entry = raw.trim().toLowerCase()
+    const cidr = toCidr(entry)
+    if (cidr) return cidr
+    if (entry.includes(':') && ipaddr.isValid(entry.split('/')[0]!)) {
+      throw new SandstormError('invalid_argument', `${field}[${i}]: expected ${cidrExpected} (sandboxes have no IPv6 route), got ${JSON.stringify(raw)}`)
+    }
+    if (allowDomains && isDomain(entry)) return entry
+    if (!allowDomains && isDomain(entry)) {
+      throw new SandstormError('invalid_argument', `${field}[${i}]: expected ${cidrExpected} (domains go in allowOut, with 0.0.0.0/0 in denyOut), got ${JSON.stringify(raw)}`)
+    }
+    const expected = allowDomains ? `${cidrExpected}, or a domain such as example.com or *.example.com` : cidrExpected
+    throw new SandstormError('invalid_argument', `${field}[${i}]: expected ${expected}, got ${JSON.stringify(raw)}`)
+  })
+}
+
+/**
+ * Checks and normalizes an egress policy. `prefix` names the fields in messages (`network.`).
+ * `allowInternetAccess: false` adds `0.0.0.0/0` to denyOut.
+ */
+export function checkEgress(input: { allowOut?: string[]; denyOut?: string[]; allowInternetAccess?: boolean }, prefix = ''): EgressPolicy {
+  const allowOut = [...new Set(checkList(`${prefix}allowOut`, input.allowOut ?? [], true))]
+  const denyOut = [...new Set(checkList(`${prefix}denyOut`, input.denyOut ?? [], false))]
+  if (input.allowInternetAccess === false && !denyOut.includes('0.0.0.0/0')) denyOut.push('0.0.0.0/0')
+  const domains = allowOut.filter((e) => !toCidr(e))
+  if (domains.length > 0 && !denyOut.includes('0.0.0.0/0')) {
+    throw new SandstormError(
+      'invalid_argument',
+      `${prefix}allowOut: domain entries (${domains.slice(0, 3).join(', ')}) need ${prefix}denyOut to contain 0.0.0.0/0 (an allowlist), got denyOut ${JSON.stringify(input.denyOut ?? [])}`,
+    )
+  }
+  return { allowOut, denyOut }
+}
+
+/** Checks a `maskRequestHost`: `host[:port]`, where the port may be `${PORT}`. */
+export function checkMaskRequestHost(value: string, field = 'maskRequestHost'): string {
+  const match = /^([a-z0-9.-]{1,253}|\[[0-9a-f:.]+\])(?::([0-9]{1,5}|\$\{PORT\}))?$/i.exec(value)
+  const port = match?.[2]
+  if (!match || (port !== undefined && port !== '${PORT}' && Number(port) > 65535)) {
+    throw new SandstormError('invalid_argument', `${field}: expected host[:port] (the port may be \${PORT}), got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+/** The network of a create body, checked, with the server's default egress where the body gives none. */
+export function checkNetwork(body: z.output<typeof networkBody> | undefined, defaultEgress: DefaultEgress): SandboxNetwork {
+  if (body === 'none') return 'none'
+  const given = body ?? {}
+  const egressGiven = given.allowOut !== undefined || given.denyOut !== undefined || given.allowInternetAccess !== undefined
+  const egress = checkEgress(egressGiven ? given : { allowInternetAccess: defaultEgress === 'all' }, 'network.')
+  const maskRequestHost = given.maskRequestHost === undefined ? undefined : checkMaskRequestHost(given.maskRequestHost, 'network.maskRequestHost')
+  return { ...egress, allowPublicTraffic: given.allowPublicTraffic ?? true, ...(maskRequestHost ? { maskRequestHost } : {}) }
+}
+
+/** A port number of a sandbox (1-65535), or a 400 naming `field`. */
+export function checkPort(value: string | number, field = 'port'): number {
+  const port = typeof value === 'number' ? value : /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new SandstormError('invalid_argument', `${field}: expected a port from 1 to 65535, got ${JSON.stringify(value)}`)
+  }
+  return port
+}
