@@ -266,7 +266,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       const a = byId.get(id)
       if (!a) throw new SandstormError('failed_precondition', `sandbox "${id}" has no network: it was created with network "none", so none of its ports can be reached`)
       return new Promise<Socket>((resolve, reject) => {
-        const socket = connect({ host: a.slot.address, port, noDelay: true })
+        // Half-open allowed: an end from the client is passed on, and the sandbox's answer still comes back.
+        const socket = connect({ host: a.slot.address, port, noDelay: true, allowHalfOpen: true })
         const cancel = (): void => void socket.destroy(new SandstormError('canceled', 'the connect was canceled'))
         call.signal?.addEventListener('abort', cancel, { once: true })
         const settle = (): void => call.signal?.removeEventListener('abort', cancel)

@@ -9,7 +9,7 @@
 import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '../shared/index.js'
+import { splice, type Logger } from '../shared/index.js'
 import { readSni } from './tls-sni.js'
 
 /** What the checks need to know of the sandbox that connects. */
@@ -63,18 +63,6 @@ async function dial(client: NameCheckClient, name: string, port: number): Promis
     }
   }
   throw last
-}
-
-/** Pipes two sockets both ways; either end closing ends both. */
-function splice(a: Duplex, b: Duplex): void {
-  a.pipe(b)
-  b.pipe(a)
-  const end = (): void => {
-    a.destroy()
-    b.destroy()
-  }
-  a.on('error', end).on('close', end)
-  b.on('error', end).on('close', end)
 }
 
 /** Starts both listeners on `host`, ports picked by the kernel. */

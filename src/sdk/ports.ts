@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import type { Connection } from './connection.js'
 import { ConnectionError } from './errors.js'
 import { errorFromBody } from './http-client.js'
+import { splice } from '../shared/splice.js'
 
 /** The protocol the server's tunnel upgrades to. */
 const tunnelProtocol = 'sandstorm-tcp'
@@ -62,7 +63,8 @@ export interface PortForwardOptions {
 /** Listens on a local port and tunnels each connection to `port` of the sandbox. */
 export async function forwardPort(connection: Connection, sandboxId: string, port: number, options: PortForwardOptions = {}): Promise<PortForward> {
   const open = new Set<Duplex>()
-  const server: Server = createServer((local) => {
+  // Half-open allowed: a client that ends its side (a request sent whole) still gets the answer.
+  const server: Server = createServer({ allowHalfOpen: true }, (local) => {
     local.pause()
     local.on('error', () => undefined)
     open.add(local)
@@ -71,14 +73,7 @@ export async function forwardPort(connection: Connection, sandboxId: string, por
       (remote) => {
         open.add(remote)
         remote.once('close', () => open.delete(remote))
-        local.pipe(remote)
-        remote.pipe(local)
-        const end = (): void => {
-          local.destroy()
-          remote.destroy()
-        }
-        local.on('close', end)
-        remote.on('error', end).on('close', end)
+        splice(local, remote)
         local.resume()
       },
       (err: Error) => {

@@ -8,7 +8,7 @@ import { request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
-import { httpStatusOf, SandstormError, type Logger } from '../../shared/index.js'
+import { httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { IngressTarget } from './ingress-target.js'
@@ -180,16 +180,4 @@ export function createIngress(options: IngressOptions): Ingress {
       )
     },
   }
-}
-
-/** Pipes two streams both ways; either end closing ends both. */
-export function splice(a: Duplex, b: Duplex): void {
-  a.pipe(b)
-  b.pipe(a)
-  const end = (): void => {
-    a.destroy()
-    b.destroy()
-  }
-  a.on('error', end).on('close', end)
-  b.on('error', end).on('close', end)
 }

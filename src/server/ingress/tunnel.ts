@@ -6,9 +6,8 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AgentApi } from '../../agent/index.js'
-import { checkPort, httpStatusOf, SandstormError, type Logger } from '../../shared/index.js'
+import { checkPort, httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
-import { splice } from './ingress.js'
 
 /** The protocol name a tunnel upgrades to. */
 export const tunnelProtocol = 'sandstorm-tcp'

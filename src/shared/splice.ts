@@ -1,0 +1,19 @@
+/** Joins two byte streams both ways, as a TCP proxy does. */
+import type { Duplex } from 'node:stream'
+
+/**
+ * Pipes `a` and `b` into each other. An end on one side ends the other's writing side (a
+ * half-close, passed on); an error or a cut (a close before the end) on either destroys both.
+ */
+export function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b)
+  b.pipe(a)
+  const cut = (): void => {
+    a.destroy()
+    b.destroy()
+  }
+  a.on('error', cut)
+  b.on('error', cut)
+  a.on('close', () => a.readableEnded || cut())
+  b.on('close', () => b.readableEnded || cut())
+}
