@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict'
+import { createSocket } from 'node:dgram'
+import { once } from 'node:events'
+import { connect, createServer } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import dnsPacket from 'dns-packet'
+import { silentLogger } from '../shared/index.js'
+import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
+
+/** An upstream on 127.0.0.1 that knows a few names and counts what it was asked. */
+async function fakeUpstream(): Promise<{ port: number; asked: string[]; close(): void }> {
+  const zone: Record<string, dnsPacket.Answer[]> = {
+    'allowed.test': [{ type: 'A', name: 'allowed.test', ttl: 30, data: '203.0.113.10' }],
+    'alias.test': [
+      { type: 'CNAME', name: 'alias.test', ttl: 30, data: 'target.test' },
+      { type: 'A', name: 'target.test', ttl: 30, data: '203.0.113.20' },
+      { type: 'A', name: 'unrelated.test', ttl: 30, data: '203.0.113.99' },
+    ],
+    'mixed.test': [
+      { type: 'A', name: 'mixed.test', ttl: 30, data: '203.0.113.30' },
+      { type: 'A', name: 'mixed.test', ttl: 30, data: '169.254.169.254' },
+    ],
+  }
+  const asked: string[] = []
+  const answer = (msg: Buffer): Buffer => {
+    const q = dnsPacket.decode(msg)
+    const question = q.questions![0]!
+    asked.push(`${question.type} ${question.name}`)
+    return dnsPacket.encode({ type: 'response', id: q.id, questions: q.questions, answers: question.type === 'A' ? (zone[question.name] ?? []) : [] })
+  }
+  const udp = createSocket('udp4')
+  udp.on('message', (msg, r) => udp.send(answer(msg), r.port, r.address))
+  udp.bind(0, '127.0.0.1')
+  await once(udp, 'listening')
+  const port = udp.address().port
+  const tcp = createServer((s) => s.on('data', (d: Buffer) => {
+    const reply = answer(d.subarray(2))
+    const head = Buffer.alloc(2)
+    head.writeUInt16BE(reply.length)
+    s.end(Buffer.concat([head, reply]))
+  }))
+  tcp.listen(port, '127.0.0.1')
+  await once(tcp, 'listening')
+  return { port, asked, close: () => (udp.close(), tcp.close()) }
+}
+
+function query(port: number, name: string, type: dnsPacket.RecordType = 'A'): Promise<dnsPacket.DecodedPacket> {
+  const socket = createSocket('udp4')
+  socket.send(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }), port, '127.0.0.1')
+  return once(socket, 'message').then(([msg]) => {
+    socket.close()
+    return dnsPacket.decode(msg as Buffer)
+  })
+}
+
+function queryTcp(port: number, name: string): Promise<dnsPacket.DecodedPacket> {
+  return new Promise((resolve, reject) => {
+    const q = dnsPacket.encode({ type: 'query', id: 8, questions: [{ type: 'A', name }] })
+    const head = Buffer.alloc(2)
+    head.writeUInt16BE(q.length)
+    const s = connect(port, '127.0.0.1', () => s.write(Buffer.concat([head, q])))
+    let data = Buffer.alloc(0)
+    s.on('data', (d: Buffer) => {
+      data = Buffer.concat([data, d])
+      if (data.length >= 2 + data.readUInt16BE(0)) {
+        s.destroy()
+        resolve(dnsPacket.decode(data.subarray(2)))
+      }
+    })
+    s.on('error', reject)
+  })
+}
+
+/** The response code, as the packet's flags carry it (dns-packet decodes it; its types leave it out). */
+const rcode = (p: dnsPacket.DecodedPacket): string => (p as dnsPacket.DecodedPacket & { rcode: string }).rcode
+
+const addresses = (p: dnsPacket.DecodedPacket): string[] => (p.answers ?? []).filter((a) => a.type === 'A').map((a) => (a as { data: string }).data)
+
+describe('the sandbox resolver', () => {
+  let upstream: Awaited<ReturnType<typeof fakeUpstream>>
+  let resolver: Resolver
+  let client: ResolverClient | undefined
+  const pins: string[] = []
+
+  before(async () => {
+    upstream = await fakeUpstream()
+    resolver = await startResolver({ host: '127.0.0.1', upstreams: [`127.0.0.1:${upstream.port}`], clientOf: () => client, logger: silentLogger() })
+  })
+  after(async () => {
+    await resolver.close()
+    upstream.close()
+  })
+
+  it('passes answers through for a sandbox without a domain policy', async () => {
+    client = { allowsName: null, pinnable: () => true, pin: async () => undefined }
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['203.0.113.30', '169.254.169.254'])
+  })
+
+  it('refuses names outside a domain policy without asking upstream', async () => {
+    client = { allowsName: (n) => n === 'allowed.test' || n === 'alias.test' || n === 'mixed.test', pinnable: (a) => !a.startsWith('169.254.'), pin: async (list) => void pins.push(...list.map((p) => p.address)) }
+    const before = upstream.asked.length
+    const refused = await query(resolver.udpPort, 'secret-data.evil.test')
+    assert.equal(rcode(refused), 'REFUSED')
+    assert.equal(rcode(await queryTcp(resolver.tcpPort, 'secret-data.evil.test')), 'REFUSED')
+    assert.equal(upstream.asked.length, before, 'a refused name went upstream')
+  })
+
+  it('answers AAAA empty, follows CNAMEs, strips what may not be pinned, and pins the rest before answering', async () => {
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'allowed.test', 'AAAA')), [])
+    assert.equal(rcode(await query(resolver.udpPort, 'allowed.test', 'AAAA')), 'NOERROR')
+    pins.length = 0
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'alias.test')), ['203.0.113.20'], 'the unrelated record is dropped')
+    assert.deepEqual(pins, ['203.0.113.20'])
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['203.0.113.30'])
+    assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['203.0.113.10'])
+  })
+
+  it('refuses every query of a source it does not know', async () => {
+    client = undefined
+    assert.equal(rcode(await query(resolver.udpPort, 'allowed.test')), 'REFUSED')
+  })
+})
+
+describe('name lookups for the HTTP and TLS checks', () => {
+  it('returns the addresses along the CNAME chain', async () => {
+    const upstream = await fakeUpstream()
+    const resolver = await startResolver({ host: '127.0.0.1', upstreams: [`127.0.0.1:${upstream.port}`], clientOf: () => undefined, logger: silentLogger() })
+    try {
+      assert.deepEqual((await resolver.lookup('alias.test')).map((r) => r.address), ['203.0.113.20'])
+    } finally {
+      await resolver.close()
+      upstream.close()
+    }
+  })
+})

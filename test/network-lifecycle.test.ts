@@ -1,0 +1,103 @@
+/**
+ * A sandbox network's life on the host: a restarted agent adopts the networks of the sandboxes
+ * that run on (their policies hold), pooled sandboxes get their policy at hand-over, and hundreds
+ * of create/destroy cycles leave no namespace, interface, route or rule behind.
+ */
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { readdir } from 'node:fs/promises'
+import { after, before, describe, it } from 'node:test'
+import { execa } from 'execa'
+import { newId } from '../src/shared/index.js'
+import { deletePool, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
+import { createTestInternet, type TestInternet } from './helpers/internet.js'
+import { installProbe, runProbe } from './helpers/net-probe.js'
+import { skipReason, startStack, type Stack } from './helpers/stack.js'
+
+const skip = skipReason() ?? false
+
+/** What an agent (by its data dir) holds on the host: its namespaces, and the sandboxes in its nftables table. */
+async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandboxes: number; orphanVeths: string[] }> {
+  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 6)
+  const all = await readdir('/run/netns').catch(() => [] as string[])
+  const netns = all.filter((n) => n.startsWith(`sbn-${tag}-`))
+  const table = await execa('nft', ['list', 'table', 'inet', `sandstorm_${tag}`], { reject: false })
+  const tableSandboxes = (table.stdout.match(/chain e_[a-z0-9]{10}/g) ?? []).length
+  // Any agent's veth without its namespace is a leak (a veth goes first on every teardown).
+  const slots = new Set(all.filter((n) => n.startsWith('sbn-')).map((n) => n.split('-')[2]))
+  const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: (sbv[a-z0-9]{10})[@:]/.exec(l)?.[1]).filter((n): n is string => n !== undefined)
+  return { netns, tableSandboxes, orphanVeths: links.filter((l) => !slots.has(l.slice(3))) }
+}
+
+describe('network lifecycle', { skip, timeout: 300_000 }, () => {
+  let net: TestInternet
+  let stack: Stack
+  before(async () => {
+    net = await createTestInternet()
+    stack = await startStack({ network: { publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns] } })
+  })
+  after(async () => {
+    await stack?.close()
+    await net?.remove()
+  })
+
+  it('a restarted agent adopts the networks of running sandboxes, policies and all', async () => {
+    const sbx = await Sandbox.create('debian', { ...stack.conn, timeoutMs: 600_000, network: { allowOut: ['allowed.test'], denyOut: ['0.0.0.0/0'] } })
+    await installProbe(sbx, net.caPem)
+    assert.equal((await runProbe(sbx, 'http', 'http://allowed.test/'))[0], 'OK')
+    await stack.stop()
+    stack = await stack.restart()
+    const again = await Sandbox.connect(sbx.sandboxId, stack.conn)
+    assert.deepEqual(await runProbe(again, 'http', 'http://allowed.test/'), ['OK', `${net.addresses.allowed} allowed.test GET /`])
+    assert.equal((await runProbe(again, 'resolve', 'denied.test'))[0], 'FAIL')
+    // Not port 80: under a domain policy that goes to the agent's Host check, which accepts and then refuses.
+    assert.equal((await runProbe(again, 'tcp', net.addresses.other, '8080'))[0], 'FAIL')
+    await again.updateNetwork({})
+    assert.equal((await runProbe(again, 'tcp', net.addresses.other, '8080'))[0], 'OK')
+    await again.kill()
+  })
+
+  it('a pooled create stays a hand-over and gets its own policy at once', async () => {
+    await setPool('debian', { ...stack.conn, min: 2, max: 2 })
+    await waitForPool('debian', { ...stack.conn, ready: 2 })
+    const closed = await Sandbox.create('debian', { ...stack.conn, network: { allowInternetAccess: false } })
+    const open = await Sandbox.create('debian', { ...stack.conn })
+    try {
+      assert.equal(closed.start.source, 'pool')
+      assert.equal(open.start.source, 'pool')
+      await installProbe(closed, net.caPem)
+      await installProbe(open, net.caPem)
+      assert.equal((await runProbe(closed, 'tcp', net.addresses.allowed, '80'))[0], 'FAIL')
+      assert.equal((await runProbe(open, 'tcp', net.addresses.allowed, '80'))[0], 'OK')
+      const none = await Sandbox.create('debian', { ...stack.conn, network: 'none' })
+      assert.equal(none.start.source, 'cold', 'pooled sandboxes have a network: one without takes none of them')
+      await none.kill()
+    } finally {
+      await Promise.all([closed.kill(), open.kill()])
+      await deletePool('debian', stack.conn)
+    }
+  })
+
+  it('leaves no namespace, interface, route or rule after 500 create/destroy cycles', async () => {
+    const start = await hostState(stack.dataDir)
+    const cycles = 500
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < cycles) {
+        next++
+        const id = newId('sb')
+        await stack.agent.create({ id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, env: {}, network: { mode: 'veth', egress: { allowOut: ['allowed.test'], denyOut: ['0.0.0.0/0'] } } })
+        await stack.agent.destroy(id)
+      }
+    }
+    await Promise.all([worker(), worker(), worker(), worker()])
+    const end = await hostState(stack.dataDir)
+    assert.equal(end.tableSandboxes, start.tableSandboxes, 'rules of destroyed sandboxes are left in the table')
+    assert.deepEqual(end.orphanVeths, [], 'veths are left without their namespace')
+    // What stays is the agent's spare slots (made ahead for the next creates), as many as before.
+    assert.equal(end.netns.length, start.netns.length, `namespaces before ${start.netns.length}, after ${end.netns.length}`)
+    const routes = (await execa('ip', ['route', 'show', '198.18.0.0/16'])).stdout.split('\n').filter((l) => /dev sbv/.test(l))
+    const slotIds = new Set((await readdir('/run/netns')).map((n) => n.split('-')[2]))
+    assert.deepEqual(routes.filter((r) => !slotIds.has(/dev sbv([a-z0-9]{10})/.exec(r)?.[1] ?? '')), [], 'routes of sandboxes that are gone')
+  })
+})
