@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
+import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { silentLogger } from '../src/shared/index.js'
 
@@ -47,6 +47,8 @@ export interface BenchStackOptions {
    * the store's integrity across a host crash. @default [] (as setup mounts it)
    */
   btrfsMountOptions?: string[]
+  /** The agent's networking (a test internet's public range and DNS server, say). @default the agent's defaults */
+  network?: LocalAgentOptions['network']
 }
 
 /** Starts a server and an agent over a new temporary data dir. */
@@ -57,7 +59,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
   let agent: AgentApi | undefined
   const btrfs = options.btrfsMiB ? await mountBtrfsStore(dataDir, options.btrfsMiB, options.btrfsMountOptions ?? []) : undefined
   try {
-    agent = await createLocalAgent({ dataDir, templatesDir, logger, storageDriver: btrfs ? 'btrfs' : undefined })
+    agent = await createLocalAgent({ dataDir, templatesDir, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network })
     // A long default lifetime: no sandbox may expire while a benchmark holds it.
     const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
     const live = agent

@@ -17,9 +17,10 @@ import { snapshotBenchmark } from './snapshots.js'
 import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
 import { poolBenchmark } from './pool.js'
 import { qemuBenchmark } from './qemu.js'
+import { networkBenchmark } from './network.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark, qemuBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark, networkBenchmark, qemuBenchmark]
 
 interface CliOptions {
   only?: string[]

@@ -35,7 +35,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
   let dataDir: string
   let agent: AgentApi
   let server: RunningServer
-  let conn: { apiUrl: string; apiKey: string }
+  let conn: { apiUrl: string; apiKey: string; requestTimeoutMs: number }
   let origin: Sandbox
   let fork: Sandbox
   let snapshotId: string
@@ -74,7 +74,8 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
     agent = await createLocalAgent({ dataDir, templatesDir: templates, logger })
     server = await startServer({ dataDir, agent, port: 0, logger })
-    conn = { apiUrl: server.url, apiKey: server.apiKey }
+    // A cold qemu boot under TCG on a loaded 2-core host can take longer than the SDK's 60 s request deadline.
+    conn = { apiUrl: server.url, apiKey: server.apiKey, requestTimeoutMs: 300_000 }
   })
 
   after(async () => {
@@ -137,7 +138,8 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
     agent = await createLocalAgent({ dataDir, templatesDir: join(dataDir, 'templates'), logger })
     server = await startServer({ dataDir, agent, port: 0, logger })
-    conn = { apiUrl: server.url, apiKey: server.apiKey }
+    // A cold qemu boot under TCG on a loaded 2-core host can take longer than the SDK's 60 s request deadline.
+    conn = { apiUrl: server.url, apiKey: server.apiKey, requestTimeoutMs: 300_000 }
     origin = await Sandbox.connect(origin.sandboxId, { ...conn })
     fork = await Sandbox.connect(fork.sandboxId, { ...conn })
     assert.equal((await origin.getInfo({ ...conn })).runtime, 'qemu')

@@ -63,6 +63,8 @@ export interface SandboxForkOptions extends ConnectionOptions {
   /** Lifetime of each. @default the server's */
   timeoutMs?: number
   labels?: Record<string, string>
+  /** The network of each, as a create's. @default the server's default */
+  network?: 'none' | SandboxNetworkOptions
 }
 
 /** Options of `Sandbox.list`. */
@@ -181,6 +183,7 @@ export class Sandbox {
     const body: ForkRequest = { count: options.count ?? 1 }
     if (options.timeoutMs !== undefined) body.timeoutMs = options.timeoutMs
     if (options.labels) body.labels = options.labels
+    if (options.network) body.network = options.network
     const infos = await createApiClient(connection).json<SandboxInfo[]>({
       method: 'POST',
       path: `/v1/snapshots/${encodeURIComponent(snapshotId)}/fork`,

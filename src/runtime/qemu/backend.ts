@@ -9,14 +9,15 @@ import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess
 import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
 import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from './guest-fs.js'
-import { guestBusybox, guestIdentityPath, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
+import { guestBusybox, guestIdentityPath, guestNetworkScript, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
 import { startGuestProcess } from './guest-process.js'
 import { identityHelper, identityRecord, reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
 import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig, type MachineConfig } from './machine-image.js'
 import { createSparePool, type Spare } from './spare-pool.js'
 import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
-import { qemuArgs, qemuOverheadMiB, vmFiles } from './qemu-args.js'
+import { qemuArgs, qemuOverheadMiB, vmFiles, type VmNic } from './qemu-args.js'
+import { createTap, plugTap, randomMac, removeTap, tapName } from './vm-network.js'
 import { vmCgroup } from './vm-cgroup.js'
 import { readVmRecord, writeVmRecord, type VmRecord } from './vm-record.js'
 
@@ -158,7 +159,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   function guestFor(templateRoot: string): Promise<GuestArtifacts> {
     let g = guests.get(templateRoot)
     if (!g) {
-      const key = templateRoot.replace(/[^a-zA-Z0-9]+/g, '_').slice(-80)
+      // The prefix is the guest's format: a guest built by an older version (no network modules) is not reused.
+      const key = `g2${templateRoot.replace(/[^a-zA-Z0-9]+/g, '_').slice(-78)}`
       g = buildGuest({ dir: join(options.dir, 'guest', key), templateRoot, logger: log })
       g.catch(() => guests.delete(templateRoot))
       guests.set(templateRoot, g)
@@ -185,6 +187,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
     for (let i = 0; pid && alive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
+    // A tap still on the host (a spare's, or a start that failed before it moved); a moved one went with its namespace.
+    if (record?.nic?.tap) await removeTap(record.nic.tap)
     if (record?.diskPath && dirname(record.diskPath) === disksDir) await rm(record.diskPath, { force: true })
     // Only a VM's own RAM file goes; a clone's is the saved machine's, which its owner keeps.
     await rm(join(memoryDir, `${id}.ram`), { force: true })
@@ -248,8 +252,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   }
 
   /** A VM's record: a clone repeats its machine's boot files and hostname (its kernel booted with those). */
-  function vmRecordFor(id: string, size: { memoryMiB: number; cpus: number }, guest: { kernel: string; initramfs: string }, config: MachineConfig | null, machineDir: string | null, env: Record<string, string>): VmRecord {
+  function vmRecordFor(id: string, size: { memoryMiB: number; cpus: number }, guest: { kernel: string; initramfs: string }, config: MachineConfig | null, machineDir: string | null, env: Record<string, string>, nic: VmNic | undefined): VmRecord {
     return {
+      ...(nic ? { nic } : {}),
       id,
       memoryMiB: size.memoryMiB,
       cpus: size.cpus,
@@ -266,7 +271,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   }
 
   /** Disk, record, cgroup, QEMU started (paused, for a clone) and QMP ready; what it started goes into `held`. */
-  async function launch(record: VmRecord, dir: string, machineDir: string | null, rootImage: string, held: Held, call: CallOptions, mark: (phase: string) => void) {
+  async function launch(record: VmRecord, dir: string, machineDir: string | null, rootImage: string, held: Held, call: CallOptions, mark: (phase: string) => void, ip?: { address: string; gateway: string }) {
     const files = vmFiles(dir)
     const disk = diskOf(dir, record)
     const saved = machineDir ? machineFiles(machineDir) : null
@@ -281,7 +286,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     await mkdir(memoryDir, { recursive: true, mode: 0o700 })
     await writeVmRecord(files.record, record)
     await vmCgroup(record.id).create({ memoryMiB: record.memoryMiB, cpus: record.cpus, overheadMiB: qemuOverheadMiB })
-    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir }), call)
+    if (record.nic?.tap) await createTap(record.nic.tap)
+    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, ...(ip ? { ip } : {}) }), call)
     held.qmp = await connectJsonChannel(files.qmp, 'QMP')
     await held.qmp.call('qmp_capabilities')
     await ignoreSharedRam(held.qmp)
@@ -317,7 +323,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     await mkdir(sparesDir, { recursive: true, mode: 0o700 })
     await mkdir(dir, { mode: 0o700 })
     await mkdir(disksDir, { recursive: true, mode: 0o700 })
-    const record = { ...vmRecordFor(id, config, config, config, machineDir, {}), diskPath: join(disksDir, `${id}.qcow2`) }
+    // Its tap waits on the host: a clone that takes it moves it into its own namespace.
+    const nic = config.nic ? { tap: tapName(id), mac: randomMac() } : undefined
+    const record = { ...vmRecordFor(id, config, config, config, machineDir, {}, nic), diskPath: join(disksDir, `${id}.qcow2`) }
     const held: Held = { pid: null }
     try {
       await launch(record, dir, machineDir, '', held, {}, () => undefined)
@@ -414,7 +422,14 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         phasesMs[phase] = Date.now() - last
         last = Date.now()
       }
-      const record = vmRecordFor(spec.id, spec, guest, config, machine?.dir ?? null, spec.env)
+      const net = spec.network
+      // Every VM of this version has a network device, on a tap when it has a network; a clone of a
+      // machine saved without one (an older version's) has none, and then cannot have a network.
+      if (config && !config.nic && net.mode === 'netns') {
+        throw new SandstormError('failed_precondition', `the machine in ${machine!.dir} was saved without a network device (by a version before networking): its clones cannot have a network; create with network "none", or save the machine again`)
+      }
+      const nic: VmNic | undefined = config && !config.nic ? undefined : { tap: net.mode === 'netns' ? tapName(spec.id) : null, mac: randomMac() }
+      const record = vmRecordFor(spec.id, spec, guest, config, machine?.dir ?? null, spec.env, nic)
       // A clone's hostname is the machine's on the kernel command line; its own comes with its identity.
       if (!config) record.hostname = hostname
       const held: Held = { pid: null }
@@ -425,9 +440,20 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           held.pid = spare.pid
           held.qmp = spare.qmp
           loaded = spare.loaded
+          // The spare's device sits on the spare's tap: this VM's from now on, or none without a network.
+          const spareTap = tapName(spare.id)
+          if (record.nic) record.nic = { ...record.nic, tap: net.mode === 'netns' ? spareTap : null }
+          if (record.nic && net.mode !== 'netns') await removeTap(spareTap)
+          await writeVmRecord(files.record, record)
           mark('spare')
         } else {
-          await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark)
+          const ip = !machine && net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : undefined
+          await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark, ip)
+        }
+        // QEMU holds its tap: into the sandbox's namespace with it, before the guest runs.
+        if (record.nic?.tap && net.mode === 'netns') {
+          await plugTap(record.nic.tap, net.netnsPath)
+          mark('network')
         }
         const pid = held.pid!
         const qmp = held.qmp!
@@ -445,6 +471,13 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           mark('agent')
           await freshen(agent, hostname, config?.identityHelper === true)
           mark('identity')
+          if (record.nic) {
+            // Its machine's link address and IP are in its memory: its own replace them.
+            const args = net.mode === 'netns' ? [record.nic.mac, net.address, net.gateway] : ['', '', '']
+            const r = await agent.run(guestBusybox, ['sh', '-c', guestNetworkScript, 'sandstorm-network', ...args])
+            if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its network failed: ${r.stderr.toString().trim()}`)
+            mark('network')
+          }
         } else {
           agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
           await agent.setTime()
@@ -531,6 +564,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         ramInState: !vm.record.memShared,
         savedAt: new Date().toISOString(),
         identityHelper: vm.record.identityHelper === true,
+        nic: vm.record.nic !== undefined,
       })
       for (const f of [out.memory, out.state, out.disk, out.overlay]) await chmod(f, 0o444)
       const sizes = await Promise.all([out.memory, out.state, out.disk].map((f) => stat(f).then((s) => s.blocks * 512)))

@@ -9,6 +9,9 @@ export const initramfsModules = [
   'virtio',
   'virtio_mmio',
   'virtio_blk',
+  'failover',
+  'net_failover',
+  'virtio_net',
   'crc32c_generic',
   'crc16',
   'mbcache',
@@ -55,10 +58,21 @@ $bb mount -t devpts devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 $bb mount -t tmpfs -o mode=755 tmpfs /run
 $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+ip= gw=
 for a in $($bb cat /proc/cmdline); do
-  case "$a" in sandstorm.hostname=*) $bb hostname "\${a#sandstorm.hostname=}";; esac
+  case "$a" in
+    sandstorm.hostname=*) $bb hostname "\${a#sandstorm.hostname=}";;
+    sandstorm.ip=*) ip="\${a#sandstorm.ip=}";;
+    sandstorm.gw=*) gw="\${a#sandstorm.gw=}";;
+  esac
 done
 $bb ip link set lo up 2>/dev/null
+# No IPv6 in a sandbox; and its address, its route and the gateway's resolver when it has a network.
+[ -w /proc/sys/net/ipv6/conf/all/disable_ipv6 ] && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
+if [ -n "$ip" ] && [ -n "$gw" ]; then
+  $bb ip addr add "$ip" peer "$gw" dev eth0 && $bb ip link set eth0 up && $bb ip route add default via "$gw" dev eth0
+  echo "nameserver $gw" > /etc/resolv.conf
+fi
 port=
 for p in /sys/class/virtio-ports/*; do
   [ "$($bb cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=/dev/$($bb basename "$p")
@@ -97,6 +111,22 @@ export function setClockCommand(n: number): string {
 export function hostEpoch(): string {
   return (Date.now() / 1000).toFixed(3)
 }
+
+/**
+ * Gives a restored clone its own link address and IP (its memory holds its machine's), run as
+ * `sh -c script x mac address gateway`; with no address (a clone without a network) the link
+ * goes down.
+ */
+export const guestNetworkScript = [
+  `bb=${guestBusybox}`,
+  '$bb ip link set eth0 down 2>/dev/null',
+  '$bb ip addr flush dev eth0 2>/dev/null',
+  '[ -n "$2" ] || exit 0',
+  '$bb ip link set eth0 address "$1" || exit 1',
+  '$bb ip addr add "$2" peer "$3" dev eth0 || exit 1',
+  '$bb ip link set eth0 up || exit 1',
+  '$bb ip route replace default via "$3" dev eth0 || exit 1',
+].join('\n')
 
 /** Where saveMachine puts the CRNG reseed helper (reseed-helper.ts): tmpfs, so it is saved in RAM with the machine. */
 export const guestReseedPath = '/run/sandstorm/reseed'

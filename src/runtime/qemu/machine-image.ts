@@ -42,6 +42,8 @@ const machineConfigSchema = z.object({
   savedAt: z.string(),
   /** The guest holds the identity helper (guest-scripts.ts): a clone gets its identity from one exec of it. */
   identityHelper: z.boolean().optional(),
+  /** The saved VM had a network device: its clones have one too (machines of versions before networking have none). */
+  nic: z.boolean().optional(),
 })
 
 /** A saved machine's config.json. */

@@ -41,12 +41,32 @@ export interface QemuArgsInput {
   diskPath?: string
   /** Start paused, waiting for `migrate-incoming` (a clone). */
   incoming: boolean
+  /**
+   * The network device: on a tap (opened by name on the host), or on nothing (a sandbox without a
+   * network keeps the device, so that every VM of this version can be saved and cloned alike).
+   * Unset: no device at all, as VMs of versions before networking (and their clones) have.
+   */
+  nic?: VmNic
+  /** The guest's address and gateway, for a booted (not a cloned) VM with a network. */
+  ip?: { address: string; gateway: string }
 }
+
+/** A VM's network device: its MAC and the tap it is on, or no tap. */
+export type VmNic = { tap: string; mac: string } | { tap: null; mac: string }
 
 /** The argv after the QEMU binary. */
 export function qemuArgs(input: QemuArgsInput): string[] {
   const f = vmFiles(input.dir)
   const cmdline = ['console=ttyS0', 'quiet', 'panic=-1', ...clockCmdline(input.accel), `sandstorm.hostname=${input.hostname}`]
+  if (input.ip) cmdline.push(`sandstorm.ip=${input.ip.address}`, `sandstorm.gw=${input.ip.gateway}`)
+  const nic = input.nic
+  // Last, after every device older versions had: a machine saved before networking keeps its layout.
+  const nicArgs = !nic
+    ? []
+    : [
+        '-netdev', nic.tap ? `tap,id=net0,ifname=${nic.tap},script=no,downscript=no` : 'hubport,id=net0,hubid=0',
+        '-device', `virtio-net-device,netdev=net0,mac=${nic.mac}`,
+      ]
   return [
     '-name', input.id,
     '-M', 'microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=ram',
@@ -66,6 +86,7 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-chardev', `socket,path=${f.qga},server=on,wait=off,id=qga0`,
     '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
     '-device', 'virtio-rng-device',
+    ...nicArgs,
     '-qmp', `unix:${f.qmp},server=on,wait=off`,
     '-pidfile', f.pid,
     ...(input.incoming ? ['-S', '-incoming', 'defer'] : []),

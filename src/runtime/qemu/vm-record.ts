@@ -29,6 +29,8 @@ const vmRecordSchema = z.object({
   identityHelper: z.boolean().optional(),
   /** Environment every command gets (`K=V`). */
   env: z.array(z.string()),
+  /** Its network device (none on VMs of versions before networking): the tap it is on (null: none) and its MAC. */
+  nic: z.object({ tap: z.string().nullable(), mac: z.string() }).optional(),
 })
 
 /** One VM's record (vm.json). */
