@@ -17,8 +17,8 @@ export DEBIAN_FRONTEND=noninteractive
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
 # nftables holds the sandboxes' network policy; libnftables-dev builds the agent's resident helper
-# that applies it (native/nft-apply.c).
-PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev)
+# that applies it (native/nft-apply.c). curl is the network benchmark's outside client.
+PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {

@@ -284,6 +284,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         throw err
       }
       sandboxes.set(req.id, { record, processes: new Map(), users: new Map() })
+      if (net) network.replenish()
       const startMs = Math.round(performance.now() - startedAt)
       log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
       return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }

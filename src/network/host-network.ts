@@ -57,6 +57,12 @@ export interface HostNetwork {
   connect(id: string, port: number, options?: CallOptions): Promise<Socket>
   /** Whether the sandbox has a network here. */
   has(id: string): boolean
+  /**
+   * Makes spare slots up to the target, in the background. Called once a create is done, not when
+   * it takes its slot: making one spawns `ip` three times, which on a small host would slow the
+   * very create (its runc run) that took the spare.
+   */
+  replenish(): void
   /** Stops the resolver, the checks and the spare slots; sandboxes and their rules stay (with none left, the table goes too). */
   close(): Promise<void>
 }
@@ -198,10 +204,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     const spare = spares.shift()
     if (spare) {
       spareAddresses.delete(spare.address)
-      fill()
       return spare
     }
-    fill()
     return createSlot(tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
   }
 
@@ -286,6 +290,9 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       })
     },
     has: (id) => byId.has(id),
+    // After the current turn: spawning `ip` forks this process, which blocks it for milliseconds,
+    // and the create that asked should have its answer out first.
+    replenish: () => void setImmediate(fill),
     async close() {
       closed = true
       await filling

@@ -96,30 +96,24 @@ export async function createSlot(tag: string, cidr: string, gateway: string, tak
     const address = randomAddress(cidr)
     if (taken(address)) continue
     const slot: NetworkSlot = { ...slotNames(tag, newSlotId()), address, gateway }
-    const host = await ipBatch([
+    // One process for both ends (a spawn from a large Node process is the dearest part of a slot):
+    // the host's end first, whose route is the claim on the address, then the namespace's.
+    const host = [
       `netns add ${slot.netns}`,
       `link add ${slot.hostIf} type veth peer name eth0 netns ${slot.netns}`,
       `link set ${slot.hostIf} up`,
       `route add ${address}/32 dev ${slot.hostIf} src ${gateway}`,
-    ])
-    if (!host.ok) {
+    ]
+    const inside = ['link set lo up', `addr add ${address} peer ${gateway} dev eth0`, 'link set eth0 up', `route add default via ${gateway} dev eth0`]
+    const script = `ip -batch - <<'HOST' || exit 3\n${host.join('\n')}\nHOST\nip -n ${slot.netns} -batch - <<'INSIDE'\n${inside.join('\n')}\nINSIDE\n`
+    const r = await execa('sh', ['-c', script], { reject: false })
+    if (r.exitCode !== 0) {
       await destroySlot(slot)
-      if (/File exists/.test(host.stderr)) continue
-      throw new SandstormError('internal', `could not make a network namespace for a sandbox: ${host.stderr}`)
+      if (r.exitCode === 3 && /File exists/.test(String(r.stderr))) continue
+      throw new SandstormError('internal', `could not make a network namespace for a sandbox: ${String(r.stderr).trim().split('\n').pop()}`)
     }
-    const inside = await ipBatch(
-      ['link set lo up', `addr add ${address} peer ${gateway} dev eth0`, 'link set eth0 up', `route add default via ${gateway} dev eth0`],
-      slot.netns,
-    )
-    // No IPv6 in a sandbox: none on its link, so no link-local address to reach the host by.
-    const sysctls = inside.ok
-      ? await execa('ip', ['netns', 'exec', slot.netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'], { reject: false })
-      : undefined
+    // No IPv6 on the host's end (the namespace's is turned off by the runtime: runc's sysctls, or a VM's own kernel).
     await writeFile(`/proc/sys/net/ipv6/conf/${slot.hostIf}/disable_ipv6`, '1\n').catch(() => undefined)
-    if (!inside.ok || sysctls?.exitCode !== 0) {
-      await destroySlot(slot)
-      throw new SandstormError('internal', `could not set up a sandbox's network namespace: ${inside.ok ? String(sysctls?.stderr) : inside.stderr}`)
-    }
     return slot
   }
   throw new SandstormError('resource_exhausted', `no free address found in the sandbox pool ${cidr} after 16 tries: the pool is nearly full`)

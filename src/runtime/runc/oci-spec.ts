@@ -84,8 +84,13 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
     ],
     linux: {
       namespaces,
-      // ping without CAP_NET_RAW: ICMP echo sockets for every group, in the sandbox's own namespace.
-      sysctl: { 'net.ipv4.ping_group_range': '0 2147483647' },
+      // In the sandbox's own namespace: ping without CAP_NET_RAW (ICMP echo sockets for every
+      // group), and no IPv6 at all (nothing routes it; as Docker does without an IPv6 network).
+      sysctl: {
+        'net.ipv4.ping_group_range': '0 2147483647',
+        'net.ipv6.conf.all.disable_ipv6': '1',
+        'net.ipv6.conf.default.disable_ipv6': '1',
+      },
       cgroupsPath: cgroupPath(spec.id),
       resources: {
         devices: [{ allow: false, access: 'rwm' }],

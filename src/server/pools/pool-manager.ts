@@ -162,6 +162,8 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
           // Its policy could not be set: it never reaches the user, and a cold create stands in.
           log.warn({ sandboxId: taken.id, err }, 'a pooled sandbox could not be handed over; starting one cold')
           void agent.destroy(taken.id, { signal: shutdownSignal }).catch(() => undefined)
+        } finally {
+          pool.refill()
         }
       }
       s.misses++

@@ -50,6 +50,7 @@ describe('createWarmPool', () => {
     const a = pool.take()
     const b = pool.take()
     assert.ok(a && b && a.id !== b.id)
+    pool.refill()
     await ready(2)
     const handed = new Set([a.id, b.id])
     for (let i = 0; i < 2; i++) assert.ok(!handed.has(pool.take()!.id))

@@ -41,7 +41,9 @@ export interface WarmPool {
   config(): PoolConfig
   setConfig(config: PoolConfig): void
   /**
-   * Takes the oldest ready sandbox out of the pool for good, or undefined when none is ready.
+   * Takes the oldest ready sandbox out of the pool for good, or undefined when none is ready. The
+   * caller calls `refill` once the hand-over is done: a start begun at once would take the CPU
+   * (runc's fork, the layer) from the very hand-over it replaces.
    * With `current`, ready sandboxes that fail it (started on another version) are destroyed instead.
    */
   take(current?: (sandbox: PooledSandbox) => boolean): PooledSandbox | undefined
@@ -158,10 +160,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
       // Oldest first; a sandbox started before the template's defaults changed is not what is asked for.
       const at = ready.findIndex((r) => r.memoryMiB === shape?.memoryMiB && r.cpus === shape.cpus)
       const sandbox = at < 0 ? undefined : ready.splice(at, 1)[0]
-      if (sandbox) {
-        changed()
-        refill()
-      }
+      if (sandbox) changed()
       return sandbox
     },
     noteMiss() {
