@@ -137,4 +137,49 @@ describe('the sandstorm CLI end to end', { skip }, () => {
     })
     assert.deepEqual(await once(wrongKey, 'close'), [4, null])
   })
+
+  it('network: create with a policy, replace it, forward a port; bad flags exit 2 with the flag named', async () => {
+    const made = await cli('create', '--deny-out', '0.0.0.0/0', '--allow-out', '198.19.1.0/24', '--private', '--json')
+    assert.equal(made.code, 0, made.stderr)
+    const info = JSON.parse(made.stdout) as SandboxInfo
+    assert.deepEqual(info.network, { allowOut: ['198.19.1.0/24'], denyOut: ['0.0.0.0/0'], allowPublicTraffic: false })
+    const replaced = await cli('network', info.id, '--no-internet')
+    assert.deepEqual([replaced.code, replaced.stdout], [0, 'allow-out: -\ndeny-out: 0.0.0.0/0\n'], replaced.stderr)
+    const none = await cli('create', '--network', 'none', '--json')
+    assert.equal((JSON.parse(none.stdout) as SandboxInfo).network, 'none')
+    for (const [args, message] of [
+      [['create', '--allow-out', 'pypi.org'], /--allow-out: domain entries \(pypi\.org\) need denyOut to contain 0\.0\.0\.0\/0/],
+      [['create', '--deny-out', '10.0.0.0/33'], /--deny-out\[0\]: expected an IPv4 address or CIDR/],
+      [['create', '--network', 'bridge'], /--network: expected "none"/],
+      [['create', '--network', 'none', '--private'], /--network none: expected no other network flag/],
+      [['port-forward', info.id, '70000'], /PORT: expected a port from 1 to 65535/],
+    ] as const) {
+      const r = await cli(...args)
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+      assert.match(r.stderr, message)
+    }
+
+    // port-forward: a local listener whose connections reach the sandbox's port.
+    await cli('exec', info.id, '--', 'sh', '-c', 'cd /tmp && echo forwarded > index.html && setsid python3 -m http.server 8000 >/dev/null 2>&1 &')
+    const forward = spawn(process.execPath, [mainJs, 'port-forward', info.id, '8000', '--local', '0'], {
+      env: { ...process.env, SANDSTORM_URL: stack.conn.apiUrl, SANDSTORM_API_KEY: stack.conn.apiKey },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    try {
+      const [line] = (await once(forward.stdout, 'data')) as [Buffer]
+      const port = Number(/127\.0\.0\.1:(\d+) -> /.exec(line.toString())?.[1])
+      assert.ok(port > 0, line.toString())
+      let body = ''
+      for (let i = 0; i < 50 && body !== 'forwarded\n'; i++) {
+        body = await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.text(), () => '')
+        if (body !== 'forwarded\n') await new Promise((r) => setTimeout(r, 100))
+      }
+      assert.equal(body, 'forwarded\n')
+    } finally {
+      forward.kill('SIGINT')
+      await once(forward, 'close')
+    }
+    await cli('rm', info.id)
+    await cli('rm', (JSON.parse(none.stdout) as SandboxInfo).id)
+  })
 })

@@ -173,6 +173,19 @@ function checkGuest(dataDir: string): DoctorCheck {
   return { name: 'qemu guest', status: 'ok', detail: `cached for ${built.length} template root${built.length === 1 ? '' : 's'} in ${dir}`, required: false }
 }
 
+/** Sandbox networking: nftables and the agent's helper that applies rulesets through libnftables. */
+async function checkNetwork(): Promise<DoctorCheck[]> {
+  // Loaded here: every other command of the CLI would load the agent's network code otherwise.
+  const { nftHelperPath } = await import('../network/index.js')
+  const nft = which('nft')
+  return [
+    nft
+      ? { name: 'nftables', status: 'ok', detail: nft, required: true }
+      : { name: 'nftables', status: 'fail', detail: 'not installed: sandbox networks need it (apt-get install nftables)', required: true },
+    checkHostFile('nft helper', nftHelperPath, 'libnftables-dev, then npm run build'),
+  ]
+}
+
 /** Runs every check. */
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const qemuRequired = (options.require ?? []).includes('qemu')
@@ -180,6 +193,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     await checkRunc(),
     checkSandboxInit(),
     checkHostFile('busybox', '/bin/busybox', 'busybox-static'),
+    ...(await checkNetwork()),
     checkCgroups(),
     checkStorage(options.dataDir),
     checkTemplates(options.templatesDir ?? join(options.dataDir, 'templates')),
