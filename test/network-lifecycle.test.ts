@@ -13,20 +13,27 @@ import { deletePool, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
 import { installProbe, runProbe } from './helpers/net-probe.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
 /** What an agent (by its data dir) holds on the host: its namespaces, and the sandboxes in its nftables table. */
 async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandboxes: number; orphanVeths: string[] }> {
   const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 6)
+  // Links first: a slot's namespace is made before its veth, so a veth seen here has a namespace by the read below.
+  const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: (sbv[a-z0-9]{10})[@:]/.exec(l)?.[1]).filter((n): n is string => n !== undefined)
   const all = await readdir('/run/netns').catch(() => [] as string[])
   const netns = all.filter((n) => n.startsWith(`sbn-${tag}-`))
   const table = await execa('nft', ['list', 'table', 'inet', `sandstorm_${tag}`], { reject: false })
   const tableSandboxes = (table.stdout.match(/chain e_[a-z0-9]{10}/g) ?? []).length
   // Any agent's veth without its namespace is a leak (a veth goes first on every teardown).
   const slots = new Set(all.filter((n) => n.startsWith('sbn-')).map((n) => n.split('-')[2]))
-  const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: (sbv[a-z0-9]{10})[@:]/.exec(l)?.[1]).filter((n): n is string => n !== undefined)
-  return { netns, tableSandboxes, orphanVeths: links.filter((l) => !slots.has(l.slice(3))) }
+  // A slot being removed meanwhile (veth first, then namespace) is no orphan: only a veth still there counts.
+  const orphanVeths: string[] = []
+  for (const link of links.filter((l) => !slots.has(l.slice(3)))) {
+    if ((await execa('ip', ['link', 'show', link], { reject: false })).exitCode === 0) orphanVeths.push(link)
+  }
+  return { netns, tableSandboxes, orphanVeths }
 }
 
 describe('network lifecycle', { skip, timeout: 300_000 }, () => {
@@ -91,6 +98,8 @@ describe('network lifecycle', { skip, timeout: 300_000 }, () => {
       }
     }
     await Promise.all([worker(), worker(), worker(), worker()])
+    // Spare slots may still be made in the background: wait until they all are.
+    await until('the spare slots made again', async () => (await hostState(stack.dataDir)).netns.length === start.netns.length)
     const end = await hostState(stack.dataDir)
     assert.equal(end.tableSandboxes, start.tableSandboxes, 'rules of destroyed sandboxes are left in the table')
     assert.deepEqual(end.orphanVeths, [], 'veths are left without their namespace')

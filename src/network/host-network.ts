@@ -12,6 +12,7 @@ import { addressClassifier, cidrMatcher } from './address-ranges.js'
 import { createFirewall, hasDomains, type FirewalledSandbox } from './firewall.js'
 import { startNameChecks, type NameCheckClient } from './name-checks.js'
 import { createNft } from './nft.js'
+import { createResidentShell } from './shell.js'
 import { startResolver, type ResolverClient } from './resolver.js'
 import { createSlot, destroySlot, gatewayOf, netnsDir, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
 
@@ -59,8 +60,8 @@ export interface HostNetwork {
   has(id: string): boolean
   /**
    * Makes spare slots up to the target, in the background. Called once a create is done, not when
-   * it takes its slot: making one spawns `ip` three times, which on a small host would slow the
-   * very create (its runc run) that took the spare.
+   * it takes its slot: making one takes the kernel's rtnl lock and milliseconds of CPU, which on a
+   * small host would slow the very create (its runc run) that took the spare.
    */
   replenish(): void
   /** Stops the resolver, the checks and the spare slots; sandboxes and their rules stay (with none left, the table goes too). */
@@ -121,6 +122,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const byId = new Map<string, Attached>()
   const byAddress = new Map<string, Attached>()
   const nft = createNft(log)
+  const shell = createResidentShell()
   let firewallReady: Promise<void> | undefined
 
   const resolverClient = (a: Attached): ResolverClient => ({
@@ -186,9 +188,9 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     if (filling || closed || spares.length >= spareTarget) return
     filling = (async () => {
       while (!closed && spares.length < spareTarget) {
-        const slot = await createSlot(tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
+        const slot = await createSlot(shell, tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
         if (closed) {
-          await destroySlot(slot)
+          await destroySlot(shell, slot)
           break
         }
         spares.push(slot)
@@ -206,7 +208,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       spareAddresses.delete(spare.address)
       return spare
     }
-    return createSlot(tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
+    return createSlot(shell, tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
   }
 
   const get = (id: string): Attached => {
@@ -229,7 +231,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         await firewall.add(record)
       } catch (err) {
         forget(a)
-        await destroySlot(slot)
+        await destroySlot(shell, slot)
         throw err
       }
       log.debug({ sandboxId: id, address: slot.address, slot: slot.id }, 'sandbox network attached')
@@ -250,7 +252,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         log.warn({ sandboxId: id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
         await firewall.reset(rules())
       })
-      await destroySlot(a.slot)
+      await destroySlot(shell, a.slot)
       log.debug({ sandboxId: id, slot: a.slot.id }, 'sandbox network detached')
     },
     async adopt(sandboxes) {
@@ -260,7 +262,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       const live = new Set([...sandboxes.values()].map((r) => r.slot.id))
       for (const slotId of await slotIdsOnHost(tag)) {
         if (live.has(slotId)) continue
-        await destroySlot(slotNames(tag, slotId))
+        await destroySlot(shell, slotNames(tag, slotId))
         log.info({ slot: slotId }, 'removed a network slot that no sandbox holds')
       }
       fill()
@@ -290,17 +292,16 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       })
     },
     has: (id) => byId.has(id),
-    // After the current turn: spawning `ip` forks this process, which blocks it for milliseconds,
-    // and the create that asked should have its answer out first.
-    replenish: () => void setImmediate(fill),
+    replenish: fill,
     async close() {
       closed = true
       await filling
-      for (const slot of spares.splice(0)) await destroySlot(slot)
+      for (const slot of spares.splice(0)) await destroySlot(shell, slot)
       await Promise.all([resolver.close(), checks.close()])
       // Rules stay for sandboxes that run on (the next start adopts them); with none, nothing is left.
       if (byId.size === 0) await firewall.drop().catch((err: unknown) => log.warn({ err }, 'could not remove the nftables table'))
       nft.close()
+      shell.close()
     },
   }
   return network

@@ -10,6 +10,7 @@ import { readdir, writeFile } from 'node:fs/promises'
 import { execa } from 'execa'
 import ipaddr from 'ipaddr.js'
 import { SandstormError } from '../shared/index.js'
+import type { ResidentShell } from './shell.js'
 
 /** Where `ip netns` keeps its namespaces. */
 export const netnsDir = '/run/netns'
@@ -91,13 +92,13 @@ export async function prepareHost(gateway: string): Promise<void> {
  * Makes a slot with an address of `cidr` not taken on this host: the route of a taken address
  * exists already (another sandbox, another agent), so a refused route means pick again.
  */
-export async function createSlot(tag: string, cidr: string, gateway: string, taken: (address: string) => boolean): Promise<NetworkSlot> {
+export async function createSlot(shell: ResidentShell, tag: string, cidr: string, gateway: string, taken: (address: string) => boolean): Promise<NetworkSlot> {
   for (let attempt = 0; attempt < 16; attempt++) {
     const address = randomAddress(cidr)
     if (taken(address)) continue
     const slot: NetworkSlot = { ...slotNames(tag, newSlotId()), address, gateway }
-    // One process for both ends (a spawn from a large Node process is the dearest part of a slot):
-    // the host's end first, whose route is the claim on the address, then the namespace's.
+    // One script for both ends, in the agent's resident shell (a spawn would fork the agent): the
+    // host's end first, whose route is the claim on the address, then the namespace's.
     const host = [
       `netns add ${slot.netns}`,
       `link add ${slot.hostIf} type veth peer name eth0 netns ${slot.netns}`,
@@ -106,11 +107,11 @@ export async function createSlot(tag: string, cidr: string, gateway: string, tak
     ]
     const inside = ['link set lo up', `addr add ${address} peer ${gateway} dev eth0`, 'link set eth0 up', `route add default via ${gateway} dev eth0`]
     const script = `ip -batch - <<'HOST' || exit 3\n${host.join('\n')}\nHOST\nip -n ${slot.netns} -batch - <<'INSIDE'\n${inside.join('\n')}\nINSIDE\n`
-    const r = await execa('sh', ['-c', script], { reject: false })
-    if (r.exitCode !== 0) {
-      await destroySlot(slot)
-      if (r.exitCode === 3 && /File exists/.test(String(r.stderr))) continue
-      throw new SandstormError('internal', `could not make a network namespace for a sandbox: ${String(r.stderr).trim().split('\n').pop()}`)
+    const r = await shell.run(script)
+    if (r.code !== 0) {
+      await destroySlot(shell, slot)
+      if (r.code === 3 && /File exists/.test(r.output)) continue
+      throw new SandstormError('internal', `could not make a network namespace for a sandbox: ${r.output.trim().split('\n').pop()}`)
     }
     // No IPv6 on the host's end (the namespace's is turned off by the runtime: runc's sysctls, or a VM's own kernel).
     await writeFile(`/proc/sys/net/ipv6/conf/${slot.hostIf}/disable_ipv6`, '1\n').catch(() => undefined)
@@ -120,9 +121,9 @@ export async function createSlot(tag: string, cidr: string, gateway: string, tak
 }
 
 /** Removes a slot: its veth (both ends, and so its route) and its namespace. Safe to call twice. */
-export async function destroySlot(slot: Pick<NetworkSlot, 'netns' | 'hostIf'>): Promise<void> {
+export async function destroySlot(shell: ResidentShell, slot: Pick<NetworkSlot, 'netns' | 'hostIf'>): Promise<void> {
   // -force: go on past what is gone already.
-  await execa('ip', ['-force', '-batch', '-'], { input: `link del ${slot.hostIf}\nnetns del ${slot.netns}\n`, reject: false })
+  await shell.run(`ip -force -batch - <<'SLOT'\nlink del ${slot.hostIf}\nnetns del ${slot.netns}\nSLOT\n`)
 }
 
 /** Slot ids of this agent's namespaces on the host (`sbn-<tag>-*`). */
