@@ -137,9 +137,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
       track,
     })
+    // The agent in this process hands out sockets, which ingress keeps alive between requests.
+    const ingress = createIngress({ agent, catalog, trafficTokens, checkApiKey, logger, keepAlive: !fleet })
     const server = createEdge({
       app,
-      ingress: createIngress({ agent, catalog, trafficTokens, checkApiKey, logger }),
+      ingress,
       tunnel: { agent, catalog, checkApiKey, logger },
       domain: () => domain ?? 'localhost',
     })
@@ -183,6 +185,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }, closeGraceMs)
       cut.unref()
       if ('closeIdleConnections' in server) server.closeIdleConnections()
+      ingress.close()
       await closed
       clearTimeout(cut)
       db.close()

@@ -4,7 +4,7 @@
  * from the agent's host, or a Data stream of the fleet link), so sandbox hosts open no port.
  * A private sandbox (allowPublicTraffic false) takes its traffic token or an API key.
  */
-import { request, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
@@ -23,12 +23,16 @@ export interface IngressOptions {
   logger: Logger
   /** How long a refused connect is tried again (a server in the sandbox still starting). @default 3000 */
   connectRetryMs?: number
+  /** Keep connections into sandboxes alive between requests: when the agent's connections are sockets (it runs in this process). @default false */
+  keepAlive?: boolean
 }
 
 /** Serves requests already known to be for a sandbox port. */
 export interface Ingress {
   serve(req: IncomingMessage, res: ServerResponse, target: IngressTarget): void
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: IngressTarget): void
+  /** Closes the kept-alive connections into sandboxes. */
+  close(): void
 }
 
 /** The header a private sandbox's traffic token comes in (E2B's name). */
@@ -64,6 +68,21 @@ function backHeaders(raw: string[]): string[] {
 function fail(res: ServerResponse, err: SandstormError, status = httpStatusOf[err.code]): void {
   if (res.headersSent) return void res.destroy()
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message: err.message }))
+}
+
+/** An http.Agent whose connections go into sandbox ports: requests name the sandbox as `host` and the port as `port`. */
+class SandboxPortAgent extends Agent {
+  constructor(private readonly open: (target: IngressTarget) => Promise<Duplex>) {
+    super({ keepAlive: true, timeout: 2000, maxFreeSockets: 16 })
+  }
+
+  override createConnection(options: { host?: string | null; port?: number | string | null }, callback: (err: Error | null, socket?: Duplex) => void): undefined {
+    this.open({ sandboxId: String(options.host), port: Number(options.port), by: 'host' }).then(
+      (socket) => callback(null, socket),
+      (err: Error) => callback(err),
+    )
+    return undefined
+  }
 }
 
 /** Creates the ingress. */
@@ -109,13 +128,51 @@ export function createIngress(options: IngressOptions): Ingress {
     }
   }
 
-  /** A signal that fires when the client goes away. */
-  const clientGone = (req: IncomingMessage, socket: Duplex): AbortSignal => {
+  /** A signal that fires when the client goes away, and a way to stop listening for that. */
+  const clientGone = (req: IncomingMessage, socket: Duplex): { signal: AbortSignal; done(): void } => {
     const ac = new AbortController()
     const gone = (): void => ac.abort(new SandstormError('canceled', 'the client went away'))
     socket.once('close', gone)
     req.once('aborted', gone)
-    return ac.signal
+    return {
+      signal: ac.signal,
+      done() {
+        socket.off('close', gone)
+        req.off('aborted', gone)
+      },
+    }
+  }
+
+  /**
+   * Connections into sandboxes kept alive between requests, per sandbox port (a new one costs a
+   * handshake through the sandbox's veth and its server's accept); idle ones close after 2 s.
+   * Only for connections that are sockets (the agent in this process): a fleet agent's are streams
+   * of its link, opened per request.
+   */
+  const pool = options.keepAlive ? new SandboxPortAgent((target) => connect(target, AbortSignal.timeout(retryMs + 1000))) : undefined
+
+  /** Sends the request to the sandbox; a kept-alive connection the sandbox had closed is replaced once, for a request without a body. */
+  const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, maskHost: string | undefined, upstream: Duplex | undefined, retried = false): void => {
+    const headers = forwardHeaders(req, maskHost, false) as unknown as Record<string, string>
+    const outgoing = upstream
+      ? request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
+      : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
+    outgoing.on('response', (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, backHeaders(answer.rawHeaders))
+      answer.pipe(res)
+      answer.on('error', () => res.destroy())
+    })
+    outgoing.on('error', (err: NodeJS.ErrnoException) => {
+      const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
+      if (!retried && outgoing.reusedSocket && bodiless && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        return forward(req, res, target, maskHost, undefined, true)
+      }
+      if (err instanceof SandstormError) return fail(res, err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
+      log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
+      fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
+    })
+    if (upstream) res.on('close', () => upstream.destroy())
+    req.pipe(outgoing)
   }
 
   return {
@@ -126,31 +183,24 @@ export function createIngress(options: IngressOptions): Ingress {
       } catch (err) {
         return fail(res, SandstormError.from(err))
       }
-      const signal = clientGone(req, req.socket)
-      connect(target, signal).then(
+      if (pool) return forward(req, res, target, admitted.maskHost, undefined)
+      const gone = clientGone(req, req.socket)
+      connect(target, gone.signal).then(
         (upstream) => {
-          const headers = forwardHeaders(req, admitted.maskHost, false)
-          const outgoing = request({ method: req.method, path: req.url, headers: headers as unknown as Record<string, string>, setHost: false, createConnection: () => upstream as never })
-          outgoing.on('response', (answer) => {
-            res.writeHead(answer.statusCode ?? 502, answer.statusMessage, backHeaders(answer.rawHeaders))
-            answer.pipe(res)
-            answer.on('error', () => res.destroy())
-          })
-          outgoing.on('error', (err) => {
-            log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
-            fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
-          })
-          res.on('close', () => upstream.destroy())
-          req.pipe(outgoing)
+          gone.done()
+          forward(req, res, target, admitted.maskHost, upstream)
         },
         (err: unknown) => {
+          gone.done()
           const e = SandstormError.from(err)
           if (e.code === 'unavailable') return fail(res, e, 502)
-          if (!signal.aborted) log.warn({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress connect failed')
+          if (!gone.signal.aborted) log.warn({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress connect failed')
           fail(res, e)
         },
       )
     },
+
+    close: () => pool?.destroy(),
 
     upgrade(req, socket, head, target) {
       const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => {
@@ -164,8 +214,10 @@ export function createIngress(options: IngressOptions): Ingress {
       } catch (err) {
         return refuse(SandstormError.from(err))
       }
-      connect(target, clientGone(req, socket)).then(
+      const gone = clientGone(req, socket)
+      connect(target, gone.signal).then(
         (upstream) => {
+          gone.done()
           const headers = forwardHeaders(req, admitted.maskHost, true)
           const lines = [`${req.method} ${req.url} HTTP/1.1`]
           for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
@@ -174,6 +226,7 @@ export function createIngress(options: IngressOptions): Ingress {
           splice(socket, upstream)
         },
         (err: unknown) => {
+          gone.done()
           const e = SandstormError.from(err)
           refuse(e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
         },
