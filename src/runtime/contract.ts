@@ -140,6 +140,27 @@ export function runBackendContract(
       assert.deepEqual((await ctx().leftovers?.(id)) ?? [], [])
     })
 
+    test('a list while a create runs neither stalls nor breaks it', async () => {
+      // The agent's state watch lists every few seconds, whatever is starting.
+      const id = newId('sb')
+      let done = false
+      const created = be().create(ctx().spec(id)).finally(() => (done = true))
+      created.catch(() => undefined)
+      let lists = 0
+      while (!done) {
+        await be().list()
+        lists++
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      try {
+        await created
+        assert.ok(lists > 0)
+        assert.equal((await run(id, ['/bin/true'])).result.exitCode, 0)
+      } finally {
+        await be().destroy(id)
+      }
+    })
+
     test('exec passes argv, env and cwd', async () => {
       const { stdout, result } = await run(shared, ['/bin/sh', '-c', 'printf "%s|%s|%s|" "$1" "$FOO" "$(pwd)"', 'argv0', 'a b'], { env: { FOO: 'bar baz' }, cwd: '/tmp' })
       assert.equal(result.exitCode, 0)

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { idPattern, newId, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
@@ -100,6 +100,11 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const vmsDir = join(options.dir, 'vms')
   const memoryDir = options.memoryDir ?? '/dev/shm/sandstorm-qemu'
   const vms = new Map<string, Promise<Vm>>()
+  /**
+   * VMs a create of this backend is starting: their QMP socket is the create's. Adopting one (a
+   * list or a call racing the create) would take QEMU's one QMP client slot and stall the create.
+   */
+  const starting = new Set<string>()
   const guests = new Map<string, Promise<GuestArtifacts>>()
 
   const dirOf = (id: string) => {
@@ -124,11 +129,14 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
    * main loop has seen that close, which took over 5 s on a loaded host under TCG.
    */
   const adoptQmpTimeoutMs = 30_000
+  /** How long a QEMU this backend just started may take to answer its first QMP command. */
+  const qmpReadyTimeoutMs = 30_000
 
   /** A VM this backend started, or one found on the host (started by an earlier backend): connected on first use. */
   function vmOf(id: string): Promise<Vm> {
     const dir = dirOf(id)
     let vm = vms.get(id)
+    if (!vm && starting.has(id)) return Promise.reject(new SandstormError('failed_precondition', `VM sandbox "${id}" is still starting`))
     if (!vm) {
       vm = adopt(id, dir)
       vm.catch(() => vms.delete(id))
@@ -228,7 +236,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       )
     }
     if (config.accel !== accel) {
-      throw new SandstormError('failed_precondition', `the machine in ${machine.dir} was saved under ${config.accel}; this host runs VMs under ${accel}`)
+      throw new SandstormError('failed_precondition', `saved machine ${basename(machine.dir)} was saved under ${config.accel}; this host runs VMs under ${accel}`)
     }
     return config
   }
@@ -289,7 +297,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (record.nic?.tap) await createTap(record.nic.tap)
     held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, ...(ip ? { ip } : {}) }), call)
     held.qmp = await connectJsonChannel(files.qmp, 'QMP')
-    await held.qmp.call('qmp_capabilities')
+    // QEMU answers at once; a bound keeps a channel that never got the client slot from hanging the start.
+    await held.qmp.call('qmp_capabilities', undefined, qmpReadyTimeoutMs)
     await ignoreSharedRam(held.qmp)
     mark('qemu')
   }
@@ -317,7 +326,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   async function startSpare(machineDir: string): Promise<Spare> {
     if (!swept) await sweepSpares()
     const config = await readMachineConfig(machineDir)
-    if (config.accel !== accel) throw new SandstormError('failed_precondition', `the machine in ${machineDir} was saved under ${config.accel}; this host runs VMs under ${accel}`)
+    if (config.accel !== accel) throw new SandstormError('failed_precondition', `saved machine ${basename(machineDir)} was saved under ${config.accel}; this host runs VMs under ${accel}`)
     const id = newId('sp')
     const dir = join(sparesDir, id)
     await mkdir(sparesDir, { recursive: true, mode: 0o700 })
@@ -372,6 +381,88 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     logger: log,
   })
 
+  /** The rest of a create, once its directory is made: disk, QEMU (or a spare), network, guest agent. */
+  async function createIn(spec: SandboxSpec, dir: string, machine: MachineImage | undefined, config: MachineConfig | null, guest: GuestArtifacts | { kernel: string; initramfs: string }, call: CallOptions): Promise<RuntimeSandbox> {
+    const files = vmFiles(dir)
+    const hostname = spec.hostname.replace(/[^a-zA-Z0-9-]/g, '') || 'sandbox'
+    // Where a create spends its time, for the log line (a clone's budget is ~100 ms).
+    const phasesMs: Record<string, number> = {}
+    let last = Date.now()
+    const mark = (phase: string) => {
+      phasesMs[phase] = Date.now() - last
+      last = Date.now()
+    }
+    const net = spec.network
+    // Every VM of this version has a network device, on a tap when it has a network; a clone of a
+    // machine saved without one (an older version's) has none, and then cannot have a network.
+    if (config && !config.nic && net.mode === 'netns') {
+      throw new SandstormError('failed_precondition', `saved machine ${basename(machine!.dir)} was saved without a network device (by a version before networking): its clones cannot have a network; create with network "none", or save the machine again`)
+    }
+    const nic: VmNic | undefined = config && !config.nic ? undefined : { tap: net.mode === 'netns' ? tapName(spec.id) : null, mac: randomMac() }
+    const record = vmRecordFor(spec.id, spec, guest, config, machine?.dir ?? null, spec.env, nic)
+    // A clone's hostname is the machine's on the kernel command line; its own comes with its identity.
+    if (!config) record.hostname = hostname
+    const held: Held = { pid: null }
+    try {
+      const spare = machine ? spares.take(machine.dir) : null
+      let loaded = false
+      if (spare && (await takeOver(spare, spec.id, dir, record))) {
+        held.pid = spare.pid
+        held.qmp = spare.qmp
+        loaded = spare.loaded
+        // The spare's device sits on the spare's tap: this VM's from now on, or none without a network.
+        const spareTap = tapName(spare.id)
+        if (record.nic) record.nic = { ...record.nic, tap: net.mode === 'netns' ? spareTap : null }
+        if (record.nic && net.mode !== 'netns') await removeTap(spareTap)
+        await writeVmRecord(files.record, record)
+        mark('spare')
+      } else {
+        const ip = !machine && net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : undefined
+        await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark, ip)
+      }
+      // QEMU holds its tap: into the sandbox's namespace with it, before the guest runs.
+      if (record.nic?.tap && net.mode === 'netns') {
+        await plugTap(record.nic.tap, net.netnsPath)
+        mark('network')
+      }
+      const pid = held.pid!
+      const qmp = held.qmp!
+      let agent: GuestAgent
+      if (machine) {
+        // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
+        const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
+        agentReady.catch(() => undefined)
+        if (!loaded) {
+          await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
+          mark('state')
+        }
+        await qmp.call('cont')
+        agent = await agentReady
+        mark('agent')
+        await freshen(agent, hostname, config?.identityHelper === true)
+        mark('identity')
+        if (record.nic) {
+          // Its machine's link address and IP are in its memory: its own replace them.
+          const args = net.mode === 'netns' ? [record.nic.mac, net.address, net.gateway] : ['', '', '']
+          const r = await agent.run(guestBusybox, ['sh', '-c', guestNetworkScript, 'sandstorm-network', ...args])
+          if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its network failed: ${r.stderr.toString().trim()}`)
+          mark('network')
+        }
+      } else {
+        agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
+        await agent.setTime()
+      }
+      vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
+      log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs, spare: 'spare' in phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
+      // The machine's next clone finds a QEMU waiting: started in the background, after this one is up.
+      if (machine) void spares.fill(machine.dir)
+      return { id: spec.id, status: 'running', pid }
+    } catch (err) {
+      await teardown(spec.id, dir, held.pid, held.qmp).catch(() => undefined)
+      throw err
+    }
+  }
+
   const backend: QemuBackend = {
     name: 'qemu',
     accel,
@@ -413,83 +504,11 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       } catch {
         throw new SandstormError('already_exists', `sandbox "${spec.id}" already exists on this host`)
       }
-      const files = vmFiles(dir)
-      const hostname = spec.hostname.replace(/[^a-zA-Z0-9-]/g, '') || 'sandbox'
-      // Where a create spends its time, for the log line (a clone's budget is ~100 ms).
-      const phasesMs: Record<string, number> = {}
-      let last = Date.now()
-      const mark = (phase: string) => {
-        phasesMs[phase] = Date.now() - last
-        last = Date.now()
-      }
-      const net = spec.network
-      // Every VM of this version has a network device, on a tap when it has a network; a clone of a
-      // machine saved without one (an older version's) has none, and then cannot have a network.
-      if (config && !config.nic && net.mode === 'netns') {
-        throw new SandstormError('failed_precondition', `the machine in ${machine!.dir} was saved without a network device (by a version before networking): its clones cannot have a network; create with network "none", or save the machine again`)
-      }
-      const nic: VmNic | undefined = config && !config.nic ? undefined : { tap: net.mode === 'netns' ? tapName(spec.id) : null, mac: randomMac() }
-      const record = vmRecordFor(spec.id, spec, guest, config, machine?.dir ?? null, spec.env, nic)
-      // A clone's hostname is the machine's on the kernel command line; its own comes with its identity.
-      if (!config) record.hostname = hostname
-      const held: Held = { pid: null }
+      starting.add(spec.id)
       try {
-        const spare = machine ? spares.take(machine.dir) : null
-        let loaded = false
-        if (spare && (await takeOver(spare, spec.id, dir, record))) {
-          held.pid = spare.pid
-          held.qmp = spare.qmp
-          loaded = spare.loaded
-          // The spare's device sits on the spare's tap: this VM's from now on, or none without a network.
-          const spareTap = tapName(spare.id)
-          if (record.nic) record.nic = { ...record.nic, tap: net.mode === 'netns' ? spareTap : null }
-          if (record.nic && net.mode !== 'netns') await removeTap(spareTap)
-          await writeVmRecord(files.record, record)
-          mark('spare')
-        } else {
-          const ip = !machine && net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : undefined
-          await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark, ip)
-        }
-        // QEMU holds its tap: into the sandbox's namespace with it, before the guest runs.
-        if (record.nic?.tap && net.mode === 'netns') {
-          await plugTap(record.nic.tap, net.netnsPath)
-          mark('network')
-        }
-        const pid = held.pid!
-        const qmp = held.qmp!
-        let agent: GuestAgent
-        if (machine) {
-          // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
-          const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
-          agentReady.catch(() => undefined)
-          if (!loaded) {
-            await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
-            mark('state')
-          }
-          await qmp.call('cont')
-          agent = await agentReady
-          mark('agent')
-          await freshen(agent, hostname, config?.identityHelper === true)
-          mark('identity')
-          if (record.nic) {
-            // Its machine's link address and IP are in its memory: its own replace them.
-            const args = net.mode === 'netns' ? [record.nic.mac, net.address, net.gateway] : ['', '', '']
-            const r = await agent.run(guestBusybox, ['sh', '-c', guestNetworkScript, 'sandstorm-network', ...args])
-            if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its network failed: ${r.stderr.toString().trim()}`)
-            mark('network')
-          }
-        } else {
-          agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
-          await agent.setTime()
-        }
-        vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
-        log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs, spare: 'spare' in phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
-        // The machine's next clone finds a QEMU waiting: started in the background, after this one is up.
-        if (machine) void spares.fill(machine.dir)
-        return { id: spec.id, status: 'running', pid }
-      } catch (err) {
-        await teardown(spec.id, dir, held.pid, held.qmp).catch(() => undefined)
-        throw err
+        return await createIn(spec, dir, machine, config, guest, call)
+      } finally {
+        starting.delete(spec.id)
       }
     },
 
@@ -499,7 +518,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       try {
         await mkdir(dir, { mode: 0o755 })
       } catch {
-        throw new SandstormError('already_exists', `expected a new directory for the saved machine, but ${dir} exists`)
+        throw new SandstormError('already_exists', `expected a new directory for the saved machine, but ${dir} exists`, { expose: false })
       }
       const out = machineFiles(dir)
       const startedAt = Date.now()
@@ -589,7 +608,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         const pid = await readPid(join(vmsDir, id))
         const running = pid > 0 && alive(pid)
         let paused = false
-        if (running) paused = (await vmOf(id).catch(() => null))?.paused ?? false
+        if (running && !starting.has(id)) paused = (await vmOf(id).catch(() => null))?.paused ?? false
         out.push({ id, pid: running ? pid : null, status: !running ? 'stopped' : paused ? 'paused' : 'running' })
       }
       return out
