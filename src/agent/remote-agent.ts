@@ -63,7 +63,7 @@ type DataCall = grpc.ClientDuplexStream<DataFrame, DataFrame>
 
 const toWire = (err: unknown): WireError => {
   const e = SandstormError.from(err)
-  return { code: e.code, message: e.message }
+  return { code: e.code, message: e.message, hidden: !e.expose }
 }
 
 /** Joins (if needed), dials the server and serves its requests until closed. */

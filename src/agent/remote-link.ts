@@ -8,7 +8,7 @@ import { connect } from 'node:tls'
 import * as grpc from '@grpc/grpc-js'
 import { insecureHeaders, linkChannelOptions, loadAgentLink, parseJoinToken, serverCommonName } from '../proto/index.js'
 import type { JoinReply } from '../proto/index.js'
-import { newId, SandstormError } from '../shared/index.js'
+import { newId, readSecretFile, SandstormError } from '../shared/index.js'
 
 /** What every call to the server needs. */
 export interface LinkIdentity {
@@ -63,6 +63,8 @@ export async function loadLinkIdentity(o: { serverUrl: string; token?: string; d
     await writeFile(file('key.pem'), joined.keyPem, { mode: 0o600 })
     await writeFile(file('cert.pem'), joined.certPem, { mode: 0o600 })
   }
+  // The agent's key proves it to the server: this user's, 0600, or refused.
+  readSecretFile(file('key.pem'), "the agent's key", 100)
   const [ca, key, cert] = await Promise.all(['ca.pem', 'key.pem', 'cert.pem'].map((n) => readFile(file(n))))
   const agentId = /CN=([^\n,]+)/.exec(new X509Certificate(cert!).subject)?.[1] ?? ''
   return { agentId, joined, credentials: tlsCredentials(ca!, key!, cert!), channelOptions: tlsChannelOptions, metadata: () => new grpc.Metadata() }

@@ -6,12 +6,16 @@ import { parseRuntime } from './create-options.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
+import { claimHost } from './claim.js'
+import { readFileSync } from 'node:fs'
+import { InvalidArgumentError } from '../sdk/index.js'
 import { parseAccel } from './up.js'
 import { addHostNetworkFlags, hostNetworkOf, type HostNetworkFlags } from './network-flags.js'
 
 interface AgentFlags extends HostNetworkFlags {
   server: string
   token?: string
+  tokenFile?: string
   dataDir: string
   templatesDir?: string
   label?: string[]
@@ -27,7 +31,8 @@ export function registerAgent(program: Command): void {
     .command('agent')
     .description('run an agent that dials the server and runs the sandboxes it schedules here')
     .requiredOption('--server <host:port>', 'where the server listens for agents')
-    .option('--token <token>', 'join token printed by `sandstorm server` (needed on the first start)')
+    .option('--token <token>', 'join token printed by `sandstorm server` (needed on the first start; visible to other users in the process list: prefer --token-file or $SANDSTORM_JOIN_TOKEN)')
+    .option('--token-file <path>', 'read the join token from this file (the server writes it to <data dir>/fleet/join-token)')
     .option('--data-dir <dir>', 'sandboxes, templates and this agent\'s certificate', defaultDataDir())
     .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
     .option('--label <k=v>', 'a label the scheduler can match (repeatable)', collect)
@@ -41,6 +46,9 @@ export function registerAgent(program: Command): void {
       const heartbeatMs = parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
       const defaultRuntime = parseRuntime(flags.runtime)
       const accel = parseAccel(flags.accel)
+      const token = flags.tokenFile !== undefined ? readTokenFile(flags.tokenFile) : (flags.token ?? process.env.SANDSTORM_JOIN_TOKEN)
+      // The data dir first: a second agent on it must not adopt (and so reap) this one's sandboxes.
+      const claim = await claimHost(flags.dataDir, 'sandstorm agent', [])
       const [{ createLocalAgent, runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
@@ -48,7 +56,7 @@ export function registerAgent(program: Command): void {
       const agent = await runAgent({
         local,
         serverUrl: flags.server,
-        token: flags.token ?? process.env.SANDSTORM_JOIN_TOKEN,
+        token,
         dataDir: flags.dataDir,
         templatesDir,
         labels: parseKeyValues(flags.label, '--label') ?? {},
@@ -61,6 +69,19 @@ export function registerAgent(program: Command): void {
       const refused = await Promise.race([waitForStop().then(() => undefined), agent.stopped])
       logger.info('stopping')
       await agent.close()
+      await claim.lock.release()
       if (refused) throw refused
     })
+}
+
+/** The join token in a file, or a usage error saying what is wrong with it. */
+function readTokenFile(path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8').trim()
+  } catch (err) {
+    throw new InvalidArgumentError('invalid_argument', `--token-file: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+  if (!text) throw new InvalidArgumentError('invalid_argument', `--token-file: ${path} is empty: expected the token that \`sandstorm server\` printed`)
+  return text
 }

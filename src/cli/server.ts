@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
+import { claimHost } from './claim.js'
 import { addServerNetworkFlags, serverNetworkOf, type ServerNetworkFlags } from './network-flags.js'
 
 interface ServerFlags extends ServerNetworkFlags {
@@ -40,8 +41,13 @@ export function registerServer(program: Command): void {
       if (heartbeatMs !== undefined && heartbeatMs >= lostAfterMs) {
         throw new InvalidArgumentError('invalid_argument', `--heartbeat-ms (${heartbeatMs}) must be less than --lost-after-ms (${lostAfterMs}): agents would be lost between heartbeats`)
       }
+      const claim = await claimHost(flags.dataDir, 'sandstorm server', [
+        { host: flags.host, port, flag: '--port' },
+        { host: flags.agentHost ?? flags.host, port: agentPort, flag: '--agent-port' },
+      ])
       const [{ startServer }, { createLogger }] = await Promise.all([import('../server/index.js'), import('../shared/index.js')])
       const logger = createLogger()
+      await claim.releasePorts()
       const server = await startServer({
         dataDir: flags.dataDir,
         host: flags.host,
@@ -59,5 +65,6 @@ export function registerServer(program: Command): void {
       await waitForStop()
       logger.info('stopping')
       await server.close()
+      await claim.lock.release()
     })
 }

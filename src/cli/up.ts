@@ -5,6 +5,7 @@ import { InvalidArgumentError } from '../sdk/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
+import { claimHost } from './claim.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 
 interface UpFlags extends HostNetworkFlags, ServerNetworkFlags {
@@ -46,12 +47,15 @@ export function registerUp(program: Command): void {
         import('../server/index.js'),
         import('../shared/index.js'),
       ])
+      // The data dir and the port first: a second `up` must not adopt (and so reap) this one's sandboxes.
+      const claim = await claimHost(flags.dataDir, 'sandstorm up', [{ host: flags.host, port, flag: '--port' }])
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
       // The agent holds the default: a server in front of many agents has none of its own yet.
       const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
+        await claim.releasePorts()
         server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, ...serverNetwork })
       } catch (err) {
         await agent.close()
@@ -72,5 +76,6 @@ export function registerUp(program: Command): void {
       logger.info('stopping')
       await server.close()
       await agent.close()
+      await claim.lock.release()
     })
 }

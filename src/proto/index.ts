@@ -5,10 +5,12 @@ import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { SandstormError } from '../shared/index.js'
 
-/** A structured error on the wire: a SandstormError's code and message, never its cause. */
+/** A structured error on the wire: a SandstormError's code, message and whether a client may see the message; never its cause. */
 export interface WireError {
   code: string
   message: string
+  /** The message is for the server's log only. */
+  hidden?: boolean
 }
 
 /** JoinRequest of agent.proto. */

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
+import { readSecretFile, SandstormError } from '../shared/index.js'
 import { join } from 'node:path'
 
 /**
@@ -33,18 +34,23 @@ export function createAccessTokens(dataDir: string, kind: 'envd' | 'traffic' = '
   }
 }
 
+/** The secret as hex: 32 random bytes at least, in a file that only this user can read. */
+function readSecret(path: string): Buffer | undefined {
+  const text = readSecretFile(path, 'the token secret', 64)
+  if (text === undefined) return undefined
+  if (!/^(?:[0-9a-f]{2})+$/.test(text)) throw new SandstormError('failed_precondition', `the token secret ${path}: expected hex digits (remove it to make a new one)`)
+  return Buffer.from(text, 'hex')
+}
+
 function loadSecret(path: string): Buffer {
-  try {
-    return Buffer.from(readFileSync(path, 'utf8').trim(), 'hex')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
+  const found = readSecret(path)
+  if (found) return found
   const secret = randomBytes(32)
   try {
     // 'wx': a server starting at the same moment may have written one; then use that.
     writeFileSync(path, `${secret.toString('hex')}\n`, { mode: 0o600, flag: 'wx' })
     return secret
   } catch {
-    return Buffer.from(readFileSync(path, 'utf8').trim(), 'hex')
+    return readSecret(path)!
   }
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { newId, SandstormError } from '../shared/index.js'
+import { newId, readSecretFile, SandstormError } from '../shared/index.js'
 import type { Logger } from '../shared/index.js'
 import type { CatalogDb } from './db.js'
 
@@ -30,8 +30,6 @@ export function ensureApiKey(dataDir: string, db: CatalogDb, logger: Logger): Ap
     writeFileSync(apiKeyPath, `${apiKey}\n`, { mode: 0o600, flag: 'wx' })
     logger.info({ apiKeyPath }, 'created an API key')
   }
-  // The umask or a hand-made file may have left it readable by others.
-  if ((statSync(apiKeyPath).mode & 0o777) !== 0o600) chmodSync(apiKeyPath, 0o600)
   const hash = sha256Hex(apiKey)
   const known = db.prepare('SELECT 1 FROM api_keys WHERE sha256 = ?').get(hash)
   if (!known) {
@@ -55,14 +53,9 @@ export function createApiKeyCheck(db: CatalogDb): ApiKeyCheck {
 }
 
 function readKeyFile(path: string): string | undefined {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
-  }
-  const key = text.trim()
+  // This user's, mode 0600, not empty: checked as it is loaded (a looser one is refused, not fixed).
+  const key = readSecretFile(path, 'the API key file', 1)
+  if (key === undefined) return undefined
   if (!keyShape.test(key)) {
     throw new SandstormError('failed_precondition', `${path}: expected an API key "ss_" + 64 hex digits, got ${key.length} other characters`)
   }

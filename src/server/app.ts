@@ -10,6 +10,7 @@ import { fleetRoutes } from './fleet/index.js'
 import type { AgentView } from './fleet/index.js'
 import type { AgentRegistry, CommandLog } from './fleet/index.js'
 import { errorResponse } from './http-errors.js'
+import { withRequestId } from './request-context.js'
 import { execRoutes } from './routes-exec.js'
 import { networkRoutes } from './routes-network.js'
 import { fileRoutes } from './routes-files.js'
@@ -48,6 +49,14 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   const app = new Hono<ServerEnv>()
   const fail = (err: unknown, c: Context<ServerEnv>): Response =>
     isE2bPath(c.req.path) ? e2bErrorResponse(err, c.req.path, logger) : errorResponse(err, logger, { method: c.req.method, path: c.req.path })
+
+  // An id per request, in the answer's x-request-id and in every log line and hidden error of it.
+  app.use('*', (c, next) =>
+    withRequestId((requestId) => {
+      c.header('x-request-id', requestId)
+      return next()
+    }),
+  )
 
   // One signal per request, linked to client disconnect and to shutdown. Its reason is a
   // SandstormError, so code that rethrows the reason still throws one of ours.

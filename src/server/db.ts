@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { SandstormError } from '../shared/index.js'
+import { prepareDataDir, SandstormError } from '../shared/index.js'
 
 /** An open catalog database. */
 export type CatalogDb = Database.Database
@@ -68,7 +67,8 @@ const migrations: string[] = [
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */
 export function openDatabase(dataDir: string): CatalogDb {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  // 0700 and this user's: it holds the catalog and the keys.
+  prepareDataDir(dataDir)
   const db = new Database(join(dataDir, 'sandstorm.db'))
   try {
     db.pragma('journal_mode = WAL')

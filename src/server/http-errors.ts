@@ -1,21 +1,25 @@
 import { httpStatusOf, SandstormError } from '../shared/index.js'
 import type { ErrorBody, Logger } from '../shared/index.js'
+import { currentRequestId, hiddenMessage } from './request-context.js'
 
 /**
- * The one place where an error becomes a response. A SandstormError's message is meant for the
- * client; anything else is an internal error whose details (the cause) go to the log only.
+ * The one place where an error of /v1 becomes a response. A message the error may show goes to the
+ * client; any other (an internal error, a host's details) becomes a generic one naming the request,
+ * and goes to the log whole.
  */
 export function errorResponse(err: unknown, logger: Logger, context: Record<string, unknown> = {}): Response {
   const error = SandstormError.from(err)
   const status = httpStatusOf[error.code]
-  const raw = !(err instanceof SandstormError) && error.code === 'internal'
-  const body: ErrorBody = {
-    code: error.code,
-    message: raw ? 'an internal error happened; the server has logged its cause' : error.message,
-  }
-  if (status >= 500) logger.error({ ...context, err: error.cause ?? error, code: error.code }, error.message)
-  else logger.info({ ...context, code: error.code, status }, error.message)
+  const body: ErrorBody = { code: error.code, message: error.expose ? error.message : hiddenMessage() }
+  logError(error, logger, context, status)
   return jsonResponse(body, status)
+}
+
+/** Logs an error answered with `status`: the whole message and cause, with the request's id. */
+export function logError(error: SandstormError, logger: Logger, context: Record<string, unknown>, status: number): void {
+  const fields = { ...context, requestId: currentRequestId(), code: error.code, status }
+  if (status >= 500 || !error.expose) logger.error({ ...fields, err: error.cause ?? error }, error.message)
+  else logger.info({ ...fields, ...(error.cause !== undefined ? { err: error.cause } : {}) }, error.message)
 }
 
 /** A JSON response with any status, 499 included (which Hono's typed helpers do not allow). */

@@ -29,18 +29,34 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   internal: 500,
 }
 
+/** Options of a SandstormError. */
+export interface SandstormErrorOptions {
+  /** Kept for logs; never sent to a client or over the agent link. */
+  cause?: unknown
+  /**
+   * Whether `message` may reach a client. Set where the error is made, by the code that knows what
+   * the message holds: a message with a host path, an errno text or a tool's output must not.
+   * @default true, but for `internal` errors (whose message is for the log)
+   */
+  expose?: boolean
+}
+
 /**
- * The one error class of Sandstorm. `message` is safe to show a client; `cause` is kept for logs
- * and never sent on the wire.
+ * The one error class of Sandstorm. A client sees `message` only when `expose` says it may (an
+ * error of the request, written for the caller); otherwise it sees a generic message with the
+ * request's id, and the log has the message and the cause.
  */
 export class SandstormError extends Error {
   override readonly name = 'SandstormError'
+  /** Whether the message may be shown to a client (see SandstormErrorOptions). */
+  readonly expose: boolean
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options: SandstormErrorOptions = {},
   ) {
-    super(message, options)
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.expose = options.expose ?? code !== 'internal'
   }
 
   /** Wraps anything thrown into a SandstormError, keeping SandstormErrors as they are. */

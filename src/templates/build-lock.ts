@@ -62,7 +62,7 @@ export async function acquireBuildLock(dir: string, name: string): Promise<Build
     }
     await unlink(path).catch(() => undefined)
   }
-  throw new SandstormError('failed_precondition', `could not take the build lock ${path}: another process keeps taking it`)
+  throw new SandstormError('failed_precondition', 'could not take the template build lock: another build keeps taking it', { cause: new Error(path) })
 }
 
 /** Pid that holds the lock of `name`, or null when there is no lock or it cannot be read. */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
-import { createLogger, silentLogger } from '../../src/shared/index.js'
+import { createLogger, silentLogger, type Logger } from '../../src/shared/index.js'
 
 /** Where setup built the default templates. */
 export const templatesDir =
@@ -49,13 +49,17 @@ export interface StackOptions {
   network?: LocalAgentOptions['network']
   /** The server's egress for creates that name none. @default 'all' */
   defaultEgress?: 'all' | 'none'
+  /** Templates of the agent. @default the store that setup built */
+  templatesDir?: string
+  /** @default silent (or debug lines with SANDSTORM_TEST_LOGS set) */
+  logger?: Logger
 }
 
 /** Starts a real server and agent. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandstorm-test-')))
-  const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
-  const agent = await createLocalAgent({ dataDir, templatesDir, logger, network: options.network })
+  const logger = options.logger ?? (process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger())
+  const agent = await createLocalAgent({ dataDir, templatesDir: options.templatesDir ?? templatesDir, logger, network: options.network })
   const server = await startServer({
     dataDir,
     agent,

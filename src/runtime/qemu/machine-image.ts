@@ -10,7 +10,7 @@
  *   overlay.qcow2 an empty overlay on disk.qcow2, which a clone copies (faster than qemu-img)
  */
 import { open, readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { z } from 'zod'
 import { SandstormError } from '../../shared/index.js'
 
@@ -60,10 +60,10 @@ export async function readMachineConfig(dir: string): Promise<MachineConfig> {
   try {
     text = await readFile(machineFiles(dir).config, 'utf8')
   } catch {
-    throw new SandstormError('failed_precondition', `expected a saved machine in ${dir} (config.json), found none`)
+    throw new SandstormError('failed_precondition', `saved machine ${basename(dir)} is gone (its config.json is missing)`)
   }
   const parsed = machineConfigSchema.safeParse(JSON.parse(text))
-  if (!parsed.success) throw new SandstormError('failed_precondition', `saved machine ${dir} has a malformed config.json: ${parsed.error.message}`)
+  if (!parsed.success) throw new SandstormError('failed_precondition', `saved machine ${basename(dir)} has a malformed config.json`, { cause: parsed.error })
   return parsed.data
 }
 

@@ -30,6 +30,6 @@ export async function attachInit<T extends { close(): void }>(init: InitProcess,
     return opened
   } catch (err) {
     opened.close()
-    throw new SandstormError('unavailable', `the sandbox's init cannot be reached: ${err instanceof Error ? err.message : String(err)}`)
+    throw new SandstormError('unavailable', "the sandbox's init cannot be reached", { cause: err })
   }
 }

@@ -134,11 +134,11 @@ export function createRuncCli(options: RuncCliOptions) {
     },
     async pause(id: string, call?: CallOptions): Promise<void> {
       const r = await run(['pause', id], call)
-      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', `pausing failed: ${lastLine(r.stderr)}`)
+      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', 'pausing the sandbox failed: it is not running', { cause: new Error(lastLine(r.stderr)) })
     },
     async resume(id: string, call?: CallOptions): Promise<void> {
       const r = await run(['resume', id], call)
-      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', `resuming failed: ${lastLine(r.stderr)}`)
+      if (r.exitCode !== 0) throw new SandstormError('failed_precondition', 'resuming the sandbox failed: it is not paused', { cause: new Error(lastLine(r.stderr)) })
     },
     /** One container's status, or null when runc does not know it. */
     async state(id: string, call?: CallOptions): Promise<RuncContainer['status'] | null> {

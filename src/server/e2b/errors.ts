@@ -2,6 +2,8 @@
 import { Code, ConnectError } from '@connectrpc/connect'
 import { httpStatusOf, SandstormError } from '../../shared/index.js'
 import type { ErrorCode, Logger } from '../../shared/index.js'
+import { logError } from '../http-errors.js'
+import { hiddenMessage } from '../request-context.js'
 
 const connectCodeOf: Record<ErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -22,9 +24,8 @@ const connectCodeOf: Record<ErrorCode, Code> = {
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) return err
   const error = SandstormError.from(err)
-  const raw = !(err instanceof SandstormError) && error.code === 'internal'
-  if (raw) logger.error({ err }, 'envd call failed')
-  return new ConnectError(raw ? 'an internal error happened; the server has logged its cause' : error.message, connectCodeOf[error.code])
+  if (!error.expose) logError(error, logger, { surface: 'envd' }, httpStatusOf[error.code])
+  return new ConnectError(error.expose ? error.message : hiddenMessage(), connectCodeOf[error.code])
 }
 
 /**
@@ -33,9 +34,8 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
  */
 export function restError(err: unknown, logger: Logger, status?: number): Response {
   const error = SandstormError.from(err)
-  const raw = !(err instanceof SandstormError) && error.code === 'internal'
   const code = status ?? httpStatusOf[error.code]
-  if (code >= 500) logger.error({ err: error.cause ?? error, code: error.code }, error.message)
-  const message = raw ? 'an internal error happened; the server has logged its cause' : error.message
+  logError(error, logger, { surface: 'e2b' }, code)
+  const message = error.expose ? error.message : hiddenMessage()
   return new Response(JSON.stringify({ code, message }), { status: code, headers: { 'content-type': 'application/json' } })
 }

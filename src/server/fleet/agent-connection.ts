@@ -25,8 +25,8 @@ export interface AgentConnection {
 }
 
 /** The error a wire error stands for. */
-export function fromWire(err: { code: string; message: string }): SandstormError {
-  return new SandstormError(err.code as ErrorCode, err.message)
+export function fromWire(err: { code: string; message: string; hidden?: boolean }): SandstormError {
+  return new SandstormError(err.code as ErrorCode, err.message, { expose: !err.hidden })
 }
 
 /** A connection that writes requests with `send`; `cut` ends the stream once the connection fails (the agent then reconnects). */

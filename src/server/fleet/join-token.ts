@@ -3,7 +3,8 @@
  * agent pin the server's CA before it trusts anything it says (as kubeadm's discovery hash does).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { readSecretFile } from '../../shared/index.js'
 import { join } from 'node:path'
 
 /** Reads the server's secret from `<dir>/join-secret`, creating it once; returns the full token. */
@@ -11,7 +12,8 @@ export function ensureJoinToken(dir: string, caSha256: string | null): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const file = join(dir, 'join-secret')
   if (!existsSync(file)) writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 })
-  const secret = readFileSync(file, 'utf8').trim()
+  // 24 random bytes make 32 characters; fewer is a weak or broken secret.
+  const secret = readSecretFile(file, 'the join secret', 32)!
   const token = `SST1.${caSha256 ?? 'insecure'}.${secret}`
   writeFileSync(join(dir, 'join-token'), `${token}\n`, { mode: 0o600 })
   return token

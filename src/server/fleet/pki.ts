@@ -5,11 +5,11 @@
  */
 import { createHash, X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { serverCommonName } from '../../proto/index.js'
-import { SandstormError } from '../../shared/index.js'
+import { readSecretFile, SandstormError } from '../../shared/index.js'
 
 
 /** A key and the certificate for it, as PEM. */
@@ -40,7 +40,11 @@ export async function loadFleetPki(dir: string): Promise<FleetPki> {
   if (!existsSync(caKey) || !existsSync(caCert)) {
     await openssl(['req', '-x509', ...ecKey, '-keyout', caKey, '-out', caCert, '-days', '3650', '-subj', '/CN=sandstorm-fleet-ca',
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
+    // openssl leaves the key to the umask.
+    await chmod(caKey, 0o600)
   }
+  // The CA's key signs every agent's certificate: this user's, 0600, or refused.
+  readSecretFile(caKey, 'the fleet CA key', 100)
   const caPem = await readFile(caCert, 'utf8')
   const ca = new X509Certificate(caPem)
   const issue = (commonName: string, usage: 'serverAuth' | 'clientAuth'): Promise<KeyPair> => issueCert({ caKey, caCert, commonName, usage })
