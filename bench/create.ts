@@ -63,7 +63,7 @@ export const createBenchmark: Benchmark = {
       const id = newId('sb')
       ctx.stack.ids.add(id)
       const { ms } = await timed(() =>
-        ctx.stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, network: { mode: 'none' } }),
+        ctx.stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' } }),
       )
       await ctx.stack.agent.destroy(id).catch((err: unknown) => killFailures.push(`${id}: ${err instanceof Error ? err.message : String(err)}`))
       return ms

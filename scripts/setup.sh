@@ -16,9 +16,10 @@ export DEBIAN_FRONTEND=noninteractive
 # builds the debian template. btrfs-progs runs the btrfs layer store; attr (getfattr, setfattr)
 # reads and writes overlay's opaque-dir marks when snapshot layers are squashed.
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
+# e2fsprogs formats and resizes the ext4 images that hold disk quotas (runc writable layers, qemu roots).
 # nftables holds the sandboxes' network policy; libnftables-dev builds the agent's resident helper
 # that applies it (native/nft-apply.c). curl is the network benchmark's outside client.
-PACKAGES=(runc gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl)
+PACKAGES=(runc e2fsprogs gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {
@@ -77,6 +78,10 @@ for template in debian host; do
     node "$CLI" template build "$template" --data-dir "$DATA_DIR" || die "building template $template failed"
   fi
 done
+
+# 3b. The qemu guest of the debian template (kernel, initramfs, root image with qemu-guest-agent),
+# which the first qemu sandbox would otherwise build. Silent when it is there already.
+node "$CLI" setup --qemu-guest debian --data-dir "$DATA_DIR" || die "building the qemu guest of template debian failed"
 
 # 4. The `sandstorm` command, rewritten only when it differs.
 case "$REPO" in *"'"*) die "the repository path must not contain a single quote: $REPO" ;; esac

@@ -15,10 +15,9 @@ import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { createLogger, silentLogger } from '../src/shared/index.js'
 import { buildGoldenTemplate, ConflictError, deleteSnapshot, InvalidArgumentError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '../src/sdk/index.js'
+import { linkSharedGuest } from './helpers/qemu-guest.js'
 import { skipReason, templatesDir as sharedTemplatesDir } from './helpers/stack.js'
 
-/** The guest (kernel, initramfs, root image) that setup or the contract test built, shared so that no case builds one. */
-const sharedGuestDir = join(process.env.SANDSTORM_DATA_DIR ?? '/var/lib/sandstorm', 'qemu', 'guest')
 
 function qemuSkipReason(): string | false {
   const reason = skipReason()
@@ -65,12 +64,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     await symlink(join(sharedTemplatesDir, 'debian', version), join(templates, 'debian', version))
     await symlink(version, join(templates, 'debian', 'current'))
     // The guest is cached per template root path: the shared one serves this path too.
-    const key = (root: string) => root.replace(/[^a-zA-Z0-9]+/g, '_').slice(-80)
-    const shared = join(sharedGuestDir, key(join(sharedTemplatesDir, 'debian', version, 'rootfs')))
-    if (existsSync(shared)) {
-      await mkdir(join(dataDir, 'qemu', 'guest'), { recursive: true })
-      await symlink(shared, join(dataDir, 'qemu', 'guest', key(join(templates, 'debian', version, 'rootfs'))))
-    }
+    await linkSharedGuest(dataDir, join(sharedTemplatesDir, 'debian', version, 'rootfs'), join(templates, 'debian', version, 'rootfs'))
     const logger = process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger()
     agent = await createLocalAgent({ dataDir, templatesDir: templates, logger })
     server = await startServer({ dataDir, agent, port: 0, logger })
@@ -95,14 +89,32 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
   })
 
   it('creates a qemu sandbox with its own kernel, runs commands and moves files', async () => {
-    origin = await timedCreate('cold', 'debian', { runtime: 'qemu', memoryMiB, cpus })
+    origin = await timedCreate('cold', 'debian', { runtime: 'qemu', memoryMiB, cpus, diskMiB: 512 })
     const info = await origin.getInfo({ ...conn })
     assert.equal(info.runtime, 'qemu')
+    assert.equal(info.diskMiB, 512)
     assert.equal((await Sandbox.list({ ...conn })).find((s) => s.id === origin.sandboxId)?.runtime, 'qemu')
     assert.notEqual(await sh(origin, 'uname -r'), release(), 'the guest runs a kernel of its own')
     await origin.files.write('/root/hello.txt', 'hello from the host', { ...conn })
     assert.equal(await origin.files.read('/root/hello.txt', { ...conn }), 'hello from the host')
     assert.equal(await sh(origin, 'cat /root/hello.txt'), 'hello from the host')
+  })
+
+  it('a qemu sandbox\'s disk is its quota: a write past it fails inside, and the host holds at most that', async () => {
+    const sizeMiB = Number(await sh(origin, "df -Pm / | awk 'NR==2 {print $2}'"))
+    assert.ok(sizeMiB > 400 && sizeMiB <= 512, `df says the root holds ${sizeMiB} MiB`)
+    const full = await origin.commands.run('dd if=/dev/zero of=/root/big bs=1M 2>&1; echo "exit $?"; sync', { ...conn, timeoutMs: 300_000 })
+    assert.match(full.stdout, /No space left on device[\s\S]*exit 1/)
+    const m = await origin.getMetrics({ ...conn })
+    assert.equal(m.diskLimitBytes, 512 * 2 ** 20)
+    // The overlay holds what the guest wrote (and qcow2's tables), never more than the disk.
+    assert.ok(m.diskUsedBytes > 100 * 2 ** 20 && m.diskUsedBytes <= 520 * 2 ** 20, `the host holds ${m.diskUsedBytes} bytes of the guest's disk`)
+    await sh(origin, 'rm /root/big && sync')
+    // Too small for the template's root: a 400 naming the field, and nothing made.
+    await assert.rejects(
+      Sandbox.create('debian', { ...conn, runtime: 'qemu', memoryMiB, cpus, diskMiB: 64 }),
+      (err: unknown) => err instanceof InvalidArgumentError && /diskMiB: a qemu sandbox's disk holds its whole root, which needs at least \d+ MiB/.test(err.message),
+    )
   })
 
   it('forks a snapshot whose process, started before it, still runs in the fork', async () => {
@@ -164,7 +176,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     assert.equal(await loopAlive(golden), 'alive', 'the build\'s process runs in the clone')
     const cold = await timedCreate('golden-mismatch-cold', 'qgold', { memoryMiB: memoryMiB + 128 })
     assert.equal(cold.start.source, 'cold')
-    assert.match(cold.start.sourceReason ?? '', /saved with 256 MiB and 1 cpus, the create asked for 384 MiB and 1 cpus/)
+    assert.match(cold.start.sourceReason ?? '', /saved with 256 MiB, 1 cpus and a \d+ MiB disk, the create asked for 384 MiB, 1 cpus and a \d+ MiB disk/)
     await assert.rejects(deleteSnapshot(built.snapshotId, { ...conn }), (err: unknown) => err instanceof ConflictError && /qgold/.test(err.message))
     await assert.rejects(Sandbox.create('qgold', { ...conn, runtime: 'runc' }), (err: unknown) => err instanceof ConflictError && /saved qemu machine/.test(err.message))
   })

@@ -14,6 +14,8 @@ export interface AgentCreateRequest {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  /** The most it may write to its root filesystem, in MiB. */
+  diskMiB: number
   env: Record<string, string>
   /** Only lo, or a veth with this egress policy. */
   network: AgentNetwork
@@ -33,6 +35,17 @@ export interface AgentSandbox {
   start?: 'golden' | 'cold'
   /** Only with `start: 'cold'` when the golden state could not be used: why. */
   startReason?: string
+}
+
+/** A sandbox's usage now, as its agent measures it. */
+export interface AgentSandboxStats {
+  memoryBytes: number
+  /** CPU time used since it started. */
+  cpuNanos: number
+  pids: number
+  /** What it wrote to its root filesystem, and its quota (0: none). */
+  diskUsedBytes: number
+  diskLimitBytes: number
 }
 
 /** A command to start, validated by the server. */
@@ -65,6 +78,8 @@ export interface AgentApi {
   list(options?: CallOptions): Promise<AgentSandbox[]>
   pause(id: string, options?: CallOptions): Promise<void>
   resume(id: string, options?: CallOptions): Promise<void>
+  /** Its usage now: memory, CPU time, processes, disk against its quota. */
+  stats(id: string, options?: CallOptions): Promise<AgentSandboxStats>
 
   /** Starts a command; resolves once it has started, with its pid. The signal cancels the start only; the started process is not tied to it. */
   exec(id: string, req: AgentExecRequest, options?: CallOptions): Promise<{ pid: number }>

@@ -15,7 +15,7 @@ export function createGoldenTemplates(templates: TemplateStore, layers: SandboxL
       for (const dir of layerDirs) sizeBytes += await treeSizeBytes(dir)
       return templates.promote(name, {
         rootfs,
-        defaults: { memoryMiB: snapshot.memoryMiB, cpus: snapshot.cpus },
+        defaults: { memoryMiB: snapshot.memoryMiB, cpus: snapshot.cpus, ...(snapshot.diskMiB > 0 ? { diskMiB: snapshot.diskMiB } : {}) },
         baseTemplate: snapshot.template,
         snapshotId,
         sizeBytes,

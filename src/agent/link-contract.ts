@@ -6,7 +6,7 @@
  * JSON payload of a Request (agent.proto); bytes travel on Data streams.
  */
 import type { EgressPolicy, EntryInfo, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
-import type { AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
+import type { AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
 import type { AgentSnapshot } from './snapshot-api.js'
 
 /** Calls answered with one Reply on Control: input and output of each. */
@@ -17,6 +17,7 @@ export interface LinkUnary {
   list: { input: null; output: AgentSandbox[] }
   pause: { input: { id: string }; output: void }
   resume: { input: { id: string }; output: void }
+  stats: { input: { id: string }; output: AgentSandboxStats }
   wait: { input: { id: string; pid: number }; output: ProcessResult }
   processes: { input: { id: string }; output: ProcessInfo[] }
   signal: { input: { id: string; pid: number; signal: NodeJS.Signals }; output: void }
@@ -61,7 +62,7 @@ export type LinkDataName = keyof LinkData
 
 /** Every unary call, listed at run time (the agent checks a request's kind against it). */
 export const linkUnaryNames = [
-  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'wait', 'processes', 'signal',
+  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'stats', 'wait', 'processes', 'signal',
   'listDir', 'stat', 'mkdir', 'remove', 'rename', 'updateNetwork',
   'snapshots.take', 'snapshots.get', 'snapshots.list', 'snapshots.remove',
   'golden.promote', 'golden.rollback', 'golden.standingOn',

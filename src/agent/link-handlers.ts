@@ -49,6 +49,7 @@ export function unaryHandlers(local: AgentApi): UnaryHandlers {
     destroy: (p, o) => local.destroy(p.id, o),
     list: (_p, o) => local.list(o),
     pause: (p, o) => local.pause(p.id, o),
+    stats: (p, o) => local.stats(p.id, o),
     resume: (p, o) => local.resume(p.id, o),
     wait: (p, o) => local.wait(p.id, p.pid, o),
     processes: (p, o) => local.processes(p.id, o),

@@ -13,6 +13,7 @@ import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
 import { createGoldenTemplates, guardSnapshots } from './golden-templates.js'
+import { withinHostSpace } from './host-space.js'
 import { createHostNetwork, type HostNetwork, type HostNetworkOptions, type SandboxNetworkRecord } from '../network/index.js'
 import type { SandboxNetworkSpec } from '../runtime/index.js'
 
@@ -210,7 +211,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       // The version boots its base's root cold; a create of its config clones the saved machine instead.
       return templates.promote(name, {
         rootfs: saved.rootfs,
-        defaults: { memoryMiB: saved.memoryMiB, cpus: saved.cpus },
+        defaults: { memoryMiB: saved.memoryMiB, cpus: saved.cpus, ...(saved.diskMiB > 0 ? { diskMiB: saved.diskMiB } : {}) },
         baseTemplate: saved.template,
         snapshotId,
         sizeBytes: await treeSizeBytes(saved.image.dir),
@@ -245,7 +246,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         runtime: plan.runtime,
         createdAt: new Date().toISOString(),
         ...(plan.machineFrom ? { machineFrom: plan.machineFrom } : {}),
-        ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env } } : {}),
+        ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, diskMiB: req.diskMiB, env: req.env } } : {}),
       }
       // The network first (its rules in place before anything runs in it), then the record, so
       // that a crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
@@ -271,6 +272,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
             memoryMiB: req.memoryMiB,
             cpus: req.cpus,
             pidsMax: req.pidsMax,
+            ...(machine && req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {}),
             env: req.env,
             hostname: 'sandbox',
             network: networkSpec(net),
@@ -310,6 +312,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     },
 
     pause: (id, call) => backendOf(id).pause(id, call),
+    async stats(id, call) {
+      get(id)
+      const [s, disk] = await Promise.all([backendOf(id).stats(id, call), machineRuntimes.has(get(id).record.runtime) ? null : layers.usage(id)])
+      const own = s.disk ?? disk
+      return { memoryBytes: s.memoryBytes, cpuNanos: s.cpuNanos, pids: s.pids, diskUsedBytes: own?.usedBytes ?? 0, diskLimitBytes: own?.limitBytes ?? 0 }
+    },
     resume: (id, call) => backendOf(id).resume(id, call),
 
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
@@ -369,7 +377,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     },
 
     readFile: (id, path, call) => backendOf(id).readFile(id, path, call),
-    writeFile: (id, path, data, call) => backendOf(id).writeFile(id, path, data, call),
+    // Sandbox disks are sparse images under <dataDir>/storage: an upload must fit in what the host has free.
+    writeFile: async (id, path, data, call) => backendOf(id).writeFile(id, path, await withinHostSpace(join(options.dataDir, 'storage'), data), call),
     listDir: (id, path, call) => backendOf(id).listDir(id, path, call),
     stat: (id, path, call) => backendOf(id).stat(id, path, call),
     mkdir: (id, path, parents, call) => backendOf(id).mkdir(id, path, parents, call),

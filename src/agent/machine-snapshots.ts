@@ -20,6 +20,7 @@ const recordSchema = z.object({
   memoryMiB: z.number(),
   cpus: z.number(),
   pidsMax: z.number(),
+  diskMiB: z.number().default(0),
   env: z.record(z.string(), z.string()),
   cwd: z.string(),
   createdAt: z.string(),
@@ -46,6 +47,7 @@ export interface MachineSource {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  diskMiB: number
   env: Record<string, string>
   /** The machine snapshot it was cloned from, if any: the parent (its disk stands on it). */
   parentId: string | null
@@ -119,6 +121,7 @@ export function createMachineSnapshots(dir: string, logger: Logger = silentLogge
             memoryMiB: image.memoryMiB,
             cpus: image.cpus,
             pidsMax: source.pidsMax,
+            diskMiB: source.diskMiB,
             env: source.env,
             cwd: '/',
             createdAt: new Date().toISOString(),

@@ -8,7 +8,7 @@ import { planStart } from './machine-start.js'
 const rootfs = { lowerDirs: ['/t/debian/1/rootfs'], readonlyBinds: [] }
 const saved: MachineSnapshot = {
   id: 'snap-aaaaaaaaaaaaaaaa', parentId: null, sandboxId: 'sb-aaaaaaaaaaaaaaaa', template: 'debian', label: '', runtime: 'qemu',
-  memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, cwd: '/', createdAt: '2024-01-01T00:00:00.000Z', rootfs,
+  memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, cwd: '/', createdAt: '2024-01-01T00:00:00.000Z', rootfs,
   image: { dir: '/d/machines/snap-aaaaaaaaaaaaaaaa', memoryMiB: 512, cpus: 1 }, driver: 'machine', depth: 1,
 }
 const machines: MachineSnapshots = {
@@ -18,7 +18,7 @@ const machines: MachineSnapshots = {
   remove: () => Promise.reject(new Error('unused')),
 }
 const ctx = { machines, machineRuntimes: new Set(['qemu']), defaultRuntime: 'runc' }
-const req = (over: Partial<AgentCreateRequest> = {}): AgentCreateRequest => ({ id: 'sb-bbbbbbbbbbbbbbbb', template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, env: {}, network: { mode: 'none' }, ...over })
+const req = (over: Partial<AgentCreateRequest> = {}): AgentCreateRequest => ({ id: 'sb-bbbbbbbbbbbbbbbb', template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' }, ...over })
 const plain = { info: { name: 'debian' }, rootfs }
 const golden = { info: { name: 'py', snapshotId: saved.id }, rootfs }
 const code = (c: string) => (err: unknown) => err instanceof SandstormError && err.code === c
@@ -41,7 +41,7 @@ describe('planStart', () => {
     const plan = await planStart(req({ memoryMiB: 1024 }), golden, ctx)
     assert.equal(plan.start, 'cold')
     assert.equal(plan.machine, undefined)
-    assert.match(plan.startReason ?? '', /saved with 512 MiB and 1 cpus, the create asked for 1024 MiB and 1 cpus/)
+    assert.match(plan.startReason ?? '', /saved with 512 MiB, 1 cpus and a 2048 MiB disk, the create asked for 1024 MiB, 1 cpus and a 2048 MiB disk/)
   })
 
   it('forks a machine snapshot as a clone, and refuses another config or runtime', async () => {

@@ -30,7 +30,9 @@ export interface StartContext {
   defaultRuntime: string
 }
 
-const configOf = (m: { memoryMiB: number; cpus: number }) => `${m.memoryMiB} MiB and ${m.cpus} cpus`
+const configOf = (m: { memoryMiB: number; cpus: number; diskMiB: number }) => `${m.memoryMiB} MiB, ${m.cpus} cpus and a ${m.diskMiB} MiB disk`
+/** A saved machine's disk is its clones' disk; one saved before quotas (0) takes any. */
+const sameConfig = (req: AgentCreateRequest, m: MachineSnapshot) => req.memoryMiB === m.memoryMiB && req.cpus === m.cpus && (m.diskMiB === 0 || req.diskMiB === m.diskMiB)
 
 /** Decides how `req` starts on a template whose current version is `template`. */
 export async function planStart(req: AgentCreateRequest, template: { info: { name: string; snapshotId?: string }; rootfs: RootfsSpec }, ctx: StartContext): Promise<StartPlan> {
@@ -46,7 +48,7 @@ export async function planStart(req: AgentCreateRequest, template: { info: { nam
 
   if (fromSnapshot) {
     // A fork or a restore resumes the machine with its processes; another config cannot hold its memory.
-    if (req.memoryMiB !== fromSnapshot.memoryMiB || req.cpus !== fromSnapshot.cpus) {
+    if (!sameConfig(req, fromSnapshot)) {
       throw new SandstormError('failed_precondition', `snapshot "${fromSnapshot.id}" is a machine of ${configOf(fromSnapshot)}: expected a sandbox of that config, got ${configOf(req)}`)
     }
     return { runtime, machine: fromSnapshot.image, machineFrom: fromSnapshot.id, rootfs: fromSnapshot.rootfs }
@@ -55,7 +57,7 @@ export async function planStart(req: AgentCreateRequest, template: { info: { nam
     throw new SandstormError('failed_precondition', `snapshot "${req.snapshotId}" holds filesystem layers (a runc sandbox's): expected runtime "runc" to start from it, got "${runtime}"`)
   }
   if (golden) {
-    if (req.memoryMiB === golden.memoryMiB && req.cpus === golden.cpus) {
+    if (sameConfig(req, golden)) {
       return { runtime, machine: golden.image, machineFrom: golden.id, rootfs: golden.rootfs, start: 'golden' }
     }
     return {

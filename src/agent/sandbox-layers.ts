@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import type { RootfsSpec, RuntimeBackend, SandboxNetworkSpec } from '../runtime/index.js'
 import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
-import { createLayerStore, pickStorageDriver, type LayerRecord, type StorageDriverName } from '../storage/index.js'
+import { createLayerStore, pickStorageDriver, type DiskUsage, type LayerRecord, type StorageDriverName } from '../storage/index.js'
 import type { AgentCreateRequest } from './agent-api.js'
 import { createSandboxInstances, type SandboxInstances } from './sandbox-instances.js'
 import type { AgentRestoreRequest, AgentSnapshot, AgentSnapshotApi } from './snapshot-api.js'
@@ -30,6 +30,7 @@ const metaSchema = z.object({
   memoryMiB: z.number(),
   cpus: z.number(),
   pidsMax: z.number(),
+  diskMiB: z.number().default(0),
   env: z.record(z.string(), z.string()),
   cwd: z.string().default('/'),
   label: z.string().default(''),
@@ -50,6 +51,8 @@ export interface SandboxLayers {
   prepare(req: AgentCreateRequest, templateRootfs: RootfsSpec): Promise<{ rootfs: RootfsSpec; template: string }>
   /** Removes a sandbox's writable layer, after its root is unmounted. Safe to call twice. */
   release(sandboxId: string): Promise<void>
+  /** What a sandbox's writable layer uses of its quota; null without one. */
+  usage(sandboxId: string): Promise<DiskUsage | null>
   /** Removes writable layers of sandboxes that are not in `live`. */
   sweep(live: Iterable<string>): Promise<void>
   /** A snapshot's whole root: its layers, topmost first, over the template version it was taken on. */
@@ -91,6 +94,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       memoryMiB: meta.memoryMiB,
       cpus: meta.cpus,
       pidsMax: meta.pidsMax,
+      diskMiB: meta.diskMiB,
       env: meta.env,
       cwd: meta.cwd,
       createdAt: layer.createdAt,
@@ -114,12 +118,14 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       memoryMiB: req.memoryMiB,
       cpus: req.cpus,
       pidsMax: req.pidsMax,
+      diskMiB: req.diskMiB,
       env: req.env,
       cwd: '/',
       label: '',
       sandboxId: req.id,
     }
-    const dirs = await store.prepare(key, req.snapshotId ?? null, meta)
+    // 0: a sandbox made before quotas (restored or adopted), which has none.
+    const dirs = await store.prepare(key, req.snapshotId ?? null, meta, req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {})
     return {
       template,
       rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, upperDir: dirs.upperDir, workDir: dirs.workDir },
@@ -131,6 +137,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     instances,
 
     prepare: (req, templateRootfs) => prepareAs(instances.of(req.id), req, templateRootfs),
+
+    usage: (sandboxId) => store.usage(instances.of(sandboxId)),
 
     async release(sandboxId) {
       await store.release(instances.of(sandboxId))

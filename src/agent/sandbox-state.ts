@@ -12,7 +12,7 @@ const recordSchema = z.object({
   machineFrom: z.string().optional(),
   /** A machine sandbox: the root it boots from and its config (a machine snapshot records them; it has no layer meta). */
   rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }).optional(),
-  config: z.object({ memoryMiB: z.number(), cpus: z.number(), pidsMax: z.number(), env: z.record(z.string(), z.string()) }).optional(),
+  config: z.object({ memoryMiB: z.number(), cpus: z.number(), pidsMax: z.number(), diskMiB: z.number().default(0), env: z.record(z.string(), z.string()) }).optional(),
   /** Its network slot and egress policy; none for a sandbox with only lo. */
   network: z
     .object({

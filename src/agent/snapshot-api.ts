@@ -17,6 +17,8 @@ export interface AgentSnapshot {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  /** The disk quota of the sandbox it was taken of; 0 for one taken before quotas. */
+  diskMiB: number
   env: Record<string, string>
   /** Working directory of commands in sandboxes started from it. */
   cwd: string
@@ -29,6 +31,7 @@ export interface AgentRestoreRequest {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  diskMiB: number
   env: Record<string, string>
 }
 

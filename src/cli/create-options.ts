@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { InvalidArgumentError, type SandboxCreateOptions } from '../sdk/index.js'
 import { runtimeNames, type RuntimeName } from '../shared/index.js'
 import { parsePositiveInt, parsePositiveNumber } from './cli-context.js'
+import { parseDiskMiB } from './disk-size.js'
 import { parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { addSandboxNetworkFlags, sandboxNetworkOf, type SandboxNetworkFlags } from './network-flags.js'
@@ -13,6 +14,7 @@ export interface CreateFlags extends SandboxNetworkFlags {
   memory?: string
   cpus?: string
   timeout?: string
+  disk?: string
   label?: string[]
   env?: string[]
   runtime?: string
@@ -24,13 +26,14 @@ export function parseRuntime(value: string, flag = '--runtime'): RuntimeName {
   throw new InvalidArgumentError('invalid_argument', `${flag}: expected one of ${runtimeNames.join(', ')}, got "${value}"`)
 }
 
-/** Adds `--template --memory --cpus --timeout --label --env --runtime` and the network flags to a command. */
+/** Adds `--template --memory --cpus --disk --timeout --label --env --runtime` and the network flags to a command. */
 export function addCreateFlags(cmd: Command): Command {
   return addSandboxNetworkFlags(
     cmd
       .option('--template <name>', 'template to start from', 'debian')
       .option('--memory <MiB>', 'memory limit in MiB')
       .option('--cpus <n>', 'CPU limit (fractions allowed)')
+      .option('--disk <size>', "disk quota: the most the sandbox writes to its root (MiB, or 512M, 10G; default: the template's, else the server's)")
       .option('--timeout <duration>', 'destroy the sandbox after this long (500ms, 30s, 10m, 2h)')
       .option('--label <k=v>', 'a label (repeatable)', collect)
       .option('--env <K=V>', 'an environment variable for every command (repeatable)', collect)
@@ -43,6 +46,7 @@ export function createOptionsOf(flags: CreateFlags): SandboxCreateOptions {
   const out: SandboxCreateOptions = {}
   if (flags.memory !== undefined) out.memoryMiB = parsePositiveInt(flags.memory, '--memory')
   if (flags.cpus !== undefined) out.cpus = parsePositiveNumber(flags.cpus, '--cpus')
+  if (flags.disk !== undefined) out.diskMiB = parseDiskMiB(flags.disk, '--disk')
   if (flags.timeout !== undefined) out.timeoutMs = parseDuration(flags.timeout, '--timeout')
   const labels = parseKeyValues(flags.label, '--label')
   if (labels) out.labels = labels

@@ -5,10 +5,12 @@ import { parsePositiveInt } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
+import { parseDiskMiB } from './disk-size.js'
 import { addServerNetworkFlags, serverNetworkOf, type ServerNetworkFlags } from './network-flags.js'
 
 interface ServerFlags extends ServerNetworkFlags {
   dataDir: string
+  defaultDisk: string
   host: string
   port: string
   agentHost?: string
@@ -31,9 +33,11 @@ export function registerServer(program: Command): void {
     .option('--insecure', 'plain-text link to agents (token on every call); only on a network you trust')
     .option('--heartbeat-ms <ms>', 'heartbeat interval the agents are told to keep (default: each agent\'s own --heartbeat-ms, 5000)')
     .option('--lost-after-ms <ms>', 'an agent silent this long is marked lost, and its sandboxes with it', '15000')
+    .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
   addServerNetworkFlags(cmd)
     .action(async (flags: ServerFlags) => {
       const serverNetwork = serverNetworkOf(flags)
+      const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
       const heartbeatMs = flags.heartbeatMs === undefined ? undefined : parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
@@ -53,6 +57,7 @@ export function registerServer(program: Command): void {
         host: flags.host,
         port,
         logger,
+        defaultDiskMiB,
         ...serverNetwork,
         fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true, heartbeatMs, lostAfterMs },
       })

@@ -4,7 +4,7 @@ import type { SnapshotInfo } from '../sdk/index.js'
 import { snapshotTreeLines } from './snapshot-tree.js'
 
 const snap = (id: string, parentId: string | null, label = ''): SnapshotInfo => ({
-  id, parentId, label, sandboxId: 'sb-x', template: 'debian', driver: 'overlay', depth: 1, memoryMiB: 256, cpus: 1, pidsMax: 1024, cwd: '/', createdAt: '',
+  id, parentId, label, sandboxId: 'sb-x', template: 'debian', driver: 'overlay', depth: 1, memoryMiB: 256, cpus: 1, pidsMax: 1024, diskMiB: 2048, cwd: '/', createdAt: '',
 })
 
 test('draws children under their parents, and orphans as roots', () => {

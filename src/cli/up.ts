@@ -6,6 +6,7 @@ import { parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
+import { parseDiskMiB } from './disk-size.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 
 interface UpFlags extends HostNetworkFlags, ServerNetworkFlags {
@@ -15,6 +16,7 @@ interface UpFlags extends HostNetworkFlags, ServerNetworkFlags {
   templatesDir?: string
   runtime?: string
   accel: string
+  defaultDisk: string
 }
 
 /** A `--accel` value. */
@@ -34,6 +36,7 @@ export function registerUp(program: Command): void {
     .option('--templates-dir <dir>', 'where templates are (default <data-dir>/templates)')
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
+    .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
   addServerNetworkFlags(addHostNetworkFlags(cmd))
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
@@ -41,6 +44,7 @@ export function registerUp(program: Command): void {
       const accel = parseAccel(flags.accel)
       const network = hostNetworkOf(flags)
       const serverNetwork = serverNetworkOf(flags)
+      const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -56,7 +60,7 @@ export function registerUp(program: Command): void {
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, ...serverNetwork })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, ...serverNetwork })
       } catch (err) {
         await agent.close()
         throw err

@@ -45,6 +45,11 @@ export interface SandboxSpec {
   hostname: string
   network: SandboxNetworkSpec
   /**
+   * A machine runtime's disk quota: the size of the VM's root disk. A container runtime leaves it
+   * to the agent, which gives the writable layer its own quota (storage/layers).
+   */
+  diskMiB?: number
+  /**
    * Start from this saved machine (memory, device state, disk) instead of booting: a golden clone.
    * Only backends with `saveMachine`; its memoryMiB and cpus must equal the spec's.
    */
@@ -101,6 +106,8 @@ export interface SandboxStats {
   memoryBytes: number
   cpuNanos: number
   pids: number
+  /** A runtime whose sandboxes hold their own disk (a VM's image): what is used of it. */
+  disk?: { usedBytes: number; limitBytes: number }
 }
 
 /** An isolation backend. Every method takes `{ signal, timeoutMs }`. */

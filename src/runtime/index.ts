@@ -1,4 +1,4 @@
 /** Isolation backends behind one interface. */
 export type * from './backend.js'
 export { createRuncBackend, runcHostHelpers, type RuncBackendOptions } from './runc/index.js'
-export { buildGuest, createQemuBackend, hostTscKHz, probeAccel, type GuestArtifacts, type QemuAccel, type QemuBackend, type QemuBackendOptions } from './qemu/index.js'
+export { buildGuest, createQemuBackend, guestArtifacts, guestCacheKey, hostTscKHz, probeAccel, type GuestArtifacts, type QemuAccel, type QemuBackend, type QemuBackendOptions } from './qemu/index.js'

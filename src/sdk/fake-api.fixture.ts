@@ -243,6 +243,7 @@ export async function startFakeApi(options: FakeApiOptions = {}): Promise<FakeAp
         memoryMiB: (body.memoryMiB as number | undefined) ?? 512,
         cpus: (body.cpus as number | undefined) ?? 1,
         pidsMax: (body.pidsMax as number | undefined) ?? 1024,
+        diskMiB: (body.diskMiB as number | undefined) ?? 2048,
         network: 'none',
         labels: (body.labels as Record<string, string> | undefined) ?? {},
         createdAt: new Date(now).toISOString(),

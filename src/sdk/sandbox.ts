@@ -1,5 +1,5 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxState, SnapshotInfo } from '../shared/index.js'
+import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxMetrics, SandboxState, SnapshotInfo } from '../shared/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { InvalidArgumentError, NotFoundError } from './errors.js'
@@ -16,6 +16,8 @@ export interface SandboxCreateOptions extends ConnectionOptions {
   cpus?: number
   /** Most processes at once. @default the server's */
   pidsMax?: number
+  /** Disk quota: the most it may write to its root filesystem (past it, ENOSPC). @default the template's, else the server's */
+  diskMiB?: number
   /** Destroyed this long after creation unless extended with setTimeout. @default the server's */
   timeoutMs?: number
   /** Labels to find it by with `Sandbox.list({ labels })`. */
@@ -128,6 +130,7 @@ export class Sandbox {
     if (options.memoryMiB !== undefined) body.memoryMiB = options.memoryMiB
     if (options.cpus !== undefined) body.cpus = options.cpus
     if (options.pidsMax !== undefined) body.pidsMax = options.pidsMax
+    if (options.diskMiB !== undefined) body.diskMiB = options.diskMiB
     if (options.timeoutMs !== undefined) body.timeoutMs = options.timeoutMs
     if (options.labels) body.labels = options.labels
     if (options.env) body.env = options.env
@@ -236,6 +239,11 @@ export class Sandbox {
   /** Information about this sandbox: state, limits, labels, expiry. */
   getInfo(options: ConnectionOptions = {}): Promise<SandboxInfo> {
     return this.client(options).json<SandboxInfo>({ method: 'GET', path: sandboxPath(this.sandboxId), signal: options.signal })
+  }
+
+  /** Its usage now: CPU since the previous call, memory, processes, and disk against its quota. */
+  getMetrics(options: ConnectionOptions = {}): Promise<SandboxMetrics> {
+    return this.client(options).json<SandboxMetrics>({ method: 'GET', path: `${sandboxPath(this.sandboxId)}/metrics`, signal: options.signal })
   }
 
   /** Sets this sandbox's timeout to `timeoutMs` from now (extending or shortening it). */

@@ -17,14 +17,10 @@ import { fileRoutes } from './routes-files.js'
 import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
 import { snapshotRoutes } from './routes-snapshots.js'
+import { maxJsonBytes } from './body-limits.js'
 import { templateRoutes } from './routes-templates.js'
 import { poolRoutes } from './pools/index.js'
 
-/**
- * JSON bodies are read whole, so they are capped; 64 MiB leaves room for an exec's stdin given
- * inline (base64). Files go through PUT .../files and E2B's POST /files, which stream and have their own limit.
- */
-const maxJsonBytes = 64 * 1024 * 1024
 
 /** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {

@@ -10,6 +10,8 @@ export interface SandboxRecord {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  /** Its disk quota in MiB; 0 for one made before quotas (none). */
+  diskMiB: number
   labels: Record<string, string>
   env: Record<string, string>
   /** 'none' (only lo), or its egress policy and ingress settings. */
@@ -39,6 +41,7 @@ interface Row {
   memory_mib: number
   cpus: number
   pids_max: number
+  disk_mib: number
   labels: string
   env: string
   network: string
@@ -49,8 +52,8 @@ interface Row {
 /** A catalog over an open database; statements are prepared once. */
 export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, labels, env, network, created_at, expires_at)
-     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @labels, @env, @network, @created_at, @expires_at)`,
+    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, disk_mib, labels, env, network, created_at, expires_at)
+     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @disk_mib, @labels, @env, @network, @created_at, @expires_at)`,
   )
   const get = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?')
   const listAll = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY created_at, id')
@@ -69,6 +72,7 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
         memory_mib: r.memoryMiB,
         cpus: r.cpus,
         pids_max: r.pidsMax,
+        disk_mib: r.diskMiB,
         labels: JSON.stringify(r.labels),
         env: JSON.stringify(r.env),
         network: JSON.stringify(r.network),
@@ -109,6 +113,7 @@ export function toSandboxInfo(r: SandboxRecord): SandboxInfo {
     memoryMiB: r.memoryMiB,
     cpus: r.cpus,
     pidsMax: r.pidsMax,
+    diskMiB: r.diskMiB,
     labels: r.labels,
     network: r.network,
     createdAt: new Date(r.createdAtMs).toISOString(),
@@ -125,6 +130,7 @@ function fromRow(row: Row): SandboxRecord {
     memoryMiB: row.memory_mib,
     cpus: row.cpus,
     pidsMax: row.pids_max,
+    diskMiB: row.disk_mib,
     labels: JSON.parse(row.labels) as Record<string, string>,
     env: JSON.parse(row.env) as Record<string, string>,
     network: JSON.parse(row.network) as SandboxNetwork,

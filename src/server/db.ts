@@ -63,6 +63,8 @@ const migrations: string[] = [
    CREATE INDEX command_logs_sandbox ON command_logs (sandbox_id, id);`,
   // Networking: each sandbox's network settings as JSON; sandboxes from before it had only lo.
   `ALTER TABLE sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '"none"';`,
+  // A sandbox made before disk quotas has none: 0.
+  `ALTER TABLE sandboxes ADD COLUMN disk_mib INTEGER NOT NULL DEFAULT 0;`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

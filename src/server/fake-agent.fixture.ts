@@ -144,6 +144,10 @@ export function createFakeAgent(): FakeAgent {
     async resume(id) {
       box(id).sandbox.status = 'running'
     },
+    async stats(id) {
+      box(id)
+      return { memoryBytes: 1 << 20, cpuNanos: 1e6, pids: 1, diskUsedBytes: 0, diskLimitBytes: 0 }
+    },
     async exec(id, req: AgentExecRequest, options: CallOptions = {}) {
       count('exec')
       const sandbox = box(id)

@@ -49,6 +49,8 @@ export interface ServerOptions {
   stateWatchMs?: number
   /** Egress of a create that names no network: the public internet ('all') or nothing ('none'). @default 'all' */
   defaultEgress?: DefaultEgress
+  /** Disk quota of a create that names none and whose template has none. @default 2048 MiB */
+  defaultDiskMiB?: number
   /**
    * The domain sandbox ports are reached under: `<port>-<id>.<domain>` (E2B's `domain`). Its DNS
    * must point at this server. @default `localhost:<port>` (browsers and curl resolve *.localhost to loopback)
@@ -66,6 +68,8 @@ export interface RunningServer {
   domain: string
   /** With `fleet`: the port agents dial and the token they join with. */
   fleet?: { port: number; joinToken: string }
+  /** Every route of the HTTP app (method and path pattern, `:id` style), for docs and the edge's fuzz test. */
+  routes: readonly { method: string; path: string }[]
   /** Stops accepting, ends in-flight streams, clears timers and closes the database. Sandboxes keep running. */
   close(): Promise<void>
 }
@@ -101,6 +105,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
       defaultRuntime: options.defaultRuntime,
       defaultEgress: options.defaultEgress,
+      ...(options.defaultDiskMiB !== undefined ? { defaultDiskMiB: options.defaultDiskMiB } : {}),
       shutdownSignal: shutdown.signal,
     })
     // Pools start after adoption, which destroyed the last run's pooled sandboxes as orphans.
@@ -195,6 +200,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       url,
       apiKey,
       apiKeyPath,
+      routes: app.routes.filter((r) => r.method !== 'ALL' && !r.path.endsWith('*')).map((r) => ({ method: r.method, path: r.path })),
       domain,
       ...(fleet ? { fleet: { port: fleet.port, joinToken: fleet.joinToken } } : {}),
       close: () => (closing ??= close()),

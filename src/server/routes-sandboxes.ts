@@ -36,6 +36,8 @@ export function sandboxRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     return c.json({ ...info, ...deps.ingressOf(info) })
   })
 
+  app.get('/v1/sandboxes/:id/metrics', async (c) => c.json(await sandboxes.usage(c.req.param('id'), { signal: c.var.signal })))
+
   app.delete('/v1/sandboxes/:id', async (c) => {
     await sandboxes.destroy(c.req.param('id'), { signal: c.var.signal })
     return c.body(null, 204)

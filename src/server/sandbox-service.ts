@@ -1,12 +1,13 @@
 import type { z } from 'zod'
 import type { AgentApi, AgentSandbox } from '../agent/index.js'
 import { agentNetworkOf, checkEgress, checkNetwork, newId, SandstormError } from '../shared/index.js'
-import type { CallOptions, createSandboxBody, DefaultEgress, Logger, NetworkUpdateRequest, SandboxInfo, SandboxNetwork, SandboxState } from '../shared/index.js'
+import type { CallOptions, createSandboxBody, DefaultEgress, Logger, NetworkUpdateRequest, SandboxInfo, SandboxMetrics, SandboxNetwork, SandboxState } from '../shared/index.js'
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
 import { withGoldenSource, type GoldenOrigin, type GoldenSource } from './golden-source.js'
 import type { ServerMetrics } from './metrics.js'
+import { createUsageSampler } from './sandbox-usage.js'
 
 /** A validated create request. */
 export type CreateSandboxInput = z.output<typeof createSandboxBody>
@@ -28,6 +29,8 @@ export interface SandboxService {
   destroy(id: string, options?: CallOptions, reason?: string): Promise<void>
   /** The sandbox's record, if it exists and has started; throws `not_found` or `failed_precondition`. */
   requireStarted(id: string): SandboxRecord
+  /** Its usage now: CPU since the previous sample, memory, processes, disk against its quota. */
+  usage(id: string, options?: CallOptions): Promise<SandboxMetrics>
   /** Arms the expiry timer of every sandbox in the catalog (after adoption, on start). */
   armAll(): void
   /** Disarms all timers; sandboxes keep running. */
@@ -47,6 +50,8 @@ export interface SandboxService {
   networkOf(input: CreateSandboxInput): SandboxNetwork
   /** What a create that names no network gets (warm pools start their sandboxes with it). */
   readonly defaultNetwork: SandboxNetwork
+  /** The disk quota of a create that names none and whose template has none. */
+  readonly defaultDiskMiB: number
 }
 
 /** A running sandbox the catalog does not know yet, with the config it was started with. */
@@ -57,6 +62,7 @@ export interface HandOverSandbox {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  diskMiB: number
 }
 
 /** Options of createSandboxService. */
@@ -75,7 +81,12 @@ export interface SandboxServiceOptions {
   defaultRuntime?: string
   /** Egress of a create that names no network: the public internet, or nothing. @default 'all' */
   defaultEgress?: DefaultEgress
+  /** Disk quota of a create that names none, when its template has no default. @default defaultDiskMiB (2048) */
+  defaultDiskMiB?: number
 }
+
+/** The disk quota of a sandbox when neither the create, its template nor the server names one. */
+export const defaultDiskMiB = 2048
 
 /** Pids a sandbox may hold when a create gives no limit. */
 export const defaultPidsMax = 1024
@@ -88,6 +99,16 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
   const defaultEgress = options.defaultEgress ?? 'all'
   const networkOf = (input: CreateSandboxInput): SandboxNetwork => checkNetwork(input.network, defaultEgress)
   const defaultNetwork = checkNetwork(undefined, defaultEgress)
+  const serverDiskMiB = options.defaultDiskMiB ?? defaultDiskMiB
+  const sampler = createUsageSampler(agent)
+
+  function requireStarted(id: string): SandboxRecord {
+    const record = find(id)
+    if (record.state === 'starting') {
+      throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
+    }
+    return record
+  }
   const networkUpdates = new Map<string, Promise<unknown>>()
 
   const timers = createExpiryTimers({
@@ -130,6 +151,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
         }
       }
       catalog.delete(id)
+      sampler.forget(id)
       logger.info({ sandboxId: id, reason }, 'sandbox destroyed')
     })().finally(() => destroying.delete(id))
     destroying.set(id, done)
@@ -156,6 +178,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
         memoryMiB: input.memoryMiB ?? template.defaults.memoryMiB,
         cpus: input.cpus ?? template.defaults.cpus,
         pidsMax: input.pidsMax ?? defaultPidsMax,
+        diskMiB: input.diskMiB ?? template.defaults.diskMiB ?? serverDiskMiB,
         labels: input.labels ?? {},
         env: input.env ?? {},
         network,
@@ -173,6 +196,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
             memoryMiB: record.memoryMiB,
             cpus: record.cpus,
             pidsMax: record.pidsMax,
+            diskMiB: record.diskMiB,
             env: record.env,
             network: agentNetworkOf(network),
             ...(from.snapshotId ? { snapshotId: from.snapshotId } : {}),
@@ -231,13 +255,9 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
 
     destroy,
 
-    requireStarted(id) {
-      const record = find(id)
-      if (record.state === 'starting') {
-        throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
-      }
-      return record
-    },
+    usage: (id, callOptions) => sampler.sample(requireStarted(id), callOptions),
+
+    requireStarted,
 
     armAll() {
       for (const record of catalog.list()) if (record.state !== 'starting') timers.arm(record.id, record.expiresAtMs)
@@ -249,6 +269,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
 
     networkOf,
     defaultNetwork,
+    defaultDiskMiB: serverDiskMiB,
 
     updateNetwork(id, update, callOptions) {
       // One update at a time per sandbox, so that the catalog ends with the policy the agent holds.
@@ -271,13 +292,13 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     },
 
     async handOver(sandbox, input, network, callOptions) {
-      const { id, template, runtime, memoryMiB, cpus, pidsMax } = sandbox
+      const { id, template, runtime, memoryMiB, cpus, pidsMax, diskMiB } = sandbox
       // Pooled sandboxes run the default egress; another policy is set before anyone can use it.
       if (network !== 'none' && defaultNetwork !== 'none' && !sameEgress(network, defaultNetwork)) {
         await agent.updateNetwork(id, { allowOut: network.allowOut, denyOut: network.denyOut }, callOptions)
       }
       const now = Date.now()
-      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, labels: input.labels ?? {}, env: {}, network, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
+      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, diskMiB, labels: input.labels ?? {}, env: {}, network, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
       catalog.insert(record)
       timers.arm(id, record.expiresAtMs)
       logger.info({ sandboxId: id, template }, 'sandbox created from a warm pool')

@@ -13,18 +13,19 @@ test('create takes its defaults from the template and answers 201 with the sandb
     const sb = res.json
     assert.match(sb.id, /^sb-[a-z0-9]{16}$/)
     assert.deepEqual(
-      { template: sb.template, state: sb.state, runtime: sb.runtime, memoryMiB: sb.memoryMiB, cpus: sb.cpus, pidsMax: sb.pidsMax, labels: sb.labels },
-      { template: 'host', state: 'running', runtime: 'fake', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, labels: { team: 'a' } },
+      { template: sb.template, state: sb.state, runtime: sb.runtime, memoryMiB: sb.memoryMiB, cpus: sb.cpus, pidsMax: sb.pidsMax, diskMiB: sb.diskMiB, labels: sb.labels },
+      { template: 'host', state: 'running', runtime: 'fake', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, diskMiB: 2048, labels: { team: 'a' } },
     )
     assert.equal(sb.env, undefined, 'env may hold secrets and is not returned')
     const lifeMs = Date.parse(sb.expiresAt) - before
     assert.ok(lifeMs >= 60_000 && lifeMs < 120_000, `expiresAt is about defaultTimeoutMs away, got ${lifeMs} ms`)
     const asked = t.agent.sandboxes.get(sb.id)!.request!
-    assert.deepEqual(asked, { id: sb.id, template: 'host', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, env: { FOO: 'bar' }, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } })
+    assert.deepEqual(asked, { id: sb.id, template: 'host', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, diskMiB: 2048, env: { FOO: 'bar' }, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } })
     assert.deepEqual(sb.network, { allowOut: [], denyOut: [], allowPublicTraffic: true }, 'the default network: the public internet, ports open')
 
-    const given = await t.request('POST', '/v1/sandboxes', { body: { memoryMiB: 1024, cpus: 2, pidsMax: 64 } })
-    assert.deepEqual([given.json.template, given.json.memoryMiB, given.json.cpus, given.json.pidsMax], ['debian', 1024, 2, 64])
+    const given = await t.request('POST', '/v1/sandboxes', { body: { memoryMiB: 1024, cpus: 2, pidsMax: 64, diskMiB: 512 } })
+    assert.deepEqual([given.json.template, given.json.memoryMiB, given.json.cpus, given.json.pidsMax, given.json.diskMiB], ['debian', 1024, 2, 64, 512])
+    assert.equal(t.agent.sandboxes.get(given.json.id)!.request!.diskMiB, 512)
     await t.logs.waitFor((r) => r.msg === 'sandbox created' && r.sandboxId === given.json.id)
   } finally {
     await t.close()

@@ -21,7 +21,11 @@ export function createSnapshotCatalog(db: CatalogDb): SnapshotCatalog {
   const get = db.prepare<[string], Row>('SELECT id, record FROM snapshots WHERE id = ?')
   const list = db.prepare<[], Row>('SELECT id, record FROM snapshots ORDER BY created_at, id')
   const remove = db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?')
-  const parse = (row: Row): AgentSnapshot => JSON.parse(row.record) as AgentSnapshot
+  // A record written before disk quotas has no diskMiB: 0, none.
+  const parse = (row: Row): AgentSnapshot => {
+    const s = JSON.parse(row.record) as AgentSnapshot
+    return { ...s, diskMiB: s.diskMiB ?? 0 }
+  }
   return {
     insert: (s) => void insert.run(s.id, s.parentId, s.sandboxId, s.template, Date.parse(s.createdAt), JSON.stringify(s)),
     get: (id) => {

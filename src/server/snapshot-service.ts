@@ -69,6 +69,8 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
         memoryMiB: snap.memoryMiB,
         cpus: snap.cpus,
         pidsMax: snap.pidsMax,
+        // A snapshot taken before quotas leaves its forks the template's or the server's.
+        ...(snap.diskMiB > 0 ? { diskMiB: snap.diskMiB } : {}),
         env: snap.env,
         timeoutMs: req.timeoutMs,
         labels: req.labels,
@@ -91,7 +93,7 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
       if (restore) {
         // The agent starts the new instance first and removes the old one after: the old one still
         // runs if this fails, so the record stays as it is.
-        const config = { memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env }
+        const config = { memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, diskMiB: record.diskMiB, env: record.env }
         await restore.call(agent.snapshots, sandboxId, { snapshotId, ...config }, call)
         catalog.update(sandboxId, { state: 'running' })
         logger.info({ sandboxId, snapshotId }, 'sandbox restored')
@@ -100,7 +102,7 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
       await agent.destroy(sandboxId, call)
       try {
         await agent.create(
-          { id: sandboxId, template: snap.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, env: record.env, network: agentNetworkOf(record.network), snapshotId },
+          { id: sandboxId, template: snap.template, memoryMiB: record.memoryMiB, cpus: record.cpus, pidsMax: record.pidsMax, diskMiB: record.diskMiB, env: record.env, network: agentNetworkOf(record.network), snapshotId },
           call,
         )
       } catch (err) {

@@ -17,7 +17,7 @@ test('a running sandbox is marked stopped only when two looks in a row find it s
     const catalog = createSandboxCatalog(db)
     const agent = createFakeAgent()
     for (const id of ['sb-dies000000000000', 'sb-blips00000000000']) {
-      catalog.insert({ id, template: 'debian', runtime: 'runc', state: 'running', memoryMiB: 512, cpus: 1, pidsMax: 256, labels: {}, env: {}, network: 'none', createdAtMs: 0, expiresAtMs: Date.now() + 60_000 })
+      catalog.insert({ id, template: 'debian', runtime: 'runc', state: 'running', memoryMiB: 512, cpus: 1, pidsMax: 256, diskMiB: 2048, labels: {}, env: {}, network: 'none', createdAtMs: 0, expiresAtMs: Date.now() + 60_000 })
       agent.plant(id)
     }
     const watch = watchSandboxStates({ agent, catalog, logger: silentLogger(), intervalMs: 3_600_000, signal: controller.signal })

@@ -40,7 +40,8 @@ function describeIssue(root: z.ZodType, input: unknown, issue: Issue): string {
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = Object.keys(shapeOf(schemaAt(root, path)) ?? {})
-      return `${issue.keys.map((k) => `unknown field "${k}"`).join(', ')}${where === 'body' ? '' : ` in ${where}`}: expected only ${allowed.join(', ')}`
+      const unknown = issue.keys.map((k) => `unknown field "${k}"`).join(', ')
+      return `${where === 'body' ? '' : `${where}: `}${unknown}: expected only ${allowed.join(', ')}`
     }
     case 'invalid_type': {
       const expected = (issue.expected === 'number' && describeNumber(schemaAt(root, path))) || article(issue.expected)
@@ -119,7 +120,7 @@ function schemaAt(root: z.ZodType, path: string[]): z.ZodType | undefined {
   for (const key of path) {
     if (!schema) return undefined
     const def = schema._zod.def as { type: string; valueType?: z.ZodType; element?: z.ZodType }
-    if (def.type === 'object') schema = shapeOf(schema)?.[key]
+    if (def.type === 'object' || def.type === 'union') schema = shapeOf(schema)?.[key]
     else if (def.type === 'record') schema = def.valueType
     else if (def.type === 'array') schema = def.element
     else return undefined
@@ -138,7 +139,9 @@ function unwrap(schema: z.ZodType): z.ZodType {
   }
 }
 
+/** The fields of an object schema; of a union (`'none' | { ... }`), those of its object option. */
 function shapeOf(schema: z.ZodType | undefined): Record<string, z.ZodType> | undefined {
-  const def = schema?._zod.def as { type: string; shape?: Record<string, z.ZodType> } | undefined
+  const def = schema?._zod.def as { type: string; shape?: Record<string, z.ZodType>; options?: z.ZodType[] } | undefined
+  if (def?.type === 'union') return def.options?.map((o) => shapeOf(unwrap(o))).find((shape) => shape !== undefined)
   return def?.type === 'object' ? def.shape : undefined
 }

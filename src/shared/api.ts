@@ -12,7 +12,12 @@ export const limits = {
   maxCpus: 64,
   maxTimeoutMs: 7 * 24 * 3600 * 1000,
   maxPids: 32768,
+  minDiskMiB: 64,
+  maxDiskMiB: 1024 * 1024,
 } as const
+
+/** A string a process can be given (argv, env): a NUL would cut it short. */
+const noNul = (what: string) => z.string().refine((v) => !v.includes('\0'), `${what} without NUL bytes`)
 
 const labelKey = z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'a label key of letters, digits, _ . - / (1-63 chars)')
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
@@ -38,9 +43,11 @@ export const createSandboxBody = z.strictObject({
   memoryMiB: z.number().int().min(limits.minMemoryMiB).max(limits.maxMemoryMiB).optional(),
   cpus: z.number().positive().max(limits.maxCpus).optional(),
   pidsMax: z.number().int().min(16).max(limits.maxPids).optional(),
+  /** The most the sandbox may write to its root filesystem; past it, writes fail with ENOSPC. @default the template's, else the server's */
+  diskMiB: z.number().int().min(limits.minDiskMiB).max(limits.maxDiskMiB).optional(),
   timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
-  labels: z.record(labelKey, z.string().max(256)).optional(),
-  env: z.record(envName, z.string()).optional(),
+  labels: z.record(labelKey, noNul('a label value').pipe(z.string().max(256))).optional(),
+  env: z.record(envName, noNul('a value')).optional(),
   /** 'none' (only lo), or the egress policy and ingress settings. @default the server's default egress */
   network: networkBody.optional(),
   /** @default the server's default runtime, else the agent's ('runc'); a golden machine template implies its own */
@@ -57,10 +64,10 @@ export const setTimeoutBody = z.strictObject({
 export const execBody = z
   .strictObject({
     /** A shell string, run with /bin/sh -c. */
-    cmd: z.string().min(1).optional(),
+    cmd: noNul('a shell string').pipe(z.string().min(1)).optional(),
     /** An argv, run as it is. */
-    argv: z.array(z.string()).min(1).optional(),
-    env: z.record(envName, z.string()).optional(),
+    argv: z.array(noNul('an argument')).min(1).optional(),
+    env: z.record(envName, noNul('a value')).optional(),
     cwd: sandboxPath.optional(),
     /** User to run as: a name from the sandbox's /etc/passwd or a uid. @default 'root' */
     user: z.string().regex(/^[a-z_][a-z0-9_-]*$|^[0-9]+$/, 'a user name or uid').optional(),
@@ -109,6 +116,8 @@ export interface SandboxInfo {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  /** Its disk quota: the most it may write to its root filesystem. */
+  diskMiB: number
   labels: Record<string, string>
   /** 'none' (only lo), or its egress policy and ingress settings. */
   network: SandboxNetwork
@@ -133,6 +142,21 @@ export interface ProcessResult {
   timedOut: boolean
   oomKilled: boolean
   durationMs: number
+}
+
+/** GET /v1/sandboxes/:id/metrics: a sandbox's usage now. */
+export interface SandboxMetrics {
+  /** When it was sampled. */
+  timestamp: string
+  cpus: number
+  /** CPU used since the previous sample (or since the start), as a percentage of its whole CPU limit. */
+  cpuUsedPct: number
+  memoryUsedBytes: number
+  memoryLimitBytes: number
+  /** What it has written to its root filesystem (its writable layer), and its quota. */
+  diskUsedBytes: number
+  diskLimitBytes: number
+  pids: number
 }
 
 /** A process started by exec, as listed. */
@@ -169,7 +193,8 @@ export interface TemplateInfo {
   sizeBytes: number
   buildMs: number
   builtAt: string
-  defaults: { memoryMiB: number; cpus: number }
+  /** What its sandboxes get unless a create says otherwise; without `diskMiB`, the server's default quota. */
+  defaults: { memoryMiB: number; cpus: number; diskMiB?: number }
   /** A golden template (promoted from a snapshot): the template it was made on. */
   baseTemplate?: string
   /** A golden template: the snapshot whose layers it stands on. */

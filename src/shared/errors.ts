@@ -63,6 +63,7 @@ export class SandstormError extends Error {
   static from(err: unknown, fallback: ErrorCode = 'internal'): SandstormError {
     if (err instanceof SandstormError) return err
     if (isAbortError(err)) return new SandstormError('canceled', 'the operation was canceled', { cause: err })
+    if (isDiskFull(err)) return new SandstormError('resource_exhausted', "the host's disk is full: free space on it and try again", { cause: err })
     const message = err instanceof Error ? err.message : String(err)
     return new SandstormError(fallback, message, { cause: err })
   }
@@ -71,6 +72,15 @@ export class SandstormError extends Error {
 /** Is this the error that an aborted AbortSignal throws? */
 export function isAbortError(err: unknown): boolean {
   return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR')
+}
+
+/**
+ * Is this a write that the host's filesystem refused for want of space: an ENOSPC or EDQUOT from
+ * node:fs, or SQLite's SQLITE_FULL? Its own message names the path, so it is never shown.
+ */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return err instanceof Error && (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL')
 }
 
 /** Maps an errno code from node:fs or a helper to an error code. */

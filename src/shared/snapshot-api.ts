@@ -42,6 +42,8 @@ export interface SnapshotInfo {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  /** The disk quota of the sandbox it was taken of (its forks get the same); 0 for one taken before quotas. */
+  diskMiB: number
   cwd: string
   createdAt: string
 }

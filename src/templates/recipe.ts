@@ -15,7 +15,7 @@ export interface RecipeContext {
 /** How one kind of template is made: its defaults and the steps that fill an empty directory. */
 export interface TemplateRecipe {
   description: string
-  defaults: { memoryMiB: number; cpus: number }
+  defaults: { memoryMiB: number; cpus: number; diskMiB?: number }
   /** Host directories every sandbox of this template sees read-only. */
   readonlyBinds: RootfsSpec['readonlyBinds']
   /** Fills `rootfs` (an empty directory that nothing else uses yet). */

@@ -68,8 +68,8 @@ export interface TemplateStore {
 export interface GoldenVersionSpec {
   /** Its root: the snapshot's layers, topmost first, then the base template's. */
   rootfs: Pick<RootfsSpec, 'lowerDirs' | 'readonlyBinds'>
-  /** The config (memory, cpus) of the sandbox the snapshot was taken of. */
-  defaults: { memoryMiB: number; cpus: number }
+  /** The config (memory, cpus, disk quota) of the sandbox the snapshot was taken of. */
+  defaults: { memoryMiB: number; cpus: number; diskMiB?: number }
   baseTemplate: string
   snapshotId: string
   /** Bytes of the snapshot's own layers. */
@@ -90,7 +90,7 @@ const storedTemplateSchema = z.object({
   sizeBytes: z.number().int().nonnegative(),
   buildMs: z.number().nonnegative(),
   builtAt: z.string(),
-  defaults: z.object({ memoryMiB: z.number().int().positive(), cpus: z.number().positive() }),
+  defaults: z.object({ memoryMiB: z.number().int().positive(), cpus: z.number().positive(), diskMiB: z.number().int().positive().optional() }),
   readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })).default([]),
   /** A golden version's root: layers stacked over its base (absent: the version's own rootfs/). */
   lowerDirs: z.array(z.string()).optional(),

@@ -26,8 +26,21 @@ export async function leftoversOf(dataDir: string, id: string): Promise<string[]
     join(dataDir, 'sandboxes', id),
     join(dataDir, 'runc', id),
     join(dataDir, 'agent', 'sandboxes', `${id}.json`),
+    join(dataDir, 'storage', 'writable', id),
+    join(dataDir, 'storage', 'writable', `${id}.disk`),
   ]) {
     if (existsSync(path)) found.push(`path ${path}`)
+  }
+  return found
+}
+
+/** Loop devices whose backing file is under `dir` (a sandbox's disk image left attached). */
+export async function loopDevicesUnder(dir: string): Promise<string[]> {
+  const found: string[] = []
+  for (const dev of await readdir('/sys/block').catch(() => [] as string[])) {
+    if (!dev.startsWith('loop')) continue
+    const backing = await readFile(join('/sys/block', dev, 'loop', 'backing_file'), 'utf8').catch(() => '')
+    if (backing.startsWith(dir)) found.push(`loop ${dev} -> ${backing.trim()}`)
   }
   return found
 }

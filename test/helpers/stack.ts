@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
 import { createLogger, silentLogger, type Logger } from '../../src/shared/index.js'
+import { linkSharedGuest, sharedDebianRoot } from './qemu-guest.js'
 
 /** Where setup built the default templates. */
 export const templatesDir =
@@ -59,6 +60,8 @@ export interface StackOptions {
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandstorm-test-')))
   const logger = options.logger ?? (process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger())
+  // A qemu sandbox boots the guest that setup built for the shared templates, not one of its own.
+  if (!options.templatesDir) await linkSharedGuest(dataDir, await sharedDebianRoot(templatesDir)).catch(() => undefined)
   const agent = await createLocalAgent({ dataDir, templatesDir: options.templatesDir ?? templatesDir, logger, network: options.network })
   const server = await startServer({
     dataDir,

@@ -3,7 +3,7 @@
  * mounts. A driver that cannot do a case lists it by name with its reason.
  */
 import assert from 'node:assert/strict'
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { SandstormError } from '../../src/shared/index.js'
@@ -39,8 +39,8 @@ interface Ctx {
   template: string
   store: LayerStore
   mounts: string[]
-  /** Makes a sandbox's root from `fromId` and mounts it; returns the mount point. */
-  sandbox(id: string, fromId: string | null): Promise<string>
+  /** Makes a sandbox's root from `fromId` (with a disk quota of `diskMiB`) and mounts it; returns the mount point. */
+  sandbox(id: string, fromId: string | null, diskMiB?: number): Promise<string>
   snapshot(sandboxId: string, snapId: string): Promise<void>
 }
 
@@ -56,6 +56,7 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
     ['deep chains are squashed and keep whiteouts and opaque dirs', deepChainSquash],
     ['a snapshot that others stand on cannot be deleted; a leaf frees its space', deleteRules],
     ['links left by the sandbox are never followed on the host', linksNotFollowed],
+    ['a disk quota stops writes past it, counts only what the sandbox wrote, and leaves nothing', quotaHolds],
   ]
   for (const [title, body] of cases) {
     test(`${name}: ${title}`, async (t) => {
@@ -78,8 +79,8 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
         template,
         store,
         mounts,
-        async sandbox(id, fromId) {
-          const prepared = await store.prepare(id, fromId)
+        async sandbox(id, fromId, diskMiB) {
+          const prepared = await store.prepare(id, fromId, {}, diskMiB === undefined ? {} : { diskMiB })
           const target = join(base, 'mnt', id)
           await mountOverlay({ lowerDirs: [...prepared.lowerDirs, template], upperDir: prepared.upperDir, workDir: prepared.workDir, target })
           mounts.push(target)
@@ -95,6 +96,7 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
         await body(ctx)
       } finally {
         for (const m of mounts.reverse()) await unmount(m)
+        for (const sb of await store.sandboxes().catch(() => [])) await store.release(sb).catch(() => undefined)
         await rm(base, { recursive: true, force: true }).catch(() => undefined)
       }
     })
@@ -261,6 +263,54 @@ async function linksNotFollowed(ctx: Ctx): Promise<void> {
   assert.equal(await readFile(join(fork, 'f'), 'utf8'), 'sandbox file')
   assert.deepEqual(await readdir(canary), ['secret'])
   assert.equal(await readFile(join(canary, 'secret'), 'utf8'), 'host secret')
+}
+
+/** Writes 1 MiB blocks to `path` until `mib` are written or a write fails; the count and the error. */
+async function fill(path: string, mib: number): Promise<{ written: number; error: NodeJS.ErrnoException | null }> {
+  const block = Buffer.alloc(1 << 20, 0x5a)
+  const fh = await open(path, 'w')
+  let written = 0
+  let error: NodeJS.ErrnoException | null = null
+  try {
+    for (; written < mib; written++) await fh.write(block)
+    await fh.sync()
+  } catch (err) {
+    error = err as NodeJS.ErrnoException
+  } finally {
+    await fh.close().catch((err: unknown) => (error ??= err as NodeJS.ErrnoException))
+  }
+  return { written, error }
+}
+
+async function quotaHolds(ctx: Ctx): Promise<void> {
+  const quotaMiB = 40
+  const sb = nextId('sb')
+  const root = await ctx.sandbox(sb, null, quotaMiB)
+  // Past the quota: ENOSPC from the sandbox's own filesystem (overlay), EDQUOT (122, which
+  // libuv does not name) from its qgroup (btrfs).
+  const over = await fill(join(root, 'big'), 80)
+  assert.ok(over.error && (over.error.code === 'ENOSPC' || over.error.errno === -122), `expected the write to stop, got ${over.error?.message ?? `${over.written} MiB written`}`)
+  assert.ok(over.written <= quotaMiB, `wrote ${over.written} MiB under a ${quotaMiB} MiB quota`)
+  const usage = await ctx.store.usage(sb)
+  assert.ok(usage && usage.limitBytes <= quotaMiB * 1024 * 1024 && usage.usedBytes >= 16 * 1024 * 1024, `usage: ${JSON.stringify(usage)}`)
+  // A fork pays only for what it writes: the snapshot's 20 MiB are not its own.
+  await rm(join(root, 'big'))
+  assert.equal((await fill(join(root, 'kept'), 20)).error, null)
+  const snap = nextId('snap')
+  await ctx.snapshot(sb, snap)
+  const fork = nextId('sb')
+  const forkRoot = await ctx.sandbox(fork, snap, quotaMiB)
+  assert.equal((await stat(join(forkRoot, 'kept'))).size, 20 << 20)
+  assert.equal((await fill(join(forkRoot, 'more'), 24)).error, null, 'a fork writes its own quota beside what it shares')
+  // Released, a sandbox leaves no image, mount or dir behind.
+  for (const [id, mnt] of [[fork, forkRoot], [sb, root]] as const) {
+    await unmount(mnt)
+    await ctx.store.release(id)
+  }
+  const writable = join(ctx.base, 'store', 'writable')
+  assert.deepEqual((await readdir(writable)).filter((n) => n.startsWith('sb-')), [])
+  const table = await readFile('/proc/self/mountinfo', 'utf8')
+  assert.ok(!table.includes(writable), 'no mount is left under the writable dirs')
 }
 
 /** A temp dir for overlay cases, on the default filesystem. */

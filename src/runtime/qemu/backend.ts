@@ -13,6 +13,7 @@ import { guestBusybox, guestIdentityPath, guestNetworkScript, guestReseedPath, h
 import { startGuestProcess } from './guest-process.js'
 import { identityHelper, identityRecord, reseedHelper } from './reseed-helper.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
+import { rootImageOf } from './root-size.js'
 import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig, type MachineConfig } from './machine-image.js'
 import { createSparePool, type Spare } from './spare-pool.js'
 import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
@@ -92,6 +93,14 @@ interface Vm {
   paused: boolean
 }
 
+/**
+ * The name of a template's guest under `<dir>/guest`. The prefix is the guest's format: a guest
+ * built by an older version (no network modules) is not reused.
+ */
+export function guestCacheKey(templateRoot: string): string {
+  return `g2${templateRoot.replace(/[^a-zA-Z0-9]+/g, '_').slice(-78)}`
+}
+
 /** The QEMU backend: each sandbox is a `microvm` guest booted straight into the template's root, or a clone of a saved machine. */
 export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const log = options.logger ?? silentLogger()
@@ -167,9 +176,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   function guestFor(templateRoot: string): Promise<GuestArtifacts> {
     let g = guests.get(templateRoot)
     if (!g) {
-      // The prefix is the guest's format: a guest built by an older version (no network modules) is not reused.
-      const key = `g2${templateRoot.replace(/[^a-zA-Z0-9]+/g, '_').slice(-78)}`
-      g = buildGuest({ dir: join(options.dir, 'guest', key), templateRoot, logger: log })
+      g = buildGuest({ dir: join(options.dir, 'guest', guestCacheKey(templateRoot)), templateRoot, logger: log })
       g.catch(() => guests.delete(templateRoot))
       guests.set(templateRoot, g)
     }
@@ -260,9 +267,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   }
 
   /** A VM's record: a clone repeats its machine's boot files and hostname (its kernel booted with those). */
-  function vmRecordFor(id: string, size: { memoryMiB: number; cpus: number }, guest: { kernel: string; initramfs: string }, config: MachineConfig | null, machineDir: string | null, env: Record<string, string>, nic: VmNic | undefined): VmRecord {
+  function vmRecordFor(id: string, size: { memoryMiB: number; cpus: number; diskMiB?: number }, guest: { kernel: string; initramfs: string }, config: MachineConfig | null, machineDir: string | null, env: Record<string, string>, nic: VmNic | undefined): VmRecord {
+    // A clone's disk is its machine's.
+    const diskMiB = config ? config.diskMiB : size.diskMiB
     return {
       ...(nic ? { nic } : {}),
+      ...(diskMiB !== undefined ? { diskMiB } : {}),
       id,
       memoryMiB: size.memoryMiB,
       cpus: size.cpus,
@@ -418,7 +428,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         mark('spare')
       } else {
         const ip = !machine && net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : undefined
-        await launch(record, dir, machine?.dir ?? null, (guest as GuestArtifacts).rootImage, held, call, mark, ip)
+        const root = machine ? '' : (guest as GuestArtifacts).rootImage
+        const rootImage = root && spec.diskMiB !== undefined ? await rootImageOf(root, spec.diskMiB) : root
+        await launch(record, dir, machine?.dir ?? null, rootImage, held, call, mark, ip)
       }
       // QEMU holds its tap: into the sandbox's namespace with it, before the guest runs.
       if (record.nic?.tap && net.mode === 'netns') {
@@ -584,6 +596,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         savedAt: new Date().toISOString(),
         identityHelper: vm.record.identityHelper === true,
         nic: vm.record.nic !== undefined,
+        ...(vm.record.diskMiB !== undefined ? { diskMiB: vm.record.diskMiB } : {}),
       })
       for (const f of [out.memory, out.state, out.disk, out.overlay]) await chmod(f, 0o444)
       const sizes = await Promise.all([out.memory, out.state, out.disk].map((f) => stat(f).then((s) => s.blocks * 512)))
@@ -627,9 +640,13 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     },
 
     async stats(id: string): Promise<SandboxStats> {
-      await vmOf(id)
+      const vm = await vmOf(id)
       // The guest's processes are not visible from the host: QEMU's threads count instead.
-      return vmCgroup(id).usage()
+      const usage = await vmCgroup(id).usage()
+      if (vm.record.diskMiB === undefined) return usage
+      // What the guest wrote is what its overlay holds on the host.
+      const disk = await stat(diskOf(dirOf(id), vm.record)).catch(() => null)
+      return { ...usage, disk: { usedBytes: (disk?.blocks ?? 0) * 512, limitBytes: vm.record.diskMiB * 1024 * 1024 } }
     },
 
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {

@@ -1,4 +1,4 @@
 /** The QEMU microVM backend: `microvm` guests with their own kernel, driven through QMP and the guest agent. */
-export { createQemuBackend, probeAccel, type QemuAccel, type QemuBackend, type QemuBackendOptions } from './backend.js'
+export { createQemuBackend, guestCacheKey, probeAccel, type QemuAccel, type QemuBackend, type QemuBackendOptions } from './backend.js'
 export { buildGuest, guestArtifacts, type GuestArtifacts, type GuestBuildOptions } from './guest-build.js'
 export { hostTscKHz } from './guest-clock.js'

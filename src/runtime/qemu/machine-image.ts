@@ -44,6 +44,8 @@ const machineConfigSchema = z.object({
   identityHelper: z.boolean().optional(),
   /** The saved VM had a network device: its clones have one too (machines of versions before networking have none). */
   nic: z.boolean().optional(),
+  /** The size of the saved VM's root disk: its clones' disk (absent: a machine saved before quotas). */
+  diskMiB: z.number().optional(),
 })
 
 /** A saved machine's config.json. */

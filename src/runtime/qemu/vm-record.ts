@@ -27,6 +27,8 @@ const vmRecordSchema = z.object({
   diskPath: z.string().optional(),
   /** The guest holds the identity helper (written by a save while it ran, or inherited from its machine). */
   identityHelper: z.boolean().optional(),
+  /** The size of its root disk, its quota (absent on VMs of versions before quotas). */
+  diskMiB: z.number().optional(),
   /** Environment every command gets (`K=V`). */
   env: z.array(z.string()),
   /** Its network device (none on VMs of versions before networking): the tap it is on (null: none) and its MAC. */

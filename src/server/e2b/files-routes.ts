@@ -12,6 +12,7 @@ import { envdScope, resolvePath } from './envd-scope.js'
 import type { EnvdScope } from './envd-scope.js'
 import { FileType } from './gen/filesystem/filesystem_pb.js'
 import type { ProcessRegistry } from './process-registry.js'
+import { fileParts } from './multipart.js'
 import { runChecked } from './sandbox-run.js'
 
 /** What the routes need. */
@@ -71,33 +72,25 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     const scope = scopeOf(c)
     const signal = c.var.signal
     const contentType = c.req.header('content-type') ?? ''
-    const uploads: { path: string; data: AsyncIterable<Uint8Array> }[] = []
+    const raw = c.req.raw.body ? Readable.fromWeb(c.req.raw.body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([])
+    const written: { name: string; type: 'file'; path: string }[] = []
+    const write = async (path: string, data: AsyncIterable<Uint8Array>) => {
+      await runChecked(agent, scope.sandboxId, 'write', path, ['/bin/sh', '-c', writeScript, 'e2b-write', path], { user: scope.user, stdin: data, signal, onPid: hide(scope) })
+      written.push({ name: path.split('/').pop() ?? path, type: 'file', path })
+    }
     if (contentType.startsWith('multipart/form-data')) {
-      const form = await c.req.raw.formData()
+      // Each part streams into the sandbox as it arrives; nothing of the upload is held whole.
       const queryPath = c.req.query('path')
-      for (const [, value] of form.entries()) {
-        if (typeof value === 'string') continue
+      for await (const part of fileParts(raw, contentType, { maxFileBytes })) {
         // The SDK names each part with its path; a single-file upload may give it in the query instead.
-        const path = queryPath || value.name
-        uploads.push({ path: resolvePath(scope, requiredPath(path)), data: Readable.from(Buffer.from(await value.arrayBuffer())) })
+        await write(resolvePath(scope, requiredPath(queryPath || part.filename)), part.data)
       }
     } else {
       const path = resolvePath(scope, requiredPath(c.req.query('path')))
-      const raw = c.req.raw.body ? Readable.fromWeb(c.req.raw.body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([])
       const gunzip = /\bgzip\b/.test(c.req.header('content-encoding') ?? '')
-      uploads.push({ path, data: capped(gunzip ? raw.pipe(createGunzip()) : raw, maxFileBytes) })
+      await write(path, capped(gunzip ? raw.pipe(createGunzip()) : raw, maxFileBytes))
     }
-    if (uploads.length === 0) throw new SandstormError('invalid_argument', 'no file in the upload: expected a multipart part or an octet-stream body')
-    const written = []
-    for (const upload of uploads) {
-      await runChecked(agent, scope.sandboxId, 'write', upload.path, ['/bin/sh', '-c', writeScript, 'e2b-write', upload.path], {
-        user: scope.user,
-        stdin: upload.data,
-        signal,
-        onPid: hide(scope),
-      })
-      written.push({ name: upload.path.split('/').pop() ?? upload.path, type: 'file', path: upload.path })
-    }
+    if (written.length === 0) throw new SandstormError('invalid_argument', 'no file in the upload: expected a multipart part or an octet-stream body')
     return c.json(written)
   })
 }
@@ -107,12 +100,12 @@ function requiredPath(path: string | undefined): string {
   return path
 }
 
-/** The bytes of a stream, failing with 413 once more than `maxBytes` have come. */
+/** The bytes of a stream, failing with 413 once more than `maxBytes` have come (after gunzip: a small bomb is cut off too). */
 async function* capped(stream: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
   let total = 0
   for await (const chunk of stream) {
     total += chunk.byteLength
-    if (total > maxBytes) throw new SandstormError('payload_too_large', `upload larger than ${maxBytes} bytes`)
+    if (total > maxBytes) throw new SandstormError('payload_too_large', `file too large: expected at most ${maxBytes} bytes in one file`)
     yield chunk
   }
 }

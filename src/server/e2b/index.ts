@@ -5,6 +5,7 @@
  * apart by path, and shares its middleware (signal, auth, errors) through the one app.
  */
 import { createConnectRouter } from '@connectrpc/connect'
+import { maxJsonBytes } from '../body-limits.js'
 import type { Interceptor } from '@connectrpc/connect'
 import { createFetchHandler } from '@connectrpc/connect/protocol'
 import type { Hono } from 'hono'
@@ -78,12 +79,20 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
       throw toConnectError(err, log)
     }
   }
-  const router = createConnectRouter({ grpc: false, grpcWeb: false, interceptors: [mapErrors] })
+  // A Connect message is a command, its env or a stdin chunk: never more than a JSON body may be.
+  const router = createConnectRouter({ grpc: false, grpcWeb: false, interceptors: [mapErrors], readMaxBytes: maxJsonBytes })
   router.service(Process, createProcessService(deps))
   router.service(Filesystem, createFilesystemService(deps))
   for (const handler of router.handlers) {
     const fetchHandler = createFetchHandler(handler)
-    app.post(handler.requestPath, (c) => fetchHandler(c.req.raw))
+    app.post(handler.requestPath, async (c) => {
+      const res = await fetchHandler(c.req.raw)
+      // Connect answers a content type it does not speak with a bare 415; say what it takes.
+      if (res.status !== 415) return res
+      const streaming = handler.method.methodKind !== 'unary'
+      const expected = streaming ? 'application/connect+json or application/connect+proto (a streaming call)' : 'application/json or application/proto'
+      return c.json({ code: 'invalid_argument', message: `content-type: expected ${expected}, got "${c.req.header('content-type') ?? ''}"` }, 415)
+    })
   }
 }
 

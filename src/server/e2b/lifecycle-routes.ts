@@ -106,7 +106,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     endAt: info.expiresAt,
     cpuCount: Math.max(1, Math.round(info.cpus)),
     memoryMB: info.memoryMiB,
-    diskSizeMB: 0,
+    diskSizeMB: info.diskMiB,
     metadata: info.labels,
     state: info.state === 'paused' ? 'paused' : 'running',
     allowInternetAccess: info.network !== 'none' && !info.network.denyOut.includes('0.0.0.0/0'),
@@ -250,9 +250,22 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     return c.body(null, 204)
   })
 
-  app.get('/sandboxes/:id/metrics', (c) => {
-    sandboxes.get(c.req.param('id'))
-    // Usage is not sampled over time here; an empty series is what E2B returns before its first sample.
-    return c.json([])
+  app.get('/sandboxes/:id/metrics', async (c) => {
+    // One sample, taken now: usage is not kept as a series here.
+    const m = await sandboxes.usage(c.req.param('id'), { signal: c.var.signal })
+    const at = Date.parse(m.timestamp)
+    return c.json([
+      {
+        timestamp: m.timestamp,
+        timestampUnix: Math.floor(at / 1000),
+        cpuCount: Math.max(1, Math.round(m.cpus)),
+        cpuUsedPct: m.cpuUsedPct,
+        memUsed: m.memoryUsedBytes,
+        memTotal: m.memoryLimitBytes,
+        memCache: 0,
+        diskUsed: m.diskUsedBytes,
+        diskTotal: m.diskLimitBytes,
+      },
+    ])
   })
 }

@@ -149,6 +149,7 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     destroy: (id, o) => call('destroy', { id }, o),
     list: (o) => call('list', null, o),
     pause: (id, o) => call('pause', { id }, o),
+    stats: (id, o) => call('stats', { id }, o),
     resume: (id, o) => call('resume', { id }, o),
     // The agent starts the command and sends its output on the same Data stream; the output waits
     // (flow-controlled) for the follow that comes next, so a run costs one request.

@@ -106,6 +106,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       return (await Promise.all(liveApis().map((api) => api.list(o)))).flat()
     },
     pause: (id, o) => at(id).pause(id, o),
+    stats: (id, o) => at(id).stats(id, o),
     resume: (id, o) => at(id).resume(id, o),
     exec: (id, req, o) => at(id).exec(id, req, o),
     // Generators, so that a lost agent fails on the first read as every other stream error does.

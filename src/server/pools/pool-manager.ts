@@ -105,6 +105,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       agent,
       logger: log,
       pidsMax: defaultPidsMax,
+      diskMiB: sandboxes.defaultDiskMiB,
       network: agentNetworkOf(sandboxes.defaultNetwork),
       shutdownSignal,
       onReady: (latencyMs) => metrics.refillSeconds.observe({ template: config.template }, latencyMs / 1000),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { matchesPool } from './pool-match.js'
 
-const pooled = { template: 'debian', runtime: 'runc', memoryMiB: 512, cpus: 1, pidsMax: 1024 }
+const pooled = { template: 'debian', runtime: 'runc', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048 }
 const net = { allowOut: [], denyOut: [], allowPublicTraffic: true }
 
 describe('matchesPool', () => {

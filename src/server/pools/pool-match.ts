@@ -9,6 +9,7 @@ export interface PooledConfig {
   memoryMiB: number
   cpus: number
   pidsMax: number
+  diskMiB: number
 }
 
 /**
@@ -25,5 +26,6 @@ export function matchesPool(input: CreateSandboxInput, network: SandboxNetwork, 
   if (input.memoryMiB !== undefined && input.memoryMiB !== pooled.memoryMiB) return false
   if (input.cpus !== undefined && input.cpus !== pooled.cpus) return false
   if (input.pidsMax !== undefined && input.pidsMax !== pooled.pidsMax) return false
+  if (input.diskMiB !== undefined && input.diskMiB !== pooled.diskMiB) return false
   return true
 }

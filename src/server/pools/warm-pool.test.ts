@@ -30,6 +30,7 @@ function poolOf(min: number, max: number) {
   const pool = createWarmPool({
     config: { template: 'debian', min, max },
     network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } },
+    diskMiB: 2048,
     agent: fake.agent,
     logger: silentLogger(),
     pidsMax: 1024,

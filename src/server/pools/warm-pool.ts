@@ -21,6 +21,8 @@ export interface WarmPoolOptions {
   logger: Logger
   /** Pids limit of pooled sandboxes: the server's default, so that a create without one matches. */
   pidsMax: number
+  /** Disk quota of pooled sandboxes when their template names none: the server's default. */
+  diskMiB: number
   /** Network of pooled sandboxes: the server's default; a create's own policy is set at hand-over. */
   network: AgentNetwork
   /** Background creates run under it; once it fires the pool starts nothing more. */
@@ -95,7 +97,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     const templates = await agent.templates({ signal: shutdownSignal })
     const template = templates.find((t) => t.name === config.template)
     if (!template) throw new SandstormError('not_found', `pool template "${config.template}" is not built: expected one of ${templates.map((t) => t.name).join(', ') || '(none built)'}`)
-    const pooled = { template: template.name, memoryMiB: template.defaults.memoryMiB, cpus: template.defaults.cpus, pidsMax: options.pidsMax }
+    const pooled = { template: template.name, memoryMiB: template.defaults.memoryMiB, cpus: template.defaults.cpus, pidsMax: options.pidsMax, diskMiB: template.defaults.diskMiB ?? options.diskMiB }
     shape = pooled
     const id = newId('sb')
     const sandbox = await agent.create({ id, ...pooled, env: {}, network: options.network }, { signal: shutdownSignal })

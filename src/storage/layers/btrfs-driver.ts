@@ -2,7 +2,7 @@ import { lstat, mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
-import type { LayerSource, StorageDriver, WritableDirs } from './driver.js'
+import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 
 /**
  * The btrfs driver, for a data dir on btrfs: writable dirs are subvolumes, a snapshot is a
@@ -12,11 +12,23 @@ import type { LayerSource, StorageDriver, WritableDirs } from './driver.js'
  *
  * A writable dir is one subvolume holding `upper/` and `work/`: overlayfs moves files from its
  * work dir into the upper dir with rename, which cannot cross subvolumes.
+ *
+ * A quota is an exclusive-bytes qgroup limit on that subvolume: what it shares with the layer it
+ * started from is free, what it writes counts. Quotas are turned on for the filesystem the first
+ * time one is asked for.
  */
 export function createBtrfsDriver(): StorageDriver {
+  let quotasOn: Promise<void> | null = null
+  const enableQuotas = (dir: string) => {
+    quotasOn ??= btrfs(['quota', 'enable', dir]).catch((err: unknown) => {
+      quotasOn = null
+      throw err
+    })
+    return quotasOn
+  }
   return {
     name: 'btrfs',
-    async makeWritable(path: string, from: LayerSource | null, options?: CallOptions): Promise<WritableDirs> {
+    async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? from.chain.map((c) => join(c, 'upper')) : [] }
       if (from) {
         await btrfs(['subvolume', 'snapshot', from.dir, path], options)
@@ -27,7 +39,25 @@ export function createBtrfsDriver(): StorageDriver {
         await mkdir(dirs.upperDir, { mode: 0o755 })
       }
       await mkdir(dirs.workDir, { mode: 0o700 })
+      if (options.diskMiB !== undefined) {
+        try {
+          await enableQuotas(path)
+          await btrfs(['qgroup', 'limit', '-e', `${options.diskMiB}M`, path], options)
+        } catch (err) {
+          await btrfs(['subvolume', 'delete', path]).catch(() => undefined)
+          throw err
+        }
+      }
       return dirs
+    },
+    async usage(path: string): Promise<DiskUsage | null> {
+      // One line for this subvolume's own qgroup: id, referenced, exclusive, max exclusive.
+      const r = await runTool('btrfs', ['qgroup', 'show', '-e', '-f', '--raw', path])
+      if (r.exitCode !== 0) return null
+      const row = r.stdout.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => /^0\/\d+$/.test(f[0] ?? ''))
+      const used = Number(row?.[2])
+      const limit = Number(row?.[3])
+      return Number.isFinite(used) && Number.isFinite(limit) ? { usedBytes: used, limitBytes: limit } : null
     },
     async capture(writablePath: string, layerDir: string, options?: CallOptions): Promise<void> {
       await btrfs(['subvolume', 'snapshot', '-r', writablePath, layerDir], options)

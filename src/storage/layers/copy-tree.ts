@@ -35,6 +35,10 @@ async function runCp(args: string[], options: CallOptions): Promise<void> {
   const result = await runTool('cp', args, { signal: linkSignal(options) })
   if (result.isCanceled) throw new SandstormError('canceled', 'copying a layer was canceled')
   if (result.exitCode !== 0) {
+    // cp names the host paths in its complaint: only the fact that the disk is full is shown.
+    if (/No space left|Disk quota exceeded/i.test(complaintOf(result))) {
+      throw new SandstormError('resource_exhausted', "copying a layer failed: the host's disk is full: free space on it and try again", { cause: complaintOf(result) })
+    }
     throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${complaintOf(result)}`)
   }
 }

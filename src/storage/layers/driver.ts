@@ -24,15 +24,31 @@ export interface WritableDirs {
   lowerDirs: string[]
 }
 
+/** How a writable dir is made. */
+export interface WritableOptions extends CallOptions {
+  /** The most the sandbox may write into it, in MiB; none when absent. */
+  diskMiB?: number
+}
+
+/** How much of its quota a writable dir uses. */
+export interface DiskUsage {
+  usedBytes: number
+  limitBytes: number
+}
+
 /** Creates, captures and removes the trees of a layer store. */
 export interface StorageDriver {
   readonly name: StorageDriverName
   /**
    * Makes a sandbox's writable dir at `path` (which must not exist), starting from `from` when
    * given: overlay stacks the source layer and its chain under an empty upper dir; btrfs starts
-   * the dir as a writable snapshot of the layer and stacks only the layer's own chain.
+   * the dir as a writable snapshot of the layer and stacks only the layer's own chain. With
+   * `diskMiB`, a write past the quota fails with ENOSPC (overlay: an ext4 image of that size
+   * mounted at `path`; btrfs: an exclusive qgroup limit on the subvolume).
    */
-  makeWritable(path: string, from: LayerSource | null, options?: CallOptions): Promise<WritableDirs>
+  makeWritable(path: string, from: LayerSource | null, options?: WritableOptions): Promise<WritableDirs>
+  /** What a writable dir made with a quota uses of it; null without one. */
+  usage(path: string): Promise<DiskUsage | null>
   /**
    * Turns a frozen writable dir into a new read-only layer at `layerDir` (which must not exist),
    * keeping whiteouts, opaque dirs, owners, modes and xattrs, and following no symlink inside.

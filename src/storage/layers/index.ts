@@ -1,5 +1,5 @@
 /** Snapshot layers: the layer store, its drivers (overlay, btrfs) and squashing. */
-export type { StorageDriver, StorageDriverName, LayerSource, WritableDirs } from './driver.js'
+export type { StorageDriver, StorageDriverName, LayerSource, WritableDirs, WritableOptions, DiskUsage } from './driver.js'
 export { createOverlayDriver } from './overlay-driver.js'
 export { createBtrfsDriver, isOnBtrfs } from './btrfs-driver.js'
 export { createLayerStore, type LayerStore, type LayerStoreOptions, type LayerRecord, type CaptureHooks } from './layer-store.js'

@@ -11,7 +11,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
-import type { StorageDriver, WritableDirs } from './driver.js'
+import type { DiskUsage, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { squashLayers } from './squash.js'
 
 /** A read-only layer as the store records it. */
@@ -61,13 +61,15 @@ export interface CaptureHooks {
 /** Layers and writable dirs of one host. */
 export interface LayerStore {
   readonly driver: StorageDriver
-  /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`; `meta` is kept with it. */
-  prepare(sandboxId: string, fromId: string | null, meta?: Record<string, unknown>, options?: CallOptions): Promise<WritableDirs>
+  /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`, with the quota `options.diskMiB`; `meta` is kept with it. */
+  prepare(sandboxId: string, fromId: string | null, meta?: Record<string, unknown>, options?: WritableOptions): Promise<WritableDirs>
+  /** What a sandbox's writable dir uses of its quota; null without a quota (or a writable dir). */
+  usage(sandboxId: string): Promise<DiskUsage | null>
   /** What `prepare` was given as `meta` for a sandbox, or null if it has no writable dir here. */
   metaOf(sandboxId: string): Promise<Record<string, unknown> | null>
   /** Removes a sandbox's writable dir (after its root is unmounted). Safe to call twice. */
   release(sandboxId: string): Promise<void>
-  /** Sandboxes that have a writable dir here. */
+  /** Sandboxes that have a writable dir here, or the record of one (a prepare cut off by a crash). */
   sandboxes(): Promise<string[]>
   /** Turns a sandbox's writable dir into layer `id`, freezing it only while copying. */
   capture(sandboxId: string, id: string, meta: Record<string, unknown>, hooks: CaptureHooks, options?: CallOptions): Promise<LayerRecord>
@@ -183,6 +185,8 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       }
     },
 
+    usage: async (sandboxId) => driver.usage(join(writableDir, checkId(sandboxId, 'sandbox'))),
+
     async metaOf(sandboxId) {
       await ready
       return (await readWritable(checkId(sandboxId, 'sandbox')))?.meta ?? null
@@ -196,7 +200,9 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
 
     async sandboxes() {
       await ready
-      return (await readdir(writableDir)).filter((n) => idPattern.test(n))
+      // A record without its dir is a prepare that a crash cut off before the dir was made.
+      const ids = (await readdir(writableDir)).map((n) => n.replace(/\.json$/, '')).filter((n) => idPattern.test(n))
+      return [...new Set(ids)]
     },
 
     async capture(sandboxId, id, meta, hooks, call) {

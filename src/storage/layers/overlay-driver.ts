@@ -2,18 +2,21 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
 import { copyTree } from './copy-tree.js'
-import type { LayerSource, StorageDriver, WritableDirs } from './driver.js'
+import { diskImageUsage, mountDiskImage, removeDiskImage } from './disk-image.js'
+import type { LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 
 /**
  * The overlay driver, for any filesystem: a snapshot copies the upper dir (only what the sandbox
  * changed; reflinked where the filesystem can), and a fork stacks an empty upper dir on the
- * snapshot's layer and its chain. A layer's root is the copied upper dir itself.
+ * snapshot's layer and its chain. A layer's root is the copied upper dir itself. A quota puts
+ * the writable dir on its own ext4 image (disk-image.ts).
  */
 export function createOverlayDriver(): StorageDriver {
   return {
     name: 'overlay',
-    async makeWritable(path: string, from: LayerSource | null): Promise<WritableDirs> {
+    async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       await mkdir(path, { mode: 0o700 })
+      if (options.diskMiB !== undefined) await mountDiskImage(path, options.diskMiB, options)
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
       await mkdir(dirs.upperDir, { mode: 0o755 })
       await mkdir(dirs.workDir, { mode: 0o700 })
@@ -21,7 +24,11 @@ export function createOverlayDriver(): StorageDriver {
     },
     capture: (writablePath: string, layerDir: string, options?: CallOptions) => copyTree(join(writablePath, 'upper'), layerDir, options),
     lowerDirOf: (layerDir: string) => layerDir,
-    // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
-    remove: (path: string) => rm(path, { recursive: true, force: true }),
+    usage: diskImageUsage,
+    async remove(path: string) {
+      await removeDiskImage(path)
+      // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
+      await rm(path, { recursive: true, force: true })
+    },
   }
 }
