@@ -17,10 +17,12 @@ import { snapshotBenchmark } from './snapshots.js'
 import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
 import { poolBenchmark } from './pool.js'
 import { qemuBenchmark } from './qemu.js'
+import { quotaBenchmark, quotaBtrfsBenchmark } from './quota.js'
+import { soakBenchmark } from './soak.js'
 import { networkBenchmark } from './network.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, e2bBenchmark, fleetBenchmark, networkBenchmark, qemuBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, qemuBenchmark]
 
 interface CliOptions {
   only?: string[]

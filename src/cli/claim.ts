@@ -21,7 +21,9 @@ export async function claimHost(dataDir: string, role: string, ports: { host: st
   try {
     for (const p of ports) {
       if (p.port === 0) continue
-      const server = createServer()
+      // A client that connects while the port is only held is dropped at once (it retries): a
+      // connection left open would keep close() from finishing, and the real listener from starting.
+      const server = createServer((socket) => socket.destroy())
       server.listen(p.port, p.host)
       try {
         await once(server, 'listening')

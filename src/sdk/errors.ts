@@ -18,6 +18,14 @@ export class SandstormSdkError extends Error {
   ) {
     super(message, options)
   }
+
+  /**
+   * Whether trying the same call again later may succeed: the server or the sandbox's host was
+   * unreachable for a moment (a restart, a lost agent). A retried command may run twice.
+   */
+  get retryable(): boolean {
+    return this.code === 'unavailable'
+  }
 }
 
 /** The sandbox, process, file or template does not exist (404). */

@@ -295,6 +295,7 @@ test('an unreachable server is a ConnectionError that says how to start one', as
     assert.ok(err instanceof ConnectionError)
     assert.match(err.message, /ECONNREFUSED/)
     assert.match(err.message, /sandstorm up/)
+    assert.equal(err.retryable, true)
     return true
   })
 })

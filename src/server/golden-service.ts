@@ -5,6 +5,7 @@
 import type { AgentApi, AgentGoldenApi } from '../agent/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { BuildTemplateRequest, CallOptions, FailedBuildStep, Logger, SandboxInfo, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
+import { hiddenMessage } from './request-context.js'
 import type { SandboxService } from './sandbox-service.js'
 import type { SnapshotService } from './snapshot-service.js'
 
@@ -93,7 +94,7 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
     } catch (err) {
       const e = signal.aborted && !(err instanceof StepFailed) ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
       logger.warn({ template: name, err: e }, 'template build failed; removing what it made')
-      last = { type: 'error', code: e.code, message: e.message, ...(err instanceof StepFailed ? { step: err.step } : {}) }
+      last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(err instanceof StepFailed ? { step: err.step } : {}) }
     } finally {
       // Cleanup runs whatever happened to the request: it takes no signal.
       if (sandbox) await sandboxes.destroy(sandbox.id, {}, 'template build ended').catch((err: unknown) => logger.error({ sandboxId: sandbox?.id, err }, 'could not remove a build sandbox'))

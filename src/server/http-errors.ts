@@ -18,7 +18,9 @@ export function errorResponse(err: unknown, logger: Logger, context: Record<stri
 /** Logs an error answered with `status`: the whole message and cause, with the request's id. */
 export function logError(error: SandstormError, logger: Logger, context: Record<string, unknown>, status: number): void {
   const fields = { ...context, requestId: currentRequestId(), code: error.code, status }
-  if (status >= 500 || !error.expose) logger.error({ ...fields, err: error.cause ?? error }, error.message)
+  // An exposed `unavailable` (a lost agent, a restart) is expected and retryable: a warning, not an error.
+  if (!error.expose || (status >= 500 && error.code !== 'unavailable')) logger.error({ ...fields, err: error.cause ?? error }, error.message)
+  else if (status >= 500) logger.warn({ ...fields, err: error.cause ?? error }, error.message)
   else logger.info({ ...fields, ...(error.cause !== undefined ? { err: error.cause } : {}) }, error.message)
 }
 
