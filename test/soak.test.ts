@@ -6,6 +6,7 @@
  * of them is left. bench/soak.ts runs the longer one and prints its figures.
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
@@ -22,17 +23,18 @@ const perAgent = 2
 const total = 10_000
 const concurrency = 50
 
-async function namespaces(): Promise<string[]> {
-  return (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('sbn-'))
+/** Sandbox namespaces of the agents at these data dirs (`sbn-<tag>-*`, the tag hashed from the data dir). */
+async function namespacesOf(dataDirs: string[]): Promise<string[]> {
+  const prefixes = dataDirs.map((d) => `sbn-${createHash('sha256').update(d).digest('hex').slice(0, 6)}-`)
+  const all = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!)
+  return all.filter((n) => prefixes.some((p) => n.startsWith(p)))
 }
 
 describe('faults: a soak across a server and three agents', { skip, timeout: 900_000 }, () => {
   let fleet: SoakFleet | undefined
   let ids: string[] = []
-  let namespacesBefore: string[] = []
 
   before(async () => {
-    namespacesBefore = await namespaces()
     fleet = await startSoakFleet(agents)
   })
 
@@ -87,8 +89,7 @@ describe('faults: a soak across a server and three agents', { skip, timeout: 900
     const found: string[] = []
     for (const id of ids) for (const d of dirs) found.push(...(await leftoversOf(d, id)))
     found.push(...(await loopDevicesUnder(dir)))
-    const before = new Set(namespacesBefore)
-    found.push(...(await namespaces()).filter((n) => !before.has(n)).map((n) => `netns ${n}`))
+    found.push(...(await namespacesOf(dirs)).map((n) => `netns ${n}`))
     await rm(dir, { recursive: true, force: true })
     assert.deepEqual(found, [])
   })
