@@ -12,7 +12,7 @@ import { addressClassifier, cidrMatcher } from './address-ranges.js'
 import { createFirewall, hasDomains, type FirewalledSandbox } from './firewall.js'
 import { startNameChecks, type NameCheckClient } from './name-checks.js'
 import { createNft } from './nft.js'
-import { createResidentShell } from './shell.js'
+import { createResidentShell } from '../shared/resident-shell.js'
 import { startResolver, type ResolverClient } from './resolver.js'
 import { createSlot, destroySlot, gatewayOf, netnsDir, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
 
@@ -122,7 +122,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const byId = new Map<string, Attached>()
   const byAddress = new Map<string, Attached>()
   const nft = createNft(log)
-  const shell = createResidentShell()
+  const shell = createResidentShell('network')
   let firewallReady: Promise<void> | undefined
 
   const resolverClient = (a: Attached): ResolverClient => ({

@@ -10,7 +10,7 @@ import { readdir, writeFile } from 'node:fs/promises'
 import { execa } from 'execa'
 import ipaddr from 'ipaddr.js'
 import { SandstormError } from '../shared/index.js'
-import type { ResidentShell } from './shell.js'
+import type { ResidentShell } from '../shared/resident-shell.js'
 
 /** Where `ip netns` keeps its namespaces. */
 export const netnsDir = '/run/netns'

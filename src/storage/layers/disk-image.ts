@@ -4,13 +4,16 @@
  * it gets ENOSPC from its own filesystem, and the host's free space drops by at most the image's
  * size. The image is mounted with a loop device that the kernel frees on unmount (autoclear).
  *
- * Costs measured on a 2-core host: mkfs ~20 ms, mount ~20 ms, unmount ~15 ms; about 600 KiB of
- * the host's disk per image before the sandbox writes anything.
+ * mkfs and mount run in one script of a resident shell: spawned from the agent they cost two
+ * forks of it (33 ms beside 21 ms for both in the shell, measured on a 2-core host with a 300 MiB
+ * heap). About 600 KiB of the host's disk per image before the sandbox writes anything.
  */
 import { rm, statfs, truncate, writeFile } from 'node:fs/promises'
-import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
+import { SandstormError, type CallOptions } from '../../shared/index.js'
 import { isMounted, unmount } from '../overlay/overlay.js'
-import { complaintOf, runTool } from '../run-tool.js'
+import { createResidentShell, shellQuote } from '../../shared/resident-shell.js'
+
+const shell = createResidentShell('disk image')
 
 /** The image file of a writable dir. */
 export const diskImageOf = (dir: string): string => `${dir}.disk`
@@ -32,9 +35,13 @@ export async function mountDiskImage(dir: string, diskMiB: number, call: CallOpt
     await truncate(image, diskMiB * 1024 * 1024)
     // No reserved blocks (root in the sandbox would get them), inode tables and journal not
     // zeroed ahead: the file stays sparse until the sandbox writes.
-    await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard', image], call, 'formatting the sandbox disk')
     // noinit_itable: no background thread zeroing the inode tables (and filling the image).
-    await tool('mount', ['-t', 'ext4', '-o', 'loop,nodev,nosuid,noatime,noinit_itable', image, dir], call, 'mounting the sandbox disk')
+    if (call.signal?.aborted) throw new SandstormError('canceled', 'making the sandbox disk was canceled')
+    const r = await shell.run(
+      `mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${shellQuote(image)} && ` +
+        `mount -t ext4 -o loop,nodev,nosuid,noatime,noinit_itable ${shellQuote(image)} ${shellQuote(dir)}`,
+    )
+    if (r.code !== 0) throw toolError('making the sandbox disk', r.output.trim())
   } catch (err) {
     await removeDiskImage(dir).catch(() => undefined)
     throw err
@@ -54,11 +61,7 @@ export async function diskImageUsage(dir: string): Promise<DiskUsage | null> {
   return { usedBytes: (s.blocks - s.bfree) * s.bsize, limitBytes: s.blocks * s.bsize }
 }
 
-async function tool(file: string, args: string[], call: CallOptions, what: string): Promise<void> {
-  const r = await runTool(file, args, { signal: linkSignal(call) })
-  if (r.isCanceled) throw new SandstormError('canceled', `${what} was canceled`)
-  if (r.exitCode === 0) return
-  const complaint = complaintOf(r)
-  if (/No space left|ENOSPC/i.test(complaint)) throw new SandstormError('resource_exhausted', `${what} failed: the host's disk is full`, { cause: complaint, expose: true })
-  throw new SandstormError('internal', `${what} failed: ${complaint}`)
+function toolError(what: string, complaint: string): SandstormError {
+  if (/No space left|ENOSPC/i.test(complaint)) return new SandstormError('resource_exhausted', `${what} failed: the host's disk is full`, { cause: complaint, expose: true })
+  return new SandstormError('internal', `${what} failed: ${complaint}`)
 }

@@ -1,13 +1,14 @@
 /**
- * A resident shell for the `ip` commands of network slots. Spawning a process from the agent
- * forks the agent, and a Node process of a few hundred MiB blocks its event loop for about 10 ms
- * per fork: a slot made or removed that way held up the create or the answer beside it. The
- * shell is forked once; each script then forks only the small shell.
+ * A resident shell for the host commands on a create's path (the `ip` commands of network slots,
+ * the mkfs and mount of a sandbox's disk image). Spawning a process from the agent forks the
+ * agent, and a Node process of a few hundred MiB blocks its event loop for about 10 ms per fork:
+ * a step run that way held up the create or the answer beside it. The shell is forked once; each
+ * script then forks only the small shell. While idle it keeps no process alive.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import type { Readable, Writable } from 'node:stream'
-import { SandstormError } from '../shared/index.js'
+import { SandstormError } from './errors.js'
 
 /** How a script ended: its exit status, and what it printed (stdout and stderr together). */
 export interface ShellResult {
@@ -27,8 +28,11 @@ interface Pending {
   reject(err: Error): void
 }
 
-/** A shell started on first use, and again after it died. */
-export function createResidentShell(): ResidentShell {
+/** A word for a script: single-quoted, so that nothing in it is expanded. */
+export const shellQuote = (word: string): string => `'${word.replaceAll("'", "'\\''")}'`
+
+/** A shell started on first use, and again after it died; `name` says whose it is in errors. */
+export function createResidentShell(name: string): ResidentShell {
   let child: ChildProcessByStdio<Writable, Readable, null> | undefined
   // Marks where each script's output ends; random so that no output can forge it.
   const marker = `__sandstorm_done_${randomBytes(8).toString('hex')}`
@@ -61,16 +65,31 @@ export function createResidentShell(): ResidentShell {
         current = undefined
         done?.resolve({ code, output })
         next()
+        if (!current) idle(c)
       })
-      c.on('error', (err) => fail(new SandstormError('internal', `the network shell could not run: ${err.message}`, { cause: err })))
+      c.on('error', (err) => fail(new SandstormError('internal', `the ${name} shell could not run: ${err.message}`, { cause: err })))
       c.on('exit', (code, signal) => {
-        if (child === c) fail(new SandstormError('internal', `the network shell exited (${signal ?? `code ${code}`})`))
+        if (child === c) fail(new SandstormError('internal', `the ${name} shell exited (${signal ?? `code ${code}`})`))
       })
       c.stdin.on('error', () => undefined)
       child = c
     }
+    busy(child)
     // A subshell, so that an `exit` in the script ends the script, not the shell.
     child.stdin.write(`( ${current.script}\n) 2>&1\necho "${marker} $?"\n`)
+  }
+
+  // A script running keeps the process alive; an idle shell does not.
+  // The child's pipes are sockets, which can be (un)referenced.
+  type Refable = { ref?(): void; unref?(): void }
+  const busy = (c: ChildProcessByStdio<Writable, Readable, null>): void => {
+    c.ref()
+    ;(c.stdout as Refable).ref?.()
+  }
+  const idle = (c: ChildProcessByStdio<Writable, Readable, null>): void => {
+    c.unref()
+    ;(c.stdout as Refable).unref?.()
+    ;(c.stdin as Refable).unref?.()
   }
 
   return {
