@@ -10,7 +10,7 @@
  */
 import { rm, statfs, truncate, writeFile } from 'node:fs/promises'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
-import { isMounted, unmount } from '../overlay/overlay.js'
+import { isMounted } from '../overlay/overlay.js'
 import { createResidentShell, shellQuote } from '../../shared/resident-shell.js'
 
 const shell = createResidentShell('disk image')
@@ -50,7 +50,11 @@ export async function mountDiskImage(dir: string, diskMiB: number, call: CallOpt
 
 /** Unmounts a writable dir's image (a busy one lazily) and deletes it. Safe to call twice, and on a dir without one. */
 export async function removeDiskImage(dir: string): Promise<void> {
-  await unmount(dir)
+  // In the resident shell too: a fork of the agent here would stall a create running beside the destroy.
+  if (await isMounted(dir)) {
+    const r = await shell.run(`umount ${shellQuote(dir)} 2>/dev/null || umount -l ${shellQuote(dir)}`)
+    if (r.code !== 0 && (await isMounted(dir))) throw new SandstormError('internal', `unmounting a sandbox disk failed: ${r.output.trim()}`)
+  }
   await rm(diskImageOf(dir), { force: true })
 }
 
