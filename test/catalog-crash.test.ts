@@ -12,18 +12,15 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import Database from 'better-sqlite3'
-import { execa, type ResultPromise } from 'execa'
 import { Sandbox } from '../src/sdk/index.js'
 import { leftoversOf, loopDevicesUnder, namesIn, sandboxIdsOnDisk } from './helpers/leftovers.js'
-import { skipReason, templatesDir } from './helpers/stack.js'
+import { startUpProcess, type UpProcess } from './helpers/fleet-processes.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
 const run = promisify(execFile)
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
-const env = { SANDSTORM_TEMPLATES_DIR: templatesDir, SANDSTORM_LOG_LEVEL: 'warn' }
 
 /** Creates in a burst, and how many run at once. */
 const burst = { creates: 24, concurrency: 8 }
@@ -44,27 +41,6 @@ const killPoints: KillPoint[] = [
 ]
 
 const describeKill = (k: KillPoint): string => ('answers' in k ? `answer ${k.answers}` : `new ${k.under}/*${k.suffix} ${k.files}`)
-
-/** A `sandstorm up` child and how to reach it. */
-interface Up {
-  child: ResultPromise
-  conn: { apiUrl: string; apiKey: string }
-}
-
-/** Starts `sandstorm up` on `dir` and resolves once it listens (after adoption). */
-async function startUp(dir: string): Promise<Up> {
-  const child = execa('node', [cli, 'up', '--data-dir', dir, '--port', '0'], { env, reject: false, stdin: 'ignore', buffer: { stdout: false } })
-  const apiUrl = await new Promise<string>((resolve, reject) => {
-    let text = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      text += d
-      const m = /listening on (http:\/\/\S+)/.exec(text)
-      if (m) resolve(m[1]!)
-    })
-    void child.then((r) => reject(new Error(`up exited (${r.exitCode ?? r.signal}): ${r.stderr}`)))
-  })
-  return { child, conn: { apiUrl, apiKey: (await readFile(join(dir, 'api-key'), 'utf8')).trim() } }
-}
 
 /** Runs `use` on the catalog database file, opened directly (beside a running server: WAL lets it read). */
 function openDb<T>(dir: string, use: (db: Database.Database) => T): T {
@@ -112,7 +88,7 @@ function watchNewFiles(dir: string, suffix: string, nth: number, onNth: () => vo
 }
 
 /** Creates `burst.creates` sandboxes, `burst.concurrency` at a time, calling `onAnswer` with each that answered; creates that fail (the server died) are expected. */
-async function createBurst(conn: Up['conn'], onAnswer: (id: string) => void): Promise<void> {
+async function createBurst(conn: UpProcess['conn'], onAnswer: (id: string) => void): Promise<void> {
   let tried = 0
   const worker = async (): Promise<void> => {
     while (tried < burst.creates) {
@@ -126,7 +102,7 @@ async function createBurst(conn: Up['conn'], onAnswer: (id: string) => void): Pr
 
 describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () => {
   let dir: string
-  let up: Up | undefined
+  let up: UpProcess | undefined
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-crash-'))
@@ -134,7 +110,7 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
   after(async () => {
     if (!dir) return
     // Whatever happened: a live (or fresh) up reconciles and destroys every sandbox; the rest goes by hand.
-    if (!up || up.child.exitCode !== null || up.child.signalCode !== null) up = await startUp(dir).catch(() => undefined)
+    if (!up || up.child.exitCode !== null || up.child.signalCode !== null) up = await startUpProcess(dir).catch(() => undefined)
     if (up) {
       for (const s of await Sandbox.list(up.conn).catch(() => [])) await Sandbox.kill(s.id, up.conn).catch(() => undefined)
       up.child.kill('SIGTERM')
@@ -187,7 +163,7 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
     for (const id of [...rowsAtCrash.map((r) => r.id), ...(await sandboxIdsOnDisk(dir)), ...(await writableIds(dir)), ...(await runcContainers(dir))]) seen.add(id)
     t.diagnostic(`killed at ${describeKill(killPoint)}, after ${killedAt} answers: ${rowsAtCrash.length} catalog rows (${rowsAtCrash.filter((r) => r.state === 'starting').length} starting), ${(await sandboxIdsOnDisk(dir)).length} sandboxes on disk, ${(await writableIds(dir)).length} writable layers, ${(await loopDevicesUnder(dir)).length} loop devices`)
 
-    up = await startUp(dir)
+    up = await startUpProcess(dir)
     return { answered: answeredBeforeKill }
   }
 
@@ -217,7 +193,7 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
   }
 
   it('SIGKILL during bursts of creates: the database reopens whole and each next start reconciles it with the host', async (t) => {
-    up = await startUp(dir)
+    up = await startUpProcess(dir)
     let listed: string[] = []
     for (const killPoint of killPoints) {
       const { answered } = await crashAndRestart(t, killPoint)

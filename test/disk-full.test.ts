@@ -8,20 +8,19 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readFile, readlink, rm, statfs, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readFile, rm, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { execa, type ResultPromise } from 'execa'
 import { hostMarginBytes } from '../src/agent/host-space.js'
 import type { TemplateBuildEvent } from '../src/shared/index.js'
 import { Sandbox } from '../src/sdk/index.js'
 import { leftoversOf, loopDevicesUnder, namesIn } from './helpers/leftovers.js'
-import { skipReason, templatesDir as sharedTemplatesDir } from './helpers/stack.js'
+import { ownTemplatesDir, startUpProcess } from './helpers/fleet-processes.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 const MiB = 1024 ** 2
 /** Words a disk-full message must hold, and what it must never show: host paths and errno text. */
 const diskFull = /disk is full|no space left/i
@@ -32,15 +31,6 @@ async function mountsUnder(dir: string): Promise<string[]> {
   const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
   const points = lines.map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`))
   return [...new Set(points)].sort((a, b) => b.length - a.length)
-}
-
-/** A templates dir of its own that holds the shared debian template's current version (linked, not copied). */
-async function ownTemplatesDir(dir: string): Promise<string> {
-  await mkdir(join(dir, 'debian'), { recursive: true })
-  const version = await readlink(join(sharedTemplatesDir, 'debian', 'current'))
-  await symlink(join(sharedTemplatesDir, 'debian', version), join(dir, 'debian', version))
-  await symlink(version, join(dir, 'debian', 'current'))
-  return dir
 }
 
 /**
@@ -136,24 +126,7 @@ describe('a full data disk', { skip, timeout: 900_000 }, () => {
     // Its own templates dir on the small filesystem: a build's new version lands on the full disk.
     templatesDir = await ownTemplatesDir(join(mnt, 'templates'))
     filler = join(mnt, 'filler')
-    up = execa('node', [cli, 'up', '--data-dir', dataDir, '--templates-dir', templatesDir, '--port', '0', '--default-disk', '64M'], {
-      env: { SANDSTORM_LOG_LEVEL: process.env.SANDSTORM_TEST_LOGS ? 'debug' : 'warn' },
-      reject: false,
-      stdin: 'ignore',
-      buffer: { stdout: false },
-      stderr: process.env.SANDSTORM_TEST_LOGS ? 'inherit' : 'pipe',
-    })
-    const url = await new Promise<string>((resolve, reject) => {
-      let text = ''
-      up.stdout!.on('data', (d: Buffer) => {
-        text += d
-        if (process.env.SANDSTORM_TEST_LOGS) process.stderr.write(d)
-        const m = /listening on (http:\/\/\S+)/.exec(text)
-        if (m) resolve(m[1]!)
-      })
-      void up.then((r) => reject(new Error(`up exited: ${r.stderr}`)))
-    })
-    conn = { apiUrl: url, apiKey: (await readFile(join(dataDir, 'api-key'), 'utf8')).trim() }
+    ;({ child: up, conn } = await startUpProcess(dataDir, ['--templates-dir', templatesDir, '--default-disk', '64M']))
     sbx = await Sandbox.create('debian', { ...conn, network: 'none', diskMiB: 64 })
     // Something for a snapshot to copy, written through to the host before the disk fills.
     assert.equal((await sbx.commands.run('head -c 4M /dev/urandom > /root/seed && sync && echo ok')).stdout, 'ok\n')

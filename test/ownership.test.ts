@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { execa, type ResultPromise } from 'execa'
 import { Sandbox } from '../src/sdk/index.js'
+import { startUpProcess } from './helpers/fleet-processes.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
@@ -26,17 +27,7 @@ describe('one owner per data dir', { skip, timeout: 120_000 }, () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-owner-'))
-    first = execa('node', [cli, 'up', '--data-dir', dir, '--port', '0'], { env, reject: false, stdin: 'ignore', buffer: { stdout: false } })
-    const url = await new Promise<string>((resolve, reject) => {
-      let text = ''
-      first.stdout!.on('data', (d: Buffer) => {
-        text += d
-        const m = /listening on (http:\/\/\S+)/.exec(text)
-        if (m) resolve(m[1]!)
-      })
-      void first.then((r) => reject(new Error(`up exited: ${r.stderr}`)))
-    })
-    conn = { apiUrl: url, apiKey: (await readFile(join(dir, 'api-key'), 'utf8')).trim() }
+    ;({ child: first, conn } = await startUpProcess(dir))
   })
   after(async () => {
     first?.kill('SIGTERM')

@@ -11,15 +11,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { execa, type ResultPromise } from 'execa'
+import type { ResultPromise } from 'execa'
 import { Sandbox } from '../src/sdk/index.js'
 import { sh } from './helpers/sandbox-shell.js'
-import { skipReason, templatesDir } from './helpers/stack.js'
+import { startUpProcess } from './helpers/fleet-processes.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 const GiB = 1024 ** 3
 const MiB = 1024 ** 2
 
@@ -60,17 +59,8 @@ describe('uploads stream, whatever their size', { skip, timeout: 600_000 }, () =
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-upload-'))
-    up = execa('node', [cli, 'up', '--data-dir', dir, '--port', '0'], { env: { SANDSTORM_TEMPLATES_DIR: templatesDir, SANDSTORM_LOG_LEVEL: 'warn' }, reject: false, stdin: 'ignore', buffer: { stdout: false } })
-    const url = await new Promise<string>((resolve, reject) => {
-      let text = ''
-      up.stdout!.on('data', (d: Buffer) => {
-        text += d
-        const m = /listening on (http:\/\/\S+)/.exec(text)
-        if (m) resolve(m[1]!)
-      })
-      void up.then((r) => reject(new Error(`up exited: ${r.stderr}`)))
-    })
-    conn = { apiUrl: url, apiKey: (await readFile(join(dir, 'api-key'), 'utf8')).trim() }
+    ;({ child: up, conn } = await startUpProcess(dir))
+    const url = conn.apiUrl
     // Created through E2B's API, which answers the envd access token with the sandbox.
     const res = await fetch(`${url}/sandboxes`, { method: 'POST', headers: { 'x-api-key': conn.apiKey, 'content-type': 'application/json' }, body: JSON.stringify({ templateID: 'debian' }) })
     const created = (await res.json()) as { sandboxID: string; envdAccessToken: string }

@@ -9,13 +9,12 @@
  * use up the host's space.
  */
 import { statfs } from 'node:fs/promises'
-import { SandstormError } from '../shared/index.js'
+import { diskFullError, type SandstormError } from '../shared/index.js'
 
 /** Room kept free for what the image's filesystem writes beside the data (metadata, journal). @default 64 MiB */
 export const hostMarginBytes = 64 * 1024 * 1024
 
-const diskFull = (): SandstormError =>
-  new SandstormError('resource_exhausted', "the upload was refused: the host's disk is full: free space on it and try again")
+const diskFull = (): SandstormError => diskFullError('the upload', undefined)
 
 /** Bytes free on the filesystem of `dir`, less the blocks it keeps for root (the smaller figure). */
 async function freeBytes(dir: string): Promise<number> {

@@ -313,8 +313,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     pause: (id, call) => backendOf(id).pause(id, call),
     async stats(id, call) {
-      get(id)
-      const [s, disk] = await Promise.all([backendOf(id).stats(id, call), machineRuntimes.has(get(id).record.runtime) ? null : layers.usage(id)])
+      // A machine's disk is its own image (the backend counts it); a container's is its writable layer.
+      const machine = machineRuntimes.has(get(id).record.runtime)
+      const [s, disk] = await Promise.all([backendOf(id).stats(id, call), machine ? null : layers.usage(id)])
       const own = s.disk ?? disk
       return { memoryBytes: s.memoryBytes, cpuNanos: s.cpuNanos, pids: s.pids, diskUsedBytes: own?.usedBytes ?? 0, diskLimitBytes: own?.limitBytes ?? 0 }
     },

@@ -63,7 +63,7 @@ export class SandstormError extends Error {
   static from(err: unknown, fallback: ErrorCode = 'internal'): SandstormError {
     if (err instanceof SandstormError) return err
     if (isAbortError(err)) return new SandstormError('canceled', 'the operation was canceled', { cause: err })
-    if (isDiskFull(err)) return new SandstormError('resource_exhausted', "the host's disk is full: free space on it and try again", { cause: err })
+    if (isDiskFull(err)) return diskFullError(undefined, err)
     const message = err instanceof Error ? err.message : String(err)
     return new SandstormError(fallback, message, { cause: err })
   }
@@ -81,6 +81,19 @@ export function isAbortError(err: unknown): boolean {
 export function isDiskFull(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
   return err instanceof Error && (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL')
+}
+
+/** Does a tool's complaint (cp, mkfs, mount) say that the disk or a quota is full? */
+export function complainsOfFullDisk(text: string): boolean {
+  return /No space left|ENOSPC|Disk quota exceeded/i.test(text)
+}
+
+/**
+ * The one error for a host disk that is full: `resource_exhausted`, saying what failed (when
+ * given) and what to do, never the path or tool output, which stay in `cause` for the log.
+ */
+export function diskFullError(what: string | undefined, cause: unknown): SandstormError {
+  return new SandstormError('resource_exhausted', `${what ? `${what} failed: ` : ''}the host's disk is full: free space on it and try again`, { cause })
 }
 
 /** Maps an errno code from node:fs or a helper to an error code. */

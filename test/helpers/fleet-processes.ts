@@ -1,5 +1,5 @@
-/** A `sandstorm server` and `sandstorm agent`s as separate processes, for fleet tests and benchmarks. */
-import { mkdir, readlink, symlink } from 'node:fs/promises'
+/** `sandstorm up`, `sandstorm server` and `sandstorm agent`s as separate processes, for tests and benchmarks. */
+import { mkdir, readFile, readlink, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa, type ResultPromise } from 'execa'
@@ -50,6 +50,28 @@ function lineOf(child: ResultPromise, pattern: RegExp): Promise<RegExpMatchArray
 
 const env = { SANDSTORM_TEMPLATES_DIR: templatesDir, SANDSTORM_LOG_LEVEL: process.env.SANDSTORM_TEST_LOGS ? 'debug' : 'warn' }
 
+/** A started `sandstorm up` and how to reach it. */
+export interface UpProcess {
+  child: ResultPromise
+  conn: { apiUrl: string; apiKey: string }
+}
+
+/**
+ * Starts `sandstorm up` on `dataDir` (port 0, templates from the shared store unless `args` name
+ * others) and resolves once it listens, that is after adoption; fails when it exits first.
+ */
+export async function startUpProcess(dataDir: string, args: string[] = []): Promise<UpProcess> {
+  const child = execa('node', [cli, 'up', '--data-dir', dataDir, '--port', '0', ...args], {
+    env,
+    reject: false,
+    stdin: 'ignore',
+    buffer: { stdout: false },
+    stderr: process.env.SANDSTORM_TEST_LOGS ? 'inherit' : 'pipe',
+  })
+  const [, apiUrl] = await lineOf(child, /listening on (http:\/\/\S+)/)
+  return { child, conn: { apiUrl: apiUrl!, apiKey: (await readFile(join(dataDir, 'api-key'), 'utf8')).trim() } }
+}
+
 /**
  * Starts `sandstorm server` (the HTTP API on 127.0.0.1, agents on `agentHost`). Agents are told to
  * beat every `heartbeatMs` (default 500, so that tests see metrics soon); `lostAfterMs` is the
@@ -68,7 +90,6 @@ export async function startServerProcess(o: { dataDir: string; agentHost: string
   })
   child.stderr?.resume()
   const [, url, agentAddress, token] = await lineOf(child, /listening on (http:\/\/\S+)[\s\S]*--server (\S+) --token (\S+)/)
-  const { readFile } = await import('node:fs/promises')
   const apiKey = (await readFile(`${o.dataDir}/api-key`, 'utf8')).trim()
   return { child, url: url!, apiKey, agentAddress: agentAddress!, token: token! }
 }

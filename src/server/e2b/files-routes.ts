@@ -5,6 +5,7 @@ import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
+import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
 import type { AccessTokens } from '../access-tokens.js'
 import { findArgv, parseFind } from './entry-info.js'
@@ -88,7 +89,7 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     } else {
       const path = resolvePath(scope, requiredPath(c.req.query('path')))
       const gunzip = /\bgzip\b/.test(c.req.header('content-encoding') ?? '')
-      await write(path, capped(gunzip ? raw.pipe(createGunzip()) : raw, maxFileBytes))
+      await write(path, capBytes(gunzip ? raw.pipe(createGunzip()) : raw, maxFileBytes))
     }
     if (written.length === 0) throw new SandstormError('invalid_argument', 'no file in the upload: expected a multipart part or an octet-stream body')
     return c.json(written)
@@ -98,14 +99,4 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
 function requiredPath(path: string | undefined): string {
   if (!path) throw new SandstormError('invalid_argument', 'missing query parameter "path": expected the file\'s path in the sandbox')
   return path
-}
-
-/** The bytes of a stream, failing with 413 once more than `maxBytes` have come (after gunzip: a small bomb is cut off too). */
-async function* capped(stream: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
-  let total = 0
-  for await (const chunk of stream) {
-    total += chunk.byteLength
-    if (total > maxBytes) throw new SandstormError('payload_too_large', `file too large: expected at most ${maxBytes} bytes in one file`)
-    yield chunk
-  }
 }

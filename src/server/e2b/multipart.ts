@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream'
 import busboy from 'busboy'
 import { SandstormError } from '../../shared/index.js'
+import { capBytes } from '../body-limits.js'
 
 /** One file part: its form name and filename, and its bytes (consume them before asking for the next part). */
 export interface FilePart {
@@ -61,13 +62,8 @@ export async function* fileParts(body: Readable, contentType: string, limits: Mu
 
 /** A part's bytes, failing with 413 once more than `maxBytes` have come. */
 async function* capped(stream: Readable, maxBytes: number): AsyncGenerator<Uint8Array> {
-  let total = 0
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      total += chunk.byteLength
-      if (total > maxBytes) throw new SandstormError('payload_too_large', `file too large: expected at most ${maxBytes} bytes in one file`)
-      yield chunk
-    }
+    yield* capBytes(stream, maxBytes)
   } finally {
     // A part left unread would stall the parser; drain what the reader did not take.
     stream.resume()

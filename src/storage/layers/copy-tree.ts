@@ -1,5 +1,5 @@
 /** Copying sandbox-written trees on the host without following any symlink inside them. */
-import { SandstormError, type CallOptions, linkSignal } from '../../shared/index.js'
+import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions, linkSignal } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
 
 /** Options of copyTree and copyInto. */
@@ -36,9 +36,7 @@ async function runCp(args: string[], options: CallOptions): Promise<void> {
   if (result.isCanceled) throw new SandstormError('canceled', 'copying a layer was canceled')
   if (result.exitCode !== 0) {
     // cp names the host paths in its complaint: only the fact that the disk is full is shown.
-    if (/No space left|Disk quota exceeded/i.test(complaintOf(result))) {
-      throw new SandstormError('resource_exhausted', "copying a layer failed: the host's disk is full: free space on it and try again", { cause: complaintOf(result) })
-    }
+    if (complainsOfFullDisk(complaintOf(result))) throw diskFullError('copying a layer', complaintOf(result))
     throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${complaintOf(result)}`)
   }
 }

@@ -9,7 +9,7 @@
  * heap). About 600 KiB of the host's disk per image before the sandbox writes anything.
  */
 import { rm, statfs, truncate, writeFile } from 'node:fs/promises'
-import { SandstormError, type CallOptions } from '../../shared/index.js'
+import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions } from '../../shared/index.js'
 import { isMounted } from '../overlay/overlay.js'
 import { createResidentShell, shellQuote } from '../../shared/resident-shell.js'
 
@@ -66,6 +66,5 @@ export async function diskImageUsage(dir: string): Promise<DiskUsage | null> {
 }
 
 function toolError(what: string, complaint: string): SandstormError {
-  if (/No space left|ENOSPC/i.test(complaint)) return new SandstormError('resource_exhausted', `${what} failed: the host's disk is full`, { cause: complaint, expose: true })
-  return new SandstormError('internal', `${what} failed: ${complaint}`)
+  return complainsOfFullDisk(complaint) ? diskFullError(what, complaint) : new SandstormError('internal', `${what} failed: ${complaint}`)
 }
