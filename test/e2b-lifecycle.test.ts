@@ -31,7 +31,7 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
     try {
       const info = await a.getInfo()
       assert.equal(info.sandboxId, a.sandboxId)
-      assert.equal(info.templateId, 'debian')
+      assert.equal(info.templateId, 'base')
       assert.equal(info.state, 'running')
       assert.deepEqual(info.metadata, { suite: 'lifecycle', which: 'a' })
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { networkBody, type SandboxNetwork } from './network.js'
+import type { TemplateStart } from './template-start.js'
 
 /** Upper bounds that a request may ask for; a server may set lower ones. */
 export const limits = {
@@ -199,6 +200,10 @@ export interface TemplateInfo {
   baseTemplate?: string
   /** A golden template: the snapshot whose layers it stands on. */
   snapshotId?: string
+  /** What every sandbox of it runs at create; a create returns once its ready check passes. */
+  start?: TemplateStart
+  /** Its processes may gain privileges through setuid files (sudo), within the caps and seccomp filter of API root. */
+  allowSetuid?: boolean
 }
 
 /** The body of every error response. */

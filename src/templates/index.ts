@@ -9,4 +9,5 @@ export {
 } from './template-store.js'
 export { treeSizeBytes } from './tree.js'
 export { templateNamePattern } from './template-name.js'
-export { defaultDebianMirror } from './debian-recipe.js'
+export { defaultDebianMirror } from './debootstrap-recipe.js'
+export { codeInterpreterPort, kernelServerPath } from './code-interpreter-recipe.js'

@@ -1,4 +1,4 @@
-import type { Logger } from '../shared/index.js'
+import type { Logger, TemplateStart } from '../shared/index.js'
 import type { RootfsSpec } from '../runtime/backend.js'
 
 /** What a recipe gets while it fills a root filesystem. */
@@ -18,6 +18,10 @@ export interface TemplateRecipe {
   defaults: { memoryMiB: number; cpus: number; diskMiB?: number }
   /** Host directories every sandbox of this template sees read-only. */
   readonlyBinds: RootfsSpec['readonlyBinds']
+  /** What every sandbox of this template runs at create, recorded in template.json. */
+  start?: TemplateStart
+  /** Lets setuid files (sudo) raise privileges in its sandboxes, within API root's caps and seccomp filter. */
+  allowSetuid?: boolean
   /** Fills `rootfs` (an empty directory that nothing else uses yet). */
   build(rootfs: string, context: RecipeContext): Promise<void>
 }

@@ -136,7 +136,7 @@ describe('template store: listing and names', () => {
 
   it('refuses names it cannot build and malformed names', async () => {
     const store = createTemplateStore({ dir: await freshDir() })
-    await assert.rejects(store.build('ubuntu'), hasCode('invalid_argument', /expected one of debian, host/))
+    await assert.rejects(store.build('ubuntu'), hasCode('invalid_argument', /expected one of base, code-interpreter-v1, debian, host/))
     for (const bad of ['', 'Debian', '../etc', '.hidden', 'a/b', 'x'.repeat(64)]) {
       await assert.rejects(store.build(bad), hasCode('invalid_argument', /invalid template name/))
       await assert.rejects(store.resolve(bad), hasCode('invalid_argument', /invalid template name/))

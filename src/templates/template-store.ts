@@ -12,9 +12,11 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { SandstormError, silentLogger, throwIfAborted, type Logger, type TemplateInfo } from '../shared/index.js'
+import { SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateStart } from '../shared/index.js'
 import type { RootfsSpec } from '../runtime/backend.js'
 import { acquireBuildLock } from './build-lock.js'
+import { baseRecipe } from './base-recipe.js'
+import { codeInterpreterRecipe } from './code-interpreter-recipe.js'
 import { debianRecipe } from './debian-recipe.js'
 import { hostRecipe } from './host-recipe.js'
 import type { TemplateRecipe } from './recipe.js'
@@ -54,7 +56,7 @@ export interface TemplateStore {
   list(): Promise<TemplateInfo[]>
   /** The current version of a template; not_found if it is not built. */
   resolve(name: string): Promise<ResolvedTemplate>
-  /** Builds a default template ('debian' | 'host'); a no-op returning the existing one unless `force`. */
+  /** Builds a default template ('base' | 'code-interpreter-v1' | 'debian' | 'host'); a no-op returning the existing one unless `force`. */
   build(name: string, options?: TemplateBuildOptions): Promise<TemplateInfo>
   /** Adds a version of `name` whose root is a stack of layers (a golden template) and makes it current. */
   promote(name: string, spec: GoldenVersionSpec): Promise<TemplateInfo>
@@ -75,6 +77,9 @@ export interface GoldenVersionSpec {
   /** Bytes of the snapshot's own layers. */
   sizeBytes: number
   description: string
+  /** The base template's start command and setuid permission, which the golden version keeps. */
+  start?: TemplateStart
+  allowSetuid?: boolean
 }
 
 /** Options for tests only (not exported from index.ts): replace the recipes. */
@@ -96,6 +101,8 @@ const storedTemplateSchema = z.object({
   lowerDirs: z.array(z.string()).optional(),
   baseTemplate: z.string().optional(),
   snapshotId: z.string().optional(),
+  start: templateStartSchema.optional(),
+  allowSetuid: z.boolean().optional(),
 })
 type StoredTemplate = z.infer<typeof storedTemplateSchema>
 
@@ -105,7 +112,7 @@ const versionPattern = /^[1-9][0-9]*$/
 export function createTemplateStore(options: TemplateStoreOptions & TemplateStoreInternals): TemplateStore {
   const dir = resolve(options.dir)
   const logger = options.logger ?? silentLogger()
-  const recipes = options.recipes ?? { debian: debianRecipe, host: hostRecipe }
+  const recipes = options.recipes ?? { base: baseRecipe, 'code-interpreter-v1': codeInterpreterRecipe, debian: debianRecipe, host: hostRecipe }
   const buildable = Object.keys(recipes).sort()
   // Builds of one name run one after another in this process; the lock file covers other processes.
   const queues = new Map<string, Promise<unknown>>()
@@ -252,6 +259,8 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
         builtAt: new Date().toISOString(),
         defaults: { ...recipe.defaults },
         readonlyBinds: recipe.readonlyBinds.map((b) => ({ ...b })),
+        ...(recipe.start ? { start: recipe.start } : {}),
+        ...(recipe.allowSetuid ? { allowSetuid: true } : {}),
       }
       await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
       throwIfAborted(signal)
@@ -309,6 +318,8 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
           lowerDirs: [...spec.rootfs.lowerDirs],
           baseTemplate: spec.baseTemplate,
           snapshotId: spec.snapshotId,
+          ...(spec.start ? { start: spec.start } : {}),
+          ...(spec.allowSetuid ? { allowSetuid: true } : {}),
         }
         await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
         await rename(tmp, join(dir, name, String(version)))

@@ -30,8 +30,8 @@ export interface LifecycleRoutesDeps {
  */
 export const envdVersion = '0.5.7'
 
-/** E2B's template names that map onto Sandstorm's. */
-const templateAliases: Record<string, string> = { base: 'debian' }
+/** E2B's template names that map onto Sandstorm's (the code interpreter SDK asks for `code-interpreter-v1` itself). */
+const templateAliases: Record<string, string> = { 'code-interpreter': 'code-interpreter-v1' }
 
 /** E2B's default sandbox lifetime. */
 const defaultTimeoutS = 300

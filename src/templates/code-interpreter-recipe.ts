@@ -1,0 +1,74 @@
+/**
+ * The `code-interpreter-v1` template (the name @e2b/code-interpreter asks for): base, Jupyter's
+ * Python kernel with matplotlib, pandas and numpy, and our kernel server on port 49999, which
+ * every sandbox starts at create.
+ */
+import { chmod, copyFile, mkdir } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { SandstormError, templateStartSchema } from '../shared/index.js'
+import type { RecipeContext } from './recipe.js'
+import { basePackages, writeSudoers } from './base-recipe.js'
+import { createDebootstrapRecipe } from './debootstrap-recipe.js'
+import { sandboxUser } from './rootfs-etc.js'
+
+/** The server in the repository, copied into the template when it is built (so a template never changes under its sandboxes). */
+export const kernelServerSource = fileURLToPath(new URL('../../../src/templates/code-interpreter/kernel_server.py', import.meta.url))
+
+/** Where the server lives inside the template. */
+export const kernelServerPath = '/opt/sandstorm/code-interpreter/kernel_server.py'
+
+/** The port the SDK talks to. */
+export const codeInterpreterPort = 49999
+
+/** Recipe of the `code-interpreter-v1` template. */
+export const codeInterpreterRecipe = createDebootstrapRecipe({
+  description: 'base with a Jupyter Python kernel (ipykernel, matplotlib, pandas, numpy) and the code interpreter server on port 49999',
+  defaults: { memoryMiB: 1024, cpus: 1 },
+  packages: [...basePackages, 'python3-ipykernel', 'python3-jupyter-client', 'python3-matplotlib', 'python3-pandas', 'python3-numpy'],
+  allowSetuid: true,
+  start: templateStartSchema.parse({
+    cmd: `exec python3 ${kernelServerPath}`,
+    user: sandboxUser.name,
+    cwd: sandboxUser.home,
+    ready: { type: 'http', port: codeInterpreterPort, path: '/health' },
+    readyTimeoutMs: 120_000,
+  }),
+  async finish(rootfs, context) {
+    await writeSudoers(rootfs, context)
+    await installKernelServer(rootfs, context)
+    await warmFontCache(rootfs, context)
+  },
+})
+
+async function installKernelServer(rootfs: string, { onProgress }: RecipeContext): Promise<void> {
+  onProgress(`I: installing the kernel server at ${kernelServerPath}`)
+  const target = join(rootfs, kernelServerPath)
+  await mkdir(join(target, '..'), { recursive: true })
+  try {
+    await copyFile(kernelServerSource, target)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    throw new SandstormError('failed_precondition', `cannot build code-interpreter-v1: expected the kernel server at ${kernelServerSource}, found nothing`)
+  }
+  await chmod(target, 0o644)
+}
+
+/**
+ * matplotlib scans the fonts on its first import, which takes seconds; doing it once here, as the
+ * sandbox user, leaves its cache in that user's home so no sandbox pays for it at its first chart.
+ * This runs the template's own python in a chroot of the tree that nothing uses yet.
+ */
+async function warmFontCache(rootfs: string, { onProgress, signal }: RecipeContext): Promise<void> {
+  onProgress('I: building matplotlib font cache')
+  const u = sandboxUser
+  const result = await execa(
+    'chroot',
+    [`--userspec=${u.uid}:${u.gid}`, rootfs, '/usr/bin/python3', '-c', 'import matplotlib.pyplot'],
+    { env: { HOME: u.home, PATH: '/usr/bin:/bin', MPLBACKEND: 'Agg' }, extendEnv: false, cwd: '/', reject: false, all: true, cancelSignal: signal, stdin: 'ignore' },
+  )
+  if (result.failed) {
+    throw new SandstormError('internal', `building matplotlib's font cache failed (exit ${result.exitCode}): expected exit 0. Output:\n${result.all}`)
+  }
+}

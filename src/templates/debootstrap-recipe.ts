@@ -1,0 +1,123 @@
+/**
+ * Recipes made by debootstrap: Debian 12 (bookworm) minbase with a list of packages, the sandbox
+ * user, and steps of the recipe's own run on the finished tree (files, sudoers) before it is sealed.
+ */
+import { readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { SandstormError, throwIfAborted } from '../shared/index.js'
+import type { RecipeContext, TemplateRecipe } from './recipe.js'
+import { addSandboxUser, writeNetworkFiles } from './rootfs-etc.js'
+
+/** Mirror used when neither the build option nor SANDSTORM_DEBIAN_MIRROR names one. */
+export const defaultDebianMirror = 'http://deb.debian.org/debian'
+
+/** Options of createDebootstrapRecipe. */
+export interface DebootstrapRecipeOptions extends Omit<TemplateRecipe, 'build' | 'readonlyBinds'> {
+  /** Debian packages added to minbase (debootstrap resolves their Depends, not Recommends). */
+  packages: readonly string[]
+  /** Runs on the finished tree, after the user is added and apt's caches are gone. */
+  finish?: (rootfs: string, context: RecipeContext) => Promise<void>
+}
+
+/** A recipe that debootstraps bookworm minbase with `packages`, then runs `finish`. */
+export function createDebootstrapRecipe(options: DebootstrapRecipeOptions): TemplateRecipe {
+  const { packages, finish, ...recipe } = options
+  return {
+    ...recipe,
+    readonlyBinds: [],
+    async build(rootfs, context) {
+      const mirror = checkMirror(context.mirror ?? process.env.SANDSTORM_DEBIAN_MIRROR ?? defaultDebianMirror)
+      await debootstrap(rootfs, mirror, packages, context)
+      throwIfAborted(context.signal)
+      context.onProgress('I: removing apt caches')
+      await emptyDir(join(rootfs, 'var/cache/apt/archives'), (name) => name.endsWith('.deb'))
+      await emptyDir(join(rootfs, 'var/lib/apt/lists'), (name) => name !== 'partial' && name !== 'lock')
+      context.onProgress('I: adding user "user" (1000:1000)')
+      await addSandboxUser(rootfs, context.logger)
+      await writeNetworkFiles(rootfs)
+      throwIfAborted(context.signal)
+      if (finish) await finish(rootfs, context)
+      throwIfAborted(context.signal)
+    },
+  }
+}
+
+/** The mirror ends up on debootstrap's command line, so only a plain URL is accepted. */
+function checkMirror(mirror: string): string {
+  let url: URL
+  try {
+    url = new URL(mirror)
+  } catch {
+    throw new SandstormError('invalid_argument', `invalid Debian mirror: expected a URL such as ${defaultDebianMirror}, got "${mirror}"`)
+  }
+  if (!['http:', 'https:', 'file:'].includes(url.protocol)) {
+    throw new SandstormError('invalid_argument', `invalid Debian mirror: expected an http, https or file URL, got "${mirror}"`)
+  }
+  return mirror
+}
+
+/**
+ * Runs debootstrap and streams its lines. It runs in its own process group so that a cancel
+ * stops it together with the dpkg and apt it started inside the tree, before the tree is removed.
+ */
+async function debootstrap(
+  rootfs: string,
+  mirror: string,
+  packages: readonly string[],
+  { name, logger, onProgress, signal }: RecipeContext,
+): Promise<void> {
+  throwIfAborted(signal)
+  const args = ['--variant=minbase', `--include=${packages.join(',')}`, 'bookworm', rootfs, mirror]
+  logger.info({ template: name, args }, 'running debootstrap')
+  const child = execa('debootstrap', args, {
+    detached: true,
+    all: true,
+    buffer: false,
+    reject: false,
+    stdin: 'ignore',
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
+  })
+  const killGroup = (): void => {
+    if (child.pid === undefined) return
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // Already gone.
+    }
+  }
+  signal?.addEventListener('abort', killGroup, { once: true })
+  // The last lines say why it failed; debootstrap's own log sits inside the tree that is removed.
+  const tail: string[] = []
+  try {
+    for await (const line of child.iterable({ from: 'all' })) {
+      tail.push(line)
+      if (tail.length > 20) tail.shift()
+      logger.debug({ template: name, line }, 'debootstrap')
+      onProgress(line)
+    }
+    const result = await child
+    throwIfAborted(signal)
+    if ((result as { code?: string }).code === 'ENOENT') {
+      throw new SandstormError('failed_precondition', 'debootstrap is not installed: expected it on PATH (scripts/setup.sh installs it)')
+    }
+    if (result.failed) {
+      const how = result.signal ? `was killed by ${result.signal}` : `exited with ${result.exitCode}`
+      throw new SandstormError('internal', `debootstrap ${how}; expected exit 0. Last output:\n${tail.join('\n')}`, { cause: result })
+    }
+  } finally {
+    signal?.removeEventListener('abort', killGroup)
+  }
+}
+
+/** Removes the entries of `dir` that `pick` selects; a missing dir is already empty. */
+async function emptyDir(dir: string, pick: (name: string) => boolean): Promise<void> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  for (const name of names) if (pick(name)) await rm(join(dir, name), { recursive: true, force: true })
+}
