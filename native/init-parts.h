@@ -5,8 +5,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* init-filter.c: loads the seccomp program read to its end from `fd`; its length, or 0. */
-uint32_t load_filter(int fd);
+/* init-filter.c: loads the seccomp program read to its end from `fd`; its length, or 0. With
+ * `allow_setuid` the filter is loaded without no_new_privs (with CAP_SYS_ADMIN, which the init then
+ * drops from every set), so that setuid files such as sudo work under it. */
+uint32_t load_filter(int fd, int allow_setuid);
 
 /* init-tree.c: signals every process of the sandbox that descends from `ancestor`; how many, or -1. */
 int signal_descendants(pid_t ancestor, int sig);

@@ -26,7 +26,7 @@ export interface SandboxLayersOptions {
 /** What is kept with each writable layer and, once captured, with each snapshot. */
 const metaSchema = z.object({
   template: z.string(),
-  rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }),
+  rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })), allowSetuid: z.boolean().optional() }),
   memoryMiB: z.number(),
   cpus: z.number(),
   pidsMax: z.number(),
@@ -114,7 +114,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     if (!base) throw new SandstormError('invalid_argument', `sandbox "${req.id}": expected a snapshot or a template root to start from, got neither`)
     const meta: LayerMeta = {
       template,
-      rootfs: { lowerDirs: base.lowerDirs, readonlyBinds: base.readonlyBinds },
+      rootfs: { lowerDirs: base.lowerDirs, readonlyBinds: base.readonlyBinds, ...setuidOf(base) },
       memoryMiB: req.memoryMiB,
       cpus: req.cpus,
       pidsMax: req.pidsMax,
@@ -128,7 +128,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     const dirs = await store.prepare(key, req.snapshotId ?? null, meta, req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {})
     return {
       template,
-      rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, upperDir: dirs.upperDir, workDir: dirs.workDir },
+      rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, ...setuidOf(base), upperDir: dirs.upperDir, workDir: dirs.workDir },
     }
   }
 
@@ -152,7 +152,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       return {
         snapshot: toSnapshot(layer),
         layerDirs,
-        rootfs: { lowerDirs: [...layerDirs, ...meta.rootfs.lowerDirs], readonlyBinds: meta.rootfs.readonlyBinds },
+        rootfs: { lowerDirs: [...layerDirs, ...meta.rootfs.lowerDirs], readonlyBinds: meta.rootfs.readonlyBinds, ...setuidOf(meta.rootfs) },
       }
     },
 
@@ -250,4 +250,9 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       }
     },
   }
+}
+
+/** A root's setuid permission (its template's), carried to the layers and snapshots made over it. */
+function setuidOf(rootfs: Pick<RootfsSpec, 'allowSetuid'>): Pick<RootfsSpec, 'allowSetuid'> {
+  return rootfs.allowSetuid ? { allowSetuid: true } : {}
 }

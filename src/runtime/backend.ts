@@ -15,6 +15,11 @@ export interface RootfsSpec {
   upperDir?: string
   /** Overlayfs scratch dir beside upperDir (same filesystem and subvolume). @default `<sandbox dir>/work` */
   workDir?: string
+  /**
+   * Setuid files in it raise privileges (sudo), up to what a root command already has: the same
+   * capabilities and seccomp filter. @default false (no_new_privs, and the root mounted nosuid)
+   */
+  allowSetuid?: boolean
 }
 
 /**

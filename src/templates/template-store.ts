@@ -69,7 +69,7 @@ export interface TemplateStore {
 /** A golden template version: layers over a base template, and the config it was made with. */
 export interface GoldenVersionSpec {
   /** Its root: the snapshot's layers, topmost first, then the base template's. */
-  rootfs: Pick<RootfsSpec, 'lowerDirs' | 'readonlyBinds'>
+  rootfs: Pick<RootfsSpec, 'lowerDirs' | 'readonlyBinds' | 'allowSetuid'>
   /** The config (memory, cpus, disk quota) of the sandbox the snapshot was taken of. */
   defaults: { memoryMiB: number; cpus: number; diskMiB?: number }
   baseTemplate: string
@@ -77,9 +77,8 @@ export interface GoldenVersionSpec {
   /** Bytes of the snapshot's own layers. */
   sizeBytes: number
   description: string
-  /** The base template's start command and setuid permission, which the golden version keeps. */
+  /** What its sandboxes run at create: the base template's, unless the promote names another. */
   start?: TemplateStart
-  allowSetuid?: boolean
 }
 
 /** Options for tests only (not exported from index.ts): replace the recipes. */
@@ -180,7 +179,11 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     }
     return {
       info: toInfo(current.stored),
-      rootfs: { lowerDirs: current.stored.lowerDirs ?? [join(current.versionDir, 'rootfs')], readonlyBinds: current.stored.readonlyBinds },
+      rootfs: {
+        lowerDirs: current.stored.lowerDirs ?? [join(current.versionDir, 'rootfs')],
+        readonlyBinds: current.stored.readonlyBinds,
+        ...(current.stored.allowSetuid ? { allowSetuid: true } : {}),
+      },
     }
   }
 
@@ -319,7 +322,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
           baseTemplate: spec.baseTemplate,
           snapshotId: spec.snapshotId,
           ...(spec.start ? { start: spec.start } : {}),
-          ...(spec.allowSetuid ? { allowSetuid: true } : {}),
+          ...(spec.rootfs.allowSetuid ? { allowSetuid: true } : {}),
         }
         await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
         await rename(tmp, join(dir, name, String(version)))

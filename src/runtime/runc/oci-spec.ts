@@ -49,6 +49,7 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
     // The agent made the namespace of a networked sandbox (its veth and address are there already).
     type === 'network' && net.mode === 'netns' ? { type, path: net.netnsPath } : { type },
   )
+  const setuid = spec.rootfs.allowSetuid === true
   return {
     ociVersion: '1.0.2',
     process: {
@@ -56,20 +57,25 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
       user: { uid: 0, gid: 0 },
       // The init listens for a restarted agent on an abstract socket of this name (per instance:
       // a restored sandbox's new instance shares the old one's network namespace for a moment).
-      args: [inSandbox.init, initListenName(spec.id)],
+      args: [inSandbox.init, initListenName(spec.id), ...(setuid ? ['allow-setuid'] : [])],
       env: [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)],
       cwd: '/',
-      capabilities: processCapabilities(defaultCapabilities),
+      // Where setuid files may work (sudo), the seccomp filter must be loaded without no_new_privs,
+      // which takes CAP_SYS_ADMIN: the init holds it only for that load and then drops it from
+      // every set, bounding included, before anything of the sandbox runs (native/init-filter.c).
+      // A setuid root program then gets what a root command gets: the default set, the same filter.
+      capabilities: processCapabilities(setuid ? [...defaultCapabilities, 'CAP_SYS_ADMIN'] : defaultCapabilities),
       rlimits,
-      noNewPrivileges: true,
+      noNewPrivileges: !setuid,
     },
     root: { path: 'rootfs', readonly: false },
     hostname: spec.hostname,
     mounts: [
       // The root: runc mounts the overlay in the sandbox's own mount namespace, over the empty
       // bundle rootfs, before anything else. It goes with the namespace, so nothing is mounted
-      // on the host, and neither a mount nor an umount tool runs per sandbox.
-      { destination: '/', type: 'overlay', source: 'overlay', options: ['nodev', 'nosuid', rootOverlayData] },
+      // on the host, and neither a mount nor an umount tool runs per sandbox. nosuid unless the
+      // template's setuid files are meant to work: they raise no more than root in here has.
+      { destination: '/', type: 'overlay', source: 'overlay', options: setuid ? ['nodev', rootOverlayData] : ['nodev', 'nosuid', rootOverlayData] },
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
       { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
