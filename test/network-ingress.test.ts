@@ -91,6 +91,22 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
     assert.equal(down.body.length, size)
   })
 
+  it('closes the connection into the sandbox when the client goes away mid-answer', async () => {
+    const { port } = setup()
+    const name = `hold-${Date.now()}`
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: `/hold/${name}`, headers: { host } }, (res) => {
+        res.once('data', () => {
+          req.destroy()
+          resolve()
+        })
+      })
+      req.on('error', (err) => (req.destroyed ? undefined : reject(err)))
+      req.end()
+    })
+    await until("the sandbox's server to see its client go", async () => (await sh(sbx, `test -e /tmp/${name}.closed`)).exitCode === 0)
+  })
+
   it('upgrades to WebSocket both ways', async () => {
     const { port } = setup()
     const ws = await openWebSocket(port, '/ws', { host })

@@ -4,7 +4,8 @@
  *
  * The server, on the port given: GET /host answers the Host header it got; POST /sha256 answers
  * the size and SHA-256 of the body it streamed; GET /bytes/N sends N bytes; GET /ws upgrades to
- * WebSocket and echoes every text frame.
+ * WebSocket and echoes every text frame; GET /hold/NAME sends one chunk of a chunked answer, then
+ * waits for the client to close and writes /tmp/NAME.closed.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { request, type IncomingHttpHeaders } from 'node:http'
@@ -31,6 +32,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             chunk = b'x' * 65536
             while n > 0:
                 self.wfile.write(chunk[:min(n, len(chunk))]); n -= min(n, len(chunk))
+            return
+        if self.path.startswith('/hold/'):
+            name = self.path.split('/')[2]
+            self.send_response(200); self.send_header('Transfer-Encoding', 'chunked'); self.end_headers()
+            self.wfile.write(b'5\r\nheld\n\r\n'); self.wfile.flush()
+            while self.connection.recv(65536): pass
+            open('/tmp/%s.closed' % name, 'w').close()
+            self.close_connection = True
             return
         if self.path == '/ws' and self.headers.get('Upgrade', '').lower() == 'websocket':
             key = self.headers['Sec-WebSocket-Key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'

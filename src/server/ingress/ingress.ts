@@ -172,6 +172,10 @@ export function createIngress(options: IngressOptions): Ingress {
       fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
     })
     if (upstream) res.on('close', () => upstream.destroy())
+    // A client that goes away mid-answer takes the kept-alive connection with it: the server in the
+    // sandbox sees the close (the code interpreter interrupts its run on it), and a connection with
+    // an answer left unread never goes back to the pool.
+    else res.on('close', () => res.writableFinished || outgoing.destroy())
     req.pipe(outgoing)
   }
 
