@@ -25,7 +25,7 @@ import { poolRoutes } from './pools/index.js'
 /** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {
   /** The E2B surface (REST and envd) on the same port. */
-  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
+  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'snapshots' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
   /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
   fleet: { registry?: AgentRegistry; local?: () => Promise<AgentView>; commandLog: CommandLog }
   /** Fires when the server closes; every request's signal follows it. */
@@ -113,7 +113,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
   if (options.pools) poolRoutes(app, options.pools)
   fleetRoutes(app, options.fleet)
-  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, logger, maxFileBytes: options.maxFileBytes, shutdownSignal, ingressOf: options.ingressOf })
+  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, snapshots: options.snapshots, logger, maxFileBytes: options.maxFileBytes, shutdownSignal, ingressOf: options.ingressOf })
 
   app.notFound((c) => {
     const what = isE2bPath(c.req.path) ? 'an E2B route' : 'one of the routes of the HTTP API (/v1/...)'

@@ -1,5 +1,6 @@
 import type { SandboxInfo, SandboxNetwork, SandboxState } from '../shared/index.js'
 import type { CatalogDb } from './db.js'
+import type { SandboxLifecycle } from './sandbox-lifecycle.js'
 
 /** A sandbox as the catalog stores it. Times are epoch milliseconds. */
 export interface SandboxRecord {
@@ -18,6 +19,8 @@ export interface SandboxRecord {
   network: SandboxNetwork
   createdAtMs: number
   expiresAtMs: number
+  /** What it does at its timeout; absent: it is killed. */
+  lifecycle?: SandboxLifecycle
 }
 
 /** The sandboxes table: the truth for what the API reports. */
@@ -27,7 +30,7 @@ export interface SandboxCatalog {
   /** All sandboxes, oldest first, optionally only those in one state. */
   list(state?: SandboxState): SandboxRecord[]
   /** Returns false when there is no such row. */
-  update(id: string, fields: Partial<Pick<SandboxRecord, 'runtime' | 'state' | 'expiresAtMs' | 'network'>>): boolean
+  update(id: string, fields: Partial<Pick<SandboxRecord, 'runtime' | 'state' | 'expiresAtMs' | 'network' | 'lifecycle'>>): boolean
   /** Returns false when there was no such row. */
   delete(id: string): boolean
   countByState(): Map<SandboxState, number>
@@ -47,20 +50,21 @@ interface Row {
   network: string
   created_at: number
   expires_at: number
+  lifecycle: string | null
 }
 
 /** A catalog over an open database; statements are prepared once. */
 export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, disk_mib, labels, env, network, created_at, expires_at)
-     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @disk_mib, @labels, @env, @network, @created_at, @expires_at)`,
+    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, disk_mib, labels, env, network, created_at, expires_at, lifecycle)
+     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @disk_mib, @labels, @env, @network, @created_at, @expires_at, @lifecycle)`,
   )
   const get = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?')
   const listAll = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY created_at, id')
   const listState = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE state = ? ORDER BY created_at, id')
   const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?')
   const counts = db.prepare<[], { state: SandboxState; n: number }>('SELECT state, count(*) AS n FROM sandboxes GROUP BY state')
-  const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at', network: 'network' } as const
+  const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at', network: 'network', lifecycle: 'lifecycle' } as const
 
   return {
     insert(r) {
@@ -78,6 +82,7 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
         network: JSON.stringify(r.network),
         created_at: r.createdAtMs,
         expires_at: r.expiresAtMs,
+        lifecycle: r.lifecycle ? JSON.stringify(r.lifecycle) : null,
       })
     },
     get(id) {
@@ -91,7 +96,12 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
       const keys = (Object.keys(fields) as (keyof typeof columnOf)[]).filter((k) => fields[k] !== undefined)
       if (keys.length === 0) return get.get(id) !== undefined
       const sets = keys.map((k) => `${columnOf[k]} = @${k}`).join(', ')
-      const values = { ...fields, ...(fields.network !== undefined ? { network: JSON.stringify(fields.network) } : {}), id }
+      const values = {
+        ...fields,
+        ...(fields.network !== undefined ? { network: JSON.stringify(fields.network) } : {}),
+        ...(fields.lifecycle !== undefined ? { lifecycle: JSON.stringify(fields.lifecycle) } : {}),
+        id,
+      }
       return db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run(values).changes > 0
     },
     delete(id) {
@@ -136,5 +146,6 @@ function fromRow(row: Row): SandboxRecord {
     network: JSON.parse(row.network) as SandboxNetwork,
     createdAtMs: row.created_at,
     expiresAtMs: row.expires_at,
+    ...(row.lifecycle ? { lifecycle: JSON.parse(row.lifecycle) as SandboxLifecycle } : {}),
   }
 }

@@ -65,6 +65,14 @@ const migrations: string[] = [
   `ALTER TABLE sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '"none"';`,
   // A sandbox made before disk quotas has none: 0.
   `ALTER TABLE sandboxes ADD COLUMN disk_mib INTEGER NOT NULL DEFAULT 0;`,
+  // What a sandbox does at its timeout (pause or be killed) and whether traffic wakes it, as JSON;
+  // NULL for one made before (killed). Snapshots deleted while something still stands on them
+  // (E2B deletes at once) are retired: hidden, and removed once nothing does.
+  `ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT;
+   CREATE TABLE retired_snapshots (
+     id TEXT PRIMARY KEY,
+     retired_at INTEGER NOT NULL
+   );`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

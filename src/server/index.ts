@@ -113,7 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const sandboxes = pools.wrap(coldSandboxes)
     sandboxes.armAll()
     watchSandboxStates({ agent, catalog, logger, intervalMs: options.stateWatchMs ?? 10_000, signal: shutdown.signal })
-    const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger })
+    const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger, shutdownSignal: shutdown.signal })
     const track = (work: Promise<unknown>): void => {
       inFlight.add(work)
       const forget = (): void => void inFlight.delete(work)
@@ -143,7 +143,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       track,
     })
     // The agent in this process hands out sockets, which ingress keeps alive between requests.
-    const ingress = createIngress({ agent, catalog, trafficTokens, checkApiKey, logger, keepAlive: !fleet })
+    const ingress = createIngress({ agent, catalog, trafficTokens, checkApiKey, logger, keepAlive: !fleet, wake: (id, call) => sandboxes.wake(id, call) })
     const server = createEdge({
       app,
       ingress,

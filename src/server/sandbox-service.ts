@@ -5,6 +5,8 @@ import type { CallOptions, createSandboxBody, DefaultEgress, Logger, NetworkUpda
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { createExpiryTimers } from './expiry-timers.js'
+import type { SandboxLifecycle } from './sandbox-lifecycle.js'
+import { createSandboxPauses, type SandboxPauses } from './sandbox-pause.js'
 import { withGoldenSource, type GoldenOrigin, type GoldenSource } from './golden-source.js'
 import type { ServerMetrics } from './metrics.js'
 import { createUsageSampler } from './sandbox-usage.js'
@@ -19,7 +21,7 @@ export interface SandboxFilter {
 }
 
 /** The catalog and the agent kept in step: every change to a sandbox's life goes through here. */
-export interface SandboxService {
+export interface SandboxService extends SandboxPauses {
   /** Creates a sandbox; with `from.snapshotId`, its filesystem starts at that snapshot. */
   create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<SandboxInfo>
   get(id: string): SandboxInfo
@@ -27,6 +29,8 @@ export interface SandboxService {
   /** Sets `expiresAt` to now + timeoutMs (E2B semantics: it may also shorten the life). */
   setTimeout(id: string, timeoutMs: number): SandboxInfo
   destroy(id: string, options?: CallOptions, reason?: string): Promise<void>
+  /** Sets what the sandbox does at its timeout (kept in the catalog, so a restart keeps it). */
+  setLifecycle(id: string, lifecycle: SandboxLifecycle): void
   /** The sandbox's record, if it exists and has started; throws `not_found` or `failed_precondition`. */
   requireStarted(id: string): SandboxRecord
   /** Its usage now: CPU since the previous sample, memory, processes, disk against its quota. */
@@ -117,6 +121,15 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       if (!record) return
       // Extended since the timer was armed: wait for the new time.
       if (record.expiresAtMs > Date.now()) return timers.arm(id, record.expiresAtMs)
+      // onTimeout 'pause': paused now, and removed when its time as a paused sandbox is up.
+      if (record.state === 'running' && record.lifecycle?.onTimeout === 'pause') {
+        pauses.pause(id, { signal: shutdownSignal }, 'timeout').catch((err: unknown) => {
+          if (shutdownSignal.aborted) return
+          logger.error({ sandboxId: id, err, retryMs: expiryRetryMs }, 'could not pause a sandbox at its timeout; will try again')
+          timers.arm(id, Date.now() + expiryRetryMs)
+        })
+        return
+      }
       destroy(id, { signal: shutdownSignal }, 'expired').catch((err: unknown) => {
         if (shutdownSignal.aborted) return
         logger.error({ sandboxId: id, err, retryMs: expiryRetryMs }, 'could not destroy an expired sandbox; will try again')
@@ -124,6 +137,8 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       })
     },
   })
+
+  const pauses = createSandboxPauses({ agent, catalog, logger, arm: (id, at) => timers.arm(id, at), defaultTimeoutMs: options.defaultTimeoutMs })
 
   const find = (id: string): SandboxRecord => {
     const record = catalog.get(id)
@@ -254,6 +269,14 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     },
 
     destroy,
+
+    pause: pauses.pause,
+    resume: pauses.resume,
+    wake: pauses.wake,
+
+    setLifecycle(id, lifecycle) {
+      if (!catalog.update(id, { lifecycle })) throw new SandstormError('not_found', `sandbox "${id}" not found`)
+    },
 
     usage: (id, callOptions) => sampler.sample(requireStarted(id), callOptions),
 

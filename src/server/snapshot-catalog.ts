@@ -7,7 +7,12 @@ export interface SnapshotCatalog {
   insert(snapshot: AgentSnapshot): void
   get(id: string): AgentSnapshot | undefined
   list(): AgentSnapshot[]
+  /** Forgets the snapshot, retired or not. */
   delete(id: string): boolean
+  /** Marks a snapshot deleted while something still stands on it: hidden from now on, removed when free. */
+  retire(id: string): void
+  /** The retired snapshots, still held by the agent. */
+  retired(): Set<string>
 }
 
 interface Row {
@@ -21,6 +26,9 @@ export function createSnapshotCatalog(db: CatalogDb): SnapshotCatalog {
   const get = db.prepare<[string], Row>('SELECT id, record FROM snapshots WHERE id = ?')
   const list = db.prepare<[], Row>('SELECT id, record FROM snapshots ORDER BY created_at, id')
   const remove = db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?')
+  const retire = db.prepare<[string, number]>('INSERT OR IGNORE INTO retired_snapshots (id, retired_at) VALUES (?, ?)')
+  const unretire = db.prepare<[string]>('DELETE FROM retired_snapshots WHERE id = ?')
+  const retired = db.prepare<[], { id: string }>('SELECT id FROM retired_snapshots')
   // A record written before disk quotas has no diskMiB: 0, none.
   const parse = (row: Row): AgentSnapshot => {
     const s = JSON.parse(row.record) as AgentSnapshot
@@ -33,7 +41,12 @@ export function createSnapshotCatalog(db: CatalogDb): SnapshotCatalog {
       return row && parse(row)
     },
     list: () => list.all().map(parse),
-    delete: (id) => remove.run(id).changes > 0,
+    delete: (id) => {
+      unretire.run(id)
+      return remove.run(id).changes > 0
+    },
+    retire: (id) => void retire.run(id, Date.now()),
+    retired: () => new Set(retired.all().map((r) => r.id)),
   }
 }
 

@@ -1,6 +1,7 @@
 import type { AgentApi, AgentSnapshotApi } from '../agent/index.js'
 import { agentNetworkOf, SandstormError } from '../shared/index.js'
 import type { CallOptions, forkBody, Logger, SandboxInfo, SnapshotInfo } from '../shared/index.js'
+import type { AgentSnapshot } from '../agent/index.js'
 import type { z } from 'zod'
 import type { SandboxCatalog } from './catalog.js'
 import type { SandboxService } from './sandbox-service.js'
@@ -17,6 +18,15 @@ export interface SnapshotService {
   fork(id: string, req: z.output<typeof forkBody>, options?: CallOptions): Promise<SandboxInfo[]>
   /** Replaces a sandbox by a fresh one (same id, same config) at the snapshot. */
   restore(sandboxId: string, snapshotId: string, options?: CallOptions): Promise<SandboxInfo>
+  /**
+   * Deletes a snapshot now, or, while a sandbox or a snapshot still stands on it, retires it: it is
+   * gone for every caller at once and its layer is removed once nothing stands on it.
+   */
+  retire(id: string, options?: CallOptions): Promise<'removed' | 'retired'>
+  /** The snapshot named by id, or else the newest one labelled so, with its env (for a create from it). */
+  source(idOrLabel: string): AgentSnapshot | undefined
+  /** Removes the retired snapshots that nothing stands on any more. */
+  sweep(): Promise<void>
 }
 
 /** Options of createSnapshotService. */
@@ -26,6 +36,10 @@ export interface SnapshotServiceOptions {
   catalog: SandboxCatalog
   sandboxes: SandboxService
   logger: Logger
+  /** Stops the sweep of retired snapshots. */
+  shutdownSignal?: AbortSignal
+  /** How often retired snapshots are looked at. @default 30_000 */
+  sweepMs?: number
 }
 
 /** Creates the service and brings the snapshots table in step with what the agent holds. */
@@ -44,9 +58,35 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
   }
   const find = (id: string) => {
     const found = snapshots.get(id)
-    if (!found) throw new SandstormError('not_found', `snapshot "${id}" not found`)
+    if (!found || snapshots.retired().has(id)) throw new SandstormError('not_found', `snapshot "${id}" not found`)
     return found
   }
+  const live = () => {
+    const retired = snapshots.retired()
+    return snapshots.list().filter((s) => !retired.has(s.id))
+  }
+
+  let sweeping: Promise<void> | undefined
+  const sweep = (): Promise<void> =>
+    (sweeping ??= (async () => {
+      for (const id of snapshots.retired()) {
+        try {
+          await api().remove(id, { signal: options.shutdownSignal })
+          snapshots.delete(id)
+          logger.info({ snapshotId: id }, 'retired snapshot removed')
+        } catch (err) {
+          const e = SandstormError.from(err)
+          if (e.code === 'not_found') snapshots.delete(id)
+          // Something still stands on it: the next sweep tries again.
+          else if (e.code !== 'failed_precondition') logger.warn({ snapshotId: id, err: e }, 'could not remove a retired snapshot')
+        }
+      }
+    })().finally(() => (sweeping = undefined)))
+  const sweepTimer = setInterval(() => {
+    if (snapshots.retired().size > 0 && agent.snapshots) void sweep()
+  }, options.sweepMs ?? 30_000)
+  sweepTimer.unref()
+  options.shutdownSignal?.addEventListener('abort', () => clearInterval(sweepTimer), { once: true })
 
   return {
     async take(sandboxId, label, call) {
@@ -56,7 +96,25 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
       return toSnapshotInfo(snapshot)
     },
     get: (id) => toSnapshotInfo(find(id)),
-    list: () => snapshots.list().map(toSnapshotInfo),
+    list: () => live().map(toSnapshotInfo),
+    async retire(id, call) {
+      find(id)
+      try {
+        await api().remove(id, call)
+        snapshots.delete(id)
+        return 'removed'
+      } catch (err) {
+        if (!(err instanceof SandstormError && err.code === 'failed_precondition')) throw err
+        snapshots.retire(id)
+        logger.info({ snapshotId: id }, 'snapshot retired: removed once nothing stands on it')
+        return 'retired'
+      }
+    },
+    source(idOrLabel) {
+      const all = live()
+      return all.find((s) => s.id === idOrLabel) ?? all.filter((s) => s.label !== '' && s.label === idOrLabel).at(-1)
+    },
+    sweep,
     async remove(id, call) {
       find(id)
       await api().remove(id, call)

@@ -33,9 +33,14 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
  * `error.code === 404`). A sandbox that is not running answers envd calls with 502, as E2B's proxy.
  */
 export function restError(err: unknown, logger: Logger, status?: number): Response {
+  const body = restErrorBody(err, logger, status)
+  return new Response(JSON.stringify(body), { status: body.code, headers: { 'content-type': 'application/json' } })
+}
+
+/** E2B's `{code, message}` for an error, logged as restError logs it (one fork's failure inside a 201, say). */
+export function restErrorBody(err: unknown, logger: Logger, status?: number): { code: number; message: string } {
   const error = SandstormError.from(err)
   const code = status ?? httpStatusOf[error.code]
   logError(error, logger, { surface: 'e2b' }, code)
-  const message = error.expose ? error.message : hiddenMessage()
-  return new Response(JSON.stringify({ code, message }), { status: code, headers: { 'content-type': 'application/json' } })
+  return { code, message: error.expose ? error.message : hiddenMessage() }
 }

@@ -21,7 +21,10 @@ import { filesRoutes } from './files-routes.js'
 import { createFilesystemService } from './filesystem-service.js'
 import { Filesystem } from './gen/filesystem/filesystem_pb.js'
 import { Process } from './gen/process/process_pb.js'
-import { lifecycleRoutes } from './lifecycle-routes.js'
+import { defaultTimeoutS, lifecycleRoutes, sandboxAnswer } from './lifecycle-routes.js'
+import { envdWake } from './envd-wake.js'
+import { snapshotRoutes } from './snapshot-routes.js'
+import type { SnapshotService } from '../snapshot-service.js'
 import { createProcessRegistry } from './process-registry.js'
 import { createProcessService } from './process-service.js'
 
@@ -41,9 +44,11 @@ export interface E2bOptions {
   shutdownSignal: AbortSignal
   /** The domain of sandbox hosts and a private sandbox's traffic token. */
   ingressOf(info: SandboxInfo): IngressInfo
+  /** Snapshots and forks, when the agent can take snapshots. */
+  snapshots?: SnapshotService
 }
 
-const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/
+const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|snapshots$|templates\/|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/
 
 /** Is this request for the E2B surface? (Sandstorm's own API is under /v1, /healthz and /metrics.) */
 export function isE2bPath(path: string): boolean {
@@ -56,7 +61,10 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   const tokens = createAccessTokens(options.dataDir)
   const registry = createProcessRegistry()
   const deps = { ...options, logger: log, tokens, registry }
+  // Before every envd handler: a paused sandbox with autoResume wakes on the call.
+  app.use('*', envdWake(options.sandboxes, tokens, isEnvdPath))
   lifecycleRoutes(app, deps)
+  snapshotRoutes(app, { ...deps, defaultTimeoutS, answer: (info) => sandboxAnswer(info, deps) })
   filesRoutes(app, deps)
 
   // Errors become ConnectErrors here, once, for unary calls and for streams alike.

@@ -10,6 +10,8 @@ import type { SandboxService } from '../sandbox-service.js'
 import { parseInput, parseJsonText } from '../validation.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { ProcessRegistry } from './process-registry.js'
+import type { SnapshotService } from '../snapshot-service.js'
+import { inputFromSnapshot } from './snapshot-routes.js'
 
 /** What the routes need. */
 export interface LifecycleRoutesDeps {
@@ -22,6 +24,8 @@ export interface LifecycleRoutesDeps {
   logger: Logger
   /** The domain of sandbox hosts and a private sandbox's traffic token. */
   ingressOf(info: SandboxInfo): IngressInfo
+  /** Snapshots, when the agent takes them: a create may name one as its template. */
+  snapshots?: SnapshotService
 }
 
 /**
@@ -34,7 +38,7 @@ export const envdVersion = '0.5.7'
 const templateAliases: Record<string, string> = { 'code-interpreter': 'code-interpreter-v1' }
 
 /** E2B's default sandbox lifetime. */
-const defaultTimeoutS = 300
+export const defaultTimeoutS = 300
 
 const maxTimeoutS = Math.floor(limits.maxTimeoutMs / 1000)
 
@@ -57,6 +61,9 @@ const createBody = z.looseObject({
   metadata: z.record(z.string(), z.string()).nullish(),
   envVars: z.record(z.string(), z.string()).nullish(),
   autoPause: z.boolean().nullish(),
+  // Memory is kept across every pause (runc freezes, qemu stops the machine), so false keeps more than asked.
+  autoPauseMemory: z.boolean().nullish(),
+  autoResume: z.looseObject({ enabled: z.boolean() }).nullish(),
   allow_internet_access: z.boolean().nullish(),
   network: networkBody.nullish(),
 })
@@ -74,30 +81,35 @@ const listQuery = z.looseObject({
   nextToken: z.string().optional(),
 })
 
+/** E2B's answer for a started sandbox (create, connect, each fork): its ids, envd token and where its ports are. */
+export function sandboxAnswer(info: SandboxInfo, deps: Pick<LifecycleRoutesDeps, 'tokens' | 'ingressOf'>) {
+  const ingress = deps.ingressOf(info)
+  return {
+    templateID: info.template,
+    sandboxID: info.id,
+    clientID: 'sandstorm',
+    envdVersion,
+    envdAccessToken: deps.tokens.tokenFor(info.id),
+    // getHost(port) builds `<port>-<id>.<domain>` from it: the server's ingress.
+    domain: ingress.domain,
+    trafficAccessToken: ingress.trafficAccessToken ?? null,
+  }
+}
+
 /** Registers the routes. */
 export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps): void {
-  const { agent, sandboxes, catalog, tokens, registry, logger, ingressOf } = deps
+  const { agent, sandboxes, catalog, registry } = deps
 
   /** A sandbox past its timeout is gone for E2B at once, even while its destroy is still running. */
   const live = (id: string) => {
     const record = sandboxes.requireStarted(id)
-    if (record.state !== 'paused' && record.expiresAtMs <= Date.now()) throw new SandstormError('not_found', `sandbox "${id}" not found (it reached its timeout)`)
+    // One that pauses at its timeout is being paused, not gone.
+    const pausing = record.lifecycle?.onTimeout === 'pause'
+    if (record.state !== 'paused' && !pausing && record.expiresAtMs <= Date.now()) throw new SandstormError('not_found', `sandbox "${id}" not found (it reached its timeout)`)
     return record
   }
 
-  const created = (info: SandboxInfo) => {
-    const ingress = ingressOf(info)
-    return {
-      templateID: info.template,
-      sandboxID: info.id,
-      clientID: 'sandstorm',
-      envdVersion,
-      envdAccessToken: tokens.tokenFor(info.id),
-      // getHost(port) builds `<port>-<id>.<domain>` from it: the server's ingress.
-      domain: ingress.domain,
-      trafficAccessToken: ingress.trafficAccessToken ?? null,
-    }
-  }
+  const created = (info: SandboxInfo) => sandboxAnswer(info, deps)
 
   const detail = (info: SandboxInfo) => ({
     ...created(info),
@@ -109,6 +121,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     diskSizeMB: info.diskMiB,
     metadata: info.labels,
     state: info.state === 'paused' ? 'paused' : 'running',
+    lifecycle: { onTimeout: catalog.get(info.id)?.lifecycle?.onTimeout ?? 'kill', autoResume: catalog.get(info.id)?.lifecycle?.autoResume ?? false },
     allowInternetAccess: info.network !== 'none' && !info.network.denyOut.includes('0.0.0.0/0'),
     network:
       info.network === 'none'
@@ -123,7 +136,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
 
   const create = async (c: Context<ServerEnv>) => {
     const body = parseInput(createBody, parseJsonText(await c.req.text()))
-    if (body.autoPause) throw new SandstormError('invalid_argument', 'onTimeout "pause" is not supported: a sandbox past its timeout is killed')
+    if (body.autoResume?.enabled && !body.autoPause) throw new SandstormError('invalid_argument', 'autoResume.enabled: expected it only with autoPause true (onTimeout "pause"), got true with autoPause false')
     const metadata = body.metadata ?? {}
     const labelKey = /^[A-Za-z0-9_.\-/]{1,63}$/
     for (const [k, v] of Object.entries(metadata)) {
@@ -143,16 +156,14 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
       ...(net.allowPublicTraffic != null ? { allowPublicTraffic: net.allowPublicTraffic } : {}),
       ...(net.maskRequestHost != null ? { maskRequestHost: net.maskRequestHost } : {}),
     }
-    const info = await sandboxes.create(
-      {
-        template: templateAliases[body.templateID] ?? body.templateID,
-        timeoutMs: (body.timeout ?? defaultTimeoutS) * 1000,
-        labels: metadata,
-        env: body.envVars ?? {},
-        network,
-      },
-      { signal: c.var.signal },
-    )
+    const timeoutMs = (body.timeout ?? defaultTimeoutS) * 1000
+    // A snapshot's id (or name) is a template to E2B.
+    const snap = templateAliases[body.templateID] ? undefined : deps.snapshots?.source(body.templateID)
+    const common = { timeoutMs, labels: metadata, env: body.envVars ?? {}, network }
+    const info = snap
+      ? await sandboxes.create(inputFromSnapshot(snap, common), { signal: c.var.signal }, { snapshotId: snap.id })
+      : await sandboxes.create({ template: templateAliases[body.templateID] ?? body.templateID, ...common }, { signal: c.var.signal })
+    if (body.autoPause) sandboxes.setLifecycle(info.id, { onTimeout: 'pause', autoResume: body.autoResume?.enabled ?? false, timeoutMs })
     return c.json(created(info), 201)
   }
   app.post('/sandboxes', create)
@@ -164,11 +175,9 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     const record = live(id)
     const timeoutMs = body.timeout !== undefined ? body.timeout * 1000 : undefined
     if (record.state === 'paused') {
-      await agent.resume(id, { signal: c.var.signal })
-      catalog.update(id, { state: 'running' })
-      sandboxes.setTimeout(id, timeoutMs ?? defaultTimeoutS * 1000)
-      logger.info({ sandboxId: id }, 'sandbox resumed')
-      return c.json(created(sandboxes.get(id)), 201)
+      // A resume racing this one (traffic woke it) leaves it running: the later end counts then.
+      const resumed = await sandboxes.resume(id, timeoutMs ?? defaultTimeoutS * 1000, { signal: c.var.signal })
+      if (resumed) return c.json(created(sandboxes.get(id)), 201)
     }
     // A running sandbox keeps the later of its end and the one asked for.
     if (timeoutMs !== undefined && Date.now() + timeoutMs > record.expiresAtMs) sandboxes.setTimeout(id, timeoutMs)
@@ -227,13 +236,9 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
 
   app.post('/sandboxes/:id/pause', async (c) => {
     const id = c.req.param('id')
-    const record = live(id)
-    if (record.state === 'paused') throw new SandstormError('already_exists', `sandbox "${id}" is already paused`)
-    await agent.pause(id, { signal: c.var.signal })
+    live(id)
     // Paused sandboxes are kept (as E2B keeps them) for the longest lifetime Sandstorm allows.
-    sandboxes.setTimeout(id, limits.maxTimeoutMs)
-    catalog.update(id, { state: 'paused' })
-    logger.info({ sandboxId: id }, 'sandbox paused')
+    await sandboxes.pause(id, { signal: c.var.signal })
     return c.body(null, 204)
   })
 

@@ -25,6 +25,8 @@ export interface IngressOptions {
   connectRetryMs?: number
   /** Keep connections into sandboxes alive between requests: when the agent's connections are sockets (it runs in this process). @default false */
   keepAlive?: boolean
+  /** Resumes a paused sandbox whose policy lets traffic wake it (autoResume); true when it runs now. @default none: a paused sandbox's ports answer 502 */
+  wake?(sandboxId: string, options?: { signal?: AbortSignal }): Promise<boolean>
 }
 
 /** Serves requests already known to be for a sandbox port. */
@@ -91,7 +93,7 @@ export function createIngress(options: IngressOptions): Ingress {
   const retryMs = options.connectRetryMs ?? 3000
 
   /** The sandbox a target names, after the access check; throws what the client is told. */
-  const admit = (req: IncomingMessage, target: IngressTarget): { maskHost: string | undefined } => {
+  const admit = (req: IncomingMessage, target: IngressTarget): { maskHost: string | undefined; wake: boolean } => {
     const record = options.catalog.get(target.sandboxId)
     if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     if (record.network === 'none') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" was created with network "none": its ports cannot be reached`)
@@ -104,9 +106,16 @@ export function createIngress(options: IngressOptions): Ingress {
         throw new SandstormError('permission_denied', `sandbox "${target.sandboxId}" is private: expected its traffic token in ${trafficTokenHeader}, or an API key`)
       }
     }
-    if (record.state !== 'running') throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is ${record.state}: its ports answer once it runs`)
+    // A paused sandbox with autoResume is woken by its traffic, after the access check above.
+    const wake = record.state === 'paused' && record.lifecycle?.autoResume === true && options.wake !== undefined
+    if (record.state !== 'running' && !wake) throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is ${record.state}: its ports answer once it runs`)
     const mask = record.network.maskRequestHost?.replace('${PORT}', String(target.port))
-    return { maskHost: mask }
+    return { maskHost: mask, wake }
+  }
+
+  /** Resumes the sandbox when admit said so; throws `unavailable` when it does not run after. */
+  const woken = async (target: IngressTarget, signal: AbortSignal): Promise<void> => {
+    if (!(await options.wake!(target.sandboxId, { signal }))) throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is not running: its ports answer once it runs`)
   }
 
   /** A connection to the target, tried again while nothing listens yet. */
@@ -181,15 +190,31 @@ export function createIngress(options: IngressOptions): Ingress {
 
   return {
     serve(req, res, target) {
-      let admitted: { maskHost: string | undefined }
+      let admitted: { maskHost: string | undefined; wake: boolean }
       try {
         admitted = admit(req, target)
       } catch (err) {
-        return fail(res, SandstormError.from(err))
+        // A sandbox that does not run (paused, stopped) answers 502, as E2B's proxy does.
+        const e = SandstormError.from(err)
+        return fail(res, e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
       }
-      if (pool) return forward(req, res, target, admitted.maskHost, undefined)
+      if (pool && !admitted.wake) return forward(req, res, target, admitted.maskHost, undefined)
       const gone = clientGone(req, req.socket)
-      connect(target, gone.signal).then(
+      const ready = admitted.wake ? woken(target, gone.signal) : Promise.resolve()
+      if (pool) {
+        return void ready.then(
+          () => {
+            gone.done()
+            forward(req, res, target, admitted.maskHost, undefined)
+          },
+          (err: unknown) => {
+            gone.done()
+            const e = SandstormError.from(err)
+            fail(res, e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+          },
+        )
+      }
+      ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
           forward(req, res, target, admitted.maskHost, upstream)
@@ -212,14 +237,16 @@ export function createIngress(options: IngressOptions): Ingress {
         socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
       }
       socket.on('error', () => undefined)
-      let admitted: { maskHost: string | undefined }
+      let admitted: { maskHost: string | undefined; wake: boolean }
       try {
         admitted = admit(req, target)
       } catch (err) {
-        return refuse(SandstormError.from(err))
+        const e = SandstormError.from(err)
+        return refuse(e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
       }
       const gone = clientGone(req, socket)
-      connect(target, gone.signal).then(
+      const ready = admitted.wake ? woken(target, gone.signal) : Promise.resolve()
+      ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
           const headers = forwardHeaders(req, admitted.maskHost, true)
