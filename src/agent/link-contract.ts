@@ -5,7 +5,7 @@
  * missing call fails to compile on both sides instead of at run time. On the wire an input is the
  * JSON payload of a Request (agent.proto); bytes travel on Data streams.
  */
-import type { EgressPolicy, EntryInfo, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
+import type { EgressPolicy, EntryInfo, ProcessInfo, ProcessResult, TemplateInfo, TemplateStart } from '../shared/index.js'
 import type { AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
 import type { AgentSnapshot } from './snapshot-api.js'
 
@@ -31,7 +31,7 @@ export interface LinkUnary {
   'snapshots.get': { input: { id: string }; output: AgentSnapshot }
   'snapshots.list': { input: null; output: AgentSnapshot[] }
   'snapshots.remove': { input: { id: string }; output: void }
-  'golden.promote': { input: { name: string; snapshotId: string }; output: TemplateInfo }
+  'golden.promote': { input: { name: string; snapshotId: string; start?: TemplateStart }; output: TemplateInfo }
   'golden.rollback': { input: { name: string }; output: TemplateInfo }
   'golden.standingOn': { input: { snapshotId: string }; output: string[] }
 }

@@ -64,7 +64,7 @@ export function unaryHandlers(local: AgentApi): UnaryHandlers {
     'snapshots.get': (p, o) => snapshots().get(p.id, o),
     'snapshots.list': (_p, o) => snapshots().list(o),
     'snapshots.remove': (p, o) => snapshots().remove(p.id, o),
-    'golden.promote': (p, o) => golden().promote(p.name, p.snapshotId, o),
+    'golden.promote': (p, o) => golden().promote(p.name, p.snapshotId, o, p.start ? { start: p.start } : {}),
     'golden.rollback': (p, o) => golden().rollback(p.name, o),
     'golden.standingOn': (p, o) => golden().standingOn(p.snapshotId, o),
   }

@@ -1,18 +1,19 @@
 import { hostname, totalmem, availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { SandstormError, silentLogger, type CallOptions, type Logger } from '../shared/index.js'
+import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
 import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
 import type { AgentGoldenApi } from './golden-api.js'
 import { closeRuntimes, createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
 import { createMachineSnapshots, publicMachineSnapshot } from './machine-snapshots.js'
+import { runStartCommand } from './start-command.js'
 import { planStart } from './machine-start.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import { ProcessRecord } from './process-record.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
-import { createGoldenTemplates, guardSnapshots } from './golden-templates.js'
+import { createGoldenTemplates, guardSnapshots, startOf } from './golden-templates.js'
 import { withinHostSpace } from './host-space.js'
 import { createHostNetwork, type HostNetwork, type HostNetworkOptions, type SandboxNetworkRecord } from '../network/index.js'
 import type { SandboxNetworkSpec } from '../runtime/index.js'
@@ -142,6 +143,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     return found
   }
 
+  /** Runs a template's start command in a new sandbox until it is ready; destroys the sandbox when it fails. */
+  async function startOrDestroy(id: string, name: string, start: TemplateStart, call?: CallOptions): Promise<void> {
+    const startedAt = performance.now()
+    try {
+      await runStartCommand(agent, id, { name, start }, call)
+    } catch (err) {
+      await agent.destroy(id).catch((e: unknown) => log.error({ sandboxId: id, err: e }, 'could not destroy a sandbox whose start command failed'))
+      throw err
+    }
+    log.info({ sandboxId: id, readyMs: Math.round(performance.now() - startedAt) }, 'start command ready')
+  }
+
   function forget(sandbox: LiveSandbox): void {
     const finished = [...sandbox.processes.values()].filter((p) => p.result !== null)
     for (const p of finished.slice(0, Math.max(0, finished.length - keptFinishedProcesses))) sandbox.processes.delete(p.pid)
@@ -200,14 +213,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       // The old instance's processes end with it; the new one has none yet.
       sandbox.processes.clear()
       sandbox.users.clear()
+      // So the template's start command runs again; a failure is reported, the restored sandbox kept.
+      const start = (await templates.resolve(sandbox.record.template).catch(() => undefined))?.info.start
+      if (start) await runStartCommand(agent, sandboxId, { name: sandbox.record.template, start }, call)
       return restored
     },
   }
   const golden: AgentGoldenApi = {
     ...layerGolden,
-    async promote(name, snapshotId, call) {
+    async promote(name, snapshotId, call, settings = {}) {
       const saved = await machines.find(snapshotId)
-      if (!saved) return layerGolden.promote(name, snapshotId, call)
+      if (!saved) return layerGolden.promote(name, snapshotId, call, settings)
+      const start = settings.start ?? (await startOf(templates, saved.template))
       // The version boots its base's root cold; a create of its config clones the saved machine instead.
       return templates.promote(name, {
         rootfs: saved.rootfs,
@@ -216,6 +233,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         snapshotId,
         sizeBytes: await treeSizeBytes(saved.image.dir),
         description: `${saved.template} with ${saved.runtime} machine ${snapshotId}${saved.label ? ` (${saved.label})` : ''}`,
+        ...(start ? { start } : {}),
       })
     },
   }
@@ -289,6 +307,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (net) network.replenish()
       const startMs = Math.round(performance.now() - startedAt)
       log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
+      // A machine clone's saved memory has the template's start command running already.
+      if (template.info.start && !plan.machine) await startOrDestroy(req.id, template.info.name, template.info.start, call)
       return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }
     },
 

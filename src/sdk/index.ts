@@ -28,4 +28,4 @@ export {
   type SdkErrorCode,
 } from './errors.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
-export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, ExecEvent } from '../shared/index.js'
+export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from '../shared/index.js'

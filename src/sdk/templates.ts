@@ -1,5 +1,5 @@
 /** Templates as the server lists them, and golden templates: promote, rollback, build. */
-import type { BuildTemplateRequest, FailedBuildStep, RuntimeName, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
+import type { BuildTemplateRequest, FailedBuildStep, RuntimeName, TemplateBuildEvent, TemplateInfo, TemplateStartInput } from '../shared/index.js'
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { errorFromWire } from './errors.js'
 import { createApiClient } from './http-client.js'
@@ -10,12 +10,15 @@ export function listTemplates(options: ConnectionOptions = {}): Promise<Template
   return createApiClient(resolveConnection(options)).json<TemplateInfo[]>({ method: 'GET', path: '/v1/templates', signal: options.signal })
 }
 
-/** Makes a snapshot the current version of template `name` (a new version; the old ones are kept). */
-export function promoteTemplate(name: string, snapshotId: string, options: ConnectionOptions = {}): Promise<TemplateInfo> {
+/**
+ * Makes a snapshot the current version of template `name` (a new version; the old ones are kept).
+ * `start`: what its sandboxes run at create (default: the snapshot's template's start command).
+ */
+export function promoteTemplate(name: string, snapshotId: string, options: ConnectionOptions & { start?: TemplateStartInput } = {}): Promise<TemplateInfo> {
   return createApiClient(resolveConnection(options)).json<TemplateInfo>({
     method: 'POST',
     path: `/v1/templates/${encodeURIComponent(name)}/promote`,
-    json: { snapshotId },
+    json: { snapshotId, ...(options.start ? { start: options.start } : {}) },
     signal: options.signal,
   })
 }

@@ -2,8 +2,8 @@
  * Golden templates on the server: promote a snapshot to a template version, roll back, and build
  * one from steps run in a temporary sandbox. A build that fails leaves nothing behind.
  */
-import type { AgentApi, AgentGoldenApi } from '../agent/index.js'
-import { SandstormError } from '../shared/index.js'
+import type { AgentApi, AgentGoldenApi, GoldenSettings } from '../agent/index.js'
+import { SandstormError, templateStartSchema } from '../shared/index.js'
 import type { BuildTemplateRequest, CallOptions, FailedBuildStep, Logger, SandboxInfo, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
 import { hiddenMessage } from './request-context.js'
 import type { SandboxService } from './sandbox-service.js'
@@ -14,7 +14,7 @@ const keptOutputBytes = 64 * 1024
 
 /** Promote, rollback and build. */
 export interface GoldenService {
-  promote(name: string, snapshotId: string, options?: CallOptions): Promise<TemplateInfo>
+  promote(name: string, snapshotId: string, options?: CallOptions, settings?: GoldenSettings): Promise<TemplateInfo>
   rollback(name: string, options?: CallOptions): Promise<TemplateInfo>
   /**
    * Runs a build, giving each event to `emit`; resolves once it ended and was cleaned up (its
@@ -46,9 +46,9 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
     return agent.golden
   }
 
-  async function promote(name: string, snapshotId: string, call?: CallOptions): Promise<TemplateInfo> {
+  async function promote(name: string, snapshotId: string, call?: CallOptions, settings: GoldenSettings = {}): Promise<TemplateInfo> {
     snapshots.get(snapshotId)
-    return api().promote(name, snapshotId, call)
+    return api().promote(name, snapshotId, call, settings)
   }
 
   async function runStep(sandboxId: string, index: number, cmd: string, count: number, emit: (e: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void> {
@@ -87,7 +87,7 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
       snapshotId = (await snapshots.take(sandbox.id, `build of ${name}`, { signal })).id
       signal.throwIfAborted()
       // Not cancellable from here on: the version is either made whole or not at all.
-      const template = await api().promote(name, snapshotId)
+      const template = await api().promote(name, snapshotId, {}, req.start ? { start: templateStartSchema.parse(req.start) } : {})
       done = true
       logger.info({ template: name, version: template.version, snapshotId }, 'template built from steps')
       last = { type: 'done', template, snapshotId }

@@ -22,7 +22,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   app.post('/v1/templates/:name/promote', async (c) => {
     const name = nameOf(c.req.param('name'))
     const body = await bodyOf(c, promoteBody)
-    return c.json(await golden.promote(name, body.snapshotId, { signal: c.var.signal }), 201)
+    return c.json(await golden.promote(name, body.snapshotId, { signal: c.var.signal }, body.start ? { start: body.start } : {}), 201)
   })
 
   app.post('/v1/templates/:name/rollback', async (c) => {

@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import { limits, runtimeSchema } from './api.js'
 import type { TemplateInfo } from './api.js'
+import { templateStartSchema } from './template-start.js'
 
 /** A template name, as in a create. */
 export const templateNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'a template name such as "debian"')
@@ -9,6 +10,8 @@ export const templateNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/
 /** POST /v1/templates/:name/promote */
 export const promoteBody = z.strictObject({
   snapshotId: z.string().regex(/^[a-z]{2,4}-[a-z0-9]{16}$/, 'a snapshot id such as "snap-k3j9x0q2m1c8v7d4"'),
+  /** What every sandbox of the new version runs at create. @default the snapshot's template's */
+  start: templateStartSchema.optional(),
 })
 
 /** POST /v1/templates/:name/build */
@@ -22,6 +25,8 @@ export const buildTemplateBody = z.strictObject({
   cpus: z.number().positive().max(limits.maxCpus).optional(),
   /** The runtime the temporary sandbox runs on; with 'qemu' the template is its saved machine. @default the server's */
   runtime: runtimeSchema.optional(),
+  /** What every sandbox of the template runs at create (not the build sandbox). @default the `from` template's */
+  start: templateStartSchema.optional(),
 })
 export type BuildTemplateRequest = z.input<typeof buildTemplateBody>
 

@@ -26,7 +26,8 @@ export const codeInterpreterPort = 49999
 export const codeInterpreterRecipe = createDebootstrapRecipe({
   description: 'base with a Jupyter Python kernel (ipykernel, matplotlib, pandas, numpy) and the code interpreter server on port 49999',
   defaults: { memoryMiB: 1024, cpus: 1 },
-  packages: [...basePackages, 'python3-ipykernel', 'python3-jupyter-client', 'python3-matplotlib', 'python3-pandas', 'python3-numpy'],
+  packages: basePackages,
+  aptPackages: ['python3-ipykernel', 'python3-jupyter-client', 'python3-matplotlib', 'python3-pandas', 'python3-numpy'],
   allowSetuid: true,
   start: templateStartSchema.parse({
     cmd: `exec python3 ${kernelServerPath}`,

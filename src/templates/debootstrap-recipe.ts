@@ -2,7 +2,7 @@
  * Recipes made by debootstrap: Debian 12 (bookworm) minbase with a list of packages, the sandbox
  * user, and steps of the recipe's own run on the finished tree (files, sudoers) before it is sealed.
  */
-import { readdir, rm } from 'node:fs/promises'
+import { chmod, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { SandstormError, throwIfAborted } from '../shared/index.js'
@@ -16,13 +16,19 @@ export const defaultDebianMirror = 'http://deb.debian.org/debian'
 export interface DebootstrapRecipeOptions extends Omit<TemplateRecipe, 'build' | 'readonlyBinds'> {
   /** Debian packages added to minbase (debootstrap resolves their Depends, not Recommends). */
   packages: readonly string[]
+  /**
+   * Packages installed afterwards by apt-get in a chroot of the tree (no Recommends). apt's
+   * resolver handles what debootstrap's cannot (alternatives, versioned dependencies of big
+   * stacks such as Jupyter's).
+   */
+  aptPackages?: readonly string[]
   /** Runs on the finished tree, after the user is added and apt's caches are gone. */
   finish?: (rootfs: string, context: RecipeContext) => Promise<void>
 }
 
 /** A recipe that debootstraps bookworm minbase with `packages`, then runs `finish`. */
 export function createDebootstrapRecipe(options: DebootstrapRecipeOptions): TemplateRecipe {
-  const { packages, finish, ...recipe } = options
+  const { packages, aptPackages = [], finish, ...recipe } = options
   return {
     ...recipe,
     readonlyBinds: [],
@@ -30,6 +36,7 @@ export function createDebootstrapRecipe(options: DebootstrapRecipeOptions): Temp
       const mirror = checkMirror(context.mirror ?? process.env.SANDSTORM_DEBIAN_MIRROR ?? defaultDebianMirror)
       await debootstrap(rootfs, mirror, packages, context)
       throwIfAborted(context.signal)
+      if (aptPackages.length > 0) await aptInstall(rootfs, aptPackages, context)
       context.onProgress('I: removing apt caches')
       await emptyDir(join(rootfs, 'var/cache/apt/archives'), (name) => name.endsWith('.deb'))
       await emptyDir(join(rootfs, 'var/lib/apt/lists'), (name) => name !== 'partial' && name !== 'lock')
@@ -57,26 +64,44 @@ function checkMirror(mirror: string): string {
   return mirror
 }
 
+/** Runs debootstrap of bookworm minbase with `packages`. */
+async function debootstrap(rootfs: string, mirror: string, packages: readonly string[], context: RecipeContext): Promise<void> {
+  await runStreaming('debootstrap', ['--variant=minbase', `--include=${packages.join(',')}`, 'bookworm', rootfs, mirror], context)
+}
+
 /**
- * Runs debootstrap and streams its lines. It runs in its own process group so that a cancel
+ * Installs `packages` with apt-get in a chroot of the tree, which nothing else uses yet; the
+ * package lists it fetched go with apt's caches afterwards. A policy-rc.d keeps maintainer
+ * scripts from starting services there.
+ */
+async function aptInstall(rootfs: string, packages: readonly string[], context: RecipeContext): Promise<void> {
+  const policy = join(rootfs, 'usr/sbin/policy-rc.d')
+  await writeFile(policy, '#!/bin/sh\nexit 101\n')
+  await chmod(policy, 0o755)
+  try {
+    context.onProgress(`I: installing with apt-get: ${packages.join(' ')}`)
+    await runStreaming('chroot', [rootfs, 'apt-get', '-q', 'update'], context)
+    throwIfAborted(context.signal)
+    await runStreaming('chroot', [rootfs, 'apt-get', '-q', '-y', '--no-install-recommends', 'install', ...packages], context)
+  } finally {
+    await rm(policy, { force: true })
+  }
+}
+
+/**
+ * Runs a build tool and streams its lines. It runs in its own process group so that a cancel
  * stops it together with the dpkg and apt it started inside the tree, before the tree is removed.
  */
-async function debootstrap(
-  rootfs: string,
-  mirror: string,
-  packages: readonly string[],
-  { name, logger, onProgress, signal }: RecipeContext,
-): Promise<void> {
+async function runStreaming(command: string, args: string[], { name, logger, onProgress, signal }: RecipeContext): Promise<void> {
   throwIfAborted(signal)
-  const args = ['--variant=minbase', `--include=${packages.join(',')}`, 'bookworm', rootfs, mirror]
-  logger.info({ template: name, args }, 'running debootstrap')
-  const child = execa('debootstrap', args, {
+  logger.info({ template: name, command, args }, `running ${command}`)
+  const child = execa(command, args, {
     detached: true,
     all: true,
     buffer: false,
     reject: false,
     stdin: 'ignore',
-    env: { DEBIAN_FRONTEND: 'noninteractive' },
+    env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' },
   })
   const killGroup = (): void => {
     if (child.pid === undefined) return
@@ -87,23 +112,23 @@ async function debootstrap(
     }
   }
   signal?.addEventListener('abort', killGroup, { once: true })
-  // The last lines say why it failed; debootstrap's own log sits inside the tree that is removed.
+  // The last lines say why it failed; debootstrap's and apt's own logs sit inside the tree that is removed.
   const tail: string[] = []
   try {
     for await (const line of child.iterable({ from: 'all' })) {
       tail.push(line)
       if (tail.length > 20) tail.shift()
-      logger.debug({ template: name, line }, 'debootstrap')
+      logger.debug({ template: name, line }, command)
       onProgress(line)
     }
     const result = await child
     throwIfAborted(signal)
     if ((result as { code?: string }).code === 'ENOENT') {
-      throw new SandstormError('failed_precondition', 'debootstrap is not installed: expected it on PATH (scripts/setup.sh installs it)')
+      throw new SandstormError('failed_precondition', `${command} is not installed: expected it on PATH (scripts/setup.sh installs debootstrap)`)
     }
     if (result.failed) {
       const how = result.signal ? `was killed by ${result.signal}` : `exited with ${result.exitCode}`
-      throw new SandstormError('internal', `debootstrap ${how}; expected exit 0. Last output:\n${tail.join('\n')}`, { cause: result })
+      throw new SandstormError('internal', `${[command, ...args.slice(0, 3)].join(' ')} ${how}; expected exit 0. Last output:\n${tail.join('\n')}`, { cause: result })
     }
   } finally {
     signal?.removeEventListener('abort', killGroup)

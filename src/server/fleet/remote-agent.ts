@@ -243,7 +243,7 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
       remove: (id, o) => call('snapshots.remove', { id }, o),
     },
     golden: {
-      promote: (name, snapshotId, o) => call('golden.promote', { name, snapshotId }, o),
+      promote: (name, snapshotId, o, settings) => call('golden.promote', { name, snapshotId, ...(settings?.start ? { start: settings.start } : {}) }, o),
       rollback: (name, o) => call('golden.rollback', { name }, o),
       standingOn: (snapshotId, o) => call('golden.standingOn', { snapshotId }, o),
     },

@@ -53,7 +53,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
 
   const golden: AgentGoldenApi = {
     // A golden version stands on the snapshot's layers, so it is made (and asked about) where the snapshot is.
-    promote: async (name, snapshotId, o) => needGolden(await holderOf(snapshotId)).promote(name, snapshotId, o),
+    promote: async (name, snapshotId, o, settings) => needGolden(await holderOf(snapshotId)).promote(name, snapshotId, o, settings),
     standingOn: async (snapshotId, o) => needGolden(await holderOf(snapshotId)).standingOn(snapshotId, o),
     // Rolled back where the current version is golden (where it was promoted), else wherever the template is.
     async rollback(name, o) {
