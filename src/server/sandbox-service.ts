@@ -111,6 +111,9 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     if (record.state === 'starting') {
       throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
     }
+    // Its connections drop while the agent destroys it: a client that asks then (E2B's SDKs ask
+    // envd's /health) hears that it is not running, not that it still is.
+    if (destroying.has(id)) throw new SandstormError('unavailable', `sandbox "${id}" is being killed`)
     return record
   }
   const networkUpdates = new Map<string, Promise<unknown>>()
