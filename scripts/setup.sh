@@ -67,13 +67,16 @@ quietly npm run --silent build
 # itself a no-op for a template that exists.
 CLI="$REPO/dist/src/cli/main.js"
 [ -f "$CLI" ] || die "the build did not produce $CLI"
-for template in debian host; do
+# base is E2B's base (bash, git, curl, sudo, python); code-interpreter-v1 adds Jupyter's kernel,
+# matplotlib, pandas and numpy, and the code interpreter server.
+for template in debian host base code-interpreter-v1; do
   if [ ! -f "$DATA_DIR/templates/$template/current/template.json" ]; then
-    if [ "$template" = debian ]; then
-      say "building template debian with debootstrap (about a minute; set SANDSTORM_DEBIAN_MIRROR for a nearer mirror)"
-    else
-      say "building template $template"
-    fi
+    case "$template" in
+      debian) say "building template debian with debootstrap (about a minute; set SANDSTORM_DEBIAN_MIRROR for a nearer mirror)" ;;
+      base) say "building template base with debootstrap (about two minutes: bash, git, curl, sudo, python)" ;;
+      code-interpreter-v1) say "building template code-interpreter-v1 with debootstrap and apt-get (five to fifteen minutes, about 230 MB to download: Jupyter, matplotlib, pandas, numpy)" ;;
+      *) say "building template $template" ;;
+    esac
     # Not quiet: the build prints its progress (debootstrap's steps) as it goes.
     node "$CLI" template build "$template" --data-dir "$DATA_DIR" || die "building template $template failed"
   fi

@@ -44,7 +44,7 @@ export function registerTemplate(program: Command): void {
   registerGoldenTemplate(template)
   template
     .command('build')
-    .description('build a template: debian or host on this machine (no server needed); or, with --from, a golden template on the server from --run steps')
+    .description('build a template: debian, host, base or code-interpreter-v1 on this machine (no server needed); or, with --from, a golden template on the server from --run steps')
     .argument('<name>', 'template to build')
     .option('--data-dir <dir>', 'data directory; templates go to <dir>/templates', defaultDataDir())
     .option('--force', 'build a new version even if one exists')
