@@ -3,7 +3,7 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { SandstormError } from '../shared/index.js'
+import { SandstormError, templateStartSchema } from '../shared/index.js'
 import { hostRecipe } from './host-recipe.js'
 import type { TemplateRecipe } from './recipe.js'
 import { createTemplateStore } from './template-store.js'
@@ -227,5 +227,38 @@ describe('template store: a directory it cannot use', () => {
     await writeFile(file, '')
     const store = createTemplateStore({ dir: join(file, 'templates') })
     await assert.rejects(store.list(), hasCode('invalid_argument', /cannot use .* as the template directory/))
+  })
+})
+
+describe('template store: start commands and setuid', () => {
+  it('records a recipe\'s start command and setuid permission, and a golden version keeps or replaces them', async () => {
+    const dir = await freshDir()
+    const start = templateStartSchema.parse({ cmd: 'exec server', user: 'user', ready: { type: 'http', port: 8080 } })
+    const store = createTemplateStore({ dir, recipes: { served: { ...hostRecipe, start, allowSetuid: true }, plain: hostRecipe } })
+    const info = await store.build('served')
+    assert.deepEqual(info.start, { cmd: 'exec server', user: 'user', env: {}, ready: { type: 'http', port: 8080, path: '/' }, readyTimeoutMs: 60_000 })
+    assert.equal(info.allowSetuid, true)
+    const stored = JSON.parse(await readFile(join(dir, 'served', '1', 'template.json'), 'utf8')) as { start?: unknown; allowSetuid?: boolean }
+    assert.deepEqual([stored.start, stored.allowSetuid], [info.start, true])
+    const { rootfs } = await store.resolve('served')
+    assert.equal(rootfs.allowSetuid, true)
+
+    const plain = await store.build('plain')
+    assert.deepEqual([plain.start, plain.allowSetuid], [undefined, undefined])
+    assert.equal((await store.resolve('plain')).rootfs.allowSetuid, undefined)
+
+    // A golden version: the rootfs carries the permission, the start command is what the promote says.
+    const other = templateStartSchema.parse({ cmd: 'exec other', ready: { type: 'command', cmd: 'true' } })
+    const golden = await store.promote('served-golden', {
+      rootfs: { ...rootfs, lowerDirs: rootfs.lowerDirs },
+      defaults: { memoryMiB: 256, cpus: 1 },
+      baseTemplate: 'served',
+      snapshotId: 'snap-0000000000000000',
+      sizeBytes: 0,
+      description: 'golden',
+      start: other,
+    })
+    assert.deepEqual([golden.start, golden.allowSetuid], [other, true])
+    assert.equal((await store.resolve('served-golden')).rootfs.allowSetuid, true)
   })
 })
