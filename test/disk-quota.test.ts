@@ -45,7 +45,7 @@ describe('disk quotas', { skip, timeout: 300_000 }, () => {
       assert.ok(grewKiB <= 96 * 1024, `the host gave up ${grewKiB} KiB for a 96 MiB quota`)
       assert.ok(grewKiB >= 48 * 1024, `expected the write to reach the host's disk, it grew ${grewKiB} KiB`)
 
-      const m = await sbx.getMetrics()
+      const m = await sbx.getUsage()
       assert.ok(m.diskUsedBytes >= 64 * MiB && m.diskUsedBytes <= 96 * MiB, `diskUsedBytes ${m.diskUsedBytes}`)
       assert.ok(m.diskLimitBytes > 80 * MiB && m.diskLimitBytes <= 96 * MiB, `diskLimitBytes ${m.diskLimitBytes}`)
 

@@ -105,7 +105,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     assert.ok(sizeMiB > 400 && sizeMiB <= 512, `df says the root holds ${sizeMiB} MiB`)
     const full = await origin.commands.run('dd if=/dev/zero of=/root/big bs=1M 2>&1; echo "exit $?"; sync', { ...conn, timeoutMs: 300_000 })
     assert.match(full.stdout, /No space left on device[\s\S]*exit 1/)
-    const m = await origin.getMetrics({ ...conn })
+    const m = await origin.getUsage({ ...conn })
     assert.equal(m.diskLimitBytes, 512 * 2 ** 20)
     // The overlay holds what the guest wrote (and qcow2's tables), never more than the disk.
     assert.ok(m.diskUsedBytes > 100 * 2 ** 20 && m.diskUsedBytes <= 520 * 2 ** 20, `the host holds ${m.diskUsedBytes} bytes of the guest's disk`)

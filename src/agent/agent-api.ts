@@ -80,6 +80,11 @@ export interface AgentApi {
   resume(id: string, options?: CallOptions): Promise<void>
   /** Its usage now: memory, CPU time, processes, disk against its quota. */
   stats(id: string, options?: CallOptions): Promise<AgentSandboxStats>
+  /**
+   * The usage of many sandboxes in one call (the server samples every sandbox every few seconds).
+   * A sandbox that cannot be measured now (gone, or its machine saved to disk) is left out.
+   */
+  statsMany(ids: string[], options?: CallOptions): Promise<Record<string, AgentSandboxStats>>
 
   /** Starts a command; resolves once it has started, with its pid. The signal cancels the start only; the started process is not tied to it. */
   exec(id: string, req: AgentExecRequest, options?: CallOptions): Promise<{ pid: number }>

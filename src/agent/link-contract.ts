@@ -18,6 +18,7 @@ export interface LinkUnary {
   pause: { input: { id: string }; output: void }
   resume: { input: { id: string }; output: void }
   stats: { input: { id: string }; output: AgentSandboxStats }
+  statsMany: { input: { ids: string[] }; output: Record<string, AgentSandboxStats> }
   wait: { input: { id: string; pid: number }; output: ProcessResult }
   processes: { input: { id: string }; output: ProcessInfo[] }
   signal: { input: { id: string; pid: number; signal: NodeJS.Signals }; output: void }
@@ -62,7 +63,7 @@ export type LinkDataName = keyof LinkData
 
 /** Every unary call, listed at run time (the agent checks a request's kind against it). */
 export const linkUnaryNames = [
-  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'stats', 'wait', 'processes', 'signal',
+  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'stats', 'statsMany', 'wait', 'processes', 'signal',
   'listDir', 'stat', 'mkdir', 'remove', 'rename', 'updateNetwork',
   'snapshots.take', 'snapshots.get', 'snapshots.list', 'snapshots.remove',
   'golden.promote', 'golden.rollback', 'golden.standingOn',

@@ -50,6 +50,7 @@ export function unaryHandlers(local: AgentApi): UnaryHandlers {
     list: (_p, o) => local.list(o),
     pause: (p, o) => local.pause(p.id, o),
     stats: (p, o) => local.stats(p.id, o),
+    statsMany: (p, o) => local.statsMany(p.ids, o),
     resume: (p, o) => local.resume(p.id, o),
     wait: (p, o) => local.wait(p.id, p.pid, o),
     processes: (p, o) => local.processes(p.id, o),

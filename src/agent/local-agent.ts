@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
 import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
-import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from './agent-api.js'
+import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
 import type { AgentGoldenApi } from './golden-api.js'
 import { closeRuntimes, createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
 import { createMachineSnapshots, publicMachineSnapshot } from './machine-snapshots.js'
@@ -338,6 +338,11 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const [s, disk] = await Promise.all([backendOf(id).stats(id, call), machine ? null : layers.usage(id)])
       const own = s.disk ?? disk
       return { memoryBytes: s.memoryBytes, cpuNanos: s.cpuNanos, pids: s.pids, diskUsedBytes: own?.usedBytes ?? 0, diskLimitBytes: own?.limitBytes ?? 0 }
+    },
+    async statsMany(ids, call) {
+      // Cgroup files and a statfs for each (btrfs asks its tool): nothing wakes a paused sandbox.
+      const measured = await Promise.all(ids.map(async (id) => [id, await agent.stats(id, call).catch(() => null)] as const))
+      return Object.fromEntries(measured.filter((m): m is [string, AgentSandboxStats] => m[1] !== null))
     },
     resume: (id, call) => backendOf(id).resume(id, call),
 

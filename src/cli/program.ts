@@ -10,6 +10,7 @@ import { registerExec } from './exec.js'
 import { registerKeys } from './keys.js'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
 import { registerLs } from './ls.js'
+import { registerMetrics } from './metrics.js'
 import { registerNetwork } from './network.js'
 import { registerPortForward } from './port-forward.js'
 import { registerRm } from './rm.js'
@@ -40,6 +41,7 @@ export function createProgram(): Command {
   registerExec(program)
   registerRun(program)
   registerLs(program)
+  registerMetrics(program)
   registerRm(program)
   registerTimeout(program)
   registerNetwork(program)

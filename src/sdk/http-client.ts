@@ -25,6 +25,8 @@ export interface ApiClient {
   readonly connection: Connection
   /** Sends a request and parses its JSON answer. */
   json<T>(req: ApiRequest): Promise<T>
+  /** As `json`, with the answer's headers (a page's `X-Next-Token`). */
+  jsonAndHeaders<T>(req: ApiRequest): Promise<{ value: T; headers: Headers }>
   /** Sends a request whose answer has no body worth reading (204). */
   send(req: ApiRequest): Promise<void>
   /** Sends a request and hands over its streamed answer; cancel it to stop early. */
@@ -75,18 +77,21 @@ export function createApiClient(connection: Connection): ApiClient {
     return { res, scope }
   }
 
+  async function jsonAndHeaders<T>(req: ApiRequest): Promise<{ value: T; headers: Headers }> {
+    const { res, scope } = await open(req)
+    try {
+      return { value: (await res.json()) as T, headers: res.headers }
+    } catch (err) {
+      throw scope.translate(err)
+    } finally {
+      scope.release()
+    }
+  }
+
   return {
     connection,
-    async json<T>(req: ApiRequest): Promise<T> {
-      const { res, scope } = await open(req)
-      try {
-        return (await res.json()) as T
-      } catch (err) {
-        throw scope.translate(err)
-      } finally {
-        scope.release()
-      }
-    },
+    json: async <T>(req: ApiRequest): Promise<T> => (await jsonAndHeaders<T>(req)).value,
+    jsonAndHeaders,
     async send(req: ApiRequest): Promise<void> {
       const { res, scope } = await open(req)
       try {

@@ -1,5 +1,5 @@
 /** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxForkOptions, type SandboxNetworkOptions, type SandboxStart } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxNetworkOptions, type SandboxStart } from './sandbox.js'
 export type { PortForward, PortForwardOptions } from './ports.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
@@ -28,4 +28,4 @@ export {
   type SdkErrorCode,
 } from './errors.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
-export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from '../shared/index.js'
+export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from '../shared/index.js'

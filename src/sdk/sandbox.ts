@@ -1,5 +1,6 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxMetrics, SandboxState, SnapshotInfo } from '../shared/index.js'
+import { maxListLimit } from '../shared/index.js'
+import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from '../shared/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { InvalidArgumentError, NotFoundError } from './errors.js'
@@ -69,12 +70,42 @@ export interface SandboxForkOptions extends ConnectionOptions {
   network?: 'none' | SandboxNetworkOptions
 }
 
-/** Options of `Sandbox.list`. */
+/** Options of `Sandbox.list` and `Sandbox.listPage`: every filter given must match. */
 export interface SandboxListOptions extends ConnectionOptions {
   /** Only sandboxes that have all of these labels. */
   labels?: Record<string, string>
-  /** Only sandboxes in this state. */
-  state?: SandboxState
+  /** Only sandboxes in this state, or in one of these. */
+  state?: SandboxState | SandboxState[]
+  /** Only sandboxes of this template. */
+  template?: string
+  /** Only sandboxes started at or after this time. */
+  startedAfter?: Date
+  /** Only sandboxes started at or before this time. */
+  startedBefore?: Date
+  /** By start time. @default 'asc' (oldest first) */
+  order?: SandboxListOrder
+}
+
+/** Options of `Sandbox.listPage`. */
+export interface SandboxListPageOptions extends SandboxListOptions {
+  /** Sandboxes per page (1..1000). @default 1000 */
+  limit?: number
+  /** The `nextToken` of the previous page; the first page without it. */
+  nextToken?: string
+}
+
+/** One page of a list, and the token of the next page when there is one. */
+export interface SandboxListPage {
+  sandboxes: SandboxInfo[]
+  nextToken?: string
+}
+
+/** Options of `getMetrics`: the range of the series. */
+export interface SandboxMetricsOptions extends ConnectionOptions {
+  /** @default the sandbox's start */
+  start?: Date
+  /** @default now */
+  end?: Date
 }
 
 /** How a sandbox's ports are reached, as the server answers create and get. */
@@ -151,15 +182,22 @@ export class Sandbox {
     return new Sandbox(sandboxId, connection, {}, info)
   }
 
-  /** Sandboxes the key can see, filtered by labels and state. */
+  /** Sandboxes the key can see, filtered by labels, state, template and start time, in one answer. */
   static list(options: SandboxListOptions = {}): Promise<SandboxInfo[]> {
-    const label = Object.entries(options.labels ?? {}).map(([k, v]) => `${k}=${v}`)
-    return createApiClient(resolveConnection(options)).json<SandboxInfo[]>({
-      method: 'GET',
-      path: sandboxesPath,
-      query: { label, state: options.state },
-      signal: options.signal,
-    })
+    return createApiClient(resolveConnection(options)).json<SandboxInfo[]>({ method: 'GET', path: sandboxesPath, query: listQueryOf(options), signal: options.signal })
+  }
+
+  /** One page of `list`: pass its `nextToken` to the next call until there is none. */
+  static async listPage(options: SandboxListPageOptions = {}): Promise<SandboxListPage> {
+    const query = { ...listQueryOf(options), limit: String(options.limit ?? maxListLimit), nextToken: options.nextToken }
+    const { value, headers } = await createApiClient(resolveConnection(options)).jsonAndHeaders<SandboxInfo[]>({ method: 'GET', path: sandboxesPath, query, signal: options.signal })
+    const nextToken = headers.get('x-next-token')
+    return nextToken ? { sandboxes: value, nextToken } : { sandboxes: value }
+  }
+
+  /** A sandbox's usage sampled every few seconds over its life (by default all of it), oldest first. */
+  static getMetrics(sandboxId: string, options: SandboxMetricsOptions = {}): Promise<SandboxMetrics[]> {
+    return metricsOf(createApiClient(resolveConnection(options)), sandboxId, options)
   }
 
   /** Information about a sandbox by id. */
@@ -241,9 +279,14 @@ export class Sandbox {
     return this.client(options).json<SandboxInfo>({ method: 'GET', path: sandboxPath(this.sandboxId), signal: options.signal })
   }
 
-  /** Its usage now: CPU since the previous call, memory, processes, and disk against its quota. */
-  getMetrics(options: ConnectionOptions = {}): Promise<SandboxMetrics> {
-    return this.client(options).json<SandboxMetrics>({ method: 'GET', path: `${sandboxPath(this.sandboxId)}/metrics`, signal: options.signal })
+  /** Its usage sampled every few seconds over its life (by default all of it), oldest first: CPU, memory, processes, disk. */
+  getMetrics(options: SandboxMetricsOptions = {}): Promise<SandboxMetrics[]> {
+    return metricsOf(this.client(options), this.sandboxId, options)
+  }
+
+  /** Its usage now, measured when asked: CPU since the previous call, memory, processes, and disk against its quota. */
+  getUsage(options: ConnectionOptions = {}): Promise<SandboxMetrics> {
+    return this.client(options).json<SandboxMetrics>({ method: 'GET', path: sandboxPath(this.sandboxId, '/usage'), signal: options.signal })
   }
 
   /** Sets this sandbox's timeout to `timeoutMs` from now (extending or shortening it). */
@@ -269,6 +312,22 @@ export class Sandbox {
   private client(options?: ConnectionOptions): ApiClient {
     return createApiClient(overlayConnection(this.connection, options))
   }
+}
+
+function listQueryOf(options: SandboxListOptions): Record<string, string | string[] | undefined> {
+  return {
+    label: Object.entries(options.labels ?? {}).map(([k, v]) => `${k}=${v}`),
+    state: options.state === undefined ? undefined : [options.state].flat(),
+    template: options.template,
+    startedAfter: options.startedAfter?.toISOString(),
+    startedBefore: options.startedBefore?.toISOString(),
+    order: options.order,
+  }
+}
+
+function metricsOf(client: ApiClient, id: string, options: SandboxMetricsOptions): Promise<SandboxMetrics[]> {
+  const query = { start: options.start?.toISOString(), end: options.end?.toISOString() }
+  return client.json<SandboxMetrics[]>({ method: 'GET', path: sandboxPath(id, '/metrics'), query, signal: options.signal })
 }
 
 function setTimeoutOf(client: ApiClient, id: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<SandboxInfo> {

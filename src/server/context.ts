@@ -6,6 +6,7 @@ import type { ServerMetrics } from './metrics.js'
 import type { SandboxService } from './sandbox-service.js'
 import type { SnapshotService } from './snapshot-service.js'
 import type { WarmPools } from './pools/index.js'
+import type { UsageHistory } from './usage-history.js'
 
 /** Hono's environment for every route: node's request and response, and the request's signal. */
 export interface ServerEnv {
@@ -26,6 +27,8 @@ export interface IngressInfo {
 export interface RouteDeps {
   agent: AgentApi
   sandboxes: SandboxService
+  /** Every sandbox's usage samples, taken every few seconds. */
+  usageHistory: UsageHistory
   metrics: ServerMetrics
   logger: Logger
   checkApiKey: ApiKeyCheck

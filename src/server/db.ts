@@ -73,6 +73,19 @@ const migrations: string[] = [
      id TEXT PRIMARY KEY,
      retired_at INTEGER NOT NULL
    );`,
+  // Usage samples taken every few seconds for each sandbox's life (E2B's getMetrics), kept by sandbox and time.
+  `CREATE TABLE sandbox_usage (
+     sandbox_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     cpus REAL NOT NULL,
+     cpu_pct REAL NOT NULL,
+     mem_used INTEGER NOT NULL,
+     mem_limit INTEGER NOT NULL,
+     disk_used INTEGER NOT NULL,
+     disk_limit INTEGER NOT NULL,
+     pids INTEGER NOT NULL,
+     PRIMARY KEY (sandbox_id, at)
+   ) WITHOUT ROWID;`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

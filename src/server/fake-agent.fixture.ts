@@ -148,6 +148,10 @@ export function createFakeAgent(): FakeAgent {
       box(id)
       return { memoryBytes: 1 << 20, cpuNanos: 1e6, pids: 1, diskUsedBytes: 0, diskLimitBytes: 0 }
     },
+    async statsMany(ids) {
+      count('statsMany')
+      return Object.fromEntries(ids.filter((id) => sandboxes.has(id)).map((id) => [id, { memoryBytes: 1 << 20, cpuNanos: 1e6, pids: 1, diskUsedBytes: 0, diskLimitBytes: 0 }]))
+    },
     async exec(id, req: AgentExecRequest, options: CallOptions = {}) {
       count('exec')
       const sandbox = box(id)

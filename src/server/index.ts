@@ -15,6 +15,8 @@ import { openDatabase } from './db.js'
 import { createServerMetrics } from './metrics.js'
 import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
+import { createUsageHistory } from './usage-history.js'
+import { startUsageRecorder } from './usage-recorder.js'
 import { createWarmPools } from './pools/index.js'
 import { createEdge } from './edge.js'
 import { createAccessTokens } from './access-tokens.js'
@@ -47,6 +49,10 @@ export interface ServerOptions {
   defaultRuntime?: string
   /** How often the agents are asked which sandboxes stopped on their own. @default 10 s */
   stateWatchMs?: number
+  /** How often every sandbox's usage is sampled (GET /v1/sandboxes/:id/metrics, E2B's getMetrics). @default 5 s, as E2B */
+  metricsIntervalMs?: number
+  /** Usage samples kept per sandbox; older ones are dropped. @default 17280 (24 hours at 5 s) */
+  metricsMaxSamples?: number
   /** Egress of a create that names no network: the public internet ('all') or nothing ('none'). @default 'all' */
   defaultEgress?: DefaultEgress
   /** Disk quota of a create that names none and whose template has none. @default 2048 MiB */
@@ -113,6 +119,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const sandboxes = pools.wrap(coldSandboxes)
     sandboxes.armAll()
     watchSandboxStates({ agent, catalog, logger, intervalMs: options.stateWatchMs ?? 10_000, signal: shutdown.signal })
+    const usageHistory = createUsageHistory(db, { maxSamples: options.metricsMaxSamples })
+    startUsageRecorder({ agent, catalog, history: usageHistory, intervalMs: options.metricsIntervalMs ?? 5000, logger, signal: shutdown.signal })
     const snapshots = await createSnapshotService({ agent, db, catalog, sandboxes, logger, shutdownSignal: shutdown.signal })
     const track = (work: Promise<unknown>): void => {
       inFlight.add(work)
@@ -130,6 +138,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const app = createApp({
       agent,
       sandboxes,
+      usageHistory,
       snapshots,
       pools,
       metrics,
@@ -137,7 +146,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       checkApiKey,
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
       ingressOf,
-      e2b: { catalog, dataDir: options.dataDir },
+      e2b: { catalog, usageHistory, dataDir: options.dataDir },
       fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog },
       shutdownSignal: shutdown.signal,
       track,

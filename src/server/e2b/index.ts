@@ -15,6 +15,7 @@ import type { Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { IngressInfo, ServerEnv } from '../context.js'
 import type { SandboxService } from '../sandbox-service.js'
+import type { UsageHistory } from '../usage-history.js'
 import { createAccessTokens } from '../access-tokens.js'
 import { restError, toConnectError } from './errors.js'
 import { filesRoutes } from './files-routes.js'
@@ -35,6 +36,8 @@ export interface E2bOptions {
   agent: AgentApi
   sandboxes: SandboxService
   catalog: SandboxCatalog
+  /** Every sandbox's usage samples (getMetrics). */
+  usageHistory: UsageHistory
   logger: Logger
   /** Holds `e2b-secret`, the key of the per-sandbox envd access tokens. */
   dataDir: string

@@ -10,6 +10,9 @@ import type { SandboxService } from '../sandbox-service.js'
 import { parseInput, parseJsonText } from '../validation.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { ProcessRegistry } from './process-registry.js'
+import type { UsageHistory } from '../usage-history.js'
+import { listAnswer } from './list-answer.js'
+import { metricsAnswer } from './metrics-answer.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import { inputFromSnapshot } from './snapshot-routes.js'
 
@@ -21,6 +24,8 @@ export interface LifecycleRoutesDeps {
   catalog: SandboxCatalog
   tokens: AccessTokens
   registry: ProcessRegistry
+  /** Every sandbox's usage samples (getMetrics). */
+  usageHistory: UsageHistory
   logger: Logger
   /** The domain of sandbox hosts and a private sandbox's traffic token. */
   ingressOf(info: SandboxInfo): IngressInfo
@@ -74,12 +79,6 @@ const networkUpdate = z.looseObject({
 })
 const timeoutBody = z.looseObject({ timeout: z.number().int().min(0).max(maxTimeoutS) })
 const connectBody = z.looseObject({ timeout: z.number().int().positive().max(maxTimeoutS).optional() })
-const listQuery = z.looseObject({
-  metadata: z.string().optional(),
-  state: z.string().optional(),
-  limit: z.coerce.number().int().positive().max(1000).optional(),
-  nextToken: z.string().optional(),
-})
 
 /** E2B's answer for a started sandbox (create, connect, each fork): its ids, envd token and where its ports are. */
 export function sandboxAnswer(info: SandboxInfo, deps: Pick<LifecycleRoutesDeps, 'tokens' | 'ingressOf'>) {
@@ -194,23 +193,11 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   })
 
   const list = (c: Context<ServerEnv>, paged: boolean) => {
-    const query = parseInput(listQuery, c.req.query())
-    const wanted = new Set((query.state ?? 'running,paused').split(',').filter(Boolean))
-    const metadata = query.metadata ? Object.fromEntries(new URLSearchParams(query.metadata)) : {}
-    const all = sandboxes
-      .list({ labels: metadata })
+    const shown = sandboxes
+      .list()
       // E2B knows running and paused sandboxes only: one that died on its own is gone, as there.
-      .filter((s) => s.state !== 'starting' && s.state !== 'stopped' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
-      .map(detail)
-      .filter((s) => wanted.has(s.state))
-      // Newest first, as E2B lists them.
-      .reverse()
-    if (!paged) return c.json(all)
-    const offset = query.nextToken ? Number.parseInt(Buffer.from(query.nextToken, 'base64url').toString('utf8'), 10) || 0 : 0
-    const limit = query.limit ?? 100
-    const page = all.slice(offset, offset + limit)
-    if (offset + limit < all.length) c.header('X-Next-Token', Buffer.from(String(offset + limit)).toString('base64url'))
-    return c.json(page)
+      .filter((s) => s.state !== 'starting' && s.state !== 'stopped' && s.state !== 'lost' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
+    return listAnswer(c, shown, { paged, detail, templateOf: (name) => templateAliases[name] ?? name })
   }
   app.get('/sandboxes', (c) => list(c, false))
   app.get('/v2/sandboxes', (c) => list(c, true))
@@ -255,22 +242,9 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     return c.body(null, 204)
   })
 
-  app.get('/sandboxes/:id/metrics', async (c) => {
-    // One sample, taken now: usage is not kept as a series here.
-    const m = await sandboxes.usage(c.req.param('id'), { signal: c.var.signal })
-    const at = Date.parse(m.timestamp)
-    return c.json([
-      {
-        timestamp: m.timestamp,
-        timestampUnix: Math.floor(at / 1000),
-        cpuCount: Math.max(1, Math.round(m.cpus)),
-        cpuUsedPct: m.cpuUsedPct,
-        memUsed: m.memoryUsedBytes,
-        memTotal: m.memoryLimitBytes,
-        memCache: 0,
-        diskUsed: m.diskUsedBytes,
-        diskTotal: m.diskLimitBytes,
-      },
-    ])
+  app.get('/sandboxes/:id/metrics', (c) => {
+    const id = c.req.param('id')
+    live(id)
+    return metricsAnswer(c, sandboxes.get(id), deps.usageHistory)
   })
 }

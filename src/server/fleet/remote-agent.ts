@@ -150,6 +150,7 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     list: (o) => call('list', null, o),
     pause: (id, o) => call('pause', { id }, o),
     stats: (id, o) => call('stats', { id }, o),
+    statsMany: (ids, o) => call('statsMany', { ids }, o),
     resume: (id, o) => call('resume', { id }, o),
     // The agent starts the command and sends its output on the same Data stream; the output waits
     // (flow-controlled) for the follow that comes next, so a run costs one request.

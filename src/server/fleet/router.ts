@@ -107,6 +107,17 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     },
     pause: (id, o) => at(id).pause(id, o),
     stats: (id, o) => at(id).stats(id, o),
+    async statsMany(ids, o) {
+      // One call per agent, for the sandboxes it holds; an agent that is away measures none.
+      const byAgent = new Map<string, string[]>()
+      for (const id of ids) {
+        const agentId = agentOf.get(id)?.agent_id
+        if (agentId) byAgent.set(agentId, [...(byAgent.get(agentId) ?? []), id])
+      }
+      const live = new Map(registry.list().flatMap((e) => (e.state === 'live' && e.api ? [[e.id, e.api] as const] : [])))
+      const answers = await Promise.all([...byAgent].map(([agentId, held]) => live.get(agentId)?.statsMany(held, o).catch(() => ({})) ?? {}))
+      return Object.assign({}, ...answers) as Awaited<ReturnType<AgentApi['statsMany']>>
+    },
     resume: (id, o) => at(id).resume(id, o),
     exec: (id, req, o) => at(id).exec(id, req, o),
     // Generators, so that a lost agent fails on the first read as every other stream error does.
