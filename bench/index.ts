@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from 'commander'
 import { startBenchStack, stackSkipReason } from './bench-stack.js'
 import type { BenchContext, Benchmark } from './context.js'
+import { codeInterpreterBenchmark } from './code-interpreter.js'
 import { createBenchmark } from './create.js'
 import { e2bBenchmark } from './e2b.js'
 import { execBenchmark } from './exec.js'
@@ -22,7 +23,7 @@ import { soakBenchmark } from './soak.js'
 import { networkBenchmark } from './network.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, qemuBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, qemuBenchmark]
 
 interface CliOptions {
   only?: string[]
