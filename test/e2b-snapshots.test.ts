@@ -3,6 +3,7 @@
  * (createSnapshot, listSnapshots, deleteSnapshot, create from one) and forks.
  */
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { NotFoundError, Sandbox, SandboxError } from 'e2b'
 import { useStackForE2b } from './helpers/e2b-env.js'
@@ -149,5 +150,55 @@ describe('e2b SDK: snapshots and fork', { skip: skip ?? false }, () => {
     await parent.pause()
     await assert.rejects(parent.createSnapshot(), /is paused: resume it \(Sandbox\.connect\) before snapshotting it/)
     await assert.rejects(parent.fork(), /is paused: resume it \(Sandbox\.connect\) before forking it/)
+  })
+})
+
+/** Why the qemu case cannot run here, or false. */
+function qemuSkip(): string | false {
+  if (skip) return skip
+  if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86 is not installed: run scripts/setup.sh'
+  return false
+}
+
+describe('e2b SDK: snapshots and fork on qemu (memory included)', { skip: qemuSkip(), timeout: 15 * 60_000 }, () => {
+  let stack: Stack
+  const started: Sandbox[] = []
+
+  before(async () => {
+    stack = await startStack({ defaultRuntime: 'qemu' })
+    useStackForE2b(stack)
+  })
+  after(async () => {
+    for (const sbx of started) await sbx.kill().catch(() => undefined)
+    await stack?.close()
+  })
+
+  /** How many processes named `name` run in the sandbox. */
+  const running = async (sbx: Sandbox, name: string) => Number((await sbx.commands.run(`cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^${name}$' || true`)).stdout.trim())
+
+  test('a fork and a create from a snapshot start with the machine as it was: its processes still run', async (t) => {
+    const parent = await Sandbox.create('debian', { timeoutMs: 600_000 })
+    started.push(parent)
+    const sleeper = await parent.commands.run('sleep 3600', { background: true })
+    // Through a command: envd's file writes stream stdin, which the qemu guest agent does not take.
+    await parent.commands.run('echo on disk too > /home/user/kept.txt')
+    assert.equal(await running(parent, 'sleep'), 1)
+
+    const forkAt = performance.now()
+    const [fork] = await parent.fork({ timeoutMs: 600_000 })
+    t.diagnostic(`qemu fork of 1 took ${Math.round(performance.now() - forkAt)} ms`)
+    assert.ok(fork instanceof Sandbox, String(fork))
+    started.push(fork)
+    assert.equal(await running(fork, 'sleep'), 1, 'the sleep started in the parent runs in the fork: its memory came along')
+    assert.equal((await fork.commands.run('cat /home/user/kept.txt')).stdout, 'on disk too\n')
+
+    const { snapshotId } = await parent.createSnapshot()
+    const child = await Sandbox.create(snapshotId, { timeoutMs: 600_000 })
+    started.push(child)
+    assert.equal(await running(child, 'sleep'), 1)
+    assert.equal((await child.getInfo()).state, 'running')
+    // Ended before the machines go, so that nothing is left waiting on a guest that is gone.
+    await sleeper.kill()
+    await sleeper.wait().catch(() => undefined)
   })
 })

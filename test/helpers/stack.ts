@@ -46,12 +46,16 @@ export interface StackOptions {
   defaultTimeoutMs?: number
   /** How often the server asks the agent which sandboxes stopped on their own. @default the server's */
   stateWatchMs?: number
+  /** How often every sandbox's usage is sampled. @default the server's (5 s) */
+  metricsIntervalMs?: number
   /** The agent's networking: give a test internet's /24 as public and its DNS server as upstream. */
   network?: LocalAgentOptions['network']
   /** The server's egress for creates that name none. @default 'all' */
   defaultEgress?: 'all' | 'none'
   /** Templates of the agent. @default the store that setup built */
   templatesDir?: string
+  /** The runtime of a create that names none. @default the server's (runc) */
+  defaultRuntime?: string
   /** @default silent (or debug lines with SANDSTORM_TEST_LOGS set) */
   logger?: Logger
 }
@@ -71,7 +75,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     maxFileBytes: options.maxFileBytes,
     defaultTimeoutMs: options.defaultTimeoutMs,
     stateWatchMs: options.stateWatchMs,
+    metricsIntervalMs: options.metricsIntervalMs,
     defaultEgress: options.defaultEgress,
+    defaultRuntime: options.defaultRuntime,
   })
   const stop = async () => {
     await server.close()
