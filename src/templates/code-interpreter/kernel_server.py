@@ -346,6 +346,9 @@ class Context:
         self.lock = asyncio.Lock()
         self.closed = False
         self._abort: Optional[Callable[[RunEnded], None]] = None
+        # A restart asked for while the lock is held: whoever holds the lock next (or now, once its
+        # run is aborted) does it, before any run queued behind.
+        self.pending_restart: Optional[asyncio.Future] = None
 
     def describe(self) -> dict:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -366,6 +369,18 @@ class Context:
         """Ends the run in progress (if any) with an error, at once."""
         if self._abort:
             self._abort(reason)
+
+    async def settle(self) -> None:
+        """Does a pending restart; called with the lock held."""
+        fut, self.pending_restart = self.pending_restart, None
+        if fut is None:
+            return
+        try:
+            if not self.closed:
+                await self.restart()
+            fut.set_result(None)
+        except Exception as err:  # noqa: BLE001 — the restart's caller answers it
+            fut.set_exception(err)
 
 
 async def wait_lock(lock: asyncio.Lock, stream: Stream) -> bool:
@@ -886,7 +901,10 @@ class BashContext(Context):
         except (ConnectionError, OSError):
             pass  # the shell is gone: its pipes' EOF ends the run below
         try:
-            status = await self._collect(queue, emit, stream)
+            try:
+                status = await self._collect(queue, emit)
+            except ClientGone:
+                status = None
             if status is None:
                 await self._stop(queue)
             elif status != 0:
@@ -897,7 +915,7 @@ class BashContext(Context):
             self._abort = None
             self.queue = None
 
-    async def _collect(self, queue: asyncio.Queue, emit: Emit, stream: Stream) -> Optional[int]:
+    async def _collect(self, queue: asyncio.Queue, emit: Emit) -> Optional[int]:
         """Outputs until both markers came: the exit status; None when the client went away."""
         status: Optional[int] = None
         done = {"stdout": False, "stderr": False}
@@ -917,10 +935,7 @@ class BashContext(Context):
             _, name, data = item
             text, tail = self.streams[name].feed(data)
             if text:
-                try:
-                    await emit({"type": name, "text": text, "timestamp": now_iso()})
-                except ClientGone:
-                    return None
+                await emit({"type": name, "text": text, "timestamp": now_iso()})
             if tail is not None:
                 done[name] = True
                 if name == "stdout":
@@ -1140,9 +1155,14 @@ class Server:
         raise HttpError(404, f"{method} {path}: no such route; expected /execute, /contexts or /health")
 
     async def restart_context(self, ctx: Context) -> None:
+        if ctx.pending_restart is None:
+            ctx.pending_restart = asyncio.get_running_loop().create_future()
+        done = ctx.pending_restart
         ctx.abort_run(RunEnded("ContextRestarting", "Context was restarted"))
-        async with ctx.lock:
-            await ctx.restart()
+        if not ctx.lock.locked():
+            async with ctx.lock:
+                await ctx.settle()
+        await done
         log("context restarted", context=ctx.id)
 
     async def remove_context(self, ctx: Context) -> None:
@@ -1181,13 +1201,17 @@ class Server:
             if not await wait_lock(ctx.lock, stream):
                 raise ClientGone()
             try:
+                await ctx.settle()
                 if ctx.closed:
                     raise RunEnded("ContextRemoved", "Context was removed")
                 await ctx.run(code, env, stream.send, stream)
             except RunEnded as ended:
                 await stream.send({"type": "error", "name": ended.name, "value": ended.value, "traceback": ""})
             finally:
-                ctx.lock.release()
+                try:
+                    await ctx.settle()
+                finally:
+                    ctx.lock.release()
             await stream.send({"type": "end_of_execution"})
             await stream.end()
         finally:
