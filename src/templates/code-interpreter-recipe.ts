@@ -67,9 +67,10 @@ async function warmFontCache(rootfs: string, { onProgress, signal }: RecipeConte
   const result = await execa(
     'chroot',
     [`--userspec=${u.uid}:${u.gid}`, rootfs, '/usr/bin/python3', '-c', 'import matplotlib.pyplot'],
-    { env: { HOME: u.home, PATH: '/usr/bin:/bin', MPLBACKEND: 'Agg' }, extendEnv: false, cwd: '/', reject: false, all: true, cancelSignal: signal, stdin: 'ignore' },
+    // chroot itself is found on the host's PATH (it lives in /usr/sbin); python on the tree's.
+    { env: { HOME: u.home, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', MPLBACKEND: 'Agg' }, extendEnv: false, cwd: '/', reject: false, all: true, cancelSignal: signal, stdin: 'ignore' },
   )
   if (result.failed) {
-    throw new SandstormError('internal', `building matplotlib's font cache failed (exit ${result.exitCode}): expected exit 0. Output:\n${result.all}`)
+    throw new SandstormError('internal', `building matplotlib's font cache failed (${result.shortMessage}): expected exit 0. Output:\n${result.all ?? ''}`)
   }
 }
