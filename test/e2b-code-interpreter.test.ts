@@ -169,13 +169,22 @@ describe('@e2b/code-interpreter SDK', { skip: skip ?? false, timeout: 600_000 },
     await sbx.removeCodeContext(ctx)
   })
 
-  test('restartCodeContext clears the state', async () => {
+  test('restartCodeContext clears the state and ends the run in progress', async () => {
     const ctx = await sbx.createCodeContext()
     await sbx.runCode('gone_after_restart = 7', { context: ctx })
     assert.equal((await sbx.runCode('gone_after_restart', { context: ctx })).text, '7')
     await sbx.restartCodeContext(ctx)
     const ex = await sbx.runCode('gone_after_restart', { context: ctx })
     assert.equal(ex.error?.name, 'NameError')
+
+    let started!: () => void
+    const running = new Promise<void>((resolve) => (started = resolve))
+    const long = sbx.runCode('import time\nprint("started", flush=True)\ntime.sleep(120)', { context: ctx, onStdout: () => started() })
+    const queued = sbx.runCode('"after the restart"', { context: ctx })
+    await running
+    await sbx.restartCodeContext(ctx)
+    assert.equal((await long).error?.name, 'ContextRestarting')
+    assert.equal((await queued).text, 'after the restart', 'a run queued behind runs on the new kernel')
     await assertNoStrays(sbx)
     await sbx.removeCodeContext(ctx)
   })

@@ -298,9 +298,9 @@ class Stream:
         for cb in list(self._callbacks):
             cb()
 
-    async def start(self) -> None:
+    async def start(self, keep_alive: bool) -> None:
         headers = {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked", "Cache-Control": "no-store"}
-        await self._write(response_head(200, headers, True))
+        await self._write(response_head(200, headers, keep_alive))
 
     async def send(self, obj: dict) -> None:
         data = ndjson(obj)
@@ -1197,7 +1197,7 @@ class Server:
         watch = asyncio.create_task(conn.watch_until_gone())
         watch.add_done_callback(lambda _: stream.mark_gone() if conn.eof else None)
         try:
-            await stream.start()
+            await stream.start(req.keep_alive)
             if not await wait_lock(ctx.lock, stream):
                 raise ClientGone()
             try:
