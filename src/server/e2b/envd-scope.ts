@@ -31,6 +31,11 @@ export function envdScope(headers: HeaderSource, sandboxes: SandboxService, toke
   if (!tokens.verify(sandboxId, headers.get('x-access-token') ?? undefined)) {
     throw new SandstormError('unauthenticated', `wrong or missing X-Access-Token for sandbox "${sandboxId}"`)
   }
+  return runningScope(sandboxId, headers, sandboxes)
+}
+
+/** The scope of a sandbox whose caller is already authorized (by token or by a signed URL): it must run. */
+export function runningScope(sandboxId: string, headers: HeaderSource, sandboxes: SandboxService): EnvdScope {
   let state: string
   try {
     const record = sandboxes.requireStarted(sandboxId)

@@ -3,18 +3,22 @@ import { Readable } from 'node:stream'
 import { createGunzip, createGzip } from 'node:zlib'
 import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
-import { SandstormError } from '../../shared/index.js'
+import { idPattern, SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
 import type { AccessTokens } from '../access-tokens.js'
-import { findArgv, parseFind } from './entry-info.js'
-import { envdScope, resolvePath } from './envd-scope.js'
-import type { EnvdScope } from './envd-scope.js'
+import { listArgv, parseEntries } from './entry-info.js'
+import { envdScope, resolvePath, runningScope } from './envd-scope.js'
+import type { EnvdScope, HeaderSource } from './envd-scope.js'
+import { metadataOf, writeArgv } from './file-metadata.js'
 import { FileType } from './gen/filesystem/filesystem_pb.js'
 import type { ProcessRegistry } from './process-registry.js'
 import { fileParts } from './multipart.js'
 import { runChecked } from './sandbox-run.js'
+import { checkSignature, signatureMatches } from './signed-urls.js'
+import type { SignedQuery } from './signed-urls.js'
+import { parseMetaField } from './xattr-perl.js'
 
 /** What the routes need. */
 export interface FilesRoutesDeps {
@@ -26,36 +30,67 @@ export interface FilesRoutesDeps {
   maxFileBytes: number
 }
 
-/** Writes stdin to the path as the user, making parent directories, as envd does. */
-const writeScript = 'mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1"'
+/** The port E2B's SDK reaches envd on: a Host of `49983-<id>.<domain>` names the sandbox. */
+const envdPort = 49983
+
+/** One written file as envd answers it: metadata only when the file has some. */
+interface WrittenEntry {
+  name: string
+  type: 'file'
+  path: string
+  metadata?: Record<string, string>
+}
 
 /** Registers the routes. */
 export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
   const { agent, sandboxes, tokens, registry, maxFileBytes } = deps
 
-  const scopeOf = (c: Context<ServerEnv>): EnvdScope => {
-    const scope = envdScope({ get: (name) => c.req.header(name) ?? null }, sandboxes, tokens)
-    // The files API names its user in the query, not in a header.
+  /** The files API names its user in the query, not in a header. */
+  const withQueryUser = (c: Context<ServerEnv>, scope: EnvdScope): EnvdScope => {
     const username = c.req.query('username')
-    if (username && username !== scope.user) {
-      if (!/^[a-z_][a-z0-9_-]*$/.test(username)) throw new SandstormError('invalid_argument', `username "${username}": expected a user name`)
-      return { ...scope, user: username, home: username === 'root' ? '/root' : `/home/${username}` }
+    if (!username || username === scope.user) return scope
+    if (!/^[a-z_][a-z0-9_-]*$/.test(username)) throw new SandstormError('invalid_argument', `username "${username}": expected a user name`)
+    return { ...scope, user: username, home: username === 'root' ? '/root' : `/home/${username}` }
+  }
+
+  /**
+   * As envd: the access token when one is sent, else a signed URL. A signed URL fetched as it
+   * is (no E2b-Sandbox-Id, no `49983-<id>` Host) names its sandbox through its signature alone: the
+   * running sandbox whose token made it.
+   */
+  const fileScope = (c: Context<ServerEnv>, operation: 'read' | 'write'): EnvdScope => {
+    const headers: HeaderSource = { get: (name) => c.req.header(name) ?? null }
+    if (c.req.header('x-access-token') !== undefined) return withQueryUser(c, envdScope(headers, sandboxes, tokens))
+    const query: SignedQuery = {
+      path: c.req.query('path') ?? '',
+      user: c.req.query('username') ?? '',
+      signature: c.req.query('signature'),
+      expiration: c.req.query('signature_expiration'),
     }
-    return scope
+    const sandboxId =
+      c.req.header('e2b-sandbox-id') ??
+      hostSandbox(c.req.header('host')) ??
+      sandboxes.list({ state: 'running' }).find((s) => signatureMatches(query, operation, tokens.tokenFor(s.id)))?.id
+    if (sandboxId === undefined) {
+      if (query.signature === undefined) throw new SandstormError('unauthenticated', 'unauthorized access, please provide a valid access token or method signing if supported')
+      throw new SandstormError('unauthenticated', 'invalid signature')
+    }
+    checkSignature(query, operation, tokens.tokenFor(sandboxId))
+    return withQueryUser(c, runningScope(sandboxId, headers, sandboxes))
   }
 
   const hide = (scope: EnvdScope) => (pid: number) => registry.hide(scope.sandboxId, pid)
 
   app.get('/health', (c) => {
-    scopeOf(c)
+    envdScope({ get: (name) => c.req.header(name) ?? null }, sandboxes, tokens)
     return c.body(null, 204)
   })
 
   app.get('/files', async (c) => {
-    const scope = scopeOf(c)
+    const scope = fileScope(c, 'read')
     const path = resolvePath(scope, requiredPath(c.req.query('path')))
     const signal = c.var.signal
-    const [entry] = parseFind(await runChecked(agent, scope.sandboxId, 'read', path, findArgv(path, 0, 0), { signal, onPid: hide(scope) }))
+    const [entry] = parseEntries(await runChecked(agent, scope.sandboxId, 'read', path, listArgv(path, 0, 0), { signal, onPid: hide(scope) }))
     if (entry?.type === FileType.DIRECTORY) throw new SandstormError('invalid_argument', `read ${path}: is a directory (expected a file)`)
     const gzip = /\bgzip\b/.test(c.req.header('accept-encoding') ?? '') && c.req.query('gzip') !== 'false'
     const body = Readable.from(agent.readFile(scope.sandboxId, path, { signal }))
@@ -70,14 +105,18 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
   })
 
   app.post('/files', async (c) => {
-    const scope = scopeOf(c)
+    const scope = fileScope(c, 'write')
+    // Checked before anything is written: a refused upload leaves no file, as envd's.
+    const metadata = metadataOf(c.req.raw.headers)
     const signal = c.var.signal
     const contentType = c.req.header('content-type') ?? ''
     const raw = c.req.raw.body ? Readable.fromWeb(c.req.raw.body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([])
-    const written: { name: string; type: 'file'; path: string }[] = []
+    const written: WrittenEntry[] = []
     const write = async (path: string, data: AsyncIterable<Uint8Array>) => {
-      await runChecked(agent, scope.sandboxId, 'write', path, ['/bin/sh', '-c', writeScript, 'e2b-write', path], { user: scope.user, stdin: data, signal, onPid: hide(scope) })
-      written.push({ name: path.split('/').pop() ?? path, type: 'file', path })
+      // As the caller: the file and the parents it makes are theirs, and what they may not write stays so.
+      const stored = await runChecked(agent, scope.sandboxId, 'write', path, writeArgv(path, metadata), { user: scope.user, stdin: data, signal, onPid: hide(scope) })
+      const kept = parseMetaField(stored.toString('utf8').trim())
+      written.push({ name: path.split('/').pop() ?? path, type: 'file', path, ...(kept ? { metadata: kept } : {}) })
     }
     if (contentType.startsWith('multipart/form-data')) {
       // Each part streams into the sandbox as it arrives; nothing of the upload is held whole.
@@ -99,4 +138,13 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
 function requiredPath(path: string | undefined): string {
   if (!path) throw new SandstormError('invalid_argument', 'missing query parameter "path": expected the file\'s path in the sandbox')
   return path
+}
+
+/** The sandbox of a Host `49983-<id>.<domain>`, as E2B's SDK builds envd's URL without E2B_SANDBOX_URL. */
+function hostSandbox(host: string | undefined): string | undefined {
+  const label = (host ?? '').toLowerCase().split('.')[0] ?? ''
+  const prefix = `${envdPort}-`
+  if (!label.startsWith(prefix)) return undefined
+  const id = label.slice(prefix.length)
+  return idPattern.test(id) ? id : undefined
 }

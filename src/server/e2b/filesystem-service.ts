@@ -5,7 +5,7 @@ import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
 import type { AccessTokens } from '../access-tokens.js'
-import { findArgv, parseFind } from './entry-info.js'
+import { entryOf, listArgv, parseEntries } from './entry-info.js'
 import type { EntryInit } from './entry-info.js'
 import { envdScope, resolvePath } from './envd-scope.js'
 import type { EnvdScope } from './envd-scope.js'
@@ -14,6 +14,9 @@ import type { Filesystem, WatchDirResponseSchema } from './gen/filesystem/filesy
 import type { ProcessRegistry } from './process-registry.js'
 import { helperError, runChecked } from './sandbox-run.js'
 import { watchArgv } from './watch-helper.js'
+import { goneWaitMs, sandboxDying, untilAborted } from './sandbox-exits.js'
+import type { SandboxExits } from './sandbox-exits.js'
+import { severCall } from './severed-streams.js'
 
 /** What the service needs. */
 export interface FilesystemServiceDeps {
@@ -22,6 +25,8 @@ export interface FilesystemServiceDeps {
   tokens: AccessTokens
   registry: ProcessRegistry
   shutdownSignal: AbortSignal
+  /** When a sandbox stops running: its watches are cut then, as E2B's. */
+  exits: SandboxExits
 }
 
 /** Deepest listing a ListDir may ask for. */
@@ -37,7 +42,7 @@ const eventTypes: Record<string, EventType> = {
 
 /** The implementation registered on the Connect router. */
 export function createFilesystemService(deps: FilesystemServiceDeps): Partial<ServiceImpl<typeof Filesystem>> {
-  const { agent, sandboxes, tokens, registry, shutdownSignal } = deps
+  const { agent, sandboxes, tokens, registry, shutdownSignal, exits } = deps
   const scopeOf = (ctx: HandlerContext): EnvdScope => envdScope(ctx.requestHeader, sandboxes, tokens)
 
   /** Helpers that read run as root; helpers that change things run as the caller, as envd's do. */
@@ -49,7 +54,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
     })
 
   const stat = async (scope: EnvdScope, path: string, ctx: HandlerContext): Promise<EntryInit> => {
-    const [entry] = parseFind(await run(scope, 'stat', path, findArgv(path, 0, 0), ctx))
+    const [entry] = parseEntries(await run(scope, 'stat', path, listArgv(path, 0, 0), ctx))
     if (!entry) throw new SandstormError('not_found', `stat ${path}: no such file or directory`)
     return entry
   }
@@ -64,7 +69,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
       const depth = Math.min(Math.max(req.depth || 1, 1), maxDepth)
-      const entries = parseFind(await run(scope, 'list', path, findArgv(path, 1, depth), ctx))
+      const entries = parseEntries(await run(scope, 'list', path, listArgv(path, 1, depth), ctx))
       return { entries: entries.sort((a, b) => (a.path! < b.path! ? -1 : 1)) }
     },
 
@@ -88,18 +93,20 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
     async remove(req, ctx) {
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
-      const script = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 1; }; exec rm -rf -- "$1"'
-      await run(scope, 'remove', path, ['/bin/sh', '-c', script, 'e2b-rm', path], ctx, true)
+      // A path that is not there is removed already: no error, as envd (os.RemoveAll).
+      await run(scope, 'remove', path, ['/bin/rm', '-rf', '--', path], ctx, true)
       return {}
     },
 
     async *watchDir(req, ctx): AsyncGenerator<MessageInitShape<typeof WatchDirResponseSchema>> {
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
-      const signal = AbortSignal.any([ctx.signal, shutdownSignal])
+      const left = exits.signalFor(scope.sandboxId)
+      const signal = AbortSignal.any([ctx.signal, shutdownSignal, left])
       const entry = await stat(scope, path, ctx)
       if (entry.type !== 2) throw new SandstormError('invalid_argument', `watch ${path}: not a directory`)
-      const { pid } = await agent.exec(scope.sandboxId, { argv: watchArgv(path, req.recursive), env: {}, user: scope.user }, { signal })
+      // allowNetworkMounts is not needed: envd refuses network mounts without it, a sandbox here has none to refuse.
+      const { pid } = await agent.exec(scope.sandboxId, { argv: watchArgv(path, req.recursive, req.includeEntry), env: {}, user: scope.user }, { signal })
       registry.hide(scope.sandboxId, pid)
       try {
         let ready = false
@@ -107,7 +114,12 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
         let stderr = ''
         for await (const event of agent.follow(scope.sandboxId, pid, { signal })) {
           if (event.type === 'stderr') stderr += Buffer.from(event.data, 'base64').toString('utf8')
-          if (event.type === 'end') throw helperError('watch', path, stderr || 'the watcher ended')
+          if (event.type === 'end') {
+            // A watcher that its sandbox's death ended: the stream is cut, as a command's (process-service.ts).
+            if (!left.aborted && !sandboxDying(scope.sandboxId, registry, sandboxes)) throw helperError('watch', path, stderr || 'the watcher ended')
+            await untilAborted(left, goneWaitMs)
+            break
+          }
           if (event.type !== 'stdout') continue
           pending += Buffer.from(event.data, 'base64').toString('utf8')
           const lines = pending.split('\n')
@@ -118,10 +130,12 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
               if (ready) yield { event: { case: 'start' as const, value: {} } }
               continue
             }
-            const { t, n } = JSON.parse(line) as { t: string; n: string }
-            yield { event: { case: 'filesystem' as const, value: { name: n, type: eventTypes[t] ?? EventType.UNSPECIFIED } } }
+            const { t, n, e } = JSON.parse(line) as { t: string; n: string; e?: string[] }
+            const value = { name: n, type: eventTypes[t] ?? EventType.UNSPECIFIED, ...(e ? { entry: entryOf(e) } : {}) }
+            yield { event: { case: 'filesystem' as const, value } }
           }
         }
+        if (left.aborted || sandboxDying(scope.sandboxId, registry, sandboxes)) severCall(ctx, new SandstormError('unavailable', `sandbox "${scope.sandboxId}" is not running anymore`))
       } finally {
         await agent.signal(scope.sandboxId, pid, 'SIGKILL').catch(() => undefined)
       }

@@ -13,6 +13,9 @@ import { Signal } from './gen/process/process_pb.js'
 import type { Process, ProcessEventSchema, ProcessSelector } from './gen/process/process_pb.js'
 import type { ProcessRegistry } from './process-registry.js'
 import { ptyArgv, ptyInputFrame, ptyResizeFrame } from './pty-helper.js'
+import { goneWaitMs, sandboxDying, untilAborted } from './sandbox-exits.js'
+import type { SandboxExits } from './sandbox-exits.js'
+import { severCall } from './severed-streams.js'
 
 /** What the service needs. */
 export interface ProcessServiceDeps {
@@ -22,13 +25,16 @@ export interface ProcessServiceDeps {
   registry: ProcessRegistry
   /** Ends every stream when the server closes. */
   shutdownSignal: AbortSignal
+  /** When a sandbox stops running: its streams are cut then, as E2B's. */
+  exits: SandboxExits
 }
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>
 
+
 /** The implementation registered on the Connect router. */
 export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<typeof Process> {
-  const { agent, sandboxes, tokens, registry, shutdownSignal } = deps
+  const { agent, sandboxes, tokens, registry, shutdownSignal, exits } = deps
   const scopeOf = (ctx: HandlerContext): EnvdScope => envdScope(ctx.requestHeader, sandboxes, tokens)
   const streamSignal = (ctx: HandlerContext): AbortSignal => AbortSignal.any([ctx.signal, shutdownSignal])
 
@@ -51,18 +57,45 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     }
   }
 
-  /** The agent's events as envd's: output (as `pty` for a PTY), then the end. */
-  async function* envdEvents(events: AsyncIterable<ExecEvent>, pty: boolean): AsyncGenerator<EventInit> {
-    for await (const event of events) {
-      if (event.type === 'stdout' || event.type === 'stderr') {
-        const value = new Uint8Array(Buffer.from(event.data, 'base64'))
-        const output = pty ? { case: 'pty' as const, value } : { case: event.type, value }
-        yield { event: { case: 'data', value: { output } } }
-      } else if (event.type === 'end') {
-        yield { event: { case: 'end', value: endOf(event.result) } }
-        return
+  const dying = (id: string): boolean => sandboxDying(id, registry, sandboxes)
+
+  /**
+   * A process's events as envd's: output (as `pty` for a PTY), then the end. When the sandbox dies
+   * under it (killed, timed out, paused away), there is no end: the call's connection is cut, as
+   * E2B's proxy drops it when the sandbox goes, so the SDK raises what it raises there (its
+   * TimeoutError), not CommandExitError. A kill ends the commands before the sandbox is gone from
+   * the catalog, so an end by SIGKILL while the sandbox is dying waits for that first.
+   */
+  async function* envdEvents(scope: EnvdScope, pid: number, pty: boolean, ctx: HandlerContext): AsyncGenerator<EventInit> {
+    const left = exits.signalFor(scope.sandboxId)
+    const signal = AbortSignal.any([streamSignal(ctx), left])
+    let died = false
+    try {
+      for await (const event of follow(agent, scope.sandboxId, pid, signal)) {
+        if (event.type === 'stdout' || event.type === 'stderr') {
+          const value = new Uint8Array(Buffer.from(event.data, 'base64'))
+          const output = pty ? { case: 'pty' as const, value } : { case: event.type, value }
+          yield { event: { case: 'data', value: { output } } }
+        } else if (event.type === 'end') {
+          const byKill = event.result.signal !== null || event.result.exitCode === 137
+          if (!left.aborted && !(byKill && dying(scope.sandboxId))) {
+            yield { event: { case: 'end', value: endOf(event.result) } }
+            return
+          }
+          await untilAborted(left, goneWaitMs)
+          died = true
+          break
+        }
       }
+      // Followed to no end: the sandbox left, or the caller or the server went away.
+      died ||= left.aborted
+    } catch (err) {
+      // A follow that breaks because the sandbox went is its death too; anything else is an error.
+      if (!left.aborted && !dying(scope.sandboxId)) throw err
+      await untilAborted(left, goneWaitMs)
+      died = true
     }
+    if (died) severCall(ctx, new SandstormError('unavailable', `sandbox "${scope.sandboxId}" is not running anymore`))
   }
 
   return {
@@ -86,7 +119,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
         .finally(start.release)
       registry.add(scope.sandboxId, pid, { cmd: config.cmd, args: config.args, envs: config.envs, cwd, tag: req.tag, pty })
       yield { event: { event: { case: 'start', value: { pid } } } }
-      for await (const event of envdEvents(follow(agent, scope.sandboxId, pid, streamSignal(ctx)), pty)) yield { event }
+      for await (const event of envdEvents(scope, pid, pty, ctx)) yield { event }
     },
 
     async *connect(req, ctx) {
@@ -95,7 +128,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       await requireRunning(scope, pid)
       const pty = registry.get(scope.sandboxId, pid)?.pty ?? false
       yield { event: { event: { case: 'start', value: { pid } } } }
-      for await (const event of envdEvents(follow(agent, scope.sandboxId, pid, streamSignal(ctx)), pty)) yield { event }
+      for await (const event of envdEvents(scope, pid, pty, ctx)) yield { event }
     },
 
     async list(_req, ctx) {
@@ -184,3 +217,4 @@ function endOf(result: ProcessResult): { exitCode: number; exited: boolean; stat
   }
   return { exitCode: result.exitCode, exited: true, status: `exit status ${result.exitCode}` }
 }
+
