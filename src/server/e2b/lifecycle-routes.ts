@@ -34,10 +34,12 @@ export interface LifecycleRoutesDeps {
 }
 
 /**
- * The envd version this server speaks. 0.5.7 turns on what is served here (default user,
- * closeStdin, octet-stream uploads) and keeps off what is not (file metadata in xattrs, 0.6.2).
+ * The envd version this server speaks, which turns on every feature that SDK 2.51 gates on a
+ * version, each served here: the default user (0.4.0), closeStdin (0.5.2), octet-stream uploads
+ * (0.5.7), file metadata (0.6.2), entries in watch events (0.6.3), watching with network mounts
+ * allowed (0.6.4).
  */
-export const envdVersion = '0.5.7'
+export const envdVersion = '0.6.4'
 
 /** E2B's template names that map onto Sandstorm's (the code interpreter SDK asks for `code-interpreter-v1` itself). */
 const templateAliases: Record<string, string> = { 'code-interpreter': 'code-interpreter-v1' }
@@ -158,6 +160,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     const timeoutMs = (body.timeout ?? defaultTimeoutS) * 1000
     // A snapshot's id (or name) is a template to E2B.
     const snap = templateAliases[body.templateID] ? undefined : deps.snapshots?.source(body.templateID)
+    if (!snap && /^snap-[a-z0-9]{16}$/.test(body.templateID)) throw new SandstormError('not_found', `snapshot "${body.templateID}" not found: it was deleted, or never taken`)
     const common = { timeoutMs, labels: metadata, env: body.envVars ?? {}, network }
     const info = snap
       ? await sandboxes.create(inputFromSnapshot(snap, common), { signal: c.var.signal }, { snapshotId: snap.id })
