@@ -34,6 +34,8 @@ export interface SandboxCatalog {
   /** Returns false when there was no such row. */
   delete(id: string): boolean
   countByState(): Map<SandboxState, number>
+  /** Calls `listener` after a row's state is set or the row is deleted (state undefined); returns its removal. */
+  watchStates(listener: (id: string, state: SandboxState | undefined) => void): () => void
 }
 
 interface Row {
@@ -65,6 +67,10 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?')
   const counts = db.prepare<[], { state: SandboxState; n: number }>('SELECT state, count(*) AS n FROM sandboxes GROUP BY state')
   const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at', network: 'network', lifecycle: 'lifecycle' } as const
+  const listeners = new Set<(id: string, state: SandboxState | undefined) => void>()
+  const told = (id: string, state: SandboxState | undefined): void => {
+    for (const listener of listeners) listener(id, state)
+  }
 
   return {
     insert(r) {
@@ -102,10 +108,18 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
         ...(fields.lifecycle !== undefined ? { lifecycle: JSON.stringify(fields.lifecycle) } : {}),
         id,
       }
-      return db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run(values).changes > 0
+      const changed = db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run(values).changes > 0
+      if (changed && fields.state !== undefined) told(id, fields.state)
+      return changed
     },
     delete(id) {
-      return remove.run(id).changes > 0
+      const removed = remove.run(id).changes > 0
+      if (removed) told(id, undefined)
+      return removed
+    },
+    watchStates(listener) {
+      listeners.add(listener)
+      return () => void listeners.delete(listener)
     },
     countByState() {
       return new Map(counts.all().map((c) => [c.state, c.n]))

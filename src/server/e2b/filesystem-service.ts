@@ -116,7 +116,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
           if (event.type === 'stderr') stderr += Buffer.from(event.data, 'base64').toString('utf8')
           if (event.type === 'end') {
             // A watcher that its sandbox's death ended: the stream is cut, as a command's (process-service.ts).
-            if (!left.aborted && !sandboxDying(scope.sandboxId, registry, sandboxes)) throw helperError('watch', path, stderr || 'the watcher ended')
+            if (!left.aborted && !sandboxDying(scope.sandboxId, sandboxes)) throw helperError('watch', path, stderr || 'the watcher ended')
             await untilAborted(left, goneWaitMs)
             break
           }
@@ -135,7 +135,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
             yield { event: { case: 'filesystem' as const, value } }
           }
         }
-        if (left.aborted || sandboxDying(scope.sandboxId, registry, sandboxes)) severCall(ctx, new SandstormError('unavailable', `sandbox "${scope.sandboxId}" is not running anymore`))
+        if (left.aborted || sandboxDying(scope.sandboxId, sandboxes)) severCall(ctx, new SandstormError('unavailable', `sandbox "${scope.sandboxId}" is not running anymore`))
       } finally {
         await agent.signal(scope.sandboxId, pid, 'SIGKILL').catch(() => undefined)
       }

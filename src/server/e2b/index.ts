@@ -7,7 +7,6 @@
 import { createConnectRouter } from '@connectrpc/connect'
 import { maxJsonBytes } from '../body-limits.js'
 import type { Interceptor } from '@connectrpc/connect'
-import { createFetchHandler } from '@connectrpc/connect/protocol'
 import type { Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
@@ -28,6 +27,8 @@ import { snapshotRoutes } from './snapshot-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import { createProcessRegistry } from './process-registry.js'
 import { createProcessService } from './process-service.js'
+import { createSandboxExits } from './sandbox-exits.js'
+import { severableFetchHandler } from './severed-streams.js'
 
 export { envdVersion } from './lifecycle-routes.js'
 
@@ -63,7 +64,10 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   const log = options.logger.child({ component: 'e2b' })
   const tokens = createAccessTokens(options.dataDir)
   const registry = createProcessRegistry()
-  const deps = { ...options, logger: log, tokens, registry }
+  // Streams of a sandbox that stops running are cut (severed-streams.ts).
+  const exits = createSandboxExits(options.catalog)
+  options.shutdownSignal.addEventListener('abort', () => exits.close(), { once: true })
+  const deps = { ...options, logger: log, tokens, registry, exits }
   // Before every envd handler: a paused sandbox with autoResume wakes on the call.
   app.use('*', envdWake(options.sandboxes, tokens, isEnvdPath))
   lifecycleRoutes(app, deps)
@@ -95,7 +99,7 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   router.service(Process, createProcessService(deps))
   router.service(Filesystem, createFilesystemService(deps))
   for (const handler of router.handlers) {
-    const fetchHandler = createFetchHandler(handler)
+    const fetchHandler = severableFetchHandler(handler)
     app.post(handler.requestPath, async (c) => {
       const res = await fetchHandler(c.req.raw)
       // Connect answers a content type it does not speak with a bare 415; say what it takes.

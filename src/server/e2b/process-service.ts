@@ -57,7 +57,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     }
   }
 
-  const dying = (id: string): boolean => sandboxDying(id, registry, sandboxes)
+  const dying = (id: string): boolean => sandboxDying(id, sandboxes)
 
   /**
    * A process's events as envd's: output (as `pty` for a PTY), then the end. When the sandbox dies

@@ -1,7 +1,6 @@
 /** When a sandbox stops running for envd's streams: deleted (killed, timed out), paused or stopped, as the catalog says. */
 import type { SandboxCatalog } from '../catalog.js'
 import type { SandboxService } from '../sandbox-service.js'
-import type { ProcessRegistry } from './process-registry.js'
 
 /**
  * How long a stream whose process its sandbox's kill ended waits for the sandbox to be gone from
@@ -41,9 +40,8 @@ export function createSandboxExits(catalog: SandboxCatalog): SandboxExits {
   }
 }
 
-/** Whether the sandbox is on its way out: killed through E2B's API (its commands end before it leaves the catalog), or past its timeout. */
-export function sandboxDying(id: string, registry: ProcessRegistry, sandboxes: SandboxService): boolean {
-  if (registry.isKilling(id)) return true
+/** Whether the sandbox is on its way out: being killed (its commands end before it leaves the catalog), gone, or past its timeout. */
+export function sandboxDying(id: string, sandboxes: SandboxService): boolean {
   try {
     return sandboxes.requireStarted(id).expiresAtMs <= Date.now()
   } catch {
