@@ -1,6 +1,6 @@
 /**
  * The unmodified `e2b` SDK against a real Sandstorm: a sandbox that dies under a running command
- * (killed, timed out, paused) ends the command's stream as E2B's does, by dropping the connection,
+ * (killed, timed out, paused) ends the stream of a command (or a watch) as E2B's does, by dropping the connection,
  * so the SDK raises its TimeoutError ("the sandbox was killed or reached its end of life"), not
  * CommandExitError; and nothing of the sandbox is left running.
  */
@@ -83,6 +83,19 @@ describe('e2b SDK: a sandbox killed under a running command', { skip: skip ?? fa
     await screen.until('up-42')
     await sbx.kill()
     assertSandboxDied(await pty.wait().catch((e: unknown) => e))
+    await assertGone(sbx)
+  })
+
+  test('a directory watch: its onExit hears the same error', async () => {
+    const sbx = await Sandbox.create()
+    let exited!: (err: unknown) => void
+    const exit = new Promise<unknown>((resolve) => (exited = resolve))
+    const created = waitForText()
+    await sbx.files.watchDir('/tmp', (e) => created.push(e.name), { onExit: (err) => exited(err) })
+    await sbx.files.write('/tmp/seen.txt', 'x')
+    await created.until('seen.txt')
+    await sbx.kill()
+    assertSandboxDied(await exit)
     await assertGone(sbx)
   })
 
