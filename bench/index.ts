@@ -21,9 +21,10 @@ import { qemuBenchmark } from './qemu.js'
 import { quotaBenchmark, quotaBtrfsBenchmark } from './quota.js'
 import { soakBenchmark } from './soak.js'
 import { networkBenchmark } from './network.js'
+import { usageSamplingBenchmark } from './usage-sampling.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, qemuBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark]
 
 interface CliOptions {
   only?: string[]
