@@ -10,8 +10,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { Sandbox as E2bSandbox } from 'e2b'
+import { execa } from 'execa'
 import { pino } from 'pino'
 import { buildGoldenTemplate, listTemplates, Sandbox, setPool, waitForPool, deletePool } from '../src/sdk/index.js'
 import type { TemplateStartInput } from '../src/shared/index.js'
@@ -21,6 +23,7 @@ import { leftoversOf } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
+const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
 
 /** A server that records who started it, then answers GET /ready with 200. */
 const serverScript = String.raw`
@@ -191,6 +194,21 @@ describe('template start commands', { skip }, () => {
     assert.equal(body.code, 'deadline_exceeded')
     assert.match(body.message, /start command `echo waiting; exec sleep 1000` was not ready within 1500 ms: expected its ready check \(`test -e \/tmp\/never`\) to pass; its last output:\nwaiting/)
     await assertNothingLeft(before)
+  })
+
+  it('the CLI builds a template with a start command, and a create through it waits for it', async () => {
+    const cli = (...args: string[]) => execa('node', [main, '--url', stack.server.url, '--api-key', stack.server.apiKey, ...args], { reject: false })
+    const built = await cli('template', 'build', 'web-cli', '--from', 'web', '--run', 'true', '--start', 'exec python3 /opt/app/server.py', '--start-user', 'user', '--ready-http', '8080/ready', '--ready-timeout', '45s', '--json')
+    assert.equal(built.exitCode, 0, built.stderr)
+    assert.deepEqual((JSON.parse(built.stdout) as { start: unknown }).start, { cmd: 'exec python3 /opt/app/server.py', user: 'user', env: {}, ready: { type: 'http', port: 8080, path: '/ready' }, readyTimeoutMs: 45_000 })
+    const created = await cli('create', '--template', 'web-cli')
+    assert.equal(created.exitCode, 0, created.stderr)
+    const sb = await Sandbox.connect(created.stdout.trim(), conn())
+    try {
+      assert.equal(await sh(sb, probe), '200\n')
+    } finally {
+      await sb.kill(conn())
+    }
   })
 
   it('refuses a malformed start command with a 400 naming the field', async () => {

@@ -1,6 +1,6 @@
 /** `sandstorm template promote SNAP --name NAME`, `template rollback NAME` and the server side of `template build NAME --from T --run CMD`. */
 import type { Command } from 'commander'
-import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo } from '../sdk/index.js'
+import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo, type TemplateStartInput } from '../sdk/index.js'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 
@@ -41,6 +41,8 @@ export interface ServerBuildFlags {
   memory?: number
   cpus?: number
   runtime?: RuntimeName
+  /** What every sandbox of the template runs at create. */
+  start?: TemplateStartInput
   json?: boolean
 }
 
@@ -52,7 +54,7 @@ export interface ServerBuildFlags {
 export async function buildOnServer(name: string, flags: ServerBuildFlags, cmd: Command): Promise<void> {
   const result = await buildGoldenTemplate(
     name,
-    { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus, ...(flags.runtime ? { runtime: flags.runtime } : {}) },
+    { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus, ...(flags.runtime ? { runtime: flags.runtime } : {}), ...(flags.start ? { start: flags.start } : {}) },
     {
       ...connectionOf(cmd),
       signal: interruptSignal(),

@@ -6,6 +6,7 @@ import { parseRuntime } from './create-options.js'
 import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTable } from './cli-context.js'
 import { buildOnServer, registerGoldenTemplate } from './template-golden.js'
 import { formatDuration } from './duration.js'
+import { startFromFlags, type StartFlags } from './start-flags.js'
 
 /** Where `up` and `template build` keep their data unless told otherwise. */
 export function defaultDataDir(): string {
@@ -53,9 +54,17 @@ export function registerTemplate(program: Command): void {
     .option('--memory <MiB>', 'with --from: memory of the build sandbox, recorded in the template', (v) => parsePositiveInt(v, '--memory'))
     .option('--cpus <n>', 'with --from: cpus of the build sandbox, recorded in the template', (v) => parsePositiveNumber(v, '--cpus'))
     .option('--runtime <name>', 'with --from: runc, or qemu to build in a VM and keep its memory (clones start with its processes running)', (v) => parseRuntime(v))
+    .option('--start <cmd>', 'with --from: a command every sandbox of the template runs at create (a create returns once it is ready)')
+    .option('--start-user <user>', 'with --start: the user it runs as (default root)')
+    .option('--ready-http <port[/path]>', 'with --start: ready once a GET of this port and path in the sandbox answers 2xx')
+    .option('--ready-cmd <cmd>', 'with --start: ready once this command exits 0')
+    .option('--ready-timeout <duration>', 'with --start: how long a create waits for it (default 60s)')
     .option('--json', 'print the built template as JSON')
-    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number; runtime?: RuntimeName }, cmd: Command) => {
-      if (flags.from !== undefined) return buildOnServer(name, { ...flags, from: flags.from }, cmd)
+    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number; runtime?: RuntimeName } & StartFlags, cmd: Command) => {
+      const start = startFromFlags(flags)
+      const { start: _startCmd, ...rest } = flags
+      if (flags.from !== undefined) return buildOnServer(name, { ...rest, from: flags.from, ...(start ? { start } : {}) }, cmd)
+      if (start !== undefined) throw new InvalidArgumentError('invalid_argument', '--start needs --from: expected the template to build on in a sandbox')
       if (flags.runtime !== undefined) throw new InvalidArgumentError('invalid_argument', '--runtime needs --from: expected the template to build on in a sandbox')
       if (flags.run.length > 0) throw new InvalidArgumentError('invalid_argument', '--run needs --from: expected the template to run the steps on')
       // Loaded here so that the other commands do not pay for the build code.
