@@ -161,6 +161,17 @@ describe('template start commands', { skip }, () => {
     }
   })
 
+  it('a start command that exits 0 leaving a daemon behind is ready when its check passes', async () => {
+    const start: TemplateStartInput = { cmd: 'python3 /opt/app/server.py >/tmp/server.log 2>&1 &', ready: { type: 'http', port: 8080, path: '/ready' } }
+    await buildGoldenTemplate('daemon', { from: 'web', steps: ['true'], start }, conn())
+    const sb = await Sandbox.create('daemon', conn())
+    try {
+      assert.equal(await sh(sb, probe), '200\n')
+    } finally {
+      await sb.kill(conn())
+    }
+  })
+
   it('a start command that exits fails the create, naming it and its output; nothing is left', async () => {
     await buildGoldenTemplate(
       'exits',

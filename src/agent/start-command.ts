@@ -42,7 +42,7 @@ export function probeArgv(start: TemplateStart): string[] {
 
 /**
  * Starts `start` in sandbox `id` and resolves once its ready check passes. Fails, naming the
- * command and the tail of its output, when it exits first or the check does not pass within
+ * command and the tail of its output, when it exits non-zero first or the check does not pass within
  * `start.readyTimeoutMs`; the caller then destroys the sandbox (which ends the command with it).
  * The sandbox's own env vars reach it as they reach every command (the runtime sets them first).
  */
@@ -61,11 +61,11 @@ export async function runStartCommand(
   try {
     const probe = await host.exec(id, { argv: probeArgv(start), env: {}, user: start.user, timeoutMs: start.readyTimeoutMs }, call)
     probePid = probe.pid
-    const outcome = await Promise.race([
-      host.wait(id, probe.pid).then((result) => ({ kind: 'probe' as const, result })),
-      output.ended.then((exitCode) => ({ kind: 'exited' as const, exitCode })),
-      aborted(call.signal),
-    ])
+    const probed = host.wait(id, probe.pid).then((result) => ({ kind: 'probe' as const, result }))
+    // A command that exits 0 may have left a daemon behind (`server &`): its probe decides.
+    type Outcome = Awaited<typeof probed> | { kind: 'exited'; exitCode: number }
+    const failed = output.ended.then((exitCode): Outcome | Promise<Outcome> => (exitCode === 0 ? probed : { kind: 'exited', exitCode }))
+    const outcome = await Promise.race([probed, failed, aborted(call.signal)])
     if (outcome.kind === 'probe' && outcome.result.exitCode === 0) return { pid }
     const what = `template "${template.name}": start command \`${start.cmd}\``
     const check = describeReadyCheck(start)
