@@ -145,12 +145,12 @@ export interface ProcessResult {
   durationMs: number
 }
 
-/** GET /v1/sandboxes/:id/metrics: a sandbox's usage now. */
+/** One sample of a sandbox's usage: GET /v1/sandboxes/:id/metrics answers the series taken every few seconds, /usage one taken now. */
 export interface SandboxMetrics {
   /** When it was sampled. */
   timestamp: string
   cpus: number
-  /** CPU used since the previous sample (or since the start), as a percentage of its whole CPU limit. */
+  /** CPU used since the sample before it (or since the start), as a percentage of its whole CPU limit (E2B's cpuUsedPct). */
   cpuUsedPct: number
   memoryUsedBytes: number
   memoryLimitBytes: number
