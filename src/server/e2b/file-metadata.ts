@@ -60,8 +60,16 @@ for my $key (sort keys %want) {
 binmode STDOUT; print meta($path);
 `
 
-/** Shell that writes stdin to `$1` as the caller, making missing parents (theirs, since they make them), then sets the metadata. */
-const writeScript = 'p=$1; s=$2; shift 2; mkdir -p -- "$(dirname -- "$p")" && cat > "$p" && exec /usr/bin/perl -e "$s" -- "$p" "$@"'
+/**
+ * Shell that writes stdin to `$1` as the caller, making missing parents (theirs, since they make
+ * them), then sets the metadata. An image without perl still takes writes that carry no metadata.
+ */
+const writeScript = [
+  'p=$1; s=$2; shift 2',
+  'mkdir -p -- "$(dirname -- "$p")" && cat > "$p" || exit',
+  '[ -x /usr/bin/perl ] || { [ $# -eq 0 ] && exit 0; echo "$p: file metadata needs perl in the sandbox: Operation not supported" >&2; exit 1; }',
+  'exec /usr/bin/perl -e "$s" -- "$p" "$@"',
+].join('\n')
 
 /** argv that writes a file from stdin and replaces its metadata; it prints the metadata as read back. */
 export function writeArgv(path: string, metadata: Record<string, string>): string[] {

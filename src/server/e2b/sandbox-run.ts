@@ -63,6 +63,7 @@ const stderrCodes: [RegExp, ErrorCode, string][] = [
   [/Read-only file system/i, 'permission_denied', 'read-only file system'],
   [/No space left|Disk quota/i, 'resource_exhausted', 'no space left in the sandbox'],
   [/File name too long/i, 'invalid_argument', 'file name too long'],
+  [/file metadata needs perl/i, 'failed_precondition', 'file metadata needs perl in the sandbox (Debian\'s perl-base)'],
 ]
 
 /** A coded error for a failed helper, from the words of its stderr. */
