@@ -7,8 +7,9 @@ import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { parseDiskMiB } from './disk-size.js'
 import { addServerNetworkFlags, serverNetworkOf, type ServerNetworkFlags } from './network-flags.js'
+import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
 
-interface ServerFlags extends ServerNetworkFlags {
+interface ServerFlags extends ServerNetworkFlags, MetricsFlags {
   dataDir: string
   defaultDisk: string
   host: string
@@ -34,10 +35,11 @@ export function registerServer(program: Command): void {
     .option('--heartbeat-ms <ms>', 'heartbeat interval the agents are told to keep (default: each agent\'s own --heartbeat-ms, 5000)')
     .option('--lost-after-ms <ms>', 'an agent silent this long is marked lost, and its sandboxes with it', '15000')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
-  addServerNetworkFlags(cmd)
+  addMetricsFlags(addServerNetworkFlags(cmd))
     .action(async (flags: ServerFlags) => {
       const serverNetwork = serverNetworkOf(flags)
       const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
+      const metricsOptions = metricsOptionsOf(flags)
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
       const heartbeatMs = flags.heartbeatMs === undefined ? undefined : parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
@@ -59,6 +61,7 @@ export function registerServer(program: Command): void {
         logger,
         defaultDiskMiB,
         ...serverNetwork,
+        ...metricsOptions,
         fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true, heartbeatMs, lostAfterMs },
       })
       const agentAddress = `${flags.agentHost ?? flags.host}:${server.fleet!.port}`

@@ -8,8 +8,9 @@ import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { parseDiskMiB } from './disk-size.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
+import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
 
-interface UpFlags extends HostNetworkFlags, ServerNetworkFlags {
+interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags {
   dataDir: string
   host: string
   port: string
@@ -37,7 +38,7 @@ export function registerUp(program: Command): void {
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
-  addServerNetworkFlags(addHostNetworkFlags(cmd))
+  addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd)))
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const defaultRuntime = parseRuntime(flags.runtime ?? 'runc')
@@ -45,6 +46,7 @@ export function registerUp(program: Command): void {
       const network = hostNetworkOf(flags)
       const serverNetwork = serverNetworkOf(flags)
       const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
+      const metricsOptions = metricsOptionsOf(flags)
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -60,7 +62,7 @@ export function registerUp(program: Command): void {
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, ...serverNetwork })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, ...serverNetwork, ...metricsOptions })
       } catch (err) {
         await agent.close()
         throw err
