@@ -34,8 +34,11 @@ export function startUsageRecorder(options: UsageRecorderOptions): UsageRecorder
   // The first sight of a sandbox only reads its CPU counter: a sample's CPU % needs a reading before it.
   const readings = new Map<string, CpuReading>()
 
+  // Every tick's time is after the one before, even if the clock steps back: a sample never
+  // overwrites another (they are keyed by sandbox and time) and the series stays ordered.
+  let lastAtMs = 0
   async function tick(): Promise<void> {
-    const atMs = Date.now()
+    const atMs = (lastAtMs = Math.max(Date.now(), lastAtMs + 1))
     const records = catalog.list().filter((r) => r.state === 'running' || r.state === 'paused')
     const live = new Set(records.map((r) => r.id))
     for (const id of readings.keys()) if (!live.has(id)) readings.delete(id)
