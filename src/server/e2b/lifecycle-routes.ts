@@ -198,8 +198,9 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   const list = (c: Context<ServerEnv>, paged: boolean) => {
     const shown = sandboxes
       .list()
-      // E2B knows running and paused sandboxes only: one that died on its own is gone, as there.
-      .filter((s) => s.state !== 'starting' && s.state !== 'stopped' && s.state !== 'lost' && (s.state === 'paused' || Date.parse(s.expiresAt) > Date.now()))
+      // E2B knows running and paused sandboxes only: one that died on its own is gone, as there;
+      // one past its timeout is gone unless it pauses then (as `live` has it).
+      .filter((s) => s.state === 'paused' || (s.state === 'running' && (Date.parse(s.expiresAt) > Date.now() || catalog.get(s.id)?.lifecycle?.onTimeout === 'pause')))
     return listAnswer(c, shown, { paged, detail, templateOf: (name) => templateAliases[name] ?? name })
   }
   app.get('/sandboxes', (c) => list(c, false))
