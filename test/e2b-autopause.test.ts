@@ -4,6 +4,7 @@
  * sandbox on an envd call or on a request to one of its ports through the server's ingress.
  */
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { request } from 'node:http'
 import { after, before, describe, test } from 'node:test'
 import { NotFoundError, Sandbox, TimeoutError } from 'e2b'
@@ -126,5 +127,56 @@ describe('e2b SDK: auto-pause and auto-resume', { skip: skip ?? false }, () => {
     await again.setTimeout(1_000)
     await stateOf(sbx.sandboxId, 'paused')
     assert.equal((await again.commands.run('cat /home/user/r.txt')).stdout, 'restarted')
+  })
+})
+
+describe('e2b SDK: a paused qemu machine is written to disk and comes back whole', { skip: skip ?? (existsSync('/usr/bin/qemu-system-x86_64') ? false : 'qemu-system-x86 is not installed'), timeout: 15 * 60_000 }, () => {
+  let stack: Stack
+  const started: string[] = []
+
+  before(async () => {
+    stack = await startStack({ defaultRuntime: 'qemu', hibernateAfterMs: 500 })
+    useStackForE2b(stack)
+  })
+  after(async () => {
+    for (const id of started) await Sandbox.kill(id).catch(() => undefined)
+    await stack?.close()
+  })
+
+  /** How many processes named `name` run in the sandbox. */
+  const running = async (sbx: Sandbox, name: string) => Number((await sbx.commands.run(`cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^${name}$' || true`)).stdout.trim())
+  /** Whether the agent runs a VM for the sandbox. */
+  const hasVm = async (id: string) => (await stack.agent.list()).some((s) => s.id === id)
+
+  test('paused a while, its VM is stopped (RAM freed) and its save hidden; connect and autoResume bring it back with its processes', async () => {
+    const sbx = await Sandbox.create('debian', { timeoutMs: 600_000, lifecycle: { onTimeout: 'pause', autoResume: true } })
+    started.push(sbx.sandboxId)
+    // Left running by a command that ends: no stream stays open (a stream cut by the pause makes the
+    // SDK probe /health, and with autoResume that probe is traffic that wakes the sandbox).
+    await sbx.commands.run('sleep 3600 >/dev/null 2>&1 &')
+    // Through a command: envd's file writes stream stdin, which the qemu guest agent does not take.
+    await sbx.commands.run('echo kept > /home/user/kept.txt')
+
+    await sbx.pause()
+    await until('the paused machine to be written to disk', async () => !(await hasVm(sbx.sandboxId)), 120_000)
+    assert.equal((await sbx.getInfo()).state, 'paused')
+    assert.deepEqual(await Sandbox.listSnapshots({ sandboxId: sbx.sandboxId }).nextItems(), [], 'its save on disk is no snapshot of the user\'s')
+
+    const back = await Sandbox.connect(sbx.sandboxId, { timeoutMs: 600_000 })
+    assert.equal((await back.getInfo()).state, 'running')
+    assert.equal(await hasVm(sbx.sandboxId), true)
+    assert.equal(await running(back, 'sleep'), 1, 'the sleep started before the pause runs on: memory came back')
+    assert.equal((await back.commands.run('cat /home/user/kept.txt')).stdout, 'kept\n')
+
+    // Written to disk a second time, then woken by a command (autoResume).
+    await back.pause()
+    await until('the machine to be written to disk again', async () => !(await hasVm(sbx.sandboxId)), 120_000)
+    assert.equal(await running(back, 'sleep'), 1)
+    assert.equal((await back.getInfo()).state, 'running')
+    await back.commands.run('pkill -x sleep || kill $(pidof sleep) || true')
+
+    await back.kill()
+    const saves = (await stack.agent.snapshots!.list()).filter((s) => s.sandboxId === sbx.sandboxId)
+    assert.deepEqual(saves, [], 'its saves go with it')
   })
 })

@@ -34,6 +34,9 @@ export async function adoptSandboxes(options: AdoptionOptions, callOptions: Call
       catalog.update(record.id, { state: stateOf(sandbox), runtime: sandbox.runtime || record.runtime })
       result.adopted.push(record.id)
       logger.info({ sandboxId: record.id, state: sandbox.status }, 'adopted a sandbox that still runs')
+    } else if (record.state === 'paused' && record.lifecycle?.hibernatedAs) {
+      // A paused machine written to disk has no VM until it is resumed: it is kept, as it was.
+      result.adopted.push(record.id)
     } else {
       catalog.delete(record.id)
       result.forgotten.push(record.id)

@@ -49,6 +49,8 @@ export interface ServerOptions {
   defaultRuntime?: string
   /** How often the agents are asked which sandboxes stopped on their own. @default 10 s */
   stateWatchMs?: number
+  /** A paused machine (qemu) is written to disk and its VM stopped, freeing its RAM, after this long paused. @default never */
+  hibernateAfterMs?: number
   /** How often every sandbox's usage is sampled (GET /v1/sandboxes/:id/metrics, E2B's getMetrics). @default 5 s, as E2B */
   metricsIntervalMs?: number
   /** Usage samples kept per sandbox; older ones are dropped. @default 17280 (24 hours at 5 s) */
@@ -111,6 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5 * 60_000,
       defaultRuntime: options.defaultRuntime,
       defaultEgress: options.defaultEgress,
+      hibernateAfterMs: options.hibernateAfterMs,
       ...(options.defaultDiskMiB !== undefined ? { defaultDiskMiB: options.defaultDiskMiB } : {}),
       shutdownSignal: shutdown.signal,
     })

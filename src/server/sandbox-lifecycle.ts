@@ -9,6 +9,10 @@ export interface SandboxLifecycle {
   autoResume: boolean
   /** The lifetime a resume by traffic gives it again; when absent, the server's default. */
   timeoutMs?: number
+  /** While a paused machine (qemu) is written to disk and its VM stopped: the machine snapshot it comes back from. */
+  hibernatedAs?: string
+  /** Every machine snapshot it was written to (it stands on them); removed, newest first, when it is destroyed. */
+  machineSaves?: string[]
 }
 
 /** The policy of a sandbox that names none: it is killed at its timeout. */

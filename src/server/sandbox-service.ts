@@ -21,7 +21,7 @@ export interface SandboxFilter {
 }
 
 /** The catalog and the agent kept in step: every change to a sandbox's life goes through here. */
-export interface SandboxService extends SandboxPauses {
+export interface SandboxService extends Pick<SandboxPauses, 'pause' | 'resume' | 'wake'> {
   /** Creates a sandbox; with `from.snapshotId`, its filesystem starts at that snapshot. */
   create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<SandboxInfo>
   get(id: string): SandboxInfo
@@ -87,6 +87,8 @@ export interface SandboxServiceOptions {
   defaultEgress?: DefaultEgress
   /** Disk quota of a create that names none, when its template has no default. @default defaultDiskMiB (2048) */
   defaultDiskMiB?: number
+  /** A paused machine (qemu) is written to disk and its VM stopped after this long paused. @default never */
+  hibernateAfterMs?: number
 }
 
 /** The disk quota of a sandbox when neither the create, its template nor the server names one. */
@@ -141,7 +143,15 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     },
   })
 
-  const pauses = createSandboxPauses({ agent, catalog, logger, arm: (id, at) => timers.arm(id, at), defaultTimeoutMs: options.defaultTimeoutMs })
+  const pauses = createSandboxPauses({
+    agent,
+    catalog,
+    logger,
+    arm: (id, at) => timers.arm(id, at),
+    defaultTimeoutMs: options.defaultTimeoutMs,
+    hibernateAfterMs: options.hibernateAfterMs,
+    shutdownSignal,
+  })
 
   const find = (id: string): SandboxRecord => {
     const record = catalog.get(id)
@@ -171,6 +181,10 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       catalog.delete(id)
       sampler.forget(id)
       logger.info({ sandboxId: id, reason }, 'sandbox destroyed')
+      // The machine saves of its pauses written to disk stood under it; newest first, as each stands on the one before.
+      for (const saved of [...(record.lifecycle?.machineSaves ?? [])].reverse()) {
+        await agent.snapshots?.remove(saved).catch((err: unknown) => logger.warn({ sandboxId: id, snapshotId: saved, err }, 'could not remove the machine save of a destroyed sandbox'))
+      }
     })().finally(() => destroying.delete(id))
     destroying.set(id, done)
     return done
@@ -287,10 +301,12 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
 
     armAll() {
       for (const record of catalog.list()) if (record.state !== 'starting') timers.arm(record.id, record.expiresAtMs)
+      pauses.scheduleAll()
     },
 
     close() {
       timers.clear()
+      pauses.close()
     },
 
     networkOf,

@@ -51,7 +51,9 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
     return agent.snapshots
   }
   if (agent.snapshots) {
-    const held = await agent.snapshots.list()
+    // A paused machine's save on disk is the sandbox's own, no snapshot of the user's.
+    const machineSaves = new Set(catalog.list().flatMap((r) => r.lifecycle?.machineSaves ?? []))
+    const held = (await agent.snapshots.list()).filter((s) => !machineSaves.has(s.id))
     const ids = new Set(held.map((s) => s.id))
     for (const s of held) snapshots.insert(s)
     for (const s of snapshots.list()) if (!ids.has(s.id)) snapshots.delete(s.id)

@@ -56,6 +56,8 @@ export interface StackOptions {
   templatesDir?: string
   /** The runtime of a create that names none. @default the server's (runc) */
   defaultRuntime?: string
+  /** A paused machine is written to disk after this long. @default never */
+  hibernateAfterMs?: number
   /** @default silent (or debug lines with SANDSTORM_TEST_LOGS set) */
   logger?: Logger
 }
@@ -78,6 +80,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     metricsIntervalMs: options.metricsIntervalMs,
     defaultEgress: options.defaultEgress,
     defaultRuntime: options.defaultRuntime,
+    hibernateAfterMs: options.hibernateAfterMs,
   })
   const stop = async () => {
     await server.close()
