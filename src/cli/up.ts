@@ -7,6 +7,7 @@ import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { parseDiskMiB } from './disk-size.js'
+import { parseDuration } from './duration.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
 
@@ -18,6 +19,7 @@ interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags {
   runtime?: string
   accel: string
   defaultDisk: string
+  hibernateAfter: string
 }
 
 /** A `--accel` value. */
@@ -38,6 +40,7 @@ export function registerUp(program: Command): void {
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
+    .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
   addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd)))
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
@@ -47,6 +50,7 @@ export function registerUp(program: Command): void {
       const serverNetwork = serverNetworkOf(flags)
       const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
       const metricsOptions = metricsOptionsOf(flags)
+      const hibernateAfterMs = flags.hibernateAfter === 'never' ? undefined : parseDuration(flags.hibernateAfter, '--hibernate-after')
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -62,7 +66,7 @@ export function registerUp(program: Command): void {
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, ...serverNetwork, ...metricsOptions })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, hibernateAfterMs, ...serverNetwork, ...metricsOptions })
       } catch (err) {
         await agent.close()
         throw err
