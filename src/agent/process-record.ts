@@ -15,6 +15,7 @@ export class ProcessRecord {
   private dropped = 0
   private keptBytes = 0
   private wakeups = new Set<() => void>()
+  private failure: Error | null = null
 
   constructor(
     readonly pid: number,
@@ -22,10 +23,19 @@ export class ProcessRecord {
     readonly cwd: string,
     readonly process: RuntimeProcess,
   ) {
-    void process.result.then((result) => {
-      this.result = result
-      this.push({ type: 'end', result })
-    })
+    // A result rejects when the sandbox goes under its process (a VM's guest agent channel
+    // closes): its followers hear that error instead of waiting for an end that never comes.
+    void process.result.then(
+      (result) => {
+        this.result = result
+        this.push({ type: 'end', result })
+      },
+      (err: unknown) => {
+        this.failure = err instanceof Error ? err : new Error(String(err))
+        for (const wake of this.wakeups) wake()
+        this.wakeups.clear()
+      },
+    )
   }
 
   /** Adds output; called by the runtime's sink. */
@@ -60,6 +70,7 @@ export class ProcessRecord {
         if (event.type === 'end') return
         continue
       }
+      if (this.failure) throw this.failure
       await new Promise<void>((resolve) => {
         const wake = () => {
           signal?.removeEventListener('abort', wake)
