@@ -33,6 +33,11 @@ export interface SandboxService extends Pick<SandboxPauses, 'pause' | 'resume' |
   setLifecycle(id: string, lifecycle: SandboxLifecycle): void
   /** The sandbox's record, if it exists and has started; throws `not_found` or `failed_precondition`. */
   requireStarted(id: string): SandboxRecord
+  /**
+   * Whether a destroy of it is under way: its processes and connections are going while it is
+   * still in the catalog (envd then says it does not run, so E2B's SDKs report a kill as one).
+   */
+  destroying(id: string): boolean
   /** Its usage now: CPU since the previous sample, memory, processes, disk against its quota. */
   usage(id: string, options?: CallOptions): Promise<SandboxMetrics>
   /** Arms the expiry timer of every sandbox in the catalog (after adoption, on start). */
@@ -113,9 +118,6 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     if (record.state === 'starting') {
       throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
     }
-    // Its connections drop while the agent destroys it: a client that asks then (E2B's SDKs ask
-    // envd's /health) hears that it is not running, not that it still is.
-    if (destroying.has(id)) throw new SandstormError('unavailable', `sandbox "${id}" is being killed`)
     return record
   }
   const networkUpdates = new Map<string, Promise<unknown>>()
@@ -298,6 +300,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     usage: (id, callOptions) => sampler.sample(requireStarted(id), callOptions),
 
     requireStarted,
+    destroying: (id) => destroying.has(id),
 
     armAll() {
       for (const record of catalog.list()) if (record.state !== 'starting') timers.arm(record.id, record.expiresAtMs)

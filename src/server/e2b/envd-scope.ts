@@ -41,6 +41,8 @@ export function runningScope(sandboxId: string, headers: HeaderSource, sandboxes
     const record = sandboxes.requireStarted(sandboxId)
     state = record.state
     if (state !== 'paused' && record.expiresAtMs <= Date.now()) throw new SandstormError('not_found', 'past its timeout')
+    // Its connections (into ingress too) drop while it is destroyed: a probe of /health then must not hear that it runs.
+    if (sandboxes.destroying(sandboxId)) throw new SandstormError('not_found', 'being killed')
   } catch {
     throw new SandstormError('unavailable', `sandbox "${sandboxId}" is not running (it was killed or reached its timeout)`)
   }

@@ -43,7 +43,7 @@ export function createSandboxExits(catalog: SandboxCatalog): SandboxExits {
 /** Whether the sandbox is on its way out: being killed (its commands end before it leaves the catalog), gone, or past its timeout. */
 export function sandboxDying(id: string, sandboxes: SandboxService): boolean {
   try {
-    return sandboxes.requireStarted(id).expiresAtMs <= Date.now()
+    return sandboxes.destroying(id) || sandboxes.requireStarted(id).expiresAtMs <= Date.now()
   } catch {
     return true
   }
