@@ -193,6 +193,8 @@ class Connection:
 
     async def _read_body(self, headers: dict[str, str]) -> bytes:
         encoding = headers.get("transfer-encoding", "").lower()
+        if headers.get("expect", "").lower() == "100-continue" and (encoding or headers.get("content-length", "0") != "0"):
+            await self.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second for it before a large body
         if encoding:
             if encoding != "chunked":
                 raise HttpError(400, f"transfer-encoding: expected chunked, got {encoding!r}")
