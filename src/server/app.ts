@@ -1,7 +1,7 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
-import { routePath } from 'hono/route'
+import { matchedRoutes } from 'hono/route'
 import { SandstormError } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { e2bErrorResponse, e2bRoutes, isE2bPath, isEnvdPath } from './e2b/index.js'
@@ -76,8 +76,12 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   app.use('*', async (c, next) => {
     const startedAt = performance.now()
     await next()
-    const path = routePath(c, -1)
-    const route = path === '*' || path === '/*' ? 'unmatched' : `${c.req.method} ${path}`
+    // The route is the last handler matched that is not a middleware on every path (a '*' one
+    // registered after the routes, such as envd's wake-up, matches last).
+    const path = matchedRoutes(c)
+      .filter((r) => r.path !== '*' && r.path !== '/*')
+      .at(-1)?.path
+    const route = path === undefined ? 'unmatched' : `${c.req.method} ${path}`
     metrics.httpRequests.inc({ route, status: String(c.res.status) })
     logger.debug({ route, status: c.res.status, ms: Math.round(performance.now() - startedAt) }, 'request answered')
   })
