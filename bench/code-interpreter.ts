@@ -20,10 +20,11 @@ const defaultColdRounds = 10
 const defaultWarmRounds = 40
 const poolMin = 2
 
-/** One cycle's times: the whole of it and the runCode (or commands.run) inside it. */
+/** One cycle's times: the whole of it, and the runCode (or commands.run) and the kill inside it. */
 interface Cycle {
   totalMs: number
   runMs: number
+  killMs: number
 }
 
 /** The code interpreter benchmark. */
@@ -42,10 +43,13 @@ export const codeInterpreterBenchmark: Benchmark = {
       const runStart = nowMs()
       const ex = await sbx.runCode('1+1')
       const runMs = nowMs() - runStart
+      const killStart = nowMs()
       await sbx.kill()
-      const totalMs = nowMs() - start
+      const end = nowMs()
+      const killMs = end - killStart
+      const totalMs = end - start
       if (ex.text !== '2') throw new Error(`runCode('1+1') expected the result 2, got ${JSON.stringify(ex.text)} (error ${JSON.stringify(ex.error)})`)
-      return { totalMs, runMs }
+      return { totalMs, runMs, killMs }
     }
     const e2bCycle = async (): Promise<Cycle> => {
       const start = nowMs()
@@ -54,10 +58,13 @@ export const codeInterpreterBenchmark: Benchmark = {
       const runStart = nowMs()
       const r = await sbx.commands.run('true')
       const runMs = nowMs() - runStart
+      const killStart = nowMs()
       await sbx.kill()
-      const totalMs = nowMs() - start
+      const end = nowMs()
+      const killMs = end - killStart
+      const totalMs = end - start
       if (r.exitCode !== 0) throw new Error(`commands.run('true') expected exit 0, got ${r.exitCode}`)
-      return { totalMs, runMs }
+      return { totalMs, runMs, killMs }
     }
 
     // Warm-up, untimed: the page cache, the JIT, the first kernel's imports.
@@ -117,6 +124,12 @@ export const codeInterpreterBenchmark: Benchmark = {
           unit: 'ms',
           subject: summarize(warm.map((c) => c.runMs)),
           baseline: base("commands.run('true') alone, the first command in a new base sandbox", warmBase, (c) => c.runMs),
+        },
+        {
+          what: 'kill() alone of a pooled code-interpreter sandbox (its kernel server running)',
+          unit: 'ms',
+          subject: summarize(warm.map((c) => c.killMs)),
+          baseline: base('kill() alone of a base sandbox that ran one command, same rounds', warmBase, (c) => c.killMs),
         },
       ],
       notes: [

@@ -37,6 +37,9 @@ export interface LocalAgentOptions {
   network?: Omit<HostNetworkOptions, 'dataDir' | 'logger'>
 }
 
+/** Milliseconds rounded to a tenth, for log lines. */
+const ms = (n: number): number => Math.round(n * 10) / 10
+
 /** Finished processes kept per sandbox for listing and late followers. */
 const keptFinishedProcesses = 64
 
@@ -316,13 +319,26 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const sandbox = sandboxes.get(id)
       // Unknown here (gone already, or never made): every backend makes sure nothing of it is left.
       const owners = sandbox ? [backendOf(id)] : [...backends.values()]
+      const t0 = performance.now()
       // Forgotten only once the backend removed it, so that a failed destroy can be retried.
       for (const backend of owners) await backend.destroy(id)
       sandboxes.delete(id)
-      await layers.release(id)
-      await network.detach(id)
+      const t1 = performance.now()
+      // With nothing left running, the disk and the network are independent, and each mostly waits
+      // on the kernel (an ext4 unmount's flush, a veth's RCU grace periods): side by side, the
+      // destroy takes the longer of the two, not their sum. Both run to the end even when one fails.
+      const timedStep = async (step: () => Promise<void>): Promise<number> => {
+        const start = performance.now()
+        await step()
+        return ms(performance.now() - start)
+      }
+      const [disk, net] = await Promise.allSettled([timedStep(() => layers.release(id)), timedStep(() => network.detach(id))])
+      if (disk.status === 'rejected') throw disk.reason
+      if (net.status === 'rejected') throw net.reason
+      const t2 = performance.now()
       await state.remove(id)
-      if (sandbox) log.info({ sandboxId: id }, 'destroyed')
+      // Each step's time, for finding where a slow kill goes.
+      if (sandbox) log.info({ sandboxId: id, runtimeMs: ms(t1 - t0), layersMs: disk.value, networkMs: net.value, releaseMs: ms(t2 - t1), recordMs: ms(performance.now() - t2) }, 'destroyed')
     },
 
     async list(call?: CallOptions): Promise<AgentSandbox[]> {
