@@ -82,6 +82,29 @@ for template in debian host base code-interpreter-v1; do
   fi
 done
 
+# 3a. code-interpreter-v1 holds the copy of the code interpreter server (src/templates/code-interpreter)
+# made when it was built, and its template.json the fingerprint of that copy. One built from other
+# files than the repository's (or before fingerprints were recorded) is rebuilt as a new version;
+# sandboxes running on the old one keep it. A version promoted from a snapshot is left as it is.
+server_fingerprint() { # the hash of fingerprintOf in src/templates/python-package.ts: keep the two in step
+  (cd "$1" && find . \( -name __pycache__ -o -name '.?*' \) -prune -o -type f -name '*.py' -printf '%P\n' |
+    LC_ALL=C sort | xargs -r -d '\n' sha256sum | sha256sum | cut -d' ' -f1)
+}
+ci_json="$DATA_DIR/templates/code-interpreter-v1/current/template.json"
+if [ -f "$ci_json" ]; then
+  recorded=$(node -e 'const t = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); process.stdout.write(t.snapshotId ? "promoted" : (t.fingerprint ?? "none"))' "$ci_json") ||
+    die "cannot read $ci_json"
+  wanted=$(server_fingerprint "$REPO/src/templates/code-interpreter")
+  if [ "$recorded" != promoted ] && [ "$recorded" != "$wanted" ]; then
+    if [ "$recorded" = none ]; then
+      say "rebuilding template code-interpreter-v1: it records no fingerprint of its code interpreter server, so it may run an older copy than src/templates/code-interpreter (five to fifteen minutes)"
+    else
+      say "rebuilding template code-interpreter-v1: its code interpreter server (fingerprint ${recorded:0:12}) differs from src/templates/code-interpreter (${wanted:0:12}) (five to fifteen minutes)"
+    fi
+    node "$CLI" template build code-interpreter-v1 --force --data-dir "$DATA_DIR" || die "rebuilding template code-interpreter-v1 failed"
+  fi
+fi
+
 # 3b. The qemu guest of the debian template (kernel, initramfs, root image with qemu-guest-agent),
 # which the first qemu sandbox would otherwise build. Silent when it is there already.
 node "$CLI" setup --qemu-guest debian --data-dir "$DATA_DIR" || die "building the qemu guest of template debian failed"

@@ -3,7 +3,7 @@
  * Python kernel with matplotlib, pandas and numpy, and our kernel server on port 49999, which
  * every sandbox starts at create.
  */
-import { chmod, copyFile, mkdir } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -11,13 +11,20 @@ import { SandstormError, templateStartSchema } from '../shared/index.js'
 import type { RecipeContext } from './recipe.js'
 import { basePackages, writeSudoers } from './base-recipe.js'
 import { createDebootstrapRecipe } from './debootstrap-recipe.js'
+import { copyPythonFiles, fingerprintOf, pythonFilesOf } from './python-package.js'
 import { sandboxUser } from './rootfs-etc.js'
 
-/** The server in the repository, copied into the template when it is built (so a template never changes under its sandboxes). */
-export const kernelServerSource = fileURLToPath(new URL('../../../src/templates/code-interpreter/kernel_server.py', import.meta.url))
+/**
+ * The server in the repository (its entry script and the package sandstorm_ci beside it), copied
+ * into the template when it is built, so a template never changes under its sandboxes.
+ */
+export const kernelServerSourceDir = fileURLToPath(new URL('../../../src/templates/code-interpreter', import.meta.url))
 
-/** Where the server lives inside the template. */
-export const kernelServerPath = '/opt/sandstorm/code-interpreter/kernel_server.py'
+/** Where the server's files live inside the template. */
+export const kernelServerDir = '/opt/sandstorm/code-interpreter'
+
+/** The server's entry script inside the template. */
+export const kernelServerPath = `${kernelServerDir}/kernel_server.py`
 
 /** The port the SDK talks to. */
 export const codeInterpreterPort = 49999
@@ -30,12 +37,16 @@ export const codeInterpreterRecipe = createDebootstrapRecipe({
   aptPackages: ['python3-ipykernel', 'python3-jupyter-client', 'python3-matplotlib', 'python3-pandas', 'python3-numpy'],
   allowSetuid: true,
   start: templateStartSchema.parse({
-    cmd: `exec python3 ${kernelServerPath}`,
+    // -I: the user's cwd, PYTHONPATH and ~/.local cannot shadow the server's modules; the entry
+    // script puts its own directory first on the path (see kernel_server.py).
+    cmd: `exec python3 -I ${kernelServerPath}`,
     user: sandboxUser.name,
     cwd: sandboxUser.home,
     ready: { type: 'http', port: codeInterpreterPort, path: '/health' },
     readyTimeoutMs: 120_000,
   }),
+  // setup.sh compares this with the repository's files and rebuilds a template made from older ones.
+  fingerprint: (rootfs) => kernelServerFingerprint(join(rootfs, kernelServerDir)),
   async finish(rootfs, context) {
     await writeSudoers(rootfs, context)
     await installKernelServer(rootfs, context)
@@ -44,16 +55,17 @@ export const codeInterpreterRecipe = createDebootstrapRecipe({
 })
 
 async function installKernelServer(rootfs: string, { onProgress }: RecipeContext): Promise<void> {
-  onProgress(`I: installing the kernel server at ${kernelServerPath}`)
-  const target = join(rootfs, kernelServerPath)
-  await mkdir(join(target, '..'), { recursive: true })
-  try {
-    await copyFile(kernelServerSource, target)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    throw new SandstormError('failed_precondition', `cannot build code-interpreter-v1: expected the kernel server at ${kernelServerSource}, found nothing`)
+  onProgress(`I: installing the kernel server in ${kernelServerDir}`)
+  const entry = join(kernelServerSourceDir, 'kernel_server.py')
+  if (!(await stat(entry).catch(() => null))?.isFile()) {
+    throw new SandstormError('failed_precondition', `cannot build code-interpreter-v1: expected the kernel server at ${entry}, found nothing`)
   }
-  await chmod(target, 0o644)
+  await copyPythonFiles(kernelServerSourceDir, join(rootfs, kernelServerDir))
+}
+
+/** Content hash of the server's `.py` files under `dir` (the repository's or a template's copy). */
+export async function kernelServerFingerprint(dir: string): Promise<string> {
+  return fingerprintOf(dir, await pythonFilesOf(dir))
 }
 
 /**

@@ -22,6 +22,11 @@ export interface TemplateRecipe {
   start?: TemplateStart
   /** Lets setuid files (sudo) raise privileges in its sandboxes, within API root's caps and seccomp filter. */
   allowSetuid?: boolean
+  /**
+   * Content hash of what the build copied from the repository into the finished `rootfs`, recorded
+   * in template.json as `fingerprint` so that a template built from older files can be found.
+   */
+  fingerprint?: (rootfs: string) => Promise<string>
   /** Fills `rootfs` (an empty directory that nothing else uses yet). */
   build(rootfs: string, context: RecipeContext): Promise<void>
 }

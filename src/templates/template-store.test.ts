@@ -262,3 +262,26 @@ describe('template store: start commands and setuid', () => {
     assert.equal((await store.resolve('served-golden')).rootfs.allowSetuid, true)
   })
 })
+
+describe('template store: fingerprints', () => {
+  it('records the recipe\'s fingerprint of the finished tree in template.json, not in TemplateInfo', async () => {
+    const dir = await freshDir()
+    const seen: string[] = []
+    const fingerprint = async (rootfs: string): Promise<string> => {
+      seen.push(rootfs)
+      return 'f'.repeat(64)
+    }
+    const store = createTemplateStore({ dir, recipes: { printed: { ...hostRecipe, fingerprint }, plain: hostRecipe } })
+    const info = await store.build('printed')
+    assert.equal(seen.length, 1)
+    assert.match(seen[0]!, /\/\.build-printed-[0-9a-f]+\/rootfs$/)
+    const stored = JSON.parse(await readFile(join(dir, 'printed', '1', 'template.json'), 'utf8')) as { fingerprint?: string }
+    assert.equal(stored.fingerprint, 'f'.repeat(64))
+    assert.equal('fingerprint' in info, false)
+    assert.equal('fingerprint' in (await store.resolve('printed')).info, false)
+
+    await store.build('plain')
+    const plain = JSON.parse(await readFile(join(dir, 'plain', '1', 'template.json'), 'utf8')) as { fingerprint?: string }
+    assert.equal(plain.fingerprint, undefined)
+  })
+})

@@ -102,6 +102,8 @@ const storedTemplateSchema = z.object({
   snapshotId: z.string().optional(),
   start: templateStartSchema.optional(),
   allowSetuid: z.boolean().optional(),
+  /** The recipe's fingerprint of the repository files in the tree (not part of TemplateInfo). */
+  fingerprint: z.string().optional(),
 })
 type StoredTemplate = z.infer<typeof storedTemplateSchema>
 
@@ -250,6 +252,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
         mirror: buildOptions.mirror,
       })
       throwIfAborted(signal)
+      const fingerprint = recipe.fingerprint ? await recipe.fingerprint(rootfs) : undefined
       const sizeBytes = await treeSizeBytes(rootfs)
       await mkdir(join(dir, name), { recursive: true })
       const version = await nextVersion(join(dir, name))
@@ -264,6 +267,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
         readonlyBinds: recipe.readonlyBinds.map((b) => ({ ...b })),
         ...(recipe.start ? { start: recipe.start } : {}),
         ...(recipe.allowSetuid ? { allowSetuid: true } : {}),
+        ...(fingerprint !== undefined ? { fingerprint } : {}),
       }
       await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
       throwIfAborted(signal)
@@ -369,7 +373,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
-  const { readonlyBinds: _binds, lowerDirs: _lowerDirs, ...info } = stored
+  const { readonlyBinds: _binds, lowerDirs: _lowerDirs, fingerprint: _fingerprint, ...info } = stored
   return info
 }
 
