@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
 import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
+import { diskImageDeletions } from '../storage/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
 import type { AgentGoldenApi } from './golden-api.js'
 import { closeRuntimes, createAgentRuntimes, requireRuntime } from './machine-runtimes.js'
@@ -431,6 +432,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await layers.instances.drain()
       await closeRuntimes(backends.values())
       await network.close()
+      // The disk images of destroyed sandboxes are deleted after their destroy answered.
+      await diskImageDeletions()
       sandboxes.clear()
     },
 

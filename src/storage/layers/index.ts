@@ -6,3 +6,4 @@ export { createLayerStore, type LayerStore, type LayerStoreOptions, type LayerRe
 export { squashLayers } from './squash.js'
 export { isWhiteout, opaqueXattr } from './overlay-marks.js'
 export { pickStorageDriver } from './pick-driver.js'
+export { diskImageDeletions } from './disk-image.js'

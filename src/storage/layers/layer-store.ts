@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
 import type { DiskUsage, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { sweepRemovedDiskImages } from './disk-image.js'
 import { squashLayers } from './squash.js'
 
 /** A read-only layer as the store records it. */
@@ -105,6 +106,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
   const ready = (async () => {
     await mkdir(layersDir, { recursive: true, mode: 0o700 })
     await mkdir(writableDir, { recursive: true, mode: 0o700 })
+    await sweepRemovedDiskImages(options.dir)
     for (const name of await readdir(layersDir)) {
       if (name.startsWith('.tmp-')) await driver.remove(join(layersDir, name, 'tree')).then(() => rm(join(layersDir, name), { recursive: true, force: true }))
     }
