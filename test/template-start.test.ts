@@ -161,6 +161,33 @@ describe('template start commands', { skip }, () => {
     }
   })
 
+  it('a pool fill runs its start command at the lowest CPU weight, and a sandbox in use gets the normal one', async () => {
+    // The start command writes the cpu.shares of its own cgroup (the sandbox's, through its cgroup
+    // namespace) as it starts; a pooled sandbox must have yielded then, and hold the normal
+    // weight by the hand-over. A plain create never yields.
+    const start: TemplateStartInput = { cmd: 'cat /sys/fs/cgroup/cpu/cpu.shares > /tmp/shares-at-start; exec sleep 600', ready: { type: 'command', cmd: 'test -s /tmp/shares-at-start' } }
+    await buildGoldenTemplate('weighed', { from: 'debian', steps: ['true'], start }, conn())
+    const sharesOf = async (sb: Sandbox) => (await sh(sb, 'cat /tmp/shares-at-start /sys/fs/cgroup/cpu/cpu.shares')).split('\n').filter(Boolean)
+    const plain = await Sandbox.create('weighed', conn())
+    try {
+      assert.deepEqual(await sharesOf(plain), ['1024', '1024'])
+    } finally {
+      await plain.kill(conn())
+    }
+    await setPool('weighed', { ...conn(), min: 1, max: 1 })
+    try {
+      await waitForPool('weighed', { ...conn(), ready: 1 })
+      const res = await create({ template: 'weighed' })
+      const body = (await res.json()) as { id: string; source: string }
+      assert.equal(body.source, 'pool')
+      const sb = await Sandbox.connect(body.id, conn())
+      assert.deepEqual(await sharesOf(sb), ['2', '1024'])
+      await sb.kill(conn())
+    } finally {
+      await deletePool('weighed', conn())
+    }
+  })
+
   it('a start command that exits 0 leaving a daemon behind is ready when its check passes', async () => {
     const start: TemplateStartInput = { cmd: 'python3 /opt/app/server.py >/tmp/server.log 2>&1 &', ready: { type: 'http', port: 8080, path: '/ready' } }
     await buildGoldenTemplate('daemon', { from: 'web', steps: ['true'], start }, conn())

@@ -23,6 +23,12 @@ export interface AgentCreateRequest {
   snapshotId?: string
   /** Runtime to run it on (one of `info().runtimes`). @default the snapshot's or golden template's, else the agent's default */
   runtime?: string
+  /**
+   * Made ahead of demand (a warm pool's fill): its template's start command runs at the lowest CPU
+   * weight, so that it yields the CPU to sandboxes in use, and gets the normal weight once ready.
+   * @default false
+   */
+  background?: boolean
 }
 
 /** A sandbox as the agent holds it. */

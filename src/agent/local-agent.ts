@@ -312,7 +312,13 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const startMs = Math.round(performance.now() - startedAt)
       log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
       // A machine clone's saved memory has the template's start command running already.
-      if (template.info.start && !plan.machine) await startOrDestroy(req.id, template.info.name, template.info.start, call)
+      if (template.info.start && !plan.machine) {
+        // A pool's fill (a kernel booting, say) yields the CPU to sandboxes in use meanwhile.
+        const yieldCpu = req.background === true && backend.setCpuWeight !== undefined
+        if (yieldCpu) backend.setCpuWeight!(req.id, 'low')
+        await startOrDestroy(req.id, template.info.name, template.info.start, call)
+        if (yieldCpu) backend.setCpuWeight!(req.id, 'normal')
+      }
       return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }
     },
 

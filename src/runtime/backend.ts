@@ -143,6 +143,8 @@ export interface RuntimeBackend {
    */
   close?(): void
   stats(id: string, options?: CallOptions): Promise<SandboxStats>
+  /** Sets a sandbox's share of contended CPU (its limit stays): `low` for work ahead of demand. */
+  setCpuWeight?(id: string, weight: 'low' | 'normal'): void
   exec(id: string, spec: ExecSpec, sink: OutputSink, options?: CallOptions): Promise<RuntimeProcess>
 
   readFile(id: string, path: string, options?: CallOptions): AsyncIterable<Uint8Array>

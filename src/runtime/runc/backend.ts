@@ -5,7 +5,7 @@ import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { overlayMountData, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
-import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, thawSandbox } from './cgroups.js'
+import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, setSandboxCpuWeight, thawSandbox } from './cgroups.js'
 import { attachInit } from './init-attach.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
 import { startInitChild, type SandboxChild } from './init-child.js'
@@ -201,6 +201,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       paused.delete(id)
     },
     stats: async (id) => sandboxUsage(checked(id)),
+    setCpuWeight: (id, weight) => setSandboxCpuWeight(checked(id), weight),
 
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
       const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)

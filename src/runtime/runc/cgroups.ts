@@ -92,6 +92,17 @@ export function oomKillCountNow(sandboxId: string): number {
   }
 }
 
+/** cgroup v1's cpu.shares: the least the kernel takes, and its default. */
+const cpuShares = { low: 2, normal: 1024 } as const
+
+/**
+ * Sets the sandbox's share of contended CPU (cpu.shares; its quota, the CPU limit, stays). A
+ * write of a few bytes, synchronous as the freezer's are.
+ */
+export function setSandboxCpuWeight(sandboxId: string, weight: keyof typeof cpuShares): void {
+  writeFileSync(join(root, 'cpu', cgroupPath(sandboxId), 'cpu.shares'), String(cpuShares[weight]))
+}
+
 /** Memory, cpu time and process count of a sandbox, from its cgroups. */
 export async function sandboxUsage(sandboxId: string) {
   const read = (controller: string, file: string) =>

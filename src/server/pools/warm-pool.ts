@@ -100,7 +100,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     const pooled = { template: template.name, memoryMiB: template.defaults.memoryMiB, cpus: template.defaults.cpus, pidsMax: options.pidsMax, diskMiB: template.defaults.diskMiB ?? options.diskMiB }
     shape = pooled
     const id = newId('sb')
-    const sandbox = await agent.create({ id, ...pooled, env: {}, network: options.network }, { signal: shutdownSignal })
+    const sandbox = await agent.create({ id, ...pooled, env: {}, network: options.network, background: true }, { signal: shutdownSignal })
     if (drained || shutdownSignal.aborted) {
       // Deleted while it started; on shutdown it stays and the next start destroys it as an orphan.
       if (drained) await destroy(id, 'pool deleted')
