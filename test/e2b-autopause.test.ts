@@ -84,7 +84,10 @@ describe('e2b SDK: auto-pause and auto-resume', { skip: skip ?? false }, () => {
 
   test('autoResume: a request to a port served in the sandbox wakes it through the ingress', async () => {
     const sbx = track(await Sandbox.create({ timeoutMs: 60_000, lifecycle: { onTimeout: 'pause', autoResume: true } }))
-    await sbx.commands.run('cd /tmp && echo served > index.html && python3 -m http.server 8000 >/dev/null 2>&1', { background: true })
+    // A daemon left by a finished command: a background command's stream would be cut by the pause,
+    // and the SDK's /health probe that follows is traffic that wakes an autoResume sandbox (for its
+    // whole 60 s), as E2B's proxy would, before the port's request is sent.
+    await sbx.commands.run('cd /tmp && echo served > index.html && (python3 -m http.server 8000 >/dev/null 2>&1 &)')
     const host = sbx.getHost(8000)
     await until('the server in the sandbox', async () => (await get(stack, host)).status === 200)
     await sbx.setTimeout(1_000)
