@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { CommandExitError, Sandbox } from 'e2b'
-import { useStackForE2b } from './helpers/e2b-env.js'
-import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
+import { e2bSuite } from './helpers/e2b-env.js'
+import { skipReason, templatesDir } from './helpers/stack.js'
 
 const skip =
   skipReason() ??
@@ -29,25 +29,14 @@ function field(status: string, name: string): string {
 }
 
 describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
-  let stack: Stack
-  let sbx: Sandbox
-
-  before(async () => {
-    stack = await startStack()
-    useStackForE2b(stack)
-    sbx = await Sandbox.create()
-  })
-  after(async () => {
-    await sbx?.kill().catch(() => undefined)
-    await stack?.close()
-  })
+  const suite = e2bSuite({ sandbox: true })
 
   test('Sandbox.create() gets base', async () => {
-    assert.equal((await sbx.getInfo()).templateId, 'base')
+    assert.equal((await suite.sbx.getInfo()).templateId, 'base')
   })
 
   test("E2B base's tools are there", async () => {
-    const run = async (cmd: string) => (await sbx.commands.run(cmd)).stdout
+    const run = async (cmd: string) => (await suite.sbx.commands.run(cmd)).stdout
     assert.match(await run('bash --version | head -n1'), /^GNU bash, version 5\./)
     assert.match(await run('git --version'), /^git version 2\.\d+/)
     assert.match(await run('curl --version | head -n1'), /^curl 7\.\d+/)
@@ -58,22 +47,22 @@ describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
   })
 
   test('user may use sudo without a password', async () => {
-    assert.equal((await sbx.commands.run('id -un')).stdout, 'user\n')
-    const ok = await sbx.commands.run('sudo -n true')
+    assert.equal((await suite.sbx.commands.run('id -un')).stdout, 'user\n')
+    const ok = await suite.sbx.commands.run('sudo -n true')
     assert.equal(ok.exitCode, 0)
-    assert.equal((await sbx.commands.run('sudo -n id -u')).stdout, '0\n')
+    assert.equal((await suite.sbx.commands.run('sudo -n id -u')).stdout, '0\n')
     // What sudo makes is root's: a file only root may write.
-    await sbx.commands.run('sudo -n sh -c "echo made > /etc/made-by-sudo"')
-    assert.equal((await sbx.commands.run('stat -c %U:%a /etc/made-by-sudo && cat /etc/made-by-sudo')).stdout, 'root:644\nmade\n')
+    await suite.sbx.commands.run('sudo -n sh -c "echo made > /etc/made-by-sudo"')
+    assert.equal((await suite.sbx.commands.run('stat -c %U:%a /etc/made-by-sudo && cat /etc/made-by-sudo')).stdout, 'root:644\nmade\n')
     // Without sudo, user is still user.
-    const denied = await sbx.commands.run('touch /etc/not-mine').catch((e: unknown) => e)
+    const denied = await suite.sbx.commands.run('touch /etc/not-mine').catch((e: unknown) => e)
     assert.ok(denied instanceof CommandExitError, `expected CommandExitError, got ${String(denied)}`)
     assert.match(denied.stderr, /Permission denied/)
   })
 
   test('sudo gains what a root command has, no more: same capabilities, same seccomp filter', async () => {
-    const asRoot = (await sbx.commands.run(statusLines, { user: 'root' })).stdout
-    const viaSudo = (await sbx.commands.run(`sudo -n sh -c "${statusLines}"`)).stdout
+    const asRoot = (await suite.sbx.commands.run(statusLines, { user: 'root' })).stdout
+    const viaSudo = (await suite.sbx.commands.run(`sudo -n sh -c "${statusLines}"`)).stdout
     for (const name of ['CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'CapInh', 'Seccomp', 'Seccomp_filters']) {
       assert.equal(field(viaSudo, name), field(asRoot, name), `${name} under sudo and as API root`)
     }
@@ -82,7 +71,7 @@ describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
       assert.equal(BigInt(`0x${field(viaSudo, name)}`) & sysAdminBit, 0n, `${name} must not hold CAP_SYS_ADMIN`)
     }
     // And the sandbox's PID 1 (the init, which held CAP_SYS_ADMIN only to load that filter) has dropped it.
-    const init = (await sbx.commands.run("grep -E '^(CapPrm|CapEff|CapBnd):' /proc/1/status", { user: 'root' })).stdout
+    const init = (await suite.sbx.commands.run("grep -E '^(CapPrm|CapEff|CapBnd):' /proc/1/status", { user: 'root' })).stdout
     for (const name of ['CapPrm', 'CapEff', 'CapBnd']) {
       assert.equal(BigInt(`0x${field(init, name)}`) & sysAdminBit, 0n, `the init's ${name} must not hold CAP_SYS_ADMIN`)
     }
@@ -90,7 +79,7 @@ describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
 
   test('after sudo: no mounts, no raw devices, no host', async () => {
     const tries = async (cmd: string) => {
-      const r = await sbx.commands.run(`sudo -n sh -c '${cmd}'`).catch((e: unknown) => e)
+      const r = await suite.sbx.commands.run(`sudo -n sh -c '${cmd}'`).catch((e: unknown) => e)
       assert.ok(r instanceof CommandExitError, `expected "${cmd}" to fail under sudo, got ${String((r as { stdout?: string }).stdout)}`)
       return r
     }
@@ -103,13 +92,13 @@ describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
     await tries('unshare -m true')
     await tries('echo 1 > /proc/sys/kernel/sysrq')
     // No host file system anywhere in the mount table: the root is the sandbox's overlay.
-    const mounts = (await sbx.commands.run('sudo -n cat /proc/self/mountinfo')).stdout
+    const mounts = (await suite.sbx.commands.run('sudo -n cat /proc/self/mountinfo')).stdout
     const root = mounts.split('\n').find((l) => l.split(' ')[4] === '/')
     assert.match(root ?? '', / - overlay overlay /, `the root is an overlay:\n${mounts}`)
   })
 
   test('other templates keep no_new_privs: debian has it set, base not', async () => {
-    assert.equal(field((await sbx.commands.run(statusLines)).stdout, 'NoNewPrivs'), '0')
+    assert.equal(field((await suite.sbx.commands.run(statusLines)).stdout, 'NoNewPrivs'), '0')
     const debian = await Sandbox.create('debian')
     try {
       assert.equal(field((await debian.commands.run(statusLines, { user: 'root' })).stdout, 'NoNewPrivs'), '1')

@@ -1,9 +1,9 @@
 /** The unmodified `e2b` SDK against a real Sandstorm: commands (foreground, background, stdin, list, connect, kill) and PTY. */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import { CommandExitError, Sandbox, TimeoutError } from 'e2b'
-import { useStackForE2b } from './helpers/e2b-env.js'
-import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { describe, test } from 'node:test'
+import { CommandExitError, TimeoutError } from 'e2b'
+import { e2bSuite } from './helpers/e2b-env.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason()
 
@@ -25,23 +25,12 @@ function waitForText(): { push(chunk: string): void; until(text: string): Promis
 }
 
 describe('e2b SDK: commands and PTY', { skip: skip ?? false }, () => {
-  let stack: Stack
-  let sbx: Sandbox
-
-  before(async () => {
-    stack = await startStack()
-    useStackForE2b(stack)
-    sbx = await Sandbox.create()
-  })
-  after(async () => {
-    await sbx?.kill().catch(() => undefined)
-    await stack?.close()
-  })
+  const suite = e2bSuite({ sandbox: true })
 
   test('foreground run: output callbacks, user, cwd, envs, login shell', async () => {
     const out: string[] = []
     const err: string[] = []
-    const result = await sbx.commands.run('echo "$GREETING"; whoami; pwd; echo oops >&2; echo $0', {
+    const result = await suite.sbx.commands.run('echo "$GREETING"; whoami; pwd; echo oops >&2; echo $0', {
       envs: { GREETING: 'hello' },
       onStdout: (d) => void out.push(d),
       onStderr: (d) => void err.push(d),
@@ -50,12 +39,12 @@ describe('e2b SDK: commands and PTY', { skip: skip ?? false }, () => {
     assert.equal(result.stdout, 'hello\nuser\n/home/user\n/bin/bash\n')
     assert.equal(out.join(''), result.stdout)
     assert.equal(err.join(''), 'oops\n')
-    const root = await sbx.commands.run('whoami; pwd', { user: 'root', cwd: '/tmp' })
+    const root = await suite.sbx.commands.run('whoami; pwd', { user: 'root', cwd: '/tmp' })
     assert.equal(root.stdout, 'root\n/tmp\n')
   })
 
   test('a non-zero exit raises CommandExitError with the result', async () => {
-    const err = await sbx.commands.run('echo partial; echo bad >&2; exit 3').catch((e: unknown) => e)
+    const err = await suite.sbx.commands.run('echo partial; echo bad >&2; exit 3').catch((e: unknown) => e)
     assert.ok(err instanceof CommandExitError, `expected CommandExitError, got ${String(err)}`)
     assert.equal(err.exitCode, 3)
     assert.equal(err.stdout, 'partial\n')
@@ -63,54 +52,54 @@ describe('e2b SDK: commands and PTY', { skip: skip ?? false }, () => {
   })
 
   test('background: wait, list, connect to the pid, kill', async () => {
-    const done = await sbx.commands.run('echo started; sleep 0.2; echo finished', { background: true })
+    const done = await suite.sbx.commands.run('echo started; sleep 0.2; echo finished', { background: true })
     assert.equal((await done.wait()).stdout, 'started\nfinished\n')
 
     const seen = waitForText()
-    const sleeper = await sbx.commands.run('echo ready; exec sleep 600', { background: true, onStdout: (d) => seen.push(d) })
+    const sleeper = await suite.sbx.commands.run('echo ready; exec sleep 600', { background: true, onStdout: (d) => seen.push(d) })
     await seen.until('ready')
-    const listed = await sbx.commands.list()
+    const listed = await suite.sbx.commands.list()
     const mine = listed.find((p) => p.pid === sleeper.pid)
     assert.ok(mine, `pid ${sleeper.pid} listed among ${JSON.stringify(listed)}`)
     assert.equal(mine.cmd, '/bin/bash')
     assert.deepEqual(mine.args, ['-l', '-c', 'echo ready; exec sleep 600'])
 
-    const attached = await sbx.commands.connect(sleeper.pid)
+    const attached = await suite.sbx.commands.connect(sleeper.pid)
     assert.equal(attached.pid, sleeper.pid)
-    assert.equal(await sbx.commands.kill(sleeper.pid), true)
+    assert.equal(await suite.sbx.commands.kill(sleeper.pid), true)
     await assert.rejects(attached.wait(), CommandExitError)
     await assert.rejects(sleeper.wait(), CommandExitError)
-    assert.equal(await sbx.commands.kill(sleeper.pid), false, 'an ended process is not found')
-    assert.ok(!(await sbx.commands.list()).some((p) => p.pid === sleeper.pid))
+    assert.equal(await suite.sbx.commands.kill(sleeper.pid), false, 'an ended process is not found')
+    assert.ok(!(await suite.sbx.commands.list()).some((p) => p.pid === sleeper.pid))
   })
 
   test('sendStdin and closeStdin', async () => {
-    const handle = await sbx.commands.run('cat', { background: true, stdin: true })
-    await sbx.commands.sendStdin(handle.pid, 'line one\n')
-    await sbx.commands.sendStdin(handle.pid, new TextEncoder().encode('line two\n'))
-    await sbx.commands.closeStdin(handle.pid)
+    const handle = await suite.sbx.commands.run('cat', { background: true, stdin: true })
+    await suite.sbx.commands.sendStdin(handle.pid, 'line one\n')
+    await suite.sbx.commands.sendStdin(handle.pid, new TextEncoder().encode('line two\n'))
+    await suite.sbx.commands.closeStdin(handle.pid)
     assert.equal((await handle.wait()).stdout, 'line one\nline two\n')
   })
 
   test('timeouts: a command longer than timeoutMs raises TimeoutError', async () => {
-    await assert.rejects(sbx.commands.run('sleep 30', { timeoutMs: 500 }), TimeoutError)
+    await assert.rejects(suite.sbx.commands.run('sleep 30', { timeoutMs: 500 }), TimeoutError)
   })
 
   test('PTY: create, input, resize, kill', async () => {
     const screen = waitForText()
     const decoder = new TextDecoder()
-    const pty = await sbx.pty.create({ cols: 80, rows: 24, onData: (d) => screen.push(decoder.decode(d, { stream: true })) })
-    await sbx.pty.sendInput(pty.pid, new TextEncoder().encode('tty; stty size; echo "marker-$((6*7))"\n'))
+    const pty = await suite.sbx.pty.create({ cols: 80, rows: 24, onData: (d) => screen.push(decoder.decode(d, { stream: true })) })
+    await suite.sbx.pty.sendInput(pty.pid, new TextEncoder().encode('tty; stty size; echo "marker-$((6*7))"\n'))
     await screen.until('marker-42')
     assert.match(screen.text(), /\/dev\/pts\/\d+/)
     assert.match(screen.text(), /24 80/)
 
-    await sbx.pty.resize(pty.pid, { cols: 120, rows: 40 })
-    await sbx.pty.sendInput(pty.pid, new TextEncoder().encode('stty size; echo "resized-$((1+1))"\n'))
+    await suite.sbx.pty.resize(pty.pid, { cols: 120, rows: 40 })
+    await suite.sbx.pty.sendInput(pty.pid, new TextEncoder().encode('stty size; echo "resized-$((1+1))"\n'))
     await screen.until('resized-2')
     assert.match(screen.text(), /40 120/)
 
-    assert.equal(await sbx.pty.kill(pty.pid), true)
+    assert.equal(await suite.sbx.pty.kill(pty.pid), true)
     const result = await pty.wait().catch((e: unknown) => e)
     assert.ok(result instanceof CommandExitError, 'a killed PTY ends with a non-zero result')
   })

@@ -5,10 +5,10 @@
  * CommandExitError; and nothing of the sandbox is left running.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { CommandExitError, Sandbox, TimeoutError } from 'e2b'
-import { useStackForE2b } from './helpers/e2b-env.js'
-import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { e2bSuite } from './helpers/e2b-env.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason()
 
@@ -36,20 +36,12 @@ function assertSandboxDied(err: unknown): void {
 }
 
 describe('e2b SDK: a sandbox killed under a running command', { skip: skip ?? false }, () => {
-  let stack: Stack
-
-  before(async () => {
-    stack = await startStack()
-    useStackForE2b(stack)
-  })
-  after(async () => {
-    await stack?.close()
-  })
+  const suite = e2bSuite()
 
   /** The sandbox is gone from the agent, its runtime included. */
   const assertGone = async (sbx: Sandbox): Promise<void> => {
     assert.equal(await sbx.isRunning(), false)
-    assert.ok(!(await stack.agent.list()).some((s) => s.id === sbx.sandboxId), `sandbox ${sbx.sandboxId} is left on the agent`)
+    assert.ok(!(await suite.stack.agent.list()).some((s) => s.id === sbx.sandboxId), `sandbox ${sbx.sandboxId} is left on the agent`)
   }
 
   test('a foreground run, when the sandbox is killed', async () => {

@@ -3,23 +3,15 @@
  * lifecycle over E2B's REST API, configured only through E2B_* environment variables.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { AuthenticationError, NotFoundError, Sandbox } from 'e2b'
-import { useStackForE2b } from './helpers/e2b-env.js'
-import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { e2bSuite } from './helpers/e2b-env.js'
+import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason()
 
 describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
-  let stack: Stack
-
-  before(async () => {
-    stack = await startStack()
-    useStackForE2b(stack)
-  })
-  after(async () => {
-    await stack?.close()
-  })
+  const suite = e2bSuite()
 
   test('keys are in E2B form', () => {
     assert.match(process.env.E2B_API_KEY!, /^e2b_[0-9a-f]{40}$/)
@@ -97,9 +89,9 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
 
   test('envd calls need the sandbox access token; a gone sandbox answers 502', async () => {
     const sbx = await Sandbox.create()
-    const url = `${stack.server.url}/health`
+    const url = `${suite.stack.server.url}/health`
     const { envdAccessToken } = await (
-      await fetch(`${stack.server.url}/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', headers: { 'x-api-key': process.env.E2B_API_KEY!, 'content-type': 'application/json' }, body: '{}' })
+      await fetch(`${suite.stack.server.url}/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', headers: { 'x-api-key': process.env.E2B_API_KEY!, 'content-type': 'application/json' }, body: '{}' })
     ).json() as { envdAccessToken: string }
     const health = (token: string) => fetch(url, { headers: { 'e2b-sandbox-id': sbx.sandboxId, 'x-access-token': token } })
     assert.equal((await health('wrong')).status, 401)
@@ -109,11 +101,11 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
   })
 
   test("Sandstorm's own API keeps working beside it", async () => {
-    const health = await fetch(`${stack.server.url}/healthz`)
+    const health = await fetch(`${suite.stack.server.url}/healthz`)
     assert.equal(health.status, 200)
-    const list = await fetch(`${stack.server.url}/v1/sandboxes`, { headers: { authorization: `Bearer ${stack.server.apiKey}` } })
+    const list = await fetch(`${suite.stack.server.url}/v1/sandboxes`, { headers: { authorization: `Bearer ${suite.stack.server.apiKey}` } })
     assert.equal(list.status, 200)
-    const e2bKeyOnV1 = await fetch(`${stack.server.url}/v1/sandboxes`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
+    const e2bKeyOnV1 = await fetch(`${suite.stack.server.url}/v1/sandboxes`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
     assert.equal(e2bKeyOnV1.status, 200, 'an E2B key is a key of this server')
   })
 })
