@@ -1,4 +1,9 @@
 /** Running work a few at a time. */
+import { Sandbox } from '../src/sdk/index.js'
+import type { BenchContext } from './context.js'
+
+/** Creates at once, for benchmarks that fill the host: enough to overlap, few enough not to thrash 2 cores. */
+export const parallelCreates = 4
 
 /**
  * Calls `fn` for every item with at most `limit` calls in flight, and resolves with the results
@@ -26,4 +31,23 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
   if (failure) throw failure.error
   return results
+}
+
+/**
+ * Creates `count` idle debian sandboxes on the bench's stack, a few at a time, and records them
+ * for its cleanup; reports progress every `progressEvery`. Ids are pushed into `ids` as they come,
+ * so that a failure part way still leaves the caller the ones to destroy.
+ */
+export async function createIdleSandboxes(ctx: BenchContext, count: number, ids: string[], label: string, progressEvery: number): Promise<void> {
+  await mapLimit(
+    Array.from({ length: count }, (_, i) => i),
+    parallelCreates,
+    async (i) => {
+      const sandbox = await Sandbox.create('debian', { ...ctx.stack.conn })
+      ids.push(sandbox.sandboxId)
+      ctx.stack.ids.add(sandbox.sandboxId)
+      if ((i + 1) % progressEvery === 0) ctx.progress(`${label}: ${ids.length}/${count} sandboxes`)
+    },
+    ctx.signal,
+  )
 }

@@ -4,14 +4,13 @@
  */
 import { Sandbox } from '../src/sdk/index.js'
 import { createBareRunc } from './bare-runc.js'
-import { mapLimit } from './concurrency.js'
+import { createIdleSandboxes, mapLimit, parallelCreates } from './concurrency.js'
 import type { BenchContext, Benchmark } from './context.js'
 import { containerMemory, memAvailableBytes, toMiB, type ContainerMemory } from './memory-probe.js'
 import type { BenchResult, Figure, Goal } from './report.js'
 import { summarize, type Summary } from './stats.js'
 
 const defaultCount = 100
-const parallelCreates = 4
 /** The goal: 3 MB an idle sandbox, read as MiB. */
 const goal: Goal = { stat: 'mean', atMost: 3 }
 
@@ -43,17 +42,7 @@ async function measureSandstorm(ctx: BenchContext, count: number, notes: string[
   const ids: string[] = []
   try {
     const before = await memAvailableBytes()
-    await mapLimit(
-      Array.from({ length: count }, (_, i) => i),
-      parallelCreates,
-      async (i) => {
-        const sandbox = await Sandbox.create('debian', { ...ctx.stack.conn })
-        ids.push(sandbox.sandboxId)
-        ctx.stack.ids.add(sandbox.sandboxId)
-        if ((i + 1) % 25 === 0) ctx.progress(`idle-memory: ${ids.length}/${count} sandboxes`)
-      },
-      ctx.signal,
-    )
+    await createIdleSandboxes(ctx, count, ids, 'idle-memory', 25)
     const after = await memAvailableBytes()
     const measured = await Promise.all(ids.map((id) => containerMemory(`/sandstorm/${id}`)))
     return sideOf(measured, before, after)

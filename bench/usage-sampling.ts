@@ -14,14 +14,13 @@ import type { SandboxRecord } from '../src/server/catalog.js'
 import { openDatabase } from '../src/server/db.js'
 import { createUsageHistory } from '../src/server/usage-history.js'
 import { startUsageRecorder } from '../src/server/usage-recorder.js'
-import { mapLimit } from './concurrency.js'
+import { createIdleSandboxes, mapLimit } from './concurrency.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import type { BenchResult } from './report.js'
 import { summarize } from './stats.js'
 
 const defaultCount = 50
 const ticks = 30
-const parallelCreates = 4
 
 /** Wall and CPU milliseconds of `fn`, CPU being this process's user + system time. */
 async function cost(fn: () => Promise<unknown>): Promise<{ wallMs: number; cpuMs: number }> {
@@ -51,17 +50,7 @@ export const usageSamplingBenchmark: Benchmark = {
     const db = openDatabase(dir)
     const stop = new AbortController()
     try {
-      await mapLimit(
-        Array.from({ length: count }, (_, i) => i),
-        parallelCreates,
-        async (i) => {
-          const sandbox = await Sandbox.create('debian', { ...ctx.stack.conn })
-          ids.push(sandbox.sandboxId)
-          ctx.stack.ids.add(sandbox.sandboxId)
-          if ((i + 1) % 10 === 0) ctx.progress(`usage-sampling: ${ids.length}/${count} sandboxes`)
-        },
-        ctx.signal,
-      )
+      await createIdleSandboxes(ctx, count, ids, 'usage-sampling', 10)
       const records = (await Sandbox.list({ ...ctx.stack.conn })).filter((s) => ids.includes(s.id)).map(recordOf)
       const history = createUsageHistory(db)
       // The timer is an hour away: ticks are run here, one at a time.
