@@ -7,21 +7,13 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { idPattern, type SandboxInfo } from '../src/shared/index.js'
+import { cliMain, runCli, type CliResult } from './helpers/cli-process.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false
-/** dist/test/cli.test.js -> dist/src/cli/main.js */
-const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js')
-
-interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
 describe('the sandstorm CLI end to end', { skip }, () => {
   let stack: Stack
@@ -37,18 +29,8 @@ describe('the sandstorm CLI end to end', { skip }, () => {
   })
 
   /** Runs the CLI with the stack's URL and key in its environment and stdin from /dev/null. */
-  async function cli(...args: string[]): Promise<CliResult> {
-    const child = spawn(process.execPath, [mainJs, ...args], {
-      env: { ...process.env, SANDSTORM_URL: stack.conn.apiUrl, SANDSTORM_API_KEY: stack.conn.apiKey, SANDSTORM_DEBUG: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d))
-    child.stderr.on('data', (d: Buffer) => (stderr += d))
-    const [code] = (await once(child, 'close')) as [number | null]
-    return { code, stdout, stderr }
-  }
+  const cli = (...args: string[]): Promise<CliResult> => runCli(stack, ...args)
+
 
   let id = ''
 
@@ -131,7 +113,7 @@ describe('the sandstorm CLI end to end', { skip }, () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
       assert.match(r.stderr, /^sandstorm: /m, `${args.join(' ')}: ${r.stderr}`)
     }
-    const wrongKey = spawn(process.execPath, [mainJs, 'ls'], {
+    const wrongKey = spawn(process.execPath, [cliMain, 'ls'], {
       env: { ...process.env, SANDSTORM_URL: stack.conn.apiUrl, SANDSTORM_API_KEY: 'wrong' },
       stdio: ['ignore', 'ignore', 'ignore'],
     })
@@ -161,7 +143,7 @@ describe('the sandstorm CLI end to end', { skip }, () => {
 
     // port-forward: a local listener whose connections reach the sandbox's port.
     await cli('exec', info.id, '--', 'sh', '-c', 'cd /tmp && echo forwarded > index.html && setsid python3 -m http.server 8000 >/dev/null 2>&1 &')
-    const forward = spawn(process.execPath, [mainJs, 'port-forward', info.id, '8000', '--local', '0'], {
+    const forward = spawn(process.execPath, [cliMain, 'port-forward', info.id, '8000', '--local', '0'], {
       env: { ...process.env, SANDSTORM_URL: stack.conn.apiUrl, SANDSTORM_API_KEY: stack.conn.apiKey },
       stdio: ['ignore', 'pipe', 'pipe'],
     })

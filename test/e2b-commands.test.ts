@@ -3,26 +3,10 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { CommandExitError, TimeoutError } from 'e2b'
 import { e2bSuite } from './helpers/e2b-env.js'
+import { waitForText } from './helpers/text-waiter.js'
 import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason()
-
-/** Resolves once `text` has appeared in what `collect` gathered. */
-function waitForText(): { push(chunk: string): void; until(text: string): Promise<void>; text(): string } {
-  let all = ''
-  const waiters: { text: string; resolve(): void }[] = []
-  return {
-    push(chunk) {
-      all += chunk
-      for (const w of waiters.filter((w) => all.includes(w.text))) w.resolve()
-    },
-    until(text) {
-      if (all.includes(text)) return Promise.resolve()
-      return new Promise((resolve) => waiters.push({ text, resolve }))
-    },
-    text: () => all,
-  }
-}
 
 describe('e2b SDK: commands and PTY', { skip: skip ?? false }, () => {
   const suite = e2bSuite({ sandbox: true })

@@ -8,25 +8,10 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { CommandExitError, Sandbox, TimeoutError } from 'e2b'
 import { e2bSuite } from './helpers/e2b-env.js'
+import { waitForText } from './helpers/text-waiter.js'
 import { skipReason } from './helpers/stack.js'
 
 const skip = skipReason()
-
-/** Resolves once `text` has come through `push`. */
-function waitForText(): { push(chunk: string): void; until(text: string): Promise<void> } {
-  let all = ''
-  const waiters: { text: string; resolve(): void }[] = []
-  return {
-    push(chunk) {
-      all += chunk
-      for (const w of waiters.filter((w) => all.includes(w.text))) w.resolve()
-    },
-    until(text) {
-      if (all.includes(text)) return Promise.resolve()
-      return new Promise((resolve) => waiters.push({ text, resolve }))
-    },
-  }
-}
 
 /** What E2B's SDK raises when the sandbox dies during a request. */
 function assertSandboxDied(err: unknown): void {

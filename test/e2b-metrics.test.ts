@@ -5,22 +5,17 @@
  * answers what lies within it, a paused sandbox is sampled without waking, a killed one is gone.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { NotFoundError, Sandbox, SandboxError, type SandboxMetrics as E2bMetrics } from 'e2b'
 import { NotFoundError as SandstormNotFound, Sandbox as SandstormSandbox } from '../src/sdk/index.js'
 import { useStackForE2b } from './helpers/e2b-env.js'
+import { runCli, type CliResult } from './helpers/cli-process.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
 const skip = skipReason()
 const intervalMs = 200
 const MiB = 2 ** 20
-/** dist/test/e2b-metrics.test.js -> dist/src/cli/main.js */
-const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js')
 
 describe('e2b SDK: metrics sampled over the sandbox\'s life', { skip: skip ?? false }, () => {
   let stack: Stack
@@ -37,18 +32,8 @@ describe('e2b SDK: metrics sampled over the sandbox\'s life', { skip: skip ?? fa
   })
 
   /** Runs the CLI with the stack's URL and key. */
-  async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn(process.execPath, [mainJs, ...args], {
-      env: { ...process.env, SANDSTORM_URL: stack.conn.apiUrl, SANDSTORM_API_KEY: stack.conn.apiKey },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d))
-    child.stderr.on('data', (d: Buffer) => (stderr += d))
-    const [code] = (await once(child, 'close')) as [number | null]
-    return { code, stdout, stderr }
-  }
+  const cli = (...args: string[]): Promise<CliResult> => runCli(stack, ...args)
+
 
   const after_ = (series: E2bMetrics[], at: number) => series.filter((m) => m.timestamp.getTime() > at)
 
