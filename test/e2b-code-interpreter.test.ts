@@ -148,7 +148,7 @@ describe('@e2b/code-interpreter SDK', { skip: skip ?? false, timeout: 600_000 },
     await sbx.runCode('kept = 5', { context: ctx })
     await assert.rejects(sbx.runCode('import time\nwhile True:\n    time.sleep(0.05)', { context: ctx, timeoutMs: 1000 }), TimeoutError)
     const next = await sbx.runCode('kept', { context: ctx })
-    assert.equal(next.text, '5')
+    assert.equal(next.text, '5', `the state after the stop: ${JSON.stringify(next.error ?? next.logs)}`)
     assert.equal((await sbx.runCode('import sys\nsys.last_type.__name__', { context: ctx })).text, 'KeyboardInterrupt', 'the run was interrupted')
     await assertNoStrays(sbx)
 

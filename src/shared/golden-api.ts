@@ -41,9 +41,13 @@ export interface FailedBuildStep {
 
 /** One line of a build's NDJSON stream. */
 export type TemplateBuildEvent =
-  | { type: 'step'; index: number; cmd: string }
+  /** A step starts; `cached` when its layer came from the build cache (it runs nothing). */
+  | { type: 'step'; index: number; cmd: string; cached?: boolean }
+  /** A line of progress that is no step's output (a pull's manifest and layers, say). */
+  | { type: 'progress'; message: string }
   /** `data` is base64, as in an exec's stream. */
   | { type: 'stdout' | 'stderr'; index: number; data: string }
   | { type: 'step_end'; index: number; exitCode: number }
-  | { type: 'done'; template: TemplateInfo; snapshotId: string }
+  /** The build ended; `snapshotId` only for a build from steps (the snapshot its version stands on). */
+  | { type: 'done'; template: TemplateInfo; snapshotId?: string }
   | { type: 'error'; code: string; message: string; step?: FailedBuildStep }
