@@ -50,7 +50,7 @@ export async function buildGoldenTemplate(name: string, req: GoldenBuildRequest,
   })
   for await (const event of parseNdjson<TemplateBuildEvent>(stream)) {
     options.onEvent?.(event)
-    if (event.type === 'done') return { template: event.template, snapshotId: event.snapshotId }
+    if (event.type === 'done') return { template: event.template, snapshotId: event.snapshotId ?? '' }
     if (event.type === 'error') throw Object.assign(errorFromWire(0, event.code, event.message), { step: event.step })
   }
   throw errorFromWire(0, 'internal', `the build of template "${name}" ended without saying whether it succeeded`)
