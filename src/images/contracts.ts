@@ -9,26 +9,17 @@
  * Everything read from a registry, an archive or a build context is untrusted.
  */
 import type { Readable } from 'node:stream'
-import type { CallOptions } from '../shared/index.js'
+import type { CallOptions, TemplateImageConfig } from '../shared/index.js'
 
 /** A content digest, `sha256:<64 hex>` (the only algorithm accepted). */
 export type Digest = `sha256:${string}`
 
-/** What an image's config says its containers get, as a template's defaults. */
-export interface ImageDefaults {
-  /** `Env`, in order, as `NAME=value` parsed into a record. */
-  env: Record<string, string>
-  /** `WorkingDir`: the default cwd of commands. Absent: the user's home, as for other templates. */
-  workingDir?: string
-  /** `User` (`name`, `uid`, `name:group`, `uid:gid`): the default user of commands. Absent: root. */
-  user?: string
-  /** `Entrypoint` and `Cmd`, recorded (a template's start command is named apart). */
-  entrypoint?: string[]
-  cmd?: string[]
-  /** `ExposedPorts` as numbers (tcp and udp alike), sorted. */
-  exposedPorts: number[]
-  labels: Record<string, string>
-}
+/**
+ * What an image's config says its containers get, as a template's defaults (`Env` parsed into a
+ * record, `WorkingDir`, `User` — absent: root —, `Entrypoint`, `Cmd`, `ExposedPorts` as sorted
+ * numbers, `Labels`). The wire type TemplateImageConfig, under the name the image code uses.
+ */
+export type ImageDefaults = TemplateImageConfig
 
 /** One layer blob of an image, as its manifest lists it. */
 export interface LayerDescriptor {

@@ -204,6 +204,34 @@ export interface TemplateInfo {
   start?: TemplateStart
   /** Its processes may gain privileges through setuid files (sudo), within the caps and seccomp filter of API root. */
   allowSetuid?: boolean
+  /** Where a template made from an image or a Dockerfile came from. */
+  source?: TemplateSource
+  /** An image template's config: the env, cwd and user its commands get unless they say otherwise; the rest recorded. */
+  config?: TemplateImageConfig
+  /** Of `sizeBytes`, the bytes in layers that another template also stands on (stored once). */
+  sharedBytes?: number
+}
+
+/** Where an image template came from. */
+export interface TemplateSource {
+  kind: 'image' | 'archive' | 'dockerfile'
+  /** The image reference (`image`), the FROM of a Dockerfile, or the archive's image name. */
+  reference?: string
+  /** The manifest digest of the image (for a Dockerfile: of its FROM image). */
+  digest?: string
+  /** A Dockerfile FROM a template: that template. */
+  template?: string
+}
+
+/** An image's config as a template keeps it (OCI image config names, camel-cased). */
+export interface TemplateImageConfig {
+  env: Record<string, string>
+  workingDir?: string
+  user?: string
+  entrypoint?: string[]
+  cmd?: string[]
+  exposedPorts: number[]
+  labels: Record<string, string>
 }
 
 /** The body of every error response. */
