@@ -2,7 +2,7 @@ import { hostname, totalmem, availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
 import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
-import { createTemplateStore, treeSizeBytes } from '../templates/index.js'
+import { createTemplateStore, treeSizeBytes, type ResolvedTemplate } from '../templates/index.js'
 import { diskImageDeletions } from '../storage/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
 import type { AgentGoldenApi } from './golden-api.js'
@@ -136,7 +136,16 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     return record
   }
 
-  async function resolveUser(id: string, user: string, call?: CallOptions) {
+  /** A user as a name or uid, optionally with `:group` (a gid, or the user's own group name, as images' USER has it). */
+  async function resolveUser(id: string, user: string, call?: CallOptions): Promise<{ uid: number; gid: number; home: string }> {
+    const colon = user.indexOf(':')
+    if (colon >= 0) {
+      const [name, group] = [user.slice(0, colon), user.slice(colon + 1)]
+      const found = await resolveUser(id, name, call)
+      if (/^[0-9]+$/.test(group)) return { ...found, gid: Number(group) }
+      if (group === name || group === '') return found
+      throw new SandstormError('invalid_argument', `user "${user}": expected the group as a gid or the user's own group name, got "${group}"`)
+    }
     if (/^[0-9]+$/.test(user)) return { uid: Number(user), gid: Number(user), home: '/' }
     const cache = get(id).users
     let found = cache.get(user)
@@ -242,6 +251,80 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     },
   }
 
+  /** Starts a sandbox over a resolved template: its record, network, writable layer and runtime instance. */
+  async function createOver(req: AgentCreateRequest, template: ResolvedTemplate, call?: CallOptions): Promise<AgentSandbox> {
+    const plan = await planStart(req, template, { machines, machineRuntimes, defaultRuntime })
+    // An image template's Env, USER and WORKDIR are its sandboxes' defaults; the create's own env vars win.
+    const image = template.info.config
+    const env = image ? { ...image.env, ...req.env } : req.env
+    const execDefaults = image?.user || image?.workingDir ? { ...(image.user ? { user: image.user } : {}), ...(image.workingDir ? { cwd: image.workingDir } : {}) } : undefined
+    const backend = requireRuntime(backends, plan.runtime, agentId)
+    const machine = machineRuntimes.has(plan.runtime)
+    // A machine's disk is its own image, not a layer: it takes no writable layer.
+    const prepared = machine
+      ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
+      : await layers.prepare(req, template.rootfs)
+    const record: SandboxRecord = {
+      id: req.id,
+      template: prepared.template,
+      runtime: plan.runtime,
+      createdAt: new Date().toISOString(),
+      ...(plan.machineFrom ? { machineFrom: plan.machineFrom } : {}),
+      ...(execDefaults ? { execDefaults } : {}),
+      ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, diskMiB: req.diskMiB, env } } : {}),
+    }
+    // The network first (its rules in place before anything runs in it), then the record, so
+    // that a crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
+    const net = req.network.mode === 'veth' ? await network.attach(req.id, req.network.egress).catch(async (err: unknown) => {
+      if (!machine) await layers.release(req.id)
+      throw err
+    }) : undefined
+    if (net) record.network = net
+    const release = async (): Promise<void> => {
+      if (!machine) await layers.release(req.id)
+      await network.detach(req.id)
+    }
+    await state.save(record).catch(async (err: unknown) => {
+      await release()
+      throw err
+    })
+    const startedAt = performance.now()
+    try {
+      await backend.create(
+        {
+          id: req.id,
+          rootfs: prepared.rootfs,
+          memoryMiB: req.memoryMiB,
+          cpus: req.cpus,
+          pidsMax: req.pidsMax,
+          ...(machine && req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {}),
+          env,
+          hostname: 'sandbox',
+          network: networkSpec(net),
+          ...(plan.machine ? { machine: plan.machine } : {}),
+        },
+        call,
+      )
+    } catch (err) {
+      await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer or network of a failed create'))
+      await state.remove(req.id)
+      throw err
+    }
+    sandboxes.set(req.id, { record, processes: new Map(), users: new Map() })
+    if (net) network.replenish()
+    const startMs = Math.round(performance.now() - startedAt)
+    log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
+    // A machine clone's saved memory has the template's start command running already.
+    if (template.info.start && !plan.machine) {
+      // A pool's fill (a kernel booting, say) yields the CPU to sandboxes in use meanwhile.
+      const yieldCpu = req.background === true && backend.setCpuWeight !== undefined
+      if (yieldCpu) backend.setCpuWeight!(req.id, 'low')
+      await startOrDestroy(req.id, template.info.name, template.info.start, call)
+      if (yieldCpu) backend.setCpuWeight!(req.id, 'normal')
+    }
+    return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }
+  }
+
   const agent: AgentApi = {
     info: () => ({
       id: agentId,
@@ -253,74 +336,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     templates: () => templates.list(),
 
-    async create(req: AgentCreateRequest, call?: CallOptions): Promise<AgentSandbox> {
-      const template = await templates.resolve(req.template)
-      const plan = await planStart(req, template, { machines, machineRuntimes, defaultRuntime })
-      const backend = requireRuntime(backends, plan.runtime, agentId)
-      const machine = machineRuntimes.has(plan.runtime)
-      // A machine's disk is its own image, not a layer: it takes no writable layer.
-      const prepared = machine
-        ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
-        : await layers.prepare(req, template.rootfs)
-      const record: SandboxRecord = {
-        id: req.id,
-        template: prepared.template,
-        runtime: plan.runtime,
-        createdAt: new Date().toISOString(),
-        ...(plan.machineFrom ? { machineFrom: plan.machineFrom } : {}),
-        ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, diskMiB: req.diskMiB, env: req.env } } : {}),
-      }
-      // The network first (its rules in place before anything runs in it), then the record, so
-      // that a crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
-      const net = req.network.mode === 'veth' ? await network.attach(req.id, req.network.egress).catch(async (err: unknown) => {
-        if (!machine) await layers.release(req.id)
-        throw err
-      }) : undefined
-      if (net) record.network = net
-      const release = async (): Promise<void> => {
-        if (!machine) await layers.release(req.id)
-        await network.detach(req.id)
-      }
-      await state.save(record).catch(async (err: unknown) => {
-        await release()
-        throw err
-      })
-      const startedAt = performance.now()
-      try {
-        await backend.create(
-          {
-            id: req.id,
-            rootfs: prepared.rootfs,
-            memoryMiB: req.memoryMiB,
-            cpus: req.cpus,
-            pidsMax: req.pidsMax,
-            ...(machine && req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {}),
-            env: req.env,
-            hostname: 'sandbox',
-            network: networkSpec(net),
-            ...(plan.machine ? { machine: plan.machine } : {}),
-          },
-          call,
-        )
-      } catch (err) {
-        await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer or network of a failed create'))
-        await state.remove(req.id)
-        throw err
-      }
-      sandboxes.set(req.id, { record, processes: new Map(), users: new Map() })
-      if (net) network.replenish()
-      const startMs = Math.round(performance.now() - startedAt)
-      log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
-      // A machine clone's saved memory has the template's start command running already.
-      if (template.info.start && !plan.machine) {
-        // A pool's fill (a kernel booting, say) yields the CPU to sandboxes in use meanwhile.
-        const yieldCpu = req.background === true && backend.setCpuWeight !== undefined
-        if (yieldCpu) backend.setCpuWeight!(req.id, 'low')
-        await startOrDestroy(req.id, template.info.name, template.info.start, call)
-        if (yieldCpu) backend.setCpuWeight!(req.id, 'normal')
-      }
-      return { ...toAgentSandbox(record, 'running'), ...(plan.start ? { start: plan.start } : {}), ...(plan.startReason ? { startReason: plan.startReason } : {}) }
-    },
+    create: async (req, call) => createOver(req, await templates.resolve(req.template), call),
 
     async destroy(id: string): Promise<void> {
       const sandbox = sandboxes.get(id)
@@ -371,8 +387,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
       const sandbox = get(id)
-      const user = await resolveUser(id, req.user ?? 'root', call)
-      const cwd = req.cwd ?? user.home
+      const defaults = sandbox.record.execDefaults
+      const user = await resolveUser(id, req.user ?? defaults?.user ?? 'root', call)
+      const cwd = req.cwd ?? defaults?.cwd ?? user.home
       let record: ProcessRecord | undefined
       const early: [('stdout' | 'stderr'), Uint8Array][] = []
       // The caller's signal cancels the start only (agent-api.ts): the backend ties a process's

@@ -13,6 +13,8 @@ const recordSchema = z.object({
   /** A machine sandbox: the root it boots from and its config (a machine snapshot records them; it has no layer meta). */
   rootfs: z.object({ lowerDirs: z.array(z.string()), readonlyBinds: z.array(z.object({ source: z.string(), target: z.string() })) }).optional(),
   config: z.object({ memoryMiB: z.number(), cpus: z.number(), pidsMax: z.number(), diskMiB: z.number().default(0), env: z.record(z.string(), z.string()) }).optional(),
+  /** The user and cwd its commands get unless they name theirs (an image template's USER and WORKDIR). */
+  execDefaults: z.object({ user: z.string().optional(), cwd: z.string().optional() }).optional(),
   /** Its network slot and egress policy; none for a sandbox with only lo. */
   network: z
     .object({
