@@ -12,7 +12,9 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateStart } from '../shared/index.js'
+import { SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateSource, type TemplateStart } from '../shared/index.js'
+import type { Digest, ImageDefaults, ImageLayerStore, LayerChain } from '../images/contracts.js'
+import { createImageLayerStore } from '../images/layers/index.js'
 import type { RootfsSpec } from '../runtime/backend.js'
 import { acquireBuildLock } from './build-lock.js'
 import { baseRecipe } from './base-recipe.js'
@@ -48,6 +50,8 @@ export interface TemplateBuildOptions {
 export interface ResolvedTemplate {
   info: TemplateInfo
   rootfs: RootfsSpec
+  /** An image template's layers in the image layer store, bottom first. */
+  layerIds?: string[]
 }
 
 /** Lists, resolves and builds templates. */
@@ -64,6 +68,27 @@ export interface TemplateStore {
   rollback(name: string): Promise<TemplateInfo>
   /** Versions (as `name vN`) that stand on snapshot `snapshotId`, current or kept for rollback. */
   standingOn(snapshotId: string): Promise<string[]>
+  /** The layers that image and Dockerfile templates are made of, each stored once (`<dir>/.layers`). */
+  readonly imageLayers: ImageLayerStore
+  /** Adds a version of `name` whose root is a chain of image layers, and makes it current. */
+  addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo>
+  /**
+   * Removes every version of `name`, then the image layers that no template stands on any more and
+   * that are not in `keepDirs` (the roots of sandboxes and snapshots). not_found when there is none.
+   */
+  remove(name: string, keepDirs?: Iterable<string>): Promise<{ removedLayers: number }>
+}
+
+/** A template version made from an image or a Dockerfile. */
+export interface ImageVersionSpec {
+  chain: LayerChain
+  defaults: ImageDefaults
+  source: TemplateSource
+  description: string
+  /** Memory and CPUs of its sandboxes. @default 512 MiB, 1 CPU */
+  resources?: { memoryMiB?: number; cpus?: number; diskMiB?: number }
+  start?: TemplateStart
+  buildMs: number
 }
 
 /** A golden template version: layers over a base template, and the config it was made with. */
@@ -102,6 +127,20 @@ const storedTemplateSchema = z.object({
   snapshotId: z.string().optional(),
   start: templateStartSchema.optional(),
   allowSetuid: z.boolean().optional(),
+  source: z.object({ kind: z.enum(['image', 'archive', 'dockerfile']), reference: z.string().optional(), digest: z.string().optional(), template: z.string().optional() }).optional(),
+  config: z
+    .object({
+      env: z.record(z.string(), z.string()),
+      workingDir: z.string().optional(),
+      user: z.string().optional(),
+      entrypoint: z.array(z.string()).optional(),
+      cmd: z.array(z.string()).optional(),
+      exposedPorts: z.array(z.number()),
+      labels: z.record(z.string(), z.string()),
+    })
+    .optional(),
+  /** The image layers (ids in the layer store) the version stands on, bottom first. */
+  layers: z.array(z.string()).optional(),
   /** The recipe's fingerprint of the repository files in the tree (not part of TemplateInfo). */
   fingerprint: z.string().optional(),
 })
@@ -117,6 +156,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   const buildable = Object.keys(recipes).sort()
   // Builds of one name run one after another in this process; the lock file covers other processes.
   const queues = new Map<string, Promise<unknown>>()
+  const imageLayers = createImageLayerStore({ dir: join(dir, '.layers'), logger })
   const ready = removeLeftovers(dir, logger)
   // Every method awaits `ready` and so reports its failure; this only keeps it from being unhandled.
   ready.catch(() => undefined)
@@ -157,7 +197,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     await ready
     const out: TemplateInfo[] = []
     for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !templateNamePattern.test(entry.name)) continue
+      if (!(entry.isDirectory() || entry.isSymbolicLink()) || !templateNamePattern.test(entry.name)) continue
       try {
         const current = await readCurrent(entry.name)
         if (current) out.push(toInfo(current.stored))
@@ -186,6 +226,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
         readonlyBinds: current.stored.readonlyBinds,
         ...(current.stored.allowSetuid ? { allowSetuid: true } : {}),
       },
+      ...(current.stored.layers ? { layerIds: [...current.stored.layers] } : {}),
     }
   }
 
@@ -360,7 +401,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     await ready
     const out: string[] = []
     for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !templateNamePattern.test(entry.name)) continue
+      if (!(entry.isDirectory() || entry.isSymbolicLink()) || !templateNamePattern.test(entry.name)) continue
       for (const version of await versionsOf(join(dir, entry.name))) {
         const found = await readVersion(entry.name, String(version)).catch(() => null)
         if (found?.stored.snapshotId === snapshotId) out.push(`${entry.name} v${version}`)
@@ -369,11 +410,107 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return out
   }
 
-  return { list, resolve: resolveTemplate, build, promote, rollback, standingOn }
+  /** Every version of every template, as stored (unreadable ones skipped). */
+  async function allVersions(): Promise<StoredTemplate[]> {
+    const out: StoredTemplate[] = []
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (!templateNamePattern.test(entry.name) || !(entry.isDirectory() || entry.isSymbolicLink())) continue
+      for (const version of await versionsOf(join(dir, entry.name)).catch(() => [])) {
+        const found = await readVersion(entry.name, String(version)).catch(() => null)
+        if (found) out.push(found.stored)
+      }
+    }
+    return out
+  }
+
+  async function addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo> {
+    return exclusive(name, async () => {
+      const tmp = join(dir, `.build-${name}-${randomBytes(4).toString('hex')}`)
+      try {
+        await mkdir(tmp)
+        await mkdir(join(dir, name), { recursive: true })
+        const version = await nextVersion(join(dir, name))
+        let sizeBytes = 0
+        for (const id of spec.chain.layerIds) sizeBytes += (await imageLayers.get(id as Digest))?.sizeBytes ?? 0
+        const stored: StoredTemplate = {
+          name,
+          version,
+          description: spec.description,
+          sizeBytes,
+          buildMs: spec.buildMs,
+          builtAt: new Date().toISOString(),
+          defaults: { memoryMiB: spec.resources?.memoryMiB ?? 512, cpus: spec.resources?.cpus ?? 1, ...(spec.resources?.diskMiB ? { diskMiB: spec.resources.diskMiB } : {}) },
+          readonlyBinds: spec.chain.readonlyBinds.map((b) => ({ ...b })),
+          lowerDirs: [...spec.chain.lowerDirs],
+          layers: [...spec.chain.layerIds],
+          source: spec.source,
+          config: spec.defaults,
+          ...(spec.start ? { start: spec.start } : {}),
+          ...(spec.chain.allowSetuid ? { allowSetuid: true } : {}),
+        }
+        await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
+        await rename(tmp, join(dir, name, String(version)))
+        await switchCurrent(name, version)
+        logger.info({ template: name, version, source: spec.source, layers: spec.chain.layerIds.length }, 'image template version added')
+        return toInfo(stored)
+      } catch (err) {
+        await removeTree(tmp).catch(() => undefined)
+        throw SandstormError.from(err)
+      }
+    })
+  }
+
+  async function remove(name: string, keepDirs: Iterable<string> = []): Promise<{ removedLayers: number }> {
+    await exclusive(name, async () => {
+      if (!(await readCurrent(name))) throw new SandstormError('not_found', `unknown template "${name}": nothing to delete`)
+      // The name's dir leaves the listing at once (a rename), then its tree goes.
+      const doomed = join(dir, `.build-${name}-removed-${randomBytes(4).toString('hex')}`)
+      await rename(join(dir, name), doomed)
+      await removeTree(doomed)
+      logger.info({ template: name }, 'template deleted')
+    })
+    // Kept: what any version stands on (golden versions name their layers by directory), and keepDirs.
+    const keep = new Set<string>()
+    const layersDir = `${imageLayers.dir}/`
+    const keepDir = (d: string): void => {
+      if (d.startsWith(layersDir)) keep.add(`sha256:${d.slice(layersDir.length).split('/')[0]!}`)
+    }
+    for (const stored of await allVersions()) {
+      for (const id of stored.layers ?? []) keep.add(id)
+      for (const d of stored.lowerDirs ?? []) keepDir(d)
+    }
+    for (const d of keepDirs) keepDir(d)
+    const removed = await imageLayers.sweep(keep)
+    return { removedLayers: removed.length }
+  }
+
+  /** The list with each image template's bytes shared with another template. */
+  async function listWithSharing(): Promise<TemplateInfo[]> {
+    const infos = await list()
+    const users = new Map<string, Set<string>>()
+    for (const stored of await allVersions()) {
+      for (const id of stored.layers ?? []) users.set(id, (users.get(id) ?? new Set()).add(stored.name))
+    }
+    const out: TemplateInfo[] = []
+    for (const info of infos) {
+      const current = await readCurrent(info.name).catch(() => null)
+      const ids = current?.stored.layers
+      if (!ids) {
+        out.push(info)
+        continue
+      }
+      let shared = 0
+      for (const id of ids) if ((users.get(id)?.size ?? 0) > 1) shared += (await imageLayers.get(id as Digest))?.sizeBytes ?? 0
+      out.push({ ...info, sharedBytes: shared })
+    }
+    return out
+  }
+
+  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, addImageVersion, remove }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
-  const { readonlyBinds: _binds, lowerDirs: _lowerDirs, fingerprint: _fingerprint, ...info } = stored
+  const { readonlyBinds: _binds, lowerDirs: _lowerDirs, fingerprint: _fingerprint, layers: _layers, ...info } = stored
   return info
 }
 
