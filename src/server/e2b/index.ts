@@ -24,6 +24,7 @@ import { Process } from './gen/process/process_pb.js'
 import { defaultTimeoutS, lifecycleRoutes, sandboxAnswer } from './lifecycle-routes.js'
 import { envdWake } from './envd-wake.js'
 import { snapshotRoutes } from './snapshot-routes.js'
+import { templateBuildRoutes } from './template-build-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import { createProcessRegistry } from './process-registry.js'
 import { createProcessService } from './process-service.js'
@@ -52,7 +53,7 @@ export interface E2bOptions {
   snapshots?: SnapshotService
 }
 
-const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|snapshots$|templates\/|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/
+const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|snapshots$|templates\/|v2\/templates\/|v3\/templates$|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/
 
 /** Is this request for the E2B surface? (Sandstorm's own API is under /v1, /healthz and /metrics.) */
 export function isE2bPath(path: string): boolean {
@@ -73,6 +74,7 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   lifecycleRoutes(app, deps)
   snapshotRoutes(app, { ...deps, defaultTimeoutS, answer: (info) => sandboxAnswer(info, deps) })
   filesRoutes(app, deps)
+  templateBuildRoutes(app, deps)
 
   // Errors become ConnectErrors here, once, for unary calls and for streams alike.
   const mapErrors: Interceptor = (next) => async (req) => {

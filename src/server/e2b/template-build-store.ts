@@ -1,0 +1,138 @@
+/**
+ * The e2b SDK's template builds, in memory: each with its status and log for the SDK's polling,
+ * and a temp dir under the data dir for its uploaded files, removed when the build ends. A build
+ * is `waiting` from the SDK's request until it sends what to build, then `building`, then `ready`
+ * or `error`. One build per template name at a time: the SDK asks for upload links by template,
+ * not by build.
+ */
+import { randomUUID } from 'node:crypto'
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { SandstormError } from '../../shared/index.js'
+import type { BuildLogEntry, BuildLogLevel, BuildStatus, BuildStatusReason } from './template-build-wire.js'
+
+/** One build of a template. */
+export interface TemplateBuildRecord {
+  readonly buildId: string
+  /** The template's name (E2B's template id and alias alike). */
+  readonly name: string
+  readonly memoryMiB?: number
+  readonly cpus?: number
+  /** The build's temp dir: `uploads/<hash>` for the SDK's tarballs, `context/` for the build. */
+  readonly dir: string
+  status: BuildStatus
+  readonly log: BuildLogEntry[]
+  reason?: BuildStatusReason
+  /** The files hashes whose upload completed. */
+  readonly uploaded: Set<string>
+  /** Aborts the build (and a waiting build's uploads): a newer request, or the server closing. */
+  readonly controller: AbortController
+}
+
+/** Options of createTemplateBuildStore. */
+export interface TemplateBuildStoreOptions {
+  /** Where builds keep their temp dirs (emptied at start: a crash's leftovers). */
+  dir: string
+  /** Finished builds kept for status polls. @default 64 */
+  maxFinished?: number
+  /** A build the SDK requested but never started is dropped after this long. @default 30 minutes */
+  waitingTtlMs?: number
+}
+
+/** The builds of this server. */
+export interface TemplateBuildStore {
+  /** A new `waiting` build of `name`; a waiting one of that name is dropped, a running one refuses with already_exists. */
+  request(name: string, size: { memoryMiB?: number; cpus?: number }): Promise<TemplateBuildRecord>
+  /** The build, or not_found naming it. */
+  get(name: string, buildId: string): TemplateBuildRecord
+  /** The build of `name` that awaits its files and start, or not_found. */
+  waiting(name: string): TemplateBuildRecord
+  /** Appends a log line. */
+  log(build: TemplateBuildRecord, level: BuildLogLevel, message: string, step?: string): void
+  /** Ends a build: its status, why it failed, and its temp dir removed. Safe to call twice. */
+  finish(build: TemplateBuildRecord, status: 'ready' | 'error', reason?: BuildStatusReason): Promise<void>
+  /** Aborts every build and removes every temp dir. */
+  close(): Promise<void>
+}
+
+/** The store of the e2b SDK's builds. */
+export function createTemplateBuildStore(options: TemplateBuildStoreOptions): TemplateBuildStore {
+  const maxFinished = options.maxFinished ?? 64
+  const waitingTtlMs = options.waitingTtlMs ?? 30 * 60_000
+  const builds = new Map<string, TemplateBuildRecord>()
+  const finished: string[] = []
+  const timers = new Map<string, NodeJS.Timeout>()
+  // A crash leaves temp dirs behind; no build of this process is in there yet.
+  const swept = rm(options.dir, { recursive: true, force: true })
+
+  const current = (name: string): TemplateBuildRecord | undefined =>
+    [...builds.values()].find((b) => b.name === name && (b.status === 'waiting' || b.status === 'building'))
+
+  const store: TemplateBuildStore = {
+    async request(name, size) {
+      const before = current(name)
+      if (before?.status === 'building') {
+        throw new SandstormError('already_exists', `template "${name}" is being built (build ${before.buildId}): expected one build of a template at a time`)
+      }
+      if (before) await store.finish(before, 'error', { message: 'superseded by a newer build of the same template before it started' })
+      await swept
+      const buildId = randomUUID()
+      const build: TemplateBuildRecord = {
+        buildId,
+        name,
+        ...size,
+        dir: join(options.dir, buildId),
+        status: 'waiting',
+        log: [],
+        uploaded: new Set(),
+        controller: new AbortController(),
+      }
+      await mkdir(join(build.dir, 'uploads'), { recursive: true, mode: 0o700 })
+      builds.set(buildId, build)
+      const timer = setTimeout(() => {
+        if (build.status === 'waiting') void store.finish(build, 'error', { message: `never started: expected the template within ${waitingTtlMs} ms of the request` })
+      }, waitingTtlMs)
+      timer.unref()
+      timers.set(buildId, timer)
+      return build
+    },
+
+    get(name, buildId) {
+      const build = builds.get(buildId)
+      if (!build || build.name !== name) throw new SandstormError('not_found', `build "${buildId}" of template "${name}" not found`)
+      return build
+    },
+
+    waiting(name) {
+      const build = current(name)
+      if (build?.status !== 'waiting') {
+        throw new SandstormError('not_found', `template "${name}" has no build awaiting its files: expected POST /v3/templates first`)
+      }
+      return build
+    },
+
+    log(build, level, message, step) {
+      build.log.push({ timestamp: new Date().toISOString(), level, message, ...(step !== undefined ? { step } : {}) })
+    },
+
+    async finish(build, status, reason) {
+      if (build.status === 'ready' || build.status === 'error') return
+      build.status = status
+      if (reason) build.reason = reason
+      build.controller.abort(new SandstormError('canceled', `build ${build.buildId} ended`))
+      clearTimeout(timers.get(build.buildId))
+      timers.delete(build.buildId)
+      finished.push(build.buildId)
+      while (finished.length > maxFinished) builds.delete(finished.shift()!)
+      await rm(build.dir, { recursive: true, force: true })
+    },
+
+    async close() {
+      for (const build of builds.values()) build.controller.abort(new SandstormError('unavailable', 'the server is shutting down'))
+      for (const timer of timers.values()) clearTimeout(timer)
+      await swept
+      await rm(options.dir, { recursive: true, force: true })
+    },
+  }
+  return store
+}
