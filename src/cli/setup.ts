@@ -3,7 +3,7 @@
  *   --btrfs-loop SIZE   put the layer store on a btrfs loop file, with quotas on (disk quotas are
  *                       qgroup limits there: no per-sandbox image to format and mount)
  *   --qemu-guest NAME   build the qemu guest of a template (kernel, initramfs, root image), which
- *                       the first qemu sandbox of it would otherwise build (minutes, with apt)
+ *                       the first qemu sandbox of it would otherwise build (a kernel download, then seconds)
  */
 import { existsSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
@@ -69,13 +69,11 @@ async function qemuGuest(name: string, dataDir: string, templatesDir: string): P
     import('../shared/index.js'),
   ])
   const template = await createTemplateStore({ dir: templatesDir }).resolve(name)
-  if (template.rootfs.lowerDirs.length !== 1) {
-    throw new InvalidArgumentError('invalid_argument', `--qemu-guest: template "${name}" is a golden template of layers; a qemu guest is built from a base template`)
-  }
-  const root = template.rootfs.lowerDirs[0]!
-  const dir = join(dataDir, 'qemu', 'guest', guestCacheKey(root))
+  // A template of several layers (one built from an image) gets the guest of its merged layers.
+  const lowerDirs = template.rootfs.lowerDirs
+  const dir = join(dataDir, 'qemu', 'guest', guestCacheKey(lowerDirs))
   // Quiet when there is nothing to do (scripts/setup.sh runs this every time).
   if (existsSync(guestArtifacts(dir).rootImage)) return
-  const guest = await buildGuest({ dir, templateRoot: root, logger: createLogger() })
+  const guest = await buildGuest({ dir, lowerDirs, logger: createLogger() })
   process.stdout.write(`qemu guest of template ${name} ready: ${guest.rootImage}\n`)
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -95,10 +95,15 @@ interface Vm {
 
 /**
  * The name of a template's guest under `<dir>/guest`. The prefix is the guest's format: a guest
- * built by an older version (no network modules) is not reused.
+ * built by an older version (no network modules) is not reused. A root of one layer is named for
+ * its path (as before layers, so its guest stays valid); a chain of layers for a hash of every
+ * path in order, so that a chain that differs anywhere gets its own guest.
  */
-export function guestCacheKey(templateRoot: string): string {
-  return `g2${templateRoot.replace(/[^a-zA-Z0-9]+/g, '_').slice(-78)}`
+export function guestCacheKey(lowerDirs: string | readonly string[]): string {
+  const dirs = typeof lowerDirs === 'string' ? [lowerDirs] : lowerDirs
+  if (dirs.length === 1) return `g2${dirs[0]!.replace(/[^a-zA-Z0-9]+/g, '_').slice(-78)}`
+  // '-' never appears in a one-layer name: the two kinds cannot meet.
+  return `g2-layers-${createHash('sha256').update(JSON.stringify(dirs)).digest('hex').slice(0, 40)}`
 }
 
 /** The QEMU backend: each sandbox is a `microvm` guest booted straight into the template's root, or a clone of a saved machine. */
@@ -173,12 +178,17 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     }
   }
 
-  function guestFor(templateRoot: string): Promise<GuestArtifacts> {
-    let g = guests.get(templateRoot)
+  /**
+   * The guest of a template's root (its layers, topmost first). Its read-only binds (the `host`
+   * template's /usr) are not part of a guest, as before layers: a VM has no host directories.
+   */
+  function guestFor(lowerDirs: readonly string[]): Promise<GuestArtifacts> {
+    const key = guestCacheKey(lowerDirs)
+    let g = guests.get(key)
     if (!g) {
-      g = buildGuest({ dir: join(options.dir, 'guest', guestCacheKey(templateRoot)), templateRoot, logger: log })
-      g.catch(() => guests.delete(templateRoot))
-      guests.set(templateRoot, g)
+      g = buildGuest({ dir: join(options.dir, 'guest', key), lowerDirs, logger: log })
+      g.catch(() => guests.delete(key))
+      guests.set(key, g)
     }
     return g
   }
@@ -504,12 +514,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
 
     async create(spec: SandboxSpec, call: CallOptions = {}): Promise<RuntimeSandbox> {
       const dir = dirOf(spec.id)
-      if (spec.rootfs.lowerDirs.length !== 1) {
-        throw new SandstormError('invalid_argument', `the qemu runtime boots a template's root alone; expected 1 layer, got ${spec.rootfs.lowerDirs.length}`)
-      }
       const machine = spec.machine
+      if (!machine && spec.rootfs.lowerDirs.length === 0) {
+        throw new SandstormError('invalid_argument', 'the qemu runtime boots a template\'s root: expected at least 1 layer, got none')
+      }
       const config = machine ? await cloneChecks(spec, machine) : null
-      const guest = config ? { kernel: config.kernel, initramfs: config.initramfs } : await guestFor(spec.rootfs.lowerDirs[0]!)
+      const guest = config ? { kernel: config.kernel, initramfs: config.initramfs } : await guestFor(spec.rootfs.lowerDirs)
       await mkdir(vmsDir, { recursive: true, mode: 0o700 })
       try {
         await mkdir(dir, { mode: 0o700 })

@@ -1,15 +1,20 @@
 /**
  * Builds what a microVM boots, once, cached under a directory: the uncompressed kernel from
- * Debian's linux-image package, an initramfs (static busybox and the virtio modules) and the
- * guest root as an ext4 image (the template's tree with qemu-guest-agent installed).
+ * Debian's linux-image package and an initramfs (static busybox and the virtio modules), both
+ * shared by every guest of a cache, and the guest root as an ext4 image: the template's layers
+ * merged, with Sandstorm's init, a static busybox and the host's guest agent bundled in. Nothing
+ * of the image runs on the host, and no package is installed into it.
  */
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { chmod, chown, copyFile, link, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { execa } from 'execa'
 import { SandstormError, silentLogger, type Logger } from '../../shared/index.js'
-import { guestBusybox, guestDir, guestInit, initramfsInit, initramfsModules } from './guest-scripts.js'
+import { bundleGuestAgent } from './guest-agent-bundle.js'
+import { guestBundleDir, guestBusybox, guestDir, guestInit, guestMountPoints, initramfsInit, initramfsModules } from './guest-scripts.js'
+import { missingDirs, withMergedLayers } from './layer-root.js'
 
 /** Files of a built guest. */
 export interface GuestArtifacts {
@@ -22,11 +27,16 @@ export interface GuestArtifacts {
 
 /** Options of buildGuest. */
 export interface GuestBuildOptions {
-  /** Cache dir, e.g. `<dataDir>/qemu/guest/<template>`. */
+  /** Cache dir, e.g. `<dataDir>/qemu/guest/<guestCacheKey>`. */
   dir: string
-  /** The template's root tree to copy into the image. */
-  templateRoot: string
-  /** Size of the root image (sparse). @default 2048 */
+  /** The template's root: its layer directories, topmost first (overlay lowerdir order; one for a plain template). */
+  lowerDirs: readonly string[]
+  /**
+   * Where the kernel and initramfs are built once for every guest of the cache (each guest's dir
+   * gets hard links to them). @default `<dirname(dir)>/boot-<format of the initramfs>`
+   */
+  bootDir?: string
+  /** Least size of the root image (sparse); a larger root gets room for itself plus a margin. @default 2048 */
   imageMiB?: number
   logger?: Logger
 }
@@ -64,61 +74,133 @@ async function run(cmd: string, args: string[], opts: { cwd?: string; shell?: bo
   return String(r.stdout)
 }
 
+/** The boot files' cache dir beside the guests: named for the initramfs it holds, so that a changed one is built anew. */
+export function defaultBootDir(guestDir: string): string {
+  const format = createHash('sha256').update(initramfsInit).update(initramfsModules.join(' ')).digest('hex').slice(0, 12)
+  return join(dirname(guestDir), `boot-${format}`)
+}
+
+const boots = new Map<string, Promise<{ kernel: string; initramfs: string }>>()
+
+/** The shared kernel and initramfs, built on first use (one build per directory in this process). */
+function bootFiles(bootDir: string, log: Logger): Promise<{ kernel: string; initramfs: string }> {
+  let p = boots.get(bootDir)
+  if (!p) {
+    p = buildBoot(bootDir, log)
+    boots.set(bootDir, p)
+    p.catch(() => boots.delete(bootDir))
+  }
+  return p
+}
+
+async function buildBoot(bootDir: string, log: Logger): Promise<{ kernel: string; initramfs: string }> {
+  const out = guestArtifacts(bootDir)
+  if (existsSync(out.kernel) && existsSync(out.initramfs)) return out
+  await mkdir(bootDir, { recursive: true, mode: 0o700 })
+  const work = await mkdtemp(join(bootDir, 'build-'))
+  try {
+    // The kernel and its modules, unpacked from the package (never installed on the host).
+    log.info('guest build: downloading linux-image-amd64')
+    const deps = await run('apt-cache', ['depends', 'linux-image-amd64'])
+    const pkg = /Depends: (linux-image-[^\s]+)/.exec(deps)?.[1]
+    if (!pkg) throw new SandstormError('internal', `guest build: expected linux-image-amd64 to depend on a kernel package, apt-cache said: ${deps}`)
+    await run('apt-get', ['download', '-q', pkg], { cwd: work })
+    const deb = (await readdir(work)).find((f) => f.endsWith('.deb'))
+    if (!deb) throw new SandstormError('internal', `guest build: apt-get download ${pkg} left no .deb`)
+    await run('dpkg', ['-x', join(work, deb), join(work, 'k')])
+    const version = (await readdir(join(work, 'k', 'lib', 'modules')))[0]
+    if (!version) throw new SandstormError('internal', 'guest build: the kernel package holds no modules')
+    await extractVmlinux(join(work, 'k', 'boot', `vmlinuz-${version}`), join(work, 'vmlinux'))
+
+    // Initramfs: busybox, the modules, /init.
+    const ird = join(work, 'initramfs')
+    await mkdir(join(ird, 'bin'), { recursive: true })
+    await mkdir(join(ird, 'modules'))
+    await copyFile('/bin/busybox', join(ird, 'bin', 'busybox'))
+    const modules = await run('find', [join(work, 'k', 'lib', 'modules', version), '-name', '*.ko'])
+    for (const name of initramfsModules) {
+      const path = modules.split('\n').find((p) => p.endsWith(`/${name}.ko`))
+      if (!path) throw new SandstormError('internal', `guest build: module ${name} is not in ${pkg}`)
+      await copyFile(path, join(ird, 'modules', `${name}.ko`))
+    }
+    await writeFile(join(ird, 'init'), initramfsInit, { mode: 0o755 })
+    await run('sh', ['-c', 'find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$0"', join(work, 'initramfs.cpio.gz')], { cwd: ird })
+    await rename(join(work, 'vmlinux'), out.kernel)
+    await rename(join(work, 'initramfs.cpio.gz'), out.initramfs)
+    return out
+  } finally {
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+/** `to` as a hard link to `from` (through any symlink to it), or a copy where a link cannot be made. */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  const tmp = `${to}.${process.pid}.tmp`
+  await rm(tmp, { force: true })
+  const real = await realpath(from)
+  await link(real, tmp).catch(() => copyFile(real, tmp))
+  await rename(tmp, to)
+}
+
+/**
+ * The directory that goes on top of the template's layers: Sandstorm's init, busybox and the
+ * guest agent bundle under guestDir, and the mount points the init needs that the root lacks
+ * (an image may have no /proc, /dev or /tmp, or something else by those names).
+ */
+async function guestLayer(dir: string, missing: readonly string[], rootStat: { mode: number; uid: number; gid: number }): Promise<void> {
+  await mkdir(join(dir, guestDir.slice(1)), { recursive: true })
+  // The merged root directory takes this directory's attributes: the image's own.
+  await chmod(dir, rootStat.mode & 0o7777)
+  await chown(dir, rootStat.uid, rootStat.gid)
+  await chmod(join(dir, guestDir.slice(1)), 0o755)
+  await copyFile('/bin/busybox', join(dir, guestBusybox.slice(1)))
+  await chmod(join(dir, guestBusybox.slice(1)), 0o755)
+  await writeFile(join(dir, guestDir.slice(1), 'init'), guestInit, { mode: 0o755 })
+  await bundleGuestAgent(join(dir, guestBundleDir.slice(1)))
+  for (const m of guestMountPoints) {
+    if (!missing.includes(m.path)) continue
+    await mkdir(join(dir, m.path))
+    await chmod(join(dir, m.path), m.mode)
+  }
+}
+
+/** Writes the ext4 image of the template's layers with the guest layer on top to `image`. */
+async function buildRootImage(lowerDirs: readonly string[], work: string, image: string, leastMiB: number): Promise<void> {
+  const { missing, rootStat } = await withMergedLayers(lowerDirs, work, async (root) => ({
+    missing: await missingDirs(root, guestMountPoints.map((m) => m.path)),
+    rootStat: await stat(root),
+  }))
+  const layer = join(work, 'guest-layer')
+  await guestLayer(layer, missing, rootStat)
+  await withMergedLayers([layer, ...lowerDirs], work, async (root) => {
+    // mkfs.ext4 -d copies the tree as it is: owners, modes (setuid too), xattrs, device nodes,
+    // and symlinks as symlinks (it never follows one out of the tree).
+    const usedMiB = Number((await run('du', ['-sxm', root])).split(/\s/)[0]) || 0
+    const sizeMiB = Math.max(leastMiB, Math.ceil(usedMiB * 1.25) + 256)
+    await run('mkfs.ext4', ['-q', '-F', '-L', 'sandstorm', '-d', root, image, `${sizeMiB}M`])
+  })
+}
+
 /** Builds the guest unless its files are already there; returns their paths. */
 export async function buildGuest(options: GuestBuildOptions): Promise<GuestArtifacts> {
   const log = options.logger ?? silentLogger()
   const out = guestArtifacts(options.dir)
   if (existsSync(out.kernel) && existsSync(out.initramfs) && existsSync(out.rootImage)) return out
   await mkdir(options.dir, { recursive: true, mode: 0o700 })
-  const work = await mkdtemp(join(options.dir, 'build-'))
-  try {
-    // 1. Kernel and modules, unpacked from the package (never installed on the host).
-    if (!existsSync(out.kernel) || !existsSync(out.initramfs)) {
-      log.info('guest build: downloading linux-image-amd64')
-      const deps = await run('apt-cache', ['depends', 'linux-image-amd64'])
-      const pkg = /Depends: (linux-image-[^\s]+)/.exec(deps)?.[1]
-      if (!pkg) throw new SandstormError('internal', `guest build: expected linux-image-amd64 to depend on a kernel package, apt-cache said: ${deps}`)
-      await run('apt-get', ['download', '-q', pkg], { cwd: work })
-      const deb = (await readdir(work)).find((f) => f.endsWith('.deb'))
-      if (!deb) throw new SandstormError('internal', `guest build: apt-get download ${pkg} left no .deb`)
-      await run('dpkg', ['-x', join(work, deb), join(work, 'k')])
-      const version = (await readdir(join(work, 'k', 'lib', 'modules')))[0]
-      if (!version) throw new SandstormError('internal', 'guest build: the kernel package holds no modules')
-      await extractVmlinux(join(work, 'k', 'boot', `vmlinuz-${version}`), `${out.kernel}.tmp`)
-
-      // 2. Initramfs: busybox, the modules, /init.
-      const ird = join(work, 'initramfs')
-      await mkdir(join(ird, 'bin'), { recursive: true })
-      await mkdir(join(ird, 'modules'))
-      await copyFile('/bin/busybox', join(ird, 'bin', 'busybox'))
-      const modules = await run('find', [join(work, 'k', 'lib', 'modules', version), '-name', '*.ko'])
-      for (const name of initramfsModules) {
-        const path = modules.split('\n').find((p) => p.endsWith(`/${name}.ko`))
-        if (!path) throw new SandstormError('internal', `guest build: module ${name} is not in ${pkg}`)
-        await copyFile(path, join(ird, 'modules', `${name}.ko`))
-      }
-      await writeFile(join(ird, 'init'), initramfsInit, { mode: 0o755 })
-      await run('sh', ['-c', 'find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$0"', `${out.initramfs}.tmp`], { cwd: ird })
-      await rename(`${out.kernel}.tmp`, out.kernel)
-      await rename(`${out.initramfs}.tmp`, out.initramfs)
-    }
-
-    // 3. Guest root: a copy of the template, qemu-guest-agent added by apt inside it.
-    if (!existsSync(out.rootImage)) {
-      log.info('guest build: installing qemu-guest-agent into a copy of the template')
-      const root = join(work, 'root')
-      await run('cp', ['-a', options.templateRoot, root])
-      await copyFile('/etc/resolv.conf', join(root, 'etc', 'resolv.conf')).catch(() => undefined)
-      await run('chroot', [root, '/bin/sh', '-c', 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-guest-agent && apt-get clean && rm -rf /var/lib/apt/lists/*'])
-      await mkdir(join(root, guestDir.slice(1)), { recursive: true })
-      await copyFile('/bin/busybox', join(root, guestBusybox.slice(1)))
-      await chmod(join(root, guestBusybox.slice(1)), 0o755)
-      await writeFile(join(root, guestDir.slice(1), 'init'), guestInit, { mode: 0o755 })
-      await run('mkfs.ext4', ['-q', '-F', '-L', 'sandstorm', '-d', root, `${out.rootImage}.tmp`, `${options.imageMiB ?? 2048}M`])
-      await rename(`${out.rootImage}.tmp`, out.rootImage)
-    }
-    return out
-  } finally {
-    await rm(work, { recursive: true, force: true })
+  if (!existsSync(out.kernel) || !existsSync(out.initramfs)) {
+    const boot = await bootFiles(options.bootDir ?? defaultBootDir(options.dir), log)
+    await linkOrCopy(boot.kernel, out.kernel)
+    await linkOrCopy(boot.initramfs, out.initramfs)
   }
+  if (!existsSync(out.rootImage)) {
+    const work = await mkdtemp(join(options.dir, 'build-'))
+    try {
+      log.info({ layers: options.lowerDirs.length }, 'guest build: the root image from the template\'s layers')
+      await buildRootImage(options.lowerDirs, work, join(work, 'root.ext4'), options.imageMiB ?? 2048)
+      await rename(join(work, 'root.ext4'), out.rootImage)
+    } finally {
+      await rm(work, { recursive: true, force: true })
+    }
+  }
+  return out
 }

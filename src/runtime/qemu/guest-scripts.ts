@@ -25,6 +25,28 @@ export const initramfsModules = [
 export const guestDir = '/.sandstorm'
 /** The static busybox in the guest root. */
 export const guestBusybox = `${guestDir}/busybox`
+/** The host's guest agent and setpriv with their libraries and loader (guest-agent-bundle.ts): nothing of the image runs them. */
+export const guestBundleDir = `${guestDir}/ga`
+
+/**
+ * The command line that runs `program` of the bundle through the bundle's own loader: the
+ * libraries come from the bundle (and are not inherited by what the program execs, as
+ * LD_LIBRARY_PATH would be), whatever libc the image has, or none.
+ */
+export function bundledCommand(program: string): string {
+  return `${guestBundleDir}/ld-linux-x86-64.so.2 --library-path ${guestBundleDir}/lib ${guestBundleDir}/${program}`
+}
+
+/** Directories the guest init mounts on or writes to, with their modes: the image build adds those an image lacks. */
+export const guestMountPoints: readonly { path: string; mode: number }[] = [
+  { path: 'proc', mode: 0o555 },
+  { path: 'sys', mode: 0o555 },
+  { path: 'dev', mode: 0o755 },
+  { path: 'run', mode: 0o755 },
+  { path: 'tmp', mode: 0o1777 },
+  { path: 'etc', mode: 0o755 },
+  { path: 'root', mode: 0o700 },
+]
 
 /** The initramfs's /init: load modules, mount the root disk, hand over to the guest init. */
 export const initramfsInit = `#!/bin/busybox sh
@@ -45,7 +67,8 @@ exec switch_root /newroot ${guestDir}/init
 
 /**
  * The guest root's init (pid 1): mounts, hostname from the kernel command line, then keeps the
- * guest agent running on its virtio-serial port. Reaps orphans as pid 1 must.
+ * bundled guest agent running on its virtio-serial port. Reaps orphans as pid 1 must. Runs
+ * nothing of the image: busybox and the bundle are the guest build's.
  */
 export const guestInit = `#!${guestBusybox} sh
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -80,7 +103,7 @@ done
 [ -n "$port" ] || { echo "sandstorm init: no guest agent port"; $bb poweroff -f; }
 $bb mkdir -p /run/sandstorm
 echo ready > /dev/console
-while true; do /usr/sbin/qemu-ga -m virtio-serial -p "$port" -t /run/sandstorm; done &
+while true; do ${bundledCommand('qemu-ga')} -m virtio-serial -p "$port" -t /run/sandstorm; done &
 # pid 1 only waits: orphans are reparented here and reaped by the shell.
 while true; do wait; $bb sleep 3600; done
 `
@@ -95,6 +118,8 @@ export const execWrapper = [
   `u=$2; g=$3; out=$4; err=$5; shift 5`,
   `exec >"$out" 2>"$err" </dev/null`,
   `if [ "$u" = 0 ] && [ "$g" = 0 ]; then exec ${guestBusybox} setsid "$@"; fi`,
+  // The bundled setpriv when the guest has one (an image needs none of its own); guests built before the bundle have the image's.
+  `if [ -x ${guestBundleDir}/setpriv ]; then exec ${guestBusybox} setsid ${bundledCommand('setpriv')} --reuid="$u" --regid="$g" --clear-groups -- "$@"; fi`,
   `exec ${guestBusybox} setsid /usr/bin/setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"`,
 ].join('\n')
 
