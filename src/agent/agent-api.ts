@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream'
 import type { AgentNetwork, CallOptions, EgressPolicy, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
 import type { AgentGoldenApi } from './golden-api.js'
+import type { AgentImageApi } from './image-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 
 /** A sandbox to create, with everything already validated and defaulted by the server. */
@@ -126,4 +127,6 @@ export interface AgentApi {
   readonly snapshots?: AgentSnapshotApi
   /** Golden templates (snapshots promoted to template versions), where the agent has snapshots. */
   readonly golden?: AgentGoldenApi
+  /** Image templates (from registries, archives and Dockerfiles), where the agent builds them (the local agent). */
+  readonly images?: AgentImageApi
 }

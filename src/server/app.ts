@@ -105,8 +105,9 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
       throw new SandstormError('payload_too_large', `request body too large: expected at most ${maxJsonBytes} bytes of JSON`)
     },
   })
-  // Uploads stream to the sandbox under the file limit instead.
-  app.on(['POST', 'PUT', 'PATCH'], '*', (c, next) => (c.req.path.endsWith('/files') ? next() : jsonLimit(c, next)))
+  // Uploads stream under their own limits: files to the sandbox, tars of image builds to a temp dir.
+  const isUpload = (path: string, type: string): boolean => path.endsWith('/files') || (path.endsWith('/build') && type.startsWith('application/x-tar'))
+  app.on(['POST', 'PUT', 'PATCH'], '*', (c, next) => (isUpload(c.req.path, c.req.header('content-type') ?? '') ? next() : jsonLimit(c, next)))
 
   healthRoutes(app, options)
   templateRoutes(app, options)

@@ -2,6 +2,7 @@ import type { HttpBindings } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
 import type { Logger, SandboxInfo } from '../shared/index.js'
 import type { ApiKeyCheck } from './api-keys.js'
+import type { ImageBuildService } from './image-builds.js'
 import type { ServerMetrics } from './metrics.js'
 import type { SandboxService } from './sandbox-service.js'
 import type { SnapshotService } from './snapshot-service.js'
@@ -40,4 +41,6 @@ export interface RouteDeps {
   snapshots?: SnapshotService
   /** Warm pool routes, when given. */
   pools?: WarmPools
+  /** Image template builds and deletes, where the agent offers them. */
+  imageBuilds?: ImageBuildService
 }

@@ -1,4 +1,5 @@
 /** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
+import { createImageBuildService } from './image-builds.js'
 import { setMaxListeners } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { AgentApi } from '../agent/index.js'
@@ -138,18 +139,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       domain: domain ?? 'localhost',
       ...(info.network !== 'none' && !info.network.allowPublicTraffic ? { trafficAccessToken: trafficTokens.tokenFor(info.id) } : {}),
     })
+    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger }) : undefined
     const app = createApp({
       agent,
       sandboxes,
       usageHistory,
       snapshots,
       pools,
+      ...(imageBuilds ? { imageBuilds } : {}),
       metrics,
       logger,
       checkApiKey,
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
       ingressOf,
-      e2b: { catalog, usageHistory, dataDir: options.dataDir },
+      e2b: { catalog, usageHistory, dataDir: options.dataDir, ...(imageBuilds ? { imageBuilds } : {}) },
       fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog },
       shutdownSignal: shutdown.signal,
       track,

@@ -1,0 +1,162 @@
+/**
+ * Image template builds on the server: the source a client names (an image, an uploaded archive,
+ * a Dockerfile and its uploaded context, a template) handed to the agent, whose events go to the
+ * caller; uploads land in a temp dir under the data dir that goes when the build ends.
+ */
+import { randomBytes } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { lstat, mkdir, readFile, rm } from 'node:fs/promises'
+import { join, normalize } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { AgentApi, ImageBuildRequest } from '../agent/index.js'
+import { unpackTar } from '../images/layers/index.js'
+import { SandstormError, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
+import { templateStartSchema } from '../shared/index.js'
+import { capBytes } from './body-limits.js'
+import { hiddenMessage } from './request-context.js'
+
+/** Where a server-side build starts from. */
+export type ImageBuildSource =
+  | { kind: 'image'; image: string; credentials?: RegistryAuth }
+  | { kind: 'template'; template: string }
+  | { kind: 'dockerfile'; contextDir: string; dockerfile: string; buildArgs?: Record<string, string>; noCache?: boolean }
+  | { kind: 'archive'; path: string }
+
+/** What every build may add: its sandboxes' resources and start command. */
+export interface ImageBuildSettings {
+  start?: TemplateStartInput
+  memoryMiB?: number
+  cpus?: number
+}
+
+/** Builds image templates through the agent. */
+export interface ImageBuildService {
+  /** Runs a build, giving each event to `emit`; the last is `done` or `error`. Never rejects. */
+  build(name: string, source: ImageBuildSource & ImageBuildSettings, emit: (event: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void>
+  /** A temp dir for one build's uploads, removed by `release`. */
+  scratch(): Promise<{ dir: string; release: () => Promise<void> }>
+  /** Writes an uploaded tar to `<dir>/upload.tar` (at most `maxUploadBytes`). */
+  receiveFile(body: AsyncIterable<Uint8Array>, dir: string): Promise<string>
+  /** Unpacks an uploaded build context into `<dir>/context` (no path leaves it, no device nodes). */
+  receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string>
+  /** The text of the Dockerfile at `path` inside an unpacked context; invalid_argument when it is not a regular file there. */
+  readDockerfile(contextDir: string, path: string): Promise<string>
+  /** Deletes template `name` and the layers nothing else stands on. */
+  remove(name: string, signal?: AbortSignal): Promise<{ removedLayers: number }>
+}
+
+/** Options of createImageBuildService. */
+export interface ImageBuildServiceOptions {
+  agent: AgentApi
+  dataDir: string
+  logger: Logger
+  /** The most an upload (an archive or a context) may be. @default 8 GiB */
+  maxUploadBytes?: number
+}
+
+/** Creates the service over the agent's image API. */
+export function createImageBuildService(options: ImageBuildServiceOptions): ImageBuildService {
+  const { agent, logger } = options
+  const maxUploadBytes = options.maxUploadBytes ?? 8 * 1024 ** 3
+  const uploadsDir = join(options.dataDir, 'uploads')
+  // What a crash left of earlier builds' uploads.
+  void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
+
+  const images = () => {
+    if (!agent.images) throw new SandstormError('failed_precondition', 'this agent cannot build image templates: expected the local agent of `sandstorm up`')
+    return agent.images
+  }
+
+  async function scratch() {
+    await mkdir(uploadsDir, { recursive: true, mode: 0o700 })
+    const dir = join(uploadsDir, randomBytes(8).toString('hex'))
+    await mkdir(dir, { mode: 0o700 })
+    return { dir, release: () => rm(dir, { recursive: true, force: true }) }
+  }
+
+  async function build(name: string, source: ImageBuildSource & ImageBuildSettings, emit: (event: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void> {
+    let last: TemplateBuildEvent
+    const temp: { release: () => Promise<void> }[] = []
+    try {
+      const settings = {
+        ...(source.memoryMiB ? { memoryMiB: source.memoryMiB } : {}),
+        ...(source.cpus ? { cpus: source.cpus } : {}),
+        ...(source.start ? { start: templateStartSchema.parse(source.start) } : {}),
+      }
+      let req: ImageBuildRequest
+      if (source.kind === 'template') {
+        // A template alone: a Dockerfile of one FROM over an empty context.
+        const s = await scratch()
+        temp.push(s)
+        const contextDir = join(s.dir, 'context')
+        await mkdir(contextDir)
+        req = { kind: 'dockerfile', dockerfile: `FROM ${source.template}\n`, contextDir, ...settings }
+      } else if (source.kind === 'image') {
+        req = { kind: 'image', image: source.image, ...(source.credentials ? { credentials: source.credentials } : {}), ...settings }
+      } else if (source.kind === 'archive') {
+        req = { kind: 'archive', path: source.path, ...settings }
+      } else {
+        req = { kind: 'dockerfile', dockerfile: source.dockerfile, contextDir: source.contextDir, ...(source.buildArgs ? { buildArgs: source.buildArgs } : {}), ...(source.noCache ? { noCache: true } : {}), ...settings }
+      }
+      const template = await images().build(name, req, emit, { signal })
+      last = { type: 'done', template }
+    } catch (err) {
+      const e = signal.aborted ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
+      logger.warn({ template: name, err: e }, 'image template build failed')
+      const step = (err as { step?: unknown } | null)?.step
+      last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(step ? { step: step as never } : {}) }
+    } finally {
+      for (const t of temp) await t.release().catch(() => undefined)
+    }
+    emit(last)
+  }
+
+  async function receiveFile(body: AsyncIterable<Uint8Array>, dir: string): Promise<string> {
+    const path = join(dir, 'upload.tar')
+    await pipeline(Readable.from(capUpload(body)), createWriteStream(path, { mode: 0o600 }))
+    return path
+  }
+
+  async function receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string> {
+    const contextDir = join(dir, 'context')
+    await mkdir(contextDir, { mode: 0o700 })
+    await unpackTar(Readable.from(capUpload(body)), contextDir, { whiteouts: false, maxLayerBytes: maxUploadBytes, ...(signal ? { signal } : {}) })
+    return contextDir
+  }
+
+  async function* capUpload(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    try {
+      yield* capBytes(body, maxUploadBytes)
+    } catch (err) {
+      if (err instanceof SandstormError && err.code === 'payload_too_large') throw new SandstormError('payload_too_large', `upload too large: expected at most ${maxUploadBytes} bytes`)
+      throw err
+    }
+  }
+
+  async function readDockerfile(contextDir: string, path: string): Promise<string> {
+    const rel = normalize(path)
+    if (rel.startsWith('/') || rel === '..' || rel.startsWith('../')) throw new SandstormError('invalid_argument', `dockerfile: expected a path inside the context, got "${path}"`)
+    // Each component is checked: a symlink in the (untrusted) context must not lead outside it.
+    let at = contextDir
+    for (const part of rel.split('/')) {
+      at = join(at, part)
+      const st = await lstat(at).catch(() => null)
+      if (!st) throw new SandstormError('invalid_argument', `dockerfile: expected "${path}" in the build context, found no such file`)
+      if (st.isSymbolicLink()) throw new SandstormError('invalid_argument', `dockerfile: expected "${path}" to be a file in the context, found a symlink`)
+    }
+    const st = await lstat(at)
+    if (!st.isFile()) throw new SandstormError('invalid_argument', `dockerfile: expected "${path}" to be a regular file, found something else`)
+    if (st.size > 1024 * 1024) throw new SandstormError('invalid_argument', `dockerfile: expected at most 1 MiB, got ${st.size} bytes`)
+    return readFile(at, 'utf8')
+  }
+
+  return {
+    build,
+    scratch,
+    receiveFile,
+    receiveContext,
+    readDockerfile,
+    remove: (name, signal) => images().remove(name, signal ? { signal } : {}),
+  }
+}
