@@ -26,6 +26,7 @@ import { envdWake } from './envd-wake.js'
 import { snapshotRoutes } from './snapshot-routes.js'
 import { templateBuildRoutes } from './template-build-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
+import type { ImageBuildService } from '../image-builds.js'
 import { createProcessRegistry } from './process-registry.js'
 import { createProcessService } from './process-service.js'
 import { createSandboxExits } from './sandbox-exits.js'
@@ -51,6 +52,8 @@ export interface E2bOptions {
   ingressOf(info: SandboxInfo): IngressInfo
   /** Snapshots and forks, when the agent can take snapshots. */
   snapshots?: SnapshotService
+  /** Template builds (the SDK's Template.build), when the agent builds images. */
+  imageBuilds?: ImageBuildService
 }
 
 const e2bPath = /^\/(?:sandboxes(?:\/|$)|v2\/sandboxes(?:\/|$)|snapshots$|templates\/|v2\/templates\/|v3\/templates$|process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/

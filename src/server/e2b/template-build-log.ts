@@ -18,6 +18,8 @@ export interface BuildEventLog {
 
 /** Longest a step's command is quoted in a message. */
 const maxQuotedChars = 120
+/** Lines of a failed step's output its message shows. */
+const shownLines = 5
 /** Most lines of a failed step's output carried in its reason. */
 const maxReasonLines = 40
 
@@ -86,7 +88,9 @@ export function buildEventLog(store: Pick<TemplateBuildStore, 'log'>, build: Tem
         case 'error': {
           const step = event.step ? stepOf(event.step.index) : undefined
           if (event.step) flush(event.step.index)
-          const message = step !== undefined ? `${describe(step)} failed: ${event.message}` : event.message
+          // The builder's message names its Dockerfile line; the user wrote steps, so name the step.
+          const tail = event.step?.output.trim().split('\n').slice(-shownLines).join('\n')
+          const message = step !== undefined && event.step ? `${describe(step)} failed with exit code ${event.step.exitCode}: ${tail || '(no output)'}` : event.message
           store.log(build, 'error', message, step)
           const output = step !== undefined ? (stepLines.get(step) ?? []) : []
           const at = new Date().toISOString()

@@ -23,19 +23,24 @@ import { SandstormError, templateNameSchema } from '../../shared/index.js'
 import type { Logger } from '../../shared/index.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
+import type { ImageBuildService, ImageBuildSource } from '../image-builds.js'
+
+/** What the routes call of the server's image builds. */
+export type ImageBuilder = Pick<ImageBuildService, 'build'>
 import { parseInput, parseJsonText, show } from '../validation.js'
 import { dockerfilePlan } from './template-build-dockerfile.js'
+import type { DockerfilePlan } from './template-build-dockerfile.js'
 import { buildEventLog } from './template-build-log.js'
 import { createTemplateBuildStore } from './template-build-store.js'
 import type { TemplateBuildRecord } from './template-build-store.js'
 import { buildStatusQuery, requestBuildBody, startBuildBody } from './template-build-wire.js'
-import type { ImageBuilds, ImageBuildSource } from './template-build-service.js'
+import type { StartBuildBody } from './template-build-wire.js'
 
 /** What the routes need. */
 export interface TemplateBuildRoutesDeps {
   agent: AgentApi
   /** Builds templates from images and Dockerfiles; absent: the routes refuse with failed_precondition. */
-  imageBuilds?: ImageBuilds
+  imageBuilds?: ImageBuilder
   /** Builds keep their uploads in a temp dir under it. */
   dataDir: string
   /** Larger uploads answer 413. */
@@ -55,7 +60,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
   const store = createTemplateBuildStore({ dir: join(deps.dataDir, 'e2b-template-builds') })
   deps.shutdownSignal.addEventListener('abort', () => void store.close().catch((err: unknown) => log.warn({ err }, 'could not remove the template builds')), { once: true })
 
-  const builder = (): ImageBuilds => {
+  const builder = (): ImageBuilder => {
     if (!deps.imageBuilds) throw new SandstormError('failed_precondition', 'this server builds no templates from images: expected a server with image builds')
     return deps.imageBuilds
   }
@@ -136,7 +141,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     build.status = 'building'
     log.info({ template: build.name, buildId: build.buildId, from: plan.from }, 'template build started')
     // The SDK polls the status; the build outlives this request.
-    void run(build, plan, body.steps, service)
+    void run(build, plan, body, service)
     return c.json({}, 202)
   })
 
@@ -161,9 +166,9 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
   })
 
   /** Unpacks the uploads into the context, builds, and records how it ended; never rejects. */
-  async function run(build: TemplateBuildRecord, plan: ReturnType<typeof dockerfilePlan>, steps: Parameters<typeof buildEventLog>[2], service: ImageBuilds): Promise<void> {
+  async function run(build: TemplateBuildRecord, plan: DockerfilePlan, body: StartBuildBody, service: ImageBuilder): Promise<void> {
     const signal = build.controller.signal
-    const events = buildEventLog(store, build, steps, plan)
+    const events = buildEventLog(store, build, body.steps, plan)
     try {
       const contextDir = join(build.dir, 'context')
       await mkdir(contextDir, { mode: 0o700 })
@@ -177,7 +182,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
       const size = { ...(build.memoryMiB !== undefined ? { memoryMiB: build.memoryMiB } : {}), ...(build.cpus !== undefined ? { cpus: build.cpus } : {}) }
       const start = plan.start ? { start: plan.start } : {}
       const source: ImageBuildSource =
-        plan.from.kind === 'image' && plan.from.credentials ? { kind: 'image', image: plan.from.image, credentials: plan.from.credentials } : { kind: 'dockerfile', contextDir, dockerfile: plan.dockerfile }
+        plan.from.kind === 'image' && plan.from.credentials ? { kind: 'image', image: plan.from.image, credentials: plan.from.credentials } : { kind: 'dockerfile', contextDir, dockerfile: plan.dockerfile, ...(body.force ? { noCache: true } : {}) }
       await service.build(build.name, { ...source, ...start, ...size }, events.emit, signal)
       const end = events.end()
       await store.finish(build, end.status, end.reason)
