@@ -15,8 +15,10 @@ export interface ApiRequest {
   query?: Record<string, string | string[] | undefined>
   /** A JSON body. */
   json?: unknown
-  /** A raw body (sent as application/octet-stream). */
+  /** A raw body (sent as `contentType`). */
   body?: RequestBody
+  /** @default 'application/octet-stream' */
+  contentType?: string
   signal?: AbortSignal
 }
 
@@ -45,7 +47,7 @@ export function createApiClient(connection: Connection): ApiClient {
       headers['content-type'] = 'application/json'
       body = JSON.stringify(req.json)
     } else if (req.body !== undefined) {
-      headers['content-type'] = 'application/octet-stream'
+      headers['content-type'] = req.contentType ?? 'application/octet-stream'
       body = req.body
     }
     const scope = createRequestScope(what, connection.apiUrl, req.signal, connection.requestTimeoutMs)

@@ -8,6 +8,7 @@ export type { CommandResult } from './command-result.js'
 export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'
+export { buildTemplate, deleteTemplate, type BuildTemplateOptions } from './image-templates.js'
 export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
 export { listAgents, listCommandLogs, removeAgent, type AgentInfo, type CommandLogEntry } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type PoolInfo, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
@@ -28,4 +29,5 @@ export {
   type SdkErrorCode,
 } from './errors.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
+export type { RegistryAuth, TemplateSource, TemplateImageConfig } from '../shared/index.js'
 export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from '../shared/index.js'
