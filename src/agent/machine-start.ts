@@ -67,7 +67,8 @@ export async function planStart(req: AgentCreateRequest, template: { info: { nam
       startReason: `the golden machine of template "${template.info.name}" was saved with ${configOf(golden)}, the create asked for ${configOf(req)}: booted template "${golden.template}" cold, without the golden machine's memory or disk`,
     }
   }
-  if (template.rootfs.lowerDirs.length !== 1) {
+  // A template of image layers boots as a guest of its merged layers; a golden template of a runc sandbox's layers does not.
+  if (template.info.snapshotId && template.rootfs.lowerDirs.length !== 1) {
     throw new SandstormError('failed_precondition', `template "${template.info.name}" is a golden template of runc layers: a ${runtime} sandbox boots one template root; expected a base template or one built with --runtime ${runtime}`)
   }
   return { runtime }
