@@ -144,16 +144,14 @@ describe('pulling from a registry', () => {
     await assert.rejects(layerEntryNames(await short.openLayer(layer), layer.mediaType), isError('invalid_argument', layer.digest, 'got more'))
   })
 
-  it('follows a redirect of a blob to another host', async () => {
-    let redirects = 0
-    // A front that proxies manifests and sends blobs elsewhere, as registries do to blob storage.
+  /**
+   * A front on 127.0.0.1 that passes requests to the registry, unless `intercept` answers them
+   * itself (returns true); its `host` is the registry part of references through it.
+   */
+  async function startFront(intercept: (path: string, res: import('node:http').ServerResponse) => boolean): Promise<{ host: string; close(): void }> {
     const front: Server = createServer((req, res) => {
       const path = req.url ?? '/'
-      if (/\/blobs\/sha256:/.test(path)) {
-        redirects++
-        res.writeHead(307, { Location: `http://${registry.host}${path}` }).end()
-        return
-      }
+      if (intercept(path, res)) return
       void fetch(`http://${registry.host}${path}`, { headers: { Accept: String(req.headers.accept ?? '*/*') } }).then(async (answer) => {
         res.writeHead(answer.status, { 'Content-Type': answer.headers.get('content-type') ?? 'application/octet-stream' })
         res.end(Buffer.from(await answer.arrayBuffer()))
@@ -161,14 +159,68 @@ describe('pulling from a registry', () => {
     })
     front.listen(0, '127.0.0.1')
     await once(front, 'listening')
+    return {
+      host: `127.0.0.1:${(front.address() as AddressInfo).port}`,
+      close() {
+        front.close()
+        front.closeAllConnections()
+      },
+    }
+  }
+
+  it('follows a redirect of a blob to another host', async () => {
+    let redirects = 0
+    // Blobs sent elsewhere, as registries do to blob storage.
+    const front = await startFront((path, res) => {
+      if (!/\/blobs\/sha256:/.test(path)) return false
+      redirects++
+      res.writeHead(307, { Location: `http://${registry.host}${path}` }).end()
+      return true
+    })
     try {
-      const port = (front.address() as AddressInfo).port
-      const source = await openRegistryImage(`127.0.0.1:${port}/team/app:v1`)
+      const source = await openRegistryImage(`${front.host}/team/app:v1`)
       assertTestImageLayers(await allLayerNames(source))
       assert.equal(redirects, 4, 'the config and three layers came by redirect')
     } finally {
       front.close()
-      front.closeAllConnections()
+    }
+  })
+
+  it('retries a registry that answers 503 and 429 and resets connections, then pulls', async () => {
+    const failures = ['503', '429', 'reset']
+    const seen: string[] = []
+    const front = await startFront((path, res) => {
+      // Each kind of request fails the first three times, one way each.
+      const kind = path.includes('/manifests/') ? 'manifest' : 'blob'
+      const failed = seen.filter((s) => s.startsWith(kind)).length
+      if (failed >= failures.length) return false
+      const how = failures[failed]!
+      seen.push(`${kind} ${how}`)
+      if (how === 'reset') res.socket?.destroy()
+      else res.writeHead(Number(how), how === '429' ? { 'Retry-After': '0' } : {}).end()
+      return true
+    })
+    try {
+      const source = await openRegistryImage(`${front.host}/team/app:v1`)
+      assertTestImageLayers(await allLayerNames(source))
+      assert.deepEqual(seen, ['manifest 503', 'manifest 429', 'manifest reset', 'blob 503', 'blob 429', 'blob reset'])
+    } finally {
+      front.close()
+    }
+  })
+
+  it('refuses a manifest pulled by digest whose bytes do not hash to it', async () => {
+    const front = await startFront((path, res) => {
+      if (!path.includes('/manifests/sha256:')) return false
+      void fetch(`http://${registry.host}${path}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } }).then(async (answer) => {
+        res.writeHead(200, { 'Content-Type': answer.headers.get('content-type') ?? '' }).end(`${await answer.text()}\n`)
+      })
+      return true
+    })
+    try {
+      await assert.rejects(openRegistryImage(`${front.host}/team/app@${pushed.digest}`), isError('invalid_argument', `expected manifest ${pushed.digest}`))
+    } finally {
+      front.close()
     }
   })
 
