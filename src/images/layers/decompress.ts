@@ -42,9 +42,12 @@ export function sniffCompression(head: Buffer): LayerCompression {
  */
 export async function decompressed(input: Readable, mediaType: string): Promise<Readable> {
   const declared = declaredCompression(mediaType)
-  if (declared !== null) return decompress(input, declared)
-  const { head, rest } = await peek(input, 6)
-  return decompress(rest, sniffCompression(head))
+  const { head, rest } = declared === null ? await peek(input, 6) : { head: null, rest: input }
+  const out = decompress(rest, declared ?? sniffCompression(head!))
+  // An error before the consumer listens must not crash the process: the consumer still sees it,
+  // from the stream's state (finished() reports a stream that already errored).
+  out.on('error', () => {})
+  return out
 }
 
 function decompress(input: Readable, compression: LayerCompression): Readable {

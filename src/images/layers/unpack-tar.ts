@@ -10,7 +10,7 @@
 import { constants } from 'node:fs'
 import { chmod, link, lstat, lutimes, lchown, mkdir, open, rm, symlink, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
+import { finished, type Readable } from 'node:stream'
 import { execa } from 'execa'
 import tar from 'tar-stream'
 import { SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
@@ -70,12 +70,14 @@ export async function unpackTar(input: Readable, dir: string, options: UnpackTar
     input.destroy()
     extract.destroy(new SandstormError('canceled', 'the unpack was canceled'))
   }
-  input.on('end', () => {
-    inputEnded = true
-  })
-  input.on('error', (error) => {
-    inputError ??= error
-    extract.destroy(error)
+  // finished() also reports a stream that errored or ended before it was handed here.
+  finished(input, (error) => {
+    if (error) {
+      inputError ??= error
+      extract.destroy(error)
+    } else {
+      inputEnded = true
+    }
   })
   signal?.addEventListener('abort', onAbort, { once: true })
   input.pipe(extract as unknown as NodeJS.WritableStream)
@@ -260,7 +262,7 @@ class Unpack {
     if (!kept) await mkdir(this.abs(info.path), { mode: 0o700 })
     this.dirs.add(info.path)
     this.dirMeta.set(info.path, { mode: info.mode, uid: info.uid, gid: info.gid, mtime: info.mtime })
-    if (info.xattrs.size > 0) await setXattrs(this.abs(info.path), info.xattrs)
+    if (info.xattrs.size > 0) await setXattrs(this.abs(info.path), info.xattrs, info.path, this.logger)
   }
 
   private async file(info: TarEntryInfo, content: Readable): Promise<void> {
@@ -281,7 +283,7 @@ class Unpack {
     } finally {
       await handle.close()
     }
-    if (info.xattrs.size > 0) await setXattrs(this.abs(info.path), info.xattrs)
+    if (info.xattrs.size > 0) await setXattrs(this.abs(info.path), info.xattrs, info.path, this.logger)
   }
 
   private async symlink(info: TarEntryInfo): Promise<void> {
@@ -355,11 +357,22 @@ async function applyMeta(handle: FileHandle, meta: DirMeta): Promise<void> {
   await handle.utimes(meta.mtime, meta.mtime)
 }
 
-/** Sets xattrs on a file or directory this unpack made (`-h`: never through a symlink). */
-async function setXattrs(path: string, xattrs: Map<string, Buffer>): Promise<void> {
+/**
+ * Sets xattrs on a file or directory this unpack made (`-h`: never through a symlink). A value the
+ * kernel refuses (a malformed capability set) refuses the layer; a filesystem without xattrs of
+ * that kind drops them, as Docker does.
+ */
+async function setXattrs(path: string, xattrs: Map<string, Buffer>, entry: string, logger: Logger): Promise<void> {
   for (const [name, value] of xattrs) {
     const result = await execa('setfattr', ['-h', '-n', name, '-v', `0s${value.toString('base64')}`, '--', path], { reject: false, stdin: 'ignore' })
-    if (result.exitCode !== 0) throw new SandstormError('internal', `setting xattr ${name} on ${path} failed: ${result.stderr.trim()}`)
+    if (result.exitCode === 0) continue
+    if (/not supported/i.test(result.stderr)) {
+      logger.warn({ entry, xattr: name }, 'xattr dropped: the filesystem does not support it')
+    } else if (/invalid argument/i.test(result.stderr)) {
+      throw new SandstormError('invalid_argument', `tar entry ${entry} carries xattr ${name} with a value the kernel refuses`)
+    } else {
+      throw new SandstormError('internal', `setting xattr ${name} on ${path} failed: ${result.stderr.trim()}`)
+    }
   }
 }
 
