@@ -7,6 +7,7 @@ import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTa
 import { buildOnServer, registerGoldenTemplate } from './template-golden.js'
 import { formatDuration } from './duration.js'
 import { startFromFlags, type StartFlags } from './start-flags.js'
+import { buildImageOnServer, isImageBuild, registerTemplateRemove, sourceText, type ImageBuildFlags } from './template-image.js'
 
 /** Where `up` and `template build` keep their data unless told otherwise. */
 export function defaultDataDir(): string {
@@ -27,7 +28,7 @@ export function formatBytes(bytes: number): string {
 
 /** Rows of the `template ls` table. */
 export function templateRows(list: TemplateInfo[]): string[][] {
-  return list.map((t) => [t.name, String(t.version), formatBytes(t.sizeBytes), formatDuration(t.buildMs), t.builtAt])
+  return list.map((t) => [t.name, String(t.version), formatBytes(t.sizeBytes), t.sharedBytes ? formatBytes(t.sharedBytes) : '-', sourceText(t) || '-', t.source?.digest ? t.source.digest.slice(0, 19) : '-', formatDuration(t.buildMs), t.builtAt])
 }
 
 /** Registers `template ls` and `template build`. */
@@ -40,12 +41,13 @@ export function registerTemplate(program: Command): void {
     .action(async (flags: { json?: boolean }, cmd: Command) => {
       const list = await listTemplates(connectionOf(cmd))
       if (flags.json) return printJson(list)
-      printTable(['NAME', 'VERSION', 'SIZE', 'BUILD TIME', 'BUILT AT'], templateRows(list))
+      printTable(['NAME', 'VERSION', 'SIZE', 'SHARED', 'SOURCE', 'DIGEST', 'BUILD TIME', 'BUILT AT'], templateRows(list))
     })
   registerGoldenTemplate(template)
+  registerTemplateRemove(template)
   template
     .command('build')
-    .description('build a template: debian, host, base or code-interpreter-v1 on this machine (no server needed); or, with --from, a golden template on the server from --run steps')
+    .description('build a template: from an image (--image, --image-archive) or a Dockerfile (--dockerfile, --context) on the server; with --from, a golden template from --run steps; else debian, host, base or code-interpreter-v1 on this machine (no server needed)')
     .argument('<name>', 'template to build')
     .option('--data-dir <dir>', 'data directory; templates go to <dir>/templates', defaultDataDir())
     .option('--force', 'build a new version even if one exists')
@@ -59,10 +61,18 @@ export function registerTemplate(program: Command): void {
     .option('--ready-http <port[/path]>', 'with --start: ready once a GET of this port and path in the sandbox answers 2xx')
     .option('--ready-cmd <cmd>', 'with --start: ready once this command exits 0')
     .option('--ready-timeout <duration>', 'with --start: how long a create waits for it (default 60s)')
+    .option('--image <ref>', 'build on the server from an image in a registry: name[:tag][@sha256:digest]')
+    .option('--registry-auth <user:password>', 'with --image: credentials for its registry (default: the server\'s Docker config.json)')
+    .option('--image-archive <tar>', 'build on the server from a `docker save` or OCI image layout tar')
+    .option('--dockerfile <path>', 'build on the server from this Dockerfile (a path inside --context; default Dockerfile)')
+    .option('--context <dir>', 'the Dockerfile build\'s context directory (default .)')
+    .option('--build-arg <KEY=value>', 'with --dockerfile: a build arg (repeat for more)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--no-cache', 'with --dockerfile: run every step again')
     .option('--json', 'print the built template as JSON')
-    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number; runtime?: RuntimeName } & StartFlags, cmd: Command) => {
+    .action(async (name: string, flags: { dataDir: string; force?: boolean; json?: boolean; from?: string; run: string[]; memory?: number; cpus?: number; runtime?: RuntimeName; cache?: boolean } & StartFlags & Omit<ImageBuildFlags, 'start' | 'noCache'>, cmd: Command) => {
       const start = startFromFlags(flags)
       const { start: _startCmd, ...rest } = flags
+      if (isImageBuild(flags)) return buildImageOnServer(name, { ...rest, ...(flags.cache === false ? { noCache: true } : {}), ...(start ? { start } : {}) }, cmd)
       if (flags.from !== undefined) return buildOnServer(name, { ...rest, from: flags.from, ...(start ? { start } : {}) }, cmd)
       if (start !== undefined) throw new InvalidArgumentError('invalid_argument', '--start needs --from: expected the template to build on in a sandbox')
       if (flags.runtime !== undefined) throw new InvalidArgumentError('invalid_argument', '--runtime needs --from: expected the template to build on in a sandbox')
