@@ -17,7 +17,9 @@ import { openRegistryImage } from '../src/images/registry/index.js'
 import type { PullOptions } from '../src/images/contracts.js'
 import { SandstormError } from '../src/shared/index.js'
 import { allLayerNames, baseLayerNames, changeLayerNames, layerEntryNames, makeImageArchive, pushTestImage, type TestImageSpec } from './helpers/oci-images.js'
-import { startRegistry, type TestRegistry } from './helpers/registry.js'
+import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
+
+const skip = registryToolsMissing() ?? false
 
 const spec: TestImageSpec = {
   files: { 'srv/app.txt': 'hello\n' },
@@ -47,7 +49,7 @@ function assertTestImageLayers(names: string[][], arch = 'amd64'): void {
   assert.deepEqual(names[2], [`arch-${arch}`, 'srv/app.txt'])
 }
 
-describe('pulling from a registry', () => {
+describe('pulling from a registry', { skip }, () => {
   let registry: TestRegistry
   let pushed: { reference: string; digest: string }
 
@@ -242,7 +244,7 @@ describe('pulling from a registry', () => {
 })
 
 for (const auth of ['htpasswd', 'token'] as const) {
-  describe(`a registry with ${auth} auth`, () => {
+  describe(`a registry with ${auth} auth`, { skip }, () => {
     let registry: TestRegistry
     let reference: string
     let dir: string
@@ -285,7 +287,7 @@ for (const auth of ['htpasswd', 'token'] as const) {
   })
 }
 
-describe('image archives', () => {
+describe('image archives', { skip }, () => {
   let dir: string
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-test-archives-'))

@@ -3,7 +3,7 @@
  * with a port of its own and a temp storage dir; optionally behind htpasswd or token auth (a token
  * server in this process signs RS256 JWTs with a key whose cert the registry trusts).
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process'
 import { createHash, createPrivateKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -185,4 +185,10 @@ function createTokenServer(users: Record<string, string>, key: KeyObject, certDe
 /** The sha256 digest of `bytes` as `sha256:<hex>`. */
 export function sha256Of(bytes: Buffer | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+}
+
+/** Why registry tests cannot run here (a tool they drive is missing), or undefined when they can. */
+export function registryToolsMissing(): string | undefined {
+  const missing = ['docker-registry', 'skopeo', 'umoci', 'htpasswd', 'openssl', 'zstd'].filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+  return missing.length > 0 ? `missing ${missing.join(', ')} (scripts/setup.sh installs them)` : undefined
 }

@@ -32,8 +32,8 @@ const maxLinkHops = 8
 
 /** `a/./b/` → `a/b`; undefined for names that climb out (`../x`) or are empty. */
 export function normalizeEntryName(name: string): string | undefined {
-  const normal = posix.normalize(`/${name}`).slice(1).replace(/\/+$/, '')
-  return normal === '' || normal.startsWith('..') ? undefined : normal
+  const normal = posix.normalize(name.replace(/^\/+/, '')).replace(/\/+$/, '')
+  return normal === '' || normal === '.' || normal === '..' || normal.startsWith('../') ? undefined : normal
 }
 
 /** Copies the regular files of the archive at `archivePath` into `dir`; `invalid_argument` when it is no tar or is cut short. */
