@@ -10,15 +10,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { gzipSync } from 'node:zlib'
-import { BuildError, Sandbox, Template } from 'e2b'
+import { BuildError, Sandbox, Template, waitForFile } from 'e2b'
 import type { LogEntry } from 'e2b'
 import { pack } from 'tar-stream'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { ownTemplatesDir } from './helpers/fleet-processes.js'
+import { pushTestImage } from './helpers/oci-images.js'
+import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
-const skip = skipReason()
+const skip = skipReason() ?? registryToolsMissing()
 
 /** A tar.gz of these entries, made here (the SDK's own tars are well-formed). */
 async function tarGz(entries: { name: string; content: string }[]): Promise<Buffer> {
@@ -37,6 +39,8 @@ async function tarGz(entries: { name: string; content: string }[]): Promise<Buff
 describe('e2b SDK template builder', { skip: skip ?? false }, () => {
   const maxFileBytes = 1024 * 1024
   let stack: Stack
+  let registry: TestRegistry
+  let image: string
   let work: string
   let context: string
 
@@ -48,11 +52,14 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     await writeFile(join(context, 'hello.txt'), 'hello from the build context\n')
     await mkdir(join(context, 'site'))
     await writeFile(join(context, 'site', 'index.html'), '<p>site</p>\n')
+    registry = await startRegistry({ auth: 'htpasswd' })
+    image = (await pushTestImage(registry, 'team/app:v1', { files: { 'srv/app.txt': 'from the image\n' }, env: ['FROM_IMAGE=yes'] })).reference
     stack = await startStack({ templatesDir: join(work, 'templates'), maxFileBytes })
     useStackForE2b(stack)
   })
   after(async () => {
     await stack?.close()
+    await registry?.stop()
     // The templates built here go with this dir.
     await rm(work, { recursive: true, force: true })
   })
@@ -69,6 +76,7 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
       .copy('site', '/srv/site/')
       .setEnvs({ GREETING: 'hello there', OTHER: 'x"y' })
       .setWorkdir('/app')
+      .setStartCmd('echo "started in $(pwd)" > /tmp/started; sleep infinity', waitForFile('/tmp/started'))
     const logs: LogEntry[] = []
     const info = await Template.build(template, { alias: 'sdk-built', onBuildLogs: (entry) => logs.push(entry) })
     assert.equal(info.name, 'sdk-built')
@@ -81,8 +89,21 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
 
     const sbx = await Sandbox.create('sdk-built')
     try {
-      const run = await sbx.commands.run('cat /built.txt /app/hello.txt /srv/site/index.html; echo "$GREETING|$OTHER"; pwd')
-      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nhello there|x"y\n/app\n')
+      const run = await sbx.commands.run('cat /built.txt /app/hello.txt /srv/site/index.html /tmp/started; echo "$GREETING|$OTHER"; pwd')
+      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nstarted in /app\nhello there|x"y\n/app\n')
+    } finally {
+      await sbx.kill()
+    }
+  })
+
+  it('builds a template of an image from a registry that wants a login (fromImage with credentials)', async () => {
+    const [username, password] = registry.creds!.split(':') as [string, string]
+    await assert.rejects(Template.build(Template().fromImage(image, { username, password: 'wrong' }), 'sdk-no-login'), BuildError)
+    await Template.build(Template().fromImage(image, { username, password }), 'sdk-image')
+    const sbx = await Sandbox.create('sdk-image')
+    try {
+      const run = await sbx.commands.run('cat /srv/app.txt; echo "$FROM_IMAGE"')
+      assert.equal(run.stdout, 'from the image\nyes\n')
     } finally {
       await sbx.kill()
     }

@@ -77,7 +77,6 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
 
   app.post('/v3/templates', async (c) => {
     const body = parseInput(requestBuildBody, parseJsonText(await c.req.text()))
-    builder()
     const given = body.name ?? body.alias
     if (given === undefined) throw new SandstormError('invalid_argument', 'name: expected a template name such as "my-app", got nothing')
     const [name, tag] = given.split(':', 2) as [string, string | undefined]
@@ -85,6 +84,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     if (tag !== undefined || (body.tags?.length ?? 0) > 0) {
       throw new SandstormError('invalid_argument', `tags: expected none (Sandstorm numbers a template's versions itself), got ${show(tag !== undefined ? [tag] : body.tags)}`)
     }
+    builder()
     const build = await store.request(name, {
       ...(body.memoryMB != null ? { memoryMiB: body.memoryMB } : {}),
       ...(body.cpuCount != null ? { cpus: body.cpuCount } : {}),

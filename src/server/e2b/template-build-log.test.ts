@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import type { TemplateInfo } from '../../shared/index.js'
+import { parseInput } from '../validation.js'
+import { dockerfilePlan } from './template-build-dockerfile.js'
+import { buildEventLog } from './template-build-log.js'
+import { createTemplateBuildStore } from './template-build-store.js'
+import type { TemplateBuildStore } from './template-build-store.js'
+import { startBuildBody } from './template-build-wire.js'
+
+const b64 = (text: string) => Buffer.from(text).toString('base64')
+
+describe("a build's events as E2B's build log", () => {
+  let dir: string
+  let store: TemplateBuildStore
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-template-build-log-'))
+    store = createTemplateBuildStore({ dir: join(dir, 'builds') })
+  })
+  after(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const body = parseInput(startBuildBody, {
+    fromTemplate: 'debian',
+    steps: [
+      { type: 'RUN', args: ['make', 'nobody'] },
+      { type: 'RUN', args: ['echo one; echo two >&2; exit 3'] },
+    ],
+  })
+  const plan = dockerfilePlan(body)
+
+  it("logs output line by line under the user's step, and a failed step's reason names it with its exit code and last lines", async () => {
+    const build = await store.request('app', {})
+    const events = buildEventLog(store, build, body.steps, plan)
+    // Dockerfile lines: 0 FROM, 1-3 the first step (USER, RUN, USER), 4 the second step.
+    events.emit({ type: 'progress', message: 'template debian' })
+    events.emit({ type: 'step', index: 2, cmd: 'RUN ["/bin/sh","-c","make"]', cached: true })
+    events.emit({ type: 'step', index: 4, cmd: 'RUN [...]' })
+    events.emit({ type: 'stdout', index: 4, data: b64('one\ntw') })
+    events.emit({ type: 'stdout', index: 4, data: b64('o-and-a-half') })
+    events.emit({ type: 'stderr', index: 4, data: b64('two\n') })
+    events.emit({ type: 'step_end', index: 4, exitCode: 3 })
+    events.emit({ type: 'error', code: 'failed_precondition', message: 'build step 5 of 5 failed', step: { index: 4, cmd: 'RUN [...]', exitCode: 3, output: 'one\ntwo-and-a-half\ntwo\n' } })
+
+    assert.deepEqual(
+      build.log.map((e) => [e.level, e.message, e.step]),
+      [
+        ['info', 'template debian', undefined],
+        ['info', 'step 1 (RUN make): RUN ["/bin/sh","-c","make"] (cached)', '1'],
+        ['info', 'step 2 (RUN echo one; echo two >&2; exit 3): RUN [...]', '2'],
+        ['info', 'one', '2'],
+        ['info', 'two', '2'],
+        ['info', 'two-and-a-half', '2'],
+        ['error', 'exited with code 3', '2'],
+        ['error', 'step 2 (RUN echo one; echo two >&2; exit 3) failed with exit code 3: one\ntwo-and-a-half\ntwo', '2'],
+      ],
+    )
+    const end = events.end()
+    assert.equal(end.status, 'error')
+    assert.equal(end.reason?.step, '2')
+    assert.deepEqual(end.reason?.logEntries?.map((e) => e.message), ['one', 'two', 'two-and-a-half'])
+    await store.finish(build, end.status, end.reason)
+    assert.deepEqual(await readdir(join(dir, 'builds')), [], "the build's temp dir is gone")
+  })
+
+  it('is ready after done, and an error without an end event', async () => {
+    const build = await store.request('app', {})
+    const events = buildEventLog(store, build, body.steps, plan)
+    assert.equal(events.end().status, 'error')
+    events.emit({ type: 'done', template: { name: 'app', version: 2 } as TemplateInfo })
+    assert.deepEqual(events.end(), { status: 'ready' })
+    assert.deepEqual(build.log.at(-1)?.step, 'finalize')
+    await store.finish(build, 'ready')
+  })
+
+  it('keeps one build of a name at a time: a newer request supersedes a waiting one, a running one refuses it', async () => {
+    const first = await store.request('one', {})
+    const second = await store.request('one', {})
+    assert.equal(first.status, 'error')
+    assert.match(first.reason?.message ?? '', /superseded/)
+    assert.equal(store.waiting('one'), second)
+    second.status = 'building'
+    await assert.rejects(store.request('one', {}), /template "one" is being built/)
+    await store.finish(second, 'ready')
+    assert.throws(() => store.get('two', second.buildId), /not found/)
+  })
+})
