@@ -98,6 +98,8 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     const hash = hashParam(c)
     if (build.uploaded.has(hash)) return c.json({ present: true })
     const url = new URL(`/templates/${build.name}/uploads/${hash}/files`, c.req.url)
+    // Behind a proxy that ends TLS, the SDK must PUT over https as it reached us.
+    if (c.req.header('x-forwarded-proto') === 'https') url.protocol = 'https:'
     // The SDK sends these headers with its PUT: the key it authenticated with, so that the upload
     // passes the same API key check as every other call (the key goes back to whoever sent it).
     const authorization = c.req.header('authorization')
