@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { PassThrough, Readable } from 'node:stream'
 import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
-import { SandstormError } from '../../shared/index.js'
+import { SandstormError, throwIfAborted, type CallOptions } from '../../shared/index.js'
 
 /** The compressions a layer may come in. */
 export type LayerCompression = 'none' | 'gzip' | 'zstd'
@@ -40,9 +40,9 @@ export function sniffCompression(head: Buffer): LayerCompression {
  * which ends cleanly only when `input` did and the decompressor succeeded; destroying the result
  * destroys `input` and stops the decompressor.
  */
-export async function decompressed(input: Readable, mediaType: string): Promise<Readable> {
+export async function decompressed(input: Readable, mediaType: string, options: CallOptions = {}): Promise<Readable> {
   const declared = declaredCompression(mediaType)
-  const { head, rest } = declared === null ? await peek(input, 6) : { head: null, rest: input }
+  const { head, rest } = declared === null ? await peek(input, 6, options.signal) : { head: null, rest: input }
   const out = decompress(rest, declared ?? sniffCompression(head!))
   // An error before the consumer listens must not crash the process: the consumer still sees it,
   // from the stream's state (finished() reports a stream that already errored).
@@ -109,33 +109,48 @@ function zstdDecompressed(input: Readable): Readable {
 }
 
 /** The first `size` bytes of `input` (fewer when it is shorter), and a stream of all of it. */
-async function peek(input: Readable, size: number): Promise<{ head: Buffer; rest: Readable }> {
-  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>
-  const chunks: Buffer[] = []
-  let length = 0
-  let done = false
-  while (length < size) {
-    const next = await iterator.next()
-    if (next.done) {
-      done = true
-      break
+async function peek(input: Readable, size: number, signal: AbortSignal | undefined): Promise<{ head: Buffer; rest: Readable }> {
+  if (input.errored) throw input.errored
+  const { head, ended } = await new Promise<{ head: Buffer; ended: boolean }>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let length = 0
+    const cleanup = (): void => {
+      input.off('readable', onReadable).off('end', onEnd).off('error', onError)
+      signal?.removeEventListener('abort', onAbort)
     }
-    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value)
-    chunks.push(chunk)
-    length += chunk.length
-  }
-  const head = Buffer.concat(chunks)
-  async function* all(): AsyncGenerator<Buffer> {
-    yield head
-    if (done) return
-    try {
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value
-    } finally {
-      // Ends (destroys) input when the consumer stops early.
-      await iterator.return?.()
+    const finish = (ended: boolean): void => {
+      cleanup()
+      resolve({ head: Buffer.concat(chunks), ended })
     }
-  }
-  return { head, rest: Readable.from(all(), { objectMode: false }) }
+    const onReadable = (): void => {
+      for (let chunk = input.read() as Buffer | null; chunk !== null; chunk = input.read() as Buffer | null) {
+        chunks.push(chunk)
+        length += chunk.length
+        if (length >= size) return finish(false)
+      }
+    }
+    const onEnd = (): void => finish(true)
+    const onError = (error: Error): void => {
+      cleanup()
+      reject(error)
+    }
+    const onAbort = (): void => {
+      cleanup()
+      input.destroy()
+      try {
+        throwIfAborted(signal)
+      } catch (error) {
+        reject(error)
+      }
+    }
+    if (signal?.aborted) return onAbort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    input.on('readable', onReadable).on('end', onEnd).on('error', onError)
+  })
+  if (ended) return { head, rest: Readable.from([head]) }
+  // Given back, the stream is itself again: its errors, end and destroy() stay its own.
+  input.unshift(head)
+  return { head, rest: input }
 }
 
 function startsWith(head: Buffer, magic: Buffer): boolean {

@@ -170,13 +170,13 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
   return {
     dir,
     get,
-    ensure(id: Digest, mediaType: string, openStream: () => Promise<Readable>, options: CallOptions & UnpackLimits = {}): Promise<StoredLayer> {
+    async ensure(id: Digest, mediaType: string, openStream: () => Promise<Readable>, options: CallOptions & UnpackLimits = {}): Promise<StoredLayer> {
       hexOf(id)
       return obtain(
         id,
         async (tmp, signal) => {
           const input = await openStream()
-          const { sizeBytes } = await unpackTar(await decompressed(input, mediaType), tmp, {
+          const { sizeBytes } = await unpackTar(await decompressed(input, mediaType, { signal }), tmp, {
             whiteouts: true,
             label: `layer ${id}`,
             signal,
@@ -189,7 +189,7 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
         options,
       )
     },
-    create(id: Digest, fill: (dir: string) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
+    async create(id: Digest, fill: (dir: string) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
       hexOf(id)
       return obtain(
         id,

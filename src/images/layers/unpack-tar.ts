@@ -59,7 +59,10 @@ interface DirMeta {
  */
 export async function unpackTar(input: Readable, dir: string, options: UnpackTarOptions): Promise<UnpackTarResult> {
   const signal = options.signal
-  throwIfAborted(signal)
+  if (signal?.aborted) {
+    input.destroy()
+    throwIfAborted(signal)
+  }
   const unpack = new Unpack(dir, options)
   // tar-stream's streams are streamx streams, which node:stream's pipeline does not fully know:
   // piped by hand, with an error or cancel of either side destroying both.
