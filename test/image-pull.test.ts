@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { gzipSync } from 'node:zlib'
 import { openImageArchive } from '../src/images/archive/index.js'
 import { openRegistryImage } from '../src/images/registry/index.js'
 import type { PullOptions } from '../src/images/contracts.js'
@@ -327,7 +328,7 @@ describe('image archives', { skip }, () => {
     }
   })
 
-  it('refuses a truncated archive, and one without an image in it, leaving no temp dir', async () => {
+  it('reads a gzipped archive; refuses a truncated one and one without an image, leaving no temp dir', async () => {
     const full = join(dir, 'full.tar')
     await makeImageArchive(full, spec, 'docker')
     const size = (await stat(full)).size
@@ -340,6 +341,13 @@ describe('image archives', { skip }, () => {
     const work = await mkdtemp(join(dir, 'work-'))
     await assert.rejects(openImageArchive(cut, { tmpDir: work }), isError('invalid_argument', cut))
     assert.deepEqual(await readdir(work), [])
+
+    // `docker save | gzip` is read as well.
+    const gzipped = join(dir, 'full.tar.gz')
+    await writeFile(gzipped, gzipSync(await readFile(full)))
+    const fromGzip = await openImageArchive(gzipped, { tmpDir: work })
+    assertTestImageLayers(await allLayerNames(fromGzip))
+    await fromGzip.close()
 
     const empty = join(dir, 'empty.tar')
     await writeFile(empty, Buffer.alloc(1024))

@@ -9,6 +9,7 @@ import { manifestAccept, parseManifestDocument, pickPlatform, type Descriptor } 
 import { readLimited } from './read-limited.js'
 import { createRegistryClient, type RegistryClient } from './registry-client.js'
 import { digestOf, verifyingStream } from './verifying-stream.js'
+import { formatBytes } from './format-bytes.js'
 
 // Manifests and configs are small; anything far larger is hostile.
 const maxManifestBytes = 4 * 1024 * 1024
@@ -123,17 +124,4 @@ function abortErrorOf(signal: AbortSignal): SandstormError {
     return err as SandstormError
   }
   return new SandstormError('canceled', 'the operation was canceled')
-}
-
-/** `12.3 MB`: sizes in progress lines. */
-export function formatBytes(bytes: number): string {
-  if (bytes < 1000) return `${bytes} B`
-  const units = ['kB', 'MB', 'GB', 'TB']
-  let value = bytes / 1000
-  let unit = 0
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000
-    unit++
-  }
-  return `${value.toFixed(1)} ${units[unit]}`
 }
