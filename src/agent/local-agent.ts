@@ -16,6 +16,8 @@ import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
 import { createGoldenTemplates, guardSnapshots, startOf } from './golden-templates.js'
 import { withinHostSpace } from './host-space.js'
+import { createBuildHost } from './build-host.js'
+import { createImageBuilds } from './image-builds.js'
 import { createHostNetwork, type HostNetwork, type HostNetworkOptions, type SandboxNetworkRecord } from '../network/index.js'
 import type { SandboxNetworkSpec } from '../runtime/index.js'
 
@@ -462,6 +464,21 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     snapshots: guardSnapshots(allSnapshots, golden),
     golden,
+    get images() {
+      return images
+    },
   }
+  const images = createImageBuilds({
+    templates,
+    host: createBuildHost({ templates, agent, createOver, snapshots: allSnapshots, layers }),
+    logger: log,
+    async inUse(name) {
+      const running = [...sandboxes.values()].filter((s) => s.record.template === name).map((s) => s.record.id)
+      if (running.length > 0) return `sandbox${running.length === 1 ? '' : 'es'} ${running.slice(0, 5).join(', ')} ${running.length === 1 ? 'runs' : 'run'} on it`
+      const snaps = (await allSnapshots.list()).filter((s) => s.template === name).map((s) => s.id)
+      if (snaps.length > 0) return `snapshot${snaps.length === 1 ? '' : 's'} ${snaps.slice(0, 5).join(', ')} ${snaps.length === 1 ? 'stands' : 'stand'} on it`
+      return null
+    },
+  })
   return agent
 }

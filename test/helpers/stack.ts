@@ -4,7 +4,7 @@
  * store that setup built, so tests never run debootstrap.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
@@ -100,4 +100,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
   }
   return stack
+}
+
+/**
+ * A template dir of a test's own, holding links to templates that setup built (`debian` by
+ * default): image templates built in it, and their layers, go with it.
+ */
+export async function scratchTemplatesDir(shared: string[] = ['debian']): Promise<{ dir: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'sandstorm-test-templates-'))
+  for (const name of shared) await symlink(join(templatesDir, name), join(dir, name))
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) }
 }
