@@ -8,10 +8,9 @@
  */
 import { once } from 'node:events'
 import { constants } from 'node:fs'
-import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises'
+import { type FileHandle, chmod, lchown, lstat, lutimes, mkdir, open, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { randomBytes } from 'node:crypto'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
 import { decompressed, sniffCompression, unpackTar } from '../layers/index.js'
@@ -83,7 +82,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
       try {
         const output = await open(host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
         try {
-          await pipeline(input.createReadStream({ autoClose: false }), output.createWriteStream({ autoClose: false }), { signal })
+          await copyBytes(input, output, signal)
         } finally {
           await output.close()
         }
@@ -215,4 +214,16 @@ async function isTarArchive(contextDir: string, rel: string, refuse: (why: strin
 /** A ustar (POSIX or GNU) header's magic at offset 257. */
 function isTarHeader(block: Buffer): boolean {
   return block.length >= 262 && block.subarray(257, 262).toString('latin1') === 'ustar'
+}
+
+/** Copies every byte of `input` into `output` (both opened by us, so no stream owns the handles). */
+async function copyBytes(input: FileHandle, output: FileHandle, signal: AbortSignal | undefined): Promise<void> {
+  const buf = Buffer.allocUnsafe(1024 * 1024)
+  for (;;) {
+    signal?.throwIfAborted()
+    const { bytesRead } = await input.read(buf, 0, buf.length, null)
+    if (bytesRead === 0) return
+    let written = 0
+    while (written < bytesRead) written += (await output.write(buf, written, bytesRead - written)).bytesWritten
+  }
 }

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { chown, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile, chmod } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { SandstormError } from '../../shared/index.js'
+import { lookupInChain } from './chain-fs.js'
+import { resolveOwner } from './chain-users.js'
+import { resolveSources } from './context-sources.js'
+import { copyIntoLayer } from './copy-into-layer.js'
+import { parseDockerignore } from './dockerignore.js'
+
+// Owners and whiteouts (mknod) need root; the rest runs as anyone.
+const asRoot = process.getuid?.() === 0
+let work: string
+let ctx: string
+let base: string
+let outside: string
+let n = 0
+
+async function tree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, body] of Object.entries(files)) {
+    await mkdir(join(dir, rel, '..'), { recursive: true })
+    await writeFile(join(dir, rel), body)
+  }
+}
+
+async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean } = {}): Promise<string> {
+  const layerDir = join(work, `layer-${n++}`)
+  await mkdir(layerDir)
+  const sources = await resolveSources(ctx, patterns, parseDockerignore(''), 'COPY')
+  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false })
+  return layerDir
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'sandstorm-copy-'))
+  ctx = join(work, 'ctx')
+  base = join(work, 'base')
+  outside = join(work, 'outside')
+  await mkdir(outside)
+  await tree(ctx, { 'a.txt': 'hello', 'tool.sh': '#!/bin/sh\n', 'app/main.js': 'main', 'app/lib/util.js': 'util', 'evil/x/file': 'payload' })
+  await chmod(join(ctx, 'tool.sh'), 0o755)
+  await symlink(outside, join(ctx, 'app/x'))
+  await tree(base, {
+    'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n',
+    'etc/group': 'root:x:0:\nstaff:x:50:\napp:x:1001:\n',
+    'usr/bin/sh': '',
+  })
+  await symlink('usr/bin', join(base, 'bin'))
+  await mkdir(join(base, 'home/app'), { recursive: true })
+  await chmod(join(base, 'home/app'), 0o750)
+  if (asRoot) await chown(join(base, 'home/app'), 1000, 1001)
+})
+after(() => rm(work, { recursive: true, force: true }))
+
+describe('copyIntoLayer', () => {
+
+  it('copies a file into a directory through the chain symlinks (/bin/ -> /usr/bin/), keeping its mode', async () => {
+    const layer = await copy(['tool.sh'], '/bin/')
+    assert.deepEqual(await readdir(layer), ['usr'])
+    const st = await lstat(join(layer, 'usr/bin/tool.sh'))
+    assert.equal(st.mode & 0o777, 0o755)
+    if (asRoot) assert.deepEqual([st.uid, st.gid], [0, 0])
+  })
+
+  it('copies to a file name, and into a directory the chain has', async () => {
+    assert.equal(await readFile(join(await copy(['a.txt'], '/opt/renamed'), 'opt/renamed'), 'utf8'), 'hello')
+    assert.equal(await readFile(join(await copy(['a.txt'], '/home/app'), 'home/app/a.txt'), 'utf8'), 'hello')
+  })
+
+  it("copies a directory's contents, symlinks as symlinks", async () => {
+    const layer = await copy(['app'], '/srv/')
+    assert.deepEqual((await readdir(join(layer, 'srv'))).sort(), ['lib', 'main.js', 'x'])
+    assert.equal(await readlink(join(layer, 'srv/x')), outside)
+    assert.equal(await readFile(join(layer, 'srv/lib/util.js'), 'utf8'), 'util')
+  })
+
+  it('never writes through a symlink it copied: a later source lands inside the layer, not on the host', async () => {
+    // app/x is a symlink to a host directory; evil/x/file then goes to /srv/x/file.
+    const layer = await copy(['app', 'evil'], '/srv/')
+    assert.deepEqual(await readdir(outside), [], 'nothing was written on the host')
+    assert.equal(await readFile(join(layer, outside, 'file'), 'utf8'), 'payload', 'the symlink was resolved inside the root')
+  })
+
+  it('recreates parent directories the chain has with its mode and owner', async () => {
+    const layer = await copy(['a.txt'], '/home/app/docs/')
+    const st = await lstat(join(layer, 'home/app'))
+    assert.equal(st.mode & 0o777, 0o750)
+    if (asRoot) assert.deepEqual([st.uid, st.gid], [1000, 1001])
+    assert.equal((await lstat(join(layer, 'home/app/docs'))).mode & 0o777, 0o755)
+  })
+
+  it('refuses several sources to a destination without a trailing /', async () => {
+    await assert.rejects(copy(['a.txt', 'tool.sh'], '/opt/x'), (e: unknown) => e instanceof SandstormError && /line 2 \(COPY\): copying 2 sources needs a destination directory ending with "\/"/.test(e.message))
+  })
+
+  it('applies --chmod', async () => {
+    const layer = await copy(['a.txt'], '/x/', { chmod: 0o600 })
+    assert.equal((await lstat(join(layer, 'x/a.txt'))).mode & 0o777, 0o600)
+  })
+
+  it('ADD unpacks a local tar.gz into the destination', async () => {
+    const src = join(work, 'tar-src')
+    await tree(src, { 'pkg/readme': 'readme', 'pkg/bin/run': 'run' })
+    execFileSync('tar', ['-czf', join(ctx, 'pkg.tar.gz'), '-C', src, 'pkg'])
+    try {
+      const layer = await copy(['pkg.tar.gz'], '/opt/', { add: true })
+      assert.equal(await readFile(join(layer, 'opt/pkg/bin/run'), 'utf8'), 'run')
+      assert.deepEqual((await readdir(join(layer, 'opt'))).sort(), ['pkg'])
+      const copied = await copy(['pkg.tar.gz'], '/opt/')
+      assert.deepEqual(await readdir(join(copied, 'opt')), ['pkg.tar.gz'], 'COPY copies it as it is')
+    } finally {
+      await rm(join(ctx, 'pkg.tar.gz'))
+    }
+  })
+
+  it('copies as the --chown owner', { skip: !asRoot && 'needs root to chown' }, async () => {
+    const owner = await resolveOwner([base], 'app:staff')
+    const layer = await copy(['app'], '/srv/', { owner })
+    for (const rel of ['srv', 'srv/main.js', 'srv/lib', 'srv/x']) {
+      const st = await lstat(join(layer, rel))
+      assert.deepEqual([st.uid, st.gid], [1000, 50], rel)
+    }
+  })
+})
+
+describe('resolveOwner', () => {
+  it('reads names from the chain, numbers as they are (a user alone: gid = uid)', async () => {
+    assert.deepEqual(await resolveOwner([base], 'app'), { uid: 1000, gid: 1000 })
+    assert.deepEqual(await resolveOwner([base], 'app', { primaryGroup: true }), { uid: 1000, gid: 1001 })
+    assert.deepEqual(await resolveOwner([base], 'app:staff'), { uid: 1000, gid: 50 })
+    assert.deepEqual(await resolveOwner([base], '42:43'), { uid: 42, gid: 43 })
+    assert.deepEqual(await resolveOwner([], '42'), { uid: 42, gid: 42 })
+    await assert.rejects(resolveOwner([base], 'nobody'), /expected a user of the image's \/etc\/passwd, got "nobody"/)
+    await assert.rejects(resolveOwner([base], 'app:wheel'), /expected a group of the image's \/etc\/group, got "wheel"/)
+  })
+
+  it('never reads /etc/passwd through a symlink, and a whiteout hides the lower file', async () => {
+    const top = join(work, 'top-link')
+    await mkdir(join(top, 'etc'), { recursive: true })
+    const hostFile = join(work, 'host-passwd')
+    await writeFile(hostFile, 'evil:x:7:7::/:/bin/sh\n')
+    await symlink(hostFile, join(top, 'etc/passwd'))
+    await assert.rejects(resolveOwner([top, base], 'evil'), /the image has no \/etc\/passwd/)
+    await assert.rejects(resolveOwner([top, base], 'app'), /the image has no \/etc\/passwd/)
+    if (asRoot) {
+      const wh = join(work, 'top-whiteout')
+      await mkdir(join(wh, 'etc'), { recursive: true })
+      execFileSync('mknod', [join(wh, 'etc/group'), 'c', '0', '0'])
+      assert.equal((await lookupInChain([wh, base], 'etc/group')).entry, null)
+      await assert.rejects(resolveOwner([wh, base], 'app:staff'), /the image has no \/etc\/group/)
+      assert.deepEqual(await resolveOwner([wh, base], 'app:1'), { uid: 1000, gid: 1 })
+    }
+  })
+})
