@@ -17,8 +17,8 @@ import { openImageArchive } from '../src/images/archive/index.js'
 import { openRegistryImage } from '../src/images/registry/index.js'
 import type { PullOptions } from '../src/images/contracts.js'
 import { SandstormError } from '../src/shared/index.js'
-import { allLayerNames, baseLayerNames, changeLayerNames, layerEntryNames, makeImageArchive, pushTestImage, type TestImageSpec } from './helpers/oci-images.js'
-import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
+import { allLayerNames, baseLayerNames, tarOf, changeLayerNames, layerEntryNames, makeImageArchive, pushTestImage, type TestImageSpec } from './helpers/oci-images.js'
+import { registryToolsMissing, sha256Of, startRegistry, type TestRegistry } from './helpers/registry.js'
 
 const skip = registryToolsMissing() ?? false
 
@@ -326,6 +326,44 @@ describe('image archives', { skip }, () => {
     } finally {
       await source.close()
     }
+  })
+
+  it('follows links inside a docker save archive but never outside it, and checks layers against their diffIDs', async () => {
+    const layer = await tarOf([{ name: 'hello.txt', content: 'hi\n' }])
+    const diffId = sha256Of(layer)
+    const config = JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['A=b'] }, rootfs: { type: 'layers', diff_ids: [diffId, diffId] } })
+    const manifest = (layers: string[]): string => JSON.stringify([{ Config: 'config.json', RepoTags: ['x/y:z'], Layers: layers }])
+    const hostile = [
+      { name: 'config.json', content: config },
+      { name: 'a/layer.tar', content: layer },
+      // docker save links a repeated layer to its first copy.
+      { name: 'b/layer.tar', type: 'symlink' as const, linkname: '../a/layer.tar' },
+      { name: '../../escaped.txt', content: 'should not land anywhere' },
+      { name: 'passwd-link', type: 'symlink' as const, linkname: '/etc/passwd' },
+      { name: 'up-link', type: 'symlink' as const, linkname: '../../../etc/passwd' },
+    ]
+    const work = await mkdtemp(join(dir, 'work-'))
+    const good = join(dir, 'links.tar')
+    await writeFile(good, await tarOf([...hostile, { name: 'manifest.json', content: manifest(['a/layer.tar', 'b/layer.tar']) }]))
+    const source = await openImageArchive(good, { tmpDir: work })
+    assert.deepEqual(source.manifest.layers.map((l) => l.digest), [diffId, diffId])
+    assert.deepEqual(await allLayerNames(source), [['hello.txt'], ['hello.txt']])
+    const [copy] = await readdir(work)
+    assert.ok((await readdir(join(work, copy!))).every((name) => /^entry-\d+$/.test(name)), 'only files named by the reader')
+    await source.close()
+    await assert.rejects(stat(join(dir, '..', 'escaped.txt')), { code: 'ENOENT' })
+
+    for (const [name, layers, says] of [
+      ['outside', ['passwd-link', 'a/layer.tar'], 'layer passwd-link'],
+      ['up', ['up-link', 'a/layer.tar'], 'layer up-link'],
+      ['escaped', ['../../escaped.txt', 'a/layer.tar'], 'layer ../../escaped.txt'],
+      ['altered', ['config.json', 'a/layer.tar'], `to hash to its diff_id ${diffId}`],
+    ] as const) {
+      const path = join(dir, `${name}.tar`)
+      await writeFile(path, await tarOf([...hostile, { name: 'manifest.json', content: manifest([...layers]) }]))
+      await assert.rejects(openImageArchive(path, { tmpDir: work }), isError('invalid_argument', says))
+    }
+    assert.deepEqual(await readdir(work), [])
   })
 
   it('reads a gzipped archive; refuses a truncated one and one without an image, leaving no temp dir', async () => {

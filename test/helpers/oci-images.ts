@@ -42,9 +42,11 @@ export const baseLayerNames = ['bin/busybox', 'bin/sh', 'etc/passwd', 'etc/motd'
 /** What the middle layer holds: a whiteout of the base's etc/motd and an opaque srv/data with c.txt. */
 export const changeLayerNames = ['etc/.wh.motd', 'srv/data/.wh..wh..opq', 'srv/data/c.txt']
 
-type Entry = { name: string; type?: 'file' | 'directory' | 'symlink'; content?: Buffer | string; mode?: number; linkname?: string }
+/** One entry of a tar made by `tarOf`. */
+export type Entry = { name: string; type?: 'file' | 'directory' | 'symlink'; content?: Buffer | string; mode?: number; linkname?: string }
 
-async function layerTar(entries: Entry[]): Promise<Buffer> {
+/** A tar of `entries`, in memory (names as given: tests write hostile ones too). */
+export async function tarOf(entries: Entry[]): Promise<Buffer> {
   const p = pack()
   const chunks: Buffer[] = []
   p.on('data', (chunk: unknown) => {
@@ -65,7 +67,7 @@ async function layerTar(entries: Entry[]): Promise<Buffer> {
 
 async function layersOf(arch: string, spec: TestImageSpec): Promise<Buffer[]> {
   const busybox = await readFile('/bin/busybox')
-  const base = await layerTar([
+  const base = await tarOf([
     { name: 'bin', type: 'directory' },
     { name: 'bin/busybox', content: busybox, mode: 0o755 },
     ...['sh', 'ls', 'cat', 'echo', 'env'].map((applet): Entry => ({ name: `bin/${applet}`, type: 'symlink', linkname: 'busybox' })),
@@ -79,14 +81,14 @@ async function layersOf(arch: string, spec: TestImageSpec): Promise<Buffer[]> {
     { name: 'srv/data/b.txt', content: 'b\n' },
     { name: 'tmp', type: 'directory', mode: 0o1777 },
   ])
-  const changes = await layerTar([
+  const changes = await tarOf([
     { name: 'etc', type: 'directory' },
     { name: 'etc/.wh.motd', content: '' },
     { name: 'srv/data', type: 'directory' },
     { name: 'srv/data/.wh..wh..opq', content: '' },
     { name: 'srv/data/c.txt', content: 'c\n' },
   ])
-  const top = await layerTar([{ name: `arch-${arch}`, content: `${arch}\n` }, ...Object.entries(spec.files ?? {}).map(([name, content]): Entry => ({ name, content }))])
+  const top = await tarOf([{ name: `arch-${arch}`, content: `${arch}\n` }, ...Object.entries(spec.files ?? {}).map(([name, content]): Entry => ({ name, content }))])
   return [base, changes, top]
 }
 
