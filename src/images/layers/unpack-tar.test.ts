@@ -143,6 +143,23 @@ describe('unpackTar', () => {
     }
   })
 
+  it('makes many whiteouts, and lets a later entry of the tar replace one', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => `w${i}`)
+    const { dir } = await unpack([
+      ...names.map((name) => ({ name: `d/.wh.${name}` })),
+      { name: '.wh.file' },
+      { name: 'file', content: 'back' },
+      { name: '.wh.dir' },
+      { name: 'dir/inside', content: 'inside' },
+    ])
+    for (const name of names) {
+      const st = await lstat(join(dir, 'd', name))
+      assert.ok(st.isCharacterDevice() && st.rdev === 0, name)
+    }
+    assert.equal(await readFile(join(dir, 'file'), 'utf8'), 'back')
+    assert.equal(await readFile(join(dir, 'dir/inside'), 'utf8'), 'inside')
+  })
+
   it('keeps .wh. names as plain files when whiteouts are off (a build context)', async () => {
     const { dir } = await unpack([{ name: '.wh.file', content: 'plain' }, { name: 'd/.wh..wh..opq' }], { whiteouts: false })
     assert.equal(await readFile(join(dir, '.wh.file'), 'utf8'), 'plain')

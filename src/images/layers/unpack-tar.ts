@@ -67,21 +67,22 @@ export async function unpackTar(input: Readable, dir: string, options: UnpackTar
   // tar-stream's streams are streamx streams, which node:stream's pipeline does not fully know:
   // piped by hand, with an error or cancel of either side destroying both.
   const extract = tar.extract()
-  let inputEnded = false
   let inputError: unknown = null
   const onAbort = (): void => {
     input.destroy()
     extract.destroy(new SandstormError('canceled', 'the unpack was canceled'))
   }
-  // finished() also reports a stream that errored or ended before it was handed here.
-  finished(input, (error) => {
-    if (error) {
+  // finished() also reports a stream that errored or ended before it was handed here, and a
+  // destroy without an error as a premature close: it settles in every case.
+  const inputDone = new Promise<void>((resolve, reject) => {
+    finished(input, (error) => {
+      if (!error) return resolve()
       inputError ??= error
       extract.destroy(error)
-    } else {
-      inputEnded = true
-    }
+      reject(error)
+    })
   })
+  inputDone.catch(() => {})
   signal?.addEventListener('abort', onAbort, { once: true })
   input.pipe(extract as unknown as NodeJS.WritableStream)
   try {
@@ -93,9 +94,8 @@ export async function unpackTar(input: Readable, dir: string, options: UnpackTar
         entry.resume()
       }
     }
-    // The loop also ends when extract is destroyed without an error: only a clean end of input counts.
-    if (inputError !== null) throw inputError
-    if (!inputEnded) throw new SandstormError('invalid_argument', `${options.label ?? 'the layer'} stream stopped before its end`)
+    // Only a clean end of input counts (the source errors at its end when its digest is wrong).
+    await inputDone
     throwIfAborted(signal)
     await unpack.finish()
     return unpack.result()
