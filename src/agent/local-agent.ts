@@ -259,7 +259,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     // An image template's Env, USER and WORKDIR are its sandboxes' defaults; the create's own env vars win.
     const image = template.info.config
     const env = image ? { ...image.env, ...req.env } : req.env
-    const execDefaults = image?.user || image?.workingDir ? { ...(image.user ? { user: image.user } : {}), ...(image.workingDir ? { cwd: image.workingDir } : {}) } : undefined
+    // As in Docker, an image's commands start in its WORKDIR, else in / (not the user's home, which an image may lack).
+    const execDefaults = image ? { ...(image.user ? { user: image.user } : {}), cwd: image.workingDir || '/' } : undefined
     const backend = requireRuntime(backends, plan.runtime, agentId)
     const machine = machineRuntimes.has(plan.runtime)
     // A machine's disk is its own image, not a layer: it takes no writable layer.
