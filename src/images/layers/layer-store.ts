@@ -118,7 +118,7 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
       try {
         return await store(id, make, controller.signal)
       } finally {
-        inFlight.delete(id)
+        if (inFlight.get(id) === flight) inFlight.delete(id)
       }
     })()
     flight.promise.catch(() => {})
