@@ -1,6 +1,6 @@
 /**
  * qemu guests from a root of several layers, as a template built from an image has: three layers
- * made here by hand (a static-busybox root with /etc/passwd; one that adds a file, whites out a
+ * made here by hand (a static-busybox root with /etc/passwd and a symlink for /tmp; one that adds a file, whites out a
  * file below with a 0/0 char device and makes a directory opaque; one with a user's home, a setuid
  * file and a symlink out of the tree). The guest's ext4 image is read with debugfs, then a VM boots
  * over it through the backend (the guest agent is the bundled one: the image has none, nor a libc),
@@ -15,10 +15,13 @@ import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { createQemuBackend, guestCacheKey, type MachineImage, type QemuBackend, type SandboxSpec } from '../src/runtime/index.js'
 import { buildGuest, defaultBootDir, guestArtifacts } from '../src/runtime/qemu/guest-build.js'
+import { buildTemplate, Sandbox } from '../src/sdk/index.js'
 import { newId } from '../src/shared/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
+import { pushTestImage } from './helpers/oci-images.js'
 import { sharedGuestDir } from './helpers/qemu-guest.js'
-import { skipReason, templatesDir } from './helpers/stack.js'
+import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
+import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
 
 function qemuSkipReason(): string | false {
   const reason = skipReason()
@@ -39,6 +42,8 @@ async function makeLayers(dir: string): Promise<string[]> {
   await execa('cp', ['/bin/busybox', join(l1, 'bin', 'busybox')])
   for (const applet of ['sh', 'cat', 'ls', 'id', 'readlink', 'stat', 'echo', 'sleep', 'date', 'head']) await symlink('busybox', join(l1, 'bin', applet))
   await mkdir(join(l1, 'etc'))
+  // Something by a mount point's name that is no directory: the guest's /tmp must be one all the same.
+  await symlink('/var/tmp', join(l1, 'tmp'))
   await writeFile(join(l1, 'etc', 'passwd'), `root:x:0:0:root:/root:/bin/sh\napp:x:${appUid}:${appUid}:app:/home/app:/bin/sh\n`)
   await writeFile(join(l1, 'etc', 'group'), `root:x:0:\napp:x:${appUid}:\n`)
   await writeFile(join(l1, 'etc', 'lower.txt'), 'from the base layer\n')
@@ -61,18 +66,35 @@ async function makeLayers(dir: string): Promise<string[]> {
   await writeFile(join(l3, 'usr', 'bin', 'raise'), '#!/bin/sh\n')
   await chmod(join(l3, 'usr', 'bin', 'raise'), 0o4755)
   await symlink('/etc/shadow', join(l3, 'usr', 'bin', 'shadow-link'))
+  // The image's own guest helpers: hidden by the build's.
+  await mkdir(join(l3, '.sandstorm', 'ga'), { recursive: true })
+  await writeFile(join(l3, '.sandstorm', 'ga', 'planted'), 'from the image\n')
   return [l3, l2, l1]
 }
 
-/** `debugfs -R 'ls -p dir'` of an ext4 image: name to `{ mode, uid, gid }` (mode as octal text). */
-async function listImage(image: string, dir: string): Promise<Map<string, { mode: string; uid: number; gid: number }>> {
+/**
+ * Links the kernel and initramfs that setup built for the shared debian guest into the boot cache
+ * of the qemu dir `qemuDir`, so that no test downloads a kernel. Does nothing without a shared guest.
+ */
+async function seedBootFiles(qemuDir: string): Promise<void> {
+  const debian = await createTemplateStore({ dir: templatesDir }).resolve('debian')
+  const shared = guestArtifacts(join(sharedGuestDir, guestCacheKey(debian.rootfs.lowerDirs)))
+  if (!existsSync(shared.kernel) || !existsSync(shared.initramfs)) return
+  const boot = defaultBootDir(join(qemuDir, 'guest', 'any'))
+  await mkdir(boot, { recursive: true })
+  await symlink(shared.kernel, guestArtifacts(boot).kernel)
+  await symlink(shared.initramfs, guestArtifacts(boot).initramfs)
+}
+
+/** `debugfs -R 'ls -p dir'` of an ext4 image: name to `{ mode, uid, gid }` (mode with the file type bits). */
+async function listImage(image: string, dir: string): Promise<Map<string, { mode: number; uid: number; gid: number }>> {
   const r = await execa('debugfs', ['-R', `ls -p ${dir}`, image])
-  const out = new Map<string, { mode: string; uid: number; gid: number }>()
+  const out = new Map<string, { mode: number; uid: number; gid: number }>()
   for (const line of String(r.stdout).split('\n')) {
     // /inode/mode/uid/gid/name/size/
     const f = line.split('/')
     if (f.length < 7 || f[5] === '.' || f[5] === '..') continue
-    out.set(f[5]!, { mode: f[2]!, uid: Number(f[3]), gid: Number(f[4]) })
+    out.set(f[5]!, { mode: parseInt(f[2]!, 8), uid: Number(f[3]), gid: Number(f[4]) })
   }
   return out
 }
@@ -108,15 +130,7 @@ describe('qemu guests from a root of layers', { skip, timeout: 20 * 60_000 }, ()
     work = await mkdtemp(join(tmpdir(), 'sandstorm-qemu-layers-'))
     layers = await makeLayers(join(work, 'layers'))
     qemuDir = join(work, 'qemu')
-    // The kernel and initramfs that setup built for the debian guest serve here too: no download.
-    const debian = await createTemplateStore({ dir: templatesDir }).resolve('debian')
-    const shared = guestArtifacts(join(sharedGuestDir, guestCacheKey(debian.rootfs.lowerDirs)))
-    const boot = defaultBootDir(join(qemuDir, 'guest', guestCacheKey(layers)))
-    if (existsSync(shared.kernel) && existsSync(shared.initramfs)) {
-      await mkdir(boot, { recursive: true })
-      await symlink(shared.kernel, guestArtifacts(boot).kernel)
-      await symlink(shared.initramfs, guestArtifacts(boot).initramfs)
-    }
+    await seedBootFiles(qemuDir)
     backend = createQemuBackend({ dir: qemuDir, sparesPerMachine: 0 })
     spec = (id, machine) => ({
       id,
@@ -158,14 +172,16 @@ describe('qemu guests from a root of layers', { skip, timeout: 20 * 60_000 }, ()
     const home = await listImage(guest.rootImage, '/home')
     assert.deepEqual({ uid: home.get('app')?.uid, gid: home.get('app')?.gid }, { uid: appUid, gid: appUid })
     const bin = await listImage(guest.rootImage, '/usr/bin')
-    assert.equal(bin.get('raise')?.mode, '104755', 'setuid file kept')
-    assert.equal(bin.get('shadow-link')?.mode, '120777', 'a symlink stays a symlink')
+    assert.equal(bin.get('raise')?.mode, 0o104755, 'setuid file kept')
+    assert.equal(bin.get('shadow-link')?.mode, 0o120777, 'a symlink stays a symlink')
     const link = await execa('debugfs', ['-R', 'stat /usr/bin/shadow-link', guest.rootImage])
     assert.match(String(link.stdout), /Fast link dest: "\/etc\/shadow"/, 'the symlink points where it pointed, nothing of the host was copied')
     const root = await listImage(guest.rootImage, '/')
-    for (const dir of ['proc', 'sys', 'dev', 'run', 'tmp', '.sandstorm']) assert.ok(root.has(dir), `/${dir} made for the guest init (layers have none)`)
+    for (const dir of ['proc', 'sys', 'dev', 'run', '.sandstorm']) assert.ok(root.has(dir), `/${dir} made for the guest init (layers have none)`)
+    assert.equal(root.get('tmp')?.mode, 0o41777, 'a directory for /tmp over the image\'s symlink by that name')
     const bundle = await listImage(guest.rootImage, '/.sandstorm/ga')
     assert.ok(bundle.has('qemu-ga') && bundle.has('setpriv') && bundle.has('ld-linux-x86-64.so.2'), `the bundle: ${[...bundle.keys()].join(' ')}`)
+    assert.equal(bundle.has('planted'), false, 'what the image had under the helpers\' directory is hidden')
   })
 
   it('boots the chain and shows the merged root inside the VM', async () => {
@@ -200,5 +216,41 @@ describe('qemu guests from a root of layers', { skip, timeout: 20 * 60_000 }, ()
     const r = await run(clone, 'cat /tmp/state /etc/upper.txt; ls /data; cat /proc/sys/kernel/hostname')
     assert.equal(r.exitCode, 0, r.stderr)
     assert.equal(r.stdout, 'golden\nfrom the middle layer\nnew.txt\nlayers')
+  })
+})
+
+describe('an image template boots as a qemu sandbox through the SDK', { skip: skip || (registryToolsMissing() ?? false), timeout: 20 * 60_000 }, () => {
+  let registry: TestRegistry
+  let stack: Stack
+  let ownTemplates = ''
+  let conn: { apiUrl: string; apiKey: string; requestTimeoutMs: number }
+
+  before(async () => {
+    registry = await startRegistry()
+    ownTemplates = await mkdtemp(join(tmpdir(), 'sandstorm-qemu-image-templates-'))
+    // The image's layers: busybox and users; a whiteout of /etc/motd and an opaque /srv/data; the app's file.
+    const pushed = await pushTestImage(registry, 'layers/app:v1', { files: { 'srv/app.txt': 'hello from the image\n' }, user: 'app', workingDir: '/srv' })
+    stack = await startStack({ templatesDir: ownTemplates })
+    await seedBootFiles(join(stack.dataDir, 'qemu'))
+    // A cold qemu boot under TCG on a loaded host can take longer than the SDK's 60 s request deadline.
+    conn = { ...stack.conn, requestTimeoutMs: 300_000 }
+    await buildTemplate('layered-app', { ...conn, image: pushed.reference })
+  })
+
+  after(async () => {
+    await stack?.close()
+    await registry?.stop()
+    if (ownTemplates) await rm(ownTemplates, { recursive: true, force: true })
+  })
+
+  it('runs the image\'s merged root in a VM, as the image\'s user and in its working dir', async () => {
+    const sb = await Sandbox.create('layered-app', { ...conn, runtime: 'qemu', memoryMiB: 256, cpus: 1 })
+    try {
+      // The image links only some applets: id through busybox itself.
+      const r = await sb.commands.run('busybox id -u; pwd; cat app.txt; ls data; [ -e /etc/motd ] || echo motd whited out', { ...conn })
+      assert.equal(r.stdout, '1000\n/srv\nhello from the image\nc.txt\nmotd whited out\n')
+    } finally {
+      await sb.kill({ ...conn })
+    }
   })
 })

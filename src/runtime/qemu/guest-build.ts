@@ -14,7 +14,7 @@ import { execa } from 'execa'
 import { SandstormError, silentLogger, type Logger } from '../../shared/index.js'
 import { bundleGuestAgent } from './guest-agent-bundle.js'
 import { guestBundleDir, guestBusybox, guestDir, guestInit, guestMountPoints, initramfsInit, initramfsModules } from './guest-scripts.js'
-import { missingDirs, withMergedLayers } from './layer-root.js'
+import { entryKinds, withMergedLayers } from './layer-root.js'
 
 /** Files of a built guest. */
 export interface GuestArtifacts {
@@ -147,18 +147,22 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
  * guest agent bundle under guestDir, and the mount points the init needs that the root lacks
  * (an image may have no /proc, /dev or /tmp, or something else by those names).
  */
-async function guestLayer(dir: string, missing: readonly string[], rootStat: { mode: number; uid: number; gid: number }): Promise<void> {
+async function guestLayer(dir: string, kinds: ReadonlyMap<string, 'dir' | 'other' | 'none'>, rootStat: { mode: number; uid: number; gid: number }): Promise<void> {
   await mkdir(join(dir, guestDir.slice(1)), { recursive: true })
   // The merged root directory takes this directory's attributes: the image's own.
   await chmod(dir, rootStat.mode & 0o7777)
   await chown(dir, rootStat.uid, rootStat.gid)
   await chmod(join(dir, guestDir.slice(1)), 0o755)
+  // Opaque: whatever an image put at this path is hidden, so the guest's helpers are only the build's.
+  await run('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(dir, guestDir.slice(1))])
   await copyFile('/bin/busybox', join(dir, guestBusybox.slice(1)))
   await chmod(join(dir, guestBusybox.slice(1)), 0o755)
   await writeFile(join(dir, guestDir.slice(1), 'init'), guestInit, { mode: 0o755 })
   await bundleGuestAgent(join(dir, guestBundleDir.slice(1)))
   for (const m of guestMountPoints) {
-    if (!missing.includes(m.path)) continue
+    const kind = kinds.get(m.path) ?? 'none'
+    // A mount point replaces whatever the image has by its name; /etc or /root as a symlink stays the image's.
+    if (kind === 'dir' || (kind === 'other' && !m.mount)) continue
     await mkdir(join(dir, m.path))
     await chmod(join(dir, m.path), m.mode)
   }
@@ -166,18 +170,21 @@ async function guestLayer(dir: string, missing: readonly string[], rootStat: { m
 
 /** Writes the ext4 image of the template's layers with the guest layer on top to `image`. */
 async function buildRootImage(lowerDirs: readonly string[], work: string, image: string, leastMiB: number): Promise<void> {
-  const { missing, rootStat } = await withMergedLayers(lowerDirs, work, async (root) => ({
-    missing: await missingDirs(root, guestMountPoints.map((m) => m.path)),
+  const { kinds, rootStat } = await withMergedLayers(lowerDirs, work, async (root) => ({
+    kinds: await entryKinds(root, guestMountPoints.map((m) => m.path)),
     rootStat: await stat(root),
   }))
   const layer = join(work, 'guest-layer')
-  await guestLayer(layer, missing, rootStat)
+  await guestLayer(layer, kinds, rootStat)
   await withMergedLayers([layer, ...lowerDirs], work, async (root) => {
     // mkfs.ext4 -d copies the tree as it is: owners, modes (setuid too), xattrs, device nodes,
     // and symlinks as symlinks (it never follows one out of the tree).
     const usedMiB = Number((await run('du', ['-sxm', root])).split(/\s/)[0]) || 0
+    const files = Number((await run('du', ['-sx', '--inodes', root])).split(/\s/)[0]) || 0
     const sizeMiB = Math.max(leastMiB, Math.ceil(usedMiB * 1.25) + 256)
-    await run('mkfs.ext4', ['-q', '-F', '-L', 'sandstorm', '-d', root, image, `${sizeMiB}M`])
+    // mkfs's default of one inode per 16 KiB runs out on a root of many small files (node_modules, site-packages).
+    const inodes = Math.max(Math.ceil((sizeMiB * 1024) / 16), Math.ceil(files * 1.5) + 16384)
+    await run('mkfs.ext4', ['-q', '-F', '-L', 'sandstorm', '-N', String(inodes), '-d', root, image, `${sizeMiB}M`])
   })
 }
 

@@ -37,15 +37,18 @@ export function bundledCommand(program: string): string {
   return `${guestBundleDir}/ld-linux-x86-64.so.2 --library-path ${guestBundleDir}/lib ${guestBundleDir}/${program}`
 }
 
-/** Directories the guest init mounts on or writes to, with their modes: the image build adds those an image lacks. */
-export const guestMountPoints: readonly { path: string; mode: number }[] = [
-  { path: 'proc', mode: 0o555 },
-  { path: 'sys', mode: 0o555 },
-  { path: 'dev', mode: 0o755 },
-  { path: 'run', mode: 0o755 },
-  { path: 'tmp', mode: 0o1777 },
-  { path: 'etc', mode: 0o755 },
-  { path: 'root', mode: 0o700 },
+/**
+ * Directories the guest init mounts on (`mount`: they must be directories, whatever the image has
+ * by that name) or writes to (only made where the image has nothing by that name), with their modes.
+ */
+export const guestMountPoints: readonly { path: string; mode: number; mount: boolean }[] = [
+  { path: 'proc', mode: 0o555, mount: true },
+  { path: 'sys', mode: 0o555, mount: true },
+  { path: 'dev', mode: 0o755, mount: true },
+  { path: 'run', mode: 0o755, mount: true },
+  { path: 'tmp', mode: 0o1777, mount: true },
+  { path: 'etc', mode: 0o755, mount: false },
+  { path: 'root', mode: 0o700, mount: false },
 ]
 
 /** The initramfs's /init: load modules, mount the root disk, hand over to the guest init. */

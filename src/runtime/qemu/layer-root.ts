@@ -41,12 +41,12 @@ export async function withMergedLayers<T>(lowerDirs: readonly string[], workDir:
   }
 }
 
-/** Which of `paths` (relative to `root`) are not directories there: missing, or something else (a symlink is never followed). */
-export async function missingDirs(root: string, paths: readonly string[]): Promise<string[]> {
-  const missing: string[] = []
+/** What is at each of `paths` (relative to `root`): a directory, something else (a symlink is never followed), or nothing. */
+export async function entryKinds(root: string, paths: readonly string[]): Promise<Map<string, 'dir' | 'other' | 'none'>> {
+  const kinds = new Map<string, 'dir' | 'other' | 'none'>()
   for (const p of paths) {
     const s = await lstat(join(root, p)).catch(() => null)
-    if (!s?.isDirectory()) missing.push(p)
+    kinds.set(p, !s ? 'none' : s.isDirectory() ? 'dir' : 'other')
   }
-  return missing
+  return kinds
 }
