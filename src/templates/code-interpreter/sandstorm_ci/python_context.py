@@ -6,7 +6,7 @@ import json
 import time
 from typing import Optional
 
-from .config import INTERRUPT_GRACE_S, KEEPALIVE_S, LIVENESS_CHECK_S
+from .config import INTERRUPT_GRACE_S, INTERRUPT_RETRY_S, KEEPALIVE_S, LIVENESS_CHECK_S
 from .context import Context, Emit, RunEnded
 from .http_conn import ClientGone
 from .http_reply import Stream
@@ -129,10 +129,18 @@ class PythonContext(Context):
             return
         log("interrupting run", context=self.id)
         try:
-            await kernel.interrupt()
             deadline = time.monotonic() + INTERRUPT_GRACE_S
+            await kernel.interrupt()
             while True:
-                msg = await asyncio.wait_for(queue.get(), max(0.01, deadline - time.monotonic()))
+                try:
+                    msg = await asyncio.wait_for(queue.get(), max(0.01, min(INTERRUPT_RETRY_S, deadline - time.monotonic())))
+                except asyncio.TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    # Quiet and not idle: sent again, since a SIGINT that landed before the kernel
+                    # began to run the code (a run stopped early, under load) is ignored by an idle kernel.
+                    await kernel.interrupt()
+                    continue
                 if isinstance(msg, dict) and msg.get("msg_type") == "status" and msg["content"].get("execution_state") == "idle":
                     return
         except (asyncio.TimeoutError, RuntimeError) as err:
