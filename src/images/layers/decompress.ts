@@ -1,7 +1,6 @@
 /** A layer blob's bytes as a plain tar stream: gzip and zstd undone, chosen by media type or by magic bytes. */
 import { spawn } from 'node:child_process'
-import { PassThrough, Readable } from 'node:stream'
-import { pipeline } from 'node:stream'
+import { PassThrough, pipeline, Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { SandstormError, throwIfAborted, type CallOptions } from '../../shared/index.js'
 
@@ -43,7 +42,14 @@ export function sniffCompression(head: Buffer): LayerCompression {
 export async function decompressed(input: Readable, mediaType: string, options: CallOptions = {}): Promise<Readable> {
   const declared = declaredCompression(mediaType)
   const { head, rest } = declared === null ? await peek(input, 6, options.signal) : { head: null, rest: input }
-  const out = decompress(rest, declared ?? sniffCompression(head!))
+  let compression: LayerCompression
+  try {
+    compression = declared ?? sniffCompression(head!)
+  } catch (error) {
+    rest.destroy()
+    throw error
+  }
+  const out = decompress(rest, compression)
   // An error before the consumer listens must not crash the process: the consumer still sees it,
   // from the stream's state (finished() reports a stream that already errored).
   out.on('error', () => {})

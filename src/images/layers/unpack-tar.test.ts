@@ -183,6 +183,9 @@ describe('unpackTar', () => {
       await unpackTar(await decompressed(streamOf(bytes, 100), mediaType), dir, { whiteouts: true })
       assert.equal(await readFile(join(dir, 'hello'), 'utf8'), 'compressed', mediaType)
     }
+    const xz = streamOf(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00, 0x04]))
+    await rejectsWith(decompressed(xz, 'application/vnd.oci.image.layer.v1.tar'), 'invalid_argument', /xz or bzip2/)
+    assert.ok(xz.destroyed)
   })
 
   it('fails on a truncated zstd or gzip stream, and on input that errors at its end', async () => {
