@@ -21,6 +21,8 @@ export interface BuildHostOptions {
   createOver(req: AgentCreateRequest, template: ResolvedTemplate, options?: CallOptions): Promise<AgentSandbox>
   snapshots: AgentSnapshotApi
   layers: SandboxLayers
+  /** Registries pulled from over plain HTTP. */
+  insecureRegistries: string[]
 }
 
 /** Memory and CPUs of a RUN step's sandbox. */
@@ -51,7 +53,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
   const { templates, agent } = options
 
   async function pull(reference: string, pullOptions: PullOptions = {}) {
-    const source = await openRegistryImage(reference, pullOptions)
+    const source = await openRegistryImage(reference, { ...pullOptions, insecureRegistries: [...options.insecureRegistries, ...(pullOptions.insecureRegistries ?? [])] })
     try {
       const chain = await storeImage(templates, source, pullOptions)
       return { chain, defaults: source.manifest.defaults, digest: source.manifest.digest }

@@ -36,6 +36,8 @@ export interface LocalAgentOptions {
   accel?: QemuAccel
   /** Layer store driver. @default 'auto': btrfs when the data dir is on btrfs, else overlay */
   storageDriver?: 'overlay' | 'btrfs' | 'auto'
+  /** Registries (`host:port`) that image pulls reach over plain HTTP (loopback ones always are). @default none */
+  insecureRegistries?: string[]
   /** Sandbox networking: the address pool, public ranges and upstream resolvers. @default the defaults of createHostNetwork */
   network?: Omit<HostNetworkOptions, 'dataDir' | 'logger'>
 }
@@ -471,7 +473,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   }
   const images = createImageBuilds({
     templates,
-    host: createBuildHost({ templates, agent, createOver, snapshots: allSnapshots, layers }),
+    host: createBuildHost({ templates, agent, createOver, snapshots: allSnapshots, layers, insecureRegistries: options.insecureRegistries ?? [] }),
     logger: log,
     async inUse(name) {
       const running = [...sandboxes.values()].filter((s) => s.record.template === name).map((s) => s.record.id)
