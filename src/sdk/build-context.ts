@@ -15,7 +15,8 @@ export function tarDirectory(dir: string): ReadableStream<Uint8Array> {
     () => tar.finalize(),
     (err: unknown) => tar.destroy(err instanceof Error ? err : new Error(String(err))),
   )
-  return Readable.toWeb(tar as unknown as Readable) as unknown as ReadableStream<Uint8Array>
+  // Through Readable.from: Node 20's toWeb needs a node:stream Readable's highWaterMark, which tar-stream's streamx stream lacks.
+  return Readable.toWeb(Readable.from(tar as unknown as AsyncIterable<Uint8Array>)) as unknown as ReadableStream<Uint8Array>
 }
 
 async function fill(tar: Pack, root: string, rel = ''): Promise<void> {
