@@ -8,13 +8,14 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { createQemuBackend, guestCacheKey, type MachineImage, type QemuBackend, type SandboxSpec } from '../src/runtime/index.js'
 import { buildGuest, defaultBootDir, guestArtifacts } from '../src/runtime/qemu/guest-build.js'
+import { withMergedLayers } from '../src/runtime/qemu/layer-root.js'
 import { buildTemplate, Sandbox } from '../src/sdk/index.js'
 import { newId } from '../src/shared/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
@@ -182,6 +183,21 @@ describe('qemu guests from a root of layers', { skip, timeout: 20 * 60_000 }, ()
     const bundle = await listImage(guest.rootImage, '/.sandstorm/ga')
     assert.ok(bundle.has('qemu-ga') && bundle.has('setpriv') && bundle.has('ld-linux-x86-64.so.2'), `the bundle: ${[...bundle.keys()].join(' ')}`)
     assert.equal(bundle.has('planted'), false, 'what the image had under the helpers\' directory is hidden')
+  })
+
+  it('merges an image of many layers with long paths (more than one page of mount options)', async () => {
+    const deep = join(work, 'many', 'a-directory-name-as-long-as-a-layer-store-makes-them-'.repeat(2))
+    const many: string[] = []
+    for (let i = 0; i < 80; i++) {
+      const dir = join(deep, `sha256-${String(i).padStart(64, '0')}`, 'root,with:odd')
+      await mkdir(join(dir, 'many'), { recursive: true })
+      await writeFile(join(dir, 'many', String(i)), '')
+      many.push(dir)
+    }
+    assert.ok(many.join(':').length > 4096)
+    const names = await withMergedLayers(many, work, (root) => readdir(join(root, 'many')))
+    assert.equal(names.length, 80)
+    assert.deepEqual(await mountsUnder(work), [])
   })
 
   it('boots the chain and shows the merged root inside the VM', async () => {

@@ -3,13 +3,10 @@
  * read-only overlay, so that the kernel applies their whiteouts and opaque directories, and what
  * reads it (mkfs.ext4 -d) sees the root a runc sandbox of the template would.
  */
-import { lstat, mkdtemp, rmdir } from 'node:fs/promises'
+import { lstat, mkdtemp, rm, rmdir, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { SandstormError } from '../../shared/index.js'
-
-/** Characters the overlay's lowerdir option cannot carry unescaped (separators and escapes). */
-const unsafeLayerPath = /[:,\\\n]/
 
 /**
  * Runs `fn` on the merged view of `lowerDirs` (topmost first) and unmounts it after, whatever `fn`
@@ -19,15 +16,19 @@ const unsafeLayerPath = /[:,\\\n]/
 export async function withMergedLayers<T>(lowerDirs: readonly string[], workDir: string, fn: (root: string) => Promise<T>): Promise<T> {
   if (lowerDirs.length === 0) throw new SandstormError('invalid_argument', 'expected a root of at least one layer, got none')
   for (const dir of lowerDirs) {
-    if (!dir.startsWith('/') || unsafeLayerPath.test(dir)) {
-      throw new SandstormError('invalid_argument', `expected absolute layer paths without ':', ',' or '\\', got "${dir}"`)
-    }
+    if (!dir.startsWith('/')) throw new SandstormError('invalid_argument', `expected absolute layer paths, got "${dir}"`)
   }
   if (lowerDirs.length === 1) return fn(lowerDirs[0]!)
   const mnt = await mkdtemp(join(workDir, 'merged-'))
+  // The mount's options fit in one page: each layer goes by a short relative name (a symlink of
+  // ours to it, resolved from the mount's cwd), so that an image of many layers with long paths
+  // fits, and no path needs escaping for the option's ':' and ','.
+  const names = await mkdtemp(join(workDir, 'layers-'))
   try {
+    for (const [i, dir] of lowerDirs.entries()) await symlink(dir, join(names, String(i)))
+    const lowerdir = lowerDirs.map((_, i) => String(i)).join(':')
     // Lower layers only: the overlay is read-only, and nothing can be written into a layer through it.
-    const r = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowerDirs.join(':')}`, mnt], { reject: false, all: true })
+    const r = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowerdir}`, mnt], { cwd: names, reject: false, all: true })
     if (r.exitCode !== 0) throw new SandstormError('internal', `expected to mount the ${lowerDirs.length} layers of the root as an overlay, mount said: ${String(r.all).trim()}`)
     try {
       return await fn(mnt)
@@ -38,6 +39,7 @@ export async function withMergedLayers<T>(lowerDirs: readonly string[], workDir:
     }
   } finally {
     await rmdir(mnt).catch(() => undefined)
+    await rm(names, { recursive: true, force: true })
   }
 }
 
