@@ -70,6 +70,8 @@ export interface TemplateStore {
   standingOn(snapshotId: string): Promise<string[]>
   /** The layers that image and Dockerfile templates are made of, each stored once (`<dir>/.layers`). */
   readonly imageLayers: ImageLayerStore
+  /** Runs an image build: the layers it touches are kept from a delete's sweep until it ends. */
+  whileBuilding<T>(work: () => Promise<T>): Promise<T>
   /** Adds a version of `name` whose root is a chain of image layers, and makes it current. */
   addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo>
   /**
@@ -156,7 +158,30 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   const buildable = Object.keys(recipes).sort()
   // Builds of one name run one after another in this process; the lock file covers other processes.
   const queues = new Map<string, Promise<unknown>>()
-  const imageLayers = createImageLayerStore({ dir: join(dir, '.layers'), logger })
+  // Layers a build in progress has used are not yet recorded by a template: a delete's sweep keeps
+  // every layer touched while any build runs (cleared once none does).
+  let buildsRunning = 0
+  const touched = new Set<string>()
+  const touch = <T extends { id: string } | null>(layer: T): T => {
+    if (layer && buildsRunning > 0) touched.add(layer.id)
+    return layer
+  }
+  const rawLayers = createImageLayerStore({ dir: join(dir, '.layers'), logger })
+  const imageLayers: ImageLayerStore = {
+    dir: rawLayers.dir,
+    ensure: async (id, mediaType, open, opts) => touch(await rawLayers.ensure(id, mediaType, open, opts)),
+    create: async (id, fill, opts) => touch(await rawLayers.create(id, fill, opts)),
+    get: async (id) => touch(await rawLayers.get(id)),
+    sweep: (keep) => rawLayers.sweep(keep),
+  }
+  async function whileBuilding<T>(work: () => Promise<T>): Promise<T> {
+    buildsRunning++
+    try {
+      return await work()
+    } finally {
+      if (--buildsRunning === 0) touched.clear()
+    }
+  }
   const ready = removeLeftovers(dir, logger)
   // Every method awaits `ready` and so reports its failure; this only keeps it from being unhandled.
   ready.catch(() => undefined)
@@ -480,6 +505,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
       for (const d of stored.lowerDirs ?? []) keepDir(d)
     }
     for (const d of keepDirs) keepDir(d)
+    for (const id of touched) keep.add(id)
     const removed = await imageLayers.sweep(keep)
     return { removedLayers: removed.length }
   }
@@ -506,7 +532,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return out
   }
 
-  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, addImageVersion, remove }
+  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
