@@ -143,6 +143,8 @@ export function parseDockerfile(text: string, buildArgs: Readonly<Record<string,
       case 'ADD': {
         const words = jsonArray(ins) ?? (ins as ModifiableInstruction).getArguments().map((a) => a.getValue())
         if (words.length < 2) refuse(`expected ${keyword} <source>... <destination>, got ${words.length} argument(s)`)
+        // Caught here for what is written as a URL; a URL made by a variable is caught when planned.
+        if (keyword === 'ADD') for (const w of words.slice(0, -1)) if (isUrl(w)) refuse(addUrlRefusal(w))
         const chown = flagValue(ins, 'chown')
         const chmod = flagValue(ins, 'chmod')
         steps.push({
@@ -254,4 +256,14 @@ function commandOf(ins: JSONInstruction, refuse: (why: string) => never): Docker
 function joinContinuations(value: string, escapeChar: string): string {
   const esc = escapeChar.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')
   return value.replace(new RegExp(`${esc}\\r?\\n`, 'g'), '')
+}
+
+/** Is this ADD source a URL or a git remote (which ADD would fetch)? */
+export function isUrl(source: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(source) || source.startsWith('git@')
+}
+
+/** Why ADD of a URL is refused, and what to do instead. */
+export function addUrlRefusal(source: string): string {
+  return `ADD of a URL (${JSON.stringify(source)}) is not supported: fetch it in a RUN step, or put the file in the build context`
 }

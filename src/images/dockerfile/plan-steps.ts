@@ -6,7 +6,7 @@
 import { posix } from 'node:path'
 import { SandstormError } from '../../shared/index.js'
 import type { ImageDefaults } from '../contracts.js'
-import type { DockerfileCommand, InstructionBase, ParsedDockerfile } from './parse-dockerfile.js'
+import { addUrlRefusal, isUrl, type DockerfileCommand, type InstructionBase, type ParsedDockerfile } from './parse-dockerfile.js'
 import { expandWord } from './shell-word.js'
 
 /** A step as it will be built. */
@@ -85,7 +85,7 @@ export function planDockerfile(parsed: ParsedDockerfile, base: ImageDefaults, bu
       case 'copy': {
         const sources = step.sources.map(expand)
         if (step.add) {
-          for (const s of sources) if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('git@')) refuse(`ADD of a URL (${JSON.stringify(s)}) is not supported: fetch it in a RUN step, or put the file in the build context`)
+          for (const s of sources) if (isUrl(s)) refuse(addUrlRefusal(s))
         }
         const rawDest = expand(step.dest)
         if (rawDest === '') refuse('expected a destination, got an empty one')
