@@ -55,11 +55,22 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
   const dirTimes: [string, Date][] = []
 
   const ensureDir = (rel: string, created: Owner = root, mode = 0o755): Promise<string> => ensureLayerDir(layerDir, options.lowerDirs, rel, created, mode)
+  // The parent directories already made, so a directory of many files resolves its path once;
+  // forgotten whenever a symlink is made or something removed, which could change a resolution.
+  const parents = new Map<string, string>()
+  const parentDir = async (rel: string): Promise<string> => {
+    let host = parents.get(rel)
+    if (host === undefined) parents.set(rel, (host = await ensureDir(rel)))
+    return host
+  }
 
   /** Clears the way for a non-directory at `name` in `hostDir` (something copied before it). */
   const clear = async (hostDir: string, name: string): Promise<string> => {
     const host = join(hostDir, name)
-    if (await lstat(host).catch(() => null)) await rm(host, { recursive: true, force: true })
+    if (await lstat(host).catch(() => null)) {
+      await rm(host, { recursive: true, force: true })
+      parents.clear()
+    }
     return host
   }
 
@@ -68,15 +79,17 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
     const mode = e.type === 'symlink' ? 0 : (options.chmod ?? e.mode)
     if (e.type === 'dir') {
       const host = await ensureDir(target, owner, mode)
+      parents.set(target, host)
       await lchown(host, owner.uid, owner.gid)
       await chmod(host, mode)
       dirTimes.push([host, e.mtime])
       return
     }
-    const parent = await ensureDir(posix.dirname(target) === '.' ? '' : posix.dirname(target))
+    const parent = await parentDir(posix.dirname(target) === '.' ? '' : posix.dirname(target))
     const host = await clear(parent, posix.basename(target))
     if (e.type === 'symlink') {
       await symlink(e.linkTarget!, host)
+      parents.clear()
     } else {
       const input = await openContextFile(contextDir, e.rel)
       try {
