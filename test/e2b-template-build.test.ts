@@ -14,10 +14,9 @@ import { BuildError, Sandbox, Template, waitForFile } from 'e2b'
 import type { LogEntry } from 'e2b'
 import { pack } from 'tar-stream'
 import { useStackForE2b } from './helpers/e2b-env.js'
-import { ownTemplatesDir } from './helpers/fleet-processes.js'
 import { pushTestImage } from './helpers/oci-images.js'
 import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
-import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? registryToolsMissing()
@@ -42,25 +41,27 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
   let registry: TestRegistry
   let image: string
   let work: string
+  let templates: { dir: string; remove(): Promise<void> }
   let context: string
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'sandstorm-test-e2b-template-'))
     context = join(work, 'context')
-    await ownTemplatesDir(join(work, 'templates'))
+    templates = await scratchTemplatesDir()
     await mkdir(context, { recursive: true })
     await writeFile(join(context, 'hello.txt'), 'hello from the build context\n')
     await mkdir(join(context, 'site'))
     await writeFile(join(context, 'site', 'index.html'), '<p>site</p>\n')
     registry = await startRegistry({ auth: 'htpasswd' })
     image = (await pushTestImage(registry, 'team/app:v1', { files: { 'srv/app.txt': 'from the image\n' }, env: ['FROM_IMAGE=yes'] })).reference
-    stack = await startStack({ templatesDir: join(work, 'templates'), maxFileBytes })
+    stack = await startStack({ templatesDir: templates.dir, maxFileBytes })
     useStackForE2b(stack)
   })
   after(async () => {
     await stack?.close()
     await registry?.stop()
-    // The templates built here go with this dir.
+    // The templates built here go with their dir.
+    await templates?.remove()
     await rm(work, { recursive: true, force: true })
   })
 
@@ -83,14 +84,15 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     const text = logs.map((l) => l.message)
     assert.ok(text.some((m) => /Uploaded 'hello\.txt'/.test(m)), `the upload is logged: ${text.join(' | ')}`)
     assert.ok(text.some((m) => /^step 1 \(RUN echo built-by-run/.test(m)), `the RUN step is logged by its number: ${text.join(' | ')}`)
-    assert.deepEqual(await readdir(buildsDir()), [], 'the build left no uploads behind')
+    assert.ok(!(await readdir(buildsDir())).includes(info.buildId), 'the build left no uploads behind')
     assert.equal(await Template.exists('sdk-built'), true)
     assert.equal(await Template.exists('never-built'), false)
 
     const sbx = await Sandbox.create('sdk-built')
     try {
-      const run = await sbx.commands.run('cat /built.txt /app/hello.txt /srv/site/index.html /tmp/started; echo "$GREETING|$OTHER"; pwd')
-      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nstarted in /app\nhello there|x"y\n/app\n')
+      // The start command ran in the WORKDIR; commands start in the user's home (envd's default).
+      const run = await sbx.commands.run('cat /built.txt /app/hello.txt /srv/site/index.html /tmp/started; echo "$GREETING|$OTHER"')
+      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nstarted in /app\nhello there|x"y\n')
     } finally {
       await sbx.kill()
     }
@@ -102,8 +104,8 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     await Template.build(Template().fromImage(image, { username, password }), 'sdk-image')
     const sbx = await Sandbox.create('sdk-image')
     try {
-      const run = await sbx.commands.run('cat /srv/app.txt; echo "$FROM_IMAGE"')
-      assert.equal(run.stdout, 'from the image\nyes\n')
+      // The image has no bash (the SDK's commands run /bin/bash -l -c) and no "user" (E2B's default user).
+      assert.equal(await sbx.files.read('/srv/app.txt', { user: 'root' }), 'from the image\n')
     } finally {
       await sbx.kill()
     }
@@ -154,7 +156,7 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     assert.equal(newline.status, 400)
     assert.match(((await newline.json()) as { message: string }).message, /^steps\[0\]\.args\[0\]: expected a directory/)
     const notUploaded = await start({ fromTemplate: 'debian', steps: [{ type: 'COPY', args: ['x', '/x'], filesHash: hash }] })
-    assert.equal(notUploaded.status, 400)
+    assert.equal(notUploaded.status, 409)
     assert.match(((await notUploaded.json()) as { message: string }).message, new RegExp(`^filesHash ${hash}: expected its files uploaded first`))
   })
 
@@ -178,7 +180,7 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     })
     assert.equal(ended.status, 'error')
     assert.match(ended.reason?.message ?? '', /escaped\.txt|\.\./)
-    assert.deepEqual(await readdir(buildsDir()), [])
+    assert.ok(!(await readdir(buildsDir())).includes(requested.buildID), 'the build left no uploads behind')
     assert.deepEqual((await readdir(stack.dataDir)).filter((n) => n.includes('escaped')), [])
   })
 })

@@ -28,6 +28,7 @@ import type { ImageBuildService, ImageBuildSource } from '../image-builds.js'
 /** What the routes call of the server's image builds. */
 export type ImageBuilder = Pick<ImageBuildService, 'build'>
 import { parseInput, parseJsonText, show } from '../validation.js'
+import { restError } from './errors.js'
 import { dockerfilePlan } from './template-build-dockerfile.js'
 import type { DockerfilePlan } from './template-build-dockerfile.js'
 import { buildEventLog } from './template-build-log.js'
@@ -108,6 +109,17 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
   })
 
   app.put('/templates/:name/uploads/:hash/files', async (c) => {
+    try {
+      return await receive(c)
+    } catch (err) {
+      // The body may be unread: the connection cannot carry another request after this answer.
+      const res = restError(err, log)
+      res.headers.set('connection', 'close')
+      return res
+    }
+  })
+
+  async function receive(c: Context<ServerEnv>): Promise<Response> {
     const build = store.waiting(nameParam(c, 'name'))
     const hash = hashParam(c)
     const declared = Number(c.req.header('content-length') ?? '0')
@@ -126,7 +138,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     }
     build.uploaded.add(hash)
     return c.body(null, 200)
-  })
+  }
 
   app.post('/v2/templates/:name/builds/:buildId', async (c) => {
     const build = store.get(nameParam(c, 'name'), c.req.param('buildId'))

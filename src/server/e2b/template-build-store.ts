@@ -62,6 +62,7 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
   const builds = new Map<string, TemplateBuildRecord>()
   const finished: string[] = []
   const timers = new Map<string, NodeJS.Timeout>()
+  const ending = new Set<string>()
   // A crash leaves temp dirs behind; no build of this process is in there yet.
   const swept = rm(options.dir, { recursive: true, force: true })
 
@@ -116,15 +117,18 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
     },
 
     async finish(build, status, reason) {
-      if (build.status === 'ready' || build.status === 'error') return
-      build.status = status
-      if (reason) build.reason = reason
+      if (ending.has(build.buildId) || build.status === 'ready' || build.status === 'error') return
+      ending.add(build.buildId)
       build.controller.abort(new SandstormError('canceled', `build ${build.buildId} ended`))
       clearTimeout(timers.get(build.buildId))
       timers.delete(build.buildId)
+      // The status is what the SDK waits on: once it says ended, the temp dir is gone.
+      await rm(build.dir, { recursive: true, force: true })
+      ending.delete(build.buildId)
+      build.status = status
+      if (reason) build.reason = reason
       finished.push(build.buildId)
       while (finished.length > maxFinished) builds.delete(finished.shift()!)
-      await rm(build.dir, { recursive: true, force: true })
     },
 
     async close() {
