@@ -12,8 +12,9 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { buildTemplate, deleteTemplate, listTemplates, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
 import { runCli } from './helpers/cli-process.js'
-import { makeImageArchive, pushTestImage } from './helpers/oci-images.js'
-import { registryToolsMissing, startRegistry, type TestRegistry } from './helpers/registry.js'
+import { writeFile } from 'node:fs/promises'
+import { makeImageArchive, pushTestImage, tarOf, type Entry } from './helpers/oci-images.js'
+import { registryToolsMissing, sha256Of, startRegistry, type TestRegistry } from './helpers/registry.js'
 import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? registryToolsMissing() ?? null
@@ -43,7 +44,8 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
     })
     other = await pushTestImage(registry, 'team/other:latest', { files: { 'other.txt': 'other\n' } })
     templates = await scratchTemplatesDir()
-    stack = await startStack({ templatesDir: templates.dir })
+    // A small layer limit, so that a layer bomb is a few MiB.
+    stack = await startStack({ templatesDir: templates.dir, maxLayerBytes: 4 * 1024 * 1024 })
   })
   after(async () => {
     await stack?.close()
@@ -155,6 +157,65 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
     assert.deepEqual((await listTemplates(stack.conn)).map((t) => t.name), namesBefore)
     assert.deepEqual(await storedLayers(templates.dir), layersBefore)
     assert.deepEqual((await readdir(templates.dir)).filter((n) => n.startsWith('.build-') || n.startsWith('.tmp')), [])
+  })
+
+  test('a registry that wants credentials: right ones pull, wrong and missing ones are named as refused', async () => {
+    const locked = await startRegistry({ auth: 'htpasswd' })
+    try {
+      const pushed = await pushTestImage(locked, 'private/app:1', { files: { 'secret.txt': 'ok\n' } })
+      const [username, password] = locked.creds!.split(':') as [string, string]
+      await buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password } })
+      await deleteTemplate('private', stack.conn)
+      await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password: 'wrong' } }), (err: Error) => /refused the credentials|401/.test(err.message) || assert.fail(err.message))
+      await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference }), (err: Error) => /requires credentials|401/.test(err.message) || assert.fail(err.message))
+    } finally {
+      await locked.stop()
+    }
+  })
+
+  test('a blob that does not match its digest fails the build and leaves no layer', async () => {
+    const tampered = await pushTestImage(registry, 'team/tampered:1', { files: { 'victim.txt': 'original content\n' } })
+    const layersBefore = await storedLayers(templates.dir)
+    // The top layer's blob, changed in the registry's storage (same length: only the hash can tell).
+    const manifest = JSON.parse(await (await fetch(`http://${registry.host}/v2/team/tampered/manifests/${tampered.digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).text()) as { layers: { digest: string }[] }
+    const top = manifest.layers.at(-1)!.digest
+    const { readFile } = await import('node:fs/promises')
+    const blob = await readFile(registry.blobPath(top))
+    blob[blob.length - 20] ^= 0xff
+    await writeFile(registry.blobPath(top), blob)
+    await assert.rejects(buildTemplate('tampered', { ...stack.conn, image: tampered.reference }), (err: Error) => /sha256|digest|hash/.test(err.message) || assert.fail(err.message))
+    assert.deepEqual(await storedLayers(templates.dir), layersBefore)
+    assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'tampered'))
+  })
+
+  test('hostile archives: a path that escapes, a write through a symlink, a layer bomb past the limit; nothing is left', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'sandstorm-test-hostile-'))
+    const layersBefore = await storedLayers(templates.dir)
+    try {
+      const cases: [string, Entry[], RegExp][] = [
+        ['escape', [{ name: '../../escaped.txt', content: 'x' }], /leave|escape|\.\./],
+        ['symlink', [{ name: 'evil', type: 'symlink', linkname: '/etc' }, { name: 'evil/planted', content: 'x' }], /symlink/],
+        ['bomb', [{ name: 'big.bin', content: Buffer.alloc(5 * 1024 * 1024) }], /more than 4194304 bytes|limit/],
+      ]
+      for (const [name, entries, says] of cases) {
+        const layer = await tarOf(entries)
+        const diffId = sha256Of(layer)
+        const config = JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } })
+        const path = join(work, `${name}.tar`)
+        await writeFile(path, await tarOf([
+          { name: 'config.json', content: config },
+          { name: 'l/layer.tar', content: layer },
+          { name: 'manifest.json', content: JSON.stringify([{ Config: 'config.json', RepoTags: [`hostile/${name}:1`], Layers: ['l/layer.tar'] }]) },
+        ]))
+        await assert.rejects(buildTemplate(`hostile-${name}`, { ...stack.conn, imageArchive: path }), (err: Error) => says.test(err.message) || assert.fail(`${name}: ${err.message}`))
+      }
+      await assert.rejects(import('node:fs/promises').then((fs) => fs.stat('/etc/planted')), { code: 'ENOENT' })
+      assert.deepEqual(await storedLayers(templates.dir), layersBefore)
+      assert.deepEqual((await readdir(join(templates.dir, '.layers'))).filter((n) => n.startsWith('.tmp')), [])
+      assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name.startsWith('hostile-')))
+    } finally {
+      await rm(work, { recursive: true, force: true })
+    }
   })
 
   test('the CLI builds from an image and lists it with its shared size, source and digest', async () => {

@@ -8,7 +8,7 @@ import type { AgentSandbox } from './agent-api.js'
 import type { AgentApi, AgentCreateRequest } from './agent-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import type { SandboxLayers } from './sandbox-layers.js'
-import type { BuildHost, BuildRunRequest, BuildRunResult, Digest, ImageDefaults, ImageSource, LayerChain, PullOptions, StoredLayer } from '../images/contracts.js'
+import type { BuildHost, BuildRunRequest, BuildRunResult, Digest, ImageDefaults, ImageSource, LayerChain, PullOptions, StoredLayer, UnpackLimits } from '../images/contracts.js'
 import { openRegistryImage, formatBytes } from '../images/registry/index.js'
 import { newId, SandstormError, type CallOptions } from '../shared/index.js'
 import type { ResolvedTemplate, TemplateStore } from '../templates/index.js'
@@ -23,6 +23,8 @@ export interface BuildHostOptions {
   layers: SandboxLayers
   /** Registries pulled from over plain HTTP. */
   insecureRegistries: string[]
+  /** The most one layer may unpack to. @default the unpacker's (16 GiB) */
+  maxLayerBytes?: number
 }
 
 /** Memory and CPUs of a RUN step's sandbox. */
@@ -32,13 +34,14 @@ const buildSandbox = { memoryMiB: 2048, cpus: 2, pidsMax: 4096 }
 export const emptyDefaults = (): ImageDefaults => ({ env: {}, exposedPorts: [], labels: {} })
 
 /** Stores every layer of `source` (each once, shared with other templates) and returns the chain. */
-export async function storeImage(templates: TemplateStore, source: ImageSource, options: CallOptions & { onProgress?: (line: string) => void } = {}): Promise<LayerChain> {
+export async function storeImage(templates: TemplateStore, source: ImageSource, options: CallOptions & UnpackLimits & { onProgress?: (line: string) => void } = {}): Promise<LayerChain> {
   const { layers } = source.manifest
   const stored: StoredLayer[] = []
   for (const [i, layer] of layers.entries()) {
     const had = await templates.imageLayers.get(layer.digest)
     options.onProgress?.(`layer ${i + 1}/${layers.length} ${layer.digest.slice(0, 19)} ${formatBytes(layer.size)}${had ? ' (already here)' : ''}`)
-    stored.push(had ?? (await templates.imageLayers.ensure(layer.digest, layer.mediaType, () => source.openLayer(layer, options), options)))
+    const limits = { ...(options.signal ? { signal: options.signal } : {}), ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) }
+    stored.push(had ?? (await templates.imageLayers.ensure(layer.digest, layer.mediaType, () => source.openLayer(layer, options), limits)))
   }
   return chainOf(stored)
 }
@@ -55,7 +58,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
   async function pull(reference: string, pullOptions: PullOptions = {}) {
     const source = await openRegistryImage(reference, { ...pullOptions, insecureRegistries: [...options.insecureRegistries, ...(pullOptions.insecureRegistries ?? [])] })
     try {
-      const chain = await storeImage(templates, source, pullOptions)
+      const chain = await storeImage(templates, source, { ...pullOptions, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })
       return { chain, defaults: source.manifest.defaults, digest: source.manifest.digest }
     } finally {
       await source.close()

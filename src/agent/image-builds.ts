@@ -17,6 +17,8 @@ export interface ImageBuildsOptions {
   templates: TemplateStore
   host: BuildHost
   logger: Logger
+  /** The most one layer of an archive may unpack to. @default the unpacker's */
+  maxLayerBytes?: number
   /** Why `name` cannot be deleted now (sandboxes or snapshots on it), or null. */
   inUse(name: string): Promise<string | null>
 }
@@ -38,7 +40,7 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
       const source = await openImageArchive(req.path, { signal: call.signal })
       try {
         progress(`archive holds ${source.manifest.reference || 'an image'} (${source.manifest.layers.length} layers)`)
-        const chain = await storeImage(templates, source, base)
+        const chain = await storeImage(templates, source, { ...base, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })
         made = { chain, defaults: source.manifest.defaults, source: { kind: 'archive', reference: source.manifest.reference, digest: source.manifest.digest }, description: `image archive ${source.manifest.reference || ''}@${source.manifest.digest}` }
       } finally {
         await source.close()

@@ -36,6 +36,8 @@ export interface LocalAgentOptions {
   accel?: QemuAccel
   /** Layer store driver. @default 'auto': btrfs when the data dir is on btrfs, else overlay */
   storageDriver?: 'overlay' | 'btrfs' | 'auto'
+  /** The most one image layer may unpack to; a layer bomb past it fails its build. @default 16 GiB */
+  maxLayerBytes?: number
   /** Registries (`host:port`) that image pulls reach over plain HTTP (loopback ones always are). @default none */
   insecureRegistries?: string[]
   /** Sandbox networking: the address pool, public ranges and upstream resolvers. @default the defaults of createHostNetwork */
@@ -473,7 +475,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   }
   const images = createImageBuilds({
     templates,
-    host: createBuildHost({ templates, agent, createOver, snapshots: allSnapshots, layers, insecureRegistries: options.insecureRegistries ?? [] }),
+    ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}),
+    host: createBuildHost({ templates, agent, createOver, snapshots: allSnapshots, layers, insecureRegistries: options.insecureRegistries ?? [], ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) }),
     logger: log,
     async inUse(name) {
       const running = [...sandboxes.values()].filter((s) => s.record.template === name).map((s) => s.record.id)

@@ -21,6 +21,7 @@ interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags {
   defaultDisk: string
   hibernateAfter: string
   insecureRegistry: string[]
+  maxLayerSize?: string
 }
 
 /** A `--accel` value. */
@@ -42,6 +43,7 @@ export function registerUp(program: Command): void {
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP (repeat for more; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
   addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd)))
     .action(async (flags: UpFlags) => {
@@ -64,7 +66,7 @@ export function registerUp(program: Command): void {
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
       // The agent holds the default: a server in front of many agents has none of its own yet.
-      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, insecureRegistries: flags.insecureRegistry })
+      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, insecureRegistries: flags.insecureRegistry, maxLayerBytes: parseDiskMiB(flags.maxLayerSize ?? '16G', '--max-layer-size') * 1024 * 1024 })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
