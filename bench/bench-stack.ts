@@ -49,6 +49,8 @@ export interface BenchStackOptions {
   btrfsMountOptions?: string[]
   /** The agent's networking (a test internet's public range and DNS server, say). @default the agent's defaults */
   network?: LocalAgentOptions['network']
+  /** The agent's template dir (a bench's own, for image templates and their layers). @default setup's */
+  templatesDir?: string
 }
 
 /** Starts a server and an agent over a new temporary data dir. */
@@ -56,10 +58,11 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
   const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-bench-'))
   const runcRoot = join(dataDir, 'runc')
   const logger = silentLogger()
+  const templates = options.templatesDir ?? templatesDir
   let agent: AgentApi | undefined
   const btrfs = options.btrfsMiB ? await mountBtrfsStore(dataDir, options.btrfsMiB, options.btrfsMountOptions ?? []) : undefined
   try {
-    agent = await createLocalAgent({ dataDir, templatesDir, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network })
+    agent = await createLocalAgent({ dataDir, templatesDir: templates, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network })
     // A long default lifetime: no sandbox may expire while a benchmark holds it.
     const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
     const live = agent
@@ -79,7 +82,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         if (left.length > 0) {
           // An agent forgets a sandbox whose destroy failed half-way; a new agent on the same data
           // dir finds it again (adoption removes stopped ones and takes over running ones).
-          const again = await createLocalAgent({ dataDir, templatesDir, logger })
+          const again = await createLocalAgent({ dataDir, templatesDir: templates, logger })
           for (const s of await again.list()) await again.destroy(s.id).catch(() => undefined)
           await again.close()
           left = await leftovers(dataDir, runcRoot, ids, btrfs?.mountPoint)

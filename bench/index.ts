@@ -13,6 +13,7 @@ import { e2bBenchmark } from './e2b.js'
 import { execBenchmark } from './exec.js'
 import { fleetBenchmark } from './fleet.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
+import { imagesBenchmark } from './images.js'
 import { machineInfo } from './machine.js'
 import { snapshotBenchmark } from './snapshots.js'
 import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
@@ -24,7 +25,7 @@ import { networkBenchmark } from './network.js'
 import { usageSamplingBenchmark } from './usage-sampling.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark, imagesBenchmark]
 
 interface CliOptions {
   only?: string[]
