@@ -105,7 +105,7 @@ if [ -f "$ci_json" ]; then
   fi
 fi
 
-# 3b. The qemu guest of the debian template (kernel, initramfs, root image with qemu-guest-agent),
+# 3b. The qemu guest of the debian template (kernel, initramfs, root image with the host's qemu-ga bundled in),
 # which the first qemu sandbox would otherwise build. Silent when it is there already.
 node "$CLI" setup --qemu-guest debian --data-dir "$DATA_DIR" || die "building the qemu guest of template debian failed"
 
