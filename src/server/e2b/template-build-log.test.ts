@@ -78,6 +78,15 @@ describe("a build's events as E2B's build log", () => {
     await store.finish(build, 'ready')
   })
 
+  it("cuts a build's log at 20,000 lines, saying so, and each line at 4 KiB", async () => {
+    const build = await store.request('chatty', {})
+    for (let i = 0; i < 20_005; i++) store.log(build, 'info', i === 0 ? 'x'.repeat(10_000) : `line ${i}`)
+    assert.equal(build.log.length, 20_001)
+    assert.equal(build.log[0]!.message.length, 4096 + 3)
+    assert.deepEqual([build.log.at(-1)!.level, build.log.at(-1)!.message], ['warn', 'log cut at 20000 lines'])
+    await store.finish(build, 'ready')
+  })
+
   it('keeps one build of a name at a time: a newer request supersedes a waiting one, a running one refuses it', async () => {
     const first = await store.request('one', {})
     const second = await store.request('one', {})

@@ -10,6 +10,7 @@
  * - `GET /templates/:name/builds/:buildId/status` answers the status and the log from `logsOffset`.
  * - `GET /templates/aliases/:alias` says whether a template of that name exists.
  */
+import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -54,6 +55,8 @@ export interface TemplateBuildRoutesDeps {
 /** Most bytes one upload of COPY files may unpack to (a gzip bomb stops here). */
 const maxUnpackedBytes = 16 * 1024 ** 3
 const hashPattern = /^[a-f0-9]{64}$/
+/** Most uploads one build takes: one per COPY step, and a template has at most 256 steps. */
+const maxUploadsPerBuild = 256
 
 /** Registers the routes. */
 export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRoutesDeps): void {
@@ -126,15 +129,21 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     if (declared > deps.maxFileBytes) throw new SandstormError('payload_too_large', `upload too large: expected at most ${deps.maxFileBytes} bytes, got a Content-Length of ${declared}`)
     const body = c.req.raw.body
     if (!body) throw new SandstormError('invalid_argument', 'body: expected the tar.gz of the files, got nothing')
+    if (build.uploaded.size + build.receiving >= maxUploadsPerBuild) {
+      throw new SandstormError('resource_exhausted', `build ${build.buildId}: expected at most ${maxUploadsPerBuild} uploads (one per COPY step), got more`)
+    }
     const file = join(build.dir, 'uploads', hash)
-    const partial = `${file}.${Date.now()}.part`
+    const partial = `${file}.${randomUUID()}.part`
     const signal = AbortSignal.any([c.var.signal, build.controller.signal])
+    build.receiving++
     try {
       await pipeline(Readable.from(capBytes(Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>), deps.maxFileBytes)), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal })
       await rename(partial, file)
     } catch (err) {
       await rm(partial, { force: true })
       throw err
+    } finally {
+      build.receiving--
     }
     build.uploaded.add(hash)
     return c.body(null, 200)

@@ -11,6 +11,11 @@ import { join } from 'node:path'
 import { SandstormError } from '../../shared/index.js'
 import type { BuildLogEntry, BuildLogLevel, BuildStatus, BuildStatusReason } from './template-build-wire.js'
 
+/** Most log lines one build keeps (the rest are dropped, with a line saying so). */
+const maxLogEntries = 20_000
+/** Longest log line kept. */
+const maxLineChars = 4096
+
 /** One build of a template. */
 export interface TemplateBuildRecord {
   readonly buildId: string
@@ -25,6 +30,8 @@ export interface TemplateBuildRecord {
   reason?: BuildStatusReason
   /** The files hashes whose upload completed. */
   readonly uploaded: Set<string>
+  /** Uploads under way (each refused past the build's limit with the completed ones). */
+  receiving: number
   /** Aborts the build (and a waiting build's uploads): a newer request, or the server closing. */
   readonly controller: AbortController
 }
@@ -86,6 +93,7 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
         status: 'waiting',
         log: [],
         uploaded: new Set(),
+        receiving: 0,
         controller: new AbortController(),
       }
       await mkdir(join(build.dir, 'uploads'), { recursive: true, mode: 0o700 })
@@ -113,7 +121,10 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
     },
 
     log(build, level, message, step) {
-      build.log.push({ timestamp: new Date().toISOString(), level, message, ...(step !== undefined ? { step } : {}) })
+      // Builds are kept in memory for polling: a chatty one must not grow without end.
+      if (build.log.length > maxLogEntries) return
+      const entry = build.log.length === maxLogEntries ? { level: 'warn' as const, message: `log cut at ${maxLogEntries} lines` } : { level, message: message.length > maxLineChars ? `${message.slice(0, maxLineChars)}...` : message }
+      build.log.push({ timestamp: new Date().toISOString(), ...entry, ...(step !== undefined ? { step } : {}) })
     },
 
     async finish(build, status, reason) {
