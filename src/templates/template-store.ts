@@ -372,38 +372,47 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     })
   }
 
-  async function promote(name: string, spec: GoldenVersionSpec): Promise<TemplateInfo> {
+  /**
+   * Adds the next version of `name`, made of the template.json that `make` gives for its number
+   * and no tree of its own (its root is layers elsewhere), and makes it current.
+   */
+  async function addVersion(name: string, make: (version: number) => Promise<StoredTemplate>): Promise<StoredTemplate> {
     return exclusive(name, async () => {
       const tmp = join(dir, `.build-${name}-${randomBytes(4).toString('hex')}`)
       try {
         await mkdir(tmp)
         await mkdir(join(dir, name), { recursive: true })
         const version = await nextVersion(join(dir, name))
-        const stored: StoredTemplate = {
-          name,
-          version,
-          description: spec.description,
-          sizeBytes: spec.sizeBytes,
-          buildMs: 0,
-          builtAt: new Date().toISOString(),
-          defaults: { ...spec.defaults },
-          readonlyBinds: spec.rootfs.readonlyBinds.map((b) => ({ ...b })),
-          lowerDirs: [...spec.rootfs.lowerDirs],
-          baseTemplate: spec.baseTemplate,
-          snapshotId: spec.snapshotId,
-          ...(spec.start ? { start: spec.start } : {}),
-          ...(spec.rootfs.allowSetuid ? { allowSetuid: true } : {}),
-        }
+        const stored = await make(version)
         await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
         await rename(tmp, join(dir, name, String(version)))
         await switchCurrent(name, version)
-        logger.info({ template: name, version, snapshotId: spec.snapshotId }, 'snapshot promoted to a template version')
-        return toInfo(stored)
+        return stored
       } catch (err) {
         await removeTree(tmp).catch(() => undefined)
         throw SandstormError.from(err)
       }
     })
+  }
+
+  async function promote(name: string, spec: GoldenVersionSpec): Promise<TemplateInfo> {
+    const stored = await addVersion(name, async (version) => ({
+      name,
+      version,
+      description: spec.description,
+      sizeBytes: spec.sizeBytes,
+      buildMs: 0,
+      builtAt: new Date().toISOString(),
+      defaults: { ...spec.defaults },
+      readonlyBinds: spec.rootfs.readonlyBinds.map((b) => ({ ...b })),
+      lowerDirs: [...spec.rootfs.lowerDirs],
+      baseTemplate: spec.baseTemplate,
+      snapshotId: spec.snapshotId,
+      ...(spec.start ? { start: spec.start } : {}),
+      ...(spec.rootfs.allowSetuid ? { allowSetuid: true } : {}),
+    }))
+    logger.info({ template: name, version: stored.version, snapshotId: spec.snapshotId }, 'snapshot promoted to a template version')
+    return toInfo(stored)
   }
 
   async function rollback(name: string): Promise<TemplateInfo> {
@@ -424,16 +433,9 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
 
   async function standingOn(snapshotId: string): Promise<string[]> {
     await ready
-    const out: string[] = []
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (!(entry.isDirectory() || entry.isSymbolicLink()) || !templateNamePattern.test(entry.name)) continue
-      for (const version of await versionsOf(join(dir, entry.name))) {
-        const found = await readVersion(entry.name, String(version)).catch(() => null)
-        if (found?.stored.snapshotId === snapshotId) out.push(`${entry.name} v${version}`)
-      }
-    }
-    return out
+    return (await allVersions()).filter((v) => v.snapshotId === snapshotId).map((v) => `${v.name} v${v.version}`)
   }
+
 
   /** Every version of every template, as stored (unreadable ones skipped). */
   async function allVersions(): Promise<StoredTemplate[]> {
@@ -449,40 +451,26 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   }
 
   async function addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo> {
-    return exclusive(name, async () => {
-      const tmp = join(dir, `.build-${name}-${randomBytes(4).toString('hex')}`)
-      try {
-        await mkdir(tmp)
-        await mkdir(join(dir, name), { recursive: true })
-        const version = await nextVersion(join(dir, name))
-        let sizeBytes = 0
-        for (const id of spec.chain.layerIds) sizeBytes += (await imageLayers.get(id as Digest))?.sizeBytes ?? 0
-        const stored: StoredTemplate = {
-          name,
-          version,
-          description: spec.description,
-          sizeBytes,
-          buildMs: spec.buildMs,
-          builtAt: new Date().toISOString(),
-          defaults: { memoryMiB: spec.resources?.memoryMiB ?? 512, cpus: spec.resources?.cpus ?? 1, ...(spec.resources?.diskMiB ? { diskMiB: spec.resources.diskMiB } : {}) },
-          readonlyBinds: spec.chain.readonlyBinds.map((b) => ({ ...b })),
-          lowerDirs: [...spec.chain.lowerDirs],
-          layers: [...spec.chain.layerIds],
-          source: spec.source,
-          config: spec.defaults,
-          ...(spec.start ? { start: spec.start } : {}),
-          ...(spec.chain.allowSetuid ? { allowSetuid: true } : {}),
-        }
-        await writeFile(join(tmp, 'template.json'), `${JSON.stringify(stored, null, 2)}\n`)
-        await rename(tmp, join(dir, name, String(version)))
-        await switchCurrent(name, version)
-        logger.info({ template: name, version, source: spec.source, layers: spec.chain.layerIds.length }, 'image template version added')
-        return toInfo(stored)
-      } catch (err) {
-        await removeTree(tmp).catch(() => undefined)
-        throw SandstormError.from(err)
-      }
-    })
+    let sizeBytes = 0
+    for (const id of spec.chain.layerIds) sizeBytes += (await imageLayers.get(id))?.sizeBytes ?? 0
+    const stored = await addVersion(name, async (version) => ({
+      name,
+      version,
+      description: spec.description,
+      sizeBytes,
+      buildMs: spec.buildMs,
+      builtAt: new Date().toISOString(),
+      defaults: { memoryMiB: spec.resources?.memoryMiB ?? 512, cpus: spec.resources?.cpus ?? 1, ...(spec.resources?.diskMiB ? { diskMiB: spec.resources.diskMiB } : {}) },
+      readonlyBinds: spec.chain.readonlyBinds.map((b) => ({ ...b })),
+      lowerDirs: [...spec.chain.lowerDirs],
+      layers: [...spec.chain.layerIds],
+      source: spec.source,
+      config: spec.defaults,
+      ...(spec.start ? { start: spec.start } : {}),
+      ...(spec.chain.allowSetuid ? { allowSetuid: true } : {}),
+    }))
+    logger.info({ template: name, version: stored.version, source: spec.source, layers: spec.chain.layerIds.length }, 'image template version added')
+    return toInfo(stored)
   }
 
   async function remove(name: string, keepDirs: Iterable<string> = []): Promise<{ removedLayers: number }> {
