@@ -91,9 +91,9 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
 
     const sbx = await Sandbox.create('sdk-built')
     try {
-      // The start command ran in the WORKDIR; commands start in the user's home (envd's default).
-      const run = await sbx.commands.run('cat /built.txt /app/hello.txt /srv/site/index.html /tmp/started; echo "$GREETING|$OTHER"')
-      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nstarted in /app\nhello there|x"y\n')
+      // The start command and commands run in the WORKDIR, commands as E2B's default user.
+      const run = await sbx.commands.run('cat /built.txt hello.txt /srv/site/index.html /tmp/started; echo "$GREETING|$OTHER|$(pwd)|$(id -un)|$USER"')
+      assert.equal(run.stdout, 'built-by-run\nhello from the build context\n<p>site</p>\nstarted in /app\nhello there|x"y|/app|user|user\n')
     } finally {
       await sbx.kill()
     }

@@ -59,8 +59,15 @@ export interface AgentSandboxStats {
 export interface AgentExecRequest {
   argv: string[]
   env: Record<string, string>
+  /** @default the template's (an image's WORKDIR), else the user's home */
   cwd?: string
+  /** @default the template's (an image's USER), else `fallbackUser` (root where an image template has no such user) */
   user?: string
+  /**
+   * The user when neither the request nor its template names one (E2B's `user` for templates
+   * that are not images); with it the command gets `USER` set to the user it runs as. @default 'root'
+   */
+  fallbackUser?: string
   stdin?: Uint8Array
   keepStdin?: boolean
   timeoutMs?: number

@@ -263,7 +263,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     // An image template's Env, USER and WORKDIR are its sandboxes' defaults; the create's own env vars win.
     const image = template.info.config
     const env = image ? { ...image.env, ...req.env } : req.env
-    // As in Docker, an image's commands start in its WORKDIR, else in / (not the user's home, which an image may lack).
+    // As in Docker, an image's commands run as its USER in its WORKDIR, else / (not a home an image may lack).
     const execDefaults = image ? { ...(image.user ? { user: image.user } : {}), cwd: image.workingDir || '/' } : undefined
     const backend = requireRuntime(backends, plan.runtime, agentId)
     const machine = machineRuntimes.has(plan.runtime)
@@ -395,8 +395,15 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
       const sandbox = get(id)
       const defaults = sandbox.record.execDefaults
-      const user = await resolveUser(id, req.user ?? defaults?.user ?? 'root', call)
+      let userName = req.user ?? defaults?.user ?? req.fallbackUser ?? 'root'
+      // E2B's default user is no account of most images: a command of an image template then runs as root, as Docker's.
+      const user = await resolveUser(id, userName, call).catch(async (err: unknown) => {
+        if (req.user !== undefined || defaults?.user !== undefined || defaults === undefined || userName === 'root') throw err
+        userName = 'root'
+        return resolveUser(id, userName, call)
+      })
       const cwd = req.cwd ?? defaults?.cwd ?? user.home
+      const env = req.fallbackUser !== undefined ? { USER: userName.split(':')[0]!, ...req.env } : req.env
       let record: ProcessRecord | undefined
       const early: [('stdout' | 'stderr'), Uint8Array][] = []
       // The caller's signal cancels the start only (agent-api.ts): the backend ties a process's
@@ -408,7 +415,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const process = await backendOf(id)
         .exec(
           id,
-          { argv: req.argv, env: { HOME: user.home, ...req.env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
+          { argv: req.argv, env: { HOME: user.home, ...env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
           {
             onStdout: (c) => (record ? record.output('stdout', c) : early.push(['stdout', c])),
             onStderr: (c) => (record ? record.output('stderr', c) : early.push(['stderr', c])),

@@ -75,7 +75,7 @@ test('signed URLs: the SDK\'s signature checks out; tampering, expiry and absenc
 })
 
 test('relative paths resolve against the home, and stay normalised', () => {
-  const scope = { sandboxId: 'sb', user: 'user', home: '/home/user' }
+  const scope = { sandboxId: 'sb', user: 'user', userGiven: false, home: '/home/user' }
   assert.equal(resolvePath(scope, 'a/b'), '/home/user/a/b')
   assert.equal(resolvePath(scope, '~/x'), '/home/user/x')
   assert.equal(resolvePath(scope, '/tmp/../etc'), '/etc')

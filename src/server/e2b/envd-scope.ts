@@ -11,6 +11,8 @@ export const defaultUser = 'user'
 export interface EnvdScope {
   sandboxId: string
   user: string
+  /** The caller named the user (Basic auth); else `user` is E2B's default, which an image template's own USER overrides for commands. */
+  userGiven: boolean
   /** The user's home: relative paths resolve against it, commands start in it. */
   home: string
 }
@@ -47,8 +49,9 @@ export function runningScope(sandboxId: string, headers: HeaderSource, sandboxes
     throw new SandstormError('unavailable', `sandbox "${sandboxId}" is not running (it was killed or reached its timeout)`)
   }
   if (state !== 'running') throw new SandstormError('unavailable', `sandbox "${sandboxId}" is ${state}: connect to it to resume it`)
-  const user = userOf(headers.get('authorization')) ?? defaultUser
-  return { sandboxId, user, home: homeOf(user) }
+  const given = userOf(headers.get('authorization'))
+  const user = given ?? defaultUser
+  return { sandboxId, user, userGiven: given !== undefined, home: homeOf(user) }
 }
 
 /** The user of `Authorization: Basic base64("<user>:")`, as the SDK sends it. */

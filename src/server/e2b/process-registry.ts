@@ -5,7 +5,6 @@ export interface ProcessEntry {
   cmd: string
   args: string[]
   envs: Record<string, string>
-  cwd: string
   tag?: string
   /** Input goes through the PTY helper's framing. */
   pty: boolean

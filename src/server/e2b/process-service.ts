@@ -107,17 +107,18 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const pty = req.pty !== undefined
       const cols = req.pty?.size?.cols || 80
       const rows = req.pty?.size?.rows || 24
-      const cwd = config.cwd ? resolvePath(scope, config.cwd) : scope.home
+      // Without a cwd or a user, the agent picks the template's (an image's WORKDIR and USER), else E2B's.
+      const cwd = config.cwd ? resolvePath(scope, config.cwd) : undefined
       // The start alone follows the request: the process outlives this stream, as envd's does.
       const start = scopedSignal(streamSignal(ctx))
       const { pid } = await agent
         .exec(
           scope.sandboxId,
-          { argv: pty ? ptyArgv(cols, rows, command) : command, env: { USER: scope.user, ...config.envs }, cwd, user: scope.user, keepStdin: pty || req.stdin === true },
+          { argv: pty ? ptyArgv(cols, rows, command) : command, env: { ...config.envs }, ...(cwd ? { cwd } : {}), ...(scope.userGiven ? { user: scope.user } : {}), fallbackUser: scope.user, keepStdin: pty || req.stdin === true },
           { signal: start.signal },
         )
         .finally(start.release)
-      registry.add(scope.sandboxId, pid, { cmd: config.cmd, args: config.args, envs: config.envs, cwd, tag: req.tag, pty })
+      registry.add(scope.sandboxId, pid, { cmd: config.cmd, args: config.args, envs: config.envs, tag: req.tag, pty })
       yield { event: { event: { case: 'start', value: { pid } } } }
       for await (const event of envdEvents(scope, pid, pty, ctx)) yield { event }
     },
@@ -140,7 +141,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
         processes: processes.map((p) => {
           const entry = registry.get(scope.sandboxId, p.pid)
           const config = entry
-            ? { cmd: entry.cmd, args: entry.args, envs: entry.envs, cwd: entry.cwd }
+            ? { cmd: entry.cmd, args: entry.args, envs: entry.envs, cwd: p.cwd }
             : { cmd: p.argv[0] ?? '', args: p.argv.slice(1), envs: {}, cwd: p.cwd }
           return { pid: p.pid, tag: entry?.tag, config }
         }),
