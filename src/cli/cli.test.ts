@@ -163,7 +163,7 @@ test('template ls prints a table or JSON', () =>
   withFake(async (fake) => {
     const r = await sandstorm(fake, ['template', 'ls'])
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, /^NAME\s+VERSION\s+SIZE\s+BUILD TIME\s+BUILT AT\ndebian\s+1\s+143\.1MiB\s+42s\s+2024-01-01/)
+    assert.match(r.stdout, /^NAME\s+VERSION\s+SIZE\s+SHARED\s+SOURCE\s+DIGEST\s+BUILD TIME\s+BUILT AT\ndebian\s+1\s+143\.1MiB\s+-\s+-\s+-\s+42s\s+2024-01-01/)
     assert.equal((JSON.parse((await sandstorm(fake, ['template', 'ls', '--json'])).stdout) as unknown[]).length, 1)
   }))
 
