@@ -218,6 +218,29 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
     }
   })
 
+  test('a malformed build request answers 400 naming the field, before anything is built', async () => {
+    const post = (query: string, body: BodyInit, type = 'application/x-tar') =>
+      fetch(`${stack.conn.apiUrl}/v1/templates/bad/build?${query}`, { method: 'POST', headers: { authorization: `Bearer ${stack.conn.apiKey}`, 'content-type': type }, body })
+    const context = new Uint8Array(await tarOf([{ name: 'app.txt', content: 'x' }]))
+    const cases: [string, BodyInit, string | undefined, RegExp][] = [
+      ['source=dockerfile', context, undefined, /dockerfile: expected "Dockerfile" in the build context/],
+      ['source=dockerfile&dockerfile=../Dockerfile', context, undefined, /dockerfile: expected a path inside the context/],
+      ['source=dockerfile&buildArgs=%7Bnot-json', context, undefined, /buildArgs|JSON/],
+      ['source=elsewhere', context, undefined, /source/],
+      ['source=archive&memoryMiB=lots', context, undefined, /memoryMiB/],
+      ['', JSON.stringify({ image: 42 }), 'application/json', /image/],
+      ['', JSON.stringify({ image: 'x', registryAuth: { username: '' } }), 'application/json', /registryAuth/],
+    ]
+    for (const [query, body, type, says] of cases) {
+      const res = await post(query, body, type)
+      const text = await res.text()
+      assert.equal(res.status, 400, `${query} ${text}`)
+      assert.match((JSON.parse(text) as { message: string }).message, says, query)
+    }
+    assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'bad'))
+    assert.deepEqual(await readdir(join(stack.dataDir, 'uploads')).catch(() => []), [], 'no upload is left')
+  })
+
   test('the CLI builds from an image and lists it with its shared size, source and digest', async () => {
     const built = await runCli(stack, 'template', 'build', 'cli-app', '--image', image.reference)
     assert.equal(built.code, 0, built.stderr)
