@@ -75,8 +75,11 @@ class KernelSession:
 
     def execute(self, code: str, silent: bool = False) -> str:
         """Sends code to run; returns the request's id (the parent id of its outputs)."""
+        # Never stop_on_error: ipykernel then aborts the execute requests that reach it until its
+        # abort is over, which, right after an interrupted run, can be the context's next run (it
+        # answers "aborted" with no output). Runs of a context are one at a time here anyway.
         content = {"code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
-                   "allow_stdin": False, "stop_on_error": not silent}
+                   "allow_stdin": False, "stop_on_error": False}
         return self._send("execute_request", content)
 
     async def request(self, code: str, silent: bool = True) -> dict:
