@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { buildTemplate, deleteTemplate, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
+import { buildTemplate, deleteTemplate, pruneTemplateLayers, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
 import { startRegistry } from '../test/helpers/registry.js'
 import { scratchTemplatesDir } from '../test/helpers/stack.js'
 import { startBenchStack, type BenchStack } from './bench-stack.js'
@@ -196,6 +196,8 @@ export const imagesBenchmark: Benchmark = {
       figures.push(await dockerfileRow(ctx, stack, ctx.iterations ?? buildIterations, notes))
       figures.push(...(await createRows(ctx, stack, ctx.iterations ?? createIterations, notes)))
       await deleteTemplate(baseTemplate, stack.conn)
+      // The noCache builds' layers are build cache no template stands on: a prune takes them.
+      await pruneTemplateLayers(stack.conn)
       const left = await storedLayers(templates.dir)
       if (left.length > 0) ctx.leftovers([`${left.length} image layers in ${join(templates.dir, '.layers')} after every template was deleted`])
       return { name: 'images', title: this.title, figures, notes }

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { buildTemplate, deleteTemplate, listTemplates, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
+import { buildTemplate, deleteTemplate, listTemplates, pruneTemplateLayers, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
 import { runCli } from './helpers/cli-process.js'
 import { writeFile } from 'node:fs/promises'
 import { makeImageArchive, pushTestImage, tarOf, type Entry } from './helpers/oci-images.js'
@@ -215,6 +215,25 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
       assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name.startsWith('hostile-')))
     } finally {
       await rm(work, { recursive: true, force: true })
+    }
+  })
+
+  test('a failed Dockerfile build keeps its cached steps until a prune; deleting a template leaves other builds\' cache', async () => {
+    const context = await mkdtemp(join(tmpdir(), 'sandstorm-test-prune-'))
+    try {
+      await writeFile(join(context, 'data.txt'), 'cached step\n')
+      await writeFile(join(context, 'Dockerfile'), 'FROM app\nCOPY data.txt /data.txt\nRUN exit 3\n')
+      const before = await storedLayers(templates.dir)
+      await assert.rejects(buildTemplate('fails', { ...stack.conn, context }), (err: Error) => /exit code 3/.test(err.message) || assert.fail(err.message))
+      assert.equal((await storedLayers(templates.dir)).length, before.length + 1, 'the COPY step is cached')
+      // Deleting another template sweeps only that template's layers.
+      await buildTemplate('doomed', { ...stack.conn, image: other.reference })
+      await deleteTemplate('doomed', stack.conn)
+      assert.equal((await storedLayers(templates.dir)).length, before.length + 1, 'the cache outlives another delete')
+      assert.deepEqual(await pruneTemplateLayers(stack.conn), { removedLayers: 1 })
+      assert.deepEqual(await storedLayers(templates.dir), before)
+    } finally {
+      await rm(context, { recursive: true, force: true })
     }
   })
 

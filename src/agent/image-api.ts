@@ -18,4 +18,6 @@ export interface AgentImageApi {
   build(name: string, req: ImageBuildRequest, emit: (event: TemplateBuildEvent) => void, options?: CallOptions): Promise<TemplateInfo>
   /** Deletes every version of `name` and the layers nothing else stands on; failed_precondition while sandboxes or snapshots use it. */
   remove(name: string, options?: CallOptions): Promise<{ removedLayers: number }>
+  /** Removes the image layers no template stands on (the Dockerfile build cache among them). */
+  prune(options?: CallOptions): Promise<{ removedLayers: number }>
 }

@@ -67,5 +67,5 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
     return templates.remove(name, keepDirs)
   }
 
-  return { build: (name, req, emit, call) => templates.whileBuilding(() => build(name, req, emit, call)), remove: (name, _call) => remove(name, []) }
+  return { build: (name, req, emit, call) => templates.whileBuilding(() => build(name, req, emit, call)), remove: (name, _call) => remove(name, []), prune: (_call) => templates.prune() }
 }

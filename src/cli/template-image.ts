@@ -1,6 +1,6 @@
 /** `sandstorm template build NAME --image REF | --image-archive TAR | --dockerfile F --context DIR`, and `template rm NAME`. */
 import type { Command } from 'commander'
-import { buildTemplate, deleteTemplate, InvalidArgumentError, type RegistryAuth, type TemplateInfo, type TemplateStartInput } from '../sdk/index.js'
+import { buildTemplate, deleteTemplate, InvalidArgumentError, pruneTemplateLayers, type RegistryAuth, type TemplateInfo, type TemplateStartInput } from '../sdk/index.js'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 import { formatDuration } from './duration.js'
@@ -77,8 +77,15 @@ export function sourceText(t: TemplateInfo): string {
   return ''
 }
 
-/** Registers `template rm`. */
+/** Registers `template rm` and `template prune`. */
 export function registerTemplateRemove(template: Command): void {
+  template
+    .command('prune')
+    .description('remove the image layers no template stands on (the Dockerfile build cache among them)')
+    .action(async (_flags: unknown, cmd: Command) => {
+      const { removedLayers } = await pruneTemplateLayers(connectionOf(cmd))
+      process.stdout.write(`${removedLayers} layer${removedLayers === 1 ? '' : 's'} freed\n`)
+    })
   template
     .command('rm')
     .description('delete every version of a template, and the image layers no other template stands on')

@@ -67,6 +67,11 @@ export async function buildTemplate(name: string, options: BuildTemplateOptions)
   throw errorFromWire(0, 'internal', `the build of template "${name}" ended without saying whether it succeeded`)
 }
 
+/** Removes the image layers no template stands on: the Dockerfile build cache, and layers of deleted templates a build had kept. */
+export function pruneTemplateLayers(options: ConnectionOptions = {}): Promise<{ removedLayers: number }> {
+  return createApiClient(resolveConnection(options)).json({ method: 'POST', path: '/v1/templates/prune', signal: options.signal })
+}
+
 /** Deletes every version of template `name` and the layers no other template stands on. */
 export function deleteTemplate(name: string, options: ConnectionOptions = {}): Promise<{ removedLayers: number }> {
   return createApiClient(resolveConnection(options)).json({ method: 'DELETE', path: `/v1/templates/${encodeURIComponent(name)}`, signal: options.signal })

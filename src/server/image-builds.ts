@@ -44,6 +44,8 @@ export interface ImageBuildService {
   readDockerfile(contextDir: string, path: string): Promise<string>
   /** Deletes template `name` and the layers nothing else stands on. */
   remove(name: string, signal?: AbortSignal): Promise<{ removedLayers: number }>
+  /** Removes the image layers no template stands on (the build cache among them). */
+  prune(signal?: AbortSignal): Promise<{ removedLayers: number }>
 }
 
 /** Options of createImageBuildService. */
@@ -158,5 +160,6 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
     receiveContext,
     readDockerfile,
     remove: (name, signal) => images().remove(name, signal ? { signal } : {}),
+    prune: (signal) => images().prune(signal ? { signal } : {}),
   }
 }

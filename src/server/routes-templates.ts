@@ -24,6 +24,9 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   }
   app.get('/v1/templates', async (c) => c.json(await deps.agent.templates({ signal: c.var.signal })))
 
+  // A name of its own: "prune" with no further path segment is no template route.
+  app.post('/v1/templates/prune', async (c) => c.json(await images().prune(c.var.signal)))
+
   app.delete('/v1/templates/:name', async (c) => {
     const name = nameOf(c.req.param('name'))
     return c.json(await images().remove(name, c.var.signal))

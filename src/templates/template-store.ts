@@ -75,10 +75,12 @@ export interface TemplateStore {
   /** Adds a version of `name` whose root is a chain of image layers, and makes it current. */
   addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo>
   /**
-   * Removes every version of `name`, then the image layers that no template stands on any more and
-   * that are not in `keepDirs` (the roots of sandboxes and snapshots). not_found when there is none.
+   * Removes every version of `name`, then those of its image layers that no other template, no
+   * dir of `keepDirs` and no build in progress stands on. not_found when there is none.
    */
   remove(name: string, keepDirs?: Iterable<string>): Promise<{ removedLayers: number }>
+  /** Removes every image layer no template stands on (the build cache of Dockerfile steps included). */
+  prune(keepDirs?: Iterable<string>): Promise<{ removedLayers: number }>
 }
 
 /** A template version made from an image or a Dockerfile. */
@@ -474,28 +476,48 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   }
 
   async function remove(name: string, keepDirs: Iterable<string> = []): Promise<{ removedLayers: number }> {
+    const candidates = new Set<string>()
     await exclusive(name, async () => {
       if (!(await readCurrent(name))) throw new SandstormError('not_found', `unknown template "${name}": nothing to delete`)
+      for (const version of await versionsOf(join(dir, name))) {
+        const found = await readVersion(name, String(version)).catch(() => null)
+        for (const id of found ? layerIdsOf(found.stored) : []) candidates.add(id)
+      }
       // The name's dir leaves the listing at once (a rename), then its tree goes.
       const doomed = join(dir, `.build-${name}-removed-${randomBytes(4).toString('hex')}`)
       await rename(join(dir, name), doomed)
       await removeTree(doomed)
       logger.info({ template: name }, 'template deleted')
     })
-    // Kept: what any version stands on (golden versions name their layers by directory), and keepDirs.
-    const keep = new Set<string>()
+    // Only the deleted template's layers go, and only those nothing else stands on: the build
+    // cache of other Dockerfile builds stays (prune clears it).
+    return { removedLayers: await sweepLayers(keepDirs, (id) => !candidates.has(id)) }
+  }
+
+  async function prune(keepDirs: Iterable<string> = []): Promise<{ removedLayers: number }> {
+    await ready
+    return { removedLayers: await sweepLayers(keepDirs, () => false) }
+  }
+
+  /** The image layers a version stands on: its own list, and (golden versions) its layer dirs. */
+  function layerIdsOf(stored: StoredTemplate): string[] {
     const layersDir = `${imageLayers.dir}/`
-    const keepDir = (d: string): void => {
-      if (d.startsWith(layersDir)) keep.add(`sha256:${d.slice(layersDir.length).split('/')[0]!}`)
-    }
-    for (const stored of await allVersions()) {
-      for (const id of stored.layers ?? []) keep.add(id)
-      for (const d of stored.lowerDirs ?? []) keepDir(d)
-    }
-    for (const d of keepDirs) keepDir(d)
+    const fromDirs = (stored.lowerDirs ?? []).filter((d) => d.startsWith(layersDir)).map((d) => `sha256:${d.slice(layersDir.length).split('/')[0]!}`)
+    return [...(stored.layers ?? []), ...fromDirs]
+  }
+
+  /**
+   * Removes stored layers that no version of any template, no dir of `keepDirs` and no build in
+   * progress stands on, except those `spare` says to leave; returns how many went.
+   */
+  async function sweepLayers(keepDirs: Iterable<string>, spare: (id: string) => boolean): Promise<number> {
+    const keep = new Set<string>()
+    for (const stored of await allVersions()) for (const id of layerIdsOf(stored)) keep.add(id)
+    for (const id of layerIdsOf({ lowerDirs: [...keepDirs] } as StoredTemplate)) keep.add(id)
     for (const id of touched) keep.add(id)
-    const removed = await imageLayers.sweep(keep)
-    return { removedLayers: removed.length }
+    const stored = (await readdir(imageLayers.dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((hex) => `sha256:${hex}`)
+    for (const id of stored) if (spare(id)) keep.add(id)
+    return (await imageLayers.sweep(keep)).length
   }
 
   /** The list with each image template's bytes shared with another template. */
@@ -520,7 +542,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return out
   }
 
-  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove }
+  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove, prune }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
