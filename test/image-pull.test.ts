@@ -81,7 +81,8 @@ describe('pulling from a registry', { skip }, () => {
       assert.equal(manifest.diffIds.length, 3)
       assert.ok(manifest.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+gzip'))
       assertTestImageLayers(await allLayerNames(source))
-      assert.ok(lines.some((l) => l.startsWith('pulling manifest')) && lines.some((l) => l.startsWith(`layer ${manifest.layers[0]!.digest}`)), lines.join('\n'))
+      // Each layer's line comes from whoever stores it (the agent's build host), once.
+      assert.ok(lines.some((l) => l.startsWith('pulling manifest')), lines.join('\n'))
     } finally {
       await source.close()
     }

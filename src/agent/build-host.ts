@@ -9,8 +9,8 @@ import type { AgentApi, AgentCreateRequest } from './agent-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import type { SandboxLayers } from './sandbox-layers.js'
 import type { BuildHost, BuildRunRequest, BuildRunResult, Digest, ImageDefaults, ImageSource, LayerChain, PullOptions, StoredLayer, UnpackLimits } from '../images/contracts.js'
-import { openRegistryImage, formatBytes } from '../images/registry/index.js'
-import { newId, SandstormError, type CallOptions } from '../shared/index.js'
+import { openRegistryImage } from '../images/registry/index.js'
+import { formatBytes, newId, SandstormError, type CallOptions } from '../shared/index.js'
 import type { ResolvedTemplate, TemplateStore } from '../templates/index.js'
 
 /** Options of createBuildHost. */

@@ -6,24 +6,13 @@ import { parseRuntime } from './create-options.js'
 import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTable } from './cli-context.js'
 import { buildOnServer, registerGoldenTemplate } from './template-golden.js'
 import { formatDuration } from './duration.js'
+import { formatBytes } from '../shared/format-bytes.js'
 import { startFromFlags, type StartFlags } from './start-flags.js'
 import { buildImageOnServer, isImageBuild, registerTemplateRemove, sourceText, type ImageBuildFlags } from './template-image.js'
 
 /** Where `up` and `template build` keep their data unless told otherwise. */
 export function defaultDataDir(): string {
   return process.env.SANDSTORM_DATA_DIR || '/var/lib/sandstorm'
-}
-
-/** A byte count in the largest unit that keeps it at least 1, e.g. `148.2MiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let n = bytes
-  let i = 0
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024
-    i++
-  }
-  return i === 0 ? `${n}B` : `${n.toFixed(1)}${units[i]}`
 }
 
 /** Rows of the `template ls` table. */

@@ -70,7 +70,7 @@ export interface PullOptions extends CallOptions {
   dockerConfigPath?: string
   /** Plain HTTP for these registries (`host:port`); loopback registries are always tried over HTTP too. */
   insecureRegistries?: string[]
-  /** Progress lines ("pulling manifest", "layer sha256:… 12.3 MB"). */
+  /** Progress lines ("pulling manifest", "resolved sha256:…"). */
   onProgress?: (line: string) => void
 }
 

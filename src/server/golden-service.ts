@@ -3,14 +3,11 @@
  * one from steps run in a temporary sandbox. A build that fails leaves nothing behind.
  */
 import type { AgentApi, AgentGoldenApi, GoldenSettings } from '../agent/index.js'
-import { SandstormError, templateStartSchema } from '../shared/index.js'
-import type { BuildTemplateRequest, CallOptions, FailedBuildStep, Logger, SandboxInfo, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
+import { BuildStepFailed, OutputTail, SandstormError, templateStartSchema } from '../shared/index.js'
+import type { BuildTemplateRequest, CallOptions, Logger, SandboxInfo, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
 import { hiddenMessage } from './request-context.js'
 import type { SandboxService } from './sandbox-service.js'
 import type { SnapshotService } from './snapshot-service.js'
-
-/** Output of a failing step kept for its error (the tail: the end says why it failed). */
-const keptOutputBytes = 64 * 1024
 
 /** Promote, rollback and build. */
 export interface GoldenService {
@@ -31,13 +28,6 @@ export interface GoldenServiceOptions {
   logger: Logger
 }
 
-/** A step that exited non-zero. */
-class StepFailed extends SandstormError {
-  constructor(readonly step: FailedBuildStep, count: number) {
-    super('failed_precondition', `build step ${step.index + 1} of ${count} (${JSON.stringify(step.cmd)}) failed with exit code ${step.exitCode}: ${step.output.trim().split('\n').slice(-5).join('\n') || '(no output)'}`)
-  }
-}
-
 /** Creates the service over the agent's golden API. */
 export function createGoldenService(options: GoldenServiceOptions): GoldenService {
   const { agent, sandboxes, snapshots, logger } = options
@@ -54,13 +44,12 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
   async function runStep(sandboxId: string, index: number, cmd: string, count: number, emit: (e: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void> {
     emit({ type: 'step', index, cmd })
     const { pid } = await agent.exec(sandboxId, { argv: ['/bin/sh', '-c', cmd], env: {}, user: 'root' }, { signal })
-    let output = Buffer.alloc(0)
+    const output = new OutputTail()
     let exitCode: number | undefined
     for await (const event of agent.follow(sandboxId, pid, { signal })) {
       if (event.type === 'stdout' || event.type === 'stderr') {
         emit({ type: event.type, index, data: event.data })
-        const chunk = Buffer.concat([output, Buffer.from(event.data, 'base64')])
-        output = chunk.subarray(Math.max(0, chunk.length - keptOutputBytes))
+        output.push(Buffer.from(event.data, 'base64'))
       } else if (event.type === 'end') {
         exitCode = event.result.exitCode
       }
@@ -70,7 +59,7 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
       throw new SandstormError('internal', `build step ${index + 1}: expected the process to end with an exit code, but its output ended without one`)
     }
     emit({ type: 'step_end', index, exitCode })
-    if (exitCode !== 0) throw new StepFailed({ index, cmd, exitCode, output: output.toString('utf8') }, count)
+    if (exitCode !== 0) throw new BuildStepFailed({ index, cmd, exitCode, output: output.text() }, count)
   }
 
   async function build(name: string, req: BuildTemplateRequest, emit: (e: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void> {
@@ -92,9 +81,9 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
       logger.info({ template: name, version: template.version, snapshotId }, 'template built from steps')
       last = { type: 'done', template, snapshotId }
     } catch (err) {
-      const e = signal.aborted && !(err instanceof StepFailed) ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
+      const e = signal.aborted && !(err instanceof BuildStepFailed) ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
       logger.warn({ template: name, err: e }, 'template build failed; removing what it made')
-      last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(err instanceof StepFailed ? { step: err.step } : {}) }
+      last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(err instanceof BuildStepFailed ? { step: err.step } : {}) }
     } finally {
       // Cleanup runs whatever happened to the request: it takes no signal.
       if (sandbox) await sandboxes.destroy(sandbox.id, {}, 'template build ended').catch((err: unknown) => logger.error({ sandboxId: sandbox?.id, err }, 'could not remove a build sandbox'))

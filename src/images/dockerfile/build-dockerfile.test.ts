@@ -12,7 +12,7 @@ import { SandstormError } from '../../shared/index.js'
 import type { TemplateBuildEvent } from '../../shared/index.js'
 import type { BuildHost, BuildRunRequest, ImageDefaults } from '../contracts.js'
 import { createImageLayerStore } from '../layers/index.js'
-import { BuildStepFailed } from './build-step-failed.js'
+import { BuildStepFailed } from '../../shared/index.js'
 import { buildDockerfile } from './build-dockerfile.js'
 
 let work: string

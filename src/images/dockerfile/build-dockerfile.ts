@@ -6,10 +6,9 @@
  * it (cache entries), never a half-made one.
  */
 import { randomBytes } from 'node:crypto'
-import { SandstormError, templateNameSchema } from '../../shared/index.js'
+import { BuildStepFailed, OutputTail, SandstormError, templateNameSchema } from '../../shared/index.js'
 import type { CallOptions, TemplateBuildEvent } from '../../shared/index.js'
 import type { BuildHost, Digest, DockerfileBuildResult, ImageDefaults, LayerChain, PullOptions, StoredLayer } from '../contracts.js'
-import { BuildStepFailed } from './build-step-failed.js'
 import { fromCacheKey, stepCacheKey } from './cache-key.js'
 import { lookupInChain } from './chain-fs.js'
 import { resolveOwner, type Owner } from './chain-users.js'
@@ -36,8 +35,6 @@ export interface BuildDockerfileOptions extends CallOptions {
   pull?: Omit<PullOptions, 'signal' | 'timeoutMs' | 'onProgress'>
 }
 
-/** Output of a failing RUN kept for its error (the end says why it failed). */
-const keptOutputBytes = 64 * 1024
 const root: Owner = { uid: 0, gid: 0 }
 
 /** Builds `options.dockerfile`; throws `invalid_argument` before running anything for what it does not support, BuildStepFailed for a failing RUN. */
@@ -113,13 +110,12 @@ export async function buildDockerfile(options: BuildDockerfileOptions): Promise<
   return { chain, defaults: plan.defaults, from: base.from, steps: count, cachedSteps }
 
   async function runStep(step: Extract<PlannedStep, { kind: 'run' }>, stepKey: Digest): Promise<StoredLayer> {
-    let output = Buffer.alloc(0)
+    const output = new OutputTail()
     const run = await host.run(
       { chain, argv: step.argv, env: step.env, cwd: step.cwd, user: step.user, network: step.network },
       (stream, data) => {
         emit({ type: stream, index: step.index, data: Buffer.from(data).toString('base64') })
-        const joined = Buffer.concat([output, data])
-        output = joined.subarray(Math.max(0, joined.length - keptOutputBytes))
+        output.push(data)
       },
       { ...(signal && { signal }) },
     )
@@ -127,7 +123,7 @@ export async function buildDockerfile(options: BuildDockerfileOptions): Promise<
       signal?.throwIfAborted()
       if (run.exitCode !== 0) {
         emit({ type: 'step_end', index: step.index, exitCode: run.exitCode })
-        throw new BuildStepFailed({ index: step.index, cmd: step.text, exitCode: run.exitCode, output: output.toString('utf8') }, count)
+        throw new BuildStepFailed({ index: step.index, cmd: step.text, exitCode: run.exitCode, output: output.text() }, count)
       }
       return await run.commit(stepKey)
     } finally {

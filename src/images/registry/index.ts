@@ -1,6 +1,5 @@
 /** Pulling images from registries over the OCI distribution API, and the checks shared with archives. */
 export { openRegistryImage } from './open-registry-image.js'
-export { formatBytes } from './format-bytes.js'
 export { createRegistryClient, type RegistryClient, type RegistryClientOptions } from './registry-client.js'
 export { verifyingStream, digestOf } from './verifying-stream.js'
 export { credentialsFromDockerConfig, defaultDockerConfigPath } from './docker-config.js'

@@ -9,7 +9,6 @@ import { manifestAccept, parseManifestDocument, pickPlatform, type Descriptor } 
 import { readLimited } from './read-limited.js'
 import { createRegistryClient, type RegistryClient } from './registry-client.js'
 import { digestOf, verifyingStream } from './verifying-stream.js'
-import { formatBytes } from './format-bytes.js'
 
 // Manifests and configs are small; anything far larger is hostile.
 const maxManifestBytes = 4 * 1024 * 1024
@@ -57,7 +56,6 @@ export async function openRegistryImage(reference: string, options: PullOptions 
       const listed = manifest.layers.find((l) => l.digest === layer.digest)
       if (!listed) throw new SandstormError('invalid_argument', `image ${ref.canonical}: expected one of its layers, got ${layer.digest}`)
       const layerSignal = linkSignal(callOptions)
-      progress(`layer ${listed.digest} ${formatBytes(listed.size)}`)
       const response = await getBlob(client, ref, listed.digest, layerSignal)
       const body = Readable.fromWeb(response.body! as import('node:stream/web').ReadableStream<Uint8Array>)
       const verifier = verifyingStream(listed.digest, listed.size)
