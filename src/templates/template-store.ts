@@ -220,20 +220,45 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return { stored: parsed.data, versionDir }
   }
 
-  async function list(): Promise<TemplateInfo[]> {
+  /** The current version of every template, sorted by name (unreadable ones skipped). */
+  async function currentVersions(): Promise<StoredTemplate[]> {
     await ready
-    const out: TemplateInfo[] = []
+    const out: StoredTemplate[] = []
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       if (!(entry.isDirectory() || entry.isSymbolicLink()) || !templateNamePattern.test(entry.name)) continue
       try {
         const current = await readCurrent(entry.name)
-        if (current) out.push(toInfo(current.stored))
+        if (current) out.push(current.stored)
       } catch (err) {
         // One broken template must not hide the others.
         logger.warn({ template: entry.name, err }, 'skipping a template that cannot be read')
       }
     }
     return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /**
+   * The templates, each image template with the bytes of its layers that another template stands
+   * on too. Every create lists templates: the other versions are read only when there are layers.
+   */
+  async function list(): Promise<TemplateInfo[]> {
+    const current = await currentVersions()
+    if (!current.some((t) => t.layers?.length)) return current.map(toInfo)
+    const users = new Map<string, Set<string>>()
+    for (const stored of await allVersions()) {
+      for (const id of stored.layers ?? []) users.set(id, (users.get(id) ?? new Set()).add(stored.name))
+    }
+    const out: TemplateInfo[] = []
+    for (const stored of current) {
+      if (!stored.layers) {
+        out.push(toInfo(stored))
+        continue
+      }
+      let shared = 0
+      for (const id of stored.layers) if ((users.get(id)?.size ?? 0) > 1) shared += (await imageLayers.get(id as Digest))?.sizeBytes ?? 0
+      out.push({ ...toInfo(stored), sharedBytes: shared })
+    }
+    return out
   }
 
   async function resolveTemplate(name: string): Promise<ResolvedTemplate> {
@@ -520,29 +545,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return (await imageLayers.sweep(keep)).length
   }
 
-  /** The list with each image template's bytes shared with another template. */
-  async function listWithSharing(): Promise<TemplateInfo[]> {
-    const infos = await list()
-    const users = new Map<string, Set<string>>()
-    for (const stored of await allVersions()) {
-      for (const id of stored.layers ?? []) users.set(id, (users.get(id) ?? new Set()).add(stored.name))
-    }
-    const out: TemplateInfo[] = []
-    for (const info of infos) {
-      const current = await readCurrent(info.name).catch(() => null)
-      const ids = current?.stored.layers
-      if (!ids) {
-        out.push(info)
-        continue
-      }
-      let shared = 0
-      for (const id of ids) if ((users.get(id)?.size ?? 0) > 1) shared += (await imageLayers.get(id as Digest))?.sizeBytes ?? 0
-      out.push({ ...info, sharedBytes: shared })
-    }
-    return out
-  }
-
-  return { list: listWithSharing, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove, prune }
+  return { list, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove, prune }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
