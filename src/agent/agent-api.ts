@@ -71,6 +71,18 @@ export interface AgentExecRequest {
   stdin?: Uint8Array
   keepStdin?: boolean
   timeoutMs?: number
+  /**
+   * Runs the command on a new terminal made inside the sandbox (by its init on runc): the
+   * terminal is its controlling tty and its stdin, stdout and stderr; what it prints arrives as
+   * `stdout`, and stdin is what is typed (`keepStdin` is implied).
+   */
+  pty?: TerminalSize
+}
+
+/** A terminal's size in character cells. */
+export interface TerminalSize {
+  cols: number
+  rows: number
 }
 
 /** Capacity and identity an agent reports. */
@@ -112,6 +124,8 @@ export interface AgentApi {
   processes(id: string, options?: CallOptions): Promise<ProcessInfo[]>
   signal(id: string, pid: number, signal: NodeJS.Signals, options?: CallOptions): Promise<void>
   writeStdin(id: string, pid: number, data: Uint8Array | null, close: boolean, options?: CallOptions): Promise<void>
+  /** Resizes the terminal of a process started with `pty` (its foreground programs get SIGWINCH); `failed_precondition` when it has none. */
+  resizePty(id: string, pid: number, size: TerminalSize, options?: CallOptions): Promise<void>
 
   /** Replaces a sandbox's egress policy at once; `failed_precondition` for a sandbox created with network "none". */
   updateNetwork(id: string, egress: EgressPolicy, options?: CallOptions): Promise<void>

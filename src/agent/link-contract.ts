@@ -6,7 +6,7 @@
  * JSON payload of a Request (agent.proto); bytes travel on Data streams.
  */
 import type { EgressPolicy, EntryInfo, ProcessInfo, ProcessResult, TemplateInfo, TemplateStart } from '../shared/index.js'
-import type { AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
+import type { AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats, TerminalSize } from './agent-api.js'
 import type { AgentSnapshot } from './snapshot-api.js'
 
 /** Calls answered with one Reply on Control: input and output of each. */
@@ -22,6 +22,7 @@ export interface LinkUnary {
   wait: { input: { id: string; pid: number }; output: ProcessResult }
   processes: { input: { id: string }; output: ProcessInfo[] }
   signal: { input: { id: string; pid: number; signal: NodeJS.Signals }; output: void }
+  resizePty: { input: { id: string; pid: number; size: TerminalSize }; output: void }
   listDir: { input: { id: string; path: string }; output: EntryInfo[] }
   stat: { input: { id: string; path: string }; output: EntryInfo }
   mkdir: { input: { id: string; path: string; parents: boolean }; output: void }
@@ -63,7 +64,7 @@ export type LinkDataName = keyof LinkData
 
 /** Every unary call, listed at run time (the agent checks a request's kind against it). */
 export const linkUnaryNames = [
-  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'stats', 'statsMany', 'wait', 'processes', 'signal',
+  'templates', 'create', 'destroy', 'list', 'pause', 'resume', 'stats', 'statsMany', 'wait', 'processes', 'signal', 'resizePty',
   'listDir', 'stat', 'mkdir', 'remove', 'rename', 'updateNetwork',
   'snapshots.take', 'snapshots.get', 'snapshots.list', 'snapshots.remove',
   'golden.promote', 'golden.rollback', 'golden.standingOn',

@@ -55,6 +55,7 @@ export function unaryHandlers(local: AgentApi): UnaryHandlers {
     wait: (p, o) => local.wait(p.id, p.pid, o),
     processes: (p, o) => local.processes(p.id, o),
     signal: (p, o) => local.signal(p.id, p.pid, p.signal, o),
+    resizePty: (p, o) => local.resizePty(p.id, p.pid, p.size, o),
     listDir: (p, o) => local.listDir(p.id, p.path, o),
     stat: (p, o) => local.stat(p.id, p.path, o),
     mkdir: (p, o) => local.mkdir(p.id, p.path, p.parents, o),

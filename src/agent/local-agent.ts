@@ -444,6 +444,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (close) record.process.closeStdin()
     },
 
+    async resizePty(id, pid) {
+      proc(id, pid)
+      // Terminals made by the sandbox's init come with the runtime's pty support (being built).
+      throw new SandstormError('failed_precondition', `process ${pid} of sandbox "${id}" has no terminal`)
+    },
+
     async updateNetwork(id, egress) {
       const sandbox = get(id)
       if (!sandbox.record.network) throw new SandstormError('failed_precondition', `sandbox "${id}" was created with network "none": it has no network device to set a policy on`)

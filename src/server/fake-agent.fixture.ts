@@ -225,6 +225,10 @@ export function createFakeAgent(): FakeAgent {
       const numbers: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 }
       end(p, 128 + (numbers[signal] ?? 15), signal)
     },
+    async resizePty(id, pid) {
+      proc(id, pid)
+      throw new SandstormError('failed_precondition', `process ${pid} has no terminal`)
+    },
     async writeStdin(id, pid, data, close) {
       const p = proc(id, pid)
       if (data) p.stdin.push(data)

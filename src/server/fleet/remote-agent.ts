@@ -185,6 +185,7 @@ export function createRemoteAgent(conn: AgentConnection, info: AgentInfo): Agent
     wait: (id, pid, o) => call('wait', { id, pid }, o),
     processes: (id, o) => call('processes', { id }, o),
     signal: (id, pid, signal, o) => call('signal', { id, pid, signal }, o),
+    resizePty: (id, pid, size, o) => call('resizePty', { id, pid, size }, o),
     async writeStdin(id, pid, data, close, o) {
       const stream = await conn.openData('writeStdin', { id, pid, close, hasData: data !== null }, o)
       try {

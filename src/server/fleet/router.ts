@@ -127,6 +127,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     wait: (id, pid, o) => at(id).wait(id, pid, o),
     processes: (id, o) => at(id).processes(id, o),
     signal: (id, pid, signal, o) => at(id).signal(id, pid, signal, o),
+    resizePty: (id, pid, size, o) => at(id).resizePty(id, pid, size, o),
     writeStdin: (id, pid, data, close, o) => at(id).writeStdin(id, pid, data, close, o),
     async *readFile(id, path, o) {
       yield* at(id).readFile(id, path, o)
