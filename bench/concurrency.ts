@@ -1,5 +1,5 @@
 /** Running work a few at a time. */
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import type { BenchContext } from './context.js'
 
 /** Creates at once, for benchmarks that fill the host: enough to overlap, few enough not to thrash 2 cores. */

@@ -1,5 +1,5 @@
 /** create: `Sandbox.create('debian')` until it resolves (the sandbox runs and takes exec), no pool. */
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { newId } from '../src/shared/index.js'
 import { createBareRunc } from './bare-runc.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'

@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url'
 import { Sandbox as E2bSandbox } from 'e2b'
 import { createApiKeyInDataDir } from '../src/server/index.js'
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { startBenchStack, stackSkipReason } from './bench-stack.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import { machineInfo } from './machine.js'

@@ -2,7 +2,7 @@
  * exec: the round trip of `true` through SDK → server → agent → the sandbox's init on one warm
  * sandbox, beside bare `runc exec` into a minimal container, with rows that peel the layers off.
  */
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { createBareRunc, timeChild } from './bare-runc.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import type { BenchResult, Figure } from './report.js'

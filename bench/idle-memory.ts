@@ -2,7 +2,7 @@
  * idle-memory: what an idle sandbox costs the host, with many of them alive at once, measured
  * three ways: its memory cgroup, the PSS of its processes, and the host's MemAvailable.
  */
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { createBareRunc } from './bare-runc.js'
 import { createIdleSandboxes, mapLimit, parallelCreates } from './concurrency.js'
 import type { BenchContext, Benchmark } from './context.js'

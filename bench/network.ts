@@ -10,7 +10,7 @@
  */
 import { request, Agent } from 'node:http'
 import { execa } from 'execa'
-import { deletePool, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
+import { deletePool, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
 import { createTestInternet } from '../test/helpers/internet.js'
 import { startBenchStack } from './bench-stack.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'

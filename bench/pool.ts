@@ -2,7 +2,7 @@
  * pool: `Sandbox.create('debian')` end to end through the SDK when a warm pool has one ready,
  * beside the cold create (no pool) measured in the same run.
  */
-import { deletePool, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
+import { deletePool, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import type { BenchResult } from './report.js'
 import { summarize, timed } from './stats.js'

@@ -5,7 +5,7 @@
  * of the execs that succeeded, the throughput, and how many failed (all typed and retryable; a
  * wrong answer or another error fails the benchmark). test/soak.test.ts asserts the same, shorter.
  */
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { faultPlan, runExecs, startSoakFleet, type SoakOutcome } from '../test/helpers/soak.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import type { BenchResult } from './report.js'

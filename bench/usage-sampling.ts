@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Sandbox, type SandboxInfo } from '../src/sdk/index.js'
+import { Sandbox, type SandboxInfo } from '@sandstorm/sdk'
 import { silentLogger } from '../src/shared/index.js'
 import type { SandboxRecord } from '../src/server/catalog.js'
 import { openDatabase } from '../src/server/db.js'

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { FileTooLargeError, NotFoundError, Sandbox } from '../src/sdk/index.js'
+import { FileTooLargeError, NotFoundError, Sandbox } from '@sandstorm/sdk'
 import { sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

@@ -1,7 +1,7 @@
 /** Central logs on one machine: `sandstorm up` records every command as the fleet does. */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { listAgents, listCommandLogs, Sandbox } from '../src/sdk/index.js'
+import { listAgents, listCommandLogs, Sandbox } from '@sandstorm/sdk'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false

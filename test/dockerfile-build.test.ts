@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { buildTemplate, deleteTemplate, failedStepOf, listTemplates, Sandbox, type TemplateBuildEvent } from '../src/sdk/index.js'
+import { buildTemplate, deleteTemplate, failedStepOf, listTemplates, Sandbox, type TemplateBuildEvent } from '@sandstorm/sdk/node'
 import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason()

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { Sandbox, SandboxError, type SandboxInfo as E2bInfo, type SandboxListOpts } from 'e2b'
-import { InvalidArgumentError, Sandbox as SandstormSandbox } from '../src/sdk/index.js'
+import { InvalidArgumentError, Sandbox as SandstormSandbox } from '@sandstorm/sdk'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { NotFoundError, Sandbox, SandboxError, type SandboxMetrics as E2bMetrics } from 'e2b'
-import { NotFoundError as SandstormNotFound, Sandbox as SandstormSandbox } from '../src/sdk/index.js'
+import { NotFoundError as SandstormNotFound, Sandbox as SandstormSandbox } from '@sandstorm/sdk'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { runCli, type CliResult } from './helpers/cli-process.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { runAgent, type RunningAgent } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { captureLogs } from '../src/server/test-server.fixture.js'
-import { listAgents, Sandbox, SandstormSdkError } from '../src/sdk/index.js'
+import { listAgents, Sandbox, SandstormSdkError } from '@sandstorm/sdk'
 import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 

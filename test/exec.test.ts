@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { AbortError, CommandExitError, ConflictError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '../src/sdk/index.js'
+import { AbortError, CommandExitError, ConflictError, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from '@sandstorm/sdk'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 

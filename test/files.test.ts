@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { ConflictError, InvalidArgumentError, NotFoundError, Sandbox, SandstormSdkError } from '../src/sdk/index.js'
+import { ConflictError, InvalidArgumentError, NotFoundError, Sandbox, SandstormSdkError } from '@sandstorm/sdk'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false

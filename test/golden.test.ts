@@ -23,7 +23,7 @@ import {
   promoteTemplate,
   rollbackTemplate,
   Sandbox,
-} from '../src/sdk/index.js'
+} from '@sandstorm/sdk'
 import { skipReason, templatesDir as sharedTemplatesDir } from './helpers/stack.js'
 
 const skip = skipReason() ?? false

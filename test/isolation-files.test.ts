@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
-import { AbortError, Sandbox, SandstormSdkError } from '../src/sdk/index.js'
+import { AbortError, Sandbox, SandstormSdkError } from '@sandstorm/sdk'
 import { fingerprint, sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
-import { CommandExitError, Sandbox } from '../src/sdk/index.js'
+import { CommandExitError, Sandbox } from '@sandstorm/sdk'
 import { python, sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { runAgent, type RunningAgent } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { silentLogger } from '../src/shared/index.js'
-import { listAgents, Sandbox } from '../src/sdk/index.js'
+import { forwardPort, listAgents, Sandbox } from '@sandstorm/sdk/node'
 import { sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, templatesDir, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -135,7 +135,7 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
 
   it('tunnels raw TCP for port-forward', async () => {
     const { conn } = setup()
-    const forward = await (await Sandbox.connect(sbx.sandboxId, conn)).forwardPort(8000)
+    const forward = await forwardPort(await Sandbox.connect(sbx.sandboxId, conn), 8000)
     try {
       const reply = await new Promise<string>((resolve, reject) => {
         const s = connect(forward.localPort, '127.0.0.1', () => s.end('GET /host HTTP/1.0\r\nHost: forwarded\r\n\r\n'))

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { execa, type ResultPromise } from 'execa'
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { startUpProcess } from './helpers/fleet-processes.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { execa } from 'execa'
-import { deletePool, listPools, Sandbox, setPool, waitForPool } from '../src/sdk/index.js'
+import { deletePool, listPools, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false

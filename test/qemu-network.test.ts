@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
 import { installProbe, runProbe } from './helpers/net-probe.js'
 import { sh } from './helpers/sandbox-shell.js'

@@ -14,7 +14,7 @@ import { execa } from 'execa'
 import { createLocalAgent, type AgentApi } from '../src/agent/index.js'
 import { startServer, type RunningServer } from '../src/server/index.js'
 import { createLogger, silentLogger } from '../src/shared/index.js'
-import { buildGoldenTemplate, ConflictError, deleteSnapshot, InvalidArgumentError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '../src/sdk/index.js'
+import { buildGoldenTemplate, ConflictError, deleteSnapshot, InvalidArgumentError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '@sandstorm/sdk'
 import { linkSharedGuest } from './helpers/qemu-guest.js'
 import { skipReason, templatesDir as sharedTemplatesDir } from './helpers/stack.js'
 

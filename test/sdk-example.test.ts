@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { Sandbox } from '../src/sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 
 const skip = skipReason() ?? false

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { deleteSnapshot, Sandbox } from '../src/sdk/index.js'
+import { deleteSnapshot, Sandbox } from '@sandstorm/sdk'
 import { btrfsSkipReason, makeBtrfsLoop, type BtrfsLoop } from './helpers/btrfs-loop.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

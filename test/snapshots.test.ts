@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
-import { ConflictError, deleteSnapshot, listSnapshots, NotFoundError, Sandbox } from '../src/sdk/index.js'
+import { ConflictError, deleteSnapshot, listSnapshots, NotFoundError, Sandbox } from '@sandstorm/sdk'
 import { leftoversOf } from './helpers/leftovers.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 

@@ -8,7 +8,7 @@ import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { readFileSync } from 'node:fs'
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { parseAccel } from './up.js'
 import { addHostNetworkFlags, hostNetworkOf, type HostNetworkFlags } from './network-flags.js'
 

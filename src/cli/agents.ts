@@ -1,6 +1,6 @@
 /** `sandstorm agents`, `sandstorm agents rm` and `sandstorm logs`: the fleet and its central command log. */
 import type { Command } from 'commander'
-import { listAgents, listCommandLogs, removeAgent } from '../sdk/index.js'
+import { listAgents, listCommandLogs, removeAgent } from '@sandstorm/sdk'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 import { formatDuration } from './duration.js'
 

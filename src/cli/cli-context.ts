@@ -1,6 +1,6 @@
 /** What every command shares: the connection from the global flags, and how to print. */
 import type { Command } from 'commander'
-import { InvalidArgumentError, type ConnectionOptions } from '../sdk/index.js'
+import { InvalidArgumentError, type ConnectionOptions } from '@sandstorm/sdk'
 
 /** Global flags, on the root program. */
 export interface GlobalOptions {

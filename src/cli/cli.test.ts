@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { startFakeApi, type FakeApi } from '../sdk/fake-api.fixture.js'
+import { startFakeApi, type FakeApi } from '@sandstorm/sdk/testing'
 
 const mainPath = fileURLToPath(new URL('./main.js', import.meta.url))
 

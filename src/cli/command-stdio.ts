@@ -1,5 +1,5 @@
 /** Running a command in a sandbox with this process's stdio: output as it comes, stdin passed on. */
-import { AbortError, type CommandResult, type Sandbox } from '../sdk/index.js'
+import { AbortError, type CommandResult, type Sandbox } from '@sandstorm/sdk'
 
 /** Options of runWithStdio. */
 export interface StdioRunOptions {

@@ -6,7 +6,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { ReadableStream as NodeWebStream } from 'node:stream/web'
 import type { Command } from 'commander'
-import { InvalidArgumentError, Sandbox } from '../sdk/index.js'
+import { InvalidArgumentError, Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { parseCopyLocation } from './remote-path.js'
 

@@ -1,6 +1,6 @@
 /** The sandbox flags that `create` and `run` share. */
 import type { Command } from 'commander'
-import { InvalidArgumentError, type SandboxCreateOptions } from '../sdk/index.js'
+import { InvalidArgumentError, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { runtimeNames, type RuntimeName } from '../shared/index.js'
 import { parsePositiveInt, parsePositiveNumber } from './cli-context.js'
 import { parseDiskMiB } from './disk-size.js'

@@ -1,6 +1,6 @@
 /** `sandstorm create`: make a sandbox and print its id (or its info with --json). */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { connectionOf, printJson } from './cli-context.js'
 import { addCreateFlags, createOptionsOf, type CreateFlags } from './create-options.js'
 

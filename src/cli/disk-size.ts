@@ -1,5 +1,5 @@
 /** Disk sizes as flags take them: MiB, or a number with M, G or T (binary units: 2G is 2048 MiB). */
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { limits } from '../shared/index.js'
 
 const units: Record<string, number> = { '': 1, M: 1, G: 1024, T: 1024 * 1024 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { formatDuration, parseDuration } from './duration.js'
 
 test('durations with units and plain milliseconds', () => {

@@ -1,6 +1,6 @@
 /** `sandstorm exec ID [flags] -- CMD ARGS...`: run a command in a sandbox, exiting with its code. */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { runWithStdio } from './command-stdio.js'
 import { parseDuration } from './duration.js'

@@ -9,7 +9,7 @@ import {
   SandstormSdkError,
   TimeoutError,
   UnavailableError,
-} from '../sdk/index.js'
+} from '@sandstorm/sdk'
 import { SandstormError } from '../shared/index.js'
 import { exitCodeOf } from './exit-codes.js'
 

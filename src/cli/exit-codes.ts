@@ -13,7 +13,7 @@
  * | 124 | the command ran past its `--timeout` and was killed (as `timeout(1)`) |
  * | 130 | interrupted (Ctrl-C) |
  */
-import { CommandExitError, SandstormSdkError, TimeoutError } from '../sdk/index.js'
+import { CommandExitError, SandstormSdkError, TimeoutError } from '@sandstorm/sdk'
 import { SandstormError } from '../shared/index.js'
 
 /** The fixed exit codes; `exec` and `run` otherwise pass on their command's own. */

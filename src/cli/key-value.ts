@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 
 /** Commander collector for repeatable flags. */
 export function collect(value: string, previous: string[] = []): string[] {

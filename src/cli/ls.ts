@@ -1,6 +1,6 @@
 /** `sandstorm ls`: list sandboxes as a table, or JSON. */
 import type { Command } from 'commander'
-import { Sandbox, type SandboxInfo } from '../sdk/index.js'
+import { Sandbox, type SandboxInfo } from '@sandstorm/sdk'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 import { formatDuration, parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'

@@ -1,6 +1,6 @@
 /** `sandstorm metrics ID [--since 5m]`: a sandbox's usage, sampled every few seconds, as a table or JSON. */
 import type { Command } from 'commander'
-import { Sandbox, type SandboxMetrics } from '../sdk/index.js'
+import { Sandbox, type SandboxMetrics } from '@sandstorm/sdk'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 import { parseDuration } from './duration.js'
 

@@ -1,6 +1,6 @@
 /** Network flags: a sandbox's (create, run, network) and a host's (up, server, agent). */
 import type { Command } from 'commander'
-import { InvalidArgumentError, type SandboxNetworkOptions } from '../sdk/index.js'
+import { InvalidArgumentError, type SandboxNetworkOptions } from '@sandstorm/sdk'
 import { checkEgress, checkMaskRequestHost, SandstormError, toCidr, type DefaultEgress } from '../shared/index.js'
 import { collect } from './key-value.js'
 

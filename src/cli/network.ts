@@ -1,6 +1,6 @@
 /** `sandstorm network ID`: replace a running sandbox's egress policy (flags left out are cleared). */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { connectionOf, printJson } from './cli-context.js'
 import { addEgressFlags, egressOf, type SandboxNetworkFlags } from './network-flags.js'
 

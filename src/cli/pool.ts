@@ -1,6 +1,6 @@
 /** `sandstorm pool` (table), `pool set TEMPLATE --min N --max N`, `pool rm TEMPLATE`. */
 import type { Command } from 'commander'
-import { deletePool, InvalidArgumentError, listPools, setPool, type PoolInfo } from '../sdk/index.js'
+import { deletePool, InvalidArgumentError, listPools, setPool, type PoolInfo } from '@sandstorm/sdk'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 
 /** Parses a whole number flag that may be 0. */

@@ -1,10 +1,9 @@
 /** `sandstorm port-forward ID PORT`: a local listener whose connections reach a port of the sandbox. */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { forwardPort, InvalidArgumentError, Sandbox } from '@sandstorm/sdk/node'
 import { checkPort, SandstormError } from '../shared/index.js'
 import { connectionOf } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
-import { InvalidArgumentError } from '../sdk/index.js'
 
 /** Registers `port-forward`. */
 export function registerPortForward(program: Command): void {
@@ -19,10 +18,10 @@ export function registerPortForward(program: Command): void {
       const port = usage(() => checkPort(portText, 'PORT'))
       const localPort = flags.local === '0' ? 0 : usage(() => checkPort(flags.local ?? portText, '--local'))
       const sbx = await Sandbox.connect(id, connectionOf(cmd))
-      const forward = await sbx.forwardPort(port, {
+      const forward = await forwardPort(sbx, port, {
         localPort,
         host: flags.address,
-        onError: (err) => process.stderr.write(`sandstorm: ${err.message}\n`),
+        onError: (err: Error) => process.stderr.write(`sandstorm: ${err.message}\n`),
       })
       process.stdout.write(`sandstorm: forwarding ${forward.host}:${forward.localPort} -> ${id}:${port}\n`)
       await waitForStop()

@@ -1,6 +1,6 @@
 /** The `sandstorm` program: its commands, and how errors become one line and an exit code. */
 import { Command, CommanderError } from 'commander'
-import { CommandExitError, TimeoutError } from '../sdk/index.js'
+import { CommandExitError, TimeoutError } from '@sandstorm/sdk'
 import { registerAgent } from './agent.js'
 import { registerAgents } from './agents.js'
 import { registerCp } from './cp.js'

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { parseCopyLocation } from './remote-path.js'
 
 const id = 'sb-k3j9x0q2m1c8v7d4'

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { idPattern } from '../shared/index.js'
 
 /** One side of `cp`: a path inside a sandbox (`ID:/abs/path`), a local path, or `-` (stdin/stdout). */

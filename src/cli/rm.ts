@@ -1,6 +1,6 @@
 /** `sandstorm rm ID...`: destroy sandboxes. */
 import type { Command } from 'commander'
-import { NotFoundError, Sandbox } from '../sdk/index.js'
+import { NotFoundError, Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { exitCodeOf } from './exit-codes.js'
 

@@ -1,6 +1,6 @@
 /** `sandstorm run [create flags] -- CMD ARGS...`: create a sandbox, run one command, destroy it. */
 import type { Command } from 'commander'
-import { AbortError, Sandbox } from '../sdk/index.js'
+import { AbortError, Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { runWithStdio } from './command-stdio.js'
 import { addCreateFlags, createOptionsOf, type CreateFlags } from './create-options.js'

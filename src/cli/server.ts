@@ -1,6 +1,6 @@
 /** `sandstorm server`: the control plane alone; agents on any host dial in with `sandstorm agent`. */
 import type { Command } from 'commander'
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { parsePositiveInt } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'

@@ -10,7 +10,7 @@ import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { execa } from 'execa'
-import { ConflictError, InvalidArgumentError } from '../sdk/index.js'
+import { ConflictError, InvalidArgumentError } from '@sandstorm/sdk'
 import { isMounted } from '../storage/index.js'
 import { defaultDataDir } from './template.js'
 

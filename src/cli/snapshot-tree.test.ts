@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { SnapshotInfo } from '../sdk/index.js'
+import type { SnapshotInfo } from '@sandstorm/sdk'
 import { snapshotTreeLines } from './snapshot-tree.js'
 
 const snap = (id: string, parentId: string | null, label = ''): SnapshotInfo => ({

@@ -1,5 +1,5 @@
 /** Drawing snapshots as the tree their `parentId`s make. */
-import type { SnapshotInfo } from '../sdk/index.js'
+import type { SnapshotInfo } from '@sandstorm/sdk'
 
 /** Lines of the tree, roots first (a snapshot whose parent is gone counts as a root), oldest first. */
 export function snapshotTreeLines(list: SnapshotInfo[]): string[] {

@@ -1,6 +1,6 @@
 /** `sandstorm snapshot ID`, `snapshot ls [--tree]`, `snapshot rm SNAP...` and `fork SNAP --count N`. */
 import type { Command } from 'commander'
-import { deleteSnapshot, listSnapshots, Sandbox } from '../sdk/index.js'
+import { deleteSnapshot, listSnapshots, Sandbox } from '@sandstorm/sdk'
 import { connectionOf, parsePositiveInt, printJson, printTable } from './cli-context.js'
 import { exitCodeOf } from './exit-codes.js'
 import { snapshotTreeLines } from './snapshot-tree.js'

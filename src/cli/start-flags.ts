@@ -1,5 +1,5 @@
 /** The start command of a golden build, from `template build --from` flags. */
-import { InvalidArgumentError, type TemplateStartInput } from '../sdk/index.js'
+import { InvalidArgumentError, type TemplateStartInput } from '@sandstorm/sdk'
 import { parseDuration } from './duration.js'
 
 /** The flags that make a start command. */

@@ -1,6 +1,6 @@
 /** `sandstorm template promote SNAP --name NAME`, `template rollback NAME` and the server side of `template build NAME --from T --run CMD`. */
 import type { Command } from 'commander'
-import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo, type TemplateStartInput } from '../sdk/index.js'
+import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo, type TemplateStartInput } from '@sandstorm/sdk'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 

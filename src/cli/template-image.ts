@@ -1,6 +1,6 @@
 /** `sandstorm template build NAME --image REF | --image-archive TAR | --dockerfile F --context DIR`, and `template rm NAME`. */
 import type { Command } from 'commander'
-import { buildTemplate, deleteTemplate, InvalidArgumentError, pruneTemplateLayers, type RegistryAuth, type TemplateInfo, type TemplateStartInput } from '../sdk/index.js'
+import { buildTemplate, deleteTemplate, InvalidArgumentError, pruneTemplateLayers, type RegistryAuth, type TemplateInfo, type TemplateStartInput } from '@sandstorm/sdk/node'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 import { formatDuration } from './duration.js'

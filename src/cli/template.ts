@@ -1,7 +1,7 @@
 /** `sandstorm template ls` (through the API) and `sandstorm template build` (local, no server). */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { InvalidArgumentError, listTemplates, type RuntimeName, type TemplateInfo } from '../sdk/index.js'
+import { InvalidArgumentError, listTemplates, type RuntimeName, type TemplateInfo } from '@sandstorm/sdk'
 import { parseRuntime } from './create-options.js'
 import { connectionOf, parsePositiveInt, parsePositiveNumber, printJson, printTable } from './cli-context.js'
 import { buildOnServer, registerGoldenTemplate } from './template-golden.js'

@@ -1,6 +1,6 @@
 /** `sandstorm timeout ID DURATION`: set when a sandbox expires, counted from now. */
 import type { Command } from 'commander'
-import { Sandbox } from '../sdk/index.js'
+import { Sandbox } from '@sandstorm/sdk'
 import { connectionOf, printJson } from './cli-context.js'
 import { parseDuration } from './duration.js'
 

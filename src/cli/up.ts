@@ -1,7 +1,7 @@
 /** `sandstorm up`: the server and a local agent in one process, the default for one machine. */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { InvalidArgumentError } from '../sdk/index.js'
+import { InvalidArgumentError } from '@sandstorm/sdk'
 import { parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'

@@ -2,12 +2,11 @@ import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
-import { SandstormError } from '../shared/index.js'
+import { SandstormError, type AgentInfo } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { e2bErrorResponse, e2bRoutes, isE2bPath, isEnvdPath } from './e2b/index.js'
 import type { E2bOptions } from './e2b/index.js'
 import { fleetRoutes } from './fleet/index.js'
-import type { AgentView } from './fleet/index.js'
 import type { AgentRegistry, CommandLog } from './fleet/index.js'
 import { errorResponse } from './http-errors.js'
 import { withRequestId } from './request-context.js'
@@ -27,7 +26,7 @@ export interface AppOptions extends RouteDeps {
   /** The E2B surface (REST and envd) on the same port. */
   e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'snapshots' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
   /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
-  fleet: { registry?: AgentRegistry; local?: () => Promise<AgentView>; commandLog: CommandLog }
+  fleet: { registry?: AgentRegistry; local?: () => Promise<AgentInfo>; commandLog: CommandLog }
   /** Fires when the server closes; every request's signal follows it. */
   shutdownSignal: AbortSignal
   /** Called with each handler's promise, so that close() can wait for handlers before closing the DB. */

@@ -25,7 +25,7 @@ import { createIngress } from './ingress/ingress.js'
 import { createCommandLog, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
 import type { Fleet, FleetOptions } from './fleet/index.js'
 
-export type { AgentView, CommandLogEntry, FleetOptions } from './fleet/index.js'
+export type { FleetOptions } from './fleet/index.js'
 export { parseJoinToken, insecureHeaders, serverCommonName } from './fleet/index.js'
 
 /** Options of startServer. */

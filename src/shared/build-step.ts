@@ -1,7 +1,7 @@
 /** What a failed build step (a golden build's step, a Dockerfile's RUN) reports: its error and the end of its output. */
 import { Buffer } from 'node:buffer'
 import { SandstormError } from './errors.js'
-import type { FailedBuildStep } from './golden-api.js'
+import type { FailedBuildStep } from '@sandstorm/sdk/wire'
 
 /** How many of the failed step's last output lines the message shows. */
 const shownLines = 5

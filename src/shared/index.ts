@@ -1,17 +1,13 @@
 /** What every part of Sandstorm shares: errors, ids, signals, logging and the wire schema. */
 export * from './errors.js'
+// The HTTP API's wire types live in the SDK package; re-exported so that server code keeps one import.
+export * from '@sandstorm/sdk/wire'
+// The byte-stream splice of tunnels, shared with the SDK's port forwarding.
+export { splice } from '@sandstorm/sdk/node'
 export * from './ids.js'
 export * from './abort.js'
 export * from './logger.js'
-export * from './api.js'
-export * from './metrics-api.js'
-export * from './list-api.js'
-export * from './snapshot-api.js'
-export * from './golden-api.js'
 export * from './build-step.js'
-export * from './template-start.js'
 export * from './network.js'
-export * from './splice.js'
 export * from './data-dir.js'
-export * from './image-api.js'
 export * from './format-bytes.js'

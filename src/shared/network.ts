@@ -1,37 +1,11 @@
 /**
- * A sandbox's network as the API speaks of it: `'none'` (only lo), or a veth with an egress policy
- * and ingress settings. The egress rules are E2B's: `allowOut` (addresses, CIDRs, domains,
- * `*.domain`) wins over `denyOut` (addresses, CIDRs); domain entries need `denyOut` to hold
- * `0.0.0.0/0`. Checked once at the edge; the agent turns a checked policy into nftables rules.
+ * A sandbox's network checked at the edge (its wire shapes are in `@sandstorm/sdk/wire`), and
+ * what an agent gets of it; the agent turns a checked policy into nftables rules.
  */
 import ipaddr from 'ipaddr.js'
-import { z } from 'zod'
+import type { z } from 'zod'
+import { maxPolicyEntries, type EgressPolicy, type networkBody, type SandboxNetwork } from '@sandstorm/sdk/wire'
 import { SandstormError } from './errors.js'
-
-/** Entries a policy list may hold at most. */
-export const maxPolicyEntries = 256
-
-/** What a sandbox may reach: checked and normalized (domains in lower case, addresses as CIDRs). */
-export interface EgressPolicy {
-  /** Addresses and CIDRs (`a.b.c.d/n`) and domains (`example.com`, `*.example.com`) always allowed. */
-  allowOut: string[]
-  /** Addresses and CIDRs refused, unless `allowOut` names them. */
-  denyOut: string[]
-}
-
-/** Ingress settings of a sandbox's ports. */
-export interface IngressSettings {
-  /** Open to anyone who reaches the server (E2B's default); when false, a request needs the sandbox's traffic token or an API key. */
-  allowPublicTraffic: boolean
-  /** Rewrites the Host header of ingress requests to this (`host[:port]`, `${PORT}` for the port). */
-  maskRequestHost?: string
-}
-
-/** A networked sandbox's settings: its egress policy and how its ports are reached. */
-export interface NetworkSettings extends EgressPolicy, IngressSettings {}
-
-/** A sandbox's network as the API shows it: 'none' (only lo), or its settings. */
-export type SandboxNetwork = 'none' | NetworkSettings
 
 /** A sandbox's network as an agent makes it: ingress settings stay with the server. */
 export type AgentNetwork = { mode: 'none' } | { mode: 'veth'; egress: EgressPolicy }
@@ -40,29 +14,6 @@ export type AgentNetwork = { mode: 'none' } | { mode: 'veth'; egress: EgressPoli
 export function agentNetworkOf(network: SandboxNetwork): AgentNetwork {
   return network === 'none' ? { mode: 'none' } : { mode: 'veth', egress: { allowOut: network.allowOut, denyOut: network.denyOut } }
 }
-
-/** The network of a create, as the body gives it. */
-export const networkBody = z.union([
-  z.literal('none'),
-  z.strictObject({
-    allowOut: z.array(z.string()).optional(),
-    denyOut: z.array(z.string()).optional(),
-    /** false = `denyOut: ['0.0.0.0/0']` (E2B's allowInternetAccess). */
-    allowInternetAccess: z.boolean().optional(),
-    allowPublicTraffic: z.boolean().optional(),
-    maskRequestHost: z.string().optional(),
-  }),
-])
-
-/** PATCH /v1/sandboxes/:id/network: the new egress policy, replacing the old one whole. */
-export const networkUpdateBody = z.strictObject({
-  allowOut: z.array(z.string()).optional(),
-  denyOut: z.array(z.string()).optional(),
-  allowInternetAccess: z.boolean().optional(),
-})
-
-/** A network update as the body gives it. */
-export type NetworkUpdateRequest = z.input<typeof networkUpdateBody>
 
 /** The server's policy when a create names none: everything public, or nothing. */
 export type DefaultEgress = 'all' | 'none'

@@ -2,7 +2,7 @@
  * A network probe run inside a sandbox (python3 of the debian template): what a program in there
  * can reach, each attempt answered as one word and a detail. Tests write it into the sandbox once.
  */
-import type { Sandbox } from '../../src/sdk/index.js'
+import type { Sandbox } from '@sandstorm/sdk'
 import { sh } from './sandbox-shell.js'
 
 /** Where the probe lives in the sandbox. */

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
-import { CommandExitError, type CommandResult, type CommandRunOptions, type Sandbox } from '../../src/sdk/index.js'
+import { CommandExitError, type CommandResult, type CommandRunOptions, type Sandbox } from '@sandstorm/sdk'
 
 /** How long one attacking command may run before the server kills it. @default in sh() */
 const commandTimeoutMs = 30_000

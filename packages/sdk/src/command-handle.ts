@@ -1,5 +1,5 @@
 /** A command that runs in the background: follow its output, wait for it, write to it, kill it. */
-import type { ExecEvent } from '../shared/index.js'
+import type { ExecEvent } from './wire/index.js'
 import { toCommandResult, type CommandResult } from './command-result.js'
 import { AbortError, UnavailableError } from './errors.js'
 import { checkCommandResult, consumeExecEvents, createOutputSink, type OutputHandlers, type OutputSink } from './exec-stream.js'

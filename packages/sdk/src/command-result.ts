@@ -1,4 +1,4 @@
-import type { ProcessResult } from '../shared/index.js'
+import type { ProcessResult } from './wire/index.js'
 
 /** How a command ended, with everything it printed (decoded as UTF-8). */
 export interface CommandResult {

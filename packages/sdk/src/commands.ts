@@ -1,5 +1,6 @@
 /** `sandbox.commands`: run commands, foreground or background, and manage running processes. */
-import type { ExecEvent, ExecRequest, ProcessInfo } from '../shared/index.js'
+import type { ExecEvent, ExecRequest, ProcessInfo } from './wire/index.js'
+import { base64Of } from './bytes.js'
 import { CommandHandle, type ProcessSignal } from './command-handle.js'
 import { toCommandResult, type CommandResult } from './command-result.js'
 import type { ConnectionOptions } from './connection.js'
@@ -79,7 +80,7 @@ export class Commands {
 
   /** Writes to a process's stdin (started with `keepStdin: true`). */
   async sendStdin(pid: number, data: string | Uint8Array, options: ConnectionOptions = {}): Promise<void> {
-    await this.stdin(pid, { dataBase64: Buffer.from(data).toString('base64') }, options)
+    await this.stdin(pid, { dataBase64: base64Of(data) }, options)
   }
 
   /** Closes a process's stdin. */
@@ -182,7 +183,7 @@ function execBodyOf(cmd: string | string[], o: CommandRunOptions): ExecRequest {
   if (o.envs) body.env = o.envs
   if (o.cwd !== undefined) body.cwd = o.cwd
   if (o.user !== undefined) body.user = o.user
-  if (o.stdin !== undefined) body.stdinBase64 = Buffer.from(o.stdin).toString('base64')
+  if (o.stdin !== undefined) body.stdinBase64 = base64Of(o.stdin)
   if (o.keepStdin) body.keepStdin = true
   if (o.timeoutMs !== undefined) body.timeoutMs = o.timeoutMs
   return body

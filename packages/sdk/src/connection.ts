@@ -1,6 +1,4 @@
 /** Where the server is and how to authenticate, resolved from options, environment and defaults. */
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { AuthenticationError, InvalidArgumentError } from './errors.js'
 
 /** Default address of a server started by `sandstorm up`. */
@@ -32,13 +30,42 @@ export interface Connection {
   requestTimeoutMs: number
 }
 
+/** Environment variables, as `process.env` holds them. */
+export type Environment = Record<string, string | undefined>
+
+/** The process's environment where there is one (Node, Bun, Deno); none in a browser. */
+function processEnv(): Environment {
+  const env = (globalThis as { process?: { env?: Environment } }).process?.env
+  const out: Environment = {}
+  if (!env) return out
+  for (const key of ['SANDSTORM_URL', 'SANDSTORM_API_KEY', 'SANDSTORM_DATA_DIR']) {
+    try {
+      out[key] = env[key]
+    } catch {
+      // Deno without --allow-env throws on a read: the variable counts as unset.
+    }
+  }
+  return out
+}
+
+/**
+ * Reads a file where the runtime has node:fs (Node 20.16+, Bun, Deno), through
+ * `process.getBuiltinModule`, so that the SDK imports no Node module and bundles for browsers.
+ */
+function readTextFile(path: string): string {
+  type Fs = { readFileSync(path: string, encoding: 'utf8'): string }
+  const fs = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:fs') as Fs | undefined
+  if (!fs) throw Object.assign(new Error('this runtime has no file system'), { code: 'ENOSYS' })
+  return fs.readFileSync(path, 'utf8')
+}
+
 /** Where `sandstorm up` keeps its API key unless told otherwise. */
-export function defaultApiKeyPath(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.SANDSTORM_DATA_DIR || '/var/lib/sandstorm', 'api-key')
+export function defaultApiKeyPath(env: Environment = processEnv()): string {
+  return `${(env.SANDSTORM_DATA_DIR || '/var/lib/sandstorm').replace(/\/+$/, '')}/api-key`
 }
 
 /** Resolves options over the environment and the single-machine defaults. */
-export function resolveConnection(options: ConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): Connection {
+export function resolveConnection(options: ConnectionOptions = {}, env: Environment = processEnv()): Connection {
   const apiUrl = (options.apiUrl ?? env.SANDSTORM_URL ?? defaultApiUrl).replace(/\/+$/, '')
   if (!/^https?:\/\/[^/]/.test(apiUrl)) {
     throw new InvalidArgumentError('invalid_argument', `expected apiUrl (or SANDSTORM_URL) such as ${defaultApiUrl}, got "${apiUrl}"`)
@@ -52,9 +79,9 @@ export function resolveConnection(options: ConnectionOptions = {}, env: NodeJS.P
     if (key) return key
     const path = defaultApiKeyPath(env)
     try {
-      key = readFileSync(path, 'utf8').trim()
+      key = readTextFile(path).trim()
     } catch (err) {
-      const why = (err as NodeJS.ErrnoException).code ?? String(err)
+      const why = (err as { code?: string }).code ?? String(err)
       throw new AuthenticationError(
         'unauthenticated',
         `no API key: pass { apiKey }, set SANDSTORM_API_KEY (or --api-key), or run where ${path} is readable (it was not: ${why})`,

@@ -2,7 +2,7 @@
  * The SDK's error classes. A wire error (`{ code, message }` with an HTTP status) becomes one of
  * these in `errorFromWire`, the only place where codes and statuses turn into classes.
  */
-import type { ErrorCode } from '../shared/index.js'
+import type { ErrorCode } from './wire/index.js'
 import type { CommandResult } from './command-result.js'
 
 /** A wire error code, or `command_exit` for a command that ended with a non-zero exit code. */

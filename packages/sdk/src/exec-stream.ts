@@ -1,5 +1,6 @@
 /** Reading a stream of ExecEvents: decoding output for the callbacks and keeping it for the result. */
-import type { ExecEvent, ProcessResult } from '../shared/index.js'
+import type { ExecEvent, ProcessResult } from './wire/index.js'
+import { bytesOfBase64 } from './bytes.js'
 import type { CommandResult } from './command-result.js'
 import { CommandExitError, TimeoutError } from './errors.js'
 
@@ -44,9 +45,9 @@ export function createOutputSink(handlers: OutputHandlers = {}): OutputSink {
       return out.stderr
     },
     push(stream, base64) {
-      const chunk = Buffer.from(base64, 'base64')
+      const chunk = bytesOfBase64(base64)
       if (chunk.length === 0) return
-      bytes[stream]?.(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length))
+      bytes[stream]?.(chunk)
       emit(stream, decoders[stream].decode(chunk, { stream: true }))
     },
     flush() {

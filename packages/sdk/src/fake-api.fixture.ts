@@ -7,7 +7,7 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { EntryInfo, ExecEvent, ProcessInfo, ProcessResult, SandboxInfo, TemplateInfo } from '../shared/index.js'
+import type { EntryInfo, ExecEvent, ProcessInfo, ProcessResult, SandboxInfo, TemplateInfo } from './wire/index.js'
 
 /** Options of startFakeApi. */
 export interface FakeApiOptions {

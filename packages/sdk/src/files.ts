@@ -1,5 +1,6 @@
 /** `sandbox.files`: read, write and manage files inside a sandbox. */
-import type { EntryInfo } from '../shared/index.js'
+import type { EntryInfo } from './wire/index.js'
+import { concatBytes } from './bytes.js'
 import type { ConnectionOptions } from './connection.js'
 import { NotFoundError } from './errors.js'
 import { chunksOf } from './ndjson.js'
@@ -45,9 +46,10 @@ export class Files {
     if (options.format === 'stream') return stream
     const chunks: Uint8Array[] = []
     for await (const chunk of chunksOf(stream)) chunks.push(chunk)
-    const bytes = Buffer.concat(chunks)
-    if (options.format === 'bytes') return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
-    return bytes.toString('utf8')
+    const bytes = concatBytes(chunks)
+    if (options.format === 'bytes') return bytes
+    // ignoreBOM keeps a leading BOM in the text, as the file holds it.
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes)
   }
 
   /**

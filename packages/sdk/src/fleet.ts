@@ -1,31 +1,7 @@
 /** The fleet as a `sandstorm server` reports it: its agents and the central command log. */
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { createApiClient } from './http-client.js'
-
-/** An agent of the fleet, as GET /v1/agents lists it. */
-export interface AgentInfo {
-  id: string
-  hostname: string
-  state: 'live' | 'lost'
-  labels: Record<string, string>
-  runtimes: string[]
-  cpus: number
-  memoryMiB: number
-  templates: string[]
-  lastHeartbeatAt: string
-  metrics: { load1: number; memoryFreeMiB: number; memoryTotalMiB: number; diskFreeMiB: number; sandboxes: number } | null
-}
-
-/** One command run in a sandbox, as the server logged it. */
-export interface CommandLogEntry {
-  sandboxId: string
-  agentId: string
-  argv: string[]
-  exitCode: number
-  durationMs: number
-  outputBytes: number
-  endedAt: string
-}
+import type { AgentInfo, CommandLogEntry } from './wire/index.js'
 
 /** The agents a fleet server knows, live and lost. */
 export async function listAgents(options: ConnectionOptions = {}): Promise<AgentInfo[]> {

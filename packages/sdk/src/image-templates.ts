@@ -1,9 +1,8 @@
-/** Templates from images, image archives and Dockerfiles; deleting a template. */
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
-import { Readable } from 'node:stream'
-import type { RegistryAuth, TemplateBuildEvent, TemplateInfo, TemplateStartInput } from '../shared/index.js'
-import { tarDirectory } from './build-context.js'
+/**
+ * Templates from images, image archives and Dockerfiles; deleting a template. Archives and build
+ * contexts are bytes here; `@sandstorm/sdk/node` also takes them as paths.
+ */
+import type { RegistryAuth, TemplateBuildEvent, TemplateInfo, TemplateStartInput } from './wire/index.js'
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { errorFromWire } from './errors.js'
 import { createApiClient, type ApiRequest } from './http-client.js'
@@ -15,10 +14,10 @@ export interface BuildTemplateOptions extends ConnectionOptions {
   image?: string
   /** Credentials for the image's registry. @default the server's Docker config.json, else none */
   registryAuth?: RegistryAuth
-  /** A `docker save` tar or an OCI image layout tar, by path. */
-  imageArchive?: string
-  /** The build context directory of a Dockerfile build. */
-  context?: string
+  /** A `docker save` tar or an OCI image layout tar (streamed as it is read). */
+  imageArchive?: Blob | ReadableStream<Uint8Array>
+  /** The build context of a Dockerfile build, as a tar (streamed as it is read). */
+  context?: Blob | ReadableStream<Uint8Array>
   /** The Dockerfile's path inside `context`. @default 'Dockerfile' */
   dockerfile?: string
   buildArgs?: Record<string, string>
@@ -45,8 +44,7 @@ export async function buildTemplate(name: string, options: BuildTemplateOptions)
     req = { method: 'POST', path, json: { image: options.image, ...(options.registryAuth ? { registryAuth: options.registryAuth } : {}), ...settings, ...(options.start ? { start: options.start } : {}) } }
   } else {
     const archive = options.imageArchive
-    if (archive !== undefined) await stat(archive)
-    const body = archive !== undefined ? (Readable.toWeb(createReadStream(archive)) as unknown as ReadableStream<Uint8Array>) : tarDirectory(options.context!)
+    const body = archive ?? options.context!
     const query: Record<string, string> = {
       source: archive !== undefined ? 'archive' : 'dockerfile',
       ...(options.dockerfile ? { dockerfile: options.dockerfile } : {}),

@@ -1,6 +1,8 @@
-/** The Sandstorm SDK: `import { Sandbox } from 'sandstorm'`. */
+/**
+ * The Sandstorm SDK: `import { Sandbox } from '@sandstorm/sdk'`. Runs wherever fetch and web streams
+ * do (Node, Bun, Deno, browsers); what needs Node (port forwarding, paths) is in `@sandstorm/sdk/node`.
+ */
 export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxNetworkOptions, type SandboxStart } from './sandbox.js'
-export type { PortForward, PortForwardOptions } from './ports.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
@@ -10,8 +12,8 @@ export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type Remo
 export type { WriteData } from './upload-body.js'
 export { buildTemplate, deleteTemplate, pruneTemplateLayers, type BuildTemplateOptions } from './image-templates.js'
 export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
-export { listAgents, listCommandLogs, removeAgent, type AgentInfo, type CommandLogEntry } from './fleet.js'
-export { setPool, listPools, deletePool, waitForPool, type PoolInfo, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
+export { listAgents, listCommandLogs, removeAgent } from './fleet.js'
+export { setPool, listPools, deletePool, waitForPool, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
 export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
 export {
   SandstormSdkError,
@@ -28,6 +30,7 @@ export {
   CommandExitError,
   type SdkErrorCode,
 } from './errors.js'
-export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from '../shared/index.js'
-export type { RegistryAuth, TemplateSource, TemplateImageConfig } from '../shared/index.js'
-export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from '../shared/index.js'
+export type { AgentInfo, AgentMetrics, CommandLogEntry, PoolInfo, ErrorCode } from './wire/index.js'
+export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from './wire/index.js'
+export type { RegistryAuth, TemplateSource, TemplateImageConfig } from './wire/index.js'
+export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from './wire/index.js'

@@ -1,25 +1,7 @@
 /** Warm pools: set, list, wait for and delete a template's pool of ready sandboxes. */
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { createApiClient } from './http-client.js'
-
-/** A template's warm pool as the server reports it. */
-export interface PoolInfo {
-  template: string
-  /** Ready sandboxes kept at all times. */
-  min: number
-  /** Most pooled sandboxes at once. */
-  max: number
-  /** Ready to hand over now. */
-  ready: number
-  /** Being started in the background. */
-  starting: number
-  /** Handed out and not yet destroyed. */
-  inUse: number
-  /** Creates served from the pool. */
-  hits: number
-  /** Creates that matched the pool but found it empty (served cold). */
-  misses: number
-}
+import type { PoolInfo } from './wire/index.js'
 
 /** Options of `setPool`. */
 export interface SetPoolOptions extends ConnectionOptions {

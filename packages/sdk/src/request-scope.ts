@@ -26,7 +26,7 @@ export function createRequestScope(what: string, apiUrl: string, callerSignal: A
     controller.abort(callerSignal?.reason)
   }
   callerSignal?.addEventListener('abort', onAbort, { once: true })
-  let timer: NodeJS.Timeout | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
   if (timeoutMs > 0) {
     timer = setTimeout(() => {
       ended ??= 'deadline'

@@ -1,12 +1,11 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import { maxListLimit } from '../shared/index.js'
-import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from '../shared/index.js'
+import { maxListLimit } from './wire/index.js'
+import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from './wire/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { InvalidArgumentError, NotFoundError } from './errors.js'
 import { Files } from './files.js'
 import { createApiClient, type ApiClient } from './http-client.js'
-import { forwardPort, openTunnel, type PortForward, type PortForwardOptions } from './ports.js'
 import type { SandboxContext } from './sandbox-context.js'
 
 /** Options of `Sandbox.create`. */
@@ -116,6 +115,16 @@ interface Ingress {
 
 const sandboxesPath = '/v1/sandboxes'
 
+/** Each sandbox's connection, for the Node entry's port functions (kept off the public class). */
+const connections = new WeakMap<Sandbox, Connection>()
+
+/** @internal A sandbox's connection with a call's options laid over it. */
+export function connectionOf(sandbox: Sandbox, options: ConnectionOptions = {}): Connection {
+  const base = connections.get(sandbox)
+  if (!base) throw new InvalidArgumentError('invalid_argument', 'expected a Sandbox made by Sandbox.create, connect or fork')
+  return overlayConnection(base, options)
+}
+
 function sandboxPath(id: string, rest = ''): string {
   return `${sandboxesPath}/${encodeURIComponent(id)}${rest}`
 }
@@ -139,6 +148,7 @@ export class Sandbox {
     readonly start: SandboxStart = {},
     ingress: Ingress = {},
   ) {
+    connections.set(this, connection)
     this.domain = ingress.domain
     this.trafficAccessToken = ingress.trafficAccessToken
     const ctx: SandboxContext = {
@@ -262,16 +272,6 @@ export class Sandbox {
   /** The URL of a port of this sandbox: `http://<port>-<id>.<domain>`. */
   getUrl(port: number): string {
     return `http://${this.getHost(port)}`
-  }
-
-  /** A raw TCP connection to a port of this sandbox, tunnelled through the server. */
-  connectPort(port: number, options: ConnectionOptions = {}): Promise<import('node:stream').Duplex> {
-    return openTunnel(overlayConnection(this.connection, options), this.sandboxId, port, options.signal)
-  }
-
-  /** Listens on a local port and forwards each connection to a port of this sandbox (like `kubectl port-forward`). */
-  forwardPort(port: number, options: PortForwardOptions & ConnectionOptions = {}): Promise<PortForward> {
-    return forwardPort(overlayConnection(this.connection, options), this.sandboxId, port, options)
   }
 
   /** Information about this sandbox: state, limits, labels, expiry. */

@@ -1,5 +1,5 @@
 /** Snapshots as the server lists them: listing, looking up and deleting by id. */
-import type { SnapshotInfo } from '../shared/index.js'
+import type { SnapshotInfo } from './wire/index.js'
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { createApiClient } from './http-client.js'
 

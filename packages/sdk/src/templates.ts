@@ -1,5 +1,5 @@
 /** Templates as the server lists them, and golden templates: promote, rollback, build. */
-import type { BuildTemplateRequest, FailedBuildStep, RuntimeName, TemplateBuildEvent, TemplateInfo, TemplateStartInput } from '../shared/index.js'
+import type { BuildTemplateRequest, FailedBuildStep, RuntimeName, TemplateBuildEvent, TemplateInfo, TemplateStartInput } from './wire/index.js'
 import { resolveConnection, type ConnectionOptions } from './connection.js'
 import { errorFromWire } from './errors.js'
 import { createApiClient } from './http-client.js'

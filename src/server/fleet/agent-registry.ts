@@ -2,20 +2,11 @@
 import type { AgentApi, AgentInfo, AgentSandbox } from '../../agent/index.js'
 import type { HeartbeatMessage } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { Logger } from '../../shared/index.js'
+import type { AgentMetrics, Logger } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentConnection } from './agent-connection.js'
 import { createRemoteAgent } from './remote-agent.js'
 import type { Revocations } from './revocations.js'
-
-/** Host metrics from the last heartbeat. */
-export interface AgentMetrics {
-  load1: number
-  memoryFreeMiB: number
-  memoryTotalMiB: number
-  diskFreeMiB: number
-  sandboxes: number
-}
 
 /** An agent as the registry holds it. */
 export interface AgentEntry {

@@ -1,16 +1,6 @@
 /** Central logs: every command run in every sandbox of the fleet, kept in SQLite. */
+import type { CommandLogEntry } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
-
-/** One finished command. */
-export interface CommandLogEntry {
-  sandboxId: string
-  agentId: string
-  argv: string[]
-  exitCode: number
-  durationMs: number
-  outputBytes: number
-  endedAt: string
-}
 
 /** The command_logs table. */
 export interface CommandLog {

@@ -1,6 +1,6 @@
 /** Central logs for `sandstorm up`: the in-process agent's commands are recorded as a fleet agent's are. */
 import type { AgentApi } from '../../agent/index.js'
-import type { AgentView } from './routes.js'
+import type { AgentInfo } from '../../shared/index.js'
 import type { CommandLog } from './command-log.js'
 
 /**
@@ -39,7 +39,7 @@ async function record(agent: AgentApi, log: CommandLog, agentId: string, sandbox
 }
 
 /** The in-process agent as GET /v1/agents lists it: always live, no heartbeat needed. */
-export async function localAgentView(agent: AgentApi): Promise<AgentView> {
+export async function localAgentView(agent: AgentApi): Promise<AgentInfo> {
   const info = agent.info()
   const templates = await agent.templates()
   return {

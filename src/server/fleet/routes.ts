@@ -1,35 +1,21 @@
 /** GET /v1/agents, DELETE /v1/agents/:id and GET /v1/logs: the fleet and its central command log. */
 import type { Hono } from 'hono'
-import { SandstormError } from '../../shared/index.js'
+import { SandstormError, type AgentInfo } from '../../shared/index.js'
 import type { ServerEnv } from '../context.js'
 import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
-
-/** An agent as GET /v1/agents lists it. */
-export interface AgentView {
-  id: string
-  hostname: string
-  state: 'live' | 'lost'
-  labels: Record<string, string>
-  runtimes: string[]
-  cpus: number
-  memoryMiB: number
-  templates: string[]
-  lastHeartbeatAt: string
-  metrics: { load1: number; memoryFreeMiB: number; memoryTotalMiB: number; diskFreeMiB: number; sandboxes: number } | null
-}
 
 /** Registers the routes on the server's one app (behind its API key check, like the rest of /v1). */
 export function fleetRoutes(app: Hono<ServerEnv>, deps: {
   /** The fleet's agents; without it (`sandstorm up`), `local` is the one agent listed. */
   registry?: AgentRegistry
-  local?: () => Promise<AgentView>
+  local?: () => Promise<AgentInfo>
   commandLog: CommandLog
 }): void {
   app.get('/v1/agents', async (c) =>
     c.json({
       agents: !deps.registry ? (deps.local ? [await deps.local()] : []) : deps.registry.list().map(
-        (e): AgentView => ({
+        (e): AgentInfo => ({
           id: e.id,
           hostname: e.hostname,
           state: e.state,

@@ -1,6 +1,6 @@
 import type { AgentApi } from '../../agent/index.js'
 import { agentNetworkOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
-import type { CallOptions, Logger, SandboxInfo } from '../../shared/index.js'
+import type { CallOptions, Logger, PoolInfo, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { GoldenOrigin } from '../golden-source.js'
 import type { CatalogDb } from '../db.js'
@@ -22,18 +22,6 @@ export type CreateSource = 'pool' | 'cold'
  * and, for a golden template, what it is (`golden`: the version it started from).
  */
 export type CreatedSandboxInfo = SandboxInfo & { source?: CreateSource; golden?: GoldenOrigin }
-
-/** A pool as the API reports it. */
-export interface PoolInfo extends PoolConfig {
-  /** Ready to hand over now. */
-  ready: number
-  /** Being started in the background. */
-  starting: number
-  /** Handed out by this server and still in the catalog. */
-  inUse: number
-  hits: number
-  misses: number
-}
 
 /** Options of createWarmPools. */
 export interface WarmPoolsOptions {

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { Registry } from 'prom-client'
-import type { PoolInfo } from './pool-manager.js'
+import type { PoolInfo } from '../../shared/index.js'
 
 /** The pools' Prometheus metrics, by template. */
 export interface PoolMetrics {

@@ -1,24 +1,12 @@
 import type { Hono } from 'hono'
 import { z } from 'zod'
-import { SandstormError } from '../../shared/index.js'
+import { poolBody, poolWaitBody, SandstormError, templateNameSchema } from '../../shared/index.js'
 import type { ServerEnv } from '../context.js'
 import { bodyOf } from '../request-input.js'
 import { parseInput } from '../validation.js'
 import type { WarmPools } from './pool-manager.js'
 
-/** Most sandboxes one pool may hold: a pool is a cache, not a fleet. */
-export const maxPoolSize = 256
-
-const templateParam = z.strictObject({ template: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'a template name such as "debian"') })
-const poolBody = z.strictObject({
-  min: z.number().int().min(0).max(maxPoolSize),
-  max: z.number().int().min(1).max(maxPoolSize),
-})
-const waitBody = z.strictObject({
-  /** Ready sandboxes to wait for. @default the pool's min */
-  ready: z.number().int().min(1).max(maxPoolSize).optional(),
-  timeoutMs: z.number().int().positive().max(10 * 60_000).default(60_000),
-})
+const templateParam = z.strictObject({ template: templateNameSchema })
 
 /** PUT, GET and DELETE /v1/pools[/:template], and POST /v1/pools/:template/wait. */
 export function poolRoutes(app: Hono<ServerEnv>, pools: WarmPools): void {
@@ -46,7 +34,7 @@ export function poolRoutes(app: Hono<ServerEnv>, pools: WarmPools): void {
 
   app.post('/v1/pools/:template/wait', async (c) => {
     const template = templateOf(c.req.param('template'))
-    const body = await bodyOf(c, waitBody)
+    const body = await bodyOf(c, poolWaitBody)
     const min = pools.list().find((p) => p.template === template)?.min ?? 1
     return c.json(await pools.waitReady(template, body.ready ?? min, { signal: c.var.signal, timeoutMs: body.timeoutMs }))
   })

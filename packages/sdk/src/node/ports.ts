@@ -7,16 +7,27 @@ import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { Connection } from './connection.js'
-import { ConnectionError } from './errors.js'
-import { errorFromBody } from './http-client.js'
-import { splice } from '../shared/splice.js'
+import type { Connection, ConnectionOptions } from '../connection.js'
+import { ConnectionError } from '../errors.js'
+import { errorFromBody } from '../http-client.js'
+import { connectionOf, type Sandbox } from '../sandbox.js'
+import { splice } from './splice.js'
 
 /** The protocol the server's tunnel upgrades to. */
 const tunnelProtocol = 'sandstorm-tcp'
 
+/** A raw TCP connection to a port of the sandbox, tunnelled through the server. */
+export function connectPort(sandbox: Sandbox, port: number, options: ConnectionOptions = {}): Promise<Duplex> {
+  return openTunnel(connectionOf(sandbox, options), sandbox.sandboxId, port, options.signal)
+}
+
+/** Listens on a local port and forwards each connection to a port of the sandbox (like `kubectl port-forward`). */
+export function forwardPort(sandbox: Sandbox, port: number, options: PortForwardOptions & ConnectionOptions = {}): Promise<PortForward> {
+  return listen(connectionOf(sandbox, options), sandbox.sandboxId, port, options)
+}
+
 /** Opens a TCP connection to `port` of a sandbox, through the server. */
-export function openTunnel(connection: Connection, sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+function openTunnel(connection: Connection, sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
   const url = new URL(`${connection.apiUrl}/v1/sandboxes/${encodeURIComponent(sandboxId)}/ports/${port}/tunnel`)
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise<Duplex>((resolve, reject) => {
@@ -61,7 +72,7 @@ export interface PortForwardOptions {
 }
 
 /** Listens on a local port and tunnels each connection to `port` of the sandbox. */
-export async function forwardPort(connection: Connection, sandboxId: string, port: number, options: PortForwardOptions = {}): Promise<PortForward> {
+async function listen(connection: Connection, sandboxId: string, port: number, options: PortForwardOptions = {}): Promise<PortForward> {
   const open = new Set<Duplex>()
   // Half-open allowed: a client that ends its side (a request sent whole) still gets the answer.
   const server: Server = createServer({ allowHalfOpen: true }, (local) => {
