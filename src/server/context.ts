@@ -1,6 +1,6 @@
 import type { HttpBindings } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
-import type { Logger, SandboxInfo } from '../shared/index.js'
+import type { Logger, SandboxIngress, SandboxInfo } from '../shared/index.js'
 import type { ApiKeyCheck } from './api-keys.js'
 import type { ImageBuildService } from './image-builds.js'
 import type { ServerMetrics } from './metrics.js'
@@ -18,11 +18,8 @@ export interface ServerEnv {
   }
 }
 
-/** How a sandbox's ports are reached: the domain of its hosts, and a private sandbox's traffic token. */
-export interface IngressInfo {
-  domain: string
-  trafficAccessToken?: string
-}
+/** How a sandbox's ports are reached (the wire type, under the name the server's routes use). */
+export type { SandboxIngress as IngressInfo }
 
 /** What the route groups need. */
 export interface RouteDeps {
@@ -36,7 +33,7 @@ export interface RouteDeps {
   /** Uploads larger than this answer 413. */
   maxFileBytes: number
   /** The ingress side of a sandbox, for the answers of create and get. */
-  ingressOf(info: SandboxInfo): IngressInfo
+  ingressOf(info: SandboxInfo): SandboxIngress
   /** Snapshot, fork and restore routes, when given. */
   snapshots?: SnapshotService
   /** Warm pool routes, when given. */

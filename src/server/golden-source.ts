@@ -1,13 +1,9 @@
-import type { SandboxInfo, TemplateInfo } from '../shared/index.js'
+import type { GoldenOrigin, SandboxInfo, SandboxStartSource, TemplateInfo } from '../shared/index.js'
+
+export type { GoldenOrigin }
 
 /** How a create from a golden template started: on its recorded config ('golden') or not ('cold'). */
-export type GoldenSource = 'golden' | 'cold'
-
-/** What a sandbox started from a golden template is: the version (and its snapshot) it stands on. */
-export interface GoldenOrigin {
-  version: number
-  snapshotId: string
-}
+export type GoldenSource = Extract<SandboxStartSource, 'golden' | 'cold'>
 
 /** The golden version of `template` when a sandbox of it started on its recorded config, else undefined. */
 export function goldenOrigin(template: TemplateInfo, input: { memoryMiB?: number; cpus?: number }): GoldenOrigin | undefined {

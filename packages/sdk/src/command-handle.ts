@@ -1,11 +1,10 @@
 /** A command that runs in the background: follow its output, wait for it, write to it, kill it. */
-import type { ExecEvent } from './wire/index.js'
+import type { ExecEvent, ProcessSignal } from './wire/index.js'
 import { toCommandResult, type CommandResult } from './command-result.js'
 import { AbortError, UnavailableError } from './errors.js'
 import { checkCommandResult, consumeExecEvents, createOutputSink, type OutputHandlers, type OutputSink } from './exec-stream.js'
 
-/** Signals a process can be sent. */
-export type ProcessSignal = 'SIGKILL' | 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2'
+export type { ProcessSignal }
 
 /** What a handle needs from its sandbox's commands. */
 export interface ProcessControl {

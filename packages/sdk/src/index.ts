@@ -2,7 +2,7 @@
  * The Sandstorm SDK: `import { Sandbox } from '@sandstorm/sdk'`. Runs wherever fetch and web streams
  * do (Node, Bun, Deno, browsers); what needs Node (port forwarding, paths) is in `@sandstorm/sdk/node`.
  */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxNetworkOptions, type SandboxStart } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxNetworkOptions } from './sandbox.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
@@ -30,7 +30,7 @@ export {
   CommandExitError,
   type SdkErrorCode,
 } from './errors.js'
-export type { AgentInfo, AgentMetrics, CommandLogEntry, PoolInfo, ErrorCode } from './wire/index.js'
+export type { SandboxStart, SandboxStartSource, GoldenOrigin, SandboxIngress, AgentInfo, AgentMetrics, CommandLogEntry, PoolInfo, ErrorCode } from './wire/index.js'
 export type { SnapshotInfo, BuildTemplateRequest, TemplateBuildEvent, FailedBuildStep } from './wire/index.js'
 export type { RegistryAuth, TemplateSource, TemplateImageConfig } from './wire/index.js'
 export type { NetworkUpdateRequest, SandboxNetwork, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, ProcessInfo, ProcessResult, EntryInfo, EntryType, TemplateInfo, TemplateStart, TemplateStartInput, ExecEvent } from './wire/index.js'

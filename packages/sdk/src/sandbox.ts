@@ -1,6 +1,6 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
 import { maxListLimit } from './wire/index.js'
-import type { CreateSandboxRequest, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from './wire/index.js'
+import type { CreateSandboxRequest, NetworkOptions, SandboxIngress, SandboxStart, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from './wire/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'
 import { InvalidArgumentError, NotFoundError } from './errors.js'
@@ -29,34 +29,13 @@ export interface SandboxCreateOptions extends ConnectionOptions {
    * domains and `*.domain` wins over `denyOut`; domains need `denyOut: ['0.0.0.0/0']`) and how its
    * ports are reached. @default the server's default: the public internet, ports open
    */
-  network?: 'none' | SandboxNetworkOptions
+  network?: 'none' | NetworkOptions
   /** 'runc' (a container) or 'qemu' (a microVM with its own kernel). @default the server's */
   runtime?: RuntimeName
 }
 
-/** A sandbox's network, as a create gives it. */
-export interface SandboxNetworkOptions {
-  /** Always reachable: IPv4 addresses, CIDRs, domains (`example.com`, `*.example.com`). */
-  allowOut?: string[]
-  /** Refused unless allowOut names them: IPv4 addresses and CIDRs (`0.0.0.0/0` for everything). */
-  denyOut?: string[]
-  /** false is `denyOut: ['0.0.0.0/0']`. */
-  allowInternetAccess?: boolean
-  /** false: its ports answer only requests with its traffic token (`trafficAccessToken`) or an API key. @default true */
-  allowPublicTraffic?: boolean
-  /** Host header its ports see (`host[:port]`, `${PORT}` for the port). */
-  maskRequestHost?: string
-}
-
-/** How a created sandbox started, as the server answered the create. */
-export interface SandboxStart {
-  /** 'golden' from a golden template's saved state, 'cold' booted, 'pool' from a warm pool; unset for a plain template. */
-  source?: 'golden' | 'cold' | 'pool'
-  /** With 'cold' when the golden state could not be used (another memory or cpus on qemu): why. */
-  sourceReason?: string
-  /** The golden template version it stands on, whether it came from the pool or not. */
-  golden?: { version: number; snapshotId: string }
-}
+/** A sandbox's network, as a create gives it (the wire's NetworkOptions). */
+export type { NetworkOptions as SandboxNetworkOptions }
 
 /** Options of `Sandbox.fork`. */
 export interface SandboxForkOptions extends ConnectionOptions {
@@ -66,7 +45,7 @@ export interface SandboxForkOptions extends ConnectionOptions {
   timeoutMs?: number
   labels?: Record<string, string>
   /** The network of each, as a create's. @default the server's default */
-  network?: 'none' | SandboxNetworkOptions
+  network?: 'none' | NetworkOptions
 }
 
 /** Options of `Sandbox.list` and `Sandbox.listPage`: every filter given must match. */
@@ -107,12 +86,6 @@ export interface SandboxMetricsOptions extends ConnectionOptions {
   end?: Date
 }
 
-/** How a sandbox's ports are reached, as the server answers create and get. */
-interface Ingress {
-  domain?: string
-  trafficAccessToken?: string
-}
-
 const sandboxesPath = '/v1/sandboxes'
 
 /** Each sandbox's connection, for the Node entry's port functions (kept off the public class). */
@@ -146,7 +119,7 @@ export class Sandbox {
     private readonly connection: Connection,
     /** How it started, when this object comes from `Sandbox.create`. */
     readonly start: SandboxStart = {},
-    ingress: Ingress = {},
+    ingress: Partial<SandboxIngress> = {},
   ) {
     connections.set(this, connection)
     this.domain = ingress.domain
@@ -177,7 +150,7 @@ export class Sandbox {
     if (options.env) body.env = options.env
     if (options.network) body.network = options.network
     if (options.runtime) body.runtime = options.runtime
-    const info = await createApiClient(connection).json<SandboxInfo & SandboxStart & Ingress>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
+    const info = await createApiClient(connection).json<SandboxInfo & SandboxStart & Partial<SandboxIngress>>({ method: 'POST', path: sandboxesPath, json: body, signal: options.signal })
     const start: SandboxStart = {}
     if (info.source) start.source = info.source
     if (info.sourceReason) start.sourceReason = info.sourceReason
@@ -188,7 +161,7 @@ export class Sandbox {
   /** Connects to an existing sandbox; throws NotFoundError if there is none with this id. */
   static async connect(sandboxId: string, options: ConnectionOptions = {}): Promise<Sandbox> {
     const connection = resolveConnection(options)
-    const info = await createApiClient(connection).json<SandboxInfo & Ingress>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
+    const info = await createApiClient(connection).json<SandboxInfo & Partial<SandboxIngress>>({ method: 'GET', path: sandboxPath(sandboxId), signal: options.signal })
     return new Sandbox(sandboxId, connection, {}, info)
   }
 

@@ -1,6 +1,6 @@
 import type { AgentApi } from '../../agent/index.js'
 import { agentNetworkOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
-import type { CallOptions, Logger, PoolInfo, SandboxInfo } from '../../shared/index.js'
+import type { CallOptions, Logger, PoolInfo, SandboxInfo, SandboxStartSource } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { GoldenOrigin } from '../golden-source.js'
 import type { CatalogDb } from '../db.js'
@@ -15,7 +15,7 @@ import { createWarmPool } from './warm-pool.js'
 import type { PooledSandbox, WarmPool } from './warm-pool.js'
 
 /** Where a created sandbox came from: a warm pool's hand-over, or a start on demand. */
-export type CreateSource = 'pool' | 'cold'
+export type CreateSource = Extract<SandboxStartSource, 'pool' | 'cold'>
 
 /**
  * A create's answer: the sandbox, where it came from (`source`, set when the template has a pool)

@@ -84,9 +84,14 @@ export const execBody = z
   .refine((b) => (b.cmd === undefined) !== (b.argv === undefined), 'exactly one of "cmd" (a shell string) or "argv" (an array)')
 export type ExecRequest = z.input<typeof execBody>
 
+/** Signals a process can be sent. */
+export const processSignals = ['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const
+/** One of processSignals. */
+export type ProcessSignal = (typeof processSignals)[number]
+
 /** POST /v1/sandboxes/:id/processes/:pid/signal */
 export const signalBody = z.strictObject({
-  signal: z.enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGKILL'),
+  signal: z.enum(processSignals).default('SIGKILL'),
 })
 
 /** POST /v1/sandboxes/:id/processes/:pid/stdin */
@@ -125,6 +130,32 @@ export interface SandboxInfo {
   createdAt: string
   /** When the sandbox will be destroyed unless its timeout is extended. */
   expiresAt: string
+}
+
+/** How a sandbox's ports are reached, as create and get answer: `<port>-<id>.<domain>`, and a private sandbox's traffic token. */
+export interface SandboxIngress {
+  domain: string
+  /** Set when it was created with `allowPublicTraffic: false`: the `e2b-traffic-access-token` its ports ask for. */
+  trafficAccessToken?: string
+}
+
+/** The golden template version (and its snapshot) a sandbox stands on. */
+export interface GoldenOrigin {
+  version: number
+  snapshotId: string
+}
+
+/** Where a created sandbox came from: a golden template's saved state, a cold start, or a warm pool. */
+export type SandboxStartSource = 'golden' | 'cold' | 'pool'
+
+/** How a created sandbox started, as POST /v1/sandboxes answers beside its info. */
+export interface SandboxStart {
+  /** 'golden' from a golden template's saved state, 'cold' booted, 'pool' from a warm pool; unset for a plain template. */
+  source?: SandboxStartSource
+  /** With 'cold' when the golden state could not be used (another memory or cpus on qemu): why. */
+  sourceReason?: string
+  /** The golden template version it stands on, whether it came from the pool or not. */
+  golden?: GoldenOrigin
 }
 
 /** One event of an exec stream (NDJSON, one object per line). Output bytes are base64. */

@@ -31,18 +31,25 @@ export interface NetworkSettings extends EgressPolicy, IngressSettings {}
 /** A sandbox's network as the API shows it: 'none' (only lo), or its settings. */
 export type SandboxNetwork = 'none' | NetworkSettings
 
-/** The network of a create, as the body gives it. */
-export const networkBody = z.union([
-  z.literal('none'),
-  z.strictObject({
-    allowOut: z.array(z.string()).optional(),
-    denyOut: z.array(z.string()).optional(),
-    /** false = `denyOut: ['0.0.0.0/0']` (E2B's allowInternetAccess). */
-    allowInternetAccess: z.boolean().optional(),
-    allowPublicTraffic: z.boolean().optional(),
-    maskRequestHost: z.string().optional(),
-  }),
-])
+/** The egress policy and ingress settings of a create or a fork, as the body gives them. */
+export const networkOptionsBody = z.strictObject({
+  /** Always reachable: IPv4 addresses, CIDRs, domains (`example.com`, `*.example.com`). */
+  allowOut: z.array(z.string()).optional(),
+  /** Refused unless allowOut names them: IPv4 addresses and CIDRs (`0.0.0.0/0` for everything). */
+  denyOut: z.array(z.string()).optional(),
+  /** false is `denyOut: ['0.0.0.0/0']` (E2B's allowInternetAccess). */
+  allowInternetAccess: z.boolean().optional(),
+  /** false: its ports answer only requests with its traffic token (`trafficAccessToken`) or an API key. @default true */
+  allowPublicTraffic: z.boolean().optional(),
+  /** Host header its ports see (`host[:port]`, `${PORT}` for the port). */
+  maskRequestHost: z.string().optional(),
+})
+
+/** A sandbox's network as a create or a fork asks for it (other than 'none'). */
+export type NetworkOptions = z.input<typeof networkOptionsBody>
+
+/** The network of a create: 'none' (only lo), or its options. */
+export const networkBody = z.union([z.literal('none'), networkOptionsBody])
 
 /** PATCH /v1/sandboxes/:id/network: the new egress policy, replacing the old one whole. */
 export const networkUpdateBody = z.strictObject({
