@@ -1,6 +1,6 @@
 /**
  * The README's SDK example, run as written: the code block is taken from README.md and run as a
- * script that imports 'sandstorm' like a user's would, with the connection from the environment.
+ * script that imports '@sandstorm/sdk' like a user's would, with the connection from the environment.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -34,8 +34,8 @@ describe("the README's SDK example", { skip }, () => {
     stack = await startStack()
     // A user's project: the package installed under node_modules, their script beside it.
     appDir = await mkdtemp(join(tmpdir(), 'sandstorm-example-'))
-    await mkdir(join(appDir, 'node_modules'))
-    await symlink(repoRoot, join(appDir, 'node_modules', 'sandstorm'))
+    await mkdir(join(appDir, 'node_modules', '@sandstorm'), { recursive: true })
+    await symlink(join(repoRoot, 'packages', 'sdk'), join(appDir, 'node_modules', '@sandstorm', 'sdk'))
   })
   after(async () => {
     await stack?.close()
@@ -44,7 +44,7 @@ describe("the README's SDK example", { skip }, () => {
 
   it('runs as written, with the connection from SANDSTORM_URL and SANDSTORM_API_KEY', async () => {
     const code = await readmeExample()
-    assert.match(code, /import \{ Sandbox \} from 'sandstorm'/)
+    assert.match(code, /import \{ Sandbox \} from '@sandstorm\/sdk'/)
     assert.ok(code.trim().split('\n').length <= 5, `expected the example to be 5 lines, got:\n${code}`)
     // The block is TypeScript, but this one is also plain JavaScript: run it as an ES module.
     const script = join(appDir, 'example.mjs')
