@@ -131,10 +131,3 @@ export function messageOf(err: unknown): string {
 export function wsUrl(path: string): string {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`
 }
-
-/** base64url without padding, of the UTF-8 bytes of `text` (a WebSocket subprotocol may hold no '=', '+' or '/'). */
-export function base64url(text: string): string {
-  let binary = ''
-  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte)
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
-}

@@ -5,7 +5,8 @@
 import { FitAddon } from '@xterm/addon-fit'
 import { Terminal } from '@xterm/xterm'
 import { useEffect, useRef, useState } from 'preact/hooks'
-import { base64url, messageOf, wsUrl } from './api.js'
+import type { PtyServerMessage } from '../shared/terminal.js'
+import { messageOf, wsUrl } from './api.js'
 import { useApi } from './api-context.js'
 
 declare global {
@@ -15,11 +16,18 @@ declare global {
   }
 }
 
-/** The WebSocket subprotocol of the terminal; the key travels in a second one (browsers cannot set headers on a WebSocket). */
-export const ptyProtocol = 'sandstorm-pty.v1'
 
-/** A control message from the server (text frames); output comes as binary frames. */
-type ServerMessage = { type: 'start'; pid: number } | { type: 'exit'; exitCode: number } | { type: 'error'; message: string }
+// The protocol's names as src/shared/terminal.ts defines them. Typed by its literal types, so a
+// change there fails this build; not imported, as that module brings zod (half a megabyte) along.
+const ptyProtocol: typeof import('../shared/terminal.js').ptyProtocol = 'sandstorm-pty.v1'
+const ptyKeyProtocolPrefix: typeof import('../shared/terminal.js').ptyKeyProtocolPrefix = 'sandstorm-key.'
+
+/** The key as a subprotocol: base64url of its UTF-8 bytes, no padding (a subprotocol holds no '=', '+' or '/'). */
+function ptyKeyProtocol(apiKey: string): string {
+  let binary = ''
+  for (const byte of new TextEncoder().encode(apiKey)) binary += String.fromCharCode(byte)
+  return ptyKeyProtocolPrefix + btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
 
 /** The terminal pane of a sandbox page. */
 export function TerminalPane({ sandboxId }: { sandboxId: string }) {
@@ -49,7 +57,8 @@ export function TerminalPane({ sandboxId }: { sandboxId: string }) {
 
     const ws = new WebSocket(wsUrl(`/v1/sandboxes/${encodeURIComponent(sandboxId)}/pty?cols=${term.cols}&rows=${term.rows}`), [
       ptyProtocol,
-      `sandstorm-key.${base64url(api.key)}`,
+      // Browsers cannot set headers on a WebSocket: the key goes as a second subprotocol, never echoed.
+      ptyKeyProtocol(api.key),
     ])
     ws.binaryType = 'arraybuffer'
     const encoder = new TextEncoder()
@@ -64,16 +73,16 @@ export function TerminalPane({ sandboxId }: { sandboxId: string }) {
     }
     ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
       if (typeof ev.data !== 'string') return term.write(new Uint8Array(ev.data))
-      let msg: ServerMessage
+      let msg: PtyServerMessage
       try {
-        msg = JSON.parse(ev.data) as ServerMessage
+        msg = JSON.parse(ev.data) as PtyServerMessage
       } catch {
         return
       }
       if (msg.type === 'start') setStatus(`running (pid ${msg.pid})`)
       else if (msg.type === 'exit') {
         ended = true
-        setStatus(`the shell exited with code ${msg.exitCode}`)
+        setStatus(`the shell exited with code ${msg.exitCode}${msg.signal ? ` (${msg.signal})` : ''}`)
       } else if (msg.type === 'error') {
         ended = true
         setFailed(true)
