@@ -241,7 +241,7 @@ describe('the web console in Chromium', { skip }, () => {
       const points = await page.$eval(`${row} .spark-${kind} polyline`, (el) => el.getAttribute('points') ?? '')
       assert.ok(points.split(' ').length >= 3, `${kind} line: ${points}`)
     }
-    assert.match(await textOf(`${row} .spark-memory .spark-label`), /^\d+ MiB$/)
+    assert.match(await textOf(`${row} .spark-memory .spark-label`), /^[\d.]+[KMG]?i?B$/)
     await shot('sandboxes')
   })
 
@@ -249,6 +249,8 @@ describe('the web console in Chromium', { skip }, () => {
     await page.click(`tr[data-sandbox="${sandboxId}"] a`)
     await page.waitForSelector('.terminal .xterm')
     await page.waitForFunction(() => /running \(pid \d+\)/.test(document.querySelector('#term-status')?.textContent ?? ''))
+    // Type once the shell's prompt is there, as a user would (typed earlier, the tty echoes it before the prompt).
+    await until('the shell prompt', async () => /[#$]\s*$/m.test(await terminalText(page)))
     await page.click('.terminal')
     await page.keyboard.type('echo hello-$((6*7))')
     await page.keyboard.press('Enter')
@@ -279,6 +281,7 @@ describe('the web console in Chromium', { skip }, () => {
     await tab.evaluate((key) => sessionStorage.setItem('sandstorm.apiKey', key), stack.server.apiKey)
     await tab.goto(`${stack.server.url}/ui/sandboxes/${sandboxId}/terminal`, { waitUntil: 'domcontentloaded' })
     await tab.waitForFunction(() => /running \(pid \d+\)/.test(document.querySelector('#term-status')?.textContent ?? ''))
+    await until('the shell prompt in the second tab', async () => /[#$]\s*$/m.test(await terminalText(tab)))
     await tab.click('.terminal')
     await tab.keyboard.type('sleep 4343 & echo started-$((2+2))')
     await tab.keyboard.press('Enter')
@@ -315,7 +318,7 @@ describe('the web console in Chromium', { skip }, () => {
     assert.deepEqual(await readdir(downloads), ['download-me.txt'])
   })
 
-  it('takes a snapshot, draws the tree by parentId, and forks from a node into a new sandbox', async () => {
+  it('takes a snapshot, draws the tree by parentId, forks from a node into a new sandbox and restores from one', async () => {
     await page.click('a[data-tab=snapshots]')
     await page.type('input[name=snapshot-label]', 'console-snap')
     await page.click('button[name=take-snapshot]')
@@ -336,6 +339,14 @@ describe('the web console in Chromium', { skip }, () => {
     await page.reload({ waitUntil: 'domcontentloaded' })
     await page.waitForSelector(`li:has(> .node[data-snapshot="${snapshotId}"]) > ul.tree > li > .node[data-snapshot="${child.id}"]`)
     await shot('snapshots')
+
+    // Restore from the node: a file written since the snapshot is gone, one from before it is there.
+    const sb = await Sandbox.connect(sandboxId, { ...stack.conn })
+    await sb.files.write('/root/after-the-snapshot', 'x', { ...stack.conn })
+    await page.click(`.node[data-snapshot="${snapshotId}"] button[name=restore]`)
+    await page.waitForFunction((id) => document.querySelector('#snapshot-result')?.textContent?.includes(`to ${id}`), {}, snapshotId)
+    assert.equal(await sb.files.exists('/root/after-the-snapshot', { ...stack.conn }), false)
+    assert.equal(await sb.files.exists('/root/upload-me.bin', { ...stack.conn }), true)
 
     // The fork is killed from the list: two clicks, then it is gone from the API and the page.
     await page.click('header nav a[href="/ui/sandboxes"]')

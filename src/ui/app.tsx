@@ -2,6 +2,7 @@
 import { useMemo, useState } from 'preact/hooks'
 import { createConsoleApi, forgetKey, storedKey, storeKey } from './api.js'
 import { ApiContext } from './api-context.js'
+import { Logo } from './bits.js'
 import { AgentsPage } from './agents-page.js'
 import { PoolsPage } from './pools-page.js'
 import { navigate, onLinkClick, usePath } from './router.js'
@@ -54,7 +55,7 @@ export function App() {
     <ApiContext.Provider value={api}>
       <header class="top">
         <a class="brand" href="/ui/sandboxes" onClick={onLinkClick}>
-          <span class="logo">⛈</span> Sandstorm
+          <Logo /> Sandstorm
         </a>
         <nav>
           {sections.map(([p, title]) => (

@@ -47,3 +47,12 @@ export function relative(deltaMs: number): string {
   const text = s < 60 ? `${s} s` : s < 3600 ? `${Math.round(s / 60)} min` : s < 86_400 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86_400).toFixed(1)} d`
   return deltaMs >= 0 ? `in ${text}` : `${text} ago`
 }
+
+/** Sandstorm's mark: a bolt (drawn, not a glyph, so that it needs no emoji font). */
+export function Logo() {
+  return (
+    <svg class="logo" viewBox="0 0 16 16" width="18" height="18" aria-hidden="true">
+      <path d="M9.5 1 3 9h4l-1 6 7-8.5H9z" fill="currentColor" />
+    </svg>
+  )
+}

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks'
 import { messageOf, type SandboxInfo } from './api.js'
 import { useApi } from './api-context.js'
-import { Ago, ErrorLine, Labels, StateBadge } from './bits.js'
+import { Ago, ErrorLine, formatBytes, Labels, StateBadge } from './bits.js'
 import { onLinkClick } from './router.js'
 import { Sparkline } from './sparkline.js'
 import { usePoll } from './use-poll.js'
@@ -113,7 +113,7 @@ function SandboxRow({ sandbox: s, onKilled }: { sandbox: SandboxInfo; onKilled()
           kind="memory"
           values={samples.map((m) => m.memoryUsedBytes)}
           max={last?.memoryLimitBytes ?? 1}
-          label={last ? `${(last.memoryUsedBytes / 2 ** 20).toFixed(0)} MiB` : '–'}
+          label={last ? formatBytes(last.memoryUsedBytes) : '–'}
         />
       </td>
       <td class="small">{running ? <Ago iso={s.expiresAt} /> : '–'}</td>

@@ -1,6 +1,7 @@
 /** The sign-in: an API key, checked against the server before it is kept for this tab. */
 import { useState } from 'preact/hooks'
 import { checkKey, messageOf } from './api.js'
+import { Logo } from './bits.js'
 
 /** Props of SignIn. */
 export interface SignInProps {
@@ -35,7 +36,7 @@ export function SignIn({ notice, onSignedIn }: SignInProps) {
     <main class="sign-in">
       <form class="card" id="sign-in" onSubmit={(e) => void submit(e)}>
         <h1>
-          <span class="logo">⛈</span> Sandstorm
+          <Logo /> Sandstorm
         </h1>
         <p class="muted">
           Sign in with an API key. <code>sandstorm up</code> writes one to <code>/var/lib/sandstorm/api-key</code>. It is kept in this tab only.

@@ -17,7 +17,7 @@ function decode(base64: string): string {
 export function logLine(ev: TemplateBuildEvent): string {
   switch (ev.type) {
     case 'step':
-      return `\n$ ${ev.cmd}${ev.cached ? '   (cached)' : ''}\n`
+      return `${ev.index > 0 ? '\n' : ''}$ ${ev.cmd}${ev.cached ? '   (cached)' : ''}\n`
     case 'progress':
       return `${ev.message}\n`
     case 'stdout':

@@ -157,7 +157,11 @@ export function TerminalPane({ sandboxId }: { sandboxId: string }) {
           {open ? 'Restart' : 'Open terminal'}
         </button>
       </div>
-      {open && <div class="terminal" ref={host} />}
+      {open && (
+        <div class="terminal-frame">
+          <div class="terminal" ref={host} />
+        </div>
+      )}
     </div>
   )
 }
