@@ -17,12 +17,25 @@
  * A restarted agent gets a new channel through an abstract socket (init-handover.c), and a
  * command's tree is found in the sandbox's /proc (init-tree.c).
  *
+ * A command may run on a terminal of its own (EXEC_PTY): the init opens a pseudo-terminal of the
+ * sandbox's devpts instance, checked to be one (the sandbox's root may have put anything at the
+ * path), gets its other end from the master itself (TIOCGPTPEER, never a path from ptsname), and
+ * the command makes it its controlling terminal. Input is written to the master, whose line
+ * discipline turns Ctrl-C into SIGINT and Ctrl-D into an end of file; its output (stdout and
+ * stderr are the one terminal) goes to the agent as STDOUT; a closed stdin leaves the terminal up.
+ *
  * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
+ * To the init: EXEC (see start), EXEC_PTY (u16 cols, u16 rows, then EXEC's payload), KILL (u32
+ * signal), STDIN (bytes), STDIN_CLOSE, PAUSE and RESUME (of output), RESIZE (u16 cols, u16 rows
+ * of a command's terminal: the kernel sends SIGWINCH to its foreground process group).
+ * From it: STARTED (u32 pid), FAILED (text), STDOUT and STDERR (bytes), ACK (u32 stdin bytes
+ * taken), EXIT (u32 status), STDIN_GONE, READY (id 0, u32 instructions of the seccomp filter).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <termios.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -30,7 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,7 +53,7 @@
 
 #include "init-parts.h"
 
-enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6 };
+enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_EXEC_PTY = 7, H_RESIZE = 8 };
 enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8 };
 
 #define CTL 3
@@ -62,6 +77,7 @@ struct proc {
   uint32_t id;
   pid_t keeper, pid;
   int status_fd, in_fd, out_fd, err_fd;
+  int term_fd; /* the master of its terminal, kept for resizes while the command runs; -1 when none */
   struct buf in;
   int in_close_pending, paused, exited, reported, status, keeper_gone;
   long long killed_at; /* when a SIGKILL of its tree was asked for; 0 when none */
@@ -113,6 +129,11 @@ static void put_u32(char *at, uint32_t v) {
 static uint32_t get_u32(const char *at) {
   const unsigned char *u = (const unsigned char *)at;
   return u[0] | u[1] << 8 | u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+static unsigned short get_u16(const char *at) {
+  const unsigned char *u = (const unsigned char *)at;
+  return (unsigned short)(u[0] | u[1] << 8);
 }
 
 static void send_frame(int type, uint32_t id, const void *payload, size_t n) {
@@ -196,8 +217,48 @@ static void close_except(int *kept, int n) {
   }
 }
 
+/*
+ * A new pseudo-terminal of the sandbox's devpts instance, `cols` x `rows`: its master (non-blocking)
+ * in *master and the other end in *slave, both close-on-exec; 0, or an errno. Whatever is at the
+ * paths was put there by the sandbox's root (a FIFO, a file, a link): only the ptmx device is taken,
+ * opened without blocking, and the other end comes from the master, not from a path.
+ */
+static int open_terminal(unsigned short cols, unsigned short rows, int *master, int *slave) {
+  static const char *const paths[] = {"/dev/pts/ptmx", "/dev/ptmx"};
+  int err = ENOENT;
+  for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+    int fd = open(paths[i], O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    struct stat st;
+    int unlock = 0;
+    struct winsize size = {.ws_row = rows, .ws_col = cols};
+    if (fstat(fd, &st) || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2) err = ENOTTY;
+    else if (ioctl(fd, TIOCSPTLCK, &unlock) || ioctl(fd, TIOCSWINSZ, &size)) err = errno;
+    else {
+      int peer = ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+      if (peer >= 0) {
+        /* Backspace erases a whole UTF-8 character, as on a console. */
+        struct termios mode;
+        if (tcgetattr(peer, &mode) == 0) {
+          mode.c_iflag |= IUTF8;
+          tcsetattr(peer, TCSANOW, &mode);
+        }
+        *master = fd;
+        *slave = peer;
+        return 0;
+      }
+      err = errno;
+    }
+    close(fd);
+  }
+  return err;
+}
+
 /* The keeper: forks the command, reports its status, then reaps what it left until nothing is. */
-static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t uid, uint32_t gid, const char *cwd, char **argv, char **envp) {
+static void keep(int status_fd, int ready_fd, int in, int out, int err, int terminal, uint32_t uid, uint32_t gid, const char *cwd, char **argv, char **envp) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   pid_t pid = fork();
   if (pid == 0) {
@@ -205,7 +266,10 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t
     dup2(out, 1);
     dup2(err, 2);
     char verdict[9] = {'R'};
-    if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
+    /* On a terminal: a session of its own with the terminal as its controlling tty (job control,
+     * SIGINT from Ctrl-C, SIGHUP when it goes), owned by its user as login does it. */
+    if (terminal && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) || fchown(0, uid, (gid_t)-1))) verdict[0] = 'T';
+    else if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
     else if (chdir(cwd)) verdict[0] = 'C';
     put_u32(verdict + 1, (uint32_t)getpid());
     put_u32(verdict + 5, (uint32_t)errno);
@@ -219,7 +283,9 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t
     if (write(ready_fd, verdict, sizeof verdict) < 0) _exit(127);
     _exit(127);
   }
-  close(ready_fd), close(in), close(out), close(err);
+  close(ready_fd), close(in);
+  if (out != in) close(out);
+  if (err != in && err != out) close(err);
   for (;;) {
     int status;
     pid_t done = waitpid(-1, &status, 0);
@@ -238,8 +304,9 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, uint32_t
  * EXEC payload: u32 uid, u32 gid, u32 argc, u32 envc, then NUL-terminated strings: cwd, argv,
  * env. The command takes its user and cwd, and says over a pipe that it did (or why not) before
  * it execs; a failed exec prints why on its stderr and exits 127 (126 when denied), as a shell.
+ * With `term`, its stdin, stdout and stderr are a new terminal of that size instead of pipes.
  */
-static void start(uint32_t id, const char *p, size_t n) {
+static void start(uint32_t id, const char *p, size_t n, const struct winsize *term) {
   if (n < 16 || id == 0) return failed(id, "start", EINVAL);
   uint32_t uid = get_u32(p), gid = get_u32(p + 4), argc = get_u32(p + 8), envc = get_u32(p + 12);
   if (argc == 0 || argc > 65536 || envc > 65536) return failed(id, "start", EINVAL);
@@ -267,12 +334,33 @@ static void start(uint32_t id, const char *p, size_t n) {
     free(strings);
     return failed(id, "start", slot ? EEXIST : EAGAIN);
   }
-  int in[2], out[2], err[2], status[2], ready[2];
-  int *pipes[5] = {in, out, err, status, ready};
-  for (int i = 0; i < 5; i++) {
+  int in[2], out[2], err[2] = {-1, -1}, status[2], ready[2], term_fd = -1;
+  if (term) {
+    int master = -1, slave = -1, e = open_terminal(term->ws_col, term->ws_row, &master, &slave);
+    /* A second and third copy of the master: stdin (closed on its own, the terminal staying up)
+     * and resizes (until the command ended). */
+    int input = e ? -1 : fcntl(master, F_DUPFD_CLOEXEC, 0);
+    term_fd = input < 0 ? -1 : fcntl(master, F_DUPFD_CLOEXEC, 0);
+    if (!e && term_fd < 0) {
+      e = errno;
+      if (input >= 0) close(input);
+      close(master), close(slave);
+    }
+    if (e) {
+      free(strings);
+      return failed(id, "terminal", e);
+    }
+    in[0] = out[1] = err[1] = slave;
+    in[1] = input;
+    out[0] = master;
+  }
+  int *pipes[5] = {status, ready, in, out, err};
+  int count = term ? 2 : 5;
+  for (int i = 0; i < count; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) == 0) continue;
     int e = errno;
     while (i-- > 0) close(pipes[i][0]), close(pipes[i][1]);
+    if (term) close(in[0]), close(in[1]), close(out[0]), close(term_fd);
     free(strings);
     return failed(id, "pipe", e);
   }
@@ -287,13 +375,16 @@ static void start(uint32_t id, const char *p, size_t n) {
      * copy of another command's stdin would keep that one from ever reading its end. */
     int kept[5] = {in[0], out[1], err[1], status[1], ready[1]};
     close_except(kept, 5);
-    keep(status[1], ready[1], in[0], out[1], err[1], uid, gid, cwd, argv, envp);
+    keep(status[1], ready[1], in[0], out[1], err[1], term != NULL, uid, gid, cwd, argv, envp);
   }
   free(strings);
-  close(in[0]), close(out[1]), close(err[1]), close(status[1]), close(ready[1]);
+  close(in[0]), close(status[1]), close(ready[1]);
+  if (!term) close(out[1]), close(err[1]);
   if (keeper < 0) {
     int e = errno;
-    close(in[1]), close(out[0]), close(err[0]), close(status[0]), close(ready[0]);
+    close(in[1]), close(out[0]), close(status[0]), close(ready[0]);
+    if (err[0] >= 0) close(err[0]);
+    if (term_fd >= 0) close(term_fd);
     return failed(id, "fork", e);
   }
   char verdict[9] = {0};
@@ -301,17 +392,18 @@ static void start(uint32_t id, const char *p, size_t n) {
   do got = read(ready[0], verdict, sizeof verdict);
   while (got < 0 && errno == EINTR);
   close(ready[0]);
-  *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0]};
+  *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0], .term_fd = term_fd};
   fcntl(in[1], F_SETFL, O_NONBLOCK);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
-  fcntl(err[0], F_SETFL, O_NONBLOCK);
+  if (err[0] >= 0) fcntl(err[0], F_SETFL, O_NONBLOCK);
   fcntl(status[0], F_SETFL, O_NONBLOCK);
   if (got != sizeof verdict || verdict[0] != 'R') {
     /* The keeper exits by itself; it is reaped and dropped. */
     slot->reported = 1;
     close_fd(&slot->in_fd);
     close_fd(&slot->status_fd);
-    const char *what = got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : verdict[0] == 'U' ? "user" : "fork";
+    close_fd(&slot->term_fd);
+    const char *what = got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : verdict[0] == 'U' ? "user" : verdict[0] == 'T' ? "terminal" : "fork";
     return failed(id, what, got == sizeof verdict ? (int)get_u32(verdict + 5) : EIO);
   }
   slot->pid = (pid_t)get_u32(verdict + 1);
@@ -330,7 +422,13 @@ static void kill_tree(struct proc *c, int sig) {
 }
 
 static void handle(int type, uint32_t id, const char *p, size_t n) {
-  if (type == H_EXEC) return start(id, p, n);
+  if (type == H_EXEC) return start(id, p, n, NULL);
+  if (type == H_EXEC_PTY) {
+    if (n < 4) return failed(id, "start", EINVAL);
+    struct winsize size = {.ws_col = get_u16(p), .ws_row = get_u16(p + 2)};
+    if (!size.ws_col || !size.ws_row) return failed(id, "terminal size", EINVAL);
+    return start(id, p + 4, n - 4, &size);
+  }
   struct proc *c = find(id);
   /* Once a command's end is reported, only a kill still reaches what it left running. */
   if (!c || (c->reported && type != H_KILL)) return;
@@ -358,6 +456,12 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
     break;
   case H_RESUME:
     c->paused = 0;
+    break;
+  case H_RESIZE:
+    if (n >= 4 && c->term_fd >= 0) {
+      struct winsize size = {.ws_col = get_u16(p), .ws_row = get_u16(p + 2)};
+      if (size.ws_col && size.ws_row) ioctl(c->term_fd, TIOCSWINSZ, &size);
+    }
     break;
   }
 }
@@ -450,6 +554,7 @@ static void command_ended(struct proc *c, int status) {
   c->status = status;
   if (c->in_fd >= 0 && !c->reported) send_frame(I_STDIN_GONE, c->id, NULL, 0);
   close_fd(&c->in_fd);
+  close_fd(&c->term_fd);
   buf_free(&c->in);
 }
 

@@ -1,7 +1,7 @@
 import { hostname, totalmem, availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
-import type { QemuAccel, RuntimeBackend } from '../runtime/index.js'
+import { checkTerminalSize, type QemuAccel, type RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes, type ResolvedTemplate } from '../templates/index.js'
 import { diskImageDeletions } from '../storage/index.js'
 import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSandboxStats } from './agent-api.js'
@@ -393,6 +393,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     resume: (id, call) => backendOf(id).resume(id, call),
 
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
+      // A bad size is refused before anything starts in the sandbox.
+      const pty = req.pty !== undefined ? checkTerminalSize(req.pty, 'pty') : undefined
       const sandbox = get(id)
       const defaults = sandbox.record.execDefaults
       let userName = req.user ?? defaults?.user ?? req.fallbackUser ?? 'root'
@@ -403,7 +405,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         return resolveUser(id, userName, call)
       })
       const cwd = req.cwd ?? defaults?.cwd ?? user.home
-      const env = req.fallbackUser !== undefined ? { USER: userName.split(':')[0]!, ...req.env } : req.env
+      const userEnv = req.fallbackUser !== undefined ? { USER: userName.split(':')[0]!, ...req.env } : req.env
+      // A terminal's programs read TERM for what it can draw: xterm.js and most terminals are xterm's kin.
+      const env = pty && userEnv.TERM === undefined ? { TERM: 'xterm-256color', ...userEnv } : userEnv
       let record: ProcessRecord | undefined
       const early: [('stdout' | 'stderr'), Uint8Array][] = []
       // The caller's signal cancels the start only (agent-api.ts): the backend ties a process's
@@ -415,7 +419,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const process = await backendOf(id)
         .exec(
           id,
-          { argv: req.argv, env: { HOME: user.home, ...env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs },
+          { argv: req.argv, env: { HOME: user.home, ...env }, cwd, uid: user.uid, gid: user.gid, timeoutMs: req.timeoutMs, ...(pty ? { pty } : {}) },
           {
             onStdout: (c) => (record ? record.output('stdout', c) : early.push(['stdout', c])),
             onStderr: (c) => (record ? record.output('stderr', c) : early.push(['stderr', c])),
@@ -428,7 +432,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       forget(sandbox)
       sandbox.processes.set(process.pid, record)
       if (req.stdin) await process.writeStdin(req.stdin)
-      if (!req.keepStdin) process.closeStdin()
+      // A terminal's input is what is typed, for as long as it runs.
+      if (!req.keepStdin && !pty) process.closeStdin()
       return { pid: process.pid }
     },
 
@@ -444,10 +449,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (close) record.process.closeStdin()
     },
 
-    async resizePty(id, pid) {
-      proc(id, pid)
-      // Terminals made by the sandbox's init come with the runtime's pty support (being built).
-      throw new SandstormError('failed_precondition', `process ${pid} of sandbox "${id}" has no terminal`)
+    async resizePty(id, pid, size) {
+      const checked = checkTerminalSize(size, 'size')
+      const record = proc(id, pid)
+      if (!record.process.resize) throw new SandstormError('failed_precondition', `process ${pid} of sandbox "${id}" has no terminal: it was not started with pty`)
+      if (record.result) throw new SandstormError('failed_precondition', `process ${pid} of sandbox "${id}" has ended: its terminal is gone`)
+      await record.process.resize(checked)
     },
 
     async updateNetwork(id, egress) {

@@ -6,8 +6,6 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { execa } from 'execa'
-import { runcHostHelpers } from '../runtime/index.js'
 import { printJson, printTable } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
@@ -63,6 +61,8 @@ function which(name: string): string | null {
 }
 
 async function firstLine(binary: string, args: string[]): Promise<string | null> {
+  // Loaded here, not at the top: every command's registration is imported by every CLI start.
+  const { execa } = await import('execa')
   const r = await execa(binary, args, { reject: false, timeout: 10_000 })
   return r.exitCode === 0 ? String(r.stdout).split('\n')[0]!.trim() : null
 }
@@ -82,7 +82,8 @@ function checkHostFile(name: string, path: string, pkg: string): DoctorCheck {
 }
 
 /** The sandboxes' PID 1 and the host helpers beside it (seccomp compiler, attach), compiled from native/ by the build. */
-function checkSandboxInit(): DoctorCheck {
+async function checkSandboxInit(): Promise<DoctorCheck> {
+  const { runcHostHelpers } = await import('../runtime/index.js')
   const missing = [runcHostHelpers.init, runcHostHelpers.initAttach, runcHostHelpers.seccompBpf].filter((path) => !existsSync(path))
   return missing.length === 0
     ? { name: 'sandbox init', status: 'ok', detail: runcHostHelpers.init, required: true }
@@ -191,7 +192,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const qemuRequired = (options.require ?? []).includes('qemu')
   const checks: DoctorCheck[] = [
     await checkRunc(),
-    checkSandboxInit(),
+    await checkSandboxInit(),
     checkHostFile('busybox', '/bin/busybox', 'busybox-static'),
     ...(await checkNetwork()),
     checkCgroups(),

@@ -1,11 +1,12 @@
 /** `sandstorm exec ID [flags] -- CMD ARGS...`: run a command in a sandbox, exiting with its code. */
 import type { Command } from 'commander'
-import { Sandbox } from '@sandstorm/sdk'
+import { InvalidArgumentError, Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { runWithStdio } from './command-stdio.js'
 import { parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { interruptSignal } from './interrupt.js'
+import { openTerminal } from './shell.js'
 
 interface ExecFlags {
   env?: string[]
@@ -13,6 +14,8 @@ interface ExecFlags {
   user?: string
   timeout?: string
   stdin: boolean
+  interactive?: boolean
+  tty?: boolean
 }
 
 /** Registers `exec`. */
@@ -27,10 +30,17 @@ export function registerExec(program: Command): void {
     .option('--user <user>', 'user name or uid to run as (default root)')
     .option('--timeout <duration>', 'kill the command after this long (500ms, 30s, 10m); exit 124')
     .option('--no-stdin', 'do not pass stdin on, even when it is not a terminal')
+    .option('-i, --interactive', 'pass stdin on, even when it is a terminal')
+    .option('-t, --tty', 'run the command on a terminal (with -i: keys go to it raw, as `docker exec -it`)')
     .action(async (id: string, argv: string[], flags: ExecFlags, cmd: Command) => {
+      if (flags.tty) {
+        if (flags.env || flags.timeout !== undefined) throw new InvalidArgumentError('invalid_argument', '--env and --timeout: not taken with -t (run `env` or `timeout` on the terminal)')
+        process.exitCode = await openTerminal(id, argv, { user: flags.user, cwd: flags.cwd, input: flags.interactive === true }, cmd)
+        return
+      }
       const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, '--timeout')
       const envs = parseKeyValues(flags.env, '--env')
       const sbx = await Sandbox.connect(id, connectionOf(cmd))
-      await runWithStdio(sbx, argv, { envs, cwd: flags.cwd, user: flags.user, timeoutMs, signal: interruptSignal(), stdin: flags.stdin ? undefined : false })
+      await runWithStdio(sbx, argv, { envs, cwd: flags.cwd, user: flags.user, timeoutMs, signal: interruptSignal(), stdin: flags.interactive ? true : flags.stdin ? undefined : false })
     })
 }

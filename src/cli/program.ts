@@ -18,6 +18,7 @@ import { registerPool } from './pool.js'
 import { registerRun } from './run.js'
 import { registerServer } from './server.js'
 import { registerSetup } from './setup.js'
+import { registerShell } from './shell.js'
 import { registerSnapshot } from './snapshot.js'
 import { registerTemplate } from './template.js'
 import { registerTimeout } from './timeout.js'
@@ -39,6 +40,7 @@ export function createProgram(): Command {
   registerAgents(program)
   registerCreate(program)
   registerExec(program)
+  registerShell(program)
   registerRun(program)
   registerLs(program)
   registerMetrics(program)

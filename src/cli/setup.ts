@@ -9,9 +9,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { execa } from 'execa'
 import { ConflictError, InvalidArgumentError } from '@sandstorm/sdk'
-import { isMounted } from '../storage/index.js'
 import { defaultDataDir } from './template.js'
 
 interface SetupFlags {
@@ -45,6 +43,8 @@ async function btrfsLoop(size: string, dataDir: string): Promise<void> {
   }
   const storage = join(dataDir, 'storage')
   const image = join(dataDir, 'storage.btrfs')
+  // Loaded here, not at the top: every command's registration is imported by every CLI start.
+  const [{ execa }, { isMounted }] = await Promise.all([import('execa'), import('../storage/index.js')])
   if (await isMounted(storage)) {
     process.stdout.write(`${storage} is mounted already\n`)
     return

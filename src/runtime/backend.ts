@@ -87,6 +87,18 @@ export interface ExecSpec {
   gid: number
   /** Kills the whole process tree after this long. */
   timeoutMs?: number
+  /**
+   * Runs the command on a new terminal of this size, made inside the sandbox: its controlling tty
+   * and its stdin, stdout and stderr (all output arrives as stdout). A runtime without terminals
+   * rejects it with `failed_precondition`.
+   */
+  pty?: TerminalSize
+}
+
+/** A terminal's size in character cells, each 1..65535. */
+export interface TerminalSize {
+  cols: number
+  rows: number
 }
 
 /** A running command. Output arrives through the callbacks; `result` settles when it ends. */
@@ -98,6 +110,11 @@ export interface RuntimeProcess {
   closeStdin(): void
   /** Sends a signal to the command's whole process tree. Safe to call after it ended. */
   kill(signal?: NodeJS.Signals): Promise<void>
+  /**
+   * Sets the size of the command's terminal (its foreground process group gets SIGWINCH). Only on
+   * a process started with `pty`; `failed_precondition` once it ended.
+   */
+  resize?(size: TerminalSize): Promise<void>
 }
 
 /** Where a process's output goes. */

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { newId, SandstormError, type ProcessResult } from '../shared/index.js'
-import type { ExecSpec, RuntimeBackend, RuntimeProcess, SandboxSpec } from './backend.js'
+import type { ExecSpec, RuntimeBackend, RuntimeProcess, SandboxSpec, TerminalSize } from './backend.js'
 
 /** What a backend brings to the contract. */
 export interface BackendContractSetup {
@@ -42,6 +42,12 @@ export const contractCases = [
   'files: a missing path is not_found',
   'pause and resume',
   'stats report usage',
+  'pty: the command runs on a terminal of the size given',
+  'pty: a resize shows in stty size and fires a WINCH trap',
+  'pty: Ctrl-C stops a foreground command in a shell that goes on',
+  'pty: Ctrl-D ends cat',
+  'pty: a killed command leaves no process and no terminal',
+  'pty: a command of another user owns its terminal',
 ] as const
 
 /** Name of one contract case. */
@@ -127,6 +133,38 @@ export function runBackendContract(
     }
     async function assertCode(p: Promise<unknown>, code: string) {
       await assert.rejects(p, (e: unknown) => e instanceof SandstormError && e.code === code)
+    }
+
+    /** A command on a terminal, with what it printed so far and a wait for what it will print. */
+    async function startPty(argv: string[], size: TerminalSize, extra: Partial<ExecSpec> = {}) {
+      let output = ''
+      const waiters: { pattern: RegExp; resolve: () => void }[] = []
+      const heard = (c: Uint8Array) => {
+        output += Buffer.from(c).toString()
+        for (const w of waiters.splice(0)) if (w.pattern.test(output)) w.resolve()
+        else waiters.push(w)
+      }
+      const proc = await be().exec(shared, { argv, env: {}, cwd: '/', uid: 0, gid: 0, pty: size, ...extra }, { onStdout: heard, onStderr: heard })
+      /** Resolves once the output matches; fails (with the output) if the command ends first. */
+      const waitFor = (pattern: RegExp) =>
+        new Promise<void>((resolve, reject) => {
+          if (pattern.test(output)) return resolve()
+          waiters.push({ pattern, resolve })
+          void proc.result.then(() => (pattern.test(output) ? resolve() : reject(new Error(`the command ended without printing ${pattern}; it printed ${JSON.stringify(output)}`))))
+        })
+      const type = (text: string) => proc.writeStdin(Buffer.from(text))
+      return { proc, waitFor, type, output: () => output }
+    }
+
+    /** The terminals of the shared sandbox (its devpts), once none but `ptmx` is left, within a bound. */
+    async function noTerminalsLeft() {
+      let left = ''
+      for (let i = 0; i < 100; i++) {
+        left = (await sh('ls /dev/pts')).stdout.split(/\s+/).filter((n) => n && n !== 'ptmx').join(' ')
+        if (left === '') return
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      assert.fail(`terminals left in the sandbox: ${left}`)
     }
 
     test('create and destroy leave nothing', async () => {
@@ -263,6 +301,84 @@ export function runBackendContract(
       await be().resume(shared)
       assert.equal((await be().list()).find((s) => s.id === shared)?.status, 'running')
       assert.equal((await sh('echo back')).stdout, 'back\n')
+    })
+
+    test('pty: the command runs on a terminal of the size given', async () => {
+      const t = await startPty(['/bin/sh', '-c', 'tty; stty size; exit 3'], { cols: 91, rows: 17 })
+      const result = await t.proc.result
+      assert.equal(result.exitCode, 3)
+      // The terminal turns each newline into CR LF, as any terminal does.
+      assert.match(t.output(), /^\/dev\/pts\/\d+\r\n17 91\r\n$/)
+      await noTerminalsLeft()
+    })
+
+    test('pty: a resize shows in stty size and fires a WINCH trap', async () => {
+      // `wait` returns when a trapped signal comes, and the trap runs: no polling loop in the shell.
+      const t = await startPty(['/bin/sh', '-c', 'trap "echo winch; stty size" WINCH; echo ready; sleep 1000 & while :; do wait; done'], { cols: 80, rows: 24 })
+      try {
+        await t.waitFor(/ready\r\n/)
+        assert.ok(t.proc.resize, 'a process started with a pty can be resized')
+        await t.proc.resize({ cols: 132, rows: 43 })
+        await t.waitFor(/winch\r\n43 132\r\n/)
+      } finally {
+        await t.proc.kill('SIGKILL')
+      }
+      assert.equal((await t.proc.result).exitCode, 137)
+      await assert.rejects(t.proc.resize!({ cols: 80, rows: 24 }), (e: unknown) => e instanceof SandstormError && e.code === 'failed_precondition')
+      await noTerminalsLeft()
+    })
+
+    test('pty: Ctrl-C stops a foreground command in a shell that goes on', async () => {
+      const t = await startPty(['/bin/sh', '-i'], { cols: 80, rows: 24 })
+      try {
+        // The quotes keep the echoed command line from matching what the command prints.
+        await t.type(`sh -c 'echo st""arted; exec sleep 1000'\n`)
+        await t.waitFor(/started\r\n/)
+        await t.type('\x03')
+        await t.type('echo $((6*7))-$?\n')
+        // 130: the foreground command died of SIGINT, sent by the terminal's line discipline.
+        await t.waitFor(/42-130\r\n/)
+        await t.type('exit 5\n')
+        assert.equal((await t.proc.result).exitCode, 5)
+      } finally {
+        await t.proc.kill('SIGKILL')
+      }
+      const left = await sh('pgrep -f "[s]leep 1000" >/dev/null && echo alive || echo gone')
+      assert.equal(left.stdout, 'gone\n')
+      await noTerminalsLeft()
+    })
+
+    test('pty: Ctrl-D ends cat', async () => {
+      const t = await startPty(['cat'], { cols: 80, rows: 24 })
+      try {
+        await t.type('hello\n')
+        // Once echoed by the terminal, once written back by cat.
+        await t.waitFor(/hello\r\nhello\r\n/)
+        await t.type('\x04')
+        assert.equal((await t.proc.result).exitCode, 0)
+      } finally {
+        await t.proc.kill('SIGKILL')
+      }
+      await noTerminalsLeft()
+    })
+
+    test('pty: a killed command leaves no process and no terminal', async () => {
+      const t = await startPty(['/bin/sh', '-c', 'sleep 1001 & sleep 1002 & echo up; wait'], { cols: 80, rows: 24 })
+      await t.waitFor(/up\r\n/)
+      await t.proc.kill('SIGKILL')
+      const result = await t.proc.result
+      assert.equal(result.exitCode, 137)
+      const left = await sh('pgrep -f "[s]leep 100[12]" >/dev/null && echo alive || echo gone')
+      assert.equal(left.stdout, 'gone\n')
+      await noTerminalsLeft()
+    })
+
+    test('pty: a command of another user owns its terminal', async () => {
+      const t = await startPty(['/bin/sh', '-c', 'id -u; stat -c %u "$(tty)"; echo written > "$(tty)"'], { cols: 80, rows: 24 }, { uid: 65534, gid: 65534 })
+      const result = await t.proc.result
+      assert.equal(result.exitCode, 0, t.output())
+      assert.equal(t.output(), '65534\r\n65534\r\nwritten\r\n')
+      await noTerminalsLeft()
     })
 
     test('stats report usage', async () => {

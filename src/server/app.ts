@@ -18,6 +18,7 @@ import { sandboxRoutes } from './routes-sandboxes.js'
 import { snapshotRoutes } from './routes-snapshots.js'
 import { maxJsonBytes } from './body-limits.js'
 import { templateRoutes } from './routes-templates.js'
+import { uiRoutes } from './routes-ui.js'
 import { poolRoutes } from './pools/index.js'
 
 
@@ -84,6 +85,9 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     metrics.httpRequests.inc({ route, status: String(c.res.status) })
     logger.debug({ route, status: c.res.status, ms: Math.round(performance.now() - startedAt) }, 'request answered')
   })
+
+  // The web console's static files hold no data, so they are answered before the key is asked for.
+  uiRoutes(app)
 
   // Every route takes the API key, but /healthz and envd's calls (which carry a sandbox's access token).
   app.use('*', async (c, next) => {

@@ -1,7 +1,7 @@
 /**
  * The server's one listening edge: a Node HTTP server in front of the one app. Requests for a
  * sandbox's port (by Host or E2B's headers) go to ingress before any route sees them; upgrades go
- * to ingress or to a port-forward tunnel; the app answers everything else.
+ * to ingress, to a port-forward tunnel or to a terminal; the app answers everything else.
  */
 import { createServer, type Server } from 'node:http'
 import { getRequestListener } from '@hono/node-server'
@@ -11,12 +11,15 @@ import type { ServerEnv } from './context.js'
 import { ingressTargetOf, type IngressTarget } from './ingress/ingress-target.js'
 import type { Ingress } from './ingress/ingress.js'
 import { serveTunnel, tunnelTargetOf, type TunnelOptions } from './ingress/tunnel.js'
+import { terminalTargetOf, type TerminalSockets } from './terminal-socket.js'
 
 /** What the edge serves. */
 export interface EdgeOptions {
   app: Hono<ServerEnv>
   ingress: Ingress
   tunnel: TunnelOptions
+  /** Terminals: GET /v1/sandboxes/:id/pty upgraded to WebSocket. */
+  terminal?: TerminalSockets
   /** The domain sandbox hosts are under (`<port>-<id>.<domain>`); read per request, as it is known once the server listens. */
   domain(): string
 }
@@ -44,9 +47,12 @@ export function createEdge(options: EdgeOptions): Server {
   server.on('upgrade', (req, socket, head: Buffer) => {
     const target = targetOf(req.headers)
     if (target && !(target instanceof SandstormError)) return options.ingress.upgrade(req, socket, head, target)
-    const tunnel = tunnelTargetOf(new URL(req.url ?? '/', 'http://edge').pathname)
+    const path = new URL(req.url ?? '/', 'http://edge').pathname
+    const tunnel = tunnelTargetOf(path)
     if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
-    const err = target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host or /v1/sandboxes/:id/ports/:port/tunnel`)
+    const terminal = options.terminal && terminalTargetOf(path)
+    if (terminal && !(target instanceof SandstormError)) return options.terminal!.serve(req, socket, head, terminal)
+    const err = target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`)
     socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
   })
   return server

@@ -20,6 +20,7 @@ import { createUsageHistory } from './usage-history.js'
 import { startUsageRecorder } from './usage-recorder.js'
 import { createWarmPools } from './pools/index.js'
 import { createEdge } from './edge.js'
+import { createTerminalSockets } from './terminal-socket.js'
 import { createAccessTokens } from './access-tokens.js'
 import { createIngress } from './ingress/ingress.js'
 import { createCommandLog, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
@@ -163,6 +164,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       app,
       ingress,
       tunnel: { agent, catalog, checkApiKey, logger },
+      terminal: createTerminalSockets({ agent, sandboxes, checkApiKey, logger, shutdownSignal: shutdown.signal }),
       domain: () => domain ?? 'localhost',
     })
     // Once closing, a keep-alive connection whose response just ended would idle until its

@@ -1,12 +1,12 @@
 import type { Hono } from 'hono'
 import type { AgentExecRequest } from '../agent/index.js'
-import { execBody, signalBody, stdinBody } from '../shared/index.js'
+import { execBody, signalBody, stdinBody, terminalSize } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { base64Field, bodyOf, pidOf } from './request-input.js'
 import { scopedSignal } from './scoped-signal.js'
 import { ndjsonResponse, peek, rest, streamSignal } from './streams.js'
 
-/** Exec (foreground NDJSON or background), and the processes it started: list, follow, stdin, signal. */
+/** Exec (foreground NDJSON or background, on a terminal or not), and the processes it started: list, follow, stdin, signal, resize. */
 export function execRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   const { agent, sandboxes, metrics, logger } = deps
 
@@ -21,6 +21,7 @@ export function execRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       stdin: base64Field('stdinBase64', body.stdinBase64),
       keepStdin: body.keepStdin,
       timeoutMs: body.timeoutMs,
+      ...(body.pty ? { pty: body.pty, keepStdin: true } : {}),
     }
     sandboxes.requireStarted(id)
     const startedAt = performance.now()
@@ -71,6 +72,15 @@ export function execRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     sandboxes.requireStarted(id)
     await agent.signal(id, pid, body.signal, { signal: c.var.signal })
     logger.info({ sandboxId: id, pid, signal: body.signal }, 'signal sent')
+    return c.body(null, 204)
+  })
+
+  app.post('/v1/sandboxes/:id/processes/:pid/resize', async (c) => {
+    const id = c.req.param('id')
+    const pid = pidOf(c)
+    const size = await bodyOf(c, terminalSize)
+    sandboxes.requireStarted(id)
+    await agent.resizePty(id, pid, size, { signal: c.var.signal })
     return c.body(null, 204)
   })
 }

@@ -7,6 +7,7 @@ export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
 export type { CommandResult } from './command-result.js'
+export { Pty, PtyHandle, type PtySize, type PtyCreateOptions, type PtyConnectOptions, type PtySocketOptions, type PtySocketRequest } from './pty.js'
 export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'
@@ -14,7 +15,10 @@ export { buildTemplate, deleteTemplate, pruneTemplateLayers, type BuildTemplateO
 export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
 export { listAgents, listCommandLogs, removeAgent } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
-export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, type ConnectionOptions } from './connection.js'
+export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, resolveConnection, type ConnectionOptions, type Connection, type Environment } from './connection.js'
+// The request layer under every call, for routes the SDK has no method for (the web console's raw calls).
+export { createApiClient, errorFromBody, type ApiClient, type ApiRequest, type RequestBody } from './http-client.js'
+export { parseNdjson } from './ndjson.js'
 export {
   SandstormSdkError,
   NotFoundError,

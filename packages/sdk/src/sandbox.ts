@@ -6,6 +6,7 @@ import { overlayConnection, resolveConnection, type Connection, type ConnectionO
 import { InvalidArgumentError, NotFoundError } from './errors.js'
 import { Files } from './files.js'
 import { createApiClient, type ApiClient } from './http-client.js'
+import { Pty } from './pty.js'
 import type { SandboxContext } from './sandbox-context.js'
 
 /** Options of `Sandbox.create`. */
@@ -108,6 +109,8 @@ export class Sandbox {
   readonly commands: Commands
   /** Files of this sandbox. */
   readonly files: Files
+  /** Terminals of this sandbox (E2B's `sandbox.pty`). */
+  readonly pty: Pty
   /** The domain its ports are reached under (`<port>-<id>.<domain>`), as the server answered. */
   readonly domain: string | undefined
   /** The token its ports ask for when it was created with `allowPublicTraffic: false` (header `e2b-traffic-access-token`). */
@@ -131,6 +134,7 @@ export class Sandbox {
     }
     this.commands = new Commands(ctx)
     this.files = new Files(ctx)
+    this.pty = new Pty(ctx)
   }
 
   /** Creates a sandbox from a template (default 'debian') and resolves once it runs. */

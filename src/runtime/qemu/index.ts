@@ -2,3 +2,4 @@
 export { createQemuBackend, guestCacheKey, probeAccel, type QemuAccel, type QemuBackend, type QemuBackendOptions } from './backend.js'
 export { buildGuest, guestArtifacts, type GuestArtifacts, type GuestBuildOptions } from './guest-build.js'
 export { hostTscKHz } from './guest-clock.js'
+export { noGuestTerminals } from './guest-process.js'

@@ -4,7 +4,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { overlayMountData, unmount } from '../../storage/index.js'
-import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec } from '../backend.js'
+import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, TerminalSize } from '../backend.js'
+import { checkTerminalSize } from '../terminal-size.js'
 import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, setSandboxCpuWeight, thawSandbox } from './cgroups.js'
 import { attachInit } from './init-attach.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
@@ -55,7 +56,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     return out
   }
 
-  async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number): Promise<SandboxChild> {
+  async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number, pty?: TerminalSize): Promise<SandboxChild> {
     paths(id)
     if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
     const options = {
@@ -67,6 +68,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       gid: user.gid,
       timeoutMs: timeoutMs ?? call.timeoutMs,
       killSignal: linkSignal({ signal: call.signal }),
+      ...(pty ? { pty } : {}),
     }
     return startInitChild(await channelTo(id), options)
   }
@@ -206,7 +208,9 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async exec(id: string, spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
       const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)
       const home = spec.env.HOME ?? (spec.uid === 0 ? '/root' : '/')
-      const child = await start(id, spec.argv, { signal: call.signal }, { uid: spec.uid, gid: spec.gid, home }, env, spec.cwd, spec.timeoutMs)
+      // Checked before anything starts: a bad size is the caller's error, not the sandbox's.
+      const pty = spec.pty ? checkTerminalSize(spec.pty) : undefined
+      const child = await start(id, spec.argv, { signal: call.signal }, { uid: spec.uid, gid: spec.gid, home }, env, spec.cwd, spec.timeoutMs, pty)
       child.stdout.on('data', (c: Buffer) => sink.onStdout(c))
       child.stderr.on('data', (c: Buffer) => sink.onStderr(c))
       return child

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 
 /** Frame types to the sandbox's init (see native/sandbox-init.c). */
-const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6 } as const
+const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6, execPty: 7, resize: 8 } as const
 /** Frame types from it. */
 const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7, ready: 8 } as const
 
@@ -17,6 +17,8 @@ export interface InitRequest {
   cwd: string
   uid: number
   gid: number
+  /** Runs it on a new terminal of this size made by the init (cols and rows 1..65535). */
+  pty?: { cols: number; rows: number }
 }
 
 /** What the init says of one command, in this order: started or failed, output, exit. */
@@ -49,6 +51,8 @@ export interface InitChannel {
   closeStdin(id: number): void
   pause(id: number): void
   resume(id: number): void
+  /** Sets the size of a command's terminal (ignored by the init for a command without one). */
+  resize(id: number, cols: number, rows: number): void
   close(): void
 }
 
@@ -152,9 +156,10 @@ export function createInitChannel(socket: Socket): InitChannel {
       numbers.writeUInt32LE(request.argv.length, 8)
       numbers.writeUInt32LE(request.env.length, 12)
       const strings = [request.cwd, ...request.argv, ...request.env].map((s) => Buffer.from(`${s}\0`))
+      const size = request.pty ? [cells(request.pty.cols, request.pty.rows)] : []
       commands.set(id, events)
       holdLoop()
-      send(toInit.exec, id, Buffer.concat([numbers, ...strings]))
+      send(request.pty ? toInit.execPty : toInit.exec, id, Buffer.concat([...size, numbers, ...strings]))
       if (!open) queueMicrotask(() => (forget(id), events.failed('the sandbox is not running')))
       return id
     },
@@ -169,12 +174,22 @@ export function createInitChannel(socket: Socket): InitChannel {
     closeStdin: (id) => send(toInit.stdinClose, id),
     pause: (id) => send(toInit.pause, id),
     resume: (id) => send(toInit.resume, id),
+    resize: (id, cols, rows) => send(toInit.resize, id, cells(cols, rows)),
     close: lose,
   }
 }
 
+/** A terminal size as the init reads it: u16 cols, u16 rows. */
+function cells(cols: number, rows: number): Buffer {
+  if (![cols, rows].every((n) => Number.isInteger(n) && n >= 1 && n <= 0xffff)) throw new RangeError(`a terminal size is 1..65535 cells each way, got ${cols}x${rows}`)
+  const b = Buffer.alloc(4)
+  b.writeUInt16LE(cols, 0)
+  b.writeUInt16LE(rows, 2)
+  return b
+}
+
 /** Whether a request fits one frame (argv and env of a command are far smaller in practice). */
 export function requestFits(request: InitRequest): boolean {
-  const bytes = [request.cwd, ...request.argv, ...request.env].reduce((n, s) => n + Buffer.byteLength(s) + 1, 16)
+  const bytes = [request.cwd, ...request.argv, ...request.env].reduce((n, s) => n + Buffer.byteLength(s) + 1, request.pty ? 20 : 16)
   return bytes <= maxFrame
 }

@@ -2,7 +2,8 @@ import { constants } from 'node:os'
 import { PassThrough, type Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
-import type { RuntimeProcess } from '../backend.js'
+import type { RuntimeProcess, TerminalSize } from '../backend.js'
+import { checkTerminalSize } from '../terminal-size.js'
 import { oomKillCountNow } from './cgroups.js'
 import { requestFits, type InitChannel } from './init-channel.js'
 
@@ -18,6 +19,8 @@ export interface ChildOptions {
   timeoutMs?: number
   /** Kills the whole process tree when it fires. */
   killSignal?: AbortSignal
+  /** Runs it on a new terminal of this size, made by the init inside the sandbox. */
+  pty?: TerminalSize
 }
 
 /** A started command with its raw output streams. */
@@ -37,7 +40,8 @@ const stdinWindow = 1 << 20
  * started, daemons included. A fork in the sandbox: a fraction of what a `runc exec` costs.
  */
 export async function startInitChild(channel: InitChannel, options: ChildOptions): Promise<SandboxChild> {
-  const request = { argv: options.argv, env: options.env, cwd: options.cwd, uid: options.uid, gid: options.gid }
+  const pty = options.pty ? checkTerminalSize(options.pty) : undefined
+  const request = { argv: options.argv, env: options.env, cwd: options.cwd, uid: options.uid, gid: options.gid, ...(pty ? { pty } : {}) }
   if ([options.cwd, ...options.argv, ...options.env].some((s) => s.includes('\0'))) {
     throw new SandstormError('invalid_argument', 'a command, its cwd and its environment cannot hold NUL characters')
   }
@@ -139,11 +143,22 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
       channel.closeStdin(id)
     },
     kill: killTree,
+    ...(pty
+      ? {
+          async resize(size: TerminalSize) {
+            const checked = checkTerminalSize(size, 'size')
+            if (ended) throw new SandstormError('failed_precondition', `process ${pid} has ended: its terminal is gone`)
+            channel.resize(id, checked.cols, checked.rows)
+          },
+        }
+      : {}),
   }
 }
 
 function startError(reason: string, options: ChildOptions): SandstormError {
   if (reason.startsWith('cwd:')) return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
+  if (reason.startsWith('terminal size:')) return new SandstormError('invalid_argument', `pty: the sandbox's init refused the terminal size: ${reason}`)
+  if (reason.startsWith('terminal:')) return new SandstormError('failed_precondition', `the sandbox could not make a terminal (its devpts /dev/pts/ptmx or /dev/ptmx is missing or not the ptmx device): ${reason}`)
   if (reason.startsWith('user:')) return new SandstormError('invalid_argument', `cannot run as uid ${options.uid}, gid ${options.gid}: ${reason}`)
   if (/not running/.test(reason)) return new SandstormError('failed_precondition', reason)
   if (/^fork: .*(temporarily unavailable|EAGAIN)/i.test(reason)) {

@@ -11,7 +11,6 @@ import { checkSignature, fileSignature } from './signed-urls.js'
 import { resolvePath } from './envd-scope.js'
 import { FileType } from './gen/filesystem/filesystem_pb.js'
 import { isE2bPath } from './index.js'
-import { ptyInputFrame, ptyResizeFrame } from './pty-helper.js'
 import { helperError } from './sandbox-run.js'
 
 test('E2B paths are told apart from Sandstorm paths', () => {
@@ -80,11 +79,6 @@ test('relative paths resolve against the home, and stay normalised', () => {
   assert.equal(resolvePath(scope, '~/x'), '/home/user/x')
   assert.equal(resolvePath(scope, '/tmp/../etc'), '/etc')
   assert.throws(() => resolvePath(scope, 'a\0b'), /NUL/)
-})
-
-test('pty frames: kind, big-endian length, body', () => {
-  assert.deepEqual([...ptyInputFrame(new Uint8Array([104, 105]))], [0, 0, 0, 0, 2, 104, 105])
-  assert.deepEqual([...ptyResizeFrame(120, 40)], [1, 0, 0, 0, 4, 0, 120, 0, 40])
 })
 
 test('helper stderr becomes a coded error', () => {

@@ -2,17 +2,17 @@
 import type { MessageInitShape } from '@bufbuild/protobuf'
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect'
 import type { AgentApi } from '../../agent/index.js'
-import { SandstormError } from '../../shared/index.js'
+import { SandstormError, terminalSize } from '../../shared/index.js'
 import type { ExecEvent, ProcessResult } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
 import { scopedSignal } from '../scoped-signal.js'
+import { parseInput } from '../validation.js'
 import type { AccessTokens } from '../access-tokens.js'
 import { envdScope, resolvePath } from './envd-scope.js'
 import type { EnvdScope } from './envd-scope.js'
 import { Signal } from './gen/process/process_pb.js'
 import type { Process, ProcessEventSchema, ProcessSelector } from './gen/process/process_pb.js'
 import type { ProcessRegistry } from './process-registry.js'
-import { ptyArgv, ptyInputFrame, ptyResizeFrame } from './pty-helper.js'
 import { goneWaitMs, sandboxDying, untilAborted } from './sandbox-exits.js'
 import type { SandboxExits } from './sandbox-exits.js'
 import { severCall } from './severed-streams.js'
@@ -105,8 +105,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       if (!config?.cmd) throw new SandstormError('invalid_argument', 'process.cmd: expected a command to run')
       const command = [config.cmd, ...config.args]
       const pty = req.pty !== undefined
-      const cols = req.pty?.size?.cols || 80
-      const rows = req.pty?.size?.rows || 24
+      const size = req.pty ? parseInput(terminalSize, { cols: req.pty.size?.cols ?? 80, rows: req.pty.size?.rows ?? 24 }) : undefined
       // Without a cwd or a user, the agent picks the template's (an image's WORKDIR and USER), else E2B's.
       const cwd = config.cwd ? resolvePath(scope, config.cwd) : undefined
       // The start alone follows the request: the process outlives this stream, as envd's does.
@@ -114,7 +113,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const { pid } = await agent
         .exec(
           scope.sandboxId,
-          { argv: pty ? ptyArgv(cols, rows, command) : command, env: { ...config.envs }, ...(cwd ? { cwd } : {}), ...(scope.userGiven ? { user: scope.user } : {}), fallbackUser: scope.user, keepStdin: pty || req.stdin === true },
+          { argv: command, env: { ...config.envs }, ...(cwd ? { cwd } : {}), ...(scope.userGiven ? { user: scope.user } : {}), fallbackUser: scope.user, keepStdin: pty || req.stdin === true, ...(size ? { pty: size } : {}) },
           { signal: start.signal },
         )
         .finally(start.release)
@@ -190,7 +189,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const size = req.pty?.size
       if (size) {
         if (!registry.get(scope.sandboxId, pid)?.pty) throw new SandstormError('failed_precondition', `process ${pid} has no PTY to resize`)
-        await agent.writeStdin(scope.sandboxId, pid, ptyResizeFrame(size.cols, size.rows), false, { signal: ctx.signal })
+        await agent.resizePty(scope.sandboxId, pid, parseInput(terminalSize, { cols: size.cols, rows: size.rows }), { signal: ctx.signal })
       }
       return {}
     },
@@ -198,8 +197,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
 
   async function writeInput(scope: EnvdScope, pid: number, data: Uint8Array | undefined, signal: AbortSignal): Promise<void> {
     if (!data || data.byteLength === 0) return
-    const pty = registry.get(scope.sandboxId, pid)?.pty ?? false
-    await agent.writeStdin(scope.sandboxId, pid, pty ? ptyInputFrame(data) : data, false, { signal })
+    await agent.writeStdin(scope.sandboxId, pid, data, false, { signal })
   }
 }
 

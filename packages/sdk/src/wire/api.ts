@@ -5,6 +5,7 @@
 import { z } from 'zod'
 import { networkBody, type SandboxNetwork } from './network.js'
 import type { TemplateStart } from './template-start.js'
+import { terminalSize } from './terminal.js'
 
 /** Upper bounds that a request may ask for; a server may set lower ones. */
 export const limits = {
@@ -80,6 +81,8 @@ export const execBody = z
     timeoutMs: z.number().int().positive().max(limits.maxTimeoutMs).optional(),
     /** Return as soon as it starts; the process is then listed and can be followed or killed. */
     background: z.boolean().optional(),
+    /** Run it on a new terminal of this size (its output then comes as stdout; stdin stays open for input). */
+    pty: terminalSize.optional(),
   })
   .refine((b) => (b.cmd === undefined) !== (b.argv === undefined), 'exactly one of "cmd" (a shell string) or "argv" (an array)')
 export type ExecRequest = z.input<typeof execBody>
