@@ -45,6 +45,13 @@ test('the main entry bundles for a browser without any Node builtin', async () =
   assert.deepEqual(await bundleMain(), [])
 })
 
+test('the main entry brings no zod: the server validates, and the wire values it needs are plain', async () => {
+  const { metafile } = await build({ entryPoints: [mainEntry], bundle: true, platform: 'browser', format: 'esm', write: false, outfile: 'sdk.js', minify: true, metafile: true, logLevel: 'silent' })
+  const inputs = Object.values(metafile.outputs)[0]!.inputs
+  const zod = Object.keys(inputs).filter((path) => /[\\/]zod[\\/]/.test(path) && inputs[path]!.bytesInOutput > 0)
+  assert.deepEqual(zod, [])
+})
+
 test('the check above catches a Node builtin (the /node entry has some)', async () => {
   const found: string[] = []
   await build({ entryPoints: [join(packageRoot, 'dist', 'node', 'index.js')], bundle: true, platform: 'browser', format: 'esm', write: false, logLevel: 'silent', plugins: [nodeBuiltins(found)] })

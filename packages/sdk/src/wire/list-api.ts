@@ -1,15 +1,7 @@
 /** GET /v1/sandboxes: filters, order and paging of the sandbox list. */
 import { z } from 'zod'
+import { maxListLimit, sandboxStates } from './list-limits.js'
 import { isoInstant } from './metrics-api.js'
-
-/** Sandbox states a list may ask for. */
-export const sandboxStates = ['starting', 'running', 'paused', 'stopped', 'lost'] as const
-
-/** Order of a list by start time (then id). */
-export type SandboxListOrder = 'asc' | 'desc'
-
-/** The most sandboxes one page holds. */
-export const maxListLimit = 1000
 
 /**
  * Query of GET /v1/sandboxes, its keys each given once except `label` and `state` (repeatable;
