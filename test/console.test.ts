@@ -441,13 +441,21 @@ describe('the web console in Chromium', { skip }, () => {
 
   it('writes the README\'s overview screenshot when asked to', { skip: process.env.SANDSTORM_UPDATE_SCREENSHOT !== '1' && 'set SANDSTORM_UPDATE_SCREENSHOT=1 to rewrite docs/console.png' }, async () => {
     await page.evaluate((key) => sessionStorage.setItem('sandstorm.apiKey', key), stack.server.apiKey)
-    const more = await Sandbox.create('debian', { ...stack.conn, labels: { team: 'data', job: 'etl' } })
+    const more = [
+      await Sandbox.create('debian', { ...stack.conn, labels: { team: 'data', job: 'etl' } }),
+      await Sandbox.create('debian', { ...stack.conn, labels: { team: 'agents', run: 'eval-17' } }),
+    ]
+    // Some work for the lines to show: CPU in two, memory in one; each ends by itself.
     const busy = await Sandbox.connect(sandboxId, { ...stack.conn })
-    await busy.commands.run('timeout 8 sh -c "while :; do :; done"', { ...stack.conn, background: true })
+    await busy.commands.run('timeout 12 sh -c "while :; do :; done"', { ...stack.conn, background: true })
+    await more[0]!.commands.run('timeout 12 sh -c "head -c 120000000 /dev/zero | tail"', { ...stack.conn, background: true })
+    await more[1]!.commands.run('sleep 3; timeout 8 sh -c "while :; do :; done"', { ...stack.conn, background: true })
     await gotoUi('/sandboxes')
-    const row = `tr[data-sandbox="${more.sandboxId}"]`
-    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-samples') ?? 0) >= 8, { timeout: 30_000 }, `${row} .spark-cpu svg`)
+    const row = `tr[data-sandbox="${more[1]!.sandboxId}"]`
+    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-samples') ?? 0) >= 30, { timeout: 60_000 }, `${row} .spark-cpu svg`)
+    await page.setViewport({ width: 1280, height: 460 })
     await page.screenshot({ path: join(repo, 'docs/console.png') as `${string}.png` })
-    await more.kill({ ...stack.conn })
+    await page.setViewport({ width: 1280, height: 820 })
+    for (const sb of more) await sb.kill({ ...stack.conn })
   })
 })
