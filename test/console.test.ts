@@ -106,6 +106,8 @@ describe('the web console in Chromium', { skip }, () => {
   let downloads: string
   let sandboxId = ''
   let snapshotId = ''
+  /** Uncaught errors of the page and Content-Security-Policy refusals, over the whole run. */
+  const pageErrors: string[] = []
 
   const shot = async (name: string, on: Page = page): Promise<void> => {
     await on.screenshot({ path: join(shotsDir, `${name}.png`) as `${string}.png` })
@@ -128,6 +130,10 @@ describe('the web console in Chromium', { skip }, () => {
       defaultViewport: { width: 1280, height: 820 },
     })
     page = await browser.newPage()
+    page.on('pageerror', (err) => pageErrors.push(String(err)))
+    page.on('console', (msg) => {
+      if (/Content Security Policy|Refused to (load|execute|apply|connect)/i.test(msg.text())) pageErrors.push(msg.text())
+    })
     // Anything the page asks of another origin than the server would be a bug (a CDN, a font).
     await page.setRequestInterception(true)
     page.on('request', (req) => {
@@ -437,6 +443,21 @@ describe('the web console in Chromium', { skip }, () => {
     await page.waitForSelector('#sign-in-notice')
     assert.match(await textOf('#sign-in-notice'), /refused the key.*wrong API key/)
     assert.equal(await page.evaluate(() => sessionStorage.getItem('sandstorm.apiKey')), null)
+  })
+
+  it('ran without an uncaught error or a Content-Security-Policy refusal in the page, and the policy holds', async () => {
+    assert.deepEqual(pageErrors, [])
+    // The policy is enforced, and its refusals are what the listener above catches: an inline
+    // script added to the page does not run and is reported.
+    const ran = await page.evaluate(async () => {
+      const script = document.createElement('script')
+      script.textContent = 'window.__inlineRan = true'
+      document.body.append(script)
+      await new Promise((resolve) => requestAnimationFrame(resolve))
+      return (window as { __inlineRan?: boolean }).__inlineRan === true
+    })
+    assert.equal(ran, false)
+    await until('the refusal reported', async () => pageErrors.some((e) => /Content Security Policy/.test(e)))
   })
 
   it('writes the README\'s overview screenshot when asked to', { skip: process.env.SANDSTORM_UPDATE_SCREENSHOT !== '1' && 'set SANDSTORM_UPDATE_SCREENSHOT=1 to rewrite docs/console.png' }, async () => {
