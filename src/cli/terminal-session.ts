@@ -53,6 +53,25 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   const onExit = (): void => restore(true)
   process.on('exit', onExit)
 
+  // Attached before the socket opens: the start and the first output can come with the handshake's answer.
+  const closed = new Promise<void>((resolve) => {
+    ws.on('message', (data, isBinary) => {
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
+      if (isBinary) {
+        // The terminal is slower than the sandbox: stop reading until it has caught up.
+        if (!stdout.write(bytes)) {
+          ws.pause()
+          stdout.once('drain', () => ws.resume())
+        }
+        return
+      }
+      const message = parseMessage(bytes)
+      if (message?.type === 'exit') exitCode = message.exitCode
+      else if (message?.type === 'error') failure = new SandstormError(knownCode(message.code), message.message)
+    })
+    ws.on('close', () => resolve())
+  })
+
   try {
     await new Promise<void>((resolve, reject) => {
       ws.once('unexpected-response', (_req, res) => {
@@ -79,24 +98,8 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
     }
     stdout.on('resize', onResize)
 
-    await new Promise<void>((resolve) => {
-      ws.on('message', (data, isBinary) => {
-        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
-        if (isBinary) {
-          // The terminal is slower than the sandbox: stop reading until it has caught up.
-          if (!stdout.write(bytes)) {
-            ws.pause()
-            stdout.once('drain', () => ws.resume())
-          }
-          return
-        }
-        const message = parseMessage(bytes)
-        if (message?.type === 'exit') exitCode = message.exitCode
-        else if (message?.type === 'error') failure = new SandstormError(knownCode(message.code), message.message)
-      })
-      ws.on('error', (err) => (failure ??= new SandstormError('unavailable', `the connection to the server broke: ${err.message}`)))
-      ws.on('close', () => resolve())
-    })
+    ws.on('error', (err) => (failure ??= new SandstormError('unavailable', `the connection to the server broke: ${err.message}`)))
+    await closed
     stdout.off('resize', onResize)
     stdin.off('data', onInput)
   } finally {

@@ -39,15 +39,16 @@ export function ptyKeyProtocol(apiKey: string): string {
   return ptyKeyProtocolPrefix + btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }
 
-const fromQuery = (schema: z.ZodNumber) => z.string().regex(/^[0-9]{1,9}$/, 'a whole number').transform(Number).pipe(schema)
+/** A size in a query string: digits, read as the number they spell. */
+const cellsInQuery = z.coerce.number().int().min(terminalLimits.minCells).max(terminalLimits.maxCells)
 
 /**
  * The query of GET /v1/sandboxes/:id/pty. `cmd` repeats, one argument each (without it: the
  * user's login shell, bash where the sandbox has it, else sh).
  */
 export const ptyQuery = z.strictObject({
-  cols: fromQuery(cells),
-  rows: fromQuery(cells),
+  cols: cellsInQuery,
+  rows: cellsInQuery,
   cmd: z.array(z.string().refine((v) => !v.includes('\0'), 'an argument without NUL bytes')).min(1).optional(),
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$|^[0-9]+$/, 'a user name or uid').optional(),
   cwd: z

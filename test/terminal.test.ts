@@ -1,0 +1,350 @@
+/**
+ * Terminals as a person uses them: the real `sandstorm` CLI (`shell`, `exec -it`) in a real
+ * terminal (a tmux pane of the test's own), typed into with send-keys and read with
+ * capture-pane, against a real stack: bash, top, python3, vi, Ctrl-C, resizes, exit codes, the
+ * terminal put back in cooked mode, and after every case no process left in the sandbox. Then bad
+ * input, and the WebSocket route from a `ws` client: auth, sizes, a socket closed mid-session.
+ */
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, afterEach, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
+import { Sandbox } from '../src/sdk/index.js'
+import { ptyKeyProtocol, ptyProtocol } from '../src/shared/index.js'
+import { cliMain, runCli } from './helpers/cli-process.js'
+import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { openPane, type TmuxPane } from './helpers/tmux-pane.js'
+import { until } from './helpers/until.js'
+
+const skip = skipReason() ?? (existsSync('/usr/bin/tmux') ? false : 'no tmux (Debian package tmux)')
+
+/** A shell word, quoted for sh. */
+const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+describe('terminals: the CLI in a real terminal, and the WebSocket route', { skip, timeout: 600_000 }, () => {
+  let stack: Stack
+  let sbx: Sandbox
+  let dir: string
+  const panes: TmuxPane[] = []
+
+  before(async () => {
+    stack = await startStack()
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-terminal-'))
+    sbx = await Sandbox.create('debian', { ...stack.conn, timeoutMs: 20 * 60_000 })
+    // A vi for the debian template (which has none): the host's static busybox.
+    await sbx.files.write('/usr/local/bin/busybox', new Uint8Array(await readFile('/bin/busybox')))
+    await sbx.commands.run('chmod 755 /usr/local/bin/busybox')
+  })
+  // Closing a pane hangs up a CLI still in it (a failed case), and with it the command in the sandbox.
+  afterEach(async () => {
+    for (const pane of panes.splice(0)) await pane.close()
+  })
+  after(async () => {
+    await stack?.close()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  /** What a CLI run in a pane left: its exit code, and the pane's terminal settings before and after it. */
+  interface CliInPane {
+    pane: TmuxPane
+    /** TERM of the pane's own terminal. */
+    term(): Promise<string>
+    /** Waits for the CLI to exit; its code. */
+    exitCode(): Promise<number>
+    /** `stty -g` of the pane before the CLI ran and after it exited. */
+    stty(): Promise<{ before: string; after: string }>
+  }
+
+  let runs = 0
+  /** Runs `sandstorm ARGS` in a new 100x30 pane (stderr to the pane too). */
+  async function cliInPane(...args: string[]): Promise<CliInPane> {
+    const at = join(dir, `run-${++runs}`)
+    const file = (name: string): string => `${at}-${name}`
+    const cli = [process.execPath, cliMain, '--url', stack.conn.apiUrl, '--api-key', stack.conn.apiKey, ...args].map(shq).join(' ')
+    const command = `stty -g > ${file('before')}; printf %s "$TERM" > ${file('term')}; ${cli}; echo $? > ${file('exit')}; stty -g > ${file('after')}`
+    const pane = await openPane(command, { cols: 100, rows: 30 })
+    panes.push(pane)
+    const read = (name: string): Promise<string> => until(`the pane's ${name} file`, async () => (existsSync(file(name)) ? (await readFile(file(name), 'utf8')).trim() || false : false))
+    return {
+      pane,
+      term: () => read('term'),
+      exitCode: async () =>
+        Number(
+          await read('after')
+            .then(() => read('exit'))
+            .catch(async (err: unknown) => {
+              throw new Error(`${(err as Error).message}\n--- the pane shows:\n${await pane.screen().catch(() => '(gone)')}`)
+            }),
+        ),
+      stty: async () => ({ before: await read('before'), after: await read('after') }),
+    }
+  }
+
+  /** Every process in the sandbox but its init and the command listing them, as `pid cmdline`. */
+  async function processesIn(sandbox: Sandbox): Promise<string[]> {
+    const script = `cd /proc && for p in [0-9]*; do [ "$p" = 1 ] || [ "$p" = "$$" ] || [ "$p" = "$PPID" ] || echo "$p $(tr '\\0' ' ' < $p/cmdline 2>/dev/null)"; done`
+    const { stdout } = await sandbox.commands.run(['/bin/sh', '-c', script])
+    return stdout.split('\n').filter((l) => l.trim() !== '')
+  }
+
+  /** Waits until nothing is left running in the sandbox: not in its process list, not in its /proc. */
+  async function nothingLeftIn(sandbox: Sandbox): Promise<void> {
+    let last: string[] = []
+    await until('no process left in the sandbox', async () => {
+      const running = (await sandbox.commands.list()).filter((p) => p.running).map((p) => `${p.pid} ${p.argv.join(' ')} (listed)`)
+      last = [...running, ...(await processesIn(sandbox))]
+      return last.length === 0
+    }, 15_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; left: ${JSON.stringify(last)}`)
+    })
+  }
+
+  const prompt = /root@[^\s:]+:[^\n]*#\s*$/m
+
+  it('shell: bash with a prompt, the pane\'s TERM, a tty, stty size of the pane and after a resize, Ctrl-C stops sleep, exit 7 is the exit code and the terminal is cooked again', async () => {
+    const run = await cliInPane('shell', sbx.sandboxId)
+    const { pane } = run
+    await pane.until(prompt)
+    await pane.type('echo "term=$TERM"')
+    await pane.until(`term=${await run.term()}`)
+    await pane.type('tty')
+    await pane.until(/^\/dev\/pts\/\d+\s*$/m)
+    await pane.type('stty size')
+    await pane.until(/^30 100\s*$/m)
+    await pane.resize(120, 40)
+    await pane.type('stty size')
+    await pane.until(/^40 120\s*$/m)
+
+    await pane.type('sleep 100')
+    await until('sleep 100 to run', async () => (await processesIn(sbx)).some((p) => p.endsWith('sleep 100 ')))
+    await pane.keys('C-c')
+    await pane.type('echo "alive-$((3+4))"')
+    await pane.until(/^alive-7\s*$/m)
+    assert.ok(!(await processesIn(sbx)).some((p) => p.includes('sleep 100')), 'Ctrl-C ended sleep')
+
+    await pane.type('exit 7')
+    assert.equal(await run.exitCode(), 7)
+    const { before, after } = await run.stty()
+    assert.equal(after, before, 'the terminal is back in the mode it was in')
+    assert.doesNotMatch(after, /^$/)
+    await nothingLeftIn(sbx)
+  })
+
+  it('shell: top draws its screen and quits on q', async () => {
+    const run = await cliInPane('shell', sbx.sandboxId)
+    await run.pane.until(prompt)
+    await run.pane.type('top')
+    await run.pane.until(/Tasks:\s+\d+ total/)
+    await run.pane.keys('q')
+    await run.pane.type('echo "top-done-$((1+1))"')
+    await run.pane.until(/^top-done-2\s*$/m)
+    await run.pane.type('exit')
+    assert.equal(await run.exitCode(), 0)
+    assert.equal((await run.stty()).after, (await run.stty()).before)
+    await nothingLeftIn(sbx)
+  })
+
+  it('shell: the python3 REPL computes and ends on Ctrl-D', async () => {
+    const run = await cliInPane('shell', sbx.sandboxId)
+    await run.pane.until(prompt)
+    await run.pane.type('python3')
+    await run.pane.until(/^>>>\s*$/m)
+    await run.pane.type('print(6*7)')
+    await run.pane.until(/^42\s*$/m)
+    await run.pane.keys('C-d')
+    await run.pane.type('echo "py-done-$((5+5))"')
+    await run.pane.until(/^py-done-10\s*$/m)
+    await run.pane.type('exit')
+    assert.equal(await run.exitCode(), 0)
+    await nothingLeftIn(sbx)
+  })
+
+  it('shell -- vi FILE: text typed, :wq, and the file holds it', async () => {
+    const run = await cliInPane('shell', sbx.sandboxId, '--', 'busybox', 'vi', '/tmp/note.txt')
+    await run.pane.until('/tmp/note.txt')
+    await run.pane.keys('i')
+    await run.pane.type('typed in vi', false)
+    await run.pane.keys('Escape')
+    await run.pane.type(':wq')
+    assert.equal(await run.exitCode(), 0)
+    assert.equal(await sbx.files.read('/tmp/note.txt'), 'typed in vi\n')
+    assert.equal((await run.stty()).after, (await run.stty()).before)
+    await nothingLeftIn(sbx)
+  })
+
+  it("exec -it ID -- sh -c 'exit 3' exits 3; --user and --cwd reach the shell", async () => {
+    const run = await cliInPane('exec', '-it', sbx.sandboxId, '--', 'sh', '-c', 'exit 3')
+    assert.equal(await run.exitCode(), 3)
+    assert.equal((await run.stty()).after, (await run.stty()).before)
+
+    const other = await cliInPane('shell', sbx.sandboxId, '--user', 'nobody', '--cwd', '/tmp', '--', 'sh', '-c', 'echo "i am $(id -un) in $(pwd)"; exit 4')
+    await other.pane.until('i am nobody in /tmp')
+    assert.equal(await other.exitCode(), 4)
+    await nothingLeftIn(sbx)
+  })
+
+  it('SIGTERM and SIGHUP to the CLI: the terminal is put back and the command hung up', async () => {
+    for (const [signal, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      const run = await cliInPane('shell', sbx.sandboxId)
+      await run.pane.until(prompt)
+      await run.pane.type('sleep 200')
+      await until('sleep 200 to run', async () => (await processesIn(sbx)).some((p) => p.endsWith('sleep 200 ')))
+      process.kill(await cliPid(run.pane), signal)
+      assert.equal(await run.exitCode(), code)
+      assert.equal((await run.stty()).after, (await run.stty()).before)
+      await nothingLeftIn(sbx)
+    }
+  })
+
+  it('the sandbox killed under an open shell: the CLI says so, exits non-zero, and the terminal is put back', async () => {
+    const doomed = await Sandbox.create('debian', stack.conn)
+    const run = await cliInPane('shell', doomed.sandboxId)
+    await run.pane.until(prompt)
+    await doomed.kill()
+    const code = await run.exitCode()
+    assert.notEqual(code, 0)
+    await run.pane.until(/^sandstorm: .*(stopped|not running|gone)/m)
+    assert.equal((await run.stty()).after, (await run.stty()).before)
+  })
+
+  it('bad input: an unknown, a killed or a paused sandbox, no TTY; each a clear line and a non-zero code', async () => {
+    const unknown = await runCli(stack, 'shell', 'sb-0000000000000000')
+    assert.equal(unknown.code, 3, unknown.stderr)
+    assert.match(unknown.stderr, /^sandstorm: .*sb-0000000000000000.*not found\n$/)
+
+    const killed = await Sandbox.create('debian', stack.conn)
+    await killed.kill()
+    const gone = await runCli(stack, 'shell', killed.sandboxId)
+    assert.equal(gone.code, 3, gone.stderr)
+    assert.match(gone.stderr, /not found/)
+
+    const noTty = await runCli(stack, 'exec', '-it', sbx.sandboxId, '--', 'true')
+    assert.equal(noTty.code, 2, noTty.stderr)
+    assert.match(noTty.stderr, /^sandstorm: the input device is not a TTY/)
+
+    const paused = await Sandbox.create('debian', stack.conn)
+    try {
+      const res = await fetch(`${stack.conn.apiUrl}/sandboxes/${paused.sandboxId}/pause`, { method: 'POST', headers: { authorization: `Bearer ${stack.conn.apiKey}` } })
+      assert.equal(res.status, 204, await res.text())
+      const run = await cliInPane('shell', paused.sandboxId)
+      assert.notEqual(await run.exitCode(), 0)
+      await run.pane.until(/^sandstorm: sandbox "[^"]+" is paused: resume it first/m)
+      assert.equal((await run.stty()).after, (await run.stty()).before)
+      const resumed = await fetch(`${stack.conn.apiUrl}/sandboxes/${paused.sandboxId}/connect`, { method: 'POST', headers: { authorization: `Bearer ${stack.conn.apiKey}`, 'content-type': 'application/json' }, body: '{"timeout":600}' })
+      assert.ok(resumed.ok, await resumed.text())
+      await nothingLeftIn(paused)
+    } finally {
+      await paused.kill()
+    }
+  })
+
+  /** A session on the WebSocket route, its messages collected from the first one. */
+  interface Session {
+    ws: WebSocket
+    texts: { type: string; message?: string; pid?: number; exitCode?: number }[]
+    output(): string
+    /** Resolves with the close code. */
+    closed: Promise<number>
+  }
+
+  /** Opens the WebSocket route; resolves with the session once open, or with the refusing answer. */
+  function openSocket(query: string, options: { protocols?: string[]; headers?: Record<string, string> } = {}): Promise<Session | { status: number; body: string }> {
+    const ws = new WebSocket(`${stack.conn.apiUrl.replace(/^http/, 'ws')}/v1/sandboxes/${sbx.sandboxId}/pty?${query}`, options.protocols ?? [], { headers: options.headers })
+    const texts: Session['texts'] = []
+    let output = ''
+    ws.on('message', (data, isBinary) => (isBinary ? (output += data.toString()) : texts.push(JSON.parse(data.toString()))))
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve({ ws, texts, output: () => output, closed }))
+      ws.once('unexpected-response', (_req, res) => {
+        let body = ''
+        res.on('data', (c: Buffer) => (body += c.toString())).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      ws.once('error', reject)
+    })
+  }
+
+  const isSession = (s: Session | { status: number; body: string }): s is Session => 'ws' in s
+  const refusal = (s: Session | { status: number; body: string }): { status: number; body: string } => {
+    assert.ok(!isSession(s), 'expected the upgrade to be refused')
+    return s
+  }
+
+  it('the WebSocket route: no key is 401 before the upgrade, a wrong one too, the key as a subprotocol works and is not echoed', async () => {
+    const none = refusal(await openSocket('cols=80&rows=24'))
+    assert.equal(none.status, 401)
+    assert.match(none.body, /missing API key/)
+    const wrong = refusal(await openSocket('cols=80&rows=24', { protocols: [ptyProtocol, ptyKeyProtocol('not-the-key')] }))
+    assert.equal(wrong.status, 401)
+
+    const session = await openSocket(`cols=80&rows=24&cmd=sh&cmd=-c&cmd=${encodeURIComponent('stty size; exit 5')}`, { protocols: [ptyProtocol, ptyKeyProtocol(stack.conn.apiKey)] })
+    assert.ok(isSession(session))
+    assert.equal(session.ws.protocol, ptyProtocol)
+    assert.equal(await session.closed, 1000)
+    assert.match(session.output(), /24 80/)
+    assert.equal(session.texts[0]?.type, 'start')
+    assert.deepEqual(session.texts.at(-1), { type: 'exit', exitCode: 5 })
+    await nothingLeftIn(sbx)
+  })
+
+  it('the WebSocket route and exec: a size of 0 or too large answers 400 naming the field; a bad resize message is answered and the session goes on', async () => {
+    const headers = { authorization: `Bearer ${stack.conn.apiKey}` }
+    const zero = refusal(await openSocket('cols=0&rows=24', { headers }))
+    assert.equal(zero.status, 400)
+    assert.match(JSON.parse(zero.body).message, /^cols: expected an integer from 1 to 1000, got "0"/)
+    const noRows = refusal(await openSocket('cols=80', { headers }))
+    assert.equal(noRows.status, 400)
+    assert.match(JSON.parse(noRows.body).message, /^rows: expected an integer from 1 to 1000/)
+
+    const post = (path: string, body: unknown): Promise<Response> =>
+      fetch(`${stack.conn.apiUrl}/v1/sandboxes/${sbx.sandboxId}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const exec = await post('/exec', { cmd: 'true', pty: { cols: 0, rows: 24 } })
+    assert.equal(exec.status, 400)
+    assert.match(((await exec.json()) as { message: string }).message, /^pty\.cols: expected an integer from 1 to 1000, got 0/)
+    const handle = await sbx.commands.run('sleep 60', { background: true })
+    const resize = await post(`/processes/${handle.pid}/resize`, { cols: 80, rows: 5000 })
+    assert.equal(resize.status, 400)
+    assert.match(((await resize.json()) as { message: string }).message, /^rows: expected an integer from 1 to 1000, got 5000/)
+    const noTerminal = await post(`/processes/${handle.pid}/resize`, { cols: 80, rows: 24 })
+    assert.equal(noTerminal.status, 409, 'a process without a terminal cannot be resized')
+    await handle.kill()
+
+    const session = await openSocket('cols=80&rows=24', { headers })
+    assert.ok(isSession(session))
+    session.ws.send(JSON.stringify({ type: 'resize', cols: 0, rows: 10 }))
+    const error = await until('an error message for the bad resize', async () => session.texts.find((t) => t.type === 'error'))
+    assert.match(error.message ?? '', /^cols: expected an integer from 1 to 1000, got 0/)
+    session.ws.send(JSON.stringify({ type: 'resize', cols: 91, rows: 19 }))
+    session.ws.send(Buffer.from('stty size; exit 6\n'))
+    assert.equal(await session.closed, 1000)
+    assert.match(session.output(), /19 91/)
+    assert.deepEqual(session.texts.at(-1), { type: 'exit', exitCode: 6 })
+    await nothingLeftIn(sbx)
+  })
+
+  it('a WebSocket closed mid-session hangs up the shell and everything it started', async () => {
+    const session = await openSocket('cols=80&rows=24', { headers: { authorization: `Bearer ${stack.conn.apiKey}` } })
+    assert.ok(isSession(session))
+    // One job that ignores the hang-up, one in the foreground.
+    session.ws.send(Buffer.from('nohup sleep 1001 >/dev/null 2>&1 &\nsleep 1002\n'))
+    await until('both sleeps to run', async () => {
+      const now = await processesIn(sbx)
+      return now.some((p) => p.includes('sleep 1001')) && now.some((p) => p.includes('sleep 1002'))
+    })
+    session.ws.close()
+    await nothingLeftIn(sbx)
+  })
+
+  /** The pid of the CLI (node) in a pane: the child of the pane's shell. */
+  async function cliPid(pane: TmuxPane): Promise<number> {
+    const shell = await pane.pid()
+    return until('the CLI process', async () => {
+      const children = (await readFile(`/proc/${shell}/task/${shell}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
+      for (const child of children) if ((await readFile(`/proc/${child}/cmdline`, 'utf8')).includes(cliMain)) return Number(child)
+      return undefined
+    })
+  }
+})
