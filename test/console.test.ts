@@ -23,7 +23,7 @@ import { until } from './helpers/until.js'
 declare global {
   interface Window {
     /** The console's open terminal (src/ui/terminal-pane.tsx exposes it for these tests). */
-    __sandstormTerm?: { buffer: { active: { length: number; getLine(i: number): { translateToString(trim: boolean): string } | undefined } } }
+    __sandstormTerm?: { rows: number; cols: number; buffer: { active: { length: number; getLine(i: number): { translateToString(trim: boolean): string } | undefined } } }
   }
 }
 
@@ -210,6 +210,15 @@ describe('the web console in Chromium', { skip }, () => {
     assert.equal(new URL(page.url()).pathname.startsWith('/ui'), true)
   })
 
+  it('shows the API\'s own message for a create it refuses', async () => {
+    await page.type('#create-sandbox input[name=labels]', 'bad key!=1')
+    await page.click('#create-sandbox button[type=submit]')
+    await page.waitForSelector('#create-sandbox .error')
+    assert.match(await textOf('#create-sandbox .error'), /labels.*a label key of letters, digits/)
+    assert.deepEqual(await Sandbox.list({ ...stack.conn }), [])
+    await page.$eval('#create-sandbox input[name=labels]', (el) => ((el as HTMLInputElement).value = ''))
+  })
+
   it('creates a sandbox with labels; the list shows it running with its labels; the label filter works', async () => {
     await page.type('#create-sandbox input[name=labels]', 'team=console, run=ui-test')
     await page.type('#create-sandbox input[name=timeout]', '10')
@@ -262,6 +271,23 @@ describe('the web console in Chromium', { skip }, () => {
     await page.keyboard.press('Enter')
     await until('hello-42 in the terminal', async () => /^hello-42\s*$/m.test(await terminalText(page)))
     await shot('terminal')
+  })
+
+  it('the terminal is sized to the pane, and resized with it', async () => {
+    const size = (): Promise<string> => page.evaluate(() => `${window.__sandstormTerm!.rows} ${window.__sandstormTerm!.cols}`)
+    const sttyShows = async (want: string): Promise<void> => {
+      await page.keyboard.type('echo size-$(stty size | tr " " x)')
+      await page.keyboard.press('Enter')
+      const expected = `size-${want.replace(' ', 'x')}`
+      await until(`${expected} in the terminal`, async () => new RegExp(`^${expected}\\s*$`, 'm').test(await terminalText(page)))
+    }
+    const before = await size()
+    await sttyShows(before)
+    await page.setViewport({ width: 900, height: 820 })
+    await until('a narrower terminal', async () => (await size()) !== before)
+    await sttyShows(await size())
+    await page.setViewport({ width: 1280, height: 820 })
+    await until('the terminal as wide as before', async () => (await size()) === before)
   })
 
   it('closing the terminal mid-session leaves no process and no pty in the sandbox', async () => {
