@@ -18,8 +18,31 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const cliDir = join(root, 'dist/src/cli')
 const outfile = join(cliDir, 'program.bundle.cjs')
 
-/** Modules of the tree that only re-export or declare: esbuild may drop those nothing uses (pino's logger, zod-free paths). */
+const cliModule = /[\\/]dist[\\/]src[\\/]cli[\\/][^\\/]+\.js$/
+/** What the bundle may hold of the tree: the CLI, the SDK and the shared wire types and checks. */
+const clientModule = /^dist[\\/]src[\\/](cli|sdk|shared)[\\/]/
+
+/** Modules of the tree that only re-export or declare: esbuild may drop those nothing uses (pino's logger). */
 const sideEffectFree = /[\\/]dist[\\/]src[\\/](shared|sdk)[\\/][^\\/]+\.js$/
+
+/**
+ * The shared modules declare the wire schemas (zod) when they load, and the client path loads
+ * them for a constant or a check beside; only the server validates with them. So the bundle gets
+ * an inert zod: every builder call returns the same inert value, and validating through it throws,
+ * so that client code that starts validating fails loudly instead of passing anything. This keeps
+ * zod (600 KiB, a third of a start) out; server code loaded with import() has the real one.
+ */
+const inertZod = `
+const fail = () => { throw new Error('zod is left out of the CLI bundle (scripts/build-cli.mjs): validate where the server modules are loaded, with import()') }
+const validators = new Set(['parse', 'safeParse', 'parseAsync', 'safeParseAsync', 'spa', 'decode', 'encode', 'safeDecode', 'safeEncode'])
+const inert = new Proxy(function inertSchema() {}, {
+  get: (_target, key) => (typeof key === 'symbol' || key === 'then' ? undefined : validators.has(key) ? fail : inert),
+  apply: () => inert,
+  construct: () => inert,
+})
+export const z = inert
+export default inert
+`
 
 const result = await esbuild.build({
   entryPoints: [join(cliDir, 'program.js')],
@@ -40,15 +63,28 @@ const result = await esbuild.build({
       name: 'sandstorm-cli',
       setup(build) {
         build.onResolve({ filter: /.*/ }, (args) => {
-          if (args.kind === 'dynamic-import') return { path: args.path, external: true }
+          // import() of a CLI module is bundled (and run only when called); of anything else, left out.
+          if (args.kind === 'dynamic-import' && !(args.path.startsWith('.') && cliModule.test(resolve(args.resolveDir, args.path)))) {
+            return { path: args.path, external: true }
+          }
+          if (args.path === 'zod') return { path: 'zod', namespace: 'inert-zod' }
           if (!args.path.startsWith('.')) return undefined
           const path = resolve(args.resolveDir, args.path)
           return sideEffectFree.test(path) ? { path, sideEffects: false } : undefined
         })
+        build.onLoad({ filter: /.*/, namespace: 'inert-zod' }, () => ({ contents: inertZod, loader: 'js' }))
       },
     },
   ],
 })
+
+// Host code statically imported by a client module would land in the bundle, away from the files
+// it finds beside itself; it must be loaded with import() instead.
+const hostInputs = Object.keys(result.metafile.inputs).filter((p) => p.startsWith('dist') && !clientModule.test(p))
+if (hostInputs.length > 0) {
+  process.stderr.write(`build-cli: the bundle would hold host code, import() it instead: ${hostInputs.join(', ')}\n`)
+  process.exit(1)
+}
 
 // A code cache made for an older bundle would be rejected by V8; remove it so that the next start makes a fresh one.
 await rm(join(cliDir, 'program.bundle.cache'), { force: true })

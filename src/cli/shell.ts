@@ -2,7 +2,6 @@
 import type { Command } from 'commander'
 import { Sandbox } from '../sdk/index.js'
 import { connectionOf } from './cli-context.js'
-import { runTerminalSession } from './terminal-session.js'
 
 interface ShellFlags {
   user?: string
@@ -26,5 +25,7 @@ export function registerShell(program: Command): void {
 /** Connects to the sandbox (so that an unknown or stopped one is named before anything else) and runs the session. */
 export async function openTerminal(id: string, argv: string[], options: { user?: string; cwd?: string; input: boolean }, cmd: Command): Promise<number> {
   const sbx = await Sandbox.connect(id, connectionOf(cmd))
+  // Loaded here: its WebSocket client (ws, with tls, zlib, https) would slow every CLI start.
+  const { runTerminalSession } = await import('./terminal-session.js')
   return runTerminalSession(sbx, { ...options, ...(argv.length > 0 ? { cmd: argv } : {}) })
 }
