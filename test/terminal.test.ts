@@ -241,6 +241,31 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     }
   })
 
+  it("the SDK's sandbox.pty: create with onData, input in order, resize, connect again, kill; sizes checked", async () => {
+    const decoder = new TextDecoder()
+    let screen = ''
+    const handle = await sbx.pty.create({ cols: 70, rows: 21, onData: (d) => void (screen += decoder.decode(d, { stream: true })) })
+    // Many small inputs in a row arrive in the order they were sent.
+    for (const key of 'echo "in-order-$((8*8))"; stty size\n') void sbx.pty.sendInput(handle.pid, key)
+    await until('the echo', async () => /^in-order-64\s*$/m.test(screen) && /^21 70\s*$/m.test(screen))
+    await handle.resize({ cols: 101, rows: 33 })
+    await handle.sendInput('stty size\n')
+    await until('the new size', async () => /^33 101\s*$/m.test(screen))
+
+    let again = ''
+    const attached = await sbx.pty.connect(handle.pid, { onData: (d) => void (again += decoder.decode(d, { stream: true })) })
+    await until('the kept output on connect', async () => again.includes('in-order-64'))
+    assert.equal(await sbx.pty.kill(handle.pid), true)
+    await assert.rejects(handle.wait(), /exit|signal|137/i)
+    await assert.rejects(attached.wait())
+    assert.equal(await sbx.pty.kill(999_999), false, 'no such process')
+    await assert.rejects(sbx.pty.create({ cols: 0, rows: 24, onData: () => undefined }), /pty\.cols: expected an integer from 1 to 1000, got 0/)
+
+    const done = await sbx.pty.create({ cols: 80, rows: 24, cmd: ['sh', '-c', 'exit 0'], onData: () => undefined })
+    assert.equal((await done.wait()).exitCode, 0)
+    await nothingLeftIn(sbx)
+  })
+
   /** A session on the WebSocket route, its messages collected from the first one. */
   interface Session {
     ws: WebSocket
