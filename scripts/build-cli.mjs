@@ -4,10 +4,10 @@
  * dist/src/cli/bin.js (the `sandstorm` bin) loads with V8's code cache. Run after `tsc`: the input
  * is tsc's output, so imports resolve as Node resolves them (the SDK from wherever they point).
  *
- * Every dynamic `import()` stays outside the bundle, as written: the bundle sits beside
- * dist/src/cli/program.js, so `import('../server/index.js')` still finds tsc's output, and the
- * server, agent, runtimes, SQLite, gRPC and pino (native modules, worker threads, files found from
- * import.meta.url) run unbundled, loaded only by the commands that use them.
+ * Every `import()` of something other than a CLI module stays outside the bundle, as written: the
+ * bundle sits beside dist/src/cli/program.js, so `import('../server/index.js')` still finds tsc's
+ * output, and the server, agent, runtimes, SQLite, gRPC and pino (native modules, worker threads,
+ * files found from import.meta.url) run unbundled, loaded only by the commands that use them.
  */
 import { rm } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
