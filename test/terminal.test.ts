@@ -12,9 +12,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
-import { Sandbox } from '../src/sdk/index.js'
+import type { ResultPromise } from 'execa'
+import { listAgents, Sandbox } from '../src/sdk/index.js'
 import { ptyKeyProtocol, ptyProtocol } from '../src/shared/index.js'
 import { cliMain, runCli } from './helpers/cli-process.js'
+import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { openPane, type TmuxPane } from './helpers/tmux-pane.js'
 import { until } from './helpers/until.js'
@@ -23,6 +25,63 @@ const skip = skipReason() ?? (existsSync('/usr/bin/tmux') ? false : 'no tmux (De
 
 /** A shell word, quoted for sh. */
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+/** What a CLI run in a pane left: its exit code, and the pane's terminal settings before and after it. */
+interface CliInPane {
+  pane: TmuxPane
+  /** TERM of the pane's own terminal. */
+  term(): Promise<string>
+  /** Waits for the CLI to exit; its code. */
+  exitCode(): Promise<number>
+  /** `stty -g` of the pane before the CLI ran and after it exited. */
+  stty(): Promise<{ before: string; after: string }>
+}
+
+let runs = 0
+/** A function that runs `sandstorm ARGS` against a server in a new 100x30 pane (stderr to the pane too), kept in `panes` for closing. */
+function cliInPanes(conn: () => { apiUrl: string; apiKey: string }, dir: () => string, panes: TmuxPane[]): (...args: string[]) => Promise<CliInPane> {
+  return async (...args) => {
+    const at = join(dir(), `run-${++runs}`)
+    const file = (name: string): string => `${at}-${name}`
+    const cli = [process.execPath, cliMain, '--url', conn().apiUrl, '--api-key', conn().apiKey, ...args].map(shq).join(' ')
+    const command = `stty -g > ${file('before')}; printf %s "$TERM" > ${file('term')}; ${cli}; echo $? > ${file('exit')}; stty -g > ${file('after')}`
+    const pane = await openPane(command, { cols: 100, rows: 30 })
+    panes.push(pane)
+    const read = (name: string): Promise<string> => until(`the pane's ${name} file`, async () => (existsSync(file(name)) ? (await readFile(file(name), 'utf8')).trim() || false : false))
+    return {
+      pane,
+      term: () => read('term'),
+      exitCode: async () =>
+        Number(
+          await read('after')
+            .then(() => read('exit'))
+            .catch(async (err: unknown) => {
+              throw new Error(`${(err as Error).message}\n--- the pane shows:\n${await pane.screen().catch(() => '(gone)')}`)
+            }),
+        ),
+      stty: async () => ({ before: await read('before'), after: await read('after') }),
+    }
+  }
+}
+
+/** Every process in the sandbox but its init and the command listing them, as `pid cmdline`. */
+async function processesIn(sandbox: Sandbox): Promise<string[]> {
+  const script = `cd /proc && for p in [0-9]*; do [ "$p" = 1 ] || [ "$p" = "$$" ] || [ "$p" = "$PPID" ] || echo "$p $(tr '\\0' ' ' < $p/cmdline 2>/dev/null)"; done`
+  const { stdout } = await sandbox.commands.run(['/bin/sh', '-c', script])
+  return stdout.split('\n').filter((l) => l.trim() !== '')
+}
+
+/** Waits until nothing is left running in the sandbox: not in its process list, not in its /proc. */
+async function nothingLeftIn(sandbox: Sandbox): Promise<void> {
+  let last: string[] = []
+  await until('no process left in the sandbox', async () => {
+    const running = (await sandbox.commands.list()).filter((p) => p.running).map((p) => `${p.pid} ${p.argv.join(' ')} (listed)`)
+    last = [...running, ...(await processesIn(sandbox))]
+    return last.length === 0
+  }, 15_000).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; left: ${JSON.stringify(last)}`)
+  })
+}
 
 describe('terminals: the CLI in a real terminal, and the WebSocket route', { skip, timeout: 600_000 }, () => {
   let stack: Stack
@@ -47,60 +106,7 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     if (dir) await rm(dir, { recursive: true, force: true })
   })
 
-  /** What a CLI run in a pane left: its exit code, and the pane's terminal settings before and after it. */
-  interface CliInPane {
-    pane: TmuxPane
-    /** TERM of the pane's own terminal. */
-    term(): Promise<string>
-    /** Waits for the CLI to exit; its code. */
-    exitCode(): Promise<number>
-    /** `stty -g` of the pane before the CLI ran and after it exited. */
-    stty(): Promise<{ before: string; after: string }>
-  }
-
-  let runs = 0
-  /** Runs `sandstorm ARGS` in a new 100x30 pane (stderr to the pane too). */
-  async function cliInPane(...args: string[]): Promise<CliInPane> {
-    const at = join(dir, `run-${++runs}`)
-    const file = (name: string): string => `${at}-${name}`
-    const cli = [process.execPath, cliMain, '--url', stack.conn.apiUrl, '--api-key', stack.conn.apiKey, ...args].map(shq).join(' ')
-    const command = `stty -g > ${file('before')}; printf %s "$TERM" > ${file('term')}; ${cli}; echo $? > ${file('exit')}; stty -g > ${file('after')}`
-    const pane = await openPane(command, { cols: 100, rows: 30 })
-    panes.push(pane)
-    const read = (name: string): Promise<string> => until(`the pane's ${name} file`, async () => (existsSync(file(name)) ? (await readFile(file(name), 'utf8')).trim() || false : false))
-    return {
-      pane,
-      term: () => read('term'),
-      exitCode: async () =>
-        Number(
-          await read('after')
-            .then(() => read('exit'))
-            .catch(async (err: unknown) => {
-              throw new Error(`${(err as Error).message}\n--- the pane shows:\n${await pane.screen().catch(() => '(gone)')}`)
-            }),
-        ),
-      stty: async () => ({ before: await read('before'), after: await read('after') }),
-    }
-  }
-
-  /** Every process in the sandbox but its init and the command listing them, as `pid cmdline`. */
-  async function processesIn(sandbox: Sandbox): Promise<string[]> {
-    const script = `cd /proc && for p in [0-9]*; do [ "$p" = 1 ] || [ "$p" = "$$" ] || [ "$p" = "$PPID" ] || echo "$p $(tr '\\0' ' ' < $p/cmdline 2>/dev/null)"; done`
-    const { stdout } = await sandbox.commands.run(['/bin/sh', '-c', script])
-    return stdout.split('\n').filter((l) => l.trim() !== '')
-  }
-
-  /** Waits until nothing is left running in the sandbox: not in its process list, not in its /proc. */
-  async function nothingLeftIn(sandbox: Sandbox): Promise<void> {
-    let last: string[] = []
-    await until('no process left in the sandbox', async () => {
-      const running = (await sandbox.commands.list()).filter((p) => p.running).map((p) => `${p.pid} ${p.argv.join(' ')} (listed)`)
-      last = [...running, ...(await processesIn(sandbox))]
-      return last.length === 0
-    }, 15_000).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; left: ${JSON.stringify(last)}`)
-    })
-  }
+  const cliInPane = cliInPanes(() => stack.conn, () => dir, panes)
 
   const prompt = /root@[^\s:]+:[^\n]*#\s*$/m
 
@@ -372,4 +378,60 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
       return undefined
     })
   }
+})
+
+describe('terminals through a fleet agent (a server process and an agent process on loopback)', { skip, timeout: 300_000 }, () => {
+  let dir: string
+  let server: ServerProcess
+  let agent: ResultPromise
+  let sbx: Sandbox
+  const panes: TmuxPane[] = []
+  const conn = (): { apiUrl: string; apiKey: string } => ({ apiUrl: server.url, apiKey: server.apiKey })
+  const cliInPane = cliInPanes(conn, () => dir, panes)
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-terminal-fleet-'))
+    server = await startServerProcess({ dataDir: join(dir, 'server'), agentHost: '127.0.0.1' })
+    agent = startAgentProcess({ server: server.agentAddress, token: server.token, dataDir: join(dir, 'agent') })
+    await until('a live agent', async () => (await listAgents(conn())).some((a) => a.state === 'live'), 60_000)
+    sbx = await Sandbox.create('debian', { ...conn(), timeoutMs: 10 * 60_000 })
+  })
+  afterEach(async () => {
+    for (const pane of panes.splice(0)) await pane.close()
+  })
+  after(async () => {
+    if (sbx) await sbx.kill().catch(() => undefined)
+    agent?.kill('SIGTERM')
+    await agent
+    server?.child.kill('SIGTERM')
+    await server?.child
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('shell over the fleet link: size, resize, Ctrl-C, exit 5; a closed WebSocket leaves nothing', async () => {
+    const run = await cliInPane('shell', sbx.sandboxId)
+    const { pane } = run
+    await pane.until(/root@[^\s:]+:[^\n]*#\s*$/m)
+    await pane.type('stty size')
+    await pane.until(/^30 100\s*$/m)
+    await pane.resize(90, 20)
+    await pane.type('stty size')
+    await pane.until(/^20 90\s*$/m)
+    await pane.type('sleep 100')
+    await until('sleep 100 to run', async () => (await processesIn(sbx)).some((p) => p.endsWith('sleep 100 ')))
+    await pane.keys('C-c')
+    await pane.type('echo "fleet-$((2+3))"; exit 5')
+    assert.equal(await run.exitCode(), 5)
+    assert.match(await pane.screen(), /^fleet-5\s*$/m)
+    assert.equal((await run.stty()).after, (await run.stty()).before)
+    await nothingLeftIn(sbx)
+
+    const { url, protocols } = sbx.pty.socket({ cols: 80, rows: 24 })
+    const ws = new WebSocket(url, protocols)
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+    ws.send(Buffer.from('sleep 1003\n'))
+    await until('sleep 1003 to run', async () => (await processesIn(sbx)).some((p) => p.includes('sleep 1003')))
+    ws.close()
+    await nothingLeftIn(sbx)
+  })
 })
