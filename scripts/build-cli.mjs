@@ -9,7 +9,7 @@
  * output, and the server, agent, runtimes, SQLite, gRPC and pino (native modules, worker threads,
  * files found from import.meta.url) run unbundled, loaded only by the commands that use them.
  */
-import { rm } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -44,6 +44,9 @@ export const z = inert
 export default inert
 `
 
+/** Specifiers of the import()s left out, rewritten below. */
+const leftOut = new Set()
+
 const result = await esbuild.build({
   entryPoints: [join(cliDir, 'program.js')],
   outfile,
@@ -53,6 +56,7 @@ const result = await esbuild.build({
   target: 'node20',
   // import() is kept as import() (esbuild would turn it into require() in a CommonJS file).
   supported: { 'dynamic-import': true },
+  write: false,
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
@@ -65,6 +69,7 @@ const result = await esbuild.build({
         build.onResolve({ filter: /.*/ }, (args) => {
           // import() of a CLI module is bundled (and run only when called); of anything else, left out.
           if (args.kind === 'dynamic-import' && !(args.path.startsWith('.') && cliModule.test(resolve(args.resolveDir, args.path)))) {
+            leftOut.add(args.path)
             return { path: args.path, external: true }
           }
           if (args.path === 'zod') return { path: 'zod', namespace: 'inert-zod' }
@@ -86,7 +91,13 @@ if (hostInputs.length > 0) {
   process.exit(1)
 }
 
+// bin.js compiles the bundle as a vm.Script, whose own import() Node 20 supports only behind an
+// experimental flag (and loses for functions restored from the code cache): each import() left out
+// calls the loader bin.js passes in, an import() of bin.js itself, from the same directory.
+let text = result.outputFiles[0].text
+for (const specifier of leftOut) text = text.replaceAll(`import(${JSON.stringify(specifier)})`, `__import(${JSON.stringify(specifier)})`)
+await writeFile(outfile, text)
+
 // A code cache made for an older bundle would be rejected by V8; remove it so that the next start makes a fresh one.
 await rm(join(cliDir, 'program.bundle.cache'), { force: true })
-const bytes = Object.values(result.metafile.outputs)[0]?.bytes ?? 0
-process.stdout.write(`cli bundle: ${outfile.slice(root.length + 1)} (${Math.round(bytes / 1024)} KiB)\n`)
+process.stdout.write(`cli bundle: ${outfile.slice(root.length + 1)} (${Math.round(text.length / 1024)} KiB)\n`)

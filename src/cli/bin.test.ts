@@ -97,6 +97,15 @@ describe('the sandstorm bin', () => {
     assert.match(down.stderr, /^sandstorm: cannot reach the Sandstorm server/)
   })
 
+  it('runs a host command, loading its modules with import(), with and without the code cache', async () => {
+    for (const round of [1, 2]) {
+      const r = await runBin(['keys', 'create', '--data-dir', join(dir, 'data'), '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match((JSON.parse(r.stdout) as { apiKey: string }).apiKey, /^ss_[0-9a-f]{64}$/, `round ${round}`)
+      assert.equal(r.stderr, '', `round ${round}`)
+    }
+  })
+
   it('loads none of the host\'s modules for client commands', async () => {
     // A loader hook records every module the ESM loader resolves (the bundle's import()s included).
     const log = join(dir, 'modules.log')
