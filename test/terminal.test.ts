@@ -216,6 +216,34 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     assert.equal((await run.stty()).after, (await run.stty()).before)
   })
 
+  it('the server shut down under an open shell: the CLI says so, exits 5, the terminal is put back, and the shell was hung up', async () => {
+    const other = await startStack()
+    try {
+      const lone = await Sandbox.create('debian', other.conn)
+      const run = await cliInPanes(() => other.conn, () => dir, panes)('shell', lone.sandboxId)
+      await run.pane.until(prompt)
+      await run.pane.type('sleep 300')
+      await until('sleep 300 to run', async () => (await processesIn(lone)).some((p) => p.endsWith('sleep 300 ')))
+      await other.server.close()
+      assert.equal(await run.exitCode(), 5)
+      await run.pane.until(/^sandstorm: the server shut down/m)
+      assert.equal((await run.stty()).after, (await run.stty()).before)
+      // The agent is still here (the server only stopped): ask it directly.
+      const psIn = async (): Promise<string> => {
+        const { pid } = await other.agent.exec(lone.sandboxId, { argv: ['ps', '-e', '-o', 'args='], env: {} })
+        let out = ''
+        for await (const event of other.agent.follow(lone.sandboxId, pid)) if (event.type === 'stdout') out += Buffer.from(event.data, 'base64').toString()
+        return out
+      }
+      let seen = ''
+      await until('the shell and its sleep to be gone', async () => !/sleep 300|bash/.test((seen = await psIn()))).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; ps shows: ${seen}`)
+      })
+    } finally {
+      await other.close()
+    }
+  })
+
   it('bad input: an unknown, a killed or a paused sandbox, no TTY; each a clear line and a non-zero code', async () => {
     const unknown = await runCli(stack, 'shell', 'sb-0000000000000000')
     assert.equal(unknown.code, 3, unknown.stderr)

@@ -69,7 +69,10 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
       if (message?.type === 'exit') exitCode = message.exitCode
       else if (message?.type === 'error') failure = new SandstormError(knownCode(message.code), message.message)
     })
-    ws.on('close', () => resolve())
+    ws.on('close', (code) => {
+      if (code === 1001) failure ??= new SandstormError('unavailable', 'the server shut down; the command on the terminal was hung up')
+      resolve()
+    })
   })
 
   try {
@@ -111,7 +114,7 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   }
   if (endedBy) return 128 + endingSignals[endedBy]
   if (exitCode !== undefined && !failure) return exitCode
-  throw failure ?? new SandstormError('unavailable', 'the server closed the terminal before its command ended')
+  throw failure ?? new SandstormError('unavailable', 'the connection to the server was lost before the command ended')
 }
 
 /** The terminal's size; a terminal with no room at all is refused, as the server would. */
