@@ -172,8 +172,11 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     const run = await cliInPane('shell', sbx.sandboxId, '--', 'busybox', 'vi', '/tmp/note.txt')
     await run.pane.until('/tmp/note.txt')
     await run.pane.keys('i')
+    await run.pane.until(/^I \/tmp\/note\.txt/m)
     await run.pane.type('typed in vi', false)
     await run.pane.keys('Escape')
+    // As a person would: wait for vi to leave insert mode (an Escape glued to ":" reads as a key sequence).
+    await run.pane.until(/^- \/tmp\/note\.txt/m)
     await run.pane.type(':wq')
     assert.equal(await run.exitCode(), 0)
     assert.equal(await sbx.files.read('/tmp/note.txt'), 'typed in vi\n')
