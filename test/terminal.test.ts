@@ -184,13 +184,13 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     await nothingLeftIn(sbx)
   })
 
-  it("exec -it ID -- sh -c 'exit 3' exits 3; --user and --cwd reach the shell", async () => {
+  it("exec -it ID -- sh -c 'exit 3' exits 3; --user, --cwd and --env reach the command", async () => {
     const run = await cliInPane('exec', '-it', sbx.sandboxId, '--', 'sh', '-c', 'exit 3')
     assert.equal(await run.exitCode(), 3)
     assert.equal((await run.stty()).after, (await run.stty()).before)
 
-    const other = await cliInPane('shell', sbx.sandboxId, '--user', 'nobody', '--cwd', '/tmp', '--', 'sh', '-c', 'echo "i am $(id -un) in $(pwd)"; exit 4')
-    await other.pane.until('i am nobody in /tmp')
+    const other = await cliInPane('shell', sbx.sandboxId, '--user', 'nobody', '--cwd', '/tmp', '--env', 'GREETING=hello there', '--', 'sh', '-c', 'echo "i am $(id -un) in $(pwd), $GREETING"; exit 4')
+    await other.pane.until('i am nobody in /tmp, hello there')
     assert.equal(await other.exitCode(), 4)
     await nothingLeftIn(sbx)
   })

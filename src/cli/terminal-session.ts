@@ -15,6 +15,7 @@ export interface TerminalSessionOptions {
   cmd?: string[]
   user?: string
   cwd?: string
+  envs?: Record<string, string>
   /** Pass keys on (`-i`); without it the terminal only shows output, and Ctrl-C here ends the command. */
   input: boolean
 }
@@ -28,7 +29,7 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   const stdout = process.stdout
   if (!stdin.isTTY) throw new InvalidArgumentError('invalid_argument', 'the input device is not a TTY: a terminal needs one on stdin (leave out -t, or run it in a terminal)')
   const size = sizeOf(stdout)
-  const { url, protocols } = sbx.pty.socket({ ...size, cmd: options.cmd, user: options.user, cwd: options.cwd, term: process.env.TERM || undefined })
+  const { url, protocols } = sbx.pty.socket({ ...size, cmd: options.cmd, user: options.user, cwd: options.cwd, envs: options.envs, term: process.env.TERM || undefined })
   const ws = new WebSocket(url, protocols, { perMessageDeflate: false })
   const restore = terminalRestorer(stdin, stdout)
   let exitCode: number | undefined

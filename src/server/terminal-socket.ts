@@ -131,7 +131,7 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
         id,
         {
           argv: query.cmd ?? defaultShellArgv,
-          env: { TERM: query.term ?? defaultTerm },
+          env: envOf(query.env, query.term),
           ...(query.cwd !== undefined ? { cwd: query.cwd } : {}),
           ...(query.user !== undefined ? { user: query.user } : {}),
           pty: { cols: query.cols, rows: query.rows },
@@ -292,8 +292,18 @@ function checkKey(req: IncomingMessage, offered: string[], check: (key: string) 
 /** The query as the schema reads it: `cmd` as the list it repeats into, other keys once. */
 function queryObject(params: URLSearchParams): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const key of new Set(params.keys())) out[key] = key === 'cmd' ? params.getAll(key) : params.get(key)
+  for (const key of new Set(params.keys())) out[key] = key === 'cmd' || key === 'env' ? params.getAll(key) : params.get(key)
   return out
+}
+
+/** The command's environment: the `env` pairs, and TERM (`term`, else an `env` TERM, else the default). */
+function envOf(pairs: string[] | undefined, term: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const pair of pairs ?? []) {
+    const at = pair.indexOf('=')
+    env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  return { ...env, TERM: term ?? env.TERM ?? defaultTerm }
 }
 
 function toBytes(data: RawData): Buffer {
