@@ -71,12 +71,13 @@ async function processesIn(sandbox: Sandbox): Promise<string[]> {
   return stdout.split('\n').filter((l) => l.trim() !== '')
 }
 
-/** Waits until nothing is left running in the sandbox: not in its process list, not in its /proc. */
+/** Waits until nothing is left in the sandbox: no process in its process list or its /proc, no terminal open in its /dev/pts. */
 async function nothingLeftIn(sandbox: Sandbox): Promise<void> {
   let last: string[] = []
-  await until('no process left in the sandbox', async () => {
+  await until('no process or terminal left in the sandbox', async () => {
     const running = (await sandbox.commands.list()).filter((p) => p.running).map((p) => `${p.pid} ${p.argv.join(' ')} (listed)`)
-    last = [...running, ...(await processesIn(sandbox))]
+    const terminals = (await sandbox.commands.run(['ls', '/dev/pts'])).stdout.split('\n').filter((name) => name !== '' && name !== 'ptmx').map((name) => `/dev/pts/${name}`)
+    last = [...running, ...(await processesIn(sandbox)), ...terminals]
     return last.length === 0
   }, 15_000).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}; left: ${JSON.stringify(last)}`)
