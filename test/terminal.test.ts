@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -342,6 +343,21 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     assert.match(none.body, /missing API key/)
     const wrong = refusal(await openSocket('cols=80&rows=24', { protocols: [ptyProtocol, ptyKeyProtocol('not-the-key')] }))
     assert.equal(wrong.status, 401)
+
+    // A handshake that is not a WebSocket's is refused before anything starts.
+    const raw = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${stack.conn.apiUrl}/v1/sandboxes/${sbx.sandboxId}/pty?cols=80&rows=24`, { headers: { connection: 'Upgrade', upgrade: 'websocket', authorization: `Bearer ${stack.conn.apiKey}` } })
+      req.on('response', (res) => {
+        let body = ''
+        res.on('data', (c: Buffer) => (body += c.toString())).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('upgrade', () => reject(new Error('upgraded without a WebSocket key')))
+      req.on('error', reject)
+      req.end()
+    })
+    assert.equal(raw.status, 400)
+    assert.match(raw.body, /Sec-WebSocket-Key/)
+    await nothingLeftIn(sbx)
 
     const session = await openSocket(`cols=80&rows=24&cmd=sh&cmd=-c&cmd=${encodeURIComponent('stty size; exit 5')}`, { protocols: [ptyProtocol, ptyKeyProtocol(stack.conn.apiKey)] })
     assert.ok(isSession(session))

@@ -110,6 +110,10 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       throw new SandstormError('invalid_argument', `Upgrade: expected websocket, got ${JSON.stringify(req.headers.upgrade ?? '')}`)
     }
+    // Checked here too (ws checks it again at the upgrade), so that a bad handshake starts nothing.
+    if (!/^[A-Za-z0-9+/]{22}==$/.test(req.headers['sec-websocket-key'] ?? '') || !['8', '13'].includes(req.headers['sec-websocket-version'] ?? '')) {
+      throw new SandstormError('invalid_argument', 'Sec-WebSocket-Key and Sec-WebSocket-Version: expected a WebSocket handshake (RFC 6455)')
+    }
     if (offered.length > 0 && !offered.includes(ptyProtocol)) {
       throw new SandstormError('invalid_argument', `Sec-WebSocket-Protocol: expected ${ptyProtocol}, got ${JSON.stringify(offered.filter((p) => !p.startsWith(ptyKeyProtocolPrefix)).join(', '))}`)
     }
