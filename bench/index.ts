@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from 'commander'
 import { startBenchStack, stackSkipReason } from './bench-stack.js'
 import type { BenchContext, Benchmark } from './context.js'
+import { cliBenchmark } from './cli.js'
 import { codeInterpreterBenchmark } from './code-interpreter.js'
 import { createBenchmark } from './create.js'
 import { e2bBenchmark } from './e2b.js'
@@ -25,7 +26,7 @@ import { networkBenchmark } from './network.js'
 import { usageSamplingBenchmark } from './usage-sampling.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark, imagesBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark, imagesBenchmark, cliBenchmark]
 
 interface CliOptions {
   only?: string[]

@@ -4,12 +4,12 @@
  * dist/src/cli/bin.js (the `sandstorm` bin) loads with V8's code cache. Run after `tsc`: the input
  * is tsc's output, so imports resolve as Node resolves them (the SDK from wherever they point).
  *
- * Every dynamic `import()` stays outside the bundle, as written: the bundle sits beside
- * dist/src/cli/program.js, so `import('../server/index.js')` still finds tsc's output, and the
- * server, agent, runtimes, SQLite, gRPC and pino (native modules, worker threads, files found from
- * import.meta.url) run unbundled, loaded only by the commands that use them.
+ * Every `import()` of something other than a CLI module stays outside the bundle, as written: the
+ * bundle sits beside dist/src/cli/program.js, so `import('../server/index.js')` still finds tsc's
+ * output, and the server, agent, runtimes, SQLite, gRPC and pino (native modules, worker threads,
+ * files found from import.meta.url) run unbundled, loaded only by the commands that use them.
  */
-import { rm } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -18,8 +18,34 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const cliDir = join(root, 'dist/src/cli')
 const outfile = join(cliDir, 'program.bundle.cjs')
 
-/** Modules of the tree that only re-export or declare: esbuild may drop those nothing uses (pino's logger, zod-free paths). */
+const cliModule = /[\\/]dist[\\/]src[\\/]cli[\\/][^\\/]+\.js$/
+/** What the bundle may hold of the tree: the CLI, the SDK and the shared wire types and checks. */
+const clientModule = /^dist[\\/]src[\\/](cli|sdk|shared)[\\/]/
+
+/** Modules of the tree that only re-export or declare: esbuild may drop those nothing uses (pino's logger). */
 const sideEffectFree = /[\\/]dist[\\/]src[\\/](shared|sdk)[\\/][^\\/]+\.js$/
+
+/**
+ * The shared modules declare the wire schemas (zod) when they load, and the client path loads
+ * them for a constant or a check beside; only the server validates with them. So the bundle gets
+ * an inert zod: every builder call returns the same inert value, and validating through it throws,
+ * so that client code that starts validating fails loudly instead of passing anything. This keeps
+ * zod (600 KiB, a third of a start) out; server code loaded with import() has the real one.
+ */
+const inertZod = `
+const fail = () => { throw new Error('zod is left out of the CLI bundle (scripts/build-cli.mjs): validate where the server modules are loaded, with import()') }
+const validators = new Set(['parse', 'safeParse', 'parseAsync', 'safeParseAsync', 'spa', 'decode', 'encode', 'safeDecode', 'safeEncode'])
+const inert = new Proxy(function inertSchema() {}, {
+  get: (_target, key) => (typeof key === 'symbol' || key === 'then' ? undefined : validators.has(key) ? fail : inert),
+  apply: () => inert,
+  construct: () => inert,
+})
+export const z = inert
+export default inert
+`
+
+/** Specifiers of the import()s left out, rewritten below. */
+const leftOut = new Set()
 
 const result = await esbuild.build({
   entryPoints: [join(cliDir, 'program.js')],
@@ -30,6 +56,7 @@ const result = await esbuild.build({
   target: 'node20',
   // import() is kept as import() (esbuild would turn it into require() in a CommonJS file).
   supported: { 'dynamic-import': true },
+  write: false,
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
@@ -40,17 +67,37 @@ const result = await esbuild.build({
       name: 'sandstorm-cli',
       setup(build) {
         build.onResolve({ filter: /.*/ }, (args) => {
-          if (args.kind === 'dynamic-import') return { path: args.path, external: true }
+          // import() of a CLI module is bundled (and run only when called); of anything else, left out.
+          if (args.kind === 'dynamic-import' && !(args.path.startsWith('.') && cliModule.test(resolve(args.resolveDir, args.path)))) {
+            leftOut.add(args.path)
+            return { path: args.path, external: true }
+          }
+          if (args.path === 'zod') return { path: 'zod', namespace: 'inert-zod' }
           if (!args.path.startsWith('.')) return undefined
           const path = resolve(args.resolveDir, args.path)
           return sideEffectFree.test(path) ? { path, sideEffects: false } : undefined
         })
+        build.onLoad({ filter: /.*/, namespace: 'inert-zod' }, () => ({ contents: inertZod, loader: 'js' }))
       },
     },
   ],
 })
 
+// Host code statically imported by a client module would land in the bundle, away from the files
+// it finds beside itself; it must be loaded with import() instead.
+const hostInputs = Object.keys(result.metafile.inputs).filter((p) => p.startsWith('dist') && !clientModule.test(p))
+if (hostInputs.length > 0) {
+  process.stderr.write(`build-cli: the bundle would hold host code, import() it instead: ${hostInputs.join(', ')}\n`)
+  process.exit(1)
+}
+
+// bin.js compiles the bundle as a vm.Script, whose own import() Node 20 supports only behind an
+// experimental flag (and loses for functions restored from the code cache): each import() left out
+// calls the loader bin.js passes in, an import() of bin.js itself, from the same directory.
+let text = result.outputFiles[0].text
+for (const specifier of leftOut) text = text.replaceAll(`import(${JSON.stringify(specifier)})`, `__import(${JSON.stringify(specifier)})`)
+await writeFile(outfile, text)
+
 // A code cache made for an older bundle would be rejected by V8; remove it so that the next start makes a fresh one.
 await rm(join(cliDir, 'program.bundle.cache'), { force: true })
-const bytes = Object.values(result.metafile.outputs)[0]?.bytes ?? 0
-process.stdout.write(`cli bundle: ${outfile.slice(root.length + 1)} (${Math.round(bytes / 1024)} KiB)\n`)
+process.stdout.write(`cli bundle: ${outfile.slice(root.length + 1)} (${Math.round(text.length / 1024)} KiB)\n`)

@@ -23,7 +23,7 @@ import { until } from './helpers/until.js'
 declare global {
   interface Window {
     /** The console's open terminal (src/ui/terminal-pane.tsx exposes it for these tests). */
-    __sandstormTerm?: { buffer: { active: { length: number; getLine(i: number): { translateToString(trim: boolean): string } | undefined } } }
+    __sandstormTerm?: { rows: number; cols: number; buffer: { active: { length: number; getLine(i: number): { translateToString(trim: boolean): string } | undefined } } }
   }
 }
 
@@ -106,6 +106,8 @@ describe('the web console in Chromium', { skip }, () => {
   let downloads: string
   let sandboxId = ''
   let snapshotId = ''
+  /** Uncaught errors of the page and Content-Security-Policy refusals, over the whole run. */
+  const pageErrors: string[] = []
 
   const shot = async (name: string, on: Page = page): Promise<void> => {
     await on.screenshot({ path: join(shotsDir, `${name}.png`) as `${string}.png` })
@@ -128,6 +130,10 @@ describe('the web console in Chromium', { skip }, () => {
       defaultViewport: { width: 1280, height: 820 },
     })
     page = await browser.newPage()
+    page.on('pageerror', (err) => pageErrors.push(String(err)))
+    page.on('console', (msg) => {
+      if (/Content Security Policy|Refused to (load|execute|apply|connect)/i.test(msg.text())) pageErrors.push(msg.text())
+    })
     // Anything the page asks of another origin than the server would be a bug (a CDN, a font).
     await page.setRequestInterception(true)
     page.on('request', (req) => {
@@ -204,6 +210,15 @@ describe('the web console in Chromium', { skip }, () => {
     assert.equal(new URL(page.url()).pathname.startsWith('/ui'), true)
   })
 
+  it('shows the API\'s own message for a create it refuses', async () => {
+    await page.type('#create-sandbox input[name=labels]', 'bad key!=1')
+    await page.click('#create-sandbox button[type=submit]')
+    await page.waitForSelector('#create-sandbox .error')
+    assert.match(await textOf('#create-sandbox .error'), /labels.*a label key of letters, digits/)
+    assert.deepEqual(await Sandbox.list({ ...stack.conn }), [])
+    await page.$eval('#create-sandbox input[name=labels]', (el) => ((el as HTMLInputElement).value = ''))
+  })
+
   it('creates a sandbox with labels; the list shows it running with its labels; the label filter works', async () => {
     await page.type('#create-sandbox input[name=labels]', 'team=console, run=ui-test')
     await page.type('#create-sandbox input[name=timeout]', '10')
@@ -256,6 +271,23 @@ describe('the web console in Chromium', { skip }, () => {
     await page.keyboard.press('Enter')
     await until('hello-42 in the terminal', async () => /^hello-42\s*$/m.test(await terminalText(page)))
     await shot('terminal')
+  })
+
+  it('the terminal is sized to the pane, and resized with it', async () => {
+    const size = (): Promise<string> => page.evaluate(() => `${window.__sandstormTerm!.rows} ${window.__sandstormTerm!.cols}`)
+    const sttyShows = async (want: string): Promise<void> => {
+      await page.keyboard.type('echo size-$(stty size | tr " " x)')
+      await page.keyboard.press('Enter')
+      const expected = `size-${want.replace(' ', 'x')}`
+      await until(`${expected} in the terminal`, async () => new RegExp(`^${expected}\\s*$`, 'm').test(await terminalText(page)))
+    }
+    const before = await size()
+    await sttyShows(before)
+    await page.setViewport({ width: 900, height: 820 })
+    await until('a narrower terminal', async () => (await size()) !== before)
+    await sttyShows(await size())
+    await page.setViewport({ width: 1280, height: 820 })
+    await until('the terminal as wide as before', async () => (await size()) === before)
   })
 
   it('closing the terminal mid-session leaves no process and no pty in the sandbox', async () => {
@@ -439,15 +471,38 @@ describe('the web console in Chromium', { skip }, () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('sandstorm.apiKey')), null)
   })
 
+  it('ran without an uncaught error or a Content-Security-Policy refusal in the page, and the policy holds', async () => {
+    assert.deepEqual(pageErrors, [])
+    // The policy is enforced, and its refusals are what the listener above catches: an inline
+    // script added to the page does not run and is reported.
+    const ran = await page.evaluate(async () => {
+      const script = document.createElement('script')
+      script.textContent = 'window.__inlineRan = true'
+      document.body.append(script)
+      await new Promise((resolve) => requestAnimationFrame(resolve))
+      return (window as { __inlineRan?: boolean }).__inlineRan === true
+    })
+    assert.equal(ran, false)
+    await until('the refusal reported', async () => pageErrors.some((e) => /Content Security Policy/.test(e)))
+  })
+
   it('writes the README\'s overview screenshot when asked to', { skip: process.env.SANDSTORM_UPDATE_SCREENSHOT !== '1' && 'set SANDSTORM_UPDATE_SCREENSHOT=1 to rewrite docs/console.png' }, async () => {
     await page.evaluate((key) => sessionStorage.setItem('sandstorm.apiKey', key), stack.server.apiKey)
-    const more = await Sandbox.create('debian', { ...stack.conn, labels: { team: 'data', job: 'etl' } })
+    const more = [
+      await Sandbox.create('debian', { ...stack.conn, labels: { team: 'data', job: 'etl' } }),
+      await Sandbox.create('debian', { ...stack.conn, labels: { team: 'agents', run: 'eval-17' } }),
+    ]
+    // Some work for the lines to show: CPU in two, memory in one; each ends by itself.
     const busy = await Sandbox.connect(sandboxId, { ...stack.conn })
-    await busy.commands.run('timeout 8 sh -c "while :; do :; done"', { ...stack.conn, background: true })
+    await busy.commands.run('timeout 12 sh -c "while :; do :; done"', { ...stack.conn, background: true })
+    await more[0]!.commands.run('timeout 12 sh -c "head -c 120000000 /dev/zero | tail"', { ...stack.conn, background: true })
+    await more[1]!.commands.run('sleep 3; timeout 8 sh -c "while :; do :; done"', { ...stack.conn, background: true })
     await gotoUi('/sandboxes')
-    const row = `tr[data-sandbox="${more.sandboxId}"]`
-    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-samples') ?? 0) >= 8, { timeout: 30_000 }, `${row} .spark-cpu svg`)
+    const row = `tr[data-sandbox="${more[1]!.sandboxId}"]`
+    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-samples') ?? 0) >= 30, { timeout: 60_000 }, `${row} .spark-cpu svg`)
+    await page.setViewport({ width: 1280, height: 460 })
     await page.screenshot({ path: join(repo, 'docs/console.png') as `${string}.png` })
-    await more.kill({ ...stack.conn })
+    await page.setViewport({ width: 1280, height: 820 })
+    for (const sb of more) await sb.kill({ ...stack.conn })
   })
 })

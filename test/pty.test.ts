@@ -164,6 +164,26 @@ describe('terminals at the agent API (runc)', { skip }, () => {
     await assertNothingLeft(agent, id)
   })
 
+  it('bounds the terminals a sandbox holds: past 256 a request fails cleanly, and works again once they are let go', async () => {
+    // The sandbox's own code takes every terminal of its devpts (bash keeps each master open).
+    const holder = await agent.exec(id, { argv: ['bash', '-c', 'n=0; while [ $n -lt 300 ] && exec {fd}<>/dev/pts/ptmx; do n=$((n+1)); done 2>/dev/null; echo "held $n"; exec sleep 1000'], env: {} })
+    let said = ''
+    for await (const event of agent.follow(id, holder.pid)) {
+      if (event.type === 'stdout') said += Buffer.from(event.data, 'base64').toString()
+      if (said.includes('\n') || event.type === 'end') break
+    }
+    try {
+      assert.equal(said, 'held 256\n')
+      await assert.rejects(agent.exec(id, { argv: ['/bin/true'], env: {}, pty: { cols: 80, rows: 24 } }), coded('failed_precondition', /could not make a terminal .*holds 256 terminals already/))
+    } finally {
+      await agent.signal(id, holder.pid, 'SIGKILL')
+    }
+    await assertNothingLeft(agent, id)
+    const t = await onTerminal(agent, id, { argv: ['tty'] })
+    assert.equal((await t.result).exitCode, 0)
+    assert.match(t.output(), /^\/dev\/pts\/\d+\r\n$/)
+  })
+
   for (const [what, replace] of [
     ['a FIFO', 'mkfifo /dev/ptmx'],
     ['a regular file', 'echo junk > /dev/ptmx'],

@@ -10,7 +10,7 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import module, { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { constants, Script } from 'node:vm'
+import { Script } from 'node:vm'
 
 // Node >= 22.1 caches compiled modules itself; Node 20 lacks it (the bundle's own cache covers that).
 ;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
@@ -29,12 +29,7 @@ function loadBundle(source: string): Main {
   } catch {
     // No cache yet: this start writes one.
   }
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: bundlePath,
-    cachedData,
-    // The bundle's import() calls (server, agent, runtimes) resolve as from a file beside program.js.
-    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  })
+  const script = new Script(`(function (exports, require, module, __filename, __dirname, __import) {${source}\n})`, { filename: bundlePath, cachedData })
   if (cachedData === undefined || script.cachedDataRejected) {
     // Made at exit, so that it holds the functions this command compiled as well.
     process.once('exit', () => {
@@ -49,7 +44,9 @@ function loadBundle(source: string): Main {
   }
   const mod = { exports: {} as { main: Main } }
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void
-  wrapper.call(mod.exports, mod.exports, createRequire(bundlePath), mod, bundlePath, here)
+  // The bundle's import()s (server, agent, runtimes) are made here, beside it (scripts/build-cli.mjs).
+  const load = (specifier: string): Promise<unknown> => import(specifier)
+  wrapper.call(mod.exports, mod.exports, createRequire(bundlePath), mod, bundlePath, here, load)
   return mod.exports.main
 }
 

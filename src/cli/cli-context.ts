@@ -1,6 +1,7 @@
 /** What every command shares: the connection from the global flags, and how to print. */
 import type { Command } from 'commander'
 import { InvalidArgumentError, type ConnectionOptions } from '@sandstorm/sdk'
+import { httpFetch } from './http-fetch.js'
 
 /** Global flags, on the root program. */
 export interface GlobalOptions {
@@ -8,10 +9,10 @@ export interface GlobalOptions {
   apiKey?: string
 }
 
-/** The SDK connection for a command: `--url` and `--api-key`, else the SDK's env and defaults. */
+/** The SDK connection for a command: `--url` and `--api-key`, else the SDK's env and defaults; requests on node:http. */
 export function connectionOf(cmd: Command): ConnectionOptions {
   const g = cmd.optsWithGlobals<GlobalOptions>()
-  const out: ConnectionOptions = {}
+  const out: ConnectionOptions = { fetch: httpFetch }
   if (g.url) out.apiUrl = g.url
   if (g.apiKey) out.apiKey = g.apiKey
   return out

@@ -34,8 +34,8 @@ export function registerExec(program: Command): void {
     .option('-t, --tty', 'run the command on a terminal (with -i: keys go to it raw, as `docker exec -it`)')
     .action(async (id: string, argv: string[], flags: ExecFlags, cmd: Command) => {
       if (flags.tty) {
-        if (flags.env || flags.timeout !== undefined) throw new InvalidArgumentError('invalid_argument', '--env and --timeout: not taken with -t (run `env` or `timeout` on the terminal)')
-        process.exitCode = await openTerminal(id, argv, { user: flags.user, cwd: flags.cwd, input: flags.interactive === true }, cmd)
+        if (flags.timeout !== undefined) throw new InvalidArgumentError('invalid_argument', '--timeout: not taken with -t (run `timeout` on the terminal)')
+        process.exitCode = await openTerminal(id, argv, { user: flags.user, cwd: flags.cwd, envs: parseKeyValues(flags.env, '--env'), input: flags.interactive === true }, cmd)
         return
       }
       const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, '--timeout')

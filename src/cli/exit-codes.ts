@@ -32,7 +32,7 @@ export const exitCodes = {
 export function exitCodeOf(err: unknown): number {
   if (err instanceof CommandExitError) return err.result.exitCode === 0 ? exitCodes.error : err.result.exitCode
   if (err instanceof TimeoutError && err.result) return exitCodes.commandTimedOut
-  const code = err instanceof SandstormSdkError || err instanceof SandstormError ? err.code : undefined
+  const code = err instanceof SandstormSdkError || isSandstormError(err) ? err.code : undefined
   switch (code) {
     case 'invalid_argument':
       return exitCodes.usage
@@ -48,4 +48,12 @@ export function exitCodeOf(err: unknown): number {
     default:
       return exitCodes.error
   }
+}
+
+/**
+ * A SandstormError by class or by shape: the bundled CLI (scripts/build-cli.mjs) holds its own copy
+ * of the class, while the server and agent it loads with import() throw tsc's copy.
+ */
+function isSandstormError(err: unknown): err is SandstormError {
+  return err instanceof SandstormError || (err instanceof Error && err.name === 'SandstormError' && typeof (err as { code?: unknown }).code === 'string')
 }

@@ -15,6 +15,7 @@ export interface TerminalSessionOptions {
   cmd?: string[]
   user?: string
   cwd?: string
+  envs?: Record<string, string>
   /** Pass keys on (`-i`); without it the terminal only shows output, and Ctrl-C here ends the command. */
   input: boolean
 }
@@ -28,7 +29,7 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   const stdout = process.stdout
   if (!stdin.isTTY) throw new InvalidArgumentError('invalid_argument', 'the input device is not a TTY: a terminal needs one on stdin (leave out -t, or run it in a terminal)')
   const size = sizeOf(stdout)
-  const { url, protocols } = sbx.pty.socket({ ...size, cmd: options.cmd, user: options.user, cwd: options.cwd, term: process.env.TERM || undefined })
+  const { url, protocols } = sbx.pty.socket({ ...size, cmd: options.cmd, user: options.user, cwd: options.cwd, envs: options.envs, term: process.env.TERM || undefined })
   const ws = new WebSocket(url, protocols, { perMessageDeflate: false })
   const restore = terminalRestorer(stdin, stdout)
   let exitCode: number | undefined
@@ -52,6 +53,28 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   // The last resort: whatever exits the process puts the terminal back.
   const onExit = (): void => restore(true)
   process.on('exit', onExit)
+
+  // Attached before the socket opens: the start and the first output can come with the handshake's answer.
+  const closed = new Promise<void>((resolve) => {
+    ws.on('message', (data, isBinary) => {
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
+      if (isBinary) {
+        // The terminal is slower than the sandbox: stop reading until it has caught up.
+        if (!stdout.write(bytes)) {
+          ws.pause()
+          stdout.once('drain', () => ws.resume())
+        }
+        return
+      }
+      const message = parseMessage(bytes)
+      if (message?.type === 'exit') exitCode = message.exitCode
+      else if (message?.type === 'error') failure = new SandstormError(knownCode(message.code), message.message)
+    })
+    ws.on('close', (code) => {
+      if (code === 1001) failure ??= new SandstormError('unavailable', 'the server shut down; the command on the terminal was hung up')
+      resolve()
+    })
+  })
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -79,24 +102,8 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
     }
     stdout.on('resize', onResize)
 
-    await new Promise<void>((resolve) => {
-      ws.on('message', (data, isBinary) => {
-        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
-        if (isBinary) {
-          // The terminal is slower than the sandbox: stop reading until it has caught up.
-          if (!stdout.write(bytes)) {
-            ws.pause()
-            stdout.once('drain', () => ws.resume())
-          }
-          return
-        }
-        const message = parseMessage(bytes)
-        if (message?.type === 'exit') exitCode = message.exitCode
-        else if (message?.type === 'error') failure = new SandstormError(knownCode(message.code), message.message)
-      })
-      ws.on('error', (err) => (failure ??= new SandstormError('unavailable', `the connection to the server broke: ${err.message}`)))
-      ws.on('close', () => resolve())
-    })
+    ws.on('error', (err) => (failure ??= new SandstormError('unavailable', `the connection to the server broke: ${err.message}`)))
+    await closed
     stdout.off('resize', onResize)
     stdin.off('data', onInput)
   } finally {
@@ -108,7 +115,7 @@ export async function runTerminalSession(sbx: Sandbox, options: TerminalSessionO
   }
   if (endedBy) return 128 + endingSignals[endedBy]
   if (exitCode !== undefined && !failure) return exitCode
-  throw failure ?? new SandstormError('unavailable', 'the server closed the terminal before its command ended')
+  throw failure ?? new SandstormError('unavailable', 'the connection to the server was lost before the command ended')
 }
 
 /** The terminal's size; a terminal with no room at all is refused, as the server would. */

@@ -3,7 +3,7 @@
  * They hold no data, so they need no API key; every call the console makes to the API does.
  */
 import { createHash } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
+import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Context, Hono } from 'hono'
@@ -39,7 +39,7 @@ export const uiContentSecurityPolicy =
 
 /** A file name the console ships: one flat directory, no dot files, nothing that climbs. */
 const assetName = /^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9]+)+$/
-/** A page of the single-page app (a route such as /ui/sandboxes/sbx_1): answered with index.html. */
+/** A segment of a page of the single-page app (a route such as /ui/sandboxes/sb-1): answered with index.html. */
 const pageSegment = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/
 
 /** Reads every file of the console directory (flat, small) into memory, or returns why it cannot. */
@@ -54,7 +54,8 @@ async function loadUi(dir: string): Promise<Map<string, UiFile> | string> {
   for (const name of names) {
     const ext = name.slice(name.lastIndexOf('.'))
     const type = contentTypes[ext]
-    if (!type || !assetName.test(name)) continue
+    // Plain files only: a link in the directory could point anywhere on the host.
+    if (!type || !assetName.test(name) || !(await lstat(join(dir, name))).isFile()) continue
     const body = new Uint8Array(await readFile(join(dir, name)))
     files.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` })
   }
@@ -95,11 +96,13 @@ export function uiRoutes(app: Hono<ServerEnv>, options: UiRoutesOptions = {}): v
     if (typeof files === 'string') return notFound(files)
 
     // Hono's path is decoded once; a segment that still holds %, a slash or "..", is refused.
-    const rest = c.req.path.replace(/^\/ui\/?/, '')
+    const rest = c.req.path.replace(/^\/ui\/?/, '').replace(/\/$/, '')
     const segments = rest === '' ? [] : rest.split('/')
     let file: UiFile | undefined
-    if (segments.length === 1 && assetName.test(segments[0]!)) {
-      file = files.get(segments[0]!)
+    // A name with an extension is a file, only ever one of the directory's own (never index.html
+    // in its place: a script or style asked for must not get a page).
+    if (segments.length > 0 && assetName.test(segments.at(-1)!)) {
+      file = segments.length === 1 ? files.get(segments[0]!) : undefined
       if (!file) return notFound(`no file ${c.req.path} in the web console: expected one of ${[...files.keys()].map((n) => `/ui/${n}`).join(', ')}`)
     } else if (segments.every((s) => pageSegment.test(s) && !/^\.+$/.test(s))) {
       file = files.get('index.html')!

@@ -110,6 +110,10 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       throw new SandstormError('invalid_argument', `Upgrade: expected websocket, got ${JSON.stringify(req.headers.upgrade ?? '')}`)
     }
+    // Checked here too (ws checks it again at the upgrade), so that a bad handshake starts nothing.
+    if (!/^[A-Za-z0-9+/]{22}==$/.test(req.headers['sec-websocket-key'] ?? '') || !['8', '13'].includes(req.headers['sec-websocket-version'] ?? '')) {
+      throw new SandstormError('invalid_argument', 'Sec-WebSocket-Key and Sec-WebSocket-Version: expected a WebSocket handshake (RFC 6455)')
+    }
     if (offered.length > 0 && !offered.includes(ptyProtocol)) {
       throw new SandstormError('invalid_argument', `Sec-WebSocket-Protocol: expected ${ptyProtocol}, got ${JSON.stringify(offered.filter((p) => !p.startsWith(ptyKeyProtocolPrefix)).join(', '))}`)
     }
@@ -131,7 +135,7 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
         id,
         {
           argv: query.cmd ?? defaultShellArgv,
-          env: { TERM: query.term ?? defaultTerm },
+          env: envOf(query.env, query.term),
           ...(query.cwd !== undefined ? { cwd: query.cwd } : {}),
           ...(query.user !== undefined ? { user: query.user } : {}),
           pty: { cols: query.cols, rows: query.rows },
@@ -292,8 +296,18 @@ function checkKey(req: IncomingMessage, offered: string[], check: (key: string) 
 /** The query as the schema reads it: `cmd` as the list it repeats into, other keys once. */
 function queryObject(params: URLSearchParams): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const key of new Set(params.keys())) out[key] = key === 'cmd' ? params.getAll(key) : params.get(key)
+  for (const key of new Set(params.keys())) out[key] = key === 'cmd' || key === 'env' ? params.getAll(key) : params.get(key)
   return out
+}
+
+/** The command's environment: the `env` pairs, and TERM (`term`, else an `env` TERM, else the default). */
+function envOf(pairs: string[] | undefined, term: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const pair of pairs ?? []) {
+    const at = pair.indexOf('=')
+    env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  return { ...env, TERM: term ?? env.TERM ?? defaultTerm }
 }
 
 function toBytes(data: RawData): Buffer {

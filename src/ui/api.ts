@@ -2,15 +2,9 @@
  * The console's one door to Sandstorm's public HTTP API, with the API key the user signed in with.
  *
  * It uses the SDK's fetch-only request layer (auth header, deadlines, wire errors turned into SDK
- * errors carrying the API's message). The SDK's entry point also pulls in Node-only modules (API
- * key file, port forwards, build contexts), so this file imports its browser-clean modules
- * directly, until the SDK is a browser-clean package of its own; only this file changes then.
+ * errors carrying the API's message), from the SDK package's browser-clean main entry.
  */
-import type { AgentInfo, PoolInfo } from '@sandstorm/sdk'
-import type { Connection } from '@sandstorm/sdk'
-import { AuthenticationError, SandstormSdkError } from '@sandstorm/sdk'
-import { createApiClient, type ApiClient } from '@sandstorm/sdk'
-import { parseNdjson } from '@sandstorm/sdk'
+import { AuthenticationError, createApiClient, parseNdjson, resolveConnection, SandstormSdkError, type AgentInfo, type ApiClient, type Connection, type PoolInfo } from '@sandstorm/sdk'
 import type { EntryInfo, SandboxInfo, SandboxMetrics, SnapshotInfo, TemplateBuildEvent, TemplateInfo } from '@sandstorm/sdk/wire'
 
 export type { AgentInfo, EntryInfo, PoolInfo, SandboxInfo, SandboxMetrics, SnapshotInfo, TemplateBuildEvent, TemplateInfo }
@@ -72,7 +66,7 @@ export interface ConsoleApi {
  * when the server refuses the key (a 401), so that the app can go back to the sign-in.
  */
 export function createConsoleApi(key: string, onUnauthenticated: (err: SandstormSdkError) => void): ConsoleApi {
-  const connection: Connection = { apiUrl: location.origin, apiKey: () => key, requestTimeoutMs: 30_000 }
+  const connection: Connection = resolveConnection({ apiUrl: location.origin, apiKey: key, requestTimeoutMs: 30_000 })
   const client: ApiClient = createApiClient(connection)
   /** Every call goes through here, so that a refused key is noticed wherever it happens. */
   const guard = async <T>(call: () => Promise<T>): Promise<T> => {
@@ -117,7 +111,7 @@ export function createConsoleApi(key: string, onUnauthenticated: (err: Sandstorm
 
 /** Checks a key before keeping it: resolves, or rejects with the API's answer (a 401 for a wrong key). */
 export async function checkKey(key: string): Promise<void> {
-  const client = createApiClient({ apiUrl: location.origin, apiKey: () => key, requestTimeoutMs: 30_000 })
+  const client = createApiClient(resolveConnection({ apiUrl: location.origin, apiKey: key, requestTimeoutMs: 30_000 }))
   await client.json<unknown>({ method: 'GET', path: '/v1/sandboxes', query: { limit: '1' } })
 }
 

@@ -20,6 +20,8 @@ export interface ConnectionOptions {
    * downloads) are not bounded by it. 0 means none. @default 60000
    */
   requestTimeoutMs?: number
+  /** The fetch every request goes through (a CLI may pass a lighter one). @default globalThis.fetch */
+  fetch?: typeof fetch
 }
 
 /** A resolved connection: everything but the per-call signal. */
@@ -28,6 +30,7 @@ export interface Connection {
   /** Read lazily, so that a missing key is reported on the first call that needs it. */
   apiKey: () => string
   requestTimeoutMs: number
+  fetch: typeof fetch
 }
 
 /** Environment variables, as `process.env` holds them. */
@@ -90,16 +93,17 @@ export function resolveConnection(options: ConnectionOptions = {}, env: Environm
     if (!key) throw new AuthenticationError('unauthenticated', `no API key: ${path} is empty; pass { apiKey } or set SANDSTORM_API_KEY`)
     return key
   }
-  return { apiUrl, apiKey, requestTimeoutMs }
+  return { apiUrl, apiKey, requestTimeoutMs, fetch: options.fetch ?? globalThis.fetch }
 }
 
 /** A connection with some options laid over it (an instance call over its sandbox's connection). */
 export function overlayConnection(base: Connection, options: ConnectionOptions = {}): Connection {
-  if (options.apiKey === undefined && options.apiUrl === undefined && options.requestTimeoutMs === undefined) return base
+  if (options.apiKey === undefined && options.apiUrl === undefined && options.requestTimeoutMs === undefined && options.fetch === undefined) return base
   const over = resolveConnection({
     apiUrl: options.apiUrl ?? base.apiUrl,
     requestTimeoutMs: options.requestTimeoutMs ?? base.requestTimeoutMs,
     apiKey: options.apiKey,
+    fetch: options.fetch ?? base.fetch,
   })
   return options.apiKey === undefined ? { ...over, apiKey: base.apiKey } : over
 }

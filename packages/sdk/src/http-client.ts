@@ -60,7 +60,8 @@ export function createApiClient(connection: Connection): ApiClient {
         // sent in memory; the API never redirects, and a 100 MB upload must not sit in memory.
         init.redirect = 'error'
       }
-      res = await fetch(urlOf(connection.apiUrl, req), init)
+      const send = connection.fetch
+      res = await send(urlOf(connection.apiUrl, req), init)
     } catch (err) {
       scope.release()
       throw scope.translate(err)

@@ -43,6 +43,8 @@ export interface PtyConnectOptions extends ConnectionOptions {
 /** Options of `pty.socket`: the query of the WebSocket route. */
 export interface PtySocketOptions extends PtySize {
   cmd?: string[]
+  /** Environment variables over the sandbox's. */
+  envs?: Record<string, string>
   cwd?: string
   user?: string
   /** @default 'xterm-256color' */
@@ -162,6 +164,7 @@ export class Pty {
     url.searchParams.set('cols', String(options.cols))
     url.searchParams.set('rows', String(options.rows))
     for (const arg of options.cmd ?? []) url.searchParams.append('cmd', arg)
+    for (const [name, value] of Object.entries(options.envs ?? {})) url.searchParams.append('env', `${name}=${value}`)
     if (options.cwd !== undefined) url.searchParams.set('cwd', options.cwd)
     if (options.user !== undefined) url.searchParams.set('user', options.user)
     if (options.term !== undefined) url.searchParams.set('term', options.term)

@@ -14,7 +14,7 @@ const readChunk = 1 << 20
 
 /** Why a VM sandbox offers no terminal (ExecSpec.pty). */
 export const noGuestTerminals =
-  "terminals (pty) are not offered on the qemu runtime yet: its guest agent (qemu-ga's guest-exec) takes a command's input only when it starts (input-data), not as a stream, so neither keystrokes nor resizes could reach a terminal in the guest (whose init mounts no devpts either); use a runc sandbox for a shell"
+  "terminals (pty) are not offered on the qemu runtime yet: its guest agent (qemu-ga's guest-exec) takes a command's input only when it starts (input-data), not as a stream, so neither keystrokes nor resizes could reach a terminal in the guest; use a runc sandbox for a shell"
 
 /** Starts `spec` in the guest; `baseEnv` (`K=V`) comes before the command's own variables. */
 export async function startGuestProcess(agent: GuestAgent, baseEnv: string[], spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {

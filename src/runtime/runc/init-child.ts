@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises'
 import { SandstormError, type ProcessResult } from '../../shared/index.js'
 import type { RuntimeProcess, TerminalSize } from '../backend.js'
 import { checkTerminalSize } from '../terminal-size.js'
+import { maxSandboxTerminals } from './oci-spec.js'
 import { oomKillCountNow } from './cgroups.js'
 import { requestFits, type InitChannel } from './init-channel.js'
 
@@ -158,7 +159,10 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
 function startError(reason: string, options: ChildOptions): SandstormError {
   if (reason.startsWith('cwd:')) return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
   if (reason.startsWith('terminal size:')) return new SandstormError('invalid_argument', `pty: the sandbox's init refused the terminal size: ${reason}`)
-  if (reason.startsWith('terminal:')) return new SandstormError('failed_precondition', `the sandbox could not make a terminal (its devpts /dev/pts/ptmx or /dev/ptmx is missing or not the ptmx device): ${reason}`)
+  if (reason.startsWith('terminal:')) {
+    const why = /space/i.test(reason) ? `it holds ${maxSandboxTerminals} terminals already` : 'its /dev/pts/ptmx and /dev/ptmx are missing or not the ptmx device'
+    return new SandstormError('failed_precondition', `the sandbox could not make a terminal (${reason}): ${why}`)
+  }
   if (reason.startsWith('user:')) return new SandstormError('invalid_argument', `cannot run as uid ${options.uid}, gid ${options.gid}: ${reason}`)
   if (/not running/.test(reason)) return new SandstormError('failed_precondition', reason)
   if (/^fork: .*(temporarily unavailable|EAGAIN)/i.test(reason)) {

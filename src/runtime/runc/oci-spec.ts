@@ -13,6 +13,9 @@ export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 const cpuPeriodUs = 100_000
 
+/** Terminals a sandbox may hold open at once (its devpts instance's `max`), its own and the agent's. */
+export const maxSandboxTerminals = 256
+
 /** Paths Docker hides from containers: they leak host details or allow attacks on the host kernel. */
 const maskedPaths = [
   '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
@@ -78,7 +81,8 @@ export function buildOciSpec(spec: SandboxSpec, rootOverlayData: string): Record
       { destination: '/', type: 'overlay', source: 'overlay', options: setuid ? ['nodev', rootOverlayData] : ['nodev', 'nosuid', rootOverlayData] },
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      // The host's ptys are one pool (kernel.pty.max) for every sandbox: each takes a bounded share.
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5', `max=${maxSandboxTerminals}`] },
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },

@@ -3,8 +3,6 @@
  * the API's own port; the sandbox's host opens none), and a local listener that opens one tunnel
  * per connection, as `kubectl port-forward` does.
  */
-import { request as httpRequest } from 'node:http'
-import { request as httpsRequest } from 'node:https'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Connection, ConnectionOptions } from '../connection.js'
@@ -27,9 +25,10 @@ export function forwardPort(sandbox: Sandbox, port: number, options: PortForward
 }
 
 /** Opens a TCP connection to `port` of a sandbox, through the server. */
-function openTunnel(connection: Connection, sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+async function openTunnel(connection: Connection, sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
   const url = new URL(`${connection.apiUrl}/v1/sandboxes/${encodeURIComponent(sandboxId)}/ports/${port}/tunnel`)
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest
+  // Loaded on the first tunnel: node:https brings TLS, which a CLI start that opens none should not pay for.
+  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http')
   return new Promise<Duplex>((resolve, reject) => {
     const req = request(url, {
       method: 'GET',

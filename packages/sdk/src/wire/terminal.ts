@@ -13,15 +13,16 @@ export const terminalSize = z.strictObject({ cols: cells, rows: cells })
 /** A terminal's size in character cells. */
 export type TerminalSizeInput = z.input<typeof terminalSize>
 
-const fromQuery = (schema: z.ZodNumber) => z.string().regex(/^[0-9]{1,9}$/, 'a whole number').transform(Number).pipe(schema)
+/** A size in a query string: digits, read as the number they spell. */
+const cellsInQuery = z.coerce.number().int().min(terminalLimits.minCells).max(terminalLimits.maxCells)
 
 /**
- * The query of GET /v1/sandboxes/:id/pty. `cmd` repeats, one argument each (without it: the
- * user's login shell, bash where the sandbox has it, else sh).
+ * The query of GET /v1/sandboxes/:id/pty. `cmd` and `env` repeat, one argument or variable each
+ * (without `cmd`: the user's login shell, bash where the sandbox has it, else sh).
  */
 export const ptyQuery = z.strictObject({
-  cols: fromQuery(cells),
-  rows: fromQuery(cells),
+  cols: cellsInQuery,
+  rows: cellsInQuery,
   cmd: z.array(z.string().refine((v) => !v.includes('\0'), 'an argument without NUL bytes')).min(1).optional(),
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$|^[0-9]+$/, 'a user name or uid').optional(),
   cwd: z
@@ -29,7 +30,9 @@ export const ptyQuery = z.strictObject({
     .max(4096)
     .refine((p) => p.startsWith('/') && !p.includes('\0'), 'an absolute path (starting with /)')
     .optional(),
-  /** TERM of the command. @default 'xterm-256color' */
+  /** Environment variables, repeatable, each `NAME=value`. */
+  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=[^\0]*$/, 'NAME=value without NUL bytes')).optional(),
+  /** TERM of the command (over an `env` TERM). @default 'xterm-256color' */
   term: z.string().regex(/^[A-Za-z0-9._+-]{1,64}$/, 'a terminal type such as xterm-256color').optional(),
 })
 /** The query of the terminal route, as parsed. */

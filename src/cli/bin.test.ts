@@ -1,0 +1,122 @@
+/**
+ * The `sandstorm` bin as users start it (dist/src/cli/bin.js, bundled when `npm run build` made a
+ * fresh bundle, else unbundled), against a small HTTP server of the test's own: what it prints,
+ * its exit codes, and that a client command loads none of the host's modules.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, it } from 'node:test'
+
+const bin = fileURLToPath(new URL('./bin.js', import.meta.url))
+/** dist/src/cli -> scripts/build-cli.mjs */
+const buildCli = fileURLToPath(new URL('../../../scripts/build-cli.mjs', import.meta.url))
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function runBin(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<Run> {
+  const child = spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SANDSTORM_API_KEY: 'test-key', ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => (stdout += String(c)))
+  child.stderr.on('data', (c: Buffer) => (stderr += String(c)))
+  return once(child, 'close').then(([code]) => ({ code: code as number | null, stdout, stderr }))
+}
+
+/** Modules a client command must never load: the host's code and its heavy dependencies. */
+const hostModule = /\/dist\/src\/(server|agent|runtime|templates|storage|network|proto)\/|\/node_modules\/(better-sqlite3|@grpc|pino|execa|zod)\//
+
+describe('the sandstorm bin', () => {
+  let server: Server
+  let url = ''
+  let dir = ''
+  const requests: string[] = []
+
+  before(async () => {
+    // The bin as `npm run build` leaves it: a tsc run after the last build leaves the bundle stale.
+    const build = spawn(process.execPath, [buildCli], { stdio: ['ignore', 'ignore', 'inherit'] })
+    assert.equal((await once(build, 'close'))[0], 0, 'npm run build:cli')
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-bin-'))
+    server = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`)
+      res.setHeader('content-type', 'application/json')
+      if (req.method === 'GET' && req.url === '/v1/sandboxes') return void res.end('[]')
+      res.statusCode = 404
+      res.end(JSON.stringify({ code: 'not_found', message: `sandbox not found: ${req.url}` }))
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  after(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('prints its version, and help that lists every command', async () => {
+    const version = await runBin(['--version'])
+    assert.deepEqual([version.code, version.stdout], [0, '0.1.0\n'], version.stderr)
+    const help = await runBin(['--help'])
+    assert.equal(help.code, 0, help.stderr)
+    for (const name of ['up', 'server', 'agent', 'agents', 'create', 'exec', 'shell', 'run', 'ls', 'metrics', 'rm', 'timeout', 'network', 'port-forward', 'cp', 'template', 'snapshot', 'pool', 'setup', 'doctor', 'keys']) {
+      assert.match(help.stdout, new RegExp(`^  ${name} `, 'm'), `help lists ${name}`)
+    }
+  })
+
+  it('answers bad usage with exit 2 and one line', async () => {
+    const r = await runBin(['exec', '--no-such-flag', 'sbx-1', '--', 'true'])
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, /^sandstorm: unknown option '--no-such-flag'/)
+  })
+
+  it('lists sandboxes, and exits 3 for an unknown sandbox and 5 for no server', async () => {
+    const ls = await runBin(['--url', url, 'ls', '--json'])
+    assert.deepEqual([ls.code, JSON.parse(ls.stdout)], [0, []], ls.stderr)
+    const missing = await runBin(['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'])
+    assert.equal(missing.code, 3, missing.stderr)
+    assert.match(missing.stderr, /^sandstorm: sandbox not found/)
+    assert.ok(requests.includes('GET /v1/sandboxes/sbx-aaaaaaaaaaaaaaaa'), requests.join(', '))
+    const closed = createServer()
+    closed.listen(0, '127.0.0.1')
+    await once(closed, 'listening')
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((resolve) => closed.close(resolve))
+    const down = await runBin(['--url', `http://127.0.0.1:${port}`, 'ls'])
+    assert.equal(down.code, 5, down.stderr)
+    assert.match(down.stderr, /^sandstorm: cannot reach the Sandstorm server/)
+  })
+
+  it('runs a host command, loading its modules with import(), with and without the code cache', async () => {
+    for (const round of [1, 2]) {
+      const r = await runBin(['keys', 'create', '--data-dir', join(dir, 'data'), '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match((JSON.parse(r.stdout) as { apiKey: string }).apiKey, /^ss_[0-9a-f]{64}$/, `round ${round}`)
+      assert.equal(r.stderr, '', `round ${round}`)
+    }
+  })
+
+  it('loads none of the host\'s modules for client commands', async () => {
+    // A loader hook records every module the ESM loader resolves (the bundle's import()s included).
+    const log = join(dir, 'modules.log')
+    await writeFile(join(dir, 'hooks.mjs'), "import { appendFileSync } from 'node:fs'\nlet log\nexport function initialize(data) { log = data.log }\nexport async function resolve(specifier, context, next) {\n  const r = await next(specifier, context)\n  appendFileSync(log, r.url + '\\n')\n  return r\n}\n")
+    await writeFile(join(dir, 'register.mjs'), `import { register } from 'node:module'\nregister(${JSON.stringify(new URL(`file://${join(dir, 'hooks.mjs')}`).href)}, { data: { log: ${JSON.stringify(log)} } })\n`)
+    for (const args of [['--version'], ['--url', url, 'ls'], ['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'], ['run', '--help']]) {
+      await writeFile(log, '')
+      await runBin(args, {}, ['--import', join(dir, 'register.mjs')])
+      const loaded = (await readFile(log, 'utf8')).split('\n').filter(Boolean)
+      assert.ok(loaded.some((u) => u.endsWith('/cli/bin.js')), `the hook saw the bin start: ${loaded.join(', ')}`)
+      assert.deepEqual(loaded.filter((u) => hostModule.test(u)), [], `sandstorm ${args.join(' ')}`)
+    }
+  })
+})

@@ -1,0 +1,67 @@
+/** The CLI's fetch on node:http against a real server on port 0: what the SDK reads of it. */
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { httpFetch } from './http-fetch.js'
+
+describe('httpFetch', () => {
+  let server: Server
+  let base = ''
+
+  before(async () => {
+    server = createServer((req, res) => {
+      if (req.url === '/hang') return // never answers: the caller's signal must end it
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        res.setHeader('x-next-token', 'abc')
+        res.statusCode = req.url === '/missing' ? 404 : 200
+        res.end(JSON.stringify({ method: req.method, length: req.headers['content-length'] ?? null, body: Buffer.concat(chunks).toString() }))
+      })
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  after(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('sends whole and streamed bodies and reads status, headers and JSON', async () => {
+    const res = await httpFetch(`${base}/x`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })
+    assert.deepEqual([res.ok, res.status, res.headers.get('X-Next-Token'), res.headers.get('none')], [true, 200, 'abc', null])
+    assert.deepEqual(await res.json(), { method: 'POST', length: '7', body: '{"a":1}' })
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('one '))
+        c.enqueue(new TextEncoder().encode('two'))
+        c.close()
+      },
+    })
+    const streamed = await httpFetch(`${base}/up`, { method: 'PUT', body: stream, duplex: 'half' } as RequestInit)
+    assert.equal((JSON.parse(await streamed.text()) as { body: string }).body, 'one two')
+    const missing = await httpFetch(`${base}/missing`)
+    assert.deepEqual([missing.ok, missing.status], [false, 404])
+    const reader = missing.body!.getReader()
+    let text = ''
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value)
+    assert.match(text, /"method":"GET"/)
+  })
+
+  it('fails as undici does: fetch failed with the socket error, or the signal reason', async () => {
+    const closed = createServer()
+    closed.listen(0, '127.0.0.1')
+    await once(closed, 'listening')
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((resolve) => closed.close(resolve))
+    await assert.rejects(httpFetch(`http://127.0.0.1:${port}/`), (err: Error) => err instanceof TypeError && err.message === 'fetch failed' && (err.cause as { code?: string }).code === 'ECONNREFUSED')
+    const controller = new AbortController()
+    const pending = httpFetch(`${base}/hang`, { signal: controller.signal })
+    const reason = new Error('stop')
+    controller.abort(reason)
+    await assert.rejects(pending, (err) => err === reason)
+  })
+})
