@@ -4,12 +4,18 @@ import type { SandboxInfo } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { pageAfter, sortByStart, startedWithin, type ListPosition } from './list-paging.js'
 import { bodyOf } from './request-input.js'
-import { parseInput } from './validation.js'
+import { parseInput, show } from './validation.js'
 
 const positionOf = (s: SandboxInfo): ListPosition => ({ startedAtMs: Date.parse(s.createdAt), id: s.id })
 
+/** What the sandbox routes need beyond the routes' deps: a place to count a delete that goes on after its answer. */
+export interface SandboxRouteDeps extends RouteDeps {
+  /** Called with work that outlives its request, so that close() waits for it. */
+  track(work: Promise<unknown>): void
+}
+
 /** Create, list, get, extend and delete sandboxes. */
-export function sandboxRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
+export function sandboxRoutes(app: Hono<ServerEnv>, deps: SandboxRouteDeps): void {
   const { sandboxes } = deps
 
   app.post('/v1/sandboxes', async (c) => {
@@ -64,7 +70,15 @@ export function sandboxRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   // One sample taken now, CPU since the previous one asked for here.
   app.get('/v1/sandboxes/:id/usage', async (c) => c.json(await sandboxes.usage(c.req.param('id'), { signal: c.var.signal })))
 
+  // ?wait=false answers 202 once the sandbox is marked for removal; the destroy goes on under the
+  // server, so a client (the CLI's `run`) need not wait for it, nor can its going away stop it.
   app.delete('/v1/sandboxes/:id', async (c) => {
+    const wait = c.req.query('wait')
+    if (wait !== undefined && wait !== 'true' && wait !== 'false') throw new SandstormError('invalid_argument', `wait: expected true or false, got ${show(wait)}`)
+    if (wait === 'false') {
+      deps.track(sandboxes.markForRemoval(c.req.param('id')))
+      return c.body(null, 202)
+    }
     await sandboxes.destroy(c.req.param('id'), { signal: c.var.signal })
     return c.body(null, 204)
   })

@@ -29,6 +29,14 @@ export interface SandboxService extends Pick<SandboxPauses, 'pause' | 'resume' |
   /** Sets `expiresAt` to now + timeoutMs (E2B semantics: it may also shorten the life). */
   setTimeout(id: string, timeoutMs: number): SandboxInfo
   destroy(id: string, options?: CallOptions, reason?: string): Promise<void>
+  /**
+   * Marks a sandbox for removal (its expiry set to now, killed at it) and destroys it under the
+   * server's lifetime, not a request's; throws at once what `destroy` would refuse (`not_found`,
+   * `failed_precondition`). The returned promise settles when the destroy does and never rejects:
+   * a destroy cut short (the server closing, an agent away) is taken up by the expiry timers,
+   * here or after a restart, so the sandbox is not left behind.
+   */
+  markForRemoval(id: string): Promise<void>
   /** Sets what the sandbox does at its timeout (kept in the catalog, so a restart keeps it). */
   setLifecycle(id: string, lifecycle: SandboxLifecycle): void
   /** The sandbox's record, if it exists and has started; throws `not_found` or `failed_precondition`. */
@@ -288,6 +296,18 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     },
 
     destroy,
+
+    markForRemoval(id) {
+      const record = requireStarted(id)
+      // A sandbox that pauses at its timeout would pause at this one: it is killed instead.
+      const lifecycle = record.lifecycle && { ...record.lifecycle, onTimeout: 'kill' as const, autoResume: false }
+      catalog.update(id, { expiresAtMs: Date.now(), ...(lifecycle ? { lifecycle } : {}) })
+      logger.info({ sandboxId: id }, 'sandbox marked for removal')
+      // No signal: neither the request's end nor shutdown cuts it (close() waits for it, the caller tracks it).
+      return destroy(id, {}, 'deleted').catch((err: unknown) => {
+        logger.warn({ sandboxId: id, err }, 'could not destroy a sandbox marked for removal; its expiry will try again')
+      })
+    },
 
     pause: pauses.pause,
     resume: pauses.resume,
