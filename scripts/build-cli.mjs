@@ -10,6 +10,7 @@
  * files found from import.meta.url) run unbundled, loaded only by the commands that use them.
  */
 import { rm, writeFile } from 'node:fs/promises'
+import { builtinModules } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -95,6 +96,12 @@ if (hostInputs.length > 0) {
 // experimental flag (and loses for functions restored from the code cache): each import() left out
 // calls the loader bin.js passes in, an import() of bin.js itself, from the same directory.
 let text = result.outputFiles[0].text
+// A builtin needs no loader: import() of one would start Node's ESM loader and wrap the module in a
+// namespace (some 7 ms for node:http), where require() hands over the object Node already holds.
+for (const specifier of [...leftOut].filter((s) => builtinModules.includes(s.replace(/^node:/, '')))) {
+  text = text.replaceAll(`import(${JSON.stringify(specifier)})`, `Promise.resolve().then(() => require(${JSON.stringify(specifier)}))`)
+  leftOut.delete(specifier)
+}
 for (const specifier of leftOut) text = text.replaceAll(`import(${JSON.stringify(specifier)})`, `__import(${JSON.stringify(specifier)})`)
 await writeFile(outfile, text)
 
