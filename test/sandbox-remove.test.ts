@@ -79,6 +79,15 @@ describe('DELETE /v1/sandboxes/:id?wait=false', { skip }, () => {
     assert.equal((await remove(stack, sbx.sandboxId, '?wait=false')).status, 404)
   })
 
+  it('the SDK: kill({ wait: false }) resolves true at once, the sandbox then goes; false for an unknown one', async () => {
+    const sbx = await Sandbox.create('debian', { ...stack.conn, labels: { remove: 'sdk' } })
+    const netns = await netnsOf(sbx.sandboxId)
+    assert.equal(await sbx.kill({ wait: false }), true)
+    await until('the sandbox gone from the list', async () => (await Sandbox.list({ ...stack.conn, labels: { remove: 'sdk' } })).length === 0)
+    assert.deepEqual(await remainsOf(stack, sbx.sandboxId, netns), [])
+    assert.equal(await Sandbox.kill(sbx.sandboxId, { ...stack.conn, wait: false }), false)
+  })
+
   it('a bad wait is a 400 naming it, and the sandbox stays', async () => {
     const sbx = await Sandbox.create('debian', { ...stack.conn })
     for (const value of ['no', '', '0', 'TRUE']) {

@@ -40,7 +40,8 @@ export function registerExec(program: Command): void {
       }
       const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, '--timeout')
       const envs = parseKeyValues(flags.env, '--env')
-      const sbx = await Sandbox.connect(id, connectionOf(cmd))
+      // No lookup first: the exec's own answer says when the sandbox is missing (404) or not started (409).
+      const sbx = Sandbox.fromId(id, connectionOf(cmd))
       await runWithStdio(sbx, argv, { envs, cwd: flags.cwd, user: flags.user, timeoutMs, signal: interruptSignal(), stdin: flags.interactive ? true : flags.stdin ? undefined : false })
     })
 }

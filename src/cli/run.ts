@@ -41,7 +41,8 @@ export function registerRun(program: Command): void {
         await runWithStdio(sbx, argv, { cwd: flags.cwd, user: flags.user, timeoutMs: commandTimeoutMs, signal, stdin: flags.stdin ? undefined : false })
       } finally {
         // Not bound to the interrupt signal: destroying is the point of cleaning up after Ctrl-C.
-        await sbx.kill().catch((err: unknown) => {
+        // wait: false: the server destroys it on its own once it is marked (even if it closes meanwhile).
+        await sbx.kill({ wait: false }).catch((err: unknown) => {
           process.stderr.write(`sandstorm: could not destroy sandbox ${sbx.sandboxId}: ${err instanceof Error ? err.message : String(err)}\n`)
         })
       }

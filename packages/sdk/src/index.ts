@@ -2,7 +2,7 @@
  * The Sandstorm SDK: `import { Sandbox } from '@sandstorm/sdk'`. Runs wherever fetch and web streams
  * do (Node, Bun, Deno, browsers); what needs Node (port forwarding, paths) is in `@sandstorm/sdk/node`.
  */
-export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxNetworkOptions } from './sandbox.js'
+export { Sandbox, type SandboxCreateOptions, type SandboxListOptions, type SandboxListPage, type SandboxListPageOptions, type SandboxMetricsOptions, type SandboxForkOptions, type SandboxKillOptions, type SandboxNetworkOptions } from './sandbox.js'
 export { listSnapshots, getSnapshot, deleteSnapshot } from './snapshots.js'
 export { Commands, type CommandRunOptions, type CommandConnectOptions } from './commands.js'
 export { CommandHandle, type ProcessSignal } from './command-handle.js'

@@ -38,6 +38,15 @@ export interface SandboxCreateOptions extends ConnectionOptions {
 /** A sandbox's network, as a create gives it (the wire's NetworkOptions). */
 export type { NetworkOptions as SandboxNetworkOptions }
 
+/** Options of `kill`. */
+export interface SandboxKillOptions extends ConnectionOptions {
+  /**
+   * false: resolve once the server has marked the sandbox for removal (it then destroys it on its
+   * own, and it leaves the list once gone), instead of once it is destroyed. @default true
+   */
+  wait?: boolean
+}
+
 /** Options of `Sandbox.fork`. */
 export interface SandboxForkOptions extends ConnectionOptions {
   /** How many sandboxes to start from the snapshot. @default 1 */
@@ -162,6 +171,15 @@ export class Sandbox {
     return new Sandbox(info.id, connection, start, info)
   }
 
+  /**
+   * A Sandbox for an id, without asking the server: no request is made, so a call on it is what
+   * finds out (NotFoundError when there is no such sandbox). `domain` and `trafficAccessToken` are
+   * unknown; use `connect` for those.
+   */
+  static fromId(sandboxId: string, options: ConnectionOptions = {}): Sandbox {
+    return new Sandbox(sandboxId, resolveConnection(options))
+  }
+
   /** Connects to an existing sandbox; throws NotFoundError if there is none with this id. */
   static async connect(sandboxId: string, options: ConnectionOptions = {}): Promise<Sandbox> {
     const connection = resolveConnection(options)
@@ -198,8 +216,8 @@ export class Sandbox {
   }
 
   /** Destroys a sandbox by id; resolves false if there was none. */
-  static kill(sandboxId: string, options: ConnectionOptions = {}): Promise<boolean> {
-    return killOf(createApiClient(resolveConnection(options)), sandboxId, options.signal)
+  static kill(sandboxId: string, options: SandboxKillOptions = {}): Promise<boolean> {
+    return killOf(createApiClient(resolveConnection(options)), sandboxId, options)
   }
 
   /**
@@ -282,8 +300,8 @@ export class Sandbox {
   }
 
   /** Destroys this sandbox; resolves false if it was already gone. */
-  kill(options: ConnectionOptions = {}): Promise<boolean> {
-    return killOf(this.client(options), this.sandboxId, options.signal)
+  kill(options: SandboxKillOptions = {}): Promise<boolean> {
+    return killOf(this.client(options), this.sandboxId, options)
   }
 
   private client(options?: ConnectionOptions): ApiClient {
@@ -311,9 +329,10 @@ function setTimeoutOf(client: ApiClient, id: string, timeoutMs: number, signal: 
   return client.json<SandboxInfo>({ method: 'POST', path: sandboxPath(id, '/timeout'), json: { timeoutMs }, signal })
 }
 
-async function killOf(client: ApiClient, id: string, signal: AbortSignal | undefined): Promise<boolean> {
+async function killOf(client: ApiClient, id: string, options: SandboxKillOptions): Promise<boolean> {
+  const { signal } = options
   try {
-    await client.send({ method: 'DELETE', path: sandboxPath(id), signal })
+    await client.send({ method: 'DELETE', path: sandboxPath(id), query: options.wait === false ? { wait: 'false' } : undefined, signal })
     return true
   } catch (err) {
     if (err instanceof NotFoundError) return false
