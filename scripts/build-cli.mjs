@@ -26,25 +26,6 @@ const clientModule = /^dist[\\/]src[\\/](cli|sdk|shared)[\\/]/
 /** Modules of the tree that only re-export or declare: esbuild may drop those nothing uses (pino's logger). */
 const sideEffectFree = /[\\/]dist[\\/]src[\\/](shared|sdk)[\\/][^\\/]+\.js$/
 
-/**
- * The shared modules declare the wire schemas (zod) when they load, and the client path loads
- * them for a constant or a check beside; only the server validates with them. So the bundle gets
- * an inert zod: every builder call returns the same inert value, and validating through it throws,
- * so that client code that starts validating fails loudly instead of passing anything. This keeps
- * zod (600 KiB, a third of a start) out; server code loaded with import() has the real one.
- */
-const inertZod = `
-const fail = () => { throw new Error('zod is left out of the CLI bundle (scripts/build-cli.mjs): validate where the server modules are loaded, with import()') }
-const validators = new Set(['parse', 'safeParse', 'parseAsync', 'safeParseAsync', 'spa', 'decode', 'encode', 'safeDecode', 'safeEncode'])
-const inert = new Proxy(function inertSchema() {}, {
-  get: (_target, key) => (typeof key === 'symbol' || key === 'then' ? undefined : validators.has(key) ? fail : inert),
-  apply: () => inert,
-  construct: () => inert,
-})
-export const z = inert
-export default inert
-`
-
 /** Specifiers of the import()s left out, rewritten below. */
 const leftOut = new Set()
 
@@ -73,12 +54,10 @@ const result = await esbuild.build({
             leftOut.add(args.path)
             return { path: args.path, external: true }
           }
-          if (args.path === 'zod') return { path: 'zod', namespace: 'inert-zod' }
           if (!args.path.startsWith('.')) return undefined
           const path = resolve(args.resolveDir, args.path)
           return sideEffectFree.test(path) ? { path, sideEffects: false } : undefined
         })
-        build.onLoad({ filter: /.*/, namespace: 'inert-zod' }, () => ({ contents: inertZod, loader: 'js' }))
       },
     },
   ],
@@ -89,6 +68,19 @@ const result = await esbuild.build({
 const hostInputs = Object.keys(result.metafile.inputs).filter((p) => p.startsWith('dist') && !clientModule.test(p))
 if (hostInputs.length > 0) {
   process.stderr.write(`build-cli: the bundle would hold host code, import() it instead: ${hostInputs.join(', ')}\n`)
+  process.exit(1)
+}
+
+// The wire schemas (zod, some 600 KiB: a third of a start) are the server's: the client path takes
+// plain values from their zod-free files (wire/*-limits, terminal-protocol). A module loaded with
+// import() keeps all that it imports, so one import of an index there would bring zod back: refuse.
+const output = Object.values(result.metafile.outputs)[0]
+const zodBytes = Object.entries(output.inputs).filter(([p]) => /node_modules[\\/]zod[\\/]/.test(p)).reduce((sum, [, i]) => sum + i.bytesInOutput, 0)
+if (zodBytes > 0) {
+  const why = await esbuild.analyzeMetafile(result.metafile, { verbose: true })
+  const lines = why.split('\n')
+  const at = lines.findIndex((l) => /node_modules[\\/]zod[\\/]/.test(l))
+  process.stderr.write(`build-cli: zod would be in the bundle (${zodBytes} bytes), imported through:\n${lines.slice(at, at + 10).join('\n')}\n`)
   process.exit(1)
 }
 

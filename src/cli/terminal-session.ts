@@ -6,8 +6,11 @@
  * (`sandstorm-pty.v1`); closing it hangs the command up, so nothing is left running.
  */
 import WebSocket from 'ws'
-import { InvalidArgumentError, type Sandbox } from '@sandstorm/sdk'
-import { httpStatusOf, SandstormError, terminalLimits, type ErrorCode, type PtyServerMessage } from '../shared/index.js'
+import { InvalidArgumentError, terminalLimits, type Sandbox } from '@sandstorm/sdk'
+// Not the shared index: this module is loaded with import(), and esbuild keeps all of what such a
+// module imports, so the index would bring every wire schema (and zod) into the CLI's bundle.
+import { httpStatusOf, SandstormError } from '../shared/errors.js'
+import type { ErrorCode, PtyServerMessage } from '../shared/index.js'
 
 /** What to run on the terminal. */
 export interface TerminalSessionOptions {

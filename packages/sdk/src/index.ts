@@ -8,6 +8,7 @@ export { Commands, type CommandRunOptions, type CommandConnectOptions } from './
 export { CommandHandle, type ProcessSignal } from './command-handle.js'
 export type { CommandResult } from './command-result.js'
 export { Pty, PtyHandle, type PtySize, type PtyCreateOptions, type PtyConnectOptions, type PtySocketOptions, type PtySocketRequest } from './pty.js'
+export { terminalLimits } from './wire/terminal-protocol.js'
 export type { OutputHandlers } from './exec-stream.js'
 export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type RemoveOptions } from './files.js'
 export type { WriteData } from './upload-body.js'

@@ -4,7 +4,10 @@
  * Only fetch and web streams: it runs in browsers too. `socket()` gives what a WebSocket client
  * (xterm.js in a browser, the CLI) needs for the one-connection route instead.
  */
-import { defaultShellArgv, defaultTerm, ptyKeyProtocol, ptyProtocol, type ExecEvent, type ExecRequest, type ProcessResult } from './wire/index.js'
+// Values from their zod-free file, not the wire index: a bundle that loads this module lazily keeps all
+// that the module imports, and the index would bring every schema (and zod) along.
+import { defaultShellArgv, defaultTerm, ptyKeyProtocol, ptyProtocol } from './wire/terminal-protocol.js'
+import type { ExecEvent, ExecRequest, ProcessResult } from './wire/index.js'
 import { toCommandResult, type CommandResult } from './command-result.js'
 import type { ConnectionOptions } from './connection.js'
 import { AbortError, NotFoundError, UnavailableError } from './errors.js'

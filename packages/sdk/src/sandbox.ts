@@ -1,5 +1,5 @@
 /** `Sandbox`: create, connect to, list and kill sandboxes; an instance holds its commands and files. */
-import { maxListLimit } from './wire/index.js'
+import { maxListLimit } from './wire/list-limits.js'
 import type { CreateSandboxRequest, NetworkOptions, SandboxIngress, SandboxStart, ForkRequest, NetworkUpdateRequest, RuntimeName, SandboxInfo, SandboxListOrder, SandboxMetrics, SandboxState, SnapshotInfo } from './wire/index.js'
 import { Commands } from './commands.js'
 import { overlayConnection, resolveConnection, type Connection, type ConnectionOptions } from './connection.js'

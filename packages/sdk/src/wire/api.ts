@@ -6,17 +6,7 @@ import { z } from 'zod'
 import { networkBody, type SandboxNetwork } from './network.js'
 import type { TemplateStart } from './template-start.js'
 import { terminalSize } from './terminal.js'
-
-/** Upper bounds that a request may ask for; a server may set lower ones. */
-export const limits = {
-  maxMemoryMiB: 64 * 1024,
-  minMemoryMiB: 16,
-  maxCpus: 64,
-  maxTimeoutMs: 7 * 24 * 3600 * 1000,
-  maxPids: 32768,
-  minDiskMiB: 64,
-  maxDiskMiB: 1024 * 1024,
-} as const
+import { limits, runtimeNames } from './api-limits.js'
 
 /** A string a process can be given (argv, env): a NUL would cut it short. */
 const noNul = (what: string) => z.string().refine((v) => !v.includes('\0'), `${what} without NUL bytes`)
@@ -32,10 +22,6 @@ export const sandboxPath = z
   .refine((p) => p.startsWith('/'), 'an absolute path (starting with /)')
   .refine((p) => !p.includes('\0'), 'a path without NUL bytes')
 
-/** Runtimes a sandbox may run on: containers (runc) or microVMs (qemu). An agent offers a subset. */
-export const runtimeNames = ['runc', 'qemu'] as const
-/** One of runtimeNames. */
-export type RuntimeName = (typeof runtimeNames)[number]
 /** A runtime as a request names it. */
 export const runtimeSchema = z.enum(runtimeNames)
 

@@ -1,6 +1,7 @@
 /** The golden template routes of the HTTP API: promote, rollback and build, and the build's events. */
 import { z } from 'zod'
-import { limits, runtimeSchema } from './api.js'
+import { limits } from './api-limits.js'
+import { runtimeSchema } from './api.js'
 import type { TemplateInfo } from './api.js'
 import { templateStartSchema } from './template-start.js'
 

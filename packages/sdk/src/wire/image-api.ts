@@ -1,6 +1,6 @@
 /** The image template routes of the HTTP API: a build from an image, an archive or a Dockerfile. */
 import { z } from 'zod'
-import { limits } from './api.js'
+import { limits } from './api-limits.js'
 import { templateStartSchema } from './template-start.js'
 
 /** Credentials for a registry (`--registry-auth user:password`). */

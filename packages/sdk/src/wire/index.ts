@@ -3,7 +3,9 @@
  * with, and the types of its answers. `import { SandboxInfo } from '@sandstorm/sdk/wire'`.
  */
 export * from './error-code.js'
+export * from './api-limits.js'
 export * from './api.js'
+export * from './network-limits.js'
 export * from './network.js'
 export * from './metrics-api.js'
 export * from './list-limits.js'

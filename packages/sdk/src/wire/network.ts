@@ -6,8 +6,6 @@
  */
 import { z } from 'zod'
 
-/** Entries a policy list may hold at most. */
-export const maxPolicyEntries = 256
 
 /** What a sandbox may reach: checked and normalized (domains in lower case, addresses as CIDRs). */
 export interface EgressPolicy {

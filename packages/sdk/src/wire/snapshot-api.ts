@@ -1,7 +1,7 @@
 /** The snapshot routes of the HTTP API: request schemas and the shape of a snapshot. */
 import { z } from 'zod'
 import { networkBody } from './network.js'
-import { limits } from './api.js'
+import { limits } from './api-limits.js'
 
 const labelKey = z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'a label key of letters, digits, _ . - / (1-63 chars)')
 
