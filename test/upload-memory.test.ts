@@ -84,8 +84,11 @@ describe('uploads stream, whatever their size', { skip, timeout: 600_000 }, () =
     const res = await run()
     assert.ok(res.status >= 200 && res.status < 300, `upload answered ${res.status}: ${res.text}`)
     const grewMiB = ((await memoryKiB(pid, 'VmHWM')) - before) / 1024
-    assert.ok(grewMiB < 64, `the server's RSS grew by ${grewMiB.toFixed(1)} MiB during a 1 GiB upload to ${path}`)
+    // The file goes first, so that a failed bound below does not leave the next upload without space.
     assert.equal((await sh(sbx, `stat -c %s ${path} && rm ${path}`)).stdout, `${GiB}\n`)
+    // An upload held in memory would grow the server by the whole GiB. The bound leaves room for the
+    // collector's lag on a loaded host: 46 MiB alone, 67.5 MiB in a CI run with another test file beside it.
+    assert.ok(grewMiB < 128, `the server's RSS grew by ${grewMiB.toFixed(1)} MiB during a 1 GiB upload to ${path}`)
   }
 
   it('PUT /v1/sandboxes/:id/files', async () => {
