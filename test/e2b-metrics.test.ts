@@ -67,8 +67,13 @@ describe('e2b SDK: metrics sampled over the sandbox\'s life', { skip: skip ?? fa
   })
 
   test('samples are ordered, spaced by the interval, and a range answers those within it', async () => {
-    const series = await sbx.getMetrics()
-    assert.ok(series.length >= 5, `${series.length} samples`)
+    // The range check below needs samples over two whole seconds: on a loaded host the test before
+    // may end sooner than that after the first sample, so the series is awaited, not assumed.
+    const spansTwoSeconds = (t: number[]) => t.length >= 5 && Math.floor(t.at(-1)! / 1000) - 1 >= Math.ceil(t[1]! / 1000)
+    const series = await until('samples over two whole seconds', async () => {
+      const got = await sbx.getMetrics()
+      return spansTwoSeconds(got.map((m) => m.timestamp.getTime())) ? got : null
+    }, 60_000)
     const times = series.map((m) => m.timestamp.getTime())
     // Node's timers may fire a few ms early by the wall clock (they run on the monotonic one).
     for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= intervalMs - 5, `samples ${i - 1} and ${i} are ${times[i]! - times[i - 1]!} ms apart`)
