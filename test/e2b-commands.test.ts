@@ -98,6 +98,9 @@ describe('e2b SDK: commands and PTY', { skip: skip ?? false }, () => {
     await screen.until('no-python-6')
     assert.match(screen.text(), /20 90/)
     await type('sleep 100\n')
+    // Ctrl-C once sleep runs: typed earlier, it would reach bash, and sleep would outlive the
+    // SDK's 60-second terminal stream.
+    await suite.sbx.commands.run('for i in $(seq 200); do pgrep -x sleep >/dev/null && exit 0; sleep 0.05; done; exit 1')
     await type('\x03')
     await type('echo "after-ctrl-c-$((4+4))"; exit 9\n')
     await screen.until('after-ctrl-c-8')
