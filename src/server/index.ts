@@ -18,7 +18,7 @@ import { createSandboxService } from './sandbox-service.js'
 import { createSnapshotService } from './snapshot-service.js'
 import { createUsageHistory } from './usage-history.js'
 import { startUsageRecorder } from './usage-recorder.js'
-import { createWarmPools } from './pools/index.js'
+import { createWarmPools, type PoolConfig } from './pools/index.js'
 import { createEdge } from './edge.js'
 import { createTerminalSockets } from './terminal-socket.js'
 import { createAccessTokens } from './access-tokens.js'
@@ -66,6 +66,12 @@ export interface ServerOptions {
    * must point at this server. @default `localhost:<port>` (browsers and curl resolve *.localhost to loopback)
    */
   domain?: string
+  /**
+   * Warm pools kept without being stored (`sandstorm up`'s defaults): a pool stored with
+   * PUT /v1/pools wins, a template that is not built is skipped, and they fill in the background.
+   * @default none
+   */
+  defaultPools?: readonly PoolConfig[]
 }
 
 /** A started server. */
@@ -181,15 +187,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         server.off('error', reject)
         resolve()
       })
-    }).catch((err: unknown) => {
+    }).catch(async (err: unknown) => {
       sandboxes.close()
-      pools.close()
+      await pools.close()
       throw new SandstormError('unavailable', `could not listen on ${host}:${options.port ?? 7420}: ${(err as Error).message}`, { cause: err })
     })
     const { port } = server.address() as AddressInfo
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
     domain ??= `localhost:${port}`
     logger.info({ url, apiKeyPath }, 'server listening')
+    // Once answering: filling them (runc starts, in the background) never holds up the start.
+    if (options.defaultPools) pools.keepDefaults(options.defaultPools)
 
     let closing: Promise<void> | undefined
     const close = async (): Promise<void> => {
@@ -197,7 +205,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       if ('closeIdleConnections' in server) server.closeIdleConnections()
       sandboxes.close()
-      pools.close()
+      // Before the fleet closes: its agents run the pooled sandboxes that this destroys.
+      await pools.close()
       await fleet?.close()
       // Handlers were aborted above; wait for them so none touches the database after it closes.
       await Promise.allSettled([...inFlight])

@@ -41,33 +41,56 @@ export interface WarmPoolsOptions {
 
 /** Every template's warm pool, their configs in SQLite, and the create fast path. */
 export interface WarmPools {
+  /** Every pool, stored and default, by template. */
   list(): PoolInfo[]
-  /** Creates or resizes a template's pool; `not_found` for a template the agent does not have. */
+  /**
+   * Creates or resizes a template's pool and stores it (a default pool of the template becomes a
+   * stored one); `not_found` for a template the agent does not have.
+   */
   set(template: string, size: { min: number; max: number }, options?: CallOptions): Promise<PoolInfo>
-  /** Deletes a pool and destroys its ready sandboxes; handed-out ones are not touched. */
+  /**
+   * Deletes a pool and destroys its ready sandboxes; handed-out ones are not touched. A default
+   * pool is gone until the next start, which keeps the defaults it is given again.
+   */
   remove(template: string): Promise<void>
+  /**
+   * Keeps pools without storing them (`sandstorm up`'s defaults): a stored pool of the same template
+   * wins, and a template the agent has not built is skipped with one log line. They open in the
+   * background after one look at the agent's templates, so call it once the server answers: a
+   * default pool never delays or fails a start. Until then `waitReady` of one waits.
+   */
+  keepDefaults(defaults: readonly PoolConfig[]): void
   /** Resolves once the pool has at least `count` ready (`deadline_exceeded` after timeoutMs). */
   waitReady(template: string, count: number, options?: CallOptions): Promise<PoolInfo>
   /** Takes a pooled sandbox when the request matches one, else creates one cold. */
   create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<CreatedSandboxInfo>
   /** The sandbox service with `create` going through the pools first. */
   wrap(service: SandboxService): SandboxService
-  /** Stops the timers and refills; ready sandboxes keep running until the next start destroys them. */
-  close(): void
+  /**
+   * Stops the timers and refills, and destroys every pooled sandbox, ready or still starting: they
+   * hold nothing of a user, and one left behind would run until the next start's adoption.
+   */
+  close(): Promise<void>
 }
 
 /**
  * Starts the pools saved in the database. Run it after adoption: pooled sandboxes are not in the
- * catalog, so a restart's adoption destroys the last run's as orphans and the pools start afresh.
- * That is simpler than adopting them, and just as correct: a pooled sandbox holds nothing of a user.
+ * catalog, so a restart's adoption destroys those a crash left as orphans (a clean close destroys
+ * them itself) and the pools start afresh. That is simpler than adopting them, and just as
+ * correct: a pooled sandbox holds nothing of a user.
  */
 export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   const { agent, catalog, sandboxes, logger, shutdownSignal } = options
   const idleMs = options.idleMs ?? 5 * 60_000
   const store = createPoolStore(options.db)
   const pools = new Map<string, WarmPool>()
+  /** Templates whose pool is a default one, not stored. */
+  const defaultTemplates = new Set<string>()
+  /** Default pools waiting for the look at the agent's templates. */
+  const pendingDefaults = new Set<string>()
   const stats = new Map<string, { hits: number; misses: number; handed: Set<string> }>()
   const waiters = new Set<() => void>()
+  let closed = false
   const log = logger.child({ component: 'pools' })
 
   const statsOf = (template: string) => {
@@ -83,7 +106,10 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   const infoOf = (pool: WarmPool): PoolInfo => {
     const { ready, starting } = pool.counts()
     const { hits, misses } = statsOf(pool.template)
-    return { ...pool.config(), ready, starting, inUse: inUse(pool.template), hits, misses }
+    return { ...pool.config(), ready, starting, inUse: inUse(pool.template), hits, misses, ...(defaultTemplates.has(pool.template) ? { default: true } : {}) }
+  }
+  const wakeAll = (): void => {
+    for (const wake of [...waiters]) wake()
   }
   const metrics = createPoolMetrics(options.metrics.registry, () => [...pools.values()].map(infoOf))
 
@@ -97,15 +123,38 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       network: agentNetworkOf(sandboxes.defaultNetwork),
       shutdownSignal,
       onReady: (latencyMs) => metrics.refillSeconds.observe({ template: config.template }, latencyMs / 1000),
-      onChange: () => {
-        for (const wake of [...waiters]) wake()
-      },
+      onChange: wakeAll,
     })
     pools.set(config.template, pool)
     pool.refill()
     return pool
   }
   for (const config of store.list()) open(config)
+
+  /** Opens the default pools of templates that have no stored pool and are built; never throws. */
+  const keepDefaults = async (defaults: readonly PoolConfig[]): Promise<void> => {
+    const wanted = defaults.filter((d) => !pools.has(d.template) && !pendingDefaults.has(d.template))
+    if (wanted.length === 0 || closed) return
+    for (const d of wanted) pendingDefaults.add(d.template)
+    let built: Set<string> | undefined
+    try {
+      built = new Set((await agent.templates({ signal: shutdownSignal })).map((t) => t.name))
+    } catch (err) {
+      if (!shutdownSignal.aborted) log.warn({ err, templates: wanted.map((d) => d.template) }, 'default pools not kept: could not list the templates')
+    }
+    for (const d of wanted) {
+      // Set or removed through the API meanwhile: that stands.
+      if (!pendingDefaults.delete(d.template) || pools.has(d.template) || !built || closed || shutdownSignal.aborted) continue
+      if (!built.has(d.template)) {
+        log.warn({ template: d.template, built: [...built].sort() }, 'default pool skipped: the template is not built on this host')
+        continue
+      }
+      defaultTemplates.add(d.template)
+      open(d)
+      log.info(d, 'default pool kept')
+    }
+    wakeAll()
+  }
 
   const tick = setInterval(() => {
     void (async () => {
@@ -166,7 +215,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   }
 
   return {
-    list: () => store.list().map((c) => pools.get(c.template)).filter((p) => p !== undefined).map(infoOf),
+    list: () => [...pools.keys()].sort().map((template) => infoOf(pools.get(template)!)),
 
     async set(template, size, callOptions = {}) {
       if (size.min > size.max) throw new SandstormError('invalid_argument', `pool size: expected min ≤ max, got min ${size.min} and max ${size.max}`)
@@ -176,6 +225,8 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       }
       const config = { template, ...size }
       store.put(config)
+      defaultTemplates.delete(template)
+      pendingDefaults.delete(template)
       const pool = pools.get(template)
       if (pool) pool.setConfig(config)
       log.info(config, 'pool set')
@@ -184,11 +235,20 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
 
     async remove(template) {
       const pool = pools.get(template)
+      if (!pool && pendingDefaults.delete(template)) {
+        log.info({ template }, 'default pool deleted before it opened')
+        return wakeAll()
+      }
       if (!pool) throw new SandstormError('not_found', `no pool for template "${template}": expected one of ${[...pools.keys()].join(', ') || '(no pools)'}`)
       pools.delete(template)
       store.delete(template)
-      log.info({ template }, 'pool deleted')
+      const wasDefault = defaultTemplates.delete(template)
+      log.info({ template, default: wasDefault }, wasDefault ? 'default pool deleted until the next start' : 'pool deleted')
       await pool.drain()
+    },
+
+    keepDefaults(defaults) {
+      keepDefaults(defaults).catch((err: unknown) => log.error({ err }, 'default pools not kept'))
     },
 
     waitReady(template, count, callOptions = {}) {
@@ -201,6 +261,8 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
         }
         const wake = (): void => {
           const pool = pools.get(template)
+          // A default pool is known before it opens: wait for it rather than answer not_found.
+          if (!pool && pendingDefaults.has(template)) return
           if (!pool) return finish(() => reject(new SandstormError('not_found', `no pool for template "${template}"`)))
           if (pool.counts().ready >= count) finish(() => resolve(infoOf(pool)))
         }
@@ -223,9 +285,12 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
 
     wrap: (service) => ({ ...service, create }),
 
-    close() {
+    async close() {
+      closed = true
       clearInterval(tick)
       waiters.clear()
+      pendingDefaults.clear()
+      await Promise.all([...pools.values()].map((pool) => pool.drain('server closing')))
     },
   }
 }

@@ -62,9 +62,15 @@ export interface WarmPool {
   counts(): { ready: number; starting: number; target: number }
   /** The config its sandboxes start with, once one has started. */
   pooledConfig(): PooledConfig | undefined
-  /** Stops refilling and destroys every ready sandbox (the pool was deleted). */
-  drain(): Promise<void>
+  /**
+   * Stops refilling and destroys every pooled sandbox: the ready ones at once, those still starting
+   * once their start ends (the pool was deleted, or the server is closing). Resolves when all are gone.
+   */
+  drain(reason?: string): Promise<void>
 }
+
+/** How long one destroy of a pooled sandbox may take before it is logged as failed (and left to the next start's adoption). */
+const destroyTimeoutMs = 60_000
 
 /** Creates a pool; call `refill` to start it. */
 export function createWarmPool(options: WarmPoolOptions): WarmPool {
@@ -76,6 +82,9 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
   let drained = false
   let starting = 0
   let retryTimer: NodeJS.Timeout | undefined
+  let drainReason = 'pool deleted'
+  /** Starts under way, for drain to wait on. */
+  const inFlight = new Set<Promise<void>>()
   let shape: PooledConfig | undefined
   const ready: PooledSandbox[] = []
   const log = logger.child({ pool: config.template })
@@ -83,7 +92,8 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
 
   const destroy = async (id: string, reason: string): Promise<void> => {
     try {
-      await agent.destroy(id, { signal: shutdownSignal })
+      // Not under shutdownSignal: a destroy is what shutdown waits for, and one cut short would leak.
+      await agent.destroy(id, { timeoutMs: destroyTimeoutMs })
       log.info({ sandboxId: id, reason }, 'pooled sandbox destroyed')
     } catch (err) {
       if (err instanceof SandstormError && err.code === 'not_found') return
@@ -101,11 +111,8 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     shape = pooled
     const id = newId('sb')
     const sandbox = await agent.create({ id, ...pooled, env: {}, network: options.network, background: true }, { signal: shutdownSignal })
-    if (drained || shutdownSignal.aborted) {
-      // Deleted while it started; on shutdown it stays and the next start destroys it as an orphan.
-      if (drained) await destroy(id, 'pool deleted')
-      return
-    }
+    // Drained while it started: it goes now. (Started past shutdown, it is kept for the drain that follows.)
+    if (drained) return destroy(id, drainReason)
     shape = { ...pooled, runtime: sandbox.runtime }
     const golden = sandbox.start === 'cold' ? undefined : goldenOrigin(template, pooled)
     ready.push({ id, runtime: sandbox.runtime, readyAtMs: Date.now(), ...pooled, ...(golden ? { golden } : {}) })
@@ -119,7 +126,7 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     target = Math.min(Math.max(target, config.min), config.max)
     while (ready.length + starting < target && starting < parallelStarts) {
       starting++
-      startOne().then(
+      const started = startOne().then(
         () => {
           starting--
           refill()
@@ -135,6 +142,8 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
           retryTimer.unref()
         },
       )
+      inFlight.add(started)
+      void started.finally(() => inFlight.delete(started))
     }
   }
 
@@ -192,12 +201,13 @@ export function createWarmPool(options: WarmPoolOptions): WarmPool {
     holdsGolden: () => ready.some((r) => r.golden !== undefined),
     counts: () => ({ ready: ready.length, starting, target }),
     pooledConfig: () => shape,
-    async drain() {
+    async drain(reason = 'pool deleted') {
       drained = true
+      drainReason = reason
       clearTimeout(retryTimer)
       const all = ready.splice(0)
       changed()
-      await Promise.all(all.map((s) => destroy(s.id, 'pool deleted')))
+      await Promise.all([...all.map((s) => destroy(s.id, reason)), ...inFlight])
     },
   }
 }

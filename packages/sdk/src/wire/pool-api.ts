@@ -1,8 +1,6 @@
 /** The warm pool routes of the HTTP API: /v1/pools[/:template] and POST /v1/pools/:template/wait. */
 import { z } from 'zod'
-
-/** Most sandboxes one pool may hold: a pool is a cache, not a fleet. */
-export const maxPoolSize = 256
+import { maxPoolSize } from './pool-limits.js'
 
 /** PUT /v1/pools/:template */
 export const poolBody = z.strictObject({
@@ -34,4 +32,10 @@ export interface PoolInfo {
   hits: number
   /** Creates that matched the pool but found it empty (served cold). */
   misses: number
+  /**
+   * True for a pool the server keeps by default (`sandstorm up`'s `--pool`), not one set through
+   * the API: it is not stored, so a restart brings back the server's defaults, and `PUT` of the
+   * template stores it (and it is no longer a default). Unset for a stored pool.
+   */
+  default?: boolean
 }
