@@ -10,8 +10,9 @@ import { parseDiskMiB } from './disk-size.js'
 import { parseDuration } from './duration.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
+import { addPoolFlags, poolsOf, type PoolFlags } from './pool-flags.js'
 
-interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags {
+interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags, PoolFlags {
   dataDir: string
   host: string
   port: string
@@ -45,7 +46,7 @@ export function registerUp(program: Command): void {
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP (repeat for more; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
-  addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd)))
+  addPoolFlags(addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd))))
     .action(async (flags: UpFlags) => {
       const port = flags.port === '0' ? 0 : parsePositiveInt(flags.port, '--port')
       const defaultRuntime = parseRuntime(flags.runtime ?? 'runc')
@@ -55,6 +56,9 @@ export function registerUp(program: Command): void {
       const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
       const metricsOptions = metricsOptionsOf(flags)
       const hibernateAfterMs = flags.hibernateAfter === 'never' ? undefined : parseDuration(flags.hibernateAfter, '--hibernate-after')
+      const pools = poolsOf(flags)
+      // A pooled microVM holds its guest's memory while it waits: qemu keeps only the pools asked for.
+      const defaultPools = pools.source === 'defaults' && defaultRuntime === 'qemu' ? [] : pools.pools
       // Loaded here so that client commands do not load the server, the agent and SQLite.
       const [{ createLocalAgent }, { startServer }, { createLogger }] = await Promise.all([
         import('../agent/index.js'),
@@ -64,13 +68,14 @@ export function registerUp(program: Command): void {
       // The data dir and the port first: a second `up` must not adopt (and so reap) this one's sandboxes.
       const claim = await claimHost(flags.dataDir, 'sandstorm up', [{ host: flags.host, port, flag: '--port' }])
       const logger = createLogger()
+      if (defaultPools !== pools.pools) logger.info({ runtime: defaultRuntime }, 'no default pools with --runtime qemu (a pooled microVM holds its memory): give --pool TEMPLATE=N to keep some')
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
       // The agent holds the default: a server in front of many agents has none of its own yet.
       const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, insecureRegistries: flags.insecureRegistry, maxLayerBytes: parseDiskMiB(flags.maxLayerSize ?? '16G', '--max-layer-size') * 1024 * 1024 })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, hibernateAfterMs, ...serverNetwork, ...metricsOptions })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, hibernateAfterMs, defaultPools, ...serverNetwork, ...metricsOptions })
       } catch (err) {
         await agent.close()
         throw err

@@ -58,10 +58,13 @@ export interface UpProcess {
 
 /**
  * Starts `sandstorm up` on `dataDir` (port 0, templates from the shared store unless `args` name
- * others) and resolves once it listens, that is after adoption; fails when it exits first.
+ * others) and resolves once it listens, that is after adoption; fails when it exits first. It keeps
+ * no default warm pools (`--no-pool`: pooled sandboxes are not in the catalog, and a test counting
+ * what runs on the host would find them) unless `args` name `--pool` or `defaultPools` is set.
  */
-export async function startUpProcess(dataDir: string, args: string[] = []): Promise<UpProcess> {
-  const child = execa('node', [cli, 'up', '--data-dir', dataDir, '--port', '0', ...args], {
+export async function startUpProcess(dataDir: string, args: string[] = [], options: { defaultPools?: boolean } = {}): Promise<UpProcess> {
+  const poolArgs = options.defaultPools || args.some((a) => a === '--pool' || a === '--no-pool') ? [] : ['--no-pool']
+  const child = execa('node', [cli, 'up', '--data-dir', dataDir, '--port', '0', ...poolArgs, ...args], {
     env,
     reject: false,
     stdin: 'ignore',
