@@ -16,6 +16,7 @@ import { fleetBenchmark } from './fleet.js'
 import { idleMemoryBenchmark } from './idle-memory.js'
 import { imagesBenchmark } from './images.js'
 import { machineInfo } from './machine.js'
+import { manySandboxesBenchmark } from './many-sandboxes.js'
 import { snapshotBenchmark } from './snapshots.js'
 import { snapshotBtrfsBenchmark } from './snapshots-btrfs.js'
 import { poolBenchmark } from './pool.js'
@@ -26,7 +27,7 @@ import { networkBenchmark } from './network.js'
 import { usageSamplingBenchmark } from './usage-sampling.js'
 import { formatMachine, formatResult, toJson, type BenchResult } from './report.js'
 
-const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark, imagesBenchmark, cliBenchmark]
+const benchmarks: Benchmark[] = [createBenchmark, poolBenchmark, execBenchmark, manySandboxesBenchmark, idleMemoryBenchmark, snapshotBenchmark, snapshotBtrfsBenchmark, quotaBenchmark, quotaBtrfsBenchmark, e2bBenchmark, codeInterpreterBenchmark, fleetBenchmark, soakBenchmark, networkBenchmark, usageSamplingBenchmark, qemuBenchmark, imagesBenchmark, cliBenchmark]
 
 interface CliOptions {
   only?: string[]
