@@ -3,11 +3,13 @@ import { join } from 'node:path'
 import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
 import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { snapshotSubvolume, warmCopier } from './tree-copier.js'
 
 /**
  * The btrfs driver, for a data dir on btrfs: writable dirs are subvolumes, a snapshot is a
  * read-only subvolume snapshot and a fork starts from a writable snapshot of the layer, so both
- * take the same time whatever the size of the tree. A layer made here holds every change since
+ * take the same time whatever the size of the tree. Snapshots are made by the resident copier
+ * (tree-copier.ts), with the `btrfs` tool where it cannot. A layer made here holds every change since
  * the template, so its chain stays empty and nothing ever needs squashing.
  *
  * A writable dir is one subvolume holding `upper/` and `work/`: overlayfs moves files from its
@@ -31,7 +33,7 @@ export function createBtrfsDriver(): StorageDriver {
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? from.chain.map((c) => join(c, 'upper')) : [] }
       if (from) {
-        await btrfs(['subvolume', 'snapshot', from.dir, path], options)
+        if (!(await snapshotSubvolume(from.dir, path, false, options))) await btrfs(['subvolume', 'snapshot', from.dir, path], options)
         // The snapshot's work dir holds what overlayfs left in it; a new mount wants it empty.
         await rm(dirs.workDir, { recursive: true, force: true })
       } else {
@@ -39,6 +41,7 @@ export function createBtrfsDriver(): StorageDriver {
         await mkdir(dirs.upperDir, { mode: 0o755 })
       }
       await mkdir(dirs.workDir, { mode: 0o700 })
+      warmCopier()
       if (options.diskMiB !== undefined) {
         try {
           await enableQuotas(path)
@@ -60,6 +63,7 @@ export function createBtrfsDriver(): StorageDriver {
       return Number.isFinite(used) && Number.isFinite(limit) ? { usedBytes: used, limitBytes: limit } : null
     },
     async capture(writablePath: string, layerDir: string, options?: CallOptions): Promise<void> {
+      if (await snapshotSubvolume(writablePath, layerDir, true, options)) return
       await btrfs(['subvolume', 'snapshot', '-r', writablePath, layerDir], options)
     },
     lowerDirOf: (layerDir: string) => join(layerDir, 'upper'),

@@ -1,14 +1,14 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
-import { copyTree } from './copy-tree.js'
 import { diskImageUsage, mountDiskImage, removeDiskImage } from './disk-image.js'
 import type { LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { copyUpper, warmCopier } from './tree-copier.js'
 
 /**
  * The overlay driver, for any filesystem: a snapshot copies the upper dir (only what the sandbox
- * changed; reflinked where the filesystem can), and a fork stacks an empty upper dir on the
- * snapshot's layer and its chain. A layer's root is the copied upper dir itself. A quota puts
+ * changed, by a resident copier: tree-copier.ts; reflinked where the filesystem can), and a fork
+ * stacks an empty upper dir on the snapshot's layer and its chain. A layer's root is the copied upper dir itself. A quota puts
  * the writable dir on its own ext4 image (disk-image.ts).
  */
 export function createOverlayDriver(): StorageDriver {
@@ -20,9 +20,10 @@ export function createOverlayDriver(): StorageDriver {
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
       await mkdir(dirs.upperDir, { mode: 0o755 })
       await mkdir(dirs.workDir, { mode: 0o700 })
+      warmCopier()
       return dirs
     },
-    capture: (writablePath: string, layerDir: string, options?: CallOptions) => copyTree(join(writablePath, 'upper'), layerDir, options),
+    capture: (writablePath: string, layerDir: string, options?: CallOptions) => copyUpper(join(writablePath, 'upper'), layerDir, options),
     lowerDirOf: (layerDir: string) => layerDir,
     usage: diskImageUsage,
     async remove(path: string) {
