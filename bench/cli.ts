@@ -16,8 +16,8 @@ const defaultIterations = 30
 const warmupRuns = 2
 const poolMin = 2
 
-/** dist/bench/cli.js -> dist/src/cli/bin.js, the `sandstorm` bin of package.json. */
-const bin = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url))
+/** dist/bench/cli.js -> dist/src/cli/bin.cjs, the `sandstorm` bin of package.json. */
+const bin = fileURLToPath(new URL('../src/cli/bin.cjs', import.meta.url))
 const bundle = fileURLToPath(new URL('../src/cli/program.bundle.cjs', import.meta.url))
 const program = fileURLToPath(new URL('../src/cli/program.js', import.meta.url))
 
@@ -66,7 +66,9 @@ export const cliBenchmark: Benchmark = {
   async run(ctx: BenchContext): Promise<BenchResult> {
     const n = ctx.iterations ?? defaultIterations
     const { stack } = ctx
-    const notes: string[] = [`the bin starts ${startMode()}; node ${process.version}`, `${n} samples each after ${warmupRuns} warm-up rounds, interleaved round by round`]
+    const startedAs = startMode()
+    const notes: string[] = [`the bin starts ${startedAs}; node ${process.version}`, `${n} samples each after ${warmupRuns} warm-up rounds, interleaved round by round`]
+    if (process.env.NODE_EXTRA_CA_CERTS) notes.push('NODE_EXTRA_CA_CERTS is set: every node process (`node -e 0` and `sandstorm` alike, not Docker\'s Go client) loads those certificates before running any code')
     const sandstorm = (...args: string[]): Probe => ({ file: process.execPath, args: [bin, '--url', stack.conn.apiUrl, '--api-key', stack.conn.apiKey, ...args] })
     const node: Probe = { file: process.execPath, args: ['-e', '0'] }
     const docker = await findDockerCli()
@@ -132,6 +134,9 @@ export const cliBenchmark: Benchmark = {
         await deletePool('debian', stack.conn)
       }
       if (!dk) notes.push('`sandstorm run` has no baseline (no Docker engine); its goal is 0.5x `docker run --rm`')
+      // A tsc run during the samples (another build in the same checkout) leaves the bundle stale: say so.
+      const endedAs = startMode()
+      if (endedAs !== startedAs) notes.push(`the bin's start changed during the run: it now starts ${endedAs}`)
       return { name: 'cli', title: this.title, figures, notes }
     } finally {
       if (sandbox) {

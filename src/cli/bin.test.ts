@@ -1,12 +1,14 @@
 /**
- * The `sandstorm` bin as users start it (dist/src/cli/bin.js, bundled when `npm run build` made a
+ * The `sandstorm` bin as users start it (dist/src/cli/bin.cjs, bundled when `npm run build` made a
  * fresh bundle, else unbundled), against a small HTTP server of the test's own: what it prints,
- * its exit codes, and that a client command loads none of the host's modules.
+ * its exit codes, that a client command loads none of the host's modules and, bundled, none of
+ * Node's that it does not use; and that it falls back to the unbundled program when the bundle is
+ * stale or missing.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -14,7 +16,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 
-const bin = fileURLToPath(new URL('./bin.js', import.meta.url))
+const bin = fileURLToPath(new URL('./bin.cjs', import.meta.url))
+const bundle = fileURLToPath(new URL('./program.bundle.cjs', import.meta.url))
 /** dist/src/cli -> scripts/build-cli.mjs */
 const buildCli = fileURLToPath(new URL('../../../scripts/build-cli.mjs', import.meta.url))
 
@@ -46,6 +49,9 @@ describe('the sandstorm bin', () => {
     // The bin as `npm run build` leaves it: a tsc run after the last build leaves the bundle stale.
     const build = spawn(process.execPath, [buildCli], { stdio: ['ignore', 'ignore', 'inherit'] })
     assert.equal((await once(build, 'close'))[0], 0, 'npm run build:cli')
+    // Dated ahead, so that a tsc run elsewhere while this file runs does not make it stale.
+    const later = new Date(Date.now() + 3_600_000)
+    await utimes(bundle, later, later)
     dir = await mkdtemp(join(tmpdir(), 'sandstorm-bin-'))
     server = createServer((req, res) => {
       requests.push(`${req.method} ${req.url}`)
@@ -58,7 +64,19 @@ describe('the sandstorm bin', () => {
     await once(server, 'listening')
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   })
+  /** Runs the bin with a preload that lists, at exit, the builtins Node loaded (its own moduleLoadList). */
+  async function runBinListingBuiltins(args: string[]): Promise<{ run: Run; loaded: Set<string> }> {
+    const list = join(dir, 'builtins.log')
+    await writeFile(join(dir, 'builtins.cjs'), `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')))\n`)
+    await writeFile(list, '')
+    const run = await runBin(args, {}, ['--require', join(dir, 'builtins.cjs')])
+    const loaded = new Set((await readFile(list, 'utf8')).split('\n').filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length)))
+    return { run, loaded }
+  }
+
   after(async () => {
+    const now = new Date()
+    await utimes(bundle, now, now).catch(() => undefined)
     server.closeAllConnections()
     await new Promise((resolve) => server.close(resolve))
     await rm(dir, { recursive: true, force: true })
@@ -117,8 +135,45 @@ describe('the sandstorm bin', () => {
       await writeFile(log, '')
       await runBin(args, {}, ['--import', join(dir, 'register.mjs')])
       const loaded = (await readFile(log, 'utf8')).split('\n').filter(Boolean)
-      assert.ok(loaded.some((u) => u.endsWith('/cli/bin.js')), `the hook saw the bin start: ${loaded.join(', ')}`)
+      assert.ok(loaded.some((u) => u.endsWith('/cli/bin.cjs')), `the hook saw the bin start: ${loaded.join(', ')}`)
       assert.deepEqual(loaded.filter((u) => hostModule.test(u)), [], `sandstorm ${args.join(' ')}`)
+    }
+  })
+
+  it('loads, bundled, only the builtins a command uses: no ESM loader, no child_process or crypto', async () => {
+    const unused = ['internal/modules/esm/loader', 'child_process', 'crypto', 'fs/promises', 'dgram', 'zlib', 'tls', 'readline', 'worker_threads']
+    for (const [args, more] of [
+      [['--version'], ['http', 'internal/webstreams/readablestream']],
+      [['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'], []],
+      [['--url', url, 'ls', '--json'], []],
+    ] as const) {
+      const { run: r, loaded } = await runBinListingBuiltins([...args])
+      assert.ok(r.code === 0 || r.code === 3, r.stderr)
+      assert.ok(loaded.has('vm'), `sandstorm ${args.join(' ')} ran from the bundle`)
+      assert.deepEqual([...unused, ...more].filter((m) => loaded.has(m)), [], `sandstorm ${args.join(' ')}`)
+    }
+  })
+
+  it('runs the unbundled program when the bundle is stale or missing', async () => {
+    const time = (await stat(bundle)).mtime
+    const old = new Date(Date.now() - 3_600_000)
+    try {
+      await utimes(bundle, old, old)
+      const { run: stale, loaded } = await runBinListingBuiltins(['--url', url, 'ls', '--json'])
+      assert.deepEqual([stale.code, JSON.parse(stale.stdout)], [0, []], stale.stderr)
+      assert.ok(loaded.has('internal/modules/esm/loader'), 'the stale bundle was passed over for program.js')
+      await rename(bundle, `${bundle}.away`)
+      try {
+        const missing = await runBin(['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'])
+        assert.equal(missing.code, 3, missing.stderr)
+        assert.match(missing.stderr, /^sandstorm: sandbox not found/)
+        const version = await runBin(['--version'])
+        assert.deepEqual([version.code, version.stdout], [0, '0.1.0\n'], version.stderr)
+      } finally {
+        await rename(`${bundle}.away`, bundle)
+      }
+    } finally {
+      await utimes(bundle, time, time)
     }
   })
 })

@@ -6,7 +6,6 @@ import { runWithStdio } from './command-stdio.js'
 import { parseDuration } from './duration.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { interruptSignal } from './interrupt.js'
-import { openTerminal } from './shell.js'
 
 interface ExecFlags {
   env?: string[]
@@ -35,6 +34,8 @@ export function registerExec(program: Command): void {
     .action(async (id: string, argv: string[], flags: ExecFlags, cmd: Command) => {
       if (flags.tty) {
         if (flags.timeout !== undefined) throw new InvalidArgumentError('invalid_argument', '--timeout: not taken with -t (run `timeout` on the terminal)')
+        // Loaded here: the terminal's WebSocket client is no part of a plain exec.
+        const { openTerminal } = await import('./shell.js')
         process.exitCode = await openTerminal(id, argv, { user: flags.user, cwd: flags.cwd, envs: parseKeyValues(flags.env, '--env'), input: flags.interactive === true }, cmd)
         return
       }

@@ -14,7 +14,7 @@
  * | 130 | interrupted (Ctrl-C) |
  */
 import { CommandExitError, SandstormSdkError, TimeoutError } from '@sandstorm/sdk'
-import { SandstormError } from '../shared/index.js'
+import { SandstormError } from '../shared/errors.js'
 
 /** The fixed exit codes; `exec` and `run` otherwise pass on their command's own. */
 export const exitCodes = {
