@@ -186,6 +186,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
               // A sandbox the user paused is frozen already, and stays so.
               const status = (await backend.list()).find((s) => s.id === sandboxId)?.status
               if (status === 'paused') return
+              // A running sandbox that would not freeze: its own error says why.
+              if (status === 'running') throw err
               throw new SandstormError('failed_precondition', `sandbox "${sandboxId}" is ${status ?? 'gone'}: expected a running sandbox to snapshot`, { cause: err })
             }
           },

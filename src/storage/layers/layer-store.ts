@@ -7,6 +7,7 @@
  *   <dir>/writable/<sandboxId>      a sandbox's writable dir (overlay upper and work dirs)
  *   <dir>/writable/<sandboxId>.json the layers it stands on
  */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -151,9 +152,17 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
   }
 
+  // A writable dir's record changes only in prepare and release, here: kept once read or written,
+  // so that a snapshot (which reads it twice) reads no file.
+  const writables = new Map<string, z.infer<typeof writableSchema>>()
+
   async function readWritable(sandboxId: string): Promise<z.infer<typeof writableSchema> | null> {
+    const known = writables.get(sandboxId)
+    if (known) return known
     try {
-      return writableSchema.parse(JSON.parse(await readFile(join(writableDir, `${sandboxId}.json`), 'utf8')))
+      const record = writableSchema.parse(JSON.parse(await readFile(join(writableDir, `${sandboxId}.json`), 'utf8')))
+      writables.set(sandboxId, record)
+      return record
     } catch {
       return null
     }
@@ -174,11 +183,13 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const byLowerDir = new Map(from ? [from.id, ...from.chain].map((id) => [driver.lowerDirOf(treeOf(id)), id] as const) : [])
       // The record goes first: a crash after it leaves a dir that release() finds and removes.
       const recordFile = join(writableDir, `${sandboxId}.json`)
+      writables.delete(sandboxId)
       await writeFile(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId, meta }))
       try {
         const dirs = await driver.makeWritable(path, source, call)
         const layers = dirs.lowerDirs.map((d) => byLowerDir.get(d)!)
         await writeFile(recordFile, JSON.stringify({ layers, from: fromId, meta }))
+        writables.set(sandboxId, { layers, from: fromId, meta })
         return dirs
       } catch (err) {
         await driver.remove(path).catch(() => undefined)
@@ -196,8 +207,10 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
 
     async release(sandboxId) {
       await ready
+      writables.delete(sandboxId)
       await driver.remove(join(writableDir, checkId(sandboxId, 'sandbox')))
       await rm(join(writableDir, `${sandboxId}.json`), { force: true })
+      writables.delete(sandboxId)
     },
 
     async sandboxes() {
@@ -215,7 +228,9 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       if (!stacked) throw new SandstormError('not_found', `sandbox "${sandboxId}" has no writable layer on this host`)
       const tmp = join(layersDir, `.tmp-${id}`)
       const phase = phaseTimer()
-      await mkdir(tmp, { mode: 0o700 })
+      // The few small file calls of a snapshot are synchronous (tens of microseconds each): async
+      // ones cost a trip through libuv's pool and back, milliseconds on a busy host.
+      mkdirSync(tmp, { mode: 0o700 })
       try {
         // Only the overlay driver stacks chains; a btrfs layer holds everything since the template.
         const squash = stacked.layers.length + 1 > maxDepth
@@ -240,8 +255,8 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
           phase('squash')
         }
         const record: LayerRecord = { id, parentId: stacked.from, chain, driver: driver.name, createdAt: new Date().toISOString(), meta }
-        await writeFile(join(tmp, 'layer.json'), JSON.stringify(record))
-        await rename(tmp, join(layersDir, id))
+        writeFileSync(join(tmp, 'layer.json'), JSON.stringify(record))
+        renameSync(tmp, join(layersDir, id))
         log.debug({ snapshotId: id, sandboxId, phasesMs: phase('record') }, 'layer captured')
         return record
       } catch (err) {
