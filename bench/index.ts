@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
   const program = new Command('bench')
     .description('Sandstorm benchmarks: percentiles beside a baseline measured in the same run')
     .option('--only <names>', `run only these (comma-separated or repeated): ${benchmarks.map((b) => b.name).join(', ')}`, names)
-    .option('--iterations <n>', "samples per benchmark instead of each one's default (idle-memory: its sandbox count)", positiveInt)
+    .option('--iterations <n>', "samples per benchmark instead of each one's default (idle-memory: its sandbox count; many-sandboxes: execs per sandbox a round)", positiveInt)
     .option('--json', 'print one JSON document instead of tables')
   const options = program.parse(argv).opts<CliOptions>()
   const selected = options.only ? benchmarks.filter((b) => options.only!.includes(b.name)) : benchmarks
