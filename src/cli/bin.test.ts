@@ -140,12 +140,14 @@ describe('the sandstorm bin', () => {
     }
   })
 
-  it('loads, bundled, only the builtins a command uses: no ESM loader, no child_process or crypto', async () => {
+  it('loads, bundled, only the builtins a command uses: no ESM loader, no child_process, crypto or web streams', async () => {
     const unused = ['internal/modules/esm/loader', 'child_process', 'crypto', 'fs/promises', 'dgram', 'zlib', 'tls', 'readline', 'worker_threads']
     for (const [args, more] of [
       [['--version'], ['http', 'internal/webstreams/readablestream']],
-      [['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'], []],
-      [['--url', url, 'ls', '--json'], []],
+      // The answers are read from node:http's own stream, without a web stream over it.
+      [['--url', url, 'exec', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'], ['internal/webstreams/readablestream']],
+      [['--url', url, 'exec', '--no-stdin', 'sbx-aaaaaaaaaaaaaaaa', '--', 'true'], ['internal/webstreams/readablestream']],
+      [['--url', url, 'ls', '--json'], ['internal/webstreams/readablestream']],
     ] as const) {
       const { run: r, loaded } = await runBinListingBuiltins([...args])
       assert.ok(r.code === 0 || r.code === 3, r.stderr)

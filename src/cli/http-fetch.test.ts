@@ -45,9 +45,9 @@ describe('httpFetch', () => {
     assert.equal((JSON.parse(await streamed.text()) as { body: string }).body, 'one two')
     const missing = await httpFetch(`${base}/missing`)
     assert.deepEqual([missing.ok, missing.status], [false, 404])
-    const reader = missing.body!.getReader()
+    // The body is the answer's Node stream, an AsyncIterable<Uint8Array> as the SDK takes it.
     let text = ''
-    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value)
+    for await (const chunk of missing.body as unknown as AsyncIterable<Uint8Array>) text += new TextDecoder().decode(chunk)
     assert.match(text, /"method":"GET"/)
   })
 

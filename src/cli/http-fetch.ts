@@ -2,8 +2,10 @@
  * The fetch the CLI hands the SDK: plain http on node:http. Node 20's global fetch is undici,
  * whose first call compiles its WebAssembly HTTP parser, some 250 ms of CPU that each one-request
  * command paid. It answers with what the SDK reads of a Response (ok, status, statusText,
- * headers.get, body as a web stream, text, json, arrayBuffer) and fails as undici does (a
- * TypeError 'fetch failed' with the socket's error as cause), so the SDK's error mapping holds.
+ * headers.get, body, text, json, arrayBuffer) and fails as undici does (a TypeError 'fetch failed'
+ * with the socket's error as cause), so the SDK's error mapping holds. The body is the Node stream
+ * of the answer, which the SDK takes as an AsyncIterable<Uint8Array> (ConnectionOptions.fetch):
+ * a web stream over it would load Node's web streams, some 5 ms of every start.
  * https URLs go to the global fetch.
  */
 import type { IncomingMessage } from 'node:http'
@@ -25,7 +27,7 @@ export const httpFetch: typeof fetch = async (input, init = {}) => {
     const req = request(url, { method: init.method ?? 'GET', headers, signal })
     req.on('error', (err) => reject(signal?.aborted ? signal.reason : new TypeError('fetch failed', { cause: err })))
     req.on('response', (res) => resolve(responseOf(res)))
-    if (init.body instanceof ReadableStream) {
+    if (isWebStream(init.body)) {
       const source = Readable.fromWeb(init.body as import('node:stream/web').ReadableStream<Uint8Array>)
       source.on('error', (err) => req.destroy(err))
       source.pipe(req)
@@ -37,17 +39,22 @@ export const httpFetch: typeof fetch = async (input, init = {}) => {
 
 /** A body the SDK sends whole (JSON, bytes, a Blob), as bytes; a stream is piped instead. */
 async function bytesOf(body: RequestInit['body']): Promise<Uint8Array | undefined> {
-  if (body === undefined || body === null || body instanceof ReadableStream) return undefined
   if (typeof body === 'string') return Buffer.from(body)
+  if (body === undefined || body === null || isWebStream(body)) return undefined
   if (body instanceof Uint8Array) return body
   if (body instanceof Blob) return new Uint8Array(await body.arrayBuffer())
   throw new TypeError(`the CLI's fetch sends a string, bytes, a Blob or a stream, got ${Object.prototype.toString.call(body)}`)
 }
 
+/** A web stream, told without reading the ReadableStream global (that loads Node's web streams). */
+function isWebStream(body: unknown): body is ReadableStream<Uint8Array> {
+  return typeof (body as { getReader?: unknown } | null)?.getReader === 'function'
+}
+
 function responseOf(res: IncomingMessage): Response {
   const status = res.statusCode ?? 0
   // A socket that dies mid-body fails the stream with ECONNRESET, which the SDK maps as undici's.
-  const body = Readable.toWeb(res) as ReadableStream<Uint8Array>
+  const body: AsyncIterable<Uint8Array> = res
   const bytes = async (): Promise<Buffer> => {
     const chunks: Uint8Array[] = []
     for await (const chunk of body) chunks.push(chunk)

@@ -98,8 +98,8 @@ export class Commands {
   }
 
   private async openEvents(pid: number, signal: AbortSignal, options: ConnectionOptions): Promise<AsyncIterable<ExecEvent>> {
-    const stream = await this.ctx.clientFor(options).stream({ method: 'GET', path: this.ctx.path(`/processes/${pid}/events`), signal })
-    return parseNdjson<ExecEvent>(stream)
+    const chunks = await this.ctx.clientFor(options).chunks({ method: 'GET', path: this.ctx.path(`/processes/${pid}/events`), signal })
+    return parseNdjson<ExecEvent>(chunks)
   }
 
   /** What a handle may do, bound to the connection the handle was made with. */
@@ -145,7 +145,7 @@ export class Commands {
     }
 
     const work = (async (): Promise<CommandResult> => {
-      const bytes = await client.stream({ method: 'POST', path: this.ctx.path('/exec'), json: body, signal: stream.signal })
+      const bytes = await client.chunks({ method: 'POST', path: this.ctx.path('/exec'), json: body, signal: stream.signal })
       const outcome = await consumeExecEvents(parseNdjson<ExecEvent>(bytes), sink, (started) => {
         pid = started
         if (aborted) killAndStop()

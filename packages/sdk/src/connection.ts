@@ -20,7 +20,11 @@ export interface ConnectionOptions {
    * downloads) are not bounded by it. 0 means none. @default 60000
    */
   requestTimeoutMs?: number
-  /** The fetch every request goes through (a CLI may pass a lighter one). @default globalThis.fetch */
+  /**
+   * The fetch every request goes through (a CLI may pass a lighter one). Its answers' body may be a
+   * web ReadableStream or any AsyncIterable<Uint8Array> (a Node stream, from a fetch over node:http).
+   * @default globalThis.fetch
+   */
   fetch?: typeof fetch
 }
 

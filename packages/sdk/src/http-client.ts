@@ -1,6 +1,7 @@
 /** The SDK's only door to the HTTP API: auth, deadlines, error bodies, and bodies that never leak. */
 import type { Connection } from './connection.js'
 import { errorFromWire, type SandstormSdkError } from './errors.js'
+import { chunksOf, isWebStream } from './ndjson.js'
 import { createRequestScope, type RequestScope } from './request-scope.js'
 
 /** Body types fetch can send; streams go out with `duplex: 'half'`. */
@@ -33,6 +34,11 @@ export interface ApiClient {
   send(req: ApiRequest): Promise<void>
   /** Sends a request and hands over its streamed answer; cancel it to stop early. */
   stream(req: ApiRequest): Promise<ReadableStream<Uint8Array>>
+  /**
+   * As `stream`, as chunks to iterate; breaking out of the loop closes the answer. Where the fetch
+   * answers with an async iterable body (a Node stream), no web stream is made.
+   */
+  chunks(req: ApiRequest): Promise<AsyncIterable<Uint8Array>>
 }
 
 const userAgent = 'sandstorm-sdk/0.1'
@@ -54,7 +60,7 @@ export function createApiClient(connection: Connection): ApiClient {
     let res: Response
     try {
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, body: body as BodyInit | undefined, signal: scope.signal }
-      if (body instanceof ReadableStream) {
+      if (isWebStream(body)) {
         init.duplex = 'half'
         // Following a redirect would mean sending the body again, so fetch keeps every chunk it
         // sent in memory; the API never redirects, and a 100 MB upload must not sit in memory.
@@ -115,6 +121,25 @@ export function createApiClient(connection: Connection): ApiClient {
       }
       return guardBody(res.body, scope)
     },
+    async chunks(req: ApiRequest): Promise<AsyncIterable<Uint8Array>> {
+      const { res, scope } = await open(req)
+      scope.endDeadline()
+      return guardChunks(res.body as ByteBody | null, scope)
+    },
+  }
+}
+
+/** A response body as fetch gives it: a web stream, or an async iterable where the fetch is one over node:http. */
+type ByteBody = ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>
+
+/** Yields a body's chunks, translating its errors and releasing the scope once it ends, fails or is left. */
+async function* guardChunks(body: ByteBody | null, scope: RequestScope): AsyncGenerator<Uint8Array, void, undefined> {
+  try {
+    if (body) yield* chunksOf(body)
+  } catch (err) {
+    throw scope.translate(err)
+  } finally {
+    scope.release()
   }
 }
 
@@ -142,8 +167,8 @@ export function errorFromBody(status: number, statusText: string, text: string):
 }
 
 /** Passes a body through, translating its errors and releasing the scope once it ends or is cancelled. */
-function guardBody(body: ReadableStream<Uint8Array>, scope: RequestScope): ReadableStream<Uint8Array> {
-  const reader = body.getReader()
+function guardBody(body: ByteBody, scope: RequestScope): ReadableStream<Uint8Array> {
+  const reader = readerOf(body)
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -167,4 +192,19 @@ function guardBody(body: ReadableStream<Uint8Array>, scope: RequestScope): Reada
     },
     { highWaterMark: 0 },
   )
+}
+
+/** A reader over a body: a web stream's own, or one over an async iterable's iterator. */
+function readerOf(body: ByteBody): Pick<ReadableStreamDefaultReader<Uint8Array>, 'read' | 'cancel'> {
+  if (isWebStream(body)) return body.getReader()
+  const it = body[Symbol.asyncIterator]()
+  return {
+    read: async () => {
+      const r = await it.next()
+      return r.done ? { done: true, value: undefined } : { done: false, value: r.value }
+    },
+    cancel: async () => {
+      await it.return?.()
+    },
+  }
 }

@@ -42,9 +42,17 @@ function parseLine<T>(line: string): T | undefined {
   }
 }
 
+/**
+ * A web stream, told by its reader rather than by `instanceof ReadableStream`: in Node, reading that
+ * global loads the web streams implementation, which a client that never makes one need not pay.
+ */
+export function isWebStream(source: unknown): source is ReadableStream<Uint8Array> {
+  return typeof (source as { getReader?: unknown } | null)?.getReader === 'function'
+}
+
 /** Iterates a web stream through its reader (cancelled on early exit) or any async iterable. */
 export async function* chunksOf(source: ByteSource): AsyncGenerator<Uint8Array, void, undefined> {
-  if (!(source instanceof ReadableStream)) {
+  if (!isWebStream(source)) {
     yield* source
     return
   }
