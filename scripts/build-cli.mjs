@@ -194,4 +194,5 @@ await writeFile(outfile, text)
 
 // A code cache made for an older bundle would be rejected by V8; remove it so that the next start makes a fresh one.
 await rm(join(cliDir, 'program.bundle.cache'), { force: true })
+await rm(join(cliDir, 'program.bundle.cache-commands'), { force: true })
 process.stdout.write(`cli bundle: ${outfile.slice(root.length + 1)} (${Math.round(text.length / 1024)} KiB)\n`)

@@ -17,38 +17,64 @@ const { readFileSync, renameSync, statSync, writeFileSync } = fs
 const { join } = path
 const bundlePath = join(__dirname, 'program.bundle.cjs')
 const cachePath = join(__dirname, 'program.bundle.cache')
+/** The commands whose functions the cache holds, one a line (as program.ts's commandsFor names them). */
+const coveredPath = join(__dirname, 'program.bundle.cache-commands')
 
 type Main = (argv?: string[]) => Promise<never>
+/** What the bundle (program.ts) exports that this file uses. */
+interface BundleExports {
+  main: Main
+  commandsFor: (args: readonly string[]) => { only: string } | 'none' | 'all'
+}
 
-/** Compiles and runs the bundle as CommonJS would, with the code cache when V8 accepts it. */
+/** A file's text, or undefined when there is none yet. */
+function readIfThere(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file)
+  } catch {
+    return undefined
+  }
+}
+
+/** Writes a file whole or not at all (a start running beside this one may be reading it). */
+function writeWhole(file: string, data: string | Uint8Array): void {
+  const tmp = `${file}.${process.pid}`
+  writeFileSync(tmp, data)
+  renameSync(tmp, file)
+}
+
+/**
+ * Compiles and runs the bundle as CommonJS would, with the code cache when V8 accepts it. The
+ * cache is made at exit, so that it holds the functions the command compiled, and made again by
+ * the first start of each command it lacks (V8 writes what is compiled then: what the cache gave
+ * and what this command added), so that every command finds its own functions there.
+ */
 function loadBundle(source: string): Main {
   // Required here, not above: the unbundled start has no use for it.
   const { Script } = require('node:vm') as typeof import('node:vm')
-  let cachedData: Buffer | undefined
-  try {
-    cachedData = readFileSync(cachePath)
-  } catch {
-    // No cache yet: this start writes one.
-  }
+  const cachedData = readIfThere(cachePath)
   const script = new Script(`(function (exports, require, module, __filename, __dirname, __import) {${source}\n})`, { filename: bundlePath, cachedData })
-  if (cachedData === undefined || script.cachedDataRejected) {
-    // Made at exit, so that it holds the functions this command compiled as well.
-    process.once('exit', () => {
-      try {
-        const tmp = `${cachePath}.${process.pid}`
-        writeFileSync(tmp, script.createCachedData())
-        renameSync(tmp, cachePath)
-      } catch {
-        // A read-only install runs without a cache, only slower.
-      }
-    })
-  }
-  const mod = { exports: {} as { main: Main } }
+  const accepted = cachedData !== undefined && !script.cachedDataRejected
+  const mod = { exports: {} as BundleExports }
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void
   // The bundle's import()s (server, agent, runtimes) are made here, beside it (scripts/build-cli.mjs).
   const load = (specifier: string): Promise<unknown> => import(specifier)
   // The bundle's own require() is this file's: both sit in one directory.
   wrapper.call(mod.exports, mod.exports, require, mod, bundlePath, __dirname, load)
+
+  const needed = mod.exports.commandsFor(process.argv.slice(2))
+  const command = typeof needed === 'string' ? needed : needed.only
+  const covered = accepted ? String(readIfThere(coveredPath) ?? '').split('\n').filter(Boolean) : []
+  if (!accepted || !covered.includes(command)) {
+    process.once('exit', () => {
+      try {
+        writeWhole(cachePath, script.createCachedData())
+        writeWhole(coveredPath, [...covered, command].join('\n'))
+      } catch {
+        // A read-only install runs without a cache, only slower.
+      }
+    })
+  }
   return mod.exports.main
 }
 

@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 
@@ -138,6 +138,22 @@ describe('the sandstorm bin', () => {
       assert.ok(loaded.some((u) => u.endsWith('/cli/bin.cjs')), `the hook saw the bin start: ${loaded.join(', ')}`)
       assert.deepEqual(loaded.filter((u) => hostModule.test(u)), [], `sandstorm ${args.join(' ')}`)
     }
+  })
+
+  it('makes the code cache again for each command it lacks, keeping those it holds', async () => {
+    const covered = join(dirname(bundle), 'program.bundle.cache-commands')
+    const cache = join(dirname(bundle), 'program.bundle.cache')
+    await rm(cache, { force: true })
+    assert.equal((await runBin(['--version'])).code, 0)
+    assert.deepEqual((await readFile(covered, 'utf8')).split('\n'), ['none'])
+    const ls = await runBin(['--url', url, 'ls', '--json'])
+    assert.deepEqual([ls.code, JSON.parse(ls.stdout)], [0, []], ls.stderr)
+    assert.deepEqual((await readFile(covered, 'utf8')).split('\n'), ['none', 'ls'])
+    // A command the cache holds leaves it as it is.
+    const made = (await stat(cache)).mtimeMs
+    assert.equal((await runBin(['--version'])).code, 0)
+    assert.equal((await stat(cache)).mtimeMs, made)
+    assert.deepEqual((await readFile(covered, 'utf8')).split('\n'), ['none', 'ls'])
   })
 
   it('loads, bundled, only the builtins a command uses: no ESM loader, no child_process, crypto or web streams', async () => {
