@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive
 # nftables holds the sandboxes' network policy; libnftables-dev builds the agent's resident helper
 # that applies it (native/nft-apply.c). curl is the network benchmark's outside client.
 # chromium (headless, driven over the DevTools protocol) runs the web console's browser tests; fonts-dejavu-core gives its screenshots a font.
-PACKAGES=(runc e2fsprogs gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl zstd skopeo umoci docker-registry apache2-utils qemu-guest-agent chromium fonts-dejavu-core)
+PACKAGES=(runc e2fsprogs gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl zstd skopeo umoci docker-registry apache2-utils qemu-guest-agent chromium fonts-dejavu-core python3)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {
