@@ -113,7 +113,7 @@ node "$CLI" setup --qemu-guest debian --data-dir "$DATA_DIR" || die "building th
 # 4. The `sandstorm` command, rewritten only when it differs.
 case "$REPO" in *"'"*) die "the repository path must not contain a single quote: $REPO" ;; esac
 wrapper="#!/bin/sh
-exec node '$REPO/dist/src/cli/main.js' \"\$@\""
+exec node '$REPO/dist/src/cli/bin.cjs' \"\$@\""
 if [ "$(cat /usr/local/bin/sandstorm 2>/dev/null || true)" != "$wrapper" ]; then
   say "installing /usr/local/bin/sandstorm"
   printf '%s\n' "$wrapper" >/usr/local/bin/sandstorm.tmp

@@ -12,8 +12,8 @@ function parseCount(text: string, flag: string): number {
 
 function printPools(pools: PoolInfo[]): void {
   printTable(
-    ['TEMPLATE', 'MIN', 'MAX', 'READY', 'STARTING', 'IN USE', 'HITS', 'MISSES'],
-    pools.map((p) => [p.template, String(p.min), String(p.max), String(p.ready), String(p.starting), String(p.inUse), String(p.hits), String(p.misses)]),
+    ['TEMPLATE', 'MIN', 'MAX', 'READY', 'STARTING', 'IN USE', 'HITS', 'MISSES', 'DEFAULT'],
+    pools.map((p) => [p.template, String(p.min), String(p.max), String(p.ready), String(p.starting), String(p.inUse), String(p.hits), String(p.misses), p.default ? 'yes' : '']),
   )
 }
 
@@ -44,7 +44,7 @@ export function registerPool(program: Command): void {
     })
   pool
     .command('rm')
-    .description('delete the warm pool of a template (its ready sandboxes are destroyed)')
+    .description('delete the warm pool of a template (its ready sandboxes are destroyed; a default pool of `sandstorm up` comes back at its next start)')
     .argument('<template>', 'template name')
     .action(async (template: string, _flags: unknown, cmd: Command) => {
       await deletePool(template, connectionOf(cmd))
