@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { ResultPromise } from 'execa'
 import { listAgents, listCommandLogs, Sandbox, type AgentInfo } from '@sandstorm/sdk'
+import { networkTag, slotIdsOnHost } from '../src/network/slots.js'
 import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
 import { createTestNetwork, type TestNetwork } from './helpers/netns.js'
 import { skipReason } from './helpers/stack.js'
@@ -96,10 +97,13 @@ describe('fleet: server and three agents in network namespaces', { skip, timeout
 
   it('refuses an agent with a wrong token, and logs it', async () => {
     const wrong = server.token.replace(/\.[^.]+$/, '.thisisnotthesecretofthisserver')
-    const rogue = await startAgentProcess({ netns: net.namespaces[2]!, server: server.agentAddress, token: wrong, dataDir: join(dir, 'rogue') })
+    const rogueDir = join(dir, 'rogue')
+    const rogue = await startAgentProcess({ netns: net.namespaces[2]!, server: server.agentAddress, token: wrong, dataDir: rogueDir })
     assert.notEqual(rogue.exitCode, 0)
     assert.match(String(rogue.stderr), /refused/)
     assert.equal((await listAgents(conn())).length, 3)
+    // What its local agent made before the refusal (spare network slots) went with it.
+    assert.deepEqual(await slotIdsOnHost(networkTag(rogueDir)), [])
   })
 
   it('keeps every sandbox across a server restart: the agents reconnect', async () => {

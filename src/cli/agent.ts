@@ -63,6 +63,12 @@ export function registerAgent(program: Command): void {
         insecure: flags.insecure === true,
         heartbeatMs,
         logger,
+      }).catch(async (err: unknown) => {
+        // Refused or unreachable at the start: what the local agent made (its spare network
+        // slots, its resolver) goes with it, as on a stop.
+        await local.close().catch((e: unknown) => logger.warn({ err: e }, 'could not close the local agent'))
+        await claim.lock.release()
+        throw err
       })
       process.stdout.write(`sandstorm: agent ${agent.agentId} serving ${flags.server}\n`)
       // A revoked agent stops on its own; its sandboxes run on until a server takes them again.

@@ -3,7 +3,6 @@
  * sandbox, the nftables table that holds their policies, the resolver and the name checks they
  * use, and connections into them for ingress. Runtimes only join the namespace it hands out.
  */
-import { createHash } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
@@ -14,7 +13,7 @@ import { startNameChecks, type NameCheckClient } from './name-checks.js'
 import { createNft } from './nft.js'
 import { createResidentShell } from '../shared/resident-shell.js'
 import { startResolver, type ResolverClient } from './resolver.js'
-import { createSlot, destroySlot, gatewayOf, netnsDir, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
+import { createSlot, destroySlot, gatewayOf, netnsDir, networkTag, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
 
 /** Options of createHostNetwork. */
 export interface HostNetworkOptions {
@@ -109,7 +108,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     return normal
   })
   const gateway = gatewayOf(sandboxCidr)
-  const tag = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 6)
+  const tag = networkTag(options.dataDir)
   const classify = addressClassifier({ sandboxCidr, publicCidrs })
   const inPool = cidrMatcher([sandboxCidr])
   await prepareHost(gateway)

@@ -5,7 +5,7 @@
  * there, from the gateway, which lives on the agent's `sandstorm0` device. No two sandboxes share
  * a link, so nothing of one reaches another below IP, where nftables decides.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { readdir, writeFile } from 'node:fs/promises'
 import { execa } from 'execa'
 import ipaddr from 'ipaddr.js'
@@ -124,6 +124,11 @@ export async function createSlot(shell: ResidentShell, tag: string, cidr: string
 export async function destroySlot(shell: ResidentShell, slot: Pick<NetworkSlot, 'netns' | 'hostIf'>): Promise<void> {
   // -force: go on past what is gone already.
   await shell.run(`ip -force -batch - <<'SLOT'\nlink del ${slot.hostIf}\nnetns del ${slot.netns}\nSLOT\n`)
+}
+
+/** The tag that names the table and slots of the agent whose data dir is `dataDir`. */
+export function networkTag(dataDir: string): string {
+  return createHash('sha256').update(dataDir).digest('hex').slice(0, 6)
 }
 
 /** Slot ids of this agent's namespaces on the host (`sbn-<tag>-*`). */
