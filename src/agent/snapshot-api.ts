@@ -1,28 +1,12 @@
 /** Snapshots as an agent takes, lists and deletes them. Forks and restores are creates from one. */
-import type { CallOptions } from '../shared/index.js'
+import type { CallOptions, SnapshotInfo } from '../shared/index.js'
 
-/** A snapshot as the agent records it on disk. */
-export interface AgentSnapshot {
-  id: string
-  /** The snapshot the sandbox was started from, if any: the parent in the snapshot tree. */
-  parentId: string | null
-  /** The sandbox it was taken of. */
-  sandboxId: string
-  template: string
-  label: string
-  /** The storage driver that holds its layer ('overlay' | 'btrfs'). */
-  driver: string
-  /** How deep its layer chain is (1 once squashed). */
-  depth: number
-  memoryMiB: number
-  cpus: number
-  pidsMax: number
-  /** The disk quota of the sandbox it was taken of; 0 for one taken before quotas. */
-  diskMiB: number
+/**
+ * A snapshot as the agent records it on disk: what the API shows of it (the wire `SnapshotInfo`)
+ * and the environment of its sandbox, which the API never shows (it may hold secrets).
+ */
+export interface AgentSnapshot extends SnapshotInfo {
   env: Record<string, string>
-  /** Working directory of commands in sandboxes started from it. */
-  cwd: string
-  createdAt: string
 }
 
 /** What a restore starts the sandbox's new instance with (the sandbox's own config; its network stays as it is). */

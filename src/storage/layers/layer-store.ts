@@ -207,9 +207,9 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
 
     async release(sandboxId) {
       await ready
-      writables.delete(sandboxId)
       await driver.remove(join(writableDir, checkId(sandboxId, 'sandbox')))
       await rm(join(writableDir, `${sandboxId}.json`), { force: true })
+      // After the file is gone: a read meanwhile may have kept it again.
       writables.delete(sandboxId)
     },
 
