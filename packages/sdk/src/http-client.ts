@@ -97,6 +97,12 @@ export function createApiClient(connection: Connection): ApiClient {
     }
   }
 
+  const chunks = async (req: ApiRequest): Promise<AsyncIterable<Uint8Array>> => {
+    const { res, scope } = await open(req)
+    scope.endDeadline()
+    return guardChunks(res.body as ByteBody | null, scope)
+  }
+
   return {
     connection,
     json: async <T>(req: ApiRequest): Promise<T> => (await jsonAndHeaders<T>(req)).value,
@@ -112,20 +118,8 @@ export function createApiClient(connection: Connection): ApiClient {
         scope.release()
       }
     },
-    async stream(req: ApiRequest): Promise<ReadableStream<Uint8Array>> {
-      const { res, scope } = await open(req)
-      scope.endDeadline()
-      if (!res.body) {
-        scope.release()
-        return new ReadableStream({ start: (c) => c.close() })
-      }
-      return guardBody(res.body, scope)
-    },
-    async chunks(req: ApiRequest): Promise<AsyncIterable<Uint8Array>> {
-      const { res, scope } = await open(req)
-      scope.endDeadline()
-      return guardChunks(res.body as ByteBody | null, scope)
-    },
+    stream: async (req: ApiRequest): Promise<ReadableStream<Uint8Array>> => webStreamOf(await chunks(req)),
+    chunks,
   }
 }
 
@@ -166,45 +160,21 @@ export function errorFromBody(status: number, statusText: string, text: string):
   return errorFromWire(status, undefined, `the server answered ${status} ${statusText}${snippet ? `: ${snippet}` : ''}`)
 }
 
-/** Passes a body through, translating its errors and releasing the scope once it ends or is cancelled. */
-function guardBody(body: ByteBody, scope: RequestScope): ReadableStream<Uint8Array> {
-  const reader = readerOf(body)
+/** The chunks as a web stream, read as they are pulled; a cancel leaves the iteration (releasing its request). */
+function webStreamOf(chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const it = chunks[Symbol.asyncIterator]()
   return new ReadableStream<Uint8Array>(
     {
+      // A rejection (already an SDK error) errors the stream.
       async pull(controller) {
-        try {
-          const { done, value } = await reader.read()
-          if (done) {
-            scope.release()
-            controller.close()
-          } else {
-            controller.enqueue(value)
-          }
-        } catch (err) {
-          scope.release()
-          controller.error(scope.translate(err))
-        }
+        const { done, value } = await it.next()
+        if (done) controller.close()
+        else controller.enqueue(value)
       },
-      async cancel(reason) {
-        scope.release()
-        await reader.cancel(reason).catch(() => undefined)
+      async cancel() {
+        await it.return?.()
       },
     },
     { highWaterMark: 0 },
   )
-}
-
-/** A reader over a body: a web stream's own, or one over an async iterable's iterator. */
-function readerOf(body: ByteBody): Pick<ReadableStreamDefaultReader<Uint8Array>, 'read' | 'cancel'> {
-  if (isWebStream(body)) return body.getReader()
-  const it = body[Symbol.asyncIterator]()
-  return {
-    read: async () => {
-      const r = await it.next()
-      return r.done ? { done: true, value: undefined } : { done: false, value: r.value }
-    },
-    cancel: async () => {
-      await it.return?.()
-    },
-  }
 }
