@@ -55,9 +55,10 @@ export interface SandboxService extends Pick<SandboxPauses, 'pause' | 'resume' |
   /**
    * Records a running sandbox started ahead of demand (a warm pool's, with the default network) as
    * created now by `input`: its labels, timeout and network (a policy other than the default is
-   * set on the agent first).
+   * set on the agent first). With `restoredTo`, the agent has restored it to that snapshot with
+   * the env of `input`, and the record keeps that env, as a create from the snapshot does.
    */
-  handOver(sandbox: HandOverSandbox, input: CreateSandboxInput, network: SandboxNetwork, options?: CallOptions): Promise<SandboxInfo>
+  handOver(sandbox: HandOverSandbox, input: CreateSandboxInput, network: SandboxNetwork, options?: CallOptions, restoredTo?: string): Promise<SandboxInfo>
   /**
    * Replaces a running sandbox's egress policy, whole and at once (omitted lists are cleared, as
    * E2B's updateNetwork does). A bad policy is a 400 and changes nothing.
@@ -356,17 +357,18 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
       return run
     },
 
-    async handOver(sandbox, input, network, callOptions) {
+    async handOver(sandbox, input, network, callOptions, restoredTo) {
       const { id, template, runtime, memoryMiB, cpus, pidsMax, diskMiB } = sandbox
       // Pooled sandboxes run the default egress; another policy is set before anyone can use it.
       if (network !== 'none' && defaultNetwork !== 'none' && !sameEgress(network, defaultNetwork)) {
         await agent.updateNetwork(id, { allowOut: network.allowOut, denyOut: network.denyOut }, callOptions)
       }
       const now = Date.now()
-      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, diskMiB, labels: input.labels ?? {}, env: {}, network, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
+      const record: SandboxRecord = { id, template, runtime, state: 'running', memoryMiB, cpus, pidsMax, diskMiB, labels: input.labels ?? {}, env: restoredTo ? (input.env ?? {}) : {}, network, createdAtMs: now, expiresAtMs: now + (input.timeoutMs ?? options.defaultTimeoutMs) }
       catalog.insert(record)
       timers.arm(id, record.expiresAtMs)
-      logger.info({ sandboxId: id, template }, 'sandbox created from a warm pool')
+      if (restoredTo) logger.info({ sandboxId: id, template, snapshotId: restoredTo }, 'sandbox created from a warm pool and restored to a snapshot')
+      else logger.info({ sandboxId: id, template }, 'sandbox created from a warm pool')
       return toSandboxInfo(record)
     },
   }

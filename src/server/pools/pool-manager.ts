@@ -1,6 +1,6 @@
 import type { AgentApi } from '../../agent/index.js'
 import { agentNetworkOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
-import type { CallOptions, Logger, PoolInfo, SandboxInfo, SandboxStartSource } from '../../shared/index.js'
+import type { CallOptions, Logger, PoolInfo, SandboxInfo, SandboxNetwork, SandboxStartSource } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { GoldenOrigin } from '../golden-source.js'
 import type { CatalogDb } from '../db.js'
@@ -10,6 +10,7 @@ import type { CreateSandboxInput, SandboxService } from '../sandbox-service.js'
 import { matchesPool } from './pool-match.js'
 import { createPoolMetrics } from './pool-metrics.js'
 import { createPoolStore } from './pool-store.js'
+import { matchesPoolFromSnapshot, restorableFromPool, restoreHandedOver } from './snapshot-handover.js'
 import type { PoolConfig } from './pool-store.js'
 import { createWarmPool } from './warm-pool.js'
 import type { PooledSandbox, WarmPool } from './warm-pool.js'
@@ -62,7 +63,10 @@ export interface WarmPools {
   keepDefaults(defaults: readonly PoolConfig[]): void
   /** Resolves once the pool has at least `count` ready (`deadline_exceeded` after timeoutMs). */
   waitReady(template: string, count: number, options?: CallOptions): Promise<PoolInfo>
-  /** Takes a pooled sandbox when the request matches one, else creates one cold. */
+  /**
+   * Takes a pooled sandbox when the request matches one, else creates one cold. A create from a
+   * snapshot takes one of the snapshot's template and restores it to the snapshot.
+   */
   create(input: CreateSandboxInput, options?: CallOptions, from?: { snapshotId?: string }): Promise<CreatedSandboxInfo>
   /** The sandbox service with `create` going through the pools first. */
   wrap(service: SandboxService): SandboxService
@@ -170,16 +174,60 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   }, options.checkIntervalMs ?? 10_000)
   tick.unref()
 
+  /** Counts a hand-over of `pool` that took `startedAt` on, as a hit. */
+  const recordHit = (pool: WarmPool, id: string, startedAt: number): void => {
+    const s = statsOf(pool.template)
+    s.hits++
+    s.handed.add(id)
+    metrics.hits.inc({ template: pool.template })
+    options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
+  }
+  /** Counts a create that matched `pool` and found no sandbox to take, and grows the pool. */
+  const recordMiss = (pool: WarmPool): void => {
+    statsOf(pool.template).misses++
+    metrics.misses.inc({ template: pool.template })
+    pool.noteMiss()
+  }
+
+  /**
+   * A create from a snapshot: a ready sandbox of the snapshot's template's pool, of the config the
+   * create asks for, is restored to the snapshot and handed over; else (or when that restore
+   * fails) the sandbox starts cold. Concurrent creates (a fork of N) each take one while any is ready.
+   */
+  const createFromSnapshot = async (input: CreateSandboxInput, network: SandboxNetwork, snapshotId: string, callOptions: CallOptions): Promise<CreatedSandboxInfo> => {
+    const pool = agent.snapshots?.restore ? pools.get(input.template) : undefined
+    const shape = pool?.pooledConfig()
+    if (pool && shape && matchesPoolFromSnapshot(input, network, shape) && (await restorableFromPool(agent, snapshotId, pool.template, callOptions))) {
+      const startedAt = performance.now()
+      // Golden or not, and of whichever version: the restore replaces its root whole.
+      const taken = pool.take()
+      if (taken) {
+        try {
+          const info = await restoreHandedOver({ agent, sandboxes, logger: log }, taken, input, network, snapshotId, callOptions)
+          recordHit(pool, taken.id, startedAt)
+          return { ...info, source: 'pool' }
+        } catch (err) {
+          log.warn({ sandboxId: taken.id, snapshotId, err }, 'a pooled sandbox could not be restored to a snapshot; destroyed it, starting one cold')
+        } finally {
+          pool.refill()
+        }
+      }
+      recordMiss(pool)
+    }
+    const created = await sandboxes.create(input, callOptions, { snapshotId })
+    return pool ? { ...created, source: 'cold' } : created
+  }
+
   const create: WarmPools['create'] = async (input, callOptions = {}, from = {}) => {
     // Checked before anything is taken: a bad policy is a 400 and leaves the pool as it is.
     const network = sandboxes.networkOf(input)
-    const pool = from.snapshotId ? undefined : pools.get(input.template)
+    if (from.snapshotId) return createFromSnapshot(input, network, from.snapshotId, callOptions)
+    const pool = pools.get(input.template)
     const shape = pool?.pooledConfig()
     // Before its first sandbox started, the pool's config is unknown: a request without env counts.
     const matches = pool && (shape ? matchesPool(input, network, shape) : network !== 'none' && (!input.env || Object.keys(input.env).length === 0))
     if (pool && matches) {
       const startedAt = performance.now()
-      const s = statsOf(pool.template)
       // A golden template may have moved on (promote, rollback) since its pooled sandboxes started:
       // those of another version are not what a create of the template asks for.
       let current: ((sandbox: PooledSandbox) => boolean) | undefined
@@ -191,10 +239,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       if (taken) {
         try {
           const info = await sandboxes.handOver(taken, input, network, callOptions)
-          s.hits++
-          s.handed.add(taken.id)
-          metrics.hits.inc({ template: pool.template })
-          options.metrics.createSeconds.observe((performance.now() - startedAt) / 1000)
+          recordHit(pool, taken.id, startedAt)
           return { ...info, source: 'pool', ...(taken.golden ? { golden: taken.golden } : {}) }
         } catch (err) {
           // Its policy could not be set: it never reaches the user, and a cold create stands in.
@@ -204,9 +249,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
           pool.refill()
         }
       }
-      s.misses++
-      metrics.misses.inc({ template: pool.template })
-      pool.noteMiss()
+      recordMiss(pool)
     }
     const created = await sandboxes.create(input, callOptions, from)
     // Without a pool for the template a create is cold by definition; the field is then left out,
