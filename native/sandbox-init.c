@@ -27,9 +27,11 @@
  * Frames, both ways: u32 length (little endian) of what follows, u8 type, u32 command id, payload.
  * To the init: EXEC (see start), EXEC_PTY (u16 cols, u16 rows, then EXEC's payload), KILL (u32
  * signal), STDIN (bytes), STDIN_CLOSE, PAUSE and RESUME (of output), RESIZE (u16 cols, u16 rows
- * of a command's terminal: the kernel sends SIGWINCH to its foreground process group).
+ * of a command's terminal: the kernel sends SIGWINCH to its foreground process group), RESET
+ * (every other process of the sandbox is killed and reaped: the agent's restore comes next).
  * From it: STARTED (u32 pid), FAILED (text), STDOUT and STDERR (bytes), ACK (u32 stdin bytes
- * taken), EXIT (u32 status), STDIN_GONE, READY (id 0, u32 instructions of the seccomp filter).
+ * taken), EXIT (u32 status; then u8 1 for a command that a RESET ended), STDIN_GONE, READY (id 0,
+ * u32 instructions of the seccomp filter), RESET (u32 processes left: 0 once none is).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -53,8 +55,8 @@
 
 #include "init-parts.h"
 
-enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_EXEC_PTY = 7, H_RESIZE = 8 };
-enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8 };
+enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_EXEC_PTY = 7, H_RESIZE = 8, H_RESET = 9 };
+enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8, I_RESET = 9 };
 
 #define CTL 3
 #define FILTER_FD 4             /* the sandbox's seccomp program, compiled by the agent (read to its end, then closed) */
@@ -421,8 +423,56 @@ static void kill_tree(struct proc *c, int sig) {
     if (signal_descendants(c->keeper, sig) <= 0 || sig != SIGKILL) return;
 }
 
+static void command_ended(struct proc *c, int status);
+
+/*
+ * Before a restore: every process of the sandbox but this one is killed (kill -1 from PID 1 reaches
+ * them all, and a fork racing it fails) and reaped, and every command still known is reported
+ * ended by the reset, its pipes and terminal closed. The answer says how many processes were
+ * still there when the wait gave up (a process stuck in the kernel): 0 when none is left.
+ */
+static void reset(uint32_t id) {
+  long long until = now_ms() + KILL_WAIT_MS;
+  int left = 1;
+  kill(-1, SIGKILL);
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      for (int i = 0; i < MAX_PROCS; i++)
+        if (procs[i].used && procs[i].keeper == pid) procs[i].keeper_gone = 1;
+      continue;
+    }
+    if (pid < 0 && errno == ECHILD) {
+      left = 0;
+      break;
+    }
+    if (now_ms() >= until) break;
+    kill(-1, SIGKILL);
+    usleep(1000);
+  }
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used) continue;
+    command_ended(c, 128 + SIGKILL);
+    if (!c->reported) {
+      char v[5];
+      put_u32(v, (uint32_t)c->status);
+      v[4] = 1;
+      send_frame(I_EXIT, c->id, v, 5);
+    }
+    close_fd(&c->out_fd);
+    close_fd(&c->err_fd);
+    close_fd(&c->status_fd);
+    memset(c, 0, sizeof *c);
+    c->out_fd = c->err_fd = c->in_fd = c->status_fd = c->term_fd = -1;
+  }
+  send_u32(I_RESET, id, (uint32_t)left);
+}
+
 static void handle(int type, uint32_t id, const char *p, size_t n) {
   if (type == H_EXEC) return start(id, p, n, NULL);
+  if (type == H_RESET) return reset(id);
   if (type == H_EXEC_PTY) {
     if (n < 4) return failed(id, "start", EINVAL);
     struct winsize size = {.ws_col = get_u16(p), .ws_row = get_u16(p + 2)};

@@ -1,11 +1,11 @@
 /**
- * Which runtime instance runs each sandbox. A sandbox starts as the instance of its own id; a
- * restore starts a new instance under a fresh id beside the old one, points the sandbox at it and
- * removes the old one off the caller's path, so that a restore costs one start and no teardown.
- * The runtime's container and the writable layer are keyed by instance id; everything above the
- * agent sees the sandbox id only.
+ * Which runtime instance runs each sandbox, and which writable layer it runs on. A sandbox starts
+ * as the instance of its own id, on the layer of that id. A restore in place (the runtime's
+ * `renew`) keeps the instance and gives it a new layer (`relayer`); a restore the runtime cannot
+ * do in place starts a new instance under a fresh id beside the old one, points the sandbox at it
+ * and removes the old one off the caller's path. Everything above the agent sees the sandbox id only.
  *
- *   <file>   { "aliases": { sandboxId: instanceId }, "retired": [instanceId] }
+ *   <file>   { "aliases": { sandboxId: instanceId }, "retired": [instanceId], "layers": { instanceId: layerId } }
  */
 import { renameSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -16,6 +16,8 @@ import type { RuntimeBackend } from '../runtime/index.js'
 const fileSchema = z.object({
   aliases: z.record(z.string().regex(idPattern), z.string().regex(idPattern)),
   retired: z.array(z.string().regex(idPattern)),
+  /** An instance's layer where it is not the instance's own id (it was restored in place). */
+  layers: z.record(z.string().regex(idPattern), z.string().regex(idPattern)).default({}),
 })
 
 /** Backend methods whose first argument is a sandbox id. */
@@ -25,6 +27,7 @@ const byIdMethods = [
   'resume',
   'freeze',
   'thaw',
+  'renew',
   'saveMachine',
   'stats',
   'exec',
@@ -42,6 +45,12 @@ const byIdMethods = [
 export interface SandboxInstances {
   /** The instance that runs sandbox `sandboxId` now (its own id until it is restored). */
   of(sandboxId: string): string
+  /** The writable layer of instance `instanceId` (its own id until it is restored in place). */
+  layerOfInstance(instanceId: string): string
+  /** The writable layer sandbox `sandboxId` runs on now. */
+  layerOf(sandboxId: string): string
+  /** Records that sandbox `sandboxId`'s instance runs on layer `layerId` now, on disk before it resolves; returns its layer before. */
+  relayer(sandboxId: string, layerId: string): Promise<string>
   /**
    * Points `sandboxId` at the running instance `instanceId` and marks its previous instance
    * retired, on disk before it resolves; returns the previous instance, for `retire`.
@@ -67,7 +76,7 @@ export interface SandboxInstances {
 /** Opens the instance record in `file` (made on first write). */
 export async function createSandboxInstances(file: string, logger?: Logger): Promise<SandboxInstances> {
   const log = logger ?? silentLogger()
-  let state: z.infer<typeof fileSchema> = { aliases: {}, retired: [] }
+  let state: z.infer<typeof fileSchema> = { aliases: {}, retired: [], layers: {} }
   try {
     state = fileSchema.parse(JSON.parse(await readFile(file, 'utf8')))
   } catch (err) {
@@ -86,12 +95,24 @@ export async function createSandboxInstances(file: string, logger?: Logger): Pro
     renameSync(`${file}.tmp`, file)
   }
   const of = (sandboxId: string): string => state.aliases[sandboxId] ?? sandboxId
+  const layerOfInstance = (instanceId: string): string => state.layers[instanceId] ?? instanceId
+  const withoutLayer = (instanceId: string) => Object.fromEntries(Object.entries(state.layers).filter(([i]) => i !== instanceId))
 
   return {
     of,
+    layerOfInstance,
+    layerOf: (sandboxId) => layerOfInstance(of(sandboxId)),
+    async relayer(sandboxId, layerId) {
+      const instanceId = of(sandboxId)
+      const previous = layerOfInstance(instanceId)
+      state = { ...state, layers: layerId === instanceId ? withoutLayer(instanceId) : { ...state.layers, [instanceId]: layerId } }
+      await save()
+      return previous
+    },
     async point(sandboxId, instanceId) {
       const previous = of(sandboxId)
       state = {
+        ...state,
         aliases: { ...state.aliases, [sandboxId]: instanceId },
         retired: [...state.retired.filter((i) => i !== instanceId), previous],
       }
@@ -102,7 +123,7 @@ export async function createSandboxInstances(file: string, logger?: Logger): Pro
     retire(instanceId, teardown) {
       const run = teardown().then(
         async () => {
-          state = { ...state, retired: state.retired.filter((i) => i !== instanceId) }
+          state = { ...state, retired: state.retired.filter((i) => i !== instanceId), layers: withoutLayer(instanceId) }
           await save()
         },
         (err: unknown) => log.error({ instanceId, err }, 'could not remove a retired sandbox instance; it is tried again on the next start'),
@@ -112,9 +133,10 @@ export async function createSandboxInstances(file: string, logger?: Logger): Pro
       void tracked.then(() => teardowns.delete(tracked))
     },
     async forget(sandboxId) {
-      if (!(sandboxId in state.aliases)) return
+      const instanceId = of(sandboxId)
+      if (!(sandboxId in state.aliases) && !(instanceId in state.layers)) return
       const { [sandboxId]: _gone, ...aliases } = state.aliases
-      state = { ...state, aliases }
+      state = { ...state, aliases, layers: withoutLayer(instanceId) }
       await save()
     },
     retired: () => [...state.retired],

@@ -136,12 +136,12 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     driverName: driver.name,
     instances,
 
-    prepare: (req, templateRootfs) => prepareAs(instances.of(req.id), req, templateRootfs),
+    prepare: (req, templateRootfs) => prepareAs(instances.layerOf(req.id), req, templateRootfs),
 
-    usage: (sandboxId) => store.usage(instances.of(sandboxId)),
+    usage: (sandboxId) => store.usage(instances.layerOf(sandboxId)),
 
     async release(sandboxId) {
-      await store.release(instances.of(sandboxId))
+      await store.release(instances.layerOf(sandboxId))
       await instances.forget(sandboxId)
     },
 
@@ -158,7 +158,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
 
     async sweep(live) {
       // Retired instances are removed with their containers (snapshots()), not from under them.
-      const keep = new Set([...[...live].map(instances.of), ...instances.retired()])
+      const keep = new Set([...[...live].map(instances.layerOf), ...instances.retired().map(instances.layerOfInstance)])
       for (const id of await store.sandboxes()) {
         if (keep.has(id)) continue
         await store.release(id).catch((err: unknown) => log.error({ sandboxId: id, err }, 'could not remove a leftover writable layer'))
@@ -171,7 +171,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       const queues = new Map<string, Promise<unknown>>()
       async function takeOne(sandboxId: string, label: string): Promise<AgentSnapshot> {
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
-        const key = instances.of(sandboxId)
+        const key = instances.layerOf(sandboxId)
         const meta = metaOf(await store.metaOf(key), `sandbox "${sandboxId}"`)
         let froze = false
         const layer = await store.capture(key, newId('snap'), { ...meta, label, sandboxId }, {
@@ -201,15 +201,23 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       const raw = instances.unwrap(backend)
       const teardown = (instanceId: string) => async () => {
         await raw.destroy(instanceId)
-        await store.release(instanceId)
+        await store.release(instances.layerOfInstance(instanceId))
       }
+      const releases = new Set<Promise<void>>()
       for (const instanceId of instances.retired()) instances.retire(instanceId, teardown(instanceId))
 
+      /**
+       * A restore: in place where the runtime can (the sandbox keeps its container, namespaces,
+       * network and init; its processes end and its root switches to a new layer over the
+       * snapshot's), else a new instance started beside the old one, which is removed after.
+       */
       async function restoreOne(sandboxId: string, req: AgentRestoreRequest): Promise<{ template: string }> {
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
-        // The new instance starts beside the old one; the sandbox moves over once it runs.
-        const next = newId('inst')
         const startedAt = performance.now()
+        const phasesMs = (how: string, preparedAt: number, switchedAt: number) => ({ how, layer: ms(startedAt, preparedAt), switch: ms(preparedAt, switchedAt), record: ms(switchedAt, performance.now()) })
+        const inPlace = raw.renew ? await restoreInPlace(sandboxId, req, raw.renew.bind(raw), phasesMs) : null
+        if (inPlace) return inPlace
+        const next = newId('inst')
         const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId, network: { mode: 'none' } }
         const prepared = await prepareAs(next, createReq, null)
         const preparedAt = performance.now()
@@ -228,10 +236,60 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
           throw err
         }
         instances.retire(previous, teardown(previous))
-        const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10
-        const phasesMs = { layer: ms(startedAt, preparedAt), start: ms(preparedAt, startedNewAt), record: ms(startedNewAt, performance.now()) }
-        log.info({ sandboxId, snapshotId: req.snapshotId, instanceId: next, phasesMs }, 'sandbox restored')
+        log.info({ sandboxId, snapshotId: req.snapshotId, instanceId: next, phasesMs: phasesMs('new instance', preparedAt, startedNewAt) }, 'sandbox restored')
         return { template: prepared.template }
+      }
+
+      /**
+       * The sandbox keeps its container, namespaces, network and init; its processes end and its
+       * root switches to a fresh layer over the snapshot's: made inside its writable dir (same
+       * disk quota) where the driver can, else as a new writable dir. Null when the runtime
+       * refused or failed (the caller then starts a new instance, which replaces the sandbox
+       * whole), or when the snapshot's root has other read-only binds or setuid permission.
+       */
+      async function restoreInPlace(
+        sandboxId: string,
+        req: AgentRestoreRequest,
+        renew: NonNullable<RuntimeBackend['renew']>,
+        phasesMs: (how: string, preparedAt: number, switchedAt: number) => Record<string, unknown>,
+      ): Promise<{ template: string } | null> {
+        const snapshotMeta = metaOf((await store.get(req.snapshotId)).meta, `snapshot "${req.snapshotId}"`)
+        const layerId = instances.layerOf(sandboxId)
+        const current = metaOf(await store.metaOf(layerId), `sandbox "${sandboxId}"`)
+        if (!sameRootShape(current.rootfs, snapshotMeta.rootfs)) return null
+        const meta: LayerMeta = { ...current, template: snapshotMeta.template, rootfs: snapshotMeta.rootfs, env: req.env, cwd: '/', label: '', sandboxId }
+        const base = snapshotMeta.rootfs
+        const renewed = await store.renew(layerId, req.snapshotId, meta)
+        // btrfs: a writable dir of its own, recorded as the instance's layer once the switch is done.
+        const next = renewed ? null : newId('inst')
+        const dirs = renewed?.dirs ?? (await store.prepare(next!, req.snapshotId, meta, req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {}))
+        const rootfs: RootfsSpec = { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, ...setuidOf(base), upperDir: dirs.upperDir, workDir: dirs.workDir }
+        const preparedAt = performance.now()
+        try {
+          await renew(instances.of(sandboxId), rootfs, req.env)
+        } catch (err) {
+          await (renewed ? renewed.abort() : store.release(next!)).catch(() => undefined)
+          log.warn({ sandboxId, snapshotId: req.snapshotId, err }, 'restore in place failed; a new instance replaces the sandbox')
+          return null
+        }
+        const switchedAt = performance.now()
+        if (renewed) await renewed.commit()
+        else releaseLater(await instances.relayer(sandboxId, next!))
+        log.info({ sandboxId, snapshotId: req.snapshotId, phasesMs: phasesMs('in place', preparedAt, switchedAt) }, 'sandbox restored')
+        return { template: snapshotMeta.template }
+      }
+
+      /** Whether two roots have the same read-only binds and setuid permission: a switch in place keeps both. */
+      function sameRootShape(a: LayerMeta['rootfs'], b: LayerMeta['rootfs']): boolean {
+        const binds = (r: LayerMeta['rootfs']) => JSON.stringify(r.readonlyBinds.map((x) => [x.source, x.target]))
+        return binds(a) === binds(b) && (a.allowSetuid === true) === (b.allowSetuid === true)
+      }
+
+      /** Removes a layer that a restore in place left, off the caller's path; the next start's sweep removes one that this misses. */
+      function releaseLater(layerId: string) {
+        const run = store.release(layerId).catch((err: unknown) => log.error({ layerId, err }, 'could not remove the writable layer a restore left; the next start removes it'))
+        releases.add(run)
+        void run.then(() => releases.delete(run))
       }
 
       /** Runs `op` after every earlier snapshot or restore of the sandbox. */
@@ -253,6 +311,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
     },
   }
 }
+
+const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10
 
 /** A root's setuid permission (its template's), carried to the layers and snapshots made over it. */
 function setuidOf(rootfs: Pick<RootfsSpec, 'allowSetuid'>): Pick<RootfsSpec, 'allowSetuid'> {

@@ -12,6 +12,8 @@ export interface CommandResult {
   timedOut: boolean
   /** It was killed for using more memory than the sandbox has. */
   oomKilled: boolean
+  /** The sandbox was restored to a snapshot while the command ran, which killed it. */
+  restored: boolean
   durationMs: number
   stdout: string
   stderr: string
@@ -25,6 +27,7 @@ export function toCommandResult(pid: number, result: ProcessResult, stdout: stri
     signal: result.signal,
     timedOut: result.timedOut,
     oomKilled: result.oomKilled,
+    restored: result.restored === true,
     durationMs: result.durationMs,
     stdout,
     stderr,

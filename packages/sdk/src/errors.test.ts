@@ -62,10 +62,15 @@ test('an error body keeps the server message; a non-JSON body says what came', (
 })
 
 test('CommandExitError carries the result and a message with the last stderr line', () => {
-  const result = { pid: 1, exitCode: 2, signal: null, timedOut: false, oomKilled: false, durationMs: 5, stdout: 'o', stderr: 'a\nno such file\n' }
+  const result = { pid: 1, exitCode: 2, signal: null, timedOut: false, oomKilled: false, restored: false, durationMs: 5, stdout: 'o', stderr: 'a\nno such file\n' }
   const err = new CommandExitError(result)
   assert.equal(err.exitCode, 2)
   assert.equal(err.stdout, 'o')
   assert.equal(err.code, 'command_exit')
   assert.match(err.message, /exited with code 2: no such file/)
+})
+
+test('CommandExitError says when a restore of the sandbox killed the command', () => {
+  const result = { pid: 1, exitCode: 137, signal: 'SIGKILL', timedOut: false, oomKilled: false, restored: true, durationMs: 5, stdout: '', stderr: '' }
+  assert.match(new CommandExitError(result).message, /killed by a restore of its sandbox to a snapshot \(exit code 137\)/)
 })

@@ -270,6 +270,43 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its identity failed: ${r.stderr.toString().trim()}`)
   }
 
+  /** Gives a restored guest its own link address and IP (its memory holds its machine's), or takes its link down (`ip` null). */
+  async function guestNetwork(agent: GuestAgent, mac: string, ip: { address: string; gateway: string } | null) {
+    const args = ip ? [mac, ip.address, ip.gateway] : ['', '', '']
+    const r = await agent.run(guestBusybox, ['sh', '-c', guestNetworkScript, 'sandstorm-network', ...args])
+    if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its network failed: ${r.stderr.toString().trim()}`)
+  }
+
+  /**
+   * Runs a spare's restored guest once, then stops it again, so that its clone's create and first
+   * command do not pay for the guest's first run. Under TCG each QEMU translates guest code the
+   * first time it runs, so in a fresh QEMU the guest agent's first answer, the identity helper's
+   * exec and the first command's wrapper, program and output files each cost several times what
+   * they cost later (measured: 100-250 ms for the agent's first answer, ~350 ms for the identity
+   * exec). Here the guest answers the agent, is given an identity of its own at once (a fresh seed
+   * and CRNG reseed: what it draws from now on is its own; hostname and clock come again with its
+   * clone's identity), takes its link down (a clone without a network needs nothing more), runs one
+   * command through the exec wrapper as a user's command runs (output files, their reads, their
+   * removal), and stops. It ran for about a second past its machine's save; nothing of it is left
+   * running. The connected agent goes with the spare.
+   */
+  async function warmSpare(spare: Spare, config: MachineConfig, nic: VmNic | undefined): Promise<GuestAgent> {
+    await spare.qmp.call('cont')
+    const agent = await connectGuestAgent(vmFiles(spare.dir).qga, cloneAgentTimeoutMs, () => !alive(spare.pid))
+    try {
+      await freshen(agent, config.hostname, config.identityHelper === true)
+      if (nic) await guestNetwork(agent, nic.mac, null)
+      const silent = { onStdout: () => undefined, onStderr: () => undefined }
+      // Its exit status does not matter (an image may lack `true`): the path to it is what warms.
+      await (await startGuestProcess(agent, [`PATH=${defaultPath}`], { argv: ['true'], env: {}, cwd: '/', uid: 0, gid: 0 }, silent)).result
+      await spare.qmp.call('stop')
+    } catch (err) {
+      agent.close()
+      throw err
+    }
+    return agent
+  }
+
   /** What a create or a spare has started so far, for the teardown of one that fails. */
   interface Held {
     pid: number | null
@@ -360,8 +397,11 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await launch(record, dir, machineDir, '', held, {}, () => undefined)
       // The state is loaded ahead too, but not when it carries the RAM: that would fill a private
       // copy of the guest's memory for a clone that may never come.
-      if (!config.ramInState) await migrateFromFile(held.qmp!, machineFiles(machineDir).state, migrateTimeoutMs)
-      return { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: !config.ramInState }
+      if (config.ramInState) return { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: false }
+      await migrateFromFile(held.qmp!, machineFiles(machineDir).state, migrateTimeoutMs)
+      const spare: Spare = { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: true }
+      spare.agent = await warmSpare(spare, config, nic)
+      return spare
     } catch (err) {
       await teardown(id, dir, held.pid, held.qmp).catch(() => undefined)
       throw err
@@ -370,11 +410,16 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
 
   /**
    * Gives a spare to sandbox `id`: its directory and cgroup take the sandbox's name (QEMU keeps
-   * its open files and sockets across the rename). False, with the spare gone and `dir` empty
-   * again, when that fails: the caller starts a QEMU itself.
+   * its open files and sockets across the rename), its disk and tap go into `record`. False, with
+   * the spare gone, `record` as it was and `dir` empty again, when that fails: the caller starts a
+   * QEMU itself.
    */
   async function takeOver(spare: Spare, id: string, dir: string, record: VmRecord): Promise<boolean> {
+    const nic = record.nic
     record.diskPath = join(disksDir, `${spare.id}.qcow2`)
+    // The spare's device sits on the spare's tap, which stays this VM's: moved into its namespace,
+    // or (without a network) deleted on the host, not on the create's path; a destroy deletes it again.
+    if (nic) record.nic = { ...nic, tap: tapName(spare.id) }
     try {
       // `dir` is an empty directory (made to claim the id): a rename replaces it.
       await rename(spare.dir, dir)
@@ -383,7 +428,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       return true
     } catch (err) {
       delete record.diskPath
+      if (nic) record.nic = nic
       log.warn({ err, spare: spare.id, sandboxId: id }, 'taking over a spare QEMU failed; starting one')
+      spare.agent?.close()
       await teardown(spare.id, spare.dir, spare.pid, spare.qmp).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       await rm(join(disksDir, `${spare.id}.qcow2`), { force: true })
@@ -397,7 +444,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     perMachine: options.sparesPerMachine ?? 2,
     maxMachines: options.spareMachines ?? 4,
     start: startSpare,
-    discard: (spare) => teardown(spare.id, spare.dir, spare.pid, spare.qmp),
+    discard: (spare) => {
+      spare.agent?.close()
+      return teardown(spare.id, spare.dir, spare.pid, spare.qmp)
+    },
     logger: log,
   })
 
@@ -426,15 +476,14 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     try {
       const spare = machine ? spares.take(machine.dir) : null
       let loaded = false
+      let warmAgent: GuestAgent | undefined
       if (spare && (await takeOver(spare, spec.id, dir, record))) {
         held.pid = spare.pid
         held.qmp = spare.qmp
         loaded = spare.loaded
-        // The spare's device sits on the spare's tap: this VM's from now on, or none without a network.
-        const spareTap = tapName(spare.id)
-        if (record.nic) record.nic = { ...record.nic, tap: net.mode === 'netns' ? spareTap : null }
-        if (record.nic && net.mode !== 'netns') await removeTap(spareTap)
-        await writeVmRecord(files.record, record)
+        warmAgent = spare.agent
+        // Nothing uses it, and a spawn of ip here cost 30-190 ms of the create on a loaded host.
+        if (record.nic?.tap && net.mode !== 'netns') void removeTap(record.nic.tap).catch(() => undefined)
         mark('spare')
       } else {
         const ip = !machine && net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : undefined
@@ -445,12 +494,23 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       // QEMU holds its tap: into the sandbox's namespace with it, before the guest runs.
       if (record.nic?.tap && net.mode === 'netns') {
         await plugTap(record.nic.tap, net.netnsPath)
-        mark('network')
+        mark('tap')
       }
       const pid = held.pid!
       const qmp = held.qmp!
       let agent: GuestAgent
-      if (machine) {
+      if (machine && warmAgent) {
+        // A warmed spare: its agent is connected and its link is down already.
+        agent = warmAgent
+        await qmp.call('cont')
+        mark('cont')
+        await freshen(agent, hostname, config?.identityHelper === true)
+        mark('identity')
+        if (record.nic && net.mode === 'netns') {
+          await guestNetwork(agent, record.nic.mac, { address: net.address, gateway: net.gateway })
+          mark('network')
+        }
+      } else if (machine) {
         // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
         const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
         agentReady.catch(() => undefined)
@@ -465,9 +525,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         mark('identity')
         if (record.nic) {
           // Its machine's link address and IP are in its memory: its own replace them.
-          const args = net.mode === 'netns' ? [record.nic.mac, net.address, net.gateway] : ['', '', '']
-          const r = await agent.run(guestBusybox, ['sh', '-c', guestNetworkScript, 'sandstorm-network', ...args])
-          if (r.exitCode !== 0) throw new SandstormError('internal', `giving the clone its network failed: ${r.stderr.toString().trim()}`)
+          await guestNetwork(agent, record.nic.mac, net.mode === 'netns' ? { address: net.address, gateway: net.gateway } : null)
           mark('network')
         }
       } else {

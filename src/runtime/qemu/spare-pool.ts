@@ -10,6 +10,7 @@
 import { existsSync, watch, type FSWatcher } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../../shared/index.js'
+import type { GuestAgent } from './guest-agent.js'
 import type { JsonChannel } from './json-channel.js'
 
 /** A started, paused QEMU waiting for a clone of one machine. */
@@ -21,6 +22,12 @@ export interface Spare {
   qmp: JsonChannel
   /** The machine's device state is loaded already (the guest waits paused): a clone only continues it. */
   loaded: boolean
+  /**
+   * The guest ran once already and was stopped again (see warmSpare in backend.ts): its guest
+   * agent is connected, and QEMU has translated the guest's exec path, so that a clone's identity
+   * step and its first command find them ready. Absent on a spare that never ran.
+   */
+  agent?: GuestAgent
 }
 
 /** Options of a spare pool. */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import { overlayMountData, unmount } from '../../storage/index.js'
-import type { ExecSpec, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, TerminalSize } from '../backend.js'
+import type { ExecSpec, OutputSink, RootfsSpec, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, TerminalSize } from '../backend.js'
 import { checkTerminalSize } from '../terminal-size.js'
 import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, setSandboxCpuWeight, thawSandbox } from './cgroups.js'
 import { attachInit } from './init-attach.js'
@@ -13,6 +13,7 @@ import { startInitChild, type SandboxChild } from './init-child.js'
 import { initAlive, killInit } from './init-kill.js'
 import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
+import { switchRoot } from './root-switch.js'
 import { buildOciSpec, defaultPath } from './oci-spec.js'
 import { sandboxSeccompProgram } from './seccomp-program.js'
 import { createRuncCli, type RuncContainer } from './runc-cli.js'
@@ -58,6 +59,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
 
   async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number, pty?: TerminalSize): Promise<SandboxChild> {
     paths(id)
+    // A command asked for while the root is switched starts on the new root.
+    await renewing.get(id)?.catch(() => undefined)
     if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
     const options = {
       sandboxId: id,
@@ -107,6 +110,30 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   }
   /** Sandboxes paused by their user (a snapshot's momentary freeze is not a pause). */
   const paused = new Set<string>()
+  /** Sandboxes whose root is being switched (renew). */
+  const renewing = new Map<string, Promise<void>>()
+
+  /** The reset and the root switch of a restore in place (see RuntimeBackend.renew). */
+  async function renew(id: string, rootfs: RootfsSpec, env: Record<string, string>): Promise<void> {
+    const p = paths(id)
+    if (paused.has(id)) throw new SandstormError('failed_precondition', 'the sandbox is paused: resume it first')
+    const init = runc.initProcess(id)
+    if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', 'the sandbox is not running')
+    const left = await (await channelTo(id)).reset().catch((err: unknown) => {
+      throw new SandstormError('internal', "the sandbox's init did not answer the reset of a restore", { cause: err })
+    })
+    if (left !== 0) throw new SandstormError('internal', 'a process of the sandbox outlived SIGKILL: its root is not switched')
+    await switchRoot(init, rootfs)
+    // The config says what the sandbox runs on now, for an agent that adopts it after a restart.
+    const config = JSON.parse(readFileSync(p.config, 'utf8')) as { process: { env: string[] }; mounts: { destination: string; options?: string[] }[] }
+    const root = config.mounts.find((m) => m.destination === '/')
+    if (root?.options) root.options = root.options.map((o) => (o.startsWith('lowerdir=') ? overlayMountData({ lowerDirs: rootfs.lowerDirs, upperDir: rootfs.upperDir!, workDir: rootfs.workDir! }) : o))
+    const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`)
+    config.process.env = [`PATH=${defaultPath}`, 'HOME=/root', ...vars]
+    writeFileSync(`${p.config}.tmp`, JSON.stringify(config), { mode: 0o600 })
+    renameSync(`${p.config}.tmp`, p.config)
+    envCache.set(id, vars.filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
+  }
 
   /** The abstract name the sandbox's init listens on, from its config (none in configs of older versions). */
   async function listenNameOf(id: string): Promise<string | undefined> {
@@ -197,6 +224,11 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       paused.add(id)
     },
     freeze: (id) => freezeSandbox(checked(id)),
+    renew(id, rootfs, env) {
+      const run = renew(id, rootfs, env).finally(() => renewing.get(id) === run && renewing.delete(id))
+      renewing.set(id, run)
+      return run
+    },
     thaw: (id) => thawSandbox(checked(id)),
     async resume(id, call) {
       await runc.resume(checked(id), call)

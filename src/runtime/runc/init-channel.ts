@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net'
 
 /** Frame types to the sandbox's init (see native/sandbox-init.c). */
-const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6, execPty: 7, resize: 8 } as const
+const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6, execPty: 7, resize: 8, reset: 9 } as const
 /** Frame types from it. */
-const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7, ready: 8 } as const
+const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7, ready: 8, reset: 9 } as const
 
 /** Frames larger than this end the channel: the init never sends them (it reads 64 KiB at a time). */
 const maxFrame = 1 << 20
@@ -31,8 +31,11 @@ export interface CommandEvents {
   ack(bytes: number): void
   /** The command's stdin is closed: it exited, or closed it itself. */
   stdinGone(): void
-  /** The command ended (128 + n when signal n killed it); also when the channel is lost (137). */
-  exit(status: number): void
+  /**
+   * The command ended (128 + n when signal n killed it); also when the channel is lost (137).
+   * `byReset`: the init killed it for a `reset` (a restore of the sandbox).
+   */
+  exit(status: number, byReset?: boolean): void
 }
 
 /** The agent's end of the socket it handed the sandbox's init at `runc run`. */
@@ -53,6 +56,12 @@ export interface InitChannel {
   resume(id: number): void
   /** Sets the size of a command's terminal (ignored by the init for a command without one). */
   resize(id: number, cols: number, rows: number): void
+  /**
+   * Has the init kill and reap every other process of the sandbox, ending every command (each
+   * told `byReset`). Resolves with how many processes were left when the init stopped waiting
+   * (0: none); rejects if the channel ends first.
+   */
+  reset(): Promise<number>
   close(): void
 }
 
@@ -63,6 +72,7 @@ export interface InitChannel {
  */
 export function createInitChannel(socket: Socket): InitChannel {
   const commands = new Map<number, CommandEvents>()
+  const resets = new Map<number, { resolve(left: number): void; reject(err: Error): void }>()
   let nextId = 1
   let open = true
   let isReady = false
@@ -93,6 +103,10 @@ export function createInitChannel(socket: Socket): InitChannel {
   })
 
   function receive(type: number, id: number, payload: Buffer) {
+    if (type === fromInit.reset && payload.length >= 4) {
+      resets.get(id)?.resolve(payload.readUInt32LE(0))
+      return resets.delete(id)
+    }
     if (type === fromInit.ready && payload.length >= 4) {
       isReady = true
       holdLoop()
@@ -116,7 +130,7 @@ export function createInitChannel(socket: Socket): InitChannel {
         return events.stdinGone()
       case fromInit.exit:
         forget(id)
-        return events.exit(payload.readUInt32LE(0))
+        return events.exit(payload.readUInt32LE(0), payload.length >= 5 && payload[4] === 1)
     }
   }
 
@@ -128,6 +142,8 @@ export function createInitChannel(socket: Socket): InitChannel {
     socket.destroy()
     const left = [...commands.values()]
     commands.clear()
+    for (const waiting of resets.values()) waiting.reject(new Error("the channel to the sandbox's init ended"))
+    resets.clear()
     for (const events of left) {
       events.stdinGone()
       events.exit(137)
@@ -175,6 +191,14 @@ export function createInitChannel(socket: Socket): InitChannel {
     pause: (id) => send(toInit.pause, id),
     resume: (id) => send(toInit.resume, id),
     resize: (id, cols, rows) => send(toInit.resize, id, cells(cols, rows)),
+    reset() {
+      if (!open) return Promise.reject(new Error("the channel to the sandbox's init ended"))
+      const id = nextId++
+      const answer = new Promise<number>((resolve, reject) => resets.set(id, { resolve, reject }))
+      socket.ref()
+      send(toInit.reset, id)
+      return answer.finally(holdLoop)
+    },
     close: lose,
   }
 }

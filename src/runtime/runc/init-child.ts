@@ -56,8 +56,8 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   let stdinOpen = true
   let unacked = 0
   let onAck: (() => void) | undefined
-  let onExit!: (status: number) => void
-  const exited = new Promise<number>((resolve) => (onExit = resolve))
+  let onExit!: (exit: { status: number; byReset: boolean }) => void
+  const exited = new Promise<{ status: number; byReset: boolean }>((resolve) => (onExit = resolve))
 
   let id = 0
   const deliver = (stream: PassThrough, data: Buffer) => {
@@ -86,7 +86,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
         stdinOpen = false
         onAck?.()
       },
-      exit: (status) => onExit(status),
+      exit: (status, byReset) => onExit({ status, byReset: byReset === true }),
     })
   })
 
@@ -108,7 +108,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   const onAbort = () => void killTree('SIGKILL')
   options.killSignal?.addEventListener('abort', onAbort, { once: true })
 
-  const result = exited.then(async (exitCode): Promise<ProcessResult> => {
+  const result = exited.then(async ({ status: exitCode, byReset }): Promise<ProcessResult> => {
     ended = true
     stdinOpen = false
     onAck?.()
@@ -121,7 +121,14 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
     stdout.end()
     stderr.end()
     await Promise.all([stdout, stderr].map((s) => finished(s).catch(() => undefined)))
-    return { exitCode, signal: sentSignal ?? (oomKilled ? 'SIGKILL' : null), timedOut, oomKilled, durationMs: Date.now() - startedAt }
+    return {
+      exitCode,
+      signal: sentSignal ?? (oomKilled || byReset ? 'SIGKILL' : null),
+      timedOut,
+      oomKilled,
+      durationMs: Date.now() - startedAt,
+      ...(byReset ? { restored: true } : {}),
+    }
   })
 
   return {

@@ -38,6 +38,8 @@ export const hostHelpers = {
   seccompBpf: fileURLToPath(new URL('../../../native/seccomp-bpf', import.meta.url)),
   /** Run on the host only: hands a restarted agent's channel to a sandbox's init (native/init-attach.c). */
   initAttach: fileURLToPath(new URL('../../../native/init-attach', import.meta.url)),
+  /** Run on the host only: switches a running sandbox's root to a new overlay, for a restore in place (native/root-switch.c). */
+  rootSwitch: fileURLToPath(new URL('../../../native/root-switch', import.meta.url)),
 } as const
 
 /** The cgroup (v1 cgroupfs path) of a sandbox; runc creates it under every controller. */

@@ -58,4 +58,18 @@ export interface StorageDriver {
   lowerDirOf(layerDir: string): string
   /** Removes a writable dir or a layer made by this driver. Safe to call twice. */
   remove(path: string): Promise<void>
+  /**
+   * Makes a fresh upper and work dir for the writable dir at `path` (in use by a sandbox), over
+   * `from`, on the same filesystem and quota: the sandbox's root is switched to them, then
+   * `commit` puts them in the place of the old ones (whose removal runs after it answers), or
+   * `abort` removes them. Optional: overlay only (a btrfs writable dir is a snapshot of its layer).
+   */
+  renewWritable?(path: string, from: LayerSource | null): Promise<RenewedWritable>
+}
+
+/** A writable dir's next upper and work dirs, made beside the ones in use. */
+export interface RenewedWritable {
+  dirs: WritableDirs
+  commit(): Promise<void>
+  abort(): Promise<void>
 }

@@ -65,6 +65,12 @@ export interface LayerStore {
   readonly driver: StorageDriver
   /** Makes the writable dir of a new sandbox, empty or starting at layer `fromId`, with the quota `options.diskMiB`; `meta` is kept with it. */
   prepare(sandboxId: string, fromId: string | null, meta?: Record<string, unknown>, options?: WritableOptions): Promise<WritableDirs>
+  /**
+   * Makes a fresh writable layer for sandbox `sandboxId`, starting at layer `fromId`, inside its
+   * writable dir (same quota) while the old one is still in use; `commit` records it in the old
+   * one's place (with `meta`). Null where the driver cannot (btrfs): `prepare` a new dir instead.
+   */
+  renew(sandboxId: string, fromId: string, meta: Record<string, unknown>): Promise<{ dirs: WritableDirs; commit(): Promise<void>; abort(): Promise<void> } | null>
   /** What a sandbox's writable dir uses of its quota; null without a quota (or a writable dir). */
   usage(sandboxId: string): Promise<DiskUsage | null>
   /** What `prepare` was given as `meta` for a sandbox, or null if it has no writable dir here. */
@@ -195,6 +201,25 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
         await driver.remove(path).catch(() => undefined)
         await rm(recordFile, { force: true })
         throw err
+      }
+    },
+
+    async renew(sandboxId, fromId, meta) {
+      await ready
+      const path = join(writableDir, checkId(sandboxId, 'sandbox'))
+      if (!driver.renewWritable || !(await readWritable(sandboxId))) return null
+      const from = await get(fromId)
+      const renewed = await driver.renewWritable(path, { dir: treeOf(from.id), chain: from.chain.map(treeOf) })
+      return {
+        dirs: renewed.dirs,
+        abort: renewed.abort,
+        async commit() {
+          const record = { layers: [from.id, ...from.chain], from: fromId, meta }
+          await renewed.commit()
+          writeFileSync(join(writableDir, `${sandboxId}.json.tmp`), JSON.stringify(record))
+          renameSync(join(writableDir, `${sandboxId}.json.tmp`), join(writableDir, `${sandboxId}.json`))
+          writables.set(sandboxId, record)
+        },
       }
     },
 

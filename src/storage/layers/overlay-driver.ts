@@ -1,8 +1,10 @@
+import { mkdirSync, renameSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
 import { diskImageUsage, mountDiskImage, removeDiskImage } from './disk-image.js'
-import type { LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import type { LayerSource, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { copyUpper, warmCopier } from './tree-copier.js'
 
 /**
@@ -26,6 +28,30 @@ export function createOverlayDriver(): StorageDriver {
     capture: (writablePath: string, layerDir: string, options?: CallOptions) => copyUpper(join(writablePath, 'upper'), layerDir, options),
     lowerDirOf: (layerDir: string) => layerDir,
     usage: diskImageUsage,
+    async renewWritable(path: string, from: LayerSource | null): Promise<RenewedWritable> {
+      // Beside the old dirs, so on their filesystem and quota: the sandbox's disk image stays.
+      // Synchronous: microseconds each, where async calls wait in libuv's pool behind whatever
+      // the last restore left to remove.
+      const next = join(path, `.next-${randomBytes(6).toString('hex')}`)
+      mkdirSync(next, { mode: 0o700 })
+      mkdirSync(join(next, 'upper'), { mode: 0o755 })
+      mkdirSync(join(next, 'work'), { mode: 0o700 })
+      return {
+        dirs: { upperDir: join(next, 'upper'), workDir: join(next, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] },
+        async commit() {
+          // The new overlay holds its dirs, not their names: renamed under it, it goes on as it was.
+          const old = `${next}.old`
+          mkdirSync(old, { mode: 0o700 })
+          renameSync(join(path, 'upper'), join(old, 'upper'))
+          renameSync(join(path, 'work'), join(old, 'work'))
+          renameSync(join(next, 'upper'), join(path, 'upper'))
+          renameSync(join(next, 'work'), join(path, 'work'))
+          void rm(next, { recursive: true, force: true }).catch(() => undefined)
+          void rm(old, { recursive: true, force: true }).catch(() => undefined)
+        },
+        abort: () => rm(next, { recursive: true, force: true }),
+      }
+    },
     async remove(path: string) {
       await removeDiskImage(path)
       // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
