@@ -119,11 +119,14 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     if (paused.has(id)) throw new SandstormError('failed_precondition', 'the sandbox is paused: resume it first')
     const init = runc.initProcess(id)
     if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', 'the sandbox is not running')
+    const startedAt = performance.now()
     const left = await (await channelTo(id)).reset().catch((err: unknown) => {
       throw new SandstormError('internal', "the sandbox's init did not answer the reset of a restore", { cause: err })
     })
     if (left !== 0) throw new SandstormError('internal', 'a process of the sandbox outlived SIGKILL: its root is not switched')
+    const resetAt = performance.now()
     await switchRoot(init, rootfs)
+    const switchedAt = performance.now()
     // The config says what the sandbox runs on now, for an agent that adopts it after a restart.
     const config = JSON.parse(readFileSync(p.config, 'utf8')) as { process: { env: string[] }; mounts: { destination: string; options?: string[] }[] }
     const root = config.mounts.find((m) => m.destination === '/')
@@ -133,6 +136,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     writeFileSync(`${p.config}.tmp`, JSON.stringify(config), { mode: 0o600 })
     renameSync(`${p.config}.tmp`, p.config)
     envCache.set(id, vars.filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
+    const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10
+    log.debug({ sandboxId: id, phasesMs: { reset: ms(startedAt, resetAt), switch: ms(resetAt, switchedAt), config: ms(switchedAt, performance.now()) } }, 'sandbox root switched')
   }
 
   /** The abstract name the sandbox's init listens on, from its config (none in configs of older versions). */

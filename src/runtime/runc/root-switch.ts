@@ -1,13 +1,15 @@
 /** A sandbox's root switched in place, by native/root-switch.c: the heart of a restore without a new container. */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { SandstormError } from '../../shared/index.js'
+import { createResidentShell, shellQuote } from '../../shared/resident-shell.js'
 import type { RootfsSpec } from '../backend.js'
 import { hostHelpers } from './layout.js'
 import type { InitProcess } from './runc-cli.js'
 
 /** The helper refused before it changed anything (its exit status 3). */
 const refusedStatus = 3
+
+// Started from a resident shell: a spawn from the agent forks the agent (tens of ms on a busy host).
+const shell = createResidentShell('root switch')
 
 /**
  * Switches the root of the sandbox whose init is `init` to `rootfs` (its upper and work dirs made by
@@ -18,12 +20,9 @@ const refusedStatus = 3
 export async function switchRoot(init: InitProcess, rootfs: RootfsSpec): Promise<void> {
   if (!rootfs.upperDir || !rootfs.workDir) throw new SandstormError('internal', 'a root switch needs the writable layer made first (upperDir, workDir)')
   const args = [String(init.pid), String(init.startTicks), rootfs.allowSetuid ? '1' : '0', rootfs.upperDir, rootfs.workDir, ...rootfs.lowerDirs]
-  const child = spawn(hostHelpers.rootSwitch, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  let complaint = ''
-  child.stderr.setEncoding('utf8').on('data', (text: string) => (complaint += text))
-  const [code] = (await Promise.all([once(child, 'exit'), once(child.stderr, 'end')]))[0] as [number | null]
+  const { code, output } = await shell.run([hostHelpers.rootSwitch, ...args].map(shellQuote).join(' '))
   if (code === 0) return
-  const why = complaint.trim().split('\n').pop() || `exit status ${code}`
+  const why = output.trim().split('\n').pop() || `exit status ${code}`
   if (code === refusedStatus) throw new SandstormError('failed_precondition', `the sandbox's root cannot be switched in place: ${why}`)
   throw new SandstormError('internal', `switching the sandbox's root failed part way: ${why}`)
 }
