@@ -229,8 +229,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         return agent.create({ ...req, id: sandboxId, template: sandbox.record.template, network: egress ? { mode: 'veth', egress } : { mode: 'none' } }, call)
       }
       const restored = await layerSnapshots.restore(sandboxId, req, call)
-      // The old instance's processes end with it; the new one has none yet.
-      sandbox.processes.clear()
+      // In place, the commands that the restore ended keep their records (and results: a late
+      // wait hears why); a new instance's processes start again from pid 1, so the old records go.
+      if (!restored.inPlace) sandbox.processes.clear()
       sandbox.users.clear()
       // So the template's start command runs again; a failure is reported, the restored sandbox kept.
       const start = (await templates.resolve(sandbox.record.template).catch(() => undefined))?.info.start

@@ -211,7 +211,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
        * network and init; its processes end and its root switches to a new layer over the
        * snapshot's), else a new instance started beside the old one, which is removed after.
        */
-      async function restoreOne(sandboxId: string, req: AgentRestoreRequest): Promise<{ template: string }> {
+      async function restoreOne(sandboxId: string, req: AgentRestoreRequest): Promise<{ template: string; inPlace?: boolean }> {
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
         const startedAt = performance.now()
         const phasesMs = (how: string, preparedAt: number, switchedAt: number) => ({ how, layer: ms(startedAt, preparedAt), switch: ms(preparedAt, switchedAt), record: ms(switchedAt, performance.now()) })
@@ -252,7 +252,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         req: AgentRestoreRequest,
         renew: NonNullable<RuntimeBackend['renew']>,
         phasesMs: (how: string, preparedAt: number, switchedAt: number) => Record<string, unknown>,
-      ): Promise<{ template: string } | null> {
+      ): Promise<{ template: string; inPlace: true } | null> {
         const snapshotMeta = metaOf((await store.get(req.snapshotId)).meta, `snapshot "${req.snapshotId}"`)
         const layerId = instances.layerOf(sandboxId)
         const current = metaOf(await store.metaOf(layerId), `sandbox "${sandboxId}"`)
@@ -266,7 +266,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         const rootfs: RootfsSpec = { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, ...setuidOf(base), upperDir: dirs.upperDir, workDir: dirs.workDir }
         const preparedAt = performance.now()
         try {
-          await renew(instances.of(sandboxId), rootfs, req.env)
+          await renew(instances.of(sandboxId), rootfs, req.env, req.snapshotId)
         } catch (err) {
           await (renewed ? renewed.abort() : store.release(next!)).catch(() => undefined)
           log.warn({ sandboxId, snapshotId: req.snapshotId, err }, 'restore in place failed; a new instance replaces the sandbox')
@@ -276,7 +276,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         if (renewed) await renewed.commit()
         else releaseLater(await instances.relayer(sandboxId, next!))
         log.info({ sandboxId, snapshotId: req.snapshotId, phasesMs: phasesMs('in place', preparedAt, switchedAt) }, 'sandbox restored')
-        return { template: snapshotMeta.template }
+        return { template: snapshotMeta.template, inPlace: true }
       }
 
       /** Whether two roots have the same read-only binds and setuid permission: a switch in place keeps both. */

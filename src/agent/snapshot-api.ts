@@ -28,9 +28,10 @@ export interface AgentSnapshotApi {
   /** Deletes a snapshot; `failed_precondition` while a snapshot or a sandbox stands on it. */
   remove(id: string, options?: CallOptions): Promise<void>
   /**
-   * Replaces a sandbox by a fresh one at the snapshot, keeping its id: the new one starts first
-   * and the old one is removed after, off the caller's path. Optional: without it, a restore is a
-   * destroy and a create.
+   * Puts a sandbox back at the snapshot, keeping its id: in place where the runtime can (its
+   * processes end, its root is switched; `inPlace`), else a new instance starts first and the old
+   * one is removed after, off the caller's path. Optional: without it, a restore is a destroy and
+   * a create.
    */
-  restore?(sandboxId: string, req: AgentRestoreRequest, options?: CallOptions): Promise<{ template: string }>
+  restore?(sandboxId: string, req: AgentRestoreRequest, options?: CallOptions): Promise<{ template: string; inPlace?: boolean }>
 }

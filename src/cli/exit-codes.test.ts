@@ -13,7 +13,7 @@ import {
 import { SandstormError } from '../shared/index.js'
 import { exitCodeOf } from './exit-codes.js'
 
-const result = { pid: 1, exitCode: 7, signal: null, timedOut: false, oomKilled: false, restored: false, durationMs: 1, stdout: '', stderr: '' }
+const result = { pid: 1, exitCode: 7, signal: null, timedOut: false, oomKilled: false, restoredTo: null, durationMs: 1, stdout: '', stderr: '' }
 
 test('errors map to the documented exit codes', () => {
   assert.equal(exitCodeOf(new CommandExitError(result)), 7)

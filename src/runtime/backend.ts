@@ -153,11 +153,12 @@ export interface RuntimeBackend {
    * Restores a running sandbox in place: every process but its init is killed (a command that
    * was running ends with `restored`), and its root becomes `rootfs` (a fresh writable layer over
    * read-only ones; its read-only binds and setuid permission must be the sandbox's own), with
-   * `env` as its environment. Namespaces, cgroups, network and init stay. Throws
+   * `env` as its environment; `snapshotId` is named in the results of the commands it ends
+   * (`restoredTo`). Namespaces, cgroups, network and init stay. Throws
    * `failed_precondition` when nothing was changed (the switch was refused), any other error
    * when it failed part way: the sandbox must then be replaced. Optional.
    */
-  renew?(id: string, rootfs: RootfsSpec, env: Record<string, string>): Promise<void>
+  renew?(id: string, rootfs: RootfsSpec, env: Record<string, string>, snapshotId: string): Promise<void>
   /**
    * Saves a running sandbox whole into `dir` (which must not exist yet): guest memory, device state
    * and disk. The sandbox goes on running. Optional: only backends whose sandboxes are machines.

@@ -12,8 +12,8 @@ export interface CommandResult {
   timedOut: boolean
   /** It was killed for using more memory than the sandbox has. */
   oomKilled: boolean
-  /** The sandbox was restored to a snapshot while the command ran, which killed it. */
-  restored: boolean
+  /** The snapshot the sandbox was restored to while the command ran, which killed it; null when none was. */
+  restoredTo: string | null
   durationMs: number
   stdout: string
   stderr: string
@@ -27,7 +27,7 @@ export function toCommandResult(pid: number, result: ProcessResult, stdout: stri
     signal: result.signal,
     timedOut: result.timedOut,
     oomKilled: result.oomKilled,
-    restored: result.restored === true,
+    restoredTo: result.restoredTo ?? null,
     durationMs: result.durationMs,
     stdout,
     stderr,

@@ -62,7 +62,7 @@ test('an error body keeps the server message; a non-JSON body says what came', (
 })
 
 test('CommandExitError carries the result and a message with the last stderr line', () => {
-  const result = { pid: 1, exitCode: 2, signal: null, timedOut: false, oomKilled: false, restored: false, durationMs: 5, stdout: 'o', stderr: 'a\nno such file\n' }
+  const result = { pid: 1, exitCode: 2, signal: null, timedOut: false, oomKilled: false, restoredTo: null, durationMs: 5, stdout: 'o', stderr: 'a\nno such file\n' }
   const err = new CommandExitError(result)
   assert.equal(err.exitCode, 2)
   assert.equal(err.stdout, 'o')
@@ -71,6 +71,6 @@ test('CommandExitError carries the result and a message with the last stderr lin
 })
 
 test('CommandExitError says when a restore of the sandbox killed the command', () => {
-  const result = { pid: 1, exitCode: 137, signal: 'SIGKILL', timedOut: false, oomKilled: false, restored: true, durationMs: 5, stdout: '', stderr: '' }
-  assert.match(new CommandExitError(result).message, /killed by a restore of its sandbox to a snapshot \(exit code 137\)/)
+  const result = { pid: 1, exitCode: 137, signal: 'SIGKILL', timedOut: false, oomKilled: false, restoredTo: 'snap-0123456789abcdef', durationMs: 5, stdout: '', stderr: '' }
+  assert.match(new CommandExitError(result).message, /killed by a restore of its sandbox to snapshot snap-0123456789abcdef \(exit code 137\)/)
 })

@@ -112,7 +112,7 @@ export class CommandExitError extends SandstormSdkError {
 }
 
 function commandExitMessage(r: CommandResult): string {
-  if (r.restored) return `the command was killed by a restore of its sandbox to a snapshot (exit code ${r.exitCode})`
+  if (r.restoredTo) return `the command was killed by a restore of its sandbox to snapshot ${r.restoredTo} (exit code ${r.exitCode})`
   if (r.oomKilled) return `the command was killed for using more memory than the sandbox has (exit code ${r.exitCode})`
   const how = r.signal ? ` after ${r.signal}` : ''
   const tail = r.stderr.trim().split('\n').slice(-1)[0] ?? ''

@@ -114,13 +114,13 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   const renewing = new Map<string, Promise<void>>()
 
   /** The reset and the root switch of a restore in place (see RuntimeBackend.renew). */
-  async function renew(id: string, rootfs: RootfsSpec, env: Record<string, string>): Promise<void> {
+  async function renew(id: string, rootfs: RootfsSpec, env: Record<string, string>, snapshotId: string): Promise<void> {
     const p = paths(id)
     if (paused.has(id)) throw new SandstormError('failed_precondition', 'the sandbox is paused: resume it first')
     const init = runc.initProcess(id)
     if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', 'the sandbox is not running')
     const startedAt = performance.now()
-    const left = await (await channelTo(id)).reset().catch((err: unknown) => {
+    const left = await (await channelTo(id)).reset(snapshotId).catch((err: unknown) => {
       throw new SandstormError('internal', "the sandbox's init did not answer the reset of a restore", { cause: err })
     })
     if (left !== 0) throw new SandstormError('internal', 'a process of the sandbox outlived SIGKILL: its root is not switched')
@@ -229,8 +229,8 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       paused.add(id)
     },
     freeze: (id) => freezeSandbox(checked(id)),
-    renew(id, rootfs, env) {
-      const run = renew(id, rootfs, env).finally(() => renewing.get(id) === run && renewing.delete(id))
+    renew(id, rootfs, env, snapshotId) {
+      const run = renew(id, rootfs, env, snapshotId).finally(() => renewing.get(id) === run && renewing.delete(id))
       renewing.set(id, run)
       return run
     },

@@ -33,9 +33,9 @@ export interface CommandEvents {
   stdinGone(): void
   /**
    * The command ended (128 + n when signal n killed it); also when the channel is lost (137).
-   * `byReset`: the init killed it for a `reset` (a restore of the sandbox).
+   * `resetBy`: the init killed it for a `reset`, which was given this tag (a restore: the snapshot's id).
    */
-  exit(status: number, byReset?: boolean): void
+  exit(status: number, resetBy?: string): void
 }
 
 /** The agent's end of the socket it handed the sandbox's init at `runc run`. */
@@ -58,10 +58,10 @@ export interface InitChannel {
   resize(id: number, cols: number, rows: number): void
   /**
    * Has the init kill and reap every other process of the sandbox, ending every command (each
-   * told `byReset`). Resolves with how many processes were left when the init stopped waiting
+   * told `resetBy: tag`). Resolves with how many processes were left when the init stopped waiting
    * (0: none); rejects if the channel ends first.
    */
-  reset(): Promise<number>
+  reset(tag: string): Promise<number>
   close(): void
 }
 
@@ -73,6 +73,8 @@ export interface InitChannel {
 export function createInitChannel(socket: Socket): InitChannel {
   const commands = new Map<number, CommandEvents>()
   const resets = new Map<number, { resolve(left: number): void; reject(err: Error): void }>()
+  // The tag of the last reset asked for: the commands it ends are reported before its answer.
+  let resetTag = ''
   let nextId = 1
   let open = true
   let isReady = false
@@ -130,7 +132,7 @@ export function createInitChannel(socket: Socket): InitChannel {
         return events.stdinGone()
       case fromInit.exit:
         forget(id)
-        return events.exit(payload.readUInt32LE(0), payload.length >= 5 && payload[4] === 1)
+        return events.exit(payload.readUInt32LE(0), payload.length >= 5 && payload[4] === 1 ? resetTag : undefined)
     }
   }
 
@@ -191,8 +193,9 @@ export function createInitChannel(socket: Socket): InitChannel {
     pause: (id) => send(toInit.pause, id),
     resume: (id) => send(toInit.resume, id),
     resize: (id, cols, rows) => send(toInit.resize, id, cells(cols, rows)),
-    reset() {
+    reset(tag) {
       if (!open) return Promise.reject(new Error("the channel to the sandbox's init ended"))
+      resetTag = tag
       const id = nextId++
       const answer = new Promise<number>((resolve, reject) => resets.set(id, { resolve, reject }))
       socket.ref()

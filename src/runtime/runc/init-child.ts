@@ -56,8 +56,8 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   let stdinOpen = true
   let unacked = 0
   let onAck: (() => void) | undefined
-  let onExit!: (exit: { status: number; byReset: boolean }) => void
-  const exited = new Promise<{ status: number; byReset: boolean }>((resolve) => (onExit = resolve))
+  let onExit!: (exit: { status: number; resetBy?: string }) => void
+  const exited = new Promise<{ status: number; resetBy?: string }>((resolve) => (onExit = resolve))
 
   let id = 0
   const deliver = (stream: PassThrough, data: Buffer) => {
@@ -86,7 +86,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
         stdinOpen = false
         onAck?.()
       },
-      exit: (status, byReset) => onExit({ status, byReset: byReset === true }),
+      exit: (status, resetBy) => onExit({ status, resetBy }),
     })
   })
 
@@ -108,7 +108,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   const onAbort = () => void killTree('SIGKILL')
   options.killSignal?.addEventListener('abort', onAbort, { once: true })
 
-  const result = exited.then(async ({ status: exitCode, byReset }): Promise<ProcessResult> => {
+  const result = exited.then(async ({ status: exitCode, resetBy }): Promise<ProcessResult> => {
     ended = true
     stdinOpen = false
     onAck?.()
@@ -123,11 +123,11 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
     await Promise.all([stdout, stderr].map((s) => finished(s).catch(() => undefined)))
     return {
       exitCode,
-      signal: sentSignal ?? (oomKilled || byReset ? 'SIGKILL' : null),
+      signal: sentSignal ?? (oomKilled || resetBy !== undefined ? 'SIGKILL' : null),
       timedOut,
       oomKilled,
       durationMs: Date.now() - startedAt,
-      ...(byReset ? { restored: true } : {}),
+      ...(resetBy !== undefined ? { restoredTo: resetBy } : {}),
     }
   })
 

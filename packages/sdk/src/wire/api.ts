@@ -163,8 +163,8 @@ export interface ProcessResult {
   timedOut: boolean
   oomKilled: boolean
   durationMs: number
-  /** The sandbox was restored to a snapshot while it ran: the restore killed it (and every other process). */
-  restored?: boolean
+  /** The snapshot its sandbox was restored to while it ran: the restore killed it (and every other process). */
+  restoredTo?: string
 }
 
 /** One sample of a sandbox's usage: GET /v1/sandboxes/:id/metrics answers the series taken every few seconds, /usage one taken now. */
