@@ -18,6 +18,11 @@ import { buildOciSpec, defaultPath } from './oci-spec.js'
 import { sandboxSeccompProgram } from './seccomp-program.js'
 import { createRuncCli, type RuncContainer } from './runc-cli.js'
 
+/** The longest wait for the init's answer to a reset. */
+const resetWaitMs = 10_000
+
+const rejectAfter = (ms: number) => new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())
+
 /** Options of the runc backend. */
 export interface RuncBackendOptions extends RuncLayout {
   /** The OCI runtime binary. @default 'runc' */
@@ -120,7 +125,9 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     const init = runc.initProcess(id)
     if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', 'the sandbox is not running')
     const startedAt = performance.now()
-    const left = await (await channelTo(id)).reset(snapshotId).catch((err: unknown) => {
+    // The init answers within its own 2 s kill wait; a frozen one (a pause raced the restore) never does.
+    const channel = await channelTo(id)
+    const left = await Promise.race([channel.reset(snapshotId), rejectAfter(resetWaitMs)]).catch((err: unknown) => {
       throw new SandstormError('internal', "the sandbox's init did not answer the reset of a restore", { cause: err })
     })
     if (left !== 0) throw new SandstormError('internal', 'a process of the sandbox outlived SIGKILL: its root is not switched')
