@@ -4,7 +4,8 @@
  * The guest cannot use more RAM than it was given, so the host limit only catches QEMU itself;
  * a guest that runs out of memory meets its own kernel's OOM killer inside.
  */
-import { mkdir, readFile, rename, rmdir, writeFile } from 'node:fs/promises'
+import { renameSync } from 'node:fs'
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -58,8 +59,9 @@ export function vmCgroup(id: string): VmCgroup {
       return { memoryBytes, cpuNanos, pids }
     },
     async rename(toId) {
-      // cgroup v1 renames a group in place, within its parent: no process moves.
-      for (const c of controllers) await rename(dirOf(c), join(root, c, 'sandstorm', toId))
+      // cgroup v1 renames a group in place, within its parent: no process moves. Synchronous: a
+      // clone from a spare waits for these, and each took a trip through libuv's pool otherwise.
+      for (const c of controllers) renameSync(dirOf(c), join(root, c, 'sandstorm', toId))
     },
     async remove() {
       for (const d of dirs) {
