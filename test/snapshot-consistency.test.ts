@@ -6,12 +6,13 @@
  * On both storage drivers.
  */
 import assert from 'node:assert/strict'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { deleteSnapshot, Sandbox } from '@sandstorm/sdk'
+import { CommandExitError, deleteSnapshot, Sandbox } from '@sandstorm/sdk'
 import { btrfsSkipReason, makeBtrfsLoop, type BtrfsLoop } from './helpers/btrfs-loop.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
+import { until } from './helpers/until.js'
 
 /** Bytes of each write: large enough that a copy or a snapshot in its middle would split it. */
 const fileBytes = 1024 * 1024
@@ -94,6 +95,33 @@ function consistencySuite(driver: 'overlay' | 'btrfs', open: () => Promise<Stack
         await sb.kill(conn)
         for (const id of taken.reverse()) await deleteSnapshot(id, conn).catch(() => undefined)
       }
+    })
+
+    it('restores in place: a writer running at the restore ends, the files are the snapshot\'s, and no writable layer is left over', async (t) => {
+      if (!stack) return t.skip(skipped)
+      const { conn } = stack
+      const writableDir = join(stack.dataDir, 'storage', 'writable')
+      const layers = async () => (await readdir(writableDir)).filter((n) => !n.endsWith('.json')).sort()
+      const initial = await layers()
+      const sb = await Sandbox.create('debian', { ...conn })
+      let snapId = ''
+      try {
+        await sb.commands.run('mkdir -p /kept && echo one > /kept/a', { ...conn })
+        const snap = await sb.snapshot(conn)
+        snapId = snap.id
+        const before = await layers()
+        const writer = await sb.commands.run('while :; do echo x >> /kept/b; done', { ...conn, background: true })
+        await sb.restore(snap.id, conn)
+        await assert.rejects(writer.wait(), (err: unknown) => err instanceof CommandExitError && err.result.restoredTo === snap.id)
+        const after = await sb.commands.run('cat /kept/a; ls /kept', { ...conn })
+        assert.equal(after.stdout, 'one\na\n')
+        // overlay: the same writable dir, a new upper in it; btrfs: a new writable dir in the old one's place.
+        await until('the replaced writable layer is removed', async () => (await layers()).length === before.length)
+      } finally {
+        await sb.kill(conn)
+        if (snapId) await deleteSnapshot(snapId, conn).catch(() => undefined)
+      }
+      await until('no writable layer of the sandbox is left', async () => JSON.stringify(await layers()) === JSON.stringify(initial))
     })
   })
 }
