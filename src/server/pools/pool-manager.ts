@@ -190,6 +190,13 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
   }
 
   /**
+   * Restores of pooled sandboxes under way, by pool. The pool refills once the last one ends: a
+   * start begun after the first of a fork's restores would take the CPU (runc's fork, the layer)
+   * from the other restores of the same fork.
+   */
+  const restoring = new Map<WarmPool, number>()
+
+  /**
    * A create from a snapshot: a ready sandbox of the snapshot's template's pool, of the config the
    * create asks for, is restored to the snapshot and handed over; else (or when that restore
    * fails) the sandbox starts cold. Concurrent creates (a fork of N) each take one while any is ready.
@@ -202,6 +209,7 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
       // Golden or not, and of whichever version: the restore replaces its root whole.
       const taken = pool.take()
       if (taken) {
+        restoring.set(pool, (restoring.get(pool) ?? 0) + 1)
         try {
           const info = await restoreHandedOver({ agent, sandboxes, logger: log }, taken, input, network, snapshotId, callOptions)
           recordHit(pool, taken.id, startedAt)
@@ -209,7 +217,12 @@ export function createWarmPools(options: WarmPoolsOptions): WarmPools {
         } catch (err) {
           log.warn({ sandboxId: taken.id, snapshotId, err }, 'a pooled sandbox could not be restored to a snapshot; destroyed it, starting one cold')
         } finally {
-          pool.refill()
+          const left = restoring.get(pool)! - 1
+          if (left > 0) restoring.set(pool, left)
+          else {
+            restoring.delete(pool)
+            pool.refill()
+          }
         }
       }
       recordMiss(pool)

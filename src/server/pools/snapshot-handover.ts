@@ -25,8 +25,8 @@ export function matchesPoolFromSnapshot(input: CreateSandboxInput, network: Sand
 }
 
 /**
- * Whether the agent can restore a pooled sandbox of `template` to the snapshot: it restores in
- * place (a fleet's router cannot: the snapshot may sit on another host than the pool's sandbox),
+ * Whether the agent can restore a pooled sandbox of `template` to the snapshot: it restores
+ * sandboxes (a fleet's router does not: the snapshot may sit on another host than the pool's sandbox),
  * the snapshot is of that template, and it holds filesystem layers, not a saved machine (a
  * machine comes back by a start of its own, so a pooled sandbox would save nothing).
  */
