@@ -2,6 +2,7 @@
  * Gives a running sandbox a new root: a restore without a new container.
  *
  *   root-switch PID START_TICKS SETUID UPPER WORK LOWER...   (on the host, as root)
+ *   root-switch --serve                                       (the same, resident: see serve)
  *
  * PID and START_TICKS name the sandbox's init as runc recorded it; the agent has had the init kill
  * every other process of the sandbox first (sandbox-init.c, RESET), so that nothing of the sandbox
@@ -33,6 +34,8 @@
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,16 +58,46 @@
 #endif
 
 static const char *stage = "start";
+/* In serve mode, the id of the request this process works on; -1 when run from a command line. */
+static long long request_id = -1;
+
+static void put32(char *at, uint32_t v) {
+  for (int i = 0; i < 4; i++) at[i] = (char)(v >> (8 * i));
+}
+
+/* A served request's answer, in one write of at most PIPE_BUF bytes: answers never interleave. */
+static void answer(uint32_t id, int status, const char *message) {
+  char frame[4096];
+  size_t n = strlen(message);
+  if (n > sizeof frame - 12) n = sizeof frame - 12;
+  put32(frame, id);
+  put32(frame + 4, (uint32_t)status);
+  put32(frame + 8, (uint32_t)n);
+  memcpy(frame + 12, message, n);
+  if (write(1, frame, 12 + n) < 0) _exit(1);
+}
+
+/* Ends this process with `status`: a command line's exit, or a served request's answer. */
+static void finish(int status, const char *message) {
+  if (request_id < 0) {
+    if (*message) fprintf(stderr, "%s\n", message);
+    exit(status);
+  }
+  answer((uint32_t)request_id, status, message);
+  _exit(status);
+}
 
 static int give_up(int status, const char *fmt, ...) {
   int saved = errno;
+  char message[1024];
+  int at = snprintf(message, sizeof message, "root-switch (%s): ", stage);
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "root-switch (%s): ", stage);
-  vfprintf(stderr, fmt, ap);
+  at += vsnprintf(message + at, sizeof message - (size_t)at, fmt, ap);
   va_end(ap);
-  fprintf(stderr, ": %s\n", saved ? strerror(saved) : "refused");
-  exit(status);
+  if (at < (int)sizeof message) snprintf(message + at, sizeof message - (size_t)at, ": %s", saved ? strerror(saved) : "refused");
+  finish(status, message);
+  return status;
 }
 
 static int fs_open(const char *type) { return (int)syscall(SYS_fsopen, type, FSOPEN_CLOEXEC); }
@@ -280,13 +313,12 @@ static void empty_sysv(void) {
   }
 }
 
-int main(int argc, char **argv) {
+static int switch_root(int argc, char **argv) {
   char *end = NULL;
   long pid = argc >= 7 ? strtol(argv[1], &end, 10) : 0;
   long long ticks = argc >= 7 && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
   if (pid <= 1 || ticks < 0 || *end != 0 || (strcmp(argv[3], "0") && strcmp(argv[3], "1"))) {
-    fprintf(stderr, "usage: root-switch PID START_TICKS SETUID(0|1) UPPER WORK LOWER...\n");
-    return 2;
+    finish(2, "usage: root-switch PID START_TICKS SETUID(0|1) UPPER WORK LOWER... | --serve");
   }
   int setuid_ok = argv[3][0] == '1';
   umask(0);
@@ -359,4 +391,56 @@ int main(int argc, char **argv) {
   stage = "IPC";
   empty_sysv();
   return 0;
+}
+
+/*
+ * Resident for an agent, so that a restore forks neither the agent nor a shell: requests come on
+ * stdin (u32 id, u32 length, then the arguments of the command line, each NUL-terminated), each
+ * is done by a child forked for it (a process that joined a sandbox's namespaces is never used
+ * again), so several run at once, and each child answers on stdout (u32 id, u32 exit status, u32
+ * length, message). Ends at the end of stdin.
+ */
+static int serve(void) {
+  signal(SIGCHLD, SIG_IGN); /* children are reaped by the kernel */
+  for (;;) {
+    char head[8];
+    size_t got = 0;
+    while (got < sizeof head) {
+      ssize_t n = read(0, head + got, sizeof head - got);
+      if (n <= 0) return n == 0 && got == 0 ? 0 : 2;
+      got += (size_t)n;
+    }
+    uint32_t id = (uint32_t)(unsigned char)head[0] | (uint32_t)(unsigned char)head[1] << 8 | (uint32_t)(unsigned char)head[2] << 16 | (uint32_t)(unsigned char)head[3] << 24;
+    uint32_t length = (uint32_t)(unsigned char)head[4] | (uint32_t)(unsigned char)head[5] << 8 | (uint32_t)(unsigned char)head[6] << 16 | (uint32_t)(unsigned char)head[7] << 24;
+    if (length == 0 || length > (1u << 16)) return 2;
+    char *args = malloc(length + 1);
+    for (got = 0; got < length;) {
+      ssize_t n = read(0, args + got, length - got);
+      if (n <= 0) return 2;
+      got += (size_t)n;
+    }
+    args[length] = 0;
+    char *argv[512];
+    int argc = 0;
+    argv[argc++] = "root-switch";
+    for (char *at = args; at < args + length && argc < 511; at += strlen(at) + 1) argv[argc++] = at;
+    argv[argc] = NULL;
+    pid_t child = fork();
+    if (child == 0) {
+      signal(SIGCHLD, SIG_DFL);
+      request_id = id;
+      finish(switch_root(argc, argv), "");
+    }
+    if (child < 0) {
+      char message[128];
+      snprintf(message, sizeof message, "root-switch: fork: %s", strerror(errno));
+      answer(id, REFUSED, message);
+    }
+    free(args);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--serve") == 0) return serve();
+  return switch_root(argc, argv);
 }
