@@ -386,4 +386,31 @@ describe('a restore leaves nothing of the state it replaced (runc)', { skip, tim
     assert.ok('error' in outcome && outcome.error instanceof CommandExitError, `expected a CommandExitError, got ${seen}`)
     assert.notEqual(outcome.error.exitCode, 0, seen)
   })
+
+  it('commands started while a restore runs either end with it or start on the new root: none slips in between', { timeout: 180_000 }, async () => {
+    const sbx = await create()
+    const snap = await snapshotOf(sbx)
+    // Each command marks its start in /tmp of the root it runs on, then sleeps. One that reached
+    // the init between its reset and the root switch would run on with its mark in the old root.
+    const started = Array.from({ length: 24 }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 2))
+      return sbx.commands.run('echo > /tmp/mark-$$; exec sleep 100000', { background: true })
+    })
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    await sbx.restore(snap.id)
+    const handles = await Promise.all(started)
+    const marks = (await sh(sbx, 'ls /tmp | grep ^mark- || true')).stdout.split('\n').filter(Boolean)
+    const running = (await sbx.commands.list()).filter((p) => p.running).map((p) => p.pid)
+    let ended = 0
+    for (const h of handles) {
+      if (running.includes(h.pid)) {
+        assert.ok(marks.includes(`mark-${h.pid}`), `command ${h.pid} runs on after the restore without its mark in the new root: it started between the reset and the switch`)
+      } else {
+        ended++
+        await assert.rejects(h.wait(), (err: unknown) => err instanceof CommandExitError && err.result.restoredTo === snap.id)
+      }
+    }
+    // Both kinds happened, or the case proved nothing about the window.
+    assert.ok(ended > 0, 'no command was running at the restore')
+  })
 })

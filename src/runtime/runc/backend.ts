@@ -64,21 +64,25 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
 
   async function start(id: string, argv: string[], call: CallOptions, user = { uid: 0, gid: 0, home: '/root' }, extraEnv: string[] = [], cwd = '/', timeoutMs?: number, pty?: TerminalSize): Promise<SandboxChild> {
     paths(id)
-    // A command asked for while the root is switched starts on the new root.
-    await renewing.get(id)?.catch(() => undefined)
-    if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
-    const options = {
-      sandboxId: id,
-      argv,
-      env: [`PATH=${defaultPath}`, `HOME=${user.home}`, ...(await sandboxEnv(id)), ...extraEnv],
-      cwd,
-      uid: user.uid,
-      gid: user.gid,
-      timeoutMs: timeoutMs ?? call.timeoutMs,
-      killSignal: linkSignal({ signal: call.signal }),
-      ...(pty ? { pty } : {}),
+    for (;;) {
+      // A command asked for while the root is switched starts on the new root, after the switch:
+      // checked again after every wait, so that none reaches the init between its reset and the switch.
+      await renewing.get(id)?.catch(() => undefined)
+      if (paused.has(id)) throw new SandstormError('failed_precondition', `the sandbox is paused: resume it first`)
+      const options = {
+        sandboxId: id,
+        argv,
+        env: [`PATH=${defaultPath}`, `HOME=${user.home}`, ...(await sandboxEnv(id)), ...extraEnv],
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        timeoutMs: timeoutMs ?? call.timeoutMs,
+        killSignal: linkSignal({ signal: call.signal }),
+        ...(pty ? { pty } : {}),
+      }
+      const channel = await channelTo(id)
+      if (!renewing.has(id)) return startInitChild(channel, options)
     }
-    return startInitChild(await channelTo(id), options)
   }
 
   /** The channel to each sandbox's init: made at create, or attached on first use after a restart. */
