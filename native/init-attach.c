@@ -25,6 +25,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "start-ticks.h"
+
 #define CHANNEL 3
 #define DEFAULT_NAME "sandstorm-init"
 #define WORD_WAIT_S 2
@@ -32,26 +34,6 @@
 static int fail(const char *what) {
   fprintf(stderr, "init-attach: %s: %s\n", what, strerror(errno));
   return 1;
-}
-
-/* Field 22 of /proc/PID/stat (the start time in clock ticks), or -1. */
-static long long start_ticks(long pid) {
-  char path[64], text[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, text, sizeof text - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  text[n] = 0;
-  /* The name may hold anything: the fields are counted after its last ')'. */
-  char *at = strrchr(text, ')');
-  if (!at) return -1;
-  for (int field = 2; field < 22; field++) {
-    at = strchr(at + 1, ' ');
-    if (!at) return -1;
-  }
-  return strtoll(at + 1, NULL, 10);
 }
 
 static int send_channel(int conn) {

@@ -49,6 +49,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "start-ticks.h"
+
 #define REFUSED 3
 #define FAILED 1
 #define MAX_MOUNTS 256
@@ -109,25 +111,6 @@ static int move_fd(int from, int to) { return (int)syscall(SYS_move_mount, from,
 static int open_beneath(int dir, const char *path, int flags, unsigned long long resolve) {
   struct open_how how = {.flags = (unsigned long long)(flags | O_CLOEXEC), .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | resolve};
   return (int)syscall(SYS_openat2, dir, path, &how, sizeof how);
-}
-
-/* Field 22 of /proc/PID/stat (the start time in clock ticks), or -1. */
-static long long start_ticks(long pid) {
-  char path[64], text[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, text, sizeof text - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  text[n] = 0;
-  char *at = strrchr(text, ')');
-  if (!at) return -1;
-  for (int field = 2; field < 22; field++) {
-    at = strchr(at + 1, ' ');
-    if (!at) return -1;
-  }
-  return strtoll(at + 1, NULL, 10);
 }
 
 /* A filesystem made detached from its options ("key=value" or a flag "key"), or -1. */
