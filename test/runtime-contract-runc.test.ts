@@ -4,10 +4,13 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runBackendContract } from '../src/runtime/contract.js'
-import { createRuncBackend, type RuntimeBackend } from '../src/runtime/index.js'
+import { createRuncBackend, type RootfsSpec, type RuntimeBackend, type SandboxSpec } from '../src/runtime/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
 import { leftoversOf } from './helpers/leftovers.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
+
+/** A sandbox of the contract: small, no network. */
+const specOf = (id: string, rootfs: RootfsSpec): SandboxSpec => ({ id, rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: { mode: 'none' } })
 
 runBackendContract('runc', async () => {
   const reason = skipReason()
@@ -17,7 +20,7 @@ runBackendContract('runc', async () => {
   const backend = createRuncBackend({ stateRoot: join(dataDir, 'runc'), sandboxesDir: join(dataDir, 'sandboxes') })
   return {
     backend,
-    spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: { mode: 'none' } }),
+    spec: (id) => specOf(id, template.rootfs),
     leftovers: (id) => leftoversOf(dataDir, id),
     close: () => rm(dataDir, { recursive: true, force: true }),
   }
@@ -47,7 +50,7 @@ runBackendContract('runc, root switched in place', async () => {
   }
   return {
     backend: renewed,
-    spec: (id) => ({ id, rootfs: template.rootfs, memoryMiB: 256, cpus: 1, pidsMax: 256, env: { SANDBOX_ENV: '1' }, hostname: 'sandbox', network: { mode: 'none' } }),
+    spec: (id) => specOf(id, template.rootfs),
     leftovers: async (id) => [...(await leftoversOf(dataDir, id)), ...(existsSync(layerOf(id)) ? [`path ${layerOf(id)}`] : [])],
     close: () => rm(dataDir, { recursive: true, force: true }),
   }
