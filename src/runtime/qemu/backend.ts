@@ -417,8 +417,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   async function takeOver(spare: Spare, id: string, dir: string, record: VmRecord): Promise<boolean> {
     const nic = record.nic
     record.diskPath = join(disksDir, `${spare.id}.qcow2`)
-    // The spare's device sits on the spare's tap, which stays this VM's: moved into its namespace,
-    // or (without a network) deleted on the host, not on the create's path; a destroy deletes it again.
+    // The spare's device sits on the spare's tap, which stays this VM's until its destroy: moved into
+    // its namespace, or (without a network) left down on the host, where nothing reaches it. Not
+    // deleted while QEMU holds it: QEMU's main loop then spins on the dead descriptor (an idle
+    // clone took 85% of a core, and every command in it ran slower).
     if (nic) record.nic = { ...nic, tap: tapName(spare.id) }
     try {
       // `dir` is an empty directory (made to claim the id): a rename replaces it.
@@ -533,10 +535,6 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       }
       vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
       log.info({ sandboxId: spec.id, accel, machine: machine?.dir, phasesMs, spare: 'spare' in phasesMs }, machine ? 'VM sandbox cloned' : 'VM sandbox booted')
-      // A spare's tap that no network uses: deleted once the create has answered (spawning ip cost
-      // 30-190 ms on a loaded host, in this thread); a destroy deletes it again if it is still there.
-      const unusedTap = record.nic?.tap && net.mode !== 'netns' ? record.nic.tap : null
-      if (unusedTap) setImmediate(() => void removeTap(unusedTap).catch(() => undefined))
       // The machine's next clone finds a QEMU waiting: started in the background, after this one is up.
       if (machine) void spares.fill(machine.dir)
       return { id: spec.id, status: 'running', pid }

@@ -4,7 +4,9 @@
  * slot's address and the host's rules for the sandbox apply to it as to a container. The tap is
  * made on the host because QEMU opens it by name in its own namespace; moved, it keeps working,
  * and it goes with the namespace when the sandbox is destroyed. A spare QEMU (made before any
- * sandbox) opens a tap of its own that a clone moves into its namespace when it takes the spare.
+ * sandbox) opens a tap of its own that a clone moves into its namespace when it takes the spare,
+ * or, for a clone without a network, leaves down on the host until the VM goes (QEMU spins on a
+ * tap deleted under it).
  */
 import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
