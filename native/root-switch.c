@@ -132,12 +132,29 @@ static int detached(const char *type, const char *const *options, unsigned attrs
   return mnt;
 }
 
-/* The overlay of the new root, one lower layer per option (each option holds at most 255 bytes). */
+/*
+ * The overlay of the new root. A string option holds at most 255 bytes, so the lower layers go one
+ * per option (lowerdir+, Linux 6.8); a kernel without it takes them joined, where they fit.
+ */
 static int new_root(char **lowers, int count, const char *upper, const char *work, int setuid) {
   int fs = fs_open("overlay");
   if (fs < 0 || fs_config(fs, FSCONFIG_SET_STRING, "source", "overlay")) return -1;
-  for (int i = 0; i < count; i++)
-    if (fs_config(fs, FSCONFIG_SET_STRING, "lowerdir+", lowers[i])) return -1;
+  for (int i = 0; i < count; i++) {
+    if (fs_config(fs, FSCONFIG_SET_STRING, "lowerdir+", lowers[i]) == 0) continue;
+    if (i > 0 || errno != EINVAL) return -1;
+    char joined[256];
+    size_t at = 0;
+    for (int j = 0; j < count; j++) {
+      size_t n = strlen(lowers[j]);
+      if (at + n + 1 >= sizeof joined) return errno = ENAMETOOLONG, -1;
+      if (j) joined[at++] = ':';
+      memcpy(joined + at, lowers[j], n);
+      at += n;
+    }
+    joined[at] = 0;
+    if (fs_config(fs, FSCONFIG_SET_STRING, "lowerdir", joined)) return -1;
+    break;
+  }
   if (fs_config(fs, FSCONFIG_SET_STRING, "upperdir", upper) || fs_config(fs, FSCONFIG_SET_STRING, "workdir", work)) return -1;
   if (fs_config(fs, FSCONFIG_CMD_CREATE, NULL, NULL)) return -1;
   int mnt = fs_mount(fs, MOUNT_ATTR_NODEV | (setuid ? 0 : MOUNT_ATTR_NOSUID));
