@@ -387,6 +387,20 @@ describe('a restore leaves nothing of the state it replaced (runc)', { skip, tim
     assert.notEqual(outcome.error.exitCode, 0, seen)
   })
 
+  it('a snapshot whose mount point is a symlink gets the mount, never its target: /etc/resolv.conf -> /etc/passwd', async () => {
+    // Made in a sandbox without a network, where /etc/resolv.conf is a plain file of its root.
+    const attacker = await create({ network: 'none' })
+    await sh(attacker, 'cp /etc/passwd /root/passwd.orig && rm -f /etc/resolv.conf && ln -s /etc/passwd /etc/resolv.conf')
+    const snap = await snapshotOf(attacker)
+    const victim = await create()
+    const resolvBefore = (await sh(victim, 'cat /etc/resolv.conf')).stdout
+    await victim.restore(snap.id)
+    const after = await sh(victim, 'cmp /etc/passwd /root/passwd.orig && echo passwd-intact; cat /etc/resolv.conf; grep -c " /etc/passwd " /proc/self/mountinfo || true')
+    assert.match(after.stdout, /^passwd-intact\n/, after.stdout)
+    assert.ok(after.stdout.includes(resolvBefore), `resolv.conf is the sandbox's own after the restore:\n${after.stdout}`)
+    assert.match(after.stdout, /\n0\n$/, 'nothing is mounted on /etc/passwd')
+  })
+
   it('commands started while a restore runs either end with it or start on the new root: none slips in between', { timeout: 180_000 }, async () => {
     const sbx = await create()
     const snap = await snapshotOf(sbx)
