@@ -203,7 +203,6 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         await raw.destroy(instanceId)
         await store.release(instances.layerOfInstance(instanceId))
       }
-      const releases = new Set<Promise<void>>()
       for (const instanceId of instances.retired()) instances.retire(instanceId, teardown(instanceId))
 
       /**
@@ -287,9 +286,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
 
       /** Removes a layer that a restore in place left, off the caller's path; the next start's sweep removes one that this misses. */
       function releaseLater(layerId: string) {
-        const run = store.release(layerId).catch((err: unknown) => log.error({ layerId, err }, 'could not remove the writable layer a restore left; the next start removes it'))
-        releases.add(run)
-        void run.then(() => releases.delete(run))
+        void store.release(layerId).catch((err: unknown) => log.error({ layerId, err }, 'could not remove the writable layer a restore left; the next start removes it'))
       }
 
       /** Runs `op` after every earlier snapshot or restore of the sandbox. */
