@@ -1,11 +1,12 @@
 /**
  * QEMU processes started ahead for a saved machine: each waits paused (`-S -incoming defer`)
  * with the machine's memory mapped, its disk overlay made, its cgroup set and (unless the machine's
- * RAM is in its state stream) its device state loaded, so that a clone costs only `cont` and the
- * guest agent's answer (QEMU's own start, ~60–100 ms
- * under load, is the largest share of a clone otherwise). A taken spare is replaced in the
- * background. Spares of a machine die when its directory goes (they would hold its memory file
- * open) and when the backend closes.
+ * RAM is in its state stream) its device state loaded; a loaded one has also run its guest once
+ * and stopped it again, its guest agent connected (warmSpare in backend.ts), so that a clone costs
+ * `cont` and one exec of its identity (QEMU's own start, ~60–100 ms under load, and under TCG the
+ * guest's first run in a fresh QEMU are the largest shares of a clone otherwise). A taken spare is
+ * replaced in the background. Spares of a machine die when its directory goes (they would hold its
+ * memory file open) and when the backend closes.
  */
 import { existsSync, watch, type FSWatcher } from 'node:fs'
 import { join } from 'node:path'
