@@ -83,6 +83,8 @@ const readChunk = 1 << 20
 /** A clone's guest agent answers within ~100 ms; a cold boot's within the boot timeout. */
 const cloneAgentTimeoutMs = 30_000
 const migrateTimeoutMs = 60_000
+/** The command a spare runs to warm its guest's exec path (a `true`) is killed after this. */
+const warmExecTimeoutMs = 10_000
 
 interface Vm {
   id: string
@@ -297,8 +299,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await freshen(agent, config.hostname, config.identityHelper === true)
       if (nic) await guestNetwork(agent, nic.mac, null)
       const silent = { onStdout: () => undefined, onStderr: () => undefined }
-      // Its exit status does not matter (an image may lack `true`): the path to it is what warms.
-      await (await startGuestProcess(agent, [`PATH=${defaultPath}`], { argv: ['true'], env: {}, cwd: '/', uid: 0, gid: 0 }, silent)).result
+      // Its exit status does not matter (an image may lack `true`): the path to it is what warms. The
+      // image's own `true` is run, so its loader and libc warm too; bounded, whatever the image has.
+      const warm = { argv: ['true'], env: {}, cwd: '/', uid: 0, gid: 0, timeoutMs: warmExecTimeoutMs }
+      await (await startGuestProcess(agent, [`PATH=${defaultPath}`], warm, silent)).result
       await spare.qmp.call('stop')
     } catch (err) {
       agent.close()
