@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { buildTemplate, deleteTemplate, listTemplates, pruneTemplateLayers, Sandbox, type TemplateBuildEvent } from '@sandstorm/sdk/node'
+import { buildTemplate, deletePool, deleteSnapshot, deleteTemplate, listPools, listTemplates, pruneTemplateLayers, Sandbox, setPool, waitForPool, type TemplateBuildEvent } from '@sandstorm/sdk/node'
 import { runCli } from './helpers/cli-process.js'
 import { writeFile } from 'node:fs/promises'
 import { makeImageArchive, pushTestImage, tarOf, type Entry } from './helpers/oci-images.js'
@@ -72,6 +72,32 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
       assert.equal(root.stdout, '0\n/\n')
     } finally {
       await sbx.kill()
+    }
+  })
+
+  test('a restored sandbox and a fork from a warm pool keep the image\'s env under the create\'s', async () => {
+    const sbx = await Sandbox.create('app', { ...stack.conn, env: { OWN: 'mine' } })
+    let snapshotId: string | undefined
+    const forks: Sandbox[] = []
+    try {
+      await sbx.commands.run('echo kept > /app/state.txt', { user: 'root' })
+      snapshotId = (await sbx.snapshot(stack.conn)).id
+      await sbx.restore(snapshotId, stack.conn)
+      const env = 'echo "$GREETING/$OWN"; cat /app/state.txt'
+      assert.equal((await sbx.commands.run(env)).stdout, 'hi there/mine\nkept\n')
+      // A fork that takes a pooled sandbox of the template is restored the same way.
+      await setPool('app', { ...stack.conn, min: 1, max: 1 })
+      await waitForPool('app', { ...stack.conn, ready: 1, waitMs: 120_000 })
+      const hits = async () => (await listPools(stack.conn)).find((p) => p.template === 'app')?.hits ?? 0
+      const before = await hits()
+      forks.push(...(await Sandbox.fork(snapshotId, { ...stack.conn, count: 1 })))
+      assert.equal(await hits(), before + 1, 'the fork took the pooled sandbox')
+      assert.equal((await forks[0]!.commands.run(env)).stdout, 'hi there/mine\nkept\n')
+    } finally {
+      await deletePool('app', stack.conn).catch(() => undefined)
+      for (const f of forks) await f.kill()
+      await sbx.kill()
+      if (snapshotId) await deleteSnapshot(snapshotId, stack.conn)
     }
   })
 

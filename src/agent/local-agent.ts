@@ -228,7 +228,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         await agent.destroy(sandboxId)
         return agent.create({ ...req, id: sandboxId, template: sandbox.record.template, network: egress ? { mode: 'veth', egress } : { mode: 'none' } }, call)
       }
-      const restored = await layerSnapshots.restore(sandboxId, req, call)
+      // An image template's Env is under the restore's, as under a create's (createOver).
+      const image = (await templates.resolve((await layerSnapshots.get(req.snapshotId, call)).template).catch(() => undefined))?.info.config
+      const restored = await layerSnapshots.restore(sandboxId, image ? { ...req, env: { ...image.env, ...req.env } } : req, call)
       // In place, the commands that the restore ended keep their records (and results: a late
       // wait hears why); a new instance's processes start again from pid 1, so the old records go.
       if (!restored.inPlace) sandbox.processes.clear()

@@ -28,16 +28,13 @@ export function matchesPoolFromSnapshot(input: CreateSandboxInput, network: Sand
  * Whether the agent can restore a pooled sandbox of `template` to the snapshot: it restores
  * sandboxes (a fleet's router does not: the snapshot may sit on another host than the pool's sandbox),
  * the snapshot is of that template, and it holds filesystem layers, not a saved machine (a
- * machine comes back by a start of its own, so a pooled sandbox would save nothing). Nor for an
- * image template whose config sets env: a create starts its sandboxes with the image's env under
- * the create's, a restore with the create's alone, so the sandbox would not be the one a cold
- * create makes.
+ * machine comes back by a start of its own, so a pooled sandbox would save nothing). An image
+ * template's env comes under the restore's, as under a create's.
  */
 export async function restorableFromPool(agent: AgentApi, snapshotId: string, template: string, options: CallOptions = {}): Promise<boolean> {
   if (!agent.snapshots?.restore) return false
-  const [snapshot, templates] = await Promise.all([agent.snapshots.get(snapshotId, options).catch(() => undefined), agent.templates(options).catch(() => [])])
-  const imageEnv = templates.find((t) => t.name === template)?.config?.env ?? {}
-  return snapshot !== undefined && snapshot.template === template && snapshot.driver !== 'machine' && Object.keys(imageEnv).length === 0
+  const snapshot = await agent.snapshots.get(snapshotId, options).catch(() => undefined)
+  return snapshot !== undefined && snapshot.template === template && snapshot.driver !== 'machine'
 }
 
 /** What restoreHandedOver needs. */
