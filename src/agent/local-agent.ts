@@ -229,14 +229,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         return agent.create({ ...req, id: sandboxId, template: sandbox.record.template, network: egress ? { mode: 'veth', egress } : { mode: 'none' } }, call)
       }
       // An image template's Env is under the restore's, as under a create's (createOver).
-      const image = (await templates.resolve((await layerSnapshots.get(req.snapshotId, call)).template).catch(() => undefined))?.info.config
+      const snapshotTemplate = (await layerSnapshots.get(req.snapshotId, call)).template
+      const resolved = await templates.resolve(snapshotTemplate).catch(() => undefined)
+      const image = resolved?.info.config
       const restored = await layerSnapshots.restore(sandboxId, image ? { ...req, env: { ...image.env, ...req.env } } : req, call)
       // In place, the commands that the restore ended keep their records (and results: a late
       // wait hears why); a new instance's processes start again from pid 1, so the old records go.
       if (!restored.inPlace) sandbox.processes.clear()
       sandbox.users.clear()
       // So the template's start command runs again; a failure is reported, the restored sandbox kept.
-      const start = (await templates.resolve(sandbox.record.template).catch(() => undefined))?.info.start
+      // The template was read once already where the snapshot is of the sandbox's own (the usual case).
+      const own = sandbox.record.template === snapshotTemplate ? resolved : await templates.resolve(sandbox.record.template).catch(() => undefined)
+      const start = own?.info.start
       if (start) await runStartCommand(agent, sandboxId, { name: sandbox.record.template, start }, call)
       return restored
     },

@@ -23,6 +23,9 @@ const resetWaitMs = 10_000
 
 const rejectAfter = (ms: number) => new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())
 
+/** A sandbox's own variables as its commands get them, after PATH and HOME (which each command sets). */
+const sandboxVars = (env: Record<string, string>): string[] => Object.entries(env).map(([k, v]) => `${k}=${v}`).filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME='))
+
 /** Options of the runc backend. */
 export interface RuncBackendOptions extends RuncLayout {
   /** The OCI runtime binary. @default 'runc' */
@@ -138,15 +141,13 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     const resetAt = performance.now()
     await switchRoot(init, rootfs)
     const switchedAt = performance.now()
-    // The config says what the sandbox runs on now, for an agent that adopts it after a restart.
-    const config = JSON.parse(readFileSync(p.config, 'utf8')) as { process: { env: string[] }; mounts: { destination: string; options?: string[] }[] }
-    const root = config.mounts.find((m) => m.destination === '/')
-    if (root?.options) root.options = root.options.map((o) => (o.startsWith('lowerdir=') ? overlayMountData({ lowerDirs: rootfs.lowerDirs, upperDir: rootfs.upperDir!, workDir: rootfs.workDir! }) : o))
-    const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`)
-    config.process.env = [`PATH=${defaultPath}`, 'HOME=/root', ...vars]
+    // The config's env is what commands get after an agent restart (sandboxEnv); its root mount
+    // was runc's to make once and is not read again, so it stays as it was.
+    const config = JSON.parse(readFileSync(p.config, 'utf8')) as { process: { env: string[] } }
+    config.process.env = [`PATH=${defaultPath}`, 'HOME=/root', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)]
     writeFileSync(`${p.config}.tmp`, JSON.stringify(config), { mode: 0o600 })
     renameSync(`${p.config}.tmp`, p.config)
-    envCache.set(id, vars.filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
+    envCache.set(id, sandboxVars(env))
     const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10
     log.debug({ sandboxId: id, phasesMs: { reset: ms(startedAt, resetAt), switch: ms(resetAt, switchedAt), config: ms(switchedAt, performance.now()) } }, 'sandbox root switched')
   }
@@ -194,7 +195,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
           throw new SandstormError('internal', "the sandbox's init did not start: it could not load the seccomp filter")
         })
         // What the config holds, known here without a read of it on the first command's path.
-        envCache.set(spec.id, Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).filter((e) => !e.startsWith('PATH=') && !e.startsWith('HOME=')))
+        envCache.set(spec.id, sandboxVars(spec.env))
         log.info({ sandboxId: spec.id }, 'sandbox started')
         return { id: spec.id, status: 'running', pid: null }
       } catch (err) {

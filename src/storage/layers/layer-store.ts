@@ -12,7 +12,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
-import type { DiskUsage, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import type { DiskUsage, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { sweepRemovedDiskImages } from './disk-image.js'
 import { squashLayers } from './squash.js'
 
@@ -70,7 +70,7 @@ export interface LayerStore {
    * writable dir (same quota) while the old one is still in use; `commit` records it in the old
    * one's place (with `meta`). Null where the driver cannot (btrfs): `prepare` a new dir instead.
    */
-  renew(sandboxId: string, fromId: string, meta: Record<string, unknown>): Promise<{ dirs: WritableDirs; commit(): Promise<void>; abort(): Promise<void> } | null>
+  renew(sandboxId: string, fromId: string, meta: Record<string, unknown>): Promise<RenewedWritable | null>
   /** What a sandbox's writable dir uses of its quota; null without a quota (or a writable dir). */
   usage(sandboxId: string): Promise<DiskUsage | null>
   /** What `prepare` was given as `meta` for a sandbox, or null if it has no writable dir here. */
