@@ -5,7 +5,7 @@
  * runc's own start-up (a Go binary, a re-exec and a config parse per command).
  *
  * Each command runs under a keeper: a process forked for it that becomes a child subreaper and
- * forks the command. Whatever the command leaves behind (a `server &`, a double-forked daemon in
+ * starts the command (a clone that shares its memory until the exec, see keep). Whatever the command leaves behind (a `server &`, a double-forked daemon in
  * a session of its own) stays a descendant of its keeper, so that a kill or a timeout ends the
  * whole tree, found by parent links in the sandbox's /proc. No process is moved between cgroups
  * on the way: a cgroup v1 move waits for an RCU grace period, 10-25 ms after an idle spell.
@@ -44,7 +44,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/sysmacros.h>
@@ -67,6 +70,7 @@ enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXI
 #define ORPHAN_GRACE_MS 200     /* output still read after a command ended while children hold its pipes */
 #define KILL_WAIT_MS 2000       /* longest wait for a killed tree to be reaped (a process stuck in the kernel) */
 #define KILL_PASSES 8           /* passes over /proc per kill; the tree is killed again until its keeper is gone */
+#define LAUNCH_STACK (64u << 10) /* the stack of a command's child until its exec (a PATH search takes 4 KiB of it) */
 #define REKILL_MAX_MS 200       /* the longest spell between two kills of a tree that is not gone yet */
 
 struct buf {
@@ -171,10 +175,16 @@ static void failed(uint32_t id, const char *what, int err) {
   send_frame(I_FAILED, id, text, (size_t)n);
 }
 
-/* Runs in the child: a PATH search as a shell does it, from the command's own environment. */
+/*
+ * Runs in the command's child, which shares the keeper's memory until it execs (see keep): a PATH
+ * search as a shell does it, from the command's own environment. It writes only its own stack:
+ * the message of a failed exec is formatted here and written in one call, with no stdio stream.
+ */
 static void exec_command(char **argv, char **envp) {
+  int err;
   if (strchr(argv[0], '/')) {
     execve(argv[0], argv, envp);
+    err = errno;
   } else {
     const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     for (char **e = envp; *e; e++)
@@ -191,10 +201,11 @@ static void exec_command(char **argv, char **envp) {
       }
       dir = end ? end + 1 : NULL;
     }
-    errno = denied ? EACCES : ENOENT;
+    err = denied ? EACCES : ENOENT;
   }
-  int err = errno;
-  dprintf(2, "%s: %s\n", argv[0], err == ENOENT ? "not found" : strerror(err));
+  char text[4352];
+  int n = snprintf(text, sizeof text, "%s: %s\n", argv[0], err == ENOENT ? "not found" : strerror(err));
+  if (n > 0 && write(2, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1) < 0) { /* nobody reads stderr */ }
   _exit(err == ENOENT ? 127 : 126);
 }
 
@@ -259,32 +270,61 @@ static int open_terminal(unsigned short cols, unsigned short rows, int *master, 
   return err;
 }
 
-/* The keeper: forks the command, reports its status, then reaps what it left until nothing is. */
+/* What the command's child is given: it reads this (on the keeper's stack) and nothing else of the
+ * keeper's memory. */
+struct launch {
+  int ready_fd, in, out, err, terminal;
+  uint32_t uid, gid;
+  const char *cwd;
+  char **argv, **envp;
+};
+
+/*
+ * The command's child, up to its exec. It shares the keeper's memory (the keeper is stopped until
+ * the exec or exit, as after a vfork), so it only makes system calls, on a stack of its own: the
+ * ids are set by raw calls (libc's setuid would coordinate threads through shared state), and a
+ * failure's errno is read right after the call that set it.
+ */
+static int launch_command(void *arg) {
+  const struct launch *l = arg;
+  dup2(l->in, 0);
+  dup2(l->out, 1);
+  dup2(l->err, 2);
+  char verdict[9] = {'R'};
+  int err = 0;
+  /* On a terminal: a session of its own with the terminal as its controlling tty (job control,
+   * SIGINT from Ctrl-C, SIGHUP when it goes), owned by its user as login does it. */
+  if (l->terminal && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) || fchown(0, l->uid, (gid_t)-1))) verdict[0] = 'T', err = errno;
+  else if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, l->gid) || syscall(SYS_setuid, l->uid)) verdict[0] = 'U', err = errno;
+  else if (chdir(l->cwd)) verdict[0] = 'C', err = errno;
+  put_u32(verdict + 1, (uint32_t)getpid());
+  put_u32(verdict + 5, (uint32_t)err);
+  if (write(l->ready_fd, verdict, sizeof verdict) != sizeof verdict || verdict[0] != 'R') _exit(127);
+  close(l->ready_fd);
+  exec_command(l->argv, l->envp);
+  return 127;
+}
+
+/*
+ * The keeper: starts the command, reports its status, then reaps what it left until nothing is.
+ * The command's child is cloned sharing this process's memory and stopped parent (what
+ * posix_spawn does): a fork would copy the page tables and fault in copies of the pages either
+ * side then writes, only for the exec to throw them away; in a sandbox that costs about as much
+ * as the command `true` itself.
+ */
 static void keep(int status_fd, int ready_fd, int in, int out, int err, int terminal, uint32_t uid, uint32_t gid, const char *cwd, char **argv, char **envp) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in, 0);
-    dup2(out, 1);
-    dup2(err, 2);
-    char verdict[9] = {'R'};
-    /* On a terminal: a session of its own with the terminal as its controlling tty (job control,
-     * SIGINT from Ctrl-C, SIGHUP when it goes), owned by its user as login does it. */
-    if (terminal && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) || fchown(0, uid, (gid_t)-1))) verdict[0] = 'T';
-    else if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) verdict[0] = 'U';
-    else if (chdir(cwd)) verdict[0] = 'C';
-    put_u32(verdict + 1, (uint32_t)getpid());
-    put_u32(verdict + 5, (uint32_t)errno);
-    if (write(ready_fd, verdict, sizeof verdict) != sizeof verdict || verdict[0] != 'R') _exit(127);
-    close(ready_fd);
-    exec_command(argv, envp);
-  }
+  struct launch launch = {.ready_fd = ready_fd, .in = in, .out = out, .err = err, .terminal = terminal, .uid = uid, .gid = gid, .cwd = cwd, .argv = argv, .envp = envp};
+  size_t stack_size = LAUNCH_STACK;
+  char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  pid_t pid = stack == MAP_FAILED ? -1 : clone(launch_command, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &launch);
   if (pid < 0) {
     char verdict[9] = {'F'};
     put_u32(verdict + 5, (uint32_t)errno);
     if (write(ready_fd, verdict, sizeof verdict) < 0) _exit(127);
     _exit(127);
   }
+  munmap(stack, stack_size);
   close(ready_fd), close(in);
   if (out != in) close(out);
   if (err != in && err != out) close(err);
