@@ -51,6 +51,8 @@ export interface BenchStackOptions {
   network?: LocalAgentOptions['network']
   /** The agent's template dir (a bench's own, for image templates and their layers). @default setup's */
   templatesDir?: string
+  /** Quota disks kept formatted and mounted ahead (0: each made on the spot). @default the agent's (2) */
+  spareDisks?: number
 }
 
 /** Starts a server and an agent over a new temporary data dir. */
@@ -62,7 +64,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
   let agent: AgentApi | undefined
   const btrfs = options.btrfsMiB ? await mountBtrfsStore(dataDir, options.btrfsMiB, options.btrfsMountOptions ?? []) : undefined
   try {
-    agent = await createLocalAgent({ dataDir, templatesDir: templates, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network })
+    agent = await createLocalAgent({ dataDir, templatesDir: templates, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network, ...(options.spareDisks !== undefined ? { spareDisks: options.spareDisks } : {}) })
     // A long default lifetime: no sandbox may expire while a benchmark holds it.
     const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
     const live = agent

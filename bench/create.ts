@@ -2,6 +2,7 @@
 import { Sandbox } from '@sandstorm/sdk'
 import { newId } from '../src/shared/index.js'
 import { createBareRunc } from './bare-runc.js'
+import { startBenchStack, type BenchStack } from './bench-stack.js'
 import { checkAborted, type BenchContext, type Benchmark } from './context.js'
 import { findDockerBaseline } from './docker-baseline.js'
 import type { BenchResult } from './report.js'
@@ -9,6 +10,8 @@ import { summarize, timed } from './stats.js'
 
 const defaultIterations = 40
 const warmupRuns = 2
+/** The pause before each sample, in which the last one's background work ends. */
+const settleMs = 150
 
 /** A way to start one container of the baseline: times the start, removes it untimed. */
 interface CreateBaseline {
@@ -57,15 +60,18 @@ export const createBenchmark: Benchmark = {
     const subject: number[] = []
     const base: number[] = []
     const agentOnly: number[] = []
+    const agentNoSpares: number[] = []
     const killFailures: string[] = []
+    // A second agent that makes each quota disk on the spot (mkfs and a loop mount), as before spare disks.
+    const noSpares = await startBenchStack({ spareDisks: 0 })
     // The same create without the SDK, HTTP and catalog: what is left is the agent and runc.
-    const agentCreateOne = async (): Promise<number> => {
+    const agentCreateOne = async (stack: BenchStack = ctx.stack): Promise<number> => {
       const id = newId('sb')
-      ctx.stack.ids.add(id)
+      stack.ids.add(id)
       const { ms } = await timed(() =>
-        ctx.stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' } }),
+        stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' } }),
       )
-      await ctx.stack.agent.destroy(id).catch((err: unknown) => killFailures.push(`${id}: ${err instanceof Error ? err.message : String(err)}`))
+      await stack.agent.destroy(id).catch((err: unknown) => killFailures.push(`${id}: ${err instanceof Error ? err.message : String(err)}`))
       return ms
     }
     const createOne = async (): Promise<number> => {
@@ -79,20 +85,28 @@ export const createBenchmark: Benchmark = {
       for (let i = 0; i < warmupRuns; i++) {
         await createOne()
         await agentCreateOne()
+        await agentCreateOne(noSpares)
         await baseline.once(-1 - i)
       }
-      // Interleaved, so that drift on the machine weighs on both sides alike.
+      // Interleaved, so that drift on the machine weighs on both sides alike; each after a pause in
+      // which the last one's background work (a spare disk's refill, a deleted image) ends.
+      const settled = async <T>(sample: () => Promise<T>): Promise<T> => {
+        await new Promise((r) => setTimeout(r, settleMs))
+        return sample()
+      }
       for (let i = 0; i < n; i++) {
         checkAborted(ctx.signal)
-        subject.push(await createOne())
-        agentOnly.push(await agentCreateOne())
-        base.push(await baseline.once(i))
+        subject.push(await settled(createOne))
+        agentOnly.push(await settled(agentCreateOne))
+        agentNoSpares.push(await settled(() => agentCreateOne(noSpares)))
+        base.push(await settled(() => baseline.once(i)))
         if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
       }
     } finally {
       ctx.leftovers(await baseline.close())
+      ctx.leftovers(await noSpares.close())
     }
-    notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped`)
+    notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped; each sample starts ${settleMs} ms after the last one ended`)
     if (killFailures.length > 0) notes.push(`${killFailures.length} kills failed, e.g. ${killFailures[0]}`)
     const baseSummary = { what: baseline.what, summary: summarize(base) }
     return {
@@ -111,6 +125,12 @@ export const createBenchmark: Benchmark = {
           unit: 'ms',
           subject: summarize(agentOnly),
           baseline: baseSummary,
+        },
+        {
+          what: 'layer: agent.create with a spare disk (2 GiB quota) moved in',
+          unit: 'ms',
+          subject: summarize(agentOnly),
+          baseline: { what: 'the same with spare disks off: mkfs and a loop mount per create', summary: summarize(agentNoSpares) },
         },
       ],
       notes,

@@ -181,6 +181,9 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
     assert.deepEqual(await runcContainers(dir), listed, 'every runc container on the host is in the catalog')
     assert.deepEqual(await sandboxIdsOnDisk(dir), listed, 'every sandbox dir and agent record is in the catalog')
     assert.deepEqual(await writableIds(dir), listed, `every writable layer (dir, record, disk image) is in the catalog; found ${(await namesIn(join(dir, 'storage', 'writable'))).join(' ')}`)
+    // Spare disks (not counted as loop devices here) wait mounted for the next creates: at most 2, the agent's default.
+    const spares = (await mountsUnder(dir)).filter((m) => m.startsWith(`${join(dir, 'storage', 'spare-disks')}/`))
+    assert.ok(spares.length <= 2, `at most 2 spare disks: ${spares.join(', ')}`)
     const loops = await loopDevicesUnder(dir)
     for (const loop of loops) assert.ok(listed.some((id) => loop.endsWith(`/${id}.disk`)), `${loop} belongs to no sandbox in the catalog`)
     assert.equal(loops.length, listed.length, `one disk image per sandbox: ${loops.join(', ')}`)
@@ -205,6 +208,12 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
     assert.deepEqual(await Sandbox.list(up!.conn), [])
     for (const id of seen) assert.deepEqual(await leftoversOf(dir, id), [], `sandbox ${id} left things behind after its destroy`)
     assert.deepEqual(await runcContainers(dir), [])
+    // What is still mounted while up runs is its spare disks; a stop removes them too.
+    const spareDir = join(dir, 'storage', 'spare-disks')
+    assert.deepEqual((await mountsUnder(dir)).filter((m) => !m.startsWith(`${spareDir}/`)), [])
+    up!.child.kill('SIGTERM')
+    await up!.child
+    up = undefined
     assert.deepEqual(await loopDevicesUnder(dir), [])
     assert.deepEqual(await mountsUnder(dir), [])
     assert.deepEqual(await writableIds(dir), [])

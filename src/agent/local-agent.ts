@@ -42,6 +42,12 @@ export interface LocalAgentOptions {
   insecureRegistries?: string[]
   /** Sandbox networking: the address pool, public ranges and upstream resolvers. @default the defaults of createHostNetwork */
   network?: Omit<HostNetworkOptions, 'dataDir' | 'logger'>
+  /**
+   * Sandbox disks (the quota images of the overlay store) kept formatted and mounted ahead, of
+   * the size asked for last: a create with a quota moves one in instead of making one. 0 makes
+   * each on the spot. @default 2
+   */
+  spareDisks?: number
 }
 
 /** Milliseconds rounded to a tenth, for log lines. */
@@ -74,7 +80,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const templates = createTemplateStore({ dir: options.templatesDir ?? join(options.dataDir, 'templates'), logger: log })
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
-  const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, logger: log })
+  const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, spareDisks: options.spareDisks ?? 2, logger: log })
   // A restore moves a sandbox to a new runtime instance: calls go to whichever instance runs it now.
   for (const [name, b] of backends) backends.set(name, layers.instances.wrap(b))
   const layerGolden = createGoldenTemplates(templates, layers)
@@ -490,6 +496,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await closeRuntimes(backends.values())
       await network.close()
       // The disk images of destroyed sandboxes are deleted after their destroy answered.
+      await layers.close()
       await diskImageDeletions()
       sandboxes.clear()
     },

@@ -20,6 +20,8 @@ export interface SandboxLayersOptions {
   driver?: StorageDriverName | 'auto'
   /** A snapshot whose chain would be deeper than this is squashed into one layer. @default the layer store's (12) */
   maxChainDepth?: number
+  /** Overlay: quota disks kept formatted and mounted ahead, so that a create only moves one in. @default 0 */
+  spareDisks?: number
   logger?: Logger
 }
 
@@ -63,13 +65,15 @@ export interface SandboxLayers {
    * retired are removed from it in the background.
    */
   snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean, networkOf: (sandboxId: string) => SandboxNetworkSpec): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>>
+  /** Stops the driver's background work (and removes its spare disks). */
+  close(): Promise<void>
 }
 
 /** Opens the layers under `<dataDir>/storage`, picking the driver for its filesystem. */
 export async function createSandboxLayers(options: SandboxLayersOptions): Promise<SandboxLayers> {
   const log = options.logger ?? silentLogger()
   const dir = join(options.dataDir, 'storage')
-  const driver = await pickStorageDriver(dir, options.driver)
+  const driver = await pickStorageDriver(dir, options.driver, { spareDisks: options.spareDisks ?? 0, logger: log })
   const store = createLayerStore({ dir, driver, maxChainDepth: options.maxChainDepth, logger: log })
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const instances = await createSandboxInstances(join(dir, 'instances.json'), log)
@@ -155,6 +159,8 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         rootfs: { lowerDirs: [...layerDirs, ...meta.rootfs.lowerDirs], readonlyBinds: meta.rootfs.readonlyBinds, ...setuidOf(meta.rootfs) },
       }
     },
+
+    close: async () => driver.close?.(),
 
     async sweep(live) {
       // Retired instances are removed with their containers (snapshots()), not from under them.

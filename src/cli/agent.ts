@@ -1,7 +1,7 @@
 /** `sandstorm agent`: run this host's sandboxes for a server it dials (outbound only). */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { parsePositiveInt } from './cli-context.js'
+import { parseCount, parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { collect, parseKeyValues } from './key-value.js'
 import { waitForStop } from './stop-signal.js'
@@ -9,7 +9,7 @@ import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { readFileSync } from 'node:fs'
 import { InvalidArgumentError } from '@sandstorm/sdk'
-import { parseAccel } from './up.js'
+import { parseAccel, spareDisksHelp } from './up.js'
 import { addHostNetworkFlags, hostNetworkOf, type HostNetworkFlags } from './network-flags.js'
 
 interface AgentFlags extends HostNetworkFlags {
@@ -23,6 +23,7 @@ interface AgentFlags extends HostNetworkFlags {
   heartbeatMs: string
   runtime: string
   accel: string
+  spareDisks: string
 }
 
 /** Registers `agent`. */
@@ -40,19 +41,21 @@ export function registerAgent(program: Command): void {
     .option('--heartbeat-ms <ms>', 'how often to send a heartbeat (the server may set its own)', '5000')
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
+    .option('--spare-disks <n>', spareDisksHelp, '2')
   addHostNetworkFlags(cmd)
     .action(async (flags: AgentFlags) => {
       const network = hostNetworkOf(flags)
       const heartbeatMs = parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
       const defaultRuntime = parseRuntime(flags.runtime)
       const accel = parseAccel(flags.accel)
+      const spareDisks = parseCount(flags.spareDisks, '--spare-disks')
       const token = flags.tokenFile !== undefined ? readTokenFile(flags.tokenFile) : (flags.token ?? process.env.SANDSTORM_JOIN_TOKEN)
       // The data dir first: a second agent on it must not adopt (and so reap) this one's sandboxes.
       const claim = await claimHost(flags.dataDir, 'sandstorm agent', [])
       const [{ createLocalAgent, runAgent }, { createLogger }] = await Promise.all([import('../agent/index.js'), import('../shared/index.js')])
       const logger = createLogger()
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
-      const local = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network })
+      const local = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, spareDisks })
       const agent = await runAgent({
         local,
         serverUrl: flags.server,

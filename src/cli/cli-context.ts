@@ -39,6 +39,15 @@ export function parsePositiveInt(text: string, flag: string): number {
   return n
 }
 
+/** Parses a count flag: a whole number, 0 allowed. */
+export function parseCount(text: string, flag: string): number {
+  const n = Number(text)
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError('invalid_argument', `${flag}: expected a whole number (0 or more), got "${text}"`)
+  }
+  return n
+}
+
 /** Parses a positive number flag (fractions allowed). */
 export function parsePositiveNumber(text: string, flag: string): number {
   const n = Number(text)

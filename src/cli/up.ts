@@ -2,7 +2,7 @@
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { InvalidArgumentError } from '@sandstorm/sdk'
-import { parsePositiveInt } from './cli-context.js'
+import { parseCount, parsePositiveInt } from './cli-context.js'
 import { parseRuntime } from './create-options.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
@@ -23,6 +23,7 @@ interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags, Po
   hibernateAfter: string
   insecureRegistry: string[]
   maxLayerSize?: string
+  spareDisks: string
 }
 
 /** A `--accel` value. */
@@ -30,6 +31,9 @@ export function parseAccel(value: string): 'kvm' | 'tcg' | 'auto' {
   if (value === 'kvm' || value === 'tcg' || value === 'auto') return value
   throw new InvalidArgumentError('invalid_argument', `--accel: expected one of kvm, tcg, auto, got "${value}"`)
 }
+
+/** The help of `--spare-disks`, on `up` and `agent`. */
+export const spareDisksHelp = 'sandbox disks (quota images) kept formatted and mounted ahead, so that a create moves one in; 0 makes each on the spot'
 
 /** Registers `up`. */
 export function registerUp(program: Command): void {
@@ -45,6 +49,7 @@ export function registerUp(program: Command): void {
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP (repeat for more; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
+    .option('--spare-disks <n>', spareDisksHelp, '2')
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
   addPoolFlags(addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd))))
     .action(async (flags: UpFlags) => {
@@ -57,6 +62,7 @@ export function registerUp(program: Command): void {
       const metricsOptions = metricsOptionsOf(flags)
       const hibernateAfterMs = flags.hibernateAfter === 'never' ? undefined : parseDuration(flags.hibernateAfter, '--hibernate-after')
       const pools = poolsOf(flags)
+      const spareDisks = parseCount(flags.spareDisks, '--spare-disks')
       // A pooled microVM holds its guest's memory while it waits: qemu keeps only the pools asked for.
       const defaultPools = pools.source === 'defaults' && defaultRuntime === 'qemu' ? [] : pools.pools
       // Loaded here so that client commands do not load the server, the agent and SQLite.
@@ -71,7 +77,7 @@ export function registerUp(program: Command): void {
       if (defaultPools !== pools.pools) logger.info({ runtime: defaultRuntime }, 'no default pools with --runtime qemu (a pooled microVM holds its memory): give --pool TEMPLATE=N to keep some')
       const templatesDir = flags.templatesDir ?? process.env.SANDSTORM_TEMPLATES_DIR ?? join(flags.dataDir, 'templates')
       // The agent holds the default: a server in front of many agents has none of its own yet.
-      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, insecureRegistries: flags.insecureRegistry, maxLayerBytes: parseDiskMiB(flags.maxLayerSize ?? '16G', '--max-layer-size') * 1024 * 1024 })
+      const agent = await createLocalAgent({ dataDir: flags.dataDir, templatesDir, logger, defaultRuntime, accel, network, insecureRegistries: flags.insecureRegistry, spareDisks, maxLayerBytes: parseDiskMiB(flags.maxLayerSize ?? '16G', '--max-layer-size') * 1024 * 1024 })
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()

@@ -34,13 +34,17 @@ export async function leftoversOf(dataDir: string, id: string): Promise<string[]
   return found
 }
 
-/** Loop devices whose backing file is under `dir` (a sandbox's disk image left attached). */
+/**
+ * Loop devices whose backing file is under `dir` (a sandbox's disk image left attached). The
+ * agent's spare disks (`storage/spare-disks/`) are not counted: they wait for the next creates
+ * while it runs, and its close removes them (a stack's close checks that nothing stays mounted).
+ */
 export async function loopDevicesUnder(dir: string): Promise<string[]> {
   const found: string[] = []
   for (const dev of await readdir('/sys/block').catch(() => [] as string[])) {
     if (!dev.startsWith('loop')) continue
     const backing = await readFile(join('/sys/block', dev, 'loop', 'backing_file'), 'utf8').catch(() => '')
-    if (backing.startsWith(dir)) found.push(`loop ${dev} -> ${backing.trim()}`)
+    if (backing.startsWith(dir) && !backing.includes('/storage/spare-disks/')) found.push(`loop ${dev} -> ${backing.trim()}`)
   }
   return found
 }

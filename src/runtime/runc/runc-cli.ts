@@ -1,10 +1,10 @@
 import { execFile, spawn, type ExecFileException } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, rmSync, statfsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { join } from 'node:path'
-import { SandstormError, type CallOptions } from '../../shared/index.js'
+import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions } from '../../shared/index.js'
 
 /** Options of the runc command wrapper. */
 export interface RuncCliOptions {
@@ -97,6 +97,8 @@ export function createRuncCli(options: RuncCliOptions) {
       rmSync(logFile, { force: true })
       if (code !== 0) {
         opened.close()
+        // On a full disk runc cannot write its state, nor its complaint into the log.
+        if (complainsOfFullDisk(text) || hostDiskFull(bundle)) throw diskFullError('starting the sandbox', text || 'runc run failed')
         throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
       }
       return opened
@@ -179,5 +181,15 @@ function readLog(file: string): string {
     return readFileSync(file, 'utf8')
   } catch {
     return ''
+  }
+}
+
+/** Whether the filesystem of `dir` has less than 1 MiB left for root: too little for runc's state and a sandbox's start. */
+function hostDiskFull(dir: string): boolean {
+  try {
+    const s = statfsSync(dir)
+    return s.bfree * s.bsize < 1024 * 1024
+  } catch {
+    return false
   }
 }

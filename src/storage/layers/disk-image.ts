@@ -13,7 +13,7 @@ import { mkdir, rename, rm, stat, statfs, truncate, writeFile } from 'node:fs/pr
 import { basename, dirname, join } from 'node:path'
 import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions } from '../../shared/index.js'
 import { isMounted } from '../overlay/overlay.js'
-import { createResidentShell, shellQuote } from '../../shared/resident-shell.js'
+import { createResidentShell, shellQuote, type ResidentShell } from '../../shared/resident-shell.js'
 
 const shell = createResidentShell('disk image')
 
@@ -31,6 +31,15 @@ export interface DiskUsage {
  * nothing is left: no image, no mount, no loop device.
  */
 export async function mountDiskImage(dir: string, diskMiB: number, call: CallOptions = {}): Promise<void> {
+  if (call.signal?.aborted) throw new SandstormError('canceled', 'making the sandbox disk was canceled')
+  await formatAndMount(dir, diskMiB, shell)
+}
+
+/**
+ * Makes the sparse image of `dir`, formats it and mounts it at `dir`, in `shell` (its commands
+ * behind `prefix`, `nice -n 10 ` say). On failure nothing is left: no image, no mount, no loop device.
+ */
+export async function formatAndMount(dir: string, diskMiB: number, shell: ResidentShell, prefix = ''): Promise<void> {
   const image = diskImageOf(dir)
   try {
     await writeFile(image, '', { mode: 0o600, flag: 'wx' })
@@ -38,14 +47,13 @@ export async function mountDiskImage(dir: string, diskMiB: number, call: CallOpt
     // No reserved blocks (root in the sandbox would get them), inode tables and journal not
     // zeroed ahead: the file stays sparse until the sandbox writes.
     // noinit_itable: no background thread zeroing the inode tables (and filling the image).
-    if (call.signal?.aborted) throw new SandstormError('canceled', 'making the sandbox disk was canceled')
     const r = await shell.run(
-      `mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${shellQuote(image)} && ` +
-        `mount -t ext4 -o loop,nodev,nosuid,noatime,noinit_itable ${shellQuote(image)} ${shellQuote(dir)}`,
+      `${prefix}mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${shellQuote(image)} && ` +
+        `${prefix}mount -t ext4 -o loop,nodev,nosuid,noatime,noinit_itable ${shellQuote(image)} ${shellQuote(dir)}`,
     )
     if (r.code !== 0) throw toolError('making the sandbox disk', r.output.trim())
   } catch (err) {
-    await removeDiskImage(dir).catch(() => undefined)
+    await removeDiskImage(dir, shell).catch(() => undefined)
     throw err
   }
 }
@@ -66,10 +74,10 @@ const deletions = new Set<Promise<void>>()
  * pages, tens of milliseconds that a destroy need not wait for (nothing runs on it, nothing
  * names it). `diskImageDeletions` waits for them; `sweepRemovedDiskImages` removes what a crash cut off.
  */
-export async function removeDiskImage(dir: string): Promise<void> {
+export async function removeDiskImage(dir: string, within: ResidentShell = shell): Promise<void> {
   // In the resident shell too: a fork of the agent here would stall a create running beside the destroy.
   if (await isMounted(dir)) {
-    const r = await shell.run(`umount ${shellQuote(dir)} 2>/dev/null || umount -l ${shellQuote(dir)}`)
+    const r = await within.run(`umount ${shellQuote(dir)} 2>/dev/null || umount -l ${shellQuote(dir)}`)
     if (r.code !== 0 && (await isMounted(dir))) throw new SandstormError('internal', `unmounting a sandbox disk failed: ${r.output.trim()}`)
   }
   const image = diskImageOf(dir)

@@ -65,6 +65,8 @@ export interface StorageDriver {
    * `abort` removes them. Optional: overlay only (a btrfs writable dir is a snapshot of its layer).
    */
   renewWritable?(path: string, from: LayerSource | null): Promise<RenewedWritable>
+  /** Stops what the driver runs in the background (overlay: spare disks, which it removes). */
+  close?(): Promise<void>
 }
 
 /** A writable dir's next upper and work dirs, made beside the ones in use. */

@@ -6,4 +6,5 @@ export { createLayerStore, type LayerStore, type LayerStoreOptions, type LayerRe
 export { squashLayers } from './squash.js'
 export { isWhiteout, opaqueXattr } from './overlay-marks.js'
 export { pickStorageDriver } from './pick-driver.js'
-export { diskImageDeletions } from './disk-image.js'
+export { diskImageDeletions, diskImageOf, removeDiskImage } from './disk-image.js'
+export { createDiskSpares, spareDisksDirOf, type DiskSpares, type DiskSparesOptions } from './disk-spares.js'

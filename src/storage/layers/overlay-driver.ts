@@ -2,10 +2,18 @@ import { mkdirSync, renameSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import type { CallOptions } from '../../shared/index.js'
+import type { CallOptions, Logger } from '../../shared/index.js'
+import { createDiskSpares } from './disk-spares.js'
 import { diskImageUsage, mountDiskImage, removeDiskImage } from './disk-image.js'
 import type { LayerSource, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { copyUpper, warmCopier } from './tree-copier.js'
+
+/** Options of createOverlayDriver. */
+export interface OverlayDriverOptions {
+  /** Keep this many quota disks formatted and mounted ahead, in `storeDir` (disk-spares.ts). @default none */
+  spareDisks?: { storeDir: string; count: number }
+  logger?: Logger
+}
 
 /**
  * The overlay driver, for any filesystem: a snapshot copies the upper dir (only what the sandbox
@@ -13,12 +21,13 @@ import { copyUpper, warmCopier } from './tree-copier.js'
  * stacks an empty upper dir on the snapshot's layer and its chain. A layer's root is the copied upper dir itself. A quota puts
  * the writable dir on its own ext4 image (disk-image.ts).
  */
-export function createOverlayDriver(): StorageDriver {
+export function createOverlayDriver(options: OverlayDriverOptions = {}): StorageDriver {
+  const spares = options.spareDisks ? createDiskSpares({ storeDir: options.spareDisks.storeDir, count: options.spareDisks.count, logger: options.logger }) : undefined
   return {
     name: 'overlay',
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       await mkdir(path, { mode: 0o700 })
-      if (options.diskMiB !== undefined) await mountDiskImage(path, options.diskMiB, options)
+      if (options.diskMiB !== undefined && !(await spares?.take(path, options.diskMiB))) await mountDiskImage(path, options.diskMiB, options)
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
       await mkdir(dirs.upperDir, { mode: 0o755 })
       await mkdir(dirs.workDir, { mode: 0o700 })
@@ -57,5 +66,6 @@ export function createOverlayDriver(): StorageDriver {
       // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
       await rm(path, { recursive: true, force: true })
     },
+    close: async () => spares?.close(),
   }
 }
