@@ -219,6 +219,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ingress.close()
       await closed
       clearTimeout(cut)
+      // Queued command log entries are written while the database is still open.
+      commandLog.close()
       db.close()
       logger.info({ url }, 'server closed')
     }
