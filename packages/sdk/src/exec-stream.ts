@@ -66,8 +66,10 @@ export interface ExecOutcome {
 }
 
 /**
- * Feeds events into the sink until `end` (then stops reading, which closes the stream) or until
- * the stream ends without one (a lost connection), in which case `result` is undefined.
+ * Feeds events into the sink until `end`, or until the stream ends without one (a lost
+ * connection), in which case `result` is undefined. The server ends the stream right after `end`:
+ * it is read on to its close (anything after `end` is ignored), since a stream left before its
+ * close is cut, and the next request then pays for a new connection on both sides.
  */
 export async function consumeExecEvents(
   events: AsyncIterable<ExecEvent>,
@@ -75,7 +77,19 @@ export async function consumeExecEvents(
   onStart?: (pid: number) => void,
 ): Promise<ExecOutcome> {
   const outcome: ExecOutcome = { pid: undefined, result: undefined }
+  try {
+    await readEvents(events, sink, outcome, onStart)
+  } catch (err) {
+    // A stream cut after its `end` still told the result.
+    if (!outcome.result) throw err
+  }
+  sink.flush()
+  return outcome
+}
+
+async function readEvents(events: AsyncIterable<ExecEvent>, sink: OutputSink, outcome: ExecOutcome, onStart?: (pid: number) => void): Promise<void> {
   for await (const event of events) {
+    if (outcome.result) continue
     switch (event.type) {
       case 'start':
         outcome.pid = event.pid
@@ -88,14 +102,12 @@ export async function consumeExecEvents(
       case 'end':
         outcome.result = event.result
         sink.flush()
-        return outcome
+        break
       default:
         // An event type from a newer server: skip it rather than fail.
         break
     }
   }
-  sink.flush()
-  return outcome
 }
 
 /** Returns the result of a command that succeeded; throws TimeoutError or CommandExitError otherwise. */
