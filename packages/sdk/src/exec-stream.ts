@@ -68,8 +68,8 @@ export interface ExecOutcome {
 /**
  * Feeds events into the sink until `end`, or until the stream ends without one (a lost
  * connection), in which case `result` is undefined. The server ends the stream right after `end`:
- * it is read on to its close (anything after `end` is ignored), since a stream left before its
- * close is cut, and the next request then pays for a new connection on both sides.
+ * it is read on to its close (anything after `end` is ignored) rather than left, since leaving
+ * cancels the body, which aborts the fetch under it: an error made and thrown per command.
  */
 export async function consumeExecEvents(
   events: AsyncIterable<ExecEvent>,
