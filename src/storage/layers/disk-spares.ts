@@ -2,7 +2,8 @@
  * Spare sandbox disks: ext4 images formatted and mounted ahead of need, so that a create with a
  * quota takes one with a rename and a mount move instead of an mkfs and a loop mount (about a
  * quarter of a cold create on a 2-core host). A few wait at a time, of the size asked for last;
- * they are made one after another at low priority, off any create's path, in a shell of their own.
+ * they are made one after another at low priority, off any create's path, in a shell of their own;
+ * a take moves its spare in another, so that it never waits behind an mkfs.
  *
  * A spare is `<store>/spare-disks/<name>`, the mount point, with its image `<name>.disk` beside
  * it. Nothing of a sandbox is ever on one: a spare is an empty filesystem until it is taken, and
@@ -66,6 +67,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
   const log = options.logger ?? silentLogger()
   const dir = spareDisksDirOf(options.storeDir)
   const shell = createResidentShell('spare disks')
+  const moves = createResidentShell('spare disk moves')
   const waiting: Spare[] = []
   let wanted: number | null = null
   let closed = options.count <= 0
@@ -121,6 +123,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
     for (const spare of waiting.splice(0)) await remove(spare, shell)
     await rm(dir, { recursive: true, force: true }).catch(() => undefined)
     shell.close()
+    moves.close()
   }
 
   return {
@@ -145,7 +148,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
         await remove(spare, shell)
         return false
       }
-      const moved = await shell.run(`mount --move ${shellQuote(spare.path)} ${shellQuote(target)}`)
+      const moved = await moves.run(`mount --move ${shellQuote(spare.path)} ${shellQuote(target)}`)
       if (moved.code !== 0) {
         await rename(image, diskImageOf(spare.path)).catch(() => undefined)
         await remove(spare, shell)
