@@ -223,18 +223,20 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   /** The current version of every template, sorted by name (unreadable ones skipped). */
   async function currentVersions(): Promise<StoredTemplate[]> {
     await ready
-    const out: StoredTemplate[] = []
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (!(entry.isDirectory() || entry.isSymbolicLink()) || !templateNamePattern.test(entry.name)) continue
-      try {
-        const current = await readCurrent(entry.name)
-        if (current) out.push(current.stored)
-      } catch (err) {
-        // One broken template must not hide the others.
-        logger.warn({ template: entry.name, err }, 'skipping a template that cannot be read')
-      }
-    }
-    return out.sort((a, b) => a.name.localeCompare(b.name))
+    const names = (await readdir(dir, { withFileTypes: true }))
+      .filter((entry) => (entry.isDirectory() || entry.isSymbolicLink()) && templateNamePattern.test(entry.name))
+      .map((entry) => entry.name)
+    // All at once: every create lists the templates, and one after another each waited its turn in libuv's pool.
+    const read = await Promise.all(
+      names.map((name) =>
+        readCurrent(name).catch((err: unknown) => {
+          // One broken template must not hide the others.
+          logger.warn({ template: name, err }, 'skipping a template that cannot be read')
+          return null
+        }),
+      ),
+    )
+    return read.flatMap((current) => (current ? [current.stored] : [])).sort((a, b) => a.name.localeCompare(b.name))
   }
 
   /**
