@@ -105,7 +105,8 @@ describe('a full data disk', { skip, timeout: 900_000 }, () => {
     runc: await namesIn(join(dataDir, 'runc')),
     templates: await namesIn(templatesDir),
     loops: (await loopDevicesUnder(mnt)).length,
-    mounts: (await mountsUnder(mnt)).length,
+    // Spare disks come and go on their own (made once creates pause): they are not what a refused request left.
+    mounts: (await mountsUnder(mnt)).filter((m) => !m.includes('/storage/spare-disks/')).length,
   })
   const assertDiskFull = (what: string, res: { status: number; json: any; text: string }): void => {
     assert.equal(res.status, 429, `${what}: ${res.text}`)
