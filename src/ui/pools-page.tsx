@@ -11,6 +11,8 @@ export function PoolsPage() {
   const pools = usePoll(() => api.listPools(), 2000)
   const templates = usePoll(() => api.listTemplates(), 30_000)
   const [error, setError] = useState<string>()
+  // Held here, so that the list of templates arriving (it replaces the options) keeps the choice made before it.
+  const [choice, setChoice] = useState('debian')
 
   const set = async (template: string, min: number, max: number): Promise<void> => {
     setError(undefined)
@@ -71,7 +73,7 @@ export function PoolsPage() {
       >
         <label>
           Template
-          <select name="template">
+          <select name="template" value={choice} onChange={(e) => setChoice(e.currentTarget.value)}>
             {(templates.value?.map((t) => t.name) ?? ['debian']).map((n) => (
               <option value={n}>{n}</option>
             ))}
