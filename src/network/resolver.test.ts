@@ -7,18 +7,22 @@ import dnsPacket from 'dns-packet'
 import { silentLogger } from '../shared/index.js'
 import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
 
-/** An upstream on 127.0.0.1 that knows a few names and counts what it was asked. */
+/**
+ * An upstream on 127.0.0.1 that knows a few names and counts what it was asked. Its answers are
+ * data only (nothing is sent to them): test hosts' 198.19.0.0/16, and 198.18.255.254 in the
+ * sandboxes' own range, which a sandbox may never be pinned to.
+ */
 async function fakeUpstream(): Promise<{ port: number; asked: string[]; close(): void }> {
   const zone: Record<string, dnsPacket.Answer[]> = {
-    'allowed.test': [{ type: 'A', name: 'allowed.test', ttl: 30, data: '203.0.113.10' }],
+    'allowed.test': [{ type: 'A', name: 'allowed.test', ttl: 30, data: '198.19.113.10' }],
     'alias.test': [
       { type: 'CNAME', name: 'alias.test', ttl: 30, data: 'target.test' },
-      { type: 'A', name: 'target.test', ttl: 30, data: '203.0.113.20' },
-      { type: 'A', name: 'unrelated.test', ttl: 30, data: '203.0.113.99' },
+      { type: 'A', name: 'target.test', ttl: 30, data: '198.19.113.20' },
+      { type: 'A', name: 'unrelated.test', ttl: 30, data: '198.19.113.99' },
     ],
     'mixed.test': [
-      { type: 'A', name: 'mixed.test', ttl: 30, data: '203.0.113.30' },
-      { type: 'A', name: 'mixed.test', ttl: 30, data: '169.254.169.254' },
+      { type: 'A', name: 'mixed.test', ttl: 30, data: '198.19.113.30' },
+      { type: 'A', name: 'mixed.test', ttl: 30, data: '198.18.255.254' },
     ],
   }
   const asked: string[] = []
@@ -93,11 +97,11 @@ describe('the sandbox resolver', () => {
 
   it('passes answers through for a sandbox without a domain policy', async () => {
     client = { allowsName: null, pinnable: () => true, pin: async () => undefined }
-    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['203.0.113.30', '169.254.169.254'])
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['198.19.113.30', '198.18.255.254'])
   })
 
   it('refuses names outside a domain policy without asking upstream', async () => {
-    client = { allowsName: (n) => n === 'allowed.test' || n === 'alias.test' || n === 'mixed.test', pinnable: (a) => !a.startsWith('169.254.'), pin: async (list) => void pins.push(...list.map((p) => p.address)) }
+    client = { allowsName: (n) => n === 'allowed.test' || n === 'alias.test' || n === 'mixed.test', pinnable: (a) => !a.startsWith('198.18.'), pin: async (list) => void pins.push(...list.map((p) => p.address)) }
     const before = upstream.asked.length
     const refused = await query(resolver.udpPort, 'secret-data.evil.test')
     assert.equal(rcode(refused), 'REFUSED')
@@ -109,10 +113,10 @@ describe('the sandbox resolver', () => {
     assert.deepEqual(addresses(await query(resolver.udpPort, 'allowed.test', 'AAAA')), [])
     assert.equal(rcode(await query(resolver.udpPort, 'allowed.test', 'AAAA')), 'NOERROR')
     pins.length = 0
-    assert.deepEqual(addresses(await query(resolver.udpPort, 'alias.test')), ['203.0.113.20'], 'the unrelated record is dropped')
-    assert.deepEqual(pins, ['203.0.113.20'])
-    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['203.0.113.30'])
-    assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['203.0.113.10'])
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'alias.test')), ['198.19.113.20'], 'the unrelated record is dropped')
+    assert.deepEqual(pins, ['198.19.113.20'])
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['198.19.113.30'])
+    assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['198.19.113.10'])
   })
 
   it('refuses every query of a source it does not know', async () => {
@@ -126,7 +130,7 @@ describe('name lookups for the HTTP and TLS checks', () => {
     const upstream = await fakeUpstream()
     const resolver = await startResolver({ host: '127.0.0.1', upstreams: [`127.0.0.1:${upstream.port}`], clientOf: () => undefined, logger: silentLogger() })
     try {
-      assert.deepEqual((await resolver.lookup('alias.test')).map((r) => r.address), ['203.0.113.20'])
+      assert.deepEqual((await resolver.lookup('alias.test')).map((r) => r.address), ['198.19.113.20'])
     } finally {
       await resolver.close()
       upstream.close()

@@ -79,8 +79,9 @@ export async function createTestInternet(): Promise<TestInternet> {
       'denied.test': { A: [addresses.denied] },
       'other.test': { A: [addresses.other] },
       'alias.test': { CNAME: 'denied.test' },
-      'private.test': { A: ['10.11.12.13'] },
-      'metadata.test': { A: ['169.254.169.254'] },
+      // In the sandboxes' own range, never reachable (as link-local, cloud metadata, is): an allowed
+      // name pointing there must resolve to nothing. An answer only; no packet goes there.
+      'never.test': { A: ['198.18.255.254'] },
     }
     const certs = await makeCertificates(dir, ['allowed.test', 'denied.test', 'alias.test', 'other.test', '*.allowed.test'])
     const config = JSON.stringify({ zone, certPem: certs.certPem, keyPem: certs.keyPem })
