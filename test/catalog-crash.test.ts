@@ -8,14 +8,14 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { mkdirSync, readdirSync, watch, type FSWatcher } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import Database from 'better-sqlite3'
 import { Sandbox } from '@sandstorm/sdk'
-import { leftoversOf, loopDevicesUnder, namesIn, sandboxIdsOnDisk } from './helpers/leftovers.js'
+import { leftoversOf, loopDevicesUnder, mountsUnder, namesIn, sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { startUpProcess, type UpProcess } from './helpers/fleet-processes.js'
 import { skipReason } from './helpers/stack.js'
 
@@ -61,12 +61,6 @@ function catalogRows(dir: string): { id: string; state: string }[] {
 async function runcContainers(dir: string): Promise<string[]> {
   const { stdout } = await run('runc', ['--root', join(dir, 'runc'), 'list', '--format', 'json'])
   return ((JSON.parse(stdout || 'null') as { id: string }[] | null) ?? []).map((c) => c.id).sort()
-}
-
-/** Mount points under `dir` (writable layers' disk images, overlay roots). */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
-  return mountinfo.split('\n').map((line) => line.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dir}/`))
 }
 
 /** Sandbox ids of the writable layers in the layer store (dirs, records and disk images). */

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readFile, rm, statfs, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, rm, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -16,7 +16,7 @@ import { execa, type ResultPromise } from 'execa'
 import { hostMarginBytes } from '../src/agent/host-space.js'
 import type { TemplateBuildEvent } from '../src/shared/index.js'
 import { Sandbox } from '@sandstorm/sdk'
-import { leftoversOf, loopDevicesUnder, namesIn } from './helpers/leftovers.js'
+import { leftoversOf, loopDevicesUnder, mountsUnder, namesIn } from './helpers/leftovers.js'
 import { ownTemplatesDir, startUpProcess } from './helpers/fleet-processes.js'
 import { skipReason } from './helpers/stack.js'
 
@@ -27,11 +27,7 @@ const diskFull = /disk is full|no space left/i
 const leaky = /\/tmp\/|\/mnt|sandstorm-diskfull|\.disk\b|storage\/|ENOSPC|errno|SQLITE/i
 
 /** Mount points at or under `dir`, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
-  const points = lines.map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`))
-  return [...new Set(points)].sort((a, b) => b.length - a.length)
-}
+const mountsDeepestFirst = async (dir: string): Promise<string[]> => [...new Set(await mountsUnder(dir))].sort((a, b) => b.length - a.length)
 
 /**
  * Fills the filesystem of `path` to its last block: a large preallocation, then appends until
@@ -106,7 +102,7 @@ describe('a full data disk', { skip, timeout: 900_000 }, () => {
     templates: await namesIn(templatesDir),
     loops: (await loopDevicesUnder(mnt)).length,
     // Spare disks come and go on their own (made once creates pause): they are not what a refused request left.
-    mounts: (await mountsUnder(mnt)).filter((m) => !m.includes('/storage/spare-disks/')).length,
+    mounts: (await mountsDeepestFirst(mnt)).filter((m) => !m.includes('/storage/spare-disks/')).length,
   })
   const assertDiskFull = (what: string, res: { status: number; json: any; text: string }): void => {
     assert.equal(res.status, 429, `${what}: ${res.text}`)
@@ -146,10 +142,10 @@ describe('a full data disk', { skip, timeout: 900_000 }, () => {
     if (!mnt) return
     // Whatever a failed run left: containers, then mounts deepest first, then loop devices.
     for (const id of await namesIn(join(dataDir, 'runc'))) await execa('runc', ['--root', join(dataDir, 'runc'), 'delete', '--force', id], { reject: false })
-    for (const point of await mountsUnder(mnt)) if (point !== mnt) await execa('umount', ['-l', point], { reject: false })
+    for (const point of await mountsDeepestFirst(mnt)) if (point !== mnt) await execa('umount', ['-l', point], { reject: false })
     for (const loop of await loopDevicesUnder(mnt)) await execa('losetup', ['-d', `/dev/${loop.split(' ')[1]}`], { reject: false })
     await execa('umount', [mnt], { reject: false })
-    if ((await mountsUnder(mnt)).length > 0) await execa('umount', ['-l', mnt], { reject: false })
+    if ((await mountsDeepestFirst(mnt)).length > 0) await execa('umount', ['-l', mnt], { reject: false })
     for (const loop of await loopDevicesUnder(base)) await execa('losetup', ['-d', `/dev/${loop.split(' ')[1]}`], { reject: false })
     await rm(base, { recursive: true, force: true })
   })

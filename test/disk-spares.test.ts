@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { createDiskSpares, diskImageOf, isMounted, removeDiskImage, spareDisksDirOf, type DiskSpares } from '../src/storage/index.js'
-import { loopDevicesUnder } from './helpers/leftovers.js'
+import { loopDevicesUnder, mountsUnder } from './helpers/leftovers.js'
 
 const skip = process.getuid?.() !== 0 ? 'spare disks need root (mkfs, loop mounts)' : false
 const MiB = 1024 * 1024
@@ -20,12 +20,6 @@ const MiB = 1024 * 1024
 async function readyOf(spares: DiskSpares, diskMiB: number, count: number): Promise<void> {
   for (let i = 0; i < 600 && (spares.ready().get(diskMiB) ?? 0) < count; i++) await new Promise((r) => setTimeout(r, 50))
   assert.equal(spares.ready().get(diskMiB) ?? 0, count, `${count} spares of ${diskMiB} MiB were not made`)
-}
-
-/** Mount points at or under `dir`. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const { readFile } = await import('node:fs/promises')
-  return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`))
 }
 
 describe('spare disks', { skip }, () => {

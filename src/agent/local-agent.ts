@@ -495,8 +495,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await layers.instances.drain()
       await closeRuntimes(backends.values())
       await network.close()
-      // The disk images of destroyed sandboxes are deleted after their destroy answered.
+      // Spare disks are unmounted and deleted.
       await layers.close()
+      // The disk images of destroyed sandboxes are deleted after their destroy answered.
       await diskImageDeletions()
       sandboxes.clear()
     },

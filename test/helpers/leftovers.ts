@@ -34,6 +34,12 @@ export async function leftoversOf(dataDir: string, id: string): Promise<string[]
   return found
 }
 
+/** Mount points at or under `dir` on the host, in the order the kernel lists them (parents first). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
+  return mountinfo.split('\n').map((line) => line.split(' ')[4] ?? '').filter((m) => m === dir || m.startsWith(`${dir}/`))
+}
+
 /**
  * Loop devices whose backing file is under `dir` (a sandbox's disk image left attached). The
  * agent's spare disks (`storage/spare-disks/`) are not counted: they wait for the next creates

@@ -4,13 +4,14 @@
  * store that setup built, so tests never run debootstrap.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises'
+import { mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
 import { createLogger, silentLogger, type Logger } from '../../src/shared/index.js'
 import { linkSharedGuest, sharedDebianRoot } from './qemu-guest.js'
+import { mountsUnder } from './leftovers.js'
 
 /** Where setup built the default templates. */
 export const templatesDir =
@@ -99,7 +100,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       for (const s of await agent.list()) await agent.destroy(s.id).catch(() => undefined)
       await stop()
       // A stopped agent leaves nothing mounted (no sandbox root or disk, no spare disk), and rm must not reach into a mount.
-      const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dataDir}/`))
+      const mounted = await mountsUnder(dataDir)
       if (mounted.length > 0) throw new Error(`the stopped stack left mounts under its data dir: ${mounted.join(', ')}`)
       await rm(dataDir, { recursive: true, force: true })
     },

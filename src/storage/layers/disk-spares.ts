@@ -78,6 +78,8 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
   let wanted: number | null = null
   let closed = options.count <= 0
   let filling: Promise<void> | null = null
+  /** Fewer than `count` of the wanted size wait. */
+  const short = (): boolean => !closed && wanted !== null && waiting.filter((s) => s.diskMiB === wanted).length < options.count
   const swept = sweepSpareDisks(dir, shell).catch((err: unknown) => {
     // Spares are a speed-up: without them, every disk is made on the spot.
     closed = true
@@ -87,8 +89,8 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
   /** Makes spares of the wanted size until enough wait, one at a time, dropping ones of another size to make room. */
   async function fill(): Promise<void> {
     await swept
-    while (!closed && wanted !== null && waiting.filter((s) => s.diskMiB === wanted).length < options.count) {
-      const size = wanted
+    while (short()) {
+      const size = wanted!
       if ((await freeBytes(options.storeDir)) < fillMarginBytes) return
       if (waiting.length >= options.count) {
         const other = waiting.findIndex((s) => s.diskMiB !== size)
@@ -118,7 +120,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
     filling = fill().finally(() => {
       filling = null
       // A take during the last step of a fill asked for one more.
-      if (!closed && wanted !== null && waiting.filter((s) => s.diskMiB === wanted).length < options.count) refill()
+      if (short()) refill()
     })
   }
 
@@ -169,7 +171,8 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
       // busybox's static mount: util-linux's costs its exec and its libraries' start, about 5 ms more here.
       const moved = await moves.run(`exec ${moveCommand} ${shellQuote(spare.path)} ${shellQuote(target)}`)
       if (moved.code !== 0) {
-        await rename(image, diskImageOf(spare.path)).catch(() => undefined)
+        // Back beside its mount, or gone: an image left at the target would stop the disk made on the spot.
+        await rename(image, diskImageOf(spare.path)).catch(() => rm(image, { force: true }))
         await remove(spare, shell)
         // A mount under a shared mount cannot move (EINVAL): every take would fail the same way.
         closed = true

@@ -13,8 +13,7 @@ export interface PickDriverOptions {
 
 /** The driver for a store in `dir`: btrfs when `dir` is on btrfs, else overlay, unless one is named. */
 export async function pickStorageDriver(dir: string, name: StorageDriverName | 'auto' = 'auto', options: PickDriverOptions = {}): Promise<StorageDriver> {
-  const overlay = (): StorageDriver =>
-    createOverlayDriver({ ...(options.spareDisks ? { spareDisks: { storeDir: dir, count: options.spareDisks } } : {}), ...(options.logger ? { logger: options.logger } : {}) })
+  const overlay = (): StorageDriver => createOverlayDriver({ spareDisks: options.spareDisks ? { storeDir: dir, count: options.spareDisks } : undefined, logger: options.logger })
   if (name === 'overlay') return overlay()
   if (name === 'btrfs') return createBtrfsDriver()
   await mkdir(dir, { recursive: true, mode: 0o700 })
