@@ -141,8 +141,6 @@ export function createInitChannel(socket: Socket): InitChannel {
     if (!open) return
     open = false
     onLost(new Error("the channel to the sandbox's init ended"))
-    // Frames sent in this tick go first (a close right after a kill, say).
-    if (corked) uncork()
     socket.destroy()
     const left = [...commands.values()]
     commands.clear()
@@ -154,24 +152,12 @@ export function createInitChannel(socket: Socket): InitChannel {
     }
   }
 
-  // Frames sent in one tick leave in one write (a command's EXEC and STDIN_CLOSE, say): one wake-up
-  // of the init instead of one per frame.
-  let corked = false
-  const uncork = () => {
-    corked = false
-    socket.uncork()
-  }
   function send(type: number, id: number, payload?: Uint8Array) {
     if (!open) return
     const head = Buffer.alloc(headerBytes)
     head.writeUInt32LE(headerBytes - 4 + (payload?.length ?? 0), 0)
     head[4] = type
     head.writeUInt32LE(id, 5)
-    if (!corked) {
-      corked = true
-      socket.cork()
-      process.nextTick(uncork)
-    }
     socket.write(payload?.length ? Buffer.concat([head, payload]) : head)
   }
 
