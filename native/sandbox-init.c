@@ -68,6 +68,7 @@ enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXI
 #define READ_CHUNK 65536
 #define OUT_HIGH (4u << 20)     /* output queued for the agent beyond this stops reading children */
 #define ORPHAN_GRACE_MS 200     /* output still read after a command ended while children hold its pipes */
+#define DRAIN_READS 16          /* reads of each pipe at most when a command's exit is reported with its pipes open */
 #define KILL_WAIT_MS 2000       /* longest wait for a killed tree to be reaped (a process stuck in the kernel) */
 #define KILL_PASSES 8           /* passes over /proc per kill; the tree is killed again until its keeper is gone */
 #define LAUNCH_STACK (64u << 10) /* the stack of a command's child until its exec (a PATH search takes 4 KiB of it) */
@@ -617,11 +618,36 @@ static void read_host(void) {
   }
 }
 
-static void read_output(struct proc *c, int *fd, int type) {
+/* One read of a command's stdout or stderr; returns whether it got any bytes. */
+static int read_output(struct proc *c, int *fd, int type) {
   char chunk[READ_CHUNK];
   ssize_t n = read(*fd, chunk, sizeof chunk);
   if (n > 0 && !c->reported) send_frame(type, c->id, chunk, (size_t)n);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) close_fd(fd);
+  return n > 0;
+}
+
+/* Whether the agent holds this command's output back (it paused it, or its queue is full). */
+static int held_back(const struct proc *c) {
+  return c->paused || to_host.len >= OUT_HIGH;
+}
+
+/*
+ * Right before a command's exit is reported while its pipes are still open (children of it hold
+ * them): sends what they hold now, so that everything written before the command ended goes out
+ * before its exit. The grace after the exit is counted from when the exit was seen, and the init
+ * may not have polled the pipes since (a stall of the init, or a slow start of another command,
+ * in between). Returns 0 if the agent holds the output back: the exit then waits for it.
+ */
+static int drain_before_exit(struct proc *c) {
+  int *fds[2] = {&c->out_fd, &c->err_fd};
+  const int types[2] = {I_STDOUT, I_STDERR};
+  for (int w = 0; w < 2; w++)
+    for (int reads = 0; *fds[w] >= 0 && reads < DRAIN_READS; reads++) {
+      if (held_back(c)) return 0;
+      if (!read_output(c, fds[w], types[w])) break;
+    }
+  return 1;
 }
 
 static void write_stdin(struct proc *c) {
@@ -682,7 +708,8 @@ static void settle(long long now) {
      * processes still count against the sandbox's pids limit, and the next command's fork
      * would be refused. */
     int over = c->killed_at ? c->keeper_gone || now - c->killed_at >= KILL_WAIT_MS : drained || now - c->exited_at >= ORPHAN_GRACE_MS;
-    if (!c->reported && over) {
+    /* A killed command's exit never waits for its output to be taken. */
+    if (!c->reported && over && (drained || drain_before_exit(c) || c->killed_at)) {
       send_u32(I_EXIT, c->id, (uint32_t)c->status);
       c->reported = 1;
     }
@@ -765,7 +792,8 @@ int main(int argc, char **argv) {
         owner[n].which = w;
         fds[n++] = (struct pollfd){.fd = *fdp[w], .events = ev};
       }
-      if (c->exited && !c->reported) {
+      /* Output held back keeps the exit back too: the agent's resume or its reading wakes the poll. */
+      if (c->exited && !c->reported && (c->killed_at || !held_back(c))) {
         long long left = c->killed_at ? c->killed_at + KILL_WAIT_MS - now : c->exited_at + ORPHAN_GRACE_MS - now;
         if (left < 0) left = 0;
         if (timeout < 0 || left < timeout) timeout = (int)left;

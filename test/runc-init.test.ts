@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createRuncBackend, runcHostHelpers } from '../src/runtime/index.js'
+import { attachInit } from '../src/runtime/runc/init-attach.js'
+import { createInitChannel } from '../src/runtime/runc/init-channel.js'
 import type { ExecSpec, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
 import { leftoversOf } from './helpers/leftovers.js'
@@ -102,6 +104,46 @@ describe("the runc sandbox's init", { skip }, () => {
     assert.equal(big.result.exitCode, 0)
     assert.equal(big.stdout.length, 24 << 20)
     assert.ok(big.stdout.every((b) => b === 0x78))
+  })
+
+  it('output held back by its reader comes before the exit, however long the command has ended', async () => {
+    // A channel of the test's own, to pause a command's output as the agent does when its reader
+    // falls behind. The pause is read before the line on stdin that the command waits for, so the
+    // init has not read a byte of its output when it pauses. The exit must then wait for the
+    // output: reported 200 ms after the command ended (the grace for children left holding its
+    // pipes), it came without the output, which was then dropped.
+    const state = JSON.parse(await readFile(join(layout().stateRoot, id, 'state.json'), 'utf8')) as { init_process_pid: number; init_process_start: number }
+    const channel = await attachInit({ pid: state.init_process_pid, startTicks: state.init_process_start }, `sandstorm-init-${id}`, createInitChannel)
+    try {
+      await channel.ready
+      const heard: string[] = []
+      let ended!: (status: number) => void
+      const exit = new Promise<number>((resolve) => (ended = resolve))
+      const request = { argv: ['/bin/sh', '-c', 'read line; echo "$line"'], env: [], cwd: '/', uid: 0, gid: 0 }
+      const command = channel.start(request, {
+        started: () => undefined,
+        failed: (reason) => heard.push(`failed: ${reason}`),
+        stdout: (data) => heard.push(`stdout ${data.toString()}`),
+        stderr: (data) => heard.push(`stderr ${data.toString()}`),
+        ack: () => undefined,
+        stdinGone: () => undefined,
+        exit: (status) => {
+          heard.push(`exit ${status}`)
+          ended(status)
+        },
+      })
+      channel.pause(command)
+      channel.stdin(command, Buffer.from('held back\n'))
+      channel.closeStdin(command)
+      // Well past the command's end and its grace.
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      assert.deepEqual(heard, [], 'nothing, not even the exit, while the output is held back')
+      channel.resume(command)
+      assert.equal(await exit, 0)
+      assert.deepEqual(heard, ['stdout held back\n', 'exit 0'])
+    } finally {
+      channel.close()
+    }
   })
 
   it('a missing command, cwd or user is told apart', async () => {
