@@ -66,10 +66,14 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
     if (!stream.write(data) && !outputPaused) {
       outputPaused = true
       channel.pause(id)
-      stream.once('drain', () => {
+      // Resumed once the reader caught up, or went away (the init holds a command's exit back
+      // while its output is paused).
+      const resume = () => {
+        stream.off('drain', resume).off('close', resume)
         outputPaused = false
         channel.resume(id)
-      })
+      }
+      stream.once('drain', resume).once('close', resume)
     }
   }
   const pid = await new Promise<number>((resolve, reject) => {
