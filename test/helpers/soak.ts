@@ -115,7 +115,7 @@ export async function runExecs(sandboxes: Sandbox[], total: number, concurrency:
         if (r.stdout === `${i}\n`) {
           outcome.ok++
           outcome.latencies.push(performance.now() - start)
-        } else outcome.wrong.push(`exec ${i} on ${sandbox.sandboxId}: stdout ${JSON.stringify(r.stdout)}`)
+        } else outcome.wrong.push(`exec ${i} on ${sandbox.sandboxId} (pid ${r.pid}, after ${Math.round(performance.now() - start)} ms): stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}, exit ${r.exitCode}`)
       } catch (err) {
         if (err instanceof SandstormSdkError && err.retryable) {
           const key = `${err.name} (${err.code})`
