@@ -15,7 +15,7 @@ import { promisify } from 'node:util'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import Database from 'better-sqlite3'
 import { Sandbox } from '@sandstorm/sdk'
-import { leftoversOf, loopDevicesUnder, mountsUnder, namesIn, sandboxIdsOnDisk } from './helpers/leftovers.js'
+import { leftoversOf, loopDevicesUnder, mountsUnder, namesIn, onSpareDisk, sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { startUpProcess, type UpProcess } from './helpers/fleet-processes.js'
 import { skipReason } from './helpers/stack.js'
 
@@ -176,7 +176,7 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
     assert.deepEqual(await sandboxIdsOnDisk(dir), listed, 'every sandbox dir and agent record is in the catalog')
     assert.deepEqual(await writableIds(dir), listed, `every writable layer (dir, record, disk image) is in the catalog; found ${(await namesIn(join(dir, 'storage', 'writable'))).join(' ')}`)
     // Spare disks (not counted as loop devices here) wait mounted for the next creates: at most 2, the agent's default.
-    const spares = (await mountsUnder(dir)).filter((m) => m.startsWith(`${join(dir, 'storage', 'spare-disks')}/`))
+    const spares = (await mountsUnder(dir)).filter(onSpareDisk)
     assert.ok(spares.length <= 2, `at most 2 spare disks: ${spares.join(', ')}`)
     const loops = await loopDevicesUnder(dir)
     for (const loop of loops) assert.ok(listed.some((id) => loop.endsWith(`/${id}.disk`)), `${loop} belongs to no sandbox in the catalog`)
@@ -203,8 +203,7 @@ describe('the catalog after a crash mid-write', { skip, timeout: 900_000 }, () =
     for (const id of seen) assert.deepEqual(await leftoversOf(dir, id), [], `sandbox ${id} left things behind after its destroy`)
     assert.deepEqual(await runcContainers(dir), [])
     // What is still mounted while up runs is its spare disks; a stop removes them too.
-    const spareDir = join(dir, 'storage', 'spare-disks')
-    assert.deepEqual((await mountsUnder(dir)).filter((m) => !m.startsWith(`${spareDir}/`)), [])
+    assert.deepEqual((await mountsUnder(dir)).filter((m) => !onSpareDisk(m)), [])
     up!.child.kill('SIGTERM')
     await up!.child
     up = undefined

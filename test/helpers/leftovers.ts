@@ -34,6 +34,9 @@ export async function leftoversOf(dataDir: string, id: string): Promise<string[]
   return found
 }
 
+/** Whether `path` is one of an agent's spare disks (or their images): they come and go on their own while it runs. */
+export const onSpareDisk = (path: string): boolean => path.includes('/storage/spare-disks/')
+
 /** Mount points at or under `dir` on the host, in the order the kernel lists them (parents first). */
 export async function mountsUnder(dir: string): Promise<string[]> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
@@ -50,7 +53,7 @@ export async function loopDevicesUnder(dir: string): Promise<string[]> {
   for (const dev of await readdir('/sys/block').catch(() => [] as string[])) {
     if (!dev.startsWith('loop')) continue
     const backing = await readFile(join('/sys/block', dev, 'loop', 'backing_file'), 'utf8').catch(() => '')
-    if (backing.startsWith(dir) && !backing.includes('/storage/spare-disks/')) found.push(`loop ${dev} -> ${backing.trim()}`)
+    if (backing.startsWith(dir) && !onSpareDisk(backing)) found.push(`loop ${dev} -> ${backing.trim()}`)
   }
   return found
 }

@@ -63,7 +63,7 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
     // A database closed under the server (it is shutting down) has nowhere to keep them.
     if (db.open) insertAll(rows)
   }
-  const flushSoon = (): void => {
+  const flushBestEffort = (): void => {
     try {
       flush()
     } catch {
@@ -76,7 +76,7 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
       if (closed) return
       queue.push([e.sandboxId, e.agentId, JSON.stringify(e.argv), e.exitCode, Math.round(e.durationMs), e.outputBytes, Date.now()])
       if (!timer) {
-        timer = setTimeout(flushSoon, flushMs)
+        timer = setTimeout(flushBestEffort, flushMs)
         // Pending entries never keep the process up; close writes them.
         timer.unref()
       }
@@ -98,7 +98,7 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
     flush,
     close() {
       closed = true
-      flushSoon()
+      flushBestEffort()
     },
   }
 }

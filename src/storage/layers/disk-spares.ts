@@ -15,7 +15,6 @@ import { mkdir, readdir, rename, rm, rmdir, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { silentLogger, type Logger } from '../../shared/index.js'
 import { createResidentShell, shellQuote, type ResidentShell } from '../../shared/resident-shell.js'
-import { isMounted } from '../overlay/overlay.js'
 import { diskImageOf, formatAndMount, removeDiskImage } from './disk-image.js'
 
 /** Disks made ahead for the writable dirs of one layer store. */
@@ -198,15 +197,12 @@ async function remove(spare: Spare, shell: ResidentShell): Promise<void> {
   await rm(spare.path, { recursive: true, force: true }).catch(() => undefined)
 }
 
-/** Unmounts and deletes whatever is in a store's spare-disks dir (a crash's leftovers). */
+/**
+ * Unmounts and deletes whatever is in a store's spare-disks dir (a crash's leftovers). A spare that
+ * cannot be unmounted fails the sweep: the dir is never removed with a mount under it.
+ */
 async function sweepSpareDisks(dir: string, shell: ResidentShell): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[])
-  for (const name of names) {
-    const path = join(dir, name)
-    if (!name.endsWith('.disk') && (await isMounted(path))) {
-      const r = await shell.run(`umount ${shellQuote(path)} 2>/dev/null || umount -l ${shellQuote(path)}`)
-      if (r.code !== 0) throw new Error(`unmounting ${path} failed: ${r.output.trim()}`)
-    }
-  }
+  for (const name of names) if (!name.endsWith('.disk')) await removeDiskImage(join(dir, name), shell)
   await rm(dir, { recursive: true, force: true })
 }
