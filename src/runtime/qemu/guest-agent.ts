@@ -109,9 +109,11 @@ function wrap(channel: JsonChannel): GuestAgent {
     },
     open: (path, mode) => channel.call<number>('guest-file-open', { path, mode }),
     async read(handle, count, offset) {
-      // A seek clears the stream's end-of-file mark, so a file that grows can be read again.
-      if (offset !== undefined) await channel.call('guest-file-seek', { handle, offset, whence: 'set' })
-      const r = await channel.call<{ count: number; 'buf-b64': string; eof: boolean }>('guest-file-read', { handle, count })
+      // A seek clears the stream's end-of-file mark, so a file that grows can be read again. The
+      // read goes out behind it without waiting: the agent answers in order.
+      const seek = offset === undefined ? undefined : channel.call('guest-file-seek', { handle, offset, whence: 'set' })
+      const read = channel.call<{ count: number; 'buf-b64': string; eof: boolean }>('guest-file-read', { handle, count })
+      const [, r] = await Promise.all([seek, read])
       return { data: Buffer.from(r['buf-b64'], 'base64'), eof: r.eof }
     },
     async write(handle, data) {

@@ -1,31 +1,85 @@
 /**
  * A command in the guest, as the guest agent can run one: started detached by the exec wrapper
  * with its output in files, which are polled (from where the last read stopped) until it exits.
+ *
+ * The guest agent answers one command at a time, in order, so calls are pipelined: the host opens
+ * both output files (creating them) before the command starts, and each poll sends the command's
+ * status and the reads of both files in one go. The status goes first, so a poll that sees the
+ * command exited has read everything it wrote. The wrapper unlinks the files once it has them as
+ * its stdout and stderr: nothing is left to remove afterwards, and no other guest process can open
+ * them by name while the command runs.
  */
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SandstormError, type CallOptions, type ProcessResult } from '../../shared/index.js'
 import type { ExecSpec, OutputSink, RuntimeProcess } from '../backend.js'
-import type { GuestAgent } from './guest-agent.js'
+import type { GuestAgent, GuestExecStatus } from './guest-agent.js'
 import { execWrapper, guestBusybox } from './guest-scripts.js'
 
-const pollMs = 20
+/** Waits before each poll of the status: short at first (most commands end within milliseconds), then 20 ms. */
+const pollWaitsMs = [1, 2, 4, 8, 16]
+const longestPollMs = 20
 const readChunk = 1 << 20
 
 /** Why a VM sandbox offers no terminal (ExecSpec.pty). */
 export const noGuestTerminals =
   "terminals (pty) are not offered on the qemu runtime yet: its guest agent (qemu-ga's guest-exec) takes a command's input only when it starts (input-data), not as a stream, so neither keystrokes nor resizes could reach a terminal in the guest; use a runc sandbox for a shell"
 
+interface OutputFile {
+  handle: number
+  offset: number
+  emit(chunk: Buffer): void
+}
+
+/** Opens (creating) both output files at once; neither stays open if the other fails. */
+async function openOutputs(agent: GuestAgent, paths: [string, string]): Promise<[number, number]> {
+  const opened = await Promise.allSettled(paths.map((p) => agent.open(p, 'a+')))
+  const handles = opened.map((r) => (r.status === 'fulfilled' ? r.value : -1))
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (!failed) return handles as [number, number]
+  await Promise.all(handles.filter((h) => h >= 0).map((h) => agent.closeFile(h).catch(() => undefined)))
+  await agent.run(guestBusybox, ['rm', '-f', '--', ...paths]).catch(() => undefined)
+  const why = failed.reason instanceof Error ? failed.reason.message : String(failed.reason)
+  throw new SandstormError('unavailable', `the guest could not make the command's output files: ${why}`)
+}
+
+/** Reads what each file gained since the last read; all reads go out at once. */
+async function readNew(agent: GuestAgent, files: OutputFile[]): Promise<void> {
+  let pending = files
+  while (pending.length > 0) {
+    const reads = await Promise.all(pending.map((f) => agent.read(f.handle, readChunk, f.offset)))
+    pending = pending.filter((f, i) => {
+      const data = reads[i]!.data
+      if (data.length === 0) return false
+      f.offset += data.length
+      f.emit(data)
+      return data.length === readChunk
+    })
+  }
+}
+
 /** Starts `spec` in the guest; `baseEnv` (`K=V`) comes before the command's own variables. */
 export async function startGuestProcess(agent: GuestAgent, baseEnv: string[], spec: ExecSpec, sink: OutputSink, call: CallOptions = {}): Promise<RuntimeProcess> {
   if (spec.pty) throw new SandstormError('failed_precondition', noGuestTerminals)
   const n = randomBytes(6).toString('hex')
-  const out = `/run/sandstorm/exec-${n}.out`
-  const err = `/run/sandstorm/exec-${n}.err`
+  const paths: [string, string] = [`/run/sandstorm/exec-${n}.out`, `/run/sandstorm/exec-${n}.err`]
   const home = spec.env.HOME ?? (spec.uid === 0 ? '/root' : '/')
   const env = [...baseEnv, `HOME=${home}`, ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)]
   const startedAt = Date.now()
-  const pid = await agent.exec(guestBusybox, ['sh', '-c', execWrapper, 'sandstorm-exec', spec.cwd, `${spec.uid}`, `${spec.gid}`, out, err, ...spec.argv], env, false)
+  const [outHandle, errHandle] = await openOutputs(agent, paths)
+  const files: OutputFile[] = [
+    { handle: outHandle, offset: 0, emit: (c) => sink.onStdout(c) },
+    { handle: errHandle, offset: 0, emit: (c) => sink.onStderr(c) },
+  ]
+  const closeFiles = () => Promise.all(files.map((f) => agent.closeFile(f.handle).catch(() => undefined)))
+  let pid: number
+  try {
+    pid = await agent.exec(guestBusybox, ['sh', '-c', execWrapper, 'sandstorm-exec', spec.cwd, `${spec.uid}`, `${spec.gid}`, ...paths, ...spec.argv], env, false)
+  } catch (err) {
+    await closeFiles()
+    await agent.run(guestBusybox, ['rm', '-f', '--', ...paths]).catch(() => undefined)
+    throw err
+  }
   let sentSignal: NodeJS.Signals | null = null
   let timedOut = false
   let ended = false
@@ -38,39 +92,32 @@ export async function startGuestProcess(agent: GuestAgent, baseEnv: string[], sp
   const onAbort = () => void kill('SIGKILL')
   call.signal?.addEventListener('abort', onAbort, { once: true })
 
-  // Output goes to files in the guest; they are polled from where the last read stopped.
-  const streams = [
-    { path: out, handle: -1, offset: 0, emit: (c: Buffer) => sink.onStdout(c) },
-    { path: err, handle: -1, offset: 0, emit: (c: Buffer) => sink.onStderr(c) },
-  ]
-  const drain = async () => {
-    for (const s of streams) {
-      if (s.handle < 0) s.handle = await agent.open(s.path, 'r').catch(() => -1)
-      if (s.handle < 0) continue
-      for (;;) {
-        const r = await agent.read(s.handle, readChunk, s.offset)
-        if (r.data.length > 0) {
-          s.offset += r.data.length
-          s.emit(r.data)
-        }
-        if (r.data.length < readChunk) break
-      }
-    }
-  }
   const result = (async (): Promise<ProcessResult> => {
-    let status
-    for (;;) {
-      status = await agent.status(pid)
-      await drain()
-      if (status.exited) break
-      await sleep(pollMs)
+    let status: GuestExecStatus
+    try {
+      let readAt = Date.now()
+      for (let poll = 0; ; poll++) {
+        await sleep(pollWaitsMs[poll] ?? longestPollMs)
+        // Sent before the reads: once it says exited, the reads after it hold all the command wrote.
+        const statusNow = agent.status(pid)
+        // Each call takes the guest's CPU from the command: while it runs, its output is read every
+        // 20 ms, as before, and only its status more often.
+        const readNow = Date.now() - readAt >= longestPollMs
+        if (readNow) await readNew(agent, files)
+        status = await statusNow
+        if (status.exited) {
+          if (!readNow) await readNew(agent, files)
+          break
+        }
+        if (readNow) readAt = Date.now()
+      }
+    } finally {
+      ended = true
+      clearTimeout(timer)
+      call.signal?.removeEventListener('abort', onAbort)
+      // Not waited for: the next call to the guest queues behind these.
+      void closeFiles()
     }
-    await drain()
-    ended = true
-    clearTimeout(timer)
-    call.signal?.removeEventListener('abort', onAbort)
-    for (const s of streams) if (s.handle >= 0) await agent.closeFile(s.handle).catch(() => undefined)
-    await agent.run(guestBusybox, ['rm', '-f', out, err]).catch(() => undefined)
     const exitCode = status.exitcode ?? 128 + (status.signal ?? 0)
     return { exitCode, signal: sentSignal, timedOut, oomKilled: false, durationMs: Date.now() - startedAt }
   })()

@@ -113,13 +113,17 @@ while true; do wait; $bb sleep 3600; done
 
 /**
  * The exec wrapper, run by the guest agent as `sh -c wrapper x cwd uid gid out err argv...`:
- * a new session (so that a kill reaches the whole tree), output to files the host polls, the
- * requested user and cwd.
+ * a new session (so that a kill reaches the whole tree), output to files the host opened before
+ * it ran and polls by handle (their names removed here: busybox's shell runs `rm` as its own
+ * applet, whatever PATH the command has), the requested user and cwd.
  */
 export const execWrapper = [
+  `u=$2; g=$3; out=$4; err=$5`,
+  // The host has the files open already; once they are this shell's output, their names go.
+  `exec >>"$out" 2>>"$err" </dev/null || exit 126`,
+  `rm -f -- "$out" "$err"`,
   `cd -- "$1" 2>/dev/null || { echo "cwd $1 does not exist" >&2; exit 127; }`,
-  `u=$2; g=$3; out=$4; err=$5; shift 5`,
-  `exec >"$out" 2>"$err" </dev/null`,
+  `shift 5`,
   `if [ "$u" = 0 ] && [ "$g" = 0 ]; then exec ${guestBusybox} setsid "$@"; fi`,
   // The bundled setpriv when the guest has one (an image needs none of its own); guests built before the bundle have the image's.
   `if [ -x ${guestBundleDir}/setpriv ]; then exec ${guestBusybox} setsid ${bundledCommand('setpriv')} --reuid="$u" --regid="$g" --clear-groups -- "$@"; fi`,
