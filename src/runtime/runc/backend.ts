@@ -172,6 +172,10 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   const backend: RuntimeBackend = {
     name: 'runc',
 
+    close() {
+      runc.close()
+    },
+
     async create(spec: SandboxSpec, call?: CallOptions): Promise<RuntimeSandbox> {
       await ready
       const p = paths(spec.id)

@@ -40,6 +40,8 @@ export const hostHelpers = {
   initAttach: fileURLToPath(new URL('../../../native/init-attach', import.meta.url)),
   /** Run on the host only: switches a running sandbox's root to a new overlay, for a restore in place (native/root-switch.c). */
   rootSwitch: fileURLToPath(new URL('../../../native/root-switch', import.meta.url)),
+  /** Run on the host only: starts each `runc run`, so that the agent does not fork for it (native/runc-launcher.c). */
+  runcLauncher: fileURLToPath(new URL('../../../native/runc-launcher', import.meta.url)),
 } as const
 
 /** The cgroup (v1 cgroupfs path) of a sandbox; runc creates it under every controller. */

@@ -1,10 +1,12 @@
-import { execFile, spawn, type ExecFileException } from 'node:child_process'
-import { once } from 'node:events'
-import { closeSync, openSync, readFileSync, rmSync, statfsSync } from 'node:fs'
+import { execFile, type ExecFileException } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import type { Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions } from '../../shared/index.js'
+import { hostHelpers } from './layout.js'
+import { createRuncLauncher, type RuncLauncher } from './runc-launcher.js'
 
 /** Options of the runc command wrapper. */
 export interface RuncCliOptions {
@@ -12,6 +14,8 @@ export interface RuncCliOptions {
   binary?: string
   /** runc's state directory (`--root`). */
   stateRoot: string
+  /** The resident launcher that starts `runc run` (native/runc-launcher.c). @default the built one */
+  launcherPath?: string
 }
 
 /** A container as `runc list` reports it. */
@@ -35,10 +39,24 @@ export interface InitProcess {
   startTicks: number
 }
 
+/** The longest path a unix socket can be bound to (sun_path, less its NUL). */
+const maxSocketPath = 107
+
 /** The runc commands the backend uses, each run once and checked. */
 export function createRuncCli(options: RuncCliOptions) {
   const binary = options.binary ?? 'runc'
   const base = ['--root', options.stateRoot]
+  let started: RuncLauncher | undefined
+  const launcher = () => (started ??= createRuncLauncher(options.launcherPath ?? hostHelpers.runcLauncher))
+  // A unix socket's path holds at most 107 bytes. The bundle's own dir (0700) when it fits; else a
+  // private dir (0700) of this CLI's, made when first needed and removed by close.
+  let socketDir: string | undefined
+  const socketPathFor = (id: string, bundle: string): string => {
+    const inBundle = join(bundle, 'init.sock')
+    if (Buffer.byteLength(inBundle) <= maxSocketPath) return inBundle
+    socketDir ??= mkdtempSync(join(tmpdir(), 'sandstorm-runc-'))
+    return join(socketDir, `${id}.sock`)
+  }
 
   /**
    * Plain `execFile` rather than execa: these runs sit on every destroy, restore and pause, and
@@ -60,48 +78,57 @@ export function createRuncCli(options: RuncCliOptions) {
   return {
     binary,
     baseArgs: base,
+    /** Lets the launcher go (it exits once its runs in flight have ended); a later run starts another. */
+    close(): void {
+      started?.close()
+      started = undefined
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true })
+      socketDir = undefined
+    },
     /**
-     * Starts a container detached. The agent's end of a socket whose other end is the container's
-     * fd 3 (`--preserve-fds`), where the init serves commands, goes to `open` at once: the init
-     * may speak before runc has exited, and Node drops what a child's stdio socket reads once the
-     * child exited unless someone listens. `filter` is the compiled seccomp program: the init
-     * reads it to its end on fd 4. The init inherits runc's stdio, so stdout is /dev/null and
-     * stderr a file in the bundle: a pipe would be held open by the sandbox for its whole life.
+     * Starts a container detached. The container's fd 3 (`--preserve-fds`), where the init serves
+     * commands, is connected to a unix socket in the bundle that the agent listens on; the agent's
+     * end goes to `open` as soon as it is accepted: the init may speak before runc has exited.
+     * `filter` is the compiled seccomp program: the init reads it to its end on fd 4 (a file in
+     * the bundle). runc is started by the resident launcher, not forked from the agent. The init
+     * inherits runc's stdio, so stdout is /dev/null and stderr a file in the bundle: a pipe would be
+     * held open by the sandbox for its whole life.
      */
     async runDetached<T extends { close(): void }>(id: string, bundle: string, filter: Uint8Array, open: (socket: Socket) => T, call: CallOptions = {}): Promise<T> {
-      const logFile = join(bundle, 'start.log')
+      const files = { socketPath: socketPathFor(id, bundle), filterPath: join(bundle, 'seccomp.bpf'), logPath: join(bundle, 'start.log') }
       // Synchronous file calls: microseconds each, where async ones queue in libuv's pool.
-      const log = openSync(logFile, 'w', 0o600)
-      let code: number | null
-      let opened: T
-      let program: Socket | undefined
+      writeFileSync(files.filterPath, filter, { mode: 0o600 })
+      const server = createServer()
+      let opened: T | undefined
+      // The launcher's child connects before it runs runc, so a runc that ran has connected.
+      const connected = new Promise<T>((resolve) =>
+        server.once('connection', (socket) => {
+          server.close()
+          resolve((opened = open(socket)))
+        }),
+      )
+      let code: number
       try {
-        // Plain spawn: execa keeps pipes of its own that the sandbox's init would inherit and hold.
-        // Node makes a 'pipe' a socket pair, so fd 3 is a socket that both ends can write.
-        const child = spawn(binary, [...base, 'run', '--detach', '--preserve-fds', '2', '--bundle', bundle, id], {
-          stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'],
-          signal: call.signal,
-          timeout: call.timeoutMs,
-        })
-        opened = open(child.stdio[3] as Socket)
-        program = child.stdio[4] as Socket
-        program.on('error', () => undefined)
-        program.end(filter)
-        ;[code] = (await once(child, 'exit')) as [number | null]
+        await new Promise<void>((resolve, reject) => server.once('error', reject).listen(files.socketPath, resolve))
+        code = await launcher().run({ ...files, program: binary, args: [...base, 'run', '--detach', '--preserve-fds', '2', '--bundle', bundle, id] }, call)
+        if (code === 0) await connected
+      } catch (err) {
+        opened?.close()
+        throw err
       } finally {
-        closeSync(log)
-        program?.destroy()
+        server.close()
+        for (const f of [files.socketPath, files.filterPath]) rmSync(f, { force: true })
       }
       // Read only on failure: on success it holds at most warnings.
-      const text = code === 0 ? '' : readLog(logFile)
-      rmSync(logFile, { force: true })
+      const text = code === 0 ? '' : readLog(files.logPath)
+      rmSync(files.logPath, { force: true })
       if (code !== 0) {
-        opened.close()
+        opened?.close()
         // On a full disk runc cannot write its state, nor its complaint into the log.
         if (complainsOfFullDisk(text) || hostDiskFull(bundle)) throw diskFullError('starting the sandbox', text || 'runc run failed')
         throw new SandstormError('internal', `starting the sandbox failed: ${lastLine(text) || 'runc run failed'}`)
       }
-      return opened
+      return opened!
     },
     async kill(id: string, signal: string, call?: CallOptions): Promise<void> {
       await run(['kill', id, signal], call)
