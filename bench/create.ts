@@ -1,4 +1,5 @@
 /** create: `Sandbox.create('debian')` until it resolves (the sandbox runs and takes exec), no pool. */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { Sandbox } from '@sandstorm/sdk'
 import { newId } from '../src/shared/index.js'
 import { createBareRunc } from './bare-runc.js'
@@ -16,9 +17,25 @@ const settleMs = 150
 /** A way to start one container of the baseline: times the start, removes it untimed. */
 interface CreateBaseline {
   what: string
-  /** Starts one, removes it after the clock stopped, and resolves with the start's milliseconds. */
-  once(i: number): Promise<number>
+  /** Starts one, removes it after the clock stopped, and resolves with the start's milliseconds; the start's longest event-loop stall goes to `stalls`. */
+  once(i: number, stalls?: number[]): Promise<number>
   close(): Promise<string[]>
+}
+
+/**
+ * The longest time this process's event loop was held up (a 1 ms timer fired that much late)
+ * while `work` ran: what every other request of an agent waits while it starts a sandbox.
+ */
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+async function longestStall<T>(work: () => Promise<T>, stalls: number[] = []): Promise<T> {
+  loopDelay.enable()
+  loopDelay.reset()
+  try {
+    return await work()
+  } finally {
+    stalls.push(loopDelay.max / 1e6)
+    loopDelay.disable()
+  }
 }
 
 async function pickBaseline(notes: string[]): Promise<CreateBaseline> {
@@ -27,8 +44,8 @@ async function pickBaseline(notes: string[]): Promise<CreateBaseline> {
     notes.push(`baseline: Docker (docker info answered), image ${docker.image}`)
     return {
       what: `docker run --rm -d ${docker.image} sleep 1000`,
-      async once() {
-        const { ms, id } = await docker.run()
+      async once(_i, stalls) {
+        const { ms, id } = await longestStall(() => docker.run(), stalls)
         await docker.remove(id)
         return ms
       },
@@ -39,9 +56,9 @@ async function pickBaseline(notes: string[]): Promise<CreateBaseline> {
   const bare = await createBareRunc()
   return {
     what: 'runc run --detach (busybox bundle)',
-    async once(i) {
+    async once(i, stalls) {
       const id = `bench-create-${i}`
-      const ms = await bare.run(id)
+      const ms = await longestStall(() => bare.run(id), stalls)
       await bare.remove(id)
       return ms
     },
@@ -61,16 +78,17 @@ export const createBenchmark: Benchmark = {
     const base: number[] = []
     const agentOnly: number[] = []
     const agentNoSpares: number[] = []
+    const agentStalls: number[] = []
+    const baseStalls: number[] = []
     const killFailures: string[] = []
     // A second agent that makes each quota disk on the spot (mkfs and a loop mount), as before spare disks.
     const noSpares = await startBenchStack({ spareDisks: 0 })
     // The same create without the SDK, HTTP and catalog: what is left is the agent and runc.
-    const agentCreateOne = async (stack: BenchStack = ctx.stack): Promise<number> => {
+    const agentCreateOne = async (stack: BenchStack = ctx.stack, stalls: number[] = []): Promise<number> => {
       const id = newId('sb')
       stack.ids.add(id)
-      const { ms } = await timed(() =>
-        stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' } }),
-      )
+      const create = () => stack.agent.create({ id, template: 'debian', memoryMiB: 512, cpus: 1, pidsMax: 1024, diskMiB: 2048, env: {}, network: { mode: 'none' } })
+      const { ms } = await timed(() => longestStall(create, stalls))
       await stack.agent.destroy(id).catch((err: unknown) => killFailures.push(`${id}: ${err instanceof Error ? err.message : String(err)}`))
       return ms
     }
@@ -97,9 +115,9 @@ export const createBenchmark: Benchmark = {
       for (let i = 0; i < n; i++) {
         checkAborted(ctx.signal)
         subject.push(await settled(createOne))
-        agentOnly.push(await settled(agentCreateOne))
+        agentOnly.push(await settled(() => agentCreateOne(ctx.stack, agentStalls)))
         agentNoSpares.push(await settled(() => agentCreateOne(noSpares)))
-        base.push(await settled(() => baseline.once(i)))
+        base.push(await settled(() => baseline.once(i, baseStalls)))
         if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
       }
     } finally {
@@ -131,6 +149,12 @@ export const createBenchmark: Benchmark = {
           unit: 'ms',
           subject: summarize(agentOnly),
           baseline: { what: 'the same with spare disks off: mkfs and a loop mount per create', summary: summarize(agentNoSpares) },
+        },
+        {
+          what: 'longest event-loop stall during an agent.create (runc started by the launcher)',
+          unit: 'ms',
+          subject: summarize(agentStalls),
+          baseline: { what: `the same during one baseline start (${baseline.what}, spawned from this process)`, summary: summarize(baseStalls) },
         },
       ],
       notes,

@@ -147,6 +147,9 @@ describe('terminals: the CLI in a real terminal, and the WebSocket route', { ski
     await run.pane.type('top')
     await run.pane.until(/Tasks:\s+\d+ total/)
     await run.pane.keys('q')
+    // top puts the terminal back with TCSAFLUSH, which drops what was typed before it exited: the
+    // next line is typed once it is gone (a loaded host once lost it, and saw an empty prompt).
+    await until('top to exit on q', async () => !(await processesIn(sbx)).some((p) => /^\d+ top\b/.test(p)))
     await run.pane.type('echo "top-done-$((1+1))"')
     await run.pane.until(/^top-done-2\s*$/m)
     await run.pane.type('exit')
