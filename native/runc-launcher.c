@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_RUNS 256
+#define MAX_RUNS 4096
 #define MAX_FIELDS 64
 #define TAG_MAX 64
 #define INPUT_MAX (256 * 1024)
