@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createQemuBackend } from '../src/runtime/index.js'
 import type { MachineImage, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
-import { newId, SandstormError } from '../src/shared/index.js'
+import { isAlive, newId, SandstormError } from '../src/shared/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
 import { skipReason, templatesDir } from './helpers/stack.js'
 
@@ -43,15 +43,6 @@ async function eventually(what: string, check: () => Promise<boolean>) {
     await new Promise((r) => setTimeout(r, 50))
   }
   assert.fail(`${what} did not happen within 20 s`)
-}
-
-const processAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** Host objects a VM leaves behind after destroy (expected none). */
@@ -129,7 +120,7 @@ describe('qemu golden snapshots', { skip }, () => {
     if (machineParent) await rm(machineParent, { recursive: true, force: true })
     for (const id of made) assert.deepEqual(leftovers(id), [], `VM ${id} left nothing behind`)
     assert.deepEqual(await sparesOnHost(), [], 'closing the backend stopped its spare QEMUs')
-    for (const s of spares) assert.ok(!processAlive(s.pid), `spare QEMU ${s.pid} is gone`)
+    for (const s of spares) assert.ok(!isAlive(s.pid), `spare QEMU ${s.pid} is gone`)
     for (const s of spares) assert.deepEqual(leftovers(s.dir.split('/').pop()!), [], `spare ${s.dir} left no cgroup`)
   })
 
@@ -259,7 +250,7 @@ describe('qemu golden snapshots', { skip }, () => {
     await rm(join(machineParent, 'm'), { recursive: true, force: true })
     // Its spares map its (removed) memory file: the backend sees the directory go and stops them.
     await eventually('stopping the removed machine\'s spares', async () => (await sparesOnHost()).every((s) => s.machineDir !== machine.dir))
-    for (const s of waiting) assert.ok(!processAlive(s.pid), `spare QEMU ${s.pid} is gone`)
+    for (const s of waiting) assert.ok(!isAlive(s.pid), `spare QEMU ${s.pid} is gone`)
     assert.equal(backend.sparesReady(machine.dir), 0)
     const id = newId('sb')
     made.push(id)

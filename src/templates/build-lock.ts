@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { link, readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { SandstormError } from '../shared/index.js'
+import { isAlive, SandstormError } from '../shared/index.js'
 
 /** A held lock; release is safe to call twice. */
 export interface BuildLock {
@@ -75,12 +75,3 @@ export async function lockOwner(dir: string, name: string): Promise<number | nul
   }
 }
 
-/** Does a process with this pid exist? (EPERM means it does, but is not ours.) */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}

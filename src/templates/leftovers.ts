@@ -1,7 +1,7 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { SandstormError, codeOfErrno, type Logger } from '../shared/index.js'
-import { isAlive, lockOwner, stagedLockPid } from './build-lock.js'
+import { SandstormError, codeOfErrno, isAlive, type Logger } from '../shared/index.js'
+import { lockOwner, stagedLockPid } from './build-lock.js'
 import { removeTree } from './tree.js'
 
 /**

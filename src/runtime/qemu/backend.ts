@@ -4,7 +4,7 @@ import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, stat } from 'node
 import { basename, dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { idPattern, newId, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
+import { idPattern, isAlive, newId, SandstormError, silentLogger, type CallOptions, type EntryInfo, type Logger } from '../../shared/index.js'
 import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
 import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
 import { buildGuest, type GuestArtifacts } from './guest-build.js'
@@ -127,14 +127,6 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (!idPattern.test(id)) throw new SandstormError('invalid_argument', `sandbox id "${id}" is malformed`)
     return join(vmsDir, id)
   }
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch {
-      return false
-    }
-  }
   const diskOf = (dir: string, record: VmRecord) => record.diskPath ?? vmFiles(dir).disk
   /** Disks of VMs started as spares: a path that stays when the spare's directory becomes a sandbox's. */
   const disksDir = join(options.dir, 'disks')
@@ -163,7 +155,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
 
   async function adopt(id: string, dir: string): Promise<Vm> {
     const pid = await readPid(dir)
-    if (!pid || !alive(pid)) throw new SandstormError('not_found', `no VM sandbox "${id}" runs on this host`)
+    if (!pid || !isAlive(pid)) throw new SandstormError('not_found', `no VM sandbox "${id}" runs on this host`)
     const record = await readVmRecord(vmFiles(dir).record)
     const qmp = await connectJsonChannel(vmFiles(dir).qmp, 'QMP')
     try {
@@ -171,7 +163,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       const status = await qmp.call<{ status: string }>('query-status', undefined, adoptQmpTimeoutMs)
       const paused = status.status !== 'running'
       // The guest agent connects on first use: listing VMs needs QMP alone, and a paused guest cannot answer.
-      const agent = lazyGuestAgent(vmFiles(dir).qga, 10_000, () => !alive(pid))
+      const agent = lazyGuestAgent(vmFiles(dir).qga, 10_000, () => !isAlive(pid))
       log.info({ sandboxId: id }, 'VM sandbox adopted')
       return { id, pid, qmp, agent, record, paused }
     } catch (err) {
@@ -211,8 +203,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     }
     // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process.
     if (pid !== null && !(pid > 1)) pid = null
-    if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
-    for (let i = 0; pid && alive(pid) && i < 400; i++) await sleep(5)
+    if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL')
+    for (let i = 0; pid && isAlive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
     // A tap still on the host (a spare's, or a start that failed before it moved); a moved one went with its namespace.
     if (record?.nic?.tap) await removeTap(record.nic.tap)
@@ -294,7 +286,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
    */
   async function warmSpare(spare: Spare, config: MachineConfig, nic: VmNic | undefined): Promise<GuestAgent> {
     await spare.qmp.call('cont')
-    const agent = await connectGuestAgent(vmFiles(spare.dir).qga, cloneAgentTimeoutMs, () => !alive(spare.pid))
+    const agent = await connectGuestAgent(vmFiles(spare.dir).qga, cloneAgentTimeoutMs, () => !isAlive(spare.pid))
     try {
       await freshen(agent, config.hostname, config.identityHelper === true)
       if (nic) await guestNetwork(agent, nic.mac, null)
@@ -375,7 +367,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     swept = true
     const parent = dirname(sparesDir)
     for (const owner of await readdir(parent).catch(() => [] as string[])) {
-      if (owner === String(process.pid) || alive(Number(owner))) continue
+      if (owner === String(process.pid) || isAlive(Number(owner))) continue
       for (const id of await readdir(join(parent, owner)).catch(() => [] as string[])) {
         if (!idPattern.test(id)) continue
         const dir = join(parent, owner, id)
@@ -519,7 +511,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         }
       } else if (machine) {
         // The agent's guest-sync goes out while the state loads: it waits in the port for the guest to run.
-        const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !alive(pid!))
+        const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !isAlive(pid!))
         agentReady.catch(() => undefined)
         if (!loaded) {
           await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
@@ -536,7 +528,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           mark('network')
         }
       } else {
-        agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !alive(pid!))
+        agent = await connectGuestAgent(files.qga, options.bootTimeoutMs ?? 120_000, () => !isAlive(pid!))
         await agent.setTime()
       }
       vms.set(spec.id, Promise.resolve({ id: spec.id, pid, qmp, agent, record, paused: false }))
@@ -695,7 +687,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
         if (!idPattern.test(id)) continue
         const pid = await readPid(join(vmsDir, id))
-        const running = pid > 0 && alive(pid)
+        const running = pid > 0 && isAlive(pid)
         let paused = false
         if (running && !starting.has(id)) paused = (await vmOf(id).catch(() => null))?.paused ?? false
         out.push({ id, pid: running ? pid : null, status: !running ? 'stopped' : paused ? 'paused' : 'running' })
