@@ -44,7 +44,7 @@ async function btrfsLoop(size: string, dataDir: string): Promise<void> {
   const storage = join(dataDir, 'storage')
   const image = join(dataDir, 'storage.btrfs')
   // Loaded here, not at the top: every command's registration is imported by every CLI start.
-  const [{ execa }, { isMounted }] = await Promise.all([import('execa'), import('../storage/index.js')])
+  const [{ execa }, { enableBtrfsQuotas, isMounted }] = await Promise.all([import('execa'), import('../storage/index.js')])
   if (await isMounted(storage)) {
     process.stdout.write(`${storage} is mounted already\n`)
     return
@@ -58,8 +58,8 @@ async function btrfsLoop(size: string, dataDir: string): Promise<void> {
     await execa('mkfs.btrfs', ['-q', image])
   }
   await execa('mount', ['-o', 'loop', image, storage])
-  await execa('btrfs', ['quota', 'enable', storage])
-  process.stdout.write(`btrfs layer store mounted at ${storage} (from ${image}), quotas on; to mount it at boot, add to /etc/fstab:\n${image} ${storage} btrfs loop 0 0\n`)
+  const quotas = await enableBtrfsQuotas(storage)
+  process.stdout.write(`btrfs layer store mounted at ${storage} (from ${image}), ${quotas === 'simple' ? 'simple quotas' : 'quotas (full qgroups: this kernel has no simple quotas)'} on; to mount it at boot, add to /etc/fstab:\n${image} ${storage} btrfs loop 0 0\n`)
 }
 
 async function qemuGuest(name: string, dataDir: string, templatesDir: string): Promise<void> {

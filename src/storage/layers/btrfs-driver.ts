@@ -2,6 +2,7 @@ import { lstat, mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
+import { enableBtrfsQuotas } from './btrfs-quotas.js'
 import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { snapshotSubvolume, warmCopier } from './tree-copier.js'
 
@@ -17,15 +18,18 @@ import { snapshotSubvolume, warmCopier } from './tree-copier.js'
  *
  * A quota is an exclusive-bytes qgroup limit on that subvolume: what it shares with the layer it
  * started from is free, what it writes counts. Quotas are turned on for the filesystem the first
- * time one is asked for.
+ * time one is asked for, simple quotas where the kernel has them (btrfs-quotas.ts).
  */
 export function createBtrfsDriver(): StorageDriver {
   let quotasOn: Promise<void> | null = null
   const enableQuotas = (dir: string) => {
-    quotasOn ??= btrfs(['quota', 'enable', dir]).catch((err: unknown) => {
-      quotasOn = null
-      throw err
-    })
+    quotasOn ??= enableBtrfsQuotas(dir).then(
+      () => undefined,
+      (err: unknown) => {
+        quotasOn = null
+        throw err
+      },
+    )
     return quotasOn
   }
   return {
