@@ -4,7 +4,7 @@ import { SandstormError, linkSignal, type CallOptions } from '../../shared/index
 import { complaintOf, runTool } from '../run-tool.js'
 import { enableBtrfsQuotas } from './btrfs-quotas.js'
 import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
-import { snapshotSubvolume, warmCopier } from './tree-copier.js'
+import { deleteSubvolume, limitSubvolume, snapshotSubvolume, warmCopier } from './tree-copier.js'
 
 /**
  * The btrfs driver, for a data dir on btrfs: writable dirs are subvolumes, a snapshot is a
@@ -49,9 +49,9 @@ export function createBtrfsDriver(): StorageDriver {
       if (options.diskMiB !== undefined) {
         try {
           await enableQuotas(path)
-          await btrfs(['qgroup', 'limit', '-e', `${options.diskMiB}M`, path], options)
+          if (!(await limitSubvolume(path, options.diskMiB * 1024 * 1024, options))) await btrfs(['qgroup', 'limit', '-e', `${options.diskMiB}M`, path], options)
         } catch (err) {
-          await btrfs(['subvolume', 'delete', path]).catch(() => undefined)
+          if (!(await deleteSubvolume(path).catch(() => false))) await btrfs(['subvolume', 'delete', path]).catch(() => undefined)
           throw err
         }
       }
@@ -77,7 +77,7 @@ export function createBtrfsDriver(): StorageDriver {
       // The root of a subvolume has inode 256; anything else is a plain tree (made before the
       // data dir moved to btrfs, or by the overlay driver) and goes the ordinary way.
       if (st.isDirectory() && st.ino === 256) {
-        await btrfs(['subvolume', 'delete', path])
+        if (!(await deleteSubvolume(path))) await btrfs(['subvolume', 'delete', path])
         return
       }
       await rm(path, { recursive: true, force: true })

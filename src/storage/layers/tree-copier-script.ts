@@ -4,11 +4,13 @@
  * Python's os module has all three, and one process started once copies every snapshot after it
  * without the spawn that a `cp -a` per snapshot costs.
  *
- * It also makes btrfs subvolume snapshots (the ioctl that `btrfs subvolume snapshot` makes).
+ * It also makes, limits and deletes btrfs subvolumes (the ioctls that `btrfs subvolume snapshot`,
+ * `btrfs qgroup limit -e` and `btrfs subvolume delete` make).
  *
- * Protocol, one line each way per request: `{"op": "copy", "src": ..., "dest": ...}` or
+ * Protocol, one line each way per request: `{"op": "copy", "src": ..., "dest": ...}`,
  * `{"op": "snapshot", "src": ..., "dest": ..., "readonly": true}` (absolute paths; `dest` must not
- * exist), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
+ * exist), `{"op": "limit", "path": ..., "bytes": N}` (an exclusive-bytes limit on the subvolume's own
+ * qgroup) or `{"op": "delete", "path": ...}` (a subvolume), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
  * cp -a may do what this could not: a tree too deep for its descriptors, a sparse file>}`; an entry that
  * changed between the walk's lstat and its open answers ESTALE.
  *
@@ -24,6 +26,9 @@ import errno, fcntl, json, os, stat, struct, sys
 FICLONE = 0x40049409
 BTRFS_IOC_SNAP_CREATE_V2 = 0x50009417
 BTRFS_SUBVOL_RDONLY = 1 << 1
+BTRFS_IOC_QGROUP_LIMIT = 0x8030942b
+BTRFS_QGROUP_LIMIT_MAX_EXCL = 1 << 1
+BTRFS_IOC_SNAP_DESTROY = 0x5000940f
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 os.umask(0)
 
@@ -175,6 +180,25 @@ def snapshot(src, dest, readonly):
     finally:
         os.close(s)
 
+def limit(path, nbytes):
+    d = os.open(path, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+    try:
+        # struct btrfs_ioctl_qgroup_limit_args: qgroupid (0: the subvolume's own), then flags,
+        # max_rfer, max_excl, rsv_rfer, rsv_excl.
+        fcntl.ioctl(d, BTRFS_IOC_QGROUP_LIMIT, struct.pack('=6Q', 0, BTRFS_QGROUP_LIMIT_MAX_EXCL, 0, nbytes, 0, 0))
+    finally:
+        os.close(d)
+
+def delete(path):
+    parent, name = os.path.split(path)
+    d = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+    try:
+        # struct btrfs_ioctl_vol_args: fd (unused here), name[4088].
+        args = bytearray(struct.pack('=q4088s', 0, os.fsencode(name)))
+        fcntl.ioctl(d, BTRFS_IOC_SNAP_DESTROY, args, True)
+    finally:
+        os.close(d)
+
 def answer(value):
     sys.stdout.write(json.dumps(value) + '\n')
     sys.stdout.flush()
@@ -184,6 +208,10 @@ for line in sys.stdin:
     try:
         if request['op'] == 'snapshot':
             snapshot(request['src'], request['dest'], request['readonly'])
+        elif request['op'] == 'limit':
+            limit(request['path'], request['bytes'])
+        elif request['op'] == 'delete':
+            delete(request['path'])
         else:
             Copy(request['src'], request['dest'])
         answer({'ok': True})

@@ -2,8 +2,9 @@
  * Copying a frozen sandbox's upper dir into a new layer without a process spawn per snapshot: a
  * spawn from the agent costs 10 to 20 ms on a small host, more than copying a small change. Resident
  * python3 copiers (tree-copier-script.ts), started once and kept, do the copy; `cp -a` does it
- * where python3 is missing, a copier dies, or a tree is too deep for one. They also make the btrfs
- * driver's subvolume snapshots, which would otherwise cost a run of `btrfs` each.
+ * where python3 is missing, a copier dies, or a tree is too deep for one. They also make, limit and
+ * delete the btrfs driver's subvolumes, which would otherwise cost a run of `btrfs` each (6 to 7 ms
+ * a run, on a tree search's restore path).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { rm } from 'node:fs/promises'
@@ -56,6 +57,19 @@ export async function copyUpper(src: string, dest: string, options: CallOptions 
  */
 export async function snapshotSubvolume(src: string, dest: string, readonly: boolean, options: CallOptions = {}): Promise<boolean> {
   return (await ask({ op: 'snapshot', src, dest, readonly }, options))?.ok === true
+}
+
+/**
+ * Sets an exclusive-bytes limit of `bytes` on the qgroup of the btrfs subvolume `path` through a
+ * resident copier; false when none could, for the caller to run `btrfs qgroup limit -e`.
+ */
+export async function limitSubvolume(path: string, bytes: number, options: CallOptions = {}): Promise<boolean> {
+  return (await ask({ op: 'limit', path, bytes }, options))?.ok === true
+}
+
+/** Deletes the btrfs subvolume `path` through a resident copier; false when none could, for the caller to run `btrfs subvolume delete`. */
+export async function deleteSubvolume(path: string, options: CallOptions = {}): Promise<boolean> {
+  return (await ask({ op: 'delete', path }, options))?.ok === true
 }
 
 /** Runs one request on an idle copier (or a new one); null when no copier could answer it. */
