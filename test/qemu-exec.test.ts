@@ -83,4 +83,35 @@ describe('commands in a qemu guest', { skip: qemuSkipReason(), timeout: 5 * 60_0
     const { stdout: ps } = await run('for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr "\\0" " "; echo; done')
     assert.match(ps, /sleep 600/)
   })
+
+  // Last: it destroys the VM the cases above share.
+  it('fails a command whose VM is destroyed under it, with no rejection left unhandled', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown) => void unhandled.push(err)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      let out = ''
+      const started = new Promise<void>((resolve) => {
+        const proc = backend.exec(
+          id,
+          { argv: ['/bin/sh', '-c', 'echo started; exec sleep 600'], env: {}, cwd: '/', uid: 0, gid: 0 },
+          { onStdout: (c) => ((out += Buffer.from(c).toString()), out.includes('started') && resolve()), onStderr: () => undefined },
+        )
+        void proc.then((p) => (running = p))
+      })
+      let running: Awaited<ReturnType<QemuBackend['exec']>> | undefined
+      await started
+      // Polls go on every 20 ms, each a status and two reads: the destroy closes the channel under one.
+      await new Promise((r) => setTimeout(r, 300))
+      // Heard before the destroy, as the agent hears every result.
+      const failed = assert.rejects(running!.result)
+      await backend.destroy(id)
+      await failed
+      await new Promise((r) => setTimeout(r, 200))
+      assert.deepEqual(unhandled, [])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
 })
+

@@ -101,10 +101,10 @@ export async function startGuestProcess(agent: GuestAgent, baseEnv: string[], sp
         // Sent before the reads: once it says exited, the reads after it hold all the command wrote.
         const statusNow = agent.status(pid)
         // Each call takes the guest's CPU from the command: while it runs, its output is read every
-        // 20 ms, as before, and only its status more often.
+        // 20 ms, as before, and only its status more often. Both are awaited together, so that a
+        // channel that closes under them (the VM destroyed) fails the result with neither unheard.
         const readNow = Date.now() - readAt >= longestPollMs
-        if (readNow) await readNew(agent, files)
-        status = await statusNow
+        ;[status] = await Promise.all([statusNow, readNow ? readNew(agent, files) : undefined])
         if (status.exited) {
           if (!readNow) await readNew(agent, files)
           break
