@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
 import { execa } from 'execa'
-import { createBtrfsDriver } from '../src/storage/index.js'
+import { createBtrfsDriver, enableBtrfsQuotas } from '../src/storage/index.js'
 import { btrfsSkipReason, makeBtrfsLoop, type BtrfsLoop } from './helpers/btrfs-loop.js'
 import { storageContract, tempBase } from './helpers/storage-contract.js'
 
@@ -29,12 +29,22 @@ it('turns on simple quotas for a quota where the kernel has them (full qgroups m
   try {
     const driver = createBtrfsDriver()
     const path = join(await tempBase(own.mountPoint), 'sb')
+    const simple = existsSync('/sys/fs/btrfs/features/simple_quota')
     await driver.makeWritable(path, null, { diskMiB: 32 })
     const uuid = (await execa('findmnt', ['-no', 'UUID', own.mountPoint])).stdout.trim()
-    if (existsSync('/sys/fs/btrfs/features/simple_quota')) assert.equal(readFileSync(`/sys/fs/btrfs/${uuid}/qgroups/mode`, 'utf8').trim(), 'squota')
+    if (simple) assert.equal(readFileSync(`/sys/fs/btrfs/${uuid}/qgroups/mode`, 'utf8').trim(), 'squota')
     else assert.ok(existsSync(`/sys/fs/btrfs/${uuid}/qgroups`), 'quotas are on (full qgroups: this kernel has no simple quotas)')
     assert.equal((await driver.usage(path))?.limitBytes, 32 * 1024 * 1024)
+    // What setup prints comes from the kernel's word, also for a filesystem with full qgroups on.
+    assert.equal(await enableBtrfsQuotas(own.mountPoint), simple ? 'simple' : 'full')
     await driver.remove(path)
+    const full = await makeBtrfsLoop(256)
+    try {
+      await execa('btrfs', ['quota', 'enable', full.mountPoint])
+      assert.equal(await enableBtrfsQuotas(full.mountPoint), 'full')
+    } finally {
+      await full.close()
+    }
   } finally {
     await own.close()
   }

@@ -7,6 +7,7 @@
  * step took 112 ms (p50) with them on, 14 ms with simple quotas and 13 ms with none, and grew with
  * the number of subvolumes, to seconds. A filesystem whose quotas are on already keeps its kind.
  */
+import { readFile } from 'node:fs/promises'
 import { SandstormError } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
 
@@ -24,11 +25,19 @@ const enableSimpleQuotas = [
 /** Which quotas a filesystem got: simple, or full qgroups where the kernel (or python3) lacks them. */
 export type BtrfsQuotaKind = 'simple' | 'full'
 
-/** Turns quotas on for the btrfs filesystem holding `dir` (a no-op where they are on). */
+/**
+ * Turns quotas on for the btrfs filesystem holding `dir` (a no-op where they are on) and says
+ * which kind it has: the kernel's own word (`/sys/fs/btrfs/<uuid>/qgroups/mode`) where it gives
+ * one, since a filesystem with full qgroups on takes the simple-quota ioctl as a no-op.
+ */
 export async function enableBtrfsQuotas(dir: string): Promise<BtrfsQuotaKind> {
   const simple = await runTool('python3', ['-c', enableSimpleQuotas, dir])
-  if (simple.exitCode === 0) return 'simple'
-  const full = await runTool('btrfs', ['quota', 'enable', dir])
-  if (full.exitCode !== 0) throw new SandstormError('internal', `btrfs quota enable failed: expected success, got exit ${full.exitCode}: ${complaintOf(full)}`)
-  return 'full'
+  if (simple.exitCode !== 0) {
+    const full = await runTool('btrfs', ['quota', 'enable', dir])
+    if (full.exitCode !== 0) throw new SandstormError('internal', `btrfs quota enable failed: expected success, got exit ${full.exitCode}: ${complaintOf(full)}`)
+  }
+  const uuid = (await runTool('findmnt', ['-no', 'UUID', '--target', dir])).stdout.trim()
+  const mode = uuid ? await readFile(`/sys/fs/btrfs/${uuid}/qgroups/mode`, 'utf8').catch(() => '') : ''
+  if (mode.trim()) return mode.trim() === 'squota' ? 'simple' : 'full'
+  return simple.exitCode === 0 ? 'simple' : 'full'
 }
