@@ -27,8 +27,14 @@ function holdFreezer(): void {
   }
 }
 
-/** How long a freeze may take before it is undone and the snapshot fails (a task stuck in the kernel). */
-const freezeLimitMs = 2000
+/**
+ * How long a freeze may take before it is undone and the snapshot fails (a task stuck in the
+ * kernel). A task freezes only once it leaves the kernel: on a loaded host a writer waiting for a
+ * btrfs commit (a flush of the loop file behind other tests' I/O) once took longer than 2 s to
+ * stop, and the snapshot failed where waiting would have made it. 10 s still bounds a task stuck
+ * for good, such as one on a dead network filesystem.
+ */
+const freezeLimitMs = 10_000
 
 /**
  * Synchronous file calls (microseconds each): async ones wait in libuv's pool behind whatever
