@@ -8,6 +8,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import type { Readable, Writable } from 'node:stream'
+import { holdProcessOpen } from './child-hold.js'
 import { SandstormError } from './errors.js'
 
 /** How a script ended: its exit status, and what it printed (stdout and stderr together). */
@@ -80,17 +81,8 @@ export function createResidentShell(name: string): ResidentShell {
   }
 
   // A script running keeps the process alive; an idle shell does not.
-  // The child's pipes are sockets, which can be (un)referenced.
-  type Refable = { ref?(): void; unref?(): void }
-  const busy = (c: ChildProcessByStdio<Writable, Readable, null>): void => {
-    c.ref()
-    ;(c.stdout as Refable).ref?.()
-  }
-  const idle = (c: ChildProcessByStdio<Writable, Readable, null>): void => {
-    c.unref()
-    ;(c.stdout as Refable).unref?.()
-    ;(c.stdin as Refable).unref?.()
-  }
+  const busy = (c: ChildProcessByStdio<Writable, Readable, null>): void => holdProcessOpen(c, true)
+  const idle = (c: ChildProcessByStdio<Writable, Readable, null>): void => holdProcessOpen(c, false)
 
   return {
     run: (script) =>

@@ -31,14 +31,19 @@ interface OutputFile {
   emit(chunk: Buffer): void
 }
 
+/** Closes what was opened of a command's output files and removes them: the command did not start. */
+async function discardOutputs(agent: GuestAgent, handles: number[], paths: string[]): Promise<void> {
+  await Promise.all(handles.filter((h) => h >= 0).map((h) => agent.closeFile(h).catch(() => undefined)))
+  await agent.run(guestBusybox, ['rm', '-f', '--', ...paths]).catch(() => undefined)
+}
+
 /** Opens (creating) both output files at once; neither stays open if the other fails. */
 async function openOutputs(agent: GuestAgent, paths: [string, string]): Promise<[number, number]> {
   const opened = await Promise.allSettled(paths.map((p) => agent.open(p, 'a+')))
   const handles = opened.map((r) => (r.status === 'fulfilled' ? r.value : -1))
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (!failed) return handles as [number, number]
-  await Promise.all(handles.filter((h) => h >= 0).map((h) => agent.closeFile(h).catch(() => undefined)))
-  await agent.run(guestBusybox, ['rm', '-f', '--', ...paths]).catch(() => undefined)
+  await discardOutputs(agent, handles, paths)
   const why = failed.reason instanceof Error ? failed.reason.message : String(failed.reason)
   throw new SandstormError('unavailable', `the guest could not make the command's output files: ${why}`)
 }
@@ -76,8 +81,7 @@ export async function startGuestProcess(agent: GuestAgent, baseEnv: string[], sp
   try {
     pid = await agent.exec(guestBusybox, ['sh', '-c', execWrapper, 'sandstorm-exec', spec.cwd, `${spec.uid}`, `${spec.gid}`, ...paths, ...spec.argv], env, false)
   } catch (err) {
-    await closeFiles()
-    await agent.run(guestBusybox, ['rm', '-f', '--', ...paths]).catch(() => undefined)
+    await discardOutputs(agent, [outHandle, errHandle], paths)
     throw err
   }
   let sentSignal: NodeJS.Signals | null = null

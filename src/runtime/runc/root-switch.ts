@@ -1,7 +1,7 @@
 /** A sandbox's root switched in place, by native/root-switch.c: the heart of a restore without a new container. */
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
-import { SandstormError } from '../../shared/index.js'
+import { holdProcessOpen, SandstormError } from '../../shared/index.js'
 import type { RootfsSpec } from '../backend.js'
 import { hostHelpers } from './layout.js'
 import type { InitProcess } from './runc-cli.js'
@@ -55,17 +55,9 @@ function helperProcess(): Helper {
   return child
 }
 
-// A switch waited for holds the agent's event loop; an idle helper does not (its pipes are sockets).
-type Refable = { ref?(): void; unref?(): void }
-function busy(child: Helper) {
-  child.ref()
-  ;(child.stdout as Refable).ref?.()
-}
-function idle(child: Helper) {
-  child.unref()
-  ;(child.stdout as Refable).unref?.()
-  ;(child.stdin as Refable).unref?.()
-}
+// A switch waited for holds the agent's event loop; an idle helper does not.
+const busy = (child: Helper) => holdProcessOpen(child, true)
+const idle = (child: Helper) => holdProcessOpen(child, false)
 
 function request(args: string[]): Promise<{ status: number; message: string }> {
   const child = helperProcess()

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
-import { SandstormError, type CallOptions } from '../../shared/index.js'
+import { holdProcessOpen, SandstormError, type CallOptions } from '../../shared/index.js'
 
 /** One program to start: its fds 3 and 4 and its stderr, as the launcher sets them up. */
 export interface LaunchRequest {
@@ -56,12 +56,6 @@ export function createRuncLauncher(path: string): RuncLauncher {
     }
   }
 
-  // A run in flight keeps the agent's process alive; an idle launcher does not.
-  type Refable = { ref?(): void; unref?(): void }
-  const setBusy = (c: NonNullable<typeof child>, busy: boolean): void => {
-    for (const target of [c, c.stdout as Refable, c.stdin as Refable]) (busy ? target.ref : target.unref)?.call(target)
-  }
-
   const onLine = (line: string): void => {
     const [what, tag, ...rest] = line.split(' ')
     const p = tag === undefined ? undefined : pending.get(tag)
@@ -69,7 +63,8 @@ export function createRuncLauncher(path: string): RuncLauncher {
     pending.delete(tag)
     if (what === 'exit') p.resolve(Number(rest[0]))
     else p.reject(new SandstormError('internal', `runc could not be started: ${rest.join(' ') || line}`))
-    if (pending.size === 0 && child) setBusy(child, false)
+    // A run in flight keeps the agent's process alive; an idle launcher does not.
+    if (pending.size === 0 && child) holdProcessOpen(child, false)
   }
 
   const started = (): NonNullable<typeof child> => {
@@ -100,7 +95,7 @@ export function createRuncLauncher(path: string): RuncLauncher {
       const request = ['run', tag, String(fields.length), ...fields].map(field).join('')
       const c = started()
       const done = new Promise<number>((resolve, reject) => pending.set(tag, { owner: c, resolve, reject }))
-      setBusy(c, true)
+      holdProcessOpen(c, true)
       c.stdin.write(request)
       // Abort and timeout end the run at once (SIGKILL), and say which it was once it has ended.
       let why: SandstormError | undefined
@@ -108,10 +103,10 @@ export function createRuncLauncher(path: string): RuncLauncher {
         why ??= err
         if (pending.has(tag)) c.stdin.write(['kill', tag, '0'].map(field).join(''))
       }
-      const onAbort = () => stop(new SandstormError('canceled', `runc ${req.args.find((a) => !a.startsWith('-')) ?? ''} was canceled`))
+      const onAbort = () => stop(new SandstormError('canceled', `${req.program} was canceled`))
       if (call.signal?.aborted) onAbort()
       call.signal?.addEventListener('abort', onAbort, { once: true })
-      const timer = call.timeoutMs === undefined ? undefined : setTimeout(() => stop(new SandstormError('deadline_exceeded', `runc took longer than ${call.timeoutMs} ms`)), call.timeoutMs)
+      const timer = call.timeoutMs === undefined ? undefined : setTimeout(() => stop(new SandstormError('deadline_exceeded', `${req.program} took longer than ${call.timeoutMs} ms`)), call.timeoutMs)
       try {
         const code = await done
         if (why) throw why
@@ -125,7 +120,7 @@ export function createRuncLauncher(path: string): RuncLauncher {
       const c = child
       child = undefined
       c?.stdin.end()
-      if (c && pending.size === 0) setBusy(c, false)
+      if (c && pending.size === 0) holdProcessOpen(c, false)
     },
   }
 }

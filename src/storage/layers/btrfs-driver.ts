@@ -37,7 +37,7 @@ export function createBtrfsDriver(): StorageDriver {
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? from.chain.map((c) => join(c, 'upper')) : [] }
       if (from) {
-        if (!(await snapshotSubvolume(from.dir, path, false, options))) await btrfs(['subvolume', 'snapshot', from.dir, path], options)
+        await viaCopier(() => snapshotSubvolume(from.dir, path, false, options), ['subvolume', 'snapshot', from.dir, path], options)
         // The snapshot's work dir holds what overlayfs left in it; a new mount wants it empty.
         await rm(dirs.workDir, { recursive: true, force: true })
       } else {
@@ -46,12 +46,13 @@ export function createBtrfsDriver(): StorageDriver {
       }
       await mkdir(dirs.workDir, { mode: 0o700 })
       warmCopier()
-      if (options.diskMiB !== undefined) {
+      const diskMiB = options.diskMiB
+      if (diskMiB !== undefined) {
         try {
           await enableQuotas(path)
-          if (!(await limitSubvolume(path, options.diskMiB * 1024 * 1024, options))) await btrfs(['qgroup', 'limit', '-e', `${options.diskMiB}M`, path], options)
+          await viaCopier(() => limitSubvolume(path, diskMiB * 1024 * 1024, options), ['qgroup', 'limit', '-e', `${diskMiB}M`, path], options)
         } catch (err) {
-          if (!(await deleteSubvolume(path).catch(() => false))) await btrfs(['subvolume', 'delete', path]).catch(() => undefined)
+          await viaCopier(() => deleteSubvolume(path), ['subvolume', 'delete', path]).catch(() => undefined)
           throw err
         }
       }
@@ -67,8 +68,7 @@ export function createBtrfsDriver(): StorageDriver {
       return Number.isFinite(used) && Number.isFinite(limit) ? { usedBytes: used, limitBytes: limit } : null
     },
     async capture(writablePath: string, layerDir: string, options?: CallOptions): Promise<void> {
-      if (await snapshotSubvolume(writablePath, layerDir, true, options)) return
-      await btrfs(['subvolume', 'snapshot', '-r', writablePath, layerDir], options)
+      await viaCopier(() => snapshotSubvolume(writablePath, layerDir, true, options), ['subvolume', 'snapshot', '-r', writablePath, layerDir], options)
     },
     lowerDirOf: (layerDir: string) => join(layerDir, 'upper'),
     async remove(path: string): Promise<void> {
@@ -77,12 +77,20 @@ export function createBtrfsDriver(): StorageDriver {
       // The root of a subvolume has inode 256; anything else is a plain tree (made before the
       // data dir moved to btrfs, or by the overlay driver) and goes the ordinary way.
       if (st.isDirectory() && st.ino === 256) {
-        if (!(await deleteSubvolume(path))) await btrfs(['subvolume', 'delete', path])
+        await viaCopier(() => deleteSubvolume(path), ['subvolume', 'delete', path])
         return
       }
       await rm(path, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * A subvolume call made by a resident copier (an ioctl, no process started), or by the `btrfs`
+ * tool where no copier could make it (python3 missing, the ioctl refused: the tool says why).
+ */
+async function viaCopier(copier: () => Promise<boolean>, args: string[], options: CallOptions = {}): Promise<void> {
+  if (!(await copier())) await btrfs(args, options)
 }
 
 async function btrfs(args: string[], options: CallOptions = {}): Promise<void> {

@@ -10,17 +10,7 @@
 import { readFile } from 'node:fs/promises'
 import { SandstormError } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
-
-/**
- * BTRFS_IOC_QUOTA_CTL with BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA, through Python's ioctl (btrfs-progs
- * learned `quota enable --simple` only in 6.7; Debian 12 has 6.2). A kernel without simple quotas
- * answers EINVAL, and the script exits non-zero.
- */
-const enableSimpleQuotas = [
-  'import fcntl, os, struct, sys',
-  'fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)',
-  "fcntl.ioctl(fd, 0xC0109428, struct.pack('QQ', 4, 0))",
-].join('\n')
+import { enableSimpleQuotas } from './tree-copier.js'
 
 /** Which quotas a filesystem got: simple, or full qgroups where the kernel (or python3) lacks them. */
 export type BtrfsQuotaKind = 'simple' | 'full'
@@ -31,13 +21,14 @@ export type BtrfsQuotaKind = 'simple' | 'full'
  * one, since a filesystem with full qgroups on takes the simple-quota ioctl as a no-op.
  */
 export async function enableBtrfsQuotas(dir: string): Promise<BtrfsQuotaKind> {
-  const simple = await runTool('python3', ['-c', enableSimpleQuotas, dir])
-  if (simple.exitCode !== 0) {
+  // Through the resident copier (python3's ioctl): Debian 12's btrfs-progs has no `--simple`.
+  const simple = await enableSimpleQuotas(dir)
+  if (!simple) {
     const full = await runTool('btrfs', ['quota', 'enable', dir])
     if (full.exitCode !== 0) throw new SandstormError('internal', `btrfs quota enable failed: expected success, got exit ${full.exitCode}: ${complaintOf(full)}`)
   }
   const uuid = (await runTool('findmnt', ['-no', 'UUID', '--target', dir])).stdout.trim()
   const mode = uuid ? await readFile(`/sys/fs/btrfs/${uuid}/qgroups/mode`, 'utf8').catch(() => '') : ''
   if (mode.trim()) return mode.trim() === 'squota' ? 'simple' : 'full'
-  return simple.exitCode === 0 ? 'simple' : 'full'
+  return simple ? 'simple' : 'full'
 }

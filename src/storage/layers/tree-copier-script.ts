@@ -5,12 +5,14 @@
  * without the spawn that a `cp -a` per snapshot costs.
  *
  * It also makes, limits and deletes btrfs subvolumes (the ioctls that `btrfs subvolume snapshot`,
- * `btrfs qgroup limit -e` and `btrfs subvolume delete` make).
+ * `btrfs qgroup limit -e` and `btrfs subvolume delete` make), and turns on simple quotas (the ioctl
+ * of `btrfs quota enable --simple`, which Debian 12's btrfs-progs lacks).
  *
  * Protocol, one line each way per request: `{"op": "copy", "src": ..., "dest": ...}`,
  * `{"op": "snapshot", "src": ..., "dest": ..., "readonly": true}` (absolute paths; `dest` must not
  * exist), `{"op": "limit", "path": ..., "bytes": N}` (an exclusive-bytes limit on the subvolume's own
- * qgroup) or `{"op": "delete", "path": ...}` (a subvolume), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
+ * qgroup), `{"op": "delete", "path": ...}` (a subvolume) or `{"op": "quota", "path": ...}` (simple
+ * quotas on for the filesystem; a kernel without them answers EINVAL), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
  * cp -a may do what this could not: a tree too deep for its descriptors, a sparse file>}`; an entry that
  * changed between the walk's lstat and its open answers ESTALE.
  *
@@ -29,6 +31,8 @@ BTRFS_SUBVOL_RDONLY = 1 << 1
 BTRFS_IOC_QGROUP_LIMIT = 0x8030942b
 BTRFS_QGROUP_LIMIT_MAX_EXCL = 1 << 1
 BTRFS_IOC_SNAP_DESTROY = 0x5000940f
+BTRFS_IOC_QUOTA_CTL = 0xc0109428
+BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA = 4
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 os.umask(0)
 
@@ -199,6 +203,14 @@ def delete(path):
     finally:
         os.close(d)
 
+def simple_quotas(path):
+    d = os.open(path, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+    try:
+        # struct btrfs_ioctl_quota_ctl_args: cmd, status.
+        fcntl.ioctl(d, BTRFS_IOC_QUOTA_CTL, bytearray(struct.pack('=2Q', BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA, 0)), True)
+    finally:
+        os.close(d)
+
 def answer(value):
     sys.stdout.write(json.dumps(value) + '\n')
     sys.stdout.flush()
@@ -212,6 +224,8 @@ for line in sys.stdin:
             limit(request['path'], request['bytes'])
         elif request['op'] == 'delete':
             delete(request['path'])
+        elif request['op'] == 'quota':
+            simple_quotas(request['path'])
         else:
             Copy(request['src'], request['dest'])
         answer({'ok': True})

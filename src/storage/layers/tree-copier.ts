@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { diskFullError, linkSignal, SandstormError, throwIfAborted, type CallOptions } from '../../shared/index.js'
+import { diskFullError, holdProcessOpen, linkSignal, SandstormError, throwIfAborted, type CallOptions } from '../../shared/index.js'
 import { copyTree } from './copy-tree.js'
 import { treeCopierScript } from './tree-copier-script.js'
 
@@ -78,6 +78,11 @@ export async function limitSubvolume(path: string, bytes: number, options: CallO
 /** Deletes the btrfs subvolume `path` through a resident copier; false when none could, for the caller to run `btrfs subvolume delete`. */
 export async function deleteSubvolume(path: string, options: CallOptions = {}): Promise<boolean> {
   return (await ask({ op: 'delete', path }, options))?.ok === true
+}
+
+/** Turns on simple quotas for the btrfs filesystem holding `path` through a resident copier; false when none could (the kernel has no simple quotas, or python3 is missing). */
+export async function enableSimpleQuotas(path: string, options: CallOptions = {}): Promise<boolean> {
+  return (await ask({ op: 'quota', path }, options))?.ok === true
 }
 
 /** Runs one request on an idle copier (or a new one); null when no copier could answer it. */
@@ -167,13 +172,8 @@ function startCopier(): Copier | null {
       })
     },
     kill: () => void child.kill('SIGKILL'),
-    setIdle(isIdle) {
-      // An idle copier keeps no process alive; a busy one keeps the event loop running until it answers.
-      for (const handle of [child, child.stdout, child.stderr, child.stdin] as unknown as { ref(): void; unref(): void }[]) {
-        if (isIdle) handle.unref()
-        else handle.ref()
-      }
-    },
+    // An idle copier keeps no process alive; a busy one keeps the event loop running until it answers.
+    setIdle: (isIdle) => holdProcessOpen(child, !isIdle),
   }
   return copier
 }
