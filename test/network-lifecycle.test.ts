@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { newId } from '../src/shared/index.js'
@@ -82,6 +84,54 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     } finally {
       await Promise.all([closed.kill(), open.kill()])
       await deletePool('debian', stack.conn)
+    }
+  })
+
+  it('a create whose writable layer fails leaves no network, though both were made at once', async () => {
+    // Once the spare slots of the stack's start are all made.
+    let start = await hostState(stack.dataDir)
+    await until('the spare slots made', async () => {
+      await new Promise((r) => setTimeout(r, 300))
+      const now = await hostState(stack.dataDir)
+      const same = now.netns.length === start.netns.length
+      start = now
+      return same
+    })
+    const id = newId('sb')
+    // The layer of an unknown snapshot fails, while the network is attached beside it.
+    await assert.rejects(
+      stack.agent.create({ id, template: 'debian', snapshotId: 'snap-0000000000000000', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } }),
+      /snapshot "snap-0000000000000000" not found/,
+    )
+    await until('the spare slots made again', async () => (await hostState(stack.dataDir)).netns.length === start.netns.length)
+    const end = await hostState(stack.dataDir)
+    assert.equal(end.tableSandboxes, start.tableSandboxes, 'the failed create left its rules in the table')
+    assert.deepEqual(end.orphanVeths, [])
+    assert.equal(existsSync(join(stack.dataDir, 'storage', 'writable', id)), false, 'the failed create left a writable dir')
+    assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [])
+  })
+
+  it('a second create of a live id is refused before it touches the first one', async () => {
+    const id = newId('sb')
+    const req = { id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth' as const, egress: { allowOut: [], denyOut: [] } } }
+    await stack.agent.create(req)
+    try {
+      const before = await hostState(stack.dataDir)
+      const { pid } = await stack.agent.exec(id, { argv: ['sh', '-c', 'echo kept > /root/mark'], env: {} })
+      assert.equal((await stack.agent.wait(id, pid)).exitCode, 0)
+      await assert.rejects(stack.agent.create(req), (err: unknown) => {
+        assert.equal((err as { code?: string }).code, 'already_exists')
+        assert.match((err as Error).message, new RegExp(`sandbox "${id}" already exists`))
+        return true
+      })
+      // Its disk, its files and its rules are as they were.
+      const check = await stack.agent.exec(id, { argv: ['cat', '/root/mark'], env: {} })
+      const result = await stack.agent.wait(id, check.pid)
+      assert.equal(result.exitCode, 0)
+      assert.equal(existsSync(join(stack.dataDir, 'storage', 'writable', `${id}.disk`)), true, 'the first sandbox lost its disk image')
+      assert.equal((await hostState(stack.dataDir)).tableSandboxes, before.tableSandboxes)
+    } finally {
+      await stack.agent.destroy(id)
     }
   })
 

@@ -270,6 +270,9 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     },
   }
 
+  /** Ids of the creates under way: not in `sandboxes` until they run. */
+  const creating = new Set<string>()
+
   /** Starts a sandbox over a resolved template: its record, network, writable layer and runtime instance. */
   async function createOver(req: AgentCreateRequest, template: ResolvedTemplate, call?: CallOptions): Promise<AgentSandbox> {
     const plan = await planStart(req, template, { machines, machineRuntimes, defaultRuntime })
@@ -280,10 +283,27 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     const execDefaults = image ? { ...(image.user ? { user: image.user } : {}), cwd: image.workingDir || '/' } : undefined
     const backend = requireRuntime(backends, plan.runtime, agentId)
     const machine = machineRuntimes.has(plan.runtime)
-    // A machine's disk is its own image, not a layer: it takes no writable layer.
-    const prepared = machine
-      ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
-      : await layers.prepare(req, template.rootfs)
+    // The writable layer (a spare disk moved in) and the network (a slot and its rules) at once:
+    // neither needs the other, and each is about a millisecond of waiting on another process.
+    // Both are in place before the record is saved and before anything runs in the sandbox, so a
+    // crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
+    const [layer, attached] = await Promise.allSettled([
+      // A machine's disk is its own image, not a layer: it takes no writable layer.
+      machine
+        ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
+        : layers.prepare(req, template.rootfs),
+      req.network.mode === 'veth' ? network.attach(req.id, req.network.egress) : undefined,
+    ])
+    if (layer.status === 'rejected' || attached.status === 'rejected') {
+      if (layer.status === 'fulfilled' && !machine) await layers.release(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
+      if (attached.status === 'fulfilled' && attached.value) {
+        await network.detach(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the network of a failed create'))
+        network.replenish()
+      }
+      throw layer.status === 'rejected' ? layer.reason : (attached as PromiseRejectedResult).reason
+    }
+    const prepared = layer.value
+    const net = attached.value
     const record: SandboxRecord = {
       id: req.id,
       template: prepared.template,
@@ -293,16 +313,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       ...(execDefaults ? { execDefaults } : {}),
       ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, diskMiB: req.diskMiB, env } } : {}),
     }
-    // The network first (its rules in place before anything runs in it), then the record, so
-    // that a crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
-    const net = req.network.mode === 'veth' ? await network.attach(req.id, req.network.egress).catch(async (err: unknown) => {
-      if (!machine) await layers.release(req.id)
-      throw err
-    }) : undefined
     if (net) record.network = net
     const release = async (): Promise<void> => {
       if (!machine) await layers.release(req.id)
       await network.detach(req.id)
+      // The slot it took is gone with it: the spares are made up again, as after a create.
+      if (net) network.replenish()
     }
     await state.save(record).catch(async (err: unknown) => {
       await release()
@@ -356,7 +372,16 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
 
     templates: () => templates.list(),
 
-    create: async (req, call) => createOver(req, await templates.resolve(req.template), call),
+    async create(req, call) {
+      // Before anything is touched: a second create of a live id would take its writable dir and network.
+      if (sandboxes.has(req.id) || creating.has(req.id)) throw new SandstormError('already_exists', `sandbox "${req.id}" already exists on this host`)
+      creating.add(req.id)
+      try {
+        return await createOver(req, await templates.resolve(req.template), call)
+      } finally {
+        creating.delete(req.id)
+      }
+    },
 
     async destroy(id: string): Promise<void> {
       const sandbox = sandboxes.get(id)

@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern } from '../shared/index.js'
@@ -34,8 +35,9 @@ export function createSandboxState(dir: string) {
     async init(): Promise<void> {
       await mkdir(dir, { recursive: true, mode: 0o700 })
     },
+    /** Synchronous: a record is a few hundred bytes, written on a create's path, where an async write waits its turn in libuv's pool. */
     async save(record: SandboxRecord): Promise<void> {
-      await writeFile(file(record.id), JSON.stringify(record), { mode: 0o600 })
+      writeFileSync(file(record.id), JSON.stringify(record), { mode: 0o600 })
     },
     async remove(id: string): Promise<void> {
       await rm(file(id), { force: true })

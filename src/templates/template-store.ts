@@ -9,7 +9,8 @@
  * half-made template is never listed; what a crash leaves is removed when a store is next created.
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises'
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs'
+import { chmod, mkdir, readdir, rename, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateSource, type TemplateStart } from '../shared/index.js'
@@ -188,11 +189,22 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   // Every method awaits `ready` and so reports its failure; this only keeps it from being unhandled.
   ready.catch(() => undefined)
 
-  /** The current version of `name`, or null if none is built. */
-  async function readCurrent(name: string): Promise<{ stored: StoredTemplate; versionDir: string } | null> {
+  /**
+   * Parsed template.json files by version dir. A version is written once (in a temporary dir,
+   * renamed into place), so a file whose identity (inode, size, mtime) is unchanged is not read
+   * again: every create lists the templates and resolves one. A number used again after a remove
+   * is a new file, and is read anew.
+   */
+  const parsedVersions = new Map<string, { identity: string; stored: StoredTemplate }>()
+
+  /**
+   * The current version of `name`, or null if none is built. Synchronous calls (a readlink and a
+   * stat, microseconds each): on a create's path, async ones wait their turn in libuv's pool.
+   */
+  function readCurrent(name: string): { stored: StoredTemplate; versionDir: string } | null {
     let target: string
     try {
-      target = await readlink(join(dir, name, 'current'))
+      target = readlinkSync(join(dir, name, 'current'))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw err
@@ -203,13 +215,17 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return readVersion(name, target)
   }
 
-  /** One version of `name` as its template.json records it. */
-  async function readVersion(name: string, target: string): Promise<{ stored: StoredTemplate; versionDir: string }> {
+  /** One version of `name` as its template.json records it (a copy: callers may change it). */
+  function readVersion(name: string, target: string): { stored: StoredTemplate; versionDir: string } {
     const versionDir = join(dir, name, target)
-    const raw = await readFile(join(versionDir, 'template.json'), 'utf8')
+    const file = join(versionDir, 'template.json')
+    const st = statSync(file)
+    const identity = `${st.ino}:${st.size}:${st.mtimeMs}`
+    const known = parsedVersions.get(versionDir)
+    if (known?.identity === identity) return { stored: structuredClone(known.stored), versionDir }
     let json: unknown
     try {
-      json = JSON.parse(raw)
+      json = JSON.parse(readFileSync(file, 'utf8'))
     } catch (err) {
       throw new SandstormError('internal', `template "${name}" v${target}: expected JSON in template.json, got unparsable text`, { cause: err })
     }
@@ -217,25 +233,33 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     if (!parsed.success) {
       throw new SandstormError('internal', `template "${name}" v${target}: template.json is not valid: ${parsed.error.message}`)
     }
+    parsedVersions.set(versionDir, { identity, stored: structuredClone(parsed.data) })
     return { stored: parsed.data, versionDir }
+  }
+
+  function readVersionOrNull(name: string, target: string): { stored: StoredTemplate; versionDir: string } | null {
+    try {
+      return readVersion(name, target)
+    } catch {
+      return null
+    }
   }
 
   /** The current version of every template, sorted by name (unreadable ones skipped). */
   async function currentVersions(): Promise<StoredTemplate[]> {
     await ready
-    const names = (await readdir(dir, { withFileTypes: true }))
+    const names = readdirSync(dir, { withFileTypes: true })
       .filter((entry) => (entry.isDirectory() || entry.isSymbolicLink()) && templateNamePattern.test(entry.name))
       .map((entry) => entry.name)
-    // All at once: every create lists the templates, and one after another each waited its turn in libuv's pool.
-    const read = await Promise.all(
-      names.map((name) =>
-        readCurrent(name).catch((err: unknown) => {
-          // One broken template must not hide the others.
-          logger.warn({ template: name, err }, 'skipping a template that cannot be read')
-          return null
-        }),
-      ),
-    )
+    const read = names.map((name) => {
+      try {
+        return readCurrent(name)
+      } catch (err) {
+        // One broken template must not hide the others.
+        logger.warn({ template: name, err }, 'skipping a template that cannot be read')
+        return null
+      }
+    })
     return read.flatMap((current) => (current ? [current.stored] : [])).sort((a, b) => a.name.localeCompare(b.name))
   }
 
@@ -266,7 +290,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   async function resolveTemplate(name: string): Promise<ResolvedTemplate> {
     checkTemplateName(name)
     await ready
-    const current = await readCurrent(name)
+    const current = readCurrent(name)
     if (!current) {
       const built = (await list()).map((t) => t.name)
       const hint = buildable.includes(name) ? `; build it with \`sandstorm template build ${name}\`` : ''
@@ -310,14 +334,14 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     const { signal, force = false } = buildOptions
     throwIfAborted(signal)
     if (!force) {
-      const existing = await readCurrent(name)
+      const existing = readCurrent(name)
       if (existing) return toInfo(existing.stored)
     }
     const lock = await acquireBuildLock(dir, name)
     try {
       if (!force) {
         // Another process may have finished the same build while we waited for the lock.
-        const existing = await readCurrent(name)
+        const existing = readCurrent(name)
         if (existing) return toInfo(existing.stored)
       }
       const info = await buildIntoPlace(name, recipe, buildOptions)
@@ -446,14 +470,14 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
 
   async function rollback(name: string): Promise<TemplateInfo> {
     return exclusive(name, async () => {
-      const current = await readCurrent(name)
+      const current = readCurrent(name)
       if (!current) throw new SandstormError('not_found', `unknown template "${name}": nothing to roll back`)
       const older = (await versionsOf(join(dir, name))).filter((v) => v < current.stored.version)
       const previous = older.at(-1)
       if (previous === undefined) {
         throw new SandstormError('failed_precondition', `template "${name}" is at version ${current.stored.version}: expected an older version to roll back to, found none`)
       }
-      const target = await readVersion(name, String(previous))
+      const target = readVersion(name, String(previous))
       await switchCurrent(name, previous)
       logger.info({ template: name, from: current.stored.version, to: previous }, 'template rolled back')
       return toInfo(target.stored)
@@ -472,7 +496,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       if (!templateNamePattern.test(entry.name) || !(entry.isDirectory() || entry.isSymbolicLink())) continue
       for (const version of await versionsOf(join(dir, entry.name)).catch(() => [])) {
-        const found = await readVersion(entry.name, String(version)).catch(() => null)
+        const found = readVersionOrNull(entry.name, String(version))
         if (found) out.push(found.stored)
       }
     }
@@ -505,9 +529,9 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   async function remove(name: string, keepDirs: Iterable<string> = []): Promise<{ removedLayers: number }> {
     const candidates = new Set<string>()
     await exclusive(name, async () => {
-      if (!(await readCurrent(name))) throw new SandstormError('not_found', `unknown template "${name}": nothing to delete`)
+      if (!readCurrent(name)) throw new SandstormError('not_found', `unknown template "${name}": nothing to delete`)
       for (const version of await versionsOf(join(dir, name))) {
-        const found = await readVersion(name, String(version)).catch(() => null)
+        const found = readVersionOrNull(name, String(version))
         for (const id of found ? layerIdsOf(found.stored) : []) candidates.add(id)
       }
       // The name's dir leaves the listing at once (a rename), then its tree goes.

@@ -10,8 +10,8 @@
  * once taken it is the sandbox's writable dir (disk-image.ts) like one made on the spot.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { mkdir, readdir, rename, rm, rmdir, statfs } from 'node:fs/promises'
+import { existsSync, renameSync, rmdirSync, statfsSync, type StatsFs } from 'node:fs'
+import { mkdir, readdir, rename, rm, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { silentLogger, type Logger } from '../../shared/index.js'
 import { createResidentShell, shellQuote, type ResidentShell } from '../../shared/resident-shell.js'
@@ -58,6 +58,17 @@ const fillMarginBytes = 64 * 1024 * 1024
 /** Bytes free on the filesystem of `dir` (or its store's, before it exists), less root's reserve. */
 async function freeBytes(dir: string): Promise<number> {
   const s = await statfs(dir).catch(() => statfs(join(dir, '..')))
+  return s.bavail * s.bsize
+}
+
+/** freeBytes without the wait in libuv's pool, for a take on a create's path. */
+function freeBytesNow(dir: string): number {
+  let s: StatsFs
+  try {
+    s = statfsSync(dir)
+  } catch {
+    s = statfsSync(join(dir, '..'))
+  }
   return s.bavail * s.bsize
 }
 
@@ -150,7 +161,8 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
       if (closed) return false
       // On a nearly full host a create makes its disk on the spot, and fails there as it did
       // before spares: a sandbox's sparse image on a host without room loses what it writes.
-      if ((await freeBytes(dir)) < takeMarginBytes) return false
+      // Synchronous calls on this path (microseconds each), where async ones wait in libuv's pool.
+      if (freeBytesNow(dir) < takeMarginBytes) return false
       wanted = diskMiB
       const at = waiting.findIndex((s) => s.diskMiB === diskMiB)
       const spare = at < 0 ? undefined : waiting.splice(at, 1)[0]
@@ -161,7 +173,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
       // an image beside the writable dir, which its removal deletes.
       const image = diskImageOf(target)
       try {
-        await rename(diskImageOf(spare.path), image)
+        renameSync(diskImageOf(spare.path), image)
       } catch (err) {
         log.warn({ err, spare: spare.path }, 'could not hand over a spare disk; making one')
         await remove(spare, shell)
@@ -179,7 +191,11 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
         await close()
         return false
       }
-      await rmdir(spare.path).catch(() => undefined)
+      try {
+        rmdirSync(spare.path)
+      } catch {
+        // Left for the next start's sweep.
+      }
       return true
     },
     ready() {

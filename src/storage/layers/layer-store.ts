@@ -8,7 +8,7 @@
  *   <dir>/writable/<sandboxId>.json the layers it stands on
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
@@ -190,11 +190,12 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       // The record goes first: a crash after it leaves a dir that release() finds and removes.
       const recordFile = join(writableDir, `${sandboxId}.json`)
       writables.delete(sandboxId)
-      await writeFile(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId, meta }))
+      // Synchronous, as the record in renew: a few hundred bytes, where an async write waits its turn in libuv's pool.
+      writeFileSync(recordFile, JSON.stringify({ layers: from ? [from.id, ...from.chain] : [], from: fromId, meta }))
       try {
         const dirs = await driver.makeWritable(path, source, call)
         const layers = dirs.lowerDirs.map((d) => byLowerDir.get(d)!)
-        await writeFile(recordFile, JSON.stringify({ layers, from: fromId, meta }))
+        writeFileSync(recordFile, JSON.stringify({ layers, from: fromId, meta }))
         writables.set(sandboxId, { layers, from: fromId, meta })
         return dirs
       } catch (err) {

@@ -1,5 +1,5 @@
 import { mkdirSync, renameSync } from 'node:fs'
-import { mkdir, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { CallOptions, Logger } from '../../shared/index.js'
@@ -26,11 +26,12 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Storage
   return {
     name: 'overlay',
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
-      await mkdir(path, { mode: 0o700 })
+      // Synchronous, as in renewWritable: microseconds each, on a create's path.
+      mkdirSync(path, { mode: 0o700 })
       if (options.diskMiB !== undefined && !(await spares?.take(path, options.diskMiB))) await mountDiskImage(path, options.diskMiB, options)
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
-      await mkdir(dirs.upperDir, { mode: 0o755 })
-      await mkdir(dirs.workDir, { mode: 0o700 })
+      mkdirSync(dirs.upperDir, { mode: 0o755 })
+      mkdirSync(dirs.workDir, { mode: 0o700 })
       warmCopier()
       return dirs
     },
