@@ -156,6 +156,8 @@ static int new_root(char **lowers, int count, const char *upper, const char *wor
     break;
   }
   if (fs_config(fs, FSCONFIG_SET_STRING, "upperdir", upper) || fs_config(fs, FSCONFIG_SET_STRING, "workdir", work)) return -1;
+  /* No sync calls to the writable layer, as at create (overlayMountData); a kernel before 5.10 lacks the flag. */
+  if (fs_config(fs, FSCONFIG_SET_FLAG, "volatile", NULL) && errno != EINVAL) return -1;
   if (fs_config(fs, FSCONFIG_CMD_CREATE, NULL, NULL)) return -1;
   int mnt = fs_mount(fs, MOUNT_ATTR_NODEV | (setuid ? 0 : MOUNT_ATTR_NOSUID));
   close(fs);

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { afterEach, after, before, describe, it } from 'node:test'
 import { CommandExitError, deleteSnapshot, Sandbox, type SandboxCreateOptions, type SnapshotInfo } from '@sandstorm/sdk'
+import { overlayVolatile } from '../src/storage/index.js'
 import { python, sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -286,6 +287,24 @@ describe('a restore leaves nothing of the state it replaced (runc)', { skip, tim
     assert.equal(masked.stdout, 'done\n', 'masked /proc files must read empty or not exist')
     const sysWrite = await sh(sbx, 'echo 1 > /sys/kernel/rcu_expedited 2>/dev/null && echo WROTE; echo done')
     assert.equal(sysWrite.stdout, 'done\n')
+  })
+
+  it('its writable layer takes no sync call (overlayfs volatile, Linux 5.10+) when made and after a restore, and a first write and fsync of a template file work', async () => {
+    const sbx = await create({ diskMiB: 128 })
+    // The super options of the root's mount: `…,volatile` (or `fsync=volatile` on newer kernels).
+    const rootOptions = async (): Promise<string> => (await sh(sbx, `awk '$5 == "/" { print $NF }' /proc/self/mountinfo`)).stdout.trim()
+    const volatile = /(?:^|,)(?:fsync=)?volatile(?:,|$)/
+    const expectVolatile = (options: string, when: string): void =>
+      assert.equal(volatile.test(options), overlayVolatile, `${when}: root mount options ${options} (this kernel ${overlayVolatile ? 'has' : 'lacks'} volatile overlays)`)
+    expectVolatile(await rootOptions(), 'made')
+    const snap = await snapshotOf(sbx)
+    for (const round of ['after a restore', 'after a second restore']) {
+      await sbx.restore(snap.id)
+      expectVolatile(await rootOptions(), round)
+      // A file of the template's layer, changed for the first time (a copy-up), then synced.
+      const wrote = await python(sbx, 'import os\nfd = os.open("/etc/debian_version", os.O_WRONLY | os.O_APPEND)\nos.write(fd, b"x\\n")\nos.fsync(fd)\nos.close(fd)\nos.sync()\nprint(open("/etc/debian_version").read().splitlines()[-1])')
+      assert.equal(wrote.stdout, 'x\n', wrote.stderr)
+    }
   })
 
   it('restores to any snapshot of a chain, older or newer, deletions included', async () => {

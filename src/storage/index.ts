@@ -1,3 +1,3 @@
 /** The layer store: how a sandbox's root is stacked from read-only layers and its own writable one. */
-export { mountOverlay, overlayMountData, unmount, isMounted, type OverlayOptions } from './overlay/overlay.js'
+export { mountOverlay, overlayMountData, overlayVolatile, kernelAtLeast, unmount, isMounted, type OverlayOptions } from './overlay/overlay.js'
 export * from './layers/index.js'

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, renameSync, rmdirSync, statfsSync, type StatsFs } from 'node:fs'
-import { mkdir, readdir, rename, rm, statfs } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { silentLogger, type Logger } from '../../shared/index.js'
 import { createResidentShell, shellQuote, type ResidentShell } from '../../shared/resident-shell.js'
@@ -55,14 +55,11 @@ const takeMarginBytes = 8 * 1024 * 1024
 /** Spares are made only while the host has this much free. */
 const fillMarginBytes = 64 * 1024 * 1024
 
-/** Bytes free on the filesystem of `dir` (or its store's, before it exists), less root's reserve. */
-async function freeBytes(dir: string): Promise<number> {
-  const s = await statfs(dir).catch(() => statfs(join(dir, '..')))
-  return s.bavail * s.bsize
-}
-
-/** freeBytes without the wait in libuv's pool, for a take on a create's path. */
-function freeBytesNow(dir: string): number {
+/**
+ * Bytes free on the filesystem of `dir` (or its store's, before it exists), less root's reserve.
+ * Synchronous (microseconds): a take is on a create's path, where an async call waits in libuv's pool.
+ */
+function freeBytes(dir: string): number {
   let s: StatsFs
   try {
     s = statfsSync(dir)
@@ -101,7 +98,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
     await swept
     while (short()) {
       const size = wanted!
-      if ((await freeBytes(options.storeDir)) < fillMarginBytes) return
+      if (freeBytes(options.storeDir) < fillMarginBytes) return
       if (waiting.length >= options.count) {
         const other = waiting.findIndex((s) => s.diskMiB !== size)
         await remove(waiting.splice(other, 1)[0]!, shell)
@@ -161,8 +158,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
       if (closed) return false
       // On a nearly full host a create makes its disk on the spot, and fails there as it did
       // before spares: a sandbox's sparse image on a host without room loses what it writes.
-      // Synchronous calls on this path (microseconds each), where async ones wait in libuv's pool.
-      if (freeBytesNow(dir) < takeMarginBytes) return false
+      if (freeBytes(dir) < takeMarginBytes) return false
       wanted = diskMiB
       const at = waiting.findIndex((s) => s.diskMiB === diskMiB)
       const spare = at < 0 ? undefined : waiting.splice(at, 1)[0]

@@ -1,4 +1,5 @@
 import { mkdir, readFile } from 'node:fs/promises'
+import { release } from 'node:os'
 import { SandstormError } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
 
@@ -27,7 +28,28 @@ export async function mountOverlay(options: OverlayOptions): Promise<void> {
   }
 }
 
-/** The overlay mount's data (`lowerdir=…,upperdir=…,workdir=…`), for a mount made elsewhere (runc's). */
+/**
+ * Whether this kernel's overlayfs takes `volatile` (Linux 5.10+): no sync call reaches the
+ * writable layer, neither the fsync of each copy-up (a file of a lower layer written for the first
+ * time) nor a sandbox's own fsync and syncfs. On a quota disk (a loop device) each of those
+ * flushes the disk image to the host's disk: about 2 ms for each file a sandbox first changes.
+ *
+ * A sandbox's writable layer never outlives the host: after a crash none of its processes run and
+ * the agent removes the dir; a snapshot is a copy, read through the page cache. Overlayfs refuses
+ * a volatile upper once unmounted (it leaves `work/incompat/volatile`), and every mount here gets
+ * fresh upper and work dirs: a create, a restore's new layer, a btrfs child (its work dir emptied).
+ */
+export const overlayVolatile: boolean = kernelAtLeast(release(), 5, 10)
+
+/** Is `kernelRelease` (uname -r: `6.1.0-18-amd64`) at least major.minor? */
+export function kernelAtLeast(kernelRelease: string, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(kernelRelease)
+  if (!m) return false
+  const [a, b] = [Number(m[1]), Number(m[2])]
+  return a > major || (a === major && b >= minor)
+}
+
+/** The overlay mount's data (`lowerdir=…,upperdir=…,workdir=…[,volatile]`), for a mount made elsewhere (runc's). */
 export function overlayMountData(options: Omit<OverlayOptions, 'target'>): string {
   if (options.lowerDirs.length === 0) throw new SandstormError('invalid_argument', 'an overlay needs at least one lower layer')
   for (const dir of [...options.lowerDirs, options.upperDir, options.workDir]) {
@@ -35,7 +57,7 @@ export function overlayMountData(options: Omit<OverlayOptions, 'target'>): strin
       throw new SandstormError('invalid_argument', `layer path "${dir}" must not contain "," or ":"`)
     }
   }
-  return `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}`
+  return `lowerdir=${options.lowerDirs.join(':')},upperdir=${options.upperDir},workdir=${options.workDir}${overlayVolatile ? ',volatile' : ''}`
 }
 
 /** Unmounts a mount point if it is mounted; a busy mount is detached lazily. Safe to call twice. */
