@@ -28,12 +28,15 @@ async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandb
   const netns = all.filter((n) => n.startsWith(`sbn-${tag}-`))
   const table = await execa('nft', ['list', 'table', 'inet', `sandstorm_${tag}`], { reject: false })
   const tableSandboxes = (table.stdout.match(/chain e_[a-z0-9]{10}/g) ?? []).length
-  // Any agent's veth without its namespace is a leak (a veth goes first on every teardown).
+  // Any agent's veth without its namespace is a leak, once the kernel had time to take it down: a
+  // slot goes by the deletion of its namespace, and its veth with it in a kernel worker soon after.
   const slots = new Set(all.filter((n) => n.startsWith('sbn-')).map((n) => n.split('-')[2]))
-  // A slot being removed meanwhile (veth first, then namespace) is no orphan: only a veth still there counts.
-  const orphanVeths: string[] = []
-  for (const link of links.filter((l) => !slots.has(l.slice(3)))) {
-    if ((await execa('ip', ['link', 'show', link], { reject: false })).exitCode === 0) orphanVeths.push(link)
+  let orphanVeths = links.filter((l) => !slots.has(l.slice(3)))
+  const deadline = Date.now() + 5_000
+  while (orphanVeths.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    const still = await Promise.all(orphanVeths.map(async (l) => ((await execa('ip', ['link', 'show', l], { reject: false })).exitCode === 0 ? l : null)))
+    orphanVeths = still.filter((l): l is string => l !== null)
   }
   return { netns, tableSandboxes, orphanVeths }
 }
@@ -156,8 +159,12 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     assert.deepEqual(end.orphanVeths, [], 'veths are left without their namespace')
     // What stays is the agent's spare slots (made ahead for the next creates), as many as before.
     assert.equal(end.netns.length, start.netns.length, `namespaces before ${start.netns.length}, after ${end.netns.length}`)
-    const routes = (await execa('ip', ['route', 'show', '198.18.0.0/16'])).stdout.split('\n').filter((l) => /dev sbv/.test(l))
-    const slotIds = new Set((await readdir('/run/netns')).map((n) => n.split('-')[2]))
-    assert.deepEqual(routes.filter((r) => !slotIds.has(/dev sbv([a-z0-9]{10})/.exec(r)?.[1] ?? '')), [], 'routes of sandboxes that are gone')
+    // A route goes with its veth, after the namespace.
+    const goneRoutes = async (): Promise<string[]> => {
+      const routes = (await execa('ip', ['route', 'show', '198.18.0.0/16'])).stdout.split('\n').filter((l) => /dev sbv/.test(l))
+      const slotIds = new Set((await readdir('/run/netns')).map((n) => n.split('-')[2]))
+      return routes.filter((r) => !slotIds.has(/dev sbv([a-z0-9]{10})/.exec(r)?.[1] ?? ''))
+    }
+    await until('no route of a sandbox that is gone', async () => (await goneRoutes()).length === 0).catch(async () => assert.deepEqual(await goneRoutes(), [], 'routes of sandboxes that are gone'))
   })
 })

@@ -120,10 +120,17 @@ export async function createSlot(shell: ResidentShell, tag: string, cidr: string
   throw new SandstormError('resource_exhausted', `no free address found in the sandbox pool ${cidr} after 16 tries: the pool is nearly full`)
 }
 
-/** Removes a slot: its veth (both ends, and so its route) and its namespace. Safe to call twice. */
-export async function destroySlot(shell: ResidentShell, slot: Pick<NetworkSlot, 'netns' | 'hostIf'>): Promise<void> {
-  // -force: go on past what is gone already.
-  await shell.run(`ip -force -batch - <<'SLOT'\nlink del ${slot.hostIf}\nnetns del ${slot.netns}\nSLOT\n`)
+/**
+ * Removes a slot by deleting its namespace: once nothing holds it (the sandbox's processes are
+ * gone), the kernel takes it down in a worker of its own, and the veth with it (both ends, and so
+ * the route). A `link del` first made each destroy wait for that teardown's RCU grace periods:
+ * 17 to 59 ms on a 2-core host, against 2.4 ms for the namespace alone, and kills in a burst
+ * queued behind each other on the kernel's network lock. Until the kernel is done the route of
+ * the address stays: a new slot that picks it is refused and picks another (createSlot). Safe to
+ * call twice.
+ */
+export async function destroySlot(shell: ResidentShell, slot: Pick<NetworkSlot, 'netns'>): Promise<void> {
+  await shell.run(`ip netns del ${slot.netns} 2>/dev/null`)
 }
 
 /** The tag that names the table and slots of the agent whose data dir is `dataDir`. */
