@@ -113,6 +113,11 @@ describe(`${sandboxCount} sandboxes running commands at once`, { skip, timeout: 
     // Namespaces and chains go with the kill; the kernel takes a deleted namespace's veth down in a worker of its own, soon after.
     const slotsLeft = await slotsOnHost([...namespaces.values()], stack.dataDir)
     assert.deepEqual(slotsLeft.filter((l) => !l.startsWith('veth ')), [])
+    // One still there passes nothing: it was set down before its namespace went.
+    for (const veth of slotsLeft.map((l) => l.slice('veth '.length))) {
+      const link = await execa('ip', ['-o', 'link', 'show', veth], { reject: false })
+      if (link.exitCode === 0) assert.doesNotMatch(link.stdout, /<[^>]*\bUP\b[^>]*>/, `${veth} is up after its sandbox's kill`)
+    }
     await until('the veths of the killed sandboxes gone', async () => (await slotsOnHost([...namespaces.values()], stack.dataDir)).length === 0)
     const ids = new Set(sandboxes.map((s) => s.sandboxId))
     const inits = (await execa('lsns', ['-t', 'net', '-o', 'COMMAND', '--noheadings'])).stdout.split('\n').filter((c) => ids.has(/sandstorm-init-(\S+)$/.exec(c)?.[1] ?? ''))
