@@ -1,6 +1,6 @@
 import { hostname, totalmem, availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
+import { defaultSpareDisks, SandstormError, silentLogger, type CallOptions, type Logger, type TemplateStart } from '../shared/index.js'
 import { checkTerminalSize, type QemuAccel, type RuntimeBackend } from '../runtime/index.js'
 import { createTemplateStore, treeSizeBytes, type ResolvedTemplate } from '../templates/index.js'
 import { diskImageDeletions } from '../storage/index.js'
@@ -45,7 +45,7 @@ export interface LocalAgentOptions {
   /**
    * Sandbox disks (the quota images of the overlay store) kept formatted and mounted ahead, of
    * the size asked for last: a create with a quota moves one in instead of making one. 0 makes
-   * each on the spot. @default 2
+   * each on the spot. @default defaultSpareDisks (8)
    */
   spareDisks?: number
 }
@@ -80,7 +80,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
   const templates = createTemplateStore({ dir: options.templatesDir ?? join(options.dataDir, 'templates'), logger: log })
   const state = createSandboxState(join(options.dataDir, 'agent', 'sandboxes'))
   const sandboxes = new Map<string, LiveSandbox>()
-  const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, spareDisks: options.spareDisks ?? 2, logger: log })
+  const layers = await createSandboxLayers({ dataDir: options.dataDir, driver: options.storageDriver, spareDisks: options.spareDisks ?? defaultSpareDisks, logger: log })
   // A restore moves a sandbox to a new runtime instance: calls go to whichever instance runs it now.
   for (const [name, b] of backends) backends.set(name, layers.instances.wrap(b))
   const layerGolden = createGoldenTemplates(templates, layers)

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs'
 import { InvalidArgumentError } from '@sandstorm/sdk'
 import { parseAccel, spareDisksHelp } from './up.js'
 import { addHostNetworkFlags, hostNetworkOf, type HostNetworkFlags } from './network-flags.js'
+import { defaultSpareDisks } from '../shared/agent-defaults.js'
 
 interface AgentFlags extends HostNetworkFlags {
   server: string
@@ -41,7 +42,7 @@ export function registerAgent(program: Command): void {
     .option('--heartbeat-ms <ms>', 'how often to send a heartbeat (the server may set its own)', '5000')
     .option('--runtime <name>', 'runtime of a create that names none: runc or qemu', 'runc')
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
-    .option('--spare-disks <n>', spareDisksHelp, '2')
+    .option('--spare-disks <n>', spareDisksHelp, String(defaultSpareDisks))
   addHostNetworkFlags(cmd)
     .action(async (flags: AgentFlags) => {
       const network = hostNetworkOf(flags)

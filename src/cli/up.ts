@@ -11,6 +11,7 @@ import { parseDuration } from './duration.js'
 import { addHostNetworkFlags, addServerNetworkFlags, hostNetworkOf, serverNetworkOf, type HostNetworkFlags, type ServerNetworkFlags } from './network-flags.js'
 import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
 import { addPoolFlags, poolsOf, type PoolFlags } from './pool-flags.js'
+import { defaultSpareDisks } from '../shared/agent-defaults.js'
 
 interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags, PoolFlags {
   dataDir: string
@@ -49,7 +50,7 @@ export function registerUp(program: Command): void {
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP (repeat for more; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
-    .option('--spare-disks <n>', spareDisksHelp, '2')
+    .option('--spare-disks <n>', spareDisksHelp, String(defaultSpareDisks))
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
   addPoolFlags(addMetricsFlags(addServerNetworkFlags(addHostNetworkFlags(cmd))))
     .action(async (flags: UpFlags) => {

@@ -25,7 +25,7 @@ export interface HostNetworkOptions {
   publicCidrs?: string[]
   /** Resolvers the sandboxes' resolver asks. @default the host's (/etc/resolv.conf) */
   dnsUpstreams?: string[]
-  /** Slots made ahead, so that a create does not wait for one. @default 4 */
+  /** Slots made ahead, so that a create does not wait for one: as many as a fork of 8 takes. @default 8 */
   spareSlots?: number
   logger?: Logger
 }
@@ -178,7 +178,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const rules = (): FirewalledSandbox[] => [...byId.values()].map(({ slot, egress }) => ({ slot, egress }))
 
   // Slots made ahead: a create takes one instead of waiting for `ip` (about 10 ms).
-  const spareTarget = options.spareSlots ?? 4
+  const spareTarget = options.spareSlots ?? 8
   const spares: NetworkSlot[] = []
   let filling: Promise<void> | undefined
   let closed = false
