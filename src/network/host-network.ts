@@ -122,6 +122,23 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const byAddress = new Map<string, Attached>()
   const nft = createNft(log)
   const shell = createResidentShell('network')
+  // The veths of removed slots, deleted behind the destroys that removed them (see removeSlot).
+  const teardown = createResidentShell('network teardown')
+  const vethDeletions = new Set<Promise<unknown>>()
+  /**
+   * Removes a slot at the speed of destroySlot (its veth set down, its namespace deleted), then
+   * deletes the veth in a shell of its own, not waited for: the kernel has usually taken it down
+   * with the namespace by then, and where something still holds the namespace (a process a crash
+   * left in it), the veth goes anyway instead of lingering with it.
+   */
+  const removeSlot = async (slot: Pick<NetworkSlot, 'netns' | 'hostIf'>): Promise<void> => {
+    await destroySlot(shell, slot)
+    const deletion: Promise<unknown> = teardown
+      .run(`ip link del ${slot.hostIf} 2>/dev/null`)
+      .catch(() => undefined)
+      .finally(() => vethDeletions.delete(deletion))
+    vethDeletions.add(deletion)
+  }
   let firewallReady: Promise<void> | undefined
 
   const resolverClient = (a: Attached): ResolverClient => ({
@@ -189,7 +206,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       while (!closed && spares.length < spareTarget) {
         const slot = await createSlot(shell, tag, sandboxCidr, gateway, (a) => taken(a) || spareAddresses.has(a))
         if (closed) {
-          await destroySlot(shell, slot)
+          await removeSlot(slot)
           break
         }
         spares.push(slot)
@@ -230,7 +247,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         await firewall.add(record)
       } catch (err) {
         forget(a)
-        await destroySlot(shell, slot)
+        await removeSlot(slot)
         throw err
       }
       log.debug({ sandboxId: id, address: slot.address, slot: slot.id }, 'sandbox network attached')
@@ -251,7 +268,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         log.warn({ sandboxId: id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
         await firewall.reset(rules())
       })
-      await destroySlot(shell, a.slot)
+      await removeSlot(a.slot)
       log.debug({ sandboxId: id, slot: a.slot.id }, 'sandbox network detached')
     },
     async adopt(sandboxes) {
@@ -261,7 +278,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       const live = new Set([...sandboxes.values()].map((r) => r.slot.id))
       for (const slotId of await slotIdsOnHost(tag)) {
         if (live.has(slotId)) continue
-        await destroySlot(shell, slotNames(tag, slotId))
+        await removeSlot(slotNames(tag, slotId))
         log.info({ slot: slotId }, 'removed a network slot that no sandbox holds')
       }
       fill()
@@ -295,12 +312,14 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     async close() {
       closed = true
       await filling
-      for (const slot of spares.splice(0)) await destroySlot(shell, slot)
+      for (const slot of spares.splice(0)) await removeSlot(slot)
       await Promise.all([resolver.close(), checks.close()])
       // Rules stay for sandboxes that run on (the next start adopts them); with none, nothing is left.
       if (byId.size === 0) await firewall.drop().catch((err: unknown) => log.warn({ err }, 'could not remove the nftables table'))
       nft.close()
       shell.close()
+      while (vethDeletions.size > 0) await Promise.all([...vethDeletions])
+      teardown.close()
     },
   }
   return network

@@ -78,12 +78,13 @@ test('one batched call a tick for running and paused sandboxes; a sample once a 
 
     t.counters.set('sb-aaaaaaaaaaaaaaaa', stats(4e9, 200 * MiB))
     await t.recorder.tick()
-    const [a] = t.history.range('sb-aaaaaaaaaaaaaaaa', 0, Date.now())
+    // A tick's time is at least 1 ms past the last one's, so two ticks in one millisecond put the second ahead of Date.now().
+    const [a] = t.history.range('sb-aaaaaaaaaaaaaaaa', 0, Number.MAX_SAFE_INTEGER)
     assert.ok(a && a.cpuUsedPct > 0 && a.cpuUsedPct <= 100, `cpu ${a?.cpuUsedPct}`)
     assert.deepEqual({ ...a, timestamp: undefined, cpuUsedPct: undefined }, {
       timestamp: undefined, cpuUsedPct: undefined, cpus: 2, memoryUsedBytes: 200 * MiB, memoryLimitBytes: 256 * MiB, diskUsedBytes: 5 * MiB, diskLimitBytes: 1024 * MiB, pids: 3,
     })
-    const [p] = t.history.range('sb-pppppppppppppppp', 0, Date.now())
+    const [p] = t.history.range('sb-pppppppppppppppp', 0, Number.MAX_SAFE_INTEGER)
     assert.equal(p?.cpuUsedPct, 0, 'a paused sandbox is sampled, idle')
   } finally {
     t.close()
