@@ -6,11 +6,15 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
-import { newId } from '../src/shared/index.js'
+import { createHostNetwork } from '../src/network/index.js'
+import { destroySlot } from '../src/network/slots.js'
+import { newId, silentLogger } from '../src/shared/index.js'
+import { createResidentShell } from '../src/shared/resident-shell.js'
 import { deletePool, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
 import { installProbe, runProbe } from './helpers/net-probe.js'
@@ -28,17 +32,23 @@ async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandb
   const netns = all.filter((n) => n.startsWith(`sbn-${tag}-`))
   const table = await execa('nft', ['list', 'table', 'inet', `sandstorm_${tag}`], { reject: false })
   const tableSandboxes = (table.stdout.match(/chain e_[a-z0-9]{10}/g) ?? []).length
-  // Any agent's veth without its namespace is a leak, once the kernel had time to take it down: a
-  // slot goes by the deletion of its namespace, and its veth with it in a kernel worker soon after.
+  // Any agent's veth without its namespace: one being removed (its namespace deleted, the veth
+  // going with it and behind the destroy) or a leak, which is told by waiting (settledHostState).
   const slots = new Set(all.filter((n) => n.startsWith('sbn-')).map((n) => n.split('-')[2]))
-  let orphanVeths = links.filter((l) => !slots.has(l.slice(3)))
-  const deadline = Date.now() + 5_000
-  while (orphanVeths.length > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100))
-    const still = await Promise.all(orphanVeths.map(async (l) => ((await execa('ip', ['link', 'show', l], { reject: false })).exitCode === 0 ? l : null)))
-    orphanVeths = still.filter((l): l is string => l !== null)
+  const orphanVeths: string[] = []
+  for (const link of links.filter((l) => !slots.has(l.slice(3)))) {
+    if ((await execa('ip', ['link', 'show', link], { reject: false })).exitCode === 0) orphanVeths.push(link)
   }
   return { netns, tableSandboxes, orphanVeths }
+}
+
+/** hostState once no veth is left without its namespace: a leak fails the wait, naming the veths. */
+async function settledHostState(dataDir: string): Promise<Awaited<ReturnType<typeof hostState>>> {
+  return until('no veth left without its namespace', async () => {
+    const state = await hostState(dataDir)
+    assert.deepEqual(state.orphanVeths, [], 'veths are left without their namespace')
+    return state
+  }, 10_000)
 }
 
 describe('network lifecycle', { skip, timeout: 600_000 }, () => {
@@ -107,9 +117,8 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
       /snapshot "snap-0000000000000000" not found/,
     )
     await until('the spare slots made again', async () => (await hostState(stack.dataDir)).netns.length === start.netns.length)
-    const end = await hostState(stack.dataDir)
+    const end = await settledHostState(stack.dataDir)
     assert.equal(end.tableSandboxes, start.tableSandboxes, 'the failed create left its rules in the table')
-    assert.deepEqual(end.orphanVeths, [])
     assert.equal(existsSync(join(stack.dataDir, 'storage', 'writable', id)), false, 'the failed create left a writable dir')
     assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [])
   })
@@ -138,6 +147,40 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     }
   })
 
+  it('a slot whose namespace something still holds: its veth is down at once, and deleted behind the detach', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-held-slot-'))
+    const network = await createHostNetwork({ dataDir, logger: silentLogger(), spareSlots: 0 })
+    const shell = createResidentShell('test')
+    const id = newId('sb')
+    const { slot } = await network.attach(id, { allowOut: [], denyOut: [] })
+    // A process in the namespace holds it alive past its deletion, as one a crash left would.
+    const holder = execa('ip', ['netns', 'exec', slot.netns, 'sleep', '120'], { reject: false })
+    const linkOf = async (): Promise<string | null> => {
+      const r = await execa('ip', ['-o', 'link', 'show', slot.hostIf], { reject: false })
+      return r.exitCode === 0 ? r.stdout : null
+    }
+    try {
+      await until('the holder in the namespace', async () => (await execa('ip', ['netns', 'pids', slot.netns], { reject: false })).stdout.trim() !== '')
+      assert.match((await linkOf()) ?? '', /<[^>]*\bUP\b[^>]*>/, 'the veth is up while the sandbox has it')
+      // The slot's removal itself (what a detach runs first): the namespace goes, the held veth stays, down.
+      await destroySlot(shell, slot)
+      assert.equal(existsSync(join('/run/netns', slot.netns)), false)
+      const held = await linkOf()
+      assert.ok(held, 'a held namespace keeps its veth until something deletes it')
+      assert.doesNotMatch(held, /<[^>]*\bUP\b[^>]*>/, 'a removed slot\'s veth is down')
+      // The detach deletes it too, behind its answer, though the namespace is still held.
+      await network.detach(id)
+      await until('the held slot\'s veth deleted', async () => (await linkOf()) === null)
+      assert.equal(holder.exitCode, null, 'the holder still runs')
+    } finally {
+      holder.kill('SIGKILL')
+      await holder
+      shell.close()
+      await network.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
   it('leaves no namespace, interface, route or rule after 500 create/destroy cycles', async () => {
     const start = await hostState(stack.dataDir)
     const cycles = 500
@@ -154,9 +197,8 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     await Promise.all([worker(), worker(), worker(), worker()])
     // Spare slots may still be made in the background: wait until they all are.
     await until('the spare slots made again', async () => (await hostState(stack.dataDir)).netns.length === start.netns.length)
-    const end = await hostState(stack.dataDir)
+    const end = await settledHostState(stack.dataDir)
     assert.equal(end.tableSandboxes, start.tableSandboxes, 'rules of destroyed sandboxes are left in the table')
-    assert.deepEqual(end.orphanVeths, [], 'veths are left without their namespace')
     // What stays is the agent's spare slots (made ahead for the next creates), as many as before.
     assert.equal(end.netns.length, start.netns.length, `namespaces before ${start.netns.length}, after ${end.netns.length}`)
     // A route goes with its veth, after the namespace.
@@ -165,6 +207,9 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
       const slotIds = new Set((await readdir('/run/netns')).map((n) => n.split('-')[2]))
       return routes.filter((r) => !slotIds.has(/dev sbv([a-z0-9]{10})/.exec(r)?.[1] ?? ''))
     }
-    await until('no route of a sandbox that is gone', async () => (await goneRoutes()).length === 0).catch(async () => assert.deepEqual(await goneRoutes(), [], 'routes of sandboxes that are gone'))
+    await until('no route of a sandbox that is gone', async () => {
+      assert.deepEqual(await goneRoutes(), [], 'routes of sandboxes that are gone')
+      return true
+    })
   })
 })

@@ -294,16 +294,24 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         : layers.prepare(req, template.rootfs),
       req.network.mode === 'veth' ? network.attach(req.id, req.network.egress) : undefined,
     ])
+    /**
+     * Undoes what a failed create made of its writable layer and network, side by side; a failure
+     * to is logged, and the caller throws the create's own error. The slot taken is gone with the
+     * network: the spares are made up again, as after a create.
+     */
+    const release = async (made: { layer: boolean; net: boolean }): Promise<void> => {
+      const [l, n] = await Promise.allSettled([made.layer ? layers.release(req.id) : undefined, made.net ? network.detach(req.id) : undefined])
+      if (made.net) network.replenish()
+      if (l.status === 'rejected') log.error({ sandboxId: req.id, err: l.reason }, 'could not remove the writable layer of a failed create')
+      if (n.status === 'rejected') log.error({ sandboxId: req.id, err: n.reason }, 'could not remove the network of a failed create')
+    }
     if (layer.status === 'rejected' || attached.status === 'rejected') {
-      if (layer.status === 'fulfilled' && !machine) await layers.release(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer of a failed create'))
-      if (attached.status === 'fulfilled' && attached.value) {
-        await network.detach(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the network of a failed create'))
-        network.replenish()
-      }
+      await release({ layer: layer.status === 'fulfilled' && !machine, net: attached.status === 'fulfilled' && attached.value !== undefined })
       throw layer.status === 'rejected' ? layer.reason : (attached as PromiseRejectedResult).reason
     }
     const prepared = layer.value
     const net = attached.value
+    const made = { layer: !machine, net: net !== undefined }
     const record: SandboxRecord = {
       id: req.id,
       template: prepared.template,
@@ -314,14 +322,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       ...(machine ? { rootfs: prepared.rootfs, config: { memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, diskMiB: req.diskMiB, env } } : {}),
     }
     if (net) record.network = net
-    const release = async (): Promise<void> => {
-      if (!machine) await layers.release(req.id)
-      await network.detach(req.id)
-      // The slot it took is gone with it: the spares are made up again, as after a create.
-      if (net) network.replenish()
-    }
     await state.save(record).catch(async (err: unknown) => {
-      await release()
+      await release(made)
       throw err
     })
     const startedAt = performance.now()
@@ -342,7 +344,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         call,
       )
     } catch (err) {
-      await release().catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the writable layer or network of a failed create'))
+      await release(made)
       await state.remove(req.id)
       throw err
     }
