@@ -176,6 +176,8 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
       holder.kill('SIGKILL')
       await holder
       shell.close()
+      // A detach again (a no-op after one): with the sandbox known, close would keep its rules.
+      await network.detach(id)
       await network.close()
       await rm(dataDir, { recursive: true, force: true })
     }
