@@ -496,14 +496,16 @@ describe('runc sandboxes attacked from inside', { skip }, () => {
           await other.commands.run(`echo theirs > /tmp/${tag}-b`)
           const hidden = await other.commands.run(['bash', '-c', `exec -a ${tag}-sleeper sleep 600`], { background: true })
           try {
-            const fromA = await sh(sbx, `cat /tmp/${tag}-b 2>/dev/null; cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "; echo`)
+            // B sees its own sleeper first (a background start answers once the process is forked,
+            // maybe before it has exec'd under its name), so the probe of A below looks for a
+            // process that is there.
+            const probe = 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "'
+            await until(`B's own sleeper in its process list`, async () => (await sh(other, probe)).stdout.includes(`${tag}-sleeper`))
+            const fromA = await sh(sbx, `cat /tmp/${tag}-b 2>/dev/null; ${probe}; echo`)
             assert.ok(!fromA.stdout.includes('theirs'), "a file of B is visible in A")
             assert.ok(!fromA.stdout.includes(`${tag}-sleeper`), `a process of B is visible in A:\n${fromA.stdout}`)
             const fromB = await sh(other, `cat /tmp/${tag}-a 2>/dev/null; echo done`)
             assert.equal(fromB.stdout, 'done\n')
-            // B does see its own sleeper, so the probe above was looking in the right place.
-            const ownB = await sh(other, 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "')
-            assert.ok(ownB.stdout.includes(`${tag}-sleeper`), ownB.stdout)
           } finally {
             await hidden.kill()
           }

@@ -79,7 +79,9 @@ describe('qemu golden snapshots', { skip }, () => {
 
   /** Waits until the counter file moves past `than`, inside the guest, and returns the new value. */
   async function counterAfter(b: RuntimeBackend, id: string, than: number): Promise<number> {
-    const r = await run(b, id, `while [ "$(cat /tmp/counter)" -le ${than} ]; do sleep 0.1; done; cat /tmp/counter`)
+    // Read once a turn: the loop's `echo > /tmp/counter` empties the file before it writes, and a
+    // read that lands between the two gets nothing (it is read again, never taken as a number).
+    const r = await run(b, id, `while c=$(cat /tmp/counter); [ -z "$c" ] || [ "$c" -le ${than} ]; do sleep 0.1; done; echo "$c"`)
     assert.equal(r.exitCode, 0, r.stderr)
     return Number(r.stdout)
   }
