@@ -62,10 +62,15 @@ describe('the runc launcher', () => {
     const run = launcher.run(req('/bin/sh', '-c', 'echo "$$ $(cat <&4)" >&3; echo to-the-log >&2; exec sleep 60'), { signal: abort.signal })
     const [pid, filter] = (await heard).trim().split(/ (.*)/)
     assert.equal(filter, 'the filter bytes')
-    // Its fds once the shell has become the sleep (before, the shell may hold one of its own for a moment).
+    // Its fds once the shell has become the sleep (before, the shell may hold one of its own for a
+    // moment), and the sleep has started: just after the exec, the dynamic loader holds each library
+    // it maps on the next free fd for a moment. An fd the program was given stays, and fails the wait.
     await until('the shell to exec sleep', async () => readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x0060\x00')
-    const fds = Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]))
-    assert.deepEqual(Object.keys(fds).sort(), ['0', '1', '2', '3', '4'])
+    const fds = await until('the sleep to hold fds 0-4 only', async () => {
+      const open = Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]))
+      assert.deepEqual(Object.keys(open).sort(), ['0', '1', '2', '3', '4'], JSON.stringify(open))
+      return open
+    }, 5_000)
     assert.equal(fds['0'], '/dev/null')
     assert.equal(fds['1'], '/dev/null')
     assert.equal(fds['2'], join(dir, 'start.log'))
