@@ -295,7 +295,8 @@ describe('the web console in Chromium', { skip }, () => {
     await page.keyboard.type('sleep 4242 & echo started-$((1+1))')
     await page.keyboard.press('Enter')
     await until('started-2 in the terminal', async () => /^started-2\s*$/m.test(await terminalText(page)))
-    assert.ok((await processesIn(sb, stack.conn)).some((p) => p.cmd === 'sleep 4242'), 'the background sleep runs')
+    // The shell forks the background job and echoes at once: the child may not have become the sleep yet.
+    await until('the background sleep to run', async () => (await processesIn(sb, stack.conn)).some((p) => p.cmd === 'sleep 4242'))
     assert.ok((await ptysIn(sb, stack.conn)).length > 0, 'a pty is open')
 
     await page.click('button[name=close-terminal]')
@@ -318,7 +319,7 @@ describe('the web console in Chromium', { skip }, () => {
     await tab.keyboard.type('sleep 4343 & echo started-$((2+2))')
     await tab.keyboard.press('Enter')
     await until('started-4 in the second tab', async () => /^started-4\s*$/m.test(await terminalText(tab)))
-    assert.ok((await processesIn(sb, stack.conn)).some((p) => p.cmd === 'sleep 4343'))
+    await until('the background sleep to run in the second tab', async () => (await processesIn(sb, stack.conn)).some((p) => p.cmd === 'sleep 4343'))
     await tab.close()
     await until('no sleep, shell or pty left after the tab closed', async () => {
       const left = (await processesIn(sb, stack.conn)).filter((p) => p.cmd === 'sleep 4343' || /\b(bash|sh) -l\b/.test(p.cmd))
