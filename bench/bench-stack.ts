@@ -51,7 +51,7 @@ export interface BenchStackOptions {
   network?: LocalAgentOptions['network']
   /** The agent's template dir (a bench's own, for image templates and their layers). @default setup's */
   templatesDir?: string
-  /** Quota disks kept formatted and mounted ahead (0: each made on the spot). @default the agent's (2) */
+  /** Quota disks kept formatted and mounted ahead (0: each made on the spot). @default the agent's (defaultSpareDisks) */
   spareDisks?: number
 }
 
