@@ -46,10 +46,12 @@ describe('e2b SDK: auto-pause and auto-resume', { skip: skip ?? false }, () => {
   })
 
   test("onTimeout 'pause': paused at its timeout, not killed; envd answers as E2B's for a paused one; connect resumes it with its processes and files", async () => {
-    const sbx = track(await Sandbox.create({ timeoutMs: 2_000, lifecycle: { onTimeout: 'pause' } }))
+    // Its short timeout is set once the setup is done: a pause in the midst of it would cut a call.
+    const sbx = track(await Sandbox.create({ timeoutMs: 600_000, lifecycle: { onTimeout: 'pause' } }))
     assert.deepEqual((await sbx.getInfo()).lifecycle, { onTimeout: 'pause', autoResume: false })
     await sbx.files.write('/home/user/kept.txt', 'kept across the pause')
     const sleeper = await sbx.commands.run('sleep 600', { background: true })
+    await sbx.setTimeout(1_000)
 
     await stateOf(sbx.sandboxId, 'paused')
     const listed = await Sandbox.list({ query: { state: ['paused'] } }).nextItems()

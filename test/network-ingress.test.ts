@@ -129,7 +129,8 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
   it('waits for a server that is still starting', async () => {
     const { port, domain } = setup()
     const answer = call(port, { path: '/host', headers: { host: `8002-${sbx.sandboxId}.${domain}` } })
-    await sh(sbx, 'sleep 0.5; setsid python3 /tmp/web.py 8002 >/dev/null 2>&1 &')
+    // The request is on its way first; python3's start takes most of the ingress's 3 s of retries on a busy host.
+    await sh(sbx, 'sleep 0.1; setsid python3 /tmp/web.py 8002 >/dev/null 2>&1 &')
     assert.equal((await answer).status, 200)
   })
 

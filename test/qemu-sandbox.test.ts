@@ -52,8 +52,11 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
     timings[name] = Math.round(performance.now() - t0)
     return sb
   }
-  // The loop's own name is how it is found in /proc of a fork.
-  const loopAlive = (sb: Sandbox) => sh(sb, 'for p in /proc/[0-9]*; do grep -qs sandstorm-loop $p/cmdline && echo alive; done | head -n1')
+  // The loop's own name, its argv[0] (set by bash's `exec -a`: dash's exec has no -a), is how it
+  // is found in /proc of a fork; the listing shell's own command line holds the name too, but not
+  // first. A loop just started with `&` may not have exec'd yet: it is looked for for up to 20 s.
+  const loopAlive = (sb: Sandbox) =>
+    sh(sb, 'for i in $(seq 200); do for p in /proc/[0-9]*; do grep -qs "^sandstorm-loop" $p/cmdline && { echo alive; exit 0; }; done; sleep 0.1; done; echo gone')
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-qemu-'))
@@ -119,7 +122,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
 
   it('forks a snapshot whose process, started before it, still runs in the fork', async () => {
     await sh(origin, 'printf "while :; do echo tick >> /root/ticks; sleep 0.2; done\\n" > /root/loop.sh')
-    await sh(origin, 'setsid sh -c "exec -a sandstorm-loop sh /root/loop.sh" </dev/null >/dev/null 2>&1 &')
+    await sh(origin, 'setsid bash -c "exec -a sandstorm-loop sh /root/loop.sh" </dev/null >/dev/null 2>&1 &')
     assert.equal(await loopAlive(origin), 'alive')
     const snap = await origin.snapshot({ ...conn, label: 'with a loop' })
     snapshotId = snap.id
@@ -165,7 +168,7 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
   it('builds a golden qemu template whose clones start on its config, and boots cold on another', async () => {
     const built = await buildGoldenTemplate(
       'qgold',
-      { from: 'debian', runtime: 'qemu', memoryMiB, cpus, steps: ['echo built > /etc/golden-marker', 'setsid sh -c "exec -a sandstorm-loop sh -c \'while :; do sleep 1; done\'" </dev/null >/dev/null 2>&1 &'] },
+      { from: 'debian', runtime: 'qemu', memoryMiB, cpus, steps: ['echo built > /etc/golden-marker', 'setsid bash -c "exec -a sandstorm-loop sh -c \'while :; do sleep 1; done\'" </dev/null >/dev/null 2>&1 &'] },
       { ...conn },
     )
     assert.equal(built.template.defaults.memoryMiB, memoryMiB)

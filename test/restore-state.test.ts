@@ -425,13 +425,17 @@ describe('a restore leaves nothing of the state it replaced (runc)', { skip, tim
     const snap = await snapshotOf(sbx)
     // Each command marks its start in /tmp of the root it runs on, then sleeps. One that reached
     // the init between its reset and the root switch would run on with its mark in the old root.
-    const started = Array.from({ length: 24 }, async (_, i) => {
+    const start = () => sbx.commands.run('echo > /tmp/mark-$$; exec sleep 100000', { background: true })
+    // A few run before the restore is asked for, so that some surely end with it (on a stalled
+    // host the staggered ones could all arrive after it); the rest land around its reset and switch.
+    const first = [await start(), await start(), await start()]
+    const staggered = Array.from({ length: 21 }, async (_, i) => {
       await new Promise((resolve) => setTimeout(resolve, i * 2))
-      return sbx.commands.run('echo > /tmp/mark-$$; exec sleep 100000', { background: true })
+      return start()
     })
     await new Promise((resolve) => setTimeout(resolve, 10))
     await sbx.restore(snap.id)
-    const handles = await Promise.all(started)
+    const handles = [...first, ...(await Promise.all(staggered))]
     const running = (await sbx.commands.list()).filter((p) => p.running).map((p) => p.pid)
     let ended = 0
     for (const h of handles) {

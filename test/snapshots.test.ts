@@ -35,9 +35,11 @@ describe('snapshots, forks and restores', { skip }, () => {
     const snap = await sb.snapshot({ ...stack.conn, label: 'running' })
     assert.equal(snap.label, 'running')
     assert.equal((await sb.getInfo(stack.conn)).state, 'running')
-    const before = Number(await sh(sb, 'cat /tmp/count'))
+    // The loop's echo empties the file before it writes: an empty read is read again, never taken as a number.
+    const before = Number(await sh(sb, 'while c=$(cat /tmp/count); [ -z "$c" ]; do sleep 0.01; done; echo $c'))
+    assert.ok(before > 0)
     // The loop still counts after the thaw.
-    await sh(sb, `while [ "$(cat /tmp/count)" -le ${before} ]; do sleep 0.01; done`)
+    await sh(sb, `while c=$(cat /tmp/count); [ -z "$c" ] || [ "$c" -le ${before} ]; do sleep 0.01; done`)
     const listed = (await sb.commands.list(stack.conn)).find((p) => p.pid === counter.pid)
     assert.equal(listed?.running, true)
     await sb.kill(stack.conn)

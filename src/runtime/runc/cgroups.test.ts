@@ -33,7 +33,13 @@ describe('freezeSandbox', { skip }, () => {
     for (;;) {
       const tasks = readFileSync(join(dir, 'tasks'), 'utf8').trim().split('\n').filter(Boolean)
       if (tasks.length === 0) break
-      for (const pid of tasks) process.kill(Number(pid), 'SIGKILL')
+      for (const pid of tasks) {
+        try {
+          process.kill(Number(pid), 'SIGKILL')
+        } catch {
+          // exited since the read (a shell's short-lived child)
+        }
+      }
       await sleep(10)
     }
     rmdirSync(dir)
