@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { CommandExitError, Sandbox } from 'e2b'
@@ -86,9 +87,15 @@ describe('e2b SDK: the base template', { skip: skip ?? false }, () => {
     await tries('mount -t tmpfs none /mnt')
     await tries('mount --bind / /mnt')
     await tries('umount /proc')
-    // CAP_MKNOD makes the node; the devices cgroup refuses to open it.
-    await tries('mknod /tmp/vda b 253 0 && head -c 1 /tmp/vda')
-    await tries('mknod /tmp/mem c 1 1 && head -c 1 /tmp/mem')
+    // CAP_MKNOD makes a node of the host's disk, and of /dev/mem, in /dev (a tmpfs without nodev,
+    // unlike the root): only the devices cgroup stands between the node and the device.
+    const disk = (await readdir('/sys/dev/block')).find((d) => /^\d+:\d+$/.test(d) && !d.startsWith('7:'))
+    assert.ok(disk, 'expected a block device on the host')
+    for (const [node, kind] of [['hostdisk', `b ${disk.replace(':', ' ')}`], ['hostmem', 'c 1 1']] as const) {
+      const r = (await tries(`mknod /dev/${node} ${kind} && echo MADE && head -c 1 /dev/${node}`)) as CommandExitError
+      assert.equal(r.stdout, 'MADE\n', `the node ${node} is made: ${r.stderr}`)
+      assert.match(r.stderr, /Operation not permitted/, `opening ${node} is refused`)
+    }
     await tries('unshare -m true')
     await tries('echo 1 > /proc/sys/kernel/sysrq')
     // No host file system anywhere in the mount table: the root is the sandbox's overlay.

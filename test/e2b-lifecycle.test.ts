@@ -69,7 +69,8 @@ describe('e2b SDK: lifecycle', { skip: skip ?? false }, () => {
       assert.equal(await Sandbox.pause(sbx.sandboxId), false, 'pausing a paused sandbox reports false')
       const paused = await Sandbox.list({ query: { state: ['paused'] } }).nextItems()
       assert.deepEqual(paused.map((s) => s.sandboxId), [sbx.sandboxId])
-      await assert.rejects(sbx.commands.run('true'), 'a paused sandbox runs nothing')
+      // As E2B's proxy answers for a paused sandbox (no autoResume).
+      await assert.rejects(sbx.commands.run('true'), NotFoundError, 'a paused sandbox runs nothing')
 
       const resumed = await Sandbox.connect(sbx.sandboxId)
       assert.equal((await resumed.getInfo()).state, 'running')

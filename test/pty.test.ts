@@ -273,6 +273,6 @@ describe('terminals through a remote agent (fleet link)', { skip }, () => {
     assert.match(await late.text(), /terminal is gone/)
     const unknown = await api(`/v1/sandboxes/${sandboxId}/processes/999999/resize`, { method: 'POST', body: JSON.stringify({ cols: 80, rows: 24 }) })
     assert.equal(unknown.status, 404)
-    assert.ok(remote.local, 'the commands ran on the remote agent')
+    assert.ok((await remote.local.list()).some((s) => s.id === sandboxId), 'the sandbox (and so its terminal) is on the remote agent')
   })
 })

@@ -88,7 +88,9 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
         },
         async snapshot(sandboxId, snapId) {
           let frozen = 0
-          await store.capture(sandboxId, snapId, {}, { freeze: async () => void frozen++, thaw: async () => void frozen-- })
+          let freezes = 0
+          await store.capture(sandboxId, snapId, {}, { freeze: async () => void (frozen++, freezes++), thaw: async () => void frozen-- })
+          assert.equal(freezes, 1, 'the sandbox is frozen for the copy')
           assert.equal(frozen, 0, 'every freeze is thawed')
         },
       }
