@@ -29,10 +29,9 @@ function holdFreezer(): void {
 
 /**
  * How long a freeze may take before it is undone and the snapshot fails (a task stuck in the
- * kernel). A task freezes only once it leaves the kernel: on a loaded host a writer waiting for a
- * btrfs commit (a flush of the loop file behind other tests' I/O) once took longer than 2 s to
- * stop, and the snapshot failed where waiting would have made it. 10 s still bounds a task stuck
- * for good, such as one on a dead network filesystem.
+ * kernel, such as one on a dead network filesystem). A task freezes only once it leaves the
+ * kernel, which a busy disk can delay. (A 2 s limit once failed a snapshot of a writer that forks
+ * in a loop; that was most likely the missed fork that setFreezer now writes FROZEN again for.)
  */
 const freezeLimitMs = 10_000
 
