@@ -3,6 +3,7 @@
  * mounts over the debian template.
  */
 import assert from 'node:assert/strict'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -113,6 +114,39 @@ describe('snapshots, forks and restores', { skip }, () => {
     assert.equal(runcList.stdout.trim(), '', 'no container of any instance is left')
     assert.deepEqual(await readdir(join(stack.dataDir, 'storage', 'writable')), [])
     await deleteSnapshot(snap.id, stack.conn)
+  })
+
+  it('a pause or a resume asked for while a snapshot copies waits for the copy: the pause holds, and a paused sandbox stays still under its copy', async () => {
+    const sb = await Sandbox.create('debian', { ...stack.conn })
+    // Enough to copy for a while: the pause or resume is asked for once the copy is under way.
+    await sh(sb, 'head -c 300M /dev/zero > /root/big')
+    const freezer = () => readFileSync(`/sys/fs/cgroup/freezer/sandstorm/${sb.sandboxId}/freezer.state`, 'utf8').trim()
+    const layers = join(stack.dataDir, 'storage', 'layers')
+    const copying = async (): Promise<void> => {
+      const deadline = Date.now() + 30_000
+      while (!readdirSync(layers).some((n) => n.startsWith('.tmp-') && existsSync(join(layers, n, 'tree')))) {
+        assert.ok(Date.now() < deadline, 'the snapshot did not start copying')
+        await new Promise((resolve) => setTimeout(resolve, 1))
+      }
+    }
+    // A pause during the snapshot's own freeze: its thaw must not undo the pause.
+    const ended: string[] = []
+    const first = sb.snapshot(stack.conn).then(() => ended.push('snapshot'))
+    await copying()
+    const paused = stack.agent.pause(sb.sandboxId).then(() => ended.push('pause'))
+    await Promise.all([first, paused])
+    assert.deepEqual(ended, ['snapshot', 'pause'])
+    assert.equal(freezer(), 'FROZEN', 'the pause holds after the snapshot')
+    // A resume during a snapshot of the paused sandbox: the copy ends before the sandbox runs.
+    ended.length = 0
+    const second = sb.snapshot(stack.conn).then(() => ended.push('snapshot'))
+    await copying()
+    const resumed = stack.agent.resume(sb.sandboxId).then(() => ended.push('resume'))
+    await Promise.all([second, resumed])
+    assert.deepEqual(ended, ['snapshot', 'resume'])
+    assert.equal(freezer(), 'THAWED')
+    assert.equal(await sh(sb, 'echo running'), 'running\n')
+    await sb.kill(stack.conn)
   })
 
   it('refuses to delete a snapshot that others stand on, and deletes a leaf', async () => {

@@ -417,7 +417,8 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       return [...sandboxes.values()].map((s) => toAgentSandbox(s.record, status.get(`${s.record.runtime}/${s.record.id}`) ?? 'stopped'))
     },
 
-    pause: (id, call) => backendOf(id).pause(id, call),
+    // In turn with the sandbox's snapshots and restores, which rely on its frozen state holding.
+    pause: (id, call) => layerSnapshots.inTurn(id, () => backendOf(id).pause(id, call)),
     async stats(id, call) {
       // A machine's disk is its own image (the backend counts it); a container's is its writable layer.
       const machine = machineRuntimes.has(get(id).record.runtime)
@@ -430,7 +431,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       const measured = await Promise.all(ids.map(async (id) => [id, await agent.stats(id, call).catch(() => null)] as const))
       return Object.fromEntries(measured.filter((m): m is [string, AgentSandboxStats] => m[1] !== null))
     },
-    resume: (id, call) => backendOf(id).resume(id, call),
+    resume: (id, call) => layerSnapshots.inTurn(id, () => backendOf(id).resume(id, call)),
 
     async exec(id: string, req: AgentExecRequest, call?: CallOptions): Promise<{ pid: number }> {
       // A bad size is refused before anything starts in the sandbox.

@@ -64,7 +64,7 @@ export interface SandboxLayers {
    * `instances`); restores start their new instance there, and instances that a crash left
    * retired are removed from it in the background.
    */
-  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean, networkOf: (sandboxId: string) => SandboxNetworkSpec): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>>
+  snapshots(backend: RuntimeBackend, has: (sandboxId: string) => boolean, networkOf: (sandboxId: string) => SandboxNetworkSpec): AgentSnapshotApi & Required<Pick<AgentSnapshotApi, 'restore'>> & SnapshotTurns
   /** Stops the driver's background work (and removes its spare disks). */
   close(): Promise<void>
 }
@@ -305,6 +305,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       }
 
       return {
+        inTurn: queued,
         take: (sandboxId, req) => queued(sandboxId, () => takeOne(sandboxId, req.label ?? '')),
         restore: (sandboxId, req) => queued(sandboxId, () => restoreOne(sandboxId, req)),
         get: async (id) => toSnapshot(await store.get(id)),
@@ -316,6 +317,17 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
 }
 
 const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10
+
+/** The order of what changes a sandbox's frozen state, per sandbox. */
+export interface SnapshotTurns {
+  /**
+   * Runs `op` (a pause or a resume) after every earlier snapshot and restore of the sandbox, and
+   * before any later one. A snapshot of a paused sandbox copies its layer while the user's freeze
+   * holds it still; a resume in the midst would let it change its files under the copy (and a
+   * pause in the midst of a snapshot's own freeze would be undone by the snapshot's thaw).
+   */
+  inTurn<T>(sandboxId: string, op: () => Promise<T>): Promise<T>
+}
 
 /** A root's setuid permission (its template's), carried to the layers and snapshots made over it. */
 function setuidOf(rootfs: Pick<RootfsSpec, 'allowSetuid'>): Pick<RootfsSpec, 'allowSetuid'> {
