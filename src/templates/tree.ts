@@ -1,7 +1,8 @@
 /** Measuring and removing directory trees that a build made. */
-import { lstat, readFile, readdir, rm } from 'node:fs/promises'
+import { lstat, readFile, readdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
+import { removeAll } from '../shared/remove-all.js'
 
 /**
  * Every path below `dir`, parents before children. It never follows a symlink: a tree from
@@ -41,7 +42,7 @@ export async function treeSizeBytes(dir: string): Promise<number> {
 export async function removeTree(dir: string): Promise<void> {
   const mounts = await mountsUnder(dir)
   for (const mountPoint of mounts) await execa('umount', ['-l', mountPoint], { stdin: 'ignore' })
-  await rm(dir, { recursive: true, force: true })
+  await removeAll(dir)
 }
 
 /** Mount points strictly below `dir`, deepest first. */

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { execa } from 'execa'
 import { SandstormError } from '../../src/shared/index.js'
 import { createLayerStore, isWhiteout, mountOverlay, unmount, type LayerStore, type StorageDriver } from '../../src/storage/index.js'
 
@@ -36,6 +37,7 @@ export async function viewOf(root: string, rel = ''): Promise<Record<string, str
 
 interface Ctx {
   base: string
+  driver: StorageDriver
   template: string
   store: LayerStore
   mounts: string[]
@@ -57,6 +59,7 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
     ['a snapshot that others stand on cannot be deleted; a leaf frees its space', deleteRules],
     ['links left by the sandbox are never followed on the host', linksNotFollowed],
     ['a disk quota stops writes past it, counts only what the sandbox wrote, and leaves nothing', quotaHolds],
+    ['a tree deeper than a path can name is copied and removed, and what a crash left of one does not stop the store', deepTree],
   ]
   for (const [title, body] of cases) {
     test(`${name}: ${title}`, async (t) => {
@@ -76,6 +79,7 @@ export function storageContract(name: string, setup: () => Promise<StorageContra
       const mounts: string[] = []
       const ctx: Ctx = {
         base,
+        driver: s.driver,
         template,
         store,
         mounts,
@@ -233,6 +237,51 @@ async function deleteRules(ctx: Ctx): Promise<void> {
   await assert.rejects(ctx.store.get(parent), { code: 'not_found' })
   await assert.rejects(lstat(ctx.store.treeOf(parent)), { code: 'ENOENT' })
   assert.deepEqual((await ctx.store.list()).map((l) => l.id), [])
+}
+
+/** Python walking by directory fds: no path names the bottom of a deep tree, and a shell's cd stops short of it. */
+const deepTreeScript = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(int(sys.argv[2])):
+    if sys.argv[3] == 'make':
+        os.mkdir('aaaaaaaaaa', dir_fd=fd)
+    below = os.open('aaaaaaaaaa', os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = below
+if sys.argv[3] == 'make':
+    f = os.open('f', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(f, b'bottom')
+else:
+    f = os.open('f', os.O_RDONLY, dir_fd=fd)
+    print(os.read(f, 100).decode(), end='')
+`
+/** Makes `levels` nested dirs of 10-letter names under `dir`, and a file `f` at the bottom. */
+async function nest(dir: string, levels: number): Promise<void> {
+  await execa('python3', ['-c', deepTreeScript, dir, String(levels), 'make'])
+}
+
+async function deepTree(ctx: Ctx): Promise<void> {
+  // 450 levels: a 4,950-byte path, past PATH_MAX (4,096), which fs.rm cannot remove.
+  const sb = nextId('sb')
+  const root = await ctx.sandbox(sb, null)
+  await nest(root, 450)
+  const snap = nextId('snap')
+  await ctx.snapshot(sb, snap)
+  const fork = await ctx.sandbox(nextId('sb'), snap)
+  const bottom = await execa('python3', ['-c', deepTreeScript, fork, '450', 'read'])
+  assert.equal(bottom.stdout, 'bottom')
+  for (const m of ctx.mounts.splice(0).reverse()) await unmount(m)
+  for (const id of await ctx.store.sandboxes()) await ctx.store.release(id)
+  await ctx.store.remove(snap)
+  assert.deepEqual((await readdir(join(ctx.base, 'store', 'layers'))).filter((n) => n.startsWith('.tmp-') || n === snap), [])
+  // A copy that a crash left half made: a store opened over it starts, and removes it.
+  const left = join(ctx.base, 'store', 'layers', '.tmp-snap-left-by-a-crash')
+  await mkdir(join(left, 'tree'), { recursive: true })
+  await nest(join(left, 'tree'), 450)
+  const reopened = createLayerStore({ dir: join(ctx.base, 'store'), driver: ctx.driver })
+  assert.deepEqual(await reopened.list(), [])
+  assert.deepEqual((await readdir(join(ctx.base, 'store', 'layers'))).filter((n) => n.startsWith('.tmp-')), [])
 }
 
 async function linksNotFollowed(ctx: Ctx): Promise<void> {

@@ -1,9 +1,10 @@
-import { lstat, mkdir, rm } from 'node:fs/promises'
+import { lstat, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
 import { complaintOf, runTool } from '../run-tool.js'
 import { enableBtrfsQuotas } from './btrfs-quotas.js'
 import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { removeAll } from '../../shared/remove-all.js'
 import { deleteSubvolume, limitSubvolume, snapshotSubvolume, warmCopier } from './tree-copier.js'
 
 /**
@@ -39,7 +40,7 @@ export function createBtrfsDriver(): StorageDriver {
       if (from) {
         await viaCopier(() => snapshotSubvolume(from.dir, path, false, options), ['subvolume', 'snapshot', from.dir, path], options)
         // The snapshot's work dir holds what overlayfs left in it; a new mount wants it empty.
-        await rm(dirs.workDir, { recursive: true, force: true })
+        await removeAll(dirs.workDir)
       } else {
         await btrfs(['subvolume', 'create', path], options)
         await mkdir(dirs.upperDir, { mode: 0o755 })
@@ -80,7 +81,7 @@ export function createBtrfsDriver(): StorageDriver {
         await viaCopier(() => deleteSubvolume(path), ['subvolume', 'delete', path])
         return
       }
-      await rm(path, { recursive: true, force: true })
+      await removeAll(path)
     },
   }
 }

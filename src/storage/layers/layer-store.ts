@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
 import type { DiskUsage, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { removeAll } from '../../shared/remove-all.js'
 import { sweepRemovedDiskImages } from './disk-image.js'
 import { squashLayers } from './squash.js'
 
@@ -114,8 +115,13 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
     await mkdir(layersDir, { recursive: true, mode: 0o700 })
     await mkdir(writableDir, { recursive: true, mode: 0o700 })
     await sweepRemovedDiskImages(options.dir)
-    for (const name of await readdir(layersDir)) {
-      if (name.startsWith('.tmp-')) await driver.remove(join(layersDir, name, 'tree')).then(() => rm(join(layersDir, name), { recursive: true, force: true }))
+    // What is left of a half-made or half-deleted layer. One that cannot be removed is logged and
+    // left: it must not keep the store, and every sandbox of the host, from starting.
+    for (const name of (await readdir(layersDir)).filter((n) => n.startsWith('.tmp-'))) {
+      await driver
+        .remove(join(layersDir, name, 'tree'))
+        .then(() => removeAll(join(layersDir, name)))
+        .catch((err: unknown) => log.error({ dir: join(layersDir, name), err }, 'could not remove what a half-made or half-deleted layer left; the next start tries again'))
     }
   })()
   ready.catch(() => undefined)
@@ -288,7 +294,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       } catch (err) {
         await driver.remove(join(tmp, 'top')).catch(() => undefined)
         await driver.remove(join(tmp, 'tree')).catch(() => undefined)
-        await rm(tmp, { recursive: true, force: true })
+        await removeAll(tmp)
         throw SandstormError.from(err)
       }
     },
@@ -309,7 +315,7 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const dir = join(layersDir, record.id)
       await rename(dir, join(layersDir, `.tmp-${record.id}`))
       await driver.remove(join(layersDir, `.tmp-${record.id}`, 'tree'))
-      await rm(join(layersDir, `.tmp-${record.id}`), { recursive: true, force: true })
+      await removeAll(join(layersDir, `.tmp-${record.id}`))
       log.info({ snapshotId: id }, 'snapshot deleted')
     },
   }

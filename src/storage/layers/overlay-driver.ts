@@ -1,11 +1,11 @@
 import { mkdirSync, renameSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { CallOptions, Logger } from '../../shared/index.js'
 import { createDiskSpares } from './disk-spares.js'
 import { diskImageUsage, mountDiskImage, removeDiskImage } from './disk-image.js'
 import type { LayerSource, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
+import { removeAll } from '../../shared/remove-all.js'
 import { copyUpper, warmCopier } from './tree-copier.js'
 
 /** Options of createOverlayDriver. */
@@ -56,16 +56,16 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Storage
           renameSync(join(path, 'work'), join(old, 'work'))
           renameSync(join(next, 'upper'), join(path, 'upper'))
           renameSync(join(next, 'work'), join(path, 'work'))
-          void rm(next, { recursive: true, force: true }).catch(() => undefined)
-          void rm(old, { recursive: true, force: true }).catch(() => undefined)
+          void removeAll(next).catch(() => undefined)
+          void removeAll(old).catch(() => undefined)
         },
-        abort: () => rm(next, { recursive: true, force: true }),
+        abort: () => removeAll(next),
       }
     },
     async remove(path: string) {
       await removeDiskImage(path)
-      // fs.rm walks with lstat and unlinks links; it never follows one out of the tree.
-      await rm(path, { recursive: true, force: true })
+      // Links are unlinked, never followed out of the tree (removeAll).
+      await removeAll(path)
     },
     close: async () => spares?.close(),
   }

@@ -2,10 +2,11 @@
  * Squashing a chain of overlay layers into one, applying each layer's whiteouts and opaque dirs
  * the way overlayfs reads them, so that the result over the template shows the same tree.
  */
-import { lstat, readdir, rm } from 'node:fs/promises'
+import { lstat, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
 import { throwIfAborted } from '../../shared/index.js'
+import { removeAll } from '../../shared/remove-all.js'
 import { copyInto, copyTree, type CopyOptions } from './copy-tree.js'
 import { isWhiteout, markOpaque, opaqueDirs } from './overlay-marks.js'
 
@@ -24,7 +25,7 @@ export async function squashLayers(layers: string[], dest: string, options: Call
     // A file linked from very many squashed layers reaches the filesystem's link limit (EMLINK,
     // 65,000 on ext4): copying is slower but always works.
     if (options.signal?.aborted) throw err
-    await rm(dest, { recursive: true, force: true })
+    await removeAll(dest)
     await stack(layers, dest, options)
   }
 }
@@ -52,12 +53,12 @@ async function applyLayer(upper: string, dest: string, options: CopyOptions): Pr
       const below = await lstat(target).catch(() => null)
       if (!below) continue
       if (!entry.isDirectory()) {
-        await rm(target, { recursive: true, force: true })
+        await removeAll(target)
       } else if (opaque.has(src)) {
-        await rm(target, { recursive: true, force: true })
+        await removeAll(target)
       } else if (!below.isDirectory() || isWhiteout(below)) {
         // A plain dir over a file or a whiteout hides everything under it below: opaque.
-        await rm(target, { recursive: true, force: true })
+        await removeAll(target)
         toMarkOpaque.push(target)
       } else {
         await clear(name)

@@ -7,8 +7,8 @@
  * a run, on a tree search's restore path).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { rm } from 'node:fs/promises'
 import { diskFullError, holdProcessOpen, linkSignal, SandstormError, throwIfAborted, type CallOptions } from '../../shared/index.js'
+import { removeAll } from '../../shared/remove-all.js'
 import { copyTree } from './copy-tree.js'
 import { treeCopierScript } from './tree-copier-script.js'
 
@@ -50,7 +50,7 @@ export async function copyUpper(src: string, dest: string, options: CallOptions 
   if (answer?.ok) return
   if (!answer || answer.fallback) {
     // What a copier left is half a tree; cp -a starts again from nothing.
-    await rm(dest, { recursive: true, force: true })
+    await removeAll(dest)
     return copyTree(src, dest, options)
   }
   if (answer.errno === 'ENOSPC' || answer.errno === 'EDQUOT') throw diskFullError('copying a layer', answer.errno)
