@@ -131,3 +131,32 @@ describe('templates from Dockerfiles', { skip: skip ?? false }, () => {
     assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'dfrefused'))
   })
 })
+
+describe('a Dockerfile build step has a disk of its own', { skip: skip ?? false }, () => {
+  let stack: Stack
+  let templates: { dir: string; remove(): Promise<void> }
+  let ctx: string
+  before(async () => {
+    ctx = await mkdtemp(join(tmpdir(), 'sandstorm-dockerfile-disk-'))
+    await writeFile(join(ctx, 'Dockerfile'), 'FROM debian\nRUN head -c 24M /dev/zero > /fits && echo fits && head -c 100M /dev/zero > /big\n')
+    templates = await scratchTemplatesDir()
+    // A layer may be 64 MiB here, and so is a step's disk.
+    stack = await startStack({ templatesDir: templates.dir, maxLayerBytes: 64 * 1024 ** 2 })
+  })
+  after(async () => {
+    await stack?.close()
+    await templates?.remove()
+    await rm(ctx, { recursive: true, force: true })
+  })
+
+  test('a step that writes more than a layer may hold fills its own disk, not the host, and fails naming it', async () => {
+    await assert.rejects(buildTemplate('dffull', { ...stack.conn, context: ctx }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'failed_precondition', err.message)
+      const step = failedStepOf(err)
+      assert.equal(step?.index, 1)
+      assert.match(step?.output ?? '', /fits\n[\s\S]*No space left on device/)
+      return true
+    })
+    assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'dffull'))
+  })
+})

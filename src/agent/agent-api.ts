@@ -30,6 +30,8 @@ export interface AgentCreateRequest {
    * @default false
    */
   background?: boolean
+  /** Its disk is made on the spot, not taken from the spares, which then keep their size (a build step's disk). @default true */
+  spareDisk?: boolean
 }
 
 /** A sandbox as the agent holds it. */

@@ -9,6 +9,7 @@ import type { AgentApi, AgentCreateRequest } from './agent-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import type { SandboxLayers } from './sandbox-layers.js'
 import type { BuildHost, BuildRunRequest, BuildRunResult, Digest, ImageDefaults, ImageSource, LayerChain, PullOptions, StoredLayer, UnpackLimits } from '../images/contracts.js'
+import { defaultMaxLayerBytes } from '../images/layers/index.js'
 import { openRegistryImage } from '../images/registry/index.js'
 import { formatBytes, newId, SandstormError, type CallOptions } from '../shared/index.js'
 import type { ResolvedTemplate, TemplateStore } from '../templates/index.js'
@@ -54,6 +55,9 @@ export function chainOf(layers: StoredLayer[]): LayerChain {
 /** The BuildHost of this agent. */
 export function createBuildHost(options: BuildHostOptions): BuildHost {
   const { templates, agent } = options
+  // A step writes into a quota disk as large as one layer may be, so that it fills that disk and
+  // not the host's. Made on the spot: the spares keep the size the sandboxes ask for.
+  const stepDiskMiB = Math.ceil((options.maxLayerBytes ?? defaultMaxLayerBytes) / 1024 ** 2)
 
   async function pull(reference: string, pullOptions: PullOptions = {}) {
     const source = await openRegistryImage(reference, { ...pullOptions, insecureRegistries: [...options.insecureRegistries, ...(pullOptions.insecureRegistries ?? [])] })
@@ -96,7 +100,8 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
           id,
           template: 'build',
           ...buildSandbox,
-          diskMiB: 0,
+          diskMiB: stepDiskMiB,
+          spareDisk: false,
           env: {},
           network: req.network === false ? { mode: 'none' } : { mode: 'veth', egress: { allowOut: [], denyOut: [] } },
           runtime: 'runc',

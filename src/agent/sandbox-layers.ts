@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import type { RootfsSpec, RuntimeBackend, SandboxNetworkSpec } from '../runtime/index.js'
 import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
-import { createLayerStore, pickStorageDriver, type DiskUsage, type LayerRecord, type StorageDriverName } from '../storage/index.js'
+import { createLayerStore, pickStorageDriver, type DiskUsage, type LayerRecord, type StorageDriverName, type WritableOptions } from '../storage/index.js'
 import type { AgentCreateRequest } from './agent-api.js'
 import { createSandboxInstances, type SandboxInstances } from './sandbox-instances.js'
 import type { AgentRestoreRequest, AgentSnapshot, AgentSnapshotApi } from './snapshot-api.js'
@@ -129,7 +129,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       sandboxId: req.id,
     }
     // 0: a sandbox made before quotas (restored or adopted), which has none.
-    const dirs = await store.prepare(key, req.snapshotId ?? null, meta, req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {})
+    const dirs = await store.prepare(key, req.snapshotId ?? null, meta, diskOf(req))
     return {
       template,
       rootfs: { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, ...setuidOf(base), upperDir: dirs.upperDir, workDir: dirs.workDir },
@@ -267,7 +267,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         const renewed = await store.renew(layerId, req.snapshotId, meta)
         // btrfs: a writable dir of its own, recorded as the instance's layer once the switch is done.
         const next = renewed ? null : newId('inst')
-        const dirs = renewed?.dirs ?? (await store.prepare(next!, req.snapshotId, meta, req.diskMiB > 0 ? { diskMiB: req.diskMiB } : {}))
+        const dirs = renewed?.dirs ?? (await store.prepare(next!, req.snapshotId, meta, diskOf(req)))
         const rootfs: RootfsSpec = { lowerDirs: [...dirs.lowerDirs, ...base.lowerDirs], readonlyBinds: base.readonlyBinds, ...setuidOf(base), upperDir: dirs.upperDir, workDir: dirs.workDir }
         const preparedAt = performance.now()
         try {
@@ -317,6 +317,10 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
 }
 
 const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10
+
+/** The quota disk a create asks for, if any, and whether a spare may be it. */
+const diskOf = (req: Pick<AgentCreateRequest, 'diskMiB' | 'spareDisk'>): WritableOptions =>
+  req.diskMiB > 0 ? { diskMiB: req.diskMiB, ...(req.spareDisk === false ? { spare: false } : {}) } : {}
 
 /** The order of what changes a sandbox's frozen state, per sandbox. */
 export interface SnapshotTurns {

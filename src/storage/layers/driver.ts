@@ -28,6 +28,11 @@ export interface WritableDirs {
 export interface WritableOptions extends CallOptions {
   /** The most the sandbox may write into it, in MiB; none when absent. */
   diskMiB?: number
+  /**
+   * Whether its disk may be a spare made ahead: the spares take the size of the last disk asked
+   * for, so a one-off size (a build step's) is made on the spot instead. @default true
+   */
+  spare?: boolean
 }
 
 /** How much of its quota a writable dir uses. */

@@ -28,7 +28,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Storage
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       // Synchronous, as in renewWritable: microseconds each, on a create's path.
       mkdirSync(path, { mode: 0o700 })
-      if (options.diskMiB !== undefined && !(await spares?.take(path, options.diskMiB))) await mountDiskImage(path, options.diskMiB, options)
+      if (options.diskMiB !== undefined && !(options.spare !== false && (await spares?.take(path, options.diskMiB)))) await mountDiskImage(path, options.diskMiB, options)
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? [from.dir, ...from.chain] : [] }
       mkdirSync(dirs.upperDir, { mode: 0o755 })
       mkdirSync(dirs.workDir, { mode: 0o700 })
