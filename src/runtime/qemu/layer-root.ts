@@ -27,8 +27,9 @@ export async function withMergedLayers<T>(lowerDirs: readonly string[], workDir:
   try {
     for (const [i, dir] of lowerDirs.entries()) await symlink(dir, join(names, String(i)))
     const lowerdir = lowerDirs.map((_, i) => String(i)).join(':')
-    // Lower layers only: the overlay is read-only, and nothing can be written into a layer through it.
-    const r = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowerdir}`, mnt], { cwd: names, reject: false, all: true })
+    // Lower layers only: the overlay is read-only, and nothing can be written into a layer through
+    // it. A layer a sandbox made may hold device nodes and setuid files: on the host, neither works.
+    const r = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `ro,nodev,nosuid,lowerdir=${lowerdir}`, mnt], { cwd: names, reject: false, all: true })
     if (r.exitCode !== 0) throw new SandstormError('internal', `expected to mount the ${lowerDirs.length} layers of the root as an overlay, mount said: ${String(r.all).trim()}`)
     try {
       return await fn(mnt)
