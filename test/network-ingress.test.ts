@@ -173,6 +173,12 @@ describe('ingress through `up`', { skip, timeout: 240_000 }, () => {
       assert.equal((await call(port, { path: '/host', headers: { host, 'e2b-traffic-access-token': 'x'.repeat(64) } })).status, 403)
       assert.equal((await call(port, { path: '/host', headers: { host, 'e2b-traffic-access-token': sbx.trafficAccessToken } })).status, 200)
       assert.equal((await call(port, { path: '/host', headers: { host, authorization: `Bearer ${stack.conn.apiKey}` } })).status, 200)
+      // The code in the sandbox never sees an API key, in either header; an app's own Authorization passes.
+      const seen = async (headers: IncomingHttpHeaders) => (await call(port, { path: '/headers', headers: { host, ...headers } })).body.toString()
+      assert.doesNotMatch(await seen({ authorization: `Bearer ${stack.conn.apiKey}` }), /^authorization:/m)
+      assert.doesNotMatch(await seen({ 'x-api-key': stack.conn.apiKey }), /^x-api-key:/m)
+      assert.doesNotMatch(await seen({ 'e2b-traffic-access-token': sbx.trafficAccessToken, 'x-api-key': stack.conn.apiKey }), new RegExp(stack.conn.apiKey))
+      assert.match(await seen({ 'e2b-traffic-access-token': sbx.trafficAccessToken, authorization: 'Bearer the-apps-own' }), /^authorization: Bearer the-apps-own$/m)
     } finally {
       await sbx.kill()
     }

@@ -26,6 +26,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == '/host':
             return self.reply(self.headers.get('Host', '').encode())
+        if self.path == '/headers':
+            return self.reply(''.join('%s: %s\n' % (k.lower(), v) for k, v in self.headers.items()).encode())
         if self.path.startswith('/bytes/'):
             n = int(self.path.split('/')[2])
             self.send_response(200); self.send_header('Content-Length', str(n)); self.end_headers()

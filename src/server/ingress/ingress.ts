@@ -43,13 +43,22 @@ export const trafficTokenHeader = 'e2b-traffic-access-token'
 /** Headers that belong to one hop, never passed on; and the token, which is the server's business. */
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', trafficTokenHeader])
 
+/** What the access check found: the Host to send, whether to wake the sandbox, and the headers that carry an API key. */
+interface Admitted {
+  maskHost: string | undefined
+  wake: boolean
+  /** Lower-case names of the request's headers that hold a valid API key: never sent into the sandbox. */
+  keyHeaders: ReadonlySet<string>
+}
+
 /** The request's headers for the sandbox, as raw pairs (case and order kept). */
-function forwardHeaders(req: IncomingMessage, maskHost: string | undefined, keepUpgrade: boolean): string[] {
+function forwardHeaders(req: IncomingMessage, { maskHost, keyHeaders }: Admitted, keepUpgrade: boolean): string[] {
   const out: string[] = []
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!
     const lower = name.toLowerCase()
     if (hopByHop.has(lower) && !(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue
+    if (keyHeaders.has(lower)) continue
     if (lower === 'host' && maskHost !== undefined) continue
     out.push(name, req.rawHeaders[i + 1]!)
   }
@@ -93,16 +102,21 @@ export function createIngress(options: IngressOptions): Ingress {
   const retryMs = options.connectRetryMs ?? 3000
 
   /** The sandbox a target names, after the access check; throws what the client is told. */
-  const admit = (req: IncomingMessage, target: IngressTarget): { maskHost: string | undefined; wake: boolean } => {
+  const admit = (req: IncomingMessage, target: IngressTarget): Admitted => {
     const record = options.catalog.get(target.sandboxId)
+    // An API key lets its holder do anything on this server: the code in the sandbox must never see
+    // one, whether it was needed here (a private sandbox) or sent along to a public one.
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
+    const headerKey = req.headers['x-api-key']
+    const keyHeaders = new Set<string>()
+    if (bearer !== undefined && options.checkApiKey(bearer)) keyHeaders.add('authorization')
+    if (typeof headerKey === 'string' && options.checkApiKey(headerKey)) keyHeaders.add('x-api-key')
     if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     if (record.network === 'none') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" was created with network "none": its ports cannot be reached`)
     if (!record.network.allowPublicTraffic) {
       const token = req.headers[trafficTokenHeader]
-      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
-      const key = bearer ?? (req.headers['x-api-key'] as string | undefined)
       const tokenOk = typeof token === 'string' && options.trafficTokens.verify(target.sandboxId, token)
-      if (!tokenOk && !(key !== undefined && options.checkApiKey(key))) {
+      if (!tokenOk && keyHeaders.size === 0) {
         throw new SandstormError('permission_denied', `sandbox "${target.sandboxId}" is private: expected its traffic token in ${trafficTokenHeader}, or an API key`)
       }
     }
@@ -110,7 +124,7 @@ export function createIngress(options: IngressOptions): Ingress {
     const wake = record.state === 'paused' && record.lifecycle?.autoResume === true && options.wake !== undefined
     if (record.state !== 'running' && !wake) throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is ${record.state}: its ports answer once it runs`)
     const mask = record.network.maskRequestHost?.replace('${PORT}', String(target.port))
-    return { maskHost: mask, wake }
+    return { maskHost: mask, wake, keyHeaders }
   }
 
   /** Resumes the sandbox when admit said so; throws `unavailable` when it does not run after. */
@@ -161,8 +175,8 @@ export function createIngress(options: IngressOptions): Ingress {
   const pool = options.keepAlive ? new SandboxPortAgent((target) => connect(target, AbortSignal.timeout(retryMs + 1000))) : undefined
 
   /** Sends the request to the sandbox; a kept-alive connection the sandbox had closed is replaced once, for a request without a body. */
-  const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, maskHost: string | undefined, upstream: Duplex | undefined, retried = false): void => {
-    const headers = forwardHeaders(req, maskHost, false) as unknown as Record<string, string>
+  const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, admitted: Admitted, upstream: Duplex | undefined, retried = false): void => {
+    const headers = forwardHeaders(req, admitted, false) as unknown as Record<string, string>
     const outgoing = upstream
       ? request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
       : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
@@ -174,7 +188,7 @@ export function createIngress(options: IngressOptions): Ingress {
     outgoing.on('error', (err: NodeJS.ErrnoException) => {
       const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
       if (!retried && outgoing.reusedSocket && bodiless && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        return forward(req, res, target, maskHost, undefined, true)
+        return forward(req, res, target, admitted, undefined, true)
       }
       if (err instanceof SandstormError) return fail(res, err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
       log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
@@ -190,7 +204,7 @@ export function createIngress(options: IngressOptions): Ingress {
 
   return {
     serve(req, res, target) {
-      let admitted: { maskHost: string | undefined; wake: boolean }
+      let admitted: Admitted
       try {
         admitted = admit(req, target)
       } catch (err) {
@@ -198,14 +212,14 @@ export function createIngress(options: IngressOptions): Ingress {
         const e = SandstormError.from(err)
         return fail(res, e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
       }
-      if (pool && !admitted.wake) return forward(req, res, target, admitted.maskHost, undefined)
+      if (pool && !admitted.wake) return forward(req, res, target, admitted, undefined)
       const gone = clientGone(req, req.socket)
       const ready = admitted.wake ? woken(target, gone.signal) : Promise.resolve()
       if (pool) {
         return void ready.then(
           () => {
             gone.done()
-            forward(req, res, target, admitted.maskHost, undefined)
+            forward(req, res, target, admitted, undefined)
           },
           (err: unknown) => {
             gone.done()
@@ -217,7 +231,7 @@ export function createIngress(options: IngressOptions): Ingress {
       ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
-          forward(req, res, target, admitted.maskHost, upstream)
+          forward(req, res, target, admitted, upstream)
         },
         (err: unknown) => {
           gone.done()
@@ -237,7 +251,7 @@ export function createIngress(options: IngressOptions): Ingress {
         socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
       }
       socket.on('error', () => undefined)
-      let admitted: { maskHost: string | undefined; wake: boolean }
+      let admitted: Admitted
       try {
         admitted = admit(req, target)
       } catch (err) {
@@ -249,7 +263,7 @@ export function createIngress(options: IngressOptions): Ingress {
       ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
-          const headers = forwardHeaders(req, admitted.maskHost, true)
+          const headers = forwardHeaders(req, admitted, true)
           const lines = [`${req.method} ${req.url} HTTP/1.1`]
           for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
           upstream.write(`${lines.join('\r\n')}\r\n\r\n`)
