@@ -6,6 +6,7 @@
  * about a field names it. The server answers normally afterwards.
  */
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
 import { test } from 'node:test'
 import { startTestServer, type TestResponse, type TestServer } from './test-server.fixture.js'
 
@@ -133,6 +134,29 @@ test('every route answers hostile input with a 4xx that says what was wrong', { 
     assert.equal((await t.request('GET', `/v1/sandboxes/${sb.id}`)).status, 200)
     const serverErrors = t.logs.records.filter((r) => (r.level as number) >= 50)
     assert.deepEqual(serverErrors.map((r) => r.msg), [], 'no request ended in a server error')
+  } finally {
+    await t.close()
+  }
+})
+
+test('an upgrade whose target is no URL path is a 400, with or without a key, and the server goes on', async () => {
+  const t = await startTestServer()
+  try {
+    const { port } = new URL(t.server.url)
+    const upgradeTo = (target: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`))
+        let answer = ''
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString()))
+        socket.on('close', () => resolve(answer))
+        socket.on('error', reject)
+      })
+    for (const target of ['/v1/sandboxes/%ZZ/pty', '/v1/sandboxes/%E0%A4%A/ports/80/tunnel', '/v1/sandboxes/sb-x/ports/%ZZ/tunnel', '//a:b']) {
+      const answer = await upgradeTo(target)
+      assert.match(answer, /^HTTP\/1\.1 400 invalid_argument\r\n/, `${target}: ${answer.slice(0, 200)}`)
+      assert.match(answer, /request target: expected a URL path with valid %-escapes/)
+    }
+    assert.equal((await t.request('GET', '/healthz')).status, 200)
   } finally {
     await t.close()
   }

@@ -3,7 +3,8 @@
  * sandbox's port (by Host or E2B's headers) go to ingress before any route sees them; upgrades go
  * to ingress, to a port-forward tunnel or to a terminal; the app answers everything else.
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { httpStatusOf, SandstormError } from '../shared/index.js'
@@ -44,7 +45,10 @@ export function createEdge(options: EdgeOptions): Server {
     if (target) return options.ingress.serve(req, res, target)
     void serveApp(req, res)
   })
-  server.on('upgrade', (req, socket, head: Buffer) => {
+  const refuseUpgrade = (socket: Duplex, err: SandstormError): void => {
+    socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
+  }
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const target = targetOf(req.headers)
     if (target && !(target instanceof SandstormError)) return options.ingress.upgrade(req, socket, head, target)
     const path = new URL(req.url ?? '/', 'http://edge').pathname
@@ -52,8 +56,17 @@ export function createEdge(options: EdgeOptions): Server {
     if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
     const terminal = options.terminal && terminalTargetOf(path)
     if (terminal && !(target instanceof SandstormError)) return options.terminal!.serve(req, socket, head, terminal)
-    const err = target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`)
-    socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
+    refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`))
+  }
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Anyone may send one, key or not: a path that is no URL (a bad %-escape, a port that is no
+    // number) is refused here, where a throw would end the server.
+    try {
+      upgrade(req, socket, head)
+    } catch (err) {
+      const bad = err instanceof URIError || err instanceof TypeError
+      refuseUpgrade(socket, bad ? new SandstormError('invalid_argument', `request target: expected a URL path with valid %-escapes, got ${JSON.stringify(req.url)}`) : SandstormError.from(err))
+    }
   })
   return server
 }
