@@ -15,6 +15,9 @@ export interface JsonChannel {
   readonly closed: Promise<void>
 }
 
+/** The longest line taken from the channel: a file read comes back base64 in one line, in chunks of at most a few MiB. */
+const maxLineChars = 64 * 1024 * 1024
+
 interface Pending {
   resolve(v: unknown): void
   reject(e: Error): void
@@ -39,7 +42,15 @@ export async function connectJsonChannel(path: string, what: string): Promise<Js
   })
   socket.on('data', (chunk: Buffer) => {
     // The guest agent may emit 0xff after guest-sync-delimited; drop it.
-    buffer += chunk.toString('utf8').replace(/\xff|\uFFFD/g, '')
+    const text = chunk.toString('utf8').replace(/\xff|\uFFFD/g, '')
+    // What the guest's side of the channel sends is the guest's (root in a hostile guest can write
+    // it): a line past the limit ends the channel, a chunk without a newline is not searched
+    // again with all before it, and only an object is taken for an answer.
+    buffer += text
+    if (!text.includes('\n')) {
+      if (buffer.length > maxLineChars) socket.destroy()
+      return
+    }
     let nl: number
     while ((nl = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, nl).trim()
@@ -51,16 +62,18 @@ export async function connectJsonChannel(path: string, what: string): Promise<Js
       } catch {
         continue
       }
+      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) continue
       if ('event' in msg) continue
       if ('QMP' in msg) continue
       const p = queue.shift()
       if (!p) continue
       clearTimeout(p.timer)
       if ('error' in msg) {
-        const e = msg.error as { class?: string; desc?: string }
-        p.reject(new SandstormError('internal', `${what}: ${e.desc ?? e.class ?? 'error'}`))
+        const e = (typeof msg.error === 'object' && msg.error !== null ? msg.error : {}) as { class?: unknown; desc?: unknown }
+        p.reject(new SandstormError('internal', `${what}: ${String(e.desc ?? e.class ?? 'error').slice(0, 500)}`))
       } else p.resolve(msg.return)
     }
+    if (buffer.length > maxLineChars) socket.destroy()
   })
 
   const channel: JsonChannel = {
