@@ -76,7 +76,9 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
       throw new SandstormError('unauthenticated', 'invalid signature')
     }
     checkSignature(query, operation, tokens.tokenFor(sandboxId))
-    return withQueryUser(c, runningScope(sandboxId, headers, sandboxes))
+    // The signature covers the user (the default one when its username is empty): an unsigned
+    // Authorization header must not change whose file, and whose home, the URL reaches.
+    return withQueryUser(c, runningScope(sandboxId, { get: () => null }, sandboxes))
   }
 
   const hide = (scope: EnvdScope) => (pid: number) => registry.hide(scope.sandboxId, pid)
