@@ -101,6 +101,13 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     assert.equal((await runProbe(onlyOne, 'tcp', net.addresses.other, '80'))[0], 'FAIL')
     const none = await create({ allowInternetAccess: false })
     assert.equal((await runProbe(none, 'tcp', net.addresses.allowed, '80'))[0], 'FAIL')
+    // With no internet, no name resolves either, and none is asked upstream: a name carries data.
+    const secret = `exfil-${Date.now()}.allowed.test`
+    assert.equal((await runProbe(none, 'dns', secret, '198.18.0.1', 'udp'))[0], 'RCODE5')
+    assert.equal((await runProbe(none, 'resolve', 'allowed.test'))[0], 'FAIL')
+    assert.ok(!(await net.stats()).asked.some((q) => q.includes(secret)), 'a sandbox without internet had a name asked upstream')
+    // A policy that allows an address still resolves names (the address may be known by one).
+    assert.equal((await runProbe(onlyOne, 'resolve', 'allowed.test'))[1], net.addresses.allowed)
   })
 
   it('changes a running sandbox\'s policy at once, and keeps it on a bad update', async () => {
