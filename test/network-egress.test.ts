@@ -124,7 +124,7 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
   })
 
   it('holds a domain policy against every way around it', async () => {
-    const sbx = await create({ allowOut: ['allowed.test', '*.allowed.test', 'alias.test', 'never.test'], denyOut: ['0.0.0.0/0'] })
+    const sbx = await create({ allowOut: ['allowed.test', '*.allowed.test', 'alias.test', 'never.test', 'host.test'], denyOut: ['0.0.0.0/0'] })
     const gateway = '198.18.0.1'
     assert.deepEqual(await runProbe(sbx, 'http', 'http://allowed.test/'), ['OK', `${net.addresses.allowed} allowed.test GET /`])
     assert.deepEqual(await runProbe(sbx, 'http', 'https://www.allowed.test/'), ['OK', `${net.addresses.allowed} www.allowed.test|www.allowed.test GET /`])
@@ -152,6 +152,8 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     // An allowed name that points into a never-reachable range (the sandboxes' own, in the same
     // never set as link-local, cloud metadata: checked in the ruleset below) resolves to nothing.
     assert.equal((await runProbe(sbx, 'resolve', 'never.test'))[0], 'FAIL')
+    // So does one that points at the host's own address (only an answer: nothing is sent there).
+    assert.equal((await runProbe(sbx, 'resolve', 'host.test'))[0], 'FAIL')
     // No IPv6 at all, and no raw sockets (so no forged packets either).
     assert.deepEqual(await runProbe(sbx, 'dns', 'allowed.test', gateway, 'udp', '28'), ['RCODE0', ''])
     assert.equal((await sh(sbx, 'cat /proc/net/if_inet6 | wc -l')).stdout.trim(), '0')

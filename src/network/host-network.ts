@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { SandstormError, silentLogger, toCidr, type CallOptions, type EgressPolicy, type Logger } from '../shared/index.js'
 import { addressClassifier, cidrMatcher } from './address-ranges.js'
@@ -143,10 +144,15 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     vethDeletions.add(deletion)
   }
   let firewallReady: Promise<void> | undefined
+  /** The host's own IPv4 addresses, read when asked (interfaces come and go). */
+  const hostAddresses = (): Set<string> =>
+    new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((i) => i.family === 'IPv4').map((i) => i.address)))
 
   const resolverClient = (a: Attached): ResolverClient => ({
     allowsName: a.allowsName,
-    pinnable: (address) => a.allowedCidr(address) || classify(address) === 'public',
+    // An answer may name any address: the never ranges and the host's own addresses are neither
+    // pinned nor dialled by the name checks, which connect from the host (no sandbox rule applies).
+    pinnable: (address) => classify(address) !== 'never' && !hostAddresses().has(address) && (a.allowedCidr(address) || classify(address) === 'public'),
     pin: (addresses) => firewall.pin(a.slot, addresses),
   })
   const resolver = await startResolver({

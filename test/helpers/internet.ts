@@ -82,6 +82,9 @@ export async function createTestInternet(): Promise<TestInternet> {
       // In the sandboxes' own range, never reachable (as link-local, cloud metadata, is): an allowed
       // name pointing there must resolve to nothing. An answer only; no packet goes there.
       'never.test': { A: ['198.18.255.254'] },
+      // The host's own address on this link: an allowed name pointing there must resolve to nothing
+      // too (the name checks dial from the host, where no sandbox rule applies).
+      'host.test': { A: [at(1)] },
     }
     const certs = await makeCertificates(dir, ['allowed.test', 'denied.test', 'alias.test', 'other.test', '*.allowed.test'])
     const config = JSON.stringify({ zone, certPem: certs.certPem, keyPem: certs.keyPem })
