@@ -113,7 +113,12 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
   it('changes a running sandbox\'s policy at once, and keeps it on a bad update', async () => {
     const sbx = await create()
     assert.equal((await runProbe(sbx, 'tcp', net.addresses.allowed, '80'))[0], 'OK')
+    // A connection opened while it was allowed: the update ends it too, not only new ones.
+    const held = runProbe(sbx, 'held', net.addresses.allowed, '80', '/tmp/go')
+    await until('the held connection to be open', async () => (await sh(sbx, 'test -e /tmp/go.ready && echo yes || echo no')).stdout === 'yes\n')
     await sbx.updateNetwork({ denyOut: ['0.0.0.0/0'] })
+    await sh(sbx, 'touch /tmp/go')
+    assert.equal((await held)[0], 'FAIL', 'a connection opened before the update still carries data after it')
     assert.equal((await runProbe(sbx, 'tcp', net.addresses.allowed, '80'))[0], 'FAIL')
     await assert.rejects(sbx.updateNetwork({ allowOut: ['allowed.test'] }), (err: unknown) => err instanceof InvalidArgumentError && /denyOut to contain 0\.0\.0\.0\/0/.test(err.message))
     assert.deepEqual((await sbx.getInfo()).network, { allowOut: [], denyOut: ['0.0.0.0/0'], allowPublicTraffic: true })

@@ -106,7 +106,6 @@ table ${t} {
     type filter hook forward priority filter; policy accept;
     oifname @own ct state established,related accept
     oifname @own drop
-    iifname @own ct state established,related accept
     iifname @own iifname vmap @egress
     iifname @own ${refuse}
   }

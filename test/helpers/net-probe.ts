@@ -9,7 +9,7 @@ import { sh } from './sandbox-shell.js'
 export const probePath = '/tmp/net-probe.py'
 
 const probe = String.raw`
-import json, socket, ssl, struct, sys, urllib.request, random
+import json, os, socket, ssl, struct, sys, time, urllib.request, random
 
 def out(word, detail=''):
     print(word, detail)
@@ -47,6 +47,36 @@ def tls(addr, servername):
 def tcp(addr, port):
     try:
         socket.create_connection((addr, int(port)), timeout=5).close()
+        out('OK')
+    except Exception as e:
+        out('FAIL', err(e))
+
+def held(addr, port, flag):
+    # One connection, two requests: the second once the file flag exists (a policy changed between).
+    def ask(c):
+        c.sendall(b'GET /bytes/10 HTTP/1.1\r\nHost: held.test\r\n\r\n')
+        data = b''
+        while b'\r\n\r\n' not in data:
+            chunk = c.recv(4096)
+            if not chunk: raise OSError('closed')
+            data += chunk
+        head, body = data.split(b'\r\n\r\n', 1)
+        length = int([l.split(b':')[1] for l in head.split(b'\r\n') if l.lower().startswith(b'content-length:')][0])
+        while len(body) < length:
+            chunk = c.recv(4096)
+            if not chunk: raise OSError('closed')
+            body += chunk
+    try:
+        c = socket.create_connection((addr, int(port)), timeout=5)
+        ask(c)
+    except Exception as e:
+        return out('FAIL', 'first: ' + err(e))
+    open(flag + '.ready', 'w').close()
+    for _ in range(600):
+        if os.path.exists(flag): break
+        time.sleep(0.05)
+    try:
+        ask(c)
         out('OK')
     except Exception as e:
         out('FAIL', err(e))
