@@ -116,6 +116,8 @@ export function createInitChannel(socket: Socket): InitChannel {
     }
     const events = commands.get(id)
     if (!events) return
+    // These carry a number: one too short to hold it is the init speaking out of turn.
+    if ((type === fromInit.started || type === fromInit.ack || type === fromInit.exit) && payload.length < 4) return lose()
     switch (type) {
       case fromInit.started:
         return events.started(payload.readUInt32LE(0))

@@ -76,9 +76,13 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
       stream.once('drain', resume).once('close', resume)
     }
   }
+  let running = false
   const pid = await new Promise<number>((resolve, reject) => {
     id = channel.start(request, {
-      started: resolve,
+      started: (startedPid) => {
+        running = true
+        resolve(startedPid)
+      },
       failed: (reason) => reject(startError(reason, options)),
       stdout: (data) => deliver(stdout, data),
       stderr: (data) => deliver(stderr, data),
@@ -90,7 +94,8 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
         stdinOpen = false
         onAck?.()
       },
-      exit: (status, resetBy) => onExit({ status, resetBy }),
+      // An end before the start: the channel to the init was lost while the command was asked for.
+      exit: (status, resetBy) => (running ? onExit({ status, resetBy }) : reject(new SandstormError('unavailable', "the sandbox's init went away before the command started"))),
     })
   })
 

@@ -67,14 +67,13 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
       signature: c.req.query('signature'),
       expiration: c.req.query('signature_expiration'),
     }
+    if (query.signature === undefined) throw new SandstormError('unauthenticated', 'unauthorized access, please provide a valid access token or method signing if supported')
+    // Without a sandbox named, each running sandbox's key is tried: only for a request that is signed.
     const sandboxId =
       c.req.header('e2b-sandbox-id') ??
       hostSandbox(c.req.header('host')) ??
       sandboxes.list({ state: 'running' }).find((s) => signatureMatches(query, operation, tokens.tokenFor(s.id)))?.id
-    if (sandboxId === undefined) {
-      if (query.signature === undefined) throw new SandstormError('unauthenticated', 'unauthorized access, please provide a valid access token or method signing if supported')
-      throw new SandstormError('unauthenticated', 'invalid signature')
-    }
+    if (sandboxId === undefined) throw new SandstormError('unauthenticated', 'invalid signature')
     checkSignature(query, operation, tokens.tokenFor(sandboxId))
     // The signature covers the user (the default one when its username is empty): an unsigned
     // Authorization header must not change whose file, and whose home, the URL reaches.
