@@ -157,6 +157,14 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     // An allowed name that points into a never-reachable range (the sandboxes' own, in the same
     // never set as link-local, cloud metadata: checked in the ruleset below) resolves to nothing.
     assert.equal((await runProbe(sbx, 'resolve', 'never.test'))[0], 'FAIL')
+    // An upgrade to an allowed name: what the sandbox sends behind it goes up only once the server
+    // switched protocols; a plain request pipelined behind one that is not switched is never sent.
+    const switched = await runProbe(sbx, 'upgrade', net.addresses.other, '/echo', 'allowed.test', 'denied.test')
+    assert.equal(switched[0], 'OK')
+    assert.match(switched[1], /switched for allowed\.test\|GET \/ HTTP\/1\.1\|Host: denied\.test\|/, 'the echo got the bytes behind the upgrade')
+    const plain = await runProbe(sbx, 'upgrade', net.addresses.other, '/', 'allowed.test', 'denied.test')
+    assert.match(plain[1], /allowed\.test GET \//)
+    assert.doesNotMatch(plain[1], /denied\.test GET/, 'a request behind an upgrade that was not switched reached a server with its Host unchecked')
     // So does one that points at the host's own address (only an answer: nothing is sent there).
     assert.equal((await runProbe(sbx, 'resolve', 'host.test'))[0], 'FAIL')
     // No IPv6 at all, and no raw sockets (so no forged packets either).

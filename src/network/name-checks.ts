@@ -104,6 +104,8 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
       (err: Error) => refuse(res, 502, `could not reach ${checked.name}: ${err.message}`),
     )
   })
+  /** The most of an upgrade's answer head read before it must be complete. */
+  const maxAnswerHead = 64 * 1024
   http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const checked = check(req)
     if ('why' in checked) {
@@ -115,8 +117,31 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
         const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`]
         for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`)
         upstream.write(`${lines.join('\r\n')}\r\n\r\n`)
-        if (head.length > 0) upstream.write(head)
-        splice(socket, upstream)
+        socket.on('error', () => upstream.destroy())
+        socket.on('close', () => upstream.destroy())
+        // Nothing more of the sandbox's goes up until the server has switched protocols (101):
+        // bytes sent behind the upgrade request may be another HTTP request, whose Host nobody
+        // checked. A server that does not switch answers this one request, and the connection ends.
+        upstream.on('error', () => socket.destroy())
+        let answer = Buffer.alloc(0)
+        const onAnswer = (chunk: Buffer): void => {
+          answer = Buffer.concat([answer, chunk])
+          const end = answer.indexOf('\r\n\r\n')
+          if (end < 0) {
+            if (answer.length > maxAnswerHead) (upstream.destroy(), socket.destroy())
+            return
+          }
+          upstream.off('data', onAnswer)
+          upstream.pause()
+          socket.write(answer)
+          if (!/^HTTP\/1\.[01] 101 /.test(answer.subarray(0, Math.min(end, 64)).toString('latin1'))) {
+            upstream.pipe(socket)
+            return
+          }
+          if (head.length > 0) upstream.write(head)
+          splice(socket, upstream)
+        }
+        upstream.on('data', onAnswer)
       },
       () => socket.destroy(),
     )

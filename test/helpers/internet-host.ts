@@ -105,7 +105,24 @@ function serve(req: IncomingMessage, res: ServerResponse, name: string): void {
   res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.socket.localAddress?.replace(/^::ffff:/, '')} ${name} ${req.method} ${url.pathname}\n`)
 }
 
-for (const port of [80, 8080]) createHttp((req, res) => serve(req, res, req.headers.host ?? '')).listen(port)
+for (const port of [80, 8080]) {
+  const server = createHttp((req, res) => serve(req, res, req.headers.host ?? ''))
+  // /echo switches to a raw echo (101), after a line that names the Host; any other upgrade is
+  // answered as a plain request, on a connection that goes on serving the requests behind it.
+  server.on('upgrade', (req: IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    if (req.url === '/echo') {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\nswitched for ${req.headers.host ?? ''}\n`)
+      if (head.length > 0) socket.write(head)
+      socket.pipe(socket)
+      return
+    }
+    const body = `${req.headers.host ?? ''} ${req.method} ${req.url}\n`
+    socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+    if (head.length > 0) socket.unshift(head)
+    server.emit('connection', socket)
+  })
+  server.listen(port)
+}
 createHttps({ cert: config.certPem, key: config.keyPem }, (req, res) => {
   const servername = (req.socket as import('node:tls').TLSSocket).servername || ''
   serve(req, res, `${servername}|${req.headers.host ?? ''}`)

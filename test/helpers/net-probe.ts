@@ -81,6 +81,26 @@ def held(addr, port, flag):
     except Exception as e:
         out('FAIL', err(e))
 
+def upgrade(addr, path, host, behind):
+    # An upgrade request with Host host, then a plain request with Host behind, on one connection:
+    # prints what came back, as one line.
+    try:
+        c = socket.create_connection((addr, 80), timeout=3)
+        # The connection stays open (an echo, a kept-alive one): what came within 1.5 s is the answer.
+        c.settimeout(1.5)
+        c.sendall(('GET %s HTTP/1.1\r\nHost: %s\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nGET / HTTP/1.1\r\nHost: %s\r\n\r\n' % (path, host, behind)).encode())
+        data = b''
+        try:
+            while True:
+                chunk = c.recv(4096)
+                if not chunk: break
+                data += chunk
+        except socket.timeout:
+            pass
+        out('OK', data.decode(errors='replace').replace('\r\n', '|').replace('\n', '|'))
+    except Exception as e:
+        out('FAIL', err(e))
+
 def udp(addr, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
