@@ -152,7 +152,10 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     allowsName: a.allowsName,
     // An answer may name any address: the never ranges and the host's own addresses are neither
     // pinned nor dialled by the name checks, which connect from the host (no sandbox rule applies).
-    pinnable: (address) => classify(address) !== 'never' && !hostAddresses().has(address) && (a.allowedCidr(address) || classify(address) === 'public'),
+    pinnable: (address) => {
+      const kind = classify(address)
+      return kind !== 'never' && (kind === 'public' || a.allowedCidr(address)) && !hostAddresses().has(address)
+    },
     pin: (addresses) => firewall.pin(a.slot, addresses),
   })
   const resolver = await startResolver({

@@ -45,13 +45,20 @@ export function createEdge(options: EdgeOptions): Server {
     if (target) return options.ingress.serve(req, res, target)
     void serveApp(req, res)
   })
+  const badTarget = (req: IncomingMessage): SandstormError =>
+    new SandstormError('invalid_argument', `request target: expected a URL path with valid %-escapes, got ${JSON.stringify(req.url)}`)
   const refuseUpgrade = (socket: Duplex, err: SandstormError): void => {
     socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
   }
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const target = targetOf(req.headers)
     if (target && !(target instanceof SandstormError)) return options.ingress.upgrade(req, socket, head, target)
-    const path = new URL(req.url ?? '/', 'http://edge').pathname
+    let path: string
+    try {
+      path = new URL(req.url ?? '/', 'http://edge').pathname
+    } catch {
+      throw badTarget(req)
+    }
     const tunnel = tunnelTargetOf(path)
     if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
     const terminal = options.terminal && terminalTargetOf(path)
@@ -59,13 +66,13 @@ export function createEdge(options: EdgeOptions): Server {
     refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`))
   }
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    // Anyone may send one, key or not: a path that is no URL (a bad %-escape, a port that is no
-    // number) is refused here, where a throw would end the server.
+    // Anyone may send one, key or not: a target that is no URL (a port that is no number), or a
+    // path segment with a bad %-escape (URIError, from the route's decode), is refused here,
+    // where a throw would end the server; anything else is the server's own error.
     try {
       upgrade(req, socket, head)
     } catch (err) {
-      const bad = err instanceof URIError || err instanceof TypeError
-      refuseUpgrade(socket, bad ? new SandstormError('invalid_argument', `request target: expected a URL path with valid %-escapes, got ${JSON.stringify(req.url)}`) : SandstormError.from(err))
+      refuseUpgrade(socket, err instanceof URIError ? badTarget(req) : SandstormError.from(err))
     }
   })
   return server

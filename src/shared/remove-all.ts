@@ -1,7 +1,10 @@
 /** Removing a directory tree on the host, whatever a sandbox or a build made of it. */
 import { execFile } from 'node:child_process'
 import { rm } from 'node:fs/promises'
+import { promisify } from 'node:util'
 import { SandstormError } from './errors.js'
+
+const run = promisify(execFile)
 
 /**
  * Removes `path` and everything under it, as `rm -rf` does: links are unlinked, never followed,
@@ -14,10 +17,8 @@ export async function removeAll(path: string): Promise<void> {
     await rm(path, { recursive: true, force: true })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err
-    await new Promise<void>((resolve, reject) =>
-      execFile('rm', ['-rf', '--one-file-system', '--', path], { encoding: 'utf8' }, (failed, _stdout, stderr) =>
-        failed ? reject(new SandstormError('internal', `removing a deep tree failed: expected rm -rf to succeed, got ${stderr.trim().split('\n')[0] || failed.message}`)) : resolve(),
-      ),
-    )
+    await run('rm', ['-rf', '--one-file-system', '--', path]).catch((failed: Error & { stderr?: string }) => {
+      throw new SandstormError('internal', `removing a deep tree failed: expected rm -rf to succeed, got ${failed.stderr?.trim().split('\n')[0] || failed.message}`)
+    })
   }
 }
