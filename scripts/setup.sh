@@ -18,9 +18,9 @@ export DEBIAN_FRONTEND=noninteractive
 # qemu-system-x86 and qemu-utils run the qemu runtime (microvm guests and their qcow2 disks).
 # e2fsprogs formats and resizes the ext4 images that hold disk quotas (runc writable layers, qemu roots).
 # nftables holds the sandboxes' network policy; libnftables-dev builds the agent's resident helper
-# that applies it (native/nft-apply.c). curl is the network benchmark's outside client.
+# that applies it (native/nft-apply.c); conntrack deletes a removed sandbox's tracked connections. curl is the network benchmark's outside client.
 # chromium (headless, driven over the DevTools protocol) runs the web console's browser tests; fonts-dejavu-core gives its screenshots a font.
-PACKAGES=(runc e2fsprogs gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev curl zstd skopeo umoci docker-registry apache2-utils qemu-guest-agent chromium fonts-dejavu-core python3)
+PACKAGES=(runc e2fsprogs gcc libc6-dev libseccomp-dev busybox-static debootstrap iproute2 ca-certificates btrfs-progs attr qemu-system-x86 qemu-utils nftables libnftables-dev conntrack curl zstd skopeo umoci docker-registry apache2-utils qemu-guest-agent chromium fonts-dejavu-core python3)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander'
 import { InvalidArgumentError, type SandboxNetworkOptions } from '@sandstorm/sdk'
 import { checkEgress, checkMaskRequestHost, SandstormError, toCidr, type DefaultEgress } from '../shared/index.js'
+import { parsePositiveInt } from './cli-context.js'
 import { collect } from './key-value.js'
 
 /** Raw values of a sandbox's network flags. */
@@ -69,6 +70,7 @@ export interface HostNetworkFlags {
   sandboxCidr?: string
   publicCidr?: string[]
   dnsUpstream?: string[]
+  sandboxConnections?: string
 }
 
 /** Adds `--sandbox-cidr --public-cidr --dns-upstream` (an agent's) to a command. */
@@ -77,10 +79,11 @@ export function addHostNetworkFlags(cmd: Command): Command {
     .option('--sandbox-cidr <cidr>', 'addresses of sandboxes on this host (default 198.18.0.0/16)')
     .option('--public-cidr <cidr>', 'a range sandboxes may reach as if public, e.g. an internal mirror (repeatable)', collect)
     .option('--dns-upstream <ip[:port]>', "resolver the sandboxes' resolver asks (repeatable; default: the host's /etc/resolv.conf)", collect)
+    .option('--sandbox-connections <n>', 'connections one sandbox may have open at once (TCP, UDP flows, DNS queries); more are refused (default 4096)')
 }
 
 /** The agent's network options for the flags, checked. */
-export function hostNetworkOf(flags: HostNetworkFlags): { sandboxCidr?: string; publicCidrs?: string[]; dnsUpstreams?: string[] } {
+export function hostNetworkOf(flags: HostNetworkFlags): { sandboxCidr?: string; publicCidrs?: string[]; dnsUpstreams?: string[]; connectionsPerSandbox?: number } {
   const cidr = (value: string, flag: string): string => {
     const normal = toCidr(value)
     if (!normal) throw new InvalidArgumentError('invalid_argument', `${flag}: expected an IPv4 CIDR such as 10.1.0.0/16, got "${value}"`)
@@ -93,6 +96,7 @@ export function hostNetworkOf(flags: HostNetworkFlags): { sandboxCidr?: string; 
     ...(flags.sandboxCidr !== undefined ? { sandboxCidr: cidr(flags.sandboxCidr, '--sandbox-cidr') } : {}),
     ...(flags.publicCidr ? { publicCidrs: flags.publicCidr.map((c) => cidr(c, '--public-cidr')) } : {}),
     ...(flags.dnsUpstream ? { dnsUpstreams: flags.dnsUpstream } : {}),
+    ...(flags.sandboxConnections !== undefined ? { connectionsPerSandbox: parsePositiveInt(flags.sandboxConnections, '--sandbox-connections') } : {}),
   }
 }
 

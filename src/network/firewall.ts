@@ -8,6 +8,8 @@
  *                     TCP 80 and 443 go to the agent's HTTP and TLS checks (per-sandbox chain n_<slot>)
  *   input             to the host from a sandbox: only replies, and what was steered to the agent
  *   forward           into a sandbox: only replies; out of one: the sandbox's chain e_<slot>
+ *   (input, forward)  a new connection past the sandbox's count of tracked ones is refused, so
+ *                     that no sandbox can fill the host's connection tracking table
  *   postrouting (nat) out of the host: masqueraded
  *
  * A sandbox's chain: never-reachable ranges refused, then allowOut (CIDRs, then the addresses its
@@ -36,6 +38,8 @@ export interface FirewallOptions {
   gateway: string
   plan: AddressPlan
   ports: SteerPorts
+  /** Tracked connections one sandbox may have at once (what it opens out and to the agent); new ones past that are refused. */
+  connectionsPerSandbox: number
 }
 
 /** A sandbox as the firewall knows it. */
@@ -74,12 +78,15 @@ export function createFirewall(nft: Nft, options: FirewallOptions): Firewall {
   const g = options.gateway
   const { ports, plan } = options
 
+  // One count per sandbox link, shared by what it sends through the host and to the agent.
+  const limit = `ct state new add @conns { iifname ct count over ${options.connectionsPerSandbox} } ${refuse}`
   const base = (): string => `
 table ${t} {
   set own { type ifname; }
   set sources { type ifname . ipv4_addr; }
   map egress { type ifname : verdict; }
   map steer { type ifname : verdict; }
+  set conns { type ifname; size 65535; flags dynamic; }
   set never { type ipv4_addr; flags interval; elements = ${set([...neverRanges, plan.sandboxCidr])}; }
   set private { type ipv4_addr; flags interval; elements = ${set(privateRanges)}; }
   set public { type ipv4_addr; flags interval; ${plan.publicCidrs.length > 0 ? `elements = ${set(plan.publicCidrs)};` : ''} }
@@ -98,6 +105,7 @@ table ${t} {
     type filter hook input priority filter; policy accept;
     iifname != @own return
     ct state established,related accept
+    ${limit}
     ct status dnat ip daddr ${g} udp dport ${ports.dnsUdp} accept
     ct status dnat ip daddr ${g} tcp dport ${set([ports.dnsTcp, ports.http, ports.tls].map(String))} accept
     ${refuse}
@@ -106,6 +114,7 @@ table ${t} {
     type filter hook forward priority filter; policy accept;
     oifname @own ct state established,related accept
     oifname @own drop
+    iifname @own ${limit}
     iifname @own iifname vmap @egress
     iifname @own ${refuse}
   }

@@ -12,6 +12,7 @@ import { addressClassifier, cidrMatcher } from './address-ranges.js'
 import { createFirewall, hasDomains, type FirewalledSandbox } from './firewall.js'
 import { startNameChecks, type NameCheckClient } from './name-checks.js'
 import { createNft } from './nft.js'
+import { createPinSet, type PinSet } from './pins.js'
 import { createResidentShell } from '../shared/resident-shell.js'
 import { startResolver, type ResolverClient } from './resolver.js'
 import { createSlot, destroySlot, gatewayOf, netnsDir, networkTag, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
@@ -28,6 +29,10 @@ export interface HostNetworkOptions {
   dnsUpstreams?: string[]
   /** Slots made ahead, so that a create does not wait for one: as many as a fork of 8 takes. @default 8 */
   spareSlots?: number
+  /** Connections (tracked flows: TCP, UDP, DNS queries) one sandbox may have open at once; more are refused. @default 4096 */
+  connectionsPerSandbox?: number
+  /** Addresses one sandbox may have pinned at once (answers for allowed names); answers past that get SERVFAIL. @default 4096 */
+  pinsPerSandbox?: number
   logger?: Logger
 }
 
@@ -128,7 +133,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const shell = createResidentShell('network')
   // The veths of removed slots, deleted behind the destroys that removed them (see removeSlot).
   const teardown = createResidentShell('network teardown')
-  const vethDeletions = new Set<Promise<unknown>>()
+  const behindDetaches = new Set<Promise<unknown>>()
   /**
    * Removes a slot at the speed of destroySlot (its veth set down, its namespace deleted), then
    * deletes the veth in a shell of its own, not waited for: the kernel has usually taken it down
@@ -140,8 +145,25 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     const deletion: Promise<unknown> = teardown
       .run(`ip link del ${slot.hostIf} 2>/dev/null`)
       .catch(() => undefined)
-      .finally(() => vethDeletions.delete(deletion))
-    vethDeletions.add(deletion)
+      .finally(() => behindDetaches.delete(deletion))
+    behindDetaches.add(deletion)
+  }
+  /**
+   * Deletes the tracked connections of a removed sandbox's address, behind the detach, and only
+   * then lets a new slot take the address. Left alone, a connection kept its NAT mapping for as
+   * long as conntrack keeps it (days, for TCP): a peer's packets on it went to the next sandbox
+   * given the address, and that sandbox's packets on the same ports went to the peer.
+   */
+  const forgetConnections = (address: string): void => {
+    const deletion: Promise<unknown> = teardown
+      .run(`conntrack -D -s ${address} >/dev/null 2>&1; conntrack -D -d ${address} >/dev/null 2>&1; conntrack -C >/dev/null`)
+      .then((r) => r.code !== 0 && log.warn({ address, output: r.output.trim() }, 'could not delete a removed sandbox\'s tracked connections (is conntrack installed?)'))
+      .catch(() => undefined)
+      .finally(() => {
+        forgetting.delete(address)
+        behindDetaches.delete(deletion)
+      })
+    behindDetaches.add(deletion)
   }
   let firewallReady: Promise<void> | undefined
   /** The host's own IPv4 addresses, read when asked (interfaces come and go). */
@@ -156,7 +178,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       const kind = classify(address)
       return kind !== 'never' && (kind === 'public' || a.allowedCidr(address)) && !hostAddresses().has(address)
     },
-    pin: (addresses) => firewall.pin(a.slot, addresses),
+    // Dropped if the sandbox's policy is replaced (or it is gone) before the pins are written.
+    pin: async (addresses) => pinSets.get(a.id)?.pin(addresses, () => byId.get(a.id) === a),
   })
   const resolver = await startResolver({
     host: gateway,
@@ -190,20 +213,27 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     gateway,
     plan: { sandboxCidr, publicCidrs },
     ports: { dnsUdp: resolver.udpPort, dnsTcp: resolver.tcpPort, http: checks.httpPort, tls: checks.tlsPort },
+    connectionsPerSandbox: options.connectionsPerSandbox ?? 4096,
   })
+  const pinSets = new Map<string, PinSet>()
+  const pinsPerSandbox = options.pinsPerSandbox ?? 4096
 
   const remember = (id: string, record: SandboxNetworkRecord): Attached => {
     const allowedCidr = cidrMatcher(record.egress.allowOut.filter((e) => toCidr(e)))
     const a: Attached = { id, ...record, allowsName: nameMatcher(record.egress), allowedCidr }
     byId.set(id, a)
     byAddress.set(record.slot.address, a)
+    if (!pinSets.has(id)) pinSets.set(id, createPinSet({ write: (pins) => firewall.pin(record.slot, pins), max: pinsPerSandbox }))
     return a
   }
   const forget = (a: Attached): void => {
     byId.delete(a.id)
+    pinSets.delete(a.id)
     if (byAddress.get(a.slot.address) === a) byAddress.delete(a.slot.address)
   }
-  const taken = (address: string): boolean => byAddress.has(address) || address === gateway || !inPool(address)
+  /** Addresses of detached sandboxes whose tracked connections are still being forgotten. */
+  const forgetting = new Set<string>()
+  const taken = (address: string): boolean => byAddress.has(address) || forgetting.has(address) || address === gateway || !inPool(address)
   const rules = (): FirewalledSandbox[] => [...byId.values()].map(({ slot, egress }) => ({ slot, egress }))
 
   // Slots made ahead: a create takes one instead of waiting for `ip` (about 10 ms).
@@ -267,13 +297,17 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     },
     async update(id, egress) {
       const a = get(id)
-      await firewall.update({ slot: a.slot, egress })
-      remember(id, { slot: a.slot, egress })
+      // In the sandbox's turn with its pins: none checked under the old policy lands after this.
+      await pinSets.get(id)!.replace(async () => {
+        await firewall.update({ slot: a.slot, egress })
+        if (byId.has(id)) remember(id, { slot: a.slot, egress })
+      })
       log.info({ sandboxId: id, allowOut: egress.allowOut.length, denyOut: egress.denyOut.length, domains: hasDomains(egress) }, 'sandbox network policy replaced')
     },
     async detach(id) {
       const a = byId.get(id)
       if (!a) return
+      forgetting.add(a.slot.address)
       forget(a)
       // A table that lost track (a failed remove) is rewritten whole from what is known.
       await firewall.remove(a).catch(async (err: unknown) => {
@@ -281,6 +315,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         await firewall.reset(rules())
       })
       await removeSlot(a.slot)
+      forgetConnections(a.slot.address)
       log.debug({ sandboxId: id, slot: a.slot.id }, 'sandbox network detached')
     },
     async adopt(sandboxes) {
@@ -330,7 +365,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       if (byId.size === 0) await firewall.drop().catch((err: unknown) => log.warn({ err }, 'could not remove the nftables table'))
       nft.close()
       shell.close()
-      while (vethDeletions.size > 0) await Promise.all([...vethDeletions])
+      while (behindDetaches.size > 0) await Promise.all([...behindDetaches])
       teardown.close()
     },
   }

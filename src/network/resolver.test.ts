@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import dnsPacket from 'dns-packet'
-import { silentLogger } from '../shared/index.js'
+import { SandstormError, silentLogger } from '../shared/index.js'
 import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
 
 /**
@@ -48,13 +48,18 @@ async function fakeUpstream(): Promise<{ port: number; asked: string[]; close():
   return { port, asked, close: () => (udp.close(), tcp.close()) }
 }
 
-function query(port: number, name: string, type: dnsPacket.RecordType = 'A'): Promise<dnsPacket.DecodedPacket> {
+/** One query over UDP from `from`; rejects if no answer comes within 10 s. */
+async function query(port: number, name: string, type: dnsPacket.RecordType = 'A', from = '127.0.0.1'): Promise<dnsPacket.DecodedPacket> {
   const socket = createSocket('udp4')
+  socket.bind(0, from)
+  await once(socket, 'listening')
   socket.send(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }), port, '127.0.0.1')
-  return once(socket, 'message').then(([msg]) => {
-    socket.close()
+  try {
+    const [msg] = await once(socket, 'message', { signal: AbortSignal.timeout(10_000) })
     return dnsPacket.decode(msg as Buffer)
-  })
+  } finally {
+    socket.close()
+  }
 }
 
 function queryTcp(port: number, name: string): Promise<dnsPacket.DecodedPacket> {
@@ -119,6 +124,13 @@ describe('the sandbox resolver', () => {
     assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['198.19.113.10'])
   })
 
+  it('answers SERVFAIL when the addresses cannot be pinned (the sandbox holds all it may)', async () => {
+    const full = { ...client!, pin: async () => Promise.reject(new SandstormError('resource_exhausted', 'the sandbox holds 4096 pinned addresses')) }
+    client = full
+    assert.equal(rcode(await query(resolver.udpPort, 'allowed.test')), 'SERVFAIL')
+    assert.equal(rcode(await queryTcp(resolver.tcpPort, 'allowed.test')), 'SERVFAIL')
+  })
+
   it('refuses every query of a source it does not know', async () => {
     client = undefined
     assert.equal(rcode(await query(resolver.udpPort, 'allowed.test')), 'REFUSED')
@@ -134,6 +146,42 @@ describe('name lookups for the HTTP and TLS checks', () => {
     } finally {
       await resolver.close()
       upstream.close()
+    }
+  })
+})
+
+describe('the resolver under a flood of queries', () => {
+  it('holds a sandbox to its share of queries in flight, and the host to its total: the rest get SERVFAIL at once', async () => {
+    // An upstream that never answers: every query forwarded holds its socket for the full timeout.
+    const silent = createSocket('udp4')
+    let received = 0
+    silent.on('message', () => received++)
+    silent.bind(0, '127.0.0.1')
+    await once(silent, 'listening')
+    const client: ResolverClient = { allowsName: null, pinnable: () => true, pin: async () => undefined }
+    const resolver = await startResolver({ host: '127.0.0.1', upstreams: [`127.0.0.1:${silent.address().port}`], clientOf: () => client, maxQueriesPerClient: 4, maxQueries: 6, logger: silentLogger() })
+    try {
+      // Ten at once from one sandbox: four go upstream, six are answered now, not after the timeout.
+      const first = Array.from({ length: 10 }, (_, i) => query(resolver.udpPort, `flood-${i}.test`))
+      // The held ones answer only after the upstream's timeout (2 s): within 1 s, just the refused ones.
+      const answered: string[] = []
+      await Promise.all(first.map((q) => Promise.race([q.then((p) => void answered.push(rcode(p))), new Promise((resolve) => setTimeout(resolve, 1000))])))
+      assert.deepEqual(answered, Array(6).fill('SERVFAIL'), 'the queries past the sandbox\'s share were not answered at once')
+      assert.equal(received, 4, 'queries past the sandbox\'s share went upstream')
+      // Another sandbox still gets the two left of the host's total; its third gets SERVFAIL.
+      const second = Array.from({ length: 3 }, (_, i) => query(resolver.udpPort, `other-${i}.test`, 'A', '127.0.0.2'))
+      const third = await Promise.race([Promise.any(second.map((q) => q.then(rcode))), new Promise<string>((resolve) => setTimeout(() => resolve('none'), 1000))])
+      assert.equal(third, 'SERVFAIL')
+      assert.equal(received, 6)
+      // Once the held ones time out, the sandbox's share is free again.
+      await Promise.all([...first, ...second])
+      const later = query(resolver.udpPort, 'after.test')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(received, 7, 'the share was not given back')
+      assert.equal(rcode(await later), 'SERVFAIL')
+    } finally {
+      await resolver.close()
+      silent.close()
     }
   })
 })

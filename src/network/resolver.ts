@@ -31,6 +31,10 @@ export interface ResolverOptions {
   upstreams?: string[]
   /** The sandbox that has this source address, or undefined. */
   clientOf(address: string): ResolverClient | undefined
+  /** Queries of one sandbox (by source address) being answered at once; more get SERVFAIL. @default 32 */
+  maxQueriesPerClient?: number
+  /** Queries of all sandboxes being answered at once (each holds an upstream socket); more get SERVFAIL. @default 1024 */
+  maxQueries?: number
   logger: Logger
 }
 
@@ -119,6 +123,12 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
     return undefined
   }
 
+  const perClient = options.maxQueriesPerClient ?? 32
+  const overall = options.maxQueries ?? 1024
+  /** Queries being answered, by source address, and in all. */
+  const inFlight = new Map<string, number>()
+  let inFlightTotal = 0
+
   /** An answer to `query` with no records and this rcode (0 NOERROR, 2 SERVFAIL, 5 REFUSED). */
   const empty = (query: dnsPacket.DecodedPacket, rcode: number): Buffer =>
     dnsPacket.encode({
@@ -128,7 +138,11 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       questions: query.questions,
     })
 
-  /** The answer for one query of a sandbox at `source`, asked upstream over `ask`. */
+  /**
+   * The answer for one query of a sandbox at `source`, asked upstream over `ask`. A sandbox that
+   * already has `perClient` queries on the way, or a host with `overall`, gets SERVFAIL at once:
+   * a flood of queries costs the others neither sockets nor memory.
+   */
   async function answer(raw: Buffer, source: string, ask: (q: Buffer) => Promise<Buffer | undefined>): Promise<Buffer | undefined> {
     let query: dnsPacket.DecodedPacket
     try {
@@ -138,6 +152,24 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
     }
     const client = options.clientOf(source)
     if (!client) return empty(query, 5)
+    const held = inFlight.get(source) ?? 0
+    if (held >= perClient || inFlightTotal >= overall) {
+      log.debug({ source, held, inFlight: inFlightTotal }, 'a query over the resolver\'s limits got SERVFAIL')
+      return empty(query, 2)
+    }
+    inFlight.set(source, held + 1)
+    inFlightTotal++
+    try {
+      return await answerFor(client, query, raw, source, ask)
+    } finally {
+      inFlightTotal--
+      const left = (inFlight.get(source) ?? 1) - 1
+      if (left > 0) inFlight.set(source, left)
+      else inFlight.delete(source)
+    }
+  }
+
+  async function answerFor(client: ResolverClient, query: dnsPacket.DecodedPacket, raw: Buffer, source: string, ask: (q: Buffer) => Promise<Buffer | undefined>): Promise<Buffer> {
     if (!client.allowsName) return (await ask(raw)) ?? empty(query, 2)
     const question = query.questions?.[0]
     if (!question || query.questions!.length !== 1) return empty(query, 5)
@@ -157,7 +189,13 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       return empty(query, 2)
     }
     const { kept, pins } = filterAnswers(name, decoded.answers ?? [], client)
-    await client.pin(pins)
+    try {
+      await client.pin(pins)
+    } catch (err) {
+      // An answer whose addresses could not be pinned would only lead to refused connections.
+      log.debug({ err, source, name }, 'could not pin an answer\'s addresses; the sandbox gets SERVFAIL')
+      return empty(query, 2)
+    }
     return dnsPacket.encode({ ...decoded, answers: kept, authorities: [], additionals: (decoded.additionals ?? []).filter((r) => r.type === 'OPT') })
   }
 
