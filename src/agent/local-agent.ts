@@ -55,6 +55,8 @@ const ms = (n: number): number => Math.round(n * 10) / 10
 
 /** Finished processes kept per sandbox for listing and late followers. */
 const keptFinishedProcesses = 64
+/** Output of finished processes kept per sandbox, newest first. */
+const keptFinishedOutputBytes = 32 * 1024 * 1024
 
 interface LiveSandbox {
   record: SandboxRecord
@@ -180,9 +182,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     log.info({ sandboxId: id, readyMs: Math.round(performance.now() - startedAt) }, 'start command ready')
   }
 
+  /**
+   * Forgets finished processes past the newest `keptFinishedProcesses`, or past
+   * `keptFinishedOutputBytes` of output between them: a sandbox whose commands print a lot
+   * (builds, `cat` of big files) held up to 8 MiB for each of 64, in the agent's memory.
+   */
   function forget(sandbox: LiveSandbox): void {
-    const finished = [...sandbox.processes.values()].filter((p) => p.result !== null)
-    for (const p of finished.slice(0, Math.max(0, finished.length - keptFinishedProcesses))) sandbox.processes.delete(p.pid)
+    const finished = [...sandbox.processes.values()].filter((p) => p.result !== null).reverse()
+    let bytes = 0
+    finished.forEach((p, newer) => {
+      bytes += p.outputBytes
+      if (newer >= keptFinishedProcesses || bytes > keptFinishedOutputBytes) sandbox.processes.delete(p.pid)
+    })
   }
 
   const toAgentSandbox = (record: SandboxRecord, status: AgentSandbox['status']): AgentSandbox => ({

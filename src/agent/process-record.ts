@@ -38,6 +38,11 @@ export class ProcessRecord {
     )
   }
 
+  /** Bytes of output kept. */
+  get outputBytes(): number {
+    return this.keptBytes
+  }
+
   /** Adds output; called by the runtime's sink. */
   output(type: 'stdout' | 'stderr', chunk: Uint8Array): void {
     this.push({ type, data: Buffer.from(chunk).toString('base64') })

@@ -1,6 +1,7 @@
 /** envd's `filesystem.Filesystem` service: stat, list, make, move, remove and watch, inside the sandbox. */
 import type { MessageInitShape } from '@bufbuild/protobuf'
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect'
+import { z } from 'zod'
 import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
@@ -31,6 +32,10 @@ export interface FilesystemServiceDeps {
 
 /** Deepest listing a ListDir may ask for. */
 const maxDepth = 64
+/** The longest line a watcher prints (an event names a path of at most 4 KiB, and its entry). */
+const maxWatcherLine = 256 * 1024
+/** The most of a watcher's stderr kept, for the error that ends it. */
+const maxWatcherStderr = 64 * 1024
 
 const eventTypes: Record<string, EventType> = {
   create: EventType.CREATE,
@@ -38,6 +43,19 @@ const eventTypes: Record<string, EventType> = {
   remove: EventType.REMOVE,
   rename: EventType.RENAME,
   chmod: EventType.CHMOD,
+}
+
+/** One line of the watcher: an event's type, name and (asked for) entry. */
+const watcherLine = z.object({ t: z.string(), n: z.string(), e: z.array(z.string()).optional() })
+
+/** A watcher's line as an event; a line that is none ends the watch with an error that says so. */
+function watchEventOf(line: string, path: string): { name: string; type: EventType; entry?: EntryInit } {
+  try {
+    const { t, n, e } = watcherLine.parse(JSON.parse(line))
+    return { name: n, type: eventTypes[t] ?? EventType.UNSPECIFIED, ...(e ? { entry: entryOf(e) } : {}) }
+  } catch {
+    throw new SandstormError('failed_precondition', `watch ${path}: the watcher printed a line that is no event (is python3 in the sandbox its own?)`)
+  }
 }
 
 /** The implementation registered on the Connect router. */
@@ -113,7 +131,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
         let pending = ''
         let stderr = ''
         for await (const event of agent.follow(scope.sandboxId, pid, { signal })) {
-          if (event.type === 'stderr') stderr += Buffer.from(event.data, 'base64').toString('utf8')
+          if (event.type === 'stderr' && stderr.length < maxWatcherStderr) stderr += Buffer.from(event.data, 'base64').toString('utf8').slice(0, maxWatcherStderr - stderr.length)
           if (event.type === 'end') {
             // A watcher that its sandbox's death ended: the stream is cut, as a command's (process-service.ts).
             if (!left.aborted && !sandboxDying(scope.sandboxId, sandboxes)) throw helperError('watch', path, stderr || 'the watcher ended')
@@ -124,15 +142,15 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
           pending += Buffer.from(event.data, 'base64').toString('utf8')
           const lines = pending.split('\n')
           pending = lines.pop() ?? ''
+          // The watcher runs the sandbox's python3: a line no event makes is the sandbox's doing.
+          if (pending.length > maxWatcherLine) throw new SandstormError('failed_precondition', `watch ${path}: the watcher printed a line longer than ${maxWatcherLine} characters (is python3 in the sandbox its own?)`)
           for (const line of lines) {
             if (!ready) {
               ready = line === 'ready'
               if (ready) yield { event: { case: 'start' as const, value: {} } }
               continue
             }
-            const { t, n, e } = JSON.parse(line) as { t: string; n: string; e?: string[] }
-            const value = { name: n, type: eventTypes[t] ?? EventType.UNSPECIFIED, ...(e ? { entry: entryOf(e) } : {}) }
-            yield { event: { case: 'filesystem' as const, value } }
+            yield { event: { case: 'filesystem' as const, value: watchEventOf(line, path) } }
           }
         }
         if (left.aborted || sandboxDying(scope.sandboxId, sandboxes)) severCall(ctx, new SandstormError('unavailable', `sandbox "${scope.sandboxId}" is not running anymore`))

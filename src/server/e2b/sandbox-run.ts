@@ -19,14 +19,28 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Called with the pid as soon as it is known (to hide helpers from `commands.list`). */
   onPid?(pid: number): void
+  /** The most stdout kept; a helper that prints more is killed, and the call fails. @default maxHelperStdout */
+  maxStdout?: number
 }
+
+/**
+ * The most stdout a helper may print (a listing of about 300,000 entries). Helpers run the
+ * sandbox's own binaries (perl, find, sh), which its code can replace: without a bound, one that
+ * prints forever would fill the server's memory.
+ */
+export const maxHelperStdout = 64 * 1024 * 1024
+/** The most stderr kept of a helper: its first bytes, where the error that ended it is named. */
+const maxHelperStderr = 64 * 1024
 
 /** Runs argv inside the sandbox and collects its output. */
 export async function runInSandbox(agent: AgentApi, id: string, argv: string[], options: RunOptions = {}): Promise<RunOutput> {
   const { signal } = options
   const { pid } = await agent.exec(id, { argv, env: {}, user: options.user ?? 'root', keepStdin: options.stdin !== undefined }, { signal })
   options.onPid?.(pid)
-  const output = collect(agent.follow(id, pid, { signal }))
+  const output = collect(agent.follow(id, pid, { signal }), options.maxStdout ?? maxHelperStdout).catch(async (err: unknown) => {
+    await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
+    throw err
+  })
   if (options.stdin) {
     try {
       for await (const chunk of options.stdin) await agent.writeStdin(id, pid, chunk, false, { signal })
@@ -42,13 +56,23 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
   return output
 }
 
-async function collect(events: AsyncIterable<import('../../shared/index.js').ExecEvent>): Promise<RunOutput> {
+/** A helper's output to its end; rejects once stdout passes `maxStdout`. */
+async function collect(events: AsyncIterable<import('../../shared/index.js').ExecEvent>, maxStdout: number): Promise<RunOutput> {
   const out: Buffer[] = []
   const err: Buffer[] = []
+  let outBytes = 0
+  let errBytes = 0
   for await (const event of events) {
-    if (event.type === 'stdout') out.push(Buffer.from(event.data, 'base64'))
-    else if (event.type === 'stderr') err.push(Buffer.from(event.data, 'base64'))
-    else if (event.type === 'end') return { exitCode: event.result.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }
+    if (event.type === 'stdout') {
+      const chunk = Buffer.from(event.data, 'base64')
+      outBytes += chunk.length
+      if (outBytes > maxStdout) throw new SandstormError('resource_exhausted', `the answer is larger than the ${Math.floor(maxStdout / 1024 / 1024)} MiB a helper may print: ask for less (a shallower listing)`)
+      out.push(chunk)
+    } else if (event.type === 'stderr' && errBytes < maxHelperStderr) {
+      const chunk = Buffer.from(event.data, 'base64').subarray(0, maxHelperStderr - errBytes)
+      errBytes += chunk.length
+      err.push(chunk)
+    } else if (event.type === 'end') return { exitCode: event.result.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }
   }
   throw new SandstormError('canceled', 'the helper command was not followed to its end')
 }
@@ -75,7 +99,10 @@ export function helperError(op: string, path: string, stderr: string): Sandstorm
 
 /** Runs a helper and throws a coded error unless it exits 0. */
 export async function runChecked(agent: AgentApi, id: string, op: string, path: string, argv: string[], options: RunOptions = {}): Promise<Buffer> {
-  const result = await runInSandbox(agent, id, argv, options)
+  const result = await runInSandbox(agent, id, argv, options).catch((err: unknown) => {
+    if (err instanceof SandstormError && err.code === 'resource_exhausted') throw new SandstormError(err.code, `${op} ${path}: ${err.message}`)
+    throw err
+  })
   if (result.exitCode !== 0) throw helperError(op, path, result.stderr)
   return result.stdout
 }
