@@ -5,9 +5,14 @@
  * mapping would hand a peer's packets to the next sandbox given the address).
  */
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { Sandbox, type SandboxCreateOptions } from '@sandstorm/sdk'
+import { createHostNetwork } from '../src/network/index.js'
+import { newId, silentLogger } from '../src/shared/index.js'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
 import { installProbe, runProbe } from './helpers/net-probe.js'
 import { python, sh } from './helpers/sandbox-shell.js'
@@ -16,8 +21,9 @@ import { until } from './helpers/until.js'
 
 const skip = skipReason() ?? false
 
-/** The connections this stack lets one sandbox have open. */
+/** The connections this stack lets one sandbox have open, in all and to the agent itself. */
 const perSandbox = 24
+const toAgent = 8
 
 /**
  * Opens `count` TCP connections to addr:80 and holds them until /tmp/<tag>.release exists; writes
@@ -74,7 +80,7 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
 
   before(async () => {
     net = await createTestInternet()
-    stack = await startStack({ network: { publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns], connectionsPerSandbox: perSandbox, pinsPerSandbox: 1 } })
+    stack = await startStack({ network: { publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns], connectionsPerSandbox: perSandbox, agentConnectionsPerSandbox: toAgent, pinsPerSandbox: 1 } })
   })
   after(async () => {
     for (const s of made) await s.kill().catch(() => undefined)
@@ -101,6 +107,18 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
     await sh(other, 'touch /tmp/other.release')
   })
 
+  it('holds a sandbox to a smaller count of connections to the agent (its name checks), and leaves the rest of its count to it', async () => {
+    const sbx = await create({ allowOut: ['allowed.test'], denyOut: ['0.0.0.0/0'] })
+    // Under a domain policy TCP 80 goes to the agent's HTTP check, which takes the connection.
+    const checked = await hold(sbx, toAgent + 8, 'checked')
+    assert.equal(checked.opened, toAgent, `opened ${checked.opened} of ${toAgent + 8}`)
+    assert.deepEqual(Object.keys(checked.fails), ['OSError'])
+    // DNS (UDP) still answers, and other ports are not held to that count.
+    assert.deepEqual(await runProbe(sbx, 'resolve', 'allowed.test'), ['OK', net.addresses.allowed])
+    assert.equal((await runProbe(sbx, 'tcp', net.addresses.allowed, '8080'))[0], 'OK')
+    await sh(sbx, 'touch /tmp/checked.release')
+  })
+
   it('forgets a destroyed sandbox\'s tracked connections, so that none can reach the next sandbox at its address', async () => {
     const sbx = await create()
     const address = await own(sbx)
@@ -112,6 +130,37 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
       assert.deepEqual(left, [], left.join('\n'))
       return true
     }, 10_000)
+  })
+
+  it('at start, forgets the tracked connections of the slots that no sandbox holds any more', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-orphan-slot-'))
+    const options = { dataDir, logger: silentLogger(), spareSlots: 0, publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns] }
+    const first = await createHostNetwork(options)
+    await first.adopt(new Map())
+    const { slot } = await first.attach(newId('sb'), { allowOut: [], denyOut: [] })
+    // A program in the slot holds a connection out, then dies with its sandbox while the agent is down.
+    const holder = execa('ip', ['netns', 'exec', slot.netns, 'python3', '-c', `import socket, time; s = socket.create_connection(('${net.addresses.allowed}', 80)); print('up', flush=True); time.sleep(120)`], { reject: false })
+    try {
+      await until('the held connection to be tracked', async () => (await tracked(slot.address)).some((l) => /ESTABLISHED/.test(l)))
+    } finally {
+      holder.kill('SIGKILL')
+      await holder
+    }
+    await first.close()
+    // Closed by the kill, the connection is still tracked (TIME_WAIT, 2 minutes; a crash can leave ESTABLISHED for days).
+    assert.notDeepEqual(await tracked(slot.address), [])
+    const second = await createHostNetwork(options)
+    try {
+      await second.adopt(new Map())
+      await until('the orphan slot\'s tracked connections to be deleted', async () => {
+        const left = await tracked(slot.address)
+        assert.deepEqual(left, [], left.join('\n'))
+        return true
+      }, 10_000)
+    } finally {
+      await second.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
   })
 
   it('answers SERVFAIL for names whose addresses would pin more than a sandbox may hold', async () => {

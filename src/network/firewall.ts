@@ -9,7 +9,8 @@
  *   input             to the host from a sandbox: only replies, and what was steered to the agent
  *   forward           into a sandbox: only replies; out of one: the sandbox's chain e_<slot>
  *   (input, forward)  a new connection past the sandbox's count of tracked ones is refused, so
- *                     that no sandbox can fill the host's connection tracking table
+ *                     that no sandbox can fill the host's connection tracking table; so is a TCP
+ *                     connection to the agent past a smaller count (the agent's descriptors)
  *   postrouting (nat) out of the host: masqueraded
  *
  * A sandbox's chain: never-reachable ranges refused, then allowOut (CIDRs, then the addresses its
@@ -40,6 +41,11 @@ export interface FirewallOptions {
   ports: SteerPorts
   /** Tracked connections one sandbox may have at once (what it opens out and to the agent); new ones past that are refused. */
   connectionsPerSandbox: number
+  /**
+   * TCP connections one sandbox may have open to the agent itself (DNS over TCP, the HTTP and TLS
+   * name checks) at once: each holds the agent's file descriptors (two, once it is passed on).
+   */
+  agentConnectionsPerSandbox: number
 }
 
 /** A sandbox as the firewall knows it. */
@@ -87,6 +93,7 @@ table ${t} {
   map egress { type ifname : verdict; }
   map steer { type ifname : verdict; }
   set conns { type ifname; size 65535; flags dynamic; }
+  set agentconns { type ifname; size 65535; flags dynamic; }
   set never { type ipv4_addr; flags interval; elements = ${set([...neverRanges, plan.sandboxCidr])}; }
   set private { type ipv4_addr; flags interval; elements = ${set(privateRanges)}; }
   set public { type ipv4_addr; flags interval; ${plan.publicCidrs.length > 0 ? `elements = ${set(plan.publicCidrs)};` : ''} }
@@ -107,6 +114,7 @@ table ${t} {
     ct state established,related accept
     ${limit}
     ct status dnat ip daddr ${g} udp dport ${ports.dnsUdp} accept
+    ct state new ip protocol tcp add @agentconns { iifname ct count over ${options.agentConnectionsPerSandbox} } ${refuse}
     ct status dnat ip daddr ${g} tcp dport ${set([ports.dnsTcp, ports.http, ports.tls].map(String))} accept
     ${refuse}
   }

@@ -15,7 +15,7 @@ import { createNft } from './nft.js'
 import { createPinSet, type PinSet } from './pins.js'
 import { createResidentShell } from '../shared/resident-shell.js'
 import { startResolver, type ResolverClient } from './resolver.js'
-import { createSlot, destroySlot, gatewayOf, netnsDir, networkTag, prepareHost, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
+import { createSlot, destroySlot, gatewayOf, netnsDir, networkTag, prepareHost, slotAddress, slotIdsOnHost, slotNames, type NetworkSlot } from './slots.js'
 
 /** Options of createHostNetwork. */
 export interface HostNetworkOptions {
@@ -31,6 +31,8 @@ export interface HostNetworkOptions {
   spareSlots?: number
   /** Connections (tracked flows: TCP, UDP, DNS queries) one sandbox may have open at once; more are refused. @default 4096 */
   connectionsPerSandbox?: number
+  /** TCP connections one sandbox may have open to the agent at once (DNS over TCP, the HTTP and TLS name checks). @default 256 */
+  agentConnectionsPerSandbox?: number
   /** Addresses one sandbox may have pinned at once (answers for allowed names); answers past that get SERVFAIL. @default 4096 */
   pinsPerSandbox?: number
   logger?: Logger
@@ -214,6 +216,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     plan: { sandboxCidr, publicCidrs },
     ports: { dnsUdp: resolver.udpPort, dnsTcp: resolver.tcpPort, http: checks.httpPort, tls: checks.tlsPort },
     connectionsPerSandbox: options.connectionsPerSandbox ?? 4096,
+    agentConnectionsPerSandbox: options.agentConnectionsPerSandbox ?? 256,
   })
   const pinSets = new Map<string, PinSet>()
   const pinsPerSandbox = options.pinsPerSandbox ?? 4096
@@ -325,8 +328,13 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       const live = new Set([...sandboxes.values()].map((r) => r.slot.id))
       for (const slotId of await slotIdsOnHost(tag)) {
         if (live.has(slotId)) continue
-        await removeSlot(slotNames(tag, slotId))
-        log.info({ slot: slotId }, 'removed a network slot that no sandbox holds')
+        const slot = slotNames(tag, slotId)
+        // Its connections are forgotten too: the sandbox that had it is gone (a crash, a stop on its own).
+        const address = await slotAddress(shell, slot)
+        if (address) forgetting.add(address)
+        await removeSlot(slot)
+        if (address) forgetConnections(address)
+        log.info({ slot: slotId, address }, 'removed a network slot that no sandbox holds')
       }
       fill()
     },

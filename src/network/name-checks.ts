@@ -35,6 +35,10 @@ export interface NameChecks {
 }
 
 const connectTimeoutMs = 10_000
+/** Connections each listener holds at once, of all sandboxes (each sandbox's share is held in nftables). */
+const maxConnections = 8192
+/** The most read of a TLS connection before its ClientHello must be complete (tiny records make a 64 KiB hello longer). */
+const maxHelloStream = 128 * 1024
 
 /** A Host header's name: no port, no trailing dot, lower case; IPv6 literals as they are. */
 export function hostName(host: string | undefined): string {
@@ -155,7 +159,7 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     let data = Buffer.alloc(0)
     const onData = (chunk: Buffer): void => {
       data = Buffer.concat([data, chunk])
-      const sni = readSni(data)
+      const sni = data.length > maxHelloStream ? { refused: 'no complete ClientHello in the first 128 KiB' } : readSni(data)
       if ('more' in sni) return
       socket.off('data', onData)
       socket.pause()
@@ -186,6 +190,8 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
         resolve((server.address() as AddressInfo).port)
       })
     })
+  http.maxConnections = maxConnections
+  tls.maxConnections = maxConnections
   const [httpPort, tlsPort] = [await listen(http), await listen(tls)]
   return {
     httpPort,

@@ -243,6 +243,8 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       }
     })
   })
+  // Each sandbox's share of connections is held in nftables; this bounds them all together.
+  tcp.maxConnections = 1024
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)
     tcp.listen(0, options.host, () => {

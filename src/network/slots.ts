@@ -136,6 +136,12 @@ export async function destroySlot(shell: ResidentShell, slot: Pick<NetworkSlot, 
   await shell.run(`ip -force -batch - <<'SLOT'\nlink set ${slot.hostIf} down\nnetns del ${slot.netns}\nSLOT\n`)
 }
 
+/** The address of a slot's `eth0`, read from its namespace; undefined if it has none (or no namespace). */
+export async function slotAddress(shell: ResidentShell, slot: Pick<NetworkSlot, 'netns'>): Promise<string | undefined> {
+  const r = await shell.run(`ip -n ${slot.netns} -4 -o addr show dev eth0 2>/dev/null`)
+  return /\binet ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)\b/.exec(r.output)?.[1]
+}
+
 /** The tag that names the table and slots of the agent whose data dir is `dataDir`. */
 export function networkTag(dataDir: string): string {
   return createHash('sha256').update(dataDir).digest('hex').slice(0, 6)
