@@ -86,6 +86,11 @@ const migrations: string[] = [
      pids INTEGER NOT NULL,
      PRIMARY KEY (sandbox_id, at)
    ) WITHOUT ROWID;`,
+  // The fleet: which agent holds each snapshot (the one that took it), so that no other can claim it.
+  `CREATE TABLE snapshot_agents (
+     snapshot_id TEXT PRIMARY KEY,
+     agent_id TEXT NOT NULL
+   ) WITHOUT ROWID;`,
 ]
 
 /** Opens (creating if needed) `<dataDir>/sandstorm.db` in WAL mode and applies pending migrations. */

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { connect as connectTcp, type Socket } from 'node:net'
-import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox } from '../agent/index.js'
+import type { AgentApi, AgentCreateRequest, AgentExecRequest, AgentSandbox, AgentSnapshot, AgentSnapshotApi } from '../agent/index.js'
 import { SandstormError } from '../shared/index.js'
 import type { CallOptions, EntryInfo, ExecEvent, ProcessInfo, ProcessResult, TemplateInfo } from '../shared/index.js'
 
@@ -55,8 +55,8 @@ const templates: TemplateInfo[] = [
   { name: 'host', version: 1, description: "the host's /usr", sizeBytes: 1, buildMs: 1, builtAt: '2024-01-01T00:00:00.000Z', defaults: { memoryMiB: 256, cpus: 0.5 } },
 ]
 
-/** Creates an empty fake agent. */
-export function createFakeAgent(): FakeAgent {
+/** Creates an empty fake agent; with `snapshots`, it takes (empty) snapshots of its sandboxes too. */
+export function createFakeAgent(options: { snapshots?: boolean } = {}): FakeAgent {
   const sandboxes = new Map<string, FakeSandbox>()
   const events = new EventEmitter()
   const calls = new Map<string, number>()
@@ -317,5 +317,46 @@ export function createFakeAgent(): FakeAgent {
     },
     async close() {},
   }
-  return agent
+  return options.snapshots ? Object.assign(agent, { snapshots: fakeSnapshots(box) }) : agent
+}
+
+/** Snapshots that hold nothing but their record. */
+function fakeSnapshots(box: (id: string) => FakeSandbox): AgentSnapshotApi {
+  const held = new Map<string, AgentSnapshot>()
+  let next = 0
+  const find = (id: string): AgentSnapshot => {
+    const found = held.get(id)
+    if (!found) throw new SandstormError('not_found', `snapshot "${id}" not found`)
+    return found
+  }
+  return {
+    async take(sandboxId, req) {
+      const sandbox = box(sandboxId)
+      const id = `snap-${String(next++).padStart(16, '0')}`
+      const snapshot: AgentSnapshot = {
+        id,
+        parentId: null,
+        sandboxId,
+        template: sandbox.sandbox.template,
+        label: req.label ?? '',
+        driver: 'fake',
+        depth: 1,
+        memoryMiB: 512,
+        cpus: 1,
+        pidsMax: 256,
+        diskMiB: 0,
+        cwd: '/',
+        createdAt: new Date().toISOString(),
+        env: { ...(sandbox.request?.env ?? {}) },
+      }
+      held.set(id, snapshot)
+      return snapshot
+    },
+    get: async (id) => find(id),
+    list: async () => [...held.values()],
+    async remove(id) {
+      find(id)
+      held.delete(id)
+    },
+  }
 }

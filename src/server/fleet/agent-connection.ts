@@ -5,6 +5,9 @@ import type { DataFrame, ReplyMessage, ServerMessage } from '../../proto/index.j
 import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { CallOptions, ErrorCode } from '../../shared/index.js'
 
+/** Spare Data streams kept per agent (agents keep 4 open ahead); more are ended at once. */
+export const maxSpares = 16
+
 /** A Data stream the agent opened for one request. */
 export type DataCall = grpc.ServerDuplexStream<DataFrame, DataFrame>
 
@@ -89,6 +92,9 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
     },
     offerSpare(stream) {
       if (failed) return void stream.end()
+      // Agents keep a few open ahead of need; past that, a stream is an agent's way to hold the server's memory.
+      for (let i = spares.length - 1; i >= 0; i--) if (spares[i]!.cancelled || spares[i]!.destroyed || spares[i]!.writableEnded) spares.splice(i, 1)
+      if (spares.length >= maxSpares) return void stream.end()
       spares.push(stream)
     },
     onReply(reply) {

@@ -5,6 +5,7 @@ import { SandstormError } from '../../shared/index.js'
 import type { AgentMetrics, Logger } from '../../shared/index.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentConnection } from './agent-connection.js'
+import { parseHeartbeatTemplates } from './agent-messages.js'
 import { createRemoteAgent } from './remote-agent.js'
 import type { Revocations } from './revocations.js'
 
@@ -52,6 +53,10 @@ export interface AgentRegistry {
   remove(agentId: string, options?: { force?: boolean }): void
   /** Has this agent's certificate been revoked. */
   revoked(agentId: string): boolean
+  /** May this agent report on this sandbox: the catalog places it there, or knows it no more (gone since). */
+  mayReportOn(agentId: string, sandboxId: string): boolean
+  /** Of what an agent lists, the sandboxes the catalog places on it or does not know (orphans): never another agent's. */
+  ownedBy(agentId: string, sandboxes: AgentSandbox[]): AgentSandbox[]
   /** The api of a live agent, or `unavailable` saying since when it is lost. */
   live(agentId: string, what: string): AgentApi
   close(): void
@@ -182,7 +187,7 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
         diskFreeMiB: hb.diskFreeMib,
         sandboxes: hb.sandboxes,
       }
-      if (hb.templatesJson) entry.templates = JSON.parse(hb.templatesJson) as string[]
+      if (hb.templatesJson) entry.templates = parseHeartbeatTemplates(hb.templatesJson)
       seen.run(entry.lastHeartbeatMs, agentId)
       arm(entry)
     },
@@ -213,6 +218,16 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       logger.warn({ agentId, hostname: entry.hostname, sandboxesForgotten: forgotten }, 'agent removed; its certificate is revoked')
     },
     revoked: (id) => revocations.has(id),
+    mayReportOn(agentId, sandboxId) {
+      const row = agentOfSandbox.get(sandboxId)
+      return !row || row.agent_id === agentId
+    },
+    ownedBy(agentId, sandboxes) {
+      return sandboxes.filter((s) => {
+        const row = agentOfSandbox.get(s.id)
+        return !row || row.agent_id === agentId || row.agent_id === null
+      })
+    },
     known: (id) => entries.has(id),
     get: (id) => entries.get(id),
     list: () => [...entries.values()],

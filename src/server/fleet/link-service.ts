@@ -11,6 +11,7 @@ import { createAgentConnection } from './agent-connection.js'
 import type { AgentConnection } from './agent-connection.js'
 import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
+import { parseCommandEvent, parseRegistration } from './agent-messages.js'
 import { secretMatches } from './join-token.js'
 import type { FleetPki } from './pki.js'
 
@@ -122,18 +123,15 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       call.on('data', (msg: AgentMessage) => {
         try {
           if (msg.register) {
+            // Checked whole before anything of it is kept: a bad one ends the link, the old entry stays.
+            const registration = parseRegistration(agentId, msg.register)
             if (conn) registry.detach(conn, 'registered again')
             conn = createAgentConnection(
               agentId,
               (m) => void call.write(m),
               () => call.emit('error', refuse(grpc.status.UNAVAILABLE, 'the server dropped this link (no heartbeat in time, or a newer link)')),
             )
-            registry.attach(conn, {
-              info: { ...JSON.parse(msg.register.infoJson), id: agentId },
-              sandboxes: JSON.parse(msg.register.sandboxesJson || '[]'),
-              templates: JSON.parse(msg.register.templatesJson || '[]'),
-              labels: JSON.parse(msg.register.labelsJson || '{}'),
-            })
+            registry.attach(conn, registration)
           } else if (!conn) {
             throw new SandstormError('failed_precondition', `expected register first, got ${msg.msg}`)
           } else if (msg.heartbeat) {
@@ -141,7 +139,10 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
           } else if (msg.reply) {
             conn.onReply(msg.reply)
           } else if (msg.event?.kind === 'command') {
-            commandLog.record({ ...JSON.parse(msg.event.json), agentId })
+            const event = parseCommandEvent(msg.event.json)
+            // Logged under the agent that holds the sandbox only (or held it: a sandbox gone since).
+            if (registry.mayReportOn(agentId, event.sandboxId)) commandLog.record({ ...event, agentId })
+            else logger.warn({ agentId, sandboxId: event.sandboxId }, 'dropped a command event for a sandbox of another agent')
           }
         } catch (err) {
           logger.error({ agentId, err }, 'bad message on the control stream; closing it')

@@ -24,37 +24,69 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     `SELECT agent_id, count(*) AS n, sum(memory_mib) AS memory, sum(cpus) AS cpus FROM sandboxes WHERE agent_id IS NOT NULL GROUP BY agent_id`,
   )
   const snapshotRecords = db.prepare<[], { record: string }>('SELECT record FROM snapshots')
+  const snapshotKnown = db.prepare<[string], { id: string }>('SELECT id FROM snapshots WHERE id = ?')
+  const holderRow = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM snapshot_agents WHERE snapshot_id = ?')
+  const recordHolder = db.prepare('INSERT OR REPLACE INTO snapshot_agents (snapshot_id, agent_id) VALUES (?, ?)')
+  const dropHolder = db.prepare('DELETE FROM snapshot_agents WHERE snapshot_id = ?')
 
-  const at = (sandboxId: string): AgentApi => {
+  const agentIdOf = (sandboxId: string): string => {
     const row = agentOf.get(sandboxId)
     if (!row?.agent_id) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
-    return registry.live(row.agent_id, `sandbox "${sandboxId}"`)
+    return row.agent_id
   }
-  const liveApis = (): AgentApi[] => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [e.api] : []))
-  /** The live agent that holds a snapshot (snapshots stay on the host that took them). */
-  const holderOf = async (snapshotId: string): Promise<AgentApi> => {
-    const found = await Promise.all(liveApis().map(async (api) => ((await api.snapshots?.get(snapshotId).then(() => true, () => false)) ? api : null)))
-    const api = found.find((a) => a !== null)
-    if (!api) throw new SandstormError('unavailable', `snapshot "${snapshotId}" is on no live agent`)
-    return api
+  const at = (sandboxId: string): AgentApi => registry.live(agentIdOf(sandboxId), `sandbox "${sandboxId}"`)
+  const liveEntries = () => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
+  const liveApis = (): AgentApi[] => liveEntries().map((e) => e.api)
+  /**
+   * The agent that holds a snapshot: the one that took it, as recorded then. A snapshot from
+   * before the record (or from a server that lost it) is looked for on every live agent, and
+   * taken as found only where exactly one has it: any agent can say yes to any id, and the one
+   * that answered first used to get the fork, with the snapshot's env.
+   */
+  const holderOf = async (snapshotId: string): Promise<{ id: string; api: AgentApi }> => {
+    const recorded = holderRow.get(snapshotId)?.agent_id
+    if (recorded) return { id: recorded, api: registry.live(recorded, `snapshot "${snapshotId}"`) }
+    const found = (await Promise.all(liveEntries().map(async (e) => ((await e.api.snapshots?.get(snapshotId).then(() => true, () => false)) ? e : null)))).filter((e) => e !== null)
+    if (found.length === 0) throw new SandstormError('unavailable', `snapshot "${snapshotId}" is on no live agent`)
+    if (found.length > 1) throw new SandstormError('failed_precondition', `snapshot "${snapshotId}" is claimed by ${found.length} agents (${found.map((e) => e.id).join(', ')}): expected one; the server has no record of which took it`)
+    recordHolder.run(snapshotId, found[0]!.id)
+    return found[0]!
   }
 
   const snapshots: AgentSnapshotApi = {
-    take: (sandboxId, req, o) => need(at(sandboxId)).take(sandboxId, req, o),
-    get: async (id, o) => need(await holderOf(id)).get(id, o),
-    // What the server already knows stays listed while its agent is away; live agents add theirs.
+    async take(sandboxId, req, o) {
+      const agentId = agentIdOf(sandboxId)
+      const snapshot = await need(registry.live(agentId, `sandbox "${sandboxId}"`)).take(sandboxId, req, o)
+      // A new snapshot has a new id: one the server knows already is an agent's claim on another's.
+      if (snapshotKnown.get(snapshot.id) || holderRow.get(snapshot.id)) {
+        throw new SandstormError('internal', `agent "${agentId}" answered a snapshot with an id the server knows already ("${snapshot.id}"); refused`)
+      }
+      recordHolder.run(snapshot.id, agentId)
+      return snapshot
+    },
+    get: async (id, o) => need((await holderOf(id)).api).get(id, o),
+    // What the server already knows stays listed while its agent is away; live agents add theirs,
+    // each only its own (never one recorded as another agent's).
     async list(o) {
       const known = new Map(snapshotRecords.all().map((r) => [JSON.parse(r.record).id as string, JSON.parse(r.record) as AgentSnapshot]))
-      for (const api of liveApis()) for (const s of (await api.snapshots?.list(o)) ?? []) known.set(s.id, s)
+      for (const { id, api } of liveEntries()) {
+        for (const s of (await api.snapshots?.list(o)) ?? []) {
+          const holder = holderRow.get(s.id)?.agent_id
+          if (holder === undefined || holder === id) known.set(s.id, s)
+        }
+      }
       return [...known.values()]
     },
-    remove: async (id, o) => need(await holderOf(id)).remove(id, o),
+    async remove(id, o) {
+      await need((await holderOf(id)).api).remove(id, o)
+      dropHolder.run(id)
+    },
   }
 
   const golden: AgentGoldenApi = {
     // A golden version stands on the snapshot's layers, so it is made (and asked about) where the snapshot is.
-    promote: async (name, snapshotId, o, settings) => needGolden(await holderOf(snapshotId)).promote(name, snapshotId, o, settings),
-    standingOn: async (snapshotId, o) => needGolden(await holderOf(snapshotId)).standingOn(snapshotId, o),
+    promote: async (name, snapshotId, o, settings) => needGolden((await holderOf(snapshotId)).api).promote(name, snapshotId, o, settings),
+    standingOn: async (snapshotId, o) => needGolden((await holderOf(snapshotId)).api).standingOn(snapshotId, o),
     // Rolled back where the current version is golden (where it was promoted), else wherever the template is.
     async rollback(name, o) {
       const holders = (await Promise.all(liveApis().map(async (api) => ({ api, current: (await api.templates(o).catch(() => [])).find((t) => t.name === name) }))))
@@ -88,8 +120,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       let api: AgentApi
       let agentId: string
       if (req.snapshotId) {
-        api = await holderOf(req.snapshotId)
-        agentId = registry.list().find((e) => e.api === api)!.id
+        ;({ id: agentId, api } = await holderOf(req.snapshotId))
       } else {
         const labels = JSON.parse(labelsOf.get(req.id)?.labels ?? '{}') as Record<string, string>
         const byAgent = new Map<string, AgentLoad>(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }]))
@@ -102,8 +133,12 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       return api.create(req, o)
     },
     destroy: (id, o) => at(id).destroy(id, o),
+    // Each agent's own sandboxes only: an agent that lists one the catalog places on another could
+    // have it marked stopped, or a pool's sandbox destroyed as broken. A failed answer fails the
+    // list (a sandbox left out would read as gone).
     async list(o) {
-      return (await Promise.all(liveApis().map((api) => api.list(o)))).flat()
+      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => registry.ownedBy(id, await api.list(o))))
+      return answers.flat()
     },
     pause: (id, o) => at(id).pause(id, o),
     stats: (id, o) => at(id).stats(id, o),

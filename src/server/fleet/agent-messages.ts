@@ -1,0 +1,68 @@
+/**
+ * What an agent tells the server on its own (its registration, its heartbeats' templates, the
+ * commands it ran), checked before the server keeps any of it. An agent host may be compromised:
+ * a field of the wrong shape once reached the scheduler and made every create of the fleet fail,
+ * and a command event without numbers rolled back every agent's batch of the central log.
+ */
+import { z } from 'zod'
+import type { AgentInfo, AgentSandbox } from '../../agent/index.js'
+import { SandstormError } from '../../shared/index.js'
+
+const name = z.string().min(1).max(256)
+const count = z.number().finite().nonnegative()
+
+const agentInfo = z.object({ hostname: z.string().max(253), runtimes: z.array(name).max(16), cpus: count, memoryMiB: count })
+const agentSandbox = z.object({
+  id: name,
+  template: z.string().max(256),
+  runtime: z.string().max(64),
+  status: z.enum(['running', 'paused', 'stopped']),
+  start: z.enum(['golden', 'cold']).optional(),
+  startReason: z.string().max(4096).optional(),
+})
+const templates = z.array(name).max(100_000)
+const labels = z.record(z.string().max(256), z.string().max(1024)).refine((l) => Object.keys(l).length <= 64, 'at most 64 labels')
+const commandEvent = z.object({
+  sandboxId: name,
+  argv: z.array(z.string()).max(100_000),
+  exitCode: z.number().int(),
+  durationMs: count,
+  outputBytes: count,
+})
+
+/** Parses one JSON field of an agent's message against its schema; a bad one is `invalid_argument` naming the field. */
+function field<T>(schema: z.ZodType<T>, json: string, what: string): T {
+  let value: unknown
+  try {
+    value = JSON.parse(json)
+  } catch {
+    throw new SandstormError('invalid_argument', `${what}: expected JSON, got ${JSON.stringify(json.slice(0, 40))}`)
+  }
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw new SandstormError('invalid_argument', `${what}${issue.path.length > 0 ? `.${issue.path.join('.')}` : ''}: ${issue.message}`)
+  }
+  return parsed.data
+}
+
+/** An agent's registration, checked (the id is the one its certificate names, never its own word). */
+export function parseRegistration(agentId: string, msg: { infoJson: string; sandboxesJson: string; templatesJson: string; labelsJson: string }): {
+  info: AgentInfo
+  sandboxes: AgentSandbox[]
+  templates: string[]
+  labels: Record<string, string>
+} {
+  return {
+    info: { ...field(agentInfo, msg.infoJson, 'register.info'), id: agentId },
+    sandboxes: field(z.array(agentSandbox).max(100_000), msg.sandboxesJson || '[]', 'register.sandboxes'),
+    templates: field(templates, msg.templatesJson || '[]', 'register.templates'),
+    labels: field(labels, msg.labelsJson || '{}', 'register.labels'),
+  }
+}
+
+/** The templates a heartbeat reports, checked. */
+export const parseHeartbeatTemplates = (json: string): string[] => field(templates, json, 'heartbeat.templates')
+
+/** A command event, checked. */
+export const parseCommandEvent = (json: string): z.infer<typeof commandEvent> => field(commandEvent, json, 'event.command')

@@ -1,0 +1,185 @@
+/**
+ * A compromised agent host on the fleet link: it holds a valid identity (here an --insecure
+ * server's token) and sends whatever it likes. It must not reach other agents' sandboxes or
+ * snapshots, nor stop the fleet's creates, nor wipe the central log, nor hold the server's memory.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import * as grpc from '@grpc/grpc-js'
+import { runAgent } from '../../agent/index.js'
+import type { AgentSnapshot, RunningAgent } from '../../agent/index.js'
+import { insecureHeaders, loadAgentLink, parseJoinToken } from '../../proto/index.js'
+import type { AgentMessage, DataFrame, ServerMessage } from '../../proto/index.js'
+import { silentLogger } from '../../shared/index.js'
+import { createFakeAgent } from '../fake-agent.fixture.js'
+import { startServer } from '../index.js'
+import type { RunningServer } from '../index.js'
+import { maxSpares } from './agent-connection.js'
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms).unref())])
+}
+
+/** A hand-driven agent: registers as told, answers requests with `answer`, and records what it was asked. */
+function hostileAgent(port: number, token: string, agentId: string) {
+  const { Client } = loadAgentLink()
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+  const metadata = (): grpc.Metadata => {
+    const m = new grpc.Metadata()
+    m.set(insecureHeaders.token, parseJoinToken(token).secret)
+    m.set(insecureHeaders.agent, agentId)
+    return m
+  }
+  const asked: { kind: string; payload: unknown }[] = []
+  /** An honest-looking agent's answers: no sandboxes, and a create that succeeds. */
+  const plain = (kind: string, payload: unknown): unknown =>
+    kind === 'list' || kind === 'templates' || kind === 'snapshots.list' ? [] : kind === 'create' ? { id: (payload as { id: string }).id, template: 'debian', runtime: 'runc', status: 'running' } : null
+  let answer: (kind: string, payload: unknown) => unknown = plain
+  const control = client.Control(metadata()) as grpc.ClientDuplexStream<AgentMessage, ServerMessage>
+  const ended = new Promise<{ code: grpc.status | 'end'; details: string }>((resolve) => {
+    control.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details }))
+    control.on('end', () => resolve({ code: 'end', details: '' }))
+  })
+  control.on('data', (msg: ServerMessage) => {
+    if (!msg.request) return
+    const payload = JSON.parse(msg.request.payloadJson) as unknown
+    asked.push({ kind: msg.request.kind, payload })
+    control.write({ reply: { requestId: msg.request.requestId, resultJson: JSON.stringify(answer(msg.request.kind, payload) ?? null) } })
+  })
+  const register = (fields: Partial<{ infoJson: string; templatesJson: string; labelsJson: string; sandboxesJson: string }> = {}): void =>
+    void control.write({
+      register: { agentId, infoJson: JSON.stringify({ hostname: 'hostile', runtimes: ['runc'], cpus: 64, memoryMiB: 1 << 20 }), sandboxesJson: '[]', templatesJson: '[]', labelsJson: '{}', ...fields },
+    })
+  return {
+    asked,
+    ended,
+    register,
+    answerWith: (fn: typeof answer) => void (answer = fn),
+    send: (msg: AgentMessage) => void control.write(msg),
+    /** Opens a Data stream ahead of need, as agents do; resolves once the server ends it (or never). */
+    spare(): Promise<void> {
+      const call = client.Data(metadata()) as grpc.ClientDuplexStream<DataFrame, DataFrame>
+      call.on('error', () => undefined)
+      call.write({ requestId: 0 })
+      return new Promise((resolve) => call.on('end', resolve).on('status', () => resolve()))
+    },
+    close: () => (control.end(), client.close()),
+  }
+}
+
+describe('a hostile agent on the fleet link', () => {
+  let dir: string
+  let server: RunningServer
+  let honest: RunningAgent
+  const fake = createFakeAgent({ snapshots: true })
+  const api = async (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${server.url}${path}`, { ...init, headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', ...init.headers } })
+  const liveAgents = async (): Promise<string[]> =>
+    ((await (await api('/v1/agents')).json()) as { agents: { id: string; state: string }[] }).agents.filter((a) => a.state === 'live').map((a) => a.id)
+  const hostiles: ReturnType<typeof hostileAgent>[] = []
+  const hostile = (n: number): ReturnType<typeof hostileAgent> => {
+    const h = hostileAgent(server.fleet!.port, server.fleet!.joinToken, `ag-${String(n).padStart(16, 'h')}`)
+    hostiles.push(h)
+    return h
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sandstorm-hostile-'))
+    server = await startServer({ dataDir: join(dir, 'server'), port: 0, logger: silentLogger(), fleet: { port: 0, insecure: true, lostAfterMs: 60_000 } })
+  })
+  after(async () => {
+    for (const h of hostiles) h.close()
+    await honest?.close()
+    await server.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('a registration of the wrong shape is refused whole, and the fleet\'s creates go on', async () => {
+    const bad = hostile(1)
+    bad.register({ templatesJson: '{}' })
+    const end = await within(bad.ended, 5000, 'the bad registration\'s link to end')
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT)
+    assert.match(end.details, /register\.templates: .*expected array/i)
+    // One that did register, joined before the honest agent, is first in the scheduler's list.
+    const first = hostile(2)
+    first.register({ labelsJson: JSON.stringify({ zone: 'a' }), templatesJson: JSON.stringify(['debian']) })
+    await until('the hostile agent to be live', async () => (await liveAgents()).includes('ag-hhhhhhhhhhhhhhh2'))
+    honest = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: server.fleet!.joinToken, dataDir: join(dir, 'agent'), local: fake, insecure: true, heartbeatMs: 100, labels: { zone: 'b' } })
+    await until('two live agents', async () => (await liveAgents()).length === 2)
+    const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian' }) })
+    assert.equal(res.status, 201, await res.clone().text())
+  })
+
+  it('cannot claim another agent\'s snapshot: a fork goes to the agent that took it, with its env', async () => {
+    const claimer = hostiles[1]!
+    claimer.asked.length = 0
+    // It says yes to every snapshot id, and would make any fork.
+    claimer.answerWith((kind, payload) => {
+      if (kind === 'list' || kind === 'templates' || kind === 'snapshots.list') return []
+      if (kind === 'snapshots.get') return { id: (payload as { id: string }).id, sandboxId: 'sb-x', template: 'debian', env: {} }
+      if (kind === 'create') return { id: (payload as { id: string }).id, template: 'debian', runtime: 'runc', status: 'running' }
+      return null
+    })
+    const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian', env: { SECRET: 'kept' }, labels: { 'agent.zone': 'b' } }) })
+    const { id } = (await res.json()) as { id: string }
+    assert.ok(fake.sandboxes.has(id), 'the sandbox is on the honest agent')
+    const snap = (await (await api(`/v1/sandboxes/${id}/snapshots`, { method: 'POST', body: '{}' })).json()) as { id: string }
+    const fork = await api(`/v1/snapshots/${snap.id}/fork`, { method: 'POST', body: '{}' })
+    assert.equal(fork.status, 201, await fork.clone().text())
+    assert.equal(claimer.asked.filter((a) => a.kind === 'create').length, 0, `the hostile agent was asked to make the fork: ${JSON.stringify(claimer.asked)}`)
+    assert.ok(!JSON.stringify(claimer.asked).includes('kept'), 'the snapshot\'s env reached the hostile agent')
+  })
+
+  it('cannot pass off a snapshot id of another agent as a new one of its own', async () => {
+    const claimer = hostiles[1]!
+    const [victim] = (await fake.snapshots!.list()) as AgentSnapshot[]
+    // A sandbox placed on the hostile agent: its take answers with the honest agent's snapshot id.
+    const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian', labels: { 'agent.zone': 'a' } }) })
+    const placed = res.status === 201 ? ((await res.json()) as { id: string }).id : undefined
+    if (!placed) return assert.fail(`could not place a sandbox on the hostile agent: ${res.status}`)
+    claimer.answerWith((kind) => (kind === 'snapshots.take' ? { ...victim!, template: 'hostile', env: { SECRET: 'forged' } } : kind === 'list' || kind === 'snapshots.list' ? [] : null))
+    const take = await api(`/v1/sandboxes/${placed}/snapshots`, { method: 'POST', body: '{}' })
+    assert.equal(take.status, 500)
+    const info = (await (await api(`/v1/snapshots/${victim!.id}`)).json()) as { template: string }
+    assert.equal(info.template, 'debian', 'the honest agent\'s snapshot record was overwritten')
+  })
+
+  it('a command event of the wrong shape ends its link; one about another agent\'s sandbox is dropped', async () => {
+    const reporter = hostile(3)
+    reporter.register()
+    await until('the reporter to be live', async () => (await liveAgents()).includes('ag-hhhhhhhhhhhhhhh3'))
+    const [victimId] = [...fake.sandboxes.keys()]
+    reporter.send({ event: { kind: 'command', json: JSON.stringify({ sandboxId: victimId, argv: ['forged'], exitCode: 0, durationMs: 1, outputBytes: 1 }) } })
+    reporter.send({ event: { kind: 'command', json: '{}' } })
+    const end = await within(reporter.ended, 5000, 'the bad event\'s link to end')
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT)
+    const logs = (await (await api(`/v1/logs?sandbox=${victimId}`)).json()) as { commands: { argv: string[] }[] }
+    assert.deepEqual(logs.commands.filter((c) => c.argv[0] === 'forged'), [], 'a forged entry is in the victim\'s log')
+  })
+
+  it('keeps only a few spare data streams of an agent; the rest are ended', async () => {
+    const hoarder = hostile(4)
+    hoarder.register()
+    await until('the hoarder to be live', async () => (await liveAgents()).includes('ag-hhhhhhhhhhhhhhh4'))
+    const streams = Array.from({ length: maxSpares + 24 }, () => hoarder.spare())
+    let ended = 0
+    for (const s of streams) void s.then(() => ended++)
+    await until(`${24} spare streams to be ended`, async () => ended >= 24)
+    await new Promise((r) => setTimeout(r, 200))
+    assert.equal(ended, 24)
+  })
+})
