@@ -147,5 +147,5 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
     }
   }
 
-  return { layers: templates.imageLayers, pull, template, run }
+  return { layers: templates.imageLayers, pull, template, run, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) }
 }

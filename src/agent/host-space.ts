@@ -22,6 +22,11 @@ async function freeBytes(dir: string): Promise<number> {
   return s.bavail * s.bsize
 }
 
+/** Bytes that may still be written on the filesystem of `dir`, keeping `marginBytes` free (0 or less: none). */
+export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promise<number> {
+  return (await freeBytes(dir)) - marginBytes
+}
+
 /**
  * Refuses at once (`resource_exhausted`) when the filesystem of `dir` has less than the margin
  * free; else passes `data` on, failing it as soon as it brings more than that room.

@@ -3,6 +3,7 @@
  * or from a Dockerfile and its context, each a chain of layers in the shared layer store; and
  * deleting a template, which frees the layers that nothing else stands on.
  */
+import { dirname } from 'node:path'
 import type { BuildHost } from '../images/contracts.js'
 import { openImageArchive } from '../images/archive/index.js'
 import { buildDockerfile } from '../images/dockerfile/build-dockerfile.js'
@@ -10,6 +11,7 @@ import { SandstormError, type CallOptions, type Logger, type TemplateBuildEvent,
 import type { TemplateStore } from '../templates/index.js'
 import type { ImageBuildRequest } from './image-api.js'
 import { storeImage } from './build-host.js'
+import { roomIn } from './host-space.js'
 import type { AgentImageApi } from './image-api.js'
 
 /** Options of createImageBuilds. */
@@ -22,6 +24,9 @@ export interface ImageBuildsOptions {
   /** Why `name` cannot be deleted now (sandboxes or snapshots on it), or null. */
   inUse(name: string): Promise<string | null>
 }
+
+/** The most an uploaded image archive's files may unpack to (an upload is at most 8 GiB; a gzipped one may hold more). */
+const maxArchiveBytes = 32 * 1024 ** 3
 
 /** Builds and deletes image templates on this agent. */
 export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
@@ -37,7 +42,9 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
       const pulled = await host.pull(req.image, { ...base, ...(req.credentials ? { credentials: req.credentials } : {}) })
       made = { ...pulled, source: { kind: 'image', reference: req.image, digest: pulled.digest }, description: `image ${req.image}@${pulled.digest}` }
     } else if (req.kind === 'archive') {
-      const source = await openImageArchive(req.path, { signal: call.signal })
+      // Copied out beside the upload (the data dir, not /tmp), and never past the room left there.
+      const tmpDir = dirname(req.path)
+      const source = await openImageArchive(req.path, { signal: call.signal, tmpDir, maxUnpackedBytes: Math.max(0, Math.min(maxArchiveBytes, await roomIn(tmpDir))) })
       try {
         progress(`archive holds ${source.manifest.reference || 'an image'} (${source.manifest.layers.length} layers)`)
         const chain = await storeImage(templates, source, { ...base, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })

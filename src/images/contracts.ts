@@ -149,6 +149,8 @@ export interface BuildRunResult {
 /** What the Dockerfile builder needs from the host it builds on. */
 export interface BuildHost {
   layers: ImageLayerStore
+  /** The most one layer may hold: a pulled layer unpacked, what a COPY or ADD writes, a RUN step's disk. @default 16 GiB */
+  maxLayerBytes?: number
   /** Pulls `reference` (or finds it pulled) and stores its layers: FROM an image. */
   pull(reference: string, options?: PullOptions): Promise<{ chain: LayerChain; defaults: ImageDefaults; digest: Digest }>
   /** FROM a template built on this host: its root and defaults; not_found names the templates there are. */

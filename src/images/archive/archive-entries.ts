@@ -29,6 +29,16 @@ export interface ArchiveEntries {
 }
 
 const maxLinkHops = 8
+/** The longest entry name or link target kept (PATH_MAX): tar's long-name headers allow megabytes, all held in memory. */
+const maxNameBytes = 4096
+
+/** How much of an archive is read. */
+export interface ArchiveLimits {
+  /** Bytes of its files, as copied out (a gzipped archive may say little of what it unpacks to). @default 32 GiB */
+  maxBytes?: number
+  /** Entries, of every kind. @default 100,000 */
+  maxEntries?: number
+}
 
 /** `a/./b/` → `a/b`; undefined for names that climb out (`../x`) or are empty. */
 export function normalizeEntryName(name: string): string | undefined {
@@ -37,15 +47,23 @@ export function normalizeEntryName(name: string): string | undefined {
 }
 
 /** Copies the regular files of the archive at `archivePath` into `dir`; `invalid_argument` when it is no tar or is cut short. */
-export async function readArchiveEntries(archivePath: string, dir: string, signal: AbortSignal | undefined): Promise<ArchiveEntries> {
+export async function readArchiveEntries(archivePath: string, dir: string, signal: AbortSignal | undefined, limits: ArchiveLimits = {}): Promise<ArchiveEntries> {
   const files = new Map<string, ArchiveFile>()
   const links = new Map<string, string>()
   const gzipped = await startsWith(archivePath, [0x1f, 0x8b])
+  const maxBytes = limits.maxBytes ?? 32 * 1024 ** 3
+  const maxEntries = limits.maxEntries ?? 100_000
   const tar = extract()
   let counter = 0
+  let entries = 0
+  let totalBytes = 0
   tar.on('entry', (header, stream, next) => {
-    const name = normalizeEntryName(header.name)
     const done = (err?: unknown): void => (err ? next(err as Error) : next())
+    if (++entries > maxEntries) return done(new SandstormError('resource_exhausted', `image archive ${archivePath}: expected at most ${maxEntries} entries, got more`))
+    if (Buffer.byteLength(header.name) > maxNameBytes || Buffer.byteLength(header.linkname ?? '') > maxNameBytes) {
+      return done(new SandstormError('invalid_argument', `image archive ${archivePath}: expected entry names and link targets of at most ${maxNameBytes} bytes, got one of ${Math.max(Buffer.byteLength(header.name), Buffer.byteLength(header.linkname ?? ''))}`))
+    }
+    const name = normalizeEntryName(header.name)
     if (name === undefined) {
       stream.on('end', done).resume()
       return
@@ -69,6 +87,8 @@ export async function readArchiveEntries(archivePath: string, dir: string, signa
       transform(chunk: Buffer, _encoding, callback) {
         hash.update(chunk)
         sizeBytes += chunk.length
+        totalBytes += chunk.length
+        if (totalBytes > maxBytes) return callback(new SandstormError('resource_exhausted', `image archive ${archivePath}: it unpacks to more than ${maxBytes} bytes (the limit)`))
         callback(null, chunk)
       },
     })

@@ -22,6 +22,8 @@ export interface ImageArchiveOptions extends CallOptions {
   tag?: string
   /** Where the archive's blobs are copied while the source is open. @default the system temp dir */
   tmpDir?: string
+  /** The most the archive's files may unpack to. @default readArchiveEntries' (32 GiB) */
+  maxUnpackedBytes?: number
   /** Progress lines. */
   onProgress?: (line: string) => void
 }
@@ -46,7 +48,7 @@ export async function openImageArchive(path: string, options: ImageArchiveOption
   }
   try {
     options.onProgress?.(`reading image archive ${path}`)
-    const entries = await readArchiveEntries(path, dir, signal)
+    const entries = await readArchiveEntries(path, dir, signal, options.maxUnpackedBytes !== undefined ? { maxBytes: options.maxUnpackedBytes } : {})
     const what = `archive ${path}`
     const opened = entries.files.has('oci-layout') && entries.files.has('index.json')
       ? await openOciLayout(entries, what, options.tag)

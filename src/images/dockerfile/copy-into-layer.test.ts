@@ -26,11 +26,11 @@ async function tree(dir: string, files: Record<string, string>): Promise<void> {
   }
 }
 
-async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean } = {}): Promise<string> {
+async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean; maxLayerBytes?: number } = {}): Promise<string> {
   const layerDir = join(work, `layer-${n++}`)
   await mkdir(layerDir)
   const sources = await resolveSources(ctx, patterns, parseDockerignore(''), 'COPY')
-  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false })
+  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false, ...(extra.maxLayerBytes !== undefined && { maxLayerBytes: extra.maxLayerBytes }) })
   return layerDir
 }
 
@@ -113,6 +113,35 @@ describe('copyIntoLayer', () => {
       assert.deepEqual(await readdir(join(copied, 'opt')), ['pkg.tar.gz'], 'COPY copies it as it is')
     } finally {
       await rm(join(ctx, 'pkg.tar.gz'))
+    }
+  })
+
+  it('holds a COPY to the layer bound, counting a file each time a hardlink copies it again', async () => {
+    const dir = join(ctx, 'linked')
+    await mkdir(dir)
+    await writeFile(join(dir, 'big'), Buffer.alloc(512 * 1024))
+    for (let i = 0; i < 8; i++) execFileSync('ln', [join(dir, 'big'), join(dir, `link-${i}`)])
+    try {
+      // 9 copies of 512 KiB: 4.5 MiB written from a context that holds 512 KiB.
+      await assert.rejects(copy(['linked'], '/app/', { maxLayerBytes: 1024 * 1024 }), (err: unknown) => err instanceof SandstormError && err.code === 'resource_exhausted' && /COPY\): the layer would hold more than 1048576 bytes/.test(err.message))
+      const fits = await copy(['linked'], '/app/', { maxLayerBytes: 5 * 1024 * 1024 })
+      assert.equal((await readdir(join(fits, 'app'))).length, 9)
+    } finally {
+      await rm(dir, { recursive: true })
+    }
+  })
+
+  it('holds what ADD unpacks to the layer bound, with what the step copied before it', async () => {
+    const src = join(work, 'tar-big')
+    await mkdir(src, { recursive: true })
+    await writeFile(join(src, 'zeros'), Buffer.alloc(2 * 1024 * 1024))
+    execFileSync('tar', ['-czf', join(ctx, 'zeros.tar.gz'), '-C', src, 'zeros'])
+    try {
+      await assert.rejects(copy(['zeros.tar.gz'], '/opt/', { add: true, maxLayerBytes: 1024 * 1024 }), (err: unknown) => err instanceof SandstormError && err.code === 'resource_exhausted')
+      const fits = await copy(['zeros.tar.gz'], '/opt/', { add: true, maxLayerBytes: 3 * 1024 * 1024 })
+      assert.equal((await lstat(join(fits, 'opt/zeros'))).size, 2 * 1024 * 1024)
+    } finally {
+      await rm(join(ctx, 'zeros.tar.gz'))
     }
   })
 

@@ -13,7 +13,7 @@ import { join, posix } from 'node:path'
 import type { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
-import { decompressed, sniffCompression, unpackTar } from '../layers/index.js'
+import { decompressed, defaultMaxLayerBytes, sniffCompression, unpackTar } from '../layers/index.js'
 import { lookupInChain } from './chain-fs.js'
 import type { Owner } from './chain-users.js'
 import { openContextFile, type ContextEntry, type ResolvedSources } from './context-sources.js'
@@ -36,6 +36,11 @@ export interface CopyIntoLayerOptions extends CallOptions {
   extractArchives?: boolean
   /** For messages ("Dockerfile line 5 (COPY)"). */
   where: string
+  /**
+   * The most the layer may hold: files' bytes as written (a file reached by several hardlinks of
+   * the context is copied, and counted, each time), and what ADD unpacks. @default defaultMaxLayerBytes
+   */
+  maxLayerBytes?: number
 }
 
 const root: Owner = { uid: 0, gid: 0 }
@@ -53,6 +58,13 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
   const items = sources.sources
   if (items.length > 1 && !dirLike) refuse(`copying ${items.length} sources needs a destination directory ending with "/", got ${JSON.stringify(dest)}`)
   const dirTimes: [string, Date][] = []
+  const maxBytes = options.maxLayerBytes ?? defaultMaxLayerBytes
+  let written = 0
+  /** Counts `bytes` more into the layer, refusing past its bound. */
+  const count = (bytes: number): void => {
+    written += bytes
+    if (written > maxBytes) throw new SandstormError('resource_exhausted', `${where}: the layer would hold more than ${maxBytes} bytes (the limit, maxLayerBytes)`)
+  }
 
   const ensureDir = (rel: string, created: Owner = root, mode = 0o755): Promise<string> => ensureLayerDir(layerDir, options.lowerDirs, rel, created, mode)
   // The parent directories already made, so a directory of many files resolves its path once;
@@ -91,6 +103,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
       await symlink(e.linkTarget!, host)
       parents.clear()
     } else {
+      count(e.size)
       const input = await openContextFile(contextDir, e.rel)
       try {
         const output = await open(host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
@@ -137,7 +150,8 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
       const file = await openContextFile(contextDir, rel)
       try {
         const input = await decompressed(file.createReadStream({ autoClose: false }) as Readable, 'application/x-tar')
-        await unpackTar(input, tmp, { whiteouts: false, label: `the archive ${JSON.stringify(rel)} of ${where}`, ...(signal && { signal }) })
+        const unpacked = await unpackTar(input, tmp, { whiteouts: false, label: `the archive ${JSON.stringify(rel)} of ${where}`, maxLayerBytes: maxBytes - written, ...(signal && { signal }) })
+        count(unpacked.sizeBytes)
       } finally {
         await file.close()
       }
