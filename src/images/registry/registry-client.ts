@@ -92,7 +92,10 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
       } catch {
         throw new SandstormError('unavailable', `registry ${registryName}: expected a token realm URL in its challenge, got ${JSON.stringify(challenge.params.realm)}`)
       }
-      if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new SandstormError('unavailable', `registry ${registryName}: expected an http(s) token realm, got ${realm.protocol}`)
+      // A registry reached over TLS gets its token over TLS too: the credentials go to the realm.
+      if (realm.protocol !== 'https:' && !(plainHttp && realm.protocol === 'http:')) {
+        throw new SandstormError('unavailable', `registry ${registryName}: expected an ${plainHttp ? 'http(s)' : 'https'} token realm, got ${realm.protocol}//${realm.host}`)
+      }
       if (challenge.params.service) realm.searchParams.set('service', challenge.params.service)
       realm.searchParams.set('scope', challenge.params.scope ?? `repository:${ref.repository}:pull`)
       const response = await fetchRetrying(realm.href, { headers: basic ? { Authorization: basic } : {} }, signal)
@@ -126,6 +129,11 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
         const response = await fetchRetrying(`${base}${path}`, { headers: { ...headers, ...(authorization ? { Authorization: authorization } : {}) } }, signal)
         if (response.status !== 401 && response.status !== 403) return response
         await response.body?.cancel().catch(() => {})
+        // Only the registry's own challenge is answered: a host a redirect led to (blob storage, a
+        // CDN) could name any realm, and the credentials would go there.
+        if (response.url !== '' && new URL(response.url).origin !== new URL(base).origin) {
+          throw new SandstormError('unavailable', `registry ${registryName}: ${new URL(response.url).host}, where it redirected ${path}, answered ${response.status}`)
+        }
         // A token from an earlier request may have expired or lack this scope: ask once more per request.
         if (response.status === 401 && !authorized) {
           authorized = true

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, describe, it } from 'node:test'
+import { SandstormError } from '../../shared/index.js'
+import { parseImageReference } from '../reference.js'
+import { createRegistryClient } from './registry-client.js'
+
+/** An HTTP server on loopback with this handler; its base URL. */
+async function serve(handler: RequestListener): Promise<{ url: string; server: Server }> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+const credentials = { username: 'builder', password: 'hunter2' }
+
+describe('the registry client answering challenges', () => {
+  const servers: Server[] = []
+  after(() => servers.forEach((s) => s.close()))
+
+  it('answers only the registry\'s own 401: a redirect target\'s challenge never gets the credentials', async () => {
+    const seen: IncomingHttpHeaders[] = []
+    const realm = await serve((req, res) => {
+      seen.push(req.headers)
+      res.end(JSON.stringify({ token: 'stolen' }))
+    })
+    const storage = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm.url}/token"` }).end())
+    const registry = await serve((req, res) => {
+      if (req.url?.startsWith('/v2/team/app/blobs/')) res.writeHead(307, { location: `${storage.url}/blob` }).end()
+      else res.writeHead(404).end()
+    })
+    servers.push(realm.server, storage.server, registry.server)
+    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { credentials, attempts: 1 })
+    await assert.rejects(client.get(`/v2/team/app/blobs/sha256:${'0'.repeat(64)}`, {}, undefined), (err: unknown) => err instanceof SandstormError && /where it redirected .* answered 401/.test(err.message))
+    assert.deepEqual(seen, [], 'the redirect target\'s realm was asked for a token')
+  })
+
+  it('still takes the registry\'s own bearer challenge, with the credentials going to its realm', async () => {
+    const seen: (string | undefined)[] = []
+    const realm = await serve((req, res) => {
+      seen.push(req.headers.authorization)
+      res.end(JSON.stringify({ token: 'fine' }))
+    })
+    const registry = await serve((req, res) => {
+      if (req.headers.authorization === 'Bearer fine') res.end('manifest')
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm.url}/token",service="test"` }).end()
+    })
+    servers.push(realm.server, registry.server)
+    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { credentials, attempts: 1 })
+    assert.equal(await (await client.get('/v2/team/app/manifests/1', {}, undefined)).text(), 'manifest')
+    assert.deepEqual(seen, [`Basic ${Buffer.from('builder:hunter2').toString('base64')}`])
+  })
+})
