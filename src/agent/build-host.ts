@@ -78,7 +78,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
       readonlyBinds: rootfs.readonlyBinds.map((b) => ({ ...b })),
       ...(rootfs.allowSetuid ? { allowSetuid: true } : {}),
     }
-    return { chain, defaults: info.config ?? emptyDefaults(), version: info.version }
+    return { chain, defaults: info.config ?? emptyDefaults(), version: info.version, builtAt: info.builtAt }
   }
 
   async function run(req: BuildRunRequest, onOutput: (stream: 'stdout' | 'stderr', data: Uint8Array) => void, call: CallOptions = {}): Promise<BuildRunResult> {

@@ -154,7 +154,7 @@ export interface BuildHost {
   /** Pulls `reference` (or finds it pulled) and stores its layers: FROM an image. */
   pull(reference: string, options?: PullOptions): Promise<{ chain: LayerChain; defaults: ImageDefaults; digest: Digest }>
   /** FROM a template built on this host: its root and defaults; not_found names the templates there are. */
-  template(name: string, options?: CallOptions): Promise<{ chain: LayerChain; defaults: ImageDefaults; version: number }>
+  template(name: string, options?: CallOptions): Promise<{ chain: LayerChain; defaults: ImageDefaults; version: number; builtAt: string }>
   /** Runs one RUN step; `onOutput` gets its stdout and stderr as they come. */
   run(req: BuildRunRequest, onOutput: (stream: 'stdout' | 'stderr', data: Uint8Array) => void, options?: CallOptions): Promise<BuildRunResult>
 }

@@ -23,6 +23,9 @@ const runs: BuildRunRequest[] = []
 let disposed = 0
 const baseDefaults: ImageDefaults = { env: { PATH: '/usr/bin:/bin' }, exposedPorts: [], labels: {} }
 
+/** When the FROM template's version was built. */
+let baseBuiltAt = '2026-01-01T00:00:00.000Z'
+
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'sandstorm-dfbuild-'))
   ctx = join(work, 'ctx')
@@ -41,7 +44,7 @@ before(async () => {
     },
     template: async (name) => {
       if (name !== 'base') throw new SandstormError('not_found', `no template "${name}" (templates: base)`)
-      return { chain: { lowerDirs: [baseDir], layerIds: [], readonlyBinds: [] }, defaults: baseDefaults, version: 1 }
+      return { chain: { lowerDirs: [baseDir], layerIds: [], readonlyBinds: [] }, defaults: baseDefaults, version: 1, builtAt: baseBuiltAt }
     },
     run: async (req, onOutput) => {
       runs.push(req)
@@ -92,6 +95,18 @@ describe('buildDockerfile', () => {
     assert.equal(await readFile(join(changed.result.chain.lowerDirs[1]!, 'srv/app/app.js'), 'utf8'), 'v2')
 
     assert.deepEqual((await build(dockerfile, true)).layerSteps, [[2, false], [3, false], [4, false]], 'noCache looks nothing up')
+  })
+
+  it('misses the cache over a template deleted and made again under the same version number', async () => {
+    await build()
+    assert.deepEqual((await build()).layerSteps, [[2, true], [3, true], [4, true]])
+    // `base` v1 deleted and built anew (versions count from 1 again): another root under the same name and number.
+    baseBuiltAt = new Date(Date.parse(baseBuiltAt) + 60_000).toISOString()
+    try {
+      assert.deepEqual((await build()).layerSteps, [[2, false], [3, false], [4, false]], 'steps built over the old base were reused')
+    } finally {
+      baseBuiltAt = '2026-01-01T00:00:00.000Z'
+    }
   })
 
   it('refuses an unsupported instruction before anything runs', async () => {

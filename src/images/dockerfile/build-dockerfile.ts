@@ -58,7 +58,8 @@ export async function buildDockerfile(options: BuildDockerfileOptions): Promise<
   if (plan.unusedBuildArgs.length > 0) emit({ type: 'progress', message: `build args not declared by any ARG (unused): ${plan.unusedBuildArgs.join(', ')}` })
 
   let chain: LayerChain = { ...base.chain, lowerDirs: [...base.chain.lowerDirs], layerIds: [...base.chain.layerIds] }
-  let key = fromCacheKey('image' in base.from ? base.from : { ...base.from, layerIds: base.chain.layerIds })
+  // A template's version number comes again after a delete: when it was built tells the two apart.
+  let key = fromCacheKey('image' in base.from ? base.from : { ...base.from, layerIds: base.chain.layerIds, builtAt: base.builtAt ?? '' })
   let cachedSteps = 0
   const extend = (layer: StoredLayer): void => {
     chain = { ...chain, lowerDirs: [layer.dir, ...chain.lowerDirs], layerIds: [layer.id, ...chain.layerIds] }
@@ -144,6 +145,8 @@ interface FromBase {
   chain: LayerChain
   defaults: ImageDefaults
   from: DockerfileBuildResult['from']
+  /** A template's: when its version was built. */
+  builtAt?: string
 }
 
 /**
@@ -158,7 +161,7 @@ async function resolveFrom(name: string, line: number, host: BuildHost, emit: (e
     try {
       const t = await host.template(name, { ...(pull.signal && { signal: pull.signal }) })
       emit({ type: 'progress', message: `FROM template ${name} (version ${t.version})` })
-      return { chain: t.chain, defaults: t.defaults, from: { template: name, version: t.version } }
+      return { chain: t.chain, defaults: t.defaults, from: { template: name, version: t.version }, builtAt: t.builtAt }
     } catch (error) {
       if (!(error instanceof SandstormError) || error.code !== 'not_found') throw error
       templateMiss = error

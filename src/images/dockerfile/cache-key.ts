@@ -12,7 +12,7 @@ export function stepCacheKey(parent: Digest, step: string, dependsOn: unknown): 
 }
 
 /** The key a build starts from: what its FROM is. */
-export function fromCacheKey(from: { image: string; digest: Digest } | { template: string; version: number; layerIds: readonly string[] }): Digest {
+export function fromCacheKey(from: { image: string; digest: Digest } | { template: string; version: number; layerIds: readonly string[]; builtAt: string }): Digest {
   return stepCacheKey('sha256:' as Digest, 'FROM', from)
 }
 
