@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { ConflictError, InvalidArgumentError, Sandbox, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
-import { installProbe, runProbe } from './helpers/net-probe.js'
+import { installProbe, runProbe, sandboxAddress } from './helpers/net-probe.js'
 import { sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -35,8 +35,6 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     await installProbe(sbx, net.caPem)
     return sbx
   }
-  const own = async (sbx: Sandbox): Promise<string> =>
-    (await sh(sbx, ['python3', '-c', "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('198.18.0.1', 53)); print(s.getsockname()[0])"])).stdout.trim()
 
   before(async () => {
     net = await createTestInternet()
@@ -71,7 +69,7 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
   it('never reaches the host (its addresses, the gateway but for DNS) or another sandbox', async () => {
     const sbx = await create()
     const other = await create()
-    const otherAddress = await own(other)
+    const otherAddress = await sandboxAddress(other)
     await sh(other, 'setsid python3 -m http.server 7000 >/dev/null 2>&1 &')
     // From the host the other sandbox answers: it is the sandbox that refuses, not a missing server.
     await until('the other sandbox serving', async () => execa('python3', ['-c', `import socket; socket.create_connection(('${otherAddress}', 7000), timeout=2)`], { reject: false }).then((r) => r.exitCode === 0))
@@ -183,7 +181,7 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
 
   it('drops packets with a forged source address (a sandbox with raw sockets, as a VM guest has)', async () => {
     const sbx = await create()
-    const address = await own(sbx)
+    const address = await sandboxAddress(sbx)
     const initPid = JSON.parse(execFileSync('runc', ['--root', join(stack.dataDir, 'runc'), 'state', sbx.sandboxId], { encoding: 'utf8' })).pid as number
     const forge = (source: string, payload: string) => [
       'import socket, struct',

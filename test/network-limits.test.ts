@@ -14,8 +14,8 @@ import { Sandbox, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { createHostNetwork } from '../src/network/index.js'
 import { newId, silentLogger } from '../src/shared/index.js'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
-import { installProbe, runProbe } from './helpers/net-probe.js'
-import { python, sh } from './helpers/sandbox-shell.js'
+import { installProbe, runProbe, sandboxAddress } from './helpers/net-probe.js'
+import { sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
@@ -59,8 +59,6 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
     await installProbe(sbx, net.caPem)
     return sbx
   }
-  const own = async (sbx: Sandbox): Promise<string> =>
-    (await python(sbx, "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('198.18.0.1', 53)); print(s.getsockname()[0])")).stdout.trim()
   /** Starts holdConnections in the sandbox and waits for its result. */
   const hold = async (sbx: Sandbox, count: number, tag: string): Promise<{ opened: number; fails: Record<string, number> }> => {
     await sbx.commands.run(['python3', '-c', holdConnections(net.addresses.allowed, count, tag)], { background: true })
@@ -121,7 +119,7 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
 
   it('forgets a destroyed sandbox\'s tracked connections, so that none can reach the next sandbox at its address', async () => {
     const sbx = await create()
-    const address = await own(sbx)
+    const address = await sandboxAddress(sbx)
     assert.equal((await hold(sbx, 1, 'one')).opened, 1)
     assert.ok((await tracked(address)).some((l) => /ESTABLISHED/.test(l)), 'the held connection is not tracked')
     await sbx.kill()

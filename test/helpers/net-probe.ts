@@ -167,6 +167,11 @@ def ipv6(addr):
 globals()[sys.argv[1]](*sys.argv[2:])
 `
 
+/** The sandbox's own address (a UDP connect sends nothing). */
+export async function sandboxAddress(sbx: Sandbox): Promise<string> {
+  return (await sh(sbx, ['python3', '-c', "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('198.18.0.1', 53)); print(s.getsockname()[0])"])).stdout.trim()
+}
+
 /** Writes the probe (and the test CA, for HTTPS) into the sandbox. */
 export async function installProbe(sbx: Sandbox, caPem: string): Promise<void> {
   await sbx.files.write(probePath, probe)

@@ -11,17 +11,7 @@ import { createFakeAgent } from '../fake-agent.fixture.js'
 import type { FakeAgent } from '../fake-agent.fixture.js'
 import { startServer } from '../index.js'
 import type { RunningServer } from '../index.js'
-
-/** Checks a condition on every heartbeat-sized tick until it holds (the server has no event to subscribe to). */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+import { until } from '../until.fixture.js'
 
 for (const insecure of [false, true]) {
   describe(`fleet over gRPC (${insecure ? 'insecure' : 'mutual TLS'})`, () => {

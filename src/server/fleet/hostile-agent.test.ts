@@ -18,16 +18,7 @@ import { createFakeAgent } from '../fake-agent.fixture.js'
 import { startServer } from '../index.js'
 import type { RunningServer } from '../index.js'
 import { maxSpares } from './agent-connection.js'
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+import { until } from '../until.fixture.js'
 
 /** `promise`, or a rejection naming `what` after `ms`. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
