@@ -3,6 +3,11 @@ import type { RuntimeProcess } from '../runtime/index.js'
 
 /** Output kept per process for followers that attach late; older output is dropped past this. */
 const keptOutputBytes = 8 * 1024 * 1024
+/**
+ * What one kept event costs beyond its bytes (the object, its base64 string, its slot): counted
+ * with them, so that a process printing a byte at a time keeps some 30,000 events, not 8 million.
+ */
+const eventOverheadBytes = 256
 
 /**
  * One started command: its live process, the output it has produced (for replay), and the
@@ -38,7 +43,7 @@ export class ProcessRecord {
     )
   }
 
-  /** Bytes of output kept. */
+  /** Bytes of output kept, with what keeping each event costs. */
   get outputBytes(): number {
     return this.keptBytes
   }
@@ -46,11 +51,11 @@ export class ProcessRecord {
   /** Adds output; called by the runtime's sink. */
   output(type: 'stdout' | 'stderr', chunk: Uint8Array): void {
     this.push({ type, data: Buffer.from(chunk).toString('base64') })
-    this.keptBytes += chunk.byteLength
+    this.keptBytes += chunk.byteLength + eventOverheadBytes
     while (this.keptBytes > keptOutputBytes && this.events.length > 1) {
       const old = this.events.shift()
       this.dropped++
-      if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64')
+      if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64') + eventOverheadBytes
     }
   }
 

@@ -27,7 +27,7 @@ import { snapshotRoutes } from './snapshot-routes.js'
 import { templateBuildRoutes } from './template-build-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import type { ImageBuildService } from '../image-builds.js'
-import { createProcessRegistry } from './process-registry.js'
+import { createProcessRegistry, forgetGoneSandboxes } from './process-registry.js'
 import { createProcessService } from './process-service.js'
 import { createSandboxExits } from './sandbox-exits.js'
 import { severableFetchHandler } from './severed-streams.js'
@@ -70,7 +70,9 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   const registry = createProcessRegistry()
   // Streams of a sandbox that stops running are cut (severed-streams.ts).
   const exits = createSandboxExits(options.catalog)
-  options.shutdownSignal.addEventListener('abort', () => exits.close(), { once: true })
+  // A sandbox gone by any way (a kill, its timeout, a destroy through /v1) takes its processes' records with it.
+  const stopDropping = forgetGoneSandboxes(options.catalog, registry)
+  options.shutdownSignal.addEventListener('abort', () => (exits.close(), stopDropping()), { once: true })
   const deps = { ...options, logger: log, tokens, registry, exits }
   // Before every envd handler: a paused sandbox with autoResume wakes on the call.
   app.use('*', envdWake(options.sandboxes, tokens, isEnvdPath))

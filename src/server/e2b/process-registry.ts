@@ -1,5 +1,7 @@
 /** What envd knows of a process that the agent does not: its tag, config, PTY, and whether it is a helper. */
 
+import type { SandboxCatalog } from '../catalog.js'
+
 /** A started process as envd lists it. */
 export interface ProcessEntry {
   cmd: string
@@ -24,18 +26,37 @@ export interface ProcessRegistry {
 
 interface SandboxProcesses {
   entries: Map<number, ProcessEntry>
+  /** Bytes of each entry's strings, and of all. */
+  sizes: Map<number, number>
+  bytes: number
   helpers: Set<number>
 }
 
 /** Keeps the last few hundred entries per sandbox; older ones have ended long ago. */
 const keptEntries = 512
+/** And at most this much of their commands, arguments and env (a start may carry a megabyte of them). */
+const keptBytes = 4 * 1024 * 1024
+
+/** What an entry's strings weigh. */
+const sizeOf = (e: ProcessEntry): number =>
+  e.cmd.length + (e.tag?.length ?? 0) + e.args.reduce((n, a) => n + a.length, 0) + Object.entries(e.envs).reduce((n, [k, v]) => n + k.length + v.length, 0)
+
+/**
+ * Drops a sandbox's records once the catalog no longer has it, however it went (a kill, its
+ * timeout, a destroy through /v1, a sandbox found gone); returns the unsubscribe.
+ */
+export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates'>, registry: ProcessRegistry): () => void {
+  return catalog.watchStates((id, state) => {
+    if (state === undefined) registry.drop(id)
+  })
+}
 
 /** An in-memory registry (lost on restart: listed processes then show their argv only). */
 export function createProcessRegistry(): ProcessRegistry {
   const sandboxes = new Map<string, SandboxProcesses>()
   const of = (id: string): SandboxProcesses => {
     let s = sandboxes.get(id)
-    if (!s) sandboxes.set(id, (s = { entries: new Map(), helpers: new Set() }))
+    if (!s) sandboxes.set(id, (s = { entries: new Map(), sizes: new Map(), bytes: 0, helpers: new Set() }))
     return s
   }
   const trim = <T>(set: { size: number; keys(): IterableIterator<T>; delete(k: T): boolean }): void => {
@@ -44,8 +65,17 @@ export function createProcessRegistry(): ProcessRegistry {
   return {
     add(id, pid, entry) {
       const s = of(id)
+      s.bytes -= s.sizes.get(pid) ?? 0
       s.entries.set(pid, entry)
-      trim(s.entries)
+      s.sizes.set(pid, sizeOf(entry))
+      s.bytes += sizeOf(entry)
+      // The oldest go first: past the count, or past the bytes (never the one just added).
+      while (s.entries.size > keptEntries || (s.bytes > keptBytes && s.entries.size > 1)) {
+        const oldest = s.entries.keys().next().value as number
+        s.entries.delete(oldest)
+        s.bytes -= s.sizes.get(oldest) ?? 0
+        s.sizes.delete(oldest)
+      }
     },
     get: (id, pid) => sandboxes.get(id)?.entries.get(pid),
     pidOfTag(id, tag) {
