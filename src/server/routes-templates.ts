@@ -8,6 +8,7 @@ import type { ImageBuildService, ImageBuildSettings, ImageBuildSource } from './
 import { queryOf } from './request-input.js'
 import { responseStream, streamSignal } from './streams.js'
 import { parseInput, parseJsonText } from './validation.js'
+import { buildEventQueue } from './build-event-queue.js'
 
 const nameParam = z.strictObject({ name: templateNameSchema })
 
@@ -85,7 +86,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   /** Streams a build's events as NDJSON; the build runs apart from the response (a client gone cancels it, and it still cleans up). */
   function buildResponse(c: Context<ServerEnv>, name: string, run: (emit: (event: TemplateBuildEvent) => void, signal: AbortSignal) => Promise<void>): Response {
     const { stop, signal } = streamSignal(c.var.signal)
-    const events = channel<TemplateBuildEvent>()
+    const events = buildEventQueue()
     void run(events.push, signal).finally(events.end)
     const encoder = new TextEncoder()
     const lines = (async function* () {
@@ -106,36 +107,4 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     const name = nameOf(c.req.param('name'))
     return c.json(await golden.rollback(name, { signal: c.var.signal }))
   })
-}
-
-/** An unbounded queue read as an async iterable (a build's events are few and small). */
-function channel<T>(): AsyncIterable<T> & { push: (item: T) => void; end: () => void } {
-  const items: T[] = []
-  let ended = false
-  let wake: (() => void) | undefined
-  const notify = (): void => {
-    wake?.()
-    wake = undefined
-  }
-  return {
-    push: (item) => {
-      items.push(item)
-      notify()
-    },
-    end: () => {
-      ended = true
-      notify()
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        const item = items.shift()
-        if (item !== undefined) {
-          yield item
-          continue
-        }
-        if (ended) return
-        await new Promise<void>((resolve) => (wake = resolve))
-      }
-    },
-  }
 }

@@ -83,7 +83,28 @@ describe("a build's events as E2B's build log", () => {
     for (let i = 0; i < 20_005; i++) store.log(build, 'info', i === 0 ? 'x'.repeat(10_000) : `line ${i}`)
     assert.equal(build.log.length, 20_001)
     assert.equal(build.log[0]!.message.length, 4096 + 3)
-    assert.deepEqual([build.log.at(-1)!.level, build.log.at(-1)!.message], ['warn', 'log cut at 20000 lines'])
+    assert.deepEqual([build.log.at(-1)!.level, build.log.at(-1)!.message], ['warn', 'log cut at 20000 lines (20000 lines or 8388608 characters at most)'])
+    await store.finish(build, 'ready')
+  })
+
+  it("cuts a build's log at 8 Mi characters too: long lines fill it before the count does", async () => {
+    const build = await store.request('wide', {})
+    for (let i = 0; i < 5000; i++) store.log(build, 'info', 'y'.repeat(4096))
+    assert.equal(build.log.length, 2049)
+    assert.equal(build.log.at(-1)!.level, 'warn')
+    await store.finish(build, 'ready')
+  })
+
+  it('logs output without a newline in pieces as it comes, not by splitting all of it again at each chunk', async () => {
+    const build = await store.request('noisy', {})
+    const events = buildEventLog(store, build, body.steps, plan)
+    events.emit({ type: 'step', index: 4, cmd: 'RUN [...]' })
+    const chunk = b64('a'.repeat(64 * 1024))
+    for (let i = 0; i < 1000; i++) events.emit({ type: 'stdout', index: 4, data: chunk })
+    // 64 MiB without a newline: logged as 4096-character pieces (until the log is full), none held back.
+    const pieces = build.log.filter((e) => e.message === 'a'.repeat(4096))
+    assert.ok(pieces.length >= 2000, `${pieces.length} pieces logged`)
+    events.emit({ type: 'step_end', index: 4, exitCode: 0 })
     await store.finish(build, 'ready')
   })
 

@@ -22,6 +22,8 @@ const maxQuotedChars = 120
 const shownLines = 5
 /** Most lines of a failed step's output carried in its reason. */
 const maxReasonLines = 40
+/** A line of output longer than this is logged in pieces (the log keeps 4096 characters of a line). */
+const maxPartialChars = 4096
 
 /** The log of `build`, from its events; `plan.stepOf` maps the Dockerfile's lines back to the template's steps. */
 export function buildEventLog(store: Pick<TemplateBuildStore, 'log'>, build: TemplateBuildRecord, steps: TemplateStep[], plan: Pick<DockerfilePlan, 'stepOf'>): BuildEventLog {
@@ -73,8 +75,11 @@ export function buildEventLog(store: Pick<TemplateBuildStore, 'log'>, build: Tem
           const key = `${event.index}:${event.type}`
           const text = (partial.get(key) ?? '') + Buffer.from(event.data, 'base64').toString('utf8')
           const lines = text.split('\n')
-          partial.set(key, lines.pop()!)
+          let rest = lines.pop()!
           for (const l of lines) line(event.index, l)
+          // Output without a newline is logged in pieces: kept whole, each chunk split it all again.
+          for (; rest.length > maxPartialChars; rest = rest.slice(maxPartialChars)) line(event.index, rest.slice(0, maxPartialChars))
+          partial.set(key, rest)
           return
         }
         case 'step_end':

@@ -15,6 +15,10 @@ import type { BuildLogEntry, BuildLogLevel, BuildStatus, BuildStatusReason } fro
 const maxLogEntries = 20_000
 /** Longest log line kept. */
 const maxLineChars = 4096
+/** Most characters of log lines one build keeps (20,000 lines of 4096 were 80 MB a build, for each of 64 builds kept). */
+const maxLogChars = 8 * 1024 * 1024
+/** Characters logged so far, by build. */
+const logChars = new WeakMap<TemplateBuildRecord, number>()
 
 /** One build of a template. */
 export interface TemplateBuildRecord {
@@ -122,8 +126,12 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
 
     log(build, level, message, step) {
       // Builds are kept in memory for polling: a chatty one must not grow without end.
-      if (build.log.length > maxLogEntries) return
-      const entry = build.log.length === maxLogEntries ? { level: 'warn' as const, message: `log cut at ${maxLogEntries} lines` } : { level, message: message.length > maxLineChars ? `${message.slice(0, maxLineChars)}...` : message }
+      if (build.log.length > maxLogEntries || logChars.get(build) === Infinity) return
+      const chars = (logChars.get(build) ?? 0) + Math.min(message.length, maxLineChars)
+      logChars.set(build, chars)
+      const full = build.log.length === maxLogEntries || chars > maxLogChars
+      const entry = full ? { level: 'warn' as const, message: `log cut at ${build.log.length} lines (${maxLogEntries} lines or ${maxLogChars} characters at most)` } : { level, message: message.length > maxLineChars ? `${message.slice(0, maxLineChars)}...` : message }
+      if (full) logChars.set(build, Infinity)
       build.log.push({ timestamp: new Date().toISOString(), ...entry, ...(step !== undefined ? { step } : {}) })
     },
 
