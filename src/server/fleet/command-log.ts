@@ -28,6 +28,27 @@ interface Row {
 export interface CommandLogOptions {
   /** How long a recorded entry may wait to be written with the ones after it. */
   flushMs?: number
+  /** Rows kept: past this, the oldest are deleted. @default 1,000,000 */
+  maxRows?: number
+}
+
+/** Characters of a command's argv kept in its row (an argv may be a megabyte); a cut one ends with "…". */
+export const maxArgvChars = 2048
+
+/** An argv cut to `maxArgvChars` characters in all, its last kept word marked when cut. */
+function keptArgv(argv: string[]): string[] {
+  const kept: string[] = []
+  let left = maxArgvChars
+  for (const word of argv) {
+    if (word.length <= left) {
+      kept.push(word)
+      left -= word.length
+      continue
+    }
+    kept.push(`${word.slice(0, left)}…`)
+    break
+  }
+  return kept
 }
 
 type Queued = [sandboxId: string, agentId: string, argv: string, exitCode: number, durationMs: number, outputBytes: number, endedAt: number]
@@ -50,6 +71,17 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
   const ofSandbox = db.prepare<[string, number], Row>(
     'SELECT * FROM (SELECT * FROM command_logs WHERE sandbox_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id',
   )
+  const maxRows = options.maxRows ?? 1_000_000
+  // Every command of every sandbox lands here (the file API's helpers too): the oldest go, in
+  // batches, once the table holds a tenth more than it keeps.
+  const newest = db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM command_logs')
+  const dropBefore = db.prepare('DELETE FROM command_logs WHERE id <= ?')
+  let sincePrune = Number.POSITIVE_INFINITY
+  const prune = (): void => {
+    const top = newest.get()?.id ?? 0
+    if (top > maxRows) dropBefore.run(top - maxRows)
+    sincePrune = 0
+  }
   let queue: Queued[] = []
   let timer: NodeJS.Timeout | undefined
   let closed = false
@@ -61,7 +93,10 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
     const rows = queue
     queue = []
     // A database closed under the server (it is shutting down) has nowhere to keep them.
-    if (db.open) insertAll(rows)
+    if (!db.open) return
+    insertAll(rows)
+    sincePrune += rows.length
+    if (sincePrune > Math.max(1, maxRows / 10)) prune()
   }
   const flushBestEffort = (): void => {
     try {
@@ -74,7 +109,7 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
   return {
     record(e) {
       if (closed) return
-      queue.push([e.sandboxId, e.agentId, JSON.stringify(e.argv), e.exitCode, Math.round(e.durationMs), e.outputBytes, Date.now()])
+      queue.push([e.sandboxId, e.agentId, JSON.stringify(keptArgv(e.argv)), e.exitCode, Math.round(e.durationMs), e.outputBytes, Date.now()])
       if (!timer) {
         timer = setTimeout(flushBestEffort, flushMs)
         // Pending entries never keep the process up; close writes them.

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { openDatabase } from '../db.js'
+import { createCommandLog, maxArgvChars } from './command-log.js'
+
+describe('the central command log', () => {
+  it('keeps its newest rows only, and a command\'s argv cut to its bound', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandstorm-command-log-'))
+    const db = openDatabase(dir)
+    try {
+      const log = createCommandLog(db, { maxRows: 100 })
+      for (let i = 0; i < 1000; i++) {
+        log.record({ sandboxId: 'sb-a', agentId: 'local', argv: ['echo', String(i)], exitCode: 0, durationMs: 1, outputBytes: 1 })
+        if (i % 7 === 0) log.flush()
+      }
+      log.record({ sandboxId: 'sb-a', agentId: 'local', argv: ['python3', '-c', 'x'.repeat(1024 * 1024)], exitCode: 0, durationMs: 1, outputBytes: 0 })
+      const rows = log.list({ limit: 100_000 })
+      assert.ok(rows.length <= 111, `${rows.length} rows kept`)
+      assert.deepEqual(rows.at(-2)!.argv, ['echo', '999'])
+      const long = rows.at(-1)!.argv
+      assert.equal(long.join('').length, maxArgvChars + 1)
+      assert.ok(long[2]!.endsWith('…'))
+      log.close()
+    } finally {
+      db.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
