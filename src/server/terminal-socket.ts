@@ -55,6 +55,8 @@ export function terminalTargetOf(path: string): string | undefined {
 
 /** Input bytes held for the agent before the socket stops reading the client. */
 const inputHighWater = 1 << 20
+/** What one queued input message costs beyond its bytes (its promise, closures and slot in the chain). */
+const queuedMessageBytes = 512
 /** Output handed to the socket before the follow waits for the client to take it. */
 const outputHighWater = 1 << 20
 
@@ -206,10 +208,12 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
       }
     })()
 
-    // Input in the order it came; the client is not read while too much waits for the agent.
+    // Input in the order it came; the client is not read while too much waits for the agent. Each
+    // message counts what queueing it costs too: tiny frames and resizes filled memory uncounted.
     let pending = 0
     let chain: Promise<unknown> = Promise.resolve()
-    const enqueue = (bytes: number, work: () => Promise<void>): void => {
+    const enqueue = (payload: number, work: () => Promise<void>): void => {
+      const bytes = payload + queuedMessageBytes
       pending += bytes
       if (pending > inputHighWater) ws.pause()
       chain = chain.then(work).then(

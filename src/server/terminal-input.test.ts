@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import WebSocket from 'ws'
+import { ptyKeyProtocol, ptyProtocol } from '../shared/index.js'
+import { startTestServer } from './test-server.fixture.js'
+
+describe("a terminal's input", () => {
+  it('stops reading a client whose input waits on the agent, resizes counted: tiny messages no longer queue without end', async () => {
+    const t = await startTestServer()
+    try {
+      const created = await t.request('POST', '/v1/sandboxes', { body: { template: 'debian' } })
+      assert.equal(created.status, 201)
+      const id = created.json.id as string
+      // The sandbox stops taking input (its pipe full): nothing queued behind the first byte goes on.
+      t.agent.writeStdin = () => new Promise<void>(() => undefined)
+      const ws = new WebSocket(`${t.server.url.replace(/^http/, 'ws')}/v1/sandboxes/${id}/pty?cols=80&rows=24&cmd=cat`, [ptyProtocol, ptyKeyProtocol(t.server.apiKey)])
+      await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject))
+      ws.send(Buffer.of(120))
+      const resize = JSON.stringify({ type: 'resize', cols: 100, rows: 30 })
+      for (let i = 0; i < 5000; i++) ws.send(resize)
+      // Behind them a bad message, which the server answers at once when it reads it. 5000 resizes
+      // fit in the socket's buffers: a server that reads on reaches it; one that paused never does.
+      ws.send('not json')
+      const answered = await new Promise<string>((resolve) => {
+        ws.on('message', (data, isBinary) => {
+          if (!isBinary && String(data).includes('expected JSON')) resolve('answered')
+        })
+        setTimeout(() => resolve('not read'), 3000)
+      })
+      assert.equal(answered, 'not read', 'the server read on past 5000 queued resizes')
+      ws.terminate()
+    } finally {
+      await t.close()
+    }
+  })
+})
