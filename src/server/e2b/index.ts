@@ -108,6 +108,15 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   for (const handler of router.handlers) {
     const fetchHandler = severableFetchHandler(handler)
     app.post(handler.requestPath, async (c) => {
+      // The token first, from the headers: the body (up to 8 MiB, parsed whole) of a caller that
+      // has none is never read.
+      const sandboxId = c.req.header('e2b-sandbox-id')
+      if (!sandboxId || !tokens.verify(sandboxId, c.req.header('x-access-token'))) {
+        c.header('connection', 'close')
+        return sandboxId
+          ? c.json({ code: 'unauthenticated', message: `wrong or missing X-Access-Token for sandbox "${sandboxId}"` }, 401)
+          : c.json({ code: 'invalid_argument', message: 'missing header E2b-Sandbox-Id: expected the id of the sandbox to reach' }, 400)
+      }
       const res = await fetchHandler(c.req.raw)
       // Connect answers a content type it does not speak with a bare 415; say what it takes.
       if (res.status !== 415) return res

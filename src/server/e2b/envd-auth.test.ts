@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict'
+import { request } from 'node:http'
+import { describe, it } from 'node:test'
+import { startTestServer } from '../test-server.fixture.js'
+
+/** Sends only the headers of a POST that announces a big body; resolves with the answer's status, or 'waiting' after 3 s. */
+function headersOnly(url: string, headers: Record<string, string>): Promise<number | 'waiting'> {
+  return new Promise((resolve) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(8_000_000), 'connect-protocol-version': '1', ...headers } })
+    const timer = setTimeout(() => (req.destroy(), resolve('waiting')), 3000)
+    req.on('response', (res) => {
+      clearTimeout(timer)
+      res.resume()
+      req.destroy()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', () => undefined)
+    req.flushHeaders()
+  })
+}
+
+describe("envd's calls", () => {
+  it('refuse a caller without the sandbox\'s token from its headers, before reading a body', async () => {
+    const t = await startTestServer()
+    try {
+      const sbx = (await t.request('POST', '/sandboxes', { body: { templateID: 'debian' }, key: null, headers: { 'x-api-key': t.server.apiKey } })).json
+      const url = `${t.server.url}/filesystem.Filesystem/Stat`
+      assert.equal(await headersOnly(url, { 'e2b-sandbox-id': sbx.sandboxID, 'x-access-token': 'not-the-token' }), 401)
+      assert.equal(await headersOnly(url, {}), 400)
+      // With the token the call goes on to its handler, which runs its helper in the sandbox.
+      const execs = t.agent.calls.get('exec') ?? 0
+      await t.request('POST', '/filesystem.Filesystem/Stat', { key: null, body: { path: '/' }, headers: { 'e2b-sandbox-id': sbx.sandboxID, 'x-access-token': sbx.envdAccessToken, 'connect-protocol-version': '1' } })
+      assert.equal(t.agent.calls.get('exec'), execs + 1)
+    } finally {
+      await t.close()
+    }
+  })
+})
