@@ -35,4 +35,21 @@ describe("envd's calls", () => {
       await t.close()
     }
   })
+
+  it('try every running sandbox\'s key for a signed URL that names none only so often, and only for a signature of the right shape', async () => {
+    const t = await startTestServer()
+    try {
+      for (let i = 0; i < 3; i++) await t.request('POST', '/sandboxes', { body: { templateID: 'debian' }, key: null, headers: { 'x-api-key': t.server.apiKey } })
+      const guess = `v1_${'A'.repeat(43)}`
+      const statuses: number[] = []
+      for (let i = 0; i < 100; i++) statuses.push((await t.request('GET', `/files?path=/etc/passwd&signature=${encodeURIComponent(guess)}`, { key: null })).status)
+      const scanned = statuses.filter((s) => s === 401).length
+      assert.ok(scanned <= 45, `${scanned} of 100 guesses were tried against every sandbox`)
+      assert.equal(statuses.filter((s) => s === 429).length, 100 - scanned)
+      // A signature of another shape is refused without a scan, budget or not.
+      assert.equal((await t.request('GET', '/files?path=/etc/passwd&signature=nope', { key: null })).status, 401)
+    } finally {
+      await t.close()
+    }
+  })
 })

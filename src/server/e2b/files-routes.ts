@@ -33,6 +33,11 @@ export interface FilesRoutesDeps {
 /** The port E2B's SDK reaches envd on: a Host of `49983-<id>.<domain>` names the sandbox. */
 const envdPort = 49983
 
+/** A signature as the SDK makes them: `v1_` and a SHA-256 in base64 without padding. */
+const signatureShape = /^v1_[A-Za-z0-9+/]{43}$/
+/** Signed URLs that name no sandbox (each tries every running sandbox's key): so many a second, in bursts of twice that. */
+const scansPerSecond = 20
+
 /** One written file as envd answers it: metadata only when the file has some. */
 interface WrittenEntry {
   name: string
@@ -44,6 +49,17 @@ interface WrittenEntry {
 /** Registers the routes. */
 export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
   const { agent, sandboxes, tokens, registry, maxFileBytes } = deps
+  // A token bucket for the scans: requests without a key must not hold the server's CPU.
+  let scanTokens = 2 * scansPerSecond
+  let scanRefilledAt = Date.now()
+  const mayScan = (): boolean => {
+    const now = Date.now()
+    scanTokens = Math.min(2 * scansPerSecond, scanTokens + ((now - scanRefilledAt) / 1000) * scansPerSecond)
+    scanRefilledAt = now
+    if (scanTokens < 1) return false
+    scanTokens--
+    return true
+  }
 
   /** The files API names its user in the query, not in a header. */
   const withQueryUser = (c: Context<ServerEnv>, scope: EnvdScope): EnvdScope => {
@@ -68,11 +84,14 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
       expiration: c.req.query('signature_expiration'),
     }
     if (query.signature === undefined) throw new SandstormError('unauthenticated', 'unauthorized access, please provide a valid access token or method signing if supported')
-    // Without a sandbox named, each running sandbox's key is tried: only for a request that is signed.
-    const sandboxId =
-      c.req.header('e2b-sandbox-id') ??
-      hostSandbox(c.req.header('host')) ??
-      sandboxes.list({ state: 'running' }).find((s) => signatureMatches(query, operation, tokens.tokenFor(s.id)))?.id
+    // Without a sandbox named, each running sandbox's key is tried: only for a signature of the
+    // right shape, over a path a file can have, within the scans' budget.
+    const named = c.req.header('e2b-sandbox-id') ?? hostSandbox(c.req.header('host'))
+    if (named === undefined) {
+      if (!signatureShape.test(query.signature) || query.path.length > 4096) throw new SandstormError('unauthenticated', 'invalid signature')
+      if (!mayScan()) throw new SandstormError('resource_exhausted', 'too many signed file requests that name no sandbox: try again in a second, or send E2b-Sandbox-Id')
+    }
+    const sandboxId = named ?? sandboxes.list({ state: 'running' }).find((s) => signatureMatches(query, operation, tokens.tokenFor(s.id)))?.id
     if (sandboxId === undefined) throw new SandstormError('unauthenticated', 'invalid signature')
     checkSignature(query, operation, tokens.tokenFor(sandboxId))
     // The signature covers the user (the default one when its username is empty): an unsigned
