@@ -30,6 +30,20 @@ describe('e2b SDK: files and commands against a sandbox that prints without end'
     }
   })
 
+  test('an upload whose helper prints past the bound instead of reading fails naming it, and the server goes on', async () => {
+    const sbx = await Sandbox.create()
+    try {
+      // Uploads run the sandbox's /bin/sh with the file on its stdin: this one never reads it.
+      await sbx.commands.run("mv /bin/sh /bin/sh.real && printf '#!/bin/bash\\nexec yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n' > /bin/sh && chmod 755 /bin/sh", { user: 'root' })
+      await assert.rejects(sbx.files.write('/tmp/big.bin', new Blob([Buffer.alloc(16 * 1024 * 1024)])), /the answer is larger than the 64 MiB a helper may print/)
+      await sbx.commands.run('mv /bin/sh.real /bin/sh', { user: 'root' })
+      await sbx.files.write('/tmp/small.txt', 'fine')
+      assert.equal(await sbx.files.read('/tmp/small.txt'), 'fine')
+    } finally {
+      await sbx.kill()
+    }
+  })
+
   test('a watcher that prints a line no event makes ends the watch with an error, without reading on', async () => {
     const sbx = await Sandbox.create()
     try {

@@ -41,10 +41,16 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
     await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
     throw err
   })
+  // Waited for below, maybe only after the input: a helper that fails while its input is still
+  // written (past its output's bound) must not leave this rejection unhandled, which ends Node.
+  output.catch(() => undefined)
   if (options.stdin) {
+    // The writes stop once the output failed: the helper may never read its input.
+    const failed = new Promise<never>((_, reject) => void output.catch(reject))
+    failed.catch(() => undefined)
     try {
-      for await (const chunk of options.stdin) await agent.writeStdin(id, pid, chunk, false, { signal })
-      await agent.writeStdin(id, pid, null, true, { signal })
+      for await (const chunk of options.stdin) await Promise.race([agent.writeStdin(id, pid, chunk, false, { signal }), failed])
+      await Promise.race([agent.writeStdin(id, pid, null, true, { signal }), failed])
     } catch (err) {
       // A helper that failed early (no permission, ...) stops reading; its own error says why.
       await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)

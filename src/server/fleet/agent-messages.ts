@@ -22,11 +22,13 @@ const agentSandbox = z.object({
 })
 const templates = z.array(name).max(100_000)
 const labels = z.record(z.string().max(256), z.string().max(1024)).refine((l) => Object.keys(l).length <= 64, 'at most 64 labels')
+// A duration may come out negative (the agent's clock stepped back), and an argv as long as an
+// exec allows: the log cuts it (command-log.ts).
 const commandEvent = z.object({
   sandboxId: name,
-  argv: z.array(z.string()).max(100_000),
+  argv: z.array(z.string()),
   exitCode: z.number().int(),
-  durationMs: count,
+  durationMs: z.number().finite().transform((n) => Math.max(0, n)),
   outputBytes: count,
 })
 

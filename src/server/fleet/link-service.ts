@@ -73,6 +73,23 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     return agentId
   }
 
+  /**
+   * Logs a command event under the agent that holds the sandbox only (or held it: a sandbox gone
+   * since). One that is malformed, or about another agent's sandbox, is dropped and logged; the
+   * link goes on (a log entry is not worth the agent's every call).
+   */
+  const recordCommand = (agentId: string, json: string): void => {
+    let event: ReturnType<typeof parseCommandEvent>
+    try {
+      event = parseCommandEvent(json)
+    } catch (err) {
+      logger.warn({ agentId, err }, 'dropped a malformed command event')
+      return
+    }
+    if (registry.mayReportOn(agentId, event.sandboxId)) commandLog.record({ ...event, agentId })
+    else logger.warn({ agentId, sandboxId: event.sandboxId }, 'dropped a command event for a sandbox of another agent')
+  }
+
   const guard = (call: grpc.ServerDuplexStream<unknown, unknown>, what: string): string | undefined => {
     try {
       return identify(call)
@@ -139,10 +156,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
           } else if (msg.reply) {
             conn.onReply(msg.reply)
           } else if (msg.event?.kind === 'command') {
-            const event = parseCommandEvent(msg.event.json)
-            // Logged under the agent that holds the sandbox only (or held it: a sandbox gone since).
-            if (registry.mayReportOn(agentId, event.sandboxId)) commandLog.record({ ...event, agentId })
-            else logger.warn({ agentId, sandboxId: event.sandboxId }, 'dropped a command event for a sandbox of another agent')
+            recordCommand(agentId, msg.event.json)
           }
         } catch (err) {
           logger.error({ agentId, err }, 'bad message on the control stream; closing it')
