@@ -316,6 +316,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       await firewall.remove(a).catch(async (err: unknown) => {
         log.warn({ sandboxId: id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
         await firewall.reset(rules())
+        // The rewrite emptied every sandbox's pins: each set forgets them in its turn, so the next answers pin again.
+        for (const pins of pinSets.values()) void pins.replace(async () => undefined)
       })
       await removeSlot(a.slot)
       forgetConnections(a.slot.address)

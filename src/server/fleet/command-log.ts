@@ -75,12 +75,16 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
   // Every command of every sandbox lands here (the file API's helpers too): the oldest go, in
   // batches, once the table holds a tenth more than it keeps.
   const newest = db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM command_logs')
-  const dropBefore = db.prepare('DELETE FROM command_logs WHERE id <= ?')
+  // In batches, one per flush: a table never pruned (from before this) may hold millions too many,
+  // and one DELETE of them all would hold the event loop for seconds.
+  const pruneBatch = 10_000
+  const dropBefore = db.prepare(`DELETE FROM command_logs WHERE id IN (SELECT id FROM command_logs WHERE id <= ? ORDER BY id LIMIT ${pruneBatch})`)
   let sincePrune = Number.POSITIVE_INFINITY
   const prune = (): void => {
     const top = newest.get()?.id ?? 0
-    if (top > maxRows) dropBefore.run(top - maxRows)
-    sincePrune = 0
+    const dropped = top > maxRows ? dropBefore.run(top - maxRows).changes : 0
+    // A full batch: more may be left, and the next flush goes on.
+    sincePrune = dropped === pruneBatch ? Number.POSITIVE_INFINITY : 0
   }
   let queue: Queued[] = []
   let timer: NodeJS.Timeout | undefined
