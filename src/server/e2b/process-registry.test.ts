@@ -37,6 +37,12 @@ describe('the envd process registry', () => {
       catalog.delete(id)
       assert.equal(registry.get(id, 5), undefined)
       stop()
+      // A row deleted past the catalog (the fleet's registry does so): the sweep finds it.
+      const swept = forgetGoneSandboxes(catalog, registry, 20)
+      registry.add('sb-deletedbehindxx', 6, entry(10))
+      for (let i = 0; i < 250 && registry.get('sb-deletedbehindxx', 6); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      assert.equal(registry.get('sb-deletedbehindxx', 6), undefined)
+      swept()
     } finally {
       db.close()
       await rm(dir, { recursive: true, force: true })

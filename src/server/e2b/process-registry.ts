@@ -22,6 +22,8 @@ export interface ProcessRegistry {
   hidden(sandboxId: string, pid: number): boolean
   /** Forgets a sandbox (killed). */
   drop(sandboxId: string): void
+  /** The sandboxes it holds records of. */
+  sandboxIds(): string[]
 }
 
 interface SandboxProcesses {
@@ -43,12 +45,22 @@ const sizeOf = (e: ProcessEntry): number =>
 
 /**
  * Drops a sandbox's records once the catalog no longer has it, however it went (a kill, its
- * timeout, a destroy through /v1, a sandbox found gone); returns the unsubscribe.
+ * timeout, a destroy through /v1, a sandbox found gone): at once when the catalog says so, and
+ * in a sweep every `sweepMs` for rows deleted past it (the fleet's registry deletes the rows of a
+ * lost agent's gone sandboxes itself). Returns the stop.
  */
-export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates'>, registry: ProcessRegistry): () => void {
-  return catalog.watchStates((id, state) => {
+export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates' | 'get'>, registry: ProcessRegistry, sweepMs = 60_000): () => void {
+  const stopWatching = catalog.watchStates((id, state) => {
     if (state === undefined) registry.drop(id)
   })
+  const sweep = setInterval(() => {
+    for (const id of registry.sandboxIds()) if (!catalog.get(id)) registry.drop(id)
+  }, sweepMs)
+  sweep.unref()
+  return () => {
+    stopWatching()
+    clearInterval(sweep)
+  }
 }
 
 /** An in-memory registry (lost on restart: listed processes then show their argv only). */
@@ -89,5 +101,6 @@ export function createProcessRegistry(): ProcessRegistry {
     },
     hidden: (id, pid) => sandboxes.get(id)?.helpers.has(pid) ?? false,
     drop: (id) => void sandboxes.delete(id),
+    sandboxIds: () => [...sandboxes.keys()],
   }
 }
