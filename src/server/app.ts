@@ -96,7 +96,8 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     const presented = bearer ?? c.req.header('x-api-key')
     if (presented === undefined || !checkApiKey(presented)) {
       const why = presented === undefined ? 'missing API key' : 'wrong API key'
-      logger.warn({ method: c.req.method, path: c.req.path, remote: c.env.incoming.socket.remoteAddress }, `unauthenticated request: ${why}`)
+      // The path as far as a route's can go: a client without a key must not write kilobytes into the log per request.
+      logger.warn({ method: c.req.method, path: c.req.path.slice(0, 200), remote: c.env.incoming.socket.remoteAddress }, `unauthenticated request: ${why}`)
       return fail(new SandstormError('unauthenticated', `${why}: expected "Authorization: Bearer <key>" or "X-API-Key: <key>"`), c)
     }
     return next()

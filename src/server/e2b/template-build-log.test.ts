@@ -108,6 +108,15 @@ describe("a build's events as E2B's build log", () => {
     await store.finish(build, 'ready')
   })
 
+  it('holds at most 64 builds waiting or running at once; the next is refused until one ends', async () => {
+    const open = []
+    for (let i = 0; i < 64; i++) open.push(await store.request(`many-${i}`, {}))
+    await assert.rejects(store.request('one-too-many', {}), /64 template builds are waiting or running, the most at once/)
+    await store.finish(open[0]!, 'error', { message: 'done with it' })
+    const next = await store.request('one-too-many', {})
+    for (const b of [...open.slice(1), next]) await store.finish(b, 'ready')
+  })
+
   it('keeps one build of a name at a time: a newer request supersedes a waiting one, a running one refuses it', async () => {
     const first = await store.request('one', {})
     const second = await store.request('one', {})

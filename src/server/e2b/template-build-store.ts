@@ -13,6 +13,8 @@ import type { BuildLogEntry, BuildLogLevel, BuildStatus, BuildStatusReason } fro
 
 /** Most log lines one build keeps (the rest are dropped, with a line saying so). */
 const maxLogEntries = 20_000
+/** Builds waiting for their files or running, at once (each a temp dir with its uploads). */
+const maxOpenBuilds = 64
 /** Longest log line kept. */
 const maxLineChars = 4096
 /** Most characters of log lines one build keeps (20,000 lines of 4096 were 80 MB a build, for each of 64 builds kept). */
@@ -87,6 +89,9 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
         throw new SandstormError('already_exists', `template "${name}" is being built (build ${before.buildId}): expected one build of a template at a time`)
       }
       if (before) await store.finish(before, 'error', { message: 'superseded by a newer build of the same template before it started' })
+      // Each waiting build holds a temp dir and its uploads for up to waitingTtlMs: a bound on them all.
+      const open = [...builds.values()].filter((b) => b.status === 'waiting' || b.status === 'building').length
+      if (open >= maxOpenBuilds) throw new SandstormError('resource_exhausted', `${open} template builds are waiting or running, the most at once: expected one to end first`)
       await swept
       const buildId = randomUUID()
       const build: TemplateBuildRecord = {

@@ -7,6 +7,9 @@ import type { AgentRegistry } from './agent-registry.js'
 import { constraintsOf, pickAgent } from './scheduler.js'
 import type { AgentLoad, SchedulerOptions } from './scheduler.js'
 
+/** How long the fleet's list waits for every agent's answer. */
+const listTimeoutMs = 30_000
+
 /** Options of createFleetRouter. */
 export interface FleetRouterOptions {
   registry: AgentRegistry
@@ -137,7 +140,9 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     // have it marked stopped, or a pool's sandbox destroyed as broken. A failed answer fails the
     // list (a sandbox left out would read as gone).
     async list(o) {
-      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => registry.ownedBy(id, await api.list(o))))
+      // An agent that never answers fails the list after a while instead of holding its callers for good.
+      const signal = AbortSignal.any([AbortSignal.timeout(listTimeoutMs), ...(o?.signal ? [o.signal] : [])])
+      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => registry.ownedBy(id, await api.list({ ...o, signal }))))
       return answers.flat()
     },
     pause: (id, o) => at(id).pause(id, o),
