@@ -1,6 +1,6 @@
 /** `sandstorm agents`, `sandstorm agents rm` and `sandstorm logs`: the fleet and its central command log. */
 import type { Command } from 'commander'
-import { listAgents, listCommandLogs, removeAgent } from '@sandstorm/sdk'
+import { listAgents, listCommandLogs, removeAgent, rotateJoinToken } from '@sandstorm/sdk'
 import { connectionOf, printJson, printTable } from './cli-context.js'
 import { formatDuration } from './duration.js'
 
@@ -36,6 +36,12 @@ export function registerAgents(program: Command): void {
     .action(async (id: string, flags: { force?: boolean }, cmd: Command) => {
       await removeAgent(id, { ...connectionOf(cmd), force: flags.force === true })
       process.stdout.write(`sandstorm: agent ${id} removed; its certificate is revoked\n`)
+    })
+  agents
+    .command('rotate-token')
+    .description('replace the join token (after removing a host that had it): the old one admits no host from then on; agents that joined keep their certificates')
+    .action(async (_flags: unknown, cmd: Command) => {
+      process.stdout.write(`${await rotateJoinToken(connectionOf(cmd))}\n`)
     })
   program
     .command('logs')

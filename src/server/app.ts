@@ -27,7 +27,7 @@ export interface AppOptions extends RouteDeps {
   /** The E2B surface (REST and envd) on the same port. */
   e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'snapshots' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
   /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
-  fleet: { registry?: AgentRegistry; local?: () => Promise<AgentInfo>; commandLog: CommandLog }
+  fleet: { registry?: AgentRegistry; local?: () => Promise<AgentInfo>; commandLog: CommandLog; rotateJoinToken?: () => string }
   /** Fires when the server closes; every request's signal follows it. */
   shutdownSignal: AbortSignal
   /** Called with each handler's promise, so that close() can wait for handlers before closing the DB. */

@@ -160,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxFileBytes: options.maxFileBytes ?? 1024 ** 3,
       ingressOf,
       e2b: { catalog, usageHistory, dataDir: options.dataDir, ...(imageBuilds ? { imageBuilds } : {}) },
-      fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog },
+      fleet: { registry: fleet?.registry, local: fleet ? undefined : () => localAgentView(agent), commandLog, ...(fleet ? { rotateJoinToken: () => fleet!.rotateJoinToken() } : {}) },
       shutdownSignal: shutdown.signal,
       track,
     })
@@ -230,7 +230,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       apiKeyPath,
       routes: app.routes.filter((r) => r.method !== 'ALL' && !r.path.endsWith('*')).map((r) => ({ method: r.method, path: r.path })),
       domain,
-      ...(fleet ? { fleet: { port: fleet.port, joinToken: fleet.joinToken } } : {}),
+      ...(fleet ? { fleet: { port: fleet.port, get joinToken() { return fleet!.joinToken } } } : {}),
       close: () => (closing ??= close()),
     }
   } catch (err) {

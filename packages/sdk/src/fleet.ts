@@ -15,6 +15,12 @@ export function removeAgent(agentId: string, options: ConnectionOptions & { forc
   return createApiClient(resolveConnection(options)).send({ method: 'DELETE', path: `/v1/agents/${encodeURIComponent(agentId)}${query}`, signal: options.signal })
 }
 
+/** Replaces the fleet's join token and returns the new one: the old one admits no host from then on (agents that joined keep their certificates). */
+export async function rotateJoinToken(options: ConnectionOptions = {}): Promise<string> {
+  const body = await createApiClient(resolveConnection(options)).json<{ joinToken: string }>({ method: 'POST', path: '/v1/fleet/join-token', signal: options.signal })
+  return body.joinToken
+}
+
 /** Commands the fleet ran, oldest first, optionally of one sandbox. */
 export async function listCommandLogs(options: ConnectionOptions & { sandboxId?: string; limit?: number } = {}): Promise<CommandLogEntry[]> {
   const query = new URLSearchParams()

@@ -14,7 +14,7 @@ export { Files, type FileReadOptions, type WriteEntry, type WriteInfo, type Remo
 export type { WriteData } from './upload-body.js'
 export { buildTemplate, deleteTemplate, pruneTemplateLayers, type BuildTemplateOptions } from './image-templates.js'
 export { buildGoldenTemplate, failedStepOf, listTemplates, promoteTemplate, rollbackTemplate, type BuildGoldenTemplateOptions, type GoldenBuildRequest } from './templates.js'
-export { listAgents, listCommandLogs, removeAgent } from './fleet.js'
+export { listAgents, listCommandLogs, removeAgent, rotateJoinToken } from './fleet.js'
 export { setPool, listPools, deletePool, waitForPool, type SetPoolOptions, type WaitForPoolOptions } from './pools.js'
 export { defaultApiUrl, defaultApiKeyPath, defaultRequestTimeoutMs, resolveConnection, type ConnectionOptions, type Connection, type Environment } from './connection.js'
 // The request layer under every call, for routes the SDK has no method for (the web console's raw calls).

@@ -1,6 +1,6 @@
 /** The fleet over a real gRPC link on 127.0.0.1, with fake agents behind runAgent: no root, no runc. */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -136,6 +136,24 @@ for (const insecure of [false, true]) {
         await assert.rejects(runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: wrong, dataDir: join(dir, 'rogue'), local: rogue }), /refused/)
       }
       assert.equal((await listAgents()).filter((a) => a.state === 'live').length, before)
+    })
+
+    it('rotates the join token: the old one joins no new host, the new one does, and joined agents stay', { skip: insecure && 'an --insecure agent presents the token on every call: it needs the new one' }, async () => {
+      const old = server.fleet!.joinToken
+      const before = (await listAgents()).filter((a) => a.state === 'live').length
+      const res = await api('/v1/fleet/join-token', { method: 'POST' })
+      assert.equal(res.status, 200)
+      const { joinToken } = (await res.json()) as { joinToken: string }
+      assert.notEqual(joinToken, old)
+      assert.equal(server.fleet!.joinToken, joinToken)
+      assert.equal((await readFile(join(dir, 'server', 'fleet', 'join-token'), 'utf8')).trim(), joinToken)
+      await assert.rejects(runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: old, dataDir: join(dir, 'rotated-old'), local: createFakeAgent() }), /refused/)
+      const fresh = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: joinToken, dataDir: join(dir, 'rotated-new'), local: createFakeAgent(), heartbeatMs: 100 })
+      try {
+        await until('the new host live beside the others', async () => (await listAgents()).filter((a) => a.state === 'live').length === before + 1)
+      } finally {
+        await fresh.close()
+      }
     })
   })
 }

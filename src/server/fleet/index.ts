@@ -8,7 +8,7 @@ import { createAgentRegistry } from './agent-registry.js'
 import type { AgentRegistry } from './agent-registry.js'
 import { createCommandLog } from './command-log.js'
 import type { CommandLog } from './command-log.js'
-import { ensureJoinToken } from './join-token.js'
+import { ensureJoinToken, rotateJoinToken } from './join-token.js'
 import { startLinkServer } from './link-service.js'
 import { loadFleetPki } from './pki.js'
 import { loadRevocations } from './revocations.js'
@@ -45,8 +45,10 @@ export interface Fleet {
   commandLog: CommandLog
   /** The port agents dial. */
   port: number
-  /** What `sandstorm agent --token` takes (also in `<dataDir>/fleet/join-token`). */
-  joinToken: string
+  /** What `sandstorm agent --token` takes now (also in `<dataDir>/fleet/join-token`). */
+  readonly joinToken: string
+  /** Replaces the join token: the old one admits nothing more; agents that joined keep their certificates. */
+  rotateJoinToken(): string
   close(): Promise<void>
 }
 
@@ -59,8 +61,8 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
   }
   const dir = join(options.dataDir, 'fleet')
   const pki = options.insecure ? null : await loadFleetPki(dir)
-  const joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
-  const secret = joinToken.split('.')[2]!
+  let joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
+  const secret = (): string => joinToken.split('.')[2]!
   const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs, revocations: loadRevocations(dir) })
   const commandLog = createCommandLog(options.db)
   const link = await startLinkServer({
@@ -78,7 +80,14 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     registry,
     commandLog,
     port: link.port,
-    joinToken,
+    get joinToken() {
+      return joinToken
+    },
+    rotateJoinToken() {
+      joinToken = rotateJoinToken(dir, pki?.caSha256 ?? null)
+      options.logger.warn({ component: 'fleet' }, 'join token replaced: the old one admits no agent from now on')
+      return joinToken
+    },
     async close() {
       await link.close()
       registry.close()

@@ -3,7 +3,7 @@
  * agent pin the server's CA before it trusts anything it says (as kubeadm's discovery hash does).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { readSecretFile } from '../../shared/index.js'
 import { join } from 'node:path'
 
@@ -17,6 +17,17 @@ export function ensureJoinToken(dir: string, caSha256: string | null): string {
   const token = `SST1.${caSha256 ?? 'insecure'}.${secret}`
   writeFileSync(join(dir, 'join-token'), `${token}\n`, { mode: 0o600 })
   return token
+}
+
+/**
+ * Replaces the server's secret with a new one and returns the new full token: a token that left
+ * with a removed host (it was copied there to join) admits nothing from then on.
+ */
+export function rotateJoinToken(dir: string, caSha256: string | null): string {
+  const file = join(dir, 'join-secret')
+  writeFileSync(`${file}.new`, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 })
+  renameSync(`${file}.new`, file)
+  return ensureJoinToken(dir, caSha256)
 }
 
 /** Does a presented secret equal the server's, in constant time. */

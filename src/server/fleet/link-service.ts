@@ -22,8 +22,8 @@ export interface LinkServerOptions {
   registry: AgentRegistry
   commandLog: CommandLog
   logger: Logger
-  /** The join secret agents must present. */
-  secret: string
+  /** The join secret agents must present (read at each use: it can be replaced). */
+  secret: () => string
   /** TLS material; null for a plain-text (--insecure) link. */
   pki: FleetPki | null
   /** The heartbeat interval agents are told to keep; unset, each keeps its own. */
@@ -64,7 +64,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     } else {
       const token = String(call.metadata.get(insecureHeaders.token)[0] ?? '')
       agentId = String(call.metadata.get(insecureHeaders.agent)[0] ?? '')
-      if (!secretMatches(token, options.secret)) throw new SandstormError('unauthenticated', 'wrong join token')
+      if (!secretMatches(token, options.secret())) throw new SandstormError('unauthenticated', 'wrong join token')
       if (!/^ag-[a-z0-9]{16}$/.test(agentId)) throw new SandstormError('unauthenticated', `agent id "${agentId}" is malformed`)
     }
     // Checked before `known`: a removed agent is unknown too, and it is told why.
@@ -107,7 +107,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       const peer = call.getPeer()
       if (!pki) return callback(refuse(grpc.status.FAILED_PRECONDITION, 'this server runs --insecure: agents present the token on every call instead'))
       const secret = /^SST1\.[^.]+\.(.+)$/.exec(call.request.token)?.[1] ?? call.request.token
-      if (!secretMatches(secret, options.secret)) {
+      if (!secretMatches(secret, options.secret())) {
         logger.warn({ peer, hostname: call.request.hostname }, 'refused a join: wrong token')
         return callback(refuse(grpc.status.UNAUTHENTICATED, 'wrong join token'))
       }

@@ -11,6 +11,8 @@ export function fleetRoutes(app: Hono<ServerEnv>, deps: {
   registry?: AgentRegistry
   local?: () => Promise<AgentInfo>
   commandLog: CommandLog
+  /** Replaces the fleet's join token; absent under `sandstorm up`. */
+  rotateJoinToken?: () => string
 }): void {
   app.get('/v1/agents', async (c) =>
     c.json({
@@ -39,6 +41,13 @@ export function fleetRoutes(app: Hono<ServerEnv>, deps: {
     if (force !== undefined && force !== 'true' && force !== 'false') throw new SandstormError('invalid_argument', `force: expected true or false, got "${force}"`)
     deps.registry.remove(c.req.param('id'), { force: force === 'true' })
     return c.body(null, 204)
+  })
+  // A new join token, the old one refused from now on (after removing a host that had it).
+  app.post('/v1/fleet/join-token', (c) => {
+    if (!deps.rotateJoinToken) {
+      throw new SandstormError('failed_precondition', 'this server runs its one agent in process (sandstorm up): it has no join token')
+    }
+    return c.json({ joinToken: deps.rotateJoinToken() })
   })
   app.get('/v1/logs', (c) => {
     const sandboxId = c.req.query('sandbox') || undefined
