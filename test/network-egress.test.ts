@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { ConflictError, InvalidArgumentError, Sandbox, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
-import { installProbe, runProbe, sandboxAddress } from './helpers/net-probe.js'
+import { createProbed, runProbe, sandboxAddress } from './helpers/net-probe.js'
 import { sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -30,9 +30,8 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
   const made: Sandbox[] = []
 
   const create = async (network?: SandboxCreateOptions['network']): Promise<Sandbox> => {
-    const sbx = await Sandbox.create('debian', { ...stack.conn, ...(network !== undefined ? { network } : {}) })
+    const sbx = await createProbed(stack.conn, net.caPem, network)
     made.push(sbx)
-    await installProbe(sbx, net.caPem)
     return sbx
   }
 

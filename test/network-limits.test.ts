@@ -14,7 +14,7 @@ import { Sandbox, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { createHostNetwork } from '../src/network/index.js'
 import { newId, silentLogger } from '../src/shared/index.js'
 import { createTestInternet, type TestInternet } from './helpers/internet.js'
-import { installProbe, runProbe, sandboxAddress } from './helpers/net-probe.js'
+import { createProbed, runProbe, sandboxAddress } from './helpers/net-probe.js'
 import { sh } from './helpers/sandbox-shell.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -54,9 +54,8 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
   const made: Sandbox[] = []
 
   const create = async (network?: SandboxCreateOptions['network']): Promise<Sandbox> => {
-    const sbx = await Sandbox.create('debian', { ...stack.conn, ...(network !== undefined ? { network } : {}) })
+    const sbx = await createProbed(stack.conn, net.caPem, network)
     made.push(sbx)
-    await installProbe(sbx, net.caPem)
     return sbx
   }
   /** Starts holdConnections in the sandbox and waits for its result. */

@@ -2,7 +2,7 @@
  * A network probe run inside a sandbox (python3 of the debian template): what a program in there
  * can reach, each attempt answered as one word and a detail. Tests write it into the sandbox once.
  */
-import type { Sandbox } from '@sandstorm/sdk'
+import { Sandbox, type ConnectionOptions, type SandboxCreateOptions } from '@sandstorm/sdk'
 import { sh } from './sandbox-shell.js'
 
 /** Where the probe lives in the sandbox. */
@@ -170,6 +170,13 @@ globals()[sys.argv[1]](*sys.argv[2:])
 /** The sandbox's own address (a UDP connect sends nothing). */
 export async function sandboxAddress(sbx: Sandbox): Promise<string> {
   return (await sh(sbx, ['python3', '-c', "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('198.18.0.1', 53)); print(s.getsockname()[0])"])).stdout.trim()
+}
+
+/** A debian sandbox on `conn` with `network` (the server's default when left out), the probe written into it. */
+export async function createProbed(conn: ConnectionOptions, caPem: string, network?: SandboxCreateOptions['network']): Promise<Sandbox> {
+  const sbx = await Sandbox.create('debian', { ...conn, ...(network !== undefined ? { network } : {}) })
+  await installProbe(sbx, caPem)
+  return sbx
 }
 
 /** Writes the probe (and the test CA, for HTTPS) into the sandbox. */

@@ -28,12 +28,17 @@ export interface HeaderSource {
  * sandbox as not running).
  */
 export function envdScope(headers: HeaderSource, sandboxes: SandboxService, tokens: AccessTokens): EnvdScope {
+  return runningScope(envdSandboxId(headers, tokens), headers, sandboxes)
+}
+
+/** The sandbox an envd call names, once its access token is checked: from the headers alone, so before any body is read. */
+export function envdSandboxId(headers: HeaderSource, tokens: AccessTokens): string {
   const sandboxId = headers.get('e2b-sandbox-id')
   if (!sandboxId) throw new SandstormError('invalid_argument', 'missing header E2b-Sandbox-Id: expected the id of the sandbox to reach')
   if (!tokens.verify(sandboxId, headers.get('x-access-token') ?? undefined)) {
     throw new SandstormError('unauthenticated', `wrong or missing X-Access-Token for sandbox "${sandboxId}"`)
   }
-  return runningScope(sandboxId, headers, sandboxes)
+  return sandboxId
 }
 
 /** The scope of a sandbox whose caller is already authorized (by token or by a signed URL): it must run. */

@@ -27,6 +27,7 @@ import { snapshotRoutes } from './snapshot-routes.js'
 import { templateBuildRoutes } from './template-build-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import type { ImageBuildService } from '../image-builds.js'
+import { envdSandboxId } from './envd-scope.js'
 import { createProcessRegistry, forgetGoneSandboxes } from './process-registry.js'
 import { createProcessService } from './process-service.js'
 import { createSandboxExits } from './sandbox-exits.js'
@@ -109,14 +110,8 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
     const fetchHandler = severableFetchHandler(handler)
     app.post(handler.requestPath, async (c) => {
       // The token first, from the headers: the body (up to 8 MiB, parsed whole) of a caller that
-      // has none is never read.
-      const sandboxId = c.req.header('e2b-sandbox-id')
-      if (!sandboxId || !tokens.verify(sandboxId, c.req.header('x-access-token'))) {
-        c.header('connection', 'close')
-        return sandboxId
-          ? c.json({ code: 'unauthenticated', message: `wrong or missing X-Access-Token for sandbox "${sandboxId}"` }, 401)
-          : c.json({ code: 'invalid_argument', message: 'missing header E2b-Sandbox-Id: expected the id of the sandbox to reach' }, 400)
-      }
+      // has none is never read. The handler's own scope checks it again, with the sandbox's state.
+      envdSandboxId({ get: (name) => c.req.header(name) ?? null }, tokens)
       const res = await fetchHandler(c.req.raw)
       // Connect answers a content type it does not speak with a bare 415; say what it takes.
       if (res.status !== 415) return res
