@@ -32,7 +32,7 @@ export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promis
  * free; else passes `data` on, failing it as soon as it brings more than that room.
  */
 export async function withinHostSpace(dir: string, data: AsyncIterable<Uint8Array>, marginBytes = hostMarginBytes): Promise<AsyncIterable<Uint8Array>> {
-  const room = (await freeBytes(dir)) - marginBytes
+  const room = await roomIn(dir, marginBytes)
   if (room <= 0) throw diskFull()
   return (async function* () {
     let bytes = 0

@@ -5,9 +5,9 @@
  */
 import { dirname } from 'node:path'
 import type { BuildHost } from '../images/contracts.js'
-import { openImageArchive } from '../images/archive/index.js'
+import { defaultMaxArchiveBytes, openImageArchive } from '../images/archive/index.js'
 import { buildDockerfile } from '../images/dockerfile/build-dockerfile.js'
-import { SandstormError, type CallOptions, type Logger, type TemplateBuildEvent, type TemplateInfo, type TemplateSource } from '../shared/index.js'
+import { diskFullError, SandstormError, type CallOptions, type Logger, type TemplateBuildEvent, type TemplateInfo, type TemplateSource } from '../shared/index.js'
 import type { TemplateStore } from '../templates/index.js'
 import type { ImageBuildRequest } from './image-api.js'
 import { storeImage } from './build-host.js'
@@ -25,9 +25,6 @@ export interface ImageBuildsOptions {
   inUse(name: string): Promise<string | null>
 }
 
-/** The most an uploaded image archive's files may unpack to (an upload is at most 8 GiB; a gzipped one may hold more). */
-const maxArchiveBytes = 32 * 1024 ** 3
-
 /** Builds and deletes image templates on this agent. */
 export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
   const { templates, host, logger } = options
@@ -44,7 +41,9 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
     } else if (req.kind === 'archive') {
       // Copied out beside the upload (the data dir, not /tmp), and never past the room left there.
       const tmpDir = dirname(req.path)
-      const source = await openImageArchive(req.path, { signal: call.signal, tmpDir, maxUnpackedBytes: Math.max(0, Math.min(maxArchiveBytes, await roomIn(tmpDir))) })
+      const room = await roomIn(tmpDir)
+      if (room <= 0) throw diskFullError('unpacking the image archive', undefined)
+      const source = await openImageArchive(req.path, { signal: call.signal, tmpDir, maxUnpackedBytes: Math.min(defaultMaxArchiveBytes, room) })
       try {
         progress(`archive holds ${source.manifest.reference || 'an image'} (${source.manifest.layers.length} layers)`)
         const chain = await storeImage(templates, source, { ...base, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })

@@ -92,7 +92,7 @@ function nameMatcher(egress: EgressPolicy): ((name: string) => boolean) | null {
   const domains = egress.allowOut.filter((e) => !toCidr(e))
   // No internet at all (deny-all, nothing allowed): no name either, or the resolver would carry
   // queries, and data in their names, to whoever serves a zone.
-  if (domains.length === 0 && egress.allowOut.length === 0 && egress.denyOut.includes('0.0.0.0/0')) return () => false
+  if (egress.allowOut.length === 0 && egress.denyOut.includes('0.0.0.0/0')) return () => false
   if (domains.length === 0) return null
   const exact = new Set(domains.filter((d) => !d.startsWith('*.')))
   const suffixes = domains.filter((d) => d.startsWith('*.')).map((d) => d.slice(1))
@@ -133,6 +133,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const byAddress = new Map<string, Attached>()
   const nft = createNft(log)
   const shell = createResidentShell('network')
+  // Checked once: without it, a removed sandbox's connections outlive it (see forgetConnections).
+  if ((await shell.run('command -v conntrack >/dev/null')).code !== 0) log.warn('conntrack is not installed (scripts/setup.sh installs it): a removed sandbox\'s tracked connections are not deleted')
   // The veths of removed slots, deleted behind the destroys that removed them (see removeSlot).
   const teardown = createResidentShell('network teardown')
   const behindDetaches = new Set<Promise<unknown>>()
@@ -158,8 +160,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
    */
   const forgetConnections = (address: string): void => {
     const deletion: Promise<unknown> = teardown
-      .run(`conntrack -D -s ${address} >/dev/null 2>&1; conntrack -D -d ${address} >/dev/null 2>&1; conntrack -C >/dev/null`)
-      .then((r) => r.code !== 0 && log.warn({ address, output: r.output.trim() }, 'could not delete a removed sandbox\'s tracked connections (is conntrack installed?)'))
+      .run(`conntrack -D -s ${address} >/dev/null 2>&1; conntrack -D -d ${address} >/dev/null 2>&1; true`)
       .catch(() => undefined)
       .finally(() => {
         forgetting.delete(address)
@@ -168,9 +169,18 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     behindDetaches.add(deletion)
   }
   let firewallReady: Promise<void> | undefined
-  /** The host's own IPv4 addresses, read when asked (interfaces come and go). */
-  const hostAddresses = (): Set<string> =>
-    new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((i) => i.family === 'IPv4').map((i) => i.address)))
+  /**
+   * The host's own IPv4 addresses: interfaces come and go, so read again once they are a few
+   * seconds old (a read lists every link, each sandbox's veth included: not once per answer).
+   */
+  let hostAddressesRead = { at: 0, addresses: new Set<string>() }
+  const hostAddresses = (): Set<string> => {
+    if (Date.now() - hostAddressesRead.at > 5_000) {
+      const addresses = new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((i) => i.family === 'IPv4').map((i) => i.address)))
+      hostAddressesRead = { at: Date.now(), addresses }
+    }
+    return hostAddressesRead.addresses
+  }
 
   const resolverClient = (a: Attached): ResolverClient => ({
     allowsName: a.allowsName,
@@ -278,6 +288,17 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     return a
   }
 
+  /** Removes a detached sandbox's rules (a table that lost track, after a failed remove, is rewritten whole from what is known) and its slot. */
+  const removeRulesAndSlot = async (a: Attached): Promise<void> => {
+    await firewall.remove(a).catch(async (err: unknown) => {
+      log.warn({ sandboxId: a.id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
+      await firewall.reset(rules())
+      // The rewrite emptied every sandbox's pins: each set forgets them in its turn, so the next answers pin again.
+      for (const pins of pinSets.values()) void pins.replace(async () => undefined)
+    })
+    await removeSlot(a.slot)
+  }
+
   const network: HostNetwork = {
     sandboxCidr,
     gateway,
@@ -312,15 +333,12 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       if (!a) return
       forgetting.add(a.slot.address)
       forget(a)
-      // A table that lost track (a failed remove) is rewritten whole from what is known.
-      await firewall.remove(a).catch(async (err: unknown) => {
-        log.warn({ sandboxId: id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
-        await firewall.reset(rules())
-        // The rewrite emptied every sandbox's pins: each set forgets them in its turn, so the next answers pin again.
-        for (const pins of pinSets.values()) void pins.replace(async () => undefined)
-      })
-      await removeSlot(a.slot)
-      forgetConnections(a.slot.address)
+      try {
+        await removeRulesAndSlot(a)
+      } finally {
+        // Also when the removal failed: the address is not held for good.
+        forgetConnections(a.slot.address)
+      }
       log.debug({ sandboxId: id, slot: a.slot.id }, 'sandbox network detached')
     },
     async adopt(sandboxes) {
@@ -334,8 +352,11 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         // Its connections are forgotten too: the sandbox that had it is gone (a crash, a stop on its own).
         const address = await slotAddress(shell, slot)
         if (address) forgetting.add(address)
-        await removeSlot(slot)
-        if (address) forgetConnections(address)
+        try {
+          await removeSlot(slot)
+        } finally {
+          if (address) forgetConnections(address)
+        }
         log.info({ slot: slotId, address }, 'removed a network slot that no sandbox holds')
       }
       fill()

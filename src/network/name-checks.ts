@@ -127,18 +127,24 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
         // bytes sent behind the upgrade request may be another HTTP request, whose Host nobody
         // checked. A server that does not switch answers this one request, and the connection ends.
         upstream.on('error', () => socket.destroy())
-        let answer = Buffer.alloc(0)
+        const parts: Buffer[] = []
+        let size = 0
+        let tail = Buffer.alloc(0)
         const onAnswer = (chunk: Buffer): void => {
-          answer = Buffer.concat([answer, chunk])
-          const end = answer.indexOf('\r\n\r\n')
-          if (end < 0) {
-            if (answer.length > maxAnswerHead) (upstream.destroy(), socket.destroy())
+          parts.push(chunk)
+          size += chunk.length
+          // Only the head's last bytes and this chunk are searched; the head is copied once, whole.
+          const window = Buffer.concat([tail, chunk])
+          if (window.indexOf('\r\n\r\n') < 0) {
+            if (size > maxAnswerHead) (upstream.destroy(), socket.destroy())
+            tail = window.subarray(Math.max(0, window.length - 3))
             return
           }
+          const answer = Buffer.concat(parts)
           upstream.off('data', onAnswer)
           upstream.pause()
           socket.write(answer)
-          if (!/^HTTP\/1\.[01] 101 /.test(answer.subarray(0, Math.min(end, 64)).toString('latin1'))) {
+          if (!/^HTTP\/1\.[01] 101 /.test(answer.subarray(0, 64).toString('latin1'))) {
             upstream.pipe(socket)
             return
           }

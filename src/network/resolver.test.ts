@@ -5,6 +5,7 @@ import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import dnsPacket from 'dns-packet'
 import { SandstormError, silentLogger } from '../shared/index.js'
+import { until } from '../../test/helpers/until.js'
 import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
 
 /**
@@ -170,10 +171,7 @@ describe('the resolver under a flood of queries', () => {
     await once(upstream, 'listening')
     const client: ResolverClient = { allowsName: null, pinnable: () => true, pin: async () => undefined }
     const resolver = await startResolver({ host: '127.0.0.1', upstreams: [`127.0.0.1:${upstream.address().port}`], clientOf: () => client, maxQueriesPerClient: 4, maxQueries: 6, logger: silentLogger() })
-    const waitFor = async (what: string, check: () => boolean): Promise<void> => {
-      for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 25))
-      assert.ok(check(), `timed out waiting for ${what}`)
-    }
+    const waitFor = (what: string, check: () => boolean): Promise<true> => until(what, async () => check(), 5000)
     try {
       // Ten at once from one sandbox: four go upstream and wait there; six are answered at once.
       const answered: string[] = []

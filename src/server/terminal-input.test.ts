@@ -12,7 +12,9 @@ describe("a terminal's input", () => {
       assert.equal(created.status, 201)
       const id = created.json.id as string
       // The sandbox stops taking input (its pipe full): nothing queued behind the first byte goes on.
-      t.agent.writeStdin = () => new Promise<void>(() => undefined)
+      let release!: () => void
+      const released = new Promise<void>((resolve) => (release = resolve))
+      t.agent.writeStdin = () => released
       const ws = new WebSocket(`${t.server.url.replace(/^http/, 'ws')}/v1/sandboxes/${id}/pty?cols=80&rows=24&cmd=cat`, [ptyProtocol, ptyKeyProtocol(t.server.apiKey)])
       await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject))
       ws.send(Buffer.of(120))
@@ -28,6 +30,10 @@ describe("a terminal's input", () => {
         setTimeout(() => resolve('not read'), 3000)
       })
       assert.equal(answered, 'not read', 'the server read on past 5000 queued resizes')
+      // Once the input goes on, the server reads on, and answers the bad message: it was paused, not gone.
+      const later = new Promise<void>((resolve) => ws.on('message', (data, isBinary) => !isBinary && String(data).includes('expected JSON') && resolve()))
+      release()
+      await later
       ws.terminate()
     } finally {
       await t.close()

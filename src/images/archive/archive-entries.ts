@@ -32,6 +32,9 @@ const maxLinkHops = 8
 /** The longest entry name or link target kept (PATH_MAX): tar's long-name headers allow megabytes, all held in memory. */
 const maxNameBytes = 4096
 
+/** The most an archive's files unpack to unless told otherwise. */
+export const defaultMaxArchiveBytes = 32 * 1024 ** 3
+
 /** How much of an archive is read. */
 export interface ArchiveLimits {
   /** Bytes of its files, as copied out (a gzipped archive may say little of what it unpacks to). @default 32 GiB */
@@ -51,7 +54,7 @@ export async function readArchiveEntries(archivePath: string, dir: string, signa
   const files = new Map<string, ArchiveFile>()
   const links = new Map<string, string>()
   const gzipped = await startsWith(archivePath, [0x1f, 0x8b])
-  const maxBytes = limits.maxBytes ?? 32 * 1024 ** 3
+  const maxBytes = limits.maxBytes ?? defaultMaxArchiveBytes
   const maxEntries = limits.maxEntries ?? 100_000
   const tar = extract()
   let counter = 0

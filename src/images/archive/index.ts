@@ -1,3 +1,3 @@
 /** Images from archives: `docker save` tars and OCI image layout tars. */
 export { openImageArchive, type ImageArchiveOptions } from './open-image-archive.js'
-export { normalizeEntryName } from './archive-entries.js'
+export { defaultMaxArchiveBytes, normalizeEntryName } from './archive-entries.js'

@@ -78,9 +78,10 @@ export function createProcessRegistry(): ProcessRegistry {
     add(id, pid, entry) {
       const s = of(id)
       s.bytes -= s.sizes.get(pid) ?? 0
+      const size = sizeOf(entry)
       s.entries.set(pid, entry)
-      s.sizes.set(pid, sizeOf(entry))
-      s.bytes += sizeOf(entry)
+      s.sizes.set(pid, size)
+      s.bytes += size
       // The oldest go first: past the count, or past the bytes (never the one just added).
       while (s.entries.size > keptEntries || (s.bytes > keptBytes && s.entries.size > 1)) {
         const oldest = s.entries.keys().next().value as number

@@ -19,8 +19,6 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Called with the pid as soon as it is known (to hide helpers from `commands.list`). */
   onPid?(pid: number): void
-  /** The most stdout kept; a helper that prints more is killed, and the call fails. @default maxHelperStdout */
-  maxStdout?: number
 }
 
 /**
@@ -28,7 +26,7 @@ export interface RunOptions {
  * sandbox's own binaries (perl, find, sh), which its code can replace: without a bound, one that
  * prints forever would fill the server's memory.
  */
-export const maxHelperStdout = 64 * 1024 * 1024
+const maxHelperStdout = 64 * 1024 * 1024
 /** The most stderr kept of a helper: its first bytes, where the error that ended it is named. */
 const maxHelperStderr = 64 * 1024
 
@@ -37,7 +35,7 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
   const { signal } = options
   const { pid } = await agent.exec(id, { argv, env: {}, user: options.user ?? 'root', keepStdin: options.stdin !== undefined }, { signal })
   options.onPid?.(pid)
-  const output = collect(agent.follow(id, pid, { signal }), options.maxStdout ?? maxHelperStdout).catch(async (err: unknown) => {
+  const output = collect(agent.follow(id, pid, { signal }), maxHelperStdout).catch(async (err: unknown) => {
     await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
     throw err
   })

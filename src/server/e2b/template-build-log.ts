@@ -5,6 +5,7 @@
  */
 import type { TemplateBuildEvent } from '../../shared/index.js'
 import type { DockerfilePlan } from './template-build-dockerfile.js'
+import { maxLineChars } from './template-build-store.js'
 import type { TemplateBuildRecord, TemplateBuildStore } from './template-build-store.js'
 import type { BuildStatusReason, TemplateStep } from './template-build-wire.js'
 
@@ -22,8 +23,7 @@ const maxQuotedChars = 120
 const shownLines = 5
 /** Most lines of a failed step's output carried in its reason. */
 const maxReasonLines = 40
-/** A line of output longer than this is logged in pieces (the log keeps 4096 characters of a line). */
-const maxPartialChars = 4096
+
 
 /** The log of `build`, from its events; `plan.stepOf` maps the Dockerfile's lines back to the template's steps. */
 export function buildEventLog(store: Pick<TemplateBuildStore, 'log'>, build: TemplateBuildRecord, steps: TemplateStep[], plan: Pick<DockerfilePlan, 'stepOf'>): BuildEventLog {
@@ -77,8 +77,8 @@ export function buildEventLog(store: Pick<TemplateBuildStore, 'log'>, build: Tem
           const lines = text.split('\n')
           let rest = lines.pop()!
           for (const l of lines) line(event.index, l)
-          // Output without a newline is logged in pieces: kept whole, each chunk split it all again.
-          for (; rest.length > maxPartialChars; rest = rest.slice(maxPartialChars)) line(event.index, rest.slice(0, maxPartialChars))
+          // Output without a newline is logged in pieces as long as the log keeps a line: kept whole, each chunk split it all again.
+          for (; rest.length > maxLineChars; rest = rest.slice(maxLineChars)) line(event.index, rest.slice(0, maxLineChars))
           partial.set(key, rest)
           return
         }

@@ -16,7 +16,7 @@ const maxLogEntries = 20_000
 /** Builds waiting for their files or running, at once (each a temp dir with its uploads). */
 const maxOpenBuilds = 64
 /** Longest log line kept. */
-const maxLineChars = 4096
+export const maxLineChars = 4096
 /** Most characters of log lines one build keeps (20,000 lines of 4096 were 80 MB a build, for each of 64 builds kept). */
 const maxLogChars = 8 * 1024 * 1024
 /** Characters logged so far, by build. */

@@ -7,6 +7,7 @@
 import { z } from 'zod'
 import type { AgentInfo, AgentSandbox } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
+import { parseInput, show } from '../validation.js'
 
 const name = z.string().min(1).max(256)
 const count = z.number().finite().nonnegative()
@@ -32,20 +33,15 @@ const commandEvent = z.object({
   outputBytes: count,
 })
 
-/** Parses one JSON field of an agent's message against its schema; a bad one is `invalid_argument` naming the field. */
+/** Parses one JSON field of an agent's message against its schema; a bad one is `invalid_argument` naming the field (as the HTTP API words it). */
 function field<T>(schema: z.ZodType<T>, json: string, what: string): T {
   let value: unknown
   try {
     value = JSON.parse(json)
   } catch {
-    throw new SandstormError('invalid_argument', `${what}: expected JSON, got ${JSON.stringify(json.slice(0, 40))}`)
+    throw new SandstormError('invalid_argument', `${what}: expected JSON, got ${show(json)}`)
   }
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new SandstormError('invalid_argument', `${what}${issue.path.length > 0 ? `.${issue.path.join('.')}` : ''}: ${issue.message}`)
-  }
-  return parsed.data
+  return parseInput(z.object({ [what]: schema }), { [what]: value })[what] as T
 }
 
 /** An agent's registration, checked (the id is the one its certificate names, never its own word). */

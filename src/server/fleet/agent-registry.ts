@@ -53,10 +53,8 @@ export interface AgentRegistry {
   remove(agentId: string, options?: { force?: boolean }): void
   /** Has this agent's certificate been revoked. */
   revoked(agentId: string): boolean
-  /** May this agent report on this sandbox: the catalog places it there, or knows it no more (gone since). */
+  /** May this agent list or report on this sandbox: the catalog places it there, or knows it no more (gone since, or an orphan); never another agent's. */
   mayReportOn(agentId: string, sandboxId: string): boolean
-  /** Of what an agent lists, the sandboxes the catalog places on it or does not know (orphans): never another agent's. */
-  ownedBy(agentId: string, sandboxes: AgentSandbox[]): AgentSandbox[]
   /** The api of a live agent, or `unavailable` saying since when it is lost. */
   live(agentId: string, what: string): AgentApi
   close(): void
@@ -108,6 +106,12 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       api: null,
       conn: null,
     })
+  }
+
+  /** The catalog places the sandbox on this agent, or knows it no more: never another agent's, nor one placed nowhere yet. */
+  const mayReportOn = (agentId: string, sandboxId: string): boolean => {
+    const row = agentOfSandbox.get(sandboxId)
+    return !row || row.agent_id === agentId
   }
 
   const lose = (entry: AgentEntry, reason: string): void => {
@@ -218,16 +222,7 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       logger.warn({ agentId, hostname: entry.hostname, sandboxesForgotten: forgotten }, 'agent removed; its certificate is revoked')
     },
     revoked: (id) => revocations.has(id),
-    mayReportOn(agentId, sandboxId) {
-      const row = agentOfSandbox.get(sandboxId)
-      return !row || row.agent_id === agentId
-    },
-    ownedBy(agentId, sandboxes) {
-      return sandboxes.filter((s) => {
-        const row = agentOfSandbox.get(s.id)
-        return !row || row.agent_id === agentId || row.agent_id === null
-      })
-    },
+    mayReportOn,
     known: (id) => entries.has(id),
     get: (id) => entries.get(id),
     list: () => [...entries.values()],

@@ -11,7 +11,7 @@ import { createFakeAgent } from '../fake-agent.fixture.js'
 import type { FakeAgent } from '../fake-agent.fixture.js'
 import { startServer } from '../index.js'
 import type { RunningServer } from '../index.js'
-import { until } from '../until.fixture.js'
+import { until } from '../../../test/helpers/until.js'
 
 for (const insecure of [false, true]) {
   describe(`fleet over gRPC (${insecure ? 'insecure' : 'mutual TLS'})`, () => {

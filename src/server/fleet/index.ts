@@ -8,6 +8,7 @@ import { createAgentRegistry } from './agent-registry.js'
 import type { AgentRegistry } from './agent-registry.js'
 import { createCommandLog } from './command-log.js'
 import type { CommandLog } from './command-log.js'
+import { parseJoinToken } from '../../proto/index.js'
 import { ensureJoinToken, rotateJoinToken } from './join-token.js'
 import { startLinkServer } from './link-service.js'
 import { loadFleetPki } from './pki.js'
@@ -62,7 +63,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
   const dir = join(options.dataDir, 'fleet')
   const pki = options.insecure ? null : await loadFleetPki(dir)
   let joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
-  const secret = (): string => joinToken.split('.')[2]!
+  let secret = parseJoinToken(joinToken).secret
   const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs, revocations: loadRevocations(dir) })
   const commandLog = createCommandLog(options.db)
   const link = await startLinkServer({
@@ -71,7 +72,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     registry,
     commandLog,
     logger: options.logger,
-    secret,
+    secret: () => secret,
     pki,
     heartbeatMs: options.heartbeatMs,
   })
@@ -85,6 +86,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     },
     rotateJoinToken() {
       joinToken = rotateJoinToken(dir, pki?.caSha256 ?? null)
+      secret = parseJoinToken(joinToken).secret
       options.logger.warn({ component: 'fleet' }, 'join token replaced: the old one admits no agent from now on')
       return joinToken
     },

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 export function ensureJoinToken(dir: string, caSha256: string | null): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const file = join(dir, 'join-secret')
-  if (!existsSync(file)) writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 })
+  if (!existsSync(file)) writeFileSync(file, newSecret(), { mode: 0o600 })
   // 24 random bytes make 32 characters; fewer is a weak or broken secret.
   const secret = readSecretFile(file, 'the join secret', 32)!
   const token = `SST1.${caSha256 ?? 'insecure'}.${secret}`
@@ -25,10 +25,13 @@ export function ensureJoinToken(dir: string, caSha256: string | null): string {
  */
 export function rotateJoinToken(dir: string, caSha256: string | null): string {
   const file = join(dir, 'join-secret')
-  writeFileSync(`${file}.new`, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 })
+  writeFileSync(`${file}.new`, newSecret(), { mode: 0o600 })
   renameSync(`${file}.new`, file)
   return ensureJoinToken(dir, caSha256)
 }
+
+/** A secret's file: 24 random bytes, 32 characters. */
+const newSecret = (): string => `${randomBytes(24).toString('base64url')}\n`
 
 /** Does a presented secret equal the server's, in constant time. */
 export function secretMatches(presented: string, expected: string): boolean {

@@ -142,7 +142,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     async list(o) {
       // An agent that never answers fails the list after a while instead of holding its callers for good.
       const signal = AbortSignal.any([AbortSignal.timeout(listTimeoutMs), ...(o?.signal ? [o.signal] : [])])
-      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => registry.ownedBy(id, await api.list({ ...o, signal }))))
+      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => (await api.list({ ...o, signal })).filter((s) => registry.mayReportOn(id, s.id))))
       return answers.flat()
     },
     pause: (id, o) => at(id).pause(id, o),

@@ -45,15 +45,13 @@ export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, 
     const record = options.catalog.get(target.sandboxId)
     if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     if (record.state !== 'running') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" is ${record.state}: expected a running sandbox`)
-    // A client gone while the connect runs cancels it; one gone just as it ends closes what it made
-    // (spliced to a socket already closed, the upstream stayed open for good).
+    // A client gone while the connect runs cancels it (one gone just as it ends: splice closes both).
     const gone = new AbortController()
     const cancel = (): void => gone.abort(new SandstormError('canceled', 'the tunnel\'s client left'))
     socket.once('close', cancel)
     options.agent.connect(target.sandboxId, port, { signal: gone.signal }).then(
       (upstream) => {
         socket.off('close', cancel)
-        if (socket.destroyed) return void upstream.destroy()
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${tunnelProtocol}\r\nconnection: upgrade\r\n\r\n`)
         if (head.length > 0) upstream.write(head)
         splice(socket, upstream)
