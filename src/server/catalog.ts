@@ -1,4 +1,5 @@
 import type { SandboxInfo, SandboxNetwork, SandboxState } from '../shared/index.js'
+import type { Statement } from 'better-sqlite3'
 import type { CatalogDb } from './db.js'
 import type { SandboxLifecycle } from './sandbox-lifecycle.js'
 
@@ -36,6 +37,24 @@ export interface SandboxCatalog {
   countByState(): Map<SandboxState, number>
   /** Calls `listener` after a row's state is set or the row is deleted (state undefined); returns its removal. */
   watchStates(listener: (id: string, state: SandboxState | undefined) => void): () => void
+  /** A fleet's placements: which agent holds each sandbox. Every change of a row's state goes through here, so the watchers hear it. */
+  placement: SandboxPlacement
+}
+
+/** Where a fleet's sandboxes run: the agent column of the sandboxes table, kept by the catalog. */
+export interface SandboxPlacement {
+  /** Records the agent a sandbox was placed on. */
+  place(id: string, agentId: string): void
+  /** The agent a sandbox is placed on; null while it is placed nowhere yet, undefined when there is no such row. */
+  agentOf(id: string): string | null | undefined
+  /** The sandboxes placed on an agent, with their states. */
+  on(agentId: string): { id: string; state: SandboxState }[]
+  /** Per agent: how many sandboxes it holds, and their memory and cpus. */
+  loads(): Map<string, { sandboxes: number; memoryMiB: number; cpus: number }>
+  /** Marks the running and paused sandboxes on `agentId` (on every agent, when absent) lost; returns their ids. */
+  markLost(agentId?: string): string[]
+  /** Deletes every sandbox placed on an agent; returns their ids. */
+  forgetAllOn(agentId: string): string[]
 }
 
 interface Row {
@@ -67,9 +86,32 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?')
   const counts = db.prepare<[], { state: SandboxState; n: number }>('SELECT state, count(*) AS n FROM sandboxes GROUP BY state')
   const columnOf = { runtime: 'runtime', state: 'state', expiresAtMs: 'expires_at', network: 'network', lifecycle: 'lifecycle' } as const
+  /** An update's statement, prepared once per set of columns. */
+  const updates = new Map<string, Statement>()
+  const updateOf = (keys: (keyof typeof columnOf)[]): Statement => {
+    const key = keys.join(',')
+    let statement = updates.get(key)
+    if (!statement) updates.set(key, (statement = db.prepare(`UPDATE sandboxes SET ${keys.map((k) => `${columnOf[k]} = @${k}`).join(', ')} WHERE id = @id`)))
+    return statement
+  }
   const listeners = new Set<(id: string, state: SandboxState | undefined) => void>()
   const told = (id: string, state: SandboxState | undefined): void => {
     for (const listener of listeners) listener(id, state)
+  }
+  const place = db.prepare('UPDATE sandboxes SET agent_id = ? WHERE id = ?')
+  const agentOf = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
+  const placedOn = db.prepare<[string], { id: string; state: SandboxState }>('SELECT id, state FROM sandboxes WHERE agent_id = ? ORDER BY created_at, id')
+  const loads = db.prepare<[], { agent_id: string; n: number; memory: number; cpus: number }>(
+    'SELECT agent_id, count(*) AS n, sum(memory_mib) AS memory, sum(cpus) AS cpus FROM sandboxes WHERE agent_id IS NOT NULL GROUP BY agent_id',
+  )
+  const lostOn = db.prepare<[string], { id: string }>(`UPDATE sandboxes SET state = 'lost' WHERE agent_id = ? AND state IN ('running', 'paused') RETURNING id`)
+  const lostEverywhere = db.prepare<[], { id: string }>(`UPDATE sandboxes SET state = 'lost' WHERE agent_id IS NOT NULL AND state IN ('running', 'paused') RETURNING id`)
+  const forgetOn = db.prepare<[string], { id: string }>('DELETE FROM sandboxes WHERE agent_id = ? RETURNING id')
+  /** Tells the watchers of each changed row its new state; returns the rows' ids. */
+  const changedAll = (rows: { id: string }[], state: SandboxState | undefined): string[] => {
+    const ids = rows.map((r) => r.id)
+    for (const id of ids) told(id, state)
+    return ids
   }
 
   return {
@@ -99,16 +141,15 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
       return (state === undefined ? listAll.all() : listState.all(state)).map(fromRow)
     },
     update(id, fields) {
-      const keys = (Object.keys(fields) as (keyof typeof columnOf)[]).filter((k) => fields[k] !== undefined)
+      const keys = (Object.keys(columnOf) as (keyof typeof columnOf)[]).filter((k) => fields[k] !== undefined)
       if (keys.length === 0) return get.get(id) !== undefined
-      const sets = keys.map((k) => `${columnOf[k]} = @${k}`).join(', ')
       const values = {
         ...fields,
         ...(fields.network !== undefined ? { network: JSON.stringify(fields.network) } : {}),
         ...(fields.lifecycle !== undefined ? { lifecycle: JSON.stringify(fields.lifecycle) } : {}),
         id,
       }
-      const changed = db.prepare(`UPDATE sandboxes SET ${sets} WHERE id = @id`).run(values).changes > 0
+      const changed = updateOf(keys).run(values).changes > 0
       if (changed && fields.state !== undefined) told(id, fields.state)
       return changed
     },
@@ -123,6 +164,17 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
     },
     countByState() {
       return new Map(counts.all().map((c) => [c.state, c.n]))
+    },
+    placement: {
+      place: (id, agentId) => void place.run(agentId, id),
+      agentOf: (id) => {
+        const row = agentOf.get(id)
+        return row === undefined ? undefined : row.agent_id
+      },
+      on: (agentId) => placedOn.all(agentId),
+      loads: () => new Map(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }])),
+      markLost: (agentId) => changedAll(agentId === undefined ? lostEverywhere.all() : lostOn.all(agentId), 'lost'),
+      forgetAllOn: (agentId) => changedAll(forgetOn.all(agentId), undefined),
     },
   }
 }

@@ -108,7 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const catalog = createSandboxCatalog(db)
     const metrics = createServerMetrics(catalog)
     // A fleet adopts each agent's sandboxes when that agent registers, not here.
-    if (options.fleet) fleet = await startFleet({ ...options.fleet, dataDir: options.dataDir, db, logger })
+    if (options.fleet) fleet = await startFleet({ ...options.fleet, dataDir: options.dataDir, db, catalog, logger })
     // Every command is recorded centrally: fleet agents report theirs, the in-process agent is wrapped.
     const commandLog = fleet?.commandLog ?? createCommandLog(db)
     const agent: AgentApi = fleet?.agent ?? withCommandLog(options.agent!, commandLog)

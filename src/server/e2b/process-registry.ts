@@ -22,8 +22,6 @@ export interface ProcessRegistry {
   hidden(sandboxId: string, pid: number): boolean
   /** Forgets a sandbox (killed). */
   drop(sandboxId: string): void
-  /** The sandboxes it holds records of. */
-  sandboxIds(): string[]
 }
 
 interface SandboxProcesses {
@@ -45,22 +43,13 @@ const sizeOf = (e: ProcessEntry): number =>
 
 /**
  * Drops a sandbox's records once the catalog no longer has it, however it went (a kill, its
- * timeout, a destroy through /v1, a sandbox found gone): at once when the catalog says so, and
- * in a sweep every `sweepMs` for rows deleted past it (the fleet's registry deletes the rows of a
- * lost agent's gone sandboxes itself). Returns the stop.
+ * timeout, a destroy through /v1, a sandbox its agent no longer holds): every row's delete goes
+ * through the catalog, which says so. Returns the stop.
  */
-export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates' | 'get'>, registry: ProcessRegistry, sweepMs = 60_000): () => void {
-  const stopWatching = catalog.watchStates((id, state) => {
+export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates'>, registry: ProcessRegistry): () => void {
+  return catalog.watchStates((id, state) => {
     if (state === undefined) registry.drop(id)
   })
-  const sweep = setInterval(() => {
-    for (const id of registry.sandboxIds()) if (!catalog.get(id)) registry.drop(id)
-  }, sweepMs)
-  sweep.unref()
-  return () => {
-    stopWatching()
-    clearInterval(sweep)
-  }
 }
 
 /** An in-memory registry (lost on restart: listed processes then show their argv only). */
@@ -102,6 +91,5 @@ export function createProcessRegistry(): ProcessRegistry {
     },
     hidden: (id, pid) => sandboxes.get(id)?.helpers.has(pid) ?? false,
     drop: (id) => void sandboxes.delete(id),
-    sandboxIds: () => [...sandboxes.keys()],
   }
 }

@@ -3,6 +3,7 @@ import type { AgentApi, AgentInfo, AgentSandbox } from '../../agent/index.js'
 import type { HeartbeatMessage } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { AgentMetrics, Logger } from '../../shared/index.js'
+import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentConnection } from './agent-connection.js'
 import { parseHeartbeatTemplates } from './agent-messages.js'
@@ -63,6 +64,8 @@ export interface AgentRegistry {
 /** Options of createAgentRegistry. */
 export interface AgentRegistryOptions {
   db: CatalogDb
+  /** The sandboxes, with where each is placed. */
+  catalog: SandboxCatalog
   logger: Logger
   /** An agent silent this long is lost. @default 15_000 */
   lostAfterMs?: number
@@ -72,7 +75,7 @@ export interface AgentRegistryOptions {
 
 /** Creates the registry; agents in the database start as lost until they reconnect. */
 export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistry {
-  const { db, logger } = options
+  const { db, catalog, logger } = options
   const lostAfterMs = options.lostAfterMs ?? 15_000
   const entries = new Map<string, AgentEntry>()
   const timers = new Map<string, NodeJS.Timeout>()
@@ -81,18 +84,13 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
      ON CONFLICT (id) DO UPDATE SET hostname = @hostname, info = @info, labels = @labels, last_seen_at = @now`,
   )
   const seen = db.prepare('UPDATE agents SET last_seen_at = ? WHERE id = ?')
-  const rowsOf = db.prepare<[string], { id: string; state: string }>('SELECT id, state FROM sandboxes WHERE agent_id = ?')
-  const agentOfSandbox = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
-  const setState = db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?')
-  const forget = db.prepare('DELETE FROM sandboxes WHERE id = ?')
-  const countOf = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sandboxes WHERE agent_id = ?')
-  const forgetAll = db.prepare('DELETE FROM sandboxes WHERE agent_id = ?')
   const dropAgent = db.prepare('DELETE FROM agents WHERE id = ?')
   const revocations = options.revocations ?? inMemoryRevocations()
-  const markLost = db.prepare(`UPDATE sandboxes SET state = 'lost' WHERE agent_id = ? AND state IN ('running', 'paused')`)
+  // The sandboxes' rows are the catalog's: its watchers (envd's streams and process records) hear each change made here.
+  const placement = catalog.placement
 
   // Until they reconnect, the agents of the last run and their sandboxes are lost, not gone.
-  db.prepare(`UPDATE sandboxes SET state = 'lost' WHERE agent_id IS NOT NULL AND state IN ('running', 'paused')`).run()
+  placement.markLost()
   for (const row of db.prepare<[], { id: string; hostname: string; info: string; labels: string; last_seen_at: number }>('SELECT * FROM agents').all()) {
     entries.set(row.id, {
       id: row.id,
@@ -110,8 +108,8 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
 
   /** The catalog places the sandbox on this agent, or knows it no more: never another agent's, nor one placed nowhere yet. */
   const mayReportOn = (agentId: string, sandboxId: string): boolean => {
-    const row = agentOfSandbox.get(sandboxId)
-    return !row || row.agent_id === agentId
+    const holder = placement.agentOf(sandboxId)
+    return holder === undefined || holder === agentId
   }
 
   const lose = (entry: AgentEntry, reason: string): void => {
@@ -122,8 +120,8 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
     entry.conn?.fail(new SandstormError('unavailable', `agent "${entry.id}" was lost (${reason})`))
     entry.conn = null
     entry.api = null
-    const { changes } = markLost.run(entry.id)
-    logger.warn({ agentId: entry.id, reason, sandboxes: changes }, 'agent lost; its sandboxes are marked lost')
+    const lost = placement.markLost(entry.id)
+    logger.warn({ agentId: entry.id, reason, sandboxes: lost.length }, 'agent lost; its sandboxes are marked lost')
   }
 
   const arm = (entry: AgentEntry): void => {
@@ -135,19 +133,18 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
 
   const adopt = (entry: AgentEntry, api: AgentApi, reported: AgentSandbox[]): void => {
     const onHost = new Map(reported.map((s) => [s.id, s]))
-    for (const row of rowsOf.all(entry.id)) {
+    for (const row of placement.on(entry.id)) {
       const sandbox = onHost.get(row.id)
       if (sandbox) {
-        setState.run(sandbox.status, row.id)
+        catalog.update(row.id, { state: sandbox.status })
         logger.info({ agentId: entry.id, sandboxId: row.id, state: sandbox.status }, 'adopted a sandbox back')
       } else if (row.state !== 'starting') {
-        forget.run(row.id)
+        catalog.delete(row.id)
         logger.warn({ agentId: entry.id, sandboxId: row.id }, 'sandbox is gone from its agent; removed from the catalog')
       }
     }
     for (const sandbox of reported) {
-      const row = agentOfSandbox.get(sandbox.id)
-      if (row) continue
+      if (placement.agentOf(sandbox.id) !== undefined) continue
       // A sandbox no catalog row knows: a create that died half-way. Nothing can reach it.
       api.destroy(sandbox.id).then(
         () => logger.warn({ agentId: entry.id, sandboxId: sandbox.id }, 'destroyed an orphan sandbox'),
@@ -208,7 +205,7 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
     remove(agentId, o = {}) {
       const entry = entries.get(agentId)
       if (!entry) throw new SandstormError('not_found', `agent "${agentId}" not found`)
-      const { n } = countOf.get(agentId)!
+      const n = placement.on(agentId).length
       if (n > 0 && !o.force) {
         throw new SandstormError('failed_precondition', `agent "${agentId}" holds ${n} sandbox${n === 1 ? '' : 'es'}: expected none (remove them first, or force to forget them)`)
       }
@@ -217,9 +214,9 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       timers.delete(agentId)
       entries.delete(agentId)
       entry.conn?.fail(new SandstormError('unavailable', `agent "${agentId}" was removed from the fleet`))
-      const forgotten = forgetAll.run(agentId).changes
+      const forgotten = placement.forgetAllOn(agentId)
       dropAgent.run(agentId)
-      logger.warn({ agentId, hostname: entry.hostname, sandboxesForgotten: forgotten }, 'agent removed; its certificate is revoked')
+      logger.warn({ agentId, hostname: entry.hostname, sandboxesForgotten: forgotten.length }, 'agent removed; its certificate is revoked')
     },
     revoked: (id) => revocations.has(id),
     mayReportOn,

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { Logger } from '../../shared/index.js'
+import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import { createAgentRegistry } from './agent-registry.js'
 import type { AgentRegistry } from './agent-registry.js'
@@ -54,7 +55,7 @@ export interface Fleet {
 }
 
 /** Loads (or creates) the CA and join token in `<dataDir>/fleet` and listens for agents. */
-export async function startFleet(options: FleetOptions & { dataDir: string; db: CatalogDb; logger: Logger }): Promise<Fleet> {
+export async function startFleet(options: FleetOptions & { dataDir: string; db: CatalogDb; catalog: SandboxCatalog; logger: Logger }): Promise<Fleet> {
   const lostAfterMs = options.lostAfterMs ?? 15_000
   // An agent told to beat this slowly would be declared lost between two of its heartbeats.
   if (options.heartbeatMs !== undefined && options.heartbeatMs >= lostAfterMs) {
@@ -64,7 +65,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
   const pki = options.insecure ? null : await loadFleetPki(dir)
   let joinToken = ensureJoinToken(dir, pki?.caSha256 ?? null)
   let secret = parseJoinToken(joinToken).secret
-  const registry = createAgentRegistry({ db: options.db, logger: options.logger.child({ component: 'fleet' }), lostAfterMs, revocations: loadRevocations(dir) })
+  const registry = createAgentRegistry({ db: options.db, catalog: options.catalog, logger: options.logger.child({ component: 'fleet' }), lostAfterMs, revocations: loadRevocations(dir) })
   const commandLog = createCommandLog(options.db)
   const link = await startLinkServer({
     host: options.host ?? '127.0.0.1',
@@ -77,7 +78,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     heartbeatMs: options.heartbeatMs,
   })
   return {
-    agent: createFleetRouter({ registry, db: options.db, scheduler: options.scheduler }),
+    agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, scheduler: options.scheduler }),
     registry,
     commandLog,
     port: link.port,

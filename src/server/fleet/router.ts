@@ -2,10 +2,11 @@
 import type { AgentApi, AgentGoldenApi, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { TemplateInfo } from '../../shared/index.js'
+import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentRegistry } from './agent-registry.js'
 import { constraintsOf, pickAgent } from './scheduler.js'
-import type { AgentLoad, SchedulerOptions } from './scheduler.js'
+import type { SchedulerOptions } from './scheduler.js'
 
 /** How long the fleet's list waits for every agent's answer. */
 const listTimeoutMs = 30_000
@@ -14,18 +15,15 @@ const listTimeoutMs = 30_000
 export interface FleetRouterOptions {
   registry: AgentRegistry
   db: CatalogDb
+  /** The sandboxes, with where each is placed. */
+  catalog: SandboxCatalog
   scheduler?: SchedulerOptions
 }
 
 /** Routes every AgentApi call to the right agent of the fleet. */
 export function createFleetRouter(options: FleetRouterOptions): AgentApi {
-  const { registry, db } = options
-  const agentOf = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
-  const labelsOf = db.prepare<[string], { labels: string }>('SELECT labels FROM sandboxes WHERE id = ?')
-  const place = db.prepare('UPDATE sandboxes SET agent_id = ? WHERE id = ?')
-  const loads = db.prepare<[], { agent_id: string; n: number; memory: number; cpus: number }>(
-    `SELECT agent_id, count(*) AS n, sum(memory_mib) AS memory, sum(cpus) AS cpus FROM sandboxes WHERE agent_id IS NOT NULL GROUP BY agent_id`,
-  )
+  const { registry, db, catalog } = options
+  const placement = catalog.placement
   const snapshotRecords = db.prepare<[], { record: string }>('SELECT record FROM snapshots')
   const snapshotKnown = db.prepare<[string], { id: string }>('SELECT id FROM snapshots WHERE id = ?')
   const holderRow = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM snapshot_agents WHERE snapshot_id = ?')
@@ -33,9 +31,9 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
   const dropHolder = db.prepare('DELETE FROM snapshot_agents WHERE snapshot_id = ?')
 
   const agentIdOf = (sandboxId: string): string => {
-    const row = agentOf.get(sandboxId)
-    if (!row?.agent_id) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
-    return row.agent_id
+    const agentId = placement.agentOf(sandboxId)
+    if (!agentId) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
+    return agentId
   }
   const at = (sandboxId: string): AgentApi => registry.live(agentIdOf(sandboxId), `sandbox "${sandboxId}"`)
   const liveEntries = () => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
@@ -125,14 +123,13 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       if (req.snapshotId) {
         ;({ id: agentId, api } = await holderOf(req.snapshotId))
       } else {
-        const labels = JSON.parse(labelsOf.get(req.id)?.labels ?? '{}') as Record<string, string>
-        const byAgent = new Map<string, AgentLoad>(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }]))
+        const labels = catalog.get(req.id)?.labels ?? {}
         // The row being created has no agent yet, so it is not counted twice.
-        const entry = pickAgent(registry.list(), byAgent, { template: req.template, memoryMiB: req.memoryMiB, cpus: req.cpus, constraints: constraintsOf(labels), ...(req.runtime ? { runtime: req.runtime } : {}) }, options.scheduler)
+        const entry = pickAgent(registry.list(), placement.loads(), { template: req.template, memoryMiB: req.memoryMiB, cpus: req.cpus, constraints: constraintsOf(labels), ...(req.runtime ? { runtime: req.runtime } : {}) }, options.scheduler)
         api = entry.api!
         agentId = entry.id
       }
-      place.run(agentId, req.id)
+      placement.place(req.id, agentId)
       return api.create(req, o)
     },
     destroy: (id, o) => at(id).destroy(id, o),
@@ -151,7 +148,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       // One call per agent, for the sandboxes it holds; an agent that is away measures none.
       const byAgent = new Map<string, string[]>()
       for (const id of ids) {
-        const agentId = agentOf.get(id)?.agent_id
+        const agentId = placement.agentOf(id)
         if (agentId) byAgent.set(agentId, [...(byAgent.get(agentId) ?? []), id])
       }
       const live = new Map(registry.list().flatMap((e) => (e.state === 'live' && e.api ? [[e.id, e.api] as const] : [])))
