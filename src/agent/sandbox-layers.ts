@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { RootfsSpec, RuntimeBackend, SandboxNetworkSpec } from '../runtime/index.js'
-import { newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
+import { createKeyedQueue, newId, SandstormError, silentLogger, type Logger } from '../shared/index.js'
 import { createLayerStore, pickStorageDriver, type DiskUsage, type LayerRecord, type StorageDriverName, type WritableOptions } from '../storage/index.js'
 import type { AgentCreateRequest } from './agent-api.js'
 import { createSandboxInstances, type SandboxInstances } from './sandbox-instances.js'
@@ -174,7 +174,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
 
     snapshots(backend, has, networkOf) {
       // One snapshot at a time per sandbox: a second pause of a frozen sandbox would fail.
-      const queues = new Map<string, Promise<unknown>>()
+      const queue = createKeyedQueue<string>()
       async function takeOne(sandboxId: string, label: string): Promise<AgentSnapshot> {
         if (!has(sandboxId)) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
         const key = instances.layerOf(sandboxId)
@@ -296,13 +296,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
       }
 
       /** Runs `op` after every earlier snapshot or restore of the sandbox. */
-      function queued<T>(sandboxId: string, op: () => Promise<T>): Promise<T> {
-        const run = (queues.get(sandboxId) ?? Promise.resolve()).then(op)
-        const settled = run.catch(() => undefined)
-        queues.set(sandboxId, settled)
-        void settled.then(() => queues.get(sandboxId) === settled && queues.delete(sandboxId))
-        return run
-      }
+      const queued = <T>(sandboxId: string, op: () => Promise<T>): Promise<T> => queue.run(sandboxId, op)
 
       return {
         inTurn: queued,

@@ -6,7 +6,7 @@
  * its time again is not written again: a sandbox asking the same names in a loop costs no
  * transaction per answer. A sandbox holds at most `max` live pins; past that its answers fail.
  */
-import { SandstormError } from '../shared/index.js'
+import { createSerialQueue, SandstormError } from '../shared/index.js'
 
 /** An address to pin, and for how long. */
 export interface Pin {
@@ -48,16 +48,10 @@ export function createPinSet(options: PinSetOptions): PinSet {
   const now = options.now ?? Date.now
   /** Pinned addresses and when their pins end (ms). */
   const live = new Map<string, number>()
-  /** The tail of the sandbox's queue of transactions. */
-  let tail: Promise<unknown> = Promise.resolve()
+  /** The sandbox's transactions, one at a time. */
+  const transactions = createSerialQueue()
   /** The batch that has not started yet; pins join it. */
   let open: Batch | undefined
-
-  const inTurn = <T>(step: () => Promise<T>): Promise<T> => {
-    const run = tail.then(step, step)
-    tail = run.catch(() => undefined)
-    return run
-  }
 
   const prune = (): void => {
     const t = now()
@@ -66,7 +60,7 @@ export function createPinSet(options: PinSetOptions): PinSet {
 
   const startBatch = (): Batch => {
     const batch: Batch = { pins: new Map(), done: Promise.resolve() }
-    batch.done = inTurn(async () => {
+    batch.done = transactions.run(async () => {
       if (open === batch) open = undefined
       const pins = [...batch.pins].filter(([, p]) => p.current()).map(([address, p]) => ({ address, ttlS: p.ttlS }))
       if (pins.length === 0) return
@@ -96,7 +90,7 @@ export function createPinSet(options: PinSetOptions): PinSet {
       return batch.done
     },
     replace(change) {
-      return inTurn(async () => {
+      return transactions.run(async () => {
         try {
           await change()
         } finally {

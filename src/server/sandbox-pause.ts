@@ -8,7 +8,7 @@
  * save under the same id. A container (runc) stays frozen in memory.
  */
 import type { AgentApi } from '../agent/index.js'
-import { agentNetworkOf, SandstormError } from '../shared/index.js'
+import { agentNetworkOf, createKeyedQueue, SandstormError } from '../shared/index.js'
 import type { CallOptions, Logger } from '../shared/index.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
 import { killAtTimeout, pausedRetentionMs } from './sandbox-lifecycle.js'
@@ -50,16 +50,9 @@ export interface SandboxPausesOptions {
 /** Creates the pause control. */
 export function createSandboxPauses(options: SandboxPausesOptions): SandboxPauses {
   const { agent, catalog, logger, arm } = options
-  const queues = new Map<string, Promise<unknown>>()
-
+  const queue = createKeyedQueue<string>()
   /** Runs `work` after every change of this sandbox that came before it. */
-  const queued = <T>(id: string, work: () => Promise<T>): Promise<T> => {
-    const run = (queues.get(id) ?? Promise.resolve()).then(work)
-    const settled = run.catch(() => undefined)
-    queues.set(id, settled)
-    void settled.then(() => queues.get(id) === settled && queues.delete(id))
-    return run
-  }
+  const queued = <T>(id: string, work: () => Promise<T>): Promise<T> => queue.run(id, work)
 
   const find = (id: string) => {
     const record = catalog.get(id)

@@ -1,6 +1,6 @@
 import type { z } from 'zod'
 import type { AgentApi, AgentSandbox } from '../agent/index.js'
-import { agentNetworkOf, checkEgress, checkNetwork, newId, SandstormError } from '../shared/index.js'
+import { agentNetworkOf, checkEgress, checkNetwork, createKeyedQueue, newId, SandstormError } from '../shared/index.js'
 import type { CallOptions, createSandboxBody, DefaultEgress, Logger, NetworkUpdateRequest, SandboxInfo, SandboxMetrics, SandboxNetwork, SandboxState } from '../shared/index.js'
 import { toSandboxInfo } from './catalog.js'
 import type { SandboxCatalog, SandboxRecord } from './catalog.js'
@@ -129,7 +129,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
     }
     return record
   }
-  const networkUpdates = new Map<string, Promise<unknown>>()
+  const networkUpdates = createKeyedQueue<string>()
 
   const timers = createExpiryTimers({
     onExpire(id) {
@@ -339,7 +339,7 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
 
     updateNetwork(id, update, callOptions) {
       // One update at a time per sandbox, so that the catalog ends with the policy the agent holds.
-      const run = (networkUpdates.get(id) ?? Promise.resolve()).then(async () => {
+      return networkUpdates.run(id, async () => {
         const record = find(id)
         if (record.state === 'starting') throw new SandstormError('failed_precondition', `sandbox "${id}" is still starting: expected a started sandbox`)
         if (record.network === 'none') {
@@ -351,10 +351,6 @@ export function createSandboxService(options: SandboxServiceOptions): SandboxSer
         logger.info({ sandboxId: id, allowOut: egress.allowOut.length, denyOut: egress.denyOut.length }, 'sandbox network policy replaced')
         return toSandboxInfo(find(id))
       })
-      const settled = run.catch(() => undefined)
-      networkUpdates.set(id, settled)
-      void settled.then(() => networkUpdates.get(id) === settled && networkUpdates.delete(id))
-      return run
     },
 
     async handOver(sandbox, input, network, callOptions, restoredTo) {

@@ -13,7 +13,7 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { chmod, mkdir, readdir, rename, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateSource, type TemplateStart } from '../shared/index.js'
+import { createKeyedQueue, SandstormError, silentLogger, templateStartSchema, throwIfAborted, type Logger, type TemplateInfo, type TemplateSource, type TemplateStart } from '../shared/index.js'
 import type { Digest, ImageDefaults, ImageLayerStore, LayerChain } from '../images/contracts.js'
 import { createImageLayerStore } from '../images/layers/index.js'
 import type { RootfsSpec } from '../runtime/backend.js'
@@ -160,7 +160,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   const recipes = options.recipes ?? { base: baseRecipe, 'code-interpreter-v1': codeInterpreterRecipe, debian: debianRecipe, host: hostRecipe }
   const buildable = Object.keys(recipes).sort()
   // Builds of one name run one after another in this process; the lock file covers other processes.
-  const queues = new Map<string, Promise<unknown>>()
+  const queue = createKeyedQueue<string>()
   // Layers a build in progress has used are not yet recorded by a template: a delete's sweep keeps
   // every layer touched while any build runs (cleared once none does).
   let buildsRunning = 0
@@ -320,14 +320,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
 
   /** Runs `work` after every earlier build, promote or rollback of `name` in this process. */
   function inQueue<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const previous = queues.get(name) ?? Promise.resolve()
-    const run = previous.then(work)
-    const settled = run.catch(() => undefined)
-    queues.set(name, settled)
-    void settled.then(() => {
-      if (queues.get(name) === settled) queues.delete(name)
-    })
-    return run
+    return queue.run(name, work)
   }
 
   async function buildOne(name: string, recipe: TemplateRecipe, buildOptions: TemplateBuildOptions): Promise<TemplateInfo> {
