@@ -67,6 +67,17 @@ export function createApiKeyCheck(db: CatalogDb): ApiKeyCheck {
   }
 }
 
+/** The token of an `Authorization: Bearer <token>` header, if it is one. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1]
+}
+
+/** The API key a request presents: `Authorization: Bearer <key>`, else `X-API-Key: <key>`. */
+export function presentedApiKey(headers: { authorization?: string | undefined; 'x-api-key'?: string | string[] | undefined }): string | undefined {
+  const header = headers['x-api-key']
+  return bearerToken(headers.authorization) ?? (typeof header === 'string' ? header : undefined)
+}
+
 function readKeyFile(path: string): string | undefined {
   // This user's, mode 0600, not empty: checked as it is loaded (a looser one is refused, not fixed).
   const key = readSecretFile(path, 'the API key file', 1)

@@ -20,6 +20,7 @@ import { maxJsonBytes } from './body-limits.js'
 import { templateRoutes } from './routes-templates.js'
 import { uiRoutes } from './routes-ui.js'
 import { poolRoutes } from './pools/index.js'
+import { presentedApiKey } from './api-keys.js'
 
 
 /** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
@@ -92,8 +93,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   // Every route takes the API key, but /healthz and envd's calls (which carry a sandbox's access token).
   app.use('*', async (c, next) => {
     if (c.req.path === '/healthz' || isEnvdPath(c.req.path)) return next()
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')?.[1]
-    const presented = bearer ?? c.req.header('x-api-key')
+    const presented = presentedApiKey({ authorization: c.req.header('authorization'), 'x-api-key': c.req.header('x-api-key') })
     if (presented === undefined || !checkApiKey(presented)) {
       const why = presented === undefined ? 'missing API key' : 'wrong API key'
       // The path as far as a route's can go: a client without a key must not write kilobytes into the log per request.

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { test } from 'node:test'
+import { until } from '../../test/helpers/until.js'
 import { SandstormError } from '../shared/index.js'
 import { ndjsonLines, startTestServer } from './test-server.fixture.js'
 
@@ -47,6 +49,39 @@ test('close aborts a create in flight; the create leaves no row and the database
     await t.close()
     closed = true
   } finally {
+    if (!closed) await t.close()
+  }
+})
+
+test('close resolves while a tunnel is open: upgraded connections are cut after the grace, with what they reach', async () => {
+  const t = await startTestServer()
+  let closed = false
+  const backend = createServer((s) => s.pipe(s))
+  let tunnel: Socket | undefined
+  try {
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve))
+    const sb = (await t.request('POST', '/v1/sandboxes', { body: { network: { allowOut: [] } } })).json
+    t.agent.sandboxes.get(sb.id)!.ports.set(5000, (backend.address() as AddressInfo).port)
+    const { port } = new URL(t.server.url)
+    tunnel = connect(Number(port), '127.0.0.1')
+    tunnel.write(`GET /v1/sandboxes/${sb.id}/ports/5000/tunnel HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.server.apiKey}\r\nUpgrade: sandstorm-tcp\r\nConnection: Upgrade\r\n\r\n`)
+    let seen = ''
+    tunnel.on('data', (c: Buffer) => (seen += c.toString()))
+    await until('the tunnel to open', async () => seen.startsWith('HTTP/1.1 101'), 10_000)
+    tunnel.write('ping')
+    await until('the echo through the tunnel', async () => seen.endsWith('ping'), 10_000)
+    const tunnelClosed = once(tunnel, 'close')
+    // Listens no more; the tunnel's connection to it stays.
+    backend.close()
+    // Without the cut, close waits for the tunnel's client, which never leaves.
+    const outcome = await Promise.race([t.close().then(() => 'closed'), new Promise((r) => setTimeout(r, 15_000, 'still waiting'))])
+    closed = outcome === 'closed'
+    assert.equal(outcome, 'closed')
+    await tunnelClosed
+    assert.ok(t.logs.records.find((r) => /cutting them/.test(r.msg ?? '')), 'the cut is logged')
+  } finally {
+    backend.close()
+    tunnel?.destroy()
     if (!closed) await t.close()
   }
 })

@@ -13,6 +13,7 @@ import { ingressTargetOf, type IngressTarget } from './ingress/ingress-target.js
 import type { Ingress } from './ingress/ingress.js'
 import { serveTunnel, tunnelTargetOf, type TunnelOptions } from './ingress/tunnel.js'
 import { terminalTargetOf, type TerminalSockets } from './terminal-socket.js'
+import { refuseUpgrade } from './upgrade-refusal.js'
 
 /** What the edge serves. */
 export interface EdgeOptions {
@@ -25,8 +26,19 @@ export interface EdgeOptions {
   domain(): string
 }
 
-/** The HTTP server of the edge (not listening yet). */
-export function createEdge(options: EdgeOptions): Server {
+/** The HTTP server of the edge (not listening yet), and the upgraded connections it handed on. */
+export interface Edge {
+  server: Server
+  /**
+   * Destroys every connection that was upgraded (tunnels, terminals, an app's WebSockets, refusals
+   * not yet closed): the HTTP server no longer counts them, so its close would wait for them.
+   */
+  cutUpgraded(): void
+}
+
+/** The edge: the server's own routes, sandbox hosts (ingress), tunnels and terminals on one HTTP server. */
+export function createEdge(options: EdgeOptions): Edge {
+  const upgraded = new Set<Duplex>()
   const serveApp = getRequestListener(options.app.fetch)
   /** The ingress target of a request, undefined for the server's own routes, or the error to answer. */
   const targetOf = (headers: import('node:http').IncomingHttpHeaders): IngressTarget | undefined | SandstormError => {
@@ -47,9 +59,6 @@ export function createEdge(options: EdgeOptions): Server {
   })
   const badTarget = (req: IncomingMessage): SandstormError =>
     new SandstormError('invalid_argument', `request target: expected a URL path with valid %-escapes, got ${JSON.stringify(req.url)}`)
-  const refuseUpgrade = (socket: Duplex, err: SandstormError): void => {
-    socket.end(`HTTP/1.1 ${httpStatusOf[err.code]} ${err.code}\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ code: err.code, message: err.message })}`)
-  }
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const target = targetOf(req.headers)
     if (target && !(target instanceof SandstormError)) return options.ingress.upgrade(req, socket, head, target)
@@ -66,14 +75,23 @@ export function createEdge(options: EdgeOptions): Server {
     refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`))
   }
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket)
+    socket.once('close', () => upgraded.delete(socket))
     // Anyone may send one, key or not: a target that is no URL (a port that is no number), or a
     // path segment with a bad %-escape (URIError, from the route's decode), is refused here,
     // where a throw would end the server; anything else is the server's own error.
     try {
       upgrade(req, socket, head)
     } catch (err) {
-      refuseUpgrade(socket, err instanceof URIError ? badTarget(req) : SandstormError.from(err))
+      const refused = err instanceof URIError ? badTarget(req) : SandstormError.from(err)
+      if (!refused.expose) options.tunnel.logger.error({ err: refused.cause ?? refused, url: req.url?.slice(0, 200) }, 'an upgrade failed')
+      refuseUpgrade(socket, refused)
     }
   })
-  return server
+  return {
+    server,
+    cutUpgraded() {
+      for (const socket of upgraded) socket.destroy()
+    },
+  }
 }

@@ -166,13 +166,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })
     // The agent in this process hands out sockets, which ingress keeps alive between requests.
     const ingress = createIngress({ agent, catalog, trafficTokens, checkApiKey, logger, keepAlive: !fleet, wake: (id, call) => sandboxes.wake(id, call) })
-    const server = createEdge({
+    const edge = createEdge({
       app,
       ingress,
       tunnel: { agent, catalog, checkApiKey, logger },
       terminal: createTerminalSockets({ agent, sandboxes, checkApiKey, logger, shutdownSignal: shutdown.signal }),
       domain: () => domain ?? 'localhost',
     })
+    const server = edge.server
     // Once closing, a keep-alive connection whose response just ended would idle until its
     // timeout; close it as soon as it is idle so that close() resolves.
     server.on('request', (_req: unknown, res: NodeJS.EventEmitter) => {
@@ -213,6 +214,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const cut = setTimeout(() => {
         logger.warn({ url, graceMs: closeGraceMs }, 'connections still open after the grace period; cutting them')
         if ('closeAllConnections' in server) server.closeAllConnections()
+        edge.cutUpgraded()
       }, closeGraceMs)
       cut.unref()
       if ('closeIdleConnections' in server) server.closeIdleConnections()

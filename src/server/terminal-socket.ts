@@ -24,6 +24,8 @@ import {
 } from '../shared/index.js'
 import type { SandboxService } from './sandbox-service.js'
 import { parseInput } from './validation.js'
+import { presentedApiKey } from './api-keys.js'
+import { refuseUpgrade } from './upgrade-refusal.js'
 
 /** What the terminal route needs. */
 export interface TerminalSocketOptions {
@@ -74,10 +76,8 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
   })
 
   const refuse = (socket: Duplex, err: SandstormError): void => {
-    const status = httpStatusOf[err.code]
-    const body = JSON.stringify({ code: err.code, message: err.expose ? err.message : 'the terminal could not be started; the server logged why' })
-    if (!err.expose || status >= 500) logger.warn({ err: err.cause ?? err, code: err.code }, `terminal refused: ${err.message}`)
-    socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    if (!err.expose || httpStatusOf[err.code] >= 500) logger.warn({ err: err.cause ?? err, code: err.code }, `terminal refused: ${err.message}`)
+    refuseUpgrade(socket, err, { hiddenMessage: 'the terminal could not be started; the server logged why' })
   }
 
   /** Ends a command and what it started: SIGHUP (as a terminal hang-up), then SIGKILL to whatever is left. */
@@ -286,9 +286,8 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
 
 /** The API key from the Authorization or X-API-Key header, else from a `sandstorm-key.` subprotocol. */
 function checkKey(req: IncomingMessage, offered: string[], check: (key: string) => boolean): void {
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
   const fromProtocol = offered.find((p) => p.startsWith(ptyKeyProtocolPrefix))
-  const key = bearer ?? (req.headers['x-api-key'] as string | undefined) ?? (fromProtocol && Buffer.from(fromProtocol.slice(ptyKeyProtocolPrefix.length), 'base64url').toString('utf8'))
+  const key = presentedApiKey(req.headers) ?? (fromProtocol && Buffer.from(fromProtocol.slice(ptyKeyProtocolPrefix.length), 'base64url').toString('utf8'))
   if (!key || !check(key)) {
     throw new SandstormError(
       'unauthenticated',

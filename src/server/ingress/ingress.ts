@@ -11,6 +11,8 @@ import type { AgentApi } from '../../agent/index.js'
 import { httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
+import { bearerToken } from '../api-keys.js'
+import { refuseUpgrade } from '../upgrade-refusal.js'
 import type { IngressTarget } from './ingress-target.js'
 
 /** What ingress needs. */
@@ -106,7 +108,7 @@ export function createIngress(options: IngressOptions): Ingress {
     const record = options.catalog.get(target.sandboxId)
     // An API key lets its holder do anything on this server: the code in the sandbox must never see
     // one, whether it was needed here (a private sandbox) or sent along to a public one.
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
+    const bearer = bearerToken(req.headers.authorization)
     const headerKey = req.headers['x-api-key']
     const keyHeaders = new Set<string>()
     if (bearer !== undefined && options.checkApiKey(bearer)) keyHeaders.add('authorization')
@@ -246,10 +248,7 @@ export function createIngress(options: IngressOptions): Ingress {
     close: () => pool?.destroy(),
 
     upgrade(req, socket, head, target) {
-      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => {
-        const body = JSON.stringify({ code: err.code, message: err.message })
-        socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
-      }
+      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => refuseUpgrade(socket, err, { status })
       socket.on('error', () => undefined)
       let admitted: Admitted
       try {

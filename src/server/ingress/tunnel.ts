@@ -8,6 +8,8 @@ import type { Duplex } from 'node:stream'
 import type { AgentApi } from '../../agent/index.js'
 import { checkPort, httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
+import { presentedApiKey } from '../api-keys.js'
+import { refuseUpgrade } from '../upgrade-refusal.js'
 
 /** The protocol name a tunnel upgrades to. */
 export const tunnelProtocol = 'sandstorm-tcp'
@@ -31,14 +33,9 @@ export interface TunnelOptions {
 /** Answers an upgrade to a tunnel: 101 and bytes both ways, or an HTTP error and a closed socket. */
 export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, target: { sandboxId: string; port: string }, options: TunnelOptions): void {
   socket.on('error', () => undefined)
-  const refuse = (err: SandstormError): void => {
-    const body = JSON.stringify({ code: err.code, message: err.message })
-    const status = err.code === 'unavailable' ? 502 : httpStatusOf[err.code]
-    socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
-  }
+  const refuse = (err: SandstormError): void => refuseUpgrade(socket, err, { status: err.code === 'unavailable' ? 502 : httpStatusOf[err.code] })
   try {
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1]
-    const key = bearer ?? (req.headers['x-api-key'] as string | undefined)
+    const key = presentedApiKey(req.headers)
     if (key === undefined || !options.checkApiKey(key)) throw new SandstormError('unauthenticated', `${key === undefined ? 'missing' : 'wrong'} API key: expected "Authorization: Bearer <key>"`)
     if ((req.headers.upgrade ?? '').toLowerCase() !== tunnelProtocol) throw new SandstormError('invalid_argument', `Upgrade: expected ${tunnelProtocol}, got ${JSON.stringify(req.headers.upgrade ?? '')}`)
     const port = checkPort(target.port)
