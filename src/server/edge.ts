@@ -48,7 +48,10 @@ export function createEdge(options: EdgeOptions): Edge {
       return SandstormError.from(err)
     }
   }
-  const server = createServer((req, res) => {
+  // No limit on the time a request takes to arrive (Node's default is 5 minutes, then a 408): an
+  // upload (a file, a build context, an image archive of gigabytes) streams for as long as it needs.
+  // Headers must still arrive within Node's 60 s.
+  const server = createServer({ requestTimeout: 0 }, (req, res) => {
     const target = targetOf(req.headers)
     if (target instanceof SandstormError) {
       res.writeHead(httpStatusOf[target.code], { 'content-type': 'application/json' }).end(JSON.stringify({ code: target.code, message: target.message }))
