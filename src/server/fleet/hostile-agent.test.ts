@@ -49,7 +49,10 @@ function hostileAgent(port: number, token: string, agentId: string) {
     if (!msg.request) return
     const payload = JSON.parse(msg.request.payloadJson) as unknown
     asked.push({ kind: msg.request.kind, payload })
-    control.write({ reply: { requestId: msg.request.requestId, resultJson: JSON.stringify(answer(msg.request.kind, payload) ?? null) } })
+    const result = answer(msg.request.kind, payload)
+    // An Error is answered as the agent's failure of the call.
+    if (result instanceof Error) control.write({ reply: { requestId: msg.request.requestId, resultJson: '', error: { code: 'internal', message: result.message } } })
+    else control.write({ reply: { requestId: msg.request.requestId, resultJson: JSON.stringify(result ?? null) } })
   })
   const register = (fields: Partial<{ infoJson: string; templatesJson: string; labelsJson: string; sandboxesJson: string }> = {}): void =>
     void control.write({
@@ -182,3 +185,44 @@ describe('a hostile agent on the fleet link', () => {
     assert.equal(ended, 24)
   })
 })
+
+describe('an agent whose list fails', () => {
+  it("holds up neither the state checks of other agents' sandboxes nor its own sandboxes' records", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandstorm-failing-list-'))
+    const server = await startServer({ dataDir: join(dir, 'server'), port: 0, logger: silentLogger(), stateWatchMs: 100, fleet: { port: 0, insecure: true, lostAfterMs: 60_000 } })
+    const fake = createFakeAgent()
+    const failing = hostileAgent(server.fleet!.port, server.fleet!.joinToken, 'ag-ffffffffffffffff')
+    let honest: RunningAgent | undefined
+    const api = async (path: string, init: RequestInit = {}): Promise<Response> =>
+      fetch(`${server.url}${path}`, { ...init, headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', ...init.headers } })
+    const stateOf = async (id: string): Promise<string> => ((await (await api(`/v1/sandboxes/${id}`)).json()) as { state: string }).state
+    try {
+      failing.register({ labelsJson: JSON.stringify({ zone: 'a' }), templatesJson: JSON.stringify(['debian']) })
+      honest = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: server.fleet!.joinToken, dataDir: join(dir, 'agent'), local: fake, insecure: true, heartbeatMs: 100, labels: { zone: 'b' } })
+      const create = async (zone: string): Promise<string> => {
+        const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian', labels: { 'agent.zone': zone } }) })
+        assert.equal(res.status, 201, await res.clone().text())
+        return ((await res.json()) as { id: string }).id
+      }
+      await until('two live agents', async () => {
+        const agents = ((await (await api('/v1/agents')).json()) as { agents: { state: string }[] }).agents
+        return agents.filter((a) => a.state === 'live').length === 2
+      })
+      const onFailing = await create('a')
+      const onHonest = await create('b')
+      failing.answerWith((kind) => (kind === 'list' ? new Error('the list broke') : kind === 'templates' ? [] : null))
+      // The honest agent's sandbox dies on its own: the state check marks it, the failing list notwithstanding.
+      fake.sandboxes.get(onHonest)!.sandbox.status = 'stopped'
+      await until('the dead sandbox to be marked stopped', async () => (await stateOf(onHonest)) === 'stopped', 10_000)
+      assert.ok(failing.asked.some((a) => a.kind === 'list'), 'the failing agent was asked')
+      // What the failing agent holds is taken as the catalog knew it: not stopped, not forgotten.
+      assert.equal(await stateOf(onFailing), 'running')
+    } finally {
+      failing.close()
+      await honest?.close()
+      await server.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+

@@ -78,7 +78,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     heartbeatMs: options.heartbeatMs,
   })
   return {
-    agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, scheduler: options.scheduler }),
+    agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, logger: options.logger.child({ component: 'fleet' }), scheduler: options.scheduler }),
     registry,
     commandLog,
     port: link.port,

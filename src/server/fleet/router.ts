@@ -1,7 +1,7 @@
 /** The AgentApi of a fleet: each call goes to the agent that holds the sandbox; a create is placed by the scheduler. */
-import type { AgentApi, AgentGoldenApi, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
+import type { AgentApi, AgentGoldenApi, AgentSandbox, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { TemplateInfo } from '../../shared/index.js'
+import type { Logger, TemplateInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentRegistry } from './agent-registry.js'
@@ -17,12 +17,13 @@ export interface FleetRouterOptions {
   db: CatalogDb
   /** The sandboxes, with where each is placed. */
   catalog: SandboxCatalog
+  logger: Logger
   scheduler?: SchedulerOptions
 }
 
 /** Routes every AgentApi call to the right agent of the fleet. */
 export function createFleetRouter(options: FleetRouterOptions): AgentApi {
-  const { registry, db, catalog } = options
+  const { registry, db, catalog, logger } = options
   const placement = catalog.placement
   const snapshotRecords = db.prepare<[], { record: string }>('SELECT record FROM snapshots')
   const snapshotKnown = db.prepare<[string], { id: string }>('SELECT id FROM snapshots WHERE id = ?')
@@ -35,6 +36,12 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     if (!agentId) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
     return agentId
   }
+  /** The sandboxes the catalog places on an agent, running or paused as it last knew them. */
+  const lastKnownOn = (agentId: string): AgentSandbox[] =>
+    placement.on(agentId).flatMap(({ id, state }) => {
+      const record = state === 'running' || state === 'paused' ? catalog.get(id) : undefined
+      return record ? [{ id, template: record.template, runtime: record.runtime, status: state as 'running' | 'paused' }] : []
+    })
   const at = (sandboxId: string): AgentApi => registry.live(agentIdOf(sandboxId), `sandbox "${sandboxId}"`)
   const liveEntries = () => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
   const liveApis = (): AgentApi[] => liveEntries().map((e) => e.api)
@@ -134,12 +141,23 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     },
     destroy: (id, o) => at(id).destroy(id, o),
     // Each agent's own sandboxes only: an agent that lists one the catalog places on another could
-    // have it marked stopped, or a pool's sandbox destroyed as broken. A failed answer fails the
-    // list (a sandbox left out would read as gone).
+    // have it marked stopped, or a pool's sandbox destroyed as broken. An agent that fails to
+    // answer (or answers after 30 s) does not fail the others' answers: its sandboxes are listed as
+    // the catalog last knew them, since one left out would read as gone, and the state and pool
+    // checks of every other agent's sandboxes go on.
     async list(o) {
-      // An agent that never answers fails the list after a while instead of holding its callers for good.
       const signal = AbortSignal.any([AbortSignal.timeout(listTimeoutMs), ...(o?.signal ? [o.signal] : [])])
-      const answers = await Promise.all(liveEntries().map(async ({ id, api }) => (await api.list({ ...o, signal })).filter((s) => registry.mayReportOn(id, s.id))))
+      const answers = await Promise.all(
+        liveEntries().map(async ({ id, api }) => {
+          try {
+            return (await api.list({ ...o, signal })).filter((s) => registry.mayReportOn(id, s.id))
+          } catch (err) {
+            if (o?.signal?.aborted) throw err
+            logger.warn({ agentId: id, err: SandstormError.from(err) }, "an agent's list failed; its sandboxes are taken as the catalog last knew them")
+            return lastKnownOn(id)
+          }
+        }),
+      )
       return answers.flat()
     },
     pause: (id, o) => at(id).pause(id, o),
