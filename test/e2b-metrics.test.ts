@@ -75,10 +75,8 @@ describe('e2b SDK: metrics sampled over the sandbox\'s life', { skip: skip ?? fa
       return spansTwoSeconds(got.map((m) => m.timestamp.getTime())) ? got : null
     }, 60_000)
     const times = series.map((m) => m.timestamp.getTime())
-    // Node's timers may fire a few ms early by the wall clock (they run on the monotonic one).
-    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= intervalMs - 5, `samples ${i - 1} and ${i} are ${times[i]! - times[i - 1]!} ms apart`)
-    // Never more often than the interval: at most one sample per interval of the span.
-    assert.ok(times.length <= (times.at(-1)! - times[0]!) / (intervalMs - 5) + 1)
+    // Never closer than the interval by the wall clock the samples are stamped with, however early a timer fires.
+    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= intervalMs, `samples ${i - 1} and ${i} are ${times[i]! - times[i - 1]!} ms apart`)
 
     // The SDK sends whole seconds; the server takes `end` to the end of its second.
     const fromS = Math.ceil(times[1]! / 1000)

@@ -14,6 +14,7 @@ import type { Ingress } from './ingress/ingress.js'
 import { serveTunnel, tunnelTargetOf, type TunnelOptions } from './ingress/tunnel.js'
 import { terminalTargetOf, type TerminalSockets } from './terminal-socket.js'
 import { refuseUpgrade } from './upgrade-refusal.js'
+import { createBodyIdleWatch } from './body-idle.js'
 
 /** What the edge serves. */
 export interface EdgeOptions {
@@ -50,8 +51,10 @@ export function createEdge(options: EdgeOptions): Edge {
   }
   // No limit on the time a request takes to arrive (Node's default is 5 minutes, then a 408): an
   // upload (a file, a build context, an image archive of gigabytes) streams for as long as it needs.
-  // Headers must still arrive within Node's 60 s.
+  // Headers must still arrive within Node's 60 s, and a body must not stop arriving (body-idle.ts).
+  const bodies = createBodyIdleWatch()
   const server = createServer({ requestTimeout: 0 }, (req, res) => {
+    bodies.watch(req)
     const target = targetOf(req.headers)
     if (target instanceof SandstormError) {
       res.writeHead(httpStatusOf[target.code], { 'content-type': 'application/json' }).end(JSON.stringify({ code: target.code, message: target.message }))
@@ -75,7 +78,7 @@ export function createEdge(options: EdgeOptions): Edge {
     if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
     const terminal = options.terminal && terminalTargetOf(path)
     if (terminal && !(target instanceof SandstormError)) return options.terminal!.serve(req, socket, head, terminal)
-    refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`))
+    refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`), options.tunnel.logger)
   }
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket)
@@ -87,10 +90,10 @@ export function createEdge(options: EdgeOptions): Edge {
       upgrade(req, socket, head)
     } catch (err) {
       const refused = err instanceof URIError ? badTarget(req) : SandstormError.from(err)
-      if (!refused.expose) options.tunnel.logger.error({ err: refused.cause ?? refused, url: req.url?.slice(0, 200) }, 'an upgrade failed')
-      refuseUpgrade(socket, refused)
+      refuseUpgrade(socket, refused, options.tunnel.logger)
     }
   })
+  server.on('close', () => bodies.close())
   return {
     server,
     cutUpgraded() {

@@ -76,8 +76,9 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
   })
 
   const refuse = (socket: Duplex, err: SandstormError): void => {
-    if (!err.expose || httpStatusOf[err.code] >= 500) logger.warn({ err: err.cause ?? err, code: err.code }, `terminal refused: ${err.message}`)
-    refuseUpgrade(socket, err, { hiddenMessage: 'the terminal could not be started; the server logged why' })
+    // What the client may not be shown is logged by refuseUpgrade.
+    if (err.expose && httpStatusOf[err.code] >= 500) logger.warn({ err: err.cause ?? err, code: err.code }, `terminal refused: ${err.message}`)
+    refuseUpgrade(socket, err, logger, { hiddenMessage: 'the terminal could not be started; the server logged why' })
   }
 
   /** Ends a command and what it started: SIGHUP (as a terminal hang-up), then SIGKILL to whatever is left. */

@@ -1,6 +1,6 @@
 /** What every upgrade route (ingress, tunnel, terminal, the edge itself) answers when it refuses one. */
 import type { Duplex } from 'node:stream'
-import { httpStatusOf, type SandstormError } from '../shared/index.js'
+import { httpStatusOf, type Logger, type SandstormError } from '../shared/index.js'
 
 /**
  * How long a refused upgrade's connection may stay open once the answer is written: the client
@@ -19,11 +19,12 @@ export interface RefusalOptions {
 
 /**
  * Answers a refused upgrade with an HTTP error and its JSON body ({ code, message }: the message
- * only where the error may show it), ends the socket, and destroys it after `refusedLingerMs`
- * unless the client has closed it by then.
+ * only where the error may show it, the whole error in the log otherwise), ends the socket, and
+ * destroys it after `refusedLingerMs` unless the client has closed it by then.
  */
-export function refuseUpgrade(socket: Duplex, err: SandstormError, options: RefusalOptions = {}): void {
+export function refuseUpgrade(socket: Duplex, err: SandstormError, logger: Logger, options: RefusalOptions = {}): void {
   const status = options.status ?? httpStatusOf[err.code]
+  if (!err.expose) logger.error({ err: err.cause ?? err, code: err.code, status }, `upgrade refused: ${err.message}`)
   const message = err.expose ? err.message : (options.hiddenMessage ?? 'the server could not answer this upgrade; it logged why')
   const body = JSON.stringify({ code: err.code, message })
   socket.on('error', () => undefined)

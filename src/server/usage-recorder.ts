@@ -64,18 +64,23 @@ export function startUsageRecorder(options: UsageRecorderOptions): UsageRecorder
   }
 
   let timer: NodeJS.Timeout | undefined
+  /** The next tick, a whole interval after the sample at `fromMs` by the wall clock the samples are stamped with. */
   const schedule = (fromMs: number): void => {
     if (signal.aborted) return
-    timer = setTimeout(run, Math.max(0, fromMs + intervalMs - Date.now()))
+    timer = setTimeout(() => {
+      // A timer counts from the event loop's cached clock, which lags behind while the loop is
+      // busy: it can fire early by the wall clock. Samples are never closer than the interval.
+      if (Date.now() < fromMs + intervalMs) return schedule(fromMs)
+      run()
+    }, Math.max(0, fromMs + intervalMs - Date.now()))
     timer.unref()
   }
   const run = (): void => {
-    const startedMs = Date.now()
     tick()
       .catch((err: unknown) => {
         if (!signal.aborted) logger.warn({ err: SandstormError.from(err) }, 'could not sample sandbox usage')
       })
-      .finally(() => schedule(startedMs))
+      .finally(() => schedule(lastAtMs))
   }
   signal.addEventListener('abort', () => clearTimeout(timer), { once: true })
   schedule(Date.now())

@@ -37,15 +37,21 @@ describe('work queues', () => {
       await held.opened
       seen.push('x1')
     })
-    const x2 = queue.run('x', async () => void seen.push('x2'))
+    const x2 = queue.run('x', async () => {
+      seen.push('x2')
+      throw new Error('x2 failed')
+    })
+    const x3 = queue.run('x', async () => void seen.push('x3'))
     // Another key does not wait behind x.
     await queue.run('y', async () => void seen.push('y'))
     assert.deepEqual(seen, ['y'])
     await new Promise((r) => setImmediate(r))
     assert.equal(queue.size, 1, 'only x is held')
     held.open()
-    await Promise.all([x1, x2])
-    assert.deepEqual(seen, ['y', 'x1', 'x2'])
+    await x1
+    await assert.rejects(x2, /x2 failed/)
+    await x3
+    assert.deepEqual(seen, ['y', 'x1', 'x2', 'x3'], 'a failure does not stop the next of its key')
     await new Promise((r) => setImmediate(r))
     assert.equal(queue.size, 0, 'no key is held once its line is empty')
   })

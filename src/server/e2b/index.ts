@@ -68,7 +68,7 @@ export function isE2bPath(path: string): boolean {
 export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   const log = options.logger.child({ component: 'e2b' })
   const tokens = createAccessTokens(options.dataDir)
-  const registry = createProcessRegistry()
+  const registry = createProcessRegistry((id) => options.catalog.get(id) !== undefined)
   // Streams of a sandbox that stops running are cut (severed-streams.ts).
   const exits = createSandboxExits(options.catalog)
   // A sandbox gone by any way (a kill, its timeout, a destroy through /v1) takes its processes' records with it.

@@ -37,6 +37,12 @@ describe('the envd process registry', () => {
       catalog.delete(id)
       assert.equal(registry.get(id, 5), undefined)
       stop()
+      // A record that comes in after the delete (a command whose pid arrived late) is not kept.
+      const late = createProcessRegistry((sandboxId) => catalog.get(sandboxId) !== undefined)
+      late.add(id, 7, entry(10))
+      late.hide(id, 8)
+      assert.equal(late.get(id, 7), undefined)
+      assert.equal(late.hidden(id, 8), false)
     } finally {
       db.close()
       await rm(dir, { recursive: true, force: true })

@@ -52,12 +52,16 @@ export function forgetGoneSandboxes(catalog: Pick<SandboxCatalog, 'watchStates'>
   })
 }
 
-/** An in-memory registry (lost on restart: listed processes then show their argv only). */
-export function createProcessRegistry(): ProcessRegistry {
+/**
+ * An in-memory registry (lost on restart: listed processes then show their argv only). `known`
+ * says whether a sandbox is still in the catalog: a record that comes in after its sandbox was
+ * deleted (a command whose pid arrives after a kill) is not kept, since no delete will drop it.
+ */
+export function createProcessRegistry(known: (sandboxId: string) => boolean = () => true): ProcessRegistry {
   const sandboxes = new Map<string, SandboxProcesses>()
-  const of = (id: string): SandboxProcesses => {
+  const of = (id: string): SandboxProcesses | undefined => {
     let s = sandboxes.get(id)
-    if (!s) sandboxes.set(id, (s = { entries: new Map(), sizes: new Map(), bytes: 0, helpers: new Set() }))
+    if (!s && known(id)) sandboxes.set(id, (s = { entries: new Map(), sizes: new Map(), bytes: 0, helpers: new Set() }))
     return s
   }
   const trim = <T>(set: { size: number; keys(): IterableIterator<T>; delete(k: T): boolean }): void => {
@@ -66,6 +70,7 @@ export function createProcessRegistry(): ProcessRegistry {
   return {
     add(id, pid, entry) {
       const s = of(id)
+      if (!s) return
       s.bytes -= s.sizes.get(pid) ?? 0
       const size = sizeOf(entry)
       s.entries.set(pid, entry)
@@ -86,6 +91,7 @@ export function createProcessRegistry(): ProcessRegistry {
     },
     hide(id, pid) {
       const s = of(id)
+      if (!s) return
       s.helpers.add(pid)
       trim(s.helpers)
     },

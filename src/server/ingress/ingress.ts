@@ -248,7 +248,7 @@ export function createIngress(options: IngressOptions): Ingress {
     close: () => pool?.destroy(),
 
     upgrade(req, socket, head, target) {
-      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => refuseUpgrade(socket, err, { status })
+      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => refuseUpgrade(socket, err, log, { status })
       socket.on('error', () => undefined)
       let admitted: Admitted
       try {

@@ -33,7 +33,7 @@ export interface TunnelOptions {
 /** Answers an upgrade to a tunnel: 101 and bytes both ways, or an HTTP error and a closed socket. */
 export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, target: { sandboxId: string; port: string }, options: TunnelOptions): void {
   socket.on('error', () => undefined)
-  const refuse = (err: SandstormError): void => refuseUpgrade(socket, err, { status: err.code === 'unavailable' ? 502 : httpStatusOf[err.code] })
+  const refuse = (err: SandstormError): void => refuseUpgrade(socket, err, options.logger, { status: err.code === 'unavailable' ? 502 : httpStatusOf[err.code] })
   try {
     const key = presentedApiKey(req.headers)
     if (key === undefined || !options.checkApiKey(key)) throw new SandstormError('unauthenticated', `${key === undefined ? 'missing' : 'wrong'} API key: expected "Authorization: Bearer <key>"`)
