@@ -43,7 +43,26 @@ describe('walkTree', () => {
     await writeFile(join(dir, 'd/f'), '')
     await symlink('/proc/self', join(dir, 'escape'))
     const seen: string[] = []
-    for await (const path of walkTree(dir)) seen.push(path.slice(dir.length + 1))
+    for await (const path of walkTree(dir)) seen.push(path.toString().slice(dir.length + 1))
     assert.deepEqual(seen.sort(), ['d', 'd/f', 'escape'])
+  })
+
+  it('takes a name that is no UTF-8 for itself, never for the link named U+FFFD beside it', async () => {
+    // Decoded, the dir's name \xff reads as U+FFFD, which names the link: a walk by decoded
+    // names went through the link, out of the tree.
+    const dir = join(root, 'bytes')
+    const outside = join(root, 'outside')
+    await mkdir(outside, { recursive: true })
+    await writeFile(join(outside, 'secret'), 's'.repeat(1000))
+    const base = Buffer.from(dir)
+    const named = (...parts: (string | Buffer)[]) => Buffer.concat([base, ...parts.flatMap((p) => [Buffer.from('/'), Buffer.from(p)])])
+    await mkdir(named(Buffer.of(0xff)), { recursive: true })
+    await writeFile(named(Buffer.of(0xff), 'mine'), 'm'.repeat(10))
+    await symlink(outside, named('\u{FFFD}'))
+    const seen: string[] = []
+    for await (const path of walkTree(dir)) seen.push(path.subarray(base.length + 1).toString('hex'))
+    assert.deepEqual(seen.sort(), ['efbfbd', 'ff', 'ff2f6d696e65'])
+    // The dir's own file and the link (its target's length), not the file beyond the link.
+    assert.equal(await treeSizeBytes(dir), 10 + Buffer.byteLength(outside))
   })
 })

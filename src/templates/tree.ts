@@ -1,21 +1,26 @@
 /** Measuring and removing directory trees that a build made. */
 import { lstat, readFile, readdir } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { execa } from 'execa'
 import { removeAll } from '../shared/remove-all.js'
 
 /**
- * Every path below `dir`, parents before children. It never follows a symlink: a tree from
- * debootstrap links /dev/fd to /proc/self/fd, and `readdir({ recursive: true })` of Node 20 walks
- * through such links.
+ * Every path below `dir`, parents before children, as bytes. It never follows a symlink: a tree
+ * from debootstrap links /dev/fd to /proc/self/fd, and `readdir({ recursive: true })` of Node 20
+ * walks through such links. Names are kept as bytes: decoded, every name that is no UTF-8 reads as
+ * U+FFFD, so a dir named with such a byte would be walked as the entry named U+FFFD, a link to
+ * anywhere that the tree's maker (a build step, a sandbox) put beside it.
  */
-export async function* walkTree(dir: string): AsyncGenerator<string> {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
+export async function* walkTree(dir: string | Buffer): AsyncGenerator<Buffer> {
+  const base = Buffer.isBuffer(dir) ? dir : Buffer.from(dir)
+  for (const entry of await readdir(base, { withFileTypes: true, encoding: 'buffer' })) {
+    const path = Buffer.concat([base, slash, entry.name])
     yield path
     if (entry.isDirectory()) yield* walkTree(path)
   }
 }
+
+const slash = Buffer.from('/')
 
 /** Sum of the sizes of the regular files and symlinks under `dir`, each hard-linked inode once. */
 export async function treeSizeBytes(dir: string): Promise<number> {

@@ -2,13 +2,11 @@
  * Squashing a chain of overlay layers into one, applying each layer's whiteouts and opaque dirs
  * the way overlayfs reads them, so that the result over the template shows the same tree.
  */
-import { lstat, readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { CallOptions } from '../../shared/index.js'
 import { throwIfAborted } from '../../shared/index.js'
 import { removeAll } from '../../shared/remove-all.js'
 import { copyInto, copyTree, type CopyOptions } from './copy-tree.js'
-import { isWhiteout, markOpaque, opaqueDirs } from './overlay-marks.js'
+import { clearReplaced } from './tree-copier.js'
 
 /**
  * Writes one layer at `dest` (which must not exist) equal to `layers` stacked, topmost first.
@@ -38,34 +36,15 @@ async function stack(layers: string[], dest: string, options: CopyOptions): Prom
   }
 }
 
-/** Applies `upper` over the layer at `dest` in place. */
+/**
+ * Applies `upper` over the layer at `dest` in place: first whatever `upper` replaces rather than
+ * merges with is cleared from `dest` (every non-directory in the way too, so that the copy never
+ * writes through a link the sandbox left in an earlier layer), then one copy lays `upper` over
+ * what is left. The clearing walks both trees by descriptors and byte names (clearReplaced): a
+ * walk by Node's decoded names took a name that is no UTF-8 for another entry, a link to a host
+ * directory, and cleared and marked through it.
+ */
 async function applyLayer(upper: string, dest: string, options: CopyOptions): Promise<void> {
-  const opaque = await opaqueDirs(upper)
-  const toMarkOpaque: string[] = []
-  // First clear, in `dest`, whatever the upper layer replaces rather than merges with; then one
-  // copy lays the upper layer over what is left. Every non-directory in the way is removed, so
-  // the copy never writes through a link that the sandbox left in an earlier layer.
-  async function clear(rel: string): Promise<void> {
-    for (const entry of await readdir(join(upper, rel), { withFileTypes: true })) {
-      const name = join(rel, entry.name)
-      const src = join(upper, name)
-      const target = join(dest, name)
-      const below = await lstat(target).catch(() => null)
-      if (!below) continue
-      if (!entry.isDirectory()) {
-        await removeAll(target)
-      } else if (opaque.has(src)) {
-        await removeAll(target)
-      } else if (!below.isDirectory() || isWhiteout(below)) {
-        // A plain dir over a file or a whiteout hides everything under it below: opaque.
-        await removeAll(target)
-        toMarkOpaque.push(target)
-      } else {
-        await clear(name)
-      }
-    }
-  }
-  await clear('')
+  await clearReplaced(upper, dest, options)
   await copyInto(upper, dest, options)
-  for (const dir of toMarkOpaque) await markOpaque(dir)
 }

@@ -12,7 +12,9 @@
  * `{"op": "snapshot", "src": ..., "dest": ..., "readonly": true}` (absolute paths; `dest` must not
  * exist), `{"op": "limit", "path": ..., "bytes": N}` (an exclusive-bytes limit on the subvolume's own
  * qgroup), `{"op": "delete", "path": ...}` (a subvolume) or `{"op": "quota", "path": ...}` (simple
- * quotas on for the filesystem; a kernel without them answers EINVAL), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
+ * quotas on for the filesystem; a kernel without them answers EINVAL) or `{"op": "clear", "upper": ...,
+ * "dest": ...}` (squash.ts: removes from the layer `dest` what the layer `upper` replaces rather than
+ * merges with, and makes the opaque dirs it lays over files), the answer `{"ok": true}` or `{"ok": false, "errno": "ENOSPC", "fallback": <whether
  * cp -a may do what this could not: a tree too deep for its descriptors, a sparse file>}`; an entry that
  * changed between the walk's lstat and its open answers ESTALE.
  *
@@ -169,6 +171,80 @@ class Copy:
             os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=ddir)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
 
+OPAQUE = 'trusted.overlay.opaque'
+
+def opaque(fd):
+    try:
+        return os.getxattr(fd, OPAQUE) == b'y'
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise
+
+def remove_entry(dfd, name):
+    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dfd)
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
+    try:
+        same(st, os.fstat(fd))
+        with os.scandir(fd) as it:
+            names = [e.name for e in it]
+        for child in names:
+            remove_entry(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dfd)
+
+def clear(ufd, dfd):
+    with os.scandir(ufd) as it:
+        names = [e.name for e in it]
+    for name in names:
+        try:
+            below = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        st = os.stat(name, dir_fd=ufd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            remove_entry(dfd, name)
+            continue
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=ufd)
+        try:
+            same(st, os.fstat(fd))
+            if opaque(fd):
+                # The copy brings the dir with its mark.
+                remove_entry(dfd, name)
+            elif not stat.S_ISDIR(below.st_mode) or (stat.S_ISCHR(below.st_mode) and below.st_rdev == 0):
+                # A plain dir over a file or a whiteout hides everything under it below: made here,
+                # opaque, for the copy to fill.
+                remove_entry(dfd, name)
+                os.mkdir(name, 0o700, dir_fd=dfd)
+                made = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
+                try:
+                    os.setxattr(made, OPAQUE, b'y')
+                finally:
+                    os.close(made)
+            else:
+                out = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
+                try:
+                    clear(fd, out)
+                finally:
+                    os.close(out)
+        finally:
+            os.close(fd)
+
+def clear_under(upper, dest):
+    u = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+    try:
+        d = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+        try:
+            clear(u, d)
+        finally:
+            os.close(d)
+    finally:
+        os.close(u)
+
 def snapshot(src, dest, readonly):
     parent, name = os.path.split(dest)
     s = os.open(src, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
@@ -226,6 +302,8 @@ for line in sys.stdin:
             delete(request['path'])
         elif request['op'] == 'quota':
             simple_quotas(request['path'])
+        elif request['op'] == 'clear':
+            clear_under(request['upper'], request['dest'])
         else:
             Copy(request['src'], request['dest'])
         answer({'ok': True})

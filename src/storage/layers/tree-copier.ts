@@ -85,6 +85,22 @@ export async function enableSimpleQuotas(path: string, options: CallOptions = {}
   return (await ask({ op: 'quota', path }, options))?.ok === true
 }
 
+/**
+ * Removes from the layer at `dest` what the layer `upper` replaces rather than merges with, and
+ * makes (opaque) each dir it lays over a file or a whiteout, for a copy of `upper` to fill
+ * (squash.ts). Both trees are a sandbox's: names are bytes (two names that differ only in bytes
+ * that are no UTF-8 are two entries, never one), and every entry is reached through its parent's
+ * descriptor, never through a link.
+ */
+export async function clearReplaced(upper: string, dest: string, options: CallOptions = {}): Promise<void> {
+  const answer = await ask({ op: 'clear', upper, dest }, options)
+  if (answer?.ok) return
+  if (!answer) throw new SandstormError('internal', 'squashing layers failed: expected the resident copier (python3) to run, and it could not')
+  if (answer.errno === 'ENOSPC' || answer.errno === 'EDQUOT') throw diskFullError('squashing layers', answer.errno)
+  const why = answer.errno === 'ELOOP' ? 'a tree too deep to walk' : answer.errno
+  throw new SandstormError('internal', `squashing layers failed: expected to clear what the upper layer replaces, got ${why}`)
+}
+
 /** Runs one request on an idle copier (or a new one); null when no copier could answer it. */
 async function ask(request: Record<string, unknown>, options: CallOptions): Promise<Reply | null> {
   const signal = linkSignal(options)
