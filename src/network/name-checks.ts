@@ -6,10 +6,11 @@
  * dialled: a Host or SNI of an allowed name sent to another host's address reaches the allowed
  * host, not the other one.
  */
-import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { splice, type Logger } from '../shared/index.js'
+import { relayHead, relayRequest } from '../shared/http-relay.js'
 import { readSni } from './tls-sni.js'
 
 /** What the checks need to know of the sandbox that connects. */
@@ -75,6 +76,7 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
   const source = (socket: Socket): string => socket.remoteAddress ?? ''
 
   const refuse = (res: ServerResponse, status: number, message: string): void => {
+    if (res.headersSent) return void res.destroy()
     res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`sandstorm: ${message}\n`)
   }
 
@@ -97,9 +99,18 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     }
     dial(checked.client, checked.name, 80).then(
       (socket) => {
-        const upstream = request({ method: req.method, path: req.url, headers: req.headers, setHost: false, createConnection: () => socket })
+        const upstream = relayRequest({ method: req.method, path: req.url, headers: req.headers, setHost: false, createConnection: () => socket })
+        if (upstream instanceof Error) {
+          socket.destroy()
+          return refuse(res, 400, `expected a request target and headers that can be sent on, got ${upstream.message}`)
+        }
         upstream.on('response', (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.rawHeaders)
+          answer.on('error', () => res.destroy())
+          if (!relayHead(res, answer, answer.rawHeaders)) {
+            answer.destroy()
+            upstream.destroy()
+            return refuse(res, 502, `${checked.name} answered with a status line or headers that cannot be sent on`)
+          }
           answer.pipe(res)
         })
         upstream.on('error', () => (res.headersSent ? res.destroy() : refuse(res, 502, `${checked.name} broke the connection`)))
@@ -111,6 +122,9 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
   /** The most of an upgrade's answer head read before it must be complete. */
   const maxAnswerHead = 64 * 1024
   http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    // Node takes its own error handler off an upgraded socket: a reset (the sandbox's, at any
+    // moment) would otherwise be thrown out of the process.
+    socket.on('error', () => socket.destroy())
     const checked = check(req)
     if ('why' in checked) {
       socket.end(`HTTP/1.1 ${checked.status} Refused\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\nsandstorm: ${checked.why}\n`)

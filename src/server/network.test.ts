@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { request } from 'node:http'
-import { createServer, type AddressInfo } from 'node:net'
+import { createConnection, createServer, type AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { startTestServer } from './test-server.fixture.js'
 
@@ -98,6 +98,36 @@ describe('network policy over the API', () => {
       // The traffic token is no envd access token, and the other way round.
       const envd = await t.request('POST', '/process.Process/List', { key: null, body: {}, headers: { 'e2b-sandbox-id': closed.id, 'x-access-token': closed.trafficAccessToken } })
       assert.equal(envd.status, 401)
+    } finally {
+      backend.close()
+      await t.close()
+    }
+  })
+
+  it("answers 502 for a sandbox's answer that cannot be sent on, and goes on", async () => {
+    const t = await startTestServer()
+    // A server in the sandbox whose status line Node reads but will not write (000).
+    const backend = createServer((s) => s.resume().end('HTTP/1.1 000 Nothing\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'))
+    backend.listen(0, '127.0.0.1')
+    await once(backend, 'listening')
+    try {
+      const open = (await t.request('POST', '/v1/sandboxes', { body: {} })).json
+      t.agent.sandboxes.get(open.id)!.ports.set(3000, (backend.address() as AddressInfo).port)
+      const host = `3000-${open.id}.${t.server.domain}`
+      const bad = await viaHost(t.server.url, host)
+      assert.equal(bad.status, 502)
+      assert.match(bad.body, /answered with a status line or headers that cannot be sent on \(status 0\)/)
+      // A tab in the target (Node's parser refuses it) takes nothing down either.
+      const { port } = new URL(t.server.url)
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = createConnection(Number(port), '127.0.0.1', () => socket.write(`GET /a\tb HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
+        let text = ''
+        socket.on('data', (c: Buffer) => (text += c.toString()))
+        socket.on('end', () => resolve(text))
+        socket.on('error', reject)
+      })
+      assert.match(answer, /^HTTP\/1\.1 (400|502) /)
+      assert.equal((await t.request('GET', '/healthz')).status, 200)
     } finally {
       backend.close()
       await t.close()

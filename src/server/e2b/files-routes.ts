@@ -1,5 +1,5 @@
 /** envd's plain HTTP: `GET /files` (download), `POST /files` (multipart or octet-stream upload), `GET /health`. */
-import { Readable } from 'node:stream'
+import { pipeline, Readable } from 'node:stream'
 import { createGunzip, createGzip } from 'node:zlib'
 import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
@@ -125,7 +125,9 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     }
     if (entry?.size === 0n && !gzip) headers['content-length'] = '0'
     if (gzip) headers['content-encoding'] = 'gzip'
-    const stream = gzip ? body.pipe(createGzip()) : body
+    // pipeline, not pipe: a read that fails in the sandbox must fail the gzip stream too, not be an
+    // error event on a stream nobody listens to (which ends the process).
+    const stream = gzip ? pipeline(body, createGzip(), () => undefined) : body
     return new Response(Readable.toWeb(stream) as ReadableStream<Uint8Array>, { status: 200, headers })
   })
 
@@ -153,7 +155,8 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     } else {
       const path = resolvePath(scope, requiredPath(c.req.query('path')))
       const gunzip = /\bgzip\b/.test(c.req.header('content-encoding') ?? '')
-      await write(path, capBytes(gunzip ? raw.pipe(createGunzip()) : raw, maxFileBytes))
+      // pipeline, not pipe: an upload its client cuts off fails the gunzip stream too.
+      await write(path, capBytes(gunzip ? pipeline(raw, createGunzip(), () => undefined) : raw, maxFileBytes))
     }
     if (written.length === 0) throw new SandstormError('invalid_argument', 'no file in the upload: expected a multipart part or an octet-stream body')
     return c.json(written)

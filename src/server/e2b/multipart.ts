@@ -38,7 +38,12 @@ export async function* fileParts(body: Readable, contentType: string, limits: Mu
     queue.push(item)
     wake?.()
   }
-  parser.on('file', (name, stream, info) => push({ part: { name, filename: info.filename ?? '', data: capped(stream, limits.maxFileBytes) } }))
+  parser.on('file', (name, stream, info) => {
+    // A part not read yet when the upload ends (refused before its data) is destroyed with an
+    // error: kept for a read, never thrown as an event nobody listens to.
+    stream.on('error', () => undefined)
+    push({ part: { name, filename: info.filename ?? '', data: capped(stream, limits.maxFileBytes) } })
+  })
   parser.on('filesLimit', () => push({ error: new SandstormError('payload_too_large', `too many files in one upload: expected at most ${limits.maxFiles ?? 1000}`) }))
   parser.on('error', (err: Error) => push({ error: new SandstormError('invalid_argument', `malformed multipart body: ${err.message}`) }))
   parser.on('close', () => push({ done: true }))

@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { LinkData, LinkDataName, LinkUnary, LinkUnaryName } from '../../agent/index.js'
 import type { DataFrame, ReplyMessage, ServerMessage } from '../../proto/index.js'
-import { linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
+import { httpStatusOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { CallOptions, ErrorCode } from '../../shared/index.js'
 
 /** Spare Data streams kept per agent (agents keep 4 open ahead); more are ended at once. */
@@ -27,8 +27,9 @@ export interface AgentConnection {
   fail(err: SandstormError): void
 }
 
-/** The error a wire error stands for. */
+/** The error a wire error stands for; a code that is none of ours (an agent's say-so) is an internal error, hidden. */
 export function fromWire(err: { code: string; message: string; hidden?: boolean }): SandstormError {
+  if (!Object.hasOwn(httpStatusOf, err.code)) return new SandstormError('internal', `an agent answered with the unknown error code ${JSON.stringify(String(err.code).slice(0, 40))}: ${err.message}`, { expose: false })
   return new SandstormError(err.code as ErrorCode, err.message, { expose: !err.hidden })
 }
 

@@ -4,7 +4,7 @@
  * from the agent's host, or a Data stream of the fleet link), so sandbox hosts open no port.
  * A private sandbox (allowPublicTraffic false) takes its traffic token or an API key.
  */
-import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
@@ -13,6 +13,7 @@ import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { bearerToken } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
+import { relayHead, relayRequest } from '../../shared/http-relay.js'
 import type { IngressTarget } from './ingress-target.js'
 
 /** What ingress needs. */
@@ -80,7 +81,7 @@ function backHeaders(raw: string[]): string[] {
 /** A plain-text error for a client of ingress (often a browser or curl). */
 function fail(res: ServerResponse, err: SandstormError, status = httpStatusOf[err.code]): void {
   if (res.headersSent) return void res.destroy()
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message: err.message }))
+  res.writeHead(status ?? 502, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message: err.message }))
 }
 
 /** An http.Agent whose connections go into sandbox ports: requests name the sandbox as `host` and the port as `port`. */
@@ -180,16 +181,25 @@ export function createIngress(options: IngressOptions): Ingress {
   const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, admitted: Admitted, upstream: Duplex | undefined, retried = false): void => {
     const headers = forwardHeaders(req, admitted, false) as unknown as Record<string, string>
     const outgoing = upstream
-      ? request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
-      : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
+      ? relayRequest({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
+      : relayRequest({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
+    if (outgoing instanceof Error) {
+      upstream?.destroy()
+      return fail(res, new SandstormError('invalid_argument', `request: expected a target and headers that can be sent on, got ${outgoing.message}`))
+    }
     outgoing.on('response', (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, backHeaders(answer.rawHeaders))
-      answer.pipe(res)
       answer.on('error', () => res.destroy())
+      if (!relayHead(res, answer, backHeaders(answer.rawHeaders), answer.statusMessage)) {
+        answer.destroy()
+        outgoing.destroy()
+        return fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
+      }
+      answer.pipe(res)
     })
     outgoing.on('error', (err: NodeJS.ErrnoException) => {
       const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
-      if (!retried && outgoing.reusedSocket && bodiless && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+      // Only a request that got no answer at all is sent again: one answered (in part, to a slow client) is not.
+      if (!retried && outgoing.reusedSocket && bodiless && !res.headersSent && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
         return forward(req, res, target, admitted, undefined, true)
       }
       if (err instanceof SandstormError) return fail(res, err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
