@@ -26,7 +26,7 @@
  * atime/mtime are kept. File data is reflinked where the filesystem can, else copied in the kernel.
  */
 export const treeCopierScript = String.raw`
-import errno, fcntl, json, os, stat, struct, sys
+import contextlib, errno, fcntl, json, os, stat, struct, sys
 FICLONE = 0x40049409
 BTRFS_IOC_SNAP_CREATE_V2 = 0x50009417
 BTRFS_SUBVOL_RDONLY = 1 << 1
@@ -37,6 +37,15 @@ BTRFS_IOC_QUOTA_CTL = 0xc0109428
 BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA = 4
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 os.umask(0)
+
+@contextlib.contextmanager
+def directory(name, dir_fd=None):
+    # A dir opened without following a link in its last component (and, through dir_fd, in none).
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dir_fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 class Fallback(Exception):
     pass
@@ -127,18 +136,12 @@ class Copy:
                 self.links[key] = path
 
     def dir(self, sdir, ddir, name, path, st):
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=sdir)
-        try:
+        with directory(name, sdir) as fd:
             same(st, os.fstat(fd))
             os.mkdir(name, 0o700, dir_fd=ddir)
-            out = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=ddir)
-            try:
+            with directory(name, ddir) as out:
                 self.tree(fd, out, path)
                 self.finish_fd(fd, out, st)
-            finally:
-                os.close(out)
-        finally:
-            os.close(fd)
 
     def file(self, sdir, ddir, name, st):
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | NOFOLLOW, dir_fd=sdir)
@@ -186,15 +189,12 @@ def remove_entry(dfd, name):
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dfd)
         return
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
-    try:
+    with directory(name, dfd) as fd:
         same(st, os.fstat(fd))
         with os.scandir(fd) as it:
             names = [e.name for e in it]
         for child in names:
             remove_entry(fd, child)
-    finally:
-        os.close(fd)
     os.rmdir(name, dir_fd=dfd)
 
 def clear(ufd, dfd):
@@ -209,8 +209,7 @@ def clear(ufd, dfd):
         if not stat.S_ISDIR(st.st_mode):
             remove_entry(dfd, name)
             continue
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=ufd)
-        try:
+        with directory(name, ufd) as fd:
             same(st, os.fstat(fd))
             if opaque(fd):
                 # The copy brings the dir with its mark.
@@ -220,72 +219,41 @@ def clear(ufd, dfd):
                 # opaque, for the copy to fill.
                 remove_entry(dfd, name)
                 os.mkdir(name, 0o700, dir_fd=dfd)
-                made = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
-                try:
+                with directory(name, dfd) as made:
                     os.setxattr(made, OPAQUE, b'y')
-                finally:
-                    os.close(made)
             else:
-                out = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=dfd)
-                try:
+                with directory(name, dfd) as out:
                     clear(fd, out)
-                finally:
-                    os.close(out)
-        finally:
-            os.close(fd)
 
 def clear_under(upper, dest):
-    u = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
-        d = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-        try:
-            clear(u, d)
-        finally:
-            os.close(d)
-    finally:
-        os.close(u)
+    with directory(upper) as u, directory(dest) as d:
+        clear(u, d)
 
 def snapshot(src, dest, readonly):
     parent, name = os.path.split(dest)
-    s = os.open(src, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
-        d = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-        try:
-            # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, a union of 32 bytes, name[4040].
-            # A mutable buffer: fcntl passes an immutable one of more than 1024 bytes nowhere.
-            args = bytearray(struct.pack('=qQQ32s4040s', s, 0, BTRFS_SUBVOL_RDONLY if readonly else 0, b'', os.fsencode(name)))
-            fcntl.ioctl(d, BTRFS_IOC_SNAP_CREATE_V2, args, True)
-        finally:
-            os.close(d)
-    finally:
-        os.close(s)
+    with directory(src) as s, directory(parent) as d:
+        # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, a union of 32 bytes, name[4040].
+        # A mutable buffer: fcntl passes an immutable one of more than 1024 bytes nowhere.
+        args = bytearray(struct.pack('=qQQ32s4040s', s, 0, BTRFS_SUBVOL_RDONLY if readonly else 0, b'', os.fsencode(name)))
+        fcntl.ioctl(d, BTRFS_IOC_SNAP_CREATE_V2, args, True)
 
 def limit(path, nbytes):
-    d = os.open(path, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
+    with directory(path) as d:
         # struct btrfs_ioctl_qgroup_limit_args: qgroupid (0: the subvolume's own), then flags,
         # max_rfer, max_excl, rsv_rfer, rsv_excl.
         fcntl.ioctl(d, BTRFS_IOC_QGROUP_LIMIT, struct.pack('=6Q', 0, BTRFS_QGROUP_LIMIT_MAX_EXCL, 0, nbytes, 0, 0))
-    finally:
-        os.close(d)
 
 def delete(path):
     parent, name = os.path.split(path)
-    d = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
+    with directory(parent) as d:
         # struct btrfs_ioctl_vol_args: fd (unused here), name[4088].
         args = bytearray(struct.pack('=q4088s', 0, os.fsencode(name)))
         fcntl.ioctl(d, BTRFS_IOC_SNAP_DESTROY, args, True)
-    finally:
-        os.close(d)
 
 def simple_quotas(path):
-    d = os.open(path, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
+    with directory(path) as d:
         # struct btrfs_ioctl_quota_ctl_args: cmd, status.
         fcntl.ioctl(d, BTRFS_IOC_QUOTA_CTL, bytearray(struct.pack('=2Q', BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA, 0)), True)
-    finally:
-        os.close(d)
 
 def answer(value):
     sys.stdout.write(json.dumps(value) + '\n')
