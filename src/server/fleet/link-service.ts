@@ -112,14 +112,19 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
         return callback(refuse(grpc.status.UNAUTHENTICATED, 'wrong join token'))
       }
       const agentId = newId('ag')
-      pki.issueAgent(agentId).then(
-        (pair) => {
+      // One catch for the certificate and the record: a failed write of the agent's row (a full
+      // disk) must answer this join, not be a rejection nobody handles (which ends the process).
+      pki
+        .issueAgent(agentId)
+        .then((pair) => {
           registry.admit(agentId, call.request.hostname)
           logger.info({ peer, agentId, hostname: call.request.hostname }, 'agent joined')
           callback(null, { agentId, certPem: pair.certPem, keyPem: pair.keyPem, caPem: pki.caPem })
-        },
-        (err: unknown) => callback(refuse(grpc.status.INTERNAL, (err as Error).message)),
-      )
+        })
+        .catch((err: unknown) => {
+          logger.error({ peer, err }, 'a join failed')
+          callback(refuse(grpc.status.INTERNAL, 'the join failed on the server; it logged why'))
+        })
     },
 
     Control(call: grpc.ServerDuplexStream<AgentMessage, ServerMessage>) {
