@@ -6,11 +6,11 @@
  * dialled: a Host or SNI of an allowed name sent to another host's address reaches the allowed
  * host, not the other one.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { splice, type Logger } from '../shared/index.js'
-import { relayHead, relayRequest } from '../shared/http-relay.js'
+import { relayHead } from '../shared/http-relay.js'
 import { readSni } from './tls-sni.js'
 
 /** What the checks need to know of the sandbox that connects. */
@@ -99,11 +99,7 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     }
     dial(checked.client, checked.name, 80).then(
       (socket) => {
-        const upstream = relayRequest({ method: req.method, path: req.url, headers: req.headers, setHost: false, createConnection: () => socket })
-        if (upstream instanceof Error) {
-          socket.destroy()
-          return refuse(res, 400, `expected a request target and headers that can be sent on, got ${upstream.message}`)
-        }
+        const upstream = request({ method: req.method, path: req.url, headers: req.headers, setHost: false, createConnection: () => socket })
         upstream.on('response', (answer) => {
           answer.on('error', () => res.destroy())
           if (!relayHead(res, answer, answer.rawHeaders)) {

@@ -14,9 +14,10 @@ export interface ApiKeyFile {
 /** Checks a presented key against the stored hashes. */
 export type ApiKeyCheck = (presented: string) => boolean
 
-const keyShape = /^ss_[0-9a-f]{64}$/
-/** Every form a key can take (createApiKey's): anything else is no key, without a hash or a lookup. */
-const anyKeyShape = /^(?:ss_[0-9a-f]{64}|e2b_[0-9a-f]{40})$/
+/** The shape of each form a key can take (createApiKey's): anything else is no key, without a hash or a lookup. */
+const keyShapes: Record<ApiKeyForm, RegExp> = { sandstorm: /^ss_[0-9a-f]{64}$/, e2b: /^e2b_[0-9a-f]{40}$/ }
+const keyShape = keyShapes.sandstorm
+const anyKeyShape = (key: string): boolean => Object.values(keyShapes).some((shape) => shape.test(key))
 
 /**
  * Makes sure `<dataDir>/api-key` holds a key whose hash is in the database: on first start it
@@ -52,7 +53,7 @@ export function createApiKeyCheck(db: CatalogDb): ApiKeyCheck {
   return (presented) => {
     // The ingress asks this of every proxied request with an Authorization header (an app's own
     // bearer tokens too): what cannot be a key costs nothing.
-    if (!anyKeyShape.test(presented)) return false
+    if (!anyKeyShape(presented)) return false
     const digest = createHash('sha256').update(presented).digest()
     const hex = digest.toString('hex')
     if (verified.has(hex)) return true

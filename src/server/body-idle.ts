@@ -53,7 +53,8 @@ export function createBodyIdleWatch(options: BodyIdleOptions = {}): BodyIdleWatc
   }
   return {
     watch(req) {
-      if (req.complete) return
+      // A request without a body (most of them) has nothing to wait for.
+      if (req.complete || (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)) return
       watched.set(req, { bytes: req.socket.bytesRead, since: Date.now() })
       if (!timer) {
         timer = setInterval(look, checkMs)

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
-import { httpStatusOf, SandstormError } from '../shared/index.js'
+import { httpStatusOf, SandstormError, type Logger } from '../shared/index.js'
 import type { ServerEnv } from './context.js'
 import { ingressTargetOf, type IngressTarget } from './ingress/ingress-target.js'
 import type { Ingress } from './ingress/ingress.js'
@@ -23,6 +23,8 @@ export interface EdgeOptions {
   tunnel: TunnelOptions
   /** Terminals: GET /v1/sandboxes/:id/pty upgraded to WebSocket. */
   terminal?: TerminalSockets
+  /** Where a refused upgrade's hidden cause is logged. */
+  logger: Logger
   /** The domain sandbox hosts are under (`<port>-<id>.<domain>`); read per request, as it is known once the server listens. */
   domain(): string
 }
@@ -78,7 +80,7 @@ export function createEdge(options: EdgeOptions): Edge {
     if (tunnel && !(target instanceof SandstormError)) return serveTunnel(req, socket, head, tunnel, options.tunnel)
     const terminal = options.terminal && terminalTargetOf(path)
     if (terminal && !(target instanceof SandstormError)) return options.terminal!.serve(req, socket, head, terminal)
-    refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`), options.tunnel.logger)
+    refuseUpgrade(socket, target instanceof SandstormError ? target : new SandstormError('not_found', `no upgrade at ${req.url}: expected a sandbox host, /v1/sandboxes/:id/ports/:port/tunnel or /v1/sandboxes/:id/pty`), options.logger)
   }
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket)
@@ -90,7 +92,7 @@ export function createEdge(options: EdgeOptions): Edge {
       upgrade(req, socket, head)
     } catch (err) {
       const refused = err instanceof URIError ? badTarget(req) : SandstormError.from(err)
-      refuseUpgrade(socket, refused, options.tunnel.logger)
+      refuseUpgrade(socket, refused, options.logger)
     }
   })
   server.on('close', () => bodies.close())

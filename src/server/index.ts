@@ -172,6 +172,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       tunnel: { agent, catalog, checkApiKey, logger },
       terminal: createTerminalSockets({ agent, sandboxes, checkApiKey, logger, shutdownSignal: shutdown.signal }),
       domain: () => domain ?? 'localhost',
+      logger,
     })
     const server = edge.server
     // Once closing, a keep-alive connection whose response just ended would idle until its

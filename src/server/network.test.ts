@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { request } from 'node:http'
-import { createConnection, createServer, type AddressInfo } from 'node:net'
+import { createServer, type AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { startTestServer } from './test-server.fixture.js'
 
@@ -18,6 +18,14 @@ function viaHost(url: string, host: string, headers: Record<string, string> = {}
       .on('error', reject)
       .end()
   })
+}
+
+/** A server standing for one in a sandbox, that answers every connection with `answer` and closes. */
+async function answering(answer: string): Promise<ReturnType<typeof createServer>> {
+  const backend = createServer((s) => s.resume().end(answer))
+  backend.listen(0, '127.0.0.1')
+  await once(backend, 'listening')
+  return backend
 }
 
 describe('network policy over the API', () => {
@@ -78,9 +86,7 @@ describe('network policy over the API', () => {
 
   it('routes a sandbox host to its port, and answers 404, 400 and 403 for the wrong ones', async () => {
     const t = await startTestServer()
-    const backend = createServer((s) => s.resume().end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi'))
-    backend.listen(0, '127.0.0.1')
-    await once(backend, 'listening')
+    const backend = await answering('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi')
     try {
       const open = (await t.request('POST', '/v1/sandboxes', { body: {} })).json
       const closed = (await t.request('POST', '/v1/sandboxes', { body: { network: { allowPublicTraffic: false } } })).json
@@ -107,9 +113,7 @@ describe('network policy over the API', () => {
   it("answers 502 for a sandbox's answer that cannot be sent on, and goes on", async () => {
     const t = await startTestServer()
     // A server in the sandbox whose status line Node reads but will not write (000).
-    const backend = createServer((s) => s.resume().end('HTTP/1.1 000 Nothing\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'))
-    backend.listen(0, '127.0.0.1')
-    await once(backend, 'listening')
+    const backend = await answering('HTTP/1.1 000 Nothing\r\ncontent-length: 0\r\nconnection: close\r\n\r\n')
     try {
       const open = (await t.request('POST', '/v1/sandboxes', { body: {} })).json
       t.agent.sandboxes.get(open.id)!.ports.set(3000, (backend.address() as AddressInfo).port)
@@ -117,16 +121,6 @@ describe('network policy over the API', () => {
       const bad = await viaHost(t.server.url, host)
       assert.equal(bad.status, 502)
       assert.match(bad.body, /answered with a status line or headers that cannot be sent on \(status 0\)/)
-      // A tab in the target (Node's parser refuses it) takes nothing down either.
-      const { port } = new URL(t.server.url)
-      const answer = await new Promise<string>((resolve, reject) => {
-        const socket = createConnection(Number(port), '127.0.0.1', () => socket.write(`GET /a\tb HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
-        let text = ''
-        socket.on('data', (c: Buffer) => (text += c.toString()))
-        socket.on('end', () => resolve(text))
-        socket.on('error', reject)
-      })
-      assert.match(answer, /^HTTP\/1\.1 (400|502) /)
       assert.equal((await t.request('GET', '/healthz')).status, 200)
     } finally {
       backend.close()

@@ -33,7 +33,7 @@ describe("a terminal's input", () => {
       // Once the input goes on, the server reads on, and answers the bad message: it was paused, not gone.
       const later = new Promise<void>((resolve) => ws.on('message', (data, isBinary) => !isBinary && String(data).includes('expected JSON') && resolve()))
       release()
-      await later
+      assert.equal(await Promise.race([later.then(() => 'answered'), new Promise((r) => setTimeout(r, 10_000, 'still not read').unref())]), 'answered')
       ws.terminate()
     } finally {
       await t.close()

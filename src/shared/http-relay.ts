@@ -1,22 +1,10 @@
 /**
- * Relaying HTTP between a client and a server that is not ours (an app in a sandbox, a host a
- * sandbox may reach): what either side sends that Node will not write must end that one exchange
- * with an error answer, never throw out of an event handler (which ends the process).
+ * Relaying HTTP from a server that is not ours (an app in a sandbox, a host a sandbox may reach):
+ * an answer Node reads but will not write must end that one exchange with an error answer, never
+ * throw out of an event handler (which ends the process). What a client sends needs no such care:
+ * Node's server parser refuses whatever its client would not send on.
  */
-import { request, type ClientRequest, type IncomingMessage, type RequestOptions, type ServerResponse } from 'node:http'
-
-/**
- * Starts the upstream request of a relayed one, or returns why Node refused to: a target with a
- * character Node's client will not send (a tab, which its server's parser lets through) or a
- * header value it will not write.
- */
-export function relayRequest(options: RequestOptions): ClientRequest | Error {
-  try {
-    return request(options)
-  } catch (err) {
-    return err instanceof Error ? err : new Error(String(err))
-  }
-}
+import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /**
  * Writes an upstream answer's status and headers to `res`; false, with nothing written, when Node

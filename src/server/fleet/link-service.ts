@@ -3,7 +3,7 @@ import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { experimental } from '@grpc/grpc-js'
-import { insecureHeaders, loadAgentLink, linkChannelOptions } from '../../proto/index.js'
+import { insecureHeaders, loadAgentLink, linkChannelOptions, parseJoinToken } from '../../proto/index.js'
 import type { AgentMessage, DataFrame, JoinReply, JoinRequest, ServerMessage } from '../../proto/index.js'
 import { newId, SandstormError } from '../../shared/index.js'
 import type { Logger } from '../../shared/index.js'
@@ -106,7 +106,8 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     Join(call: grpc.ServerUnaryCall<JoinRequest, JoinReply>, callback: grpc.sendUnaryData<JoinReply>) {
       const peer = call.getPeer()
       if (!pki) return callback(refuse(grpc.status.FAILED_PRECONDITION, 'this server runs --insecure: agents present the token on every call instead'))
-      const secret = /^SST1\.[^.]+\.(.+)$/.exec(call.request.token)?.[1] ?? call.request.token
+      // The whole token as `sandstorm server` prints it, or its secret alone.
+      const secret = parsedSecret(call.request.token)
       if (!secretMatches(secret, options.secret())) {
         logger.warn({ peer, hostname: call.request.hostname }, 'refused a join: wrong token')
         return callback(refuse(grpc.status.UNAUTHENTICATED, 'wrong join token'))
@@ -233,5 +234,14 @@ function staticCertificates(ca: Buffer, identity: { certificate: Buffer; private
     removeCaCertificateListener: () => undefined,
     addIdentityCertificateListener: (listener) => void setImmediate(() => listener(identity)),
     removeIdentityCertificateListener: () => undefined,
+  }
+}
+
+/** The secret of a join token, or the text itself when it is no whole token (an agent may send the secret alone). */
+function parsedSecret(token: string): string {
+  try {
+    return parseJoinToken(token).secret
+  } catch {
+    return token
   }
 }

@@ -4,7 +4,7 @@
  * from the agent's host, or a Data stream of the fleet link), so sandbox hosts open no port.
  * A private sandbox (allowPublicTraffic false) takes its traffic token or an API key.
  */
-import { Agent, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
@@ -13,7 +13,7 @@ import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { bearerToken } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
-import { relayHead, relayRequest } from '../../shared/http-relay.js'
+import { relayHead } from '../../shared/http-relay.js'
 import type { IngressTarget } from './ingress-target.js'
 
 /** What ingress needs. */
@@ -181,12 +181,8 @@ export function createIngress(options: IngressOptions): Ingress {
   const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, admitted: Admitted, upstream: Duplex | undefined, retried = false): void => {
     const headers = forwardHeaders(req, admitted, false) as unknown as Record<string, string>
     const outgoing = upstream
-      ? relayRequest({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
-      : relayRequest({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
-    if (outgoing instanceof Error) {
-      upstream?.destroy()
-      return fail(res, new SandstormError('invalid_argument', `request: expected a target and headers that can be sent on, got ${outgoing.message}`))
-    }
+      ? request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
+      : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
     outgoing.on('response', (answer) => {
       answer.on('error', () => res.destroy())
       if (!relayHead(res, answer, backHeaders(answer.rawHeaders), answer.statusMessage)) {
