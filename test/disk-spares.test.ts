@@ -81,6 +81,27 @@ describe('spare disks', { skip }, () => {
     assert.deepEqual(await loopDevicesUnder(spareDisksDirOf(store)), [])
   })
 
+  it('makes spares under a steady stream of takes that never pauses for long', async () => {
+    const spares = createDiskSpares({ storeDir: store, count: 2 })
+    let handedOver: string | undefined
+    try {
+      // A take every 100 ms, each without a spare at first: no pause is as long as the quiet the
+      // spares wait for, so only the bound on that wait makes any.
+      for (let i = 0; i < 100 && !handedOver; i++) {
+        const dir = join(store, 'writable', `steady-${i}`)
+        await mkdir(dir)
+        if (await spares.take(dir, 48)) handedOver = dir
+        else await new Promise((r) => setTimeout(r, 100))
+      }
+      assert.ok(handedOver, 'no take in 10 s of takes every 100 ms found a spare')
+      assert.equal(await isMounted(handedOver), true)
+    } finally {
+      if (handedOver) await removeDiskImage(handedOver)
+      await spares.close()
+    }
+    assert.deepEqual(await mountsUnder(spareDisksDirOf(store)), [], 'close unmounted every spare')
+  })
+
   it('clears spares that a crash left mounted before it makes new ones', async () => {
     // What a killed agent leaves: a mounted spare and a stray image.
     const dir = spareDisksDirOf(store)
