@@ -117,6 +117,46 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
     ws.close()
   })
 
+  it('ends the connection of an upgrade the sandbox does not switch, after its answer, so no later request reaches the sandbox on it', async () => {
+    const { port } = setup()
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.setEncoding('latin1').on('data', (d: string) => (text += d))
+    const ended = new Promise<boolean>((resolve) => {
+      socket.once('close', () => resolve(true))
+      setTimeout(() => resolve(false), 10_000).unref()
+    })
+    // The sandbox's server answers this upgrade as a plain request (200, its headers) and keeps the connection.
+    socket.write(`GET /headers HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: chat, sandstorm-key.c2VjcmV0\r\n\r\n`)
+    await until('the answer to the upgrade', async () => text.includes('x-forwarded-for'))
+    socket.write(`GET /host HTTP/1.1\r\nHost: second-request\r\n\r\n`)
+    const closed = await ended
+    socket.destroy()
+    assert.match(text, /^HTTP\/1\.1 200 /)
+    assert.match(text, /\r\nConnection: close\r\n/i)
+    assert.match(text, /^sec-websocket-protocol: chat$/m, 'the subprotocols reach the sandbox')
+    assert.doesNotMatch(text, /sandstorm-key/, 'but never a key offered as one')
+    assert.doesNotMatch(text, /second-request/, 'the next request on the connection reached the sandbox')
+    assert.equal(closed, true, 'the connection stayed open after the answer')
+  })
+
+  it('never passes on the envd token or a key in a repeated header, and keeps cookies and caches to the sandbox host', async () => {
+    const { port, conn } = setup()
+    const seen = async (headers: Record<string, string | string[]>) => (await call(port, { path: '/headers', headers: { host, ...headers } as IncomingHttpHeaders })).body.toString()
+    assert.doesNotMatch(await seen({ 'x-access-token': 'envd-token' }), /envd-token/)
+    const twice = await seen({ authorization: ['Bearer the-apps-own', `Bearer ${conn.apiKey}`] })
+    assert.match(twice, /^authorization: Bearer the-apps-own$/m)
+    assert.doesNotMatch(twice, new RegExp(conn.apiKey))
+    assert.doesNotMatch(await seen({ 'x-api-key': ['not-a-key', conn.apiKey] }), new RegExp(conn.apiKey))
+
+    const byHost = await call(port, { path: '/cookie', headers: { host } })
+    assert.deepEqual(byHost.headers['set-cookie'], ['session=s1; Path=/; HttpOnly'], 'the cookie is for the sandbox host alone')
+    assert.equal(byHost.headers['cache-control'], 'public, max-age=31536000')
+    const byHeaders = await call(port, { path: '/cookie', headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' } })
+    assert.equal(byHeaders.headers['cache-control'], 'no-store', "an answer routed by headers, maybe under the server's own host, is never cached")
+    assert.match(String(byHeaders.headers.vary), /E2b-Sandbox-Id/)
+  })
+
   it('answers 502 for a port nothing listens on, saying so, and 404 for an unknown sandbox', async () => {
     const { port, domain } = setup()
     const closed = await call(port, { headers: { host: `8001-${sbx.sandboxId}.${domain}` } })

@@ -5,7 +5,9 @@
  * The server, on the port given: GET /host answers the Host header it got; POST /sha256 answers
  * the size and SHA-256 of the body it streamed; GET /bytes/N sends N bytes; GET /ws upgrades to
  * WebSocket and echoes every text frame; GET /hold/NAME sends one chunk of a chunked answer, then
- * waits for the client to close and writes /tmp/NAME.closed.
+ * waits for the client to close and writes /tmp/NAME.closed; GET /cookie sets a cookie for the
+ * Host's parent domain (every sandbox's) and asks caches to keep the answer for a year. Any other
+ * request, an upgrade to another path too, is answered plainly on a kept-alive connection.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { request, type IncomingHttpHeaders } from 'node:http'
@@ -28,6 +30,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(self.headers.get('Host', '').encode())
         if self.path == '/headers':
             return self.reply(''.join('%s: %s\n' % (k.lower(), v) for k, v in self.headers.items()).encode())
+        if self.path == '/cookie':
+            body = b'cookie'
+            self.send_response(200)
+            self.send_header('Set-Cookie', 'session=s1; Domain=' + self.headers.get('Host', '').split(':')[0].split('.', 1)[-1] + '; Path=/; HttpOnly')
+            self.send_header('Cache-Control', 'public, max-age=31536000')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
         if self.path.startswith('/bytes/'):
             n = int(self.path.split('/')[2])
             self.send_response(200); self.send_header('Content-Length', str(n)); self.end_headers()

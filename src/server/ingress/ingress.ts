@@ -8,13 +8,14 @@ import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
-import { httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
+import { httpStatusOf, ptyKeyProtocolPrefix, SandstormError, type Logger } from '../../shared/index.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { bearerToken } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
 import { relayHead } from '../../shared/http-relay.js'
 import type { IngressTarget } from './ingress-target.js'
+import { relayUpgrade } from './upgrade-relay.js'
 
 /** What ingress needs. */
 export interface IngressOptions {
@@ -43,26 +44,38 @@ export interface Ingress {
 /** The header a private sandbox's traffic token comes in (E2B's name). */
 export const trafficTokenHeader = 'e2b-traffic-access-token'
 
-/** Headers that belong to one hop, never passed on; and the token, which is the server's business. */
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', trafficTokenHeader])
+/** Headers that belong to one hop, never passed on. */
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/**
+ * Headers for the server alone, never sent into a sandbox: the traffic token, and envd's access
+ * token (envd is the server's, never a sandbox port; E2B's code interpreter SDK sends it to every
+ * port). Code in the sandbox that held it could act through envd as any user, root too.
+ */
+const serverOnly = new Set([trafficTokenHeader, 'x-access-token'])
 
-/** What the access check found: the Host to send, whether to wake the sandbox, and the headers that carry an API key. */
+/** What the access check found: the Host to send, whether to wake the sandbox, and where the request carries an API key. */
 interface Admitted {
   maskHost: string | undefined
   wake: boolean
-  /** Lower-case names of the request's headers that hold a valid API key: never sent into the sandbox. */
-  keyHeaders: ReadonlySet<string>
+  /** Indexes in rawHeaders of the header lines that hold a valid API key: never sent into the sandbox. */
+  keyAt: ReadonlySet<number>
 }
 
 /** The request's headers for the sandbox, as raw pairs (case and order kept). */
-function forwardHeaders(req: IncomingMessage, { maskHost, keyHeaders }: Admitted, keepUpgrade: boolean): string[] {
+function forwardHeaders(req: IncomingMessage, { maskHost, keyAt }: Admitted, keepUpgrade: boolean): string[] {
   const out: string[] = []
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!
     const lower = name.toLowerCase()
     if (hopByHop.has(lower) && !(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue
-    if (keyHeaders.has(lower)) continue
+    if (serverOnly.has(lower) || keyAt.has(i)) continue
     if (lower === 'host' && maskHost !== undefined) continue
+    if (lower === 'sec-websocket-protocol') {
+      // The terminal's way to send a key from a browser: never the sandbox's business either.
+      const offered = req.rawHeaders[i + 1]!.split(',').map((p) => p.trim()).filter((p) => p !== '' && !p.startsWith(ptyKeyProtocolPrefix))
+      if (offered.length > 0) out.push(name, offered.join(', '))
+      continue
+    }
     out.push(name, req.rawHeaders[i + 1]!)
   }
   if (maskHost !== undefined) out.push('Host', maskHost)
@@ -71,10 +84,22 @@ function forwardHeaders(req: IncomingMessage, { maskHost, keyHeaders }: Admitted
   return out
 }
 
-/** The upstream response's headers for the client, without hop-by-hop ones. */
-function backHeaders(raw: string[]): string[] {
+/**
+ * The upstream response's headers for the client: no hop-by-hop ones, and no cookie for a wider
+ * domain than the sandbox port's own host (every sandbox's host is under one domain, so a cookie
+ * for it would reach every other sandbox, and the server if it is there). An answer to a request
+ * routed by E2B's headers is never stored by a cache: such a request may name the server's own
+ * host, and a cache keyed on host and path would give the sandbox's answer for the server's.
+ */
+function backHeaders(raw: string[], target: IngressTarget): string[] {
   const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (!hopByHop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!)
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase()
+    if (hopByHop.has(lower) || serverOnly.has(lower)) continue
+    if (target.by === 'headers' && (lower === 'cache-control' || lower === 'expires')) continue
+    out.push(raw[i]!, lower === 'set-cookie' ? raw[i + 1]!.replace(/;\s*domain\s*=[^;]*/gi, '') : raw[i + 1]!)
+  }
+  if (target.by === 'headers') out.push('Cache-Control', 'no-store', 'Vary', 'E2b-Sandbox-Id, E2b-Sandbox-Port')
   return out
 }
 
@@ -109,17 +134,21 @@ export function createIngress(options: IngressOptions): Ingress {
     const record = options.catalog.get(target.sandboxId)
     // An API key lets its holder do anything on this server: the code in the sandbox must never see
     // one, whether it was needed here (a private sandbox) or sent along to a public one.
-    const bearer = bearerToken(req.headers.authorization)
-    const headerKey = req.headers['x-api-key']
-    const keyHeaders = new Set<string>()
-    if (bearer !== undefined && options.checkApiKey(bearer)) keyHeaders.add('authorization')
-    if (typeof headerKey === 'string' && options.checkApiKey(headerKey)) keyHeaders.add('x-api-key')
+    // Every line of either header is looked at: Node's parsed headers keep the first Authorization
+    // only, and join repeated X-API-Key lines, while all of them would be passed on.
+    const keyAt = new Set<number>()
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const lower = req.rawHeaders[i]!.toLowerCase()
+      const value = req.rawHeaders[i + 1]!
+      const key = lower === 'authorization' ? bearerToken(value) : lower === 'x-api-key' ? value : undefined
+      if (key !== undefined && options.checkApiKey(key)) keyAt.add(i)
+    }
     if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     if (record.network === 'none') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" was created with network "none": its ports cannot be reached`)
     if (!record.network.allowPublicTraffic) {
       const token = req.headers[trafficTokenHeader]
       const tokenOk = typeof token === 'string' && options.trafficTokens.verify(target.sandboxId, token)
-      if (!tokenOk && keyHeaders.size === 0) {
+      if (!tokenOk && keyAt.size === 0) {
         throw new SandstormError('permission_denied', `sandbox "${target.sandboxId}" is private: expected its traffic token in ${trafficTokenHeader}, or an API key`)
       }
     }
@@ -127,7 +156,7 @@ export function createIngress(options: IngressOptions): Ingress {
     const wake = record.state === 'paused' && record.lifecycle?.autoResume === true && options.wake !== undefined
     if (record.state !== 'running' && !wake) throw new SandstormError('unavailable', `sandbox "${target.sandboxId}" is ${record.state}: its ports answer once it runs`)
     const mask = record.network.maskRequestHost?.replace('${PORT}', String(target.port))
-    return { maskHost: mask, wake, keyHeaders }
+    return { maskHost: mask, wake, keyAt }
   }
 
   /** Resumes the sandbox when admit said so; throws `unavailable` when it does not run after. */
@@ -185,7 +214,7 @@ export function createIngress(options: IngressOptions): Ingress {
       : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
     outgoing.on('response', (answer) => {
       answer.on('error', () => res.destroy())
-      if (!relayHead(res, answer, backHeaders(answer.rawHeaders), answer.statusMessage)) {
+      if (!relayHead(res, answer, backHeaders(answer.rawHeaders, target), answer.statusMessage)) {
         answer.destroy()
         outgoing.destroy()
         return fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
@@ -268,12 +297,15 @@ export function createIngress(options: IngressOptions): Ingress {
       ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
-          const headers = forwardHeaders(req, admitted, true)
-          const lines = [`${req.method} ${req.url} HTTP/1.1`]
-          for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
-          upstream.write(`${lines.join('\r\n')}\r\n\r\n`)
-          if (head.length > 0) upstream.write(head)
-          splice(socket, upstream)
+          relayUpgrade({
+            req,
+            socket,
+            head,
+            upstream,
+            headers: forwardHeaders(req, admitted, true),
+            backHeaders: (raw) => backHeaders(raw, target),
+            refuse: (why) => refuse(new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" ${why}`), 502),
+          })
         },
         (err: unknown) => {
           gone.done()
