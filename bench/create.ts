@@ -13,6 +13,9 @@ const defaultIterations = 40
 const warmupRuns = 2
 /** The pause before each sample, in which the last one's background work ends. */
 const settleMs = 150
+/** The steady stream's pause between one create's end (its sandbox removed) and the next. */
+const steadyGapMs = 100
+const steadyRuns = 30
 
 /** A way to start one container of the baseline: times the start, removes it untimed. */
 interface CreateBaseline {
@@ -80,6 +83,8 @@ export const createBenchmark: Benchmark = {
     const agentNoSpares: number[] = []
     const agentStalls: number[] = []
     const baseStalls: number[] = []
+    const agentSteady: number[] = []
+    const baseSteady: number[] = []
     const killFailures: string[] = []
     // A second agent that makes each quota disk on the spot (mkfs and a loop mount), as before spare disks.
     const noSpares = await startBenchStack({ spareDisks: 0 })
@@ -120,6 +125,18 @@ export const createBenchmark: Benchmark = {
         base.push(await settled(() => baseline.once(i, baseStalls)))
         if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
       }
+      // A steady stream: a create every `steadyGapMs`, never a pause long enough for background
+      // work (the spare disks' refill) to wait for quiet; the baseline at the same pace.
+      for (let i = 0; i < steadyRuns; i++) {
+        checkAborted(ctx.signal)
+        await new Promise((r) => setTimeout(r, steadyGapMs))
+        agentSteady.push(await agentCreateOne())
+      }
+      for (let i = 0; i < steadyRuns; i++) {
+        checkAborted(ctx.signal)
+        await new Promise((r) => setTimeout(r, steadyGapMs))
+        baseSteady.push(await baseline.once(n + i))
+      }
     } finally {
       ctx.leftovers(await baseline.close())
       ctx.leftovers(await noSpares.close())
@@ -149,6 +166,12 @@ export const createBenchmark: Benchmark = {
           unit: 'ms',
           subject: summarize(agentOnly),
           baseline: { what: 'the same with spare disks off: mkfs and a loop mount per create', summary: summarize(agentNoSpares) },
+        },
+        {
+          what: `layer: agent.create in a steady stream (${steadyGapMs} ms between one's removal and the next)`,
+          unit: 'ms',
+          subject: summarize(agentSteady),
+          baseline: { what: `${baseline.what} at the same pace`, summary: summarize(baseSteady) },
         },
         {
           what: 'longest event-loop stall during an agent.create (runc started by the launcher)',
