@@ -21,6 +21,7 @@ async function fakeUpstream(): Promise<{ port: number; asked: string[]; close():
       { type: 'A', name: 'target.test', ttl: 30, data: '198.19.113.20' },
       { type: 'A', name: 'unrelated.test', ttl: 30, data: '198.19.113.99' },
     ],
+    'forged.test': [{ type: 'A', name: 'forged.test', ttl: 30, data: '198.19.113.40' }],
     'mixed.test': [
       { type: 'A', name: 'mixed.test', ttl: 30, data: '198.19.113.30' },
       { type: 'A', name: 'mixed.test', ttl: 30, data: '198.18.255.254' },
@@ -34,7 +35,22 @@ async function fakeUpstream(): Promise<{ port: number; asked: string[]; close():
     return dnsPacket.encode({ type: 'response', id: q.id, questions: q.questions, answers: question.type === 'A' ? (zone[question.name] ?? []) : [] })
   }
   const udp = createSocket('udp4')
-  udp.on('message', (msg, r) => udp.send(answer(msg), r.port, r.address))
+  // Forgeries, for forged.test: answers that name another address, one from another port with the
+  // id the resolver sent, one from the upstream's port with another id, both before the real one.
+  const forger = createSocket('udp4')
+  forger.bind(0, '127.0.0.1')
+  await once(forger, 'listening')
+  udp.on('message', (msg, r) => {
+    const q = dnsPacket.decode(msg)
+    if (q.questions?.[0]?.name === 'forged.test') {
+      const forged = (id: number) => dnsPacket.encode({ type: 'response', id, questions: q.questions, answers: [{ type: 'A', name: 'forged.test', ttl: 30, data: '198.19.66.66' }] })
+      forger.send(forged(q.id!), r.port, r.address)
+      udp.send(forged(q.id! ^ 1), r.port, r.address)
+      setTimeout(() => udp.send(answer(msg), r.port, r.address), 50)
+      return
+    }
+    udp.send(answer(msg), r.port, r.address)
+  })
   udp.bind(0, '127.0.0.1')
   await once(udp, 'listening')
   const port = udp.address().port
@@ -46,7 +62,7 @@ async function fakeUpstream(): Promise<{ port: number; asked: string[]; close():
   }))
   tcp.listen(port, '127.0.0.1')
   await once(tcp, 'listening')
-  return { port, asked, close: () => (udp.close(), tcp.close()) }
+  return { port, asked, close: () => (udp.close(), forger.close(), tcp.close()) }
 }
 
 /** One query over UDP from `from`; rejects if no answer comes within 10 s. */
@@ -63,9 +79,9 @@ async function query(port: number, name: string, type: dnsPacket.RecordType = 'A
   }
 }
 
-function queryTcp(port: number, name: string): Promise<dnsPacket.DecodedPacket> {
+function queryTcp(port: number, name: string | Buffer): Promise<dnsPacket.DecodedPacket> {
   return new Promise((resolve, reject) => {
-    const q = dnsPacket.encode({ type: 'query', id: 8, questions: [{ type: 'A', name }] })
+    const q = typeof name === 'string' ? dnsPacket.encode({ type: 'query', id: 8, questions: [{ type: 'A', name }] }) : name
     const head = Buffer.alloc(2)
     head.writeUInt16BE(q.length)
     const s = connect(port, '127.0.0.1', () => s.write(Buffer.concat([head, q])))
@@ -130,6 +146,26 @@ describe('the sandbox resolver', () => {
     client = full
     assert.equal(rcode(await query(resolver.udpPort, 'allowed.test')), 'SERVFAIL')
     assert.equal(rcode(await queryTcp(resolver.tcpPort, 'allowed.test')), 'SERVFAIL')
+  })
+
+  it('takes no answer from upstream that another port sent, or that has another id', async () => {
+    client = { allowsName: null, pinnable: () => true, pin: async () => undefined }
+    assert.deepEqual(addresses(await query(resolver.udpPort, 'forged.test')), ['198.19.113.40'])
+  })
+
+  it('answers a query of many questions with FORMERR and one question, however long their uncompressed names', async () => {
+    client = { allowsName: (n) => n === 'allowed.test', pinnable: () => true, pin: async () => undefined }
+    // 300 questions: a long name, then 299 compression pointers to it (6 bytes each); echoed
+    // uncompressed they would take some 77 KB, past TCP's two-byte length.
+    const label = (c: string) => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, c)])
+    const name = Buffer.concat([label('a'), label('b'), label('c'), Buffer.from([0])])
+    const header = Buffer.from([0, 9, 1, 0, 1, 44, 0, 0, 0, 0, 0, 0])
+    const pointer = Buffer.from([0xc0, 12, 0, 1, 0, 1])
+    const many = Buffer.concat([header, name, Buffer.from([0, 1, 0, 1]), ...Array.from({ length: 299 }, () => pointer)])
+    const reply = await queryTcp(resolver.tcpPort, many)
+    assert.equal(rcode(reply), 'FORMERR')
+    assert.equal(reply.questions?.length, 1)
+    assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['198.19.113.10'], 'the resolver answers on')
   })
 
   it('refuses every query of a source it does not know', async () => {

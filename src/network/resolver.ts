@@ -7,6 +7,7 @@
  * that sandbox before the answer goes out. A CNAME chain is followed, but its targets are not
  * allowed names themselves: asking for one, or naming one in TLS or HTTP, is refused.
  */
+import { randomInt } from 'node:crypto'
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { readFileSync } from 'node:fs'
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
@@ -72,15 +73,34 @@ const hostPort = (upstream: string): { host: string; port: number } => {
 /** Normalizes a query name: lower case, no trailing dot. */
 const nameOf = (name: string): string => name.toLowerCase().replace(/\.$/, '')
 
+/** A message's first question as `type class name` (the name normalized), or '' when it has none or does not decode. */
+function questionOf(message: Buffer): string {
+  try {
+    const q = dnsPacket.decode(message).questions?.[0]
+    return q ? `${q.type} ${q.class} ${nameOf(q.name)}` : ''
+  } catch {
+    return ''
+  }
+}
+
 /** Starts the resolver on `host`, ports picked by the kernel. */
 export async function startResolver(options: ResolverOptions): Promise<Resolver> {
   const log = options.logger.child({ component: 'resolver' })
   const upstreams = (options.upstreams && options.upstreams.length > 0 ? options.upstreams : systemNameservers()).map(hostPort)
   if (upstreams.length === 0) log.warn('no upstream resolver (none given, none in /etc/resolv.conf): sandboxes get SERVFAIL for every name')
 
-  /** Asks the upstreams in turn over UDP; the first answer wins. */
+  /**
+   * Asks the upstreams in turn over UDP; the first answer wins. Only an answer that could be the
+   * upstream's counts: from its address and port (the socket is connected), with an id of ours
+   * (the sandbox's own id is known to the sandbox, and to whoever it tells), to the same question.
+   * Anything else is a forgery aimed at the socket's port, and is dropped.
+   */
   async function askUdp(query: Buffer): Promise<Buffer | undefined> {
+    const asked = questionOf(query)
     for (const up of upstreams) {
+      const id = randomInt(0x10000)
+      const sent = Buffer.from(query)
+      sent.writeUInt16BE(id, 0)
       const answer = await new Promise<Buffer | undefined>((resolve) => {
         const socket = createSocket('udp4')
         const done = (value: Buffer | undefined): void => {
@@ -90,8 +110,13 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
         }
         const timer = setTimeout(() => done(undefined), upstreamTimeoutMs)
         socket.on('error', () => done(undefined))
-        socket.on('message', (msg) => done(msg))
-        socket.send(query, up.port, up.host)
+        socket.on('message', (msg) => {
+          if (msg.length < 12 || msg.readUInt16BE(0) !== id || questionOf(msg) !== asked) return
+          const back = Buffer.from(msg)
+          back.writeUInt16BE(query.readUInt16BE(0), 0)
+          done(back)
+        })
+        socket.connect(up.port, up.host, () => socket.send(sent))
       })
       if (answer) return answer
     }
@@ -129,13 +154,17 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
   const inFlight = new Map<string, number>()
   let inFlightTotal = 0
 
-  /** An answer to `query` with no records and this rcode (0 NOERROR, 2 SERVFAIL, 5 REFUSED). */
+  /**
+   * An answer to `query` with no records and this rcode (0 NOERROR, 1 FORMERR, 2 SERVFAIL, 5
+   * REFUSED). It repeats the first question only: a query of hundreds of compressed questions
+   * would come back uncompressed, past what TCP's two-byte length can frame.
+   */
   const empty = (query: dnsPacket.DecodedPacket, rcode: number): Buffer =>
     dnsPacket.encode({
       type: 'response',
       id: query.id,
       flags: ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | dnsPacket.RECURSION_AVAILABLE | rcode,
-      questions: query.questions,
+      questions: (query.questions ?? []).slice(0, 1),
     })
 
   /**
@@ -152,6 +181,8 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
     }
     const client = options.clientOf(source)
     if (!client) return empty(query, 5)
+    // One question per query, as every resolver asks (RFC 9619): the answer is for one question.
+    if (query.questions?.length !== 1) return empty(query, 1)
     const held = inFlight.get(source) ?? 0
     if (held >= perClient || inFlightTotal >= overall) {
       log.debug({ source, held, inFlight: inFlightTotal }, 'a query over the resolver\'s limits got SERVFAIL')
@@ -171,8 +202,7 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
 
   async function answerFor(client: ResolverClient, query: dnsPacket.DecodedPacket, raw: Buffer, source: string, ask: (q: Buffer) => Promise<Buffer | undefined>): Promise<Buffer> {
     if (!client.allowsName) return (await ask(raw)) ?? empty(query, 2)
-    const question = query.questions?.[0]
-    if (!question || query.questions!.length !== 1) return empty(query, 5)
+    const question = query.questions![0]!
     const name = nameOf(question.name)
     if (!client.allowsName(name)) {
       log.debug({ source, name }, 'refused a name the sandbox may not resolve')
@@ -201,10 +231,9 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
 
   const udp: UdpSocket = createSocket('udp4')
   udp.on('message', (msg, rinfo) => {
-    answer(msg, rinfo.address, askUdp).then(
-      (reply) => reply && udp.send(reply, rinfo.port, rinfo.address),
-      (err: unknown) => log.error({ err, source: rinfo.address }, 'a DNS query failed'),
-    )
+    answer(msg, rinfo.address, askUdp)
+      .then((reply) => reply && udp.send(reply, rinfo.port, rinfo.address))
+      .catch((err: unknown) => log.error({ err, source: rinfo.address }, 'a DNS query failed'))
   })
   await new Promise<void>((resolve, reject) => {
     udp.once('error', reject)
@@ -231,15 +260,16 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       while (data.length >= 2 && data.length >= 2 + data.readUInt16BE(0)) {
         const msg = data.subarray(2, 2 + data.readUInt16BE(0))
         data = data.subarray(2 + msg.length)
-        answer(msg, socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', askTcp).then(
-          (reply) => {
+        answer(msg, socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', askTcp)
+          .then((reply) => {
             if (!reply || socket.destroyed) return
+            // Records re-encoded without compression can outgrow the length prefix: such an answer is dropped.
+            if (reply.length > maxTcpMessage) return void log.warn({ bytes: reply.length }, 'a DNS answer too long for TCP was dropped')
             const head = Buffer.alloc(2)
             head.writeUInt16BE(reply.length, 0)
             socket.write(Buffer.concat([head, reply]))
-          },
-          (err: unknown) => log.error({ err }, 'a DNS query over TCP failed'),
-        )
+          })
+          .catch((err: unknown) => log.error({ err }, 'a DNS query over TCP failed'))
       }
     })
   })
