@@ -121,6 +121,39 @@ describe('the file API on links an attacker planted', { skip }, () => {
     assert.equal(await readFile(hostMarker, 'utf8'), hostSecret, "the host's marker must survive")
   })
 
+  it("a file helper whose output root floods through /proc/PID/fd/1 fails at its bound, and the helper is gone", async () => {
+    // Enough entries that the listing's helper runs long enough to be caught; a watcher, as root
+    // in the sandbox, stops each helper of that listing and writes 100 MB into its stdout.
+    const setup = await sh(sbx, [
+      'mkdir -p /tmp/flooded && cd /tmp/flooded && seq 3000 | xargs touch',
+      "cat > /tmp/flood.sh <<'EOS'",
+      'while :; do',
+      '  for c in /proc/[0-9]*/cmdline; do',
+      '    p=${c%/cmdline}; p=${p#/proc/}',
+      '    if tr "\\0" " " < $c 2>/dev/null | grep -q "sandstorm-fs /tmp/floode[d]"; then kill -STOP $p; head -c 100000000 /dev/zero > /proc/$p/fd/1; fi',
+      '  done',
+      'done',
+      'EOS',
+      'setsid sh /tmp/flood.sh >/dev/null 2>&1 &',
+    ].join('\n'))
+    assert.equal(setup.exitCode, 0, setup.stderr)
+    try {
+      let timer: NodeJS.Timeout | undefined
+      const listed = Promise.race([
+        sbx.files.list('/tmp/flooded').then(() => 'listed', (err: unknown) => err),
+        new Promise((resolve) => (timer = setTimeout(() => resolve('no answer in 60 s'), 60_000))),
+      ]).finally(() => clearTimeout(timer))
+      const err = await listed
+      assert.ok(err instanceof SandstormSdkError, `expected the listing to fail at the bound, got ${String(err)}`)
+      assert.equal(err.code, 'resource_exhausted', err.message)
+      assert.match(err.message, /printed more than 67108864 bytes/)
+    } finally {
+      await sh(sbx, 'for d in /proc/[0-9]*; do grep -q flood.sh $d/cmdline 2>/dev/null && kill ${d#/proc/}; done; rm -rf /tmp/flooded')
+    }
+    const left = (await sh(sbx, 'for d in /proc/[0-9]*; do tr "\\0" " " < $d/cmdline 2>/dev/null; echo; done | grep "sandstorm-fs /tmp/floode[d]" || true')).stdout
+    assert.equal(left, '', 'the flooded helper was not killed')
+  })
+
   it('a FIFO planted at a path does not wedge the server', async () => {
     const read = await rejection(sbx.files.read('/tmp/fifo', { signal: AbortSignal.timeout(1000) }))
     assert.ok(read instanceof AbortError, `expected AbortError, got ${read.name}: ${read.message}`)

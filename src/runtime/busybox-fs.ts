@@ -105,7 +105,7 @@ export function parseStat(line: string, path: string): EntryInfo {
     mode: raw & 0o7777,
     uid: Number(uid),
     gid: Number(gid),
-    modifiedAt: new Date(Number(mtime) * 1000).toISOString(),
+    modifiedAt: isoTime(Number(mtime)),
   }
 }
 
@@ -124,9 +124,47 @@ export function parseListing(output: string, dir: string): EntryInfo[] {
   return entries.sort((a, b) => a.name.localeCompare(b.name))
 }
 
-/** Reads a whole stream as text. */
-export async function readAll(stream: Readable): Promise<string> {
+/** The farthest time a Date holds (±8.64e15 ms): a file may carry any mtime, and a tmpfs takes far-future ones. */
+const maxDateMs = 8.64e15
+
+/** A file time in seconds as an ISO string, clamped to what a Date holds. */
+function isoTime(seconds: number): string {
+  const ms = Number.isFinite(seconds) ? Math.max(-maxDateMs, Math.min(maxDateMs, seconds * 1000)) : 0
+  return new Date(ms).toISOString()
+}
+
+/** What a file helper may print on stdout: a listing of some 200,000 entries, far past any real one. */
+export const maxHelperStdoutBytes = 64 * 1024 * 1024
+/** What is kept of a file helper's stderr (its error message); the rest is read and dropped. */
+export const maxHelperStderrBytes = 64 * 1024
+
+/**
+ * Reads a helper's stdout as text. The helper runs in the sandbox, where root can write to its
+ * stdout too (through /proc/PID/fd/1): past `maxBytes` the read stops, `stop` is called (it kills
+ * the helper) and the read fails naming the bound.
+ */
+export async function readAll(stream: Readable, what: string, stop: () => unknown, maxBytes = maxHelperStdoutBytes): Promise<string> {
   const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  let bytes = 0
+  for await (const chunk of stream) {
+    bytes += (chunk as Buffer).length
+    if (bytes > maxBytes) {
+      stream.destroy()
+      await stop()
+      throw new SandstormError('resource_exhausted', `${what}: the helper in the sandbox printed more than ${maxBytes} bytes`)
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** Reads a helper's stderr to its end, keeping the first `maxBytes` as text. */
+export async function readHead(stream: Readable, maxBytes = maxHelperStderrBytes): Promise<string> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of stream) {
+    if (bytes < maxBytes) chunks.push((chunk as Buffer).subarray(0, maxBytes - bytes))
+    bytes += (chunk as Buffer).length
+  }
   return Buffer.concat(chunks).toString('utf8')
 }

@@ -11,7 +11,7 @@ import { attachInit } from './init-attach.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
 import { startInitChild, type SandboxChild } from './init-child.js'
 import { initAlive, killInit } from './init-kill.js'
-import { fsError, fsScripts, parseListing, parseStat, readAll, scriptArgv } from './fs-ops.js'
+import { fsError, fsScripts, parseListing, parseStat, readAll, readHead, scriptArgv } from './fs-ops.js'
 import { sandboxPaths, type RuncLayout } from './layout.js'
 import { switchRoot } from './root-switch.js'
 import { buildOciSpec, defaultPath } from './oci-spec.js'
@@ -60,7 +60,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
   async function runScript(id: string, op: string, path: string, script: string, args: string[], call: CallOptions = {}) {
     const child = await start(id, scriptArgv(script, args), call)
     child.closeStdin()
-    const [out, err, result] = await Promise.all([readAll(child.stdout), readAll(child.stderr), child.result])
+    const [out, err, result] = await Promise.all([readAll(child.stdout, `${op} ${path}`, () => child.kill()), readHead(child.stderr), child.result])
     if (result.exitCode !== 0) throw fsError(op, path, err)
     return out
   }
@@ -272,7 +272,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     async *readFile(id: string, path: string, call: CallOptions = {}): AsyncIterable<Uint8Array> {
       const child = await start(id, scriptArgv(fsScripts.read, [path]), call)
       child.closeStdin()
-      const err = readAll(child.stderr)
+      const err = readHead(child.stderr)
       let done = false
       try {
         for await (const chunk of child.stdout) yield chunk as Uint8Array
@@ -290,7 +290,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       const temp = posix.join(posix.dirname(path), `.sandstorm-upload-${randomBytes(6).toString('hex')}`)
       const child = await start(id, scriptArgv(fsScripts.write, [path, temp]), call)
       child.stdout.resume()
-      const err = readAll(child.stderr)
+      const err = readHead(child.stderr)
       let failure: unknown
       try {
         for await (const chunk of data) await child.writeStdin(chunk)

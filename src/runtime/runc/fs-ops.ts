@@ -2,7 +2,7 @@
 import { busyboxFsScripts, scriptArgv as busyboxArgv } from '../busybox-fs.js'
 import { inSandbox } from './layout.js'
 
-export { fsError, parseListing, parseStat, readAll } from '../busybox-fs.js'
+export { fsError, parseListing, parseStat, readAll, readHead } from '../busybox-fs.js'
 
 /** The scripts, run with the sandbox's read-only busybox. */
 export const fsScripts = busyboxFsScripts(inSandbox.busybox)
