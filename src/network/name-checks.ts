@@ -11,7 +11,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import type { Duplex } from 'node:stream'
 import { splice, type Logger } from '../shared/index.js'
 import { relayHead } from '../shared/http-relay.js'
-import { readSni } from './tls-sni.js'
+import { createSniReader } from './tls-sni.js'
 
 /** What the checks need to know of the sandbox that connects. */
 export interface NameCheckClient {
@@ -172,10 +172,13 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     socket.on('error', () => undefined)
     socket.setTimeout(connectTimeoutMs, () => socket.destroy())
     const client = options.clientOf(source(socket))
-    let data = Buffer.alloc(0)
+    const reader = createSniReader()
+    const received: Buffer[] = []
+    let receivedBytes = 0
     const onData = (chunk: Buffer): void => {
-      data = Buffer.concat([data, chunk])
-      const sni = data.length > maxHelloStream ? { refused: 'no complete ClientHello in the first 128 KiB' } : readSni(data)
+      received.push(chunk)
+      receivedBytes += chunk.length
+      const sni = receivedBytes > maxHelloStream ? { refused: 'no complete ClientHello in the first 128 KiB' } : reader.push(chunk)
       if ('more' in sni) return
       socket.off('data', onData)
       socket.pause()
@@ -188,7 +191,7 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
       dial(client, name, 443).then(
         (upstream) => {
           socket.setTimeout(0)
-          upstream.write(data)
+          upstream.write(Buffer.concat(received, receivedBytes))
           splice(socket, upstream)
           socket.resume()
         },

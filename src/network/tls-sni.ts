@@ -6,27 +6,78 @@ export type SniResult = { name: string } | { more: true } | { refused: string }
 /** The longest ClientHello read (post-quantum key shares make them a few KiB). */
 const maxHelloBytes = 64 * 1024
 
-/** Reads the SNI from the start of a TLS stream (a ClientHello may span several records). */
+/** Reads the SNI from the first bytes of a TLS stream, given whole. */
 export function readSni(data: Buffer): SniResult {
-  // Reassemble the handshake bytes from the records seen so far.
-  const parts: Buffer[] = []
-  let offset = 0
-  while (offset + 5 <= data.length) {
-    if (data[offset] !== 0x16) return { refused: 'not a TLS handshake' }
-    const length = data.readUInt16BE(offset + 3)
-    if (offset + 5 + length > data.length) break
-    parts.push(data.subarray(offset + 5, offset + 5 + length))
-    offset += 5 + length
+  return createSniReader().push(data)
+}
+
+/** Reads the SNI of one TLS stream as its bytes arrive. */
+export interface SniReader {
+  /** The next bytes of the stream: what all of them so far say. */
+  push(chunk: Buffer): SniResult
+}
+
+/**
+ * A reader that looks at each byte a bounded number of times, however the stream is cut: a
+ * ClientHello sent a byte per segment, or in records of no bytes, costs time linear in its length
+ * (reassembling everything on every chunk cost the square of it, on the agent's one thread).
+ */
+export function createSniReader(): SniReader {
+  /** Bytes of the record being received (its header included), not yet split off. */
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  /** The current record's length with its header, once its header is in; 0 before. */
+  let recordBytes = 0
+  /** The handshake bytes of the records received whole. */
+  const handshake: Buffer[] = []
+  let handshakeBytes = 0
+  /** The ClientHello's length with its 4-byte header, once known. */
+  let helloBytes = 0
+  let seen = 0
+
+  const flatten = (): Buffer => {
+    const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+    pending = [all]
+    return all
   }
-  if (offset === 0 && data.length >= 1 && data[0] !== 0x16) return { refused: 'not a TLS handshake' }
-  const handshake = Buffer.concat(parts)
-  if (handshake.length < 4) return data.length > maxHelloBytes ? { refused: 'no ClientHello in the first 64 KiB' } : { more: true }
-  if (handshake[0] !== 0x01) return { refused: 'the first handshake message is not a ClientHello' }
-  const bodyLength = handshake.readUIntBE(1, 3)
-  if (bodyLength > maxHelloBytes) return { refused: 'the ClientHello is too long' }
-  if (handshake.length < 4 + bodyLength) return { more: true }
-  const name = sniOf(handshake.subarray(4, 4 + bodyLength))
-  return name === undefined ? { refused: 'the ClientHello names no server' } : { name }
+
+  return {
+    push(chunk) {
+      if (seen === 0 && chunk.length > 0 && chunk[0] !== 0x16) return { refused: 'not a TLS handshake' }
+      seen += chunk.length
+      pending.push(chunk)
+      pendingBytes += chunk.length
+      for (;;) {
+        if (recordBytes === 0) {
+          if (pendingBytes < 5) break
+          const head = flatten()
+          if (head[0] !== 0x16) return { refused: 'not a TLS handshake' }
+          recordBytes = 5 + head.readUInt16BE(3)
+        }
+        if (pendingBytes < recordBytes) break
+        const all = flatten()
+        handshake.push(all.subarray(5, recordBytes))
+        handshakeBytes += recordBytes - 5
+        const rest = all.subarray(recordBytes)
+        pending = rest.length > 0 ? [rest] : []
+        pendingBytes = rest.length
+        recordBytes = 0
+      }
+      if (helloBytes === 0) {
+        if (handshakeBytes < 4) return seen > maxHelloBytes ? { refused: 'no ClientHello in the first 64 KiB' } : { more: true }
+        const start = Buffer.concat(handshake, handshakeBytes)
+        handshake.splice(0, handshake.length, start)
+        if (start[0] !== 0x01) return { refused: 'the first handshake message is not a ClientHello' }
+        const bodyLength = start.readUIntBE(1, 3)
+        if (bodyLength > maxHelloBytes) return { refused: 'the ClientHello is too long' }
+        helloBytes = 4 + bodyLength
+      }
+      if (handshakeBytes < helloBytes) return { more: true }
+      const hello = Buffer.concat(handshake, handshakeBytes)
+      const name = sniOf(hello.subarray(4, helloBytes))
+      return name === undefined ? { refused: 'the ClientHello names no server' } : { name }
+    },
+  }
 }
 
 /** The host_name of the server_name extension of a ClientHello body, or undefined. */
