@@ -12,6 +12,7 @@ import { createSocket } from 'node:dgram'
 import { createServer as createHttp, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttps } from 'node:https'
 import { createServer as createTcp } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import dnsPacket from 'dns-packet'
 
 interface Config {
@@ -55,9 +56,15 @@ function answer(query: Buffer): Buffer {
   })
 }
 
-const udp = createSocket('udp4')
-udp.on('message', (msg, rinfo) => udp.send(answer(msg), rinfo.port, rinfo.address))
-udp.bind(53)
+// One socket per address, as a real server on a host of several addresses has: an answer comes
+// from the address asked (a socket on 0.0.0.0 answers from the link's first one, and a resolver
+// that takes answers only from its upstream drops those).
+for (const address of Object.values(networkInterfaces()).flat()) {
+  if (address?.family !== 'IPv4') continue
+  const udp = createSocket('udp4')
+  udp.on('message', (msg, rinfo) => udp.send(answer(msg), rinfo.port, rinfo.address))
+  udp.bind(53, address.address)
+}
 
 const tcpDns = createTcp((socket) => {
   let data = Buffer.alloc(0)
