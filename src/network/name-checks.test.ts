@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { describe, it } from 'node:test'
 import { silentLogger } from '../shared/index.js'
 import { startNameChecks } from './name-checks.js'
@@ -32,6 +32,44 @@ describe('the HTTP name check', () => {
       })
       assert.match(answer, /^HTTP\/1\.1 403 /)
     } finally {
+      await checks.close()
+    }
+  })
+})
+
+describe('the TLS name check', () => {
+  it("holds a sandbox to 128 connections waiting on their hello, and cuts a hello that is not whole in time", async () => {
+    const checks = await startNameChecks({ host: '127.0.0.1', clientOf: () => ({ allowsName: () => true, addressesOf: async () => [] }), logger: silentLogger() })
+    const held: Socket[] = []
+    try {
+      for (let i = 0; i < 128; i++) {
+        const s = connect(checks.tlsPort, '127.0.0.1')
+        s.on('error', () => undefined)
+        held.push(s)
+        await once(s, 'connect')
+      }
+      const over = connect(checks.tlsPort, '127.0.0.1')
+      over.on('error', () => undefined)
+      held.push(over)
+      const closed = await new Promise<boolean>((resolve) => {
+        over.once('close', () => resolve(true))
+        setTimeout(() => resolve(false), 8000).unref()
+      })
+      assert.equal(closed, true, 'a 129th connection of one sandbox stayed open')
+      // A hello a byte every 4 s is never idle for the 10 s idle timeout, but is cut at the hello's deadline.
+      const slow = held[0]!
+      const cut = new Promise<boolean>((resolve) => {
+        slow.once('close', () => resolve(true))
+        setTimeout(() => resolve(false), 20_000).unref()
+      })
+      const drip = setInterval(() => slow.write(Buffer.from([0x16])), 4000)
+      try {
+        assert.equal(await cut, true, 'a hello dripping a byte at a time held its connection past the deadline')
+      } finally {
+        clearInterval(drip)
+      }
+    } finally {
+      for (const s of held) s.destroy()
       await checks.close()
     }
   })

@@ -11,6 +11,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import type { Duplex } from 'node:stream'
 import { splice, type Logger } from '../shared/index.js'
 import { relayHead } from '../shared/http-relay.js'
+import { capPerSource } from './source-caps.js'
 import { createSniReader } from './tls-sni.js'
 
 /** What the checks need to know of the sandbox that connects. */
@@ -36,8 +37,10 @@ export interface NameChecks {
 }
 
 const connectTimeoutMs = 10_000
-/** Connections each listener holds at once, of all sandboxes (each sandbox's share is held in nftables). */
+/** Connections each listener holds at once, of all sandboxes. */
 const maxConnections = 8192
+/** Connections each listener holds at once of one sandbox (a browser opens six per host). */
+const perSandbox = 128
 /** The most read of a TLS connection before its ClientHello must be complete (tiny records make a 64 KiB hello longer). */
 const maxHelloStream = 128 * 1024
 
@@ -171,6 +174,9 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
   const tls: Server = createServer((socket) => {
     socket.on('error', () => undefined)
     socket.setTimeout(connectTimeoutMs, () => socket.destroy())
+    // The idle timeout alone would let a hello that comes a byte every few seconds hold the connection for hours.
+    const helloDeadline = setTimeout(() => socket.destroy(), connectTimeoutMs)
+    socket.once('close', () => clearTimeout(helloDeadline))
     const client = options.clientOf(source(socket))
     const reader = createSniReader()
     const received: Buffer[] = []
@@ -180,6 +186,7 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
       receivedBytes += chunk.length
       const sni = receivedBytes > maxHelloStream ? { refused: 'no complete ClientHello in the first 128 KiB' } : reader.push(chunk)
       if ('more' in sni) return
+      clearTimeout(helloDeadline)
       socket.off('data', onData)
       socket.pause()
       const name = 'name' in sni ? sni.name : ''
@@ -211,6 +218,8 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     })
   http.maxConnections = maxConnections
   tls.maxConnections = maxConnections
+  capPerSource(http, perSandbox)
+  capPerSource(tls, perSandbox)
   const [httpPort, tlsPort] = [await listen(http), await listen(tls)]
   return {
     httpPort,

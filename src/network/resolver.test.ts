@@ -168,6 +168,52 @@ describe('the sandbox resolver', () => {
     assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['198.19.113.10'], 'the resolver answers on')
   })
 
+  it('takes a query sent a byte at a time, and holds a sandbox to 16 TCP connections', async () => {
+    client = { allowsName: (n) => n === 'allowed.test', pinnable: () => true, pin: async () => undefined }
+    const q = dnsPacket.encode({ type: 'query', id: 11, questions: [{ type: 'A', name: 'allowed.test' }] })
+    const framed = Buffer.concat([Buffer.from([q.length >> 8, q.length & 255]), q])
+    const slow = connect({ port: resolver.tcpPort, host: '127.0.0.1', noDelay: true })
+    const reply = new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
+      let data = Buffer.alloc(0)
+      slow.on('data', (d: Buffer) => {
+        data = Buffer.concat([data, d])
+        if (data.length >= 2 && data.length >= 2 + data.readUInt16BE(0)) resolve(dnsPacket.decode(data.subarray(2)))
+      })
+      slow.on('error', reject)
+    })
+    await once(slow, 'connect')
+    for (const byte of framed) {
+      slow.write(Buffer.from([byte]))
+      await new Promise((r) => setImmediate(r))
+    }
+    assert.deepEqual(addresses(await reply), ['198.19.113.10'])
+
+    // 15 more idle connections of this source, 16 in all: the next one is closed.
+    const held = [slow]
+    try {
+      for (let i = 0; i < 15; i++) {
+        const s = connect(resolver.tcpPort, '127.0.0.1')
+        s.on('error', () => undefined)
+        held.push(s)
+        await once(s, 'connect')
+      }
+      const over = connect(resolver.tcpPort, '127.0.0.1')
+      over.on('error', () => undefined)
+      held.push(over)
+      const closed = await new Promise<boolean>((resolve) => {
+        over.once('close', () => resolve(true))
+        setTimeout(() => resolve(false), 8000).unref()
+      })
+      assert.equal(closed, true, 'a 17th connection of one source stayed open')
+      const other = connect({ port: resolver.tcpPort, host: '127.0.0.1', localAddress: '127.0.0.2' })
+      held.push(other)
+      await once(other, 'connect')
+      assert.equal(other.destroyed, false)
+    } finally {
+      for (const s of held) s.destroy()
+    }
+  })
+
   it('refuses every query of a source it does not know', async () => {
     client = undefined
     assert.equal(rcode(await query(resolver.udpPort, 'allowed.test')), 'REFUSED')

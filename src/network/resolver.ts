@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs'
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import type { Logger } from '../shared/index.js'
+import { capPerSource } from './source-caps.js'
 
 /** What the resolver needs to know of the sandbox that asks. */
 export interface ResolverClient {
@@ -52,6 +53,10 @@ const upstreamTimeoutMs = 2000
 /** Pins outlive short TTLs: clients cache answers longer than they are told, and a pin is only ever an allowed name's address. */
 const minPinS = 600
 const maxTcpMessage = 65535
+/** How long a TCP connection may be idle, and how long one message may take to arrive. */
+const tcpIdleMs = 10_000
+/** TCP connections one sandbox holds at once. */
+const tcpPerSource = 16
 
 /** The IPv4 nameservers of /etc/resolv.conf, else none. */
 export function systemNameservers(file = '/etc/resolv.conf'): string[] {
@@ -249,17 +254,32 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
     connections.add(socket)
     socket.on('close', () => connections.delete(socket))
     socket.on('error', () => undefined)
-    socket.setTimeout(10_000, () => socket.destroy())
-    let data = Buffer.alloc(0)
+    socket.setTimeout(tcpIdleMs, () => socket.destroy())
+    // The bytes of the message being received, joined once it is whole (joined per chunk, a
+    // message sent a byte at a time cost the square of its length); it must be whole in tcpIdleMs.
+    let chunks: Buffer[] = []
+    let bytes = 0
+    let deadline: NodeJS.Timeout | undefined
+    socket.on('close', () => clearTimeout(deadline))
     socket.on('data', (chunk: Buffer) => {
-      data = Buffer.concat([data, chunk])
-      if (data.length > maxTcpMessage + 2) {
+      chunks.push(chunk)
+      bytes += chunk.length
+      if (bytes > maxTcpMessage + 2) {
         socket.destroy()
         return
       }
-      while (data.length >= 2 && data.length >= 2 + data.readUInt16BE(0)) {
-        const msg = data.subarray(2, 2 + data.readUInt16BE(0))
-        data = data.subarray(2 + msg.length)
+      deadline ??= setTimeout(() => socket.destroy(), tcpIdleMs)
+      while (bytes >= 2) {
+        if (chunks[0]!.length < 2) chunks = [Buffer.concat(chunks, bytes)]
+        const whole = 2 + chunks[0]!.readUInt16BE(0)
+        if (bytes < whole) break
+        const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes)
+        const msg = data.subarray(2, whole)
+        const rest = data.subarray(whole)
+        chunks = rest.length > 0 ? [rest] : []
+        bytes = rest.length
+        clearTimeout(deadline)
+        deadline = bytes > 0 ? setTimeout(() => socket.destroy(), tcpIdleMs) : undefined
         answer(msg, socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', askTcp)
           .then((reply) => {
             if (!reply || socket.destroyed) return
@@ -273,7 +293,8 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       }
     })
   })
-  // Each sandbox's share of connections is held in nftables; this bounds them all together.
+  // Each sandbox holds a few at most (a stub resolver opens one at a time); this bounds them all together.
+  capPerSource(tcp, tcpPerSource)
   tcp.maxConnections = 1024
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)
