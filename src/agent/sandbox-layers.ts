@@ -226,10 +226,21 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         const createReq: AgentCreateRequest = { ...req, id: sandboxId, template: '', snapshotId: req.snapshotId, network: { mode: 'none' } }
         const prepared = await prepareAs(next, createReq, null)
         const preparedAt = performance.now()
+        // The old instance stops before the new one starts, and stays stopped until it is removed:
+        // both are in the sandbox's network namespace, where the new init's handover socket is
+        // listed (/proc/net/unix), and a process of the old one is root outside the new one's pid
+        // namespace, as the agent's helper is: running, it could hand the new init a channel of its
+        // own and command the restored sandbox. A failed restore starts the old one again.
+        const old = instances.of(sandboxId)
+        const froze = (await raw.freeze?.(old).catch((err: unknown) => (log.warn({ sandboxId, err }, 'could not freeze the old instance of a restore'), false))) ?? false
+        const undo = async (what: string, step: () => Promise<unknown>): Promise<void> => {
+          await step().catch((e: unknown) => log.error({ sandboxId, err: e }, `could not remove the ${what} of a failed restore`))
+          if (froze) await raw.thaw!(old).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not thaw the old instance of a failed restore'))
+        }
         try {
           await raw.create({ id: next, rootfs: prepared.rootfs, memoryMiB: req.memoryMiB, cpus: req.cpus, pidsMax: req.pidsMax, env: req.env, hostname: 'sandbox', network: networkOf(sandboxId) })
         } catch (err) {
-          await store.release(next).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the writable layer of a failed restore'))
+          await undo('writable layer', () => store.release(next))
           throw err
         }
         const startedNewAt = performance.now()
@@ -237,7 +248,7 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         try {
           previous = await instances.point(sandboxId, next)
         } catch (err) {
-          await teardown(next)().catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the new instance of a failed restore'))
+          await undo('new instance', () => teardown(next)())
           throw err
         }
         instances.retire(previous, teardown(previous))

@@ -6,7 +6,7 @@ import { idPattern, linkSignal, SandstormError, silentLogger, type CallOptions, 
 import { overlayMountData, unmount } from '../../storage/index.js'
 import type { ExecSpec, OutputSink, RootfsSpec, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, TerminalSize } from '../backend.js'
 import { checkTerminalSize } from '../terminal-size.js'
-import { freezeSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, setSandboxCpuWeight, thawSandbox } from './cgroups.js'
+import { freezeSandbox, killFrozenSandbox, removeExecCgroups, removeSandboxCgroups, sandboxFrozen, sandboxUsage, setSandboxCpuWeight, thawSandbox } from './cgroups.js'
 import { attachInit } from './init-attach.js'
 import { createInitChannel, type InitChannel } from './init-channel.js'
 import { startInitChild, type SandboxChild } from './init-child.js'
@@ -217,7 +217,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
       // One runc run, not kill + state polls + delete: with the init reaped first, `runc delete`
       // only removes its state and cgroups (see killInit for why runc is not left to kill it).
       const init = runc.initProcess(id)
-      const dead = !init || (await killInit(init, () => thawSandbox(id)))
+      const dead = !init || (await killInit(init, async () => (killFrozenSandbox(id), await thawSandbox(id))))
       if (!dead) log.warn({ sandboxId: id, pid: init.pid }, 'sandbox init outlived SIGKILL; runc delete --force kills it again')
       await removeExecCgroups(id)
       // With its init dead, all that runc delete would do is remove the cgroups and runc's state;

@@ -89,6 +89,30 @@ export function sandboxFrozen(sandboxId: string): boolean {
   }
 }
 
+/**
+ * Sends SIGKILL to every process of a sandbox that is frozen, before its thaw in a destroy: thawed,
+ * none runs another instruction of its own (a frozen restore's old instance must not reach the new
+ * one). A frozen task cannot exit, so no pid read here can be another process's by its signal;
+ * a sandbox that is not wholly frozen is left to its init's death.
+ */
+export function killFrozenSandbox(sandboxId: string): void {
+  const dir = join(root, 'freezer', cgroupPath(sandboxId))
+  let pids: string[]
+  try {
+    if (readFileSync(join(dir, 'freezer.state'), 'utf8').trim() !== 'FROZEN') return
+    pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+  } catch {
+    return
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(Number(pid), 'SIGKILL')
+    } catch {
+      // Gone with the cgroup.
+    }
+  }
+}
+
 /** Thaws what freezeSandbox froze. */
 export async function thawSandbox(sandboxId: string): Promise<void> {
   await setFreezer(join(root, 'freezer', cgroupPath(sandboxId)), 'THAWED')
