@@ -77,6 +77,10 @@ int main(int argc, char **argv) {
   int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   memcpy(addr.sun_path + 1, name, name_len);
   socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name_len);
+  /* The sandbox's processes can fill the listener's backlog with connects of their own: a blocking
+     connect would then wait for ever. SO_SNDTIMEO bounds a unix socket's connect. */
+  struct timeval connect_wait = {.tv_sec = WORD_WAIT_S};
+  if (conn >= 0) setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &connect_wait, sizeof connect_wait);
   if (conn < 0 || connect(conn, (struct sockaddr *)&addr, len)) return fail("connecting to the sandbox's init");
 
   struct ucred peer;

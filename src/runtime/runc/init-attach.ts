@@ -6,6 +6,9 @@ import { SandstormError } from '../../shared/index.js'
 import { hostHelpers } from './layout.js'
 import type { InitProcess } from './runc-cli.js'
 
+/** The longest a helper may take to hand the init its channel. */
+const attachLimitMs = 15_000
+
 /**
  * Hands one end of a fresh socket pair to the sandbox's init through native/init-attach.c; the
  * other end goes to `open` at once (as in runc-cli's runDetached: the init speaks right away).
@@ -16,7 +19,8 @@ import type { InitProcess } from './runc-cli.js'
  */
 export async function attachInit<T extends { close(): void }>(init: InitProcess, listenName: string | undefined, open: (socket: Socket) => T): Promise<T> {
   const args = [String(init.pid), String(init.startTicks), ...(listenName ? [listenName] : [])]
-  const child = spawn(hostHelpers.initAttach, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
+  // Its own waits are bounded; this bounds the rest (a helper that hangs would hold every later call on the sandbox).
+  const child = spawn(hostHelpers.initAttach, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], timeout: attachLimitMs, killSignal: 'SIGKILL' })
   const opened = open(child.stdio[3] as Socket)
   let complaint = ''
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (complaint += text))
