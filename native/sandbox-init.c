@@ -557,14 +557,13 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   }
 }
 
-/* Fd 3 holds /dev/null while there is no channel, so that no other descriptor lands on it. */
+/*
+ * Fd 3 holds /dev/null while there is no channel, so that no other descriptor lands on it: a copy
+ * of fd 0, opened in main before any process of the sandbox ran. /dev is the sandbox's to change
+ * from then on, and an open of a FIFO put there in /dev/null's place would block the init.
+ */
 static void reserve_ctl(void) {
-  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0 && fd != CTL) {
-    dup2(fd, CTL);
-    close(fd);
-    fcntl(CTL, F_SETFD, FD_CLOEXEC);
-  }
+  dup3(0, CTL, O_CLOEXEC);
 }
 
 /*

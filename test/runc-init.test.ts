@@ -183,6 +183,19 @@ describe("the runc sandbox's init", { skip }, () => {
     assert.equal((await run(backend, 'echo back')).stdout.toString(), 'back\n')
   })
 
+  it('hands its channel over with a FIFO in place of /dev/null', async () => {
+    // The init reserves fd 3 with /dev/null while it changes channels: an open of the sandbox's
+    // /dev/null, a FIFO without a writer, would block it for good.
+    assert.equal((await run(backend, 'rm /dev/null && mkfifo /dev/null && echo planted')).stdout.toString(), 'planted\n')
+    try {
+      const later = createRuncBackend(layout())
+      assert.equal((await run(later, 'echo adopted')).stdout.toString(), 'adopted\n')
+      assert.equal((await run(backend, 'echo back')).stdout.toString(), 'back\n')
+    } finally {
+      await run(backend, 'rm /dev/null && mknod -m 666 /dev/null c 1 3')
+    }
+  })
+
   it('the attach helper hands a channel to no process but the recorded init', async () => {
     const state = JSON.parse(await readFile(join(layout().stateRoot, id, 'state.json'), 'utf8')) as { init_process_pid: number; init_process_start: number }
     const attach = (pid: number, ticks: number) => spawnSync(runcHostHelpers.initAttach, [String(pid), String(ticks)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], encoding: 'utf8' })
