@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { describe, it } from 'node:test'
 import { silentLogger } from '../shared/index.js'
+import { closedByServer, openConnections } from '../../test/helpers/connections.js'
 import { startNameChecks } from './name-checks.js'
 
 describe('the HTTP name check', () => {
@@ -42,20 +43,8 @@ describe('the TLS name check', () => {
     const checks = await startNameChecks({ host: '127.0.0.1', clientOf: () => ({ allowsName: () => true, addressesOf: async () => [] }), logger: silentLogger() })
     const held: Socket[] = []
     try {
-      for (let i = 0; i < 128; i++) {
-        const s = connect(checks.tlsPort, '127.0.0.1')
-        s.on('error', () => undefined)
-        held.push(s)
-        await once(s, 'connect')
-      }
-      const over = connect(checks.tlsPort, '127.0.0.1')
-      over.on('error', () => undefined)
-      held.push(over)
-      const closed = await new Promise<boolean>((resolve) => {
-        over.once('close', () => resolve(true))
-        setTimeout(() => resolve(false), 8000).unref()
-      })
-      assert.equal(closed, true, 'a 129th connection of one sandbox stayed open')
+      await openConnections(checks.tlsPort, 128, held)
+      assert.equal(await closedByServer(checks.tlsPort, held), true, 'a 129th connection of one sandbox stayed open')
       // A hello a byte every 4 s is never idle for the 10 s idle timeout, but is cut at the hello's deadline.
       const slow = held[0]!
       const cut = new Promise<boolean>((resolve) => {

@@ -5,6 +5,7 @@ import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import dnsPacket from 'dns-packet'
 import { SandstormError, silentLogger } from '../shared/index.js'
+import { closedByServer, openConnections } from '../../test/helpers/connections.js'
 import { until } from '../../test/helpers/until.js'
 import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
 
@@ -191,20 +192,8 @@ describe('the sandbox resolver', () => {
     // 15 more idle connections of this source, 16 in all: the next one is closed.
     const held = [slow]
     try {
-      for (let i = 0; i < 15; i++) {
-        const s = connect(resolver.tcpPort, '127.0.0.1')
-        s.on('error', () => undefined)
-        held.push(s)
-        await once(s, 'connect')
-      }
-      const over = connect(resolver.tcpPort, '127.0.0.1')
-      over.on('error', () => undefined)
-      held.push(over)
-      const closed = await new Promise<boolean>((resolve) => {
-        over.once('close', () => resolve(true))
-        setTimeout(() => resolve(false), 8000).unref()
-      })
-      assert.equal(closed, true, 'a 17th connection of one source stayed open')
+      await openConnections(resolver.tcpPort, 15, held)
+      assert.equal(await closedByServer(resolver.tcpPort, held), true, 'a 17th connection of one source stayed open')
       const other = connect({ port: resolver.tcpPort, host: '127.0.0.1', localAddress: '127.0.0.2' })
       held.push(other)
       await once(other, 'connect')
