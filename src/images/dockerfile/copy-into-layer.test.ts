@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { chown, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile, chmod } from 'node:fs/promises'
+import { chown, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -82,6 +82,46 @@ describe('copyIntoLayer', () => {
     const layer = await copy(['app', 'evil'], '/srv/')
     assert.deepEqual(await readdir(outside), [], 'nothing was written on the host')
     assert.equal(await readFile(join(layer, outside, 'file'), 'utf8'), 'payload', 'the symlink was resolved inside the root')
+  })
+
+  it("never sets a directory's times through a symlink a later source put in its path", async () => {
+    // swap/x/victim is copied to /d/x/victim (its times set once the step is done); lnk/x, a
+    // symlink to a host directory, then replaces /d/x. The times must not land on the host's victim.
+    const host = join(work, 'host-times')
+    await mkdir(join(host, 'victim'), { recursive: true })
+    const hostTime = new Date('2001-01-01T00:00:00Z')
+    await utimes(join(host, 'victim'), hostTime, hostTime)
+    await mkdir(join(ctx, 'swap/x/victim'), { recursive: true })
+    await utimes(join(ctx, 'swap/x/victim'), new Date('1990-01-01T00:00:00Z'), new Date('1990-01-01T00:00:00Z'))
+    await mkdir(join(ctx, 'lnk'))
+    await symlink(host, join(ctx, 'lnk/x'))
+    try {
+      const layer = await copy(['swap', 'lnk/x'], '/d/')
+      assert.equal(await readlink(join(layer, 'd/x')), host)
+      assert.equal((await lstat(join(host, 'victim'))).mtime.toISOString(), hostTime.toISOString(), "the host directory's times changed")
+    } finally {
+      await rm(join(ctx, 'swap'), { recursive: true })
+      await rm(join(ctx, 'lnk'), { recursive: true })
+    }
+  })
+
+  it('ADD never writes through a symlink an archive merged over a directory an earlier source made', async () => {
+    // p/x/ makes /d/x; the archive's x, a symlink to a host directory, replaces it; q/x/planted
+    // then goes to /d/x/planted, which must be resolved anew inside the layer.
+    const host = join(work, 'host-merge')
+    await mkdir(host)
+    await tree(ctx, { 'p/x/keep': 'keep', 'q/x/planted': 'payload' })
+    const src = join(work, 'ln-src')
+    await mkdir(src)
+    await symlink(host, join(src, 'x'))
+    execFileSync('tar', ['-cf', join(ctx, 'ln.tar'), '-C', src, 'x'])
+    try {
+      const layer = await copy(['p', 'ln.tar', 'q'], '/d/', { add: true })
+      assert.deepEqual(await readdir(host), [], 'a file was written on the host')
+      assert.equal(await readFile(join(layer, host, 'planted'), 'utf8'), 'payload', 'the symlink was resolved inside the root')
+    } finally {
+      for (const rel of ['p', 'q', 'ln.tar']) await rm(join(ctx, rel), { recursive: true })
+    }
   })
 
   it('recreates parent directories the chain has with its mode and owner', async () => {

@@ -8,8 +8,8 @@
  */
 import { once } from 'node:events'
 import { constants } from 'node:fs'
-import { type FileHandle, chmod, lchown, lstat, lutimes, mkdir, open, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises'
-import { join, posix } from 'node:path'
+import { type FileHandle, chmod, lchown, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, rmdir, symlink } from 'node:fs/promises'
+import { join, posix, relative } from 'node:path'
 import type { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
@@ -140,7 +140,14 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
     if (destParts === '' && !intoDir) refuse('expected a destination other than the root for a file')
     await writeEntry(self, intoDir ? posix.join(destParts, posix.basename(item.rel)) : destParts)
   }
-  for (const [host, mtime] of dirTimes.reverse()) await lutimes(host, mtime, mtime)
+  // A later source may have replaced a directory on the way to one of these with a symlink (a
+  // directory's copy, then a link of the same name): only a path that still resolves to itself,
+  // through no link, is this layer's directory. Nothing else runs in the layer meanwhile.
+  const realLayer = await realpath(layerDir)
+  for (const [host, mtime] of dirTimes.reverse()) {
+    const real = await realpath(host).catch(() => null)
+    if (real === join(realLayer, relative(layerDir, host))) await lutimes(host, mtime, mtime)
+  }
 
   async function extractInto(hostDest: string, rel: string): Promise<void> {
     // unpackTar wants an empty directory: unpack beside, then merge into the destination.
@@ -156,6 +163,8 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
         await file.close()
       }
       await mergeInto(tmp, hostDest)
+      // The archive may have put a symlink where a directory was.
+      parents.clear()
     } finally {
       await rm(tmp, { recursive: true, force: true })
     }
