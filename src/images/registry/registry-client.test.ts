@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { SandstormError } from '../../shared/index.js'
 import { parseImageReference } from '../reference.js'
+import { checkFetchTarget } from './fetch-targets.js'
 import { createRegistryClient } from './registry-client.js'
 
 /** An HTTP server on loopback with this handler; its base URL. */
@@ -52,5 +53,38 @@ describe('the registry client answering challenges', () => {
     const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { credentials, attempts: 1 })
     assert.equal(await (await client.get('/v2/team/app/manifests/1', {}, undefined)).text(), 'manifest')
     assert.deepEqual(seen, [`Basic ${Buffer.from('builder:hunter2').toString('base64')}`])
+  })
+})
+
+describe('where a registry may send the server', () => {
+  const servers: Server[] = []
+  after(() => servers.forEach((s) => s.close()))
+
+  // Each refusal comes before any connection: nothing is ever sent to a link-local address here.
+  it('refuses a redirect or a token realm on a link-local address, and follows redirects it may, without the credentials to another origin', async () => {
+    const storageSeen: (string | undefined)[] = []
+    const storage = await serve((req, res) => {
+      storageSeen.push(req.headers.authorization)
+      res.end('blob')
+    })
+    const registry = await serve((req, res) => {
+      if (req.url === '/v2/team/app/blobs/metadata') res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end()
+      else if (req.url === '/v2/team/app/blobs/storage') res.writeHead(307, { location: `${storage.url.replace('127.0.0.1', 'localhost')}/blob` }).end()
+      else if (req.url === '/v2/team/app/manifests/1') res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://[fe80::1]/token"' }).end()
+      else res.writeHead(404).end()
+    })
+    servers.push(storage.server, registry.server)
+    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { attempts: 1 })
+    await assert.rejects(client.get('/v2/team/app/blobs/metadata', {}, undefined), (err: unknown) => err instanceof SandstormError && err.code === 'permission_denied' && /169\.254\.169\.254 is linkLocal/.test(err.message))
+    await assert.rejects(client.get('/v2/team/app/manifests/1', {}, undefined), (err: unknown) => err instanceof SandstormError && /token realm .* fe80::1 is linkLocal/.test(err.message))
+    // A loopback registry's redirect to loopback is followed; the Authorization stays behind on another origin.
+    assert.equal(await (await client.get('/v2/team/app/blobs/storage', { Authorization: 'Bearer mine' }, undefined)).text(), 'blob')
+    assert.deepEqual(storageSeen, [undefined])
+  })
+
+  it('refuses loopback to a registry that is not on loopback', async () => {
+    await assert.rejects(checkFetchTarget(new URL('http://localhost:5000/x'), false, 'a redirect to'), (err: unknown) => err instanceof SandstormError && /is loopback/.test(err.message))
+    await assert.rejects(checkFetchTarget(new URL('http://[::ffff:127.0.0.1]/x'), false, 'a redirect to'), /is loopback/)
+    await checkFetchTarget(new URL('http://10.1.2.3/x'), false, 'a redirect to')
   })
 })

@@ -6,6 +6,8 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { PullOptions, RegistryCredentials } from '../contracts.js'
 import { isLoopbackHost, type ImageReference } from '../reference.js'
+import { checkFetchTarget } from './fetch-targets.js'
+import { readLimited } from './read-limited.js'
 import { parseAuthChallenge } from './www-authenticate.js'
 
 /** Options of a registry client. */
@@ -33,11 +35,17 @@ const transientStatuses = new Set([408, 425, 429, 500, 502, 503, 504])
 // Errors of a connection that may work when tried again (a name that does not resolve will not).
 const permanentNetworkCodes = new Set(['ENOTFOUND', 'ERR_INVALID_URL', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'])
 const maxRetryAfterMs = 10_000
+const redirectStatuses = new Set([301, 302, 303, 307, 308])
+/** Redirects followed per request, as fetch's own limit is 20; a registry's blob takes one or two. */
+const maxRedirects = 10
+/** The most read of a token service's answer. */
+const maxTokenBytes = 1024 * 1024
 
 /** A client for `ref`'s repository: HTTPS, but plain HTTP for insecure and loopback registries. */
 export function createRegistryClient(ref: ImageReference, options: RegistryClientOptions = {}): RegistryClient {
   const { credentials, attempts = 4, backoffMs = 250 } = options
-  const plainHttp = isLoopbackHost(ref.apiHost) || (options.insecureRegistries ?? []).includes(ref.registry) || (options.insecureRegistries ?? []).includes(ref.apiHost)
+  const loopbackRegistry = isLoopbackHost(ref.apiHost)
+  const plainHttp = loopbackRegistry || (options.insecureRegistries ?? []).includes(ref.registry) || (options.insecureRegistries ?? []).includes(ref.apiHost)
   const base = `${plainHttp ? 'http' : 'https'}://${ref.apiHost}`
   const registryName = ref.registry
   let authorization: string | undefined
@@ -51,13 +59,37 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
       : new SandstormError('unauthenticated', `registry ${registryName} refused the credentials of ${credentials!.username} for ${ref.repository} (${where} answered ${status})`)
   }
 
+  /**
+   * One fetch, its redirects followed here, each hop's host checked before it is reached
+   * (fetch-targets.ts). As fetch's own following does: a hop to another origin goes without the
+   * Authorization header, and none goes from https to http.
+   */
+  const fetchFollowing = async (url: string, init: { headers: Record<string, string> }, signal: AbortSignal | undefined): Promise<Response> => {
+    let headers = init.headers
+    for (let hops = 0; ; hops++) {
+      const response = await fetch(url, { headers, signal, redirect: 'manual' })
+      if (!redirectStatuses.has(response.status)) return response
+      await response.body?.cancel().catch(() => {})
+      const location = response.headers.get('location')
+      if (!location || hops >= maxRedirects) throw new SandstormError('unavailable', `registry ${registryName}: ${new URL(url).host} answered ${response.status} ${location ? `past ${maxRedirects} redirects` : 'without a Location'}`)
+      const next = new URL(location, url)
+      if (next.protocol !== 'https:' && !(next.protocol === 'http:' && new URL(url).protocol === 'http:')) {
+        throw new SandstormError('unavailable', `registry ${registryName}: ${new URL(url).host} redirected to ${next.protocol}//${next.host}: expected https`)
+      }
+      await checkFetchTarget(next, loopbackRegistry, `registry ${registryName}: a redirect to`)
+      if (next.origin !== new URL(url).origin) headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'))
+      url = next.href
+    }
+  }
+
   // One fetch with retries of what is transient; returns the first response that is not.
-  const fetchRetrying = async (url: string, init: RequestInit, signal: AbortSignal | undefined): Promise<Response> => {
+  const fetchRetrying = async (url: string, init: { headers: Record<string, string> }, signal: AbortSignal | undefined): Promise<Response> => {
     for (let attempt = 1; ; attempt++) {
       let response: Response
       try {
-        response = await fetch(url, { ...init, signal, redirect: 'follow' })
+        response = await fetchFollowing(url, init, signal)
       } catch (err) {
+        if (err instanceof SandstormError) throw err
         throwIfAborted(signal)
         const code = networkCodeOf(err)
         if (attempt < attempts && !permanentNetworkCodes.has(code)) {
@@ -96,6 +128,7 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
       if (realm.protocol !== 'https:' && !(plainHttp && realm.protocol === 'http:')) {
         throw new SandstormError('unavailable', `registry ${registryName}: expected an ${plainHttp ? 'http(s)' : 'https'} token realm, got ${realm.protocol}//${realm.host}`)
       }
+      await checkFetchTarget(realm, loopbackRegistry, `registry ${registryName}: its token realm`)
       if (challenge.params.service) realm.searchParams.set('service', challenge.params.service)
       realm.searchParams.set('scope', challenge.params.scope ?? `repository:${ref.repository}:pull`)
       const response = await fetchRetrying(realm.href, { headers: basic ? { Authorization: basic } : {} }, signal)
@@ -107,7 +140,15 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
         await response.body?.cancel().catch(() => {})
         throw new SandstormError('unavailable', `registry ${registryName}: its token service ${realm.host} answered ${response.status}`)
       }
-      const body = (await response.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown }
+      // A token is a few KiB; a realm that sends more is no token service.
+      const text = await readLimited(response, maxTokenBytes, `the token of ${realm.host}`)
+      const body = (() => {
+        try {
+          return JSON.parse(text.toString('utf8')) as { token?: unknown; access_token?: unknown }
+        } catch {
+          return {}
+        }
+      })()
       const token = typeof body.token === 'string' && body.token ? body.token : body.access_token
       if (typeof token !== 'string' || token === '') throw new SandstormError('unavailable', `registry ${registryName}: expected a token from ${realm.host}, got none`)
       authorization = `Bearer ${token}`
