@@ -45,6 +45,8 @@ export interface ServerOptions {
   logger?: Logger
   /** Larger uploads answer 413 and leave nothing. @default 1 GiB */
   maxFileBytes?: number
+  /** Connections the HTTP port holds at once (upgraded ones too); more are closed as they come. @default half the process's open-file limit, at least 1,024 */
+  maxConnections?: number
   /** Sandbox lifetime when a create gives none. @default 5 minutes */
   defaultTimeoutMs?: number
   /** Runtime of a create that names none and starts from no snapshot. @default the agent's own default */
@@ -173,6 +175,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       terminal: createTerminalSockets({ agent, sandboxes, checkApiKey, logger, shutdownSignal: shutdown.signal }),
       domain: () => domain ?? 'localhost',
       logger,
+      ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
     })
     const server = edge.server
     // Once closing, a keep-alive connection whose response just ended would idle until its
