@@ -1,13 +1,10 @@
-import type { ExecEvent, ProcessInfo, ProcessResult } from '../shared/index.js'
+import { outputEventOverheadBytes, type ExecEvent, type ProcessInfo, type ProcessResult } from '../shared/index.js'
 import type { RuntimeProcess } from '../runtime/index.js'
 
 /** Output kept per process for followers that attach late; older output is dropped past this. */
 const keptOutputBytes = 8 * 1024 * 1024
-/**
- * What one kept event costs beyond its bytes (the object, its base64 string, its slot): counted
- * with them, so that a process printing a byte at a time keeps some 30,000 events, not 8 million.
- */
-const eventOverheadBytes = 256
+/** Counted per kept event beside its bytes: a process printing a byte at a time keeps some 30,000 events, not 8 million. */
+const eventOverheadBytes = outputEventOverheadBytes
 
 /**
  * One started command: its live process, the output it has produced (for replay), and the

@@ -36,4 +36,19 @@ describe("a build's event queue for one client", () => {
     queue.end()
     assert.equal(await reader, 20)
   })
+
+  it('drops the oldest output not yet read, never counting what the client read already', async () => {
+    const queue = buildEventQueue(2 * 1024 * 1024)
+    const reader = queue[Symbol.asyncIterator]()
+    queue.push({ type: 'stdout', index: 1, data: mib })
+    assert.equal(((await reader.next()).value as TemplateBuildEvent).type, 'stdout', 'the first MiB was read')
+    for (let i = 0; i < 3; i++) queue.push({ type: 'stderr', index: i + 2, data: mib })
+    queue.end()
+    const rest: TemplateBuildEvent[] = []
+    for (let r = await reader.next(); !r.done; r = await reader.next()) rest.push(r.value)
+    assert.deepEqual(rest.map((e) => (e.type === 'progress' ? e.message : `${e.type} ${'index' in e ? e.index : ''}`)), [
+      `${2 * 1024 * 1024} bytes of output dropped: this client read more slowly than the build printed`,
+      'stderr 4',
+    ])
+  })
 })

@@ -4,10 +4,7 @@
  * its connection open) would have the server hold all of it, so output waiting past a bound is
  * dropped, oldest first, and the client is told how much; steps, progress and the end never are.
  */
-import type { TemplateBuildEvent } from '../shared/index.js'
-
-/** What one queued event costs beyond its output (the object and its slot). */
-const eventOverheadBytes = 256
+import { outputEventOverheadBytes, type TemplateBuildEvent } from '../shared/index.js'
 
 /** The queue: `push` from the build, `end` when it is over, read by one consumer. */
 export interface BuildEventQueue extends AsyncIterable<TemplateBuildEvent> {
@@ -15,11 +12,19 @@ export interface BuildEventQueue extends AsyncIterable<TemplateBuildEvent> {
   end(): void
 }
 
-const outputBytes = (e: TemplateBuildEvent): number => (e.type === 'stdout' || e.type === 'stderr' ? Buffer.byteLength(e.data, 'base64') + eventOverheadBytes : 0)
+const outputBytes = (e: TemplateBuildEvent): number => (e.type === 'stdout' || e.type === 'stderr' ? Buffer.byteLength(e.data, 'base64') + outputEventOverheadBytes : 0)
 
-/** A queue that holds at most `maxOutputBytes` of output for its reader. */
+/**
+ * A queue that holds at most `maxOutputBytes` of output for its reader. Events are kept by their
+ * arrival number, and the numbers of output events in a list of their own, so that a push past
+ * the bound drops the oldest output, and a read takes the oldest event, each in constant time.
+ */
 export function buildEventQueue(maxOutputBytes = 4 * 1024 * 1024): BuildEventQueue {
-  const items: TemplateBuildEvent[] = []
+  const events = new Map<number, TemplateBuildEvent>()
+  let next = 0
+  /** Arrival numbers of output events, oldest first from `outputsHead`; some may have been read already. */
+  let outputs: number[] = []
+  let outputsHead = 0
   let queued = 0
   let dropped = 0
   let ended = false
@@ -30,14 +35,22 @@ export function buildEventQueue(maxOutputBytes = 4 * 1024 * 1024): BuildEventQue
   }
   return {
     push(event) {
-      items.push(event)
-      queued += outputBytes(event)
+      const bytes = outputBytes(event)
+      events.set(next, event)
+      if (bytes > 0) outputs.push(next)
+      next++
+      queued += bytes
       while (queued > maxOutputBytes) {
-        const oldest = items.findIndex((e) => outputBytes(e) > 0)
-        const [gone] = items.splice(oldest, 1)
-        const bytes = outputBytes(gone!)
-        queued -= bytes
-        dropped += bytes - eventOverheadBytes
+        const oldest = outputs[outputsHead++]!
+        const gone = events.get(oldest)
+        if (!gone) continue // read already
+        events.delete(oldest)
+        queued -= outputBytes(gone)
+        dropped += outputBytes(gone) - outputEventOverheadBytes
+      }
+      if (outputsHead > 1024 && outputsHead * 2 > outputs.length) {
+        outputs = outputs.slice(outputsHead)
+        outputsHead = 0
       }
       notify()
     },
@@ -53,8 +66,10 @@ export function buildEventQueue(maxOutputBytes = 4 * 1024 * 1024): BuildEventQue
           yield { type: 'progress', message }
           continue
         }
-        const item = items.shift()
-        if (item !== undefined) {
+        const first = events.entries().next()
+        if (!first.done) {
+          const [at, item] = first.value
+          events.delete(at)
           queued -= outputBytes(item)
           yield item
           continue
