@@ -19,8 +19,6 @@ const maxOpenBuilds = 64
 export const maxLineChars = 4096
 /** Most characters of log lines one build keeps (20,000 lines of 4096 were 80 MB a build, for each of 64 builds kept). */
 const maxLogChars = 8 * 1024 * 1024
-/** Characters logged so far, by build. */
-const logChars = new WeakMap<TemplateBuildRecord, number>()
 
 /** One build of a template. */
 export interface TemplateBuildRecord {
@@ -33,6 +31,9 @@ export interface TemplateBuildRecord {
   readonly dir: string
   status: BuildStatus
   readonly log: BuildLogEntry[]
+  /** Characters of `log`'s lines so far, and whether it was cut (nothing more is kept). */
+  logChars: number
+  logCut: boolean
   reason?: BuildStatusReason
   /** The files hashes whose upload completed. */
   readonly uploaded: Set<string>
@@ -101,6 +102,8 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
         dir: join(options.dir, buildId),
         status: 'waiting',
         log: [],
+        logChars: 0,
+        logCut: false,
         uploaded: new Set(),
         receiving: 0,
         controller: new AbortController(),
@@ -131,12 +134,10 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
 
     log(build, level, message, step) {
       // Builds are kept in memory for polling: a chatty one must not grow without end.
-      if (build.log.length > maxLogEntries || logChars.get(build) === Infinity) return
-      const chars = (logChars.get(build) ?? 0) + Math.min(message.length, maxLineChars)
-      logChars.set(build, chars)
-      const full = build.log.length === maxLogEntries || chars > maxLogChars
-      const entry = full ? { level: 'warn' as const, message: `log cut at ${build.log.length} lines (${maxLogEntries} lines or ${maxLogChars} characters at most)` } : { level, message: message.length > maxLineChars ? `${message.slice(0, maxLineChars)}...` : message }
-      if (full) logChars.set(build, Infinity)
+      if (build.logCut) return
+      build.logChars += Math.min(message.length, maxLineChars)
+      build.logCut = build.log.length === maxLogEntries || build.logChars > maxLogChars
+      const entry = build.logCut ? { level: 'warn' as const, message: `log cut at ${build.log.length} lines (${maxLogEntries} lines or ${maxLogChars} characters at most)` } : { level, message: message.length > maxLineChars ? `${message.slice(0, maxLineChars)}...` : message }
       build.log.push({ timestamp: new Date().toISOString(), ...entry, ...(step !== undefined ? { step } : {}) })
     },
 
