@@ -130,6 +130,29 @@ describe('templates from Dockerfiles', { skip: skip ?? false }, () => {
     assert.deepEqual(events.filter((e) => e.type === 'step' || e.type === 'stdout'), [])
     assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'dfrefused'))
   })
+
+  test('the template a build stands on (FROM) cannot be deleted while the build runs', async () => {
+    await writeFile(join(ctx, 'Dockerfile.base'), 'FROM debian\nRUN echo base > /base.txt\n')
+    await writeFile(join(ctx, 'Dockerfile.child'), 'FROM dfbase\nRUN sleep 3 && cat /base.txt\n')
+    await buildTemplate('dfbase', { ...stack.conn, context: ctx, dockerfile: 'Dockerfile.base' })
+    try {
+      let running!: () => void
+      const started = new Promise<void>((resolve) => (running = resolve))
+      const child = buildTemplate('dfchild', { ...stack.conn, context: ctx, dockerfile: 'Dockerfile.child', onEvent: (e) => e.type === 'step' && e.cmd.startsWith('RUN') && running() })
+      await started
+      await assert.rejects(deleteTemplate('dfbase', stack.conn), (err: Error & { code?: string }) => err.code === 'failed_precondition' && /base of a build in progress/.test(err.message))
+      await child
+      const sbx = await Sandbox.create('dfchild', { ...stack.conn })
+      try {
+        assert.equal((await sbx.commands.run('cat /base.txt')).stdout, 'base\n')
+      } finally {
+        await sbx.kill()
+      }
+    } finally {
+      await deleteTemplate('dfchild', stack.conn).catch(() => undefined)
+      await deleteTemplate('dfbase', stack.conn).catch(() => undefined)
+    }
+  })
 })
 
 describe('a Dockerfile build step has a disk of its own', { skip: skip ?? false }, () => {

@@ -70,6 +70,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
   }
 
   async function template(name: string) {
+    templates.holdForBuild(name)
     const resolved = await templates.resolve(name)
     const { rootfs, info } = resolved
     const chain: LayerChain = {

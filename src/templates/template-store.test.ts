@@ -96,6 +96,23 @@ describe('template store: host template', () => {
     assert.deepEqual((await readdir(join(dir, 'host'))).sort(), ['1', '2', 'current'])
   })
 
+  it('refuses to remove the base of a build in progress, and removes it once the build has ended', async () => {
+    const dir = await freshDir()
+    const store = createTemplateStore({ dir })
+    await store.build('host')
+    let release!: () => void
+    const building = store.whileBuilding(async () => {
+      store.holdForBuild('host')
+      await new Promise<void>((resolve) => (release = resolve))
+    })
+    await assert.rejects(store.remove('host'), (err: unknown) => err instanceof SandstormError && err.code === 'failed_precondition' && /base of a build in progress/.test(err.message))
+    assert.ok((await stat(join(dir, 'host', '1', 'rootfs'))).isDirectory(), 'the refused remove left the template')
+    release()
+    await building
+    await store.remove('host')
+    assert.deepEqual(await store.list(), [])
+  })
+
   it('runs concurrent builds of one name one after another', async () => {
     const dir = await freshDir()
     const store = createTemplateStore({ dir })

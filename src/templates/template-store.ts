@@ -73,6 +73,11 @@ export interface TemplateStore {
   readonly imageLayers: ImageLayerStore
   /** Runs an image build: the layers it touches are kept from a delete's sweep until it ends. */
   whileBuilding<T>(work: () => Promise<T>): Promise<T>
+  /**
+   * Marks `name` as the base of a build in progress (a Dockerfile's FROM): a remove of it is
+   * refused until no build runs, as its root is mounted under the build's steps.
+   */
+  holdForBuild(name: string): void
   /** Adds a version of `name` whose root is a chain of image layers, and makes it current. */
   addImageVersion(name: string, spec: ImageVersionSpec): Promise<TemplateInfo>
   /**
@@ -165,6 +170,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
   // every layer touched while any build runs (cleared once none does).
   let buildsRunning = 0
   const touched = new Set<string>()
+  const heldForBuilds = new Set<string>()
   const touch = <T extends { id: string } | null>(layer: T): T => {
     if (layer && buildsRunning > 0) touched.add(layer.id)
     return layer
@@ -182,7 +188,10 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     try {
       return await work()
     } finally {
-      if (--buildsRunning === 0) touched.clear()
+      if (--buildsRunning === 0) {
+        touched.clear()
+        heldForBuilds.clear()
+      }
     }
   }
   const ready = removeLeftovers(dir, logger)
@@ -523,6 +532,7 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     const candidates = new Set<string>()
     await exclusive(name, async () => {
       if (!readCurrent(name)) throw new SandstormError('not_found', `unknown template "${name}": nothing to delete`)
+      if (heldForBuilds.has(name)) throw new SandstormError('failed_precondition', `template "${name}" is the base of a build in progress: delete it once the build has ended`)
       for (const version of await versionsOf(join(dir, name))) {
         const found = readVersionOrNull(name, String(version))
         for (const id of found ? layerIdsOf(found.stored) : []) candidates.add(id)
@@ -564,7 +574,8 @@ export function createTemplateStore(options: TemplateStoreOptions & TemplateStor
     return (await imageLayers.sweep(keep)).length
   }
 
-  return { list, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, addImageVersion, remove, prune }
+  const holdForBuild = (name: string): void => void (buildsRunning > 0 && heldForBuilds.add(name))
+  return { list, resolve: resolveTemplate, build, promote, rollback, standingOn, imageLayers, whileBuilding, holdForBuild, addImageVersion, remove, prune }
 }
 
 function toInfo(stored: StoredTemplate): TemplateInfo {
