@@ -33,11 +33,15 @@ export function relayUpgrade(o: UpgradeRelay): void {
     o.upstream.destroy()
   }
   o.socket.once('close', cut)
+  // Once an answer has begun, a failure ends the client's connection: a refusal written then would land in its body.
+  let answered = false
   outgoing.on('error', () => {
-    if (!o.socket.destroyed) o.refuse('closed the connection without an answer')
+    if (answered) o.socket.destroy()
+    else if (!o.socket.destroyed) o.refuse('closed the connection without an answer')
     o.upstream.destroy()
   })
   outgoing.on('upgrade', (answer, upstream: Duplex, upstreamHead: Buffer) => {
+    answered = true
     o.socket.off('close', cut)
     // The handshake's own headers (Upgrade, Connection, Sec-WebSocket-Accept) go back as they came.
     o.socket.write(headOf(101, answer.statusMessage || 'Switching Protocols', answer.rawHeaders))
@@ -47,6 +51,7 @@ export function relayUpgrade(o: UpgradeRelay): void {
     splice(o.socket, upstream)
   })
   outgoing.on('response', (answer) => {
+    answered = true
     const status = answer.statusCode ?? 0
     if (status < 100 || status > 999) {
       answer.destroy()
@@ -58,7 +63,7 @@ export function relayUpgrade(o: UpgradeRelay): void {
     const kept: string[] = []
     for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() !== 'content-length') kept.push(headers[i]!, headers[i + 1]!)
     o.socket.write(headOf(status, answer.statusMessage ?? '', [...kept, 'Connection', 'close']))
-    answer.on('error', cut)
+    answer.on('error', () => (cut(), o.socket.destroy()))
     answer.on('end', () => {
       o.socket.end()
       o.upstream.destroy()
