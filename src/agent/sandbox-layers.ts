@@ -232,7 +232,14 @@ export async function createSandboxLayers(options: SandboxLayersOptions): Promis
         // namespace, as the agent's helper is: running, it could hand the new init a channel of its
         // own and command the restored sandbox. A failed restore starts the old one again.
         const old = instances.of(sandboxId)
-        const froze = (await raw.freeze?.(old).catch((err: unknown) => (log.warn({ sandboxId, err }, 'could not freeze the old instance of a restore'), false))) ?? false
+        let froze = false
+        try {
+          froze = (await raw.freeze?.(old)) ?? false
+        } catch (err) {
+          // Not frozen (a task stuck in the kernel): the restore fails, and the sandbox stays as it was.
+          await store.release(next).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not remove the writable layer of a failed restore'))
+          throw err
+        }
         const undo = async (what: string, step: () => Promise<unknown>): Promise<void> => {
           await step().catch((e: unknown) => log.error({ sandboxId, err: e }, `could not remove the ${what} of a failed restore`))
           if (froze) await raw.thaw!(old).catch((e: unknown) => log.error({ sandboxId, err: e }, 'could not thaw the old instance of a failed restore'))
