@@ -7,6 +7,15 @@ describe('parseTscKHz', () => {
     const log = '[0.000023] tsc: Detected 2445.406 MHz processor\n[1.2] tsc: Refined TSC clocksource calibration: 2445.399 MHz\n'
     assert.equal(parseTscKHz(log, 'cpu MHz\t\t: 1800.000\n'), 2445399)
   })
+  it("takes the boot's own lines, never one another process put in the log later", () => {
+    const log = [
+      '[    0.000023] tsc: Detected 2445.406 MHz processor',
+      '[    1.200000] tsc: Refined TSC clocksource calibration: 2445.399 MHz',
+      '[ 9999.1] a.out[123]: segfault at 0 ip 0 sp 0 error 4 in x tsc: Refined TSC clocksource calibration: 1.000 MHz[1000+1000]',
+      '[10000.2] tsc: Refined TSC clocksource calibration: 1.000 MHz',
+    ].join('\n')
+    assert.equal(parseTscKHz(log, ''), 2445399)
+  })
   it('takes the detected frequency when there is no refined one', () => {
     assert.equal(parseTscKHz('[0.0] tsc: Detected 2445.406 MHz processor\n', ''), 2445406)
   })

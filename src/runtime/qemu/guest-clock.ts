@@ -23,8 +23,10 @@ export function hostTscKHz(): number | null {
 
 /** Picks the TSC frequency out of a kernel log and /proc/cpuinfo (exported for tests). */
 export function parseTscKHz(kernelLogText: string, cpuinfo: string): number | null {
-  const refined = [...kernelLogText.matchAll(/tsc: Refined TSC clocksource calibration: (\d+\.\d+) MHz/g)].pop()
-  const detected = [...kernelLogText.matchAll(/tsc: Detected (\d+\.\d+) MHz processor/g)].pop()
+  // Whole lines, the first of each (the boot's own): any process can put text into the kernel log
+  // (a segfault's report names the file it ran in), and a sandbox's line must not set the guests' clock.
+  const refined = /^\[\s*\d+\.\d+\] tsc: Refined TSC clocksource calibration: (\d+\.\d+) MHz$/m.exec(kernelLogText)
+  const detected = /^\[\s*\d+\.\d+\] tsc: Detected (\d+\.\d+) MHz processor$/m.exec(kernelLogText)
   const fromLog = refined?.[1] ?? detected?.[1]
   if (fromLog) return Math.round(Number(fromLog) * 1000)
   const mhz = /^cpu MHz\s*:\s*(\d+(?:\.\d+)?)/m.exec(cpuinfo)?.[1]
