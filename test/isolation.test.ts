@@ -514,6 +514,19 @@ describe('runc sandboxes attacked from inside', { skip }, () => {
         }
       })
 
+      it("cannot learn another sandbox's id from the host's loop devices", async () => {
+        // Every sandbox with a disk quota has a loop device whose backing file names it; with its
+        // id, a neighbour could reach its public ports (<port>-<id>.<domain>).
+        const other = await Sandbox.create('debian', { ...stack.conn })
+        try {
+          const r = await sh(sbx, 'cat /sys/block/loop*/loop/backing_file /sys/devices/virtual/block/loop*/loop/backing_file /sys/class/block/loop*/loop/backing_file /sys/dev/block/7:*/loop/backing_file 2>/dev/null; ls /sys/block /sys/class/block /sys/dev/block 2>/dev/null; echo done')
+          assert.ok(!r.stdout.includes(other.sandboxId), `another sandbox's id is visible:\n${r.stdout}`)
+          assert.ok(!/backing|\.disk/.test(r.stdout), `a loop device's backing file is visible:\n${r.stdout}`)
+        } finally {
+          await other.kill()
+        }
+      })
+
       it('killing every process in one sandbox leaves another working', async () => {
         const victim = await make(kind)
         const survivor = await Sandbox.create('debian', { ...stack.conn })

@@ -16,10 +16,15 @@ const cpuPeriodUs = 100_000
 /** Terminals a sandbox may hold open at once (its devpts instance's `max`), its own and the agent's. */
 export const maxSandboxTerminals = 256
 
-/** Paths Docker hides from containers: they leak host details or allow attacks on the host kernel. */
+/**
+ * Paths Docker hides from containers: they leak host details or allow attacks on the host kernel.
+ * Beyond Docker's: the host's block devices, whose loop devices name every sandbox's disk image
+ * (`<id>.disk`), and so every sandbox's id, which is all a neighbour needs to reach its public ports.
+ */
 const maskedPaths = [
   '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
   '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+  '/sys/block', '/sys/class/block', '/sys/dev/block', '/sys/devices/virtual/block',
 ]
 const readonlyPaths = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']
 
