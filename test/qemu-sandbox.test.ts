@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readlink, rm, stat, symlink } from 'node:fs/promises'
 import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -118,6 +118,19 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
       Sandbox.create('debian', { ...conn, runtime: 'qemu', memoryMiB, cpus, diskMiB: 64 }),
       (err: unknown) => err instanceof InvalidArgumentError && /diskMiB: a qemu sandbox's disk holds its whole root, which needs at least \d+ MiB/.test(err.message),
     )
+  })
+
+  it("holds a guest's console output to a ring in QEMU's memory: its VM dir does not grow with it", async () => {
+    const vmDir = join(dataDir, 'qemu', 'vms', origin.sandboxId)
+    const sizes = async (): Promise<Record<string, number>> => {
+      const out: Record<string, number> = {}
+      for (const name of await readdir(vmDir)) if (!/\.(qcow2|sock)$/.test(name)) out[name] = (await stat(join(vmDir, name))).size
+      return out
+    }
+    const before = await sizes()
+    await sh(origin, 'head -c 1000000 /dev/zero | tr "\\0" x > /dev/ttyS0; echo done')
+    const after = await sizes()
+    for (const [name, size] of Object.entries(after)) assert.ok(size - (before[name] ?? 0) < 100_000, `${name} grew by ${size - (before[name] ?? 0)} bytes with the console's output`)
   })
 
   it('forks a snapshot whose process, started before it, still runs in the fork', async () => {

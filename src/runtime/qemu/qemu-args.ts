@@ -11,11 +11,13 @@ export const tcgCodeCacheMiB = 64
 /** QEMU's memory besides guest RAM that the cgroup allows: code cache, device models, heap. */
 export const qemuOverheadMiB = tcgCodeCacheMiB + 192
 
+/** What QEMU keeps of a guest's console output: its last 64 KiB. */
+const consoleRingBytes = 64 * 1024
+
 /** Files of one VM under its directory. */
 export function vmFiles(dir: string) {
   return {
     disk: join(dir, 'disk.qcow2'),
-    console: join(dir, 'console.log'),
     qga: join(dir, 'qga.sock'),
     qmp: join(dir, 'qmp.sock'),
     pid: join(dir, 'qemu.pid'),
@@ -76,7 +78,10 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-object', `memory-backend-file,id=ram,size=${input.memoryMiB}M,mem-path=${input.memPath},share=${input.memShared ? 'on' : 'off'}`,
     '-smp', `${input.cpus}`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-serial', `file:${f.console}`,
+    // The guest's console in a ring of QEMU's memory (QMP ringbuf-read shows it): the guest
+    // writes to it at will, and a file on the host grew without bound, outside its disk quota.
+    '-chardev', `ringbuf,id=console,size=${consoleRingBytes}`,
+    '-serial', 'chardev:console',
     '-kernel', input.kernel,
     '-initrd', input.initramfs,
     '-append', cmdline.join(' '),
