@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readlink, rm, stat, symlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink } from 'node:fs/promises'
 import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -118,6 +118,11 @@ describe('qemu sandboxes through the API', { skip, timeout: 10 * 60_000 }, () =>
       Sandbox.create('debian', { ...conn, runtime: 'qemu', memoryMiB, cpus, diskMiB: 64 }),
       (err: unknown) => err instanceof InvalidArgumentError && /diskMiB: a qemu sandbox's disk holds its whole root, which needs at least \d+ MiB/.test(err.message),
     )
+  })
+
+  it('runs its QEMU under a seccomp filter', async () => {
+    const pid = (await readFile(join(dataDir, 'qemu', 'vms', origin.sandboxId, 'qemu.pid'), 'utf8')).trim()
+    assert.match(await readFile(`/proc/${pid}/status`, 'utf8'), /^Seccomp:\s+2$/m)
   })
 
   it("holds a guest's console output to a ring in QEMU's memory: its VM dir does not grow with it", async () => {

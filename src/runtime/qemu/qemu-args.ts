@@ -78,6 +78,10 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-object', `memory-backend-file,id=ram,size=${input.memoryMiB}M,mem-path=${input.memPath},share=${input.memShared ? 'on' : 'off'}`,
     '-smp', `${input.cpus}`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    // QEMU's own seccomp filter: its list of syscalls a VM never needs, obsolete ones and changes
+    // of scheduling and resources too. Not elevateprivileges=deny (-daemonize then exits at start)
+    // nor spawn=deny (saves and loads go through exec:, as QEMU 7.2 has no file: migration).
+    '-sandbox', 'on,obsolete=deny,resourcecontrol=deny',
     // The guest's console in a ring of QEMU's memory (QMP ringbuf-read shows it): the guest
     // writes to it at will, and a file on the host grew without bound, outside its disk quota.
     '-chardev', `ringbuf,id=console,size=${consoleRingBytes}`,
