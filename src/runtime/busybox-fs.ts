@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream'
-import { codeOfErrno, SandstormError, type EntryInfo, type EntryType } from '../shared/index.js'
+import { codeOfErrno, maxHelperStderrBytes, maxHelperStdoutBytes, SandstormError, type EntryInfo, type EntryType } from '../shared/index.js'
 
 /**
  * File operations as shell scripts of a busybox inside the sandbox (runc) or guest (qemu), so
@@ -132,11 +132,6 @@ function isoTime(seconds: number): string {
   const ms = Number.isFinite(seconds) ? Math.max(-maxDateMs, Math.min(maxDateMs, seconds * 1000)) : 0
   return new Date(ms).toISOString()
 }
-
-/** What a file helper may print on stdout: a listing of some 200,000 entries, far past any real one. */
-export const maxHelperStdoutBytes = 64 * 1024 * 1024
-/** What is kept of a file helper's stderr (its error message); the rest is read and dropped. */
-export const maxHelperStderrBytes = 64 * 1024
 
 /**
  * Reads a helper's stdout as text. The helper runs in the sandbox, where root can write to its

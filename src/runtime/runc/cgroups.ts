@@ -7,6 +7,9 @@ import { cgroupPath } from './layout.js'
 
 const root = '/sys/fs/cgroup'
 
+/** A sandbox's cgroup under the freezer hierarchy. */
+const freezerDir = (sandboxId: string): string => join(root, 'freezer', cgroupPath(sandboxId))
+
 /**
  * An empty cgroup that stays frozen, so that the kernel's freezer stays switched on: when the first
  * cgroup of the host freezes and when the last one thaws, the kernel flips a static key (patches
@@ -73,7 +76,7 @@ async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED'): Promise<bool
  * the sandbox was frozen already (paused by its user), which `thawSandbox` must then leave be.
  */
 export async function freezeSandbox(sandboxId: string): Promise<boolean> {
-  const dir = join(root, 'freezer', cgroupPath(sandboxId))
+  const dir = freezerDir(sandboxId)
   const state = readFileSync(join(dir, 'freezer.state'), 'utf8').trim()
   if (state === 'FROZEN') return false
   holdFreezer()
@@ -96,7 +99,7 @@ export function sandboxFrozen(sandboxId: string): boolean {
  * a sandbox that is not wholly frozen is left to its init's death.
  */
 export function killFrozenSandbox(sandboxId: string): void {
-  const dir = join(root, 'freezer', cgroupPath(sandboxId))
+  const dir = freezerDir(sandboxId)
   let pids: string[]
   try {
     if (readFileSync(join(dir, 'freezer.state'), 'utf8').trim() !== 'FROZEN') return
@@ -115,12 +118,12 @@ export function killFrozenSandbox(sandboxId: string): void {
 
 /** Thaws what freezeSandbox froze. */
 export async function thawSandbox(sandboxId: string): Promise<void> {
-  await setFreezer(join(root, 'freezer', cgroupPath(sandboxId)), 'THAWED')
+  await setFreezer(freezerDir(sandboxId), 'THAWED')
 }
 
 /** Removes the per-command cgroups that earlier versions made under a sandbox (before its own go). */
 export async function removeExecCgroups(sandboxId: string): Promise<void> {
-  const dir = join(root, 'freezer', cgroupPath(sandboxId))
+  const dir = freezerDir(sandboxId)
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
   await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => rmdir(join(dir, e.name)).catch(() => undefined)))
 }

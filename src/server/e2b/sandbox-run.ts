@@ -1,6 +1,6 @@
 /** Short helper commands run inside a sandbox on behalf of envd calls (file ops as the caller's user). */
 import type { AgentApi } from '../../agent/index.js'
-import { SandstormError } from '../../shared/index.js'
+import { maxHelperStderrBytes, maxHelperStdoutBytes, SandstormError } from '../../shared/index.js'
 import type { ErrorCode } from '../../shared/index.js'
 
 /** What a helper printed and how it ended. */
@@ -21,21 +21,12 @@ export interface RunOptions {
   onPid?(pid: number): void
 }
 
-/**
- * The most stdout a helper may print (a listing of about 300,000 entries). Helpers run the
- * sandbox's own binaries (perl, find, sh), which its code can replace: without a bound, one that
- * prints forever would fill the server's memory.
- */
-const maxHelperStdout = 64 * 1024 * 1024
-/** The most stderr kept of a helper: its first bytes, where the error that ended it is named. */
-const maxHelperStderr = 64 * 1024
-
 /** Runs argv inside the sandbox and collects its output. */
 export async function runInSandbox(agent: AgentApi, id: string, argv: string[], options: RunOptions = {}): Promise<RunOutput> {
   const { signal } = options
   const { pid } = await agent.exec(id, { argv, env: {}, user: options.user ?? 'root', keepStdin: options.stdin !== undefined }, { signal })
   options.onPid?.(pid)
-  const output = collect(agent.follow(id, pid, { signal }), maxHelperStdout).catch(async (err: unknown) => {
+  const output = collect(agent.follow(id, pid, { signal }), maxHelperStdoutBytes).catch(async (err: unknown) => {
     await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
     throw err
   })
@@ -72,8 +63,8 @@ async function collect(events: AsyncIterable<import('../../shared/index.js').Exe
       outBytes += chunk.length
       if (outBytes > maxStdout) throw new SandstormError('resource_exhausted', `the answer is larger than the ${Math.floor(maxStdout / 1024 / 1024)} MiB a helper may print: ask for less (a shallower listing)`)
       out.push(chunk)
-    } else if (event.type === 'stderr' && errBytes < maxHelperStderr) {
-      const chunk = Buffer.from(event.data, 'base64').subarray(0, maxHelperStderr - errBytes)
+    } else if (event.type === 'stderr' && errBytes < maxHelperStderrBytes) {
+      const chunk = Buffer.from(event.data, 'base64').subarray(0, maxHelperStderrBytes - errBytes)
       errBytes += chunk.length
       err.push(chunk)
     } else if (event.type === 'end') return { exitCode: event.result.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }
