@@ -19,7 +19,7 @@ export interface UpgradeRelay {
   upstream: Duplex
   /** The request's headers for the sandbox, as raw pairs. */
   headers: string[]
-  /** The sandbox's answer headers for the client, as raw pairs (hop-by-hop ones dropped). */
+  /** The sandbox's answer headers for the client, as raw pairs (hop-by-hop ones dropped, cookies kept to its host). */
   backHeaders(raw: string[]): string[]
   /** Answers the client that the sandbox's answer cannot be sent on (a 502). */
   refuse(why: string): void
@@ -43,8 +43,13 @@ export function relayUpgrade(o: UpgradeRelay): void {
   outgoing.on('upgrade', (answer, upstream: Duplex, upstreamHead: Buffer) => {
     answered = true
     o.socket.off('close', cut)
-    // The handshake's own headers (Upgrade, Connection, Sec-WebSocket-Accept) go back as they came.
-    o.socket.write(headOf(101, answer.statusMessage || 'Switching Protocols', answer.rawHeaders))
+    // The handshake's Upgrade and Connection go back as they came, the rest as any answer's do
+    // (a Set-Cookie loses its Domain here too).
+    const handshake: string[] = []
+    for (let i = 0; i < answer.rawHeaders.length; i += 2) {
+      if (['connection', 'upgrade'].includes(answer.rawHeaders[i]!.toLowerCase())) handshake.push(answer.rawHeaders[i]!, answer.rawHeaders[i + 1]!)
+    }
+    o.socket.write(headOf(101, answer.statusMessage || 'Switching Protocols', [...handshake, ...o.backHeaders(answer.rawHeaders)]))
     if (upstreamHead.length > 0) o.socket.write(upstreamHead)
     // What the client sent past its head goes after the head, as it would have on one connection.
     if (o.head.length > 0) upstream.write(o.head)
