@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs'
+
 /** Does a process with this pid exist? (EPERM means it does, but is not ours.) A zombie counts until it is reaped. */
 export function isAlive(pid: number): boolean {
   try {
@@ -6,4 +8,23 @@ export function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/**
+ * When a live process started, in clock ticks since boot (field 22 of /proc/PID/stat); null when
+ * the pid is free or a zombie. With the pid it names one process: a pid reused later starts later.
+ */
+export function startTicksOf(pid: number): number | null {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return null
+  }
+  // The command name may hold spaces and parentheses; the fields after the last ')' do not.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const state = fields[0]
+  if (state === 'Z' || state === 'X' || state === 'x') return null
+  const ticks = Number(fields[19])
+  return Number.isSafeInteger(ticks) ? ticks : null
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, renameSync } from 'node:fs'
-import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -21,6 +21,7 @@ import { qemuArgs, qemuOverheadMiB, vmFiles, type VmNic } from './qemu-args.js'
 import { createTap, plugTap, randomMac, removeTap, tapName } from './vm-network.js'
 import { vmCgroup } from './vm-cgroup.js'
 import { readVmRecord, writeVmRecord, type VmRecord } from './vm-record.js'
+import { isQemuOf, recordQemuProcess, runningQemuPid } from './vm-process.js'
 
 /** Accelerator choice: `auto` probes. */
 export type QemuAccel = 'kvm' | 'tcg' | 'auto'
@@ -130,7 +131,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const diskOf = (dir: string, record: VmRecord) => record.diskPath ?? vmFiles(dir).disk
   /** Disks of VMs started as spares: a path that stays when the spare's directory becomes a sandbox's. */
   const disksDir = join(options.dir, 'disks')
-  const readPid = async (dir: string) => Number((await readFile(vmFiles(dir).pid, 'utf8').catch(() => '0')).trim()) || 0
+  /** The pid of the VM's QEMU while that QEMU runs, else 0 (its pid file may outlive it). */
+  const readPid = (dir: string) => runningQemuPid(vmFiles(dir).pid, vmFiles(dir).started)
 
   /**
    * QMP takes one client at a time: a VM whose earlier backend just let go answers once QEMU's
@@ -201,9 +203,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await Promise.race([qmp.closed, sleep(2000)])
       qmp.close()
     }
-    // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process.
-    if (pid !== null && !(pid > 1)) pid = null
-    if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL')
+    // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process. And only
+    // while it is still this VM's QEMU: once that is gone, the pid may be anyone's.
+    if (pid !== null && !(pid > 1 && (await isQemuOf(pid, vmFiles(dir).started)))) pid = null
+    if (pid) process.kill(pid, 'SIGKILL')
     for (let i = 0; pid && isAlive(pid) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
     // A tap still on the host (a spare's, or a start that failed before it moved); a moved one went with its namespace.
@@ -235,7 +238,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       cancelSignal: call.signal,
     })
     if (started.exitCode !== 0) throw new SandstormError('internal', `qemu did not start: ${String(started.all).trim().split('\n').pop()}`)
-    return readPid(dir)
+    return recordQemuProcess(vmFiles(dir).pid, vmFiles(dir).started)
   }
 
   async function cloneChecks(spec: Pick<SandboxSpec, 'memoryMiB' | 'cpus'>, machine: MachineImage) {

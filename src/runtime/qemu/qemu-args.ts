@@ -21,6 +21,8 @@ export function vmFiles(dir: string) {
     qga: join(dir, 'qga.sock'),
     qmp: join(dir, 'qmp.sock'),
     pid: join(dir, 'qemu.pid'),
+    /** Which process that pid named: its boot and start time (see vm-process.ts). */
+    started: join(dir, 'qemu.started'),
     /** What a later backend needs to take the VM over (see vm-record.ts). */
     record: join(dir, 'vm.json'),
   }

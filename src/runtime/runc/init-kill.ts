@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { startTicksOf } from '../../shared/index.js'
 import type { InitProcess } from './runc-cli.js'
 
 /** How often a killed init is looked at until it is dead; the kernel takes about a millisecond. */
@@ -10,16 +10,7 @@ const pollMs = 1
  * zombie, or now belongs to another process (a different start time).
  */
 export function initAlive(init: InitProcess): boolean {
-  let stat: string
-  try {
-    stat = readFileSync(`/proc/${init.pid}/stat`, 'utf8')
-  } catch {
-    return false
-  }
-  // The command name may hold spaces and parentheses; the fields after the last ')' do not.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const state = fields[0]
-  return state !== 'Z' && state !== 'X' && state !== 'x' && Number(fields[19]) === init.startTicks
+  return startTicksOf(init.pid) === init.startTicks
 }
 
 /**
