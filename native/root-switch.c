@@ -1,16 +1,18 @@
 /*
  * Gives a running sandbox a new root: a restore without a new container.
  *
- *   root-switch PID START_TICKS SETUID UPPER WORK LOWER...   (on the host, as root)
- *   root-switch --serve                                       (the same, resident: see serve)
+ *   root-switch PID START_TICKS SETUID NOFILE UPPER WORK LOWER...   (on the host, as root)
+ *   root-switch --serve                                              (the same, resident: see serve)
  *
  * PID and START_TICKS name the sandbox's init as runc recorded it; the agent has had the init kill
  * every other process of the sandbox first (sandbox-init.c, RESET), so that nothing of the sandbox
  * runs while this acts in its mount namespace. SETUID is 1 where the template's setuid files are
- * meant to work (the root is then mounted without nosuid). UPPER and WORK are the new writable
- * layer, LOWER the read-only layers, topmost first; all are host paths.
+ * meant to work (the root is then mounted without nosuid). NOFILE is the open-files limit of the
+ * sandbox's spec (SOFT:HARD). UPPER and WORK are the new writable layer, LOWER the read-only
+ * layers, topmost first; all are host paths.
  *
  * The steps, each on descriptors, never on a path the sandbox could have laid out for us:
+ *  0. The init's own settings come back to a fresh sandbox's (see reset_init).
  *  1. The new root overlay is made detached (fsopen, fsmount) from the host's paths.
  *  2. The helper joins the sandbox's mount and IPC namespaces (through a pidfd of the init, so a
  *     pid reused meanwhile is never joined). Every mount point the old root holds gets its
@@ -42,6 +44,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -315,12 +318,51 @@ static void empty_sysv(void) {
   }
 }
 
+/*
+ * Root in the sandbox has the init's uid, so it may change the init's resource limits, nice, I/O
+ * priority, scheduling policy, CPU affinity and OOM score (prlimit, renice, ionice, chrt, taskset,
+ * /proc/1/oom_score_adj), and lacks the capabilities to raise any of them back. Every later
+ * command inherits them from the init: a sandbox restored to a clean snapshot would still fork
+ * under an NPROC of 1, say. They come back as a fresh sandbox has them: this helper's own, which
+ * it shares with every runc the agent starts, but for the open-files limit, which the spec sets.
+ */
+static int reset_init(long pid, const struct rlimit *nofile) {
+  for (int r = 0; r < RLIM_NLIMITS; r++) {
+    struct rlimit own;
+    if (getrlimit(r, &own)) return -1;
+    if (prlimit((pid_t)pid, r, r == RLIMIT_NOFILE ? nofile : &own, NULL)) return -1;
+  }
+  struct sched_param param;
+  int policy = sched_getscheduler(0);
+  if (policy < 0 || sched_getparam(0, &param) || sched_setscheduler((pid_t)pid, policy, &param)) return -1;
+  errno = 0;
+  int nice = getpriority(PRIO_PROCESS, 0);
+  if ((nice == -1 && errno) || setpriority(PRIO_PROCESS, (id_t)pid, nice)) return -1;
+  long ioprio = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+  if (ioprio < 0 || syscall(SYS_ioprio_set, 1, (pid_t)pid, ioprio)) return -1;
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) || sched_setaffinity((pid_t)pid, sizeof cpus, &cpus)) return -1;
+  char own[32] = {0}, path[64];
+  int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, own, sizeof own - 1);
+  if (fd >= 0) close(fd);
+  if (n <= 0) return -1;
+  snprintf(path, sizeof path, "/proc/%ld/oom_score_adj", pid);
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  n = fd < 0 ? -1 : write(fd, own, strlen(own));
+  if (fd >= 0) close(fd);
+  return n < 0 ? -1 : 0;
+}
+
 static int switch_root(int argc, char **argv) {
   char *end = NULL;
-  long pid = argc >= 7 ? strtol(argv[1], &end, 10) : 0;
-  long long ticks = argc >= 7 && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
-  if (pid <= 1 || ticks < 0 || *end != 0 || (strcmp(argv[3], "0") && strcmp(argv[3], "1"))) {
-    finish(2, "usage: root-switch PID START_TICKS SETUID(0|1) UPPER WORK LOWER... | --serve");
+  long pid = argc >= 8 ? strtol(argv[1], &end, 10) : 0;
+  long long ticks = argc >= 8 && *end == 0 ? strtoll(argv[2], &end, 10) : -1;
+  struct rlimit nofile = {0, 0};
+  if (ticks >= 0 && *end == 0) nofile.rlim_cur = strtoull(argv[4], &end, 10);
+  if (ticks >= 0 && *end == ':') nofile.rlim_max = strtoull(end + 1, &end, 10);
+  if (pid <= 1 || ticks < 0 || *end != 0 || !nofile.rlim_cur || nofile.rlim_cur > nofile.rlim_max || (strcmp(argv[3], "0") && strcmp(argv[3], "1"))) {
+    finish(2, "usage: root-switch PID START_TICKS SETUID(0|1) NOFILE(SOFT:HARD) UPPER WORK LOWER... | --serve");
   }
   int setuid_ok = argv[3][0] == '1';
   umask(0);
@@ -332,8 +374,12 @@ static int switch_root(int argc, char **argv) {
   int count = children_of_root(pid, kids, MAX_MOUNTS);
   if (start_ticks(pid) != ticks) errno = ESRCH, give_up(REFUSED, "the sandbox's init is gone");
 
+  stage = "the init's settings";
+  if (reset_init(pid, &nofile)) give_up(REFUSED, "resetting the init's limits and priorities");
+  if (start_ticks(pid) != ticks) errno = ESRCH, give_up(REFUSED, "the sandbox's init is gone");
+
   stage = "the new root";
-  int root = new_root(argv + 6, argc - 6, argv[4], argv[5], setuid_ok);
+  int root = new_root(argv + 7, argc - 7, argv[5], argv[6], setuid_ok);
   if (root < 0) give_up(REFUSED, "mounting the overlay of the new root");
 
   stage = "joining the sandbox";

@@ -289,6 +289,20 @@ describe('a restore leaves nothing of the state it replaced (runc)', { skip, tim
     assert.equal(sysWrite.stdout, 'done\n')
   })
 
+  it("the init's limits, priorities and OOM score after a restore are a fresh sandbox's, whatever the sandbox set on it", async () => {
+    // Root in the sandbox may lower these on its init (its own uid) but cannot raise them back; every command inherits them.
+    const probe = async (sbx: Sandbox) => (await sh(sbx, "cat /proc/1/limits /proc/1/oom_score_adj /proc/self/limits; awk '{print $19, $41}' /proc/1/stat; ionice -p 1; taskset -p 1")).stdout
+    const sbx = await create()
+    const fresh = await probe(await create())
+    const snap = await snapshotOf(sbx)
+    const lowered = await sh(sbx, 'prlimit --pid 1 --nproc=4096:4096 --nofile=512:512 --core=0:0 && echo 1000 > /proc/1/oom_score_adj && renice -n 19 -p 1 >/dev/null && ionice -c 3 -p 1 && taskset -p 1 1 >/dev/null && chrt -i -p 0 1 && echo ok')
+    assert.equal(lowered.stdout, 'ok\n', lowered.stderr)
+    assert.notEqual(await probe(sbx), fresh, 'the sandbox could not change its init: this case proves nothing')
+    await sbx.restore(snap.id)
+    assert.equal(await probe(sbx), fresh)
+    assert.equal((await sh(sbx, 'for i in 1 2 3 4; do sh -c true & done; wait; echo forked')).stdout, 'forked\n')
+  })
+
   it('its writable layer takes no sync call (overlayfs volatile, Linux 5.10+) when made and after a restore, and a first write and fsync of a template file work', async () => {
     const sbx = await create({ diskMiB: 128 })
     // The super options of the root's mount: `…,volatile` (or `fsync=volatile` on newer kernels).

@@ -32,7 +32,8 @@ const readonlyPaths = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc
  * Open-file limits of every process: the soft one as a shell has it, the hard one as Docker's,
  * but never above the agent's own hard limit, which runc cannot raise.
  */
-const rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: Math.max(1024, Math.min(524288, ownHardNofile())) }]
+export const sandboxNofile = { soft: 1024, hard: Math.max(1024, Math.min(524288, ownHardNofile())) }
+const rlimits = [{ type: 'RLIMIT_NOFILE', ...sandboxNofile }]
 
 function ownHardNofile(): number {
   const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))

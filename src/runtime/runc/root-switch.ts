@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream'
 import { holdProcessOpen, SandstormError } from '../../shared/index.js'
 import type { RootfsSpec } from '../backend.js'
 import { hostHelpers } from './layout.js'
+import { sandboxNofile } from './oci-spec.js'
 import type { InitProcess } from './runc-cli.js'
 
 /** The helper refused before it changed anything (its exit status 3). */
@@ -83,7 +84,8 @@ function request(args: string[]): Promise<{ status: number; message: string }> {
 }
 
 /**
- * Switches the root of the sandbox whose init is `init` to `rootfs` (its upper and work dirs made by
+ * Switches the root of the sandbox whose init is `init` to `rootfs`; the init's limits and
+ * priorities, which the sandbox may have lowered on it, come back to a fresh sandbox's first (its upper and work dirs made by
  * the layer store), inside the sandbox's own mount namespace; every process but the init must be
  * gone (the init's reset). Throws `failed_precondition` when the helper refused with nothing
  * changed, and `internal` when it failed part way (the sandbox must then be replaced).
@@ -91,7 +93,8 @@ function request(args: string[]): Promise<{ status: number; message: string }> {
 export async function switchRoot(init: InitProcess, rootfs: RootfsSpec): Promise<void> {
   if (!rootfs.upperDir || !rootfs.workDir) throw new SandstormError('internal', 'a root switch needs the writable layer made first (upperDir, workDir)')
   if ([rootfs.upperDir, rootfs.workDir, ...rootfs.lowerDirs].some((p) => p.includes('\0'))) throw new SandstormError('invalid_argument', 'a layer path holds a NUL character')
-  const args = [String(init.pid), String(init.startTicks), rootfs.allowSetuid ? '1' : '0', rootfs.upperDir, rootfs.workDir, ...rootfs.lowerDirs]
+  const nofile = `${sandboxNofile.soft}:${sandboxNofile.hard}`
+  const args = [String(init.pid), String(init.startTicks), rootfs.allowSetuid ? '1' : '0', nofile, rootfs.upperDir, rootfs.workDir, ...rootfs.lowerDirs]
   const { status, message } = await request(args).catch((err: Error) => {
     throw new SandstormError('internal', `switching the sandbox's root failed: ${err.message}`, { cause: err })
   })
