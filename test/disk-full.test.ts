@@ -3,8 +3,9 @@
  * filesystem that the test fills. Snapshot, template build, file upload and create then fail with
  * `resource_exhausted` and a message that says the disk is full and names no host path; none of
  * them leaves anything half made (no snapshot row or layer, no template version, no catalog row,
- * writable layer, loop device or mount); the server goes on answering. Once the filler is deleted,
- * all four work again.
+ * writable layer, loop device or mount). A snapshot that would eat into the free margin the
+ * sandboxes' sparse disks need is refused before it copies. The server goes on answering. Once
+ * the filler is deleted, all four work again.
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa, type ResultPromise } from 'execa'
-import { hostMarginBytes } from '../src/agent/host-space.js'
+import { hostMarginBytes } from '../src/storage/index.js'
 import type { TemplateBuildEvent } from '../src/shared/index.js'
 import { Sandbox } from '@sandstorm/sdk'
 import { leftoversOf, loopDevicesUnder, mountsUnder, namesIn, onSpareDisk } from './helpers/leftovers.js'
@@ -172,6 +173,10 @@ describe('a full data disk', { skip, timeout: 900_000 }, () => {
     await leaveFree(hostMarginBytes + 2 * MiB)
     assertDiskFull('upload past the free space', await upload('/root/upload.bin', 8 * MiB))
     assert.equal(await rootFiles(), filesBefore, 'no partial upload is left')
+    // The same room is too little for a snapshot to copy the 4 MiB seed without eating into the
+    // margin the sandboxes' sparse disks need: refused before a byte is copied.
+    assertDiskFull('snapshot into the margin', await call('POST', `/v1/sandboxes/${sbx.sandboxId}/snapshots`, { label: 'into the margin' }))
+    assert.deepEqual(await state(), before)
 
     // About 1 MiB left: a snapshot starts, and its copy of the 4 MiB seed runs out of space.
     await leaveFree(MiB)

@@ -35,6 +35,7 @@ export function createBtrfsDriver(): StorageDriver {
   }
   return {
     name: 'btrfs',
+    capturesByCopy: false,
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       const dirs = { upperDir: join(path, 'upper'), workDir: join(path, 'work'), lowerDirs: from ? from.chain.map((c) => join(c, 'upper')) : [] }
       if (from) {

@@ -44,6 +44,8 @@ export interface DiskUsage {
 /** Creates, captures and removes the trees of a layer store. */
 export interface StorageDriver {
   readonly name: StorageDriverName
+  /** Whether a capture copies the writable dir's data (overlay) rather than sharing its blocks (a btrfs snapshot). */
+  readonly capturesByCopy: boolean
   /**
    * Makes a sandbox's writable dir at `path` (which must not exist), starting from `from` when
    * given: overlay stacks the source layer and its chain under an empty upper dir; btrfs starts

@@ -11,7 +11,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
+import { diskFullError, idPattern, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
+import { roomIn } from './host-room.js'
 import type { DiskUsage, RenewedWritable, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { removeAll } from '../../shared/remove-all.js'
 import { sweepRemovedDiskImages } from './disk-image.js'
@@ -262,6 +263,13 @@ export function createLayerStore(options: LayerStoreOptions): LayerStore {
       const phase = phaseTimer()
       // The few small file calls of a snapshot are synchronous (tens of microseconds each): async
       // ones cost a trip through libuv's pool and back, milliseconds on a busy host.
+      // A copy must leave the host the margin its sandboxes' sparse disks need (host-room.ts): what
+      // the sandbox's disk holds is refused up front when it would not, before the sandbox is
+      // frozen. It may write more before the freeze (up to its quota); the margin takes that.
+      if (driver.capturesByCopy) {
+        const needed = (await driver.usage(writablePath))?.usedBytes ?? 0
+        if (needed >= (await roomIn(layersDir))) throw diskFullError('the snapshot', undefined)
+      }
       mkdirSync(tmp, { mode: 0o700 })
       try {
         // Only the overlay driver stacks chains; a btrfs layer holds everything since the template.

@@ -25,6 +25,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Storage
   const spares = options.spareDisks ? createDiskSpares({ storeDir: options.spareDisks.storeDir, count: options.spareDisks.count, logger: options.logger }) : undefined
   return {
     name: 'overlay',
+    capturesByCopy: true,
     async makeWritable(path: string, from: LayerSource | null, options: WritableOptions = {}): Promise<WritableDirs> {
       // Synchronous, as in renewWritable: microseconds each, on a create's path.
       mkdirSync(path, { mode: 0o700 })
