@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { NotFoundError, Sandbox, SandboxError } from 'e2b'
+import { deleteSnapshot, Sandbox as SandstormSandbox } from '@sandstorm/sdk'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -51,6 +52,20 @@ describe('e2b SDK: snapshots and fork', { skip: skip ?? false }, () => {
     // The parent goes on running with both files.
     assert.deepEqual(await homeOf(parent), ['after.txt', 'before.txt'])
     assert.equal((await parent.getInfo()).state, 'running')
+  })
+
+  test("a template's name stays the template's: E2B's createSnapshot cannot take it, and a snapshot labelled so through Sandstorm's API does not shadow it", async () => {
+    const parent = track(await Sandbox.create({ timeoutMs: 300_000 }))
+    await parent.files.write('/home/user/planted.txt', 'from the snapshot')
+    // `base` is the template E2B's Sandbox.create() asks for.
+    await assert.rejects(parent.createSnapshot({ name: 'base' }), (err: unknown) => err instanceof Error && /"base" is a template/.test(err.message))
+    const labelled = await (await SandstormSandbox.connect(parent.sandboxId, stack.conn)).snapshot({ label: 'base' })
+    try {
+      const fresh = track(await Sandbox.create({ timeoutMs: 300_000 }))
+      assert.deepEqual(await homeOf(fresh), [], 'a create of the base template started from the snapshot labelled "base"')
+    } finally {
+      await deleteSnapshot(labelled.id, stack.conn)
+    }
   })
 
   test('listSnapshots pages through them, with and without a sandbox filter', async () => {

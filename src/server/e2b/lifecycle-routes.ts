@@ -159,7 +159,9 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
     }
     const timeoutMs = (body.timeout ?? defaultTimeoutS) * 1000
     // A snapshot's id (or name) is a template to E2B.
-    const snap = templateAliases[body.templateID] ? undefined : deps.snapshots?.source(body.templateID)
+    let snap = templateAliases[body.templateID] ? undefined : deps.snapshots?.source(body.templateID)
+    // A template's name is the template's, whatever a snapshot was named since (by Sandstorm's API, or before a template took the name).
+    if (snap && snap.id !== body.templateID && (await deps.agent.templates({ signal: c.var.signal })).some((t) => t.name === body.templateID)) snap = undefined
     if (!snap && /^snap-[a-z0-9]{16}$/.test(body.templateID)) throw new SandstormError('not_found', `snapshot "${body.templateID}" not found: it was deleted, or never taken`)
     const common = { timeoutMs, labels: metadata, env: body.envVars ?? {}, network }
     const info = snap

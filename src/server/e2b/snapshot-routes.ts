@@ -10,7 +10,7 @@
  */
 import type { Hono } from 'hono'
 import { z } from 'zod'
-import type { AgentSnapshot } from '../../agent/index.js'
+import type { AgentApi, AgentSnapshot } from '../../agent/index.js'
 import { limits, SandstormError } from '../../shared/index.js'
 import type { Logger, SandboxInfo } from '../../shared/index.js'
 import type { ServerEnv } from '../context.js'
@@ -23,6 +23,8 @@ import { restErrorBody } from './errors.js'
 /** What the routes need. */
 export interface SnapshotRoutesDeps {
   sandboxes: SandboxService
+  /** The templates a snapshot's name may not take. */
+  agent: Pick<AgentApi, 'templates'>
   /** Absent when the agent's storage cannot take snapshots: the routes answer 409 then. */
   snapshots?: SnapshotService
   logger: Logger
@@ -90,6 +92,10 @@ export function snapshotRoutes(app: Hono<ServerEnv>, deps: SnapshotRoutesDeps): 
     const id = c.req.param('id')
     const body = parseInput(snapshotBody, parseJsonText(await c.req.text()))
     running(id, 'snapshotting it')
+    // A create names a template or a snapshot alike (E2B's templateID): a template's name is the template's.
+    if (body.name !== undefined && (await deps.agent.templates({ signal: c.var.signal })).some((t) => t.name === body.name)) {
+      throw new SandstormError('already_exists', `name "${body.name}": expected a snapshot name that is not a template's; "${body.name}" is a template`)
+    }
     const taken = await service().take(id, body.name, { signal: c.var.signal })
     logger.info({ sandboxId: id, snapshotId: taken.id }, 'snapshot taken')
     return c.json(snapshotInfo(taken), 201)
