@@ -7,6 +7,9 @@ import { SandstormError } from '../../shared/index.js'
 import { guestBusybox, hostEpoch, setClockCommand } from './guest-scripts.js'
 import { connectJsonChannel, type JsonChannel } from './json-channel.js'
 
+/** How long the backend's own commands in a guest (file calls, identity, network) may take. */
+const guestRunTimeoutMs = 10 * 60_000
+
 /** Status of a command started with guest-exec. */
 export interface GuestExecStatus {
   exited: boolean
@@ -21,8 +24,8 @@ export interface GuestAgent {
   /** Starts a program (with `input` on its stdin, if given); returns the guest pid. */
   exec(path: string, args: string[], env: string[], capture: boolean, input?: Uint8Array): Promise<number>
   status(pid: number): Promise<GuestExecStatus>
-  /** Runs a program to its end with captured output. */
-  run(path: string, args: string[], env?: string[], input?: Uint8Array): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
+  /** Runs a program to its end with captured output; deadline_exceeded past `timeoutMs` (@default 600000). */
+  run(path: string, args: string[], env?: string[], input?: Uint8Array, timeoutMs?: number): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
   open(path: string, mode: string): Promise<number>
   /** Reads up to `count` bytes at `offset`; eof when none are left. */
   read(handle: number, count: number, offset?: number): Promise<{ data: Buffer; eof: boolean }>
@@ -92,11 +95,15 @@ function wrap(channel: JsonChannel): GuestAgent {
       return r.pid
     },
     status: (pid) => channel.call<GuestExecStatus>('guest-exec-status', { pid }),
-    async run(path, args, env = [], input) {
-      const pid = await agent.exec(path, args, env, true, input)
+    async run(path, args, env = [], input, timeoutMs = guestRunTimeoutMs) {
+      // Every call of it is bounded: the guest's root can hold a command, or the agent, forever.
+      const deadline = Date.now() + timeoutMs
+      const left = () => Math.max(1, deadline - Date.now())
+      const stdin = input ? { 'input-data': Buffer.from(input).toString('base64') } : {}
+      const { pid } = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': true, ...stdin }, left())
       // Short waits: most commands the backend runs end within tens of milliseconds.
       for (let wait = 2; ; wait = Math.min(wait * 2, 10)) {
-        const s = await agent.status(pid)
+        const s = await channel.call<GuestExecStatus>('guest-exec-status', { pid }, left())
         if (s.exited) {
           return {
             exitCode: s.exitcode ?? 128 + (s.signal ?? 0),
@@ -104,6 +111,7 @@ function wrap(channel: JsonChannel): GuestAgent {
             stderr: Buffer.from(s['err-data'] ?? '', 'base64'),
           }
         }
+        if (Date.now() >= deadline) throw new SandstormError('deadline_exceeded', `the guest did not finish ${path} within ${timeoutMs} ms`)
         await sleep(wait)
       }
     },
