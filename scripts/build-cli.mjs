@@ -32,10 +32,11 @@ const sideEffectFree = /[\\/]dist[\\/]src[\\/](shared|sdk)[\\/][^\\/]+\.js$/
 
 /**
  * What every start may evaluate, before the command's own module is imported: commander, the
- * program and its exit codes, the SDK's portable entry and the shared error class. Anything else
- * there (ws, tar-stream, ipaddr.js, another command) would cost every command its evaluation.
+ * program with its exit codes and the escaping of the error line it prints, the SDK's portable
+ * entry and the shared error class. Anything else there (ws, tar-stream, ipaddr.js, another
+ * command) would cost every command its evaluation.
  */
-const eagerAllowed = /^(node_modules[\\/]commander[\\/]|dist[\\/]src[\\/]cli[\\/](program|exit-codes)\.js$|dist[\\/]src[\\/]shared[\\/]errors\.js$|packages[\\/]sdk[\\/]dist[\\/](?!node[\\/])|lazy-builtin:)/
+const eagerAllowed = /^(node_modules[\\/]commander[\\/]|dist[\\/]src[\\/]cli[\\/](program|exit-codes|terminal-text)\.js$|dist[\\/]src[\\/]shared[\\/]errors\.js$|packages[\\/]sdk[\\/]dist[\\/](?!node[\\/])|lazy-builtin:)/
 /** Modules every start may require from outside the bundle: builtins Node has loaded before any user code runs. */
 const eagerBuiltins = new Set(['events', 'fs', 'path', 'process'])
 /** Builtins required lazily, on first use of the module object, by the dependencies that name them at load. */

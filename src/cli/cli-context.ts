@@ -2,6 +2,7 @@
 import type { Command } from 'commander'
 import { InvalidArgumentError, type ConnectionOptions } from '@sandstorm/sdk'
 import { httpFetch } from './http-fetch.js'
+import { printable } from './terminal-text.js'
 
 /** Global flags, on the root program. */
 export interface GlobalOptions {
@@ -23,8 +24,9 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
 }
 
-/** Prints rows as a table with a header, columns padded to their widest cell. */
-export function printTable(header: string[], rows: string[][]): void {
+/** Prints rows as a table with a header, columns padded to their widest cell; cells are made printable (agents and servers fill them). */
+export function printTable(header: string[], cells: string[][]): void {
+  const rows = cells.map((r) => r.map((c) => printable(c)))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()
   process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`)

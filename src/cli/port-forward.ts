@@ -4,6 +4,7 @@ import { forwardPort, InvalidArgumentError, Sandbox } from '@sandstorm/sdk/node'
 import { checkPort, SandstormError } from '../shared/index.js'
 import { connectionOf } from './cli-context.js'
 import { waitForStop } from './stop-signal.js'
+import { errorText } from './terminal-text.js'
 
 /** Registers `port-forward`. */
 export function registerPortForward(program: Command): void {
@@ -21,7 +22,7 @@ export function registerPortForward(program: Command): void {
       const forward = await forwardPort(sbx, port, {
         localPort,
         host: flags.address,
-        onError: (err: Error) => process.stderr.write(`sandstorm: ${err.message}\n`),
+        onError: (err: Error) => process.stderr.write(`sandstorm: ${errorText(err)}\n`),
       })
       process.stdout.write(`sandstorm: forwarding ${forward.host}:${forward.localPort} -> ${id}:${port}\n`)
       await waitForStop()

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander'
 import { CommandExitError, TimeoutError } from '@sandstorm/sdk'
 import { exitCodeOf, exitCodes } from './exit-codes.js'
+import { errorText } from './terminal-text.js'
 
 /** Adds one command (and its subcommands) to the program. */
 type Register = (program: Command) => void
@@ -84,12 +85,14 @@ function allCommands(cmd: Command): Command[] {
   return cmd.commands.flatMap((c) => [c, ...allCommands(c)])
 }
 
-/** What to print for an error, or nothing when the command already said it (its own stderr). */
+/**
+ * What to print for an error, or nothing when the command already said it (its own stderr). The
+ * message may hold a server's, an agent's or a guest's text: only its first line is shown, printable.
+ */
 export function errorLine(err: unknown): string | undefined {
   if (err instanceof CommandExitError) return undefined
   if (err instanceof TimeoutError && err.result) return `sandstorm: the command timed out after ${err.result.durationMs} ms and was killed`
-  const message = err instanceof Error ? err.message : String(err)
-  return `sandstorm: ${message.split('\n')[0]}`
+  return `sandstorm: ${errorText(err)}`
 }
 
 /** Parses argv, runs the command, and exits with the code exit-codes.ts gives. */

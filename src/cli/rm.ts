@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { NotFoundError, Sandbox } from '@sandstorm/sdk'
 import { connectionOf } from './cli-context.js'
 import { exitCodeOf } from './exit-codes.js'
+import { errorText, printable } from './terminal-text.js'
 
 /** Registers `rm`. */
 export function registerRm(program: Command): void {
@@ -22,7 +23,7 @@ export function registerRm(program: Command): void {
           if (!(await Sandbox.kill(id, conn))) throw new NotFoundError('not_found', `no sandbox "${id}"`)
         } catch (err) {
           process.exitCode ??= exitCodeOf(err)
-          process.stderr.write(`sandstorm: ${id}: ${err instanceof Error ? err.message : String(err)}\n`)
+          process.stderr.write(`sandstorm: ${printable(id)}: ${errorText(err)}\n`)
         }
       }
     })

@@ -5,6 +5,7 @@ import { connectionOf } from './cli-context.js'
 import { runWithStdio } from './command-stdio.js'
 import { addCreateFlags, createOptionsOf, type CreateFlags } from './create-options.js'
 import { interruptSignal } from './interrupt.js'
+import { errorText, printable } from './terminal-text.js'
 
 interface RunFlags extends CreateFlags {
   cwd?: string
@@ -43,7 +44,7 @@ export function registerRun(program: Command): void {
         // Not bound to the interrupt signal: destroying is the point of cleaning up after Ctrl-C.
         // wait: false: the server destroys it on its own once it is marked (even if it closes meanwhile).
         await sbx.kill({ wait: false }).catch((err: unknown) => {
-          process.stderr.write(`sandstorm: could not destroy sandbox ${sbx.sandboxId}: ${err instanceof Error ? err.message : String(err)}\n`)
+          process.stderr.write(`sandstorm: could not destroy sandbox ${printable(sbx.sandboxId)}: ${errorText(err)}\n`)
         })
       }
     })

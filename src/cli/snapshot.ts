@@ -4,6 +4,7 @@ import { deleteSnapshot, listSnapshots, Sandbox } from '@sandstorm/sdk'
 import { connectionOf, parsePositiveInt, printJson, printTable } from './cli-context.js'
 import { exitCodeOf } from './exit-codes.js'
 import { snapshotTreeLines } from './snapshot-tree.js'
+import { errorText, printable } from './terminal-text.js'
 
 /** Registers `snapshot` (with `ls` and `rm`) and `fork`. */
 export function registerSnapshot(program: Command): void {
@@ -31,7 +32,7 @@ export function registerSnapshot(program: Command): void {
       if (flags.json || cmd.parent?.opts<{ json?: boolean }>().json) return printJson(list)
       if (flags.tree) {
         const lines = snapshotTreeLines(list)
-        if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`)
+        if (lines.length > 0) process.stdout.write(`${lines.map((l) => printable(l)).join('\n')}\n`)
         return
       }
       printTable(['ID', 'PARENT', 'SANDBOX', 'TEMPLATE', 'LABEL', 'DEPTH', 'CREATED'], list.map((s) => [s.id, s.parentId ?? '-', s.sandboxId, s.template, s.label, String(s.depth), s.createdAt]))
@@ -47,7 +48,7 @@ export function registerSnapshot(program: Command): void {
         } catch (err) {
           if (ids.length === 1) throw err
           process.exitCode ??= exitCodeOf(err)
-          process.stderr.write(`sandstorm: ${id}: ${err instanceof Error ? err.message : String(err)}\n`)
+          process.stderr.write(`sandstorm: ${printable(id)}: ${errorText(err)}\n`)
         }
       }
     })

@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { buildGoldenTemplate, promoteTemplate, rollbackTemplate, type RuntimeName, type TemplateInfo, type TemplateStartInput } from '@sandstorm/sdk'
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
+import { createOutputWriter, printable } from './terminal-text.js'
 
 /** One line saying which version of a template is now current. */
 function printVersion(info: TemplateInfo, what: string): void {
@@ -49,9 +50,12 @@ export interface ServerBuildFlags {
 /**
  * Builds a golden template on the server, streaming each step's output (stdout to stdout, the
  * rest to stderr); a failed step rejects with the server's error, which names it. Ctrl-C cancels
- * the build, which then leaves nothing.
+ * the build, which then leaves nothing. Step lines are made printable; output is raw unless it
+ * goes to a terminal (see createOutputWriter).
  */
 export async function buildOnServer(name: string, flags: ServerBuildFlags, cmd: Command): Promise<void> {
+  const writeStdout = createOutputWriter(process.stdout)
+  const writeStderr = createOutputWriter(process.stderr)
   const result = await buildGoldenTemplate(
     name,
     { from: flags.from, steps: flags.run, memoryMiB: flags.memory, cpus: flags.cpus, ...(flags.runtime ? { runtime: flags.runtime } : {}), ...(flags.start ? { start: flags.start } : {}) },
@@ -59,9 +63,9 @@ export async function buildOnServer(name: string, flags: ServerBuildFlags, cmd: 
       ...connectionOf(cmd),
       signal: interruptSignal(),
       onEvent(event) {
-        if (event.type === 'step') process.stderr.write(`==> step ${event.index + 1}/${flags.run.length}: ${event.cmd}\n`)
-        else if (event.type === 'stdout') process.stdout.write(Buffer.from(event.data, 'base64'))
-        else if (event.type === 'stderr') process.stderr.write(Buffer.from(event.data, 'base64'))
+        if (event.type === 'step') process.stderr.write(`==> step ${event.index + 1}/${flags.run.length}: ${printable(event.cmd)}\n`)
+        else if (event.type === 'stdout') writeStdout(Buffer.from(event.data, 'base64'))
+        else if (event.type === 'stderr') writeStderr(Buffer.from(event.data, 'base64'))
       },
     },
   )

@@ -4,6 +4,7 @@ import { buildTemplate, deleteTemplate, InvalidArgumentError, pruneTemplateLayer
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 import { formatDuration } from './duration.js'
+import { createOutputWriter, printable } from './terminal-text.js'
 
 /** Flags of an image build. */
 export interface ImageBuildFlags {
@@ -43,7 +44,11 @@ function parseBuildArgs(pairs: string[]): Record<string, string> {
   return out
 }
 
-/** Builds an image template on the server, printing progress and step output; Ctrl-C cancels it (nothing is left). */
+/**
+ * Builds an image template on the server, printing progress and step output; Ctrl-C cancels it
+ * (nothing is left). Progress and step lines come from the image and the Dockerfile, and are always
+ * made printable; step output is raw unless it goes to a terminal (see createOutputWriter).
+ */
 export async function buildImageOnServer(name: string, flags: ImageBuildFlags, cmd: Command): Promise<void> {
   const given = [flags.image, flags.imageArchive, flags.dockerfile ?? flags.context].filter((v) => v !== undefined)
   if (given.length !== 1) throw new InvalidArgumentError('invalid_argument', 'template build: expected one of --image, --image-archive or --dockerfile/--context')
@@ -52,6 +57,8 @@ export async function buildImageOnServer(name: string, flags: ImageBuildFlags, c
     : flags.imageArchive !== undefined
       ? { imageArchive: flags.imageArchive }
       : { context: flags.context ?? '.', dockerfile: flags.dockerfile ?? 'Dockerfile', buildArgs: parseBuildArgs(flags.buildArg), ...(flags.noCache ? { noCache: true } : {}) }
+  const writeStdout = createOutputWriter(process.stdout)
+  const writeStderr = createOutputWriter(process.stderr)
   const { template } = await buildTemplate(name, {
     ...connectionOf(cmd),
     ...source,
@@ -60,10 +67,10 @@ export async function buildImageOnServer(name: string, flags: ImageBuildFlags, c
     ...(flags.start ? { start: flags.start } : {}),
     signal: interruptSignal(),
     onEvent(event) {
-      if (event.type === 'progress') process.stderr.write(`${event.message}\n`)
-      else if (event.type === 'step') process.stderr.write(`==> step ${event.index + 1}: ${event.cmd}${event.cached ? ' (cached)' : ''}\n`)
-      else if (event.type === 'stdout') process.stdout.write(Buffer.from(event.data, 'base64'))
-      else if (event.type === 'stderr') process.stderr.write(Buffer.from(event.data, 'base64'))
+      if (event.type === 'progress') process.stderr.write(`${printable(event.message)}\n`)
+      else if (event.type === 'step') process.stderr.write(`==> step ${event.index + 1}: ${printable(event.cmd)}${event.cached ? ' (cached)' : ''}\n`)
+      else if (event.type === 'stdout') writeStdout(Buffer.from(event.data, 'base64'))
+      else if (event.type === 'stderr') writeStderr(Buffer.from(event.data, 'base64'))
     },
   })
   if (flags.json) return printJson(template)

@@ -36,7 +36,7 @@ export function registerTemplate(program: Command): void {
   registerTemplateRemove(template)
   template
     .command('build')
-    .description('build a template: from an image (--image, --image-archive) or a Dockerfile (--dockerfile, --context) on the server; with --from, a golden template from --run steps; else debian, host, base or code-interpreter-v1 on this machine (no server needed)')
+    .description('build a template: from an image (--image, --image-archive) or a Dockerfile (--dockerfile, --context) on the server; with --from, a golden template from --run steps; else debian, host, base or code-interpreter-v1 on this machine (no server needed). Step output goes to a pipe or file as it is; on a terminal its control characters are shown escaped (\\x1b)')
     .argument('<name>', 'template to build')
     .option('--data-dir <dir>', 'data directory; templates go to <dir>/templates', defaultDataDir())
     .option('--force', 'build a new version even if one exists')
