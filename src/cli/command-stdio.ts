@@ -14,8 +14,9 @@ export interface StdioRunOptions {
 }
 
 /**
- * Runs `argv` (no shell) with its stdout and stderr written raw to ours. Resolves with the result;
- * throws CommandExitError or TimeoutError as the SDK does.
+ * Runs `argv` (no shell) with its stdout and stderr written raw to ours. Resolves with the result
+ * (its `stdout` and `stderr` empty: the output is not kept, or `exec ID -- cat /big` would hold
+ * all of it); throws CommandExitError or TimeoutError as the SDK does.
  */
 export async function runWithStdio(sbx: Sandbox, argv: string[], options: StdioRunOptions): Promise<CommandResult> {
   const base = {
@@ -25,6 +26,7 @@ export async function runWithStdio(sbx: Sandbox, argv: string[], options: StdioR
     timeoutMs: options.timeoutMs,
     onStdoutBytes: (b: Uint8Array) => void process.stdout.write(b),
     onStderrBytes: (b: Uint8Array) => void process.stderr.write(b),
+    keepOutput: false,
   }
   if (!(options.stdin ?? !process.stdin.isTTY)) {
     return sbx.commands.run(argv, { ...base, signal: options.signal })

@@ -123,16 +123,18 @@ export class Commands {
     let pid: number | undefined
     let aborted = false
     // Once the caller has its AbortError, output still in flight is not handed to its callbacks.
-    const unlessAborted =
-      <T>(fn: ((data: T) => void) | undefined) =>
-      (data: T): void => {
-        if (!aborted) fn?.(data)
-      }
+    // A callback not given stays undefined: the sink decodes no text that nobody takes.
+    const unlessAborted = <T>(fn: ((data: T) => void) | undefined): ((data: T) => void) | undefined =>
+      fn &&
+      ((data: T): void => {
+        if (!aborted) fn(data)
+      })
     const sink = createOutputSink({
       onStdout: unlessAborted(options.onStdout),
       onStderr: unlessAborted(options.onStderr),
       onStdoutBytes: unlessAborted(options.onStdoutBytes),
       onStderrBytes: unlessAborted(options.onStderrBytes),
+      keepOutput: options.keepOutput,
     })
     const killAndStop = (): void => {
       if (pid === undefined) return

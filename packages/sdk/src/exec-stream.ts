@@ -14,6 +14,13 @@ export interface OutputHandlers {
   onStdoutBytes?: (data: Uint8Array) => void
   /** Each piece of stderr as raw bytes. */
   onStderrBytes?: (data: Uint8Array) => void
+  /**
+   * Keep the output for the result's (and a CommandExitError's) `stdout` and `stderr`. Turn it off
+   * when the callbacks take the output: a kept string grows with everything the command prints, and
+   * past about 512 MiB (V8's longest string) it cannot grow at all. Off, both are `''`.
+   * @default true
+   */
+  keepOutput?: boolean
 }
 
 /** Collects a command's output and hands it to the callbacks as it comes. */
@@ -25,16 +32,18 @@ export interface OutputSink {
   flush(): void
 }
 
-/** A sink over the given callbacks. */
+/** A sink over the given callbacks; with `keepOutput: false` it holds no output, and decodes only for onStdout and onStderr. */
 export function createOutputSink(handlers: OutputHandlers = {}): OutputSink {
+  const keep = handlers.keepOutput ?? true
   const out = { stdout: '', stderr: '' }
   const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() }
   const text = { stdout: handlers.onStdout, stderr: handlers.onStderr }
   const bytes = { stdout: handlers.onStdoutBytes, stderr: handlers.onStderrBytes }
+  const decoded = { stdout: keep || text.stdout !== undefined, stderr: keep || text.stderr !== undefined }
   let flushed = false
   const emit = (stream: 'stdout' | 'stderr', s: string): void => {
     if (s === '') return
-    out[stream] += s
+    if (keep) out[stream] += s
     text[stream]?.(s)
   }
   return {
@@ -48,7 +57,7 @@ export function createOutputSink(handlers: OutputHandlers = {}): OutputSink {
       const chunk = bytesOfBase64(base64)
       if (chunk.length === 0) return
       bytes[stream]?.(chunk)
-      emit(stream, decoders[stream].decode(chunk, { stream: true }))
+      if (decoded[stream]) emit(stream, decoders[stream].decode(chunk, { stream: true }))
     },
     flush() {
       if (flushed) return
