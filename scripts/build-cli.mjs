@@ -64,11 +64,11 @@ async function importsServerOnly(file, seen = new Set()) {
 }
 
 /**
- * Packages that a few commands use (the terminal's WebSocket client, a build context's tar, CIDR
- * checks) stay in node_modules, required when the module that imports them runs: the bundle is
+ * Packages that a few commands use (the terminal's WebSocket client, a build context's tar and its
+ * .dockerignore, CIDR checks) stay in node_modules, required when the module that imports them runs: the bundle is
  * read at every start, and is half as long without them.
  */
-const rarelyUsed = ['ws', 'tar-stream', 'ipaddr.js']
+const rarelyUsed = ['ws', 'tar-stream', '@balena/dockerignore', 'ipaddr.js']
 
 /** Specifiers of the import()s left out, rewritten below. */
 const leftOut = new Set()

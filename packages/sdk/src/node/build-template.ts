@@ -25,7 +25,7 @@ export async function buildTemplate(name: string, options: BuildTemplateOptions)
   } else if (imageArchive !== undefined) {
     portable.imageArchive = imageArchive
   }
-  if (typeof context === 'string') portable.context = tarDirectory(context)
+  if (typeof context === 'string') portable.context = tarDirectory(context, { dockerfile: options.dockerfile ?? 'Dockerfile' })
   else if (context !== undefined) portable.context = context
   return buildTemplateFromBodies(name, portable)
 }

@@ -5,5 +5,6 @@
 export * from '../index.js'
 export { buildTemplate, type BuildTemplateOptions } from './build-template.js'
 export { connectPort, forwardPort, type PortForward, type PortForwardOptions } from './ports.js'
-export { tarDirectory } from './build-context.js'
+export { tarDirectory, type TarDirectoryOptions } from './build-context.js'
+export { parseDockerignore, type DockerignoreFilter } from './dockerignore.js'
 export { splice } from './splice.js'
