@@ -2,20 +2,24 @@
 import type { Command } from 'commander'
 import { InvalidArgumentError, type ConnectionOptions } from '@sandstorm/sdk'
 import { httpFetch } from './http-fetch.js'
+import { readSecretFile } from './secret-input.js'
 import { printable } from './terminal-text.js'
 
 /** Global flags, on the root program. */
 export interface GlobalOptions {
   url?: string
   apiKey?: string
+  apiKeyFile?: string
 }
 
-/** The SDK connection for a command: `--url` and `--api-key`, else the SDK's env and defaults; requests on node:http. */
+/** The SDK connection for a command: `--url` and `--api-key` (or `--api-key-file`), else the SDK's env and defaults; requests on node:http. */
 export function connectionOf(cmd: Command): ConnectionOptions {
   const g = cmd.optsWithGlobals<GlobalOptions>()
   const out: ConnectionOptions = { fetch: httpFetch }
   if (g.url) out.apiUrl = g.url
+  if (g.apiKey !== undefined && g.apiKeyFile !== undefined) throw new InvalidArgumentError('invalid_argument', '--api-key and --api-key-file: expected one of them, got both')
   if (g.apiKey) out.apiKey = g.apiKey
+  else if (g.apiKeyFile !== undefined) out.apiKey = readSecretFile(g.apiKeyFile, '--api-key-file')
   return out
 }
 

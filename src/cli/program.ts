@@ -37,7 +37,7 @@ const commandModules: ReadonlyArray<readonly [names: readonly string[], load: ()
 ]
 
 /** The root program's options that take a value: the command name comes after them and their values. */
-const globalValueOptions = ['--url', '--api-key']
+const globalValueOptions = ['--url', '--api-key', '--api-key-file']
 
 /** What the root program answers alone, whatever commands it has. */
 const versionFlags = ['-V', '--version']
@@ -69,7 +69,8 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
     .description('fast, isolated, self-hosted sandboxes')
     .version('0.1.0')
     .option('--url <url>', 'server URL (default $SANDSTORM_URL, else http://127.0.0.1:7420)')
-    .option('--api-key <key>', 'API key (default $SANDSTORM_API_KEY, else <data dir>/api-key)')
+    .option('--api-key <key>', 'API key (default $SANDSTORM_API_KEY, else <data dir>/api-key); argv is visible to other local users (ps): prefer $SANDSTORM_API_KEY or --api-key-file')
+    .option('--api-key-file <path>', 'read the API key from this file (one line)')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (text, write) => write(`sandstorm: ${text.replace(/^error: /, '')}`) })
     .exitOverride()

@@ -4,6 +4,7 @@ import { buildTemplate, deleteTemplate, InvalidArgumentError, pruneTemplateLayer
 import { connectionOf, printJson } from './cli-context.js'
 import { interruptSignal } from './interrupt.js'
 import { formatDuration } from './duration.js'
+import { readSecretStdin } from './secret-input.js'
 import { createOutputWriter, printable } from './terminal-text.js'
 
 /** Flags of an image build. */
@@ -13,6 +14,7 @@ export interface ImageBuildFlags {
   dockerfile?: string
   context?: string
   registryAuth?: string
+  registryAuthStdin?: boolean
   buildArg: string[]
   noCache?: boolean
   memory?: number
@@ -26,11 +28,20 @@ export function isImageBuild(flags: Pick<ImageBuildFlags, 'image' | 'imageArchiv
   return flags.image !== undefined || flags.imageArchive !== undefined || flags.dockerfile !== undefined || flags.context !== undefined
 }
 
-/** `user:password` of --registry-auth. */
-function parseRegistryAuth(text: string): RegistryAuth {
+/** `user:password` of --registry-auth (or of `where` else). */
+function parseRegistryAuth(text: string, where = '--registry-auth'): RegistryAuth {
   const colon = text.indexOf(':')
-  if (colon <= 0) throw new InvalidArgumentError('invalid_argument', '--registry-auth: expected user:password, got no colon after a user name')
+  if (colon <= 0) throw new InvalidArgumentError('invalid_argument', `${where}: expected user:password, got no colon after a user name`)
   return { username: text.slice(0, colon), password: text.slice(colon + 1) }
+}
+
+/** Credentials from --registry-auth, --registry-auth-stdin or $SANDSTORM_REGISTRY_AUTH, in that order; none when none is given. */
+async function registryAuthOf(flags: Pick<ImageBuildFlags, 'registryAuth' | 'registryAuthStdin'>): Promise<RegistryAuth | undefined> {
+  if (flags.registryAuth !== undefined && flags.registryAuthStdin) throw new InvalidArgumentError('invalid_argument', '--registry-auth and --registry-auth-stdin: expected one of them, got both')
+  if (flags.registryAuth) return parseRegistryAuth(flags.registryAuth)
+  if (flags.registryAuthStdin) return parseRegistryAuth(await readSecretStdin('--registry-auth-stdin'), '--registry-auth-stdin')
+  const env = process.env.SANDSTORM_REGISTRY_AUTH
+  return env ? parseRegistryAuth(env, '$SANDSTORM_REGISTRY_AUTH') : undefined
 }
 
 /** `KEY=value` of --build-arg. */
@@ -52,8 +63,9 @@ function parseBuildArgs(pairs: string[]): Record<string, string> {
 export async function buildImageOnServer(name: string, flags: ImageBuildFlags, cmd: Command): Promise<void> {
   const given = [flags.image, flags.imageArchive, flags.dockerfile ?? flags.context].filter((v) => v !== undefined)
   if (given.length !== 1) throw new InvalidArgumentError('invalid_argument', 'template build: expected one of --image, --image-archive or --dockerfile/--context')
+  const registryAuth = flags.image !== undefined ? await registryAuthOf(flags) : undefined
   const source = flags.image !== undefined
-    ? { image: flags.image, ...(flags.registryAuth ? { registryAuth: parseRegistryAuth(flags.registryAuth) } : {}) }
+    ? { image: flags.image, ...(registryAuth ? { registryAuth } : {}) }
     : flags.imageArchive !== undefined
       ? { imageArchive: flags.imageArchive }
       : { context: flags.context ?? '.', dockerfile: flags.dockerfile ?? 'Dockerfile', buildArgs: parseBuildArgs(flags.buildArg), ...(flags.noCache ? { noCache: true } : {}) }
