@@ -73,6 +73,7 @@ enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXI
 #define KILL_PASSES 8           /* passes over /proc per kill; the tree is killed again until its keeper is gone */
 #define LAUNCH_STACK (64u << 10) /* the stack of a command's child until its exec (a PATH search takes 4 KiB of it) */
 #define REKILL_MAX_MS 200       /* the longest spell between two kills of a tree that is not gone yet */
+#define VERDICT_WAIT_MS 10000   /* longest wait for a keeper's report that its command started (it takes microseconds) */
 
 struct buf {
   char *data;
@@ -343,6 +344,8 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, int term
   }
 }
 
+static void kill_tree(struct proc *c, int sig);
+
 /*
  * EXEC payload: u32 uid, u32 gid, u32 argc, u32 envc, then NUL-terminated strings: cwd, argv,
  * env. The command takes its user and cwd, and says over a pipe that it did (or why not) before
@@ -430,12 +433,29 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     if (term_fd >= 0) close(term_fd);
     return failed(id, "fork", e);
   }
+  /* Root in the sandbox may stop the keeper (SIGSTOP, its uid) before it reports: the wait is
+   * bounded, and a keeper that never reports is killed with all it started. Until then this init
+   * serves nothing else. */
   char verdict[9] = {0};
-  ssize_t got;
-  do got = read(ready[0], verdict, sizeof verdict);
-  while (got < 0 && errno == EINTR);
+  ssize_t got = -1;
+  struct pollfd report = {.fd = ready[0], .events = POLLIN};
+  long long until = now_ms() + VERDICT_WAIT_MS;
+  int ready_now;
+  do ready_now = poll(&report, 1, (int)(until - now_ms() > 0 ? until - now_ms() : 0));
+  while (ready_now < 0 && errno == EINTR);
+  if (ready_now > 0) {
+    do got = read(ready[0], verdict, sizeof verdict);
+    while (got < 0 && errno == EINTR);
+  }
   close(ready[0]);
   *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0], .term_fd = term_fd};
+  if (ready_now == 0) {
+    slot->killed_at = now_ms();
+    slot->rekill_gap = 5;
+    slot->rekill_at = slot->killed_at + slot->rekill_gap;
+    kill_tree(slot, SIGKILL);
+    kill(keeper, SIGKILL);
+  }
   fcntl(in[1], F_SETFL, O_NONBLOCK);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   if (err[0] >= 0) fcntl(err[0], F_SETFL, O_NONBLOCK);
@@ -447,7 +467,7 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     close_fd(&slot->status_fd);
     close_fd(&slot->term_fd);
     const char *what = got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : verdict[0] == 'U' ? "user" : verdict[0] == 'T' ? "terminal" : "fork";
-    return failed(id, what, got == sizeof verdict ? (int)get_u32(verdict + 5) : EIO);
+    return failed(id, what, got == sizeof verdict ? (int)get_u32(verdict + 5) : ready_now == 0 ? ETIMEDOUT : EIO);
   }
   slot->pid = (pid_t)get_u32(verdict + 1);
   send_u32(I_STARTED, id, (uint32_t)slot->pid);

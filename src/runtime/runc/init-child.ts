@@ -184,5 +184,9 @@ function startError(reason: string, options: ChildOptions): SandstormError {
   if (/^fork: .*(temporarily unavailable|EAGAIN)/i.test(reason)) {
     return new SandstormError('resource_exhausted', 'the sandbox is at its process limit (pidsMax): a command could not start')
   }
+  // The init gave up on a keeper that never said its command started: something in the sandbox stopped it.
+  if (/^start: .*timed out/i.test(reason)) {
+    return new SandstormError('unavailable', 'the command did not start within 10 s (a process in the sandbox stopped or held it before it ran); it was killed')
+  }
   return new SandstormError('internal', `starting the command failed: ${reason}`)
 }
