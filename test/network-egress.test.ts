@@ -103,8 +103,12 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     assert.equal((await runProbe(none, 'dns', secret, '198.18.0.1', 'udp'))[0], 'RCODE5')
     assert.equal((await runProbe(none, 'resolve', 'allowed.test'))[0], 'FAIL')
     assert.ok(!(await net.stats()).asked.some((q) => q.includes(secret)), 'a sandbox without internet had a name asked upstream')
-    // A policy that allows an address still resolves names (the address may be known by one).
-    assert.equal((await runProbe(onlyOne, 'resolve', 'allowed.test'))[1], net.addresses.allowed)
+    // Nor under deny-all with addresses allowed but no name: the resolver would carry names, and
+    // answers of any type, past the policy.
+    const carried = `exfil-${Date.now()}.allowed.test`
+    assert.equal((await runProbe(onlyOne, 'dns', carried, '198.18.0.1', 'udp', '16'))[0], 'RCODE5')
+    assert.equal((await runProbe(onlyOne, 'resolve', 'allowed.test'))[0], 'FAIL')
+    assert.ok(!(await net.stats()).asked.some((q) => q.includes(carried)), 'a sandbox allowed addresses only had a name asked upstream')
   })
 
   it('changes a running sandbox\'s policy at once, and keeps it on a bad update', async () => {
@@ -135,6 +139,13 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     assert.equal((await runProbe(sbx, 'resolve', 'denied.test'))[0], 'FAIL')
     assert.equal((await runProbe(sbx, 'dns', secret, gateway, 'tcp'))[0], 'RCODE5', 'DNS over TCP to the sandbox resolver refuses it too')
     assert.ok(!(await net.stats()).asked.some((q) => q.includes(secret)), 'a refused name reached the upstream resolver')
+    // Only TCP reaches an allowed name's address: a datagram (QUIC on 443, say) would carry any
+    // server name past the checks to an address that serves many. The HTTP request after it is
+    // the barrier: the datagram would have come first.
+    const datagrams = (await net.stats()).datagrams.length
+    assert.equal((await runProbe(sbx, 'udp', net.addresses.allowed, '9999'))[0], 'SENT')
+    assert.deepEqual(await runProbe(sbx, 'http', 'http://allowed.test/'), ['OK', `${net.addresses.allowed} allowed.test GET /`])
+    assert.equal((await net.stats()).datagrams.length, datagrams, "a datagram reached an allowed name's address")
     // An IP literal of a host no allowed name resolved to, on any port.
     assert.equal((await runProbe(sbx, 'tcp', net.addresses.other, '8080'))[0], 'FAIL')
     assert.deepEqual(await runProbe(sbx, 'http', `http://${net.addresses.other}/`), ['HTTP', '403'])

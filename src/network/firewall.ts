@@ -143,7 +143,8 @@ table ${t} {
     const domains = hasDomains(egress)
     const lines = [`add rule ${t} ${e(slot)} ip daddr @never ${refuse}`]
     if (allow.length > 0) lines.push(`add rule ${t} ${e(slot)} ip daddr ${set(allow)} accept`)
-    if (domains) lines.push(`add rule ${t} ${e(slot)} ip daddr @${p(slot)} accept`)
+    // TCP only: a datagram (QUIC on 443) would carry any server name past the checks to a shared address.
+    if (domains) lines.push(`add rule ${t} ${e(slot)} ip daddr @${p(slot)} meta l4proto tcp accept`)
     if (egress.denyOut.length > 0) lines.push(`add rule ${t} ${e(slot)} ip daddr ${set(egress.denyOut)} ${refuse}`)
     lines.push(`add rule ${t} ${e(slot)} ip daddr @public accept`, `add rule ${t} ${e(slot)} ip daddr @private ${refuse}`, `add rule ${t} ${e(slot)} accept`)
     if (domains) {

@@ -90,9 +90,10 @@ export const defaultSandboxCidr = '198.18.0.0/16'
 /** Does a domain entry allow `name`? `*.x` allows names under x, not x itself. */
 function nameMatcher(egress: EgressPolicy): ((name: string) => boolean) | null {
   const domains = egress.allowOut.filter((e) => !toCidr(e))
-  // No internet at all (deny-all, nothing allowed): no name either, or the resolver would carry
-  // queries, and data in their names, to whoever serves a zone.
-  if (egress.allowOut.length === 0 && egress.denyOut.includes('0.0.0.0/0')) return () => false
+  // Under deny-all with no domain allowed (no internet, or addresses only): no name either, or
+  // the resolver would carry queries, and data in their names, to whoever serves a zone, and
+  // answers of any type back: a tunnel past the policy.
+  if (domains.length === 0 && egress.denyOut.includes('0.0.0.0/0')) return () => false
   if (domains.length === 0) return null
   const exact = new Set(domains.filter((d) => !d.startsWith('*.')))
   const suffixes = domains.filter((d) => d.startsWith('*.')).map((d) => d.slice(1))

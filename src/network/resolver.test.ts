@@ -7,7 +7,7 @@ import dnsPacket from 'dns-packet'
 import { SandstormError, silentLogger } from '../shared/index.js'
 import { closedByServer, openConnections } from '../../test/helpers/connections.js'
 import { until } from '../../test/helpers/until.js'
-import { startResolver, type Resolver, type ResolverClient } from './resolver.js'
+import { filterAnswers, startResolver, type Resolver, type ResolverClient } from './resolver.js'
 
 /**
  * An upstream on 127.0.0.1 that knows a few names and counts what it was asked. Its answers are
@@ -140,6 +140,12 @@ describe('the sandbox resolver', () => {
     assert.deepEqual(pins, ['198.19.113.20'])
     assert.deepEqual(addresses(await query(resolver.udpPort, 'mixed.test')), ['198.19.113.30'])
     assert.deepEqual(addresses(await queryTcp(resolver.tcpPort, 'allowed.test')), ['198.19.113.10'])
+  })
+
+  it('pins an address for ten minutes to an hour, whatever TTL the zone gives', () => {
+    const a = (ttl: number, data: string) => ({ type: 'A' as const, name: 'pinned.test', ttl, data })
+    const { pins } = filterAnswers('pinned.test', [a(30, '198.19.1.1'), a(604_800, '198.19.1.2')], { pinnable: () => true })
+    assert.deepEqual(pins, [{ address: '198.19.1.1', ttlS: 600 }, { address: '198.19.1.2', ttlS: 3600 }])
   })
 
   it('answers SERVFAIL when the addresses cannot be pinned (the sandbox holds all it may)', async () => {

@@ -52,6 +52,8 @@ export interface Resolver {
 const upstreamTimeoutMs = 2000
 /** Pins outlive short TTLs: clients cache answers longer than they are told, and a pin is only ever an allowed name's address. */
 const minPinS = 600
+/** And at most this long, whatever TTL the zone gives: the address may serve another name by then. */
+const maxPinS = 3600
 const maxTcpMessage = 65535
 /** How long a TCP connection may be idle, and how long one message may take to arrive. */
 const tcpIdleMs = 10_000
@@ -355,7 +357,7 @@ export function filterAnswers(name: string, answers: dnsPacket.Answer[], client:
     const address = a.type === 'A' ? (a as { data: string }).data : undefined
     if (address && client.pinnable(address)) {
       kept.push(a)
-      pins.push({ address, ttlS: Math.max(minPinS, (a as { ttl?: number }).ttl ?? 0) })
+      pins.push({ address, ttlS: Math.min(maxPinS, Math.max(minPinS, (a as { ttl?: number }).ttl ?? 0)) })
     }
   }
   return { kept, pins }
