@@ -111,6 +111,16 @@ describe('network egress', { skip, timeout: 300_000 }, () => {
     assert.ok(!(await net.stats()).asked.some((q) => q.includes(carried)), 'a sandbox allowed addresses only had a name asked upstream')
   })
 
+  it('ends a TLS connection the name check let through once the policy no longer allows its name', async () => {
+    // Past the server name, the check splices bytes: nothing in the firewall sees that connection again.
+    const sbx = await create({ allowOut: ['allowed.test'], denyOut: ['0.0.0.0/0'] })
+    const held = runProbe(sbx, 'held', net.addresses.allowed, '443', '/tmp/go', 'allowed.test')
+    await until('the held TLS connection to be open', async () => (await sh(sbx, 'test -e /tmp/go.ready && echo yes || echo no')).stdout === 'yes\n')
+    await sbx.updateNetwork({ denyOut: ['0.0.0.0/0'] })
+    await sh(sbx, 'touch /tmp/go')
+    assert.equal((await held)[0], 'FAIL', 'a TLS connection let through by its name carried data after the policy dropped the name')
+  })
+
   it('changes a running sandbox\'s policy at once, and keeps it on a bad update', async () => {
     const sbx = await create()
     assert.equal((await runProbe(sbx, 'tcp', net.addresses.allowed, '80'))[0], 'OK')

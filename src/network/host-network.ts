@@ -300,6 +300,12 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     await removeSlot(a.slot)
   }
 
+  /** Ends the connections a sandbox holds to the resolver and the name checks (their upstream halves with them). */
+  const closeConnectionsFrom = (address: string): void => {
+    resolver.closeFrom(address)
+    checks.closeFrom(address)
+  }
+
   const network: HostNetwork = {
     sandboxCidr,
     gateway,
@@ -327,6 +333,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
         await firewall.update({ slot: a.slot, egress })
         if (byId.has(id)) remember(id, { slot: a.slot, egress })
       })
+      // The firewall ends forwarded connections; those the checks let through end here.
+      closeConnectionsFrom(a.slot.address)
       log.info({ sandboxId: id, allowOut: egress.allowOut.length, denyOut: egress.denyOut.length, domains: hasDomains(egress) }, 'sandbox network policy replaced')
     },
     async detach(id) {
@@ -334,6 +342,8 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
       if (!a) return
       forgetting.add(a.slot.address)
       forget(a)
+      // Before the address can be another sandbox's: nothing of this one may be answered to it.
+      closeConnectionsFrom(a.slot.address)
       try {
         await removeRulesAndSlot(a)
       } finally {

@@ -33,6 +33,8 @@ export interface NameCheckOptions {
 export interface NameChecks {
   httpPort: number
   tlsPort: number
+  /** Ends every connection from a sandbox's address (its policy changed, or it is gone). */
+  closeFrom(address: string): void
   close(): Promise<void>
 }
 
@@ -218,12 +220,12 @@ export async function startNameChecks(options: NameCheckOptions): Promise<NameCh
     })
   http.maxConnections = maxConnections
   tls.maxConnections = maxConnections
-  capPerSource(http, perSandbox)
-  capPerSource(tls, perSandbox)
+  const sources = [capPerSource(http, perSandbox), capPerSource(tls, perSandbox)]
   const [httpPort, tlsPort] = [await listen(http), await listen(tls)]
   return {
     httpPort,
     tlsPort,
+    closeFrom: (address) => sources.forEach((s) => s.closeFrom(address)),
     async close() {
       http.closeAllConnections()
       await Promise.all([new Promise<void>((r) => http.close(() => r())), new Promise<void>((r) => tls.close(() => r()))])

@@ -46,6 +46,8 @@ export interface Resolver {
   tcpPort: number
   /** Addresses of `name` from upstream (A records along its CNAME chain), with their TTLs. */
   lookup(name: string): Promise<{ address: string; ttlS: number }[]>
+  /** Ends every TCP connection from a sandbox's address (its policy changed, or it is gone). */
+  closeFrom(address: string): void
   close(): Promise<void>
 }
 
@@ -296,7 +298,7 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
     })
   })
   // Each sandbox holds a few at most (a stub resolver opens one at a time); this bounds them all together.
-  capPerSource(tcp, tcpPerSource)
+  const tcpSources = capPerSource(tcp, tcpPerSource)
   tcp.maxConnections = 1024
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)
@@ -316,6 +318,7 @@ export async function startResolver(options: ResolverOptions): Promise<Resolver>
       const answers = dnsPacket.decode(reply).answers ?? []
       return chainAddresses(nameOf(name), answers)
     },
+    closeFrom: (address) => tcpSources.closeFrom(address),
     async close() {
       udp.close()
       for (const socket of connections) socket.destroy()

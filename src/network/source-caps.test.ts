@@ -35,4 +35,31 @@ describe('capPerSource', () => {
       server.close()
     }
   })
+
+  it("ends every connection of one source on closeFrom, and no other source's", async () => {
+    const server = createServer((s) => s.on('error', () => undefined))
+    const sources = capPerSource(server, 8)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as AddressInfo).port
+    const dial = async (from: string): Promise<Socket> => {
+      const socket = connect({ port, host: '127.0.0.1', localAddress: from })
+      socket.on('error', () => undefined)
+      await once(socket, 'connect')
+      return socket
+    }
+    const gone = await Promise.all([dial('127.0.0.1'), dial('127.0.0.1')])
+    const kept = await dial('127.0.0.2')
+    try {
+      await until('the server to hold all three', async () => (await new Promise<number>((r) => server.getConnections((_e, n) => r(n)))) === 3)
+      sources.closeFrom('127.0.0.1')
+      await Promise.all(gone.map((s) => once(s, 'close')))
+      kept.write('still here')
+      assert.equal(kept.destroyed, false)
+      assert.equal(await new Promise<number>((r) => server.getConnections((_e, n) => r(n))), 1)
+    } finally {
+      for (const s of [...gone, kept]) s.destroy()
+      server.close()
+    }
+  })
 })

@@ -6,18 +6,33 @@
  */
 import type { Server, Socket } from 'node:net'
 
+/** The connections of one listener, by source address. */
+export interface SourceConnections {
+  /**
+   * Ends every connection from `address`: a connection the listener let through (a TLS splice,
+   * a switched upgrade) carries on by itself, and must not outlive the policy that allowed it, or
+   * the sandbox (a later one may get its address).
+   */
+  closeFrom(address: string): void
+}
+
 /** Closes each new connection of `server` from a source address that already holds `perSource`. */
-export function capPerSource(server: Server, perSource: number): void {
-  const open = new Map<string, number>()
+export function capPerSource(server: Server, perSource: number): SourceConnections {
+  const open = new Map<string, Set<Socket>>()
   server.on('connection', (socket: Socket) => {
-    const source = socket.remoteAddress ?? ''
-    const held = open.get(source) ?? 0
-    if (held >= perSource) return void socket.destroy()
-    open.set(source, held + 1)
+    const source = (socket.remoteAddress ?? '').replace(/^::ffff:/, '')
+    const held = open.get(source) ?? new Set<Socket>()
+    if (held.size >= perSource) return void socket.destroy()
+    held.add(socket)
+    open.set(source, held)
     socket.once('close', () => {
-      const left = (open.get(source) ?? 1) - 1
-      if (left > 0) open.set(source, left)
-      else open.delete(source)
+      held.delete(socket)
+      if (held.size === 0 && open.get(source) === held) open.delete(source)
     })
   })
+  return {
+    closeFrom(address) {
+      for (const socket of open.get(address) ?? []) socket.destroy()
+    },
+  }
 }

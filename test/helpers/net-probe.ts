@@ -51,10 +51,11 @@ def tcp(addr, port):
     except Exception as e:
         out('FAIL', err(e))
 
-def held(addr, port, flag):
+def held(addr, port, flag, servername=''):
     # One connection, two requests: the second once the file flag exists (a policy changed between).
+    # With a server name, the connection is TLS with that name (SNI), and it is the Host too.
     def ask(c):
-        c.sendall(b'GET /bytes/10 HTTP/1.1\r\nHost: held.test\r\n\r\n')
+        c.sendall(b'GET /bytes/10 HTTP/1.1\r\nHost: ' + (servername or 'held.test').encode() + b'\r\n\r\n')
         data = b''
         while b'\r\n\r\n' not in data:
             chunk = c.recv(4096)
@@ -68,6 +69,9 @@ def held(addr, port, flag):
             body += chunk
     try:
         c = socket.create_connection((addr, int(port)), timeout=5)
+        if servername:
+            ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+            c = ctx.wrap_socket(c, server_hostname=servername)
         ask(c)
     except Exception as e:
         return out('FAIL', 'first: ' + err(e))
