@@ -289,15 +289,20 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     return a
   }
 
-  /** Removes a detached sandbox's rules (a table that lost track, after a failed remove, is rewritten whole from what is known) and its slot. */
+  /**
+   * Removes a detached sandbox's slot, then its rules (a table that lost track, after a failed
+   * remove, is rewritten whole from what is known). In that order: a link out of the firewall's
+   * sets is no longer filtered, so it must be down first (a process that outlived its sandbox's
+   * kill would otherwise reach the host unfiltered in between).
+   */
   const removeRulesAndSlot = async (a: Attached): Promise<void> => {
+    await removeSlot(a.slot)
     await firewall.remove(a).catch(async (err: unknown) => {
       log.warn({ sandboxId: a.id, err }, 'removing a sandbox\'s rules failed; rewriting the table')
       await firewall.reset(rules())
       // The rewrite emptied every sandbox's pins: each set forgets them in its turn, so the next answers pin again.
       for (const pins of pinSets.values()) void pins.replace(async () => undefined)
     })
-    await removeSlot(a.slot)
   }
 
   /** Ends the connections a sandbox holds to the resolver and the name checks (their upstream halves with them). */

@@ -126,7 +126,7 @@ export async function createSlot(shell: ResidentShell, tag: string, cidr: string
  * and the veth with it (both ends, and so the route). A `link del` made each destroy wait for that
  * teardown's RCU grace periods: 17 to 59 ms on a 2-core host, against about 4 ms for these two,
  * and destroys in a burst queued behind each other on the kernel's network lock. Down, the veth
- * passes no packet while it lingers outside the firewall's sets (its rules go first); the host
+ * passes no packet while it lingers outside the firewall's sets (its rules go after it); the host
  * network deletes it after, unwaited (removeSlot), in case something holds the namespace. Until
  * it is gone the route of the address stays: a new slot that picks it is refused and picks
  * another (createSlot). Safe to call twice.
