@@ -183,6 +183,37 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     }
   })
 
+  it("takes ARP from a sandbox's link only with its own sender address: made-up senders leave no neighbour entry on the host", async () => {
+    // A VM's guest has a network card of its own, so it can send any ARP; root in the slot's
+    // namespace (as this test is) can too. Each made-up sender used to take an entry of the host's
+    // one neighbour table.
+    const dataDir = await mkdtemp(join(tmpdir(), 'sandstorm-arp-'))
+    const network = await createHostNetwork({ dataDir, logger: silentLogger(), spareSlots: 0 })
+    const id = newId('sb')
+    const { slot } = await network.attach(id, { allowOut: [], denyOut: [] })
+    const senders = [...Array.from({ length: 30 }, (_, i) => `198.18.250.${i + 2}`), slot.address]
+    const announce = [
+      'import socket, struct, sys',
+      's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+      "s.bind(('eth0', 0))",
+      "mac = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))",
+      'for sender in sys.argv[2:]:',
+      "    arp = struct.pack('>HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 1, mac, socket.inet_aton(sender), bytes(6), socket.inet_aton(sys.argv[1]))",
+      "    s.send(b'\\xff' * 6 + mac + b'\\x08\\x06' + arp)",
+    ].join('\n')
+    const neighbours = async (): Promise<string[]> => (await execa('ip', ['-4', 'neigh', 'show', 'dev', slot.hostIf])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean)
+    try {
+      // Sent to the sandbox's gateway, the sandbox's own address last: its entry shows the rest were heard.
+      await execa('ip', ['netns', 'exec', slot.netns, 'python3', '-c', announce, network.gateway, ...senders])
+      await until("the host to learn the sandbox's own address", async () => (await neighbours()).includes(slot.address))
+      assert.deepEqual((await neighbours()).filter((a) => a !== slot.address), [])
+    } finally {
+      await network.detach(id)
+      await network.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
   it('leaves no namespace, interface, route or rule after 500 create/destroy cycles', async () => {
     const start = await hostState(stack.dataDir)
     const cycles = 500

@@ -170,15 +170,39 @@ table ${t} {
     ]
   }
 
+  /**
+   * ARP is below the inet table: a VM's guest (root, with its own network card) can send ARP from
+   * any sender address, and the host keeps a neighbour entry for each, on a table every link
+   * shares (about 1,024 entries, none evictable for 5 s): a flood of made-up senders left the host
+   * unable to reach new neighbours, other sandboxes and its own LAN among them. Only a link's own
+   * address is taken from it.
+   */
+  const a = `arp ${table}`
+  const arpBase = (): string => `
+table ${a} {
+  set own { type ifname; }
+  set sources { type ifname . ipv4_addr; }
+  chain in {
+    type filter hook input priority filter; policy accept;
+    iifname @own iifname . arp saddr ip != @sources drop
+  }
+}
+`
+  const arpAddLines = ({ slot }: FirewalledSandbox): string[] => [
+    `add element ${a} own { "${slot.hostIf}" }`,
+    `add element ${a} sources { "${slot.hostIf}" . ${slot.address} }`,
+  ]
+
   const apply = (lines: string[]): Promise<string> => nft.apply(`${lines.join('\n')}\n`)
 
   const firewall: Firewall = {
     table,
     async reset(sandboxes) {
       // Made (if missing) and deleted in the same transaction as its new contents: one change.
-      await apply([`add table ${t}`, `delete table ${t}`, base(), ...[...sandboxes].flatMap(addLines)])
+      const all = [...sandboxes]
+      await apply([`add table ${t}`, `delete table ${t}`, `add table ${a}`, `delete table ${a}`, base(), arpBase(), ...all.flatMap(addLines), ...all.flatMap(arpAddLines)])
     },
-    add: async (s) => void (await apply(addLines(s))),
+    add: async (s) => void (await apply([...addLines(s), ...arpAddLines(s)])),
     async update(s) {
       const { slot } = s
       await apply([`flush chain ${t} ${e(slot)}`, `flush chain ${t} ${n(slot)}`, `flush set ${t} ${p(slot)}`, ...rulesOf(s)])
@@ -189,6 +213,8 @@ table ${t} {
         `delete element ${t} egress { "${slot.hostIf}" }`,
         `delete element ${t} sources { "${slot.hostIf}" . ${slot.address} }`,
         `delete element ${t} own { "${slot.hostIf}" }`,
+        `delete element ${a} sources { "${slot.hostIf}" . ${slot.address} }`,
+        `delete element ${a} own { "${slot.hostIf}" }`,
         `flush chain ${t} ${e(slot)}`,
         `delete chain ${t} ${e(slot)}`,
         `flush chain ${t} ${n(slot)}`,
@@ -203,7 +229,7 @@ table ${t} {
       const bare = set(addresses.map((a) => a.address))
       await apply([`add element ${t} ${p(slot)} ${elements}`, `delete element ${t} ${p(slot)} ${bare}`, `add element ${t} ${p(slot)} ${elements}`])
     },
-    drop: async () => void (await apply([`add table ${t}`, `delete table ${t}`])),
+    drop: async () => void (await apply([`add table ${t}`, `delete table ${t}`, `add table ${a}`, `delete table ${a}`])),
   }
   return firewall
 }
