@@ -134,8 +134,12 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
   const byAddress = new Map<string, Attached>()
   const nft = createNft(log)
   const shell = createResidentShell('network')
-  // Checked once: without it, a removed sandbox's connections outlive it (see forgetConnections).
-  if ((await shell.run('command -v conntrack >/dev/null')).code !== 0) log.warn('conntrack is not installed (scripts/setup.sh installs it): a removed sandbox\'s tracked connections are not deleted')
+  // Checked once: without it, a removed sandbox's connections outlive it, and the next sandbox at
+  // its address takes them over (see forgetConnections). That is no network to run sandboxes on.
+  if ((await shell.run('command -v conntrack >/dev/null')).code !== 0) {
+    shell.close()
+    throw new SandstormError('failed_precondition', "sandbox networking needs the conntrack tool, to end a removed sandbox's connections before its address is another's: install Debian's conntrack package (scripts/setup.sh does)")
+  }
   // The veths of removed slots, deleted behind the destroys that removed them (see removeSlot).
   const teardown = createResidentShell('network teardown')
   const behindDetaches = new Set<Promise<unknown>>()
