@@ -24,6 +24,8 @@ const skip = skipReason() ?? false
 /** The connections this stack lets one sandbox have open, in all and to the agent itself. */
 const perSandbox = 24
 const toAgent = 8
+/** What all sandboxes of the stack may hold together: room for one full sandbox and a few. */
+const allSandboxes = perSandbox + 16
 
 /**
  * Opens `count` TCP connections to addr:80 and holds them until /tmp/<tag>.release exists; writes
@@ -77,7 +79,7 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
 
   before(async () => {
     net = await createTestInternet()
-    stack = await startStack({ network: { publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns], connectionsPerSandbox: perSandbox, agentConnectionsPerSandbox: toAgent, pinsPerSandbox: 1 } })
+    stack = await startStack({ network: { publicCidrs: [net.cidr], dnsUpstreams: [net.addresses.dns], connectionsPerSandbox: perSandbox, agentConnectionsPerSandbox: toAgent, connectionsOfAllSandboxes: allSandboxes, pinsPerSandbox: 1 } })
   })
   after(async () => {
     for (const s of made) await s.kill().catch(() => undefined)
@@ -102,6 +104,17 @@ describe('network limits', { skip, timeout: 300_000 }, () => {
     assert.equal((await hold(greedy, 10, 'again')).opened, 10)
     await sh(greedy, 'touch /tmp/again.release')
     await sh(other, 'touch /tmp/other.release')
+  })
+
+  it('holds all sandboxes together to a count, so the host keeps the rest of its one conntrack table', async () => {
+    const [greedy, second, third] = await Promise.all([create(), create(), create()])
+    assert.equal((await hold(greedy, perSandbox, 'all-greedy')).opened, perSandbox)
+    // What is left of the count for all goes to whoever asks first; no sandbox gets past it.
+    const both = await Promise.all([hold(second, perSandbox, 'all-second'), hold(third, perSandbox, 'all-third')])
+    const opened = both[0].opened + both[1].opened
+    assert.ok(opened <= allSandboxes - perSandbox, `the other two opened ${opened}, past the ${allSandboxes - perSandbox} left of the count for all`)
+    assert.ok(opened > 0, 'the count for all refused what it had left')
+    for (const [sbx, tag] of [[greedy, 'all-greedy'], [second, 'all-second'], [third, 'all-third']] as const) await sh(sbx, `touch /tmp/${tag}.release`)
   })
 
   it('holds a sandbox to a smaller count of connections to the agent (its name checks), and leaves the rest of its count to it', async () => {

@@ -46,6 +46,12 @@ export interface FirewallOptions {
    * name checks) at once: each holds the agent's file descriptors (two, once it is passed on).
    */
   agentConnectionsPerSandbox: number
+  /**
+   * Tracked connections all of this agent's sandboxes may have at once. The host's conntrack
+   * table is one for everything: full, the kernel drops every new connection of the host (ssh,
+   * the server's API), and the per-sandbox counts of a few dozen sandboxes add up past it.
+   */
+  connectionsOfAllSandboxes: number
 }
 
 /** A sandbox as the firewall knows it. */
@@ -85,7 +91,11 @@ export function createFirewall(nft: Nft, options: FirewallOptions): Firewall {
   const { ports, plan } = options
 
   // One count per sandbox link, shared by what it sends through the host and to the agent.
-  const limit = `ct state new add @conns { iifname ct count over ${options.connectionsPerSandbox} } ${refuse}`
+  // The key of @allconns is the same for every packet (IPv4, the only family let in): one count for all.
+  const limit = [
+    `ct state new add @conns { iifname ct count over ${options.connectionsPerSandbox} } ${refuse}`,
+    `ct state new add @allconns { meta nfproto ct count over ${options.connectionsOfAllSandboxes} } ${refuse}`,
+  ].join('\n    ')
   const base = (): string => `
 table ${t} {
   set own { type ifname; }
@@ -93,6 +103,7 @@ table ${t} {
   map egress { type ifname : verdict; }
   map steer { type ifname : verdict; }
   set conns { type ifname; size 65535; flags dynamic; }
+  set allconns { type nf_proto; size 1; flags dynamic; }
   set agentconns { type ifname; size 65535; flags dynamic; }
   set never { type ipv4_addr; flags interval; elements = ${set([...neverRanges, plan.sandboxCidr])}; }
   set private { type ipv4_addr; flags interval; elements = ${set(privateRanges)}; }

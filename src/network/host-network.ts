@@ -3,7 +3,7 @@
  * sandbox, the nftables table that holds their policies, the resolver and the name checks they
  * use, and connections into them for ingress. Runtimes only join the namespace it hands out.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
@@ -31,6 +31,8 @@ export interface HostNetworkOptions {
   spareSlots?: number
   /** Connections (tracked flows: TCP, UDP, DNS queries) one sandbox may have open at once; more are refused. @default 4096 */
   connectionsPerSandbox?: number
+  /** Tracked connections all sandboxes may have at once; the host keeps the rest of its table. @default three quarters of nf_conntrack_max */
+  connectionsOfAllSandboxes?: number
   /** TCP connections one sandbox may have open to the agent at once (DNS over TCP, the HTTP and TLS name checks). @default 256 */
   agentConnectionsPerSandbox?: number
   /** Addresses one sandbox may have pinned at once (answers for allowed names); answers past that get SERVFAIL. @default 4096 */
@@ -86,6 +88,17 @@ const resolvConfDir = '/run/sandstorm'
 
 /** The default pool of sandbox addresses. */
 export const defaultSandboxCidr = '198.18.0.0/16'
+
+/** The size of the host's conntrack table (the kernel's smallest default where it is not loaded yet). */
+function conntrackMax(): number {
+  let max = NaN
+  try {
+    max = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim())
+  } catch {
+    // Not loaded until the first ct rule: the kernel sizes it then, from the host's memory.
+  }
+  return Number.isSafeInteger(max) && max > 0 ? max : 65536
+}
 
 /** Does a domain entry allow `name`? `*.x` allows names under x, not x itself. */
 function nameMatcher(egress: EgressPolicy): ((name: string) => boolean) | null {
@@ -232,6 +245,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     ports: { dnsUdp: resolver.udpPort, dnsTcp: resolver.tcpPort, http: checks.httpPort, tls: checks.tlsPort },
     connectionsPerSandbox: options.connectionsPerSandbox ?? 4096,
     agentConnectionsPerSandbox: options.agentConnectionsPerSandbox ?? 256,
+    connectionsOfAllSandboxes: options.connectionsOfAllSandboxes ?? Math.floor(conntrackMax() * 0.75),
   })
   const pinSets = new Map<string, PinSet>()
   const pinsPerSandbox = options.pinsPerSandbox ?? 4096
