@@ -85,7 +85,7 @@ export function createFakeAgent(options: { snapshots?: boolean } = {}): FakeAgen
   const base64 = (text: string): string => Buffer.from(text).toString('base64')
   const plant = (id: string, status: AgentSandbox['status'] = 'running', request: AgentCreateRequest | null = null): FakeSandbox => {
     const sandbox: FakeSandbox = {
-      sandbox: { id, template: request?.template ?? 'debian', runtime: 'fake', status },
+      sandbox: { id, template: request?.template ?? 'debian', runtime: 'runc', status },
       request,
       files: new Map(),
       dirs: new Set(['/', '/tmp']),
@@ -112,7 +112,7 @@ export function createFakeAgent(options: { snapshots?: boolean } = {}): FakeAgen
     calls,
     failNextCreate: null,
     plant,
-    info: () => ({ id: 'fake', hostname: 'fake', runtimes: ['fake'], cpus: 2, memoryMiB: 4096 }),
+    info: () => ({ id: 'fake', hostname: 'fake', runtimes: ['runc'], cpus: 2, memoryMiB: 4096 }),
     async templates() {
       count('templates')
       return templates

@@ -14,7 +14,7 @@ test('create takes its defaults from the template and answers 201 with the sandb
     assert.match(sb.id, /^sb-[a-z0-9]{16}$/)
     assert.deepEqual(
       { template: sb.template, state: sb.state, runtime: sb.runtime, memoryMiB: sb.memoryMiB, cpus: sb.cpus, pidsMax: sb.pidsMax, diskMiB: sb.diskMiB, labels: sb.labels },
-      { template: 'host', state: 'running', runtime: 'fake', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, diskMiB: 2048, labels: { team: 'a' } },
+      { template: 'host', state: 'running', runtime: 'runc', memoryMiB: 256, cpus: 0.5, pidsMax: 1024, diskMiB: 2048, labels: { team: 'a' } },
     )
     assert.equal(sb.env, undefined, 'env may hold secrets and is not returned')
     const lifeMs = Date.parse(sb.expiresAt) - before

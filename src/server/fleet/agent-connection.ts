@@ -1,5 +1,6 @@
 /** One connected agent's Control stream seen from the server: requests out, replies and Data streams in. */
 import type * as grpc from '@grpc/grpc-js'
+import { parseLinkReply } from '../../agent/index.js'
 import type { LinkData, LinkDataName, LinkUnary, LinkUnaryName } from '../../agent/index.js'
 import type { DataFrame, ReplyMessage, ServerMessage } from '../../proto/index.js'
 import { httpStatusOf, linkSignal, SandstormError, throwIfAborted } from '../../shared/index.js'
@@ -33,13 +34,22 @@ export function fromWire(err: { code: string; message: string; hidden?: boolean 
   return new SandstormError(err.code as ErrorCode, err.message, { expose: !err.hidden })
 }
 
+/** A caller waiting for its answer. */
+interface Waiter {
+  resolve(value: unknown): void
+  reject(err: unknown): void
+}
+
 /** A connection that writes requests with `send`; `cut` ends the stream once the connection fails (the agent then reconnects). */
 export function createAgentConnection(agentId: string, send: (msg: ServerMessage) => void, cut: () => void = () => undefined): AgentConnection {
   let nextId = 1
   let failed: SandstormError | undefined
-  const pending = new Map<number, { resolve(value: unknown): void; reject(err: unknown): void }>()
+  // Apart, so that an answer of one kind never settles a request of the other: a Data stream
+  // naming a unary request once resolved it with a stream, a Reply to a Data request with JSON.
+  const unary = new Map<number, Waiter & { kind: LinkUnaryName }>()
+  const data = new Map<number, Waiter>()
 
-  function request<T>(kind: string, payload: unknown, data: boolean, options: CallOptions = {}): Promise<T> {
+  function request<T>(kind: string, payload: unknown, onData: boolean, options: CallOptions = {}): Promise<T> {
     if (failed) return Promise.reject(failed)
     const signal = linkSignal(options)
     try {
@@ -50,7 +60,8 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
     const requestId = nextId++
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => {
-        pending.delete(requestId)
+        unary.delete(requestId)
+        data.delete(requestId)
         send({ cancel: { requestId } })
         try {
           throwIfAborted(signal)
@@ -59,12 +70,14 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
         }
       }
       const done = (): void => signal?.removeEventListener('abort', onAbort)
-      pending.set(requestId, {
+      const waiter: Waiter = {
         resolve: (v) => (done(), resolve(v as T)),
         reject: (e) => (done(), reject(e)),
-      })
+      }
+      if (onData) data.set(requestId, waiter)
+      else unary.set(requestId, { ...waiter, kind: kind as LinkUnaryName })
       signal?.addEventListener('abort', onAbort, { once: true })
-      send({ request: { requestId, kind, payloadJson: JSON.stringify(payload ?? null), data } })
+      send({ request: { requestId, kind, payloadJson: JSON.stringify(payload ?? null), data: onData } })
     })
   }
 
@@ -99,24 +112,32 @@ export function createAgentConnection(agentId: string, send: (msg: ServerMessage
       spares.push(stream)
     },
     onReply(reply) {
-      const waiter = pending.get(reply.requestId)
+      const waiter = unary.get(reply.requestId)
       if (!waiter) return
-      pending.delete(reply.requestId)
-      if (reply.error?.code) waiter.reject(fromWire(reply.error))
-      else waiter.resolve(reply.resultJson ? JSON.parse(reply.resultJson) : undefined)
+      unary.delete(reply.requestId)
+      if (reply.error?.code) return waiter.reject(fromWire(reply.error))
+      // Checked against the contract here, once for every caller; a bad answer fails its caller only.
+      let result: unknown
+      try {
+        result = parseLinkReply(agentId, waiter.kind, reply.resultJson)
+      } catch (err) {
+        return waiter.reject(err)
+      }
+      waiter.resolve(result)
     },
     onData(requestId, stream) {
-      const waiter = pending.get(requestId)
+      const waiter = data.get(requestId)
       if (!waiter) return false
-      pending.delete(requestId)
+      data.delete(requestId)
       waiter.resolve(stream)
       return true
     },
     fail(err) {
       const first = failed === undefined
       failed ??= err
-      for (const waiter of pending.values()) waiter.reject(err)
-      pending.clear()
+      for (const waiter of [...unary.values(), ...data.values()]) waiter.reject(err)
+      unary.clear()
+      data.clear()
       for (let spare = spares.shift(); spare; spare = spares.shift()) if (!spare.writableEnded && !spare.destroyed) spare.end()
       // A silent agent declared lost may still be connected: cut the link so that it registers afresh.
       if (first) cut()

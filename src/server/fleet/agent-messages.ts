@@ -5,6 +5,7 @@
  * and a command event without numbers rolled back every agent's batch of the central log.
  */
 import { z } from 'zod'
+import { agentSandboxSchema } from '../../agent/index.js'
 import type { AgentInfo, AgentSandbox } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import { parseInput, show } from '../validation.js'
@@ -13,14 +14,6 @@ const name = z.string().min(1).max(256)
 const count = z.number().finite().nonnegative()
 
 const agentInfo = z.object({ hostname: z.string().max(253), runtimes: z.array(name).max(16), cpus: count, memoryMiB: count })
-const agentSandbox = z.object({
-  id: name,
-  template: z.string().max(256),
-  runtime: z.string().max(64),
-  status: z.enum(['running', 'paused', 'stopped']),
-  start: z.enum(['golden', 'cold']).optional(),
-  startReason: z.string().max(4096).optional(),
-})
 const templates = z.array(name).max(100_000)
 const labels = z.record(z.string().max(256), z.string().max(1024)).refine((l) => Object.keys(l).length <= 64, 'at most 64 labels')
 // A duration may come out negative (the agent's clock stepped back), and an argv as long as an
@@ -53,7 +46,7 @@ export function parseRegistration(agentId: string, msg: { infoJson: string; sand
 } {
   return {
     info: { ...field(agentInfo, msg.infoJson, 'register.info'), id: agentId },
-    sandboxes: field(z.array(agentSandbox).max(100_000), msg.sandboxesJson || '[]', 'register.sandboxes'),
+    sandboxes: field(z.array(agentSandboxSchema).max(100_000), msg.sandboxesJson || '[]', 'register.sandboxes'),
     templates: field(templates, msg.templatesJson || '[]', 'register.templates'),
     labels: field(labels, msg.labelsJson || '{}', 'register.labels'),
   }
