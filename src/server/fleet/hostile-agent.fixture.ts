@@ -2,9 +2,21 @@
  * A hand-driven agent on the fleet link, for tests: it holds a valid identity (an --insecure
  * server's token) and sends whatever a test tells it to, as a compromised agent host could.
  */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
+import { runAgent } from '../../agent/index.js'
+import type { RunningAgent } from '../../agent/index.js'
 import { insecureHeaders, loadAgentLink, parseJoinToken } from '../../proto/index.js'
 import type { AgentMessage, DataFrame, ServerMessage } from '../../proto/index.js'
+import { silentLogger } from '../../shared/index.js'
+import { createFakeAgent } from '../fake-agent.fixture.js'
+import type { FakeAgent } from '../fake-agent.fixture.js'
+import { startServer } from '../index.js'
+import type { RunningServer, ServerOptions } from '../index.js'
+import type { FleetOptions } from './index.js'
+import { until } from '../../../test/helpers/until.js'
 
 /** Answer with this to leave a request unanswered. */
 export const silence = Symbol('no answer')
@@ -72,3 +84,62 @@ export function hostileAgent(port: number, token: string, agentId: string) {
 
 /** A hostile agent as hostileAgent makes it. */
 export type HostileAgent = ReturnType<typeof hostileAgent>
+
+/** A server with an --insecure fleet, one honest agent (a fake behind runAgent) and hostile agents made on demand. */
+export interface HostileFleet {
+  server: RunningServer
+  /** The honest agent's sandboxes and hooks. */
+  fake: FakeAgent
+  /** A call to the server's HTTP API with its key. */
+  api(path: string, init?: RequestInit): Promise<Response>
+  /** A hostile agent, registered with `fields` and live once this resolves. */
+  hostile(n: number, fields?: Parameters<HostileAgent['register']>[0]): Promise<HostileAgent>
+  /** Starts the honest agent, with these labels; resolves once it is live. */
+  startHonest(labels?: Record<string, string>): Promise<void>
+  /** Creates a sandbox with these labels (`agent.zone` picks an agent); its id. */
+  create(labels?: Record<string, string>): Promise<string>
+  close(): Promise<void>
+}
+
+/** Starts a HostileFleet; `options` go to startServer and its fleet. */
+export async function startHostileFleet(options: { server?: Partial<ServerOptions>; fleet?: Partial<FleetOptions>; fake?: FakeAgent } = {}): Promise<HostileFleet> {
+  const dir = await mkdtemp(join(tmpdir(), 'sandstorm-hostile-'))
+  const server = await startServer({ dataDir: join(dir, 'server'), port: 0, logger: silentLogger(), ...options.server, fleet: { port: 0, insecure: true, lostAfterMs: 600_000, ...options.fleet } })
+  const fake = options.fake ?? createFakeAgent({ snapshots: true })
+  const hostiles: HostileAgent[] = []
+  let honest: RunningAgent | undefined
+  const api = (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${server.url}${path}`, { ...init, headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', ...init.headers } })
+  const isLive = async (id: string): Promise<boolean> =>
+    ((await (await api('/v1/agents')).json()) as { agents: { id: string; state: string }[] }).agents.some((a) => a.id === id && a.state === 'live')
+  return {
+    server,
+    fake,
+    api,
+    async hostile(n, fields) {
+      const h = hostileAgent(server.fleet!.port, server.fleet!.joinToken, `ag-${String(n).padStart(16, 'h')}`)
+      hostiles.push(h)
+      h.register(fields)
+      await until(`hostile agent ${n} to be live`, () => isLive(h.agentId))
+      return h
+    },
+    async startHonest(labels = {}) {
+      honest = await runAgent({ serverUrl: `127.0.0.1:${server.fleet!.port}`, token: server.fleet!.joinToken, dataDir: join(dir, 'agent'), local: fake, insecure: true, heartbeatMs: 100, labels })
+      await until('the honest agent to be live', async () => {
+        const agents = ((await (await api('/v1/agents')).json()) as { agents: { id: string; state: string; hostname: string }[] }).agents
+        return agents.some((a) => a.hostname === 'fake' && a.state === 'live')
+      })
+    },
+    async create(labels = {}) {
+      const res = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian', labels }) })
+      if (res.status !== 201) throw new Error(`create: ${res.status} ${await res.text()}`)
+      return ((await res.json()) as { id: string }).id
+    },
+    async close() {
+      for (const h of hostiles) h.close()
+      await honest?.close()
+      await server.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}

@@ -37,6 +37,8 @@ export interface FleetOptions {
   /** The heartbeat interval agents are told to keep. @default unset: each agent keeps its own --heartbeat-ms (5_000) */
   heartbeatMs?: number
   scheduler?: SchedulerOptions
+  /** How long a call made of every agent (list, templates, usage samples) waits for each one's answer. @default 30_000 */
+  answerTimeoutMs?: number
 }
 
 /** A started fleet. */
@@ -78,7 +80,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     heartbeatMs: options.heartbeatMs,
   })
   return {
-    agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, logger: options.logger.child({ component: 'fleet' }), scheduler: options.scheduler }),
+    agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, logger: options.logger.child({ component: 'fleet' }), scheduler: options.scheduler, answerTimeoutMs: options.answerTimeoutMs }),
     registry,
     commandLog,
     port: link.port,

@@ -1,15 +1,15 @@
 /** The AgentApi of a fleet: each call goes to the agent that holds the sandbox; a create is placed by the scheduler. */
 import type { AgentApi, AgentGoldenApi, AgentSandbox, AgentSnapshot, AgentSnapshotApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
-import type { Logger, TemplateInfo } from '../../shared/index.js'
+import type { CallOptions, Logger, TemplateInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentRegistry } from './agent-registry.js'
+import { askEach, defaultAnswerTimeoutMs } from './fan-out.js'
+import type { LiveAgent } from './fan-out.js'
+import { mergeTemplates } from './fleet-templates.js'
 import { constraintsOf, pickAgent } from './scheduler.js'
 import type { SchedulerOptions } from './scheduler.js'
-
-/** How long the fleet's list waits for every agent's answer. */
-const listTimeoutMs = 30_000
 
 /** Options of createFleetRouter. */
 export interface FleetRouterOptions {
@@ -19,11 +19,14 @@ export interface FleetRouterOptions {
   catalog: SandboxCatalog
   logger: Logger
   scheduler?: SchedulerOptions
+  /** How long a call made of every agent (list, templates, usage samples) waits for each one's answer. @default 30_000 */
+  answerTimeoutMs?: number
 }
 
 /** Routes every AgentApi call to the right agent of the fleet. */
 export function createFleetRouter(options: FleetRouterOptions): AgentApi {
   const { registry, db, catalog, logger } = options
+  const answerTimeoutMs = options.answerTimeoutMs ?? defaultAnswerTimeoutMs
   const placement = catalog.placement
   const snapshotRecords = db.prepare<[], { record: string }>('SELECT record FROM snapshots')
   const snapshotKnown = db.prepare<[string], { id: string }>('SELECT id FROM snapshots WHERE id = ?')
@@ -43,8 +46,10 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       return record ? [{ id, template: record.template, runtime: record.runtime, status: state as 'running' | 'paused' }] : []
     })
   const at = (sandboxId: string): AgentApi => registry.live(agentIdOf(sandboxId), `sandbox "${sandboxId}"`)
-  const liveEntries = () => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
-  const liveApis = (): AgentApi[] => liveEntries().map((e) => e.api)
+  const liveEntries = (): LiveAgent[] => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
+  /** Each live agent's templates; one that fails, is late or answers out of the contract has none. */
+  const templatesOfEach = async (o: CallOptions | undefined) =>
+    (await askEach(liveEntries(), (a, call) => a.api.templates(call), { what: 'templates', timeoutMs: answerTimeoutMs, logger }, o)).map(({ agent, answer }) => ({ agent, templates: answer ?? [] }))
   /**
    * The agent that holds a snapshot: the one that took it, as recorded then. A snapshot from
    * before the record (or from a server that lost it) is looked for on every live agent, and
@@ -97,10 +102,12 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     standingOn: async (snapshotId, o) => needGolden((await holderOf(snapshotId)).api).standingOn(snapshotId, o),
     // Rolled back where the current version is golden (where it was promoted), else wherever the template is.
     async rollback(name, o) {
-      const holders = (await Promise.all(liveApis().map(async (api) => ({ api, current: (await api.templates(o).catch(() => [])).find((t) => t.name === name) }))))
-        .filter((h) => h.current !== undefined)
+      const holders = (await templatesOfEach(o)).flatMap(({ agent, templates }) => {
+        const current = templates.find((t) => t.name === name)
+        return current ? [{ api: agent.api, current }] : []
+      })
       if (holders.length === 0) throw new SandstormError('not_found', `template "${name}" is on no live agent`)
-      const promoted = holders.filter((h) => h.current!.snapshotId !== undefined)
+      const promoted = holders.filter((h) => h.current.snapshotId !== undefined)
       const results = await Promise.allSettled((promoted.length > 0 ? promoted : holders).map((h) => needGolden(h.api).rollback(name, o)))
       const done = results.find((r): r is PromiseFulfilledResult<TemplateInfo> => r.status === 'fulfilled')
       if (done) return done.value
@@ -120,9 +127,8 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
       }
     },
     async templates(o) {
-      const byName = new Map<string, TemplateInfo>()
-      for (const list of await Promise.all(liveApis().map((api) => api.templates(o).catch(() => [])))) for (const t of list) if (!byName.has(t.name)) byName.set(t.name, t)
-      return [...byName.values()]
+      const answers = (await templatesOfEach(o)).map(({ agent, templates }) => ({ agentId: agent.id, templates }))
+      return mergeTemplates(answers, (snapshotId) => holderRow.get(snapshotId)?.agent_id)
     },
     async create(req, o) {
       let api: AgentApi
@@ -142,23 +148,12 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     destroy: (id, o) => at(id).destroy(id, o),
     // Each agent's own sandboxes only: an agent that lists one the catalog places on another could
     // have it marked stopped, or a pool's sandbox destroyed as broken. An agent that fails to
-    // answer (or answers after 30 s) does not fail the others' answers: its sandboxes are listed as
-    // the catalog last knew them, since one left out would read as gone, and the state and pool
-    // checks of every other agent's sandboxes go on.
+    // answer (or answers late) does not fail the others' answers: its sandboxes are listed as the
+    // catalog last knew them, since one left out would read as gone, and the state and pool checks
+    // of every other agent's sandboxes go on.
     async list(o) {
-      const signal = AbortSignal.any([AbortSignal.timeout(listTimeoutMs), ...(o?.signal ? [o.signal] : [])])
-      const answers = await Promise.all(
-        liveEntries().map(async ({ id, api }) => {
-          try {
-            return (await api.list({ ...o, signal })).filter((s) => registry.mayReportOn(id, s.id))
-          } catch (err) {
-            if (o?.signal?.aborted) throw err
-            logger.warn({ agentId: id, err: SandstormError.from(err) }, "an agent's list failed; its sandboxes are taken as the catalog last knew them")
-            return lastKnownOn(id)
-          }
-        }),
-      )
-      return answers.flat()
+      const answers = await askEach(liveEntries(), (a, call) => a.api.list(call), { what: 'list (its sandboxes are taken as the catalog last knew them)', timeoutMs: answerTimeoutMs, logger }, o)
+      return answers.flatMap(({ agent, answer }) => (answer ? answer.filter((s) => registry.mayReportOn(agent.id, s.id)) : lastKnownOn(agent.id)))
     },
     pause: (id, o) => at(id).pause(id, o),
     stats: (id, o) => at(id).stats(id, o),
