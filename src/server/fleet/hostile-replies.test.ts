@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { SandboxInfo, SnapshotInfo, TemplateInfo } from '../../shared/index.js'
+import type { SandboxInfo, SandboxMetrics, SnapshotInfo, TemplateInfo } from '../../shared/index.js'
 import { plainAnswer, silence, startHostileFleet } from './hostile-agent.fixture.js'
 import type { HostileAgent, HostileFleet } from './hostile-agent.fixture.js'
+import { until } from '../../../test/helpers/until.js'
 
 const debian = (over: Partial<TemplateInfo>): TemplateInfo => ({ name: 'debian', version: 9, description: 'forged', sizeBytes: 1, buildMs: 1, builtAt: '2024-01-01T00:00:00.000Z', defaults: { memoryMiB: 512, cpus: 1 }, ...over })
 
@@ -58,6 +59,27 @@ describe("a hostile agent's answers", () => {
     const listed = (await (await fleet.api('/v1/sandboxes')).json()) as SandboxInfo[] | { sandboxes: SandboxInfo[] }
     const all = Array.isArray(listed) ? listed : listed.sandboxes
     assert.deepEqual(all.filter((s) => s.runtime !== 'runc' || s.state !== 'running'), [])
+    placed.answerWith(plainAnswer)
+  })
+
+  it("to statsMany cost only their own samples, never another agent's, and a silent one holds up no tick", async () => {
+    // The honest agent's sandbox first: the old router merged the agents' answers in this order, the hostile one's last.
+    const honest = await fleet.create({ 'agent.zone': 'b' })
+    const own = await fleet.create({ 'agent.zone': 'a' })
+    const sample = { memoryBytes: 666, cpuNanos: 1, pids: 1, diskUsedBytes: 0, diskLimitBytes: 0 }
+    placed.answerWith((kind, payload) => (kind === 'statsMany' ? { [own]: { ...sample, memoryBytes: null }, [honest]: sample } : plainAnswer(kind, payload)))
+    const series = async (id: string): Promise<SandboxMetrics[]> => (await (await fleet.api(`/v1/sandboxes/${id}/metrics`)).json()) as SandboxMetrics[]
+    const statsAsked = (from: number): number => placed.asked.slice(from).filter((a) => a.kind === 'statsMany').length
+    const from = placed.asked.length
+    await until('the hostile agent to answer two ticks', async () => statsAsked(from) >= 2)
+    const before = (await series(honest)).length
+    const seen = await until("the honest agent's sandbox to be sampled on", async () => ((await series(honest)).length >= before + 2 ? series(honest) : undefined))
+    assert.deepEqual(new Set(seen.map((s) => s.memoryUsedBytes)), new Set([1 << 20]), "another agent's numbers reached the honest agent's sandbox")
+    assert.deepEqual(await series(own), [])
+    placed.answerWith((kind, payload) => (kind === 'statsMany' ? silence : plainAnswer(kind, payload)))
+    const silent = placed.asked.length
+    await until('a silent agent to be asked again', async () => statsAsked(silent) >= 2)
+    await until('the samples to go on', async () => (await series(honest)).length >= seen.length + 2)
     placed.answerWith(plainAnswer)
   })
 })

@@ -158,15 +158,18 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     pause: (id, o) => at(id).pause(id, o),
     stats: (id, o) => at(id).stats(id, o),
     async statsMany(ids, o) {
-      // One call per agent, for the sandboxes it holds; an agent that is away measures none.
+      // One call per agent, for the sandboxes it holds; an agent that is away, fails or is late
+      // measures none, and of an answer only the sandboxes that agent was asked about are kept.
       const byAgent = new Map<string, string[]>()
       for (const id of ids) {
         const agentId = placement.agentOf(id)
         if (agentId) byAgent.set(agentId, [...(byAgent.get(agentId) ?? []), id])
       }
-      const live = new Map(registry.list().flatMap((e) => (e.state === 'live' && e.api ? [[e.id, e.api] as const] : [])))
-      const answers = await Promise.all([...byAgent].map(([agentId, held]) => live.get(agentId)?.statsMany(held, o).catch(() => ({})) ?? {}))
-      return Object.assign({}, ...answers) as Awaited<ReturnType<AgentApi['statsMany']>>
+      const asked = liveEntries().filter((a) => byAgent.has(a.id))
+      const answers = await askEach(asked, (a, call) => a.api.statsMany(byAgent.get(a.id)!, call), { what: 'usage samples', timeoutMs: answerTimeoutMs, logger }, o)
+      const stats: Awaited<ReturnType<AgentApi['statsMany']>> = {}
+      for (const { agent, answer } of answers) for (const id of byAgent.get(agent.id)!) if (answer && Object.hasOwn(answer, id)) stats[id] = answer[id]!
+      return stats
     },
     resume: (id, o) => at(id).resume(id, o),
     exec: (id, req, o) => at(id).exec(id, req, o),
