@@ -55,7 +55,11 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
     const machineSaves = new Set(catalog.list().flatMap((r) => r.lifecycle?.machineSaves ?? []))
     const held = (await agent.snapshots.list()).filter((s) => !machineSaves.has(s.id))
     const ids = new Set(held.map((s) => s.id))
-    for (const s of held) snapshots.insert(s)
+    // A snapshot the server recorded keeps what the server set when it was taken (take, below).
+    for (const s of held) {
+      const known = snapshots.get(s.id)
+      snapshots.insert(known ? { ...s, sandboxId: known.sandboxId, label: known.label, template: known.template, createdAt: known.createdAt } : s)
+    }
     for (const s of snapshots.list()) if (!ids.has(s.id)) snapshots.delete(s.id)
   }
   const find = (id: string) => {
@@ -92,8 +96,16 @@ export async function createSnapshotService(options: SnapshotServiceOptions): Pr
 
   return {
     async take(sandboxId, label, call) {
-      sandboxes.requireStarted(sandboxId)
-      const snapshot = await api().take(sandboxId, { label }, call)
+      const record = sandboxes.requireStarted(sandboxId)
+      const taken = await api().take(sandboxId, { label }, call)
+      // What the server asked for is the server's to say: an agent that answers with another
+      // sandbox or label (one a fork by label would find first) is refused, and the template and
+      // time are the server's own, not the agent's (a time to come would rank it newest).
+      if (taken.sandboxId !== sandboxId || taken.label !== (label ?? '')) {
+        await api().remove(taken.id).catch(() => undefined)
+        throw new SandstormError('internal', `the agent answered a snapshot of sandbox "${sandboxId}" as one of ${JSON.stringify(taken.sandboxId)} labelled ${JSON.stringify(taken.label)}; refused`, { expose: false })
+      }
+      const snapshot = { ...taken, template: record.template, createdAt: new Date().toISOString() }
       snapshots.insert(snapshot)
       return toSnapshotInfo(snapshot)
     },

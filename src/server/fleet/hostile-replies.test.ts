@@ -82,4 +82,27 @@ describe("a hostile agent's answers", () => {
     await until('the samples to go on', async () => (await series(honest)).length >= seen.length + 2)
     placed.answerWith(plainAnswer)
   })
+
+  it("to a snapshot take cannot choose its label, sandbox, template or time", async () => {
+    const id = await fleet.create({ 'agent.zone': 'a' })
+    const snapshotOf = (over: object) => (kind: string, payload: unknown) =>
+      kind === 'snapshots.take'
+        ? { id: `snap-${Math.random().toString(36).slice(2, 10).padEnd(16, '0')}`, parentId: null, sandboxId: id, template: 'debian', label: 'mine', driver: 'fake', depth: 1, memoryMiB: 512, cpus: 1, pidsMax: 256, diskMiB: 0, cwd: '/', createdAt: new Date().toISOString(), env: {}, ...over }
+        : plainAnswer(kind, payload)
+    const take = (label: string) => fleet.api(`/v1/sandboxes/${id}/snapshots`, { method: 'POST', body: JSON.stringify({ label }) })
+    placed.answerWith(snapshotOf({ label: 'prod-base' }))
+    assert.equal((await take('mine')).status, 500)
+    placed.answerWith(snapshotOf({ sandboxId: 'sb-someoneelse0000' }))
+    assert.equal((await take('mine')).status, 500)
+    placed.answerWith(snapshotOf({ template: 'forged', createdAt: '2099-01-01T00:00:00.000Z' }))
+    const res = await take('mine')
+    assert.equal(res.status, 201, await res.clone().text())
+    const snap = (await res.json()) as SnapshotInfo
+    assert.equal(snap.template, 'debian')
+    assert.ok(Math.abs(Date.parse(snap.createdAt) - Date.now()) < 60_000, `createdAt ${snap.createdAt} is the agent's word`)
+    const all = (await (await fleet.api('/v1/snapshots')).json()) as SnapshotInfo[] | { snapshots: SnapshotInfo[] }
+    const labels = (Array.isArray(all) ? all : all.snapshots).map((s) => s.label)
+    assert.ok(!labels.includes('prod-base'), 'a refused take left a snapshot labelled as the agent chose')
+    placed.answerWith(plainAnswer)
+  })
 })
