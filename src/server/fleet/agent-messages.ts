@@ -16,11 +16,12 @@ const count = z.number().finite().nonnegative()
 const agentInfo = z.object({ hostname: z.string().max(253), runtimes: z.array(name).max(16), cpus: count, memoryMiB: count })
 const templates = z.array(name).max(100_000)
 const labels = z.record(z.string().max(256), z.string().max(1024)).refine((l) => Object.keys(l).length <= 64, 'at most 64 labels')
-// A duration may come out negative (the agent's clock stepped back), and an argv as long as an
-// exec allows: the log cuts it (command-log.ts).
+// A duration may come out negative (the agent's clock stepped back). An argv is bounded by what
+// execve takes (no word over 128 KiB, and 2 MiB in all, so some 230k empty words at most), and
+// the log cuts it further (command-log.ts).
 const commandEvent = z.object({
   sandboxId: name,
-  argv: z.array(z.string()),
+  argv: z.array(z.string().max(1 << 17)).max(1 << 18),
   exitCode: z.number().int(),
   durationMs: z.number().finite().transform((n) => Math.max(0, n)),
   outputBytes: count,

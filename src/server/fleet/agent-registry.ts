@@ -56,6 +56,8 @@ export interface AgentRegistry {
   revoked(agentId: string): boolean
   /** May this agent list or report on this sandbox: the catalog places it there, or knows it no more (gone since, or an orphan); never another agent's. */
   mayReportOn(agentId: string, sandboxId: string): boolean
+  /** Does the catalog place this sandbox on this agent now: what it reports of its commands is kept only then. */
+  holds(agentId: string, sandboxId: string): boolean
   /** The api of a live agent, or `unavailable` saying since when it is lost. */
   live(agentId: string, what: string): AgentApi
   close(): void
@@ -220,6 +222,7 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
     },
     revoked: (id) => revocations.has(id),
     mayReportOn,
+    holds: (agentId, sandboxId) => placement.agentOf(sandboxId) === agentId,
     known: (id) => entries.has(id),
     get: (id) => entries.get(id),
     list: () => [...entries.values()],

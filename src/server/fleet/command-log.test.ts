@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openDatabase } from '../db.js'
-import { createCommandLog, maxArgvChars } from './command-log.js'
+import { createCommandLog, maxArgvChars, maxArgvJsonChars, maxArgvWords } from './command-log.js'
 
 describe('the central command log', () => {
   it('keeps its newest rows only, and a command\'s argv cut to its bound', async () => {
@@ -23,6 +23,25 @@ describe('the central command log', () => {
       const long = rows.at(-1)!.argv
       assert.equal(long.join('').length, maxArgvChars + 1)
       assert.ok(long[2]!.endsWith('…'))
+      log.close()
+    } finally {
+      db.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keeps a row small whatever the argv: millions of empty words, or words of characters JSON escapes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandstorm-command-log-'))
+    const db = openDatabase(dir)
+    try {
+      const log = createCommandLog(db)
+      log.record({ sandboxId: 'sb-a', agentId: 'ag-a', argv: new Array<string>(2_000_000).fill(''), exitCode: 0, durationMs: 1, outputBytes: 0 })
+      log.record({ sandboxId: 'sb-a', agentId: 'ag-a', argv: new Array<string>(100_000).fill('\u0001'.repeat(7)), exitCode: 0, durationMs: 1, outputBytes: 0 })
+      const [empty, escaped] = log.list()
+      assert.equal(empty!.argv.length, maxArgvWords + 1)
+      assert.equal(empty!.argv.at(-1), '…')
+      assert.ok(escaped!.argv.join('').length <= maxArgvChars + 1)
+      for (const { argv } of db.prepare<[], { argv: string }>('SELECT argv FROM command_logs').all()) assert.ok(argv.length <= maxArgvJsonChars, `a row's argv takes ${argv.length} characters`)
       log.close()
     } finally {
       db.close()

@@ -35,11 +35,24 @@ export interface CommandLogOptions {
 /** Characters of a command's argv kept in its row (an argv may be a megabyte); a cut one ends with "…". */
 export const maxArgvChars = 2048
 
-/** An argv cut to `maxArgvChars` characters in all, its last kept word marked when cut. */
+/** Words of a command's argv kept in its row (an argv may be millions of empty words); a cut one ends with the word "…". */
+export const maxArgvWords = 256
+
+/**
+ * The most a row's argv takes as JSON, which both bounds above keep it under: each kept character
+ * takes at most 6 (`\u0001`), each word 3 more (its quotes and comma), and the marks of a cut.
+ */
+export const maxArgvJsonChars = 2 + maxArgvChars * 6 + (maxArgvWords + 1) * 3 + 8
+
+/** An argv cut to `maxArgvChars` characters and `maxArgvWords` words in all, marked where cut. */
 function keptArgv(argv: string[]): string[] {
   const kept: string[] = []
   let left = maxArgvChars
   for (const word of argv) {
+    if (kept.length === maxArgvWords) {
+      kept.push('…')
+      break
+    }
     if (word.length <= left) {
       kept.push(word)
       left -= word.length

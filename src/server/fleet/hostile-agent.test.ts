@@ -16,6 +16,7 @@ import { createFakeAgent } from '../fake-agent.fixture.js'
 import { startServer } from '../index.js'
 import type { RunningServer } from '../index.js'
 import { maxSpares } from './agent-connection.js'
+import { maxArgvWords } from './command-log.js'
 import { hostileAgent, within } from './hostile-agent.fixture.js'
 import { until } from '../../../test/helpers/until.js'
 
@@ -96,25 +97,37 @@ describe('a hostile agent on the fleet link', () => {
     assert.equal(info.template, 'debian', 'the honest agent\'s snapshot record was overwritten')
   })
 
-  it('a command event of the wrong shape is dropped, alone; one about another agent\'s sandbox too', async () => {
+  it("a command event of the wrong shape is dropped, alone; one about another agent's sandbox, or a sandbox of none, too", async () => {
     const reporter = hostile(3)
-    reporter.register()
+    reporter.register({ labelsJson: JSON.stringify({ zone: 'c' }), templatesJson: JSON.stringify(['debian']) })
     await until('the reporter to be live', async () => (await liveAgents()).includes('ag-hhhhhhhhhhhhhhh3'))
+    const created = await api('/v1/sandboxes', { method: 'POST', body: JSON.stringify({ template: 'debian', labels: { 'agent.zone': 'c' } }) })
+    assert.equal(created.status, 201, await created.clone().text())
+    const { id: own } = (await created.json()) as { id: string }
     const [victimId] = [...fake.sandboxes.keys()]
-    const own = 'sb-reportedxxxxxxx'
-    reporter.send({ event: { kind: 'command', json: JSON.stringify({ sandboxId: victimId, argv: ['forged'], exitCode: 0, durationMs: 1, outputBytes: 1 }) } })
+    const unknown = 'sb-reportedxxxxxxx'
+    const report = (sandboxId: string, argv: string[], durationMs = 1): void =>
+      reporter.send({ event: { kind: 'command', json: JSON.stringify({ sandboxId, argv, exitCode: 0, durationMs, outputBytes: 0 }) } })
+    report(victimId!, ['forged'])
     reporter.send({ event: { kind: 'command', json: '{}' } })
+    report(unknown, ['forged'])
+    // More words than execve takes: dropped. Fewer, but still thousands: logged, cut.
+    report(own, new Array<string>(300_000).fill(''))
+    report(own, new Array<string>(200_000).fill(''))
     // A clock stepped back gives a negative duration: logged as 0, not refused.
-    reporter.send({ event: { kind: 'command', json: JSON.stringify({ sandboxId: own, argv: ['true'], exitCode: 0, durationMs: -5, outputBytes: 0 }) } })
-    // The bad one neither ended the link nor took the good one with it (a batch rolled back).
-    const logged = await until('the good event in the log', async () => {
+    report(own, ['true'], -5)
+    // The bad ones neither ended the link nor took the good ones with them (a batch rolled back).
+    const logged = await until('the good events in the log', async () => {
       const body = (await (await api(`/v1/logs?sandbox=${own}`)).json()) as { commands: { argv: string[]; durationMs: number }[] }
-      return body.commands.length > 0 && body.commands
+      return body.commands.at(-1)?.argv[0] === 'true' && body.commands
     })
-    assert.deepEqual(logged.map((c) => [c.argv, c.durationMs]), [[['true'], 0]])
+    assert.deepEqual(logged.map((c) => [c.argv.length, c.durationMs]), [[maxArgvWords + 1, 1], [1, 0]])
+    assert.equal(logged[0]!.argv.at(-1), '…')
     assert.ok((await liveAgents()).includes('ag-hhhhhhhhhhhhhhh3'), 'the link of an agent that sent a bad event was ended')
     const logs = (await (await api(`/v1/logs?sandbox=${victimId}`)).json()) as { commands: { argv: string[] }[] }
-    assert.deepEqual(logs.commands.filter((c) => c.argv[0] === 'forged'), [], 'a forged entry is in the victim\'s log')
+    assert.deepEqual(logs.commands.filter((c) => c.argv[0] === 'forged'), [], "a forged entry is in the victim's log")
+    const none = (await (await api(`/v1/logs?sandbox=${unknown}`)).json()) as { commands: unknown[] }
+    assert.deepEqual(none.commands, [], 'an entry for a sandbox the catalog does not know is in the log')
   })
 
   it('keeps only a few spare data streams of an agent; the rest are ended', async () => {

@@ -74,9 +74,10 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
   }
 
   /**
-   * Logs a command event under the agent that holds the sandbox only (or held it: a sandbox gone
-   * since). One that is malformed, or about another agent's sandbox, is dropped and logged; the
-   * link goes on (a log entry is not worth the agent's every call).
+   * Logs a command event of a sandbox the catalog places on that agent only. One that is
+   * malformed, or about a sandbox of another agent or of none (an unknown id once passed, and
+   * filled the log under any id), is dropped and logged; the link goes on (a log entry is not
+   * worth the agent's every call).
    */
   const recordCommand = (agentId: string, json: string): void => {
     let event: ReturnType<typeof parseCommandEvent>
@@ -86,8 +87,8 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       logger.warn({ agentId, err }, 'dropped a malformed command event')
       return
     }
-    if (registry.mayReportOn(agentId, event.sandboxId)) commandLog.record({ ...event, agentId })
-    else logger.warn({ agentId, sandboxId: event.sandboxId }, 'dropped a command event for a sandbox of another agent')
+    if (registry.holds(agentId, event.sandboxId)) commandLog.record({ ...event, agentId })
+    else logger.warn({ agentId, sandboxId: event.sandboxId }, 'dropped a command event for a sandbox the catalog does not place on this agent')
   }
 
   const guard = (call: grpc.ServerDuplexStream<unknown, unknown>, what: string): string | undefined => {
