@@ -1,12 +1,11 @@
 /** The agents the server knows: live ones with their link and metrics, lost ones with their last word. */
 import type { AgentApi, AgentInfo, AgentSandbox } from '../../agent/index.js'
-import type { HeartbeatMessage } from '../../proto/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { AgentMetrics, Logger } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { CatalogDb } from '../db.js'
 import type { AgentConnection } from './agent-connection.js'
-import { parseHeartbeatTemplates } from './agent-messages.js'
+import type { Heartbeat } from './agent-messages.js'
 import { createRemoteAgent } from './remote-agent.js'
 import type { Revocations } from './revocations.js'
 
@@ -37,7 +36,8 @@ export interface Registration {
 export interface AgentRegistry {
   /** A new Control stream registered: the agent is live and its sandboxes are adopted back. */
   attach(conn: AgentConnection, reg: Registration): AgentEntry
-  heartbeat(agentId: string, hb: HeartbeatMessage): void
+  /** A checked heartbeat (agent-messages.ts): the agent is alive, with these metrics. */
+  heartbeat(agentId: string, hb: Heartbeat): void
   /** The Control stream of this connection ended: the agent is lost (unless a newer link replaced it). */
   detach(conn: AgentConnection, reason: string): void
   get(agentId: string): AgentEntry | undefined
@@ -176,21 +176,15 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
       upsert.run({ id: entry.id, hostname: entry.hostname, info: JSON.stringify(reg.info), labels: JSON.stringify(reg.labels), now: Date.now() })
       adopt(entry, api, reg.sandboxes)
       arm(entry)
-      logger.info({ agentId: entry.id, hostname: entry.hostname, sandboxes: reg.sandboxes.length, templates: reg.templates }, 'agent registered')
+      logger.info({ agentId: entry.id, hostname: entry.hostname, sandboxes: reg.sandboxes.length, templates: reg.templates.length }, 'agent registered')
       return entry
     },
     heartbeat(agentId, hb) {
       const entry = entries.get(agentId)
       if (!entry || entry.state !== 'live') return
       entry.lastHeartbeatMs = Date.now()
-      entry.metrics = {
-        load1: hb.load1,
-        memoryFreeMiB: hb.memoryFreeMib,
-        memoryTotalMiB: hb.memoryTotalMib,
-        diskFreeMiB: hb.diskFreeMib,
-        sandboxes: hb.sandboxes,
-      }
-      if (hb.templatesJson) entry.templates = parseHeartbeatTemplates(hb.templatesJson)
+      entry.metrics = hb.metrics
+      if (hb.templates) entry.templates = hb.templates
       seen.run(entry.lastHeartbeatMs, agentId)
       arm(entry)
     },

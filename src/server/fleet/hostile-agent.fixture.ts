@@ -94,6 +94,8 @@ export interface HostileFleet {
   api(path: string, init?: RequestInit): Promise<Response>
   /** A hostile agent, registered with `fields` and live once this resolves. */
   hostile(n: number, fields?: Parameters<HostileAgent['register']>[0]): Promise<HostileAgent>
+  /** A hostile agent with its Control stream open, not registered yet. */
+  connect(n: number): HostileAgent
   /** Starts the honest agent, with these labels; resolves once it is live. */
   startHonest(labels?: Record<string, string>): Promise<void>
   /** Creates a sandbox with these labels (`agent.zone` picks an agent); its id. */
@@ -112,13 +114,18 @@ export async function startHostileFleet(options: { server?: Partial<ServerOption
     fetch(`${server.url}${path}`, { ...init, headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', ...init.headers } })
   const isLive = async (id: string): Promise<boolean> =>
     ((await (await api('/v1/agents')).json()) as { agents: { id: string; state: string }[] }).agents.some((a) => a.id === id && a.state === 'live')
+  const connect = (n: number): HostileAgent => {
+    const h = hostileAgent(server.fleet!.port, server.fleet!.joinToken, `ag-${String(n).padStart(16, 'h')}`)
+    hostiles.push(h)
+    return h
+  }
   return {
     server,
     fake,
     api,
+    connect,
     async hostile(n, fields) {
-      const h = hostileAgent(server.fleet!.port, server.fleet!.joinToken, `ag-${String(n).padStart(16, 'h')}`)
-      hostiles.push(h)
+      const h = connect(n)
       h.register(fields)
       await until(`hostile agent ${n} to be live`, () => isLive(h.agentId))
       return h

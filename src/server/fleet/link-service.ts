@@ -11,7 +11,7 @@ import { createAgentConnection } from './agent-connection.js'
 import type { AgentConnection } from './agent-connection.js'
 import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
-import { parseCommandEvent, parseRegistration } from './agent-messages.js'
+import { parseCommandEvent, parseHeartbeat, parseRegistration } from './agent-messages.js'
 import { secretMatches } from './join-token.js'
 import type { FleetPki } from './pki.js'
 
@@ -159,7 +159,7 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
           } else if (!conn) {
             throw new SandstormError('failed_precondition', `expected register first, got ${msg.msg}`)
           } else if (msg.heartbeat) {
-            registry.heartbeat(agentId, msg.heartbeat)
+            registry.heartbeat(agentId, parseHeartbeat(msg.heartbeat))
           } else if (msg.reply) {
             conn.onReply(msg.reply)
           } else if (msg.event?.kind === 'command') {
