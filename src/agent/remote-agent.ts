@@ -3,17 +3,18 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { loadAgentLink } from '../proto/index.js'
-import type { AgentMessage, DataFrame, RequestMessage, ServerMessage, WireError } from '../proto/index.js'
+import type { AgentMessage, DataFrame, RequestMessage, ServerMessage } from '../proto/index.js'
 import { SandstormError, silentLogger } from '../shared/index.js'
-import type { CallOptions, Logger } from '../shared/index.js'
+import type { Logger } from '../shared/index.js'
 import type { AgentApi } from './agent-api.js'
 import { hostMetrics } from './host-metrics.js'
 import { createLocalAgent } from './local-agent.js'
-import { isLinkData, isLinkUnary } from './link-contract.js'
+import { isLinkData } from './link-contract.js'
 import { dataHandlers as createDataHandlers, unaryHandlers as createUnaryHandlers } from './link-handlers.js'
 import type { CommandReport, DataIo } from './link-handlers.js'
 import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity } from './remote-link.js'
 import type { LinkIdentity } from './remote-link.js'
+import { answerUnary, toWire } from './unary-reply.js'
 
 /** Options of runAgent. */
 export interface RemoteAgentOptions {
@@ -61,11 +62,6 @@ const spareStreams = 4
 /** A Data stream as the agent holds it. */
 type DataCall = grpc.ClientDuplexStream<DataFrame, DataFrame>
 
-const toWire = (err: unknown): WireError => {
-  const e = SandstormError.from(err)
-  return { code: e.code, message: e.message, hidden: !e.expose }
-}
-
 /** Joins (if needed), dials the server and serves its requests until closed. */
 export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgent> {
   const log = (options.logger ?? silentLogger()).child({ component: 'agent-link' })
@@ -95,16 +91,8 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
   const unary = (req: RequestMessage): void => {
     const ac = new AbortController()
     inflight.set(req.requestId, ac)
-    Promise.resolve()
-      .then(() => {
-        if (!isLinkUnary(req.kind)) throw new SandstormError('invalid_argument', `unknown request "${req.kind}"`)
-        const handler = unaryHandlers[req.kind] as (input: unknown, o: CallOptions) => Promise<unknown>
-        return handler(JSON.parse(req.payloadJson), { signal: ac.signal })
-      })
-      .then(
-        (result) => send({ reply: { requestId: req.requestId, resultJson: JSON.stringify(result ?? null) } }),
-        (err: unknown) => send({ reply: { requestId: req.requestId, resultJson: '', error: toWire(err) } }),
-      )
+    void answerUnary(unaryHandlers, req, ac.signal)
+      .then((reply) => send({ reply }))
       .finally(() => inflight.delete(req.requestId))
   }
 

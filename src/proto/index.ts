@@ -115,13 +115,21 @@ export function loadAgentLink(): AgentLinkProto {
   return loaded
 }
 
+/**
+ * The largest message either side of the link reads. The server reads it from anyone who connects
+ * (a Join comes before any identity, and grpc-js sets the limit for the whole server, not per
+ * method), so it is no larger than the link needs: a request carries at most an 8 MiB JSON body
+ * of the HTTP API; an agent's answer past it is refused by the agent itself (remote-agent.ts).
+ */
+export const maxLinkMessageBytes = 16 * 1024 * 1024
+
 /** Control and Data streams are long-lived; keepalive finds a dead peer behind a silent network. */
 export const linkChannelOptions: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  'grpc.max_send_message_length': 64 * 1024 * 1024,
+  'grpc.max_receive_message_length': maxLinkMessageBytes,
+  'grpc.max_send_message_length': maxLinkMessageBytes,
 }
 
 /** A parsed join token: `SST1.<sha256 of the server's CA, hex, or "insecure">.<secret>`. */

@@ -11,7 +11,7 @@ import { createAgentConnection } from './agent-connection.js'
 import type { AgentConnection } from './agent-connection.js'
 import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
-import { parseCommandEvent, parseHeartbeat, parseRegistration } from './agent-messages.js'
+import { hostnameSchema, loggableHostname, parseCommandEvent, parseHeartbeat, parseRegistration } from './agent-messages.js'
 import { secretMatches } from './join-token.js'
 import type { FleetPki } from './pki.js'
 
@@ -37,6 +37,9 @@ export interface LinkServer {
 }
 
 
+/** Streams one connection to the link server may hold open at once. */
+export const maxStreamsPerConnection = 1024
+
 /** Response metadata of Control (agent.proto says so; the agent names it too). */
 const linkHeaders = { heartbeatMs: 'x-sandstorm-heartbeat-ms' } as const
 
@@ -52,6 +55,10 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     ...linkChannelOptions,
     // Agents ping every 10 s to find a dead link; let them.
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // Streams one connection may hold open, each reading up to a whole message: without it, anyone
+    // who connects may open billions. Not 128: an agent's every running exec, transfer and ingress
+    // connection is a Data stream on its one connection, and grpc-js queues those past the limit.
+    'grpc.max_concurrent_streams': maxStreamsPerConnection,
   })
 
   /** Who is calling: the agent id in its certificate, or (insecure) in its metadata with the token. */
@@ -110,17 +117,24 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       // The whole token as `sandstorm server` prints it, or its secret alone.
       const secret = parsedSecret(call.request.token)
       if (!secretMatches(secret, options.secret())) {
-        logger.warn({ peer, hostname: call.request.hostname }, 'refused a join: wrong token')
+        // Anyone may send anything here: the log gets a bounded, printable cut of it.
+        logger.warn({ peer, hostname: loggableHostname(call.request.hostname) }, 'refused a join: wrong token')
         return callback(refuse(grpc.status.UNAUTHENTICATED, 'wrong join token'))
       }
+      const named = hostnameSchema.safeParse(call.request.hostname)
+      if (!named.success) {
+        logger.warn({ peer, hostname: loggableHostname(call.request.hostname) }, 'refused a join: malformed hostname')
+        return callback(refuse(grpc.status.INVALID_ARGUMENT, `the hostname ${JSON.stringify(loggableHostname(call.request.hostname).slice(0, 64))} is malformed: expected 1-253 printable characters`))
+      }
+      const hostname = named.data
       const agentId = newId('ag')
       // One catch for the certificate and the record: a failed write of the agent's row (a full
       // disk) must answer this join, not be a rejection nobody handles (which ends the process).
       pki
         .issueAgent(agentId)
         .then((pair) => {
-          registry.admit(agentId, call.request.hostname)
-          logger.info({ peer, agentId, hostname: call.request.hostname }, 'agent joined')
+          registry.admit(agentId, hostname)
+          logger.info({ peer, agentId, hostname }, 'agent joined')
           callback(null, { agentId, certPem: pair.certPem, keyPem: pair.keyPem, caPem: pki.caPem })
         })
         .catch((err: unknown) => {
