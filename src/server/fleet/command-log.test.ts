@@ -30,6 +30,28 @@ describe('the central command log', () => {
     }
   })
 
+  it("keeps a share of rows per sandbox: one that runs commands in a loop cannot push another's out", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandstorm-command-log-'))
+    const db = openDatabase(dir)
+    try {
+      const log = createCommandLog(db, { maxRows: 1000, maxRowsPerSandbox: 50 })
+      const entry = (sandboxId: string, i: number) => ({ sandboxId, agentId: 'local', argv: ['echo', String(i)], exitCode: 0, durationMs: 1, outputBytes: 1 })
+      for (let i = 0; i < 5; i++) log.record(entry('sb-quiet', i))
+      for (let i = 0; i < 5000; i++) {
+        log.record(entry('sb-loud', i))
+        if (i % 10 === 0) log.flush()
+      }
+      assert.deepEqual(log.list({ sandboxId: 'sb-quiet' }).map((r) => r.argv[1]), ['0', '1', '2', '3', '4'])
+      const loud = log.list({ sandboxId: 'sb-loud', limit: 100_000 })
+      assert.ok(loud.length <= 55, `${loud.length} rows of the loud sandbox kept`)
+      assert.deepEqual(loud.at(-1)!.argv, ['echo', '4999'])
+      log.close()
+    } finally {
+      db.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('keeps a row small whatever the argv: millions of empty words, or words of characters JSON escapes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sandstorm-command-log-'))
     const db = openDatabase(dir)

@@ -30,6 +30,12 @@ export interface CommandLogOptions {
   flushMs?: number
   /** Rows kept: past this, the oldest are deleted. @default 1,000,000 */
   maxRows?: number
+  /**
+   * Rows kept of one sandbox: past this, its oldest are deleted, so that one sandbox running
+   * commands (or file calls, each a helper's command) in a loop cannot push every other
+   * sandbox's history out of the log. @default 20,000
+   */
+  maxRowsPerSandbox?: number
 }
 
 /** Characters of a command's argv kept in its row (an argv may be a megabyte); a cut one ends with "…". */
@@ -87,17 +93,33 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
   const maxRows = options.maxRows ?? 1_000_000
   // Every command of every sandbox lands here (the file API's helpers too): the oldest go, in
   // batches, once the table holds a tenth more than it keeps.
-  const newest = db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM command_logs')
+  // By count, not by id: the trims of loud sandboxes leave gaps in the ids.
+  const oldestKept = db.prepare<[number], { id: number }>('SELECT id FROM command_logs ORDER BY id DESC LIMIT 1 OFFSET ?')
   // In batches, one per flush: a table never pruned (from before this) may hold millions too many,
   // and one DELETE of them all would hold the event loop for seconds.
   const pruneBatch = 10_000
   const dropBefore = db.prepare(`DELETE FROM command_logs WHERE id IN (SELECT id FROM command_logs WHERE id <= ? ORDER BY id LIMIT ${pruneBatch})`)
   let sincePrune = Number.POSITIVE_INFINITY
   const prune = (): void => {
-    const top = newest.get()?.id ?? 0
-    const dropped = top > maxRows ? dropBefore.run(top - maxRows).changes : 0
+    const kept = oldestKept.get(maxRows - 1)?.id
+    const dropped = kept !== undefined ? dropBefore.run(kept - 1).changes : 0
     // A full batch: more may be left, and the next flush goes on.
     sincePrune = dropped === pruneBatch ? Number.POSITIVE_INFINITY : 0
+  }
+  const maxRowsPerSandbox = options.maxRowsPerSandbox ?? 20_000
+  // Rows of a sandbox older than its newest maxRowsPerSandbox: by its index (sandbox_id, id).
+  const dropOfSandbox = db.prepare<[string, string, number]>(
+    'DELETE FROM command_logs WHERE sandbox_id = ? AND id < (SELECT id FROM command_logs WHERE sandbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
+  )
+  // Rows written per sandbox since its last trim: a sandbox is trimmed once it wrote a tenth of its share.
+  const sinceTrim = new Map<string, number>()
+  const trimSandboxes = (rows: Queued[]): void => {
+    for (const [sandboxId] of rows) sinceTrim.set(sandboxId, (sinceTrim.get(sandboxId) ?? 0) + 1)
+    for (const [sandboxId, written] of sinceTrim) {
+      if (written < Math.max(1, maxRowsPerSandbox / 10)) continue
+      dropOfSandbox.run(sandboxId, sandboxId, maxRowsPerSandbox - 1)
+      sinceTrim.delete(sandboxId)
+    }
   }
   let queue: Queued[] = []
   let timer: NodeJS.Timeout | undefined
@@ -112,6 +134,7 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
     // A database closed under the server (it is shutting down) has nowhere to keep them.
     if (!db.open) return
     insertAll(rows)
+    trimSandboxes(rows)
     sincePrune += rows.length
     if (sincePrune > Math.max(1, maxRows / 10)) prune()
   }
