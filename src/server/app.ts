@@ -4,7 +4,9 @@ import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
 import { SandstormError, type AgentInfo } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
-import { e2bErrorResponse, e2bRoutes, isE2bPath, isEnvdPath } from './e2b/index.js'
+import { e2bErrorResponse, e2bRoutes, isE2bPath, isEnvdCallPath, isEnvdPath } from './e2b/index.js'
+import { envdSandboxId } from './e2b/envd-scope.js'
+import { createAccessTokens } from './access-tokens.js'
 import type { E2bOptions } from './e2b/index.js'
 import { fleetRoutes } from './fleet/index.js'
 import type { AgentRegistry, CommandLog } from './fleet/index.js'
@@ -26,7 +28,7 @@ import { presentedApiKey } from './api-keys.js'
 /** What the app needs beyond the routes' deps: the other surfaces, the shutdown signal and a place to count work in flight. */
 export interface AppOptions extends RouteDeps {
   /** The E2B surface (REST and envd) on the same port. */
-  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'snapshots' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf'>
+  e2b: Omit<E2bOptions, 'agent' | 'sandboxes' | 'snapshots' | 'logger' | 'maxFileBytes' | 'shutdownSignal' | 'ingressOf' | 'tokens'>
   /** GET /v1/agents and /v1/logs: the fleet's agents, or `local` (sandstorm up) as the one agent. */
   fleet: { registry?: AgentRegistry; local?: () => Promise<AgentInfo>; commandLog: CommandLog; rotateJoinToken?: () => string }
   /** Fires when the server closes; every request's signal follows it. */
@@ -90,9 +92,29 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   // The web console's static files hold no data, so they are answered before the key is asked for.
   uiRoutes(app)
 
-  // Every route takes the API key, but /healthz and envd's calls (which carry a sandbox's access token).
+  // The body limit below buffers a chunked body (up to 8 MiB) before its route runs: every request
+  // whose body is read whole must show its credential, from its headers, before that.
+  const envdTokens = createAccessTokens(options.e2b.dataDir)
+  const isUpload = (path: string, type: string): boolean => path.endsWith('/files') || (path.endsWith('/build') && type.startsWith('application/x-tar'))
+  const readsBodyWhole = (c: Context<ServerEnv>): boolean =>
+    ['POST', 'PUT', 'PATCH'].includes(c.req.method) && !isUpload(c.req.path, c.req.header('content-type') ?? '')
+
+  // Every route takes the API key, but /healthz and envd's paths, which carry a sandbox's access token.
   app.use('*', async (c, next) => {
-    if (c.req.path === '/healthz' || isEnvdPath(c.req.path)) return next()
+    const path = c.req.path
+    if (isEnvdCallPath(path)) {
+      // envd's process and filesystem calls: their token, checked again with the sandbox's state by the handler.
+      try {
+        envdSandboxId({ get: (name) => c.req.header(name) ?? null }, envdTokens)
+      } catch (err) {
+        logger.warn({ method: c.req.method, path: path.slice(0, 200), remote: c.env.incoming.socket.remoteAddress }, 'unauthenticated envd call')
+        return fail(err, c)
+      }
+      return next()
+    }
+    // GET /healthz, GET /health and GET /files, and the upload POST /files: their handlers check
+    // the token or the signed URL before reading anything. Any other body on these paths takes a key.
+    if ((path === '/healthz' || isEnvdPath(path)) && !readsBodyWhole(c)) return next()
     const presented = presentedApiKey({ authorization: c.req.header('authorization'), 'x-api-key': c.req.header('x-api-key') })
     if (presented === undefined || !checkApiKey(presented)) {
       const why = presented === undefined ? 'missing API key' : 'wrong API key'
@@ -110,8 +132,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     },
   })
   // Uploads stream under their own limits: files to the sandbox, tars of image builds to a temp dir.
-  const isUpload = (path: string, type: string): boolean => path.endsWith('/files') || (path.endsWith('/build') && type.startsWith('application/x-tar'))
-  app.on(['POST', 'PUT', 'PATCH'], '*', (c, next) => (isUpload(c.req.path, c.req.header('content-type') ?? '') ? next() : jsonLimit(c, next)))
+  app.use('*', (c, next) => (readsBodyWhole(c) ? jsonLimit(c, next) : next()))
 
   healthRoutes(app, options)
   templateRoutes(app, options)
@@ -122,7 +143,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   if (options.snapshots) snapshotRoutes(app, { ...options, snapshots: options.snapshots })
   if (options.pools) poolRoutes(app, options.pools)
   fleetRoutes(app, options.fleet)
-  e2bRoutes(app, { ...options.e2b, agent: options.agent, sandboxes: options.sandboxes, snapshots: options.snapshots, logger, maxFileBytes: options.maxFileBytes, shutdownSignal, ingressOf: options.ingressOf })
+  e2bRoutes(app, { ...options.e2b, tokens: envdTokens, agent: options.agent, sandboxes: options.sandboxes, snapshots: options.snapshots, logger, maxFileBytes: options.maxFileBytes, shutdownSignal, ingressOf: options.ingressOf })
 
   app.notFound((c) => {
     const what = isE2bPath(c.req.path) ? 'an E2B route' : 'one of the routes of the HTTP API (/v1/...)'

@@ -19,7 +19,54 @@ function headersOnly(url: string, headers: Record<string, string>): Promise<numb
   })
 }
 
+/**
+ * Sends a chunked POST (no Content-Length) 64 KiB at a time, as fast as the server takes it,
+ * until the answer comes; the body is never ended. Resolves with the answer's status.
+ */
+function chunkedUntilAnswered(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'connect-protocol-version': '1', ...headers } })
+    const chunk = Buffer.alloc(64 * 1024, 0x20)
+    let answered = false
+    req.on('response', (res) => {
+      answered = true
+      res.resume()
+      req.destroy()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', (err) => answered || reject(err))
+    const send = (): void => {
+      while (!answered) if (!req.write(chunk)) return void req.once('drain', send)
+    }
+    req.write('{"path": "/"')
+    req.once('socket', (socket) => socket.once('connect', send))
+  })
+}
+
 describe("envd's calls", () => {
+  it('answer a chunked body without a token 401 before reading it, and body-carrying requests to key-less paths take a key', async () => {
+    const t = await startTestServer()
+    try {
+      const sbx = (await t.request('POST', '/sandboxes', { body: { templateID: 'debian' }, key: null, headers: { 'x-api-key': t.server.apiKey } })).json
+      for (const path of ['/filesystem.Filesystem/Stat', '/process.Process/Start']) {
+        // The body limit would have read 8 MiB of it and answered 413: the answer comes before that.
+        assert.equal(await chunkedUntilAnswered(`${t.server.url}${path}`, { 'e2b-sandbox-id': sbx.sandboxID, 'x-access-token': 'not-the-token' }), 401, path)
+        assert.equal(await chunkedUntilAnswered(`${t.server.url}${path}`, {}), 400, path)
+      }
+      // No route reads these bodies, and no key or token came: nothing is buffered for them either.
+      for (const path of ['/health', '/healthz', '/envd/anything']) {
+        assert.equal(await chunkedUntilAnswered(`${t.server.url}${path}`, { 'e2b-sandbox-id': sbx.sandboxID, 'x-access-token': sbx.envdAccessToken }), 401, path)
+      }
+      // A caller with the token still gets its chunked call through.
+      const res = await t.request('POST', '/filesystem.Filesystem/Stat', { key: null, chunks: [Buffer.from('{"path"'), Buffer.from(': "/"}')], headers: { 'content-type': 'application/json', 'e2b-sandbox-id': sbx.sandboxID, 'x-access-token': sbx.envdAccessToken, 'connect-protocol-version': '1' } })
+      assert.notEqual(res.status, 401)
+      assert.notEqual(res.status, 413)
+    } finally {
+      await t.close()
+    }
+  })
+
+
   it('refuse a caller without the sandbox\'s token from its headers, before reading a body', async () => {
     const t = await startTestServer()
     try {

@@ -15,7 +15,7 @@ import type { SandboxCatalog } from '../catalog.js'
 import type { IngressInfo, ServerEnv } from '../context.js'
 import type { SandboxService } from '../sandbox-service.js'
 import type { UsageHistory } from '../usage-history.js'
-import { createAccessTokens } from '../access-tokens.js'
+import type { AccessTokens } from '../access-tokens.js'
 import { restError, toConnectError } from './errors.js'
 import { filesRoutes } from './files-routes.js'
 import { createFilesystemService } from './filesystem-service.js'
@@ -27,7 +27,6 @@ import { snapshotRoutes } from './snapshot-routes.js'
 import { templateBuildRoutes } from './template-build-routes.js'
 import type { SnapshotService } from '../snapshot-service.js'
 import type { ImageBuildService } from '../image-builds.js'
-import { envdSandboxId } from './envd-scope.js'
 import { createProcessRegistry, forgetGoneSandboxes } from './process-registry.js'
 import { createProcessService } from './process-service.js'
 import { createSandboxExits } from './sandbox-exits.js'
@@ -45,6 +44,8 @@ export interface E2bOptions {
   logger: Logger
   /** Holds `e2b-secret`, the key of the per-sandbox envd access tokens. */
   dataDir: string
+  /** The envd access tokens (made from `dataDir`), which the app checks too, before any body is read. */
+  tokens: AccessTokens
   /** Uploads larger than this answer 413. */
   maxFileBytes: number
   /** Fires when the server closes; envd's streams end with it. */
@@ -67,7 +68,7 @@ export function isE2bPath(path: string): boolean {
 /** Registers the E2B surface on the server's one app: REST (API key, checked by the app), envd (per-sandbox access tokens). */
 export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   const log = options.logger.child({ component: 'e2b' })
-  const tokens = createAccessTokens(options.dataDir)
+  const { tokens } = options
   const registry = createProcessRegistry((id) => options.catalog.get(id) !== undefined)
   // Streams of a sandbox that stops running are cut (severed-streams.ts).
   const exits = createSandboxExits(options.catalog)
@@ -108,10 +109,9 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   router.service(Filesystem, createFilesystemService(deps))
   for (const handler of router.handlers) {
     const fetchHandler = severableFetchHandler(handler)
+    // The token was checked from the headers before the body limit read anything (app.ts); the
+    // handler's own scope checks it again, with the sandbox's state.
     app.post(handler.requestPath, async (c) => {
-      // The token first, from the headers: the body (up to 8 MiB, parsed whole) of a caller that
-      // has none is never read. The handler's own scope checks it again, with the sandbox's state.
-      envdSandboxId({ get: (name) => c.req.header(name) ?? null }, tokens)
       const res = await fetchHandler(c.req.raw)
       // Connect answers a content type it does not speak with a bare 415; say what it takes.
       if (res.status !== 415) return res
@@ -135,3 +135,10 @@ export function isEnvdPath(path: string): boolean {
 }
 
 const envdPath = /^\/(?:process\.Process\/|filesystem\.Filesystem\/|files$|health$|envd\/)/
+
+/** envd's Connect calls (process and filesystem): each takes the sandbox's access token, whatever the method. */
+export function isEnvdCallPath(path: string): boolean {
+  return envdCallPath.test(path)
+}
+
+const envdCallPath = /^\/(?:process\.Process|filesystem\.Filesystem)\//
