@@ -18,7 +18,7 @@ import { fileRoutes } from './routes-files.js'
 import { healthRoutes } from './routes-health.js'
 import { sandboxRoutes } from './routes-sandboxes.js'
 import { snapshotRoutes } from './routes-snapshots.js'
-import { maxJsonBytes } from './body-limits.js'
+import { jsonTooLarge, maxJsonBytes, readsBodyWhole } from './body-limits.js'
 import { templateRoutes } from './routes-templates.js'
 import { uiRoutes } from './routes-ui.js'
 import { poolRoutes } from './pools/index.js'
@@ -95,9 +95,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   // The body limit below buffers a chunked body (up to 8 MiB) before its route runs: every request
   // whose body is read whole must show its credential, from its headers, before that.
   const envdTokens = createAccessTokens(options.e2b.dataDir)
-  const isUpload = (path: string, type: string): boolean => path.endsWith('/files') || (path.endsWith('/build') && type.startsWith('application/x-tar'))
-  const readsBodyWhole = (c: Context<ServerEnv>): boolean =>
-    ['POST', 'PUT', 'PATCH'].includes(c.req.method) && !isUpload(c.req.path, c.req.header('content-type') ?? '')
+  const readsWhole = (c: Context<ServerEnv>): boolean => readsBodyWhole(c.req.method, c.req.path, c.req.header('content-type') ?? '')
 
   // Every route takes the API key, but /healthz and envd's paths, which carry a sandbox's access token.
   app.use('*', async (c, next) => {
@@ -114,7 +112,7 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     }
     // GET /healthz, GET /health and GET /files, and the upload POST /files: their handlers check
     // the token or the signed URL before reading anything. Any other body on these paths takes a key.
-    if ((path === '/healthz' || isEnvdPath(path)) && !readsBodyWhole(c)) return next()
+    if ((path === '/healthz' || isEnvdPath(path)) && !readsWhole(c)) return next()
     const presented = presentedApiKey({ authorization: c.req.header('authorization'), 'x-api-key': c.req.header('x-api-key') })
     if (presented === undefined || !checkApiKey(presented)) {
       const why = presented === undefined ? 'missing API key' : 'wrong API key'
@@ -128,11 +126,12 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   const jsonLimit = bodyLimit({
     maxSize: maxJsonBytes,
     onError: () => {
-      throw new SandstormError('payload_too_large', `request body too large: expected at most ${maxJsonBytes} bytes of JSON`)
+      throw jsonTooLarge()
     },
   })
-  // Uploads stream under their own limits: files to the sandbox, tars of image builds to a temp dir.
-  app.use('*', (c, next) => (readsBodyWhole(c) ? jsonLimit(c, next) : next()))
+  // Uploads (the exact routes, body-limits.ts) stream under their own limits: files to the sandbox,
+  // tars of image builds to a temp dir. Each route that reads JSON bounds it again itself (request-input.ts).
+  app.use('*', (c, next) => (readsWhole(c) ? jsonLimit(c, next) : next()))
 
   healthRoutes(app, options)
   templateRoutes(app, options)

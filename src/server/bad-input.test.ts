@@ -85,3 +85,22 @@ test('a JSON body declared past the cap answers 413 before it is read', async ()
     await t.close()
   }
 })
+
+test('a JSON body to a route whose path only ends like an upload\'s is capped: 413, with or without Content-Length', async () => {
+  const t = await startTestServer()
+  try {
+    // A pool for a template named "files" (or "build", sent as a tar) is no upload route.
+    const body = Buffer.from(JSON.stringify({ min: 1, pad: 'x'.repeat(9 * 1024 * 1024) }))
+    for (const [path, type] of [['/v1/pools/files', 'application/json'], ['/v1/pools/build', 'application/x-tar']] as const) {
+      const declared = await t.request('PUT', path, { body, headers: { 'content-type': type } })
+      assert.equal(declared.status, 413, `${path} (Content-Length): ${declared.body.toString().slice(0, 200)}`)
+      assert.equal(declared.json.code, 'payload_too_large')
+      const chunks = Array.from({ length: 10 }, (_, i) => body.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024))
+      const chunked = await t.request('PUT', path, { chunks, headers: { 'content-type': type } })
+      assert.equal(chunked.status, 413, `${path} (chunked): ${chunked.body.toString().slice(0, 200)}`)
+    }
+    assert.equal((await t.request('GET', '/v1/pools')).json.length, 0)
+  } finally {
+    await t.close()
+  }
+})

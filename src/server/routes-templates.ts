@@ -5,7 +5,7 @@ import { z } from 'zod'
 import type { RouteDeps, ServerEnv } from './context.js'
 import { createGoldenService } from './golden-service.js'
 import type { ImageBuildService, ImageBuildSettings, ImageBuildSource } from './image-builds.js'
-import { queryOf } from './request-input.js'
+import { jsonOf, queryOf } from './request-input.js'
 import { responseStream, streamSignal } from './streams.js'
 import { parseInput, parseJsonText } from './validation.js'
 import { buildEventQueue } from './build-event-queue.js'
@@ -38,7 +38,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   app.post('/v1/templates/:name/build', async (c) => {
     const name = nameOf(c.req.param('name'))
     if ((c.req.header('content-type') ?? '').startsWith('application/x-tar')) return uploadBuild(c, name)
-    const json = parseJsonText(await c.req.text())
+    const json = await jsonOf(c)
     if (json !== null && typeof json === 'object' && 'image' in json) {
       const body = parseInput(imageBuildBody, json)
       const { registryAuth, image, ...settings } = body
@@ -99,7 +99,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   if (!golden) return
   app.post('/v1/templates/:name/promote', async (c) => {
     const name = nameOf(c.req.param('name'))
-    const body = parseInput(promoteBody, parseJsonText(await c.req.text()))
+    const body = parseInput(promoteBody, await jsonOf(c))
     return c.json(await golden.promote(name, body.snapshotId, { signal: c.var.signal }, body.start ? { start: body.start } : {}), 201)
   })
 

@@ -7,7 +7,8 @@ import type { Logger, SandboxInfo } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import type { IngressInfo, ServerEnv } from '../context.js'
 import type { SandboxService } from '../sandbox-service.js'
-import { parseInput, parseJsonText } from '../validation.js'
+import { parseInput } from '../validation.js'
+import { jsonOf } from '../request-input.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { ProcessRegistry } from './process-registry.js'
 import type { UsageHistory } from '../usage-history.js'
@@ -136,7 +137,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   })
 
   const create = async (c: Context<ServerEnv>) => {
-    const body = parseInput(createBody, parseJsonText(await c.req.text()))
+    const body = parseInput(createBody, await jsonOf(c))
     if (body.autoResume?.enabled && !body.autoPause) throw new SandstormError('invalid_argument', 'autoResume.enabled: expected it only with autoPause true (onTimeout "pause"), got true with autoPause false')
     const metadata = body.metadata ?? {}
     const labelKey = /^[A-Za-z0-9_.\-/]{1,63}$/
@@ -175,7 +176,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
 
   const connect = async (c: Context<ServerEnv>) => {
     const id = c.req.param('id')!
-    const body = parseInput(connectBody, parseJsonText(await c.req.text()))
+    const body = parseInput(connectBody, await jsonOf(c))
     const record = live(id)
     const timeoutMs = body.timeout !== undefined ? body.timeout * 1000 : undefined
     if (record.state === 'paused') {
@@ -220,7 +221,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
 
   app.post('/sandboxes/:id/timeout', async (c) => {
     const id = c.req.param('id')
-    const body = parseInput(timeoutBody, parseJsonText(await c.req.text()))
+    const body = parseInput(timeoutBody, await jsonOf(c))
     const record = live(id)
     // A paused sandbox stays until resumed; its timeout starts again then.
     if (record.state !== 'paused') sandboxes.setTimeout(id, Math.max(1, body.timeout * 1000))
@@ -238,7 +239,7 @@ export function lifecycleRoutes(app: Hono<ServerEnv>, deps: LifecycleRoutesDeps)
   // Replaces the egress policy whole (E2B's updateNetwork): omitted lists are cleared.
   app.put('/sandboxes/:id/network', async (c) => {
     const id = c.req.param('id')
-    const body = parseInput(networkUpdate, parseJsonText(await c.req.text()))
+    const body = parseInput(networkUpdate, await jsonOf(c))
     live(id)
     await sandboxes.updateNetwork(
       id,

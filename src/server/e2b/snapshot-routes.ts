@@ -17,7 +17,8 @@ import type { ServerEnv } from '../context.js'
 import type { SandboxLifecycle } from '../sandbox-lifecycle.js'
 import type { CreateSandboxInput, SandboxService } from '../sandbox-service.js'
 import type { SnapshotService } from '../snapshot-service.js'
-import { parseInput, parseJsonText } from '../validation.js'
+import { parseInput } from '../validation.js'
+import { jsonOf } from '../request-input.js'
 import { restErrorBody } from './errors.js'
 
 /** What the routes need. */
@@ -90,7 +91,7 @@ export function snapshotRoutes(app: Hono<ServerEnv>, deps: SnapshotRoutesDeps): 
 
   app.post('/sandboxes/:id/snapshots', async (c) => {
     const id = c.req.param('id')
-    const body = parseInput(snapshotBody, parseJsonText(await c.req.text()))
+    const body = parseInput(snapshotBody, await jsonOf(c))
     running(id, 'snapshotting it')
     // A create names a template or a snapshot alike (E2B's templateID): a template's name is the template's.
     if (body.name !== undefined && (await deps.agent.templates({ signal: c.var.signal })).some((t) => t.name === body.name)) {
@@ -126,7 +127,7 @@ export function snapshotRoutes(app: Hono<ServerEnv>, deps: SnapshotRoutesDeps): 
 
   app.post('/sandboxes/:id/fork', async (c) => {
     const id = c.req.param('id')
-    const body = parseInput(forkRequest, parseJsonText(await c.req.text()))
+    const body = parseInput(forkRequest, await jsonOf(c))
     const parent = running(id, 'forking it')
     const snapshots = service()
     const snap = snapshots.source((await snapshots.take(id, `fork of ${id}`, { signal: c.var.signal })).id)!

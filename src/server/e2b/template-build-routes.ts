@@ -28,7 +28,8 @@ import type { ImageBuildService, ImageBuildSource } from '../image-builds.js'
 
 /** What the routes call of the server's image builds. */
 export type ImageBuilder = Pick<ImageBuildService, 'build'>
-import { parseInput, parseJsonText, show } from '../validation.js'
+import { parseInput, show } from '../validation.js'
+import { jsonOf } from '../request-input.js'
 import { restError } from './errors.js'
 import { dockerfilePlan } from './template-build-dockerfile.js'
 import type { DockerfilePlan } from './template-build-dockerfile.js'
@@ -80,7 +81,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
   }
 
   app.post('/v3/templates', async (c) => {
-    const body = parseInput(requestBuildBody, parseJsonText(await c.req.text()))
+    const body = parseInput(requestBuildBody, await jsonOf(c))
     const given = body.name ?? body.alias
     if (given === undefined) throw new SandstormError('invalid_argument', 'name: expected a template name such as "my-app", got nothing')
     const [name, tag] = given.split(':', 2) as [string, string | undefined]
@@ -152,7 +153,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
   app.post('/v2/templates/:name/builds/:buildId', async (c) => {
     const build = store.get(nameParam(c, 'name'), c.req.param('buildId'))
     if (build.status !== 'waiting') throw new SandstormError('failed_precondition', `build ${build.buildId}: expected a build awaiting its start, got one ${build.status}`)
-    const body = parseInput(startBuildBody, parseJsonText(await c.req.text()))
+    const body = parseInput(startBuildBody, await jsonOf(c))
     const plan = dockerfilePlan(body)
     if (plan.from.kind === 'image' && plan.from.credentials && body.steps.length > 0) {
       // A Dockerfile build takes no registry login; a template of only the image does.
