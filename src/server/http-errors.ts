@@ -15,6 +15,16 @@ export function errorResponse(err: unknown, logger: Logger, context: Record<stri
   return jsonResponse(body, status)
 }
 
+/**
+ * What a client outside the app's routes (ingress, a terminal) is told of an error: its message
+ * where the error may show it; else `hidden`, and the whole error goes to the log, as errorResponse does.
+ */
+export function shownMessage(error: SandstormError, logger: Logger, context: Record<string, unknown> = {}, hidden = hiddenMessage()): string {
+  if (error.expose) return error.message
+  logger.error({ ...context, requestId: currentRequestId(), code: error.code, err: error.cause ?? error }, error.message)
+  return hidden
+}
+
 /** Logs an error answered with `status`: the whole message and cause, with the request's id. */
 export function logError(error: SandstormError, logger: Logger, context: Record<string, unknown>, status: number): void {
   const fields = { ...context, requestId: currentRequestId(), code: error.code, status }

@@ -39,4 +39,31 @@ describe("a terminal's input", () => {
       await t.close()
     }
   })
+
+  it('tells the client of input the agent failed to take only what it may see: an internal error is logged, not sent', async () => {
+    const t = await startTestServer()
+    try {
+      const id = (await t.request('POST', '/v1/sandboxes', { body: { template: 'debian' } })).json.id as string
+      t.agent.writeStdin = async () => {
+        throw Object.assign(new Error(`EIO: write /var/lib/sandstorm/sandboxes/${id}/pty`), { code: 'EIO' })
+      }
+      const ws = new WebSocket(`${t.server.url.replace(/^http/, 'ws')}/v1/sandboxes/${id}/pty?cols=80&rows=24&cmd=cat`, [ptyProtocol, ptyKeyProtocol(t.server.apiKey)])
+      const error = new Promise<{ code: string; message: string }>((resolve) => {
+        ws.on('message', (data, isBinary) => {
+          const message = isBinary ? undefined : (JSON.parse(String(data)) as { type: string; code: string; message: string })
+          if (message?.type === 'error') resolve(message)
+        })
+      })
+      await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject))
+      ws.send(Buffer.of(120))
+      const answer = await error
+      assert.equal(answer.code, 'internal')
+      assert.equal(answer.message, 'the terminal failed; the server logged why')
+      const logged = await t.logs.waitFor((r) => r.sandboxId === id && /EIO/.test(String(r.msg)))
+      assert.equal(logged.code, 'internal')
+      ws.terminate()
+    } finally {
+      await t.close()
+    }
+  })
 })

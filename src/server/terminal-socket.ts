@@ -26,6 +26,7 @@ import type { SandboxService } from './sandbox-service.js'
 import { parseInput } from './validation.js'
 import { presentedApiKey } from './api-keys.js'
 import { refuseUpgrade } from './upgrade-refusal.js'
+import { shownMessage } from './http-errors.js'
 
 /** What the terminal route needs. */
 export interface TerminalSocketOptions {
@@ -171,8 +172,10 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
     const sendJson = (message: PtyServerMessage): void => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message))
     }
+    /** What the client may be told of an error, in the terminal's words where it may not see the error's own. */
+    const shown = (err: SandstormError): string => shownMessage(err, logger, { sandboxId: id, pid }, 'the terminal failed; the server logged why')
     const fail = (err: SandstormError): void => {
-      sendJson({ type: 'error', code: err.code, message: err.expose ? err.message : 'the terminal failed; the server logged why' })
+      sendJson({ type: 'error', code: err.code, message: shown(err) })
       ws.close(1011, err.code)
     }
 
@@ -221,7 +224,9 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
         () => undefined,
         (err: unknown) => {
           // Input after the end, or to a sandbox that went: the output side reports the end.
-          if (!ended && !closed) sendJson({ type: 'error', code: SandstormError.from(err).code, message: SandstormError.from(err).message })
+          if (ended || closed) return
+          const error = SandstormError.from(err)
+          sendJson({ type: 'error', code: error.code, message: shown(error) })
         },
       ).finally(() => {
         pending -= bytes

@@ -13,6 +13,8 @@ import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { bearerToken } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
+import { shownMessage } from '../http-errors.js'
+import { withRequestId } from '../request-context.js'
 import { relayHead } from '../../shared/http-relay.js'
 import type { IngressTarget } from './ingress-target.js'
 import { relayUpgrade } from './upgrade-relay.js'
@@ -103,10 +105,15 @@ function backHeaders(raw: string[], target: IngressTarget): string[] {
   return out
 }
 
-/** A plain-text error for a client of ingress (often a browser or curl). */
-function fail(res: ServerResponse, err: SandstormError, status = httpStatusOf[err.code]): void {
+/**
+ * A JSON error for a client of ingress (often a browser or curl): the message only where the error
+ * may show it (an errno from a connect may name a host path), else a generic one with an id that
+ * the log line of the whole error carries too.
+ */
+function fail(res: ServerResponse, log: Logger, err: SandstormError, status = httpStatusOf[err.code]): void {
   if (res.headersSent) return void res.destroy()
-  res.writeHead(status ?? 502, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message: err.message }))
+  const message = withRequestId(() => shownMessage(err, log, { status }))
+  res.writeHead(status ?? 502, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message }))
 }
 
 /** An http.Agent whose connections go into sandbox ports: requests name the sandbox as `host` and the port as `port`. */
@@ -217,7 +224,7 @@ export function createIngress(options: IngressOptions): Ingress {
       if (!relayHead(res, answer, backHeaders(answer.rawHeaders, target), answer.statusMessage)) {
         answer.destroy()
         outgoing.destroy()
-        return fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
+        return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
       }
       answer.pipe(res)
     })
@@ -227,9 +234,9 @@ export function createIngress(options: IngressOptions): Ingress {
       if (!retried && outgoing.reusedSocket && bodiless && !res.headersSent && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
         return forward(req, res, target, admitted, undefined, true)
       }
-      if (err instanceof SandstormError) return fail(res, err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
+      if (err instanceof SandstormError) return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
       log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
-      fail(res, new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
+      fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
     })
     if (upstream) res.on('close', () => upstream.destroy())
     // A client that goes away mid-answer takes the kept-alive connection with it: the server in the
@@ -247,7 +254,7 @@ export function createIngress(options: IngressOptions): Ingress {
       } catch (err) {
         // A sandbox that does not run (paused, stopped) answers 502, as E2B's proxy does.
         const e = SandstormError.from(err)
-        return fail(res, e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+        return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
       }
       if (pool && !admitted.wake) return forward(req, res, target, admitted, undefined)
       const gone = clientGone(req, req.socket)
@@ -261,7 +268,7 @@ export function createIngress(options: IngressOptions): Ingress {
           (err: unknown) => {
             gone.done()
             const e = SandstormError.from(err)
-            fail(res, e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+            fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
           },
         )
       }
@@ -273,9 +280,9 @@ export function createIngress(options: IngressOptions): Ingress {
         (err: unknown) => {
           gone.done()
           const e = SandstormError.from(err)
-          if (e.code === 'unavailable') return fail(res, e, 502)
+          if (e.code === 'unavailable') return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, 502)
           if (!gone.signal.aborted) log.warn({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress connect failed')
-          fail(res, e)
+          fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e)
         },
       )
     },
