@@ -30,6 +30,22 @@ describe('e2b SDK: files and commands against a sandbox that prints without end'
     }
   })
 
+  test('a listing whose helper prints endless tiny records is cut at 100,000 entries, and a stat at one, the helper killed', async () => {
+    const sbx = await Sandbox.create()
+    try {
+      // Eleven NUL-ended fields a line: a record of the lister's shape, some 2.7 million of them in 64 MiB.
+      await sbx.commands.run("mv /usr/bin/perl /usr/bin/perl.real && printf '#!/bin/sh\\nyes \"f f 644 0 1 u g /x  \" | tr \" \\\\n\" \"\\\\000\\\\000\"\\n' > /usr/bin/perl && chmod 755 /usr/bin/perl", { user: 'root' })
+      await assert.rejects(sbx.files.list('/tmp'), /list \/tmp: more than 100000 entries: ask for less/)
+      await assert.rejects(sbx.files.getInfo('/tmp'), /stat \/tmp: the helper printed more than one entry/)
+      const left = await sbx.commands.run('pgrep -x yes || true', { user: 'root' })
+      assert.equal(left.stdout.trim(), '', 'the helper still runs')
+      await sbx.commands.run('mv /usr/bin/perl.real /usr/bin/perl', { user: 'root' })
+      assert.equal((await sbx.files.getInfo('/tmp')).type, 'dir')
+    } finally {
+      await sbx.kill()
+    }
+  })
+
   test('an upload whose helper prints past the bound instead of reading fails naming it, and the server goes on', async () => {
     const sbx = await Sandbox.create()
     try {

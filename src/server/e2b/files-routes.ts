@@ -8,7 +8,8 @@ import type { SandboxService } from '../sandbox-service.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
 import type { AccessTokens } from '../access-tokens.js'
-import { listArgv, parseEntries } from './entry-info.js'
+import { statEntry } from './entry-listing.js'
+import type { HelperSlots } from './helper-slots.js'
 import { envdScope, resolvePath, runningScope } from './envd-scope.js'
 import type { EnvdScope, HeaderSource } from './envd-scope.js'
 import { metadataOf, writeArgv } from './file-metadata.js'
@@ -28,6 +29,8 @@ export interface FilesRoutesDeps {
   registry: ProcessRegistry
   /** Larger uploads answer 413. */
   maxFileBytes: number
+  /** Turns per sandbox for the helpers that list. */
+  helperSlots: HelperSlots
 }
 
 /** The port E2B's SDK reaches envd on: a Host of `49983-<id>.<domain>` names the sandbox. */
@@ -115,7 +118,7 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     const scope = fileScope(c, 'read')
     const path = resolvePath(scope, requiredPath(c.req.query('path')))
     const signal = c.var.signal
-    const [entry] = parseEntries(await runChecked(agent, scope.sandboxId, 'read', path, listArgv(path, 0, 0), { signal, onPid: hide(scope) }))
+    const entry = await statEntry(agent, scope.sandboxId, 'read', path, { slots: deps.helperSlots, signal, onPid: hide(scope) })
     if (entry?.type === FileType.DIRECTORY) throw new SandstormError('invalid_argument', `read ${path}: is a directory (expected a file)`)
     const gzip = /\bgzip\b/.test(c.req.header('accept-encoding') ?? '') && c.req.query('gzip') !== 'false'
     const body = Readable.from(agent.readFile(scope.sandboxId, path, { signal }))

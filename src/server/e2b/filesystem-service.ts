@@ -6,8 +6,10 @@ import type { AgentApi } from '../../agent/index.js'
 import { SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
 import type { AccessTokens } from '../access-tokens.js'
-import { entryOf, listArgv, parseEntries } from './entry-info.js'
+import { entryOf } from './entry-info.js'
 import type { EntryInit } from './entry-info.js'
+import { listEntries, statEntry } from './entry-listing.js'
+import type { HelperSlots } from './helper-slots.js'
 import { envdScope, resolvePath } from './envd-scope.js'
 import type { EnvdScope } from './envd-scope.js'
 import { EventType } from './gen/filesystem/filesystem_pb.js'
@@ -28,6 +30,8 @@ export interface FilesystemServiceDeps {
   shutdownSignal: AbortSignal
   /** When a sandbox stops running: its watches are cut then, as E2B's. */
   exits: SandboxExits
+  /** Turns per sandbox for the helpers of these calls. */
+  helperSlots: HelperSlots
 }
 
 /** Deepest listing a ListDir may ask for. */
@@ -60,19 +64,20 @@ function watchEventOf(line: string, path: string): { name: string; type: EventTy
 
 /** The implementation registered on the Connect router. */
 export function createFilesystemService(deps: FilesystemServiceDeps): Partial<ServiceImpl<typeof Filesystem>> {
-  const { agent, sandboxes, tokens, registry, shutdownSignal, exits } = deps
+  const { agent, sandboxes, tokens, registry, shutdownSignal, exits, helperSlots } = deps
   const scopeOf = (ctx: HandlerContext): EnvdScope => envdScope(ctx.requestHeader, sandboxes, tokens)
 
-  /** Helpers that read run as root; helpers that change things run as the caller, as envd's do. */
-  const run = (scope: EnvdScope, op: string, path: string, argv: string[], ctx: HandlerContext, asUser = false) =>
-    runChecked(agent, scope.sandboxId, op, path, argv, {
-      user: asUser ? scope.user : 'root',
-      signal: ctx.signal,
-      onPid: (pid) => registry.hide(scope.sandboxId, pid),
-    })
+  /** A helper follows the call, and is hidden from `commands.list`. */
+  const call = (scope: EnvdScope, ctx: HandlerContext) => ({ signal: ctx.signal, onPid: (pid: number) => registry.hide(scope.sandboxId, pid) })
+  const listing = (scope: EnvdScope, ctx: HandlerContext) => ({ ...call(scope, ctx), slots: helperSlots })
 
+  /** Helpers that change things run as the caller, as envd's do; in turn with the sandbox's other helpers. */
+  const run = (scope: EnvdScope, op: string, path: string, argv: string[], ctx: HandlerContext) =>
+    helperSlots.run(scope.sandboxId, () => runChecked(agent, scope.sandboxId, op, path, argv, { ...call(scope, ctx), user: scope.user }), { signal: ctx.signal })
+
+  // Helpers that read run as root.
   const stat = async (scope: EnvdScope, path: string, ctx: HandlerContext): Promise<EntryInit> => {
-    const [entry] = parseEntries(await run(scope, 'stat', path, listArgv(path, 0, 0), ctx))
+    const entry = await statEntry(agent, scope.sandboxId, 'stat', path, listing(scope, ctx))
     if (!entry) throw new SandstormError('not_found', `stat ${path}: no such file or directory`)
     return entry
   }
@@ -87,7 +92,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
       const depth = Math.min(Math.max(req.depth || 1, 1), maxDepth)
-      const entries = parseEntries(await run(scope, 'list', path, listArgv(path, 1, depth), ctx))
+      const entries = await listEntries(agent, scope.sandboxId, path, depth, listing(scope, ctx))
       return { entries: entries.sort((a, b) => (a.path! < b.path! ? -1 : 1)) }
     },
 
@@ -95,7 +100,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
       const script = '[ -e "$1" ] && { echo "$1: File exists" >&2; exit 1; }; exec mkdir -p -- "$1"'
-      await run(scope, 'make dir', path, ['/bin/sh', '-c', script, 'e2b-mkdir', path], ctx, true)
+      await run(scope, 'make dir', path, ['/bin/sh', '-c', script, 'e2b-mkdir', path], ctx)
       return { entry: await stat(scope, path, ctx) }
     },
 
@@ -104,7 +109,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
       const from = resolvePath(scope, req.source)
       const to = resolvePath(scope, req.destination)
       const script = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 1; }; mkdir -p -- "$(dirname -- "$2")" && exec mv -f -T -- "$1" "$2"'
-      await run(scope, 'move', from, ['/bin/sh', '-c', script, 'e2b-mv', from, to], ctx, true)
+      await run(scope, 'move', from, ['/bin/sh', '-c', script, 'e2b-mv', from, to], ctx)
       return { entry: await stat(scope, to, ctx) }
     },
 
@@ -112,7 +117,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): Partial<Se
       const scope = scopeOf(ctx)
       const path = resolvePath(scope, req.path)
       // A path that is not there is removed already: no error, as envd (os.RemoveAll).
-      await run(scope, 'remove', path, ['/bin/rm', '-rf', '--', path], ctx, true)
+      await run(scope, 'remove', path, ['/bin/rm', '-rf', '--', path], ctx)
       return {}
     },
 

@@ -29,6 +29,7 @@ import type { SnapshotService } from '../snapshot-service.js'
 import type { ImageBuildService } from '../image-builds.js'
 import { createProcessRegistry, forgetGoneSandboxes } from './process-registry.js'
 import { createProcessService } from './process-service.js'
+import { createHelperSlots } from './helper-slots.js'
 import { createSandboxExits } from './sandbox-exits.js'
 import { severableFetchHandler } from './severed-streams.js'
 
@@ -75,7 +76,9 @@ export function e2bRoutes(app: Hono<ServerEnv>, options: E2bOptions): void {
   // A sandbox gone by any way (a kill, its timeout, a destroy through /v1) takes its processes' records with it.
   const stopDropping = forgetGoneSandboxes(options.catalog, registry)
   options.shutdownSignal.addEventListener('abort', () => (exits.close(), stopDropping()), { once: true })
-  const deps = { ...options, logger: log, tokens, registry, exits }
+  // The file helpers of one sandbox, a few at a time (helper-slots.ts).
+  const helperSlots = createHelperSlots({ logger: log })
+  const deps = { ...options, logger: log, tokens, registry, exits, helperSlots }
   // Before every envd handler: a paused sandbox with autoResume wakes on the call.
   app.use('*', envdWake(options.sandboxes, tokens, isEnvdPath))
   lifecycleRoutes(app, deps)

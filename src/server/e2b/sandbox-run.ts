@@ -19,6 +19,10 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Called with the pid as soon as it is known (to hide helpers from `commands.list`). */
   onPid?(pid: number): void
+  /** The most stdout kept; past it the helper is killed and the call fails `resource_exhausted`. @default maxHelperStdoutBytes (64 MiB) */
+  maxStdoutBytes?: number
+  /** Sees each stdout chunk as it comes; what it throws kills the helper and fails the call (a bound on what the output holds). */
+  onStdout?(chunk: Buffer): void
 }
 
 /** Runs argv inside the sandbox and collects its output. */
@@ -26,7 +30,7 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
   const { signal } = options
   const { pid } = await agent.exec(id, { argv, env: {}, user: options.user ?? 'root', keepStdin: options.stdin !== undefined }, { signal })
   options.onPid?.(pid)
-  const output = collect(agent.follow(id, pid, { signal }), maxHelperStdoutBytes).catch(async (err: unknown) => {
+  const output = collect(agent.follow(id, pid, { signal }), options.maxStdoutBytes ?? maxHelperStdoutBytes, options.onStdout).catch(async (err: unknown) => {
     await agent.signal(id, pid, 'SIGKILL').catch(() => undefined)
     throw err
   })
@@ -51,8 +55,8 @@ export async function runInSandbox(agent: AgentApi, id: string, argv: string[], 
   return output
 }
 
-/** A helper's output to its end; rejects once stdout passes `maxStdout`. */
-async function collect(events: AsyncIterable<import('../../shared/index.js').ExecEvent>, maxStdout: number): Promise<RunOutput> {
+/** A helper's output to its end; rejects once stdout passes `maxStdout`, or when `onStdout` throws. */
+async function collect(events: AsyncIterable<import('../../shared/index.js').ExecEvent>, maxStdout: number, onStdout?: (chunk: Buffer) => void): Promise<RunOutput> {
   const out: Buffer[] = []
   const err: Buffer[] = []
   let outBytes = 0
@@ -61,7 +65,8 @@ async function collect(events: AsyncIterable<import('../../shared/index.js').Exe
     if (event.type === 'stdout') {
       const chunk = Buffer.from(event.data, 'base64')
       outBytes += chunk.length
-      if (outBytes > maxStdout) throw new SandstormError('resource_exhausted', `the answer is larger than the ${Math.floor(maxStdout / 1024 / 1024)} MiB a helper may print: ask for less (a shallower listing)`)
+      if (outBytes > maxStdout) throw new SandstormError('resource_exhausted', `the answer is larger than the ${sizeText(maxStdout)} a helper may print: ask for less (a shallower listing)`)
+      onStdout?.(chunk)
       out.push(chunk)
     } else if (event.type === 'stderr' && errBytes < maxHelperStderrBytes) {
       const chunk = Buffer.from(event.data, 'base64').subarray(0, maxHelperStderrBytes - errBytes)
@@ -70,6 +75,11 @@ async function collect(events: AsyncIterable<import('../../shared/index.js').Exe
     } else if (event.type === 'end') return { exitCode: event.result.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }
   }
   throw new SandstormError('canceled', 'the helper command was not followed to its end')
+}
+
+/** A bound in words: MiB, or KiB under one MiB. */
+function sizeText(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.floor(bytes / 1024 / 1024)} MiB` : `${Math.floor(bytes / 1024)} KiB`
 }
 
 const stderrCodes: [RegExp, ErrorCode, string][] = [
