@@ -12,6 +12,7 @@ import { runStartCommand } from './start-command.js'
 import { planStart } from './machine-start.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import { ProcessRecord } from './process-record.js'
+import { OutputBudget } from './output-budget.js'
 import { createSandboxState, type SandboxRecord } from './sandbox-state.js'
 import { createSandboxLayers } from './sandbox-layers.js'
 import { createGoldenTemplates, guardSnapshots, startOf } from './golden-templates.js'
@@ -61,6 +62,8 @@ const keptFinishedOutputBytes = 32 * 1024 * 1024
 interface LiveSandbox {
   record: SandboxRecord
   processes: Map<number, ProcessRecord>
+  /** What its running processes keep of their output, between them (output-budget.ts). */
+  output: OutputBudget
   /** uid/gid/home per user name, resolved inside the sandbox once. */
   users: Map<string, { uid: number; gid: number; home: string }>
 }
@@ -107,7 +110,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       running.delete(key)
       const backend = backends.get(record.runtime)
       if (found && found.status !== 'stopped') {
-        sandboxes.set(record.id, { record, processes: new Map(), users: new Map() })
+        sandboxes.set(record.id, { record, processes: new Map(), users: new Map(), output: new OutputBudget() })
         log.info({ sandboxId: record.id, runtime: record.runtime }, 'adopted a running sandbox')
       } else {
         await backend?.destroy(record.id).catch((err: unknown) => log.error({ sandboxId: record.id, err }, 'cleanup of a stopped sandbox failed'))
@@ -359,7 +362,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await state.remove(req.id)
       throw err
     }
-    sandboxes.set(req.id, { record, processes: new Map(), users: new Map() })
+    sandboxes.set(req.id, { record, processes: new Map(), users: new Map(), output: new OutputBudget() })
     if (net) network.replenish()
     const startMs = Math.round(performance.now() - startedAt)
     log.info({ sandboxId: req.id, runtime: plan.runtime, clone: plan.machine !== undefined, start: plan.start, startMs, reason: plan.startReason }, 'sandbox started')
@@ -479,7 +482,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
           { signal: start.signal },
         )
         .finally(() => call?.signal?.removeEventListener('abort', cancelStart))
-      record = new ProcessRecord(process.pid, req.argv, cwd, process)
+      record = new ProcessRecord(process.pid, req.argv, cwd, process, sandbox.output)
       for (const [type, chunk] of early) record.output(type, chunk)
       forget(sandbox)
       sandbox.processes.set(process.pid, record)

@@ -1,5 +1,6 @@
 import { outputEventOverheadBytes, type ExecEvent, type ProcessInfo, type ProcessResult } from '../shared/index.js'
 import type { RuntimeProcess } from '../runtime/index.js'
+import type { OutputBudget, OutputHolder } from './output-budget.js'
 
 /** Output kept per process for followers that attach late; older output is dropped past this. */
 const keptOutputBytes = 8 * 1024 * 1024
@@ -9,8 +10,10 @@ const eventOverheadBytes = outputEventOverheadBytes
 /**
  * One started command: its live process, the output it has produced (for replay), and the
  * followers waiting for more. Events are indexed absolutely so that dropping old ones is safe.
+ * While it runs, what it keeps also counts against its sandbox's budget (output-budget.ts), which
+ * may take its oldest output when it keeps the most.
  */
-export class ProcessRecord {
+export class ProcessRecord implements OutputHolder {
   readonly startedAt = new Date()
   result: ProcessResult | null = null
   private events: ExecEvent[] = []
@@ -24,15 +27,18 @@ export class ProcessRecord {
     readonly argv: string[],
     readonly cwd: string,
     readonly process: RuntimeProcess,
+    private readonly budget?: OutputBudget,
   ) {
     // A result rejects when the sandbox goes under its process (a VM's guest agent channel
     // closes): its followers hear that error instead of waiting for an end that never comes.
     void process.result.then(
       (result) => {
         this.result = result
+        this.budget?.release(this)
         this.push({ type: 'end', result })
       },
       (err: unknown) => {
+        this.budget?.release(this)
         this.failure = err instanceof Error ? err : new Error(String(err))
         for (const wake of this.wakeups) wake()
         this.wakeups.clear()
@@ -48,12 +54,47 @@ export class ProcessRecord {
   /** Adds output; called by the runtime's sink. */
   output(type: 'stdout' | 'stderr', chunk: Uint8Array): void {
     this.push({ type, data: Buffer.from(chunk).toString('base64') })
-    this.keptBytes += chunk.byteLength + eventOverheadBytes
-    while (this.keptBytes > keptOutputBytes && this.events.length > 1) {
-      const old = this.events.shift()
-      this.dropped++
-      if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64') + eventOverheadBytes
+    const added = chunk.byteLength + eventOverheadBytes
+    const before = this.keptBytes
+    this.keptBytes += added
+    while (this.keptBytes > keptOutputBytes && this.events.length > 1) this.dropFirst()
+    // Output that comes after the end (a late pipe) is the finished processes' rule's.
+    if (this.result === null && !this.failure) this.budget?.charge(this, this.keptBytes - before)
+  }
+
+  /**
+   * For the sandbox's budget: drops the oldest output until `maxBytes` or less are kept. The event
+   * that would take it under is cut to its newest bytes instead (one chunk of a pipe may be far
+   * more than a tail); returns the bytes dropped.
+   */
+  dropOldestTo(maxBytes: number): number {
+    const before = this.keptBytes
+    while (this.keptBytes > maxBytes && this.events.length > 0) {
+      const old = this.events[0]!
+      if (old.type !== 'stdout' && old.type !== 'stderr') {
+        if (this.events.length === 1) break
+        this.dropFirst()
+        continue
+      }
+      const bytes = Buffer.byteLength(old.data, 'base64')
+      const excess = this.keptBytes - maxBytes
+      if (excess >= bytes + eventOverheadBytes && this.events.length > 1) {
+        this.dropFirst()
+        continue
+      }
+      // A new object in its slot: a follower may still hold the old one.
+      const cut = Math.min(excess, bytes)
+      this.events[0] = { type: old.type, data: Buffer.from(old.data, 'base64').subarray(cut).toString('base64') }
+      this.keptBytes -= cut
+      break
     }
+    return before - this.keptBytes
+  }
+
+  private dropFirst(): void {
+    const old = this.events.shift()
+    this.dropped++
+    if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64') + eventOverheadBytes
   }
 
   private push(event: ExecEvent): void {
