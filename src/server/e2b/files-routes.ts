@@ -17,6 +17,7 @@ import { FileType } from './gen/filesystem/filesystem_pb.js'
 import type { ProcessRegistry } from './process-registry.js'
 import { fileParts } from './multipart.js'
 import { runChecked } from './sandbox-run.js'
+import { createScanBudgets } from './scan-budgets.js'
 import { checkSignature, signatureMatches } from './signed-urls.js'
 import type { SignedQuery } from './signed-urls.js'
 import { parseMetaField } from './xattr-perl.js'
@@ -40,7 +41,7 @@ const envdPort = 49983
 const signatureShape = /^v1_[A-Za-z0-9+/]{43}$/
 /** Signed URLs that name no sandbox (each tries every running sandbox's key): so many a second from one address, in bursts of twice that. */
 const scansPerSecond = 20
-/** Addresses whose budgets are kept at once (past that, all are forgotten: each starts full again). */
+/** Clients whose budgets are kept at once (past that, the least recently used is forgotten). */
 const maxScanBudgets = 10_000
 
 /** One written file as envd answers it: metadata only when the file has some. */
@@ -54,20 +55,9 @@ interface WrittenEntry {
 /** Registers the routes. */
 export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
   const { agent, sandboxes, tokens, registry, maxFileBytes } = deps
-  // A token bucket for the scans per client address: requests without a key must not hold the
-  // server's CPU, and one client's guesses must not use up another's signed URLs.
-  const scanBudgets = new Map<string, { tokens: number; at: number }>()
-  const mayScan = (address: string): boolean => {
-    const now = Date.now()
-    if (scanBudgets.size >= maxScanBudgets && !scanBudgets.has(address)) scanBudgets.clear()
-    const budget = scanBudgets.get(address) ?? { tokens: 2 * scansPerSecond, at: now }
-    budget.tokens = Math.min(2 * scansPerSecond, budget.tokens + ((now - budget.at) / 1000) * scansPerSecond)
-    budget.at = now
-    scanBudgets.set(address, budget)
-    if (budget.tokens < 1) return false
-    budget.tokens--
-    return true
-  }
+  // A token bucket for the scans per client: requests without a key must not hold the server's
+  // CPU, and one client's guesses must not use up another's signed URLs.
+  const scanBudgets = createScanBudgets({ perSecond: scansPerSecond, maxClients: maxScanBudgets })
 
   /** The files API names its user in the query, not in a header. */
   const withQueryUser = (c: Context<ServerEnv>, scope: EnvdScope): EnvdScope => {
@@ -97,7 +87,7 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     const named = c.req.header('e2b-sandbox-id') ?? hostSandbox(c.req.header('host'))
     if (named === undefined) {
       if (!signatureShape.test(query.signature) || query.path.length > 4096) throw new SandstormError('unauthenticated', 'invalid signature')
-      if (!mayScan(c.env.incoming.socket.remoteAddress ?? '')) throw new SandstormError('resource_exhausted', 'too many signed file requests that name no sandbox: try again in a second, or send E2b-Sandbox-Id')
+      if (!scanBudgets.take(c.env.incoming.socket.remoteAddress ?? '')) throw new SandstormError('resource_exhausted', 'too many signed file requests that name no sandbox: try again in a second, or send E2b-Sandbox-Id')
     }
     const sandboxId = named ?? sandboxes.list({ state: 'running' }).find((s) => signatureMatches(query, operation, tokens.tokenFor(s.id)))?.id
     if (sandboxId === undefined) throw new SandstormError('unauthenticated', 'invalid signature')
