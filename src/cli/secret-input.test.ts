@@ -1,35 +1,16 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { startFakeApi } from '@sandstorm/sdk/testing'
+import { runCli, type Ran } from './cli-run.fixture.js'
 
-const mainPath = fileURLToPath(new URL('./main.js', import.meta.url))
-
-interface Ran {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs the real CLI with `env` over ours (less any SANDSTORM_ variable), `input` on its stdin. */
-async function sandstorm(args: string[], env: Record<string, string>, input?: string): Promise<Ran> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SANDSTORM_')))
-  const child = spawn(process.execPath, [mainPath, ...args], { env: { ...base, SANDSTORM_DATA_DIR: '/nonexistent', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  child.stdin.end(input ?? '')
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (d: Buffer) => out.push(d))
-  child.stderr.on('data', (d: Buffer) => err.push(d))
-  const [code] = (await once(child, 'close')) as [number | null]
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
+/** The CLI with `env`, `input` on its stdin. */
+const sandstorm = (args: string[], env: Record<string, string>, input?: string): Promise<Ran> => runCli(args, env, input)
 
 test('the API key comes from --api-key-file, over $SANDSTORM_API_KEY; --api-key still works', async () => {
   const fake = await startFakeApi()

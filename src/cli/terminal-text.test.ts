@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { startFakeApi, type FakeApi } from '@sandstorm/sdk/testing'
+import { runCli, type Ran } from './cli-run.fixture.js'
 import { errorLine } from './program.js'
 import { createOutputWriter, printable } from './terminal-text.js'
-
-const mainPath = fileURLToPath(new URL('./main.js', import.meta.url))
 
 /** What a hostile guest, image or agent puts in text: a title change, a colour, a bell, a CR that rewrites the line, an 8-bit CSI, a newline. */
 const hostile = 'pwn\x1b]0;owned\x07\x1b[2J\rgood\x9b31m\x7f\nsecond line'
@@ -45,12 +42,6 @@ test('step output goes raw to a pipe, and escaped to a terminal (a character spl
     assert.equal(s.text(), isTTY ? '\\x1b[31mred ✓\nnext\n' : bytes.toString())
   }
 })
-
-interface Ran {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
 /**
  * A server that answers as a hostile fleet would: agents, logs, deletes and a template build whose
@@ -99,18 +90,8 @@ async function startHostileServer(fake: FakeApi): Promise<{ url: string; close: 
   }
 }
 
-async function sandstorm(url: string, apiKey: string, args: string[]): Promise<Ran> {
-  const child = spawn(process.execPath, [mainPath, ...args], {
-    env: { ...process.env, SANDSTORM_URL: url, SANDSTORM_API_KEY: apiKey, SANDSTORM_DATA_DIR: '/nonexistent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (d: Buffer) => out.push(d))
-  child.stderr.on('data', (d: Buffer) => err.push(d))
-  const [code] = (await once(child, 'close')) as [number | null]
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
+/** The CLI against `url` with `apiKey`. */
+const sandstorm = (url: string, apiKey: string, args: string[]): Promise<Ran> => runCli(args, { SANDSTORM_URL: url, SANDSTORM_API_KEY: apiKey })
 
 test('no command prints a control character that a server, an agent or a guest sent', async () => {
   const fake = await startFakeApi()

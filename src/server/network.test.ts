@@ -1,24 +1,8 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { request } from 'node:http'
 import { createServer, type AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
-import { startTestServer } from './test-server.fixture.js'
-
-/** A GET through the server with any Host (node's http client lets us set it). */
-function viaHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    // One connection, closed by the time the answer is read (the server under test counts open sockets).
-    request({ host: u.hostname, port: u.port, path: '/', headers: { ...headers, host, connection: 'close' }, setHost: false, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8').on('data', (c: string) => (body += c))
-      res.on('end', () => res.socket.once('close', () => resolve({ status: res.statusCode ?? 0, body })).end())
-    })
-      .on('error', reject)
-      .end()
-  })
-}
+import { startTestServer, viaHost } from './test-server.fixture.js'
 
 /** A server standing for one in a sandbox, that answers every connection with `answer` and closes. */
 async function answering(answer: string): Promise<ReturnType<typeof createServer>> {

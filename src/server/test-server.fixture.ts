@@ -179,3 +179,17 @@ export async function* ndjsonLines(res: IncomingMessage): AsyncGenerator<any> {
     }
   }
 }
+
+/** A GET of `/` through `url` with any Host (ingress routes by it), on a connection of its own that is closed by the time the answer is read (the test server counts open sockets). */
+export function viaHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    httpRequest({ host: u.hostname, port: u.port, path: '/', headers: { ...headers, host, connection: 'close' }, setHost: false, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => (body += c))
+      res.on('end', () => res.socket.once('close', () => resolve({ status: res.statusCode ?? 0, body })).end())
+    })
+      .on('error', reject)
+      .end()
+  })
+}

@@ -1,21 +1,6 @@
 import assert from 'node:assert/strict'
-import { request } from 'node:http'
 import { describe, it } from 'node:test'
-import { startTestServer } from '../test-server.fixture.js'
-
-/** A GET through ingress by Host, on its own connection; resolves with the status and the body once the connection is closed. */
-function viaHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    request({ host: u.hostname, port: u.port, path: '/', headers: { ...headers, host, connection: 'close' }, setHost: false, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8').on('data', (c: string) => (body += c))
-      res.on('end', () => res.socket.once('close', () => resolve({ status: res.statusCode ?? 0, body })).end())
-    })
-      .on('error', reject)
-      .end()
-  })
-}
+import { startTestServer, viaHost } from '../test-server.fixture.js'
 
 describe('ingress errors', () => {
   it('show a client the message of an error only where it may be shown: an internal one is logged, and answered with an id', async () => {
