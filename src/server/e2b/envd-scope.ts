@@ -1,6 +1,6 @@
 /** Who an envd call is for: the sandbox (E2b-Sandbox-Id), its access token, and the user (Basic auth). */
 import { posix } from 'node:path'
-import { SandstormError } from '../../shared/index.js'
+import { idPattern, SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
 import type { AccessTokens } from '../access-tokens.js'
 
@@ -35,6 +35,8 @@ export function envdScope(headers: HeaderSource, sandboxes: SandboxService, toke
 export function envdSandboxId(headers: HeaderSource, tokens: AccessTokens): string {
   const sandboxId = headers.get('e2b-sandbox-id')
   if (!sandboxId) throw new SandstormError('invalid_argument', 'missing header E2b-Sandbox-Id: expected the id of the sandbox to reach')
+  // Checked before the token: a traffic token of X is the HMAC of "traffic:X", so it would pass as the envd token of that name.
+  if (!idPattern.test(sandboxId)) throw new SandstormError('invalid_argument', `header E2b-Sandbox-Id: expected a sandbox id such as sb-0123456789abcdef, got ${JSON.stringify(sandboxId.slice(0, 64))}`)
   if (!tokens.verify(sandboxId, headers.get('x-access-token') ?? undefined)) {
     throw new SandstormError('unauthenticated', `wrong or missing X-Access-Token for sandbox "${sandboxId}"`)
   }
