@@ -12,9 +12,10 @@ export function isAlive(pid: number): boolean {
 
 /**
  * When a live process started, in clock ticks since boot (field 22 of /proc/PID/stat); null when
- * the pid is free or a zombie. With the pid it names one process: a pid reused later starts later.
+ * the pid is free, or a zombie unless `zombie` is set (a killed process, not reaped yet, still
+ * holds its pid). With the pid it names one process: a pid reused later starts later.
  */
-export function startTicksOf(pid: number): number | null {
+export function startTicksOf(pid: number, options: { zombie?: boolean } = {}): number | null {
   let stat: string
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -24,7 +25,7 @@ export function startTicksOf(pid: number): number | null {
   // The command name may hold spaces and parentheses; the fields after the last ')' do not.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const state = fields[0]
-  if (state === 'Z' || state === 'X' || state === 'x') return null
+  if (state === 'X' || state === 'x' || (state === 'Z' && !options.zombie)) return null
   const ticks = Number(fields[19])
   return Number.isSafeInteger(ticks) ? ticks : null
 }

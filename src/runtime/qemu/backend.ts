@@ -204,10 +204,18 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       qmp.close()
     }
     // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process. And only
-    // while it is still this VM's QEMU: once that is gone, the pid may be anyone's.
-    if (pid !== null && !(pid > 1 && (await isQemuOf(pid, vmFiles(dir).started)))) pid = null
-    if (pid) process.kill(pid, 'SIGKILL')
-    for (let i = 0; pid && isAlive(pid) && i < 400; i++) await sleep(5)
+    // while it is still this VM's QEMU (running, or killed and not yet reaped): once that is gone,
+    // the pid may be anyone's. Its pid is waited for until free, its cgroup empty.
+    const started = vmFiles(dir).started
+    if (pid !== null && !(pid > 1 && (await isQemuOf(pid, started, true)))) pid = null
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // reaped between the check and the signal
+      }
+    }
+    for (let i = 0; pid && (await isQemuOf(pid, started, true)) && i < 400; i++) await sleep(5)
     await rm(dir, { recursive: true, force: true })
     // A tap still on the host (a spare's, or a start that failed before it moved); a moved one went with its namespace.
     if (record?.nic?.tap) await removeTap(record.nic.tap)

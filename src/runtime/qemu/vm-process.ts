@@ -10,9 +10,9 @@ import { SandstormError, startTicksOf } from '../../shared/index.js'
 
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
 
-/** What the identity file holds: `<boot id> <start ticks>`. */
-function identityOf(pid: number): string | null {
-  const ticks = startTicksOf(pid)
+/** What the identity file holds: `<boot id> <start ticks>`; with `dying`, of a zombie too. */
+function identityOf(pid: number, dying = false): string | null {
+  const ticks = startTicksOf(pid, { zombie: dying })
   return ticks === null ? null : `${bootId} ${ticks}`
 }
 
@@ -34,12 +34,15 @@ export async function runningQemuPid(pidFile: string, identityFile: string): Pro
   return pid > 1 && (await isQemuOf(pid, identityFile)) ? pid : 0
 }
 
-/** Whether `pid` is still the QEMU that `identityFile` names. */
-export async function isQemuOf(pid: number, identityFile: string): Promise<boolean> {
+/**
+ * Whether `pid` is still the QEMU that `identityFile` names; with `dying`, also while it is a
+ * zombie (killed, its pid not yet free: a teardown waits for that).
+ */
+export async function isQemuOf(pid: number, identityFile: string, dying = false): Promise<boolean> {
   const recorded = await readFile(identityFile, 'utf8').catch(() => null)
-  if (recorded !== null) return recorded.trim() === identityOf(pid)
+  if (recorded !== null) return recorded.trim() === identityOf(pid, dying)
   const name = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')
-  return identityOf(pid) !== null && name.startsWith('qemu-system')
+  return identityOf(pid, dying) !== null && name.startsWith('qemu-system')
 }
 
 async function readPidFile(path: string): Promise<number> {
