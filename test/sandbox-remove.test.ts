@@ -53,8 +53,9 @@ async function processesIn(inode: number): Promise<number[]> {
 /** Everything of a removed sandbox still on the host: what leftoversOf finds, its namespace and the processes in it. */
 async function remainsOf(stack: Stack, id: string, netns: { inode: number; name: string }): Promise<string[]> {
   const found = await leftoversOf(stack.dataDir, id)
-  const named = await namedNetns(netns.inode)
-  if (named) found.push(`netns ${named}`)
+  // By its name and its inode both: a namespace made since (a spare network slot) may have been
+  // given the inode the sandbox's freed, under a name of its own.
+  if ((await stat(join('/run/netns', netns.name)).catch(() => undefined))?.ino === netns.inode) found.push(`netns ${netns.name}`)
   for (const pid of await processesIn(netns.inode)) found.push(`process ${pid} in its netns`)
   return found
 }
