@@ -114,6 +114,9 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
   // Rows written per sandbox since its last trim: a sandbox is trimmed once it wrote a tenth of its share.
   const sinceTrim = new Map<string, number>()
   const trimSandboxes = (rows: Queued[]): void => {
+    // One count per sandbox that wrote since: the log never hears of a sandbox's end, so the map
+    // starts over past 10,000 of them (a count lost only delays that sandbox's next trim).
+    if (sinceTrim.size > 10_000) sinceTrim.clear()
     for (const [sandboxId] of rows) sinceTrim.set(sandboxId, (sinceTrim.get(sandboxId) ?? 0) + 1)
     for (const [sandboxId, written] of sinceTrim) {
       if (written < Math.max(1, maxRowsPerSandbox / 10)) continue
