@@ -30,10 +30,17 @@ export class OutputBudget {
   readonly tailBytes: number
   private readonly holders = new Set<OutputHolder>()
   private total = 0
+  /**
+   * The total past which the next cut runs: the limit, or (after a cut that found nothing left
+   * but tails to take) an eighth above where that cut stopped, so that the scan of every holder
+   * runs once per few MiB printed then too, not once per chunk.
+   */
+  private cutAbove: number
 
   constructor(options: OutputBudgetOptions = {}) {
     this.limitBytes = options.limitBytes ?? 64 * 1024 * 1024
     this.tailBytes = options.tailBytes ?? 64 * 1024
+    this.cutAbove = this.limitBytes
   }
 
   /** Bytes kept by the processes counted now. */
@@ -45,25 +52,27 @@ export class OutputBudget {
   charge(holder: OutputHolder, delta: number): void {
     this.holders.add(holder)
     this.total += delta
-    if (this.total > this.limitBytes) this.cut()
+    if (this.total > this.cutAbove) this.cut()
   }
 
   /** Stops counting a process (it ended: the agent's rule for finished ones holds it from then). */
   release(holder: OutputHolder): void {
     if (this.holders.delete(holder)) this.total -= holder.outputBytes
+    if (this.total <= this.limitBytes) this.cutAbove = this.limitBytes
   }
 
   private cut(): void {
-    const target = this.limitBytes - Math.floor(this.limitBytes / 8)
+    const eighth = Math.floor(this.limitBytes / 8)
+    const target = this.limitBytes - eighth
     while (this.total > target) {
       let biggest: OutputHolder | undefined
       for (const h of this.holders) if (!biggest || h.outputBytes > biggest.outputBytes) biggest = h
-      if (!biggest || biggest.outputBytes <= this.tailBytes) return
-      const keep = Math.max(this.tailBytes, biggest.outputBytes - (this.total - target))
-      const dropped = biggest.dropOldestTo(keep)
+      const keep = biggest ? Math.max(this.tailBytes, biggest.outputBytes - (this.total - target)) : 0
+      // Nothing but tails, or a newest event alone over the tail: nothing more to take now.
+      const dropped = biggest && biggest.outputBytes > this.tailBytes ? biggest.dropOldestTo(keep) : 0
       this.total -= dropped
-      // Its newest event alone is over the tail: nothing more to take from it.
-      if (dropped === 0) return
+      if (dropped === 0) break
     }
+    this.cutAbove = this.total > target ? Math.max(this.limitBytes, this.total + eighth) : this.limitBytes
   }
 }

@@ -117,9 +117,13 @@ export function createCommandLog(db: CatalogDb, options: CommandLogOptions = {})
     // One count per sandbox that wrote since: the log never hears of a sandbox's end, so the map
     // starts over past 10,000 of them (a count lost only delays that sandbox's next trim).
     if (sinceTrim.size > 10_000) sinceTrim.clear()
-    for (const [sandboxId] of rows) sinceTrim.set(sandboxId, (sinceTrim.get(sandboxId) ?? 0) + 1)
-    for (const [sandboxId, written] of sinceTrim) {
-      if (written < Math.max(1, maxRowsPerSandbox / 10)) continue
+    for (const [sandboxId] of rows) {
+      const written = (sinceTrim.get(sandboxId) ?? 0) + 1
+      if (written < Math.max(1, maxRowsPerSandbox / 10)) {
+        sinceTrim.set(sandboxId, written)
+        continue
+      }
+      // After the batch's insert: its own rows count.
       dropOfSandbox.run(sandboxId, sandboxId, maxRowsPerSandbox - 1)
       sinceTrim.delete(sandboxId)
     }
