@@ -3,7 +3,7 @@
  * sandbox, the nftables table that holds their policies, the resolver and the name checks they
  * use, and connections into them for ingress. Runtimes only join the namespace it hands out.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
@@ -89,17 +89,6 @@ const resolvConfDir = '/run/sandstorm'
 /** The default pool of sandbox addresses. */
 export const defaultSandboxCidr = '198.18.0.0/16'
 
-/** The size of the host's conntrack table (the kernel's smallest default where it is not loaded yet). */
-function conntrackMax(): number {
-  let max = NaN
-  try {
-    max = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim())
-  } catch {
-    // Not loaded until the first ct rule: the kernel sizes it then, from the host's memory.
-  }
-  return Number.isSafeInteger(max) && max > 0 ? max : 65536
-}
-
 /** Does a domain entry allow `name`? `*.x` allows names under x, not x itself. */
 function nameMatcher(egress: EgressPolicy): ((name: string) => boolean) | null {
   const domains = egress.allowOut.filter((e) => !toCidr(e))
@@ -153,6 +142,9 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     shell.close()
     throw new SandstormError('failed_precondition', "sandbox networking needs the conntrack tool, to end a removed sandbox's connections before its address is another's: install Debian's conntrack package (scripts/setup.sh does)")
   }
+  // The size of the host's conntrack table, which the kernel sets as the module loads (from the
+  // host's memory): loaded first, as the firewall's first ct rule would; its smallest default if unreadable.
+  const conntrackMax = Number((await shell.run('modprobe nf_conntrack 2>/dev/null; cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null')).output.trim()) || 65536
   // The veths of removed slots, deleted behind the destroys that removed them (see removeSlot).
   const teardown = createResidentShell('network teardown')
   const behindDetaches = new Set<Promise<unknown>>()
@@ -245,7 +237,7 @@ export async function createHostNetwork(options: HostNetworkOptions): Promise<Ho
     ports: { dnsUdp: resolver.udpPort, dnsTcp: resolver.tcpPort, http: checks.httpPort, tls: checks.tlsPort },
     connectionsPerSandbox: options.connectionsPerSandbox ?? 4096,
     agentConnectionsPerSandbox: options.agentConnectionsPerSandbox ?? 256,
-    connectionsOfAllSandboxes: options.connectionsOfAllSandboxes ?? Math.floor(conntrackMax() * 0.75),
+    connectionsOfAllSandboxes: options.connectionsOfAllSandboxes ?? Math.floor(conntrackMax * 0.75),
   })
   const pinSets = new Map<string, PinSet>()
   const pinsPerSandbox = options.pinsPerSandbox ?? 4096

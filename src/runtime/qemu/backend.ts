@@ -698,7 +698,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
         if (!idPattern.test(id)) continue
         const pid = await readPid(join(vmsDir, id))
-        const running = pid > 0 && isAlive(pid)
+        const running = pid > 0
         let paused = false
         if (running && !starting.has(id)) paused = (await vmOf(id).catch(() => null))?.paused ?? false
         out.push({ id, pid: running ? pid : null, status: !running ? 'stopped' : paused ? 'paused' : 'running' })
