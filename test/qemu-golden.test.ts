@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { createQemuBackend } from '../src/runtime/index.js'
+import { createQemuBackend, vmUidRange } from '../src/runtime/index.js'
 import type { MachineImage, RuntimeBackend, SandboxSpec } from '../src/runtime/index.js'
 import { isAlive, newId, SandstormError } from '../src/shared/index.js'
 import { createTemplateStore } from '../src/templates/index.js'
@@ -24,16 +24,23 @@ function qemuSkipReason(): string | false {
 }
 
 /** Spare QEMUs of this process: directory, pid and machine of each (see spare-pool.ts). */
-async function sparesOnHost(): Promise<{ dir: string; pid: number; machineDir: string }[]> {
+async function sparesOnHost(): Promise<{ dir: string; pid: number; machineDir: string; uid?: number }[]> {
   const parent = join(qemuDir, 'spares', String(process.pid))
-  const out: { dir: string; pid: number; machineDir: string }[] = []
+  const out: { dir: string; pid: number; machineDir: string; uid?: number }[] = []
   for (const id of await readdir(parent).catch(() => [] as string[])) {
     const dir = join(parent, id)
     const pid = Number(await readFile(join(dir, 'qemu.pid'), 'utf8').catch(() => '0'))
-    const record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8').catch(() => '{}')) as { machineDir?: string }
-    out.push({ dir, pid, machineDir: record.machineDir ?? '' })
+    const record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8').catch(() => '{}')) as { machineDir?: string; uid?: number }
+    out.push({ dir, pid, machineDir: record.machineDir ?? '', uid: record.uid })
   }
   return out
+}
+
+/** A process's uids (real, effective, saved, fs), gids, effective and permitted capabilities, seccomp mode and root. */
+async function credentialsOf(pid: number) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const field = (name: string) => status.match(new RegExp(`^${name}:\\s*(.*)$`, 'm'))?.[1]?.trim().split(/\s+/) ?? []
+  return { uids: field('Uid'), gids: field('Gid'), groups: field('Groups'), capEff: field('CapEff')[0], capPrm: field('CapPrm')[0], seccomp: field('Seccomp')[0], root: await readlink(`/proc/${pid}/root`) }
 }
 
 /** Polls a host condition that a backend reaches on its own (a watched directory's removal), up to 20 s. */
@@ -61,6 +68,8 @@ describe('qemu golden snapshots', { skip }, () => {
   const golden = newId('sb')
   const clones = [newId('sb'), newId('sb')] as const
   const made: string[] = []
+  /** The uids this suite's QEMUs ran as: each must be given back. */
+  const jailUids = new Set<number>()
   /** The counter's value just before the save, and the pid of the loop that increments it. */
   let counterAtSave = 0
   let loopPid = ''
@@ -119,12 +128,15 @@ describe('qemu golden snapshots', { skip }, () => {
   after(async () => {
     for (const id of made) await backend.destroy(id).catch(() => undefined)
     const spares = await sparesOnHost()
+    for (const s of spares) if (s.uid !== undefined) jailUids.add(s.uid)
     await backend.close()
     if (machineParent) await rm(machineParent, { recursive: true, force: true })
     for (const id of made) assert.deepEqual(leftovers(id), [], `VM ${id} left nothing behind`)
     assert.deepEqual(await sparesOnHost(), [], 'closing the backend stopped its spare QEMUs')
     for (const s of spares) assert.ok(!isAlive(s.pid), `spare QEMU ${s.pid} is gone`)
     for (const s of spares) assert.deepEqual(leftovers(s.dir.split('/').pop()!), [], `spare ${s.dir} left no cgroup`)
+    assert.ok(jailUids.size > 0)
+    for (const uid of jailUids) assert.ok(!existsSync(join(qemuDir, 'uids', String(uid))), `uid ${uid} was given back`)
   })
 
   it('a clone takes a pre-started QEMU, and has its own hostname and clock before its first command', async () => {
@@ -201,6 +213,33 @@ describe('qemu golden snapshots', { skip }, () => {
     assert.ok(limit > 256 * 2 ** 20 && limit < 1024 * 2 ** 20, `memory limit ${limit} is guest RAM plus QEMU's overhead`)
     assert.equal((await readFile(`/sys/fs/cgroup/cpu/sandstorm/${clones[0]}/cpu.cfs_quota_us`, 'utf8')).trim(), '100000')
     assert.equal((await run(backend, clones[0], 'grep -c ^processor /proc/cpuinfo')).stdout, '1')
+  })
+
+  it('each QEMU runs jailed: a uid of its own, no capability, its seccomp filter, an empty root', async () => {
+    // The booted golden, a clone from a spare and clones started on demand, and the spares waiting.
+    const running = (await backend.list()).filter((s) => made.includes(s.id) && s.pid)
+    const pids = [...running.map((s) => s.pid!), ...(await sparesOnHost()).map((s) => s.pid)]
+    assert.ok(pids.length >= 4, `${pids.length} QEMUs to look at`)
+    for (const pid of pids) {
+      const c = await credentialsOf(pid)
+      const uid = Number(c.uids[0])
+      assert.ok(uid >= vmUidRange.first && uid < vmUidRange.first + vmUidRange.count, `QEMU ${pid} runs as uid ${uid}`)
+      assert.deepEqual(c.uids, [String(uid), String(uid), String(uid), String(uid)], 'real, effective, saved and fs uid alike: root cannot come back')
+      assert.deepEqual(c.gids, [String(uid), String(uid), String(uid), String(uid)])
+      assert.deepEqual(c.groups, [String(uid)], 'no supplementary group of root')
+      assert.equal(c.capEff, '0000000000000000')
+      assert.equal(c.capPrm, '0000000000000000')
+      assert.equal(c.seccomp, '2', "QEMU's own seccomp filter is loaded")
+      assert.equal(c.root, join(qemuDir, 'jail'), 'QEMU is shut in the empty jail')
+      // A directory held open would be a way out of the jail (openat from it).
+      for (const fd of await readdir(`/proc/${pid}/fd`)) {
+        const what = await stat(`/proc/${pid}/fd/${fd}`).catch(() => null)
+        assert.ok(!what?.isDirectory(), `QEMU ${pid} holds no directory open (fd ${fd}: ${await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '?')})`)
+      }
+      assert.ok(!jailUids.has(uid), `uid ${uid} is held by one QEMU only`)
+      jailUids.add(uid)
+    }
+    assert.deepEqual(await readdir(join(qemuDir, 'jail')), [], 'the jail is empty')
   })
 
   it('a guest that exhausts its memory dies alone', async () => {

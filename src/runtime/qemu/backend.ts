@@ -20,6 +20,7 @@ import { ignoreSharedRam, migrateFromFile, migrateToFile } from './qmp.js'
 import { qemuArgs, qemuOverheadMiB, vmFiles, type VmNic } from './qemu-args.js'
 import { createTap, plugTap, randomMac, removeTap, tapName } from './vm-network.js'
 import { vmCgroup } from './vm-cgroup.js'
+import { createVmJail } from './vm-jail.js'
 import { readVmRecord, writeVmRecord, type VmRecord } from './vm-record.js'
 import { isQemuOf, recordQemuProcess, runningQemuPid } from './vm-process.js'
 
@@ -117,6 +118,8 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const vmsDir = join(options.dir, 'vms')
   const memoryDir = options.memoryDir ?? '/dev/shm/sandstorm-qemu'
   const vms = new Map<string, Promise<Vm>>()
+  const jail = createVmJail(options.dir)
+  jail.catch(() => undefined)
   /**
    * VMs a create of this backend is starting: their QMP socket is the create's. Adopting one (a
    * list or a call racing the create) would take QEMU's one QMP client slot and stall the create.
@@ -224,7 +227,12 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     await rm(join(memoryDir, `${id}.ram`), { force: true })
     if (record?.memShared && dirname(record.memPath) === memoryDir) await rm(record.memPath, { force: true })
     await vmCgroup(id).remove()
+    // Its uid is free once no process holds it (the wait above).
+    if (record?.uid !== undefined) await (await jail).release(record.uid)
   }
+
+  /** The monitor a VM's QEMU takes state files on; null for a QEMU of a version before jails (it opens them itself). */
+  const filesMonitor = (dir: string, record: VmRecord) => (record.uid !== undefined ? vmFiles(dir).qmpFiles : null)
 
   /** Rebases a qcow2 disk onto the bottom of its backing chain (the raw guest root), copying what lies between. */
   async function rebaseOntoRoot(disk: string) {
@@ -358,10 +366,17 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     }
     mark('disk')
     await mkdir(memoryDir, { recursive: true, mode: 0o700 })
-    await writeVmRecord(files.record, record)
+    const vmJail = await jail
+    // Claimed before the record names it, so that a teardown always finds what to give back.
+    record.uid = await vmJail.claim()
+    await writeVmRecord(files.record, record).catch(async (err: unknown) => {
+      await vmJail.release(record.uid!)
+      throw err
+    })
     await vmCgroup(record.id).create({ memoryMiB: record.memoryMiB, cpus: record.cpus, overheadMiB: qemuOverheadMiB })
     if (record.nic?.tap) await createTap(record.nic.tap)
-    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, ...(ip ? { ip } : {}) }), call)
+    const jailed = { uid: record.uid, root: vmJail.root }
+    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, jail: jailed, ...(ip ? { ip } : {}) }), call)
     held.qmp = await connectJsonChannel(files.qmp, 'QMP')
     // QEMU answers at once; a bound keeps a channel that never got the client slot from hanging the start.
     await held.qmp.call('qmp_capabilities', undefined, qmpReadyTimeoutMs)
@@ -406,9 +421,9 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await launch(record, dir, machineDir, '', held, {}, () => undefined)
       // The state is loaded ahead too, but not when it carries the RAM: that would fill a private
       // copy of the guest's memory for a clone that may never come.
-      if (config.ramInState) return { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: false }
-      await migrateFromFile(held.qmp!, machineFiles(machineDir).state, migrateTimeoutMs)
-      const spare: Spare = { id, dir, pid: held.pid!, qmp: held.qmp!, loaded: true }
+      if (config.ramInState) return { id, dir, pid: held.pid!, qmp: held.qmp!, uid: record.uid!, loaded: false }
+      await migrateFromFile(held.qmp!, filesMonitor(dir, record), machineFiles(machineDir).state, migrateTimeoutMs)
+      const spare: Spare = { id, dir, pid: held.pid!, qmp: held.qmp!, uid: record.uid!, loaded: true }
       spare.agent = await warmSpare(spare, config, nic)
       return spare
     } catch (err) {
@@ -426,6 +441,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   async function takeOver(spare: Spare, id: string, dir: string, record: VmRecord): Promise<boolean> {
     const nic = record.nic
     record.diskPath = join(disksDir, `${spare.id}.qcow2`)
+    record.uid = spare.uid
     // The spare's device sits on the spare's tap, which stays this VM's until its destroy: moved into
     // its namespace, or (without a network) left down on the host, where nothing reaches it. Not
     // deleted while QEMU holds it: QEMU's main loop then spins on the dead descriptor (an idle
@@ -439,6 +455,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       return true
     } catch (err) {
       delete record.diskPath
+      delete record.uid
       if (nic) record.nic = nic
       log.warn({ err, spare: spare.id, sandboxId: id }, 'taking over a spare QEMU failed; starting one')
       spare.agent?.close()
@@ -525,7 +542,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
         const agentReady = connectGuestAgent(files.qga, cloneAgentTimeoutMs, () => !isAlive(pid!))
         agentReady.catch(() => undefined)
         if (!loaded) {
-          await migrateFromFile(qmp, machineFiles(machine.dir).state, migrateTimeoutMs)
+          await migrateFromFile(qmp, filesMonitor(dir, record), machineFiles(machine.dir).state, migrateTimeoutMs)
           mark('state')
         }
         await qmp.call('cont')
@@ -635,7 +652,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
           }
         }
         // Stopped, the guest's RAM and disk hold still: device state, RAM and disk are one moment.
-        await migrateToFile(vm.qmp, out.state, migrateTimeoutMs)
+        await migrateToFile(vm.qmp, filesMonitor(dirOf(id), vm.record), out.state, migrateTimeoutMs)
         if (vm.record.memShared) {
           await execa('cp', ['--sparse=always', vm.record.memPath, out.memory])
         } else {

@@ -3,3 +3,4 @@ export { createQemuBackend, guestCacheKey, probeAccel, type QemuAccel, type Qemu
 export { buildGuest, guestArtifacts, type GuestArtifacts, type GuestBuildOptions } from './guest-build.js'
 export { hostTscKHz } from './guest-clock.js'
 export { noGuestTerminals } from './guest-process.js'
+export { vmUidRange } from './vm-jail.js'

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path'
 import { clockCmdline } from './guest-clock.js'
+import { jailArgs } from './vm-jail.js'
 
 /** TCG's translated-code cache, bounded so that QEMU's own memory fits the cgroup's overhead. */
 export const tcgCodeCacheMiB = 64
@@ -20,6 +21,8 @@ export function vmFiles(dir: string) {
     disk: join(dir, 'disk.qcow2'),
     qga: join(dir, 'qga.sock'),
     qmp: join(dir, 'qmp.sock'),
+    /** A second QMP monitor, for the helper that hands QEMU a state file (see vm-jail.ts): the first is the backend's. */
+    qmpFiles: join(dir, 'qmp-files.sock'),
     pid: join(dir, 'qemu.pid'),
     /** Which process that pid named: its boot and start time (see vm-process.ts). */
     started: join(dir, 'qemu.started'),
@@ -53,6 +56,8 @@ export interface QemuArgsInput {
   nic?: VmNic
   /** The guest's address and gateway, for a booted (not a cloned) VM with a network. */
   ip?: { address: string; gateway: string }
+  /** QEMU's own uid and gid, and the empty root it is shut in once it has opened its files (see vm-jail.ts). */
+  jail: { uid: number; root: string }
 }
 
 /** A VM's network device: its MAC and the tap it is on, or no tap. */
@@ -81,9 +86,12 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-smp', `${input.cpus}`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     // QEMU's own seccomp filter: its list of syscalls a VM never needs, obsolete ones and changes
-    // of scheduling and resources too. Not elevateprivileges=deny (-daemonize then exits at start)
-    // nor spawn=deny (saves and loads go through exec:, as QEMU 7.2 has no file: migration).
+    // of scheduling and resources too. Not elevateprivileges=deny: the filter is loaded before
+    // QEMU gives up root, which that would forbid (with no capability left, it cannot take root
+    // back). Not spawn=deny: -daemonize forks after the filter is loaded; in its empty root,
+    // jailed, a QEMU finds no program to start, and one it brought runs as jailed as itself.
     '-sandbox', 'on,obsolete=deny,resourcecontrol=deny',
+    ...jailArgs(input.jail.uid, input.jail.root),
     // The guest's console in a ring of QEMU's memory (QMP ringbuf-read shows it): the guest
     // writes to it at will, and a file on the host grew without bound, outside its disk quota.
     '-chardev', `ringbuf,id=console,size=${consoleRingBytes}`,
@@ -91,7 +99,10 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-kernel', input.kernel,
     '-initrd', input.initramfs,
     '-append', cmdline.join(' '),
-    '-drive', `id=root,file=${input.diskPath ?? f.disk},format=qcow2,if=none,discard=unmap`,
+    // Never reopened by path: with auto-read-only, QEMU reopens the image read-only when a save or
+    // a load gives up its write permission and read-write when it takes it back, which a jailed
+    // QEMU cannot (the save failed). Without it, QEMU keeps the fd it opened the image by.
+    '-drive', `id=root,file=${input.diskPath ?? f.disk},format=qcow2,if=none,discard=unmap,auto-read-only=off`,
     '-device', 'virtio-blk-device,drive=root',
     '-device', 'virtio-serial-device',
     '-chardev', `socket,path=${f.qga},server=on,wait=off,id=qga0`,
@@ -99,6 +110,7 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-device', 'virtio-rng-device',
     ...nicArgs,
     '-qmp', `unix:${f.qmp},server=on,wait=off`,
+    '-qmp', `unix:${f.qmpFiles},server=on,wait=off`,
     '-pidfile', f.pid,
     ...(input.incoming ? ['-S', '-incoming', 'defer'] : []),
     '-daemonize',

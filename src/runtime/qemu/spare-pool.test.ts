@@ -28,7 +28,7 @@ describe('spare pool', () => {
       logger: silentLogger(),
       // pid 0: no process; the pool must not signal it (kill(2) would take it as its own group).
       async start(machineDir) {
-        const spare = { id: `sp-${n++}-${machineDir.split('/').pop()}`, dir: machineDir, pid: 0, qmp: {} as JsonChannel, loaded: true }
+        const spare = { id: `sp-${n++}-${machineDir.split('/').pop()}`, dir: machineDir, pid: 0, uid: 0, qmp: {} as JsonChannel, loaded: true }
         started.push(spare)
         return spare
       },

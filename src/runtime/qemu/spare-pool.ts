@@ -21,6 +21,8 @@ export interface Spare {
   dir: string
   pid: number
   qmp: JsonChannel
+  /** The uid its QEMU runs as (see vm-jail.ts), which a clone that takes it over keeps. */
+  uid: number
   /** The machine's device state is loaded already (the guest waits paused): a clone only continues it. */
   loaded: boolean
   /**

@@ -33,6 +33,8 @@ const vmRecordSchema = z.object({
   env: z.array(z.string()),
   /** Its network device (none on VMs of versions before networking): the tap it is on (null: none) and its MAC. */
   nic: z.object({ tap: z.string().nullable(), mac: z.string() }).optional(),
+  /** The uid and gid its QEMU runs as, jailed (see vm-jail.ts); absent on VMs of versions before jails, whose QEMU runs as root. */
+  uid: z.number().int().optional(),
 })
 
 /** One VM's record (vm.json). */

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict'
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { createVmJail, jailArgs, vmUidRange } from './vm-jail.js'
+
+describe('the VM jail', () => {
+  const dirs: string[] = []
+  const fresh = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandstorm-jail-'))
+    dirs.push(dir)
+    return dir
+  }
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('claims uids in its range, each once, until given back; a later jail on the same dir sees the claims', async () => {
+    const dir = await fresh()
+    const jail = await createVmJail(dir)
+    const uids = await Promise.all(Array.from({ length: 50 }, () => jail.claim()))
+    assert.equal(new Set(uids).size, 50)
+    for (const uid of uids) assert.ok(uid >= vmUidRange.first && uid < vmUidRange.first + vmUidRange.count)
+    const later = await createVmJail(dir)
+    assert.deepEqual((await readdir(join(dir, 'uids'))).sort(), uids.map(String).sort(), 'the claims are on disk, for a restarted agent')
+    await later.release(uids[0]!)
+    await jail.release(uids[0]!)
+    assert.equal((await readdir(join(dir, 'uids'))).length, 49)
+  })
+
+  it('makes the root empty and searchable only, and refuses one that holds anything', async () => {
+    const dir = await fresh()
+    const jail = await createVmJail(dir)
+    assert.equal((await stat(jail.root)).mode & 0o777, 0o111)
+    assert.deepEqual(jailArgs(2_000_000_123, jail.root), ['-runas', '2000000123:2000000123', '-chroot', jail.root])
+    const dirty = await fresh()
+    await mkdir(join(dirty, 'jail'))
+    await writeFile(join(dirty, 'jail', 'sh'), '')
+    await assert.rejects(createVmJail(dirty), /jail .* is not empty/)
+  })
+})
