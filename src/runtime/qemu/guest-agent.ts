@@ -21,9 +21,10 @@ export interface GuestExecStatus {
 
 /** A connected guest agent. */
 export interface GuestAgent {
-  /** Starts a program (with `input` on its stdin, if given); returns the guest pid. */
-  exec(path: string, args: string[], env: string[], capture: boolean, input?: Uint8Array): Promise<number>
-  status(pid: number): Promise<GuestExecStatus>
+  /** Starts a program (with `input` on its stdin, if given); returns the guest pid. The guest must answer within `timeoutMs`, if given. */
+  exec(path: string, args: string[], env: string[], capture: boolean, input?: Uint8Array, timeoutMs?: number): Promise<number>
+  /** The program's status; the guest must answer within `timeoutMs`, if given. */
+  status(pid: number, timeoutMs?: number): Promise<GuestExecStatus>
   /** Runs a program to its end with captured output; deadline_exceeded past `timeoutMs` (@default 600000). */
   run(path: string, args: string[], env?: string[], input?: Uint8Array, timeoutMs?: number): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>
   open(path: string, mode: string): Promise<number>
@@ -89,21 +90,20 @@ export function lazyGuestAgent(socketPath: string, timeoutMs: number, dead: () =
 
 function wrap(channel: JsonChannel): GuestAgent {
   const agent: GuestAgent = {
-    async exec(path, args, env, capture, input) {
+    async exec(path, args, env, capture, input, timeoutMs) {
       const stdin = input ? { 'input-data': Buffer.from(input).toString('base64') } : {}
-      const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture, ...stdin })
+      const r = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': capture, ...stdin }, timeoutMs)
       return r.pid
     },
-    status: (pid) => channel.call<GuestExecStatus>('guest-exec-status', { pid }),
+    status: (pid, timeoutMs) => channel.call<GuestExecStatus>('guest-exec-status', { pid }, timeoutMs),
     async run(path, args, env = [], input, timeoutMs = guestRunTimeoutMs) {
       // Every call of it is bounded: the guest's root can hold a command, or the agent, forever.
       const deadline = Date.now() + timeoutMs
       const left = () => Math.max(1, deadline - Date.now())
-      const stdin = input ? { 'input-data': Buffer.from(input).toString('base64') } : {}
-      const { pid } = await channel.call<{ pid: number }>('guest-exec', { path, arg: args, env, 'capture-output': true, ...stdin }, left())
+      const pid = await agent.exec(path, args, env, true, input, left())
       // Short waits: most commands the backend runs end within tens of milliseconds.
       for (let wait = 2; ; wait = Math.min(wait * 2, 10)) {
-        const s = await channel.call<GuestExecStatus>('guest-exec-status', { pid }, left())
+        const s = await agent.status(pid, left())
         if (s.exited) {
           return {
             exitCode: s.exitcode ?? 128 + (s.signal ?? 0),
