@@ -12,7 +12,7 @@ import { guestFsError, guestFsScripts, parseGuestListing, parseGuestStat } from 
 import { guestBusybox, guestIdentityPath, guestNetworkScript, guestReseedPath, hostEpoch, identityScript } from './guest-scripts.js'
 import { startGuestProcess } from './guest-process.js'
 import { identityHelper, identityRecord, reseedHelper } from './reseed-helper.js'
-import { connectJsonChannel, type JsonChannel } from './json-channel.js'
+import { connectJsonChannel, qmpMaxLine, type JsonChannel } from './json-channel.js'
 import { rootImageOf } from './root-size.js'
 import { machineFiles, qcow2BackingFile, readMachineConfig, writeMachineConfig, type MachineConfig } from './machine-image.js'
 import { createSparePool, type Spare } from './spare-pool.js'
@@ -162,7 +162,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     const pid = await readPid(dir)
     if (!pid || !isAlive(pid)) throw new SandstormError('not_found', `no VM sandbox "${id}" runs on this host`)
     const record = await readVmRecord(vmFiles(dir).record)
-    const qmp = await connectJsonChannel(vmFiles(dir).qmp, 'QMP')
+    const qmp = await connectJsonChannel(vmFiles(dir).qmp, 'QMP', qmpMaxLine)
     try {
       await qmp.call('qmp_capabilities', undefined, adoptQmpTimeoutMs)
       const status = await qmp.call<{ status: string }>('query-status', undefined, adoptQmpTimeoutMs)
@@ -377,7 +377,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     if (record.nic?.tap) await createTap(record.nic.tap)
     const jailed = { uid: record.uid, root: vmJail.root }
     held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, jail: jailed, ...(ip ? { ip } : {}) }), call)
-    held.qmp = await connectJsonChannel(files.qmp, 'QMP')
+    held.qmp = await connectJsonChannel(files.qmp, 'QMP', qmpMaxLine)
     // QEMU answers at once; a bound keeps a channel that never got the client slot from hanging the start.
     await held.qmp.call('qmp_capabilities', undefined, qmpReadyTimeoutMs)
     await ignoreSharedRam(held.qmp)

@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SandstormError } from '../../shared/index.js'
 import { guestBusybox, hostEpoch, setClockCommand } from './guest-scripts.js'
-import { connectJsonChannel, type JsonChannel } from './json-channel.js'
+import { connectJsonChannel, guestAgentMaxLine, type JsonChannel } from './json-channel.js'
 
 /** How long the backend's own commands in a guest (file calls, identity, network) may take. */
 const guestRunTimeoutMs = 10 * 60_000
@@ -47,7 +47,7 @@ export async function connectGuestAgent(socketPath: string, timeoutMs: number, d
     if (dead()) throw new SandstormError('unavailable', 'the VM exited before its guest agent answered')
     let channel: JsonChannel | null = null
     try {
-      channel = await connectJsonChannel(socketPath, 'guest agent')
+      channel = await connectJsonChannel(socketPath, 'guest agent', guestAgentMaxLine)
       const id = Math.floor(Math.random() * 2 ** 31)
       const got = await channel.call<number>('guest-sync', { id }, 400)
       if (got === id) return wrap(channel)

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { SandstormError } from '../../shared/index.js'
-import { connectJsonChannel } from './json-channel.js'
+import { connectJsonChannel, guestAgentMaxLine, qmpMaxLine } from './json-channel.js'
 
 describe('connectJsonChannel', () => {
   let dir: string
@@ -35,7 +35,7 @@ describe('connectJsonChannel', () => {
 
   it('skips lines that are no object, takes an error that is no object as an error, and answers in order', async () => {
     await listen('a.sock')
-    const channel = await connectJsonChannel(path, 'test agent')
+    const channel = await connectJsonChannel(path, 'test agent', guestAgentMaxLine)
     const socket = await peer
     const first = channel.call('one')
     const second = channel.call('two')
@@ -48,7 +48,7 @@ describe('connectJsonChannel', () => {
 
   it('closes the channel on a line past 64 MiB without end', async () => {
     await listen('b.sock')
-    const channel = await connectJsonChannel(path, 'test agent')
+    const channel = await connectJsonChannel(path, 'test agent', guestAgentMaxLine)
     const socket = await peer
     // The channel resets the connection under the writes.
     socket.on('error', () => undefined)
@@ -57,6 +57,22 @@ describe('connectJsonChannel', () => {
     for (let i = 0; i < 65 && !socket.destroyed; i++) {
       if (!socket.write(block)) await new Promise((resolve) => (socket.once('drain', resolve), socket.once('close', resolve)))
     }
+    await waiting
+    await channel.closed
+    socket.destroy()
+    server.close()
+  })
+
+  it("takes QMP's lines up to 1 MiB: an answer of 900 KiB, but not a line past 1 MiB", { timeout: 20_000 }, async () => {
+    await listen('c.sock')
+    const channel = await connectJsonChannel(path, 'QMP', qmpMaxLine)
+    const socket = await peer
+    socket.on('error', () => undefined)
+    const big = channel.call<string>('big')
+    socket.write(`{"return":"${'y'.repeat(900 * 1024)}"}\n`)
+    assert.equal((await big).length, 900 * 1024)
+    const waiting = assert.rejects(channel.call('never'), (e: unknown) => e instanceof SandstormError && e.code === 'unavailable')
+    socket.write('z'.repeat(qmpMaxLine + 1))
     await waiting
     await channel.closed
     socket.destroy()

@@ -15,8 +15,13 @@ export interface JsonChannel {
   readonly closed: Promise<void>
 }
 
-/** The longest line taken from the channel: a file read comes back base64 in one line, in chunks of at most a few MiB. */
-const maxLineChars = 64 * 1024 * 1024
+/** The longest line taken from the guest agent: a file read comes back base64 in one line, in chunks of at most a few MiB. */
+export const guestAgentMaxLine = 64 * 1024 * 1024
+/**
+ * The longest line taken from QMP: its answers here are status and a few hundred bytes. QEMU is
+ * jailed but may be the guest's (see vm-jail.ts), and each VM's line is held in the agent's heap.
+ */
+export const qmpMaxLine = 1024 * 1024
 
 interface Pending {
   resolve(v: unknown): void
@@ -24,8 +29,8 @@ interface Pending {
   timer?: NodeJS.Timeout
 }
 
-/** Connects to a QMP or guest agent socket. */
-export async function connectJsonChannel(path: string, what: string): Promise<JsonChannel> {
+/** Connects to a QMP or guest agent socket; a line longer than `maxLineChars` ends the channel. */
+export async function connectJsonChannel(path: string, what: string, maxLineChars: number): Promise<JsonChannel> {
   const socket: Socket = await new Promise((resolve, reject) => {
     const s = createConnection(path)
     s.once('connect', () => resolve(s))
