@@ -41,7 +41,15 @@ describe('the sandstorm CLI end to end', { skip }, () => {
     const failing = await cli('run', '--', 'sh', '-c', 'echo bye >&2; exit 5')
     assert.equal(failing.code, 5)
     assert.match(failing.stderr, /bye/)
-    assert.deepEqual(JSON.parse((await cli('ls', '--json')).stdout), [])
+    // run exits once its sandboxes are marked for removal; the server destroys them right after.
+    let left: SandboxInfo[] = []
+    for (let i = 0; i < 100; i++) {
+      left = JSON.parse((await cli('ls', '--json')).stdout) as SandboxInfo[]
+      if (left.length === 0) break
+      for (const s of left) assert.ok(Date.parse(s.expiresAt) <= Date.now(), `sandbox ${s.id} left by run is marked for removal`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    assert.deepEqual(left, [], 'the sandboxes of run are gone within 20 s')
   })
 
   it('create --template debian --memory 256 --cpus 1 --timeout 10m prints an id', async () => {
