@@ -3,11 +3,11 @@
  * it, the templates built here, and RUN steps in build sandboxes (real runc sandboxes over the
  * chain of layers so far, whose writable layer becomes the step's layer).
  */
-import { execa } from 'execa'
 import type { AgentSandbox } from './agent-api.js'
 import type { AgentApi, AgentCreateRequest } from './agent-api.js'
 import type { AgentSnapshotApi } from './snapshot-api.js'
 import type { SandboxLayers } from './sandbox-layers.js'
+import { copyStepLayer } from './step-layer.js'
 import type { BuildHost, BuildRunRequest, BuildRunResult, Digest, ImageDefaults, ImageSource, LayerChain, PullOptions, StoredLayer, UnpackLimits } from '../images/contracts.js'
 import { defaultMaxLayerBytes } from '../images/layers/index.js'
 import { openRegistryImage } from '../images/registry/index.js'
@@ -34,9 +34,18 @@ const buildSandbox = { memoryMiB: 2048, cpus: 2, pidsMax: 4096 }
 /** No defaults: what an image config without any gives. */
 export const emptyDefaults = (): ImageDefaults => ({ env: {}, exposedPorts: [], labels: {} })
 
+/**
+ * The most layers an image may have: about what overlayfs stacks under one mount (Docker's own
+ * limit is 125 to 128), and each is a tree on the disk and a lower dir of every sandbox on it.
+ */
+export const maxImageLayers = 127
+
 /** Stores every layer of `source` (each once, shared with other templates) and returns the chain. */
 export async function storeImage(templates: TemplateStore, source: ImageSource, options: CallOptions & UnpackLimits & { onProgress?: (line: string) => void } = {}): Promise<LayerChain> {
   const { layers } = source.manifest
+  if (layers.length > maxImageLayers) {
+    throw new SandstormError('invalid_argument', `image ${source.manifest.digest}: expected at most ${maxImageLayers} layers, got ${layers.length} (squash some of its layers and try again)`)
+  }
   const stored: StoredLayer[] = []
   for (const [i, layer] of layers.entries()) {
     const had = await templates.imageLayers.get(layer.digest)
@@ -132,10 +141,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
             const { layerDirs } = await options.layers.stackOf(snapshot.id)
             const top = layerDirs[0]
             if (!top) throw new SandstormError('internal', `snapshot ${snapshot.id} of a build step has no layer`)
-            return await templates.imageLayers.create(layerId, async (dir) => {
-              const r = await execa('cp', ['-a', '--no-dereference', '--preserve=all', `${top}/.`, dir], { reject: false, stdin: 'ignore' })
-              if (r.exitCode !== 0) throw new SandstormError('internal', `copying a build step's layer failed: ${r.stderr.trim()}`)
-            }, call)
+            return await templates.imageLayers.create(layerId, (dir, roomBytes) => copyStepLayer(top, dir, roomBytes), call)
           } finally {
             await options.snapshots.remove(snapshot.id).catch(() => undefined)
           }

@@ -3,12 +3,10 @@
  * uploads only: a sandbox's own writes, or writes running beside the upload, can still use up the
  * host's space.
  */
-import { diskFullError, type SandstormError } from '../shared/index.js'
-import { hostMarginBytes, roomIn } from '../storage/index.js'
+import { noRoomError } from '../shared/index.js'
+import { hostMarginBytes, roomIn, withinRoom } from '../storage/index.js'
 
 export { hostMarginBytes, roomIn }
-
-const diskFull = (): SandstormError => diskFullError('the upload', undefined)
 
 /**
  * Refuses at once (`resource_exhausted`) when the filesystem of `dir` has less than the margin
@@ -16,13 +14,6 @@ const diskFull = (): SandstormError => diskFullError('the upload', undefined)
  */
 export async function withinHostSpace(dir: string, data: AsyncIterable<Uint8Array>, marginBytes = hostMarginBytes): Promise<AsyncIterable<Uint8Array>> {
   const room = await roomIn(dir, marginBytes)
-  if (room <= 0) throw diskFull()
-  return (async function* () {
-    let bytes = 0
-    for await (const chunk of data) {
-      bytes += chunk.byteLength
-      if (bytes > room) throw diskFull()
-      yield chunk
-    }
-  })()
+  if (room <= 0) throw noRoomError('the upload', undefined, room)
+  return withinRoom(data, room, 'the upload')
 }

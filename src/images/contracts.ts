@@ -103,10 +103,12 @@ export interface ImageLayerStore {
    */
   ensure(id: Digest, mediaType: string, open: () => Promise<Readable>, options?: CallOptions & UnpackLimits): Promise<StoredLayer>
   /**
-   * A layer made by `fill` in a fresh empty directory (a Dockerfile's COPY, WORKDIR), stored under
-   * `id` when `fill` resolves; nothing is kept when it throws.
+   * A layer made by `fill` in a fresh empty directory (a Dockerfile's COPY, WORKDIR, a RUN's
+   * commit), stored under `id` when `fill` resolves; nothing is kept when it throws. `fill` must
+   * take at most `roomBytes` of the disk (the free space beyond the host's margin, measured
+   * before it began), refusing with `resource_exhausted` before it would take more.
    */
-  create(id: Digest, fill: (dir: string) => Promise<void>, options?: CallOptions): Promise<StoredLayer>
+  create(id: Digest, fill: (dir: string, roomBytes: number) => Promise<void>, options?: CallOptions): Promise<StoredLayer>
   /** The stored layer, or null. */
   get(id: Digest): Promise<StoredLayer | null>
   /** Removes every layer not in `keep`; returns the ids removed. */

@@ -11,8 +11,9 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { AgentApi, ImageBuildRequest } from '../agent/index.js'
 import { unpackTar } from '../images/layers/index.js'
-import { SandstormError, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
+import { noRoomError, SandstormError, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
 import { templateStartSchema } from '../shared/index.js'
+import { roomBudget, roomIn, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
 import { hiddenMessage } from './request-context.js'
 
@@ -55,6 +56,8 @@ export interface ImageBuildServiceOptions {
   logger: Logger
   /** The most an upload (an archive or a context) may be. @default 8 GiB */
   maxUploadBytes?: number
+  /** The room an upload may take on the data dir's disk. @default roomIn: the free space less the host's margin */
+  roomOf?: RoomOf
 }
 
 /** Creates the service over the agent's image API. */
@@ -62,6 +65,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const { agent, logger } = options
   const maxUploadBytes = options.maxUploadBytes ?? 8 * 1024 ** 3
   const uploadsDir = join(options.dataDir, 'uploads')
+  const roomOf = options.roomOf ?? ((dir: string) => roomIn(dir))
   // What a crash left of earlier builds' uploads.
   void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
 
@@ -114,16 +118,37 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
     emit(last)
   }
 
+  /** The room on the disk of `dir` (the data dir's, where the sandboxes' disks are too); none: refused. */
+  async function roomFor(dir: string, what: string): Promise<number> {
+    const room = await roomOf(dir)
+    if (room <= 0) throw noRoomError(what, undefined, room)
+    return room
+  }
+
   async function receiveFile(body: AsyncIterable<Uint8Array>, dir: string): Promise<string> {
     const path = join(dir, 'upload.tar')
-    await pipeline(Readable.from(capUpload(body)), createWriteStream(path, { mode: 0o600 }))
+    const what = 'receiving the image archive'
+    const room = await roomFor(dir, what)
+    try {
+      await pipeline(Readable.from(withinRoom(capUpload(body), room, what)), createWriteStream(path, { mode: 0o600 }))
+    } catch (err) {
+      await rm(path, { force: true })
+      throw err
+    }
     return path
   }
 
   async function receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string> {
     const contextDir = join(dir, 'context')
+    const what = 'unpacking the build context'
+    const room = roomBudget(await roomFor(dir, what), what)
     await mkdir(contextDir, { mode: 0o700 })
-    await unpackTar(Readable.from(capUpload(body)), contextDir, { whiteouts: false, maxLayerBytes: maxUploadBytes, ...(signal ? { signal } : {}) })
+    try {
+      await unpackTar(Readable.from(capUpload(body)), contextDir, { whiteouts: false, label: 'the build context', maxLayerBytes: maxUploadBytes, room, ...(signal ? { signal } : {}) })
+    } catch (err) {
+      await rm(contextDir, { recursive: true, force: true })
+      throw err
+    }
     return contextDir
   }
 

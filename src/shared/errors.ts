@@ -83,6 +83,16 @@ export function diskFullError(what: string | undefined, cause: unknown): Sandsto
   return new SandstormError('resource_exhausted', `${what ? `${what} failed: ` : ''}the host's disk is full: free space on it and try again`, { cause })
 }
 
+/**
+ * A write refused before it filled the host's disk: `resource_exhausted`, saying what it needed
+ * (when known: an unpack or an upload knows only what it has brought so far)
+ * and what was free beyond the margin kept for the sandboxes' disks. No path, as diskFullError.
+ */
+export function noRoomError(what: string, need: { bytes: number; atLeast: boolean } | undefined, roomBytes: number): SandstormError {
+  const needs = need ? `it needs ${need.atLeast ? 'at least ' : ''}${need.bytes} bytes and ` : ''
+  return new SandstormError('resource_exhausted', `${what} failed: the host's disk is full: ${needs}${Math.max(0, roomBytes)} bytes are free beyond the margin kept for running sandboxes' disks; free space on it and try again`)
+}
+
 /** Maps an errno code from node:fs or a helper to an error code. */
 export function codeOfErrno(errno: string | undefined): ErrorCode {
   switch (errno) {

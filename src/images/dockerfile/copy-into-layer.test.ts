@@ -26,11 +26,11 @@ async function tree(dir: string, files: Record<string, string>): Promise<void> {
   }
 }
 
-async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean; maxLayerBytes?: number } = {}): Promise<string> {
+async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean; maxLayerBytes?: number; roomBytes?: number } = {}): Promise<string> {
   const layerDir = join(work, `layer-${n++}`)
   await mkdir(layerDir)
   const sources = await resolveSources(ctx, patterns, parseDockerignore(''), 'COPY')
-  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false, ...(extra.maxLayerBytes !== undefined && { maxLayerBytes: extra.maxLayerBytes }) })
+  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false, ...(extra.maxLayerBytes !== undefined && { maxLayerBytes: extra.maxLayerBytes }), ...(extra.roomBytes !== undefined && { roomBytes: extra.roomBytes }) })
   return layerDir
 }
 
@@ -182,6 +182,27 @@ describe('copyIntoLayer', () => {
       assert.equal((await lstat(join(fits, 'opt/zeros'))).size, 2 * 1024 * 1024)
     } finally {
       await rm(join(ctx, 'zeros.tar.gz'))
+    }
+  })
+
+  it("holds a COPY and an ADD to the room on the host's disk, saying what they needed and what was free", async () => {
+    const src = join(work, 'tar-room')
+    await mkdir(join(ctx, 'room'), { recursive: true })
+    await mkdir(src, { recursive: true })
+    await writeFile(join(ctx, 'room', 'big'), Buffer.alloc(1024 * 1024))
+    await writeFile(join(src, 'zeros'), Buffer.alloc(2 * 1024 * 1024))
+    execFileSync('tar', ['-czf', join(ctx, 'room.tar.gz'), '-C', src, 'zeros'])
+    const noRoom = (neededBytes: number) => (err: unknown) =>
+      err instanceof SandstormError && err.code === 'resource_exhausted' && err.message.startsWith(`Dockerfile line 2 (COPY) failed: the host's disk is full: it needs at least ${neededBytes} bytes and ${512 * 1024} bytes are free`)
+    try {
+      // Both far under the layer's own bound (16 GiB), but more than the room.
+      await assert.rejects(copy(['room/big'], '/app/', { roomBytes: 512 * 1024 }), noRoom(1024 * 1024))
+      await assert.rejects(copy(['room.tar.gz'], '/opt/', { add: true, roomBytes: 512 * 1024 }), noRoom(2 * 1024 * 1024))
+      const fits = await copy(['room.tar.gz'], '/opt/', { add: true, roomBytes: 3 * 1024 * 1024 })
+      assert.equal((await lstat(join(fits, 'opt/zeros'))).size, 2 * 1024 * 1024)
+    } finally {
+      await rm(join(ctx, 'room'), { recursive: true })
+      await rm(join(ctx, 'room.tar.gz'))
     }
   })
 

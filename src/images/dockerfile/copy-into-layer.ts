@@ -13,6 +13,7 @@ import { join, posix, relative } from 'node:path'
 import type { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { SandstormError, type CallOptions } from '../../shared/index.js'
+import { blockBytes, inBlocks, roomBudget } from '../../storage/layers/host-room.js'
 import { decompressed, defaultMaxLayerBytes, sniffCompression, unpackTar } from '../layers/index.js'
 import { lookupInChain } from './chain-fs.js'
 import type { Owner } from './chain-users.js'
@@ -41,6 +42,11 @@ export interface CopyIntoLayerOptions extends CallOptions {
    * the context is copied, and counted, each time), and what ADD unpacks. @default defaultMaxLayerBytes
    */
   maxLayerBytes?: number
+  /**
+   * The room the layer may take on the host's disk (the layer store's create gives it): files'
+   * whole blocks and directories' blocks, what ADD unpacks included. @default unbounded
+   */
+  roomBytes?: number
 }
 
 const root: Owner = { uid: 0, gid: 0 }
@@ -60,6 +66,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
   const dirTimes: [string, Date][] = []
   const maxBytes = options.maxLayerBytes ?? defaultMaxLayerBytes
   let written = 0
+  const room = roomBudget(options.roomBytes ?? Number.POSITIVE_INFINITY, where)
   /** Counts `bytes` more into the layer, refusing past its bound. */
   const count = (bytes: number): void => {
     written += bytes
@@ -90,6 +97,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
     signal?.throwIfAborted()
     const mode = e.type === 'symlink' ? 0 : (options.chmod ?? e.mode)
     if (e.type === 'dir') {
+      room.take(blockBytes)
       const host = await ensureDir(target, owner, mode)
       parents.set(target, host)
       await lchown(host, owner.uid, owner.gid)
@@ -103,6 +111,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
       await symlink(e.linkTarget!, host)
       parents.clear()
     } else {
+      room.take(inBlocks(e.size))
       count(e.size)
       const input = await openContextFile(contextDir, e.rel)
       try {
@@ -157,7 +166,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
       const file = await openContextFile(contextDir, rel)
       try {
         const input = await decompressed(file.createReadStream({ autoClose: false }) as Readable, 'application/x-tar')
-        const unpacked = await unpackTar(input, tmp, { whiteouts: false, label: `the archive ${JSON.stringify(rel)} of ${where}`, maxLayerBytes: maxBytes - written, ...(signal && { signal }) })
+        const unpacked = await unpackTar(input, tmp, { whiteouts: false, label: `the archive ${JSON.stringify(rel)} of ${where}`, maxLayerBytes: maxBytes - written, room, ...(signal && { signal }) })
         count(unpacked.sizeBytes)
       } finally {
         await file.close()

@@ -132,6 +132,33 @@ describe('createImageLayerStore', () => {
     assert.deepEqual(await store.get(id), layer)
   })
 
+  it('takes no more than the room beyond the host margin: refused (resource_exhausted) before the disk fills, keeping nothing', async () => {
+    const dir = storeDir()
+    const roomBytes = 64 * 1024
+    const store = createImageLayerStore({ dir, roomOf: async () => roomBytes })
+    const noRoom = (what: string, neededBytes: number) => (error: unknown) =>
+      error instanceof SandstormError && error.code === 'resource_exhausted' && error.message.startsWith(`${what} failed: the host's disk is full: it needs at least ${neededBytes} bytes and ${roomBytes} bytes are free`)
+    // Far under the layer's own limit, but four times the room.
+    const big = gzip(await tarBytes([{ name: 'big', content: Buffer.alloc(256 * 1024, 1) }]))
+    await assert.rejects(store.ensure(digestOf(big), gzipType, async () => streamOf(big)), noRoom(`unpacking layer ${digestOf(big)}`, 256 * 1024))
+    // 20 files of 100 bytes: 2,000 bytes declared, 20 blocks of 4 KiB on the disk.
+    const many = gzip(await tarBytes(Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, content: Buffer.alloc(100, 1) }))))
+    await assert.rejects(store.ensure(digestOf(many), gzipType, async () => streamOf(many)), noRoom(`unpacking layer ${digestOf(many)}`, 17 * 4096))
+    assert.deepEqual(await readdir(dir), [], 'no temp dir is left')
+    // What fits is stored.
+    const small = gzip(await tarBytes([{ name: 'small', content: Buffer.alloc(10_000, 1) }]))
+    assert.equal((await store.ensure(digestOf(small), gzipType, async () => streamOf(small))).sizeBytes, 10_000)
+    // A fill (COPY, a RUN's commit) is told the room; with none, nothing is opened or made.
+    let given: number | undefined
+    await store.create(digestOf('fill'), async (_tree, room) => void (given = room))
+    assert.equal(given, roomBytes)
+    const full = createImageLayerStore({ dir: storeDir(), roomOf: async () => -1024 })
+    let opens = 0
+    await assert.rejects(full.ensure(digestOf(big), gzipType, async () => (opens++, streamOf(big))), (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted' && /0 bytes are free/.test(error.message))
+    await assert.rejects(full.create(digestOf('fill 2'), async () => assert.fail('no fill without room')), (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted')
+    assert.equal(opens, 0)
+  })
+
   it('sweeps what is not kept, without following symlinks, and crash leftovers at open', async () => {
     const dir = storeDir()
     const store = createImageLayerStore({ dir })

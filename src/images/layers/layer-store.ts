@@ -10,7 +10,8 @@ import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'n
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { z } from 'zod'
-import { linkSignal, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
+import { linkSignal, noRoomError, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
+import { roomBudget, roomIn, type RoomOf } from '../../storage/layers/host-room.js'
 import { removeTree, treeSizeBytes } from '../../templates/tree.js'
 import type { Digest, ImageLayerStore, StoredLayer, UnpackLimits } from '../contracts.js'
 import { decompressed } from './decompress.js'
@@ -22,6 +23,8 @@ export interface ImageLayerStoreOptions {
   dir: string
   /** @default a silent logger */
   logger?: Logger
+  /** The room a new layer may take on the store's disk. @default roomIn: the free space less the host's margin */
+  roomOf?: RoomOf
 }
 
 const idPattern = /^sha256:([0-9a-f]{64})$/
@@ -32,6 +35,9 @@ const recordSchema = z.object({
   sizeBytes: z.number().int().nonnegative(),
   createdAt: z.string(),
 })
+
+/** Makes a layer's tree in `tmp`, taking at most `roomBytes` of the disk; resolves with its size. */
+type Make = (tmp: string, signal: AbortSignal, roomBytes: number) => Promise<number>
 
 /** One unpack or fill in progress, shared by the calls that wait for it. */
 interface InFlight {
@@ -44,6 +50,7 @@ interface InFlight {
 export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLayerStore {
   const dir = options.dir
   const logger = options.logger ?? silentLogger()
+  const roomOf = options.roomOf ?? ((d: string) => roomIn(d))
   const inFlight = new Map<Digest, InFlight>()
   let opened: Promise<void> | null = null
 
@@ -92,7 +99,7 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
    * The layer `id`, made by `make` in a fresh temp dir when not stored. Calls for one id share one
    * make, which is cancelled only when every caller waiting for it has cancelled.
    */
-  async function obtain(id: Digest, make: (tmp: string, signal: AbortSignal) => Promise<number>, options: CallOptions): Promise<StoredLayer> {
+  async function obtain(id: Digest, make: Make, options: CallOptions): Promise<StoredLayer> {
     const signal = linkSignal(options)
     for (;;) {
       throwIfAborted(signal)
@@ -111,7 +118,7 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
     }
   }
 
-  function startFlight(id: Digest, make: (tmp: string, signal: AbortSignal) => Promise<number>): InFlight {
+  function startFlight(id: Digest, make: Make): InFlight {
     const controller = new AbortController()
     const flight: InFlight = { controller, waiters: 0, promise: Promise.resolve(null as never) }
     flight.promise = (async () => {
@@ -143,16 +150,20 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
     })
   }
 
-  async function store(id: Digest, make: (tmp: string, signal: AbortSignal) => Promise<number>, signal: AbortSignal): Promise<StoredLayer> {
+  async function store(id: Digest, make: Make, signal: AbortSignal): Promise<StoredLayer> {
     const hex = hexOf(id)
     await open()
+    // Measured before the layer is begun, and handed to what makes it: the store's disk often holds
+    // the sandboxes' sparse disks too, which must not meet a full one (storage/layers/host-room.ts).
+    const roomBytes = await roomOf(dir)
+    if (roomBytes <= 0) throw noRoomError(`storing layer ${id}`, undefined, roomBytes)
     const tmp = join(dir, `${tmpPrefix}${randomBytes(8).toString('hex')}`)
     await mkdir(tmp)
     let sizeBytes: number
     try {
       // The layer's root becomes the sandbox's / where no upper layer has it: not the temp dir's 0700.
       await chmod(tmp, 0o755)
-      sizeBytes = await make(tmp, signal)
+      sizeBytes = await make(tmp, signal, roomBytes)
       throwIfAborted(signal)
       await renameOver(tmp, join(dir, hex))
     } catch (error) {
@@ -174,13 +185,14 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
       hexOf(id)
       return obtain(
         id,
-        async (tmp, signal) => {
+        async (tmp, signal, roomBytes) => {
           const input = await openStream()
           const { sizeBytes } = await unpackTar(await decompressed(input, mediaType, { signal }), tmp, {
             whiteouts: true,
             label: `layer ${id}`,
             signal,
             logger,
+            room: roomBudget(roomBytes, `unpacking layer ${id}`),
             ...(options.maxLayerBytes !== undefined && { maxLayerBytes: options.maxLayerBytes }),
             ...(options.maxEntries !== undefined && { maxEntries: options.maxEntries }),
           })
@@ -189,12 +201,12 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
         options,
       )
     },
-    async create(id: Digest, fill: (dir: string) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
+    async create(id: Digest, fill: (dir: string, roomBytes: number) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
       hexOf(id)
       return obtain(
         id,
-        async (tmp) => {
-          await fill(tmp)
+        async (tmp, _signal, roomBytes) => {
+          await fill(tmp, roomBytes)
           return treeSizeBytes(tmp)
         },
         options,

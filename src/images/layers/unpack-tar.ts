@@ -14,6 +14,7 @@ import { finished, type Readable } from 'node:stream'
 import { execa } from 'execa'
 import tar from 'tar-stream'
 import { SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
+import { blockBytes, inBlocks, type RoomBudget } from '../../storage/layers/host-room.js'
 import { markOpaque } from '../../storage/layers/overlay-marks.js'
 import type { UnpackLimits } from '../contracts.js'
 import { entryInfo, type TarEntryInfo, type TarHeader } from './tar-entry.js'
@@ -30,6 +31,12 @@ export interface UnpackTarOptions extends UnpackLimits, CallOptions {
   /** What the tar is, for messages ("layer sha256:…", "the build context"). @default 'the layer' */
   label?: string
   logger?: Logger
+  /**
+   * The room on the host's disk this unpack may take (roomBudget: the free space beyond the host's
+   * margin), charged as each entry's header comes: a file's whole blocks, a directory's block.
+   * @default unbounded (but for maxLayerBytes)
+   */
+  room?: RoomBudget
 }
 
 /** What an unpack wrote. */
@@ -44,6 +51,8 @@ const whiteoutPrefix = '.wh.'
 const opaqueMarker = '.wh..wh..opq'
 /** How many whiteouts one `mknod` shell loop makes (an argv well under the kernel's limit). */
 const whiteoutBatch = 256
+/** The longest symlink target ext4 keeps in the inode, taking no block. */
+const inlineSymlinkBytes = 59
 
 interface DirMeta {
   mode: number
@@ -145,6 +154,8 @@ class Unpack {
       throw new SandstormError('resource_exhausted', `${this.label} holds more than ${this.maxEntries} entries (the limit, maxEntries)`)
     }
     const info = entryInfo(header, (name, why) => this.logger.debug({ entry: header.name, xattr: name, why }, 'xattr dropped'))
+    // Before the layer's own limit: when both are passed, the full disk is what stops it.
+    this.options.room?.take(diskBytesOf(info))
     if (info.type === 'file' || info.type === 'contiguous-file' || info.type === 'symlink') {
       // Counted as declared, before a byte is written, so a layer bomb stops at its header.
       this.sizeBytes += info.type === 'symlink' ? Buffer.byteLength(info.linkname) : info.sizeBytes
@@ -394,6 +405,14 @@ async function lstatOrNull(path: string): Promise<Awaited<ReturnType<typeof lsta
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
     throw error
   }
+}
+
+/** The least that an entry takes on disk: a file's data in whole blocks, a directory's block, a long symlink's. */
+function diskBytesOf(info: TarEntryInfo): number {
+  if (info.type === 'file' || info.type === 'contiguous-file') return inBlocks(info.sizeBytes)
+  if (info.type === 'directory') return blockBytes
+  if (info.type === 'symlink') return Buffer.byteLength(info.linkname) > inlineSymlinkBytes ? blockBytes : 0
+  return 0
 }
 
 function depth(path: string): number {

@@ -20,7 +20,8 @@ import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { decompressed } from '../../images/layers/decompress.js'
 import { unpackTar } from '../../images/layers/unpack-tar.js'
-import { SandstormError, templateNameSchema } from '../../shared/index.js'
+import { noRoomError, SandstormError, templateNameSchema } from '../../shared/index.js'
+import { roomBudget, roomIn, withinRoom, type RoomOf } from '../../storage/index.js'
 import type { Logger } from '../../shared/index.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
@@ -51,6 +52,8 @@ export interface TemplateBuildRoutesDeps {
   logger: Logger
   /** Fires when the server closes: builds are aborted and their temp dirs removed. */
   shutdownSignal: AbortSignal
+  /** The room uploads and their unpacks may take on the data dir's disk. @default roomIn: the free space less the host's margin */
+  roomOf?: RoomOf
 }
 
 /** Most bytes one upload of COPY files may unpack to (a gzip bomb stops here). */
@@ -63,6 +66,13 @@ const maxUploadsPerBuild = 256
 export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRoutesDeps): void {
   const log = deps.logger.child({ component: 'e2b-template-build' })
   const store = createTemplateBuildStore({ dir: join(deps.dataDir, 'e2b-template-builds') })
+  const roomOf = deps.roomOf ?? ((dir: string) => roomIn(dir))
+  /** The room on the disk of `dir` (the data dir's, where the sandboxes' disks are too); none: refused. */
+  const roomFor = async (dir: string, what: string): Promise<number> => {
+    const room = await roomOf(dir)
+    if (room <= 0) throw noRoomError(what, undefined, room)
+    return room
+  }
   deps.shutdownSignal.addEventListener('abort', () => void store.close().catch((err: unknown) => log.warn({ err }, 'could not remove the template builds')), { once: true })
 
   const builder = (): ImageBuilder => {
@@ -138,7 +148,10 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     const signal = AbortSignal.any([c.var.signal, build.controller.signal])
     build.receiving++
     try {
-      await pipeline(Readable.from(capBytes(Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>), deps.maxFileBytes)), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal })
+      const what = `receiving the files of ${hash}`
+      const room = await roomFor(build.dir, what)
+      const data = withinRoom(capBytes(Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>), deps.maxFileBytes), room, what)
+      await pipeline(Readable.from(data), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal })
       await rename(partial, file)
     } catch (err) {
       await rm(partial, { force: true })
@@ -199,9 +212,11 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
       for (const hash of plan.filesHashes) {
         const dir = join(contextDir, hash)
         await mkdir(dir)
+        const what = `unpacking the files of ${hash}`
+        const room = roomBudget(await roomFor(dir, what), what)
         // The SDK gzips unless told not to: sniffed, as a layer of unknown media type is.
         const tar = await decompressed(createReadStream(join(build.dir, 'uploads', hash)), 'application/octet-stream')
-        await unpackTar(tar, dir, { whiteouts: false, label: `the files of ${hash}`, maxLayerBytes: maxUnpackedBytes, signal, logger: log })
+        await unpackTar(tar, dir, { whiteouts: false, label: `the files of ${hash}`, maxLayerBytes: maxUnpackedBytes, room, signal, logger: log })
       }
       const size = { ...(build.memoryMiB !== undefined ? { memoryMiB: build.memoryMiB } : {}), ...(build.cpus !== undefined ? { cpus: build.cpus } : {}) }
       const start = plan.start ? { start: plan.start } : {}

@@ -5,6 +5,7 @@
  * host itself writes for a sandbox (an upload, a snapshot's copy, a build) keeps a margin free.
  */
 import { statfs } from 'node:fs/promises'
+import { noRoomError } from '../../shared/index.js'
 
 /** Room kept free for what the images' filesystems write beside the data (metadata, journal). @default 64 MiB */
 export const hostMarginBytes = 64 * 1024 * 1024
@@ -14,4 +15,44 @@ export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promis
   const s = await statfs(dir)
   // bavail: less the blocks kept for root, the smaller figure.
   return s.bavail * s.bsize - marginBytes
+}
+
+/** Where a writer learns its room: roomIn with the host's margin, or a stand-in that tests give. */
+export type RoomOf = (dir: string) => Promise<number>
+
+/** The block an ext4 or xfs data disk allocates by: a file takes whole ones, a directory at least one. */
+export const blockBytes = 4096
+
+/** Bytes that `bytes` of a file's data take on disk: whole blocks. */
+export function inBlocks(bytes: number): number {
+  return Math.ceil(bytes / blockBytes) * blockBytes
+}
+
+/** What one write (an unpack, a copy) may still take of the room it measured when it began. */
+export interface RoomBudget {
+  /** Takes `bytes` more: `resource_exhausted`, saying what was needed and what was free, past the room. */
+  take(bytes: number): void
+}
+
+/**
+ * A budget of `roomBytes` for the write `what` ("unpacking layer sha256:…"). Measured once: others
+ * writing beside it (sandboxes, other builds) are what the margin is for.
+ */
+export function roomBudget(roomBytes: number, what: string): RoomBudget {
+  let used = 0
+  return {
+    take(bytes) {
+      used += bytes
+      if (used > roomBytes) throw noRoomError(what, { bytes: used, atLeast: true }, roomBytes)
+    },
+  }
+}
+
+/** Passes `data` on, failing it as soon as it brings more than `roomBytes` (see roomBudget). */
+export async function* withinRoom(data: AsyncIterable<Uint8Array>, roomBytes: number, what: string): AsyncGenerator<Uint8Array> {
+  const budget = roomBudget(roomBytes, what)
+  for await (const chunk of data) {
+    budget.take(chunk.byteLength)
+    yield chunk
+  }
 }
