@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { SandstormError } from '../../shared/index.js'
 import { decompressed } from './decompress.js'
 import { failingStreamOf, gzip, streamOf, tarBytes, zstd, type FixtureEntry } from './tar.fixture.js'
-import { unpackTar, type UnpackTarOptions } from './unpack-tar.js'
+import { deepestFirst, depthOf, unpackTar, type UnpackTarOptions } from './unpack-tar.js'
 
 let work: string
 let count = 0
@@ -241,6 +241,32 @@ describe('unpackTar', () => {
       { name: 'l', type: 'link', linkname: 's' },
     ])
     assert.equal(await readlink(join(dir, 'l')), '/etc/shadow')
+  })
+
+  it('stops a tar of many long directory paths at the bytes of paths it may hold, whiteouts and implied parents counted', async () => {
+    // 3 names of 200 bytes under each of 40 dirs: with their parents, ~1,200 bytes a dir, ~48 KB in all.
+    const long = (i: number) => `d${i}/${'a'.repeat(200)}/${'b'.repeat(200)}/${'c'.repeat(200)}`
+    const dirs = Array.from({ length: 40 }, (_, i): FixtureEntry => ({ name: `${long(i)}/`, type: 'directory' }))
+    await rejectsWith(unpack(dirs, { maxHeldPathBytes: 32 * 1024, label: 'layer sha256:abc' }), 'resource_exhausted', /^layer sha256:abc holds more than 32768 bytes of directory and whiteout paths \(the limit, maxHeldPathBytes\)/)
+    // Directories made only as the parents of files count too, as do whiteouts.
+    const files = Array.from({ length: 40 }, (_, i): FixtureEntry => ({ name: `${long(i)}/f`, content: '' }))
+    await rejectsWith(unpack(files, { maxHeldPathBytes: 32 * 1024 }), 'resource_exhausted', /maxHeldPathBytes/)
+    const whiteouts = Array.from({ length: 100 }, (_, i): FixtureEntry => ({ name: `${'w'.repeat(200)}/.wh.${'x'.repeat(200)}${i}`, content: '' }))
+    await rejectsWith(unpack(whiteouts, { maxHeldPathBytes: 32 * 1024 }), 'resource_exhausted', /maxHeldPathBytes/)
+    // Under the bound they unpack; a directory removed (replaced by a file) gives its bytes back.
+    const { dir } = await unpack(dirs.slice(0, 20), { maxHeldPathBytes: 32 * 1024 })
+    assert.equal((await readdir(dir)).length, 20)
+    const replaced = dirs.slice(0, 20).flatMap((d, i): FixtureEntry[] => [d, { name: `d${i}`, content: 'now a file' }])
+    await unpack([...replaced, ...dirs.slice(20)], { maxHeldPathBytes: 32 * 1024 })
+  })
+
+  it('applies directories\' metadata deepest first, by a depth counted once', () => {
+    assert.deepEqual([depthOf(''), depthOf('a'), depthOf('a/b'), depthOf('a/b/c/d')], [0, 1, 2, 4])
+    const dirs = new Map(['a', 'a/b/c', '', 'x/y', 'a/b', 'x'].map((p) => [p, { depth: depthOf(p) }]))
+    const order = deepestFirst(dirs).map(([p]) => p)
+    assert.deepEqual(order.map(depthOf), [3, 2, 2, 1, 1, 0])
+    assert.equal(order[0], 'a/b/c')
+    assert.ok(order.indexOf('a/b') < order.indexOf('a') && order.indexOf('x/y') < order.indexOf('x'))
   })
 
   it('stops a layer bomb at its header, and a tar of too many entries', async () => {

@@ -17,6 +17,7 @@ import { SandstormError, silentLogger, throwIfAborted, type CallOptions, type Lo
 import { blockBytes, inBlocks, type RoomBudget } from '../../storage/layers/host-room.js'
 import { markOpaque } from '../../storage/layers/overlay-marks.js'
 import type { UnpackLimits } from '../contracts.js'
+import { defaultMaxHeldPathBytes, HeldPathBudget, type PathSet } from './held-paths.js'
 import { entryInfo, type TarEntryInfo, type TarHeader } from './tar-entry.js'
 
 /** Default of UnpackLimits.maxLayerBytes: 16 GiB. */
@@ -37,6 +38,8 @@ export interface UnpackTarOptions extends UnpackLimits, CallOptions {
    * @default unbounded (but for maxLayerBytes)
    */
   room?: RoomBudget
+  /** Most bytes of paths (UTF-8) held until the unpack ends: its directories', whiteouts' and opaque marks'. @default 256 MiB */
+  maxHeldPathBytes?: number
 }
 
 /** What an unpack wrote. */
@@ -59,6 +62,11 @@ interface DirMeta {
   uid: number
   gid: number
   mtime: Date
+}
+
+/** A directory's metadata and its depth (counted once, when it comes: the sort at the end compares numbers). */
+interface HeldDir extends DirMeta {
+  depth: number
 }
 
 /**
@@ -125,12 +133,12 @@ class Unpack {
   private readonly maxEntries: number
   private readonly logger: Logger
   /** Relative paths known to be real directories made by this unpack ("" is `dir`). */
-  private readonly dirs = new Set<string>([''])
-  /** Directories' metadata, applied after their contents (deepest first). */
-  private readonly dirMeta = new Map<string, DirMeta>()
+  private readonly dirs: PathSet
+  /** Directories' metadata, applied after their contents (deepest first); its keys are in `dirs`, and counted there. */
+  private readonly dirMeta = new Map<string, HeldDir>()
   /** Whiteouts and opaque marks, made at the end (a later entry of the tar may replace them). */
-  private readonly whiteouts = new Set<string>()
-  private readonly opaque = new Set<string>()
+  private readonly whiteouts: PathSet
+  private readonly opaque: PathSet
   private sizeBytes = 0
   private entries = 0
 
@@ -142,6 +150,11 @@ class Unpack {
     this.maxBytes = options.maxLayerBytes ?? defaultMaxLayerBytes
     this.maxEntries = options.maxEntries ?? defaultMaxEntries
     this.logger = options.logger ?? silentLogger()
+    const held = new HeldPathBudget(options.maxHeldPathBytes ?? defaultMaxHeldPathBytes, this.label)
+    this.dirs = held.newSet()
+    this.dirs.add('')
+    this.whiteouts = held.newSet()
+    this.opaque = held.newSet()
   }
 
   result(): UnpackTarResult {
@@ -205,8 +218,7 @@ class Unpack {
       if (result.exitCode !== 0) throw new SandstormError('internal', `making overlay whiteouts failed: ${result.stderr.trim()}`)
     }
     for (const path of this.opaque) await markOpaque(this.abs(path))
-    const deepestFirst = [...this.dirMeta].sort(([a], [b]) => depth(b) - depth(a))
-    for (const [path, meta] of deepestFirst) {
+    for (const [path, meta] of deepestFirst(this.dirMeta)) {
       const handle = await open(this.abs(path), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
       try {
         await applyMeta(handle, meta)
@@ -275,7 +287,7 @@ class Unpack {
     const kept = await this.replace(info.path, true)
     if (!kept) await mkdir(this.abs(info.path), { mode: 0o700 })
     this.dirs.add(info.path)
-    this.dirMeta.set(info.path, { mode: info.mode, uid: info.uid, gid: info.gid, mtime: info.mtime })
+    this.dirMeta.set(info.path, { mode: info.mode, uid: info.uid, gid: info.gid, mtime: info.mtime, depth: depthOf(info.path) })
     if (info.xattrs.size > 0) await setXattrs(this.abs(info.path), info.xattrs, info.path, this.logger)
   }
 
@@ -415,8 +427,17 @@ function diskBytesOf(info: TarEntryInfo): number {
   return 0
 }
 
-function depth(path: string): number {
-  return path === '' ? 0 : path.split('/').length
+/** How many names deep `path` is ("" is 0, "a/b" 2), without an array per call. */
+export function depthOf(path: string): number {
+  if (path === '') return 0
+  let depth = 1
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) depth++
+  return depth
+}
+
+/** The entries of `dirs`, deepest first, by the depth each holds. */
+export function deepestFirst<T extends { depth: number }>(dirs: Map<string, T>): [string, T][] {
+  return [...dirs].sort(([, a], [, b]) => b.depth - a.depth)
 }
 
 /** An error of an unpack as a SandstormError: ours as they are, a full disk as resource_exhausted, a broken tar as invalid_argument. */
