@@ -2,10 +2,11 @@
  * Templates from Dockerfiles through the real server API, the SDK and runc build sandboxes: FROM
  * the debian template, RUN, COPY --chown with a .dockerignore, ENV/WORKDIR/USER seen in a sandbox
  * of the result, a rebuild that is all cache hits, a changed file that misses from its COPY on, a
- * failing RUN that names its step and leaves no template, and a refusal before anything runs.
+ * failing RUN that names its step and leaves no template, and a refusal before anything runs; a
+ * RUN's device nodes are not committed.
  */
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -129,6 +130,33 @@ describe('templates from Dockerfiles', { skip: skip ?? false }, () => {
     )
     assert.deepEqual(events.filter((e) => e.type === 'step' || e.type === 'stdout'), [])
     assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'dfrefused'))
+  })
+
+  test("a RUN's block and character devices are not committed to its layer (as an image's are not unpacked); its fifo is", async () => {
+    // The build sandbox has CAP_MKNOD: a block device of the host's first disk, open to all.
+    await writeFile(join(ctx, 'Dockerfile.devices'), 'FROM debian\nRUN mknod /dev-test-block b 8 0 && chmod 666 /dev-test-block && mknod /dev-test-char c 1 3 && mkfifo /dev-test-fifo && ls -l /dev-test-block /dev-test-char /dev-test-fifo\n')
+    const events: TemplateBuildEvent[] = []
+    await buildTemplate('dfdevices', { ...stack.conn, context: ctx, dockerfile: 'Dockerfile.devices', onEvent: (e) => events.push(e) })
+    try {
+      const out = events.filter((e) => e.type === 'stdout').map((e) => Buffer.from((e as { data: string }).data, 'base64').toString()).join('')
+      assert.match(out, /^brw-rw-rw- .* 8, +0 .*\/dev-test-block$/m, 'the step made the block device')
+      // The step's layer on the host: the one that holds its fifo.
+      const layersDir = join(templates.dir, '.layers')
+      const names = await readdir(layersDir)
+      const layers = names.filter((n) => /^[0-9a-f]{64}$/.test(n) && names.includes(`${n}.json`))
+      const own = []
+      for (const l of layers) if (await lstat(join(layersDir, l, 'dev-test-fifo')).then((st) => st.isFIFO(), () => false)) own.push(l)
+      assert.equal(own.length, 1, `one layer holds the step's fifo, got ${own.length}`)
+      assert.deepEqual((await readdir(join(layersDir, own[0]!))).filter((n) => n.startsWith('dev-test-')), ['dev-test-fifo'])
+      const sbx = await Sandbox.create('dfdevices', { ...stack.conn })
+      try {
+        assert.equal((await sbx.commands.run('for p in /dev-test-block /dev-test-char; do test -e $p && echo "$p is there"; done; test -p /dev-test-fifo && echo fifo')).stdout, 'fifo\n')
+      } finally {
+        await sbx.kill()
+      }
+    } finally {
+      await deleteTemplate('dfdevices', stack.conn).catch(() => undefined)
+    }
   })
 
   test('the template a build stands on (FROM) cannot be deleted while the build runs', async () => {

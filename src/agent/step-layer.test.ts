@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -41,6 +42,24 @@ describe('copyStepLayer', () => {
       return true
     })
     assert.deepEqual(await readdir(dir), [], 'nothing is copied')
+  })
+
+  it('drops block and character devices, keeping overlay whiteouts (character 0/0), fifos and files', async () => {
+    const top = await stepTop()
+    const odd = 'dev\nodd'
+    await mkdir(join(top, odd))
+    execFileSync('mknod', [join(top, 'disk'), 'b', '8', '0'])
+    execFileSync('mknod', [join(top, odd, 'null'), 'c', '1', '3'])
+    execFileSync('mknod', [join(top, 'opt', 'removed'), 'c', '0', '0'])
+    execFileSync('mkfifo', [join(top, 'fifo')])
+    const dir = await freshDir()
+    await copyStepLayer(top, dir, 64 * 1024 * 1024)
+    assert.deepEqual((await readdir(dir)).sort(), [odd, 'fifo', 'opt'].sort())
+    assert.deepEqual(await readdir(join(dir, odd)), [])
+    const whiteout = await lstat(join(dir, 'opt', 'removed'))
+    assert.ok(whiteout.isCharacterDevice() && whiteout.rdev === 0, 'the whiteout stays')
+    assert.ok((await lstat(join(dir, 'fifo'))).isFIFO())
+    assert.equal(await readFile(join(dir, 'opt', 'note'), 'utf8'), 'made by RUN\n')
   })
 
   it('copies a layer that fits', async () => {

@@ -1,14 +1,17 @@
 /**
  * A RUN step's commit: what the step wrote (its writable layer, captured by a snapshot) copied
- * into a fresh layer of the image layer store, whiteouts and all.
+ * into a fresh layer of the image layer store, whiteouts and all, but no device node.
  */
+import { lstat, unlink } from 'node:fs/promises'
 import { execa } from 'execa'
 import { complainsOfFullDisk, diskFullError, noRoomError, SandstormError } from '../shared/index.js'
 
 /**
  * Copies the tree `top` into `dir` when it fits in `roomBytes` (the room the layer store gave):
  * refused up front (`resource_exhausted`) when the tree takes more on disk, so that a step that
- * filled its own disk cannot fill the host's.
+ * filled its own disk cannot fill the host's. Device nodes are dropped, as an image's are when
+ * unpacked: the build sandbox may make them (it has CAP_MKNOD), and a block device left in a
+ * template's layer would be one more way to a host disk wherever a sandbox's policy slips.
  */
 export async function copyStepLayer(top: string, dir: string, roomBytes: number): Promise<void> {
   const neededBytes = await diskUsageBytes(top)
@@ -17,6 +20,24 @@ export async function copyStepLayer(top: string, dir: string, roomBytes: number)
   if (r.exitCode !== 0) {
     if (complainsOfFullDisk(r.stderr)) throw diskFullError("committing the build step's layer", r.stderr.trim())
     throw new SandstormError('internal', `copying a build step's layer failed: ${r.stderr.trim()}`)
+  }
+  await dropDeviceNodes(dir)
+}
+
+/**
+ * Removes every character and block device under `dir` but overlay whiteouts (character 0/0).
+ * `dir` is a fresh layer that nothing else writes: what find lists is still there to unlink.
+ */
+export async function dropDeviceNodes(dir: string): Promise<void> {
+  // -print0 and bytes: a name the step made may hold a newline, or bytes that are no UTF-8.
+  const r = await execa('find', [dir, '(', '-type', 'b', '-o', '-type', 'c', ')', '-print0'], { reject: false, stdin: 'ignore', encoding: 'buffer' })
+  if (r.exitCode !== 0) throw new SandstormError('internal', `listing a build step's device nodes failed: ${Buffer.from(r.stderr).toString().trim()}`)
+  const out = Buffer.from(r.stdout)
+  for (let start = 0, end = out.indexOf(0); end >= 0; start = end + 1, end = out.indexOf(0, start)) {
+    const path = out.subarray(start, end)
+    const st = await lstat(path)
+    if (st.isCharacterDevice() && st.rdev === 0) continue
+    if (st.isCharacterDevice() || st.isBlockDevice()) await unlink(path)
   }
 }
 
