@@ -54,6 +54,12 @@ const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy
  * port). Code in the sandbox that held it could act through envd as any user, root too.
  */
 const serverOnly = new Set([trafficTokenHeader, 'x-access-token'])
+/**
+ * Answer headers a sandbox's server may not send on: Clear-Site-Data clears cookies and storage of
+ * the whole site (the registrable domain), and every sandbox's ports are hosts of one site, so one
+ * sandbox's app would clear every other's (and the console's, where it shares the domain).
+ */
+const siteWide = new Set(['clear-site-data'])
 
 /** What the access check found: the Host to send, whether to wake the sandbox, and where the request carries an API key. */
 interface Admitted {
@@ -87,9 +93,10 @@ function forwardHeaders(req: IncomingMessage, { maskHost, keyAt }: Admitted, kee
 }
 
 /**
- * The upstream response's headers for the client: no hop-by-hop ones, and no cookie for a wider
- * domain than the sandbox port's own host (every sandbox's host is under one domain, so a cookie
- * for it would reach every other sandbox, and the server if it is there). An answer to a request
+ * The upstream response's headers for the client: no hop-by-hop ones, none that acts on the whole
+ * site, and no cookie for a wider domain than the sandbox port's own host (every sandbox's host is
+ * under one domain, so a cookie for it would reach every other sandbox, and the server if it is
+ * there). An answer to a request
  * routed by E2B's headers is never stored by a cache: such a request may name the server's own
  * host, and a cache keyed on host and path would give the sandbox's answer for the server's.
  */
@@ -97,7 +104,7 @@ function backHeaders(raw: string[], target: IngressTarget): string[] {
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i]!.toLowerCase()
-    if (hopByHop.has(lower) || serverOnly.has(lower)) continue
+    if (hopByHop.has(lower) || serverOnly.has(lower) || siteWide.has(lower)) continue
     if (target.by === 'headers' && (lower === 'cache-control' || lower === 'expires')) continue
     out.push(raw[i]!, lower === 'set-cookie' ? raw[i + 1]!.replace(/;\s*domain\s*=[^;]*/gi, '') : raw[i + 1]!)
   }
