@@ -140,7 +140,7 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
     assert.equal(closed, true, 'the connection stayed open after the answer')
   })
 
-  it('never passes on the envd token or a key in a repeated header, and keeps cookies and caches to the sandbox host', async () => {
+  it("never passes on the envd token, a key in a repeated header or the client's X-Forwarded-For, and keeps cookies and caches to the sandbox host", async () => {
     const { port, conn } = setup()
     const seen = async (headers: Record<string, string | string[]>) => (await call(port, { path: '/headers', headers: { host, ...headers } as IncomingHttpHeaders })).body.toString()
     assert.doesNotMatch(await seen({ 'x-access-token': 'envd-token' }), /envd-token/)
@@ -148,6 +148,10 @@ function ingressSuite(setup: () => { port: number; domain: string; conn: { apiUr
     assert.match(twice, /^authorization: Bearer the-apps-own$/m)
     assert.doesNotMatch(twice, new RegExp(conn.apiKey))
     assert.doesNotMatch(await seen({ 'x-api-key': ['not-a-key', conn.apiKey] }), new RegExp(conn.apiKey))
+    // The app reads where a request came from in the server's X-Forwarded-For alone, never the client's.
+    const origin = await seen({ 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6' })
+    assert.deepEqual(origin.match(/^x-forwarded-for: .*$/gm), ['x-forwarded-for: 127.0.0.1'])
+    assert.doesNotMatch(origin, /6\.6\.6\.6/)
 
     const byHost = await call(port, { path: '/cookie', headers: { host } })
     assert.deepEqual(byHost.headers['set-cookie'], ['session=s1; Path=/; HttpOnly'], 'the cookie is for the sandbox host alone')

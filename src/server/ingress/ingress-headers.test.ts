@@ -42,7 +42,45 @@ function get(t: TestServer, raw: string[]): Promise<{ status: number; headers: I
   })
 }
 
+/** The values of every line named `name` (any case) in raw pairs. */
+function linesOf(raw: string[], name: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) out.push(raw[i + 1]!)
+  return out
+}
+
 describe('headers through ingress', () => {
+  it("gives the sandbox's app the server's own X-Forwarded-* alone: a client's X-Forwarded-*, Forwarded and X-Real-IP are dropped", async () => {
+    const t = await startTestServer()
+    const backend = await app({})
+    try {
+      const host = await sandboxOn(t, backend)
+      const res = await get(t, [
+        'Host', host,
+        'X-Forwarded-For', '6.6.6.6',
+        'x-forwarded-for', '7.7.7.7, 8.8.8.8',
+        'X-Forwarded-Proto', 'https',
+        'X-Forwarded-Host', 'bank.example',
+        'X-Forwarded-Port', '443',
+        'Forwarded', 'for=6.6.6.6;proto=https',
+        'X-Real-IP', '6.6.6.6',
+        'X-App', 'kept',
+      ])
+      assert.equal(res.status, 200)
+      const seen = JSON.parse(res.body) as string[]
+      assert.deepEqual(linesOf(seen, 'x-forwarded-for'), ['127.0.0.1'], 'one X-Forwarded-For: the real peer')
+      assert.deepEqual(linesOf(seen, 'x-forwarded-proto'), ['http'])
+      assert.deepEqual(linesOf(seen, 'x-forwarded-host'), [host])
+      assert.deepEqual(linesOf(seen, 'x-forwarded-port'), [])
+      assert.deepEqual(linesOf(seen, 'forwarded'), [])
+      assert.deepEqual(linesOf(seen, 'x-real-ip'), [])
+      assert.deepEqual(linesOf(seen, 'x-app'), ['kept'], "the client's other headers go on")
+    } finally {
+      backend.close()
+      await t.close()
+    }
+  })
+
   it("never passes on a sandbox's Clear-Site-Data, which would clear every sandbox's cookies (the site is all of them), by HTTP or in a 101", async () => {
     const t = await startTestServer()
     const backend = await app({ 'Clear-Site-Data': '"cookies", "storage"', 'Set-Cookie': 'a=1; Domain=localhost; Path=/', 'X-App': 'kept' })

@@ -69,6 +69,13 @@ interface Admitted {
   keyAt: ReadonlySet<number>
 }
 
+/**
+ * Whether a request header claims where the request came from (X-Forwarded-*, Forwarded, X-Real-IP):
+ * the client's own are dropped, and the server sets X-Forwarded-* from what it saw. An app reads the
+ * first value (or the only one it expects), which would be whatever the client chose.
+ */
+const claimsOrigin = (lower: string): boolean => lower.startsWith('x-forwarded-') || lower === 'forwarded' || lower === 'x-real-ip'
+
 /** The request's headers for the sandbox, as raw pairs (case and order kept). */
 function forwardHeaders(req: IncomingMessage, { maskHost, keyAt }: Admitted, keepUpgrade: boolean): string[] {
   const out: string[] = []
@@ -76,7 +83,7 @@ function forwardHeaders(req: IncomingMessage, { maskHost, keyAt }: Admitted, kee
     const name = req.rawHeaders[i]!
     const lower = name.toLowerCase()
     if (hopByHop.has(lower) && !(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue
-    if (serverOnly.has(lower) || keyAt.has(i)) continue
+    if (serverOnly.has(lower) || keyAt.has(i) || claimsOrigin(lower)) continue
     if (lower === 'host' && maskHost !== undefined) continue
     if (lower === 'sec-websocket-protocol') {
       // The terminal's way to send a key from a browser: never the sandbox's business either.
