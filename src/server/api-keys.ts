@@ -17,7 +17,8 @@ export type ApiKeyCheck = (presented: string) => boolean
 /** The shape of each form a key can take (createApiKey's): anything else is no key, without a hash or a lookup. */
 const keyShapes: Record<ApiKeyForm, RegExp> = { sandstorm: /^ss_[0-9a-f]{64}$/, e2b: /^e2b_[0-9a-f]{40}$/ }
 const keyShape = keyShapes.sandstorm
-const anyKeyShape = (key: string): boolean => Object.values(keyShapes).some((shape) => shape.test(key))
+/** Whether a string has the shape of an API key (either form): what has not is no key, without a hash or a lookup. */
+export const isKeyShaped = (key: string): boolean => Object.values(keyShapes).some((shape) => shape.test(key))
 
 /**
  * Makes sure `<dataDir>/api-key` holds a key whose hash is in the database: on first start it
@@ -53,7 +54,7 @@ export function createApiKeyCheck(db: CatalogDb): ApiKeyCheck {
   return (presented) => {
     // The ingress asks this of every proxied request with an Authorization header (an app's own
     // bearer tokens too): what cannot be a key costs nothing.
-    if (!anyKeyShape(presented)) return false
+    if (!isKeyShaped(presented)) return false
     const digest = createHash('sha256').update(presented).digest()
     const hex = digest.toString('hex')
     if (verified.has(hex)) return true

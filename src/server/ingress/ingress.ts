@@ -11,7 +11,7 @@ import type { AgentApi } from '../../agent/index.js'
 import { httpStatusOf, ptyKeyProtocolPrefix, SandstormError, type Logger } from '../../shared/index.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
-import { bearerToken } from '../api-keys.js'
+import { bearerToken, isKeyShaped } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
 import { shownMessage } from '../http-errors.js'
 import { withRequestId } from '../request-context.js'
@@ -75,6 +75,30 @@ interface Admitted {
  * first value (or the only one it expects), which would be whatever the client chose.
  */
 const claimsOrigin = (lower: string): boolean => lower.startsWith('x-forwarded-') || lower === 'forwarded' || lower === 'x-real-ip'
+
+/** Header lines with an API key's shape one request may carry: each is hashed and looked up, and no client needs more. */
+const maxKeyLines = 4
+
+/**
+ * The header lines of a request that have an API key's shape (Authorization: Bearer, X-API-Key), by
+ * index in rawHeaders. Every line is looked at: Node's parsed headers keep the first Authorization
+ * only, and join repeated X-API-Key lines, while all of them would be passed on. More than
+ * maxKeyLines is refused, naming the header.
+ */
+function keyLinesOf(req: IncomingMessage): { at: number; key: string }[] {
+  const lines: { at: number; key: string; name: string }[] = []
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const lower = req.rawHeaders[i]!.toLowerCase()
+    const value = req.rawHeaders[i + 1]!
+    const key = lower === 'authorization' ? bearerToken(value) : lower === 'x-api-key' ? value : undefined
+    if (key !== undefined && isKeyShaped(key)) lines.push({ at: i, key, name: lower === 'authorization' ? 'Authorization' : 'X-API-Key' })
+  }
+  if (lines.length > maxKeyLines) {
+    const names = [...new Set(lines.map((l) => l.name))].join(' and ')
+    throw new SandstormError('invalid_argument', `${names}: expected at most ${maxKeyLines} header lines that carry an API key, got ${lines.length}`)
+  }
+  return lines
+}
 
 /** The request's headers for the sandbox, as raw pairs (case and order kept). */
 function forwardHeaders(req: IncomingMessage, { maskHost, keyAt }: Admitted, keepUpgrade: boolean): string[] {
@@ -152,19 +176,13 @@ export function createIngress(options: IngressOptions): Ingress {
 
   /** The sandbox a target names, after the access check; throws what the client is told. */
   const admit = (req: IncomingMessage, target: IngressTarget): Admitted => {
+    // The sandbox first: a request for none costs no hash and no lookup of its keys.
     const record = options.catalog.get(target.sandboxId)
+    if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     // An API key lets its holder do anything on this server: the code in the sandbox must never see
     // one, whether it was needed here (a private sandbox) or sent along to a public one.
-    // Every line of either header is looked at: Node's parsed headers keep the first Authorization
-    // only, and join repeated X-API-Key lines, while all of them would be passed on.
     const keyAt = new Set<number>()
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      const lower = req.rawHeaders[i]!.toLowerCase()
-      const value = req.rawHeaders[i + 1]!
-      const key = lower === 'authorization' ? bearerToken(value) : lower === 'x-api-key' ? value : undefined
-      if (key !== undefined && options.checkApiKey(key)) keyAt.add(i)
-    }
-    if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
+    for (const line of keyLinesOf(req)) if (options.checkApiKey(line.key)) keyAt.add(line.at)
     if (record.network === 'none') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" was created with network "none": its ports cannot be reached`)
     if (!record.network.allowPublicTraffic) {
       const token = req.headers[trafficTokenHeader]
