@@ -212,6 +212,10 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
       }
     })()
 
+    // An answer to a message costs the server about 30 times what the message cost the client: one
+    // that sends bad messages and leaves the answers unread would fill the server's memory.
+    const unread = (): boolean => ws.bufferedAmount > outputHighWater
+
     // Input in the order it came; the client is not read while too much waits for the agent. Each
     // message counts what queueing it costs too: tiny frames and resizes filled memory uncounted.
     let pending = 0
@@ -226,6 +230,7 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
           // Input after the end, or to a sandbox that went: the output side reports the end.
           if (ended || closed) return
           const error = SandstormError.from(err)
+          if (unread()) return void logger.debug({ sandboxId: id, pid, err }, 'terminal input failed; the client reads nothing, so it is not told')
           sendJson({ type: 'error', code: error.code, message: shown(error) })
         },
       ).finally(() => {
@@ -243,6 +248,11 @@ export function createTerminalSockets(options: TerminalSocketOptions): TerminalS
       try {
         message = parseInput(ptyClientMessage, JSON.parse(bytes.toString('utf8')) as unknown)
       } catch (err) {
+        if (ws.readyState !== ws.OPEN) return
+        if (unread()) {
+          logger.info({ sandboxId: id, pid }, 'terminal closed: its client sends bad messages and reads none of the answers')
+          return void ws.close(1008, 'bad messages, answers unread')
+        }
         const error = err instanceof SandstormError ? err : new SandstormError('invalid_argument', `message: expected JSON such as {"type":"resize","cols":80,"rows":24}, got ${JSON.stringify(bytes.toString('utf8').slice(0, 80))}`)
         sendJson({ type: 'error', code: error.code, message: error.message })
         return
