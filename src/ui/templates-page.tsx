@@ -32,6 +32,18 @@ export function logLine(ev: TemplateBuildEvent): string {
   }
 }
 
+/** How much of a build's log the page keeps (characters): every event copies the log, so a long build's would cost ever more. */
+const maxLogChars = 1 << 20
+
+/** `log` and `more`, cut to their last maxLogChars, from a line's start, after a line that says so. */
+export function appendLog(log: string, more: string): string {
+  const all = log + more
+  if (all.length <= maxLogChars) return all
+  const tail = all.slice(-maxLogChars)
+  const lineStart = tail.indexOf('\n') + 1
+  return `[earlier output dropped]\n${tail.slice(lineStart > 0 && lineStart < 4096 ? lineStart : 0)}`
+}
+
 /** The templates page. */
 export function TemplatesPage() {
   const api = useApi()
@@ -104,7 +116,7 @@ function BuildForm({ templates, onBuilt }: { templates: string[]; onBuilt(): voi
     let ok = false
     try {
       for await (const ev of api.buildTemplate(name, req, controller.signal)) {
-        setLog((l) => l + logLine(ev))
+        setLog((l) => appendLog(l, logLine(ev)))
         if (ev.type === 'done') ok = true
         if (ev.type === 'error') setError(ev.message)
       }
