@@ -4,6 +4,7 @@ import { InvalidArgumentError, type SandboxNetworkOptions } from '@sandstorm/sdk
 import { checkEgress, checkMaskRequestHost, SandstormError, toCidr, type DefaultEgress } from '../shared/index.js'
 import { parsePositiveInt } from './cli-context.js'
 import { collect } from './key-value.js'
+import { parseDuration } from './duration.js'
 
 /** Raw values of a sandbox's network flags. */
 export interface SandboxNetworkFlags {
@@ -104,6 +105,7 @@ export function hostNetworkOf(flags: HostNetworkFlags): { sandboxCidr?: string; 
 export interface ServerNetworkFlags {
   defaultEgress: string
   domain?: string
+  ingressIdleTimeout?: string
 }
 
 /** Adds `--default-egress --domain` (a server's) to a command. */
@@ -111,15 +113,20 @@ export function addServerNetworkFlags(cmd: Command): Command {
   return cmd
     .option('--default-egress <all|none>', 'egress of a sandbox whose create names no policy: the public internet, or nothing', 'all')
     .option('--domain <domain>', 'sandbox ports answer at <port>-<id>.<domain>; its DNS must point here (default localhost:<port>)')
+    .option('--ingress-idle-timeout <duration>', "a request to a sandbox's port, or a WebSocket to one, that carries nothing either way this long is ended (default 10m)")
 }
 
 /** The server's network options for the flags, checked. */
-export function serverNetworkOf(flags: ServerNetworkFlags): { defaultEgress: DefaultEgress; domain?: string } {
+export function serverNetworkOf(flags: ServerNetworkFlags): { defaultEgress: DefaultEgress; domain?: string; ingressIdleMs?: number } {
   if (flags.defaultEgress !== 'all' && flags.defaultEgress !== 'none') {
     throw new InvalidArgumentError('invalid_argument', `--default-egress: expected all or none, got "${flags.defaultEgress}"`)
   }
   if (flags.domain !== undefined && !/^[a-z0-9.-]+(?::[0-9]{1,5})?$/i.test(flags.domain)) {
     throw new InvalidArgumentError('invalid_argument', `--domain: expected a domain such as sandbox.example.com (with an optional :port), got "${flags.domain}"`)
   }
-  return { defaultEgress: flags.defaultEgress, ...(flags.domain !== undefined ? { domain: flags.domain } : {}) }
+  return {
+    defaultEgress: flags.defaultEgress,
+    ...(flags.domain !== undefined ? { domain: flags.domain } : {}),
+    ...(flags.ingressIdleTimeout !== undefined ? { ingressIdleMs: parseDuration(flags.ingressIdleTimeout, '--ingress-idle-timeout') } : {}),
+  }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { Socket } from 'node:net'
 import { closedByServer, openConnections } from '../../test/helpers/connections.js'
-import { defaultMaxConnections } from './edge.js'
+import { defaultFdShares } from './fd-shares.js'
 import { startTestServer } from './test-server.fixture.js'
 
 describe("the HTTP port's bound on connections", () => {
@@ -33,16 +33,17 @@ describe("the HTTP port's bound on connections", () => {
     }
   })
 
-  it('is half the open-file limit by default, at least 1,024', async () => {
+  it('is a quarter of the open-file limit by default, and connections into sandboxes another quarter (a quarter of those per sandbox, at most 1,024)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sandstorm-limits-'))
     try {
       const file = join(dir, 'limits')
       const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}              524288               files\n`
       await writeFile(file, limits('65536'))
-      assert.equal(defaultMaxConnections(file), 32768)
+      assert.deepEqual(defaultFdShares(file), { maxConnections: 16384, maxUpstream: 16384, maxUpstreamPerSandbox: 1024 })
       await writeFile(file, limits('1024'))
-      assert.equal(defaultMaxConnections(file), 1024)
-      assert.equal(defaultMaxConnections(join(dir, 'missing')), 1024)
+      assert.deepEqual(defaultFdShares(file), { maxConnections: 256, maxUpstream: 256, maxUpstreamPerSandbox: 64 })
+      // Without procfs, the usual limit of 1,024.
+      assert.deepEqual(defaultFdShares(join(dir, 'missing')), { maxConnections: 256, maxUpstream: 256, maxUpstreamPerSandbox: 64 })
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -3,7 +3,6 @@
  * sandbox's port (by Host or E2B's headers) go to ingress before any route sees them; upgrades go
  * to ingress, to a port-forward tunnel or to a terminal; the app answers everything else.
  */
-import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { getRequestListener } from '@hono/node-server'
@@ -16,6 +15,7 @@ import { serveTunnel, tunnelTargetOf, type TunnelOptions } from './ingress/tunne
 import { terminalTargetOf, type TerminalSockets } from './terminal-socket.js'
 import { refuseUpgrade } from './upgrade-refusal.js'
 import { createBodyIdleWatch } from './body-idle.js'
+import { defaultFdShares } from './fd-shares.js'
 
 /** What the edge serves. */
 export interface EdgeOptions {
@@ -28,24 +28,12 @@ export interface EdgeOptions {
   logger: Logger
   /** The domain sandbox hosts are under (`<port>-<id>.<domain>`); read per request, as it is known once the server listens. */
   domain(): string
-  /** Connections held at once. @default defaultMaxConnections() */
+  /**
+   * Connections held at once. Anyone who reaches the port can open connections, each a descriptor
+   * for up to 60 s before its headers must be in; past the cap new ones are closed as they come.
+   * @default a quarter of the process's open-file limit (fd-shares.ts)
+   */
   maxConnections?: number
-}
-
-/**
- * The connections the edge holds at once, by default: half the process's open-file limit (at least
- * 1,024). Anyone who reaches the port can open connections, each a descriptor for up to 60 s
- * before its headers must be in; past the cap new ones are closed as they come, and the other half
- * stays for what the sandboxes need (their channels, commands, disks, network helpers).
- */
-export function defaultMaxConnections(limitsFile = '/proc/self/limits'): number {
-  try {
-    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(limitsFile, 'utf8'))?.[1]
-    if (soft !== undefined) return Math.max(1024, Math.floor(Number(soft) / 2))
-  } catch {
-    // No procfs: the floor.
-  }
-  return 1024
 }
 
 /** The HTTP server of the edge (not listening yet), and the upgraded connections it handed on. */
@@ -115,7 +103,7 @@ export function createEdge(options: EdgeOptions): Edge {
     }
   })
   server.on('close', () => bodies.close())
-  server.maxConnections = options.maxConnections ?? defaultMaxConnections()
+  server.maxConnections = options.maxConnections ?? defaultFdShares().maxConnections
   return {
     server,
     cutUpgraded() {

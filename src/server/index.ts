@@ -23,6 +23,8 @@ import { createEdge } from './edge.js'
 import { createTerminalSockets } from './terminal-socket.js'
 import { createAccessTokens } from './access-tokens.js'
 import { createIngress } from './ingress/ingress.js'
+import { createUpstreamBudget } from './ingress/upstream-budget.js'
+import { defaultFdShares, perSandboxShareOf } from './fd-shares.js'
 import { createCommandLog, localAgentView, startFleet, withCommandLog } from './fleet/index.js'
 import type { Fleet, FleetOptions } from './fleet/index.js'
 
@@ -45,8 +47,18 @@ export interface ServerOptions {
   logger?: Logger
   /** Larger uploads answer 413 and leave nothing. @default 1 GiB */
   maxFileBytes?: number
-  /** Connections the HTTP port holds at once (upgraded ones too); more are closed as they come. @default half the process's open-file limit, at least 1,024 */
+  /** Connections the HTTP port holds at once (upgraded ones too); more are closed as they come. @default a quarter of the process's open-file limit */
   maxConnections?: number
+  /**
+   * Connections into sandboxes (ingress requests and upgrades in flight, kept-alive ones, tunnels)
+   * held at once, all sandboxes together; past it a request answers 503.
+   * @default a quarter of the process's open-file limit
+   */
+  maxUpstreamConnections?: number
+  /** Of those, what one sandbox may hold. @default a quarter of maxUpstreamConnections, at most 1,024 */
+  maxUpstreamConnectionsPerSandbox?: number
+  /** A request to a sandbox's port in flight, or an upgraded connection, that carries no byte either way for this long is ended. @default 600_000 (10 minutes) */
+  ingressIdleMs?: number
   /** Sandbox lifetime when a create gives none. @default 5 minutes */
   defaultTimeoutMs?: number
   /** Runtime of a create that names none and starts from no snapshot. @default the agent's own default */
@@ -166,16 +178,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdownSignal: shutdown.signal,
       track,
     })
+    // Connections to the port and connections into sandboxes each take a share of the descriptors.
+    const fdShares = defaultFdShares()
+    const maxUpstream = options.maxUpstreamConnections ?? fdShares.maxUpstream
+    const budget = createUpstreamBudget({ maxTotal: maxUpstream, maxPerSandbox: options.maxUpstreamConnectionsPerSandbox ?? perSandboxShareOf(maxUpstream) })
     // The agent in this process hands out sockets, which ingress keeps alive between requests.
-    const ingress = createIngress({ agent, catalog, trafficTokens, checkApiKey, logger, keepAlive: !fleet, wake: (id, call) => sandboxes.wake(id, call) })
+    const ingress = createIngress({
+      agent,
+      catalog,
+      trafficTokens,
+      checkApiKey,
+      logger,
+      budget,
+      ...(options.ingressIdleMs !== undefined ? { idleMs: options.ingressIdleMs } : {}),
+      keepAlive: !fleet,
+      wake: (id, call) => sandboxes.wake(id, call),
+    })
     const edge = createEdge({
       app,
       ingress,
-      tunnel: { agent, catalog, checkApiKey, logger },
+      tunnel: { agent, catalog, checkApiKey, logger, budget },
       terminal: createTerminalSockets({ agent, sandboxes, checkApiKey, logger, shutdownSignal: shutdown.signal }),
       domain: () => domain ?? 'localhost',
       logger,
-      ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
+      maxConnections: options.maxConnections ?? fdShares.maxConnections,
     })
     const server = edge.server
     // Once closing, a keep-alive connection whose response just ended would idle until its

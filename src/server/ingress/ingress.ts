@@ -4,11 +4,11 @@
  * from the agent's host, or a Data stream of the fleet link), so sandbox hosts open no port.
  * A private sandbox (allowPublicTraffic false) takes its traffic token or an API key.
  */
-import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http'
+import { request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AgentApi } from '../../agent/index.js'
-import { httpStatusOf, ptyKeyProtocolPrefix, SandstormError, type Logger } from '../../shared/index.js'
+import { ptyKeyProtocolPrefix, SandstormError, type Logger } from '../../shared/index.js'
 import type { AccessTokens } from '../access-tokens.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { bearerToken, isKeyShaped } from '../api-keys.js'
@@ -17,6 +17,10 @@ import { shownMessage } from '../http-errors.js'
 import { withRequestId } from '../request-context.js'
 import { relayHead } from '../../shared/http-relay.js'
 import type { IngressTarget } from './ingress-target.js'
+import { ingressStatusOf } from './ingress-status.js'
+import { createRelayIdleWatch } from './relay-idle.js'
+import { SandboxPortPool } from './sandbox-port-pool.js'
+import { releaseOnClose, type ReleaseSlot, type UpstreamBudget } from './upstream-budget.js'
 import { relayUpgrade } from './upgrade-relay.js'
 
 /** What ingress needs. */
@@ -27,6 +31,10 @@ export interface IngressOptions {
   trafficTokens: AccessTokens
   checkApiKey(key: string): boolean
   logger: Logger
+  /** Slots for connections into sandboxes: a request past it answers 503. */
+  budget: UpstreamBudget
+  /** A request in flight, or an upgraded connection, that carries no byte either way for this long is ended. @default 600_000 (10 minutes) */
+  idleMs?: number
   /** How long a refused connect is tried again (a server in the sandbox still starting). @default 3000 */
   connectRetryMs?: number
   /** Keep connections into sandboxes alive between requests: when the agent's connections are sockets (it runs in this process). @default false */
@@ -39,7 +47,7 @@ export interface IngressOptions {
 export interface Ingress {
   serve(req: IncomingMessage, res: ServerResponse, target: IngressTarget): void
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: IngressTarget): void
-  /** Closes the kept-alive connections into sandboxes. */
+  /** Closes the kept-alive connections into sandboxes and stops watching for idle ones. */
   close(): void
 }
 
@@ -148,31 +156,18 @@ function backHeaders(raw: string[], target: IngressTarget): string[] {
  * may show it (an errno from a connect may name a host path), else a generic one with an id that
  * the log line of the whole error carries too.
  */
-function fail(res: ServerResponse, log: Logger, err: SandstormError, status = httpStatusOf[err.code]): void {
+function fail(res: ServerResponse, log: Logger, err: SandstormError, status = ingressStatusOf(err), close = false): void {
   if (res.headersSent) return void res.destroy()
   const message = withRequestId(() => shownMessage(err, log, { status }))
-  res.writeHead(status ?? 502, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ code: err.code, message }))
-}
-
-/** An http.Agent whose connections go into sandbox ports: requests name the sandbox as `host` and the port as `port`. */
-class SandboxPortAgent extends Agent {
-  constructor(private readonly open: (target: IngressTarget) => Promise<Duplex>) {
-    super({ keepAlive: true, timeout: 2000, maxFreeSockets: 16 })
-  }
-
-  override createConnection(options: { host?: string | null; port?: number | string | null }, callback: (err: Error | null, socket?: Duplex) => void): undefined {
-    this.open({ sandboxId: String(options.host), port: Number(options.port), by: 'host' }).then(
-      (socket) => callback(null, socket),
-      (err: Error) => callback(err),
-    )
-    return undefined
-  }
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...(close ? { connection: 'close' } : {}) }).end(JSON.stringify({ code: err.code, message }))
 }
 
 /** Creates the ingress. */
 export function createIngress(options: IngressOptions): Ingress {
   const log = options.logger.child({ component: 'ingress' })
   const retryMs = options.connectRetryMs ?? 3000
+  const idleMs = options.idleMs ?? 600_000
+  const idle = createRelayIdleWatch({ idleMs })
 
   /** The sandbox a target names, after the access check; throws what the client is told. */
   const admit = (req: IncomingMessage, target: IngressTarget): Admitted => {
@@ -204,7 +199,7 @@ export function createIngress(options: IngressOptions): Ingress {
   }
 
   /** A connection to the target, tried again while nothing listens yet. */
-  const connect = async (target: IngressTarget, signal: AbortSignal): Promise<Duplex> => {
+  const dial = async (target: IngressTarget, signal: AbortSignal): Promise<Duplex> => {
     const deadline = Date.now() + retryMs
     for (let waitMs = 25; ; waitMs = Math.min(waitMs * 2, 400)) {
       try {
@@ -243,32 +238,73 @@ export function createIngress(options: IngressOptions): Ingress {
    * Only for connections that are sockets (the agent in this process): a fleet agent's are streams
    * of its link, opened per request.
    */
-  const pool = options.keepAlive ? new SandboxPortAgent((target) => connect(target, AbortSignal.timeout(retryMs + 1000))) : undefined
+  const pool = options.keepAlive ? new SandboxPortPool((target) => connect(target, AbortSignal.timeout(retryMs + 1000))) : undefined
+
+  /** The slot of each connection into a sandbox, for a kept-alive one closed to make room: its slot is freed at once, not when it has closed. */
+  const slots = new WeakMap<Duplex, ReleaseSlot>()
+  const reclaim = (sandboxId: string | undefined): boolean => {
+    const connection = pool?.idleConnection(sandboxId)
+    if (!connection) return false
+    slots.get(connection)?.()
+    connection.destroy()
+    return true
+  }
+
+  /** A connection to the target that holds a slot of the budget until it closes: past the budget, `resource_exhausted` (503). */
+  async function connect(target: IngressTarget, signal: AbortSignal): Promise<Duplex> {
+    const release = options.budget.take(target.sandboxId, reclaim)
+    try {
+      const upstream = await dial(target, signal)
+      slots.set(upstream, release)
+      releaseOnClose(upstream, release)
+      return upstream
+    } catch (err) {
+      release()
+      throw err
+    }
+  }
+
+  /** What a relay that idled is told: nothing went either way for idleMs. */
+  const idledError = (target: IngressTarget): SandstormError =>
+    new SandstormError('deadline_exceeded', `nothing went between the client and port ${target.port} of sandbox "${target.sandboxId}" for ${idleMs / 1000} s: the request was ended`)
 
   /** Sends the request to the sandbox; a kept-alive connection the sandbox had closed is replaced once, for a request without a body. */
   const forward = (req: IncomingMessage, res: ServerResponse, target: IngressTarget, admitted: Admitted, upstream: Duplex | undefined, retried = false): void => {
+    const at = { sandboxId: target.sandboxId, port: target.port }
     const headers = forwardHeaders(req, admitted, false) as unknown as Record<string, string>
     const outgoing = upstream
       ? request({ method: req.method, path: req.url, headers, setHost: false, createConnection: () => upstream as never })
       : request({ method: req.method, path: req.url, headers, setHost: false, agent: pool, host: target.sandboxId, port: target.port })
+    // Idle both ways: a 504 where nothing was answered yet (and the client's connection closes
+    // after it), else both connections are cut.
+    let idled = false
+    const unwatch = idle.watch(req.socket, () => {
+      idled = true
+      log.info({ ...at, idleMs }, 'ingress request idle: ending it')
+      fail(res, log.child(at), idledError(target), 504, true)
+      outgoing.destroy()
+    })
+    res.once('close', unwatch)
     outgoing.on('response', (answer) => {
       answer.on('error', () => res.destroy())
       if (!relayHead(res, answer, backHeaders(answer.rawHeaders, target), answer.statusMessage)) {
         answer.destroy()
         outgoing.destroy()
-        return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
+        return fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
       }
       answer.pipe(res)
     })
     outgoing.on('error', (err: NodeJS.ErrnoException) => {
+      if (idled) return
       const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
       // Only a request that got no answer at all is sent again: one answered (in part, to a slow client) is not.
       if (!retried && outgoing.reusedSocket && bodiless && !res.headersSent && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        unwatch()
         return forward(req, res, target, admitted, undefined, true)
       }
-      if (err instanceof SandstormError) return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), err, err.code === 'unavailable' ? 502 : httpStatusOf[err.code])
-      log.debug({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress request failed')
-      fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
+      if (err instanceof SandstormError) return fail(res, log.child(at), err)
+      log.debug({ ...at, err }, 'ingress request failed')
+      fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
     })
     if (upstream) res.on('close', () => upstream.destroy())
     // A client that goes away mid-answer takes the kept-alive connection with it: the server in the
@@ -280,13 +316,13 @@ export function createIngress(options: IngressOptions): Ingress {
 
   return {
     serve(req, res, target) {
+      const at = { sandboxId: target.sandboxId, port: target.port }
       let admitted: Admitted
       try {
         admitted = admit(req, target)
       } catch (err) {
         // A sandbox that does not run (paused, stopped) answers 502, as E2B's proxy does.
-        const e = SandstormError.from(err)
-        return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+        return fail(res, log.child(at), SandstormError.from(err))
       }
       if (pool && !admitted.wake) return forward(req, res, target, admitted, undefined)
       const gone = clientGone(req, req.socket)
@@ -299,43 +335,54 @@ export function createIngress(options: IngressOptions): Ingress {
           },
           (err: unknown) => {
             gone.done()
-            const e = SandstormError.from(err)
-            fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+            fail(res, log.child(at), SandstormError.from(err))
           },
         )
       }
       ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
+          // A client gone while its connection was made: its close, already past, would never end it.
+          if (gone.signal.aborted) return void upstream.destroy()
           forward(req, res, target, admitted, upstream)
         },
         (err: unknown) => {
           gone.done()
           const e = SandstormError.from(err)
-          if (e.code === 'unavailable') return fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e, 502)
-          if (!gone.signal.aborted) log.warn({ sandboxId: target.sandboxId, port: target.port, err }, 'ingress connect failed')
-          fail(res, log.child({ sandboxId: target.sandboxId, port: target.port }), e)
+          if (e.code !== 'unavailable' && e.code !== 'resource_exhausted' && !gone.signal.aborted) log.warn({ ...at, err }, 'ingress connect failed')
+          fail(res, log.child(at), e)
         },
       )
     },
 
-    close: () => pool?.destroy(),
+    close() {
+      pool?.destroy()
+      idle.close()
+    },
 
     upgrade(req, socket, head, target) {
-      const refuse = (err: SandstormError, status = httpStatusOf[err.code]): void => refuseUpgrade(socket, err, log, { status })
+      const at = { sandboxId: target.sandboxId, port: target.port }
+      const refuse = (err: SandstormError, status = ingressStatusOf(err)): void => refuseUpgrade(socket, err, log, { status })
       socket.on('error', () => undefined)
       let admitted: Admitted
       try {
         admitted = admit(req, target)
       } catch (err) {
-        const e = SandstormError.from(err)
-        return refuse(e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+        return refuse(SandstormError.from(err))
       }
       const gone = clientGone(req, socket)
       const ready = admitted.wake ? woken(target, gone.signal) : Promise.resolve()
       ready.then(() => connect(target, gone.signal)).then(
         (upstream) => {
           gone.done()
+          if (gone.signal.aborted) return void upstream.destroy()
+          // Idle both ways, before the sandbox's answer or after the switch: both connections are cut.
+          const unwatch = idle.watch(req.socket, () => {
+            log.info({ ...at, idleMs }, 'ingress upgrade idle: ending it')
+            socket.destroy()
+            upstream.destroy()
+          })
+          socket.once('close', unwatch)
           relayUpgrade({
             req,
             socket,
@@ -348,8 +395,7 @@ export function createIngress(options: IngressOptions): Ingress {
         },
         (err: unknown) => {
           gone.done()
-          const e = SandstormError.from(err)
-          refuse(e, e.code === 'unavailable' ? 502 : httpStatusOf[e.code])
+          refuse(SandstormError.from(err))
         },
       )
     },

@@ -6,10 +6,12 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AgentApi } from '../../agent/index.js'
-import { checkPort, httpStatusOf, SandstormError, splice, type Logger } from '../../shared/index.js'
+import { checkPort, SandstormError, splice, type Logger } from '../../shared/index.js'
 import type { SandboxCatalog } from '../catalog.js'
 import { presentedApiKey } from '../api-keys.js'
 import { refuseUpgrade } from '../upgrade-refusal.js'
+import { ingressStatusOf } from './ingress-status.js'
+import { releaseOnClose, type UpstreamBudget } from './upstream-budget.js'
 
 /** The protocol name a tunnel upgrades to. */
 export const tunnelProtocol = 'sandstorm-tcp'
@@ -28,12 +30,14 @@ export interface TunnelOptions {
   catalog: SandboxCatalog
   checkApiKey(key: string): boolean
   logger: Logger
+  /** Slots for connections into sandboxes, shared with ingress: a tunnel past it is refused with 503. */
+  budget: UpstreamBudget
 }
 
 /** Answers an upgrade to a tunnel: 101 and bytes both ways, or an HTTP error and a closed socket. */
 export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, target: { sandboxId: string; port: string }, options: TunnelOptions): void {
   socket.on('error', () => undefined)
-  const refuse = (err: SandstormError): void => refuseUpgrade(socket, err, options.logger, { status: err.code === 'unavailable' ? 502 : httpStatusOf[err.code] })
+  const refuse = (err: SandstormError): void => refuseUpgrade(socket, err, options.logger, { status: ingressStatusOf(err) })
   try {
     const key = presentedApiKey(req.headers)
     if (key === undefined || !options.checkApiKey(key)) throw new SandstormError('unauthenticated', `${key === undefined ? 'missing' : 'wrong'} API key: expected "Authorization: Bearer <key>"`)
@@ -42,12 +46,14 @@ export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, 
     const record = options.catalog.get(target.sandboxId)
     if (!record) throw new SandstormError('not_found', `sandbox "${target.sandboxId}" not found`)
     if (record.state !== 'running') throw new SandstormError('failed_precondition', `sandbox "${target.sandboxId}" is ${record.state}: expected a running sandbox`)
+    const release = options.budget.take(target.sandboxId)
     // A client gone while the connect runs cancels it (one gone just as it ends: splice closes both).
     const gone = new AbortController()
     const cancel = (): void => gone.abort(new SandstormError('canceled', 'the tunnel\'s client left'))
     socket.once('close', cancel)
     options.agent.connect(target.sandboxId, port, { signal: gone.signal }).then(
       (upstream) => {
+        releaseOnClose(upstream, release)
         socket.off('close', cancel)
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${tunnelProtocol}\r\nconnection: upgrade\r\n\r\n`)
         if (head.length > 0) upstream.write(head)
@@ -55,6 +61,7 @@ export function serveTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, 
         options.logger.debug({ sandboxId: target.sandboxId, port }, 'tunnel opened')
       },
       (err: unknown) => {
+        release()
         socket.off('close', cancel)
         if (!socket.destroyed) refuse(SandstormError.from(err))
       },
