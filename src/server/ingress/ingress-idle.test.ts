@@ -63,7 +63,8 @@ describe('a relay through ingress that carries nothing either way', { timeout: 3
   })
 
   it('is not a relay that keeps streaming: an answer and an upgraded connection that send on outlive silent ones beside them', async () => {
-    const t = await startTestServer({ ingressIdleMs: 400 })
+    // Far above the streams' 20 ms: only a stall of the whole process for a second could cut a stream.
+    const t = await startTestServer({ ingressIdleMs: 1_000 })
     const silent = await heldBackend()
     const answer = streamer('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', '1\r\nx\r\n', '0\r\n\r\n')
     const answering = await heldBackend((socket) => answer.onConnection(socket))
