@@ -113,7 +113,7 @@ export function createBuildHost(options: BuildHostOptions): BuildHost {
           diskMiB: stepDiskMiB,
           spareDisk: false,
           env: {},
-          network: req.network === false ? { mode: 'none' } : { mode: 'veth', egress: { allowOut: [], denyOut: [] } },
+          network: req.network,
           runtime: 'runc',
         },
         resolved,

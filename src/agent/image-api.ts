@@ -1,11 +1,19 @@
 /** What the server asks of an agent about image templates: build one, delete one. */
-import type { CallOptions, RegistryAuth, TemplateBuildEvent, TemplateInfo, TemplateStart } from '../shared/index.js'
+import type { CallOptions, EgressPolicy, RegistryAuth, TemplateBuildEvent, TemplateInfo, TemplateStart } from '../shared/index.js'
 
 /** Where an image template comes from, with the files it needs already on this host. */
 export type ImageBuildRequest = (
   | { kind: 'image'; image: string; credentials?: RegistryAuth }
   | { kind: 'archive'; path: string }
-  | { kind: 'dockerfile'; dockerfile: string; contextDir: string; buildArgs?: Record<string, string>; noCache?: boolean }
+  | {
+      kind: 'dockerfile'
+      dockerfile: string
+      contextDir: string
+      buildArgs?: Record<string, string>
+      noCache?: boolean
+      /** What RUN steps may reach: the server's default egress policy (a step with `--network=none` has no network). */
+      egress: EgressPolicy
+    }
 ) & {
   memoryMiB?: number
   cpus?: number

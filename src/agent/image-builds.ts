@@ -52,7 +52,7 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
         await source.close()
       }
     } else {
-      const result = await buildDockerfile({ dockerfile: req.dockerfile, contextDir: req.contextDir, buildArgs: req.buildArgs ?? {}, host, onEvent: emit, signal: call.signal, noCache: req.noCache ?? false })
+      const result = await buildDockerfile({ dockerfile: req.dockerfile, contextDir: req.contextDir, buildArgs: req.buildArgs ?? {}, egress: req.egress, host, onEvent: emit, signal: call.signal, noCache: req.noCache ?? false })
       const from = 'image' in result.from ? { reference: result.from.image, digest: result.from.digest } : { template: result.from.template }
       made = { chain: result.chain, defaults: result.defaults, source: { kind: 'dockerfile', ...from }, description: `Dockerfile FROM ${'image' in result.from ? result.from.image : result.from.template} (${result.steps} steps, ${result.cachedSteps} cached)` }
     }

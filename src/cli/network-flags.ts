@@ -111,7 +111,7 @@ export interface ServerNetworkFlags {
 /** Adds `--default-egress --domain` (a server's) to a command. */
 export function addServerNetworkFlags(cmd: Command): Command {
   return cmd
-    .option('--default-egress <all|none>', 'egress of a sandbox whose create names no policy: the public internet, or nothing', 'all')
+    .option('--default-egress <all|none>', 'egress of a sandbox whose create names no policy, and of Dockerfile RUN steps: the public internet, or nothing', 'all')
     .option('--domain <domain>', 'sandbox ports answer at <port>-<id>.<domain>; its DNS must point here (default localhost:<port>)')
     .option('--ingress-idle-timeout <duration>', "a request to a sandbox's port, or a WebSocket to one, that carries nothing either way this long is ended (default 10m)")
 }

@@ -9,7 +9,7 @@
  * Everything read from a registry, an archive or a build context is untrusted.
  */
 import type { Readable } from 'node:stream'
-import type { CallOptions, TemplateImageConfig } from '../shared/index.js'
+import type { AgentNetwork, CallOptions, TemplateImageConfig } from '../shared/index.js'
 
 /** A content digest, `sha256:<64 hex>` (the only algorithm accepted). */
 export type Digest = `sha256:${string}`
@@ -135,8 +135,8 @@ export interface BuildRunRequest {
   cwd: string
   /** `USER` in effect (name, uid, name:group, uid:gid). */
   user: string
-  /** The build sandbox gets network (egress per the server's default policy). @default true */
-  network?: boolean
+  /** The build sandbox's network: a veth under the server's default egress policy, or none (`RUN --network=none`). */
+  network: AgentNetwork
 }
 
 /** A finished RUN step: its exit code and, when it succeeded, a way to keep its writable layer. */

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { AgentApi, ImageBuildRequest } from '../agent/index.js'
 import { unpackTar } from '../images/layers/index.js'
-import { noRoomError, SandstormError, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
+import { defaultEgressPolicy, noRoomError, SandstormError, type DefaultEgress, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
 import { templateStartSchema } from '../shared/index.js'
 import { roomBudget, roomIn, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
@@ -58,6 +58,8 @@ export interface ImageBuildServiceOptions {
   maxUploadBytes?: number
   /** The room an upload may take on the data dir's disk. @default roomIn: the free space less the host's margin */
   roomOf?: RoomOf
+  /** The server's egress for creates that name none, which RUN steps get too. @default 'all' */
+  defaultEgress?: DefaultEgress
 }
 
 /** Creates the service over the agent's image API. */
@@ -66,6 +68,8 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const maxUploadBytes = options.maxUploadBytes ?? 8 * 1024 ** 3
   const uploadsDir = join(options.dataDir, 'uploads')
   const roomOf = options.roomOf ?? ((dir: string) => roomIn(dir))
+  // RUN steps name no network: they get what a create that names none gets.
+  const egress = defaultEgressPolicy(options.defaultEgress ?? 'all')
   // What a crash left of earlier builds' uploads.
   void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
 
@@ -97,13 +101,13 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
         temp.push(s)
         const contextDir = join(s.dir, 'context')
         await mkdir(contextDir)
-        req = { kind: 'dockerfile', dockerfile: `FROM ${source.template}\n`, contextDir, ...settings }
+        req = { kind: 'dockerfile', dockerfile: `FROM ${source.template}\n`, contextDir, egress, ...settings }
       } else if (source.kind === 'image') {
         req = { kind: 'image', image: source.image, ...(source.credentials ? { credentials: source.credentials } : {}), ...settings }
       } else if (source.kind === 'archive') {
         req = { kind: 'archive', path: source.path, ...settings }
       } else {
-        req = { kind: 'dockerfile', dockerfile: source.dockerfile, contextDir: source.contextDir, ...(source.buildArgs ? { buildArgs: source.buildArgs } : {}), ...(source.noCache ? { noCache: true } : {}), ...settings }
+        req = { kind: 'dockerfile', dockerfile: source.dockerfile, contextDir: source.contextDir, egress, ...(source.buildArgs ? { buildArgs: source.buildArgs } : {}), ...(source.noCache ? { noCache: true } : {}), ...settings }
       }
       const template = await images().build(name, req, emit, { signal })
       last = { type: 'done', template }

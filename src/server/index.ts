@@ -71,7 +71,7 @@ export interface ServerOptions {
   metricsIntervalMs?: number
   /** Usage samples kept per sandbox; older ones are dropped. @default 17280 (24 hours at 5 s) */
   metricsMaxSamples?: number
-  /** Egress of a create that names no network: the public internet ('all') or nothing ('none'). @default 'all' */
+  /** Egress of a create that names no network, and of Dockerfile RUN steps: the public internet ('all') or nothing ('none'). @default 'all' */
   defaultEgress?: DefaultEgress
   /** Disk quota of a create that names none and whose template has none. @default 2048 MiB */
   defaultDiskMiB?: number
@@ -160,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       domain: domain ?? 'localhost',
       ...(info.network !== 'none' && !info.network.allowPublicTraffic ? { trafficAccessToken: trafficTokens.tokenFor(info.id) } : {}),
     })
-    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger }) : undefined
+    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger, ...(options.defaultEgress ? { defaultEgress: options.defaultEgress } : {}) }) : undefined
     const app = createApp({
       agent,
       sandboxes,

@@ -18,6 +18,11 @@ export function agentNetworkOf(network: SandboxNetwork): AgentNetwork {
 /** The server's policy when a create names none: everything public, or nothing. */
 export type DefaultEgress = 'all' | 'none'
 
+/** The egress policy the server's default stands for: `none` is deny-all, as `allowInternetAccess: false`. */
+export function defaultEgressPolicy(defaultEgress: DefaultEgress): EgressPolicy {
+  return checkEgress({ allowInternetAccess: defaultEgress === 'all' })
+}
+
 const domainLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
 
 /** Is `name` a domain such as `example.com`, or with `wildcard` also `*.example.com`? */
@@ -95,7 +100,7 @@ export function checkNetwork(body: z.output<typeof networkBody> | undefined, def
   if (body === 'none') return 'none'
   const given = body ?? {}
   const egressGiven = given.allowOut !== undefined || given.denyOut !== undefined || given.allowInternetAccess !== undefined
-  const egress = checkEgress(egressGiven ? given : { allowInternetAccess: defaultEgress === 'all' }, 'network.')
+  const egress = egressGiven ? checkEgress(given, 'network.') : defaultEgressPolicy(defaultEgress)
   const maskRequestHost = given.maskRequestHost === undefined ? undefined : checkMaskRequestHost(given.maskRequestHost, 'network.maskRequestHost')
   return { ...egress, allowPublicTraffic: given.allowPublicTraffic ?? true, ...(maskRequestHost ? { maskRequestHost } : {}) }
 }

@@ -22,6 +22,8 @@ let host: BuildHost
 const runs: BuildRunRequest[] = []
 let disposed = 0
 const baseDefaults: ImageDefaults = { env: { PATH: '/usr/bin:/bin' }, exposedPorts: [], labels: {} }
+/** The server's default egress as RUN steps get it: deny-all (`--default-egress none`). */
+const egress = { allowOut: [], denyOut: ['0.0.0.0/0'] }
 
 /** When the FROM template's version was built. */
 let baseBuiltAt = '2026-01-01T00:00:00.000Z'
@@ -63,7 +65,7 @@ const dockerfile = 'FROM base\nENV APP=/srv/app\nWORKDIR $APP\nCOPY src/ ./\nCOP
 
 async function build(text = dockerfile, noCache = false) {
   const events: TemplateBuildEvent[] = []
-  const result = await buildDockerfile({ dockerfile: text, contextDir: ctx, host, onEvent: (e) => events.push(e), noCache })
+  const result = await buildDockerfile({ dockerfile: text, contextDir: ctx, egress, host, onEvent: (e) => events.push(e), noCache })
   const stepEvents = events.filter((e): e is Extract<TemplateBuildEvent, { type: 'step' }> => e.type === 'step')
   return { result, events, layerSteps: stepEvents.filter((e) => e.cached !== undefined).map((e) => [e.index, e.cached]) }
 }
@@ -112,7 +114,7 @@ describe('buildDockerfile', () => {
   it('refuses an unsupported instruction before anything runs', async () => {
     const events: TemplateBuildEvent[] = []
     await assert.rejects(
-      buildDockerfile({ dockerfile: 'FROM base\nRUN true\nVOLUME /data\n', contextDir: ctx, host, onEvent: (e) => events.push(e) }),
+      buildDockerfile({ dockerfile: 'FROM base\nRUN true\nVOLUME /data\n', contextDir: ctx, egress, host, onEvent: (e) => events.push(e) }),
       (e: unknown) => e instanceof SandstormError && e.code === 'invalid_argument' && /line 3 \(VOLUME\)/.test(e.message),
     )
     assert.deepEqual(events, [])
@@ -122,7 +124,7 @@ describe('buildDockerfile', () => {
   it('fails a RUN that exits non-zero naming the step, its exit code and output, and disposes its sandbox', async () => {
     const events: TemplateBuildEvent[] = []
     await assert.rejects(
-      buildDockerfile({ dockerfile: 'FROM base\nUSER 1000\nRUN make all\nRUN echo never\n', contextDir: ctx, host, onEvent: (e) => events.push(e) }),
+      buildDockerfile({ dockerfile: 'FROM base\nUSER 1000\nRUN make all\nRUN echo never\n', contextDir: ctx, egress, host, onEvent: (e) => events.push(e) }),
       (e: unknown) => {
         assert.ok(e instanceof BuildStepFailed)
         assert.equal(e.code, 'failed_precondition')
@@ -134,6 +136,7 @@ describe('buildDockerfile', () => {
     assert.equal(runs.length, 1)
     assert.deepEqual(runs[0]!.argv, ['/bin/sh', '-c', 'make all'])
     assert.equal(runs[0]!.user, '1000')
+    assert.deepEqual(runs[0]!.network, { mode: 'veth', egress }, 'a RUN step gets the egress policy the build was given')
     assert.equal(disposed, 1)
     assert.deepEqual(events.slice(-3), [
       { type: 'step', index: 2, cmd: 'RUN make all', cached: false },
@@ -142,7 +145,13 @@ describe('buildDockerfile', () => {
     ])
   })
 
+  it('gives a RUN --network=none step no network, whatever the egress policy', async () => {
+    await assert.rejects(buildDockerfile({ dockerfile: 'FROM base\nRUN --network=none make offline\n', contextDir: ctx, egress, host }), BuildStepFailed)
+    assert.deepEqual(runs.at(-1)!.argv, ['/bin/sh', '-c', 'make offline'])
+    assert.deepEqual(runs.at(-1)!.network, { mode: 'none' })
+  })
+
   it('names the templates there are when FROM is neither a template nor an image', async () => {
-    await assert.rejects(buildDockerfile({ dockerfile: 'FROM nosuch\n', contextDir: ctx, host }), (e: unknown) => e instanceof SandstormError && e.code === 'not_found' && /no template "nosuch" \(templates: base\).*no image nosuch/.test(e.message))
+    await assert.rejects(buildDockerfile({ dockerfile: 'FROM nosuch\n', contextDir: ctx, egress, host }), (e: unknown) => e instanceof SandstormError && e.code === 'not_found' && /no template "nosuch" \(templates: base\).*no image nosuch/.test(e.message))
   })
 })

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { BuildStepFailed, OutputTail, SandstormError, templateNameSchema } from '../../shared/index.js'
-import type { CallOptions, TemplateBuildEvent } from '../../shared/index.js'
+import type { AgentNetwork, CallOptions, EgressPolicy, TemplateBuildEvent } from '../../shared/index.js'
 import type { BuildHost, Digest, DockerfileBuildResult, ImageDefaults, LayerChain, PullOptions, StoredLayer } from '../contracts.js'
 import { fromCacheKey, stepCacheKey } from './cache-key.js'
 import { lookupInChain } from './chain-fs.js'
@@ -27,6 +27,8 @@ export interface BuildDockerfileOptions extends CallOptions {
   /** `--build-arg` values. @default none */
   buildArgs?: Record<string, string>
   host: BuildHost
+  /** What RUN steps may reach (the server's default egress policy); a step with `--network=none` has no network. */
+  egress: EgressPolicy
   /** Each build event as it happens (step, progress, stdout/stderr, step_end). @default none */
   onEvent?: (event: TemplateBuildEvent) => void
   /** Runs every step again instead of looking it up in the build cache. @default false */
@@ -112,8 +114,9 @@ export async function buildDockerfile(options: BuildDockerfileOptions): Promise<
 
   async function runStep(step: Extract<PlannedStep, { kind: 'run' }>, stepKey: Digest): Promise<StoredLayer> {
     const output = new OutputTail()
+    const network: AgentNetwork = step.network ? { mode: 'veth', egress: options.egress } : { mode: 'none' }
     const run = await host.run(
-      { chain, argv: step.argv, env: step.env, cwd: step.cwd, user: step.user, network: step.network },
+      { chain, argv: step.argv, env: step.env, cwd: step.cwd, user: step.user, network },
       (stream, data) => {
         emit({ type: stream, index: step.index, data: Buffer.from(data).toString('base64') })
         output.push(data)
