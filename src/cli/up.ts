@@ -22,6 +22,7 @@ interface UpFlags extends HostNetworkFlags, ServerNetworkFlags, MetricsFlags, Po
   accel: string
   defaultDisk: string
   hibernateAfter: string
+  buildTimeout: string
   insecureRegistry: string[]
   maxLayerSize?: string
   spareDisks: string
@@ -49,6 +50,7 @@ export function registerUp(program: Command): void {
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP (repeat for more; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--build-timeout <duration>', 'an image template build running longer fails, leaving no build sandbox and no template (30m, 2h)', '1h')
     .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
     .option('--spare-disks <n>', spareDisksHelp, String(defaultSpareDisks))
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')
@@ -62,6 +64,7 @@ export function registerUp(program: Command): void {
       const defaultDiskMiB = parseDiskMiB(flags.defaultDisk, '--default-disk')
       const metricsOptions = metricsOptionsOf(flags)
       const hibernateAfterMs = flags.hibernateAfter === 'never' ? undefined : parseDuration(flags.hibernateAfter, '--hibernate-after')
+      const buildTimeoutMs = parseDuration(flags.buildTimeout, '--build-timeout')
       const pools = poolsOf(flags)
       const spareDisks = parseCount(flags.spareDisks, '--spare-disks')
       // A pooled microVM holds its guest's memory while it waits: qemu keeps only the pools asked for.
@@ -82,7 +85,7 @@ export function registerUp(program: Command): void {
       let server: Awaited<ReturnType<typeof startServer>>
       try {
         await claim.releasePorts()
-        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, hibernateAfterMs, defaultPools, ...serverNetwork, ...metricsOptions })
+        server = await startServer({ dataDir: flags.dataDir, host: flags.host, port, agent, logger, defaultDiskMiB, hibernateAfterMs, buildTimeoutMs, defaultPools, ...serverNetwork, ...metricsOptions })
       } catch (err) {
         await agent.close()
         throw err

@@ -15,6 +15,7 @@ import { defaultEgressPolicy, noRoomError, SandstormError, type DefaultEgress, t
 import { templateStartSchema } from '../shared/index.js'
 import { roomBudget, roomIn, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
+import { createBuildRuns } from './build-runs.js'
 import { hiddenMessage } from './request-context.js'
 
 /** Where a server-side build starts from. */
@@ -33,7 +34,11 @@ export interface ImageBuildSettings {
 
 /** Builds image templates through the agent. */
 export interface ImageBuildService {
-  /** Runs a build, giving each event to `emit`; the last is `done` or `error`. Never rejects. */
+  /**
+   * Runs a build, giving each event to `emit`; the last is `done` or `error`. Never rejects. Past
+   * the server's build deadline it fails with deadline_exceeded; the error event comes once its
+   * build sandbox and whatever it made are gone.
+   */
   build(name: string, source: ImageBuildSource & ImageBuildSettings, emit: (event: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void>
   /** A temp dir for one build's uploads, removed by `release`. */
   scratch(): Promise<{ dir: string; release: () => Promise<void> }>
@@ -43,7 +48,7 @@ export interface ImageBuildService {
   receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string>
   /** The text of the Dockerfile at `path` inside an unpacked context; invalid_argument when it is not a regular file there. */
   readDockerfile(contextDir: string, path: string): Promise<string>
-  /** Deletes template `name` and the layers nothing else stands on. */
+  /** Stops the builds of `name` under way (waiting until they have ended), then deletes the template and the layers nothing else stands on. */
   remove(name: string, signal?: AbortSignal): Promise<{ removedLayers: number }>
   /** Removes the image layers no template stands on (the build cache among them). */
   prune(signal?: AbortSignal): Promise<{ removedLayers: number }>
@@ -60,6 +65,8 @@ export interface ImageBuildServiceOptions {
   roomOf?: RoomOf
   /** The server's egress for creates that name none, which RUN steps get too. @default 'all' */
   defaultEgress?: DefaultEgress
+  /** A build running longer fails with deadline_exceeded, leaving nothing. @default 1 hour */
+  buildTimeoutMs?: number
 }
 
 /** Creates the service over the agent's image API. */
@@ -70,6 +77,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const roomOf = options.roomOf ?? ((dir: string) => roomIn(dir))
   // RUN steps name no network: they get what a create that names none gets.
   const egress = defaultEgressPolicy(options.defaultEgress ?? 'all')
+  const runs = createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? 60 * 60_000 })
   // What a crash left of earlier builds' uploads.
   void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
 
@@ -112,7 +120,9 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
       const template = await images().build(name, req, emit, { signal })
       last = { type: 'done', template }
     } catch (err) {
-      const e = signal.aborted ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
+      // Stopped: the reason says by what (the deadline, a delete, a newer build, the client gone).
+      const reason: unknown = signal.aborted ? signal.reason : undefined
+      const e = !signal.aborted ? SandstormError.from(err) : reason instanceof SandstormError ? reason : new SandstormError('canceled', `build of template "${name}" was cancelled`)
       logger.warn({ template: name, err: e }, 'image template build failed')
       const step = (err as { step?: unknown } | null)?.step
       last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(step ? { step: step as never } : {}) }
@@ -182,13 +192,24 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
     return readFile(at, 'utf8')
   }
 
+  async function remove(name: string, signal?: AbortSignal): Promise<{ removedLayers: number }> {
+    const stopped = await runs.stop(name, new SandstormError('canceled', `template "${name}" was deleted while it was being built`))
+    try {
+      return await images().remove(name, signal ? { signal } : {})
+    } catch (err) {
+      // A first build, stopped: there was nothing more to delete.
+      if (stopped > 0 && err instanceof SandstormError && err.code === 'not_found') return { removedLayers: 0 }
+      throw err
+    }
+  }
+
   return {
-    build,
+    build: (name, source, emit, signal) => runs.run(name, signal, (stop) => build(name, source, emit, stop)),
     scratch,
     receiveFile,
     receiveContext,
     readDockerfile,
-    remove: (name, signal) => images().remove(name, signal ? { signal } : {}),
+    remove,
     prune: (signal) => images().prune(signal ? { signal } : {}),
   }
 }

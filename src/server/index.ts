@@ -73,6 +73,8 @@ export interface ServerOptions {
   metricsMaxSamples?: number
   /** Egress of a create that names no network, and of Dockerfile RUN steps: the public internet ('all') or nothing ('none'). @default 'all' */
   defaultEgress?: DefaultEgress
+  /** An image template build running longer fails with deadline_exceeded, leaving no build sandbox and no template. @default 1 hour */
+  buildTimeoutMs?: number
   /** Disk quota of a create that names none and whose template has none. @default 2048 MiB */
   defaultDiskMiB?: number
   /**
@@ -160,7 +162,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       domain: domain ?? 'localhost',
       ...(info.network !== 'none' && !info.network.allowPublicTraffic ? { trafficAccessToken: trafficTokens.tokenFor(info.id) } : {}),
     })
-    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger, ...(options.defaultEgress ? { defaultEgress: options.defaultEgress } : {}) }) : undefined
+    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger, ...(options.defaultEgress ? { defaultEgress: options.defaultEgress } : {}), ...(options.buildTimeoutMs !== undefined ? { buildTimeoutMs: options.buildTimeoutMs } : {}) }) : undefined
     const app = createApp({
       agent,
       sandboxes,

@@ -59,6 +59,8 @@ export interface StackOptions {
   templatesDir?: string
   /** The runtime of a create that names none. @default the server's (runc) */
   defaultRuntime?: string
+  /** An image template build running longer fails. @default the server's (1 hour) */
+  buildTimeoutMs?: number
   /** A paused machine is written to disk after this long. @default never */
   hibernateAfterMs?: number
   /** @default silent (or debug lines with SANDSTORM_TEST_LOGS set) */
@@ -84,6 +86,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultEgress: options.defaultEgress,
     defaultRuntime: options.defaultRuntime,
     hibernateAfterMs: options.hibernateAfterMs,
+    buildTimeoutMs: options.buildTimeoutMs,
   })
   const stop = async () => {
     await server.close()

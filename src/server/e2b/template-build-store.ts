@@ -3,7 +3,7 @@
  * and a temp dir under the data dir for its uploaded files, removed when the build ends. A build
  * is `waiting` from the SDK's request until it sends what to build, then `building`, then `ready`
  * or `error`. One build per template name at a time: the SDK asks for upload links by template,
- * not by build.
+ * not by build; a newer request stops the one before, running or not, as E2B does.
  */
 import { randomUUID } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
@@ -55,7 +55,7 @@ export interface TemplateBuildStoreOptions {
 
 /** The builds of this server. */
 export interface TemplateBuildStore {
-  /** A new `waiting` build of `name`; a waiting one of that name is dropped, a running one refuses with already_exists. */
+  /** A new `waiting` build of `name`; a waiting one of that name is dropped, a running one aborted and waited for until it has ended. */
   request(name: string, size: { memoryMiB?: number; cpus?: number }): Promise<TemplateBuildRecord>
   /** The build, or not_found naming it. */
   get(name: string, buildId: string): TemplateBuildRecord
@@ -77,6 +77,8 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
   const finished: string[] = []
   const timers = new Map<string, NodeJS.Timeout>()
   const ending = new Set<string>()
+  // Each open build's end, resolved by finish(): what a newer request waits on after aborting it.
+  const endings = new Map<string, { ended: Promise<void>; resolve: () => void }>()
   // A crash leaves temp dirs behind; no build of this process is in there yet.
   const swept = rm(options.dir, { recursive: true, force: true })
 
@@ -85,11 +87,14 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
 
   const store: TemplateBuildStore = {
     async request(name, size) {
-      const before = current(name)
-      if (before?.status === 'building') {
-        throw new SandstormError('already_exists', `template "${name}" is being built (build ${before.buildId}): expected one build of a template at a time`)
+      // Another request may come while this one waits: each looks again once the one before ended.
+      for (let before = current(name); before; before = current(name)) {
+        const end = endings.get(before.buildId)?.ended
+        if (before.status === 'waiting') await store.finish(before, 'error', { message: 'superseded by a newer build of the same template before it started' })
+        // A running one is ended by its run (finish) once its build sandbox and whatever it made are gone.
+        else before.controller.abort(new SandstormError('canceled', `superseded by a newer build of template "${name}"`))
+        await end
       }
-      if (before) await store.finish(before, 'error', { message: 'superseded by a newer build of the same template before it started' })
       // Each waiting build holds a temp dir and its uploads for up to waitingTtlMs: a bound on them all.
       const open = [...builds.values()].filter((b) => b.status === 'waiting' || b.status === 'building').length
       if (open >= maxOpenBuilds) throw new SandstormError('resource_exhausted', `${open} template builds are waiting or running, the most at once: expected one to end first`)
@@ -110,6 +115,8 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
       }
       await mkdir(join(build.dir, 'uploads'), { recursive: true, mode: 0o700 })
       builds.set(buildId, build)
+      let resolve!: () => void
+      endings.set(buildId, { ended: new Promise<void>((r) => (resolve = r)), resolve })
       const timer = setTimeout(() => {
         if (build.status === 'waiting') void store.finish(build, 'error', { message: `never started: expected the template within ${waitingTtlMs} ms of the request` })
       }, waitingTtlMs)
@@ -154,6 +161,8 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
       if (reason) build.reason = reason
       finished.push(build.buildId)
       while (finished.length > maxFinished) builds.delete(finished.shift()!)
+      endings.get(build.buildId)?.resolve()
+      endings.delete(build.buildId)
     },
 
     async close() {
