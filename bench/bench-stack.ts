@@ -47,6 +47,8 @@ export interface BenchStackOptions {
    * the store's integrity across a host crash. @default [] (as setup mounts it)
    */
   btrfsMountOptions?: string[]
+  /** Registries the agent pulls from over plain HTTP, on loopback too (the benchmark's docker-registry). @default none */
+  insecureRegistries?: string[]
   /** The agent's networking (a test internet's public range and DNS server, say). @default the agent's defaults */
   network?: LocalAgentOptions['network']
   /** The agent's template dir (a bench's own, for image templates and their layers). @default setup's */
@@ -64,7 +66,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
   let agent: AgentApi | undefined
   const btrfs = options.btrfsMiB ? await mountBtrfsStore(dataDir, options.btrfsMiB, options.btrfsMountOptions ?? []) : undefined
   try {
-    agent = await createLocalAgent({ dataDir, templatesDir: templates, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network, ...(options.spareDisks !== undefined ? { spareDisks: options.spareDisks } : {}) })
+    agent = await createLocalAgent({ dataDir, templatesDir: templates, logger, storageDriver: btrfs ? 'btrfs' : undefined, network: options.network, ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}), ...(options.spareDisks !== undefined ? { spareDisks: options.spareDisks } : {}) })
     // A long default lifetime: no sandbox may expire while a benchmark holds it.
     const server = await startServer({ dataDir, agent, port: 0, logger, defaultTimeoutMs: 30 * 60_000 })
     const live = agent

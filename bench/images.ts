@@ -190,7 +190,7 @@ export const imagesBenchmark: Benchmark = {
     try {
       ctx.progress('images: making and pushing the image')
       const image = await pushBenchImage(registry)
-      stack = await startBenchStack({ templatesDir: templates.dir })
+      stack = await startBenchStack({ templatesDir: templates.dir, insecureRegistries: [registry.host] })
       const figures = await buildRows(ctx, stack, templates.dir, image, ctx.iterations ?? buildIterations, notes)
       await buildTemplate(baseTemplate, { ...stack.conn, image: image.reference })
       figures.push(await dockerfileRow(ctx, stack, ctx.iterations ?? buildIterations, notes))

@@ -55,7 +55,7 @@ describe('e2b SDK template builder', { skip: skip ?? false }, () => {
     await writeFile(join(context, 'site', 'index.html'), '<p>site</p>\n')
     registry = await startRegistry({ auth: 'htpasswd' })
     image = (await pushTestImage(registry, 'team/app:v1', { files: { 'srv/app.txt': 'from the image\n' }, env: ['FROM_IMAGE=yes'] })).reference
-    stack = await startStack({ templatesDir: templates.dir, maxFileBytes })
+    stack = await startStack({ templatesDir: templates.dir, maxFileBytes, insecureRegistries: [registry.host] })
     useStackForE2b(stack)
   })
   after(async () => {

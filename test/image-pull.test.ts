@@ -15,12 +15,16 @@ import { after, before, describe, it } from 'node:test'
 import { gzipSync } from 'node:zlib'
 import { openImageArchive } from '../src/images/archive/index.js'
 import { openRegistryImage } from '../src/images/registry/index.js'
+import { parseImageReference } from '../src/images/reference.js'
 import type { PullOptions } from '../src/images/contracts.js'
 import { SandstormError } from '../src/shared/index.js'
 import { allLayerNames, baseLayerNames, tarOf, changeLayerNames, layerEntryNames, makeImageArchive, pushTestImage, type TestImageSpec } from './helpers/oci-images.js'
 import { registryToolsMissing, sha256Of, startRegistry, type TestRegistry } from './helpers/registry.js'
 
 const skip = registryToolsMissing() ?? false
+
+/** Pulls `reference` from a registry of this test, on loopback: listed as insecure, as an operator lists a local registry. */
+const openLocal = (reference: string, options: PullOptions = {}) => openRegistryImage(reference, { insecureRegistries: [parseImageReference(reference).registry], ...options })
 
 const spec: TestImageSpec = {
   files: { 'srv/app.txt': 'hello\n' },
@@ -64,7 +68,7 @@ describe('pulling from a registry', { skip }, () => {
 
   it('pulls by tag: the config as defaults, the manifest digest, and layers with a whiteout and an opaque dir', async () => {
     const lines: string[] = []
-    const source = await openRegistryImage(pushed.reference, { onProgress: (line) => lines.push(line) })
+    const source = await openLocal(pushed.reference, { onProgress: (line) => lines.push(line) })
     try {
       const { manifest } = source
       assert.equal(manifest.reference, pushed.reference)
@@ -89,22 +93,22 @@ describe('pulling from a registry', { skip }, () => {
   })
 
   it('pulls by digest, and says not_found for an unknown tag or digest', async () => {
-    const byDigest = await openRegistryImage(`${registry.host}/team/app@${pushed.digest}`)
+    const byDigest = await openLocal(`${registry.host}/team/app@${pushed.digest}`)
     assert.equal(byDigest.manifest.digest, pushed.digest)
     assertTestImageLayers(await allLayerNames(byDigest))
-    await assert.rejects(openRegistryImage(`${registry.host}/team/app:nope`), isError('not_found', 'nope', `${registry.host}/team/app:nope`))
-    await assert.rejects(openRegistryImage(`${registry.host}/team/other`), isError('not_found', 'team/other'))
+    await assert.rejects(openLocal(`${registry.host}/team/app:nope`), isError('not_found', 'nope', `${registry.host}/team/app:nope`))
+    await assert.rejects(openLocal(`${registry.host}/team/other`), isError('not_found', 'team/other'))
     const unknown = `sha256:${'0'.repeat(64)}`
-    await assert.rejects(openRegistryImage(`${registry.host}/team/app@${unknown}`), isError('not_found', unknown))
+    await assert.rejects(openLocal(`${registry.host}/team/app@${unknown}`), isError('not_found', unknown))
   })
 
   it('picks linux/amd64 from an index, and names the platforms when there is none', async () => {
     const multi = await pushTestImage(registry, 'team/multi:v1', { ...spec, platforms: ['arm64', 'amd64'] })
-    const source = await openRegistryImage(multi.reference)
+    const source = await openLocal(multi.reference)
     assert.notEqual(source.manifest.digest, multi.digest, 'the chosen manifest, not the index')
     assertTestImageLayers(await allLayerNames(source), 'amd64')
     const armOnly = await pushTestImage(registry, 'team/arm:v1', { ...spec, platforms: ['arm64'] })
-    await assert.rejects(openRegistryImage(armOnly.reference), isError('not_found', 'linux/amd64', 'linux/arm64'))
+    await assert.rejects(openLocal(armOnly.reference), isError('not_found', 'linux/amd64', 'linux/arm64'))
   })
 
   it('reads zstd layers', async () => {
@@ -112,7 +116,7 @@ describe('pulling from a registry', { skip }, () => {
     const own = await startRegistry()
     try {
       const zstd = await pushTestImage(own, 'team/zstd:v1', { ...spec, compression: 'zstd' })
-      const source = await openRegistryImage(zstd.reference)
+      const source = await openLocal(zstd.reference)
       assert.ok(source.manifest.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd'), JSON.stringify(source.manifest.layers))
       assertTestImageLayers(await allLayerNames(source))
     } finally {
@@ -122,7 +126,7 @@ describe('pulling from a registry', { skip }, () => {
 
   it('errors the layer stream of a blob whose bytes were altered, or that is longer than its manifest says', async () => {
     const tampered = await pushTestImage(registry, 'team/tampered:v1', { ...spec, files: { 'srv/app.txt': randomBytes(32).toString('hex') } })
-    const source = await openRegistryImage(tampered.reference)
+    const source = await openLocal(tampered.reference)
     const top = source.manifest.layers[2]!
     // Same length, other bytes: only the hash can tell.
     const blob = await readFile(registry.blobPath(top.digest))
@@ -143,7 +147,7 @@ describe('pulling from a registry', { skip }, () => {
     original.layers[2]!.size -= 1
     const put = await fetch(`${base}/manifests/short`, { method: 'PUT', headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }, body: JSON.stringify(original) })
     assert.equal(put.status, 201, await put.text())
-    const short = await openRegistryImage(`${registry.host}/team/app:short`)
+    const short = await openLocal(`${registry.host}/team/app:short`)
     const layer = short.manifest.layers[2]!
     await assert.rejects(layerEntryNames(await short.openLayer(layer), layer.mediaType), isError('invalid_argument', layer.digest, 'got more'))
   })
@@ -182,7 +186,7 @@ describe('pulling from a registry', { skip }, () => {
       return true
     })
     try {
-      const source = await openRegistryImage(`${front.host}/team/app:v1`)
+      const source = await openLocal(`${front.host}/team/app:v1`)
       assertTestImageLayers(await allLayerNames(source))
       assert.equal(redirects, 4, 'the config and three layers came by redirect')
     } finally {
@@ -205,7 +209,7 @@ describe('pulling from a registry', { skip }, () => {
       return true
     })
     try {
-      const source = await openRegistryImage(`${front.host}/team/app:v1`)
+      const source = await openLocal(`${front.host}/team/app:v1`)
       assertTestImageLayers(await allLayerNames(source))
       assert.deepEqual(seen, ['manifest 503', 'manifest 429', 'manifest reset', 'blob 503', 'blob 429', 'blob reset'])
     } finally {
@@ -222,7 +226,7 @@ describe('pulling from a registry', { skip }, () => {
       return true
     })
     try {
-      await assert.rejects(openRegistryImage(`${front.host}/team/app@${pushed.digest}`), isError('invalid_argument', `expected manifest ${pushed.digest}`))
+      await assert.rejects(openLocal(`${front.host}/team/app@${pushed.digest}`), isError('invalid_argument', `expected manifest ${pushed.digest}`))
     } finally {
       front.close()
     }
@@ -235,13 +239,13 @@ describe('pulling from a registry', { skip }, () => {
     const port = (closed.address() as AddressInfo).port
     closed.close()
     await once(closed, 'close')
-    await assert.rejects(openRegistryImage(`127.0.0.1:${port}/team/app:v1`), isError('unavailable', `127.0.0.1:${port}`, 'ECONNREFUSED'))
+    await assert.rejects(openLocal(`127.0.0.1:${port}/team/app:v1`), isError('unavailable', `127.0.0.1:${port}`, 'ECONNREFUSED'))
   })
 
   it('is cancelled by its signal', async () => {
     const controller = new AbortController()
     controller.abort()
-    await assert.rejects(openRegistryImage(pushed.reference, { signal: controller.signal }), isError('canceled'))
+    await assert.rejects(openLocal(pushed.reference, { signal: controller.signal }), isError('canceled'))
   })
 })
 
@@ -264,27 +268,27 @@ for (const auth of ['htpasswd', 'token'] as const) {
     const options = (extra: PullOptions = {}): PullOptions => ({ dockerConfigPath: join(dir, 'absent.json'), ...extra })
 
     it('pulls with the right credentials', async () => {
-      const source = await openRegistryImage(reference, options({ credentials: { username: 'tester', password: 'secret-pass' } }))
+      const source = await openLocal(reference, options({ credentials: { username: 'tester', password: 'secret-pass' } }))
       assertTestImageLayers(await allLayerNames(source))
       if (auth === 'token') assert.ok(registry.tokenRequests.includes('repository:team/private:pull'), registry.tokenRequests.join('\n'))
     })
 
     it('says which registry refused wrong credentials, and that missing ones are needed', async () => {
-      await assert.rejects(openRegistryImage(reference, options({ credentials: { username: 'tester', password: 'wrong' } })), isError('unauthenticated', registry.host, 'refused the credentials of tester', '401'))
-      await assert.rejects(openRegistryImage(reference, options({ credentials: { username: 'nobody', password: 'x' } })), isError('unauthenticated', 'refused the credentials of nobody'))
-      await assert.rejects(openRegistryImage(reference, options()), isError('unauthenticated', registry.host, 'requires credentials', '401'))
+      await assert.rejects(openLocal(reference, options({ credentials: { username: 'tester', password: 'wrong' } })), isError('unauthenticated', registry.host, 'refused the credentials of tester', '401'))
+      await assert.rejects(openLocal(reference, options({ credentials: { username: 'nobody', password: 'x' } })), isError('unauthenticated', 'refused the credentials of nobody'))
+      await assert.rejects(openLocal(reference, options()), isError('unauthenticated', registry.host, 'requires credentials', '401'))
     })
 
     it('reads credentials from a Docker config.json (auth and username/password)', async () => {
       const withAuth = join(dir, 'auth.json')
       await writeFile(withAuth, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('tester:secret-pass').toString('base64') } } }))
-      assertTestImageLayers(await allLayerNames(await openRegistryImage(reference, { dockerConfigPath: withAuth })))
+      assertTestImageLayers(await allLayerNames(await openLocal(reference, { dockerConfigPath: withAuth })))
       const withFields = join(dir, 'fields.json')
       await writeFile(withFields, JSON.stringify({ auths: { [`https://${registry.host}`]: { username: 'tester', password: 'secret-pass' } } }))
-      assertTestImageLayers(await allLayerNames(await openRegistryImage(reference, { dockerConfigPath: withFields })))
+      assertTestImageLayers(await allLayerNames(await openLocal(reference, { dockerConfigPath: withFields })))
       const wrong = join(dir, 'wrong.json')
       await writeFile(wrong, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('tester:nope').toString('base64') } } }))
-      await assert.rejects(openRegistryImage(reference, { dockerConfigPath: wrong }), isError('unauthenticated', 'refused the credentials'))
+      await assert.rejects(openLocal(reference, { dockerConfigPath: wrong }), isError('unauthenticated', 'refused the credentials'))
     })
   })
 }

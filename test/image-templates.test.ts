@@ -26,6 +26,8 @@ async function storedLayers(dir: string): Promise<string[]> {
 
 describe('templates from OCI images', { skip: skip ?? false }, () => {
   let registry: TestRegistry
+  /** A registry that wants credentials (started with the stack, which lists both as insecure). */
+  let locked: TestRegistry
   let stack: Stack
   let templates: { dir: string; remove(): Promise<void> }
   let image: { reference: string; digest: string }
@@ -43,13 +45,15 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
       labels: { 'org.example.team': 'sandstorm' },
     })
     other = await pushTestImage(registry, 'team/other:latest', { files: { 'other.txt': 'other\n' } })
+    locked = await startRegistry({ auth: 'htpasswd' })
     templates = await scratchTemplatesDir()
     // A small layer limit, so that a layer bomb is a few MiB.
-    stack = await startStack({ templatesDir: templates.dir, maxLayerBytes: 4 * 1024 * 1024 })
+    stack = await startStack({ templatesDir: templates.dir, maxLayerBytes: 4 * 1024 * 1024, insecureRegistries: [registry.host, locked.host] })
   })
   after(async () => {
     await stack?.close()
     await registry?.stop()
+    await locked?.stop()
     await templates?.remove()
   })
 
@@ -174,7 +178,8 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
       ['Not A Reference!', /image reference/],
       [`${registry.host}/team/app:no-such-tag`, /has no manifest no-such-tag in team\/app/],
       [`${registry.host}/team/app@sha256:${'0'.repeat(64)}`, /has no manifest sha256:0+ in team\/app/],
-      ['127.0.0.1:1/team/app:1.0', /could not reach 127\.0\.0\.1:1/],
+      // A registry on the host that the operator did not list: refused before any request.
+      ['127.0.0.1:1/team/app:1.0', /^registry 127\.0\.0\.1:1: refused, 127\.0\.0\.1 is loopback/],
     ]
     for (const [ref, pattern] of cases) {
       await assert.rejects(buildTemplate('bad', { ...stack.conn, image: ref }), (err: Error) => pattern.test(err.message) || assert.fail(`${ref}: ${err.message}`))
@@ -186,17 +191,12 @@ describe('templates from OCI images', { skip: skip ?? false }, () => {
   })
 
   test('a registry that wants credentials: right ones pull, wrong and missing ones are named as refused', async () => {
-    const locked = await startRegistry({ auth: 'htpasswd' })
-    try {
-      const pushed = await pushTestImage(locked, 'private/app:1', { files: { 'secret.txt': 'ok\n' } })
-      const [username, password] = locked.creds!.split(':') as [string, string]
-      await buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password } })
-      await deleteTemplate('private', stack.conn)
-      await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password: 'wrong' } }), (err: Error) => /refused the credentials|401/.test(err.message) || assert.fail(err.message))
-      await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference }), (err: Error) => /requires credentials|401/.test(err.message) || assert.fail(err.message))
-    } finally {
-      await locked.stop()
-    }
+    const pushed = await pushTestImage(locked, 'private/app:1', { files: { 'secret.txt': 'ok\n' } })
+    const [username, password] = locked.creds!.split(':') as [string, string]
+    await buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password } })
+    await deleteTemplate('private', stack.conn)
+    await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference, registryAuth: { username, password: 'wrong' } }), (err: Error) => /refused the credentials|401/.test(err.message) || assert.fail(err.message))
+    await assert.rejects(buildTemplate('private', { ...stack.conn, image: pushed.reference }), (err: Error) => /requires credentials|401/.test(err.message) || assert.fail(err.message))
   })
 
   test('a blob that does not match its digest fails the build and leaves no layer', async () => {

@@ -246,7 +246,7 @@ describe('an image template boots as a qemu sandbox through the SDK', { skip: sk
     ownTemplates = await mkdtemp(join(tmpdir(), 'sandstorm-qemu-image-templates-'))
     // The image's layers: busybox and users; a whiteout of /etc/motd and an opaque /srv/data; the app's file.
     const pushed = await pushTestImage(registry, 'layers/app:v1', { files: { 'srv/app.txt': 'hello from the image\n' }, user: 'app', workingDir: '/srv' })
-    stack = await startStack({ templatesDir: ownTemplates })
+    stack = await startStack({ templatesDir: ownTemplates, insecureRegistries: [registry.host] })
     await seedBootFiles(join(stack.dataDir, 'qemu'))
     // A cold qemu boot under TCG on a loaded host can take longer than the SDK's 60 s request deadline.
     conn = { ...stack.conn, requestTimeoutMs: 300_000 }

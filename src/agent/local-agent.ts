@@ -39,7 +39,7 @@ export interface LocalAgentOptions {
   storageDriver?: 'overlay' | 'btrfs' | 'auto'
   /** The most one image layer may unpack to; a layer bomb past it fails its build. @default 16 GiB */
   maxLayerBytes?: number
-  /** Registries (`host:port`) that image pulls reach over plain HTTP (loopback ones always are). @default none */
+  /** Registries (`host:port`) that image pulls reach over plain HTTP, and may reach on this host (any other on loopback is refused). @default none */
   insecureRegistries?: string[]
   /** Sandbox networking: the address pool, public ranges and upstream resolvers. @default the defaults of createHostNetwork */
   network?: Omit<HostNetworkOptions, 'dataDir' | 'logger'>

@@ -68,7 +68,10 @@ export interface PullOptions extends CallOptions {
   credentials?: RegistryCredentials
   /** The Docker config.json to read credentials from. @default $DOCKER_CONFIG/config.json, else ~/.docker/config.json */
   dockerConfigPath?: string
-  /** Plain HTTP for these registries (`host:port`); loopback registries are always tried over HTTP too. */
+  /**
+   * Registries the operator trusts (`host:port`): reached over plain HTTP, and allowed on this
+   * host's own addresses or a metadata service, where any other registry is refused.
+   */
   insecureRegistries?: string[]
   /** Progress lines ("pulling manifest", "resolved sha256:…"). */
   onProgress?: (line: string) => void

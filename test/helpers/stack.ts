@@ -53,6 +53,8 @@ export interface StackOptions {
   network?: LocalAgentOptions['network']
   /** The server's egress for creates that name none. @default 'all' */
   defaultEgress?: 'all' | 'none'
+  /** Registries the agent pulls from over plain HTTP, on loopback too (a test's docker-registry). @default none */
+  insecureRegistries?: string[]
   /** The most one image layer may unpack to. @default the agent's */
   maxLayerBytes?: number
   /** Templates of the agent. @default the store that setup built */
@@ -73,7 +75,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const logger = options.logger ?? (process.env.SANDSTORM_TEST_LOGS ? createLogger({ level: 'debug' }) : silentLogger())
   // A qemu sandbox boots the guest that setup built for the shared templates, not one of its own.
   if (!options.templatesDir) await linkSharedGuest(dataDir, await sharedDebianRoot(templatesDir)).catch(() => undefined)
-  const agent = await createLocalAgent({ dataDir, templatesDir: options.templatesDir ?? templatesDir, logger, network: options.network, ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })
+  const agent = await createLocalAgent({ dataDir, templatesDir: options.templatesDir ?? templatesDir, logger, network: options.network, ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}), ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })
   const server = await startServer({
     dataDir,
     agent,

@@ -18,6 +18,12 @@ async function serve(handler: RequestListener): Promise<{ url: string; server: S
 
 const credentials = { username: 'builder', password: 'hunter2' }
 
+/** A client for `team/app:1` of the registry at `url`, listed as insecure: the operator's local registry. */
+function localClient(url: string, options: { credentials?: typeof credentials } = {}) {
+  const host = url.slice('http://'.length)
+  return createRegistryClient(parseImageReference(`${host}/team/app:1`), { ...options, attempts: 1, insecureRegistries: [host] })
+}
+
 describe('the registry client answering challenges', () => {
   const servers: Server[] = []
   after(() => servers.forEach((s) => s.close()))
@@ -34,7 +40,7 @@ describe('the registry client answering challenges', () => {
       else res.writeHead(404).end()
     })
     servers.push(realm.server, storage.server, registry.server)
-    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { credentials, attempts: 1 })
+    const client = localClient(registry.url, { credentials })
     await assert.rejects(client.get(`/v2/team/app/blobs/sha256:${'0'.repeat(64)}`, {}, undefined), (err: unknown) => err instanceof SandstormError && /where it redirected .* answered 401/.test(err.message))
     assert.deepEqual(seen, [], 'the redirect target\'s realm was asked for a token')
   })
@@ -50,7 +56,7 @@ describe('the registry client answering challenges', () => {
       else res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm.url}/token",service="test"` }).end()
     })
     servers.push(realm.server, registry.server)
-    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { credentials, attempts: 1 })
+    const client = localClient(registry.url, { credentials })
     assert.equal(await (await client.get('/v2/team/app/manifests/1', {}, undefined)).text(), 'manifest')
     assert.deepEqual(seen, [`Basic ${Buffer.from('builder:hunter2').toString('base64')}`])
   })
@@ -74,10 +80,10 @@ describe('where a registry may send the server', () => {
       else res.writeHead(404).end()
     })
     servers.push(storage.server, registry.server)
-    const client = createRegistryClient(parseImageReference(`${registry.url.slice('http://'.length)}/team/app:1`), { attempts: 1 })
+    const client = localClient(registry.url)
     await assert.rejects(client.get('/v2/team/app/blobs/metadata', {}, undefined), (err: unknown) => err instanceof SandstormError && err.code === 'permission_denied' && /169\.254\.169\.254 is linkLocal/.test(err.message))
     await assert.rejects(client.get('/v2/team/app/manifests/1', {}, undefined), (err: unknown) => err instanceof SandstormError && /token realm .* fe80::1 is linkLocal/.test(err.message))
-    // A loopback registry's redirect to loopback is followed; the Authorization stays behind on another origin.
+    // A listed loopback registry's redirect to loopback is followed; the Authorization stays behind on another origin.
     assert.equal(await (await client.get('/v2/team/app/blobs/storage', { Authorization: 'Bearer mine' }, undefined)).text(), 'blob')
     assert.deepEqual(storageSeen, [undefined])
   })
@@ -86,5 +92,46 @@ describe('where a registry may send the server', () => {
     await assert.rejects(checkFetchTarget(new URL('http://localhost:5000/x'), false, 'a redirect to'), (err: unknown) => err instanceof SandstormError && /is loopback/.test(err.message))
     await assert.rejects(checkFetchTarget(new URL('http://[::ffff:127.0.0.1]/x'), false, 'a redirect to'), /is loopback/)
     await checkFetchTarget(new URL('http://10.1.2.3/x'), false, 'a redirect to')
+  })
+
+  // Addresses only: nothing is resolved or sent.
+  it('refuses the cloud metadata services outside link-local: 100.100.100.200 and fd00:ec2::254', async () => {
+    const refused = (err: unknown) => err instanceof SandstormError && err.code === 'permission_denied' && /is a cloud metadata service/.test(err.message)
+    for (const url of ['http://100.100.100.200/latest/meta-data/', 'http://[fd00:ec2::254]/latest/meta-data/', 'http://[fd00:ec2:0::254]/', 'http://[::ffff:100.100.100.200]/']) {
+      await assert.rejects(checkFetchTarget(new URL(url), true, 'a redirect to'), refused, url)
+    }
+    // Their neighbours stay open (CGNAT and unique-local ranges hold company registries).
+    await checkFetchTarget(new URL('http://100.100.100.201/x'), false, 'a redirect to')
+    await checkFetchTarget(new URL('http://[fd00:ec2::253]/x'), false, 'a redirect to')
+  })
+})
+
+describe('a registry on this host', () => {
+  const servers: Server[] = []
+  after(() => servers.forEach((s) => s.close()))
+
+  it('is refused before any request unless the operator lists it as insecure, and then it is asked', async () => {
+    let requests = 0
+    const registry = await serve((_req, res) => {
+      requests++
+      res.writeHead(404).end()
+    })
+    servers.push(registry.server)
+    const host = registry.url.slice('http://'.length)
+    const port = host.split(':')[1]!
+    for (const reference of [`${host}/x`, `localhost:${port}/x`, `127.0.0.2:${port}/team/app:1`]) {
+      const client = createRegistryClient(parseImageReference(reference), { attempts: 1, insecureRegistries: ['127.0.0.1:1', `other.example:${port}`] })
+      await assert.rejects(client.get('/v2/x/manifests/latest', {}, undefined), (err: unknown) => {
+        assert.ok(err instanceof SandstormError, String(err))
+        assert.equal(err.code, 'permission_denied')
+        const registryName = reference.slice(0, reference.indexOf('/'))
+        assert.match(err.message, new RegExp(`^registry ${registryName.replace(/\./g, '\\.')}: refused, [0-9a-f:.]+ is loopback: expected a registry that is not on this host .* --insecure-registry ${registryName.replace(/\./g, '\\.')}$`))
+        return true
+      })
+    }
+    assert.equal(requests, 0, 'the registry was asked')
+    const listed = localClient(registry.url)
+    assert.equal((await listed.get('/v2/team/app/manifests/1', {}, undefined)).status, 404)
+    assert.equal(requests, 1)
   })
 })

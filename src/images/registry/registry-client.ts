@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { SandstormError, throwIfAborted } from '../../shared/index.js'
 import type { PullOptions, RegistryCredentials } from '../contracts.js'
 import { isLoopbackHost, type ImageReference } from '../reference.js'
-import { checkFetchTarget } from './fetch-targets.js'
+import { checkFetchTarget, checkRegistryTarget } from './fetch-targets.js'
 import { readLimited } from './read-limited.js'
 import { parseAuthChallenge } from './www-authenticate.js'
 
@@ -41,14 +41,22 @@ const maxRedirects = 10
 /** The most read of a token service's answer. */
 const maxTokenBytes = 1024 * 1024
 
-/** A client for `ref`'s repository: HTTPS, but plain HTTP for insecure and loopback registries. */
+/**
+ * A client for `ref`'s repository: HTTPS, but plain HTTP for the insecure registries the operator
+ * listed. A registry on this host's own addresses (loopback) or on a cloud's metadata service is
+ * refused before any request unless it is listed: a Dockerfile's FROM names it, not the operator.
+ */
 export function createRegistryClient(ref: ImageReference, options: RegistryClientOptions = {}): RegistryClient {
   const { credentials, attempts = 4, backoffMs = 250 } = options
-  const loopbackRegistry = isLoopbackHost(ref.apiHost)
-  const plainHttp = loopbackRegistry || (options.insecureRegistries ?? []).includes(ref.registry) || (options.insecureRegistries ?? []).includes(ref.apiHost)
+  const listed = (options.insecureRegistries ?? []).includes(ref.registry) || (options.insecureRegistries ?? []).includes(ref.apiHost)
+  // A listed registry on loopback may send the server on to loopback (its blob storage there).
+  const loopbackRegistry = listed && isLoopbackHost(ref.apiHost)
+  const plainHttp = listed
   const base = `${plainHttp ? 'http' : 'https'}://${ref.apiHost}`
   const registryName = ref.registry
   let authorization: string | undefined
+  // Checked once, before the first request; a listed registry is the operator's word.
+  let registryChecked: Promise<void> | undefined
 
   const refused = (status: number, anonymous: boolean, where: string): SandstormError => {
     if (anonymous) {
@@ -165,6 +173,7 @@ export function createRegistryClient(ref: ImageReference, options: RegistryClien
   return {
     base,
     async get(path, headers, signal) {
+      if (!listed) await (registryChecked ??= checkRegistryTarget(new URL(base), registryName))
       let authorized = false
       for (;;) {
         const response = await fetchRetrying(`${base}${path}`, { headers: { ...headers, ...(authorization ? { Authorization: authorization } : {}) } }, signal)
