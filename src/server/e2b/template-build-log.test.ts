@@ -117,15 +117,24 @@ describe("a build's events as E2B's build log", () => {
     for (const b of [...open.slice(1), next]) await store.finish(b, 'ready')
   })
 
-  it('keeps one build of a name at a time: a newer request supersedes a waiting one, a running one refuses it', async () => {
+  it('keeps one build of a name at a time: a newer request supersedes a waiting one, and stops a running one, waiting for its end', async () => {
     const first = await store.request('one', {})
     const second = await store.request('one', {})
     assert.equal(first.status, 'error')
     assert.match(first.reason?.message ?? '', /superseded/)
     assert.equal(store.waiting('one'), second)
     second.status = 'building'
-    await assert.rejects(store.request('one', {}), /template "one" is being built/)
-    await store.finish(second, 'ready')
+    let thirdCame = false
+    const third = store.request('one', {}).then((b) => ((thirdCame = true), b))
+    assert.equal(second.controller.signal.aborted, true, 'the running build is stopped')
+    assert.match(String((second.controller.signal.reason as Error).message), /superseded by a newer build of template "one"/)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(thirdCame, false, 'the newer request waits until the stopped build has ended')
+    // What the stopped build's run does once its sandbox is gone.
+    await store.finish(second, 'error', { message: 'stopped' })
+    const next = await third
+    assert.equal(store.waiting('one'), next)
+    await store.finish(next, 'ready')
     assert.throws(() => store.get('two', second.buildId), /not found/)
   })
 })
