@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "send-fd.h"
 #include "start-ticks.h"
 
 #define CHANNEL 3
@@ -36,23 +37,6 @@ static int fail(const char *what) {
   return 1;
 }
 
-static int send_channel(int conn) {
-  char byte = 'c';
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-  union {
-    char space[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  memset(&control, 0, sizeof control);
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = CHANNEL;
-  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  return sendmsg(conn, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
-}
 
 int main(int argc, char **argv) {
   char *end;
@@ -90,7 +74,7 @@ int main(int argc, char **argv) {
     errno = EPERM;
     return fail("the socket's listener is not the sandbox's init");
   }
-  if (send_channel(conn)) return fail("sending the channel");
+  if (send_fd(conn, CHANNEL, "c")) return fail("sending the channel");
   struct timeval wait = {.tv_sec = WORD_WAIT_S};
   setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   char word = 0;

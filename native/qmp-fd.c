@@ -20,6 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "send-fd.h"
+
 #define HANDED 3
 #define WAIT_S 10
 /* QEMU's answers here are a few hundred bytes; a longer line is not QEMU's. */
@@ -86,20 +88,7 @@ static int send_all(int conn, const char *text) {
 
 /* Sends `text` with fd HANDED attached to its first byte, the rest after it. */
 static int send_with_fd(int conn, const char *text) {
-  struct iovec iov = {.iov_base = (void *)text, .iov_len = 1};
-  union {
-    char space[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  memset(&control, 0, sizeof control);
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = HANDED;
-  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  if (sendmsg(conn, &msg, MSG_NOSIGNAL) != 1) return -1;
+  if (send_fd(conn, HANDED, text) != 0) return -1;
   return send_all(conn, text + 1);
 }
 
