@@ -47,6 +47,10 @@ export class PathSet implements Iterable<string> {
     return this.paths.has(path)
   }
 
+  get size(): number {
+    return this.paths.size
+  }
+
   /** Adds `path` (once); `resource_exhausted` when the budget has no room for it. */
   add(path: string): void {
     if (this.paths.has(path)) return

@@ -260,6 +260,16 @@ describe('unpackTar', () => {
     await unpack([...replaced, ...dirs.slice(20)], { maxHeldPathBytes: 32 * 1024 })
   })
 
+  it('stops a tar that replaces directories over and over at the steps it may take to forget what lay below them', async () => {
+    // 200 directories held, then each replaced by a file: each replacement scans what is held.
+    const dirs = Array.from({ length: 200 }, (_, i): FixtureEntry => ({ name: `k${i}/`, type: 'directory' }))
+    const replacing = Array.from({ length: 200 }, (_, i): FixtureEntry => ({ name: `k${i}`, content: 'a file now' }))
+    await rejectsWith(unpack([...dirs, ...replacing], { maxForgetVisits: 10_000, label: 'layer sha256:abc' }), 'resource_exhausted', /^layer sha256:abc replaces directories more than its paths allow: .* more than 10000 steps \(the limit, maxForgetVisits\)/)
+    // A few replacements are within it, and unpack as before.
+    const { dir } = await unpack([...dirs, ...replacing.slice(0, 10)], { maxForgetVisits: 10_000 })
+    assert.equal(await readFile(join(dir, 'k3'), 'utf8'), 'a file now')
+  })
+
   it('applies directories\' metadata deepest first, by a depth counted once', () => {
     assert.deepEqual([depthOf(''), depthOf('a'), depthOf('a/b'), depthOf('a/b/c/d')], [0, 1, 2, 4])
     const dirs = new Map(['a', 'a/b/c', '', 'x/y', 'a/b', 'x'].map((p) => [p, { depth: depthOf(p) }]))

@@ -24,6 +24,13 @@ import { entryInfo, type TarEntryInfo, type TarHeader } from './tar-entry.js'
 export const defaultMaxLayerBytes = 16 * 1024 ** 3
 /** Default of UnpackLimits.maxEntries. */
 export const defaultMaxEntries = 1_000_000
+/**
+ * Default of UnpackTarOptions.maxForgetVisits: a directory replaced by another entry makes the
+ * unpack forget what it held below it, by a scan of all it holds; a tar that replaces directories
+ * over and over would make that quadratic (a million entries: 10^11 steps, the agent's event loop
+ * held for hours). Ten million steps are a fraction of a second; no image replaces that much.
+ */
+export const defaultMaxForgetVisits = 10_000_000
 
 /** Options of unpackTar. */
 export interface UnpackTarOptions extends UnpackLimits, CallOptions {
@@ -40,6 +47,8 @@ export interface UnpackTarOptions extends UnpackLimits, CallOptions {
   room?: RoomBudget
   /** Most bytes of paths (UTF-8) held until the unpack ends: its directories', whiteouts' and opaque marks'. @default 256 MiB */
   maxHeldPathBytes?: number
+  /** Most paths looked at, in all, to forget what lay below directories the tar replaces. @default defaultMaxForgetVisits */
+  maxForgetVisits?: number
 }
 
 /** What an unpack wrote. */
@@ -141,6 +150,7 @@ class Unpack {
   private readonly opaque: PathSet
   private sizeBytes = 0
   private entries = 0
+  private forgetVisits = 0
 
   constructor(
     private readonly root: string,
@@ -276,6 +286,11 @@ class Unpack {
 
   /** Forgets whatever this unpack knew below (and at) a directory it is about to remove. */
   private forgetTree(path: string): void {
+    const maxVisits = this.options.maxForgetVisits ?? defaultMaxForgetVisits
+    this.forgetVisits += this.dirs.size + this.whiteouts.size + this.opaque.size + this.dirMeta.size
+    if (this.forgetVisits > maxVisits) {
+      throw new SandstormError('resource_exhausted', `${this.label} replaces directories more than its paths allow: forgetting what lay below them took more than ${maxVisits} steps (the limit, maxForgetVisits)`)
+    }
     const prefix = `${path}/`
     for (const set of [this.dirs, this.whiteouts, this.opaque]) {
       for (const p of set) if (p === path || p.startsWith(prefix)) set.delete(p)
