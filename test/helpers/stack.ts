@@ -76,6 +76,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   // A qemu sandbox boots the guest that setup built for the shared templates, not one of its own.
   if (!options.templatesDir) await linkSharedGuest(dataDir, await sharedDebianRoot(templatesDir)).catch(() => undefined)
   const agent = await createLocalAgent({ dataDir, templatesDir: options.templatesDir ?? templatesDir, logger, network: options.network, ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}), ...(options.maxLayerBytes ? { maxLayerBytes: options.maxLayerBytes } : {}) })
+  // A server that fails to start stops the agent it was given: its network and spares would keep the test process alive.
   const server = await startServer({
     dataDir,
     agent,
@@ -89,6 +90,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultRuntime: options.defaultRuntime,
     hibernateAfterMs: options.hibernateAfterMs,
     buildTimeoutMs: options.buildTimeoutMs,
+  }).catch(async (err: unknown) => {
+    await agent.close()
+    throw err
   })
   const stop = async () => {
     await server.close()
