@@ -3,8 +3,9 @@
  * machine saved, two clones started from it. One golden serves every case (a boot takes seconds).
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -269,6 +270,33 @@ describe('qemu golden snapshots', { skip }, () => {
     made.push(id)
     await backend.create(spec(id, machine))
     assert.equal((await run(backend, id, 'kill -0 ' + loopPid + ' && echo alive')).stdout, 'alive')
+  })
+
+  it('a destroy ends what a taken-over QEMU forked, whatever pid its pid file names, and gives its uid back', async () => {
+    const id = newId('sb')
+    made.push(id)
+    const { pid } = await backend.create(spec(id, machine))
+    const uid = Number((await credentialsOf(pid!)).uids[0])
+    // What a QEMU the guest took over can do: fork (a child in its cgroup) and write its pid file (it holds it open).
+    const forked = spawn('sleep', ['600'], { stdio: 'ignore' })
+    const bystander = spawn('sleep', ['600'], { stdio: 'ignore' })
+    try {
+      for (const c of ['memory', 'cpu', 'cpuacct', 'pids']) await writeFile(`/sys/fs/cgroup/${c}/sandstorm/${id}/cgroup.procs`, String(forked.pid))
+      await writeFile(join(qemuDir, 'vms', id, 'qemu.pid'), `${bystander.pid}\n`)
+      // A later agent, which knows the VM only by its files.
+      await backend.close()
+      backend = createQemuBackend({ dir: qemuDir })
+      await backend.destroy(id)
+      await eventually('the forked process is killed', async () => forked.exitCode !== null || forked.signalCode !== null)
+      await eventually('the QEMU is gone', async () => !isAlive(pid!))
+      assert.equal(bystander.exitCode, null, 'the process its pid file named lives on')
+      assert.equal(bystander.signalCode, null)
+      assert.deepEqual(leftovers(id), [])
+      assert.ok(!existsSync(join(qemuDir, 'uids', String(uid))), `uid ${uid} was given back`)
+    } finally {
+      forked.kill('SIGKILL')
+      bystander.kill('SIGKILL')
+    }
   })
 
   it('a machine saved from a clone clones too', async () => {

@@ -226,9 +226,15 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     // Only a VM's own RAM file goes; a clone's is the saved machine's, which its owner keeps.
     await rm(join(memoryDir, `${id}.ram`), { force: true })
     if (record?.memShared && dirname(record.memPath) === memoryDir) await rm(record.memPath, { force: true })
-    await vmCgroup(id).remove()
-    // Its uid is free once no process holds it (the wait above).
-    if (record?.uid !== undefined) await (await jail).release(record.uid)
+    // Whatever else runs in its cgroup goes too: a QEMU the guest took over may have forked, or
+    // written another pid into its pid file. Its uid is free only once nothing runs as it.
+    const cgroup = vmCgroup(id)
+    const emptied = await cgroup.killAll()
+    const removed = await cgroup.remove()
+    if (record?.uid !== undefined) {
+      if (emptied && removed) await (await jail).release(record.uid)
+      else log.error({ sandboxId: id, uid: record.uid }, 'processes of a VM outlived SIGKILL: its uid stays claimed')
+    }
   }
 
   /** The monitor a VM's QEMU takes state files on; null for a QEMU of a version before jails (it opens them itself). */
@@ -462,7 +468,10 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
       await teardown(spare.id, spare.dir, spare.pid, spare.qmp).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       await rm(join(disksDir, `${spare.id}.qcow2`), { force: true })
-      await vmCgroup(id).remove()
+      // The cgroup may have taken the sandbox's name already, and the record gone with the rename:
+      // its processes are ended under either name, and its uid given back here once none is left.
+      const emptied = (await vmCgroup(id).killAll()) && (await vmCgroup(spare.id).killAll())
+      if ((await vmCgroup(id).remove()) && emptied) await (await jail).release(spare.uid)
       await mkdir(dir, { mode: 0o700 })
       return false
     }

@@ -31,8 +31,13 @@ export interface VmCgroup {
   usage(): Promise<{ memoryBytes: number; cpuNanos: number; pids: number }>
   /** Gives the cgroup another VM's name (a pre-started QEMU taken by a sandbox); its processes stay in it. */
   rename(toId: string): Promise<void>
-  /** Removes the cgroup once its processes are gone; safe to call twice. */
-  remove(): Promise<void>
+  /**
+   * SIGKILLs every process in the cgroup until none is left (up to about 2 s): QEMU and whatever it
+   * started, whichever pid its pid file names. True when the cgroup is empty (or gone).
+   */
+  killAll(): Promise<boolean>
+  /** Removes the cgroup once its processes are gone; safe to call twice. False when it is still busy. */
+  remove(): Promise<boolean>
 }
 
 /** The cgroup of VM `id` (a sandbox id). */
@@ -63,21 +68,42 @@ export function vmCgroup(id: string): VmCgroup {
       // clone from a spare waits for these, and each took a trip through libuv's pool otherwise.
       for (const c of controllers) renameSync(dirOf(c), join(root, c, 'sandstorm', toId))
     },
+    async killAll() {
+      // Every process of the VM is in each of its controllers: the pids one lists them all.
+      const procs = join(dirOf('pids'), 'cgroup.procs')
+      for (let i = 0; i < 400; i++) {
+        const text = await readFile(procs, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))
+        const pids = text.split('\n').filter(Boolean).map(Number).filter((pid) => Number.isSafeInteger(pid) && pid > 1)
+        if (pids.length === 0) return true
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // gone between the read and the signal
+          }
+        }
+        await sleep(5)
+      }
+      return false
+    },
     async remove() {
       for (const d of dirs) {
         // A process that just died may linger in the cgroup for a moment.
-        for (let i = 0; i < 200; i++) {
+        let gone = false
+        for (let i = 0; i < 200 && !gone; i++) {
           try {
             await rmdir(d)
-            break
+            gone = true
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code
-            if (code === 'ENOENT') break
-            if (code !== 'EBUSY') throw err
-            await sleep(5)
+            if (code === 'ENOENT') gone = true
+            else if (code !== 'EBUSY') throw err
+            else await sleep(5)
           }
         }
+        if (!gone) return false
       }
+      return true
     },
   }
 }

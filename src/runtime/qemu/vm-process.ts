@@ -2,10 +2,12 @@
  * Which process a VM's QEMU is. QEMU writes its pid to `qemu.pid`; a pid alone does not name a
  * process for long: once that QEMU is gone (a crash, a host reboot: a VM's directory outlives
  * both) the pid may be any other process's, and a destroy or a sweep would SIGKILL it. So the
- * backend writes beside it, right after QEMU starts, the boot it ran in and its start time.
+ * backend writes beside it, right after QEMU starts, the boot it ran in, its start time and the
+ * pid itself: QEMU keeps its pid file open for writing, so once it has started, a QEMU the guest
+ * took over could write another pid there. Only the first read of it, at the start, is trusted.
  */
 import { readFileSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { open, readFile, writeFile } from 'node:fs/promises'
 import { SandstormError, startTicksOf } from '../../shared/index.js'
 
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
@@ -21,8 +23,16 @@ export async function recordQemuProcess(pidFile: string, identityFile: string): 
   const pid = await readPidFile(pidFile)
   const identity = pid > 1 ? identityOf(pid) : null
   if (identity === null) throw new SandstormError('internal', 'qemu exited as it started')
-  await writeFile(identityFile, identity + '\n', { mode: 0o600 })
+  await writeFile(identityFile, `${identity} ${pid}\n`, { mode: 0o600 })
   return pid
+}
+
+/** What the identity file holds: the boot and start time, and the pid (absent in files of versions before it was kept there). */
+async function readIdentity(identityFile: string): Promise<{ identity: string; pid?: number } | null> {
+  const text = await readFile(identityFile, 'utf8').catch(() => null)
+  if (text === null) return null
+  const [boot = '', ticks = '', pid] = text.trim().split(' ')
+  return { identity: `${boot} ${ticks}`, ...(pid !== undefined ? { pid: Number(pid) } : {}) }
 }
 
 /**
@@ -30,7 +40,7 @@ export async function recordQemuProcess(pidFile: string, identityFile: string): 
  * identity files is taken as its QEMU while the process's name says QEMU.
  */
 export async function runningQemuPid(pidFile: string, identityFile: string): Promise<number> {
-  const pid = await readPidFile(pidFile)
+  const pid = (await readIdentity(identityFile))?.pid ?? (await readPidFile(pidFile))
   return pid > 1 && (await isQemuOf(pid, identityFile)) ? pid : 0
 }
 
@@ -39,13 +49,21 @@ export async function runningQemuPid(pidFile: string, identityFile: string): Pro
  * zombie (killed, its pid not yet free: a teardown waits for that).
  */
 export async function isQemuOf(pid: number, identityFile: string, dying = false): Promise<boolean> {
-  const recorded = await readFile(identityFile, 'utf8').catch(() => null)
-  if (recorded !== null) return recorded.trim() === identityOf(pid, dying)
+  const recorded = await readIdentity(identityFile)
+  if (recorded !== null) return (recorded.pid === undefined || recorded.pid === pid) && recorded.identity === identityOf(pid, dying)
   const name = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')
   return identityOf(pid, dying) !== null && name.startsWith('qemu-system')
 }
 
+/** The pid in QEMU's pid file: its first 32 bytes (QEMU holds the file open, and may have made it any size). */
 async function readPidFile(path: string): Promise<number> {
-  const pid = Number((await readFile(path, 'utf8').catch(() => '0')).trim())
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : 0
+  const handle = await open(path, 'r').catch(() => null)
+  if (!handle) return 0
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(32), 0, 32, 0)
+    const pid = Number(buffer.subarray(0, bytesRead).toString('utf8').trim())
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : 0
+  } finally {
+    await handle.close()
+  }
 }
