@@ -101,6 +101,8 @@ static int valid_name(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  /* One bound on the whole: each wait below is bounded, but a monitor sending events could restart them. */
+  alarm(30);
   if (argc != 4 || !valid_name(argv[2])) {
     fprintf(stderr, "usage: qmp-fd SOCKET NAME COMMAND (NAME: a-z, 0-9 and -; the file on fd 3)\n");
     return 2;

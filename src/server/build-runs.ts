@@ -6,6 +6,9 @@
  */
 import { SandstormError } from '../shared/index.js'
 
+/** The longest a Node timer waits: past it, setTimeout fires at once. */
+const maxTimerMs = 2 ** 31 - 1
+
 /** Options of createBuildRuns. */
 export interface BuildRunsOptions {
   /** A build running longer is aborted with deadline_exceeded. */
@@ -36,7 +39,7 @@ export function createBuildRuns(options: BuildRunsOptions): BuildRuns {
     const controller = new AbortController()
     const timer = setTimeout(() => {
       controller.abort(new SandstormError('deadline_exceeded', `build of template "${name}" ran past the server's build deadline of ${options.timeoutMs} ms (sandstorm up --build-timeout): it was stopped and nothing of it kept`))
-    }, options.timeoutMs)
+    }, Math.min(options.timeoutMs, maxTimerMs))
     const ended = work(AbortSignal.any([signal, controller.signal]))
     const entry: Running = { controller, ended: ended.catch(() => undefined) }
     const of = byName.get(name) ?? new Set<Running>()

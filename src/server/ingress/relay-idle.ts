@@ -33,7 +33,8 @@ export interface RelayIdleWatch {
  */
 export function createRelayIdleWatch(options: RelayIdleOptions = {}): RelayIdleWatch {
   const idleMs = options.idleMs ?? 600_000
-  const checkMs = options.checkMs ?? Math.max(1, Math.floor(idleMs / 4))
+  // At most a day apart: a timer past 2^31 - 1 ms fires at once, and then every millisecond.
+  const checkMs = options.checkMs ?? Math.min(86_400_000, Math.max(1, Math.floor(idleMs / 4)))
   const watched = new Map<object, { socket: Socket; onIdle: () => void; bytes: number; since: number }>()
   let timer: NodeJS.Timeout | undefined
   const bytesOf = (socket: Socket): number => socket.bytesRead + socket.bytesWritten
