@@ -126,9 +126,9 @@ describe("a build's events as E2B's build log", () => {
     second.status = 'building'
     let thirdCame = false
     const third = store.request('one', {}).then((b) => ((thirdCame = true), b))
+    await new Promise((resolve) => setImmediate(resolve))
     assert.equal(second.controller.signal.aborted, true, 'the running build is stopped')
     assert.match(String((second.controller.signal.reason as Error).message), /superseded by a newer build of template "one"/)
-    await new Promise((resolve) => setImmediate(resolve))
     assert.equal(thirdCame, false, 'the newer request waits until the stopped build has ended')
     // What the stopped build's run does once its sandbox is gone.
     await store.finish(second, 'error', { message: 'stopped' })
@@ -136,5 +136,17 @@ describe("a build's events as E2B's build log", () => {
     assert.equal(store.waiting('one'), next)
     await store.finish(next, 'ready')
     assert.throws(() => store.get('two', second.buildId), /not found/)
+  })
+
+  it('leaves one build waiting when two requests waited on the same running build', async () => {
+    const running = await store.request('pair', {})
+    running.status = 'building'
+    const [a, b] = [store.request('pair', {}), store.request('pair', {})]
+    await store.finish(running, 'error', { message: 'stopped' })
+    const [first, last] = await Promise.all([a, b])
+    assert.equal(store.waiting('pair'), last, 'the later request is the one waiting')
+    assert.equal(first.status, 'error')
+    assert.match(first.reason?.message ?? '', /superseded/)
+    await store.finish(last, 'ready')
   })
 })

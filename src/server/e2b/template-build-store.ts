@@ -87,6 +87,7 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
 
   const store: TemplateBuildStore = {
     async request(name, size) {
+      await swept
       // Another request may come while this one waits: each looks again once the one before ended.
       for (let before = current(name); before; before = current(name)) {
         const end = endings.get(before.buildId)?.ended
@@ -98,7 +99,6 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
       // Each waiting build holds a temp dir and its uploads for up to waitingTtlMs: a bound on them all.
       const open = [...builds.values()].filter((b) => b.status === 'waiting' || b.status === 'building').length
       if (open >= maxOpenBuilds) throw new SandstormError('resource_exhausted', `${open} template builds are waiting or running, the most at once: expected one to end first`)
-      await swept
       const buildId = randomUUID()
       const build: TemplateBuildRecord = {
         buildId,
@@ -113,10 +113,16 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
         receiving: 0,
         controller: new AbortController(),
       }
-      await mkdir(join(build.dir, 'uploads'), { recursive: true, mode: 0o700 })
+      // Claimed with no wait since the look above: requests that waited on the same build find it.
       builds.set(buildId, build)
       let resolve!: () => void
       endings.set(buildId, { ended: new Promise<void>((r) => (resolve = r)), resolve })
+      try {
+        await mkdir(join(build.dir, 'uploads'), { recursive: true, mode: 0o700 })
+      } catch (err) {
+        await store.finish(build, 'error', { message: 'its temp dir could not be made' })
+        throw err
+      }
       const timer = setTimeout(() => {
         if (build.status === 'waiting') void store.finish(build, 'error', { message: `never started: expected the template within ${waitingTtlMs} ms of the request` })
       }, waitingTtlMs)
@@ -154,15 +160,19 @@ export function createTemplateBuildStore(options: TemplateBuildStoreOptions): Te
       build.controller.abort(new SandstormError('canceled', `build ${build.buildId} ended`))
       clearTimeout(timers.get(build.buildId))
       timers.delete(build.buildId)
-      // The status is what the SDK waits on: once it says ended, the temp dir is gone.
-      await rm(build.dir, { recursive: true, force: true })
-      ending.delete(build.buildId)
-      build.status = status
-      if (reason) build.reason = reason
-      finished.push(build.buildId)
-      while (finished.length > maxFinished) builds.delete(finished.shift()!)
-      endings.get(build.buildId)?.resolve()
-      endings.delete(build.buildId)
+      try {
+        // The status is what the SDK waits on: once it says ended, the temp dir is gone.
+        await rm(build.dir, { recursive: true, force: true })
+      } finally {
+        // Ended even when its dir would not go: a newer request of the name waits on this.
+        ending.delete(build.buildId)
+        build.status = status
+        if (reason) build.reason = reason
+        finished.push(build.buildId)
+        while (finished.length > maxFinished) builds.delete(finished.shift()!)
+        endings.get(build.buildId)?.resolve()
+        endings.delete(build.buildId)
+      }
     },
 
     async close() {
