@@ -3,8 +3,7 @@
  * uploads only: a sandbox's own writes, or writes running beside the upload, can still use up the
  * host's space.
  */
-import { noRoomError } from '../shared/index.js'
-import { hostMarginBytes, roomIn, withinRoom } from '../storage/index.js'
+import { hostMarginBytes, roomIn, roomOrRefuse, withinRoom } from '../storage/index.js'
 
 export { hostMarginBytes, roomIn }
 
@@ -13,7 +12,6 @@ export { hostMarginBytes, roomIn }
  * free; else passes `data` on, failing it as soon as it brings more than that room.
  */
 export async function withinHostSpace(dir: string, data: AsyncIterable<Uint8Array>, marginBytes = hostMarginBytes): Promise<AsyncIterable<Uint8Array>> {
-  const room = await roomIn(dir, marginBytes)
-  if (room <= 0) throw noRoomError('the upload', undefined, room)
+  const room = await roomOrRefuse(dir, 'the upload', (d) => roomIn(d, marginBytes))
   return withinRoom(data, room, 'the upload')
 }

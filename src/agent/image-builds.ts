@@ -7,11 +7,11 @@ import { dirname } from 'node:path'
 import type { BuildHost } from '../images/contracts.js'
 import { defaultMaxArchiveBytes, openImageArchive } from '../images/archive/index.js'
 import { buildDockerfile } from '../images/dockerfile/build-dockerfile.js'
-import { noRoomError, SandstormError, type CallOptions, type Logger, type TemplateBuildEvent, type TemplateInfo, type TemplateSource } from '../shared/index.js'
+import { SandstormError, type CallOptions, type Logger, type TemplateBuildEvent, type TemplateInfo, type TemplateSource } from '../shared/index.js'
 import type { TemplateStore } from '../templates/index.js'
 import type { ImageBuildRequest } from './image-api.js'
 import { storeImage } from './build-host.js'
-import { roomIn } from './host-space.js'
+import { roomOrRefuse } from '../storage/index.js'
 import type { AgentImageApi } from './image-api.js'
 
 /** Options of createImageBuilds. */
@@ -41,8 +41,7 @@ export function createImageBuilds(options: ImageBuildsOptions): AgentImageApi {
     } else if (req.kind === 'archive') {
       // Copied out beside the upload (the data dir, not /tmp), and never past the room left there.
       const tmpDir = dirname(req.path)
-      const room = await roomIn(tmpDir)
-      if (room <= 0) throw noRoomError('unpacking the image archive', undefined, room)
+      const room = await roomOrRefuse(tmpDir, 'unpacking the image archive')
       const source = await openImageArchive(req.path, { signal: call.signal, tmpDir, maxUnpackedBytes: Math.min(defaultMaxArchiveBytes, room) })
       try {
         progress(`archive holds ${source.manifest.reference || 'an image'} (${source.manifest.layers.length} layers)`)

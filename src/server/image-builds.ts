@@ -11,9 +11,9 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { AgentApi, ImageBuildRequest } from '../agent/index.js'
 import { unpackTar } from '../images/layers/index.js'
-import { defaultEgressPolicy, noRoomError, SandstormError, type DefaultEgress, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
+import { defaultEgressPolicy, SandstormError, type DefaultEgress, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
 import { templateStartSchema } from '../shared/index.js'
-import { roomBudget, roomIn, withinRoom, type RoomOf } from '../storage/index.js'
+import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
 import { createBuildRuns } from './build-runs.js'
 import { hiddenMessage } from './request-context.js'
@@ -74,7 +74,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const { agent, logger } = options
   const maxUploadBytes = options.maxUploadBytes ?? 8 * 1024 ** 3
   const uploadsDir = join(options.dataDir, 'uploads')
-  const roomOf = options.roomOf ?? ((dir: string) => roomIn(dir))
+  const roomOf = options.roomOf
   // RUN steps name no network: they get what a create that names none gets.
   const egress = defaultEgressPolicy(options.defaultEgress ?? 'all')
   const runs = createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? 60 * 60_000 })
@@ -133,11 +133,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   }
 
   /** The room on the disk of `dir` (the data dir's, where the sandboxes' disks are too); none: refused. */
-  async function roomFor(dir: string, what: string): Promise<number> {
-    const room = await roomOf(dir)
-    if (room <= 0) throw noRoomError(what, undefined, room)
-    return room
-  }
+  const roomFor = (dir: string, what: string): Promise<number> => roomOrRefuse(dir, what, roomOf)
 
   async function receiveFile(body: AsyncIterable<Uint8Array>, dir: string): Promise<string> {
     const path = join(dir, 'upload.tar')

@@ -10,8 +10,8 @@ import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'n
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { z } from 'zod'
-import { linkSignal, noRoomError, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
-import { roomBudget, roomIn, type RoomOf } from '../../storage/layers/host-room.js'
+import { linkSignal, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
+import { roomBudget, roomOrRefuse, type RoomOf } from '../../storage/layers/host-room.js'
 import { removeTree, treeSizeBytes } from '../../templates/tree.js'
 import type { Digest, ImageLayerStore, StoredLayer, UnpackLimits } from '../contracts.js'
 import { decompressed } from './decompress.js'
@@ -50,7 +50,6 @@ interface InFlight {
 export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLayerStore {
   const dir = options.dir
   const logger = options.logger ?? silentLogger()
-  const roomOf = options.roomOf ?? ((d: string) => roomIn(d))
   const inFlight = new Map<Digest, InFlight>()
   let opened: Promise<void> | null = null
 
@@ -155,8 +154,7 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
     await open()
     // Measured before the layer is begun, and handed to what makes it: the store's disk often holds
     // the sandboxes' sparse disks too, which must not meet a full one (storage/layers/host-room.ts).
-    const roomBytes = await roomOf(dir)
-    if (roomBytes <= 0) throw noRoomError(`storing layer ${id}`, undefined, roomBytes)
+    const roomBytes = await roomOrRefuse(dir, `storing layer ${id}`, options.roomOf)
     const tmp = join(dir, `${tmpPrefix}${randomBytes(8).toString('hex')}`)
     await mkdir(tmp)
     let sizeBytes: number

@@ -20,8 +20,8 @@ import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { decompressed } from '../../images/layers/decompress.js'
 import { unpackTar } from '../../images/layers/unpack-tar.js'
-import { noRoomError, SandstormError, templateNameSchema } from '../../shared/index.js'
-import { roomBudget, roomIn, withinRoom, type RoomOf } from '../../storage/index.js'
+import { SandstormError, templateNameSchema } from '../../shared/index.js'
+import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../../storage/index.js'
 import type { Logger } from '../../shared/index.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
@@ -66,13 +66,8 @@ const maxUploadsPerBuild = 256
 export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRoutesDeps): void {
   const log = deps.logger.child({ component: 'e2b-template-build' })
   const store = createTemplateBuildStore({ dir: join(deps.dataDir, 'e2b-template-builds') })
-  const roomOf = deps.roomOf ?? ((dir: string) => roomIn(dir))
   /** The room on the disk of `dir` (the data dir's, where the sandboxes' disks are too); none: refused. */
-  const roomFor = async (dir: string, what: string): Promise<number> => {
-    const room = await roomOf(dir)
-    if (room <= 0) throw noRoomError(what, undefined, room)
-    return room
-  }
+  const roomFor = (dir: string, what: string): Promise<number> => roomOrRefuse(dir, what, deps.roomOf)
   deps.shutdownSignal.addEventListener('abort', () => void store.close().catch((err: unknown) => log.warn({ err }, 'could not remove the template builds')), { once: true })
 
   const builder = (): ImageBuilder => {

@@ -20,6 +20,13 @@ export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promis
 /** Where a writer learns its room: roomIn with the host's margin, or a stand-in that tests give. */
 export type RoomOf = (dir: string) => Promise<number>
 
+/** The room on the filesystem of `dir` (by `roomOf`, roomIn by default); none: `resource_exhausted` naming `what` needed it. */
+export async function roomOrRefuse(dir: string, what: string, roomOf: RoomOf = (d) => roomIn(d)): Promise<number> {
+  const room = await roomOf(dir)
+  if (room <= 0) throw noRoomError(what, undefined, room)
+  return room
+}
+
 /** The block an ext4 or xfs data disk allocates by: a file takes whole ones, a directory at least one. */
 export const blockBytes = 4096
 
