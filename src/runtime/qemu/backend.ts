@@ -118,7 +118,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const vmsDir = join(options.dir, 'vms')
   const memoryDir = options.memoryDir ?? '/dev/shm/sandstorm-qemu'
   const vms = new Map<string, Promise<Vm>>()
-  const jail = createVmJail(options.dir)
+  const jail = execa(binary, ['-help'], { reject: false }).then((r) => createVmJail(options.dir, String(r.stdout)))
   jail.catch(() => undefined)
   /**
    * VMs a create of this backend is starting: their QMP socket is the create's. Adopting one (a
@@ -381,8 +381,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
     })
     await vmCgroup(record.id).create({ memoryMiB: record.memoryMiB, cpus: record.cpus, overheadMiB: qemuOverheadMiB })
     if (record.nic?.tap) await createTap(record.nic.tap)
-    const jailed = { uid: record.uid, root: vmJail.root }
-    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, jail: jailed, ...(ip ? { ip } : {}) }), call)
+    held.pid = await startQemu(record.id, dir, qemuArgs({ ...record, dir, accel, incoming: !!machineDir, jailArgs: vmJail.args(record.uid), ...(ip ? { ip } : {}) }), call)
     held.qmp = await connectJsonChannel(files.qmp, 'QMP', qmpMaxLine)
     // QEMU answers at once; a bound keeps a channel that never got the client slot from hanging the start.
     await held.qmp.call('qmp_capabilities', undefined, qmpReadyTimeoutMs)

@@ -5,7 +5,6 @@
  */
 import { join } from 'node:path'
 import { clockCmdline } from './guest-clock.js'
-import { jailArgs } from './vm-jail.js'
 
 /** TCG's translated-code cache, bounded so that QEMU's own memory fits the cgroup's overhead. */
 export const tcgCodeCacheMiB = 64
@@ -56,8 +55,8 @@ export interface QemuArgsInput {
   nic?: VmNic
   /** The guest's address and gateway, for a booted (not a cloned) VM with a network. */
   ip?: { address: string; gateway: string }
-  /** QEMU's own uid and gid, and the empty root it is shut in once it has opened its files (see vm-jail.ts). */
-  jail: { uid: number; root: string }
+  /** The arguments that give QEMU its own uid and gid, and shut it in an empty root once it has opened its files (see vm-jail.ts). */
+  jailArgs: string[]
 }
 
 /** A VM's network device: its MAC and the tap it is on, or no tap. */
@@ -91,7 +90,7 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     // back). Not spawn=deny: -daemonize forks after the filter is loaded; in its empty root,
     // jailed, a QEMU finds no program to start, and one it brought runs as jailed as itself.
     '-sandbox', 'on,obsolete=deny,resourcecontrol=deny',
-    ...jailArgs(input.jail.uid, input.jail.root),
+    ...input.jailArgs,
     // The guest's console in a ring of QEMU's memory (QMP ringbuf-read shows it): the guest
     // writes to it at will, and a file on the host grew without bound, outside its disk quota.
     '-chardev', `ringbuf,id=console,size=${consoleRingBytes}`,

@@ -34,6 +34,13 @@ describe('the VM jail', () => {
     const jail = await createVmJail(dir)
     assert.equal((await stat(jail.root)).mode & 0o777, 0o111)
     assert.deepEqual(jailArgs(2_000_000_123, jail.root), ['-runas', '2000000123:2000000123', '-chroot', jail.root])
+    // In the words of the QEMU installed: 7.2's, 8.1's (chroot moved under -run-with), 10's (both did).
+    const v72 = '-chroot dir     chroot to dir just before starting the VM\n-runas user     change to user id user just before starting the VM\n'
+    const v81 = '-runas user     change to user id user just before starting the VM\n-run-with [async-teardown=on|off][,chroot=dir]\n'
+    const v10 = '-run-with [async-teardown=on|off][,chroot=dir][user=username|uid:gid]\n'
+    assert.deepEqual(jailArgs(7, '/j', v72), ['-runas', '7:7', '-chroot', '/j'])
+    assert.deepEqual(jailArgs(7, '/j', v81), ['-runas', '7:7', '-run-with', 'chroot=/j'])
+    assert.deepEqual(jailArgs(7, '/j', v10), ['-run-with', 'user=7:7,chroot=/j'])
     const dirty = await fresh()
     await mkdir(join(dirty, 'jail'))
     await writeFile(join(dirty, 'jail', 'sh'), '')

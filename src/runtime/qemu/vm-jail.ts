@@ -25,14 +25,19 @@ const helperLimitMs = 35_000
 export interface VmJail {
   /** The empty directory QEMU chroots into. */
   root: string
+  /** QEMU's arguments that jail it as `uid`, in the words of the QEMU installed. */
+  args(uid: number): string[]
   /** A uid no other VM on this host holds, claimed until `release`. */
   claim(): Promise<number>
   /** Gives a uid back (a VM's teardown); one not held is fine. */
   release(uid: number): Promise<void>
 }
 
-/** The jail under `dir` (`<dir>/jail`, `<dir>/uids`): a uid is claimed by making `<dir>/uids/<uid>`, so claims survive the agent. */
-export async function createVmJail(dir: string): Promise<VmJail> {
+/**
+ * The jail under `dir` (`<dir>/jail`, `<dir>/uids`): a uid is claimed by making `<dir>/uids/<uid>`,
+ * so claims survive the agent. `qemuHelp` is what the QEMU installed prints for `-help`.
+ */
+export async function createVmJail(dir: string, qemuHelp = ''): Promise<VmJail> {
   const root = join(dir, 'jail')
   const uids = join(dir, 'uids')
   await mkdir(root, { recursive: true })
@@ -42,6 +47,7 @@ export async function createVmJail(dir: string): Promise<VmJail> {
   await mkdir(uids, { recursive: true, mode: 0o700 })
   return {
     root,
+    args: (uid) => jailArgs(uid, root, qemuHelp),
     async claim() {
       for (let tries = 0; tries < 64; tries++) {
         const uid = vmUidRange.first + randomInt(vmUidRange.count)
@@ -60,9 +66,21 @@ export async function createVmJail(dir: string): Promise<VmJail> {
   }
 }
 
-/** QEMU's arguments that jail it: its uid and gid, and the empty root. */
-export function jailArgs(uid: number, root: string): string[] {
-  return ['-runas', `${uid}:${uid}`, '-chroot', root]
+/**
+ * QEMU's arguments that jail it: its uid and gid, and the empty root. `-chroot` and `-runas` (QEMU
+ * 7.2, Debian 12's) became `-run-with chroot=` (8.1) and `-run-with user=` (9.1), and the old
+ * words were then removed: the help text of the QEMU installed says which it takes.
+ */
+export function jailArgs(uid: number, root: string, qemuHelp = ''): string[] {
+  const takes = (option: string) => new RegExp(`^${option} `, 'm').test(qemuHelp)
+  const runWith = /^-run-with /m.test(qemuHelp) ? (qemuHelp.match(/^-run-with .*$/m)?.[0] ?? '') : ''
+  const args: string[] = []
+  const combined: string[] = []
+  if (runWith.includes('user=') && !takes('-runas')) combined.push(`user=${uid}:${uid}`)
+  else args.push('-runas', `${uid}:${uid}`)
+  if (runWith.includes('chroot=') && !takes('-chroot')) combined.push(`chroot=${root}`)
+  else args.push('-chroot', root)
+  return combined.length > 0 ? [...args, '-run-with', combined.join(',')] : args
 }
 
 /**
