@@ -48,6 +48,11 @@ export interface ImageBuildService {
   receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string>
   /** The text of the Dockerfile at `path` inside an unpacked context; invalid_argument when it is not a regular file there. */
   readDockerfile(contextDir: string, path: string): Promise<string>
+  /**
+   * Runs `work` among the builds of `name` (what comes before `build`, such as unpacking a build's
+   * uploaded files): a delete of the template stops it, and the build deadline bounds it.
+   */
+  track<T>(name: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T>
   /** Stops the builds of `name` under way (waiting until they have ended), then deletes the template and the layers nothing else stands on. */
   remove(name: string, signal?: AbortSignal): Promise<{ removedLayers: number }>
   /** Removes the image layers no template stands on (the build cache among them). */
@@ -201,6 +206,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
 
   return {
     build: (name, source, emit, signal) => runs.run(name, signal, (stop) => build(name, source, emit, stop)),
+    track: runs.run,
     scratch,
     receiveFile,
     receiveContext,

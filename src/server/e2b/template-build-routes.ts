@@ -20,7 +20,7 @@ import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { decompressed } from '../../images/layers/decompress.js'
 import { unpackTar } from '../../images/layers/unpack-tar.js'
-import { SandstormError, templateNameSchema } from '../../shared/index.js'
+import { SandstormError, templateNameSchema, type TemplateBuildEvent } from '../../shared/index.js'
 import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../../storage/index.js'
 import type { Logger } from '../../shared/index.js'
 import { capBytes } from '../body-limits.js'
@@ -28,7 +28,7 @@ import type { ServerEnv } from '../context.js'
 import type { ImageBuildService, ImageBuildSource } from '../image-builds.js'
 
 /** What the routes call of the server's image builds. */
-export type ImageBuilder = Pick<ImageBuildService, 'build'>
+export type ImageBuilder = Pick<ImageBuildService, 'build' | 'track'>
 import { parseInput, show } from '../validation.js'
 import { jsonOf } from '../request-input.js'
 import { restError } from './errors.js'
@@ -199,25 +199,10 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
 
   /** Unpacks the uploads into the context, builds, and records how it ended; never rejects. */
   async function run(build: TemplateBuildRecord, plan: DockerfilePlan, body: StartBuildBody, service: ImageBuilder): Promise<void> {
-    const signal = build.controller.signal
     const events = buildEventLog(store, build, body.steps, plan)
     try {
-      const contextDir = join(build.dir, 'context')
-      await mkdir(contextDir, { mode: 0o700 })
-      for (const hash of plan.filesHashes) {
-        const dir = join(contextDir, hash)
-        await mkdir(dir)
-        const what = `unpacking the files of ${hash}`
-        const room = roomBudget(await roomFor(dir, what), what)
-        // The SDK gzips unless told not to: sniffed, as a layer of unknown media type is.
-        const tar = await decompressed(createReadStream(join(build.dir, 'uploads', hash)), 'application/octet-stream')
-        await unpackTar(tar, dir, { whiteouts: false, label: `the files of ${hash}`, maxLayerBytes: maxUnpackedBytes, room, signal, logger: log })
-      }
-      const size = { ...(build.memoryMiB !== undefined ? { memoryMiB: build.memoryMiB } : {}), ...(build.cpus !== undefined ? { cpus: build.cpus } : {}) }
-      const start = plan.start ? { start: plan.start } : {}
-      const source: ImageBuildSource =
-        plan.from.kind === 'image' && plan.from.credentials ? { kind: 'image', image: plan.from.image, credentials: plan.from.credentials } : { kind: 'dockerfile', contextDir, dockerfile: plan.dockerfile, ...(body.force ? { noCache: true } : {}) }
-      await service.build(build.name, { ...source, ...start, ...size }, events.emit, signal)
+      // The whole of it among the template's builds, its unpack too: a delete stops it.
+      await service.track(build.name, build.controller.signal, (signal) => unpackAndBuild(build, plan, body, service, events.emit, signal))
       const end = events.end()
       await store.finish(build, end.status, end.reason)
       log.info({ template: build.name, buildId: build.buildId, status: end.status }, 'template build ended')
@@ -227,5 +212,25 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
       await store.finish(build, 'error', { message: error.expose ? error.message : 'the build failed (see the server log)' })
       log.warn({ template: build.name, buildId: build.buildId, err }, 'template build failed before building')
     }
+  }
+
+  /** Unpacks the uploads into the context and builds, under `signal` (the build's, or a stop of the template's builds). */
+  async function unpackAndBuild(build: TemplateBuildRecord, plan: DockerfilePlan, body: StartBuildBody, service: ImageBuilder, emit: (event: TemplateBuildEvent) => void, signal: AbortSignal): Promise<void> {
+    const contextDir = join(build.dir, 'context')
+    await mkdir(contextDir, { mode: 0o700 })
+    for (const hash of plan.filesHashes) {
+      const dir = join(contextDir, hash)
+      await mkdir(dir)
+      const what = `unpacking the files of ${hash}`
+      const room = roomBudget(await roomFor(dir, what), what)
+      // The SDK gzips unless told not to: sniffed, as a layer of unknown media type is.
+      const tar = await decompressed(createReadStream(join(build.dir, 'uploads', hash)), 'application/octet-stream')
+      await unpackTar(tar, dir, { whiteouts: false, label: `the files of ${hash}`, maxLayerBytes: maxUnpackedBytes, room, signal, logger: log })
+    }
+    const size = { ...(build.memoryMiB !== undefined ? { memoryMiB: build.memoryMiB } : {}), ...(build.cpus !== undefined ? { cpus: build.cpus } : {}) }
+    const start = plan.start ? { start: plan.start } : {}
+    const source: ImageBuildSource =
+      plan.from.kind === 'image' && plan.from.credentials ? { kind: 'image', image: plan.from.image, credentials: plan.from.credentials } : { kind: 'dockerfile', contextDir, dockerfile: plan.dockerfile, ...(body.force ? { noCache: true } : {}) }
+    await service.build(build.name, { ...source, ...start, ...size }, emit, signal)
   }
 }
