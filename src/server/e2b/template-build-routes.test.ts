@@ -11,7 +11,7 @@ import { tarBytes } from '../../images/layers/tar.fixture.js'
 import type { ServerEnv } from '../context.js'
 import { createBuildRuns } from '../build-runs.js'
 import { captureLogs } from '../test-server.fixture.js'
-import { templateBuildRoutes } from './template-build-routes.js'
+import { templateBuildRoutes, type TemplateBuildRoutesDeps } from './template-build-routes.js'
 
 const hash = 'b'.repeat(64)
 let work: string
@@ -20,6 +20,17 @@ before(async () => {
 })
 after(() => rm(work, { recursive: true, force: true }))
 
+/** The E2B build routes on an app whose requests carry `signal`, with a 1 MiB upload limit. */
+function buildRoutes(signal: AbortSignal, deps: Pick<TemplateBuildRoutesDeps, 'imageBuilds' | 'dataDir' | 'logger' | 'roomOf'>): Hono<ServerEnv> {
+  const app = new Hono<ServerEnv>()
+  app.use('*', async (c, next) => {
+    c.set('signal', signal)
+    await next()
+  })
+  templateBuildRoutes(app, { agent: {} as AgentApi, maxFileBytes: 1024 * 1024, shutdownSignal: signal, ...deps })
+  return app
+}
+
 describe('e2b template builds on a disk with little room', () => {
   it("refuse an upload past the room, and a COPY's files that unpack past it, keeping nothing and building nothing", async () => {
     const shutdown = new AbortController()
@@ -27,18 +38,10 @@ describe('e2b template builds on a disk with little room', () => {
     const logs = captureLogs()
     let roomBytes = 64 * 1024
     let builds = 0
-    const app = new Hono<ServerEnv>()
-    app.use('*', async (c, next) => {
-      c.set('signal', shutdown.signal)
-      await next()
-    })
-    templateBuildRoutes(app, {
-      agent: {} as AgentApi,
+    const app = buildRoutes(shutdown.signal, {
       imageBuilds: { build: async () => void builds++, track: (_name, signal, work) => work(signal) },
       dataDir,
-      maxFileBytes: 1024 * 1024,
       logger: logs.logger,
-      shutdownSignal: shutdown.signal,
       roomOf: async () => roomBytes,
     })
     try {
@@ -87,18 +90,10 @@ describe('e2b template builds and a delete of their template', () => {
     const reached = new Promise<void>((resolve) => (unpacking = resolve))
     let letGo!: () => void
     const held = new Promise<void>((resolve) => (letGo = resolve))
-    const app = new Hono<ServerEnv>()
-    app.use('*', async (c, next) => {
-      c.set('signal', shutdown.signal)
-      await next()
-    })
-    templateBuildRoutes(app, {
-      agent: {} as AgentApi,
+    const app = buildRoutes(shutdown.signal, {
       imageBuilds: { build: (name, _source, _emit, signal) => runs.run(name, signal, async () => void builds++), track: runs.run },
       dataDir,
-      maxFileBytes: 1024 * 1024,
       logger: logs.logger,
-      shutdownSignal: shutdown.signal,
       roomOf: async (dir) => {
         if (dir.includes('/context/')) {
           unpacking()
