@@ -6,33 +6,24 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { buildTemplate, listTemplates } from '@sandstorm/sdk/node'
-import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
+import { skipReason, startBuildStack, type BuildStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
 const skip = skipReason()
 
 describe('RUN steps under the server\'s default egress', { skip: skip ?? false }, () => {
+  let built: BuildStack
   let stack: Stack
-  let templates: { dir: string; remove(): Promise<void> }
   let ctx: string
 
   before(async () => {
-    ctx = await mkdtemp(join(tmpdir(), 'sandstorm-build-egress-'))
-    await writeFile(join(ctx, 'Dockerfile'), 'FROM debian\nRUN sleep 600\n')
-    templates = await scratchTemplatesDir()
-    stack = await startStack({ templatesDir: templates.dir, defaultEgress: 'none' })
+    built = await startBuildStack('FROM debian\nRUN sleep 600\n', { defaultEgress: 'none' })
+    ;({ stack, ctx } = built)
   })
-  after(async () => {
-    await stack?.close()
-    await templates?.remove()
-    await rm(ctx, { recursive: true, force: true })
-  })
+  after(() => built?.close())
 
   /** The egress chains (`e_<slot>`) of the stack's nftables table. */
   async function egressChains(): Promise<string[]> {

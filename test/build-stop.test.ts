@@ -5,15 +5,13 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Template } from 'e2b'
 import { buildTemplate, deleteTemplate, listTemplates, type TemplateBuildEvent } from '@sandstorm/sdk/node'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { leftoversOf } from './helpers/leftovers.js'
-import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
+import { scratchTemplatesDir, skipReason, startBuildStack, startStack, type BuildStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
 const skip = skipReason()
@@ -22,22 +20,16 @@ const skip = skipReason()
 const buildSandbox = (stack: Stack): Promise<string> => until('a build sandbox', async () => (await stack.agent.list()).find((s) => s.template === 'build')?.id)
 
 describe('a build past the server\'s build deadline', { skip: skip ?? false }, () => {
+  let built: BuildStack
   let stack: Stack
-  let templates: { dir: string; remove(): Promise<void> }
   let ctx: string
 
   before(async () => {
-    ctx = await mkdtemp(join(tmpdir(), 'sandstorm-build-deadline-'))
-    await writeFile(join(ctx, 'Dockerfile'), 'FROM debian\nRUN echo started && sleep 600\n')
-    templates = await scratchTemplatesDir()
     // Long enough for the RUN step to start, short enough for a test.
-    stack = await startStack({ templatesDir: templates.dir, buildTimeoutMs: 30_000 })
+    built = await startBuildStack('FROM debian\nRUN echo started && sleep 600\n', { buildTimeoutMs: 30_000 })
+    ;({ stack, ctx } = built)
   })
-  after(async () => {
-    await stack?.close()
-    await templates?.remove()
-    await rm(ctx, { recursive: true, force: true })
-  })
+  after(() => built?.close())
 
   it('fails with deadline_exceeded, and once it says so its build sandbox and the template are gone', async () => {
     const events: TemplateBuildEvent[] = []
@@ -58,7 +50,7 @@ describe('a build past the server\'s build deadline', { skip: skip ?? false }, (
     assert.deepEqual(await stack.agent.list(), [], 'no sandbox is left once the build has failed')
     assert.deepEqual(await leftoversOf(stack.dataDir, id), [])
     assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'never-done'))
-    assert.ok(!existsSync(join(templates.dir, 'never-done')), 'no template dir was made')
+    assert.ok(!existsSync(join(built.templatesDir, 'never-done')), 'no template dir was made')
   })
 })
 

@@ -4,7 +4,7 @@
  * store that setup built, so tests never run debootstrap.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, symlink } from 'node:fs/promises'
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLocalAgent, type AgentApi, type LocalAgentOptions } from '../../src/agent/index.js'
@@ -115,6 +115,39 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
   }
   return stack
+}
+
+/** A stack building into a templates dir of its own, and a build context that holds `dockerfile`. */
+export interface BuildStack {
+  stack: Stack
+  /** The build context dir. */
+  ctx: string
+  /** The stack's templates dir (setup's debian linked in). */
+  templatesDir: string
+  /** Closes the stack, then removes its templates dir and the context. */
+  close(): Promise<void>
+}
+
+/** A stack over a templates dir of its own, with a build context holding `dockerfile` as `Dockerfile`. */
+export async function startBuildStack(dockerfile: string, options: StackOptions = {}): Promise<BuildStack> {
+  const ctx = await mkdtemp(join(tmpdir(), 'sandstorm-build-ctx-'))
+  await writeFile(join(ctx, 'Dockerfile'), dockerfile)
+  const templates = await scratchTemplatesDir()
+  const stack = await startStack({ ...options, templatesDir: templates.dir }).catch(async (err: unknown) => {
+    await templates.remove()
+    await rm(ctx, { recursive: true, force: true })
+    throw err
+  })
+  return {
+    stack,
+    ctx,
+    templatesDir: templates.dir,
+    async close() {
+      await stack.close()
+      await templates.remove()
+      await rm(ctx, { recursive: true, force: true })
+    },
+  }
 }
 
 /**
