@@ -5,6 +5,7 @@
 import { lstat, unlink } from 'node:fs/promises'
 import { execa } from 'execa'
 import { complainsOfFullDisk, diskFullError, noRoomError, SandstormError } from '../shared/index.js'
+import { isWhiteout } from '../storage/index.js'
 
 /**
  * Copies the tree `top` into `dir` when it fits in `roomBytes` (the room the layer store gave):
@@ -36,7 +37,7 @@ export async function dropDeviceNodes(dir: string): Promise<void> {
   for (let start = 0, end = out.indexOf(0); end >= 0; start = end + 1, end = out.indexOf(0, start)) {
     const path = out.subarray(start, end)
     const st = await lstat(path)
-    if (st.isCharacterDevice() && st.rdev === 0) continue
+    if (isWhiteout(st)) continue
     if (st.isCharacterDevice() || st.isBlockDevice()) await unlink(path)
   }
 }

@@ -23,7 +23,7 @@ describe('the VM jail', () => {
     assert.equal(new Set(uids).size, 50)
     for (const uid of uids) assert.ok(uid >= vmUidRange.first && uid < vmUidRange.first + vmUidRange.count)
     const later = await createVmJail(dir)
-    assert.deepEqual((await readdir(join(dir, 'uids'))).sort(), uids.map(String).sort(), 'the claims are on disk, for a restarted agent')
+    assert.deepEqual((await readdir(join(dir, 'uids'))).sort(), uids.map(String).sort(), 'the claims are files under <dir>/uids')
     await later.release(uids[0]!)
     await jail.release(uids[0]!)
     assert.equal((await readdir(join(dir, 'uids'))).length, 49)

@@ -73,7 +73,7 @@ export async function createVmJail(dir: string, qemuHelp = ''): Promise<VmJail> 
  */
 export function jailArgs(uid: number, root: string, qemuHelp = ''): string[] {
   const takes = (option: string) => new RegExp(`^${option} `, 'm').test(qemuHelp)
-  const runWith = /^-run-with /m.test(qemuHelp) ? (qemuHelp.match(/^-run-with .*$/m)?.[0] ?? '') : ''
+  const runWith = qemuHelp.match(/^-run-with .*$/m)?.[0] ?? ''
   const args: string[] = []
   const combined: string[] = []
   if (runWith.includes('user=') && !takes('-runas')) combined.push(`user=${uid}:${uid}`)

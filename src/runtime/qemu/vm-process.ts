@@ -40,8 +40,9 @@ async function readIdentity(identityFile: string): Promise<{ identity: string; p
  * identity files is taken as its QEMU while the process's name says QEMU.
  */
 export async function runningQemuPid(pidFile: string, identityFile: string): Promise<number> {
-  const pid = (await readIdentity(identityFile))?.pid ?? (await readPidFile(pidFile))
-  return pid > 1 && (await isQemuOf(pid, identityFile)) ? pid : 0
+  const recorded = await readIdentity(identityFile)
+  const pid = recorded?.pid ?? (await readPidFile(pidFile))
+  return pid > 1 && (await matches(pid, recorded, false)) ? pid : 0
 }
 
 /**
@@ -49,7 +50,11 @@ export async function runningQemuPid(pidFile: string, identityFile: string): Pro
  * zombie (killed, its pid not yet free: a teardown waits for that).
  */
 export async function isQemuOf(pid: number, identityFile: string, dying = false): Promise<boolean> {
-  const recorded = await readIdentity(identityFile)
+  return matches(pid, await readIdentity(identityFile), dying)
+}
+
+/** Whether `pid` is the QEMU `recorded` names (no record: a process named as QEMU). */
+async function matches(pid: number, recorded: { identity: string; pid?: number } | null, dying: boolean): Promise<boolean> {
   if (recorded !== null) return (recorded.pid === undefined || recorded.pid === pid) && recorded.identity === identityOf(pid, dying)
   const name = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')
   return identityOf(pid, dying) !== null && name.startsWith('qemu-system')
