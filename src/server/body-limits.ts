@@ -42,21 +42,23 @@ export function jsonTooLarge(maxBytes = maxJsonBytes): SandstormError {
 export async function boundedText(body: ReadableStream<Uint8Array> | null, maxBytes = maxJsonBytes): Promise<string> {
   if (!body) return ''
   const chunks: Uint8Array[] = []
-  let total = 0
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.byteLength
-    if (total > maxBytes) throw jsonTooLarge(maxBytes)
-    chunks.push(chunk)
-  }
+  for await (const chunk of capBytes(body as unknown as AsyncIterable<Uint8Array>, maxBytes, () => jsonTooLarge(maxBytes))) chunks.push(chunk)
   return new TextDecoder().decode(Buffer.concat(chunks))
 }
 
-/** The bytes of a stream, failing with 413 once more than `maxBytes` have come (count after any gunzip, so that a small bomb is cut off too). */
-export async function* capBytes(stream: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
+/**
+ * The bytes of a stream, failing with 413 (`tooLarge`, a file's by default) once more than
+ * `maxBytes` have come (count after any gunzip, so that a small bomb is cut off too).
+ */
+export async function* capBytes(
+  stream: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  tooLarge = () => new SandstormError('payload_too_large', `file too large: expected at most ${maxBytes} bytes in one file`),
+): AsyncGenerator<Uint8Array> {
   let total = 0
   for await (const chunk of stream) {
     total += chunk.byteLength
-    if (total > maxBytes) throw new SandstormError('payload_too_large', `file too large: expected at most ${maxBytes} bytes in one file`)
+    if (total > maxBytes) throw tooLarge()
     yield chunk
   }
 }

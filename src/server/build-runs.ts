@@ -5,9 +5,7 @@
  * E2B build of it requested), which waits until they have ended and removed what they made.
  */
 import { SandstormError } from '../shared/index.js'
-
-/** The longest a Node timer waits: past it, setTimeout fires at once. */
-const maxTimerMs = 2 ** 31 - 1
+import { maxDelayMs } from './expiry-timers.js'
 
 /** Options of createBuildRuns. */
 export interface BuildRunsOptions {
@@ -39,7 +37,7 @@ export function createBuildRuns(options: BuildRunsOptions): BuildRuns {
     const controller = new AbortController()
     const timer = setTimeout(() => {
       controller.abort(new SandstormError('deadline_exceeded', `build of template "${name}" ran past the server's build deadline of ${options.timeoutMs} ms (sandstorm up --build-timeout): it was stopped and nothing of it kept`))
-    }, Math.min(options.timeoutMs, maxTimerMs))
+    }, Math.min(options.timeoutMs, maxDelayMs))
     const ended = work(AbortSignal.any([signal, controller.signal]))
     const entry: Running = { controller, ended: ended.catch(() => undefined) }
     const of = byName.get(name) ?? new Set<Running>()

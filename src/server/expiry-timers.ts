@@ -24,7 +24,7 @@ export interface ExpiryTimersOptions {
 }
 
 // setTimeout cannot wait longer than this; longer waits are done in steps.
-const maxDelayMs = 2 ** 31 - 1
+export const maxDelayMs = 2 ** 31 - 1
 
 /** Creates the timers. They are unref'd: an armed timer never keeps a process alive on its own. */
 export function createExpiryTimers(options: ExpiryTimersOptions): ExpiryTimers {

@@ -1,6 +1,7 @@
 /** What every upgrade route (ingress, tunnel, terminal, the edge itself) answers when it refuses one. */
 import type { Duplex } from 'node:stream'
 import { httpStatusOf, type Logger, type SandstormError } from '../shared/index.js'
+import { shownMessage } from './http-errors.js'
 
 /**
  * How long a refused upgrade's connection may stay open once the answer is written: the client
@@ -24,8 +25,7 @@ export interface RefusalOptions {
  */
 export function refuseUpgrade(socket: Duplex, err: SandstormError, logger: Logger, options: RefusalOptions = {}): void {
   const status = options.status ?? httpStatusOf[err.code]
-  if (!err.expose) logger.error({ err: err.cause ?? err, code: err.code, status }, `upgrade refused: ${err.message}`)
-  const message = err.expose ? err.message : (options.hiddenMessage ?? 'the server could not answer this upgrade; it logged why')
+  const message = shownMessage(err, logger, { status, upgrade: true }, options.hiddenMessage ?? 'the server could not answer this upgrade; it logged why')
   const body = JSON.stringify({ code: err.code, message })
   socket.on('error', () => undefined)
   socket.end(`HTTP/1.1 ${status} ${err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)

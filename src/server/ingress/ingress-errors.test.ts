@@ -23,9 +23,6 @@ describe('ingress errors', () => {
       assert.match(String(logged.msg), /EACCES/)
       assert.equal(logged.sandboxId, sb.id)
       // An error written for the client still reaches it whole.
-      t.agent.connect = async () => {
-        throw Object.assign(new Error('unused'), { code: 'EACCES' })
-      }
       const missing = await viaHost(t.server.url, `3000-sb-aaaaaaaaaaaaaaaa.${t.server.domain}`)
       assert.equal(missing.status, 404)
       assert.match(JSON.parse(missing.body).message, /sandbox "sb-aaaaaaaaaaaaaaaa" not found/)

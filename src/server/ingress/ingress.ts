@@ -281,7 +281,7 @@ export function createIngress(options: IngressOptions): Ingress {
     const unwatch = idle.watch(req.socket, () => {
       idled = true
       log.info({ ...at, idleMs }, 'ingress request idle: ending it')
-      fail(res, log.child(at), idledError(target), 504, true)
+      fail(res, log.child(at), idledError(target), undefined, true)
       outgoing.destroy()
     })
     res.once('close', unwatch)
@@ -290,7 +290,7 @@ export function createIngress(options: IngressOptions): Ingress {
       if (!relayHead(res, answer, backHeaders(answer.rawHeaders, target), answer.statusMessage)) {
         answer.destroy()
         outgoing.destroy()
-        return fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`), 502)
+        return fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" answered with a status line or headers that cannot be sent on (status ${answer.statusCode})`))
       }
       answer.pipe(res)
     })
@@ -304,7 +304,7 @@ export function createIngress(options: IngressOptions): Ingress {
       }
       if (err instanceof SandstormError) return fail(res, log.child(at), err)
       log.debug({ ...at, err }, 'ingress request failed')
-      fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`), 502)
+      fail(res, log.child(at), new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" closed the connection without an answer`))
     })
     if (upstream) res.on('close', () => upstream.destroy())
     // A client that goes away mid-answer takes the kept-alive connection with it: the server in the
@@ -390,7 +390,7 @@ export function createIngress(options: IngressOptions): Ingress {
             upstream,
             headers: forwardHeaders(req, admitted, true),
             backHeaders: (raw) => backHeaders(raw, target),
-            refuse: (why) => refuse(new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" ${why}`), 502),
+            refuse: (why) => refuse(new SandstormError('unavailable', `the server on port ${target.port} in sandbox "${target.sandboxId}" ${why}`)),
           })
         },
         (err: unknown) => {
