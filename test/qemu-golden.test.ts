@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -297,6 +297,31 @@ describe('qemu golden snapshots', { skip }, () => {
       forked.kill('SIGKILL')
       bystander.kill('SIGKILL')
     }
+  })
+
+  it('a clone whose take-over of a spare fails starts its own QEMU, and the spare is gone whole: QEMU, uid, disk, tap, cgroups', async () => {
+    await backend.prestart(machine)
+    const waiting = (await sparesOnHost()).filter((s) => s.machineDir === machine.dir)
+    assert.equal(waiting.length, 2)
+    const id = newId('sb')
+    made.push(id)
+    // A cgroup of the sandbox's name in one controller: the spare's cgroup renames in the others,
+    // then fails, so that the failure finds it half under each name and its directory moved.
+    await mkdir(`/sys/fs/cgroup/pids/sandstorm/${id}`)
+    const { pid } = await backend.create(spec(id, machine))
+    assert.ok(!waiting.some((s) => s.pid === pid), 'the clone runs in a QEMU of its own')
+    assert.equal((await run(backend, id, `kill -0 ${loopPid} && echo alive`)).stdout, 'alive')
+    const taken = waiting.filter((s) => !isAlive(s.pid))
+    assert.equal(taken.length, 1, 'one spare was taken and stopped')
+    const spareId = taken[0]!.dir.split('/').pop()!
+    assert.deepEqual(leftovers(spareId), [], "no cgroup of the spare's name")
+    assert.ok(!existsSync(join(qemuDir, 'disks', `${spareId}.qcow2`)), "the spare's disk is removed")
+    assert.ok(!existsSync(`/sys/class/net/sbt${spareId.slice(-12)}`), "the spare's tap is removed")
+    assert.ok(taken[0]!.uid !== undefined && !existsSync(join(qemuDir, 'uids', String(taken[0]!.uid))), `the spare's uid ${taken[0]!.uid} was given back`)
+    const procs = await readFile(`/sys/fs/cgroup/pids/sandstorm/${id}/cgroup.procs`, 'utf8')
+    assert.deepEqual(procs.split('\n').filter(Boolean), [String(pid)], "the sandbox's cgroup holds its own QEMU alone")
+    await backend.destroy(id)
+    assert.deepEqual(leftovers(id), [])
   })
 
   it('a machine saved from a clone clones too', async () => {

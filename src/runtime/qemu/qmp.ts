@@ -4,6 +4,9 @@ import { SandstormError } from '../../shared/index.js'
 import type { JsonChannel } from './json-channel.js'
 import { withFileOnMonitor } from './vm-jail.js'
 
+/** How long a save or a load of a machine's device state may take. */
+export const migrateTimeoutMs = 60_000
+
 /** Turns on `x-ignore-shared`: RAM mapped from a shared file stays out of the migration stream. Both ends need it. */
 export async function ignoreSharedRam(qmp: JsonChannel): Promise<void> {
   await qmp.call('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] })

@@ -2,7 +2,7 @@
  * QEMU processes started ahead for a saved machine: each waits paused (`-S -incoming defer`)
  * with the machine's memory mapped, its disk overlay made, its cgroup set and (unless the machine's
  * RAM is in its state stream) its device state loaded; a loaded one has also run its guest once
- * and stopped it again, its guest agent connected (warmSpare in backend.ts), so that a clone costs
+ * and stopped it again, its guest agent connected (warmSpare in clone-guest.ts), so that a clone costs
  * `cont` and one exec of its identity (QEMU's own start, ~60–100 ms under load, and under TCG the
  * guest's first run in a fresh QEMU are the largest shares of a clone otherwise). A taken spare is
  * replaced in the background. Spares of a machine die when its directory goes (they would hold its
@@ -26,7 +26,7 @@ export interface Spare {
   /** The machine's device state is loaded already (the guest waits paused): a clone only continues it. */
   loaded: boolean
   /**
-   * The guest ran once already and was stopped again (see warmSpare in backend.ts): its guest
+   * The guest ran once already and was stopped again (see warmSpare in clone-guest.ts): its guest
    * agent is connected, and QEMU has translated the guest's exec path, so that a clone's identity
    * step and its first command find them ready. Absent on a spare that never ran.
    */

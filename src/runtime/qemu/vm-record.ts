@@ -2,7 +2,7 @@
  * What a backend writes beside each VM so that another backend (the agent after a restart) can
  * take it over: where its memory is, whether it owns that file, and the environment of its commands.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { SandstormError } from '../../shared/index.js'
 
@@ -40,9 +40,10 @@ const vmRecordSchema = z.object({
 /** One VM's record (vm.json). */
 export type VmRecord = z.infer<typeof vmRecordSchema>
 
-/** Writes a VM's record. */
+/** Writes a VM's record whole or not at all: a teardown reads what to remove and give back from it. */
 export async function writeVmRecord(path: string, record: VmRecord): Promise<void> {
-  await writeFile(path, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 })
+  await writeFile(`${path}.tmp`, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 })
+  await rename(`${path}.tmp`, path)
 }
 
 /** Reads a VM's record; not_found when there is none. */
