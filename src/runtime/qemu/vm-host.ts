@@ -15,7 +15,7 @@ import { qemuArgs, qemuOverheadMiB, vmFiles, type VmNic } from './qemu-args.js'
 import { vmCgroup } from './vm-cgroup.js'
 import type { VmJail } from './vm-jail.js'
 import { createTap, removeTap } from './vm-network.js'
-import { isQemuOf, recordQemuProcess, runningQemuPid } from './vm-process.js'
+import { qemuMatcher, recordQemuProcess, runningQemuPid } from './vm-process.js'
 import { writeVmRecord, readVmRecord, type VmRecord } from './vm-record.js'
 
 /** The PATH of a guest's commands. */
@@ -161,8 +161,8 @@ export function createVmHost(options: VmHostOptions): VmHost {
       // Only a real QEMU pid: kill(2) reads 0, -1 and negatives as groups or every process. And only
       // while it is still this VM's QEMU (running, or killed and not yet reaped): once that is gone,
       // the pid may be anyone's. Its pid is waited for until free, its cgroup empty.
-      const started = vmFiles(dir).started
-      if (pid !== null && !(pid > 1 && (await isQemuOf(pid, started, true)))) pid = null
+      const isOurs = await qemuMatcher(vmFiles(dir).started)
+      if (pid !== null && !(pid > 1 && (await isOurs(pid, true)))) pid = null
       if (pid) {
         try {
           process.kill(pid, 'SIGKILL')
@@ -170,7 +170,7 @@ export function createVmHost(options: VmHostOptions): VmHost {
           // reaped between the check and the signal
         }
       }
-      for (let i = 0; pid && (await isQemuOf(pid, started, true)) && i < 400; i++) await sleep(5)
+      for (let i = 0; pid && (await isOurs(pid, true)) && i < 400; i++) await sleep(5)
       await rm(dir, { recursive: true, force: true })
       // A tap still on the host (a spare's, or a start that failed before it moved); a moved one went with its namespace.
       if (record?.nic?.tap) await removeTap(record.nic.tap)

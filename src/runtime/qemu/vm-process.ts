@@ -46,11 +46,13 @@ export async function runningQemuPid(pidFile: string, identityFile: string): Pro
 }
 
 /**
- * Whether `pid` is still the QEMU that `identityFile` names; with `dying`, also while it is a
- * zombie (killed, its pid not yet free: a teardown waits for that).
+ * Whether a pid is still the QEMU that `identityFile` names; with `dying`, also while it is a
+ * zombie (killed, its pid not yet free: a teardown waits for that). The file is read once, here:
+ * a teardown asks again every few milliseconds until the pid is free.
  */
-export async function isQemuOf(pid: number, identityFile: string, dying = false): Promise<boolean> {
-  return matches(pid, await readIdentity(identityFile), dying)
+export async function qemuMatcher(identityFile: string): Promise<(pid: number, dying?: boolean) => Promise<boolean>> {
+  const recorded = await readIdentity(identityFile)
+  return (pid, dying = false) => matches(pid, recorded, dying)
 }
 
 /** Whether `pid` is the QEMU `recorded` names (no record: a process named as QEMU). */
