@@ -159,6 +159,25 @@ describe('createImageLayerStore', () => {
     assert.equal(opens, 0)
   })
 
+  it("counts the host's inodes: a layer of empty files (no byte of room) is refused past the free inodes, keeping nothing", async () => {
+    const dir = storeDir()
+    const store = createImageLayerStore({ dir, inodesOf: async () => 10 })
+    // 20 empty files take no block, but 21 inodes with the directory they are in.
+    const empties = gzip(await tarBytes([{ name: 'd/', type: 'directory' }, ...Array.from({ length: 20 }, (_, i) => ({ name: `d/e${i}`, content: Buffer.alloc(0) }))]))
+    await assert.rejects(
+      store.ensure(digestOf(empties), gzipType, async () => streamOf(empties)),
+      (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted' && /out of inodes: it needs at least 11 files and 10 are free/.test(error.message),
+    )
+    assert.deepEqual(await readdir(dir), [], 'no temp dir is left')
+    // Hardlinks make no inode: a file and 15 links to it fit in 10.
+    const linked = gzip(await tarBytes([{ name: 'f', content: Buffer.from('x') }, ...Array.from({ length: 15 }, (_, i) => ({ name: `l${i}`, type: 'link' as const, linkname: 'f' }))]))
+    assert.equal((await store.ensure(digestOf(linked), gzipType, async () => streamOf(linked))).sizeBytes, 1)
+    const none = createImageLayerStore({ dir: storeDir(), inodesOf: async () => 0 })
+    let opens = 0
+    await assert.rejects(none.ensure(digestOf(empties), gzipType, async () => (opens++, streamOf(empties))), (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted' && /out of inodes: 0 are free/.test(error.message))
+    assert.equal(opens, 0)
+  })
+
   it('sweeps what is not kept, without following symlinks, and crash leftovers at open', async () => {
     const dir = storeDir()
     const store = createImageLayerStore({ dir })

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { z } from 'zod'
 import { linkSignal, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
-import { roomBudget, roomOrRefuse, type RoomOf } from '../../storage/layers/host-room.js'
+import { inodesOrRefuse, roomBudget, roomOrRefuse, type RoomOf } from '../../storage/layers/host-room.js'
 import { removeTree, treeSizeBytes } from '../../templates/tree.js'
 import type { Digest, ImageLayerStore, StoredLayer, UnpackLimits } from '../contracts.js'
 import { decompressed } from './decompress.js'
@@ -25,6 +25,8 @@ export interface ImageLayerStoreOptions {
   logger?: Logger
   /** The room a new layer may take on the store's disk. @default roomIn: the free space less the host's margin */
   roomOf?: RoomOf
+  /** The files (inodes) a new layer may make on the store's disk. @default inodesIn: the free inodes less a margin */
+  inodesOf?: RoomOf
 }
 
 const idPattern = /^sha256:([0-9a-f]{64})$/
@@ -36,8 +38,8 @@ const recordSchema = z.object({
   createdAt: z.string(),
 })
 
-/** Makes a layer's tree in `tmp`, taking at most `roomBytes` of the disk; resolves with its size. */
-type Make = (tmp: string, signal: AbortSignal, roomBytes: number) => Promise<number>
+/** Makes a layer's tree in `tmp`, taking at most `roomBytes` of the disk and `roomFiles` of its inodes; resolves with its size. */
+type Make = (tmp: string, signal: AbortSignal, roomBytes: number, roomFiles: number) => Promise<number>
 
 /** One unpack or fill in progress, shared by the calls that wait for it. */
 interface InFlight {
@@ -155,13 +157,14 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
     // Measured before the layer is begun, and handed to what makes it: the store's disk often holds
     // the sandboxes' sparse disks too, which must not meet a full one (storage/layers/host-room.ts).
     const roomBytes = await roomOrRefuse(dir, `storing layer ${id}`, options.roomOf)
+    const roomFiles = await inodesOrRefuse(dir, `storing layer ${id}`, options.inodesOf)
     const tmp = join(dir, `${tmpPrefix}${randomBytes(8).toString('hex')}`)
     await mkdir(tmp)
     let sizeBytes: number
     try {
       // The layer's root becomes the sandbox's / where no upper layer has it: not the temp dir's 0700.
       await chmod(tmp, 0o755)
-      sizeBytes = await make(tmp, signal, roomBytes)
+      sizeBytes = await make(tmp, signal, roomBytes, roomFiles)
       throwIfAborted(signal)
       await renameOver(tmp, join(dir, hex))
     } catch (error) {
@@ -183,14 +186,14 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
       hexOf(id)
       return obtain(
         id,
-        async (tmp, signal, roomBytes) => {
+        async (tmp, signal, roomBytes, roomFiles) => {
           const input = await openStream()
           const { sizeBytes } = await unpackTar(await decompressed(input, mediaType, { signal }), tmp, {
             whiteouts: true,
             label: `layer ${id}`,
             signal,
             logger,
-            room: roomBudget(roomBytes, `unpacking layer ${id}`),
+            room: roomBudget(roomBytes, `unpacking layer ${id}`, roomFiles),
             ...(options.maxLayerBytes !== undefined && { maxLayerBytes: options.maxLayerBytes }),
             ...(options.maxEntries !== undefined && { maxEntries: options.maxEntries }),
           })

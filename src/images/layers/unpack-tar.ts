@@ -178,7 +178,8 @@ class Unpack {
     }
     const info = entryInfo(header, (name, why) => this.logger.debug({ entry: header.name, xattr: name, why }, 'xattr dropped'))
     // Before the layer's own limit: when both are passed, the full disk is what stops it.
-    this.options.room?.take(diskBytesOf(info))
+    // Every entry but a hardlink is an inode of the host's disk, an empty file too.
+    this.options.room?.take(diskBytesOf(info), info.type === 'link' ? 0 : 1)
     if (info.type === 'file' || info.type === 'contiguous-file' || info.type === 'symlink') {
       // Counted as declared, before a byte is written, so a layer bomb stops at its header.
       this.sizeBytes += info.type === 'symlink' ? Buffer.byteLength(info.linkname) : info.sizeBytes

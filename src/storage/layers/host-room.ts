@@ -5,7 +5,7 @@
  * host itself writes for a sandbox (an upload, a snapshot's copy, a build) keeps a margin free.
  */
 import { statfs } from 'node:fs/promises'
-import { noRoomError } from '../../shared/index.js'
+import { noRoomError, SandstormError } from '../../shared/index.js'
 
 /** Room kept free for what the images' filesystems write beside the data (metadata, journal). @default 64 MiB */
 export const hostMarginBytes = 64 * 1024 * 1024
@@ -15,6 +15,17 @@ export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promis
   const s = await statfs(dir)
   // bavail: less the blocks kept for root, the smaller figure.
   return s.bavail * s.bsize - marginBytes
+}
+
+/**
+ * Files (inodes) that may still be made on the filesystem of `dir`, keeping a margin free for the
+ * sandboxes' own (5% of the filesystem's, at most 65,536). A filesystem that makes inodes as it
+ * needs them (btrfs reports none) has no such bound: Infinity.
+ */
+export async function inodesIn(dir: string): Promise<number> {
+  const s = await statfs(dir)
+  if (s.files === 0) return Infinity
+  return s.ffree - Math.min(65_536, Math.ceil(s.files / 20))
 }
 
 /** Where a writer learns its room: roomIn with the host's margin, or a stand-in that tests give. */
@@ -37,22 +48,39 @@ export function inBlocks(bytes: number): number {
 
 /** What one write (an unpack, a copy) may still take of the room it measured when it began. */
 export interface RoomBudget {
-  /** Takes `bytes` more: `resource_exhausted`, saying what was needed and what was free, past the room. */
-  take(bytes: number): void
+  /** Takes `bytes` and `files` more: `resource_exhausted`, saying what was needed and what was free, past the room. */
+  take(bytes: number, files?: number): void
 }
 
 /**
- * A budget of `roomBytes` for the write `what` ("unpacking layer sha256:…"). Measured once: others
- * writing beside it (sandboxes, other builds) are what the margin is for.
+ * A budget of `roomBytes` (and `roomFiles` inodes) for the write `what` ("unpacking layer
+ * sha256:…"). Measured once: others writing beside it (sandboxes, other builds) are what the
+ * margin is for. A layer of a million empty files takes no byte, but every sandbox's disk image
+ * needs inodes of the same filesystem.
  */
-export function roomBudget(roomBytes: number, what: string): RoomBudget {
+export function roomBudget(roomBytes: number, what: string, roomFiles = Infinity): RoomBudget {
   let used = 0
+  let files = 0
   return {
-    take(bytes) {
+    take(bytes, more = 0) {
       used += bytes
+      files += more
       if (used > roomBytes) throw noRoomError(what, { bytes: used, atLeast: true }, roomBytes)
+      if (files > roomFiles) throw noInodesError(what, files, roomFiles)
     },
   }
+}
+
+/** The inodes of the filesystem of `dir` (by `inodesOf`, inodesIn by default); none: `resource_exhausted` naming `what` needed them. */
+export async function inodesOrRefuse(dir: string, what: string, inodesOf: RoomOf = inodesIn): Promise<number> {
+  const room = await inodesOf(dir)
+  if (room <= 0) throw noInodesError(what, undefined, room)
+  return room
+}
+
+function noInodesError(what: string, needed: number | undefined, room: number): SandstormError {
+  const needs = needed !== undefined ? `it needs at least ${needed} files and ` : ''
+  return new SandstormError('resource_exhausted', `${what} failed: the host's disk is out of inodes: ${needs}${Math.max(0, room)} are free beyond the margin kept for running sandboxes' disks; free some and try again`)
 }
 
 /** Passes `data` on, failing it as soon as it brings more than `roomBytes` (see roomBudget). */
