@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Template } from 'e2b'
-import { buildTemplate, deleteTemplate, listTemplates, type TemplateBuildEvent } from '@sandstorm/sdk/node'
+import { buildGoldenTemplate, buildTemplate, deleteTemplate, listTemplates, type TemplateBuildEvent } from '@sandstorm/sdk/node'
 import { useStackForE2b } from './helpers/e2b-env.js'
 import { leftoversOf } from './helpers/leftovers.js'
 import { scratchTemplatesDir, skipReason, startBuildStack, startStack, type BuildStack, type Stack } from './helpers/stack.js'
@@ -16,8 +16,8 @@ import { until } from './helpers/until.js'
 
 const skip = skipReason()
 
-/** The id of the build sandbox of a RUN step, once the agent runs one. */
-const buildSandbox = (stack: Stack): Promise<string> => until('a build sandbox', async () => (await stack.agent.list()).find((s) => s.template === 'build')?.id)
+/** The id of the build sandbox (of a RUN step, or of a build from steps of `template`), once the agent runs one. */
+const buildSandbox = (stack: Stack, template = 'build'): Promise<string> => until('a build sandbox', async () => (await stack.agent.list()).find((s) => s.template === template)?.id)
 
 describe('a build past the server\'s build deadline', { skip: skip ?? false }, () => {
   let built: BuildStack
@@ -51,6 +51,37 @@ describe('a build past the server\'s build deadline', { skip: skip ?? false }, (
     assert.deepEqual(await leftoversOf(stack.dataDir, id), [])
     assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'never-done'))
     assert.ok(!existsSync(join(built.templatesDir, 'never-done')), 'no template dir was made')
+  })
+})
+
+describe('a build from steps past the server\'s build deadline', { skip: skip ?? false }, () => {
+  let stack: Stack
+  let templates: { dir: string; remove(): Promise<void> }
+
+  before(async () => {
+    templates = await scratchTemplatesDir()
+    stack = await startStack({ templatesDir: templates.dir, buildTimeoutMs: 15_000 })
+  })
+  after(async () => {
+    await stack?.close()
+    await templates?.remove()
+  })
+
+  it('fails with deadline_exceeded, and its build sandbox, snapshot and template are gone', async () => {
+    let sandbox: Promise<string> | undefined
+    const onEvent = (e: TemplateBuildEvent): void => void (e.type === 'step' && (sandbox ??= buildSandbox(stack, 'debian')))
+    const giveUp = AbortSignal.timeout(240_000)
+    await assert.rejects(buildGoldenTemplate('steps-never-done', { from: 'debian', steps: ['echo started', 'sleep 600'] }, { ...stack.conn, onEvent, signal: giveUp }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'deadline_exceeded', err.message)
+      assert.match(err.message, /^build of template "steps-never-done" ran past the server's build deadline of 15000 ms/)
+      return true
+    })
+    assert.ok(sandbox, 'a step started')
+    const id = await sandbox
+    assert.deepEqual(await stack.agent.list(), [], 'no sandbox is left once the build has failed')
+    assert.deepEqual(await leftoversOf(stack.dataDir, id), [])
+    assert.deepEqual(await stack.agent.snapshots!.list(), [], 'no snapshot is left')
+    assert.ok(!(await listTemplates(stack.conn)).some((t) => t.name === 'steps-never-done'))
   })
 })
 

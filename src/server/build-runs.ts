@@ -7,6 +7,9 @@
 import { SandstormError } from '../shared/index.js'
 import { maxDelayMs } from './expiry-timers.js'
 
+/** The server's build deadline unless it is given one (`--build-timeout`). */
+export const defaultBuildTimeoutMs = 60 * 60_000
+
 /** Options of createBuildRuns. */
 export interface BuildRunsOptions {
   /** A build running longer is aborted with deadline_exceeded. */

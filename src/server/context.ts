@@ -1,3 +1,4 @@
+import type { BuildRuns } from './build-runs.js'
 import type { HttpBindings } from '@hono/node-server'
 import type { AgentApi } from '../agent/index.js'
 import type { Logger, SandboxIngress, SandboxInfo } from '../shared/index.js'
@@ -40,4 +41,6 @@ export interface RouteDeps {
   pools?: WarmPools
   /** Image template builds and deletes, where the agent offers them. */
   imageBuilds?: ImageBuildService
+  /** The template builds running, by name, under the server's build deadline; image and step builds alike. @default runs of their own */
+  buildRuns?: BuildRuns
 }

@@ -2,6 +2,7 @@
  * Golden templates on the server: promote a snapshot to a template version, roll back, and build
  * one from steps run in a temporary sandbox. A build that fails leaves nothing behind.
  */
+import { createBuildRuns, defaultBuildTimeoutMs, type BuildRuns } from './build-runs.js'
 import type { AgentApi, AgentGoldenApi, GoldenSettings } from '../agent/index.js'
 import { BuildStepFailed, OutputTail, SandstormError, templateStartSchema } from '../shared/index.js'
 import type { BuildTemplateRequest, CallOptions, Logger, SandboxInfo, TemplateBuildEvent, TemplateInfo } from '../shared/index.js'
@@ -26,11 +27,17 @@ export interface GoldenServiceOptions {
   sandboxes: SandboxService
   snapshots: SnapshotService
   logger: Logger
+  /**
+   * The server's running builds: a build from steps runs among them, under the build deadline, and
+   * a delete of the template stops it. @default runs of its own, under the default deadline
+   */
+  runs?: BuildRuns
 }
 
 /** Creates the service over the agent's golden API. */
 export function createGoldenService(options: GoldenServiceOptions): GoldenService {
   const { agent, sandboxes, snapshots, logger } = options
+  const runs = options.runs ?? createBuildRuns({ timeoutMs: defaultBuildTimeoutMs })
   const api = (): AgentGoldenApi => {
     if (!agent.golden) throw new SandstormError('failed_precondition', 'this agent cannot promote snapshots: expected an agent with a layer store')
     return agent.golden
@@ -81,7 +88,9 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
       logger.info({ template: name, version: template.version, snapshotId }, 'template built from steps')
       last = { type: 'done', template, snapshotId }
     } catch (err) {
-      const e = signal.aborted && !(err instanceof BuildStepFailed) ? new SandstormError('canceled', `build of template "${name}" was cancelled`) : SandstormError.from(err)
+      // Stopped: the reason says by what (the deadline, a delete, the client gone).
+      const reason: unknown = signal.aborted ? signal.reason : undefined
+      const e = !signal.aborted || err instanceof BuildStepFailed ? SandstormError.from(err) : reason instanceof SandstormError ? reason : new SandstormError('canceled', `build of template "${name}" was cancelled`)
       logger.warn({ template: name, err: e }, 'template build failed; removing what it made')
       last = { type: 'error', code: e.code, message: e.expose ? e.message : hiddenMessage(), ...(err instanceof BuildStepFailed ? { step: err.step } : {}) }
     } finally {
@@ -95,6 +104,6 @@ export function createGoldenService(options: GoldenServiceOptions): GoldenServic
   return {
     promote,
     rollback: (name, call) => api().rollback(name, call),
-    build,
+    build: (name, req, emit, signal) => runs.run(name, signal, (stop) => build(name, req, emit, stop)),
   }
 }

@@ -15,7 +15,7 @@ import { defaultEgressPolicy, SandstormError, type DefaultEgress, type Logger, t
 import { templateStartSchema } from '../shared/index.js'
 import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
-import { createBuildRuns } from './build-runs.js'
+import { createBuildRuns, defaultBuildTimeoutMs, type BuildRuns } from './build-runs.js'
 import { hiddenMessage } from './request-context.js'
 
 /** Where a server-side build starts from. */
@@ -72,6 +72,8 @@ export interface ImageBuildServiceOptions {
   defaultEgress?: DefaultEgress
   /** A build running longer fails with deadline_exceeded, leaving nothing. @default 1 hour */
   buildTimeoutMs?: number
+  /** The registry of running builds to join (the server's, shared with builds from steps). @default one of its own, under buildTimeoutMs */
+  runs?: BuildRuns
 }
 
 /** Creates the service over the agent's image API. */
@@ -82,7 +84,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const roomOf = options.roomOf
   // RUN steps name no network: they get what a create that names none gets.
   const egress = defaultEgressPolicy(options.defaultEgress ?? 'all')
-  const runs = createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? 60 * 60_000 })
+  const runs = options.runs ?? createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? defaultBuildTimeoutMs })
   // What a crash left of earlier builds' uploads.
   void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
 

@@ -1,5 +1,6 @@
 /** The control plane of one machine: the HTTP API over an agent, with a SQLite catalog. */
 import { createImageBuildService } from './image-builds.js'
+import { createBuildRuns, defaultBuildTimeoutMs } from './build-runs.js'
 import { setMaxListeners } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { AgentApi } from '../agent/index.js'
@@ -162,7 +163,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       domain: domain ?? 'localhost',
       ...(info.network !== 'none' && !info.network.allowPublicTraffic ? { trafficAccessToken: trafficTokens.tokenFor(info.id) } : {}),
     })
-    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger, ...(options.defaultEgress ? { defaultEgress: options.defaultEgress } : {}), ...(options.buildTimeoutMs !== undefined ? { buildTimeoutMs: options.buildTimeoutMs } : {}) }) : undefined
+    // One registry of running builds, by template name: image and step builds share the deadline, and a delete stops either.
+    const buildRuns = createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? defaultBuildTimeoutMs })
+    const imageBuilds = agent.images ? createImageBuildService({ agent, dataDir: options.dataDir, logger, runs: buildRuns, ...(options.defaultEgress ? { defaultEgress: options.defaultEgress } : {}) }) : undefined
     const app = createApp({
       agent,
       sandboxes,
@@ -170,6 +173,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       snapshots,
       pools,
       ...(imageBuilds ? { imageBuilds } : {}),
+      buildRuns,
       metrics,
       logger,
       checkApiKey,

@@ -33,7 +33,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     return c.json(await images().remove(name, c.var.signal))
   })
 
-  const golden = deps.snapshots ? createGoldenService({ agent: deps.agent, sandboxes: deps.sandboxes, snapshots: deps.snapshots, logger: deps.logger }) : undefined
+  const golden = deps.snapshots ? createGoldenService({ agent: deps.agent, sandboxes: deps.sandboxes, snapshots: deps.snapshots, logger: deps.logger, ...(deps.buildRuns ? { runs: deps.buildRuns } : {}) }) : undefined
 
   app.post('/v1/templates/:name/build', async (c) => {
     const name = nameOf(c.req.param('name'))
