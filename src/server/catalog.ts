@@ -43,17 +43,25 @@ export interface SandboxCatalog {
 
 /** Where a fleet's sandboxes run: the agent column of the sandboxes table, kept by the catalog. */
 export interface SandboxPlacement {
-  /** Records the agent a sandbox was placed on. */
+  /**
+   * Records the agent a sandbox was placed on. A sandbox with no row yet (a warm pool's) keeps its
+   * placement in memory until its row is inserted (its hand-over), which then takes it over.
+   */
   place(id: string, agentId: string): void
-  /** The agent a sandbox is placed on; null while it is placed nowhere yet, undefined when there is no such row. */
+  /**
+   * The agent a sandbox is placed on; null while it is placed nowhere yet, undefined when there is
+   * no such row and no placement kept for one to come.
+   */
   agentOf(id: string): string | null | undefined
+  /** Forgets the placement kept for a sandbox with no row (a pooled one destroyed, or whose start failed); a row's goes with the row. */
+  release(id: string): void
   /** The sandboxes placed on an agent, with their states. */
   on(agentId: string): { id: string; state: SandboxState }[]
   /** Per agent: how many sandboxes it holds, and their memory and cpus. */
   loads(): Map<string, { sandboxes: number; memoryMiB: number; cpus: number }>
   /** Marks the running and paused sandboxes on `agentId` (on every agent, when absent) lost; returns their ids. */
   markLost(agentId?: string): string[]
-  /** Deletes every sandbox placed on an agent; returns their ids. */
+  /** Deletes every sandbox placed on an agent (and forgets the pooled ones there); returns the deleted rows' ids. */
   forgetAllOn(agentId: string): string[]
 }
 
@@ -77,8 +85,8 @@ interface Row {
 /** A catalog over an open database; statements are prepared once. */
 export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, disk_mib, labels, env, network, created_at, expires_at, lifecycle)
-     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @disk_mib, @labels, @env, @network, @created_at, @expires_at, @lifecycle)`,
+    `INSERT INTO sandboxes (id, template, runtime, state, memory_mib, cpus, pids_max, disk_mib, labels, env, network, created_at, expires_at, lifecycle, agent_id)
+     VALUES (@id, @template, @runtime, @state, @memory_mib, @cpus, @pids_max, @disk_mib, @labels, @env, @network, @created_at, @expires_at, @lifecycle, @agent_id)`,
   )
   const get = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?')
   const listAll = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY created_at, id')
@@ -99,6 +107,12 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
     for (const listener of listeners) listener(id, state)
   }
   const place = db.prepare('UPDATE sandboxes SET agent_id = ? WHERE id = ?')
+  /**
+   * Placements of sandboxes that have no row yet: a warm pool's, started on an agent before anyone
+   * asked for them. In memory only: a restart destroys pooled sandboxes as orphans anyway. Without
+   * it a hand-over's row was placed nowhere, and every call and command event of it was refused.
+   */
+  const staged = new Map<string, string>()
   const agentOf = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
   const placedOn = db.prepare<[string], { id: string; state: SandboxState }>('SELECT id, state FROM sandboxes WHERE agent_id = ? ORDER BY created_at, id')
   const loads = db.prepare<[], { agent_id: string; n: number; memory: number; cpus: number }>(
@@ -131,7 +145,9 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
         created_at: r.createdAtMs,
         expires_at: r.expiresAtMs,
         lifecycle: r.lifecycle ? JSON.stringify(r.lifecycle) : null,
+        agent_id: staged.get(r.id) ?? null,
       })
+      staged.delete(r.id)
     },
     get(id) {
       const row = get.get(id)
@@ -166,15 +182,21 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
       return new Map(counts.all().map((c) => [c.state, c.n]))
     },
     placement: {
-      place: (id, agentId) => void place.run(agentId, id),
+      place(id, agentId) {
+        if (place.run(agentId, id).changes === 0) staged.set(id, agentId)
+      },
       agentOf: (id) => {
         const row = agentOf.get(id)
-        return row === undefined ? undefined : row.agent_id
+        return row === undefined ? staged.get(id) : row.agent_id
       },
+      release: (id) => void staged.delete(id),
       on: (agentId) => placedOn.all(agentId),
       loads: () => new Map(loads.all().map((l) => [l.agent_id, { sandboxes: l.n, memoryMiB: l.memory, cpus: l.cpus }])),
       markLost: (agentId) => changedAll(agentId === undefined ? lostEverywhere.all() : lostOn.all(agentId), 'lost'),
-      forgetAllOn: (agentId) => changedAll(forgetOn.all(agentId), undefined),
+      forgetAllOn(agentId) {
+        for (const [id, on] of staged) if (on === agentId) staged.delete(id)
+        return changedAll(forgetOn.all(agentId), undefined)
+      },
     },
   }
 }

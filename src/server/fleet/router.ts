@@ -143,9 +143,22 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
         agentId = entry.id
       }
       placement.place(req.id, agentId)
-      return api.create(req, o)
+      try {
+        return await api.create(req, o)
+      } catch (err) {
+        // A pooled sandbox that did not start is no pool's: what its agent still has of it is an orphan.
+        placement.release(req.id)
+        throw err
+      }
     },
-    destroy: (id, o) => at(id).destroy(id, o),
+    async destroy(id, o) {
+      try {
+        await at(id).destroy(id, o)
+      } finally {
+        // A pooled sandbox is destroyed once: should the agent still hold it, it is an orphan its next registration destroys.
+        placement.release(id)
+      }
+    },
     // Each agent's own sandboxes only: an agent that lists one the catalog places on another could
     // have it marked stopped, or a pool's sandbox destroyed as broken. An agent that fails to
     // answer (or answers late) does not fail the others' answers: its sandboxes are listed as the
