@@ -12,7 +12,7 @@ import { createLocalAgent } from './local-agent.js'
 import { isLinkData } from './link-contract.js'
 import { dataHandlers as createDataHandlers, unaryHandlers as createUnaryHandlers } from './link-handlers.js'
 import type { CommandReport, DataIo } from './link-handlers.js'
-import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity } from './remote-link.js'
+import { forgetLinkIdentity, heartbeatHeader, linkTarget, loadLinkIdentity, retryAfterHeader } from './remote-link.js'
 import type { LinkIdentity } from './remote-link.js'
 import { answerUnary, toWire } from './unary-reply.js'
 
@@ -138,13 +138,16 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
   }
 
   /** One connection: register, heartbeats, requests; resolves with why it ended. */
-  const session = async (): Promise<{ reason: string; code?: grpc.status }> => {
+  const session = async (): Promise<{ reason: string; code?: grpc.status; retryAfterMs?: number }> => {
     const call = client.Control(identity.metadata()) as grpc.ClientDuplexStream<AgentMessage, ServerMessage>
     control = call
     let timer: NodeJS.Timeout | undefined
     let beat: (() => Promise<void>) | undefined
-    const ended = new Promise<{ reason: string; code?: grpc.status }>((resolve) => {
-      call.on('error', (err: grpc.ServiceError) => resolve({ reason: err.details || err.message, code: err.code }))
+    const ended = new Promise<{ reason: string; code?: grpc.status; retryAfterMs?: number }>((resolve) => {
+      call.on('error', (err: grpc.ServiceError) => {
+        const retryAfterMs = Number(err.metadata?.get(retryAfterHeader)[0])
+        resolve({ reason: err.details || err.message, code: err.code, ...(Number.isSafeInteger(retryAfterMs) && retryAfterMs > 0 ? { retryAfterMs } : {}) })
+      })
       call.on('end', () => resolve({ reason: 'the server ended the link' }))
       stopping.signal.addEventListener('abort', () => resolve({ reason: 'closing' }), { once: true })
     })
@@ -233,9 +236,10 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
       const startedAt = Date.now()
       let reason: string
       let code: grpc.status | undefined
+      let retryAfterMs: number | undefined
       try {
         log.info({ server: target, agentId: identity.agentId }, 'connecting to the server')
-        ;({ reason, code } = await session())
+        ;({ reason, code, retryAfterMs } = await session())
       } catch (err) {
         reason = (err as Error).message
       }
@@ -260,7 +264,8 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
         }
       }
       if (Date.now() - startedAt > 10_000) backoffMs = firstBackoffMs
-      const waitMs = Math.round(backoffMs * (0.75 + Math.random() * 0.5))
+      // The server refuses a link sooner than it asked for (a flapping agent's), so its word is the least wait.
+      const waitMs = Math.max(retryAfterMs ?? 0, Math.round(backoffMs * (0.75 + Math.random() * 0.5)))
       log.warn({ server: target, reason, retryMs: waitMs }, 'link to the server lost; reconnecting')
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, waitMs)

@@ -78,6 +78,9 @@ export async function forgetLinkIdentity(dir: string): Promise<void> {
 /** Response metadata of Control (named in agent.proto): the heartbeat interval the server wants. */
 export const heartbeatHeader = 'x-sandstorm-heartbeat-ms'
 
+/** Trailing metadata of a Control refused for reconnecting too often (named in agent.proto): how long the server wants the agent to wait. */
+export const retryAfterHeader = 'x-sandstorm-retry-after-ms'
+
 /** The name sent in TLS (an IP address is not a valid server name) and checked in the server's certificate. */
 const tlsChannelOptions: grpc.ChannelOptions = { ...linkChannelOptions, 'grpc.ssl_target_name_override': serverCommonName, 'grpc.default_authority': serverCommonName }
 

@@ -46,8 +46,8 @@ export function hostileAgent(port: number, token: string, agentId: string) {
   const asked: { kind: string; payload: unknown }[] = []
   let answer: HostileAnswer = plainAnswer
   const control = client.Control(metadata()) as grpc.ClientDuplexStream<AgentMessage, ServerMessage>
-  const ended = new Promise<{ code: grpc.status | 'end'; details: string }>((resolve) => {
-    control.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details }))
+  const ended = new Promise<{ code: grpc.status | 'end'; details: string; trailers?: grpc.Metadata }>((resolve) => {
+    control.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details, trailers: err.metadata }))
     control.on('end', () => resolve({ code: 'end', details: '' }))
   })
   control.on('data', (msg: ServerMessage) => {
@@ -64,10 +64,13 @@ export function hostileAgent(port: number, token: string, agentId: string) {
     void control.write({
       register: { agentId, infoJson: JSON.stringify({ hostname: 'hostile', runtimes: ['runc'], cpus: 64, memoryMiB: 1 << 20 }), sandboxesJson: '[]', templatesJson: '[]', labelsJson: '{}', ...fields },
     })
+  /** Resolves once the server accepted the Control stream (it sends its metadata at once). */
+  const accepted = new Promise<void>((resolve) => control.once('metadata', () => resolve()))
   return {
     agentId,
     asked,
     ended,
+    accepted,
     register,
     answerWith: (fn: HostileAnswer) => void (answer = fn),
     send: (msg: AgentMessage) => void control.write(msg),

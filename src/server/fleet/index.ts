@@ -16,11 +16,13 @@ import { loadFleetPki } from './pki.js'
 import { loadRevocations } from './revocations.js'
 import { createFleetRouter } from './router.js'
 import type { SchedulerOptions } from './scheduler.js'
+import type { LinkRateOptions } from './link-rates.js'
 
 export { parseJoinToken, insecureHeaders, serverCommonName } from '../../proto/index.js'
 export { fleetRoutes } from './routes.js'
 export type { CommandLog } from './command-log.js'
 export type { AgentRegistry } from './agent-registry.js'
+export type { LinkRateOptions } from './link-rates.js'
 export { createCommandLog } from './command-log.js'
 export { localAgentView, withCommandLog } from './local-command-log.js'
 
@@ -36,6 +38,8 @@ export interface FleetOptions {
   lostAfterMs?: number
   /** The heartbeat interval agents are told to keep. @default unset: each agent keeps its own --heartbeat-ms (5_000) */
   heartbeatMs?: number
+  /** How often an agent may beat and open a link (heartbeats closer than half of `heartbeatMs` are dropped). @default link-rates.ts's */
+  linkRates?: LinkRateOptions
   scheduler?: SchedulerOptions
   /** How long a call made of every agent (list, templates, usage samples) waits for each one's answer. @default 30_000 */
   answerTimeoutMs?: number
@@ -78,6 +82,7 @@ export async function startFleet(options: FleetOptions & { dataDir: string; db: 
     secret: () => secret,
     pki,
     heartbeatMs: options.heartbeatMs,
+    rates: options.linkRates,
   })
   return {
     agent: createFleetRouter({ registry, db: options.db, catalog: options.catalog, logger: options.logger.child({ component: 'fleet' }), scheduler: options.scheduler, answerTimeoutMs: options.answerTimeoutMs }),

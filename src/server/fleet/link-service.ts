@@ -13,6 +13,8 @@ import type { AgentRegistry } from './agent-registry.js'
 import type { CommandLog } from './command-log.js'
 import { hostnameSchema, loggableHostname, parseCommandEvent, parseHeartbeat, parseRegistration } from './agent-messages.js'
 import { secretMatches } from './join-token.js'
+import { createHeartbeatGate, createReconnectGate } from './link-rates.js'
+import type { LinkRateOptions } from './link-rates.js'
 import type { FleetPki } from './pki.js'
 
 /** Options of startLinkServer. */
@@ -28,6 +30,8 @@ export interface LinkServerOptions {
   pki: FleetPki | null
   /** The heartbeat interval agents are told to keep; unset, each keeps its own. */
   heartbeatMs?: number
+  /** How often an agent may beat and open a link. @default link-rates.ts's */
+  rates?: LinkRateOptions
 }
 
 /** A listening link server. */
@@ -40,8 +44,8 @@ export interface LinkServer {
 /** Streams one connection to the link server may hold open at once. */
 export const maxStreamsPerConnection = 1024
 
-/** Response metadata of Control (agent.proto says so; the agent names it too). */
-const linkHeaders = { heartbeatMs: 'x-sandstorm-heartbeat-ms' } as const
+/** Response metadata of Control, and of its refusal for reconnecting too often (agent.proto says so; the agent names them too). */
+const linkHeaders = { heartbeatMs: 'x-sandstorm-heartbeat-ms', retryAfterMs: 'x-sandstorm-retry-after-ms' } as const
 
 /** An error that ends a call with this status (a server stream sends it when it hears 'error'; destroy() would send nothing). */
 const refuse = (code: grpc.status, message: string): grpc.ServiceError =>
@@ -51,6 +55,7 @@ const refuse = (code: grpc.status, message: string): grpc.ServiceError =>
 export async function startLinkServer(options: LinkServerOptions): Promise<LinkServer> {
   const { registry, commandLog, pki } = options
   const logger = options.logger.child({ component: 'fleet' })
+  const reconnects = createReconnectGate(options.rates)
   const server = new grpc.Server({
     ...linkChannelOptions,
     // Agents ping every 10 s to find a dead link; let them.
@@ -146,6 +151,18 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
     Control(call: grpc.ServerDuplexStream<AgentMessage, ServerMessage>) {
       const agentId = guard(call, 'Control')
       if (!agentId) return
+      // Before anything of the link is read: its registration is parsed whole, written and adopted.
+      const link = reconnects.admit(agentId)
+      if (!link.open) {
+        const message = `agent "${agentId}" reconnects too often: retry after ${link.retryAfterMs} ms`
+        // One line per wait: an agent that ignores it would otherwise fill the log at its own pace.
+        if (link.firstRefusal) logger.warn({ agentId, peer: call.getPeer(), retryAfterMs: link.retryAfterMs }, 'refused a link: the agent reconnects too often')
+        const refusal = refuse(grpc.status.RESOURCE_EXHAUSTED, message)
+        refusal.metadata.set(linkHeaders.retryAfterMs, String(link.retryAfterMs))
+        call.emit('error', refusal)
+        return
+      }
+      const heartbeats = createHeartbeatGate(options.heartbeatMs, options.rates)
       // Sent at once: the agent learns that it was accepted (and the interval, if the server sets one).
       const settings = new grpc.Metadata()
       if (options.heartbeatMs !== undefined) settings.set(linkHeaders.heartbeatMs, String(options.heartbeatMs))
@@ -155,10 +172,12 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
       const end = (reason: string): void => {
         if (ended) return
         ended = true
+        link.closed()
         if (conn) registry.detach(conn, reason)
         if (!call.writableEnded) call.end()
       }
       call.on('data', (msg: AgentMessage) => {
+        if (ended) return
         try {
           if (msg.register) {
             // Checked whole before anything of it is kept: a bad one ends the link, the old entry stays.
@@ -173,7 +192,15 @@ export async function startLinkServer(options: LinkServerOptions): Promise<LinkS
           } else if (!conn) {
             throw new SandstormError('failed_precondition', `expected register first, got ${msg.msg}`)
           } else if (msg.heartbeat) {
-            registry.heartbeat(agentId, parseHeartbeat(msg.heartbeat))
+            const verdict = heartbeats.admit()
+            // A dropped one is not parsed nor written: the agent's next one in time is.
+            if (verdict === 'keep') registry.heartbeat(agentId, parseHeartbeat(msg.heartbeat))
+            else if (verdict === 'end') {
+              const reason = `heartbeats far more often than one per ${heartbeats.minGapMs} ms`
+              logger.warn({ agentId, minGapMs: heartbeats.minGapMs, toldMs: options.heartbeatMs }, 'ended a link: heartbeats far more often than allowed')
+              call.emit('error', refuse(grpc.status.RESOURCE_EXHAUSTED, `${reason}: link ended`))
+              end(reason)
+            }
           } else if (msg.reply) {
             conn.onReply(msg.reply)
           } else if (msg.event?.kind === 'command') {
