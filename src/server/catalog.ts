@@ -53,10 +53,12 @@ export interface SandboxPlacement {
    * no such row and no placement kept for one to come.
    */
   agentOf(id: string): string | null | undefined
+  /** The agents of many sandboxes, in one query: as `agentOf` says for each, ids it would answer undefined for left out. */
+  agentsOf(ids: readonly string[]): Map<string, string | null>
   /** Forgets the placement kept for a sandbox with no row (a pooled one destroyed, or whose start failed); a row's goes with the row. */
   release(id: string): void
-  /** The sandboxes placed on an agent, with their states. */
-  on(agentId: string): { id: string; state: SandboxState }[]
+  /** The sandboxes placed on an agent, with their states, templates and runtimes. */
+  on(agentId: string): { id: string; state: SandboxState; template: string; runtime: string }[]
   /** Per agent: how many sandboxes it holds, and their memory and cpus. */
   loads(): Map<string, { sandboxes: number; memoryMiB: number; cpus: number }>
   /** Marks the running and paused sandboxes on `agentId` (on every agent, when absent) lost; returns their ids. */
@@ -114,7 +116,8 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
    */
   const staged = new Map<string, string>()
   const agentOf = db.prepare<[string], { agent_id: string | null }>('SELECT agent_id FROM sandboxes WHERE id = ?')
-  const placedOn = db.prepare<[string], { id: string; state: SandboxState }>('SELECT id, state FROM sandboxes WHERE agent_id = ? ORDER BY created_at, id')
+  const agentsOf = db.prepare<[string], { id: string; agent_id: string | null }>('SELECT id, agent_id FROM sandboxes WHERE id IN (SELECT value FROM json_each(?))')
+  const placedOn = db.prepare<[string], { id: string; state: SandboxState; template: string; runtime: string }>('SELECT id, state, template, runtime FROM sandboxes WHERE agent_id = ? ORDER BY created_at, id')
   const loads = db.prepare<[], { agent_id: string; n: number; memory: number; cpus: number }>(
     'SELECT agent_id, count(*) AS n, sum(memory_mib) AS memory, sum(cpus) AS cpus FROM sandboxes WHERE agent_id IS NOT NULL GROUP BY agent_id',
   )
@@ -188,6 +191,16 @@ export function createSandboxCatalog(db: CatalogDb): SandboxCatalog {
       agentOf: (id) => {
         const row = agentOf.get(id)
         return row === undefined ? staged.get(id) : row.agent_id
+      },
+      agentsOf(ids) {
+        const found = new Map<string, string | null>()
+        for (const id of ids) {
+          const agentId = staged.get(id)
+          if (agentId !== undefined) found.set(id, agentId)
+        }
+        // A row wins over a kept placement, as in agentOf (insert takes that over anyway).
+        if (ids.length > 0) for (const row of agentsOf.all(JSON.stringify(ids))) found.set(row.id, row.agent_id)
+        return found
       },
       release: (id) => void staged.delete(id),
       on: (agentId) => placedOn.all(agentId),

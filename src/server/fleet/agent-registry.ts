@@ -54,8 +54,11 @@ export interface AgentRegistry {
   remove(agentId: string, options?: { force?: boolean }): void
   /** Has this agent's certificate been revoked. */
   revoked(agentId: string): boolean
-  /** May this agent list or report on this sandbox: the catalog places it there, or knows it no more (gone since, or an orphan); never another agent's. */
-  mayReportOn(agentId: string, sandboxId: string): boolean
+  /**
+   * The sandboxes of `sandboxes` this agent may list or report on, in one query: those the catalog
+   * places there, or knows no more (gone since, or orphans); never another agent's.
+   */
+  mayReportOn<T extends { id: string }>(agentId: string, sandboxes: readonly T[]): T[]
   /** Does the catalog place this sandbox on this agent now: what it reports of its commands is kept only then. */
   holds(agentId: string, sandboxId: string): boolean
   /** The api of a live agent, or `unavailable` saying since when it is lost. */
@@ -109,9 +112,12 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
   }
 
   /** The catalog places the sandbox on this agent, or knows it no more: never another agent's, nor one placed nowhere yet. */
-  const mayReportOn = (agentId: string, sandboxId: string): boolean => {
-    const holder = placement.agentOf(sandboxId)
-    return holder === undefined || holder === agentId
+  const mayReportOn = <T extends { id: string }>(agentId: string, sandboxes: readonly T[]): T[] => {
+    const holders = placement.agentsOf(sandboxes.map((s) => s.id))
+    return sandboxes.filter((s) => {
+      const holder = holders.get(s.id)
+      return holder === undefined || holder === agentId
+    })
   }
 
   const lose = (entry: AgentEntry, reason: string): void => {
@@ -145,8 +151,9 @@ export function createAgentRegistry(options: AgentRegistryOptions): AgentRegistr
         logger.warn({ agentId: entry.id, sandboxId: row.id }, 'sandbox is gone from its agent; removed from the catalog')
       }
     }
+    const known = placement.agentsOf(reported.map((s) => s.id))
     for (const sandbox of reported) {
-      if (placement.agentOf(sandbox.id) !== undefined) continue
+      if (known.has(sandbox.id)) continue
       // A sandbox no catalog row knows: a create that died half-way. Nothing can reach it.
       api.destroy(sandbox.id).then(
         () => logger.warn({ agentId: entry.id, sandboxId: sandbox.id }, 'destroyed an orphan sandbox'),

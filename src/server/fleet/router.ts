@@ -39,12 +39,9 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     if (!agentId) throw new SandstormError('not_found', `sandbox "${sandboxId}" not found`)
     return agentId
   }
-  /** The sandboxes the catalog places on an agent, running or paused as it last knew them. */
+  /** The sandboxes the catalog places on an agent, running or paused as it last knew them (one query, not one per sandbox). */
   const lastKnownOn = (agentId: string): AgentSandbox[] =>
-    placement.on(agentId).flatMap(({ id, state }) => {
-      const record = state === 'running' || state === 'paused' ? catalog.get(id) : undefined
-      return record ? [{ id, template: record.template, runtime: record.runtime, status: state as 'running' | 'paused' }] : []
-    })
+    placement.on(agentId).flatMap(({ id, state, template, runtime }) => (state === 'running' || state === 'paused' ? [{ id, template, runtime, status: state }] : []))
   const at = (sandboxId: string): AgentApi => registry.live(agentIdOf(sandboxId), `sandbox "${sandboxId}"`)
   const liveEntries = (): LiveAgent[] => registry.list().flatMap((e) => (e.state === 'live' && e.api ? [{ id: e.id, api: e.api }] : []))
   /** Each live agent's templates; one that fails, is late or answers out of the contract has none. */
@@ -166,7 +163,7 @@ export function createFleetRouter(options: FleetRouterOptions): AgentApi {
     // of every other agent's sandboxes go on.
     async list(o) {
       const answers = await askEach(liveEntries(), (a, call) => a.api.list(call), { what: 'list (its sandboxes are taken as the catalog last knew them)', timeoutMs: answerTimeoutMs, logger }, o)
-      return answers.flatMap(({ agent, answer }) => (answer ? answer.filter((s) => registry.mayReportOn(agent.id, s.id)) : lastKnownOn(agent.id)))
+      return answers.flatMap(({ agent, answer }) => (answer ? registry.mayReportOn(agent.id, answer) : lastKnownOn(agent.id)))
     },
     pause: (id, o) => at(id).pause(id, o),
     stats: (id, o) => at(id).stats(id, o),
