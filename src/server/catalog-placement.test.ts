@@ -33,7 +33,7 @@ describe('sandbox placement', () => {
     assert.deepEqual(placement.on('agent-one'), [])
     catalog.insert(record('sb-pooled'))
     assert.equal(placement.agentOf('sb-pooled'), 'agent-one')
-    assert.deepEqual(placement.on('agent-one'), [{ id: 'sb-pooled', state: 'running' }])
+    assert.deepEqual(placement.on('agent-one'), [{ id: 'sb-pooled', state: 'running', template: 'debian', runtime: 'runc' }])
     assert.deepEqual(placement.loads().get('agent-one'), { sandboxes: 1, memoryMiB: 512, cpus: 1 })
     // The row owns it now: releasing a kept placement leaves a row's alone.
     placement.release('sb-pooled')
