@@ -1,6 +1,7 @@
 /*
  * A command's process tree, found by parent links in the sandbox's /proc: every process that
- * descends from the command's keeper, daemons that left its session included.
+ * descends from the command's keeper, daemons that left its session included. And what no live
+ * keeper holds: the processes that a killed keeper left to the init, and their descendants.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -58,9 +59,18 @@ static struct link *links(size_t *count) {
   return all;
 }
 
+static int by_int_pid(const void *a, const void *b) {
+  return *(const pid_t *)a - *(const pid_t *)b;
+}
+
+static struct link *link_of(struct link *all, size_t count, pid_t pid) {
+  struct link key = {pid, 0};
+  return bsearch(&key, all, count, sizeof *all, by_pid);
+}
+
 static int descends(struct link *all, size_t count, pid_t pid, pid_t ancestor) {
   for (int depth = 0; depth < 4096; depth++) {
-    struct link key = {pid, 0}, *l = bsearch(&key, all, count, sizeof *all, by_pid);
+    struct link *l = link_of(all, count, pid);
     if (!l || l->parent <= 1) return 0;
     if (l->parent == ancestor) return 1;
     pid = l->parent;
@@ -75,6 +85,30 @@ int signal_descendants(pid_t ancestor, int sig) {
   if (!all) return -1;
   for (size_t i = 0; i < count; i++)
     if (descends(all, count, all[i].pid, ancestor)) kill(all[i].pid, sig), found++;
+  free(all);
+  return found;
+}
+
+/* The child of the init that `pid` descends from (itself, if it is one), or 0 when unknown. */
+static pid_t top_of(struct link *all, size_t count, pid_t pid) {
+  for (int depth = 0; depth < 4096; depth++) {
+    struct link *l = link_of(all, count, pid);
+    if (!l || l->parent < 1) return 0;
+    if (l->parent == 1) return pid;
+    pid = l->parent;
+  }
+  return 0;
+}
+
+int signal_orphans(const pid_t *keepers, size_t keeper_count, int sig) {
+  size_t count = 0;
+  int found = 0;
+  struct link *all = links(&count);
+  if (!all) return -1;
+  for (size_t i = 0; i < count; i++) {
+    pid_t top = top_of(all, count, all[i].pid);
+    if (top && !bsearch(&top, keepers, keeper_count, sizeof *keepers, by_int_pid)) kill(all[i].pid, sig), found++;
+  }
   free(all);
   return found;
 }

@@ -11,6 +11,22 @@
  * links in the sandbox's /proc. No process is moved between cgroups on the way: a cgroup v1 move
  * waits for an RCU grace period, 10-25 ms after an idle spell.
  *
+ * Root in the sandbox may kill a keeper: what it kept then goes to the init, out of every tree.
+ * The init kills it: every process that no live keeper holds (a child of the init that is no
+ * keeper, and all it started) is what a killed keeper left, since the init forks nothing else and
+ * a keeper that exits by itself has no child left. A command whose keeper died before it ended is
+ * reported killed with it (EXIT 137, reason 2), once nothing it left runs. Which command an orphan
+ * came from needs no answer (two keepers killed at once leave their orphans mixed): all are killed.
+ * A keeper the sandbox stopped is killed the same way once a kill of its tree has waited
+ * KILL_WAIT_MS for it. (A cgroup per command would hold a tree without a keeper, but each keeper
+ * would have to be moved into its own: 0.3-44 ms a move on a v1 or v2 hierarchy, measured; and
+ * clone3's CLONE_INTO_CGROUP, which needs no move, is refused by the sandbox's filter.)
+ *
+ * A keeper reports that its command started (or why not) in microseconds, but root in the sandbox
+ * may stop it first. The init waits for that report as for any other event, so the sandbox's other
+ * commands go on meanwhile; one that has not come after VERDICT_WAIT_MS fails the start (FAILED,
+ * reason F_SILENT) and the keeper is killed with all it started.
+ *
  * The agent owns the trust: everything said on fd 3 comes from inside the sandbox and is read as
  * untrusted data. This process only spares the sandbox's own code a slower path to the same place.
  *
@@ -30,9 +46,10 @@
  * signal), STDIN (bytes), STDIN_CLOSE, PAUSE and RESUME (of output), RESIZE (u16 cols, u16 rows
  * of a command's terminal: the kernel sends SIGWINCH to its foreground process group), RESET
  * (every other process of the sandbox is killed and reaped: the agent's restore comes next).
- * From it: STARTED (u32 pid), FAILED (text), STDOUT and STDERR (bytes), ACK (u32 stdin bytes
- * taken), EXIT (u32 status; then u8 1 for a command that a RESET ended), STDIN_GONE, READY (id 0,
- * u32 instructions of the seccomp filter), RESET (u32 processes left: 0 once none is).
+ * From it: STARTED (u32 pid), FAILED (u8 reason F_*, u32 errno, then text for people), STDOUT and
+ * STDERR (bytes), ACK (u32 stdin bytes taken), EXIT (u32 status; then u8 1 for a command that a
+ * RESET ended, 2 for one killed with its keeper), STDIN_GONE, READY (id 0, u32 instructions of
+ * the seccomp filter), RESET (u32 processes left: 0 once none is).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,6 +77,12 @@
 
 enum { H_EXEC = 1, H_KILL = 2, H_STDIN = 3, H_STDIN_CLOSE = 4, H_PAUSE = 5, H_RESUME = 6, H_EXEC_PTY = 7, H_RESIZE = 8, H_RESET = 9 };
 enum { I_STARTED = 1, I_FAILED = 2, I_STDOUT = 3, I_STDERR = 4, I_ACK = 5, I_EXIT = 6, I_STDIN_GONE = 7, I_READY = 8, I_RESET = 9 };
+/* Why a command did not start (FAILED's first byte). F_SILENT: its keeper never reported (stopped
+ * by the sandbox); F_LOST: its keeper died before it reported. */
+enum { F_REQUEST = 1, F_TERMINAL_SIZE = 2, F_TERMINAL = 3, F_PIPE = 4, F_FORK = 5, F_CWD = 6, F_USER = 7, F_SILENT = 8, F_LOST = 9 };
+static const char *const failure_names[] = {"", "start", "terminal size", "terminal", "pipe", "fork", "cwd", "user", "start", "start"};
+/* Why a command ended, beyond its status (EXIT's byte after it). */
+enum { E_RESET = 1, E_KEEPER_KILLED = 2 };
 
 #define CTL 3
 #define FILTER_FD 4             /* the sandbox's seccomp program, compiled by the agent (read to its end, then closed) */
@@ -86,8 +109,10 @@ struct proc {
   pid_t keeper, pid;
   int status_fd, in_fd, out_fd, err_fd;
   int term_fd; /* the master of its terminal, kept for resizes while the command runs; -1 when none */
+  int ready_fd; /* where its keeper reports that the command started; -1 once it did (or failed) */
+  long long start_by; /* when a keeper that has not reported is given up on */
   struct buf in;
-  int in_close_pending, paused, exited, reported, status, keeper_gone;
+  int in_close_pending, paused, exited, reported, status, keeper_gone, keeper_killed;
   long long killed_at; /* when a SIGKILL of its tree was asked for; 0 when none */
   long long rekill_at, rekill_gap; /* when to kill what is left of a killed tree again, and the spell after */
   long long exited_at;
@@ -98,6 +123,9 @@ static struct buf to_host, from_host;
 static int ctl_open;
 static int listener = -1; /* where a restarted agent hands over a new channel */
 static uint32_t filter_length; /* instructions of the seccomp filter this process loaded */
+static int orphans; /* processes no live keeper holds, at the last sweep (see sweep) */
+static int sweep_now; /* a child of the init died that may have left orphans */
+static long long sweep_at, sweep_gap; /* when to sweep again while orphans are left, and the spell after */
 
 
 static long long now_ms(void) {
@@ -160,6 +188,15 @@ static void send_u32(int type, uint32_t id, uint32_t value) {
   send_frame(type, id, v, 4);
 }
 
+/* EXIT: the command's status, and why it ended where that is more than the status says (E_*; 0: no more). */
+static void send_exit(struct proc *c, int reason) {
+  char v[5];
+  put_u32(v, (uint32_t)c->status);
+  v[4] = (char)reason;
+  send_frame(I_EXIT, c->id, v, reason ? 5 : 4);
+  c->reported = 1;
+}
+
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
@@ -171,10 +208,13 @@ static struct proc *find(uint32_t id) {
   return NULL;
 }
 
-static void failed(uint32_t id, const char *what, int err) {
+static void failed(uint32_t id, int reason, int err) {
   char text[256];
-  int n = snprintf(text, sizeof text, "%s: %s", what, strerror(err));
-  send_frame(I_FAILED, id, text, (size_t)n);
+  text[0] = (char)reason;
+  put_u32(text + 1, (uint32_t)err);
+  int n = reason == F_SILENT ? snprintf(text + 5, sizeof text - 5, "start: the keeper did not report within %d ms", VERDICT_WAIT_MS)
+                             : snprintf(text + 5, sizeof text - 5, "%s: %s", failure_names[reason], strerror(err));
+  send_frame(I_FAILED, id, text, 5 + (size_t)n);
 }
 
 /*
@@ -353,17 +393,17 @@ static void kill_tree(struct proc *c, int sig);
  * With `term`, its stdin, stdout and stderr are a new terminal of that size instead of pipes.
  */
 static void start(uint32_t id, const char *p, size_t n, const struct winsize *term) {
-  if (n < 16 || id == 0) return failed(id, "start", EINVAL);
+  if (n < 16 || id == 0) return failed(id, F_REQUEST, EINVAL);
   uint32_t uid = get_u32(p), gid = get_u32(p + 4), argc = get_u32(p + 8), envc = get_u32(p + 12);
-  if (argc == 0 || argc > 65536 || envc > 65536) return failed(id, "start", EINVAL);
+  if (argc == 0 || argc > 65536 || envc > 65536) return failed(id, F_REQUEST, EINVAL);
   char **strings = calloc(argc + envc + 3, sizeof(char *));
-  if (!strings) return failed(id, "start", ENOMEM);
+  if (!strings) return failed(id, F_REQUEST, ENOMEM);
   const char *at = p + 16, *end = p + n;
   for (uint32_t i = 0; i < 1 + argc + envc; i++) {
     const char *nul = memchr(at, 0, (size_t)(end - at));
     if (!nul) {
       free(strings);
-      return failed(id, "start", EINVAL);
+      return failed(id, F_REQUEST, EINVAL);
     }
     strings[i + (i > argc ? 1 : 0)] = (char *)at;
     at = nul + 1;
@@ -378,7 +418,7 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     if (!procs[i].used) slot = &procs[i];
   if (!slot || find(id)) {
     free(strings);
-    return failed(id, "start", slot ? EEXIST : EAGAIN);
+    return failed(id, F_REQUEST, slot ? EEXIST : EAGAIN);
   }
   int in[2], out[2], err[2] = {-1, -1}, status[2], ready[2], term_fd = -1;
   if (term) {
@@ -394,7 +434,7 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     }
     if (e) {
       free(strings);
-      return failed(id, "terminal", e);
+      return failed(id, F_TERMINAL, e);
     }
     in[0] = out[1] = err[1] = slave;
     in[1] = input;
@@ -408,7 +448,7 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     while (i-- > 0) close(pipes[i][0]), close(pipes[i][1]);
     if (term) close(in[0]), close(in[1]), close(out[0]), close(term_fd);
     free(strings);
-    return failed(id, "pipe", e);
+    return failed(id, F_PIPE, e);
   }
   pid_t keeper = fork();
   if (keeper == 0) {
@@ -431,46 +471,51 @@ static void start(uint32_t id, const char *p, size_t n, const struct winsize *te
     close(in[1]), close(out[0]), close(status[0]), close(ready[0]);
     if (err[0] >= 0) close(err[0]);
     if (term_fd >= 0) close(term_fd);
-    return failed(id, "fork", e);
+    return failed(id, F_FORK, e);
   }
-  /* Root in the sandbox may stop the keeper (SIGSTOP, its uid) before it reports: the wait is
-   * bounded, and a keeper that never reports is killed with all it started. Until then this init
-   * serves nothing else. */
-  char verdict[9] = {0};
-  ssize_t got = -1;
-  struct pollfd report = {.fd = ready[0], .events = POLLIN};
-  long long until = now_ms() + VERDICT_WAIT_MS;
-  int ready_now;
-  do ready_now = poll(&report, 1, (int)(until - now_ms() > 0 ? until - now_ms() : 0));
-  while (ready_now < 0 && errno == EINTR);
-  if (ready_now > 0) {
-    do got = read(ready[0], verdict, sizeof verdict);
-    while (got < 0 && errno == EINTR);
-  }
-  close(ready[0]);
-  *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0], .term_fd = term_fd};
-  if (ready_now == 0) {
-    slot->killed_at = now_ms();
-    slot->rekill_gap = 5;
-    slot->rekill_at = slot->killed_at + slot->rekill_gap;
-    kill_tree(slot, SIGKILL);
-    kill(keeper, SIGKILL);
-  }
+  /* Its report is waited for in the main loop, bounded (root in the sandbox may stop the keeper
+   * before it reports): see read_verdict and give_up_starts. */
+  *slot = (struct proc){.used = 1, .id = id, .keeper = keeper, .status_fd = status[0], .in_fd = in[1], .out_fd = out[0], .err_fd = err[0], .term_fd = term_fd, .ready_fd = ready[0], .start_by = now_ms() + VERDICT_WAIT_MS};
   fcntl(in[1], F_SETFL, O_NONBLOCK);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   if (err[0] >= 0) fcntl(err[0], F_SETFL, O_NONBLOCK);
   fcntl(status[0], F_SETFL, O_NONBLOCK);
-  if (got != sizeof verdict || verdict[0] != 'R') {
-    /* The keeper exits by itself; it is reaped and dropped. */
-    slot->reported = 1;
-    close_fd(&slot->in_fd);
-    close_fd(&slot->status_fd);
-    close_fd(&slot->term_fd);
-    const char *what = got != sizeof verdict ? "start" : verdict[0] == 'C' ? "cwd" : verdict[0] == 'U' ? "user" : verdict[0] == 'T' ? "terminal" : "fork";
-    return failed(id, what, got == sizeof verdict ? (int)get_u32(verdict + 5) : ready_now == 0 ? ETIMEDOUT : EIO);
+  fcntl(ready[0], F_SETFL, O_NONBLOCK);
+}
+
+/* A command that did not start: the failure is told (unless its agent is gone), and its keeper
+ * exits by itself or was killed; it is reaped and dropped. */
+static void start_failed(struct proc *c, int reason, int err) {
+  close_fd(&c->ready_fd);
+  if (!c->reported) failed(c->id, reason, err);
+  c->reported = 1;
+  close_fd(&c->in_fd);
+  close_fd(&c->status_fd);
+  close_fd(&c->term_fd);
+}
+
+/* The keeper's report (9 bytes, one write): 'R' and the command's pid, or what failed and errno. */
+static void read_verdict(struct proc *c) {
+  char verdict[9];
+  ssize_t got = read(c->ready_fd, verdict, sizeof verdict);
+  if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (got != sizeof verdict) return start_failed(c, F_LOST, EIO);
+  int err = (int)get_u32(verdict + 5);
+  switch (verdict[0]) {
+  case 'R':
+    close_fd(&c->ready_fd);
+    c->pid = (pid_t)get_u32(verdict + 1);
+    if (!c->reported) send_u32(I_STARTED, c->id, (uint32_t)c->pid);
+    return;
+  case 'C':
+    return start_failed(c, F_CWD, err);
+  case 'U':
+    return start_failed(c, F_USER, err);
+  case 'T':
+    return start_failed(c, F_TERMINAL, err);
+  default:
+    return start_failed(c, F_FORK, err);
   }
-  slot->pid = (pid_t)get_u32(verdict + 1);
-  send_u32(I_STARTED, id, (uint32_t)slot->pid);
 }
 
 /*
@@ -486,6 +531,44 @@ static void kill_tree(struct proc *c, int sig) {
 
 static void command_ended(struct proc *c, int status);
 
+static void mark_killed(struct proc *c) {
+  if (c->killed_at) return;
+  c->killed_at = now_ms();
+  c->rekill_gap = 5;
+  c->rekill_at = c->killed_at + c->rekill_gap;
+}
+
+/* A keeper that has not reported in time is killed with all it started. */
+static void give_up_starts(long long now) {
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used || c->ready_fd < 0 || now < c->start_by) continue;
+    start_failed(c, F_SILENT, ETIMEDOUT);
+    mark_killed(c);
+    kill_tree(c, SIGKILL);
+    kill(c->keeper, SIGKILL);
+  }
+}
+
+/*
+ * Waits for the report of every command still starting, as the init did when it waited for each in
+ * turn: a command asked for before a reset has started once the reset kills it, so that it ends
+ * with the reset as every other (its agent is told so), and does not fail. A keeper the sandbox
+ * stopped is continued; one that does not report by its bound fails as in the main loop.
+ */
+static void await_starts(void) {
+  for (int i = 0; i < MAX_PROCS; i++) {
+    struct proc *c = &procs[i];
+    if (!c->used || c->ready_fd < 0) continue;
+    kill(c->keeper, SIGCONT);
+    for (long long now = now_ms(); c->ready_fd >= 0 && now < c->start_by; now = now_ms()) {
+      struct pollfd report = {.fd = c->ready_fd, .events = POLLIN};
+      if (poll(&report, 1, (int)(c->start_by - now)) > 0) read_verdict(c);
+    }
+    if (c->ready_fd >= 0) start_failed(c, F_SILENT, ETIMEDOUT);
+  }
+}
+
 /*
  * Before a restore: every process of the sandbox but this one is killed (kill -1 from PID 1 reaches
  * them all, and a fork racing it fails) and reaped, and every command still known is reported
@@ -493,6 +576,7 @@ static void command_ended(struct proc *c, int status);
  * still there when the wait gave up (a process stuck in the kernel): 0 when none is left.
  */
 static void reset(uint32_t id) {
+  await_starts();
   long long until = now_ms() + KILL_WAIT_MS;
   int left = 1;
   kill(-1, SIGKILL);
@@ -516,18 +600,17 @@ static void reset(uint32_t id) {
     struct proc *c = &procs[i];
     if (!c->used) continue;
     command_ended(c, 128 + SIGKILL);
-    if (!c->reported) {
-      char v[5];
-      put_u32(v, (uint32_t)c->status);
-      v[4] = 1;
-      send_frame(I_EXIT, c->id, v, 5);
-    }
+    if (!c->reported) send_exit(c, E_RESET);
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     close_fd(&c->status_fd);
+    close_fd(&c->ready_fd);
     memset(c, 0, sizeof *c);
-    c->out_fd = c->err_fd = c->in_fd = c->status_fd = c->term_fd = -1;
+    c->out_fd = c->err_fd = c->in_fd = c->status_fd = c->term_fd = c->ready_fd = -1;
   }
+  /* What was left (stuck in the kernel) is swept on. */
+  orphans = left;
+  sweep_now = left;
   send_u32(I_RESET, id, (uint32_t)left);
 }
 
@@ -535,9 +618,9 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   if (type == H_EXEC) return start(id, p, n, NULL);
   if (type == H_RESET) return reset(id);
   if (type == H_EXEC_PTY) {
-    if (n < 4) return failed(id, "start", EINVAL);
+    if (n < 4) return failed(id, F_REQUEST, EINVAL);
     struct winsize size = {.ws_col = get_u16(p), .ws_row = get_u16(p + 2)};
-    if (!size.ws_col || !size.ws_row) return failed(id, "terminal size", EINVAL);
+    if (!size.ws_col || !size.ws_row) return failed(id, F_TERMINAL_SIZE, EINVAL);
     return start(id, p + 4, n - 4, &size);
   }
   struct proc *c = find(id);
@@ -546,11 +629,7 @@ static void handle(int type, uint32_t id, const char *p, size_t n) {
   switch (type) {
   case H_KILL:
     if (n >= 4 && !c->keeper_gone && get_u32(p) >= 1 && get_u32(p) <= 64) {
-      if (get_u32(p) == SIGKILL && !c->killed_at) {
-        c->killed_at = now_ms();
-        c->rekill_gap = 5;
-        c->rekill_at = c->killed_at + c->rekill_gap;
-      }
+      if (get_u32(p) == SIGKILL) mark_killed(c);
       kill_tree(c, (int)get_u32(p));
     }
     break;
@@ -705,16 +784,52 @@ static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    /* A child that is no keeper is an orphan: its own children came to the init too. A keeper
+     * killed may have left some; one that exited by itself had no child left. */
+    int keeper = 0;
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *c = &procs[i];
       if (!c->used || c->keeper != pid) continue;
+      keeper = 1;
       c->keeper_gone = 1;
-      /* A status it wrote before it went is still in the pipe. */
+      /* A report or a status it wrote before it went is still in its pipe. */
+      if (c->ready_fd >= 0) read_verdict(c);
+      if (c->ready_fd >= 0) start_failed(c, F_LOST, EIO);
       if (c->status_fd >= 0) read_status(c);
       close_fd(&c->status_fd);
-      command_ended(c, WIFEXITED(status) ? 255 : 128 + WTERMSIG(status));
+      if (!c->exited && !c->killed_at && WIFSIGNALED(status)) {
+        /* Killed (by the sandbox) before its command ended: the command and all it started are
+         * killed with it. */
+        c->keeper_killed = 1;
+        mark_killed(c);
+      }
+      command_ended(c, c->keeper_killed || c->killed_at ? 128 + SIGKILL : WIFEXITED(status) ? 255 : 128 + WTERMSIG(status));
     }
+    if (!keeper || WIFSIGNALED(status)) sweep_now = 1;
   }
+}
+
+/*
+ * Kills what no live keeper holds (see the top of this file), again and again while some is left:
+ * a pass cannot tell a process that is dying from one just forked. Nothing else of the sandbox
+ * waits on it but the report of a command killed with its keeper.
+ */
+static void sweep(long long now) {
+  if (!sweep_now && (!orphans || now < sweep_at)) return;
+  pid_t keepers[MAX_PROCS];
+  size_t n = 0;
+  for (int i = 0; i < MAX_PROCS; i++)
+    if (procs[i].used && !procs[i].keeper_gone) keepers[n++] = procs[i].keeper;
+  qsort(keepers, n, sizeof *keepers, by_int);
+  int found = 0;
+  for (int pass = 0; pass < KILL_PASSES; pass++)
+    if ((found = signal_orphans(keepers, n, SIGKILL)) <= 0) break;
+  if (sweep_now || !orphans) sweep_gap = 5;
+  else sweep_gap = sweep_gap * 2 > REKILL_MAX_MS ? REKILL_MAX_MS : sweep_gap * 2;
+  sweep_at = now + sweep_gap;
+  /* An unreadable /proc counts as one left: it is read again. */
+  orphans = found < 0 ? 1 : found;
+  sweep_now = 0;
 }
 
 /* A command is over once it exited and its pipes closed, or a grace after it exited. */
@@ -723,27 +838,30 @@ static void settle(long long now) {
     struct proc *c = &procs[i];
     if (!c->used || !c->exited) continue;
     int drained = c->out_fd < 0 && c->err_fd < 0;
-    /* A killed tree is over once its keeper reaped the last of it: until then its dying
-     * processes still count against the sandbox's pids limit, and the next command's fork
-     * would be refused. */
-    int over = c->killed_at ? c->keeper_gone || now - c->killed_at >= KILL_WAIT_MS : drained || now - c->exited_at >= ORPHAN_GRACE_MS;
+    /* A killed tree is over once its keeper reaped the last of it (or, killed itself, left nothing
+     * to the init): until then its dying processes still count against the sandbox's pids limit,
+     * and the next command's fork would be refused. */
+    int over = c->killed_at ? (c->keeper_gone && !orphans) || now - c->killed_at >= KILL_WAIT_MS : drained || now - c->exited_at >= ORPHAN_GRACE_MS;
     /* A killed command's exit never waits for its output to be taken. */
-    if (!c->reported && over && (drained || drain_before_exit(c) || c->killed_at)) {
-      send_u32(I_EXIT, c->id, (uint32_t)c->status);
-      c->reported = 1;
-    }
+    if (!c->reported && over && (drained || drain_before_exit(c) || c->killed_at)) send_exit(c, c->keeper_killed ? E_KEEPER_KILLED : 0);
     /* Children left holding the pipes are read on (and unheard) until they close them; the
      * keeper stays known until it is reaped, so that its pid is never taken for another's. */
     if (c->reported && drained && c->keeper_gone) c->used = 0;
   }
 }
 
-/* What is left of a killed tree is killed again, more and more seldom, until its keeper is gone. */
+/*
+ * What is left of a killed tree is killed again, more and more seldom, until its keeper is gone.
+ * A keeper that has not reaped its tree by the end of the wait is killed too: the sandbox stopped
+ * it (it would never report the command's end), or it waits on a process stuck in the kernel. What
+ * it leaves is the init's to kill (see sweep).
+ */
 static void rekill(long long now) {
   for (int i = 0; i < MAX_PROCS; i++) {
     struct proc *c = &procs[i];
     if (!c->used || !c->killed_at || c->keeper_gone || now < c->rekill_at) continue;
     kill_tree(c, SIGKILL);
+    if (now - c->killed_at >= KILL_WAIT_MS) kill(c->keeper, SIGKILL);
     c->rekill_gap = c->rekill_gap * 2 > REKILL_MAX_MS ? REKILL_MAX_MS : c->rekill_gap * 2;
     c->rekill_at = now + c->rekill_gap;
   }
@@ -799,9 +917,19 @@ int main(int argc, char **argv) {
     if (listener >= 0) listen_at = n, fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
     if (ctl_open) ctl_at = n, fds[n++] = (struct pollfd){.fd = CTL, .events = POLLIN | (to_host.len ? POLLOUT : 0)};
     int reading = to_host.len < OUT_HIGH;
+    if (orphans) timeout = (int)(sweep_at > now ? sweep_at - now : 0);
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *c = &procs[i];
       if (!c->used) continue;
+      if (c->ready_fd >= 0) {
+        /* Nothing else of a command is read before its start is told. */
+        owner[n].c = c;
+        owner[n].which = 4;
+        fds[n++] = (struct pollfd){.fd = c->ready_fd, .events = POLLIN};
+        long long left = c->start_by > now ? c->start_by - now : 0;
+        if (timeout < 0 || left < timeout) timeout = (int)left;
+        continue;
+      }
       int *fdp[4] = {&c->out_fd, &c->err_fd, &c->in_fd, &c->status_fd};
       for (int w = 0; w < 4; w++) {
         if (*fdp[w] < 0) continue;
@@ -841,10 +969,13 @@ int main(int argc, char **argv) {
         else if (owner[k].which == 1 && c->err_fd == fds[k].fd) read_output(c, &c->err_fd, I_STDERR);
         else if (owner[k].which == 2 && c->in_fd == fds[k].fd) write_stdin(c);
         else if (owner[k].which == 3 && c->status_fd == fds[k].fd) read_status(c);
+        else if (owner[k].which == 4 && c->ready_fd == fds[k].fd) read_verdict(c);
       }
     }
     reap();
+    give_up_starts(now_ms());
     rekill(now_ms());
+    sweep(now_ms());
     settle(now_ms());
     flush_host();
   }

@@ -5,6 +5,33 @@ const toInit = { exec: 1, kill: 2, stdin: 3, stdinClose: 4, pause: 5, resume: 6,
 /** Frame types from it. */
 const fromInit = { started: 1, failed: 2, stdout: 3, stderr: 4, ack: 5, exit: 6, stdinGone: 7, ready: 8, reset: 9 } as const
 
+/** Why the init could not start a command: FAILED's first byte (F_* in native/sandbox-init.c). */
+const startFailureReasons = ['request', 'terminalSize', 'terminal', 'pipe', 'fork', 'cwd', 'user', 'silent', 'lost'] as const
+/** Why EXIT's command ended, beyond its status: the byte after it (E_* in native/sandbox-init.c). */
+const exitCauses = { reset: 1, keeperKilled: 2 } as const
+
+/**
+ * Why a command did not start. `silent`: its keeper never reported that it started (something in
+ * the sandbox stopped it); the init killed it with all it started. `lost`: its keeper died before
+ * it reported. `closed`: the channel to the init was not open. `unknown`: an init that gave no
+ * reason (one older than the reasons), with its text alone.
+ */
+export type StartFailureReason = (typeof startFailureReasons)[number] | 'closed' | 'unknown'
+
+/** A command the init could not start: why, the errno it met (0: none), and a text for people. */
+export interface StartFailure {
+  reason: StartFailureReason
+  errno: number
+  text: string
+}
+
+/**
+ * Why a command ended, where its status does not say it all: a `reset` (given `tag`, a restore's
+ * snapshot id) killed it, or its keeper was killed (by something in the sandbox), and the init
+ * killed the command and all it started with it.
+ */
+export type ExitCause = { kind: 'reset'; tag: string } | { kind: 'keeperKilled' }
+
 /** Frames larger than this end the channel: the init never sends them (it reads 64 KiB at a time). */
 const maxFrame = 1 << 20
 /** Each frame: u32 length of what follows, u8 type, u32 command id. */
@@ -24,18 +51,15 @@ export interface InitRequest {
 /** What the init says of one command, in this order: started or failed, output, exit. */
 export interface CommandEvents {
   started(pid: number): void
-  failed(reason: string): void
+  failed(failure: StartFailure): void
   stdout(data: Buffer): void
   stderr(data: Buffer): void
   /** The init wrote this many bytes of stdin into the command's pipe. */
   ack(bytes: number): void
   /** The command's stdin is closed: it exited, or closed it itself. */
   stdinGone(): void
-  /**
-   * The command ended (128 + n when signal n killed it); also when the channel is lost (137).
-   * `resetBy`: the init killed it for a `reset`, which was given this tag (a restore: the snapshot's id).
-   */
-  exit(status: number, resetBy?: string): void
+  /** The command ended (128 + n when signal n killed it); also when the channel is lost (137). */
+  exit(status: number, cause?: ExitCause): void
 }
 
 /** The agent's end of the socket it handed the sandbox's init at `runc run`. */
@@ -123,7 +147,7 @@ export function createInitChannel(socket: Socket): InitChannel {
         return events.started(payload.readUInt32LE(0))
       case fromInit.failed:
         forget(id)
-        return events.failed(payload.toString('utf8'))
+        return events.failed(startFailure(payload))
       case fromInit.stdout:
         return events.stdout(Buffer.from(payload))
       case fromInit.stderr:
@@ -134,8 +158,14 @@ export function createInitChannel(socket: Socket): InitChannel {
         return events.stdinGone()
       case fromInit.exit:
         forget(id)
-        return events.exit(payload.readUInt32LE(0), payload.length >= 5 && payload[4] === 1 ? resetTag : undefined)
+        return events.exit(payload.readUInt32LE(0), exitCause(payload[4]))
     }
+  }
+
+  function exitCause(byte: number | undefined): ExitCause | undefined {
+    if (byte === exitCauses.reset) return { kind: 'reset', tag: resetTag }
+    if (byte === exitCauses.keeperKilled) return { kind: 'keeperKilled' }
+    return undefined
   }
 
   /** The init died with its sandbox, or spoke out of turn: every command still open ends. */
@@ -180,7 +210,7 @@ export function createInitChannel(socket: Socket): InitChannel {
       commands.set(id, events)
       holdLoop()
       send(request.pty ? toInit.execPty : toInit.exec, id, Buffer.concat([...size, numbers, ...strings]))
-      if (!open) queueMicrotask(() => (forget(id), events.failed('the sandbox is not running')))
+      if (!open) queueMicrotask(() => (forget(id), events.failed({ reason: 'closed', errno: 0, text: 'the sandbox is not running' })))
       return id
     },
     kill(id, signal) {
@@ -206,6 +236,13 @@ export function createInitChannel(socket: Socket): InitChannel {
     },
     close: lose,
   }
+}
+
+/** FAILED's payload: u8 reason, u32 errno, text. An init older than the reasons sent text alone (it starts with a letter, never a reason's byte). */
+function startFailure(payload: Buffer): StartFailure {
+  const reason = payload.length >= 5 ? startFailureReasons[payload[0]! - 1] : undefined
+  if (!reason) return { reason: 'unknown', errno: 0, text: payload.toString('utf8') }
+  return { reason, errno: payload.readUInt32LE(1), text: payload.subarray(5).toString('utf8') }
 }
 
 /** A terminal size as the init reads it: u16 cols, u16 rows. */

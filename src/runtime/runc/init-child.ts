@@ -6,7 +6,7 @@ import type { RuntimeProcess, TerminalSize } from '../backend.js'
 import { checkTerminalSize } from '../terminal-size.js'
 import { maxSandboxTerminals } from './oci-spec.js'
 import { oomKillCountNow } from './cgroups.js'
-import { requestFits, type InitChannel } from './init-channel.js'
+import { requestFits, type ExitCause, type InitChannel, type StartFailure } from './init-channel.js'
 
 /** A command to start inside a sandbox. */
 export interface ChildOptions {
@@ -38,7 +38,8 @@ const stdinWindow = 1 << 20
 /**
  * Starts a command through the sandbox's init, which forks it inside the sandbox under a keeper
  * of its own (see native/sandbox-init.c): a kill or a timeout ends every process the command
- * started, daemons included. A fork in the sandbox: a fraction of what a `runc exec` costs.
+ * started, daemons included. Should the sandbox kill that keeper, the init kills all of it at once
+ * (the result: 137, SIGKILL). A fork in the sandbox: a fraction of what a `runc exec` costs.
  */
 export async function startInitChild(channel: InitChannel, options: ChildOptions): Promise<SandboxChild> {
   const pty = options.pty ? checkTerminalSize(options.pty) : undefined
@@ -56,8 +57,8 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   let stdinOpen = true
   let unacked = 0
   let onAck: (() => void) | undefined
-  let onExit!: (exit: { status: number; resetBy?: string }) => void
-  const exited = new Promise<{ status: number; resetBy?: string }>((resolve) => (onExit = resolve))
+  let onExit!: (exit: { status: number; cause?: ExitCause }) => void
+  const exited = new Promise<{ status: number; cause?: ExitCause }>((resolve) => (onExit = resolve))
 
   let id = 0
   const deliver = (stream: PassThrough, data: Buffer) => {
@@ -83,7 +84,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
         running = true
         resolve(startedPid)
       },
-      failed: (reason) => reject(startError(reason, options)),
+      failed: (failure) => reject(startError(failure, options)),
       stdout: (data) => deliver(stdout, data),
       stderr: (data) => deliver(stderr, data),
       ack(bytes) {
@@ -95,7 +96,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
         onAck?.()
       },
       // An end before the start: the channel to the init was lost while the command was asked for.
-      exit: (status, resetBy) => (running ? onExit({ status, resetBy }) : reject(new SandstormError('unavailable', "the sandbox's init went away before the command started"))),
+      exit: (status, cause) => (running ? onExit({ status, cause }) : reject(new SandstormError('unavailable', "the sandbox's init went away before the command started"))),
     })
   })
 
@@ -117,7 +118,7 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   const onAbort = () => void killTree('SIGKILL')
   options.killSignal?.addEventListener('abort', onAbort, { once: true })
 
-  const result = exited.then(async ({ status: exitCode, resetBy }): Promise<ProcessResult> => {
+  const result = exited.then(async ({ status: exitCode, cause }): Promise<ProcessResult> => {
     ended = true
     stdinOpen = false
     onAck?.()
@@ -130,13 +131,15 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
     stdout.end()
     stderr.end()
     await Promise.all([stdout, stderr].map((s) => finished(s).catch(() => undefined)))
+    // A reset, or the death of its keeper (something in the sandbox killed it): the init killed
+    // the command and all it started.
     return {
       exitCode,
-      signal: sentSignal ?? (oomKilled || resetBy !== undefined ? 'SIGKILL' : null),
+      signal: sentSignal ?? (oomKilled || cause ? 'SIGKILL' : null),
       timedOut,
       oomKilled,
       durationMs: Date.now() - startedAt,
-      ...(resetBy !== undefined ? { restoredTo: resetBy } : {}),
+      ...(cause?.kind === 'reset' ? { restoredTo: cause.tag } : {}),
     }
   })
 
@@ -172,21 +175,29 @@ export async function startInitChild(channel: InitChannel, options: ChildOptions
   }
 }
 
-function startError(reason: string, options: ChildOptions): SandstormError {
-  if (reason.startsWith('cwd:')) return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
-  if (reason.startsWith('terminal size:')) return new SandstormError('invalid_argument', `pty: the sandbox's init refused the terminal size: ${reason}`)
-  if (reason.startsWith('terminal:')) {
-    const why = /space/i.test(reason) ? `it holds ${maxSandboxTerminals} terminals already` : 'its /dev/pts/ptmx and /dev/ptmx are missing or not the ptmx device'
-    return new SandstormError('failed_precondition', `the sandbox could not make a terminal (${reason}): ${why}`)
+function startError(failure: StartFailure, options: ChildOptions): SandstormError {
+  const { reason, errno, text } = failure
+  switch (reason) {
+    case 'cwd':
+      return new SandstormError('invalid_argument', `cwd "${options.cwd}" is not a directory in the sandbox`)
+    case 'terminalSize':
+      return new SandstormError('invalid_argument', `pty: the sandbox's init refused the terminal size: ${text}`)
+    case 'terminal': {
+      const why = errno === constants.errno.ENOSPC ? `it holds ${maxSandboxTerminals} terminals already` : 'its /dev/pts/ptmx and /dev/ptmx are missing or not the ptmx device'
+      return new SandstormError('failed_precondition', `the sandbox could not make a terminal (${text}): ${why}`)
+    }
+    case 'user':
+      return new SandstormError('invalid_argument', `cannot run as uid ${options.uid}, gid ${options.gid}: ${text}`)
+    case 'closed':
+      return new SandstormError('failed_precondition', text)
+    case 'fork':
+      if (errno === constants.errno.EAGAIN) return new SandstormError('resource_exhausted', 'the sandbox is at its process limit (pidsMax): a command could not start')
+      break
+    case 'lost':
+      return new SandstormError('unavailable', "the command did not start: its keeper in the sandbox was killed (by a process of the sandbox) before it ran")
+    case 'silent':
+      // Something in the sandbox stopped the keeper before it ran the command.
+      return new SandstormError('unavailable', 'the command did not start within 10 s (a process in the sandbox stopped or held it before it ran); it was killed')
   }
-  if (reason.startsWith('user:')) return new SandstormError('invalid_argument', `cannot run as uid ${options.uid}, gid ${options.gid}: ${reason}`)
-  if (/not running/.test(reason)) return new SandstormError('failed_precondition', reason)
-  if (/^fork: .*(temporarily unavailable|EAGAIN)/i.test(reason)) {
-    return new SandstormError('resource_exhausted', 'the sandbox is at its process limit (pidsMax): a command could not start')
-  }
-  // The init gave up on a keeper that never said its command started: something in the sandbox stopped it.
-  if (/^start: .*timed out/i.test(reason)) {
-    return new SandstormError('unavailable', 'the command did not start within 10 s (a process in the sandbox stopped or held it before it ran); it was killed')
-  }
-  return new SandstormError('internal', `starting the command failed: ${reason}`)
+  return new SandstormError('internal', `starting the command failed: ${text}`)
 }
