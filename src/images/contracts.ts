@@ -111,7 +111,7 @@ export interface ImageLayerStore {
    * take at most `roomBytes` of the disk (the free space beyond the host's margin, measured
    * before it began), refusing with `resource_exhausted` before it would take more.
    */
-  create(id: Digest, fill: (dir: string, roomBytes: number) => Promise<void>, options?: CallOptions): Promise<StoredLayer>
+  create(id: Digest, fill: (dir: string, roomBytes: number, roomFiles: number) => Promise<void>, options?: CallOptions): Promise<StoredLayer>
   /** The stored layer, or null. */
   get(id: Digest): Promise<StoredLayer | null>
   /** Removes every layer not in `keep`; returns the ids removed. */

@@ -13,7 +13,7 @@ import type { AgentApi, ImageBuildRequest } from '../agent/index.js'
 import { unpackTar } from '../images/layers/index.js'
 import { defaultEgressPolicy, SandstormError, type DefaultEgress, type Logger, type RegistryAuth, type TemplateBuildEvent, type TemplateStartInput } from '../shared/index.js'
 import { templateStartSchema } from '../shared/index.js'
-import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../storage/index.js'
+import { inodesOrRefuse, roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../storage/index.js'
 import { capBytes } from './body-limits.js'
 import { createBuildRuns, defaultBuildTimeoutMs, type BuildRuns } from './build-runs.js'
 import { hiddenMessage } from './request-context.js'
@@ -158,7 +158,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   async function receiveContext(body: AsyncIterable<Uint8Array>, dir: string, signal?: AbortSignal): Promise<string> {
     const contextDir = join(dir, 'context')
     const what = 'unpacking the build context'
-    const room = roomBudget(await roomFor(dir, what), what)
+    const room = roomBudget(await roomFor(dir, what), what, await inodesOrRefuse(dir, what))
     await mkdir(contextDir, { mode: 0o700 })
     try {
       await unpackTar(Readable.from(capUpload(body)), contextDir, { whiteouts: false, label: 'the build context', maxLayerBytes: maxUploadBytes, room, ...(signal ? { signal } : {}) })

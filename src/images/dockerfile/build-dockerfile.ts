@@ -92,7 +92,7 @@ export async function buildDockerfile(options: BuildDockerfileOptions): Promise<
       make = async () => {
         const owner = step.chown === undefined ? root : await resolveOwner(lowerDirs, step.chown)
         const copy = { lowerDirs, contextDir, sources, dest: step.dest, owner, extractArchives: step.add, where, ...(step.chmod !== undefined && { chmod: step.chmod }), ...(host.maxLayerBytes && { maxLayerBytes: host.maxLayerBytes }), ...(signal && { signal }) }
-        return host.layers.create(stepKey, (layerDir, roomBytes) => copyIntoLayer({ ...copy, layerDir, roomBytes }), { ...(signal && { signal }) })
+        return host.layers.create(stepKey, (layerDir, roomBytes, roomFiles) => copyIntoLayer({ ...copy, layerDir, roomBytes, roomFiles }), { ...(signal && { signal }) })
       }
     } else {
       const { path, user } = step as Extract<PlannedStep, { kind: 'workdir' }>

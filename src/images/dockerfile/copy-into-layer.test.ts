@@ -26,11 +26,11 @@ async function tree(dir: string, files: Record<string, string>): Promise<void> {
   }
 }
 
-async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean; maxLayerBytes?: number; roomBytes?: number } = {}): Promise<string> {
+async function copy(patterns: string[], dest: string, extra: { lowerDirs?: string[]; owner?: { uid: number; gid: number }; chmod?: number; add?: boolean; maxLayerBytes?: number; roomBytes?: number; roomFiles?: number } = {}): Promise<string> {
   const layerDir = join(work, `layer-${n++}`)
   await mkdir(layerDir)
   const sources = await resolveSources(ctx, patterns, parseDockerignore(''), 'COPY')
-  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false, ...(extra.maxLayerBytes !== undefined && { maxLayerBytes: extra.maxLayerBytes }), ...(extra.roomBytes !== undefined && { roomBytes: extra.roomBytes }) })
+  await copyIntoLayer({ layerDir, lowerDirs: extra.lowerDirs ?? [base], contextDir: ctx, sources, dest, where: 'Dockerfile line 2 (COPY)', ...(extra.owner && { owner: extra.owner }), ...(extra.chmod !== undefined && { chmod: extra.chmod }), extractArchives: extra.add ?? false, ...(extra.maxLayerBytes !== undefined && { maxLayerBytes: extra.maxLayerBytes }), ...(extra.roomBytes !== undefined && { roomBytes: extra.roomBytes }), ...(extra.roomFiles !== undefined && { roomFiles: extra.roomFiles }) })
   return layerDir
 }
 
@@ -203,6 +203,22 @@ describe('copyIntoLayer', () => {
     } finally {
       await rm(join(ctx, 'room'), { recursive: true })
       await rm(join(ctx, 'room.tar.gz'))
+    }
+  })
+
+  it("holds a COPY to the host's free inodes: empty files and symlinks take no block but one inode each", async () => {
+    const dir = join(ctx, 'inodes')
+    await mkdir(dir)
+    for (let i = 0; i < 8; i++) await writeFile(join(dir, `e${i}`), '')
+    for (let i = 0; i < 4; i++) await symlink('e0', join(dir, `l${i}`))
+    const outOfInodes = (err: unknown) => err instanceof SandstormError && err.code === 'resource_exhausted' && /out of inodes: it needs at least 11 files and 10 are free/.test(err.message)
+    try {
+      // The directory, 8 empty files and 4 symlinks: 13 inodes.
+      await assert.rejects(copy(['inodes'], '/e/', { roomFiles: 10 }), outOfInodes)
+      const fits = await copy(['inodes'], '/e/', { roomFiles: 13 })
+      assert.equal((await readdir(join(fits, 'e'))).length, 12)
+    } finally {
+      await rm(dir, { recursive: true })
     }
   })
 

@@ -47,6 +47,8 @@ export interface CopyIntoLayerOptions extends CallOptions {
    * whole blocks and directories' blocks, what ADD unpacks included. @default unbounded
    */
   roomBytes?: number
+  /** The files (inodes) it may make there. @default no bound */
+  roomFiles?: number
 }
 
 const root: Owner = { uid: 0, gid: 0 }
@@ -66,7 +68,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
   const dirTimes: [string, Date][] = []
   const maxBytes = options.maxLayerBytes ?? defaultMaxLayerBytes
   let written = 0
-  const room = roomBudget(options.roomBytes ?? Number.POSITIVE_INFINITY, where)
+  const room = roomBudget(options.roomBytes ?? Number.POSITIVE_INFINITY, where, options.roomFiles)
   /** Counts `bytes` more into the layer, refusing past its bound. */
   const count = (bytes: number): void => {
     written += bytes
@@ -97,7 +99,7 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
     signal?.throwIfAborted()
     const mode = e.type === 'symlink' ? 0 : (options.chmod ?? e.mode)
     if (e.type === 'dir') {
-      room.take(blockBytes)
+      room.take(blockBytes, 1)
       const host = await ensureDir(target, owner, mode)
       parents.set(target, host)
       await lchown(host, owner.uid, owner.gid)
@@ -108,10 +110,11 @@ export async function copyIntoLayer(options: CopyIntoLayerOptions): Promise<void
     const parent = await parentDir(posix.dirname(target) === '.' ? '' : posix.dirname(target))
     const host = await clear(parent, posix.basename(target))
     if (e.type === 'symlink') {
+      room.take(0, 1)
       await symlink(e.linkTarget!, host)
       parents.clear()
     } else {
-      room.take(inBlocks(e.size))
+      room.take(inBlocks(e.size), 1)
       count(e.size)
       const input = await openContextFile(contextDir, e.rel)
       try {

@@ -169,6 +169,13 @@ describe('createImageLayerStore', () => {
       (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted' && /out of inodes: it needs at least 11 files and 10 are free/.test(error.message),
     )
     assert.deepEqual(await readdir(dir), [], 'no temp dir is left')
+    // A directory the tar only implies (its entries name none) takes an inode too: 3 files under
+    // p<i>/a/b/c/ make 15.
+    const implied = gzip(await tarBytes(Array.from({ length: 3 }, (_, i) => ({ name: `p${i}/a/b/c/f`, content: Buffer.alloc(0) }))))
+    await assert.rejects(
+      store.ensure(digestOf(implied), gzipType, async () => streamOf(implied)),
+      (error: unknown) => error instanceof SandstormError && error.code === 'resource_exhausted' && /out of inodes: it needs at least 11 files and 10 are free/.test(error.message),
+    )
     // Hardlinks make no inode: a file and 15 links to it fit in 10.
     const linked = gzip(await tarBytes([{ name: 'f', content: Buffer.from('x') }, ...Array.from({ length: 15 }, (_, i) => ({ name: `l${i}`, type: 'link' as const, linkname: 'f' }))]))
     assert.equal((await store.ensure(digestOf(linked), gzipType, async () => streamOf(linked))).sizeBytes, 1)

@@ -202,12 +202,12 @@ export function createImageLayerStore(options: ImageLayerStoreOptions): ImageLay
         options,
       )
     },
-    async create(id: Digest, fill: (dir: string, roomBytes: number) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
+    async create(id: Digest, fill: (dir: string, roomBytes: number, roomFiles: number) => Promise<void>, options: CallOptions = {}): Promise<StoredLayer> {
       hexOf(id)
       return obtain(
         id,
-        async (tmp, _signal, roomBytes) => {
-          await fill(tmp, roomBytes)
+        async (tmp, _signal, roomBytes, roomFiles) => {
+          await fill(tmp, roomBytes, roomFiles)
           return treeSizeBytes(tmp)
         },
         options,

@@ -252,6 +252,8 @@ class Unpack {
     if (st === null) {
       // A whiteout made earlier in this tar at this path gives way, as to any later entry.
       this.whiteouts.delete(parent)
+      // A directory the tar only implies takes a block and an inode as one it names does.
+      this.options.room?.take(blockBytes, 1)
       await mkdir(this.abs(parent))
       // Not left to the umask: a lower layer's dirs must be searchable by the sandbox's users.
       await chmod(this.abs(parent), 0o755)

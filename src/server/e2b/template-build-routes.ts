@@ -21,7 +21,7 @@ import type { AgentApi } from '../../agent/index.js'
 import { decompressed } from '../../images/layers/decompress.js'
 import { unpackTar } from '../../images/layers/unpack-tar.js'
 import { SandstormError, templateNameSchema, type TemplateBuildEvent } from '../../shared/index.js'
-import { roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../../storage/index.js'
+import { inodesOrRefuse, roomBudget, roomOrRefuse, withinRoom, type RoomOf } from '../../storage/index.js'
 import type { Logger } from '../../shared/index.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
@@ -222,7 +222,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
       const dir = join(contextDir, hash)
       await mkdir(dir)
       const what = `unpacking the files of ${hash}`
-      const room = roomBudget(await roomFor(dir, what), what)
+      const room = roomBudget(await roomFor(dir, what), what, await inodesOrRefuse(dir, what))
       // The SDK gzips unless told not to: sniffed, as a layer of unknown media type is.
       const tar = await decompressed(createReadStream(join(build.dir, 'uploads', hash)), 'application/octet-stream')
       await unpackTar(tar, dir, { whiteouts: false, label: `the files of ${hash}`, maxLayerBytes: maxUnpackedBytes, room, signal, logger: log })
