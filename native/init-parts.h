@@ -15,8 +15,7 @@ uint32_t load_filter(int fd, int allow_setuid);
 int signal_descendants(pid_t ancestor, int sig);
 
 /* init-tree.c: signals every process of the sandbox that descends from a child of the init (or is
- * one) other than the live keepers in `keepers` (sorted): what a killed keeper left behind. How
- * many, or -1. */
+ * one) other than the live keepers in `keepers`: what a killed keeper left behind. How many, or -1. */
 int signal_orphans(const pid_t *keepers, size_t keeper_count, int sig);
 
 /* init-handover.c: the abstract socket a restarted agent hands a new channel through. */

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ static struct link *links(size_t *count) {
   struct dirent *e;
   while (all && (e = readdir(dir))) {
     long pid = strtol(e->d_name, NULL, 10);
-    if (pid <= 0) continue;
+    if (pid <= 0 || pid > INT_MAX) continue;
     char path[64], text[512];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -57,10 +58,6 @@ static struct link *links(size_t *count) {
   closedir(dir);
   if (all) qsort(all, *count, sizeof *all, by_pid);
   return all;
-}
-
-static int by_int_pid(const void *a, const void *b) {
-  return *(const pid_t *)a - *(const pid_t *)b;
 }
 
 static struct link *link_of(struct link *all, size_t count, pid_t pid) {
@@ -107,7 +104,10 @@ int signal_orphans(const pid_t *keepers, size_t keeper_count, int sig) {
   if (!all) return -1;
   for (size_t i = 0; i < count; i++) {
     pid_t top = top_of(all, count, all[i].pid);
-    if (top && !bsearch(&top, keepers, keeper_count, sizeof *keepers, by_int_pid)) kill(all[i].pid, sig), found++;
+    if (!top) continue;
+    size_t k = 0;
+    while (k < keeper_count && keepers[k] != top) k++;
+    if (k == keeper_count) kill(all[i].pid, sig), found++;
   }
   free(all);
   return found;

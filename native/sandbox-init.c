@@ -361,6 +361,10 @@ static void keep(int status_fd, int ready_fd, int in, int out, int err, int term
    * Not an mmap: its munmap, in a memory that two CPUs used, would flush both CPUs' TLBs. */
   static char stack[LAUNCH_STACK] __attribute__((aligned(16)));
   pid_t pid = clone(launch_command, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &launch);
+  /* The command has exec'd (or failed) by now, with SIGPIPE as it should have it. The keeper's own
+   * write of its status to an init that has stopped reading (a start that failed) fails with EPIPE
+   * instead of killing it: a keeper dead by a signal is one the sandbox killed (see reap). */
+  signal(SIGPIPE, SIG_IGN);
   if (pid < 0) {
     char verdict[9] = {'F'};
     put_u32(verdict + 5, (uint32_t)errno);
@@ -560,7 +564,10 @@ static void await_starts(void) {
   for (int i = 0; i < MAX_PROCS; i++) {
     struct proc *c = &procs[i];
     if (!c->used || c->ready_fd < 0) continue;
+    /* The report comes from the command's child after it took the command's uid: a process of that
+     * uid may have stopped the child, not the keeper. */
     kill(c->keeper, SIGCONT);
+    signal_descendants(c->keeper, SIGCONT);
     for (long long now = now_ms(); c->ready_fd >= 0 && now < c->start_by; now = now_ms()) {
       struct pollfd report = {.fd = c->ready_fd, .events = POLLIN};
       if (poll(&report, 1, (int)(c->start_by - now)) > 0) read_verdict(c);
@@ -803,7 +810,7 @@ static void reap(void) {
         c->keeper_killed = 1;
         mark_killed(c);
       }
-      command_ended(c, c->keeper_killed || c->killed_at ? 128 + SIGKILL : WIFEXITED(status) ? 255 : 128 + WTERMSIG(status));
+      command_ended(c, c->killed_at ? 128 + SIGKILL : WIFEXITED(status) ? 255 : 128 + WTERMSIG(status));
     }
     if (!keeper || WIFSIGNALED(status)) sweep_now = 1;
   }
@@ -820,7 +827,6 @@ static void sweep(long long now) {
   size_t n = 0;
   for (int i = 0; i < MAX_PROCS; i++)
     if (procs[i].used && !procs[i].keeper_gone) keepers[n++] = procs[i].keeper;
-  qsort(keepers, n, sizeof *keepers, by_int);
   int found = 0;
   for (int pass = 0; pass < KILL_PASSES; pass++)
     if ((found = signal_orphans(keepers, n, SIGKILL)) <= 0) break;

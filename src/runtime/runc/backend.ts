@@ -18,8 +18,11 @@ import { buildOciSpec, defaultPath } from './oci-spec.js'
 import { sandboxSeccompProgram } from './seccomp-program.js'
 import { createRuncCli, type RuncContainer } from './runc-cli.js'
 
-/** The longest wait for the init's answer to a reset. */
-const resetWaitMs = 10_000
+/**
+ * The longest wait for the init's answer to a reset: it first waits (up to 10 s) for the reports of
+ * commands still starting, so that they end with the reset, then up to 2 s for the killed to go.
+ */
+const resetWaitMs = 15_000
 
 const rejectAfter = (ms: number) => new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())
 
@@ -132,7 +135,7 @@ export function createRuncBackend(options: RuncBackendOptions): RuntimeBackend {
     const init = runc.initProcess(id)
     if (!init || !initAlive(init)) throw new SandstormError('failed_precondition', 'the sandbox is not running')
     const startedAt = performance.now()
-    // The init answers within its own 2 s kill wait; a frozen one (a pause raced the restore) never does.
+    // The init answers within its own waits (resetWaitMs); a frozen one (a pause raced the restore) never does.
     const channel = await channelTo(id)
     const left = await Promise.race([channel.reset(snapshotId), rejectAfter(resetWaitMs)]).catch((err: unknown) => {
       throw new SandstormError('internal', "the sandbox's init did not answer the reset of a restore", { cause: err })

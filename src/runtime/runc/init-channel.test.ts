@@ -31,13 +31,13 @@ function events(on: Partial<CommandEvents>): CommandEvents {
 
 const request = { argv: ['true'], env: [], cwd: '/', uid: 0, gid: 0 }
 
-test("a start the init refused carries its reason and errno, not a text to match; an older init's text alone is 'unknown'", async () => {
+test("a start the init refused carries its reason and errno; an older init's text says its reason by its first word, and a text of no reason is 'unknown'", async () => {
   const { channel, initEnd } = await channelPair()
   try {
     const failures: StartFailure[] = []
     let done!: () => void
     const all = new Promise<void>((resolve) => (done = resolve))
-    const ids = [1, 2, 3].map(() => channel.start(request, events({ failed: (f) => failures.push(f) === 3 && done() })))
+    const ids = [1, 2, 3, 4, 5, 6].map(() => channel.start(request, events({ failed: (f) => failures.push(f) === 6 && done() })))
     const coded = (reason: number, errno: number, text: string) => {
       const head = Buffer.alloc(5)
       head[0] = reason
@@ -47,11 +47,18 @@ test("a start the init refused carries its reason and errno, not a text to match
     initEnd.write(frame(2, ids[0]!, coded(8, 110, 'start: the keeper did not report within 10000 ms')))
     initEnd.write(frame(2, ids[1]!, coded(5, 11, 'fork: Resource temporarily unavailable')))
     initEnd.write(frame(2, ids[2]!, Buffer.from('cwd: No such file or directory')))
+    initEnd.write(frame(2, ids[3]!, Buffer.from('fork: Resource temporarily unavailable')))
+    initEnd.write(frame(2, ids[4]!, Buffer.from('terminal: No space left on device')))
+    // Hostile text: the init is the sandbox's.
+    initEnd.write(frame(2, ids[5]!, Buffer.from('constructor: x')))
     await all
     assert.deepEqual(failures, [
       { reason: 'silent', errno: 110, text: 'start: the keeper did not report within 10000 ms' },
       { reason: 'fork', errno: 11, text: 'fork: Resource temporarily unavailable' },
-      { reason: 'unknown', errno: 0, text: 'cwd: No such file or directory' },
+      { reason: 'cwd', errno: 0, text: 'cwd: No such file or directory' },
+      { reason: 'fork', errno: 11, text: 'fork: Resource temporarily unavailable' },
+      { reason: 'terminal', errno: 28, text: 'terminal: No space left on device' },
+      { reason: 'unknown', errno: 0, text: 'constructor: x' },
     ])
   } finally {
     channel.close()

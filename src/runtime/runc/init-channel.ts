@@ -1,3 +1,4 @@
+import { constants } from 'node:os'
 import type { Socket } from 'node:net'
 
 /** Frame types to the sandbox's init (see native/sandbox-init.c). */
@@ -82,7 +83,7 @@ export interface InitChannel {
   resize(id: number, cols: number, rows: number): void
   /**
    * Has the init kill and reap every other process of the sandbox, ending every command (each
-   * told `resetBy: tag`). Resolves with how many processes were left when the init stopped waiting
+   * told the cause `{ kind: 'reset', tag }`). Resolves with how many processes were left when the init stopped waiting
    * (0: none); rejects if the channel ends first.
    */
   reset(tag: string): Promise<number>
@@ -238,12 +239,29 @@ export function createInitChannel(socket: Socket): InitChannel {
   }
 }
 
-/** FAILED's payload: u8 reason, u32 errno, text. An init older than the reasons sent text alone (it starts with a letter, never a reason's byte). */
+/**
+ * FAILED's payload: u8 reason, u32 errno, text. An init older than the reasons (a sandbox started
+ * before an upgrade keeps its own) sent text alone, `<what>: <strerror>`: it starts with a letter,
+ * never a reason's byte, and its `what` says the reason.
+ */
 function startFailure(payload: Buffer): StartFailure {
   const reason = payload.length >= 5 ? startFailureReasons[payload[0]! - 1] : undefined
-  if (!reason) return { reason: 'unknown', errno: 0, text: payload.toString('utf8') }
-  return { reason, errno: payload.readUInt32LE(1), text: payload.subarray(5).toString('utf8') }
+  if (reason) return { reason, errno: payload.readUInt32LE(1), text: payload.subarray(5).toString('utf8') }
+  const text = payload.toString('utf8')
+  const errno = text.endsWith('Resource temporarily unavailable') ? constants.errno.EAGAIN : text.endsWith('No space left on device') ? constants.errno.ENOSPC : 0
+  return { reason: legacyFailures.get(text.slice(0, Math.max(0, text.indexOf(':')))) ?? 'unknown', errno, text }
 }
+
+/** The `what` of an older init's FAILED text, by reason. */
+const legacyFailures = new Map<string, StartFailureReason>([
+  ['cwd', 'cwd'],
+  ['user', 'user'],
+  ['terminal size', 'terminalSize'],
+  ['terminal', 'terminal'],
+  ['fork', 'fork'],
+  ['pipe', 'pipe'],
+  ['start', 'request'],
+])
 
 /** A terminal size as the init reads it: u16 cols, u16 rows. */
 function cells(cols: number, rows: number): Buffer {
