@@ -153,7 +153,18 @@ export async function runAgent(options: RemoteAgentOptions): Promise<RunningAgen
     })
     const schedule = (): void => {
       clearInterval(timer)
-      if (beat) timer = setInterval(() => void beat!().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), heartbeatMs)
+      // One beat at a time: a beat that waits (a slow list of sandboxes, a stalled disk) skips the
+      // turns it missed instead of sending them all at once when it ends, which the server reads as a flood.
+      let beating = false
+      if (beat) {
+        timer = setInterval(() => {
+          if (beating) return
+          beating = true
+          void beat!()
+            .catch((err: unknown) => log.warn({ err }, 'heartbeat failed'))
+            .finally(() => (beating = false))
+        }, heartbeatMs)
+      }
     }
     call.on('metadata', (metadata: grpc.Metadata) => {
       // Accepted: a revocation from now on was made while this process ran, and it stops.

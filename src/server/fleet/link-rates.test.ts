@@ -42,10 +42,27 @@ describe('the heartbeat gate', () => {
   it('takes its gap from the options, and has a floor when the server tells no interval', () => {
     assert.equal(createHeartbeatGate(undefined).minGapMs, 50)
     assert.equal(createHeartbeatGate(1000, { minHeartbeatGapMs: 100 }).minGapMs, 100)
+    // A gap of 0 made every beat NaN tokens: all dropped, and the link ended.
+    assert.throws(() => createHeartbeatGate(1000, { minHeartbeatGapMs: 0 }), /minHeartbeatGapMs: expected a positive number of milliseconds, got 0/)
   })
 })
 
 describe('the reconnect gate', () => {
+  it('forgets agents whose last link closed long ago: made-up ids do not pile up', () => {
+    const gate = createReconnectGate({ firstReconnectDelayMs: 1000, maxReconnectDelayMs: 4000, stableLinkMs: 10_000 })
+    for (let i = 0; i < 1000; i++) {
+      const v = gate.admit(`ag-${i}`, 0)
+      assert.ok(v.open)
+      v.closed(1)
+    }
+    const still = gate.admit('ag-open', 0)
+    assert.equal(gate.size, 1001)
+    // Past the stable time and the longest wait, the closed ones go; the open link stays known.
+    assert.ok(gate.admit('ag-new', 1 + 10_000 + 4000 + 1).open)
+    assert.equal(gate.size, 2)
+    assert.ok(still.open)
+  })
+
   it('doubles the wait after each short-lived link, and opens at once after a stable one', () => {
     const gate = createReconnectGate({ firstReconnectDelayMs: 1000, maxReconnectDelayMs: 4000, stableLinkMs: 10_000 })
     const open = (at: number, lastsMs: number): void => {

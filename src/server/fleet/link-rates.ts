@@ -40,6 +40,7 @@ export function createHeartbeatGate(toldMs: number | undefined, options: LinkRat
   // Half the interval: timer jitter, or a slow beat (it reads disk and lists sandboxes) followed by
   // a punctual one, brings two honest beats closer than the interval, never closer than half of it.
   const minGapMs = options.minHeartbeatGapMs ?? (toldMs !== undefined ? toldMs / 2 : 50)
+  if (!(minGapMs > 0)) throw new RangeError(`minHeartbeatGapMs: expected a positive number of milliseconds, got ${minGapMs}`)
   const maxDropped = options.maxDroppedHeartbeats ?? 10
   let tokens = heartbeatBurst
   let refilledAtMs: number | undefined
@@ -68,6 +69,8 @@ export type ReconnectVerdict = { open: true; closed(nowMs?: number): void } | { 
 export interface ReconnectGate {
   /** A new link of `agentId`; once opened, call `closed` when it ends. */
   admit(agentId: string, nowMs?: number): ReconnectVerdict
+  /** How many agents it keeps a last link of. */
+  readonly size: number
 }
 
 /** An agent's last link, as the reconnect gate keeps it. */
@@ -91,8 +94,20 @@ export function createReconnectGate(options: LinkRateOptions = {}): ReconnectGat
   const maxDelayMs = options.maxReconnectDelayMs ?? 30_000
   const stableMs = options.stableLinkMs ?? 10_000
   const agents = new Map<string, LastLink>()
+  /**
+   * Forgets agents whose last link closed long enough ago that their next one opens at once
+   * anyway: an insecure fleet's join token lets its holder make up agent ids without end.
+   */
+  const forgetStale = (nowMs: number): void => {
+    for (const [id, link] of agents) if (link.closedAtMs !== undefined && nowMs - link.closedAtMs > stableMs + maxDelayMs && nowMs >= link.notBeforeMs) agents.delete(id)
+  }
+  let sweptAtMs = -Infinity
   return {
     admit(agentId, nowMs = performance.now()) {
+      if (nowMs - sweptAtMs > stableMs) {
+        sweptAtMs = nowMs
+        forgetStale(nowMs)
+      }
       const last = agents.get(agentId)
       if (last && nowMs < last.notBeforeMs) {
         const firstRefusal = !last.refused
@@ -105,6 +120,9 @@ export function createReconnectGate(options: LinkRateOptions = {}): ReconnectGat
       const entry: LastLink = { openedAtMs: nowMs, delayMs, notBeforeMs: nowMs + delayMs, refused: false }
       agents.set(agentId, entry)
       return { open: true, closed: (at = performance.now()) => void (entry.closedAtMs ??= at) }
+    },
+    get size() {
+      return agents.size
     },
   }
 }
