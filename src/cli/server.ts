@@ -6,6 +6,7 @@ import { waitForStop } from './stop-signal.js'
 import { defaultDataDir } from './template.js'
 import { claimHost } from './claim.js'
 import { parseDiskMiB } from './disk-size.js'
+import { parseDuration } from './duration.js'
 import { addServerNetworkFlags, serverNetworkOf, type ServerNetworkFlags } from './network-flags.js'
 import { addMetricsFlags, metricsOptionsOf, type MetricsFlags } from './metrics-flags.js'
 
@@ -19,6 +20,7 @@ interface ServerFlags extends ServerNetworkFlags, MetricsFlags {
   insecure?: boolean
   heartbeatMs?: string
   lostAfterMs: string
+  buildTimeout: string
 }
 
 /** Registers `server`. */
@@ -35,6 +37,7 @@ export function registerServer(program: Command): void {
     .option('--heartbeat-ms <ms>', 'heartbeat interval the agents are told to keep (default: each agent\'s own --heartbeat-ms, 5000)')
     .option('--lost-after-ms <ms>', 'an agent silent this long is marked lost, and its sandboxes with it', '15000')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
+    .option('--build-timeout <duration>', 'a template build from steps running longer fails, leaving no build sandbox and no template (30m, 2h)', '1h')
   addMetricsFlags(addServerNetworkFlags(cmd))
     .action(async (flags: ServerFlags) => {
       const serverNetwork = serverNetworkOf(flags)
@@ -44,6 +47,7 @@ export function registerServer(program: Command): void {
       const agentPort = flags.agentPort === '0' ? 0 : parsePositiveInt(flags.agentPort, '--agent-port')
       const heartbeatMs = flags.heartbeatMs === undefined ? undefined : parsePositiveInt(flags.heartbeatMs, '--heartbeat-ms')
       const lostAfterMs = parsePositiveInt(flags.lostAfterMs, '--lost-after-ms')
+      const buildTimeoutMs = parseDuration(flags.buildTimeout, '--build-timeout')
       if (heartbeatMs !== undefined && heartbeatMs >= lostAfterMs) {
         throw new InvalidArgumentError('invalid_argument', `--heartbeat-ms (${heartbeatMs}) must be less than --lost-after-ms (${lostAfterMs}): agents would be lost between heartbeats`)
       }
@@ -60,6 +64,7 @@ export function registerServer(program: Command): void {
         port,
         logger,
         defaultDiskMiB,
+        buildTimeoutMs,
         ...serverNetwork,
         ...metricsOptions,
         fleet: { host: flags.agentHost ?? flags.host, port: agentPort, insecure: flags.insecure === true, heartbeatMs, lostAfterMs },

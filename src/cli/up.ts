@@ -50,7 +50,7 @@ export function registerUp(program: Command): void {
     .option('--accel <accel>', 'qemu accelerator: kvm, tcg, or auto (probe; see `sandstorm doctor`)', 'auto')
     .option('--default-disk <size>', "disk quota of a create that names none and whose template has none (MiB, or 512M, 10G)", '2G')
     .option('--insecure-registry <host:port>', 'pull images from this registry over plain HTTP, even on this host (repeat for more; any other registry on loopback is refused)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--build-timeout <duration>', 'an image template build running longer fails, leaving no build sandbox and no template (30m, 2h)', '1h')
+    .option('--build-timeout <duration>', 'a template build (from an image, a Dockerfile or steps) running longer fails, leaving no build sandbox and no template (30m, 2h)', '1h')
     .option('--max-layer-size <size>', 'the most one image layer may unpack to (MiB, or 512M, 10G); a layer past it fails its build', '16G')
     .option('--spare-disks <n>', spareDisksHelp, String(defaultSpareDisks))
     .option('--hibernate-after <duration>', 'a paused qemu sandbox is written to disk (its RAM freed) after this long paused, or never', '10m')

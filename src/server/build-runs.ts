@@ -39,7 +39,7 @@ export function createBuildRuns(options: BuildRunsOptions): BuildRuns {
   async function run<T>(name: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const controller = new AbortController()
     const timer = setTimeout(() => {
-      controller.abort(new SandstormError('deadline_exceeded', `build of template "${name}" ran past the server's build deadline of ${options.timeoutMs} ms (sandstorm up --build-timeout): it was stopped and nothing of it kept`))
+      controller.abort(new SandstormError('deadline_exceeded', `build of template "${name}" ran past the server's build deadline of ${options.timeoutMs} ms (--build-timeout): it was stopped and nothing of it kept`))
     }, Math.min(options.timeoutMs, maxDelayMs))
     const ended = work(AbortSignal.any([signal, controller.signal]))
     const entry: Running = { controller, ended: ended.catch(() => undefined) }

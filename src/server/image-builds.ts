@@ -70,7 +70,7 @@ export interface ImageBuildServiceOptions {
   roomOf?: RoomOf
   /** The server's egress for creates that name none, which RUN steps get too. @default 'all' */
   defaultEgress?: DefaultEgress
-  /** A build running longer fails with deadline_exceeded, leaving nothing. @default 1 hour */
+  /** A build running longer fails with deadline_exceeded, leaving nothing (when `runs` is not given). @default 1 hour */
   buildTimeoutMs?: number
   /** The registry of running builds to join (the server's, shared with builds from steps). @default one of its own, under buildTimeoutMs */
   runs?: BuildRuns
