@@ -129,7 +129,7 @@ type ByteBody = ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>
 /** Yields a body's chunks, translating its errors and releasing the scope once it ends, fails or is left. */
 async function* guardChunks(body: ByteBody | null, scope: RequestScope): AsyncGenerator<Uint8Array, void, undefined> {
   try {
-    if (body) yield* chunksOf(body)
+    if (body) yield* chunksOf(body, scope.signal)
   } catch (err) {
     throw scope.translate(err)
   } finally {

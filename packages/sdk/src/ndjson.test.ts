@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { parseNdjson } from './ndjson.js'
+import { chunksOf, parseNdjson } from './ndjson.js'
 import { SandstormSdkError } from './errors.js'
 
 function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
@@ -66,4 +66,16 @@ test('breaking out early cancels the source', async () => {
     break
   }
   assert.equal(cancelled, true)
+})
+
+test('an abort ends a read that waits on a body that never answers, and cancels the body', async () => {
+  let cancelled: unknown
+  // A body whose next chunk never comes, as a fetch that does not end its body's read on abort.
+  const stalled = new ReadableStream<Uint8Array>({ pull: () => new Promise<void>(() => undefined), cancel: (reason) => void (cancelled = reason) })
+  const controller = new AbortController()
+  const reading = collect(chunksOf(stalled, controller.signal))
+  const reason = new Error('left by the caller')
+  setImmediate(() => controller.abort(reason))
+  await assert.rejects(reading, (err) => err === reason)
+  assert.equal(cancelled, reason)
 })

@@ -50,17 +50,33 @@ export function isWebStream(source: unknown): source is ReadableStream<Uint8Arra
   return typeof (source as { getReader?: unknown } | null)?.getReader === 'function'
 }
 
-/** Iterates a web stream through its reader (cancelled on early exit) or any async iterable. */
-export async function* chunksOf(source: ByteSource): AsyncGenerator<Uint8Array, void, undefined> {
+/**
+ * Iterates a web stream through its reader (cancelled on early exit) or any async iterable. With
+ * `signal`, an abort ends a read in progress at once, with the signal's reason: fetch does not
+ * always (undici, answering a request whose body was a stream, read on until its body timeout of
+ * 5 minutes, the connection open and the server's work going on).
+ */
+export async function* chunksOf(source: ByteSource, signal?: AbortSignal): AsyncGenerator<Uint8Array, void, undefined> {
   if (!isWebStream(source)) {
-    yield* source
+    const destroy = (source as { destroy?: (err?: unknown) => void }).destroy
+    const onAbort = () => destroy?.call(source, signal!.reason)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      yield* source
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
     return
   }
   const reader = source.getReader()
   let finished = false
+  // A cancel resolves the read waiting on it (done), and closes the connection under it.
+  const onAbort = () => void reader.cancel(signal!.reason).catch(() => undefined)
+  signal?.addEventListener('abort', onAbort, { once: true })
   try {
     for (;;) {
       const { done, value } = await reader.read()
+      signal?.throwIfAborted()
       if (done) {
         finished = true
         return
@@ -71,6 +87,7 @@ export async function* chunksOf(source: ByteSource): AsyncGenerator<Uint8Array, 
     finished = true
     throw err
   } finally {
+    signal?.removeEventListener('abort', onAbort)
     if (!finished) await reader.cancel().catch(() => undefined)
     reader.releaseLock()
   }
