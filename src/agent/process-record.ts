@@ -16,7 +16,14 @@ const eventOverheadBytes = outputEventOverheadBytes
 export class ProcessRecord implements OutputHolder {
   readonly startedAt = new Date()
   result: ProcessResult | null = null
+  /**
+   * The kept events are `events[head..]`: dropping the oldest moves `head`, and the array is
+   * compacted once most of it is dropped. An Array shift moves every element: at some 30,000 kept
+   * events, a process printing a byte at a time cost the agent 50 µs per byte.
+   */
   private events: ExecEvent[] = []
+  private head = 0
+  /** Events dropped since the start: the absolute index of the oldest kept one. */
   private dropped = 0
   private keptBytes = 0
   private wakeups = new Set<() => void>()
@@ -57,7 +64,7 @@ export class ProcessRecord implements OutputHolder {
     const added = chunk.byteLength + eventOverheadBytes
     const before = this.keptBytes
     this.keptBytes += added
-    while (this.keptBytes > keptOutputBytes && this.events.length > 1) this.dropFirst()
+    while (this.keptBytes > keptOutputBytes && this.kept > 1) this.dropFirst()
     // Output that comes after the end (a late pipe) is the finished processes' rule's.
     if (this.result === null && !this.failure) this.budget?.charge(this, this.keptBytes - before)
   }
@@ -69,31 +76,42 @@ export class ProcessRecord implements OutputHolder {
    */
   dropOldestTo(maxBytes: number): number {
     const before = this.keptBytes
-    while (this.keptBytes > maxBytes && this.events.length > 0) {
-      const old = this.events[0]!
+    while (this.keptBytes > maxBytes && this.kept > 0) {
+      const old = this.events[this.head]!
       if (old.type !== 'stdout' && old.type !== 'stderr') {
-        if (this.events.length === 1) break
+        if (this.kept === 1) break
         this.dropFirst()
         continue
       }
       const bytes = Buffer.byteLength(old.data, 'base64')
       const excess = this.keptBytes - maxBytes
-      if (excess >= bytes + eventOverheadBytes && this.events.length > 1) {
+      if (excess >= bytes + eventOverheadBytes && this.kept > 1) {
         this.dropFirst()
         continue
       }
       // A new object in its slot: a follower may still hold the old one.
       const cut = Math.min(excess, bytes)
-      this.events[0] = { type: old.type, data: Buffer.from(old.data, 'base64').subarray(cut).toString('base64') }
+      this.events[this.head] = { type: old.type, data: Buffer.from(old.data, 'base64').subarray(cut).toString('base64') }
       this.keptBytes -= cut
       break
     }
     return before - this.keptBytes
   }
 
+  /** How many events are kept. */
+  private get kept(): number {
+    return this.events.length - this.head
+  }
+
   private dropFirst(): void {
-    const old = this.events.shift()
+    const old = this.events[this.head]
+    this.events[this.head] = undefined as unknown as ExecEvent
+    this.head++
     this.dropped++
+    if (this.head >= 1024 && this.head * 2 >= this.events.length) {
+      this.events = this.events.slice(this.head)
+      this.head = 0
+    }
     if (old && old.type !== 'start' && old.type !== 'end') this.keptBytes -= Buffer.byteLength(old.data, 'base64') + eventOverheadBytes
   }
 
@@ -111,8 +129,8 @@ export class ProcessRecord implements OutputHolder {
       // Checked again after every yield: while a slow follower was away, old events may have
       // been dropped, and it goes on from the oldest one still kept.
       next = Math.max(next, this.dropped)
-      if (next < this.dropped + this.events.length) {
-        const event = this.events[next - this.dropped]!
+      if (next < this.dropped + this.kept) {
+        const event = this.events[this.head + next - this.dropped]!
         next++
         yield event
         if (event.type === 'end') return
