@@ -21,7 +21,7 @@ export class ProcessRecord implements OutputHolder {
    * compacted once most of it is dropped. An Array shift moves every element: at some 30,000 kept
    * events, a process printing a byte at a time cost the agent 50 µs per byte.
    */
-  private events: ExecEvent[] = []
+  private events: (ExecEvent | undefined)[] = []
   private head = 0
   /** Events dropped since the start: the absolute index of the oldest kept one. */
   private dropped = 0
@@ -105,7 +105,7 @@ export class ProcessRecord implements OutputHolder {
 
   private dropFirst(): void {
     const old = this.events[this.head]
-    this.events[this.head] = undefined as unknown as ExecEvent
+    this.events[this.head] = undefined
     this.head++
     this.dropped++
     if (this.head >= 1024 && this.head * 2 >= this.events.length) {

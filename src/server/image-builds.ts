@@ -70,9 +70,7 @@ export interface ImageBuildServiceOptions {
   roomOf?: RoomOf
   /** The server's egress for creates that name none, which RUN steps get too. @default 'all' */
   defaultEgress?: DefaultEgress
-  /** A build running longer fails with deadline_exceeded, leaving nothing (when `runs` is not given). @default 1 hour */
-  buildTimeoutMs?: number
-  /** The registry of running builds to join (the server's, shared with builds from steps). @default one of its own, under buildTimeoutMs */
+  /** The registry of running builds to join, under its deadline (the server's, shared with builds from steps). @default one of its own, under the default deadline */
   runs?: BuildRuns
 }
 
@@ -84,7 +82,7 @@ export function createImageBuildService(options: ImageBuildServiceOptions): Imag
   const roomOf = options.roomOf
   // RUN steps name no network: they get what a create that names none gets.
   const egress = defaultEgressPolicy(options.defaultEgress ?? 'all')
-  const runs = options.runs ?? createBuildRuns({ timeoutMs: options.buildTimeoutMs ?? defaultBuildTimeoutMs })
+  const runs = options.runs ?? createBuildRuns({ timeoutMs: defaultBuildTimeoutMs })
   // What a crash left of earlier builds' uploads.
   void rm(uploadsDir, { recursive: true, force: true }).catch(() => undefined)
 
