@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import type { ResultPromise } from 'execa'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { deletePool, listPools, listSnapshots, Sandbox } from '@sandstorm/sdk'
-import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
+import { startAgentProcess, startServerProcess, type ServerProcess, stopFleetProcesses } from './helpers/fleet-processes.js'
 import { scratchTemplatesDir, skipReason, startStack, type Stack } from './helpers/stack.js'
 import { until } from './helpers/until.js'
 
@@ -451,11 +451,7 @@ describe('the web console in Chromium', { skip }, () => {
       await shot('agents-fleet', tab)
     } finally {
       await tab.close()
-      agent?.kill('SIGTERM')
-      await agent
-      server?.child.kill('SIGTERM')
-      await server?.child
-      await rm(dir, { recursive: true, force: true })
+      await stopFleetProcesses(agent, server, dir)
     }
   })
 

@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { ResultPromise } from 'execa'
 import { deletePool, listAgents, listCommandLogs, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
-import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
+import { startAgentProcess, startServerProcess, type ServerProcess, stopFleetProcesses } from './helpers/fleet-processes.js'
 import { sandboxIdsOnDisk } from './helpers/leftovers.js'
 import { skipReason } from './helpers/stack.js'
 import { until } from './helpers/until.js'
@@ -39,11 +39,7 @@ describe('fleet: a warm pool on a remote agent', { skip, timeout: 300_000 }, () 
       await deletePool('debian', conn()).catch(() => undefined)
       for (const s of await Sandbox.list(conn()).catch(() => [])) await Sandbox.kill(s.id, conn()).catch(() => undefined)
     }
-    agent?.kill('SIGTERM')
-    await agent
-    server?.child.kill('SIGTERM')
-    await server?.child
-    if (dir) await rm(dir, { recursive: true, force: true })
+    await stopFleetProcesses(agent, server, dir)
   })
 
   it('hands over a pooled sandbox that runs, streams, logs, lists, measures and dies on its agent', async () => {

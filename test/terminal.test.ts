@@ -17,7 +17,7 @@ import type { ResultPromise } from 'execa'
 import { listAgents, Sandbox } from '@sandstorm/sdk'
 import { ptyKeyProtocol, ptyProtocol } from '../src/shared/index.js'
 import { cliMain, runCli } from './helpers/cli-process.js'
-import { startAgentProcess, startServerProcess, type ServerProcess } from './helpers/fleet-processes.js'
+import { startAgentProcess, startServerProcess, type ServerProcess, stopFleetProcesses } from './helpers/fleet-processes.js'
 import { skipReason, startStack, type Stack } from './helpers/stack.js'
 import { openPane, type TmuxPane } from './helpers/tmux-pane.js'
 import { until } from './helpers/until.js'
@@ -452,11 +452,7 @@ describe('terminals through a fleet agent (a server process and an agent process
   })
   after(async () => {
     if (sbx) await sbx.kill().catch(() => undefined)
-    agent?.kill('SIGTERM')
-    await agent
-    server?.child.kill('SIGTERM')
-    await server?.child
-    if (dir) await rm(dir, { recursive: true, force: true })
+    await stopFleetProcesses(agent, server, dir)
   })
 
   it('shell over the fleet link: size, resize, Ctrl-C, exit 5; a closed WebSocket leaves nothing', async () => {

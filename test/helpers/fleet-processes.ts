@@ -1,5 +1,5 @@
 /** `sandstorm up`, `sandstorm server` and `sandstorm agent`s as separate processes, for tests and benchmarks. */
-import { mkdir, readFile, readlink, symlink } from 'node:fs/promises'
+import { mkdir, readFile, readlink, rm, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa, type ResultPromise } from 'execa'
@@ -110,4 +110,13 @@ export function startAgentProcess(o: { netns?: string; server: string; token?: s
   const child = o.netns ? execa('nsenter', args, options) : execa(args[0]!, args.slice(1), options)
   child.stdout?.resume()
   return child
+}
+
+/** Stops a test's agent and server processes (either may never have started) and removes their dir. */
+export async function stopFleetProcesses(agent: ResultPromise | undefined, server: ServerProcess | undefined, dir: string | undefined): Promise<void> {
+  agent?.kill('SIGTERM')
+  await agent
+  server?.child.kill('SIGTERM')
+  await server?.child
+  if (dir) await rm(dir, { recursive: true, force: true })
 }
