@@ -79,6 +79,8 @@ export const createBenchmark: Benchmark = {
     const baseline = await pickBaseline(notes)
     const subject: number[] = []
     const base: number[] = []
+    /** Baseline samples taken beside the layer rows. */
+    const layerBase: number[] = []
     const agentOnly: number[] = []
     const agentNoSpares: number[] = []
     const agentStalls: number[] = []
@@ -86,8 +88,10 @@ export const createBenchmark: Benchmark = {
     const agentSteady: number[] = []
     const baseSteady: number[] = []
     const killFailures: string[] = []
-    // A second agent that makes each quota disk on the spot (mkfs and a loop mount), as before spare disks.
-    const noSpares = await startBenchStack({ spareDisks: 0 })
+    // A second agent that makes each quota disk on the spot (mkfs and a loop mount), as before spare
+    // disks; started only for the layer rows, so that its background work (a destroyed disk's loop
+    // device, its network's spare slots) never falls into the main row's samples.
+    let noSpares: BenchStack | undefined
     // The same create without the SDK, HTTP and catalog: what is left is the agent and runc.
     const agentCreateOne = async (stack: BenchStack = ctx.stack, stalls: number[] = []): Promise<number> => {
       const id = newId('sb')
@@ -108,7 +112,6 @@ export const createBenchmark: Benchmark = {
       for (let i = 0; i < warmupRuns; i++) {
         await createOne()
         await agentCreateOne()
-        await agentCreateOne(noSpares)
         await baseline.once(-1 - i)
       }
       // Interleaved, so that drift on the machine weighs on both sides alike; each after a pause in
@@ -117,13 +120,22 @@ export const createBenchmark: Benchmark = {
         await new Promise((r) => setTimeout(r, settleMs))
         return sample()
       }
+      // The main row and its baseline, then the layers: the agent alone, with spare disks and
+      // without (its own agent), each round beside one more baseline sample.
       for (let i = 0; i < n; i++) {
         checkAborted(ctx.signal)
         subject.push(await settled(createOne))
-        agentOnly.push(await settled(() => agentCreateOne(ctx.stack, agentStalls)))
-        agentNoSpares.push(await settled(() => agentCreateOne(noSpares)))
         base.push(await settled(() => baseline.once(i, baseStalls)))
         if ((i + 1) % 10 === 0) ctx.progress(`create: ${i + 1}/${n}`)
+      }
+      noSpares = await startBenchStack({ spareDisks: 0 })
+      for (let i = 0; i < warmupRuns; i++) await agentCreateOne(noSpares)
+      for (let i = 0; i < n; i++) {
+        checkAborted(ctx.signal)
+        agentOnly.push(await settled(() => agentCreateOne(ctx.stack, agentStalls)))
+        agentNoSpares.push(await settled(() => agentCreateOne(noSpares)))
+        layerBase.push(await settled(() => baseline.once(2 * n + i)))
+        if ((i + 1) % 10 === 0) ctx.progress(`create layers: ${i + 1}/${n}`)
       }
       // A steady stream: a create every `steadyGapMs`, never a pause long enough for background
       // work (the spare disks' refill) to wait for quiet; the baseline at the same pace.
@@ -139,7 +151,7 @@ export const createBenchmark: Benchmark = {
       }
     } finally {
       ctx.leftovers(await baseline.close())
-      ctx.leftovers(await noSpares.close())
+      if (noSpares) ctx.leftovers(await noSpares.close())
     }
     notes.push(`${warmupRuns} warm-up runs of each side not counted; each sandbox is killed after the clock stopped; each sample starts ${settleMs} ms after the last one ended`)
     if (killFailures.length > 0) notes.push(`${killFailures.length} kills failed, e.g. ${killFailures[0]}`)
@@ -159,7 +171,7 @@ export const createBenchmark: Benchmark = {
           what: 'layer: agent.create in-process (no SDK, HTTP, catalog)',
           unit: 'ms',
           subject: summarize(agentOnly),
-          baseline: baseSummary,
+          baseline: { what: `${baseline.what}, sampled beside these`, summary: summarize(layerBase) },
         },
         {
           what: 'layer: agent.create with a spare disk (2 GiB quota) moved in',

@@ -123,6 +123,41 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [])
   })
 
+  it('a container starts while its rules are written, and one whose rules fail is removed before create returns', async () => {
+    const live = await Sandbox.create('debian', { ...stack.conn, timeoutMs: 600_000 })
+    try {
+      const start = await settledHostState(stack.dataDir)
+      // The agent's nftables helper, held still: the next sandbox's rules wait while its container starts.
+      const children = (await execa('ps', ['-o', 'pid=,comm=', '--ppid', String(process.pid)])).stdout.split('\n')
+      const helper = children.map((l) => l.trim().split(/\s+/)).find(([, comm]) => comm === 'nft-apply')?.[0]
+      assert.ok(helper, `the agent's nftables helper runs: ${children.join('; ')}`)
+      process.kill(Number(helper), 'SIGSTOP')
+      const id = newId('sb')
+      let created: Promise<unknown>
+      try {
+        created = stack.agent.create({ id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } })
+        created.catch(() => undefined)
+        await until('the container started, its rules not written', async () => {
+          const containers = (await execa('runc', ['--root', join(stack.dataDir, 'runc'), 'list', '--format', 'json'])).stdout
+          return (JSON.parse(containers || '[]') as { id: string; status: string }[]).some((c) => c.id === id && c.status === 'running')
+        })
+      } finally {
+        // Its transaction dies with it: the rules fail after the container started.
+        process.kill(Number(helper), 'SIGKILL')
+      }
+      await assert.rejects(created, /the nftables helper exited/)
+      assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [], 'the sandbox whose rules failed is listed')
+      const containers = (await execa('runc', ['--root', join(stack.dataDir, 'runc'), 'list', '--quiet'])).stdout.split('\n')
+      assert.equal(containers.includes(id), false, 'the container whose rules failed still runs')
+      assert.equal(existsSync(join(stack.dataDir, 'storage', 'writable', id)), false, 'the failed create left a writable dir')
+      const end = await settledHostState(stack.dataDir)
+      assert.equal(end.tableSandboxes, start.tableSandboxes, 'the failed create left rules in the table')
+      assert.equal((await live.commands.run('true')).exitCode, 0)
+    } finally {
+      await live.kill()
+    }
+  })
+
   it('a second create of a live id is refused before it touches the first one', async () => {
     const id = newId('sb')
     const req = { id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth' as const, egress: { allowOut: [], denyOut: [] } } }

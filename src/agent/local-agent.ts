@@ -183,17 +183,29 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     const execDefaults = image ? { ...(image.user ? { user: image.user } : {}), cwd: image.workingDir || '/' } : undefined
     const backend = requireRuntime(backends, plan.runtime, agentId)
     const machine = machineRuntimes.has(plan.runtime)
-    // The writable layer (a spare disk moved in) and the network (a slot and its rules) at once:
-    // neither needs the other, and each is about a millisecond of waiting on another process.
-    // Both are in place before the record is saved and before anything runs in the sandbox, so a
-    // crash between the steps leaves a slot that the next start sweeps or a sandbox it adopts.
+    // The writable layer (a spare disk moved in) and the network (a slot) at once: neither needs
+    // the other, and each is about a millisecond of waiting on another process. Both are in place
+    // before the record is saved, so a crash between the steps leaves a slot that the next start
+    // sweeps or a sandbox it adopts. A container's rules are written while it starts (their
+    // transaction takes about as long as the rest of the create beside runc): nothing of the
+    // sandbox's own runs before create returns, which waits for them. A machine waits for them
+    // first, since a clone's saved memory runs the moment it is loaded.
+    const joinNetwork = async (): Promise<{ record: SandboxNetworkRecord; ruled: Promise<void> } | undefined> => {
+      if (req.network.mode !== 'veth') return undefined
+      if (machine) return { record: await network.attach(req.id, req.network.egress), ruled: Promise.resolve() }
+      return network.claim(req.id, req.network.egress)
+    }
     const [layer, attached] = await Promise.allSettled([
       // A machine's disk is its own image, not a layer: it takes no writable layer.
       machine
         ? { template: req.template, rootfs: { lowerDirs: [...(plan.rootfs ?? template.rootfs).lowerDirs], readonlyBinds: [...(plan.rootfs ?? template.rootfs).readonlyBinds] } }
         : layers.prepare(req, template.rootfs),
-      req.network.mode === 'veth' ? network.attach(req.id, req.network.egress) : undefined,
+      joinNetwork(),
     ])
+    /** Settles once the network's rules are in or gone: what a failed create undoes must not race their transaction. */
+    const rulesSettled = async (): Promise<void> => {
+      if (attached.status === 'fulfilled') await attached.value?.ruled.catch(() => undefined)
+    }
     /**
      * Undoes what a failed create made of its writable layer and network, side by side; a failure
      * to is logged, and the caller throws the create's own error. The slot taken is gone with the
@@ -206,11 +218,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (n.status === 'rejected') log.error({ sandboxId: req.id, err: n.reason }, 'could not remove the network of a failed create')
     }
     if (layer.status === 'rejected' || attached.status === 'rejected') {
+      await rulesSettled()
       await release({ layer: layer.status === 'fulfilled' && !machine, net: attached.status === 'fulfilled' && attached.value !== undefined })
       throw layer.status === 'rejected' ? layer.reason : (attached as PromiseRejectedResult).reason
     }
     const prepared = layer.value
-    const net = attached.value
+    const net = attached.value?.record
     const made = { layer: !machine, net: net !== undefined }
     const record: SandboxRecord = {
       id: req.id,
@@ -223,10 +236,12 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     }
     if (net) record.network = net
     await state.save(record).catch(async (err: unknown) => {
+      await rulesSettled()
       await release(made)
       throw err
     })
     const startedAt = performance.now()
+    let started = false
     try {
       await backend.create(
         {
@@ -243,10 +258,16 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         },
         call,
       )
+      started = true
+      await attached.value?.ruled
     } catch (err) {
+      // The rules' failure is the cause when both failed: runc cannot join the namespace that their failure removed.
+      const rulesErr = attached.status === 'fulfilled' ? await attached.value?.ruled.then(() => undefined, (e: unknown) => e ?? err) : undefined
+      // A sandbox whose rules failed is removed before anything of its own ran (a failed start removed its own).
+      if (started) await backend.destroy(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the sandbox of a failed create'))
       await release(made)
       await state.remove(req.id)
-      throw err
+      throw rulesErr ?? err
     }
     sandboxes.set(req.id, liveSandbox(record))
     if (net) network.replenish()

@@ -3,10 +3,8 @@
  * applies each ruleset it is given as one transaction, in the order given. A helper that dies is
  * started again on the next change.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process'
-import type { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import { SandstormError, type Logger } from '../shared/index.js'
+import { createFramedHelper, SandstormError, type Logger } from '../shared/index.js'
 
 /** The helper's binary, built by `npm run build`. */
 export const nftHelperPath = fileURLToPath(new URL('../../native/nft-apply', import.meta.url))
@@ -19,65 +17,18 @@ export interface Nft {
   close(): void
 }
 
-interface Pending {
-  resolve(output: string): void
-  reject(err: Error): void
-  script: string
-}
-
 /** A client of the helper, started on first use. */
 export function createNft(logger: Logger): Nft {
-  let child: ChildProcessByStdio<Writable, Readable, null> | undefined
-  const queue: Pending[] = []
-  let buffered = Buffer.alloc(0)
-
-  const fail = (err: Error): void => {
-    child = undefined
-    buffered = Buffer.alloc(0)
-    for (const p of queue.splice(0)) p.reject(err)
-  }
-
-  const start = (): ChildProcessByStdio<Writable, Readable, null> => {
-    const c = spawn(nftHelperPath, [], { stdio: ['pipe', 'pipe', 'inherit'] })
-    c.on('error', (err) => fail(new SandstormError('internal', `the nftables helper could not run: ${err.message}`, { cause: err })))
-    c.on('exit', (code, signal) => {
-      if (child !== c) return
-      if (queue.length > 0) logger.error({ code, signal }, 'the nftables helper exited with changes pending')
-      fail(new SandstormError('internal', `the nftables helper exited (${signal ?? `code ${code}`})`))
-    })
-    c.stdin.on('error', () => undefined)
-    c.stdout.on('data', (data: Buffer) => {
-      buffered = Buffer.concat([buffered, data])
-      while (buffered.length >= 4) {
-        const len = buffered.readUInt32LE(0)
-        if (buffered.length < 4 + len) break
-        const status = String.fromCharCode(buffered[4]!)
-        const text = buffered.subarray(5, 4 + len).toString('utf8')
-        buffered = buffered.subarray(4 + len)
-        const done = queue.shift()
-        if (!done) continue
-        if (status === '0') done.resolve(text)
-        else done.reject(new SandstormError('internal', `nftables refused a change: ${text.trim().split('\n')[0]}`, { cause: new Error(`${text}\n--- script ---\n${done.script}`) }))
-      }
-    })
-    return c
-  }
-
+  const helper = createFramedHelper(nftHelperPath, 'nftables')
   return {
-    apply(script) {
-      return new Promise<string>((resolve, reject) => {
-        child ??= start()
-        queue.push({ resolve, reject, script })
-        const body = Buffer.from(script, 'utf8')
-        const head = Buffer.alloc(4)
-        head.writeUInt32LE(body.length, 0)
-        child.stdin.write(Buffer.concat([head, body]))
+    async apply(script) {
+      const answer = await helper.call(Buffer.from(script, 'utf8')).catch((err: unknown) => {
+        logger.error({ err }, 'the nftables helper exited with a change pending')
+        throw err
       })
+      if (answer.ok) return answer.text
+      throw new SandstormError('internal', `nftables refused a change: ${answer.text.trim().split('\n')[0]}`, { cause: new Error(`${answer.text}\n--- script ---\n${script}`) })
     },
-    close() {
-      const c = child
-      child = undefined
-      c?.stdin.end()
-    },
+    close: () => helper.close(),
   }
 }

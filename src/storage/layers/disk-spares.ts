@@ -1,20 +1,21 @@
 /**
  * Spare sandbox disks: ext4 images formatted and mounted ahead of need, so that a create with a
- * quota takes one with a rename and a mount move (5 ms) instead of an mkfs and a loop mount (20 ms
+ * quota takes one with a rename and a mount move (a system call in a resident helper) instead of an mkfs and a loop mount (20 ms
  * on a 2-core host). A few wait at a time, of the size asked for last; they are made one after
  * another at low priority, in a shell of their own, once creates paused (see refillWhenQuiet); a
- * take moves its spare in another shell, so that it never waits behind an mkfs.
+ * take moves its spare by native/mount-move, so that it never waits behind an mkfs.
  *
  * A spare is `<store>/spare-disks/<name>`, the mount point, with its image `<name>.disk` beside
  * it. Nothing of a sandbox is ever on one: a spare is an empty filesystem until it is taken, and
  * once taken it is the sandbox's writable dir (disk-image.ts) like one made on the spot.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, renameSync, rmdirSync, statfsSync, type StatsFs } from 'node:fs'
+import { renameSync, rmdirSync, statfsSync, type StatsFs } from 'node:fs'
 import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { silentLogger, type Logger } from '../../shared/index.js'
-import { createResidentShell, shellQuote, type ResidentShell } from '../../shared/resident-shell.js'
+import { fileURLToPath } from 'node:url'
+import { createFramedHelper, silentLogger, type Logger } from '../../shared/index.js'
+import { createResidentShell, type ResidentShell } from '../../shared/resident-shell.js'
 import { diskImageOf, formatAndMount, removeDiskImage } from './disk-image.js'
 
 /** Disks made ahead for the writable dirs of one layer store. */
@@ -53,8 +54,8 @@ const quietMs = 250
  * an mkfs on its own path (50 ms at p50 against 34 with a spare on a 2-core host).
  */
 const maxWaitMs = 1000
-/** The mount move (busybox-static is one of the host's packages; util-linux's mount otherwise). */
-const moveCommand = existsSync('/usr/bin/busybox') || existsSync('/bin/busybox') ? 'busybox mount --move' : 'mount --move'
+/** The resident mount mover, built by `npm run build`: a `mount --move` per take cost a process start (about 5 ms). */
+const mountMovePath = fileURLToPath(new URL('../../../native/mount-move', import.meta.url))
 
 /** A spare is handed over only while the host has this much free. */
 const takeMarginBytes = 8 * 1024 * 1024
@@ -86,7 +87,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
   const log = options.logger ?? silentLogger()
   const dir = spareDisksDirOf(options.storeDir)
   const shell = createResidentShell('spare disks')
-  const moves = createResidentShell('spare disk moves')
+  const moves = createFramedHelper(mountMovePath, 'mount move')
   const waiting: Spare[] = []
   let wanted: number | null = null
   let closed = options.count <= 0
@@ -188,15 +189,14 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
         await remove(spare, shell)
         return false
       }
-      // busybox's static mount: util-linux's costs its exec and its libraries' start, about 5 ms more here.
-      const moved = await moves.run(`exec ${moveCommand} ${shellQuote(spare.path)} ${shellQuote(target)}`)
-      if (moved.code !== 0) {
+      const moved = await moves.call(Buffer.from(`${spare.path}\0${target}\0`)).catch((err: Error) => ({ ok: false, text: err.message }))
+      if (!moved.ok) {
         // Back beside its mount, or gone: an image left at the target would stop the disk made on the spot.
         await rename(image, diskImageOf(spare.path)).catch(() => rm(image, { force: true }))
         await remove(spare, shell)
         // A mount under a shared mount cannot move (EINVAL): every take would fail the same way.
         closed = true
-        log.warn({ output: moved.output.trim(), spare: spare.path }, 'could not move a spare disk into place; no spares are kept, each disk is made on the spot')
+        log.warn({ output: moved.text.trim(), spare: spare.path }, 'could not move a spare disk into place; no spares are kept, each disk is made on the spot')
         await close()
         return false
       }
