@@ -4,7 +4,8 @@
  * started again on the next change.
  */
 import { fileURLToPath } from 'node:url'
-import { createFramedHelper, SandstormError, type Logger } from '../shared/index.js'
+import { createFramedHelper } from '../shared/framed-helper.js'
+import { SandstormError, type Logger } from '../shared/index.js'
 
 /** The helper's binary, built by `npm run build`. */
 export const nftHelperPath = fileURLToPath(new URL('../../native/nft-apply', import.meta.url))
