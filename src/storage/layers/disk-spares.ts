@@ -2,7 +2,7 @@
  * Spare sandbox disks: ext4 images formatted and mounted ahead of need, so that a create with a
  * quota takes one with a rename and a mount move (a system call in a resident helper) instead of an mkfs and a loop mount (20 ms
  * on a 2-core host). A few wait at a time, of the size asked for last; they are made one after
- * another at low priority, in a shell of their own, once creates paused (see refillWhenQuiet); a
+ * another at low priority, in a shell of their own, once creates paused (see whenQuiet); a
  * take moves its spare by native/mount-move, so that it never waits behind an mkfs.
  *
  * A spare is `<store>/spare-disks/<name>`, the mount point, with its image `<name>.disk` beside
@@ -15,6 +15,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createFramedHelper } from '../../shared/framed-helper.js'
+import { whenQuiet } from '../../shared/when-quiet.js'
 import { silentLogger, type Logger } from '../../shared/index.js'
 import { createResidentShell, type ResidentShell } from '../../shared/resident-shell.js'
 import { diskImageOf, formatAndMount, removeDiskImage } from './disk-image.js'
@@ -144,22 +145,11 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
    * spare costs that create more (CPU, the loop device's writes) than the spare saved it. Takes
    * that never pause that long wait `maxWaitMs` from the first of them.
    */
-  let quiet: NodeJS.Timeout | undefined
-  let waitingSince: number | null = null
-  const refillWhenQuiet = (): void => {
-    clearTimeout(quiet)
-    const now = performance.now()
-    waitingSince ??= now
-    quiet = setTimeout(() => {
-      waitingSince = null
-      refill()
-    }, Math.min(quietMs, waitingSince + maxWaitMs - now))
-    quiet.unref()
-  }
+  const refillWhenQuiet = whenQuiet(() => refill(), quietMs, maxWaitMs)
 
   async function close(): Promise<void> {
     closed = true
-    clearTimeout(quiet)
+    refillWhenQuiet.cancel()
     await swept
     await filling
     for (const spare of waiting.splice(0)) await remove(spare, shell)
@@ -177,7 +167,7 @@ export function createDiskSpares(options: DiskSparesOptions): DiskSpares {
       wanted = diskMiB
       const at = waiting.findIndex((s) => s.diskMiB === diskMiB)
       const spare = at < 0 ? undefined : waiting.splice(at, 1)[0]
-      refillWhenQuiet()
+      refillWhenQuiet.poke()
       if (!spare) return false
       // The image first: the loop device holds it open, so its name can change under the mount.
       // A crash between the steps leaves a spare mounted here, which the next start clears, and
