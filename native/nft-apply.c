@@ -4,7 +4,7 @@
  * nft's own start-up each time. Each request is one transaction: the kernel takes all of it or
  * none of it.
  *
- * Protocol on stdin/stdout, both ways a frame of a 4-byte little-endian length and its bytes:
+ * Protocol on stdin/stdout, frames as framed-io.h reads and writes them:
  *   request:  the ruleset text, as `nft -f` reads it
  *   reply:    one status byte ('0' done, '1' refused) and then nft's output or its error text
  * It exits when stdin ends. Run on the host only, by root; it takes no other input.
@@ -16,36 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "framed-io.h"
+
 #define MAX_REQUEST (16u << 20)
-
-static int read_full(int fd, void *buf, size_t len) {
-  char *p = buf;
-  while (len > 0) {
-    ssize_t n = read(fd, p, len);
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int reply(char status, const char *text) {
-  size_t len = strlen(text);
-  uint32_t total = (uint32_t)(len + 1);
-  unsigned char head[5] = {total & 0xff, (total >> 8) & 0xff, (total >> 16) & 0xff, (total >> 24) & 0xff, (unsigned char)status};
-  return write_full(1, head, sizeof head) || write_full(1, text, len) ? -1 : 0;
-}
 
 int main(void) {
   struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
@@ -54,9 +27,8 @@ int main(void) {
     return 1;
   }
   for (;;) {
-    unsigned char head[4];
-    if (read_full(0, head, sizeof head)) break;
-    uint32_t len = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24;
+    uint32_t len;
+    if (read_request_length(&len)) break;
     if (len > MAX_REQUEST) {
       fprintf(stderr, "nft-apply: a request of %u bytes is over the limit\n", len);
       return 1;
