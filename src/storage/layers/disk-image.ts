@@ -8,8 +8,8 @@
  * forks of it (33 ms beside 21 ms for both in the shell, measured on a 2-core host with a 300 MiB
  * heap). About 600 KiB of the host's disk per image before the sandbox writes anything.
  */
-import { existsSync } from 'node:fs'
-import { mkdir, rename, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises'
+import { existsSync, statfsSync, statSync } from 'node:fs'
+import { mkdir, rename, rm, truncate, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions } from '../../shared/index.js'
 import { isMounted } from '../overlay/overlay.js'
@@ -116,10 +116,18 @@ export async function sweepRemovedDiskImages(storeDir: string): Promise<void> {
 export async function diskImageUsage(dir: string): Promise<DiskUsage | null> {
   // A mounted image is a filesystem of its own, so its root's device differs from its parent's.
   // Two stats instead of reading the mount table: this runs for every sandbox every few seconds.
-  const [own, parent] = await Promise.all([stat(dir), stat(dirname(dir))]).catch(() => [null, null])
-  if (!own || !parent || own.dev === parent.dev) return null
-  const s = await statfs(dir)
-  return { usedBytes: (s.blocks - s.bfree) * s.bsize, limitBytes: s.blocks * s.bsize }
+  // Synchronous (microseconds each, on a local filesystem): this is on a snapshot's path, where
+  // an async call waits in libuv's pool behind whatever queued there first (a restore's removal of
+  // the layer it left), 3 ms at p95 and 11 ms at worst of a 6 ms snapshot.
+  try {
+    const own = statSync(dir)
+    const parent = statSync(dirname(dir))
+    if (own.dev === parent.dev) return null
+    const s = statfsSync(dir)
+    return { usedBytes: (s.blocks - s.bfree) * s.bsize, limitBytes: s.blocks * s.bsize }
+  } catch {
+    return null
+  }
 }
 
 function toolError(what: string, complaint: string): SandstormError {

@@ -4,7 +4,7 @@
  * later in the loop device, and the data is lost with the image's journal aborted. So what the
  * host itself writes for a sandbox (an upload, a snapshot's copy, a build) keeps a margin free.
  */
-import { statfs } from 'node:fs/promises'
+import { statfsSync } from 'node:fs'
 import { noRoomError, SandstormError } from '../../shared/index.js'
 
 /** Room kept free for what the images' filesystems write beside the data (metadata, journal). @default 64 MiB */
@@ -12,7 +12,8 @@ export const hostMarginBytes = 64 * 1024 * 1024
 
 /** Bytes that may still be written on the filesystem of `dir`, keeping `marginBytes` free (0 or less: none). */
 export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promise<number> {
-  const s = await statfs(dir)
+  // Synchronous, as diskImageUsage: a snapshot asks before it freezes its sandbox.
+  const s = statfsSync(dir)
   // bavail: less the blocks kept for root, the smaller figure.
   return s.bavail * s.bsize - marginBytes
 }
@@ -23,7 +24,7 @@ export async function roomIn(dir: string, marginBytes = hostMarginBytes): Promis
  * needs them (btrfs reports none) has no such bound: Infinity.
  */
 export async function inodesIn(dir: string): Promise<number> {
-  const s = await statfs(dir)
+  const s = statfsSync(dir)
   if (s.files === 0) return Infinity
   return s.ffree - Math.min(65_536, Math.ceil(s.files / 20))
 }
