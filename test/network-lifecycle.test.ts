@@ -158,6 +158,28 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     }
   })
 
+  it('a create whose rules are refused (the table deleted under the agent) has the table written again whole', async () => {
+    const tag = createHash('sha256').update(stack.dataDir).digest('hex').slice(0, 6)
+    const live = await Sandbox.create('debian', { ...stack.conn, timeoutMs: 600_000 })
+    try {
+      const start = await settledHostState(stack.dataDir)
+      assert.ok(start.tableSandboxes > 0)
+      await execa('nft', ['delete', 'table', 'inet', `sandstorm_${tag}`])
+      const id = newId('sb')
+      await assert.rejects(
+        stack.agent.create({ id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } }),
+        /nftables refused a change/,
+      )
+      assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [])
+      // The sandbox that ran on is filtered again, not left without rules.
+      const end = await settledHostState(stack.dataDir)
+      assert.equal(end.tableSandboxes, start.tableSandboxes, 'the table was not written again')
+      assert.equal((await live.commands.run('true')).exitCode, 0)
+    } finally {
+      await live.kill()
+    }
+  })
+
   it('a second create of a live id is refused before it touches the first one', async () => {
     const id = newId('sb')
     const req = { id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth' as const, egress: { allowOut: [], denyOut: [] } } }
