@@ -180,26 +180,29 @@ export function runBackendContract(
     })
 
     test('a list while a create runs neither stalls nor breaks it', async () => {
-      // The agent's state watch lists every few seconds, whatever is starting.
-      const id = newId('sb')
-      let done = false
-      const created = be().create(ctx().spec(id)).finally(() => (done = true))
-      created.catch(() => undefined)
-      // Lists that ended while the create still ran: at least the first one does (a create takes
-      // tens of ms), unless a list waits for the create.
+      // The agent's state watch lists every few seconds, whatever is starting. Lists that end
+      // while the create still runs: the first one does, unless a list waits for the create. A
+      // list is a run of runc, a create from a warm launcher is not: on a loaded host one list
+      // has outlasted a whole create (148 ms), so a create may be tried again, at most 3 times.
       let overlapped = 0
-      while (!done) {
-        await be().list()
-        if (!done) overlapped++
-        await new Promise((r) => setTimeout(r, 5))
+      for (let attempt = 0; attempt < 3 && overlapped === 0; attempt++) {
+        const id = newId('sb')
+        let done = false
+        const created = be().create(ctx().spec(id)).finally(() => (done = true))
+        created.catch(() => undefined)
+        while (!done) {
+          await be().list()
+          if (!done) overlapped++
+          await new Promise((r) => setTimeout(r, 5))
+        }
+        try {
+          await created
+          assert.equal((await run(id, ['/bin/true'])).result.exitCode, 0)
+        } finally {
+          await be().destroy(id)
+        }
       }
-      try {
-        await created
-        assert.ok(overlapped > 0, 'no list ended before the create did')
-        assert.equal((await run(id, ['/bin/true'])).result.exitCode, 0)
-      } finally {
-        await be().destroy(id)
-      }
+      assert.ok(overlapped > 0, 'no list ended before the create did, in 3 creates')
     })
 
     test('exec passes argv, env and cwd', async () => {
