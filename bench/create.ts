@@ -134,7 +134,7 @@ export const createBenchmark: Benchmark = {
         checkAborted(ctx.signal)
         agentOnly.push(await settled(() => agentCreateOne(ctx.stack, agentStalls)))
         agentNoSpares.push(await settled(() => agentCreateOne(noSpares)))
-        layerBase.push(await settled(() => baseline.once(2 * n + i)))
+        layerBase.push(await settled(() => baseline.once(n + steadyRuns + i)))
         if ((i + 1) % 10 === 0) ctx.progress(`create layers: ${i + 1}/${n}`)
       }
       // A steady stream: a create every `steadyGapMs`, never a pause long enough for background

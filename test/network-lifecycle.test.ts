@@ -4,7 +4,6 @@
  * of create/destroy cycles leave no namespace, interface, route or rule behind.
  */
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { execa } from 'execa'
 import { createHostNetwork } from '../src/network/index.js'
-import { destroySlot } from '../src/network/slots.js'
+import { destroySlot, networkTag } from '../src/network/slots.js'
 import { newId, silentLogger } from '../src/shared/index.js'
 import { createResidentShell } from '../src/shared/resident-shell.js'
 import { deletePool, Sandbox, setPool, waitForPool } from '@sandstorm/sdk'
@@ -25,7 +24,7 @@ const skip = skipReason() ?? false
 
 /** What an agent (by its data dir) holds on the host: its namespaces, and the sandboxes in its nftables table. */
 async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandboxes: number; orphanVeths: string[] }> {
-  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 6)
+  const tag = networkTag(dataDir)
   // Links first: a slot's namespace is made before its veth, so a veth seen here has a namespace by the read below.
   const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: (sbv[a-z0-9]{10})[@:]/.exec(l)?.[1]).filter((n): n is string => n !== undefined)
   const all = await readdir('/run/netns').catch(() => [] as string[])
@@ -40,6 +39,25 @@ async function hostState(dataDir: string): Promise<{ netns: string[]; tableSandb
     if ((await execa('ip', ['link', 'show', link], { reject: false })).exitCode === 0) orphanVeths.push(link)
   }
   return { netns, tableSandboxes, orphanVeths }
+}
+
+/** An agent create of a small sandbox with a network and no policy. */
+const vethCreate = (id: string, more: { snapshotId?: string } = {}) => ({
+  id,
+  template: 'debian',
+  ...more,
+  memoryMiB: 128,
+  cpus: 1,
+  pidsMax: 64,
+  diskMiB: 256,
+  env: {},
+  network: { mode: 'veth' as const, egress: { allowOut: [], denyOut: [] } },
+})
+
+/** The containers runc holds for the agent whose data dir is `dataDir`, and whether each runs. */
+async function containersOf(dataDir: string): Promise<{ id: string; status: string }[]> {
+  const listed = (await execa('runc', ['--root', join(dataDir, 'runc'), 'list', '--format', 'json'])).stdout
+  return JSON.parse(listed || '[]') as { id: string; status: string }[]
 }
 
 /** hostState once no veth is left without its namespace: a leak fails the wait, naming the veths. */
@@ -113,7 +131,7 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
     const id = newId('sb')
     // The layer of an unknown snapshot fails, while the network is attached beside it.
     await assert.rejects(
-      stack.agent.create({ id, template: 'debian', snapshotId: 'snap-0000000000000000', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } }),
+      stack.agent.create(vethCreate(id, { snapshotId: 'snap-0000000000000000' })),
       /snapshot "snap-0000000000000000" not found/,
     )
     await until('the spare slots made again', async () => (await hostState(stack.dataDir)).netns.length === start.netns.length)
@@ -135,20 +153,16 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
       const id = newId('sb')
       let created: Promise<unknown>
       try {
-        created = stack.agent.create({ id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } })
+        created = stack.agent.create(vethCreate(id))
         created.catch(() => undefined)
-        await until('the container started, its rules not written', async () => {
-          const containers = (await execa('runc', ['--root', join(stack.dataDir, 'runc'), 'list', '--format', 'json'])).stdout
-          return (JSON.parse(containers || '[]') as { id: string; status: string }[]).some((c) => c.id === id && c.status === 'running')
-        })
+        await until('the container started, its rules not written', async () => (await containersOf(stack.dataDir)).some((c) => c.id === id && c.status === 'running'))
       } finally {
         // Its transaction dies with it: the rules fail after the container started.
         process.kill(Number(helper), 'SIGKILL')
       }
       await assert.rejects(created, /the nftables helper exited/)
       assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [], 'the sandbox whose rules failed is listed')
-      const containers = (await execa('runc', ['--root', join(stack.dataDir, 'runc'), 'list', '--quiet'])).stdout.split('\n')
-      assert.equal(containers.includes(id), false, 'the container whose rules failed still runs')
+      assert.deepEqual((await containersOf(stack.dataDir)).filter((c) => c.id === id), [], 'the container whose rules failed is still there')
       assert.equal(existsSync(join(stack.dataDir, 'storage', 'writable', id)), false, 'the failed create left a writable dir')
       const end = await settledHostState(stack.dataDir)
       assert.equal(end.tableSandboxes, start.tableSandboxes, 'the failed create left rules in the table')
@@ -159,7 +173,7 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
   })
 
   it('a create whose rules are refused (the table deleted under the agent) has the table written again whole', async () => {
-    const tag = createHash('sha256').update(stack.dataDir).digest('hex').slice(0, 6)
+    const tag = networkTag(stack.dataDir)
     const live = await Sandbox.create('debian', { ...stack.conn, timeoutMs: 600_000 })
     try {
       const start = await settledHostState(stack.dataDir)
@@ -167,7 +181,7 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
       await execa('nft', ['delete', 'table', 'inet', `sandstorm_${tag}`])
       const id = newId('sb')
       await assert.rejects(
-        stack.agent.create({ id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth', egress: { allowOut: [], denyOut: [] } } }),
+        stack.agent.create(vethCreate(id)),
         /nftables refused a change/,
       )
       assert.deepEqual((await stack.agent.list()).filter((s) => s.id === id), [])
@@ -182,7 +196,7 @@ describe('network lifecycle', { skip, timeout: 600_000 }, () => {
 
   it('a second create of a live id is refused before it touches the first one', async () => {
     const id = newId('sb')
-    const req = { id, template: 'debian', memoryMiB: 128, cpus: 1, pidsMax: 64, diskMiB: 256, env: {}, network: { mode: 'veth' as const, egress: { allowOut: [], denyOut: [] } } }
+    const req = vethCreate(id)
     await stack.agent.create(req)
     try {
       const before = await hostState(stack.dataDir)

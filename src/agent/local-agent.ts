@@ -202,10 +202,11 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
         : layers.prepare(req, template.rootfs),
       joinNetwork(),
     ])
-    /** Settles once the network's rules are in or gone: what a failed create undoes must not race their transaction. */
-    const rulesSettled = async (): Promise<void> => {
-      if (attached.status === 'fulfilled') await attached.value?.ruled.catch(() => undefined)
-    }
+    /**
+     * Settles once the network's rules are in or gone, with their error if they failed: what a
+     * failed create undoes must not race their transaction.
+     */
+    const rulesFailure = async (): Promise<unknown> => (attached.status === 'fulfilled' ? attached.value?.ruled.then(() => undefined, (e: unknown) => e) : undefined)
     /**
      * Undoes what a failed create made of its writable layer and network, side by side; a failure
      * to is logged, and the caller throws the create's own error. The slot taken is gone with the
@@ -218,7 +219,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       if (n.status === 'rejected') log.error({ sandboxId: req.id, err: n.reason }, 'could not remove the network of a failed create')
     }
     if (layer.status === 'rejected' || attached.status === 'rejected') {
-      await rulesSettled()
+      await rulesFailure()
       await release({ layer: layer.status === 'fulfilled' && !machine, net: attached.status === 'fulfilled' && attached.value !== undefined })
       throw layer.status === 'rejected' ? layer.reason : (attached as PromiseRejectedResult).reason
     }
@@ -236,7 +237,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
     }
     if (net) record.network = net
     await state.save(record).catch(async (err: unknown) => {
-      await rulesSettled()
+      await rulesFailure()
       await release(made)
       throw err
     })
@@ -262,7 +263,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<Agen
       await attached.value?.ruled
     } catch (err) {
       // The rules' failure is the cause when both failed: runc cannot join the namespace that their failure removed.
-      const rulesErr = attached.status === 'fulfilled' ? await attached.value?.ruled.then(() => undefined, (e: unknown) => e ?? err) : undefined
+      const rulesErr = await rulesFailure()
       // A sandbox whose rules failed is removed before anything of its own ran (a failed start removed its own).
       if (started) await backend.destroy(req.id).catch((e: unknown) => log.error({ sandboxId: req.id, err: e }, 'could not remove the sandbox of a failed create'))
       await release(made)

@@ -1,16 +1,16 @@
 /**
  * Spare sandbox disks: ext4 images formatted and mounted ahead of need, so that a create with a
- * quota takes one with a rename and a mount move (a system call in a resident helper) instead of an mkfs and a loop mount (20 ms
- * on a 2-core host). A few wait at a time, of the size asked for last; they are made one after
- * another at low priority, in a shell of their own, once creates paused (see whenQuiet); a
- * take moves its spare by native/mount-move, so that it never waits behind an mkfs.
+ * quota takes one with a rename and a mount move (one system call, by the resident
+ * native/mount-move, so that it never waits behind an mkfs) instead of an mkfs and a loop mount
+ * (20 ms on a 2-core host). A few wait at a time, of the size asked for last; they are made one
+ * after another at low priority, in a shell of their own, once creates paused (see whenQuiet).
  *
  * A spare is `<store>/spare-disks/<name>`, the mount point, with its image `<name>.disk` beside
  * it. Nothing of a sandbox is ever on one: a spare is an empty filesystem until it is taken, and
  * once taken it is the sandbox's writable dir (disk-image.ts) like one made on the spot.
  */
 import { randomBytes } from 'node:crypto'
-import { renameSync, rmdirSync, statfsSync, type StatsFs } from 'node:fs'
+import { renameSync, rmdirSync } from 'node:fs'
 import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,6 +19,7 @@ import { whenQuiet } from '../../shared/when-quiet.js'
 import { silentLogger, type Logger } from '../../shared/index.js'
 import { createResidentShell, type ResidentShell } from '../../shared/resident-shell.js'
 import { diskImageOf, formatAndMount, removeDiskImage } from './disk-image.js'
+import { availableBytes } from './host-room.js'
 
 /** Disks made ahead for the writable dirs of one layer store. */
 export interface DiskSpares {
@@ -64,18 +65,13 @@ const takeMarginBytes = 8 * 1024 * 1024
 /** Spares are made only while the host has this much free. */
 const fillMarginBytes = 64 * 1024 * 1024
 
-/**
- * Bytes free on the filesystem of `dir` (or its store's, before it exists), less root's reserve.
- * Synchronous (microseconds): a take is on a create's path, where an async call waits in libuv's pool.
- */
+/** Bytes free on the filesystem of `dir` (or its store's, before it exists), less root's reserve. */
 function freeBytes(dir: string): number {
-  let s: StatsFs
   try {
-    s = statfsSync(dir)
+    return availableBytes(dir)
   } catch {
-    s = statfsSync(join(dir, '..'))
+    return availableBytes(join(dir, '..'))
   }
-  return s.bavail * s.bsize
 }
 
 /** The dir of a store's spare disks. */
