@@ -1,7 +1,6 @@
 /** What every command shares: the connection from the global flags, and how to print. */
 import type { Command } from 'commander'
 import { InvalidArgumentError, type ConnectionOptions } from '@sandstorm/sdk'
-import { httpFetch } from './http-fetch.js'
 import { readSecretFile } from './secret-input.js'
 import { printable } from './terminal-text.js'
 
@@ -12,10 +11,10 @@ export interface GlobalOptions {
   apiKeyFile?: string
 }
 
-/** The SDK connection for a command: `--url` and `--api-key` (or `--api-key-file`), else the SDK's env and defaults; requests on node:http. */
+/** The SDK connection for a command: `--url` and `--api-key` (or `--api-key-file`), else the SDK's env and defaults (the SDK's own fetch over node:http). */
 export function connectionOf(cmd: Command): ConnectionOptions {
   const g = cmd.optsWithGlobals<GlobalOptions>()
-  const out: ConnectionOptions = { fetch: httpFetch }
+  const out: ConnectionOptions = {}
   if (g.url) out.apiUrl = g.url
   if (g.apiKey !== undefined && g.apiKeyFile !== undefined) throw new InvalidArgumentError('invalid_argument', '--api-key and --api-key-file: expected one of them, got both')
   if (g.apiKey) out.apiKey = g.apiKey

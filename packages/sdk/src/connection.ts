@@ -1,5 +1,6 @@
 /** Where the server is and how to authenticate, resolved from options, environment and defaults. */
 import { AuthenticationError, InvalidArgumentError } from './errors.js'
+import { defaultFetch } from './node-fetch.js'
 
 /** Default address of a server started by `sandstorm up`. */
 export const defaultApiUrl = 'http://127.0.0.1:7420'
@@ -21,9 +22,9 @@ export interface ConnectionOptions {
    */
   requestTimeoutMs?: number
   /**
-   * The fetch every request goes through (a CLI may pass a lighter one). Its answers' body may be a
-   * web ReadableStream or any AsyncIterable<Uint8Array> (a Node stream, from a fetch over node:http).
-   * @default globalThis.fetch
+   * The fetch every request goes through. Its answers' body may be a web ReadableStream or any
+   * AsyncIterable<Uint8Array> (a Node stream, from a fetch over node:http).
+   * @default under Node, one over node:http for http URLs (undici's costs some 250 ms of CPU at its first call, and more per request); elsewhere globalThis.fetch
    */
   fetch?: typeof fetch
 }
@@ -97,7 +98,13 @@ export function resolveConnection(options: ConnectionOptions = {}, env: Environm
     if (!key) throw new AuthenticationError('unauthenticated', `no API key: ${path} is empty; pass { apiKey } or set SANDSTORM_API_KEY`)
     return key
   }
-  return { apiUrl, apiKey, requestTimeoutMs, fetch: options.fetch ?? globalThis.fetch }
+  return { apiUrl, apiKey, requestTimeoutMs, fetch: options.fetch ?? sharedDefaultFetch() }
+}
+
+let sharedFetch: typeof fetch | undefined
+/** One default fetch for every connection of the process. */
+function sharedDefaultFetch(): typeof fetch {
+  return (sharedFetch ??= defaultFetch())
 }
 
 /** A connection with some options laid over it (an instance call over its sandbox's connection). */

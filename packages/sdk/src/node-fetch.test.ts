@@ -1,18 +1,24 @@
-/** The CLI's fetch on node:http against a real server on port 0: what the SDK reads of it. */
+/** The SDK's fetch over node:http against a real server on port 0: what the SDK reads of it. */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { httpFetch } from './http-fetch.js'
+import { resolveConnection } from './connection.js'
+import { defaultFetch } from './node-fetch.js'
 
-describe('httpFetch', () => {
+describe('the default fetch under Node', () => {
   let server: Server
   let base = ''
+  const httpFetch = defaultFetch()
 
   before(async () => {
     server = createServer((req, res) => {
       if (req.url === '/hang') return // never answers: the caller's signal must end it
+      if (req.url === '/half') {
+        res.write('first chunk') // then never ends: a body read must end with the signal
+        return
+      }
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
       req.on('end', () => {
@@ -30,10 +36,21 @@ describe('httpFetch', () => {
     await new Promise((resolve) => server.close(resolve))
   })
 
+  it('is the one over node:http, for every connection that names none', () => {
+    assert.notEqual(httpFetch, globalThis.fetch)
+    const fetchOf = resolveConnection({ apiKey: 'k' }).fetch
+    assert.notEqual(fetchOf, globalThis.fetch)
+    assert.equal(resolveConnection({ apiKey: 'other' }).fetch, fetchOf)
+    const own: typeof fetch = async () => new Response('')
+    assert.equal(resolveConnection({ apiKey: 'k', fetch: own }).fetch, own)
+  })
+
   it('sends whole and streamed bodies and reads status, headers and JSON', async () => {
     const res = await httpFetch(`${base}/x`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })
     assert.deepEqual([res.ok, res.status, res.headers.get('X-Next-Token'), res.headers.get('none')], [true, 200, 'abc', null])
     assert.deepEqual(await res.json(), { method: 'POST', length: '7', body: '{"a":1}' })
+    const bytes = await httpFetch(`${base}/bytes`, { method: 'PUT', body: new Uint8Array([104, 105]) })
+    assert.equal((JSON.parse(await bytes.text()) as { body: string }).body, 'hi')
     const stream = new ReadableStream<Uint8Array>({
       start(c) {
         c.enqueue(new TextEncoder().encode('one '))
@@ -63,5 +80,13 @@ describe('httpFetch', () => {
     const reason = new Error('stop')
     controller.abort(reason)
     await assert.rejects(pending, (err) => err === reason)
+  })
+
+  it('ends a body being read when the signal fires', async () => {
+    const controller = new AbortController()
+    const res = await httpFetch(`${base}/half`, { signal: controller.signal })
+    const reading = res.text()
+    setTimeout(() => controller.abort(new Error('stop')), 20)
+    await assert.rejects(reading)
   })
 })
