@@ -1,6 +1,5 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
 import { SandstormError, type AgentInfo } from '../shared/index.js'
 import type { RouteDeps, ServerEnv } from './context.js'
@@ -66,10 +65,15 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     // A request that comes in on a kept-alive connection while closing must not reach the database.
     if (shutdownSignal.aborted) return fail(new SandstormError('unavailable', 'the server is shutting down'), c)
     shutdownSignal.addEventListener('abort', onShutdown, { once: true })
-    c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
     // The response (a stream, maybe) outlives the handler; let go of the shutdown signal once it
-    // is out. A finished response does not abort: an agent may tie a started process to it.
-    c.env.outgoing.once('close', () => shutdownSignal.removeEventListener('abort', onShutdown))
+    // is out. A finished response does not abort: an agent may tie a started process to it. One
+    // closed before it was all written means the client went away. (Not the web Request's signal:
+    // reading it makes the adapter build a whole web Request, headers and body stream, per request.)
+    const { outgoing } = c.env
+    outgoing.once('close', () => {
+      shutdownSignal.removeEventListener('abort', onShutdown)
+      if (!outgoing.writableFinished) onClientGone()
+    })
     c.set('signal', controller.signal)
     const work = next()
     options.track(work)
@@ -92,8 +96,8 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
   // The web console's static files hold no data, so they are answered before the key is asked for.
   uiRoutes(app)
 
-  // The body limit below buffers a chunked body (up to 8 MiB) before its route runs: every request
-  // whose body is read whole must show its credential, from its headers, before that.
+  // Every request whose body is read whole must show its credential, from its headers, before a
+  // route reads it.
   const envdTokens = createAccessTokens(options.e2b.dataDir)
   const readsWhole = (c: Context<ServerEnv>): boolean => readsBodyWhole(c.req.method, c.req.path, c.req.header('content-type') ?? '')
 
@@ -123,15 +127,14 @@ export function createApp(options: AppOptions): Hono<ServerEnv> {
     return next()
   })
 
-  const jsonLimit = bodyLimit({
-    maxSize: maxJsonBytes,
-    onError: () => {
-      throw jsonTooLarge()
-    },
+  // A body read whole that declares more than the JSON cap is refused before a byte of it is read.
+  // One sent chunked is cut at the cap as it is read: by jsonOf (request-input.ts) in every route
+  // that reads JSON, by Connect's readMaxBytes for each envd message. Uploads (the exact routes,
+  // body-limits.ts) stream under their own limits: files to the sandbox, tars of image builds.
+  app.use('*', async (c, next) => {
+    if (readsWhole(c) && Number(c.req.header('content-length') ?? 0) > maxJsonBytes) return fail(jsonTooLarge(), c)
+    return next()
   })
-  // Uploads (the exact routes, body-limits.ts) stream under their own limits: files to the sandbox,
-  // tars of image builds to a temp dir. Each route that reads JSON bounds it again itself (request-input.ts).
-  app.use('*', (c, next) => (readsWhole(c) ? jsonLimit(c, next) : next()))
 
   healthRoutes(app, options)
   templateRoutes(app, options)

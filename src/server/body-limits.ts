@@ -39,10 +39,10 @@ export function jsonTooLarge(maxBytes = maxJsonBytes): SandstormError {
  * A body as text, failing with 413 once more than `maxBytes` have come: the route's own bound,
  * whatever middleware ran before it. A UTF-8 BOM is dropped, as Response.text() does.
  */
-export async function boundedText(body: ReadableStream<Uint8Array> | null, maxBytes = maxJsonBytes): Promise<string> {
+export async function boundedText(body: AsyncIterable<Uint8Array> | null, maxBytes = maxJsonBytes): Promise<string> {
   if (!body) return ''
   const chunks: Uint8Array[] = []
-  for await (const chunk of capBytes(body as unknown as AsyncIterable<Uint8Array>, maxBytes, () => jsonTooLarge(maxBytes))) chunks.push(chunk)
+  for await (const chunk of capBytes(body, maxBytes, () => jsonTooLarge(maxBytes))) chunks.push(chunk)
   return new TextDecoder().decode(Buffer.concat(chunks))
 }
 

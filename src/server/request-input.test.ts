@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
+import { getRequestListener } from '@hono/node-server'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { silentLogger } from '../shared/index.js'
@@ -27,6 +31,47 @@ describe('bodyOf', () => {
     assert.equal(res.status, 413)
     assert.match(((await res.json()) as { message: string }).message, /expected at most 8388608 bytes of JSON/)
     assert.ok(pulledBytes <= maxJsonBytes + 4 * chunk.byteLength, `${pulledBytes} bytes read`)
+  })
+
+  it('under the Node server, reads the request itself, at most the JSON limit of it, and answers 413', async () => {
+    const app = new Hono<ServerEnv>()
+    app.post('/', async (c) => c.json(await bodyOf(c, z.object({}).passthrough())))
+    app.onError((err) => errorResponse(err, silentLogger()))
+    const server = createServer(getRequestListener(app.fetch))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as AddressInfo).port
+    try {
+      const send = (chunks: Iterable<Uint8Array>): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          // Chunked, as a client that declares no length sends it.
+          const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { 'content-type': 'application/json' } })
+          let answered = false
+          req.on('response', (res) => {
+            answered = true
+            const parts: Buffer[] = []
+            res.on('data', (d: Buffer) => parts.push(d))
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() })
+              req.destroy()
+            })
+          })
+          // Once answered, the rest of the body is not wanted: the writes' failure is expected.
+          req.on('error', (err) => (answered ? undefined : reject(err)))
+          ;(async () => {
+            for (const chunk of chunks) if (!req.write(chunk)) await once(req, 'drain')
+            req.end()
+          })().catch(() => undefined)
+        })
+      const chunk = new Uint8Array(64 * 1024).fill(0x20)
+      const tooMuch = await send(Array.from({ length: (12 * 1024 * 1024) / chunk.byteLength }, () => chunk))
+      assert.equal(tooMuch.status, 413)
+      assert.match(tooMuch.body, /expected at most 8388608 bytes of JSON/)
+      assert.deepEqual(JSON.parse((await send([new TextEncoder().encode('{"a":'), new TextEncoder().encode('1}')])).body), { a: 1 })
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
   })
 
   it('parses a body under the limit, and an empty one as {}', async () => {

@@ -15,7 +15,9 @@ export async function bodyOf<S extends z.ZodType>(c: Context<ServerEnv>, schema:
  * still reads a bounded body.
  */
 export async function jsonOf(c: Context<ServerEnv>): Promise<unknown> {
-  return parseJsonText(await boundedText(c.req.raw.body))
+  // Under the Node server, the Node request itself: no web Request and stream are made over it
+  // (c.req.raw.body would make both). An app served otherwise (in memory) has only the web one.
+  return parseJsonText(await boundedText(c.env?.incoming ?? c.req.raw.body))
 }
 
 /** The query, validated; a key given twice counts once (the first), unless the schema wants an array. */
