@@ -5,6 +5,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { resolveConnection } from './connection.js'
+import { ConnectionError } from './errors.js'
+import { createApiClient } from './http-client.js'
 import { defaultFetch } from './node-fetch.js'
 
 describe('the default fetch under Node', () => {
@@ -15,6 +17,11 @@ describe('the default fetch under Node', () => {
   before(async () => {
     server = createServer((req, res) => {
       if (req.url === '/hang') return // never answers: the caller's signal must end it
+      if (req.url === '/cut') {
+        res.write('first chunk') // then the connection dies, as when a server is killed mid-answer
+        setTimeout(() => res.socket?.destroy(), 20)
+        return
+      }
       if (req.url === '/half') {
         res.write('first chunk') // then never ends: a body read must end with the signal
         return
@@ -80,6 +87,21 @@ describe('the default fetch under Node', () => {
     const reason = new Error('stop')
     controller.abort(reason)
     await assert.rejects(pending, (err) => err === reason)
+  })
+
+  it('fails a body whose connection dies as undici does (terminated), which the SDK reports as a dropped connection', async () => {
+    const res = await httpFetch(`${base}/cut`)
+    await assert.rejects(res.text(), (err: Error) => err instanceof TypeError && err.message === 'terminated' && err.cause instanceof Error)
+    const client = createApiClient(resolveConnection({ apiUrl: base, apiKey: 'k' }))
+    await assert.rejects(client.json({ method: 'GET', path: '/cut' }), (err: Error) => err instanceof ConnectionError && err.code === 'unavailable')
+    let read = ''
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of await client.chunks({ method: 'GET', path: '/cut' })) read += new TextDecoder().decode(chunk)
+      })(),
+      (err: Error) => err instanceof ConnectionError,
+    )
+    assert.equal(read, 'first chunk')
   })
 
   it('ends a body being read when the signal fires', async () => {

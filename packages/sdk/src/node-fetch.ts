@@ -54,7 +54,7 @@ export function nodeHttpFetch({ http, stream }: NodeModules): typeof fetch {
     return new Promise<Response>((resolve, reject) => {
       const req = http.request(url, { method: init.method ?? 'GET', headers, signal })
       req.on('error', (err) => reject(signal?.aborted ? signal.reason : new TypeError('fetch failed', { cause: err })))
-      req.on('response', (res) => resolve(responseOf(res)))
+      req.on('response', (res) => resolve(responseOf(res, signal)))
       if (isWebStream(init.body)) {
         const source = stream.Readable.fromWeb(init.body as import('node:stream/web').ReadableStream<Uint8Array>)
         source.on('error', (err) => req.destroy(err))
@@ -80,10 +80,32 @@ function isWebStream(body: unknown): body is ReadableStream<Uint8Array> {
   return typeof (body as { getReader?: unknown } | null)?.getReader === 'function'
 }
 
-function responseOf(res: NodeHttp.IncomingMessage): Response {
+/** A body read as chunks, and destroyed (a cancel, the caller's signal) as the Node stream it is. */
+type NodeBody = AsyncIterable<Uint8Array> & { destroy(err?: unknown): void }
+
+/**
+ * The answer's chunks. A connection that dies mid-body (a server killed, say) fails Node's stream
+ * with Error('aborted') or ECONNRESET; it fails here as in undici, with TypeError('terminated') and
+ * that error as its cause, which the SDK reports as a dropped connection (retryable). An end by
+ * the request's own signal fails with the signal's reason.
+ */
+function bodyOf(res: NodeHttp.IncomingMessage, signal: AbortSignal | undefined): NodeBody {
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const chunk of res) yield chunk as Uint8Array
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason
+        throw new TypeError('terminated', { cause: err })
+      }
+    },
+    destroy: (err) => res.destroy(err instanceof Error ? err : undefined),
+  }
+}
+
+function responseOf(res: NodeHttp.IncomingMessage, signal: AbortSignal | undefined): Response {
   const status = res.statusCode ?? 0
-  // A socket that dies mid-body fails the stream with ECONNRESET, which the SDK maps as undici's.
-  const body: AsyncIterable<Uint8Array> = res
+  const body = bodyOf(res, signal)
   const bytes = async (): Promise<Uint8Array> => {
     const chunks: Uint8Array[] = []
     for await (const chunk of body) chunks.push(chunk)
