@@ -36,16 +36,22 @@ describe('bodyOf', () => {
   it('under the Node server, reads the request itself, at most the JSON limit of it, and answers 413', async () => {
     const app = new Hono<ServerEnv>()
     app.post('/', async (c) => c.json(await bodyOf(c, z.object({}).passthrough())))
+    // A middleware that reads the web Request's signal has the adapter make a web Request and its
+    // body stream: that stream, never read, takes nothing from the Node request.
+    app.post('/after-signal', async (c) => {
+      void c.req.raw.signal
+      return c.json(await bodyOf(c, z.object({}).passthrough()))
+    })
     app.onError((err) => errorResponse(err, silentLogger()))
     const server = createServer(getRequestListener(app.fetch))
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     const port = (server.address() as AddressInfo).port
     try {
-      const send = (chunks: Iterable<Uint8Array>): Promise<{ status: number; body: string }> =>
+      const send = (chunks: Iterable<Uint8Array>, path = '/'): Promise<{ status: number; body: string }> =>
         new Promise((resolve, reject) => {
           // Chunked, as a client that declares no length sends it.
-          const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { 'content-type': 'application/json' } })
+          const req = request({ host: '127.0.0.1', port, method: 'POST', path, headers: { 'content-type': 'application/json' } })
           let answered = false
           req.on('response', (res) => {
             answered = true
@@ -67,7 +73,11 @@ describe('bodyOf', () => {
       const tooMuch = await send(Array.from({ length: (12 * 1024 * 1024) / chunk.byteLength }, () => chunk))
       assert.equal(tooMuch.status, 413)
       assert.match(tooMuch.body, /expected at most 8388608 bytes of JSON/)
-      assert.deepEqual(JSON.parse((await send([new TextEncoder().encode('{"a":'), new TextEncoder().encode('1}')])).body), { a: 1 })
+      const halves = [new TextEncoder().encode('{"a":'), new TextEncoder().encode('1}')]
+      assert.deepEqual(JSON.parse((await send(halves)).body), { a: 1 })
+      assert.deepEqual(JSON.parse((await send(halves, '/after-signal')).body), { a: 1 })
+      const tooMuchAfter = await send(Array.from({ length: (12 * 1024 * 1024) / chunk.byteLength }, () => chunk), '/after-signal')
+      assert.equal(tooMuchAfter.status, 413)
     } finally {
       server.closeAllConnections()
       server.close()

@@ -15,8 +15,10 @@ export async function bodyOf<S extends z.ZodType>(c: Context<ServerEnv>, schema:
  * still reads a bounded body.
  */
 export async function jsonOf(c: Context<ServerEnv>): Promise<unknown> {
-  // Under the Node server, the Node request itself: no web Request and stream are made over it
-  // (c.req.raw.body would make both). An app served otherwise (in memory) has only the web one.
+  // Under the Node server, the Node request itself: no web Request and body stream are made over
+  // it, as c.req.raw.body would. (The adapter's web body reads the Node request only once it is
+  // read itself, so one made before, by a look at c.req.raw.signal, takes nothing.) An app served
+  // otherwise (in memory) has only the web one.
   return parseJsonText(await boundedText(c.env?.incoming ?? c.req.raw.body))
 }
 
