@@ -1,7 +1,7 @@
 /** The SDK's fetch over node:http against a real server on port 0: what the SDK reads of it. */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, type Server } from 'node:http'
+import http, { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { resolveConnection } from './connection.js'
@@ -50,6 +50,23 @@ describe('the default fetch under Node', () => {
     assert.equal(resolveConnection({ apiKey: 'other' }).fetch, fetchOf)
     const own: typeof fetch = async () => new Response('')
     assert.equal(resolveConnection({ apiKey: 'k', fetch: own }).fetch, own)
+  })
+
+  it("keeps connections of its own: not those of Node's global agent, which the rest of the process shares", async () => {
+    const shared = http.globalAgent
+    // A global agent that cannot connect: a request that went through it would fail.
+    http.globalAgent = new http.Agent({ keepAlive: true })
+    http.globalAgent.createConnection = () => {
+      throw new Error("the global agent's connection was used")
+    }
+    try {
+      const res = await httpFetch(`${base}/x`, { method: 'POST', body: '{}' })
+      assert.equal(res.status, 200)
+      await res.text()
+    } finally {
+      http.globalAgent.destroy()
+      http.globalAgent = shared
+    }
   })
 
   it('sends whole and streamed bodies and reads status, headers and JSON', async () => {

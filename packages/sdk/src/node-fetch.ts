@@ -39,8 +39,15 @@ export function defaultFetch(): typeof fetch {
   return node ? nodeHttpFetch(node) : (input, init) => globalThis.fetch(input, init)
 }
 
-/** A fetch over node:http for http URLs, the global fetch otherwise. */
+/**
+ * A fetch over node:http for http URLs, the global fetch otherwise. Its connections are its own
+ * (kept alive, as undici's are), not those of Node's global agent, which the rest of the process
+ * shares: a request of the program's own that left a socket in a bad state (an upload cut off by
+ * an early answer, say) is never the next SDK call's, nor do its agent's settings apply here.
+ */
 export function nodeHttpFetch({ http, stream }: NodeModules): typeof fetch {
+  // Free sockets go after 5 s idle, or a second before the server's Keep-Alive timeout says it drops them.
+  const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 5000 })
   return async (input, init = {}) => {
     // (No `instanceof Request`: touching Request loads undici.) The SDK passes a URL string.
     if (typeof input !== 'string' && !(input instanceof URL)) return fetch(input, init)
@@ -52,7 +59,7 @@ export function nodeHttpFetch({ http, stream }: NodeModules): typeof fetch {
     const body = await bytesOf(init.body)
     if (body !== undefined) headers['content-length'] = String(body.byteLength)
     return new Promise<Response>((resolve, reject) => {
-      const req = http.request(url, { method: init.method ?? 'GET', headers, signal })
+      const req = http.request(url, { method: init.method ?? 'GET', headers, signal, agent })
       req.on('error', (err) => reject(signal?.aborted ? signal.reason : new TypeError('fetch failed', { cause: err })))
       req.on('response', (res) => resolve(responseOf(res, signal)))
       if (isWebStream(init.body)) {
