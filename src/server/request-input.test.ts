@@ -33,7 +33,7 @@ describe('bodyOf', () => {
     assert.ok(pulledBytes <= maxJsonBytes + 4 * chunk.byteLength, `${pulledBytes} bytes read`)
   })
 
-  it('under the Node server, reads the request itself, at most the JSON limit of it, and answers 413', async () => {
+  it('under the Node server, reads a chunked body up to the JSON limit (413 past it), also after a middleware looked at the web Request', async () => {
     const app = new Hono<ServerEnv>()
     app.post('/', async (c) => c.json(await bodyOf(c, z.object({}).passthrough())))
     // A middleware that reads the web Request's signal has the adapter make a web Request and its
