@@ -45,7 +45,7 @@ export function defaultFetch(): typeof fetch {
  * shares: a request of the program's own that left a socket in a bad state (an upload cut off by
  * an early answer, say) is never the next SDK call's, nor do its agent's settings apply here.
  */
-export function nodeHttpFetch({ http, stream }: NodeModules): typeof fetch {
+function nodeHttpFetch({ http, stream }: NodeModules): typeof fetch {
   // Free sockets go after 5 s idle, or a second before the server's Keep-Alive timeout says it drops them.
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 5000 })
   return async (input, init = {}) => {
