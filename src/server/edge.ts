@@ -3,7 +3,7 @@
  * sandbox's port (by Host or E2B's headers) go to ingress before any route sees them; upgrades go
  * to ingress, to a port-forward tunnel or to a terminal; the app answers everything else.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, ServerResponse, type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
@@ -46,6 +46,21 @@ export interface Edge {
   cutUpgraded(): void
 }
 
+/**
+ * A response that goes out before its request has all arrived closes its connection once sent
+ * (`Connection: close`). The rest of that body will never be read: the route stopped reading it
+ * (a JSON body past its cap, a file past the limit, an upload to a sandbox that is gone) or never
+ * started (a 401, a 413 on a declared length). Kept alive, the connection would stall a client's
+ * next request behind the unread bytes until the keep-alive timeout, then reset it; drained, it
+ * would take in all of a body the server already refused (Node's way with a body never read).
+ */
+class EdgeResponse extends ServerResponse {
+  override writeHead(status: number, message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[], headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this {
+    if (!this.req.complete) this.shouldKeepAlive = false
+    return typeof message === 'string' ? super.writeHead(status, message, headers) : super.writeHead(status, message)
+  }
+}
+
 /** The edge: the server's own routes, sandbox hosts (ingress), tunnels and terminals on one HTTP server. */
 export function createEdge(options: EdgeOptions): Edge {
   const upgraded = new Set<Duplex>()
@@ -62,7 +77,7 @@ export function createEdge(options: EdgeOptions): Edge {
   // upload (a file, a build context, an image archive of gigabytes) streams for as long as it needs.
   // Headers must still arrive within Node's 60 s, and a body must not stop arriving (body-idle.ts).
   const bodies = createBodyIdleWatch()
-  const server = createServer({ requestTimeout: 0 }, (req, res) => {
+  const server = createServer({ requestTimeout: 0, ServerResponse: EdgeResponse }, (req, res) => {
     bodies.watch(req)
     const target = targetOf(req.headers)
     if (target instanceof SandstormError) {
