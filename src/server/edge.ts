@@ -47,16 +47,18 @@ export interface Edge {
 }
 
 /**
- * A response that goes out before its request has all arrived closes its connection once sent
- * (`Connection: close`). The rest of that body will never be read: the route stopped reading it
- * (a JSON body past its cap, a file past the limit, an upload to a sandbox that is gone) or never
- * started (a 401, a 413 on a declared length). Kept alive, the connection would stall a client's
- * next request behind the unread bytes until the keep-alive timeout, then reset it; drained, it
- * would take in all of a body the server already refused (Node's way with a body never read).
+ * A response to a request whose body a route stopped reading part way (a JSON body past its cap,
+ * a file past the limit, an upload to a sandbox that is gone) closes its connection once sent
+ * (`Connection: close`). Stopping destroys the request, and Node then neither reads the rest nor
+ * closes: kept alive, the connection would stall the client's next request behind the unread
+ * bytes until the keep-alive timeout, then reset it. A body no route began to read (a 401, a 413
+ * on its declared length, a full disk) is different: Node reads and drops the rest after the
+ * answer, so a client still sending it (fetch sends a whole body before it reads the answer) gets
+ * to the answer, and the connection is kept.
  */
 class EdgeResponse extends ServerResponse {
   override writeHead(status: number, message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[], headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this {
-    if (!this.req.complete) this.shouldKeepAlive = false
+    if (!this.req.complete && this.req.destroyed) this.shouldKeepAlive = false
     return typeof message === 'string' ? super.writeHead(status, message, headers) : super.writeHead(status, message)
   }
 }
