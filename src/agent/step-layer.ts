@@ -3,8 +3,7 @@
  * into a fresh layer of the image layer store, whiteouts and all, but no device node.
  */
 import { lstat, unlink } from 'node:fs/promises'
-import { execa } from 'execa'
-import { complainsOfFullDisk, diskFullError, noRoomError, SandstormError } from '../shared/index.js'
+import { complainsOfFullDisk, diskFullError, endError, noRoomError, runOrThrow, runProcess, SandstormError } from '../shared/index.js'
 import { isWhiteout } from '../storage/index.js'
 
 /**
@@ -17,10 +16,10 @@ import { isWhiteout } from '../storage/index.js'
 export async function copyStepLayer(top: string, dir: string, roomBytes: number): Promise<void> {
   const neededBytes = await diskUsageBytes(top)
   if (neededBytes > roomBytes) throw noRoomError("committing the build step's layer", { bytes: neededBytes, atLeast: false }, roomBytes)
-  const r = await execa('cp', ['-a', '--no-dereference', '--preserve=all', `${top}/.`, dir], { reject: false, stdin: 'ignore' })
+  const r = await runProcess('cp', ['-a', '--no-dereference', '--preserve=all', `${top}/.`, dir])
   if (r.exitCode !== 0) {
     if (complainsOfFullDisk(r.stderr)) throw diskFullError("committing the build step's layer", r.stderr.trim())
-    throw new SandstormError('internal', `copying a build step's layer failed: ${r.stderr.trim()}`)
+    throw endError(r, "copying a build step's layer")!
   }
   await dropDeviceNodes(dir)
 }
@@ -31,9 +30,8 @@ export async function copyStepLayer(top: string, dir: string, roomBytes: number)
  */
 export async function dropDeviceNodes(dir: string): Promise<void> {
   // -print0 and bytes: a name the step made may hold a newline, or bytes that are no UTF-8.
-  const r = await execa('find', [dir, '(', '-type', 'b', '-o', '-type', 'c', ')', '-print0'], { reject: false, stdin: 'ignore', encoding: 'buffer' })
-  if (r.exitCode !== 0) throw new SandstormError('internal', `listing a build step's device nodes failed: ${Buffer.from(r.stderr).toString().trim()}`)
-  const out = Buffer.from(r.stdout)
+  // The step chose the names: up to 128 MiB of them is listed, past that the commit fails.
+  const out = (await runOrThrow('find', [dir, '(', '-type', 'b', '-o', '-type', 'c', ')', '-print0'], "listing a build step's device nodes", { encoding: 'buffer', maxOutputBytes: 128 * 1024 * 1024 })).stdout
   for (let start = 0, end = out.indexOf(0); end >= 0; start = end + 1, end = out.indexOf(0, start)) {
     const path = out.subarray(start, end)
     const st = await lstat(path)
@@ -44,8 +42,8 @@ export async function dropDeviceNodes(dir: string): Promise<void> {
 
 /** The bytes a tree takes on its disk (du: allocated blocks, each hardlinked file once), which a copy of it takes again. */
 async function diskUsageBytes(dir: string): Promise<number> {
-  const r = await execa('du', ['-s', '-B1', '--', dir], { reject: false, stdin: 'ignore' })
+  const r = await runOrThrow('du', ['-s', '-B1', '--', dir], "measuring a build step's layer")
   const bytes = Number(/^(\d+)\s/.exec(r.stdout)?.[1])
-  if (r.exitCode !== 0 || !Number.isSafeInteger(bytes)) throw new SandstormError('internal', `measuring a build step's layer failed: ${r.stderr.trim() || r.stdout}`)
+  if (!Number.isSafeInteger(bytes)) throw new SandstormError('internal', `measuring a build step's layer failed: expected a byte count from du, got ${JSON.stringify(r.stdout.slice(0, 200))}`)
   return bytes
 }

@@ -62,9 +62,9 @@ function which(name: string): string | null {
 
 async function firstLine(binary: string, args: string[]): Promise<string | null> {
   // Loaded here, not at the top: every command's registration is imported by every CLI start.
-  const { execa } = await import('execa')
-  const r = await execa(binary, args, { reject: false, timeout: 10_000 })
-  return r.exitCode === 0 ? String(r.stdout).split('\n')[0]!.trim() : null
+  const { runProcess } = await import('../shared/run-process.js')
+  const r = await runProcess(binary, args, { timeoutMs: 10_000 })
+  return r.exitCode === 0 ? r.stdout.split('\n')[0]!.trim() : null
 }
 
 async function checkRunc(): Promise<DoctorCheck> {

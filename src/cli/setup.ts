@@ -44,7 +44,7 @@ async function btrfsLoop(size: string, dataDir: string): Promise<void> {
   const storage = join(dataDir, 'storage')
   const image = join(dataDir, 'storage.btrfs')
   // Loaded here, not at the top: every command's registration is imported by every CLI start.
-  const [{ execa }, { enableBtrfsQuotas, isMounted }] = await Promise.all([import('execa'), import('../storage/index.js')])
+  const [{ runOrThrow }, { enableBtrfsQuotas, isMounted }] = await Promise.all([import('../shared/run-process.js'), import('../storage/index.js')])
   if (await isMounted(storage)) {
     process.stdout.write(`${storage} is mounted already\n`)
     return
@@ -54,10 +54,10 @@ async function btrfsLoop(size: string, dataDir: string): Promise<void> {
     throw new ConflictError('failed_precondition', `${storage} holds layers already: expected it empty (stop sandstorm and remove its sandboxes and snapshots first)`)
   }
   if (!existsSync(image)) {
-    await execa('truncate', ['-s', size, image])
-    await execa('mkfs.btrfs', ['-q', image])
+    await runOrThrow('truncate', ['-s', size, image], `making ${image}`)
+    await runOrThrow('mkfs.btrfs', ['-q', image], `formatting ${image}`)
   }
-  await execa('mount', ['-o', 'loop', image, storage])
+  await runOrThrow('mount', ['-o', 'loop', image, storage], `mounting ${image} at ${storage}`)
   const quotas = await enableBtrfsQuotas(storage)
   process.stdout.write(`btrfs layer store mounted at ${storage} (from ${image}), ${quotas === 'simple' ? 'simple quotas' : 'quotas (full qgroups: this kernel has no simple quotas)'} on; to mount it at boot, add to /etc/fstab:\n${image} ${storage} btrfs loop 0 0\n`)
 }

@@ -7,9 +7,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { readdir, writeFile } from 'node:fs/promises'
-import { execa } from 'execa'
 import ipaddr from 'ipaddr.js'
-import { SandstormError } from '../shared/index.js'
+import { complaintOf, runProcess, SandstormError } from '../shared/index.js'
 import type { ResidentShell } from '../shared/resident-shell.js'
 
 /** Where `ip netns` keeps its namespaces. */
@@ -49,8 +48,8 @@ export function slotNames(tag: string, id: string): Pick<NetworkSlot, 'id' | 'ne
 /** Runs `ip` with a batch of commands on stdin; `netns` runs them in that namespace. */
 async function ipBatch(lines: string[], netns?: string): Promise<{ ok: boolean; stderr: string }> {
   const args = [...(netns ? ['-n', netns] : []), '-batch', '-']
-  const r = await execa('ip', args, { input: `${lines.join('\n')}\n`, reject: false })
-  return { ok: r.exitCode === 0, stderr: String(r.stderr).trim() }
+  const r = await runProcess('ip', args, { input: `${lines.join('\n')}\n` })
+  return { ok: r.exitCode === 0, stderr: r.exitCode === null ? complaintOf(r) : r.stderr.trim() }
 }
 
 /** The gateway of a pool: its first host address (198.18.0.1 in 198.18.0.0/16). */

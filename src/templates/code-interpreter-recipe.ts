@@ -6,8 +6,7 @@
 import { stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError, templateStartSchema } from '../shared/index.js'
+import { runOrThrow, SandstormError, templateStartSchema } from '../shared/index.js'
 import type { RecipeContext } from './recipe.js'
 import { basePackages, writeSudoers } from './base-recipe.js'
 import { createDebootstrapRecipe } from './debootstrap-recipe.js'
@@ -76,13 +75,11 @@ export async function kernelServerFingerprint(dir: string): Promise<string> {
 async function warmFontCache(rootfs: string, { onProgress, signal }: RecipeContext): Promise<void> {
   onProgress('I: building matplotlib font cache')
   const u = sandboxUser
-  const result = await execa(
+  await runOrThrow(
     'chroot',
     [`--userspec=${u.uid}:${u.gid}`, rootfs, '/usr/bin/python3', '-c', 'import matplotlib.pyplot'],
+    "building matplotlib's font cache",
     // chroot itself is found on the host's PATH (it lives in /usr/sbin); python on the tree's.
-    { env: { HOME: u.home, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', MPLBACKEND: 'Agg' }, extendEnv: false, cwd: '/', reject: false, all: true, cancelSignal: signal, stdin: 'ignore' },
+    { env: { HOME: u.home, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', MPLBACKEND: 'Agg' }, replaceEnv: true, cwd: '/', signal },
   )
-  if (result.failed) {
-    throw new SandstormError('internal', `building matplotlib's font cache failed (${result.shortMessage}): expected exit 0. Output:\n${result.all ?? ''}`)
-  }
 }

@@ -4,8 +4,7 @@
  */
 import { chmod, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError, throwIfAborted } from '../shared/index.js'
+import { howItEnded, runProcess, SandstormError, throwIfAborted } from '../shared/index.js'
 import type { RecipeContext, TemplateRecipe } from './recipe.js'
 import { addSandboxUser, writeNetworkFiles } from './rootfs-etc.js'
 
@@ -95,43 +94,21 @@ async function aptInstall(rootfs: string, packages: readonly string[], context: 
 async function runStreaming(command: string, args: string[], { name, logger, onProgress, signal }: RecipeContext): Promise<void> {
   throwIfAborted(signal)
   logger.info({ template: name, command, args }, `running ${command}`)
-  const child = execa(command, args, {
-    detached: true,
-    all: true,
-    buffer: false,
-    reject: false,
-    stdin: 'ignore',
-    env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' },
-  })
-  const killGroup = (): void => {
-    if (child.pid === undefined) return
-    try {
-      process.kill(-child.pid, 'SIGKILL')
-    } catch {
-      // Already gone.
-    }
-  }
-  signal?.addEventListener('abort', killGroup, { once: true })
   // The last lines say why it failed; debootstrap's and apt's own logs sit inside the tree that is removed.
   const tail: string[] = []
-  try {
-    for await (const line of child.iterable({ from: 'all' })) {
-      tail.push(line)
-      if (tail.length > 20) tail.shift()
-      logger.debug({ template: name, line }, command)
-      onProgress(line)
-    }
-    const result = await child
-    throwIfAborted(signal)
-    if ((result as { code?: string }).code === 'ENOENT') {
-      throw new SandstormError('failed_precondition', `${command} is not installed: expected it on PATH (scripts/setup.sh installs debootstrap)`)
-    }
-    if (result.failed) {
-      const how = result.signal ? `was killed by ${result.signal}` : `exited with ${result.exitCode}`
-      throw new SandstormError('internal', `${[command, ...args.slice(0, 3)].join(' ')} ${how}; expected exit 0. Last output:\n${tail.join('\n')}`, { cause: result })
-    }
-  } finally {
-    signal?.removeEventListener('abort', killGroup)
+  const onLine = (line: string): void => {
+    tail.push(line)
+    if (tail.length > 20) tail.shift()
+    logger.debug({ template: name, line }, command)
+    onProgress(line)
+  }
+  const result = await runProcess(command, args, { env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' }, ownGroup: true, signal, onLine })
+  throwIfAborted(signal)
+  if (result.failure?.includes('ENOENT')) {
+    throw new SandstormError('failed_precondition', `${command} is not installed: expected it on PATH (scripts/setup.sh installs debootstrap)`)
+  }
+  if (result.exitCode !== 0) {
+    throw new SandstormError('internal', `${[command, ...args.slice(0, 3)].join(' ')} ended with ${howItEnded(result)}; expected exit 0. Last output:\n${tail.join('\n')}`)
   }
 }
 

@@ -1,7 +1,7 @@
 /** Measuring and removing directory trees that a build made. */
 import { lstat, readFile, readdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { execa } from 'execa'
+import { runOrThrow } from '../shared/run-process.js'
 import { removeAll } from '../shared/remove-all.js'
 
 /**
@@ -46,7 +46,7 @@ export async function treeSizeBytes(dir: string): Promise<number> {
  */
 export async function removeTree(dir: string): Promise<void> {
   const mounts = await mountsUnder(dir)
-  for (const mountPoint of mounts) await execa('umount', ['-l', mountPoint], { stdin: 'ignore' })
+  for (const mountPoint of mounts) await runOrThrow('umount', ['-l', mountPoint], `detaching ${mountPoint}`)
   await removeAll(dir)
 }
 

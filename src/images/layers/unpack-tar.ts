@@ -11,9 +11,8 @@ import { constants } from 'node:fs'
 import { chmod, link, lstat, lutimes, lchown, mkdir, open, rm, symlink, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { finished, type Readable } from 'node:stream'
-import { execa } from 'execa'
 import tar from 'tar-stream'
-import { SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
+import { runOrThrow, runProcess, SandstormError, silentLogger, throwIfAborted, type CallOptions, type Logger } from '../../shared/index.js'
 import { blockBytes, inBlocks, type RoomBudget } from '../../storage/layers/host-room.js'
 import { markOpaque } from '../../storage/layers/overlay-marks.js'
 import type { UnpackLimits } from '../contracts.js'
@@ -221,12 +220,7 @@ class Unpack {
     for (let i = 0; i < whiteouts.length; i += whiteoutBatch) {
       const batch = whiteouts.slice(i, i + whiteoutBatch)
       // Node has no mknod; one shell loop per batch rather than a process per whiteout.
-      const result = await execa('sh', ['-c', 'for p do mknod -- "$p" c 0 0 || exit 1; done', 'mknod-whiteouts', ...batch], {
-        reject: false,
-        stdin: 'ignore',
-        cancelSignal: this.options.signal,
-      })
-      if (result.exitCode !== 0) throw new SandstormError('internal', `making overlay whiteouts failed: ${result.stderr.trim()}`)
+      await runOrThrow('sh', ['-c', 'for p do mknod -- "$p" c 0 0 || exit 1; done', 'mknod-whiteouts', ...batch], 'making overlay whiteouts', { signal: this.options.signal })
     }
     for (const path of this.opaque) await markOpaque(this.abs(path))
     for (const [path, meta] of deepestFirst(this.dirMeta)) {
@@ -359,12 +353,7 @@ class Unpack {
   private async fifo(info: TarEntryInfo): Promise<void> {
     // FIFOs are kept (some programs expect theirs in place): one carries no data and no privilege.
     await this.replace(info.path, false)
-    const result = await execa('mkfifo', ['-m', (info.mode & 0o777).toString(8), '--', this.abs(info.path)], {
-      reject: false,
-      stdin: 'ignore',
-      cancelSignal: this.options.signal,
-    })
-    if (result.exitCode !== 0) throw new SandstormError('internal', `making fifo ${info.path} failed: ${result.stderr.trim()}`)
+    await runOrThrow('mkfifo', ['-m', (info.mode & 0o777).toString(8), '--', this.abs(info.path)], `making fifo ${info.path}`, { signal: this.options.signal })
     await lchown(this.abs(info.path), info.uid, info.gid)
     await lutimes(this.abs(info.path), info.mtime, info.mtime)
   }
@@ -408,7 +397,7 @@ async function applyMeta(handle: FileHandle, meta: DirMeta): Promise<void> {
  */
 async function setXattrs(path: string, xattrs: Map<string, Buffer>, entry: string, logger: Logger): Promise<void> {
   for (const [name, value] of xattrs) {
-    const result = await execa('setfattr', ['-h', '-n', name, '-v', `0s${value.toString('base64')}`, '--', path], { reject: false, stdin: 'ignore' })
+    const result = await runProcess('setfattr', ['-h', '-n', name, '-v', `0s${value.toString('base64')}`, '--', path])
     if (result.exitCode === 0) continue
     if (/not supported/i.test(result.stderr)) {
       logger.warn({ entry, xattr: name }, 'xattr dropped: the filesystem does not support it')

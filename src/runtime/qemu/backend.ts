@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { execa } from 'execa'
-import { idPattern, isAlive, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
+import { idPattern, isAlive, runProcess, SandstormError, silentLogger, type CallOptions, type Logger } from '../../shared/index.js'
 import type { ExecSpec, MachineImage, OutputSink, RuntimeBackend, RuntimeProcess, RuntimeSandbox, SandboxSpec, SandboxStats } from '../backend.js'
 import { cloneAgentTimeoutMs, freshen, guestNetwork } from './clone-guest.js'
 import { connectGuestAgent, lazyGuestAgent, type GuestAgent } from './guest-agent.js'
@@ -100,7 +99,7 @@ export function createQemuBackend(options: QemuBackendOptions): QemuBackend {
   const vmsDir = join(options.dir, 'vms')
   const memoryDir = options.memoryDir ?? '/dev/shm/sandstorm-qemu'
   const vms = new Map<string, Promise<Vm>>()
-  const jail = execa(binary, ['-help'], { reject: false }).then((r) => createVmJail(options.dir, String(r.stdout)))
+  const jail = runProcess(binary, ['-help']).then((r) => createVmJail(options.dir, r.stdout))
   jail.catch(() => undefined)
   const host = createVmHost({ dir: options.dir, memoryDir, binary, accel, jail, log })
   const spares = createVmSpares({ dir: options.dir, accel, host, perMachine: options.sparesPerMachine, maxMachines: options.spareMachines, log })

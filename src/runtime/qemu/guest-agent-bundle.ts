@@ -6,8 +6,7 @@
 import { existsSync } from 'node:fs'
 import { chmod, copyFile, mkdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError } from '../../shared/index.js'
+import { runOrThrow, SandstormError } from '../../shared/index.js'
 
 /** Options of bundleGuestAgent. */
 export interface GuestAgentBundleOptions {
@@ -22,11 +21,10 @@ const loaderName = 'ld-linux-x86-64.so.2'
 
 /** Libraries and loader of a dynamic executable, from `ldd` (name to host path). */
 export async function sharedLibraries(executable: string): Promise<{ libs: Map<string, string>; loader: string }> {
-  const r = await execa('ldd', [executable], { reject: false })
-  if (r.exitCode !== 0) throw new SandstormError('internal', `expected ldd to list the libraries of ${executable}, it said: ${String(r.stderr || r.stdout).trim()}`)
+  const r = await runOrThrow('ldd', [executable], `listing the libraries of ${executable}`)
   const libs = new Map<string, string>()
   let loader = ''
-  for (const line of String(r.stdout).split('\n')) {
+  for (const line of r.stdout.split('\n')) {
     const linked = /^\s*(\S+) => (\/\S+) \(0x[0-9a-f]+\)$/.exec(line)
     if (linked) {
       libs.set(linked[1]!, linked[2]!)

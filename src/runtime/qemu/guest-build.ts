@@ -10,8 +10,7 @@ import { existsSync } from 'node:fs'
 import { chmod, chown, copyFile, link, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { execa } from 'execa'
-import { SandstormError, silentLogger, type Logger } from '../../shared/index.js'
+import { runOrThrow, runProcess, SandstormError, silentLogger, type Logger } from '../../shared/index.js'
 import { bundleGuestAgent } from './guest-agent-bundle.js'
 import { guestBundleDir, guestBusybox, guestDir, guestInit, guestMountPoints, initramfsInit, initramfsModules } from './guest-scripts.js'
 import { entryKinds, withMergedLayers } from './layer-root.js'
@@ -52,8 +51,8 @@ const xzMagic = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])
 export async function extractVmlinux(vmlinuz: string, out: string): Promise<void> {
   const image = await readFile(vmlinuz)
   for (let at = image.indexOf(xzMagic); at >= 0; at = image.indexOf(xzMagic, at + 1)) {
-    const r = await execa('xz', ['-dc', '--single-stream'], { input: image.subarray(at), encoding: 'buffer', reject: false, maxBuffer: 1 << 30 })
-    const elf = r.stdout as Uint8Array
+    const r = await runProcess('xz', ['-dc', '--single-stream'], { input: image.subarray(at), encoding: 'buffer', maxOutputBytes: 1 << 30 })
+    const elf = r.stdout
     if (elf.length > 4 && elf[0] === 0x7f && elf[1] === 0x45 && elf[2] === 0x4c && elf[3] === 0x46) {
       await writeFile(out, elf)
       return
@@ -68,10 +67,8 @@ export async function extractVmlinux(vmlinuz: string, out: string): Promise<void
   throw new SandstormError('internal', `expected an xz-compressed ELF kernel inside ${vmlinuz}, found none`)
 }
 
-async function run(cmd: string, args: string[], opts: { cwd?: string; shell?: boolean } = {}) {
-  const r = await execa(cmd, args, { cwd: opts.cwd, shell: opts.shell, reject: false, all: true })
-  if (r.exitCode !== 0) throw new SandstormError('internal', `guest build: \`${cmd} ${args.join(' ')}\` failed: ${String(r.all).slice(-2000)}`)
-  return String(r.stdout)
+async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  return (await runOrThrow(cmd, args, `guest build: \`${cmd} ${args.join(' ')}\``, opts)).stdout
 }
 
 /** The boot files' cache dir beside the guests: named for the initramfs it holds, so that a changed one is built anew. */

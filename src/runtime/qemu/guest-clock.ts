@@ -6,7 +6,7 @@
  * boot stalls with timestamps stuck at 0.000000. Telling the kernel the frequency removes the step.
  */
 import { readFileSync } from 'node:fs'
-import { execaSync } from 'execa'
+import { spawnSync } from 'node:child_process'
 
 let cached: number | null | undefined
 
@@ -35,7 +35,8 @@ export function parseTscKHz(kernelLogText: string, cpuinfo: string): number | nu
 
 function kernelLog(): string {
   try {
-    return String(execaSync('dmesg', [], { reject: false, timeout: 2000 }).stdout ?? '')
+    // Synchronous, once per process: the clock is read where no await can wait.
+    return spawnSync('dmesg', [], { timeout: 2000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).stdout ?? ''
   } catch {
     return ''
   }

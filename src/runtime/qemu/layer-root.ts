@@ -5,8 +5,7 @@
  */
 import { lstat, mkdtemp, rm, rmdir, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError } from '../../shared/index.js'
+import { runOrThrow, runProcess, SandstormError } from '../../shared/index.js'
 
 /**
  * Runs `fn` on the merged view of `lowerDirs` (topmost first) and unmounts it after, whatever `fn`
@@ -29,14 +28,13 @@ export async function withMergedLayers<T>(lowerDirs: readonly string[], workDir:
     const lowerdir = lowerDirs.map((_, i) => String(i)).join(':')
     // Lower layers only: the overlay is read-only, and nothing can be written into a layer through
     // it. A layer a sandbox made may hold device nodes and setuid files: on the host, neither works.
-    const r = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `ro,nodev,nosuid,lowerdir=${lowerdir}`, mnt], { cwd: names, reject: false, all: true })
-    if (r.exitCode !== 0) throw new SandstormError('internal', `expected to mount the ${lowerDirs.length} layers of the root as an overlay, mount said: ${String(r.all).trim()}`)
+    await runOrThrow('mount', ['-t', 'overlay', 'overlay', '-o', `ro,nodev,nosuid,lowerdir=${lowerdir}`, mnt], `mounting the ${lowerDirs.length} layers of the root as an overlay`, { cwd: names })
     try {
       return await fn(mnt)
     } finally {
-      const u = await execa('umount', [mnt], { reject: false })
+      const u = await runProcess('umount', [mnt])
       // A reader that has not let go yet (never expected: fn awaited its processes) must not keep the layers mounted.
-      if (u.exitCode !== 0) await execa('umount', ['-l', mnt], { reject: false })
+      if (u.exitCode !== 0) await runProcess('umount', ['-l', mnt])
     }
   } finally {
     await rmdir(mnt).catch(() => undefined)

@@ -4,8 +4,7 @@
  */
 import { chmod, mkdir, rm, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError, type Logger } from '../../shared/index.js'
+import { runOrThrow, SandstormError, type Logger } from '../../shared/index.js'
 import type { MachineImage } from '../backend.js'
 import { guestBusybox, guestIdentityPath, guestReseedPath } from './guest-scripts.js'
 import { machineFiles, writeMachineConfig } from './machine-image.js'
@@ -17,11 +16,11 @@ import { writeVmRecord } from './vm-record.js'
 
 /** Rebases a qcow2 disk onto the bottom of its backing chain (the raw guest root), copying what lies between. */
 async function rebaseOntoRoot(disk: string) {
-  const info = await execa('qemu-img', ['info', '--backing-chain', '--output=json', disk])
+  const info = await runOrThrow('qemu-img', ['info', '--backing-chain', '--output=json', disk], 'reading the backing chain of a saved disk')
   const chain = JSON.parse(String(info.stdout)) as { filename: string; format: string }[]
   const base = chain.at(-1)
   if (chain.length <= 2 || !base) return
-  await execa('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-F', base.format, '-b', base.filename, disk])
+  await runOrThrow('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-F', base.format, '-b', base.filename, disk], 'rebasing a saved disk onto the guest root')
 }
 
 /** Saves the VM in `vmDir` as a new machine in `dir` (which must not exist); the VM runs on. */
@@ -58,12 +57,12 @@ export async function saveVmMachine(vm: Vm, vmDir: string, dir: string, host: Vm
     // Stopped, the guest's RAM and disk hold still: device state, RAM and disk are one moment.
     await migrateToFile(vm.qmp, host.filesMonitor(vmDir, vm.record), out.state, migrateTimeoutMs)
     if (vm.record.memShared) {
-      await execa('cp', ['--sparse=always', vm.record.memPath, out.memory])
+      await runOrThrow('cp', ['--sparse=always', vm.record.memPath, out.memory], "copying the guest's memory")
     } else {
       // A clone's RAM is a private mapping, so it went into the state stream; the file only gives it room.
-      await execa('truncate', ['-s', `${vm.record.memoryMiB}M`, out.memory])
+      await runOrThrow('truncate', ['-s', `${vm.record.memoryMiB}M`, out.memory], 'sizing the memory file')
     }
-    await execa('cp', ['--sparse=always', '--reflink=auto', host.diskOf(vmDir, vm.record), out.disk])
+    await runOrThrow('cp', ['--sparse=always', '--reflink=auto', host.diskOf(vmDir, vm.record), out.disk], "copying the guest's disk")
   } catch (err) {
     await rm(dir, { recursive: true, force: true })
     throw err
@@ -79,7 +78,7 @@ export async function saveVmMachine(vm: Vm, vmDir: string, dir: string, host: Vm
     // overlay on its machine's disk; rebased onto the guest root below that, this machine
     // stands alone and the one it came from can be deleted.
     if (!vm.record.memShared) await rebaseOntoRoot(out.disk)
-    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', out.disk, out.overlay])
+    await runOrThrow('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', out.disk, out.overlay], "making the clones' overlay")
   } catch (err) {
     await rm(dir, { recursive: true, force: true })
     throw err

@@ -8,8 +8,7 @@
 import { existsSync } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError } from '../../shared/index.js'
+import { complaintOf, endError, runOrThrow, runProcess, SandstormError } from '../../shared/index.js'
 
 /** Room left above what the guest root holds, so that a sandbox can write at least this much. */
 const minFreeMiB = 64
@@ -33,16 +32,15 @@ async function make(base: string, out: string, diskMiB: number): Promise<string>
   if (existsSync(out)) return out
   const tmp = `${out}.${process.pid}.tmp`
   try {
-    await execa('cp', ['--sparse=always', base, tmp])
+    await runOrThrow('cp', ['--sparse=always', base, tmp], `copying the guest root for a ${diskMiB} MiB disk`)
     // resize2fs wants a freshly checked filesystem; exit 1 is "errors corrected".
-    const fsck = await execa('e2fsck', ['-f', '-y', tmp], { reject: false })
-    if (fsck.exitCode !== 0 && fsck.exitCode !== 1) throw new SandstormError('internal', `checking the guest root for a ${diskMiB} MiB disk failed: e2fsck exited ${fsck.exitCode}`, { cause: fsck.stderr })
+    const fsck = await runProcess('e2fsck', ['-f', '-y', tmp])
+    if (fsck.exitCode !== 0 && fsck.exitCode !== 1) throw endError(fsck, `checking the guest root for a ${diskMiB} MiB disk`)!
     const needMiB = await minimumMiB(tmp)
     if (diskMiB < needMiB) {
       throw new SandstormError('invalid_argument', `diskMiB: a qemu sandbox's disk holds its whole root, which needs at least ${needMiB} MiB for this template; got ${diskMiB}`)
     }
-    const resized = await execa('resize2fs', [tmp, `${diskMiB}M`], { reject: false, all: true })
-    if (resized.exitCode !== 0) throw new SandstormError('internal', `resizing the guest root to ${diskMiB} MiB failed`, { cause: resized.all })
+    await runOrThrow('resize2fs', [tmp, `${diskMiB}M`], `resizing the guest root to ${diskMiB} MiB`)
     await rename(tmp, out)
     return out
   } finally {
@@ -52,9 +50,9 @@ async function make(base: string, out: string, diskMiB: number): Promise<string>
 
 /** The smallest disk that holds the root with room to write: resize2fs's estimate plus minFreeMiB. */
 async function minimumMiB(image: string): Promise<number> {
-  const r = await execa('resize2fs', ['-P', image], { reject: false, all: true })
-  const blocks = Number(/minimum size of the filesystem: (\d+)/.exec(String(r.all))?.[1])
-  const blockSize = Number(/Block size:\s+(\d+)/.exec(String((await execa('dumpe2fs', ['-h', image], { reject: false })).stdout))?.[1] ?? 4096)
-  if (!Number.isFinite(blocks)) throw new SandstormError('internal', 'measuring the guest root failed', { cause: r.all })
+  const r = await runProcess('resize2fs', ['-P', image])
+  const blocks = Number(/minimum size of the filesystem: (\d+)/.exec(r.stdout + r.stderr)?.[1])
+  const blockSize = Number(/Block size:\s+(\d+)/.exec((await runProcess('dumpe2fs', ['-h', image])).stdout)?.[1] ?? 4096)
+  if (!Number.isFinite(blocks)) throw new SandstormError('internal', `measuring the guest root failed: ${complaintOf(r)}`)
   return Math.ceil((blocks * blockSize) / (1024 * 1024)) + minFreeMiB
 }

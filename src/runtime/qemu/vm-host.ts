@@ -5,8 +5,7 @@
 import { chmod, copyFile, mkdir, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { execa } from 'execa'
-import { SandstormError, type CallOptions, type Logger } from '../../shared/index.js'
+import { endError, runOrThrow, runProcess, type CallOptions, type Logger } from '../../shared/index.js'
 import type { GuestAgent } from './guest-agent.js'
 import { connectJsonChannel, qmpMaxLine, type JsonChannel } from './json-channel.js'
 import { machineFiles, qcow2BackingFile, type MachineConfig } from './machine-image.js'
@@ -84,13 +83,8 @@ export function createVmHost(options: VmHostOptions): VmHost {
   async function startQemu(id: string, dir: string, args: string[], call: CallOptions): Promise<number> {
     const cgroup = vmCgroup(id)
     const script = 'for f in $SANDSTORM_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
-    const started = await execa('/bin/sh', ['-c', script, 'sandstorm-qemu', options.binary, ...args], {
-      env: { SANDSTORM_CGROUP_PROCS: cgroup.procsFiles.join(' ') },
-      reject: false,
-      all: true,
-      cancelSignal: call.signal,
-    })
-    if (started.exitCode !== 0) throw new SandstormError('internal', `qemu did not start: ${String(started.all).trim().split('\n').pop()}`)
+    const started = await runProcess('/bin/sh', ['-c', script, 'sandstorm-qemu', options.binary, ...args], { env: { SANDSTORM_CGROUP_PROCS: cgroup.procsFiles.join(' ') }, signal: call.signal })
+    if (started.exitCode !== 0) throw endError(started, 'starting qemu')!
     return recordQemuProcess(vmFiles(dir).pid, vmFiles(dir).started)
   }
 
@@ -130,7 +124,7 @@ export function createVmHost(options: VmHostOptions): VmHost {
         await chmod(disk, 0o600)
       } else {
         const backing = saved ? ['-F', 'qcow2', '-b', saved.disk] : ['-F', 'raw', '-b', rootImage]
-        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, disk])
+        await runOrThrow('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, disk], "making the VM's disk")
       }
       mark('disk')
       await mkdir(memoryDir, { recursive: true, mode: 0o700 })

@@ -10,8 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
-import { execa } from 'execa'
-import { SandstormError } from '../../shared/index.js'
+import { runOrThrow, runProcess } from '../../shared/index.js'
 
 /** The tap of a VM whose id is `id` (a sandbox's or a spare's): at most 15 characters, as Linux wants. */
 export function tapName(id: string): string {
@@ -26,20 +25,19 @@ export function randomMac(): string {
 }
 
 async function ipBatch(lines: string[], netns?: string): Promise<void> {
-  const r = await execa('ip', [...(netns ? ['-n', netns] : []), '-batch', '-'], { input: `${lines.join('\n')}\n`, reject: false })
-  if (r.exitCode !== 0) throw new SandstormError('internal', `setting up the VM's network failed: ${String(r.stderr).trim().split('\n').pop()}`)
+  await runOrThrow('ip', [...(netns ? ['-n', netns] : []), '-batch', '-'], "setting up the VM's network", { input: `${lines.join('\n')}\n` })
 }
 
 /** Makes a tap on the host for QEMU to open (it is moved once QEMU holds it). */
 export async function createTap(tap: string): Promise<void> {
   // A leftover of the same name (a VM that died mid-start) is replaced.
-  await execa('ip', ['link', 'del', tap], { reject: false })
+  await runProcess('ip', ['link', 'del', tap])
   await ipBatch([`tuntap add ${tap} mode tap`])
 }
 
 /** Removes a tap still on the host; one that was moved went with its namespace. Safe to call twice. */
 export async function removeTap(tap: string): Promise<void> {
-  await execa('ip', ['link', 'del', tap], { reject: false })
+  await runProcess('ip', ['link', 'del', tap])
 }
 
 /**

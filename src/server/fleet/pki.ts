@@ -1,15 +1,14 @@
 /**
  * The fleet's certificate authority, kept in `<dataDir>/fleet/`. node:crypto cannot make X.509
- * certificates, so the `openssl` command (on every Debian host already) does, through execa: no
- * new dependency, and a tool whose output every operator can inspect.
+ * certificates, so the `openssl` command (on every Debian host already) does: no new dependency,
+ * and a tool whose output every operator can inspect.
  */
 import { createHash, X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { serverCommonName } from '../../proto/index.js'
-import { readSecretFile, SandstormError } from '../../shared/index.js'
+import { readSecretFile, runOrThrow } from '../../shared/index.js'
 
 
 /** A key and the certificate for it, as PEM. */
@@ -107,8 +106,5 @@ async function issueCert(o: { caKey: string; caCert: string; commonName: string;
 }
 
 async function openssl(args: string[]): Promise<void> {
-  const result = await execa('openssl', args, { reject: false, stdin: 'ignore' })
-  if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `openssl ${args[0]} failed (exit ${result.exitCode}): ${result.stderr.split('\n')[0]}`)
-  }
+  await runOrThrow('openssl', args, `openssl ${args[0]}`)
 }

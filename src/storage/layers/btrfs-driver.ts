@@ -1,7 +1,6 @@
 import { lstat, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { SandstormError, linkSignal, type CallOptions } from '../../shared/index.js'
-import { complaintOf, runTool } from '../run-tool.js'
+import { linkSignal, runOrThrow, runProcess, type CallOptions } from '../../shared/index.js'
 import { enableBtrfsQuotas } from './btrfs-quotas.js'
 import type { DiskUsage, LayerSource, StorageDriver, WritableDirs, WritableOptions } from './driver.js'
 import { removeAll } from '../../shared/remove-all.js'
@@ -62,7 +61,7 @@ export function createBtrfsDriver(): StorageDriver {
     },
     async usage(path: string): Promise<DiskUsage | null> {
       // One line for this subvolume's own qgroup: id, referenced, exclusive, max exclusive.
-      const r = await runTool('btrfs', ['qgroup', 'show', '-e', '-f', '--raw', path])
+      const r = await runProcess('btrfs', ['qgroup', 'show', '-e', '-f', '--raw', path])
       if (r.exitCode !== 0) return null
       const row = r.stdout.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => /^0\/\d+$/.test(f[0] ?? ''))
       const used = Number(row?.[2])
@@ -96,15 +95,11 @@ async function viaCopier(copier: () => Promise<boolean>, args: string[], options
 }
 
 async function btrfs(args: string[], options: CallOptions = {}): Promise<void> {
-  const result = await runTool('btrfs', args, { signal: linkSignal(options) })
-  if (result.isCanceled) throw new SandstormError('canceled', `btrfs ${args.slice(0, 2).join(' ')} was canceled`)
-  if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `btrfs ${args.slice(0, 2).join(' ')} failed: expected success, got exit ${result.exitCode}: ${complaintOf(result)}`)
-  }
+  await runOrThrow('btrfs', args, `btrfs ${args.slice(0, 2).join(' ')}`, { signal: linkSignal(options) })
 }
 
 /** Is `dir` on a btrfs filesystem? */
 export async function isOnBtrfs(dir: string): Promise<boolean> {
-  const result = await runTool('stat', ['-f', '-c', '%T', dir])
+  const result = await runProcess('stat', ['-f', '-c', '%T', dir])
   return result.exitCode === 0 && result.stdout.trim() === 'btrfs'
 }

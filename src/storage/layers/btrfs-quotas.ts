@@ -8,8 +8,7 @@
  * the number of subvolumes, to seconds. A filesystem whose quotas are on already keeps its kind.
  */
 import { readFile } from 'node:fs/promises'
-import { SandstormError } from '../../shared/index.js'
-import { complaintOf, runTool } from '../run-tool.js'
+import { runOrThrow, runProcess } from '../../shared/index.js'
 import { enableSimpleQuotas } from './tree-copier.js'
 
 /** Which quotas a filesystem got: simple, or full qgroups where the kernel (or python3) lacks them. */
@@ -24,10 +23,9 @@ export async function enableBtrfsQuotas(dir: string): Promise<BtrfsQuotaKind> {
   // Through the resident copier (python3's ioctl): Debian 12's btrfs-progs has no `--simple`.
   const simple = await enableSimpleQuotas(dir)
   if (!simple) {
-    const full = await runTool('btrfs', ['quota', 'enable', dir])
-    if (full.exitCode !== 0) throw new SandstormError('internal', `btrfs quota enable failed: expected success, got exit ${full.exitCode}: ${complaintOf(full)}`)
+    await runOrThrow('btrfs', ['quota', 'enable', dir], 'btrfs quota enable')
   }
-  const uuid = (await runTool('findmnt', ['-no', 'UUID', '--target', dir])).stdout.trim()
+  const uuid = (await runProcess('findmnt', ['-no', 'UUID', '--target', dir])).stdout.trim()
   const mode = uuid ? await readFile(`/sys/fs/btrfs/${uuid}/qgroups/mode`, 'utf8').catch(() => '') : ''
   if (mode.trim()) return mode.trim() === 'squota' ? 'simple' : 'full'
   return simple ? 'simple' : 'full'

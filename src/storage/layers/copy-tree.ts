@@ -1,6 +1,5 @@
 /** Copying sandbox-written trees on the host without following any symlink inside them. */
-import { complainsOfFullDisk, diskFullError, SandstormError, type CallOptions, linkSignal } from '../../shared/index.js'
-import { complaintOf, runTool } from '../run-tool.js'
+import { complainsOfFullDisk, complaintOf, diskFullError, endError, linkSignal, runProcess, type CallOptions } from '../../shared/index.js'
 
 /** Options of copyTree and copyInto. */
 export interface CopyOptions extends CallOptions {
@@ -32,11 +31,9 @@ export async function copyInto(src: string, dest: string, options: CopyOptions =
 const dataFlag = (options: CopyOptions): string => (options.link ? '--link' : '--reflink=auto')
 
 async function runCp(args: string[], options: CallOptions): Promise<void> {
-  const result = await runTool('cp', args, { signal: linkSignal(options) })
-  if (result.isCanceled) throw new SandstormError('canceled', 'copying a layer was canceled')
-  if (result.exitCode !== 0) {
-    // cp names the host paths in its complaint: only the fact that the disk is full is shown.
-    if (complainsOfFullDisk(complaintOf(result))) throw diskFullError('copying a layer', complaintOf(result))
-    throw new SandstormError('internal', `copying a layer failed: expected cp to succeed, got exit ${result.exitCode}: ${complaintOf(result)}`)
-  }
+  const result = await runProcess('cp', args, { signal: linkSignal(options) })
+  // cp names the host paths in its complaint: only the fact that the disk is full is shown.
+  if (result.exitCode !== null && result.exitCode !== 0 && complainsOfFullDisk(complaintOf(result))) throw diskFullError('copying a layer', complaintOf(result))
+  const error = endError(result, 'copying a layer')
+  if (error) throw error
 }

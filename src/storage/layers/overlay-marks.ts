@@ -1,7 +1,6 @@
 /** Overlayfs's marks inside a layer: whiteouts (0/0 char devices) and opaque dirs (an xattr). */
 import type { Stats } from 'node:fs'
-import { execa } from 'execa'
-import { SandstormError } from '../../shared/index.js'
+import { runOrThrow } from '../../shared/index.js'
 
 /** The xattr that makes a directory hide everything below it in lower layers. */
 export const opaqueXattr = 'trusted.overlay.opaque'
@@ -13,6 +12,5 @@ export function isWhiteout(st: Stats): boolean {
 
 /** Marks a directory opaque (never following a symlink). */
 export async function markOpaque(dir: string): Promise<void> {
-  const result = await execa('setfattr', ['-h', '-n', opaqueXattr, '-v', 'y', dir], { reject: false, stdin: 'ignore' })
-  if (result.exitCode !== 0) throw new SandstormError('internal', `marking ${dir} opaque failed: ${result.stderr.trim()}`)
+  await runOrThrow('setfattr', ['-h', '-n', opaqueXattr, '-v', 'y', dir], `marking ${dir} opaque`)
 }

@@ -1,7 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { release } from 'node:os'
-import { SandstormError } from '../../shared/index.js'
-import { complaintOf, runTool } from '../run-tool.js'
+import { complaintOf, runOrThrow, runProcess, SandstormError } from '../../shared/index.js'
 
 /** Where an overlay root is mounted and what it stacks. */
 export interface OverlayOptions {
@@ -22,10 +21,7 @@ export interface OverlayOptions {
 export async function mountOverlay(options: OverlayOptions): Promise<void> {
   const data = overlayMountData(options)
   await Promise.all([options.upperDir, options.workDir, options.target].map((d) => mkdir(d, { recursive: true })))
-  const result = await runTool('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target])
-  if (result.exitCode !== 0) {
-    throw new SandstormError('internal', `mounting the sandbox root failed: ${complaintOf(result)}`)
-  }
+  await runOrThrow('mount', ['-t', 'overlay', 'overlay', '-o', `nodev,nosuid,${data}`, options.target], 'mounting the sandbox root')
 }
 
 /**
@@ -63,9 +59,9 @@ export function overlayMountData(options: Omit<OverlayOptions, 'target'>): strin
 /** Unmounts a mount point if it is mounted; a busy mount is detached lazily. Safe to call twice. */
 export async function unmount(target: string): Promise<void> {
   if (!(await isMounted(target))) return
-  const result = await runTool('umount', [target])
+  const result = await runProcess('umount', [target])
   if (result.exitCode === 0) return
-  const lazy = await runTool('umount', ['-l', target])
+  const lazy = await runProcess('umount', ['-l', target])
   if (lazy.exitCode !== 0 && (await isMounted(target))) {
     throw new SandstormError('internal', `unmounting ${target} failed: ${complaintOf(lazy)}`)
   }
