@@ -69,9 +69,12 @@ describe('uploads stream, whatever their size', { skip, timeout: 600_000 }, () =
     envd = { 'e2b-sandbox-id': created.sandboxID, 'x-access-token': created.envdAccessToken, authorization: `Basic ${Buffer.from('root:').toString('base64')}` }
   })
   after(async () => {
-    await sbx?.kill().catch(() => undefined)
+    // A kill that fails is this hook's failure, said as it is: the sandbox it left would otherwise
+    // fail the removal of the data dir (its mount busy), far from the cause.
+    const killFailure = await sbx?.kill().then(() => undefined, (err: unknown) => err)
     up?.kill('SIGTERM')
     await up
+    if (killFailure) throw killFailure
     if (dir) await rm(dir, { recursive: true, force: true })
   })
 
