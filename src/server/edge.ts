@@ -47,16 +47,14 @@ export interface Edge {
 }
 
 /**
- * A response to a request whose body a route stopped reading part way (a JSON body past its cap,
- * a file past the limit, an upload to a sandbox that is gone) closes its connection once sent
- * (`Connection: close`). Stopping destroys the request, and Node then neither reads the rest nor
- * closes: kept alive, the connection would stall the client's next request behind the unread
- * bytes until the keep-alive timeout, then reset it. A body no route began to read (a 401, a 413
- * on its declared length, a full disk) is different: Node reads and drops the rest after the
- * answer, so a client still sending it (fetch sends a whole body before it reads the answer) gets
- * to the answer, and the connection is kept.
+ * A response to a request whose body was destroyed part way closes its connection once sent
+ * (`Connection: close`). Routes read bodies through request-body.ts, which reads and drops the
+ * rest of one they stop reading; a body read otherwise (the envd Connect handler's, past its
+ * message cap) is destroyed instead, and Node then neither reads the rest nor closes: kept alive,
+ * the connection would stall the client's next request behind the unread bytes until the
+ * keep-alive timeout, then reset it.
  */
-class EdgeResponse extends ServerResponse {
+export class EdgeResponse extends ServerResponse {
   override writeHead(status: number, message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[], headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this {
     if (!this.req.complete && this.req.destroyed) this.shouldKeepAlive = false
     return typeof message === 'string' ? super.writeHead(status, message, headers) : super.writeHead(status, message)

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { z } from 'zod'
 import { boundedText } from './body-limits.js'
+import { requestBody } from './request-body.js'
 import type { ServerEnv } from './context.js'
 import { parseInput, parseJsonText } from './validation.js'
 
@@ -17,9 +18,9 @@ export async function bodyOf<S extends z.ZodType>(c: Context<ServerEnv>, schema:
 export async function jsonOf(c: Context<ServerEnv>): Promise<unknown> {
   // Under the Node server, the Node request itself: no web Request and body stream are made over
   // it, as c.req.raw.body would. (The adapter's web body reads the Node request only once it is
-  // read itself, so one made before, by a look at c.req.raw.signal, takes nothing.) An app served
-  // otherwise (in memory) has only the web one.
-  return parseJsonText(await boundedText(c.env?.incoming ?? c.req.raw.body))
+  // read itself, so one made before, by a look at c.req.raw.signal, takes nothing.) Past the cap,
+  // the rest is read and dropped (request-body.ts).
+  return parseJsonText(await boundedText(requestBody(c)))
 }
 
 /** The query, validated; a key given twice counts once (the first), unless the schema wants an array. */

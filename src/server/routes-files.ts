@@ -3,6 +3,7 @@ import { mkdirBody, pathQuery, removeBody, renameBody, SandstormError } from '..
 import type { RouteDeps, ServerEnv } from './context.js'
 import { errorResponse } from './http-errors.js'
 import { bodyOf, queryOf } from './request-input.js'
+import { requestBody } from './request-body.js'
 import { peek, responseStream, rest, streamSignal } from './streams.js'
 
 /** Read and write whole files (streamed), and the fs/* operations. */
@@ -10,13 +11,8 @@ export function fileRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
   const { agent, sandboxes, logger, maxFileBytes } = deps
   const tooLarge = (got: string): SandstormError =>
     new SandstormError('payload_too_large', `file too large: expected at most ${maxFileBytes} bytes, got ${got}`)
-  // The rest of a refused body is never read, so the connection cannot carry another request:
-  // without "Connection: close" a client would send its next request on it and see it cut.
-  const refuse = (got: string): Response => {
-    const res = errorResponse(tooLarge(got), logger)
-    res.headers.set('connection', 'close')
-    return res
-  }
+  // The rest of a refused body is read and dropped (request-body.ts): the connection goes on.
+  const refuse = (got: string): Response => errorResponse(tooLarge(got), logger)
 
   app.get('/v1/sandboxes/:id/files', async (c) => {
     const id = c.req.param('id')
@@ -35,7 +31,7 @@ export function fileRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     const declared = c.req.header('content-length')
     if (declared !== undefined && Number(declared) > maxFileBytes) return refuse(`${declared} (Content-Length)`)
     sandboxes.requireStarted(id)
-    const source = c.req.raw.body
+    const source = requestBody(c)
     let receivedBytes = 0
     let overLimit = false
     // Counted as it streams: a body without Content-Length (chunked) is cut off at the limit.

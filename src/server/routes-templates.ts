@@ -6,6 +6,7 @@ import type { RouteDeps, ServerEnv } from './context.js'
 import { createGoldenService } from './golden-service.js'
 import type { ImageBuildService, ImageBuildSettings, ImageBuildSource } from './image-builds.js'
 import { jsonOf, queryOf } from './request-input.js'
+import { requestBody } from './request-body.js'
 import { responseStream, streamSignal } from './streams.js'
 import { parseInput, parseJsonText } from './validation.js'
 import { buildEventQueue } from './build-event-queue.js'
@@ -64,7 +65,7 @@ export function templateRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       ...(q.start ? { start: parseInput(z.strictObject({ start: templateStartSchema }), { start: parseJsonText(q.start) }).start } : {}),
     }
     const buildArgs = q.buildArgs ? parseInput(z.strictObject({ buildArgs: buildArgsSchema }), { buildArgs: parseJsonText(q.buildArgs) }).buildArgs : undefined
-    const body = c.req.raw.body
+    const body = requestBody(c)
     if (!body) throw new SandstormError('invalid_argument', 'body: expected a tar (the image archive or the build context), got none')
     const scratch = await service.scratch()
     try {

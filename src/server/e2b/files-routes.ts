@@ -5,6 +5,7 @@ import type { Context, Hono } from 'hono'
 import type { AgentApi } from '../../agent/index.js'
 import { idPattern, SandstormError } from '../../shared/index.js'
 import type { SandboxService } from '../sandbox-service.js'
+import { requestBody } from '../request-body.js'
 import { capBytes } from '../body-limits.js'
 import type { ServerEnv } from '../context.js'
 import type { AccessTokens } from '../access-tokens.js'
@@ -130,7 +131,7 @@ export function filesRoutes(app: Hono<ServerEnv>, deps: FilesRoutesDeps): void {
     const metadata = metadataOf(c.req.raw.headers)
     const signal = c.var.signal
     const contentType = c.req.header('content-type') ?? ''
-    const raw = c.req.raw.body ? Readable.fromWeb(c.req.raw.body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([])
+    const raw = Readable.from(requestBody(c) ?? [])
     const written: WrittenEntry[] = []
     const write = async (path: string, data: AsyncIterable<Uint8Array>) => {
       // As the caller: the file and the parents it makes are theirs, and what they may not write stays so.

@@ -31,6 +31,7 @@ import type { ImageBuildService, ImageBuildSource } from '../image-builds.js'
 export type ImageBuilder = Pick<ImageBuildService, 'build' | 'track'>
 import { parseInput, show } from '../validation.js'
 import { jsonOf } from '../request-input.js'
+import { requestBody } from '../request-body.js'
 import { restError } from './errors.js'
 import { dockerfilePlan } from './template-build-dockerfile.js'
 import type { DockerfilePlan } from './template-build-dockerfile.js'
@@ -121,10 +122,8 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     try {
       return await receive(c)
     } catch (err) {
-      // The body may be unread: the connection cannot carry another request after this answer.
-      const res = restError(err, log)
-      res.headers.set('connection', 'close')
-      return res
+      // What is left of the body is read and dropped (request-body.ts): the connection goes on.
+      return restError(err, log)
     }
   })
 
@@ -133,7 +132,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     const hash = hashParam(c)
     const declared = Number(c.req.header('content-length') ?? '0')
     if (declared > deps.maxFileBytes) throw new SandstormError('payload_too_large', `upload too large: expected at most ${deps.maxFileBytes} bytes, got a Content-Length of ${declared}`)
-    const body = c.req.raw.body
+    const body = requestBody(c)
     if (!body) throw new SandstormError('invalid_argument', 'body: expected the tar.gz of the files, got nothing')
     if (build.uploaded.size + build.receiving >= maxUploadsPerBuild) {
       throw new SandstormError('resource_exhausted', `build ${build.buildId}: expected at most ${maxUploadsPerBuild} uploads (one per COPY step), got more`)
@@ -145,7 +144,7 @@ export function templateBuildRoutes(app: Hono<ServerEnv>, deps: TemplateBuildRou
     try {
       const what = `receiving the files of ${hash}`
       const room = await roomFor(build.dir, what)
-      const data = withinRoom(capBytes(Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>), deps.maxFileBytes), room, what)
+      const data = withinRoom(capBytes(body, deps.maxFileBytes), room, what)
       await pipeline(Readable.from(data), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal })
       await rename(partial, file)
     } catch (err) {
