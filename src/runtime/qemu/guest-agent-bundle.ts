@@ -34,7 +34,7 @@ export async function sharedLibraries(executable: string): Promise<{ libs: Map<s
     const interp = /^\s*(\/\S*ld-linux\S*) \(0x[0-9a-f]+\)$/.exec(line)
     if (interp) loader = interp[1]!
   }
-  if (!loader) throw new SandstormError('internal', `expected ldd to name the dynamic loader of ${executable}, it said: ${String(r.stdout).trim()}`)
+  if (!loader) throw new SandstormError('internal', `expected ldd to name the dynamic loader of ${executable}, it said: ${r.stdout.trim()}`)
   return { libs, loader }
 }
 

@@ -5,7 +5,7 @@
 import { chmod, copyFile, mkdir, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { endError, runOrThrow, runProcess, type CallOptions, type Logger } from '../../shared/index.js'
+import { runOrThrow, type CallOptions, type Logger } from '../../shared/index.js'
 import type { GuestAgent } from './guest-agent.js'
 import { connectJsonChannel, qmpMaxLine, type JsonChannel } from './json-channel.js'
 import { machineFiles, qcow2BackingFile, type MachineConfig } from './machine-image.js'
@@ -83,8 +83,7 @@ export function createVmHost(options: VmHostOptions): VmHost {
   async function startQemu(id: string, dir: string, args: string[], call: CallOptions): Promise<number> {
     const cgroup = vmCgroup(id)
     const script = 'for f in $SANDSTORM_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
-    const started = await runProcess('/bin/sh', ['-c', script, 'sandstorm-qemu', options.binary, ...args], { env: { SANDSTORM_CGROUP_PROCS: cgroup.procsFiles.join(' ') }, signal: call.signal })
-    if (started.exitCode !== 0) throw endError(started, 'starting qemu')!
+    await runOrThrow('/bin/sh', ['-c', script, 'sandstorm-qemu', options.binary, ...args], 'starting qemu', { env: { SANDSTORM_CGROUP_PROCS: cgroup.procsFiles.join(' ') }, signal: call.signal })
     return recordQemuProcess(vmFiles(dir).pid, vmFiles(dir).started)
   }
 
