@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, request, type ClientRequest, type IncomingMessage } from 'node:http'
+import { Agent, createServer, request, type ClientRequest, type IncomingMessage } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { maxJsonBytes } from './body-limits.js'
@@ -95,9 +95,11 @@ describe("the edge's response", () => {
     })
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
+    // A client that asks to keep its connection (one that did not would get "close" anyway).
+    const agent = new Agent({ keepAlive: true })
     try {
       const answer = await new Promise<IncomingMessage>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'PUT', path: '/', agent: false })
+        const req = request({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'PUT', path: '/', agent })
         req.on('response', resolve).on('error', (err) => reject(err))
         for (const chunk of chunksOf(2 * MiB)) req.write(chunk)
         req.end()
@@ -105,6 +107,7 @@ describe("the edge's response", () => {
       answer.resume()
       assert.deepEqual([answer.statusCode, answer.headers.connection], [413, 'close'])
     } finally {
+      agent.destroy()
       server.closeAllConnections()
       server.close()
     }
