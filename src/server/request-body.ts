@@ -45,7 +45,7 @@ async function* readThenDrop(incoming: IncomingMessage, limits: DropLimits): Asy
 }
 
 /** Reads what is left of `incoming` and drops it, up to `limits`; past them its connection is cut. */
-export function dropRest(incoming: IncomingMessage, limits: DropLimits = defaultDropLimits): void {
+function dropRest(incoming: IncomingMessage, limits: DropLimits): void {
   if (incoming.complete || incoming.destroyed) return
   const socket = incoming.socket
   let dropped = 0

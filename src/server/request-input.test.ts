@@ -50,8 +50,8 @@ describe('bodyOf', () => {
     try {
       const send = (chunks: Iterable<Uint8Array>, path = '/'): Promise<{ status: number; body: string }> =>
         new Promise((resolve, reject) => {
-          // Chunked, as a client that declares no length sends it; a connection per request, as a
-          // refused body is left unread on its connection (the edge closes those: early-answer.test).
+          // Chunked, as a client that declares no length sends it; a connection per request: what
+          // becomes of the connection after a refusal is early-answer.test's.
           const req = request({ host: '127.0.0.1', port, method: 'POST', path, headers: { 'content-type': 'application/json' }, agent: false })
           let answered = false
           req.on('response', (res) => {

@@ -22,6 +22,7 @@ describe('runProcess', () => {
     const result = await runProcess('/nonexistent/tool', [])
     assert.equal(result.exitCode, null)
     assert.match(result.failure ?? '', /could not run \/nonexistent\/tool: .*ENOENT/)
+    assert.equal(result.startErrno, 'ENOENT')
   })
 
   it('says what signal ended one', async () => {

@@ -26,6 +26,8 @@ export interface RunResult<Output extends string | Buffer = string> {
   durationMs: number
   /** Why it could not run to its end on its own: it could not start (ENOENT), or printed past the bound. */
   failure?: string
+  /** The errno of a start that failed (`ENOENT`: no such program). */
+  startErrno?: string
 }
 
 /** How to run a program. */
@@ -108,6 +110,7 @@ export function runProcess(file: string, args: readonly string[], options: RunOp
         canceled: ended.canceled,
         durationMs: performance.now() - started,
         ...(failure ? { failure } : {}),
+        ...(startError ? { startErrno: (startError as NodeJS.ErrnoException).code } : {}),
       })
     })
   })

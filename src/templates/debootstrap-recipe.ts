@@ -104,7 +104,7 @@ async function runStreaming(command: string, args: string[], { name, logger, onP
   }
   const result = await runProcess(command, args, { env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' }, ownGroup: true, signal, onLine })
   throwIfAborted(signal)
-  if (result.failure?.includes('ENOENT')) {
+  if (result.startErrno === 'ENOENT') {
     throw new SandstormError('failed_precondition', `${command} is not installed: expected it on PATH (scripts/setup.sh installs debootstrap)`)
   }
   if (result.exitCode !== 0) {
